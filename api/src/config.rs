@@ -1,0 +1,258 @@
+//! Settings, layered: defaults, then the TOML file (`--config` / `FLEETCA_CONFIG`), then
+//! `FLEETCA_*` environment variables, then command-line flags. Unknown keys in the file
+//! are an error. Secrets (master key, bootstrap token, broker secret) come only from the
+//! environment or files, never from flags, so they do not show in `ps`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// A secret string whose `Debug` hides it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(v: impl Into<String>) -> Self {
+        Self(v.into())
+    }
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "fleetca", version, about = "Certificate authority and credential service for MQTT device fleets")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Issue a TLS server certificate for an MQTT broker, signed by fleetca's CA, and
+    /// write server.crt, server.key and ca.crt into --out.
+    ServerCert(ServerCertArgs),
+    /// Administrative commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Set a user's password (reads it from FLEETCA_NEW_PASSWORD or standard input).
+    SetPassword {
+        /// The user's username.
+        username: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServerCertArgs {
+    /// DNS names for the certificate (repeatable).
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// IP addresses for the certificate (repeatable).
+    #[arg(long = "ip")]
+    pub ip: Vec<std::net::IpAddr>,
+    /// Validity in days.
+    #[arg(long, default_value_t = 825)]
+    pub days: u32,
+    /// Where to write server.crt, server.key and ca.crt.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// Settings that flags and environment variables may set.
+#[derive(Args, Debug, Default)]
+pub struct SettingsArgs {
+    /// TOML settings file.
+    #[arg(long, env = "FLEETCA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "FLEETCA_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database, master key and admin token.
+    #[arg(long, env = "FLEETCA_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (sqlite://... or postgres://...).
+    #[arg(long, env = "FLEETCA_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Database pool size.
+    #[arg(long, env = "FLEETCA_DATABASE_MAX_CONNECTIONS", global = true)]
+    pub database_max_connections: Option<u32>,
+    /// Base URL that clients and brokers reach this service at.
+    #[arg(long, env = "FLEETCA_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "FLEETCA_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Write every new CRL to this file (PEM).
+    #[arg(long, env = "FLEETCA_CRL_FILE", global = true)]
+    pub crl_file: Option<PathBuf>,
+    /// Run this with `sh -c` after each CRL file write (e.g. send SIGHUP to mosquitto).
+    #[arg(long, env = "FLEETCA_CRL_RELOAD_COMMAND", global = true)]
+    pub crl_reload_command: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The settings file. Every key is optional; unknown keys are refused.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub database_max_connections: Option<u32>,
+    pub public_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub body_limit_bytes: Option<usize>,
+    pub ca_common_name: Option<String>,
+    pub ca_organization: Option<String>,
+    pub ca_validity_years: Option<u32>,
+    pub admin_enterprise: Option<String>,
+    pub crl_file: Option<PathBuf>,
+    pub crl_reload_command: Option<String>,
+    pub crl_validity_hours: Option<u32>,
+    pub crl_refresh_hours: Option<u32>,
+}
+
+/// The resolved settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub public_url: String,
+    pub log_format: LogFormat,
+    pub body_limit_bytes: usize,
+    pub ca_common_name: String,
+    pub ca_organization: Option<String>,
+    pub ca_validity_years: u32,
+    pub admin_enterprise: String,
+    pub crl_file: Option<PathBuf>,
+    pub crl_reload_command: Option<String>,
+    pub crl_validity_hours: u32,
+    pub crl_refresh_hours: u32,
+    /// `FLEETCA_MASTER_KEY`, if set.
+    pub master_key: Option<Secret>,
+    /// `FLEETCA_BOOTSTRAP_TOKEN`, if set.
+    pub bootstrap_token: Option<Secret>,
+}
+
+impl Config {
+    /// Resolves flags and environment (already merged by clap) over the file over defaults.
+    pub fn resolve(args: &SettingsArgs) -> Result<Self, String> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let env_secret = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Secret::new);
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| sqlite_url(&data_dir));
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(format!("public URL {public_url:?} must start with http:// or https://"));
+        }
+        let config = Config {
+            listen,
+            database_url,
+            database_max_connections: args.database_max_connections.or(file.database_max_connections).unwrap_or(8).max(1),
+            public_url,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            body_limit_bytes: file.body_limit_bytes.unwrap_or(64 * 1024),
+            ca_common_name: file.ca_common_name.unwrap_or_else(|| "fleetca root CA".into()),
+            ca_organization: file.ca_organization,
+            ca_validity_years: file.ca_validity_years.unwrap_or(20),
+            admin_enterprise: file.admin_enterprise.unwrap_or_else(|| "default".into()),
+            crl_file: args.crl_file.clone().or(file.crl_file),
+            crl_reload_command: args.crl_reload_command.clone().or(file.crl_reload_command),
+            crl_validity_hours: file.crl_validity_hours.unwrap_or(7 * 24),
+            crl_refresh_hours: file.crl_refresh_hours.unwrap_or(24),
+            master_key: env_secret("FLEETCA_MASTER_KEY"),
+            bootstrap_token: env_secret("FLEETCA_BOOTSTRAP_TOKEN"),
+            data_dir,
+        };
+        if config.crl_refresh_hours == 0 || config.crl_refresh_hours >= config.crl_validity_hours {
+            return Err("crl_refresh_hours must be at least 1 and less than crl_validity_hours".into());
+        }
+        Ok(config)
+    }
+
+    /// The URL of the CRL, written into every certificate and the CRL itself.
+    pub fn crl_url(&self) -> String {
+        format!("{}/crl.der", self.public_url)
+    }
+}
+
+fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("fleetca.db").display())
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read settings file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("settings file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("fleetca-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fleetca.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\npublic_url = \"https://ca.example\"\n").unwrap();
+        let args = SettingsArgs { config: Some(file.clone()), listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.public_url, "https://ca.example");
+        assert_eq!(c.crl_url(), "https://ca.example/crl.der");
+        assert!(c.database_url.starts_with("sqlite://./data/fleetca.db"));
+        std::fs::write(&file, "listn = 1\n").unwrap();
+        let err = Config::resolve(&SettingsArgs { config: Some(file), ..Default::default() }).unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(<redacted>)");
+    }
+}

@@ -1,0 +1,412 @@
+//! The certificate authority: its self-signed root, and issuance of client and server
+//! certificates under it.
+
+use chrono::{DateTime, Duration, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    SanType, SerialNumber,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::{CaError, MasterKey, PublicKey, fingerprint, random_bytes};
+
+/// The associated data under which the CA key is sealed.
+const CA_KEY_CONTEXT: &str = "fleetca/ca-key/v1";
+
+/// How far back certificates are dated, so a client whose clock is a little behind does
+/// not see a certificate from the future.
+const BACKDATE: Duration = Duration::minutes(5);
+
+/// The CA's distinguished name.
+#[derive(Clone, Debug)]
+pub struct CaSubject {
+    /// Common name, e.g. `fleetca root CA`.
+    pub common_name: String,
+    /// Organization, if any.
+    pub organization: Option<String>,
+}
+
+/// What a client certificate says: CN = the API key's username, O = its enterprise.
+#[derive(Clone, Debug)]
+pub struct ClientProfile<'a> {
+    /// Subject common name.
+    pub common_name: &'a str,
+    /// Subject organization.
+    pub organization: &'a str,
+    /// Validity from `now`.
+    pub validity: Duration,
+    /// The URL of the CRL, written as the CRL distribution point.
+    pub crl_url: &'a str,
+}
+
+/// What a broker's server certificate says.
+#[derive(Clone, Debug)]
+pub struct ServerProfile<'a> {
+    /// DNS names (the first one is also the CN).
+    pub dns_names: &'a [String],
+    /// IP addresses.
+    pub ip_addresses: &'a [std::net::IpAddr],
+    /// Validity from `now`.
+    pub validity: Duration,
+    /// The URL of the CRL.
+    pub crl_url: &'a str,
+}
+
+/// A certificate just signed.
+#[derive(Clone, Debug)]
+pub struct IssuedCertificate {
+    /// DER encoding.
+    pub der: Vec<u8>,
+    /// PEM encoding.
+    pub pem: String,
+    /// Serial number as lowercase hex, without separators.
+    pub serial_hex: String,
+    /// SHA-256 of the DER, lowercase hex.
+    pub fingerprint: String,
+    /// notBefore.
+    pub not_before: DateTime<Utc>,
+    /// notAfter.
+    pub not_after: DateTime<Utc>,
+}
+
+/// The CA: its certificate and signing key.
+///
+/// ```
+/// use chrono::{Duration, Utc};
+/// use fleetca_ca::{Authority, CaSubject, ClientProfile, MasterKey, generate_p256};
+///
+/// let now = Utc::now();
+/// let subject = CaSubject { common_name: "Example CA".into(), organization: None };
+/// let ca = Authority::create(&subject, now, Duration::days(365 * 20)).unwrap();
+///
+/// // Saved sealed under the master key, and loaded again on the next start.
+/// let master = MasterKey::generate().unwrap();
+/// let sealed = ca.seal_key(&master).unwrap();
+/// let ca = Authority::load(ca.certificate_pem(), &sealed, &master).unwrap();
+///
+/// let key = generate_p256().unwrap();
+/// let profile = ClientProfile {
+///     common_name: "svc-mqtt",
+///     organization: "nnn.acme",
+///     validity: Duration::hours(8760),
+///     crl_url: "http://127.0.0.1:8080/crl.der",
+/// };
+/// let cert = ca.issue_client(&profile, &key.public_key, now).unwrap();
+/// assert!(cert.pem.starts_with("-----BEGIN CERTIFICATE-----"));
+/// ```
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    cert_der: Vec<u8>,
+    cert_pem: String,
+    subject: String,
+    not_after: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("subject", &self.subject)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn to_time(t: DateTime<Utc>) -> Result<time::OffsetDateTime, CaError> {
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .map_err(|e| CaError::Signing(e.to_string()))
+}
+
+/// Truncates to whole seconds, which is all X.509 times carry.
+fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// A random positive serial: 16 bytes, top bit clear and second bit set so the DER integer
+/// is always 16 bytes (126 random bits, well over RFC 5280's and CA/B's 64).
+fn random_serial() -> Result<(SerialNumber, String), CaError> {
+    let mut bytes = random_bytes::<16>()?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    Ok((SerialNumber::from_slice(&bytes), hex::encode(bytes)))
+}
+
+impl Authority {
+    /// Creates a new self-signed ECDSA P-256 root valid from `now` for `validity`.
+    pub fn create(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        if let Some(org) = &subject.organization {
+            params.distinguished_name.push(DnType::OrganizationName, org.as_str());
+        }
+        params.distinguished_name.push(DnType::CommonName, subject.common_name.as_str());
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let (serial, _) = random_serial()?;
+        params.serial_number = Some(serial);
+        params.not_before = to_time(whole_seconds(now) - Duration::hours(1))?;
+        params.not_after = to_time(whole_seconds(now) + validity)?;
+        let cert = params.self_signed(&key)?;
+        Self::from_parts(cert.der().to_vec(), key)
+    }
+
+    /// Loads a CA from its certificate and the key sealed by [`Authority::seal_key`].
+    /// Fails with [`CaError::Unseal`] when `master` is not the key it was sealed under, and
+    /// with [`CaError::InvalidKey`] when the key does not belong to the certificate.
+    pub fn load(cert_pem: &str, sealed_key: &[u8], master: &MasterKey) -> Result<Self, CaError> {
+        let pkcs8 = master.open(CA_KEY_CONTEXT, sealed_key)?;
+        let key = KeyPair::try_from(pkcs8.as_slice()).map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        let block = pem::parse(cert_pem).map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        Self::from_parts(block.into_contents(), key)
+    }
+
+    fn from_parts(cert_der: Vec<u8>, key: KeyPair) -> Result<Self, CaError> {
+        let (_, cert) =
+            X509Certificate::from_der(&cert_der).map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(CaError::InvalidKey("the CA key does not match the CA certificate".into()));
+        }
+        let subject = cert.subject().to_string();
+        let not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+            .ok_or_else(|| CaError::InvalidKey("CA notAfter out of range".into()))?;
+        let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key)?;
+        let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", cert_der.clone()));
+        Ok(Self { issuer, cert_der, cert_pem, subject, not_after })
+    }
+
+    /// The CA key sealed under `master`, for storage.
+    pub fn seal_key(&self, master: &MasterKey) -> Result<Vec<u8>, CaError> {
+        master.seal(CA_KEY_CONTEXT, self.issuer.key().serialized_der())
+    }
+
+    /// The CA certificate, PEM.
+    pub fn certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate, DER.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The CA subject as an RFC 4514-style string.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// SHA-256 fingerprint of the CA certificate.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.cert_der)
+    }
+
+    /// The CA certificate's notAfter.
+    pub fn not_after(&self) -> DateTime<Utc> {
+        self.not_after
+    }
+
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
+    /// Issues an MQTT client certificate for `public_key`: keyUsage digitalSignature
+    /// (critical), extendedKeyUsage clientAuth, CA:FALSE, SKI, AKI and the CRL
+    /// distribution point.
+    pub fn issue_client(
+        &self,
+        profile: &ClientProfile<'_>,
+        public_key: &PublicKey,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCertificate, CaError> {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, profile.organization);
+        dn.push(DnType::CommonName, profile.common_name);
+        self.issue(dn, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, profile.validity, profile.crl_url, public_key, now)
+    }
+
+    /// Issues a TLS server certificate for a broker, with the given names as SANs.
+    pub fn issue_server(
+        &self,
+        profile: &ServerProfile<'_>,
+        public_key: &PublicKey,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCertificate, CaError> {
+        let mut sans = Vec::new();
+        for name in profile.dns_names {
+            let ia5 = name
+                .clone()
+                .try_into()
+                .map_err(|_| CaError::InvalidKey(format!("{name:?} is not a valid DNS name")))?;
+            sans.push(SanType::DnsName(ia5));
+        }
+        sans.extend(profile.ip_addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+        let cn = profile
+            .dns_names
+            .first()
+            .cloned()
+            .or_else(|| profile.ip_addresses.first().map(|ip| ip.to_string()))
+            .unwrap_or_else(|| "mqtt broker".into());
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        self.issue(dn, sans, ExtendedKeyUsagePurpose::ServerAuth, profile.validity, profile.crl_url, public_key, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issue(
+        &self,
+        dn: DistinguishedName,
+        sans: Vec<SanType>,
+        eku: ExtendedKeyUsagePurpose,
+        validity: Duration,
+        crl_url: &str,
+        public_key: &PublicKey,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCertificate, CaError> {
+        let now = whole_seconds(now);
+        let not_before = now - BACKDATE;
+        let not_after = now + validity;
+        let (serial, serial_hex) = random_serial()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans;
+        params.serial_number = Some(serial);
+        params.not_before = to_time(not_before)?;
+        params.not_after = to_time(not_after)?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![eku];
+        params.use_authority_key_identifier_extension = true;
+        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl_url.to_owned()] }];
+        let cert = params.signed_by(public_key, &self.issuer)?;
+        let der = cert.der().to_vec();
+        Ok(IssuedCertificate {
+            pem: cert.pem(),
+            fingerprint: fingerprint(&der),
+            der,
+            serial_hex,
+            not_before,
+            not_after,
+        })
+    }
+}
+
+/// Facts read back from a PEM certificate, e.g. one a broker forwarded.
+#[derive(Clone, Debug)]
+pub struct CertificateFacts {
+    /// SHA-256 of the DER.
+    pub fingerprint: String,
+    /// Serial as lowercase hex (no leading zero bytes).
+    pub serial_hex: String,
+}
+
+impl Authority {
+    /// Parses a PEM certificate and returns its fingerprint and serial if this CA signed it.
+    pub fn check_issued(&self, cert_pem: &str) -> Option<CertificateFacts> {
+        let block = pem::parse(cert_pem.trim()).ok()?;
+        let (_, cert) = X509Certificate::from_der(block.contents()).ok()?;
+        let (_, ca) = X509Certificate::from_der(&self.cert_der).ok()?;
+        cert.verify_signature(Some(ca.public_key())).ok()?;
+        Some(CertificateFacts {
+            fingerprint: fingerprint(block.contents()),
+            serial_hex: hex::encode(cert.raw_serial()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate_p256;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+
+    fn test_ca(now: DateTime<Utc>) -> Authority {
+        let subject = CaSubject { common_name: "Test CA".into(), organization: Some("fleetca".into()) };
+        Authority::create(&subject, now, Duration::days(365 * 20)).unwrap()
+    }
+
+    #[test]
+    fn a_ca_sealed_and_loaded_again_signs_certificates_that_verify() {
+        let now = Utc::now();
+        let ca = test_ca(now);
+        let master = MasterKey::generate().unwrap();
+        let sealed = ca.seal_key(&master).unwrap();
+        let loaded = Authority::load(ca.certificate_pem(), &sealed, &master).unwrap();
+        assert_eq!(loaded.fingerprint(), ca.fingerprint());
+        let key = generate_p256().unwrap();
+        let profile = ClientProfile { common_name: "svc", organization: "nnn.acme", validity: Duration::hours(8760), crl_url: "http://x/crl.der" };
+        let cert = loaded.issue_client(&profile, &key.public_key, now).unwrap();
+        let facts = ca.check_issued(&cert.pem).expect("signed by the original CA");
+        assert_eq!(facts.serial_hex, cert.serial_hex);
+        // A wrong master key is an Unseal error, not a panic.
+        let other = MasterKey::generate().unwrap();
+        assert!(matches!(Authority::load(ca.certificate_pem(), &sealed, &other), Err(CaError::Unseal)));
+    }
+
+    #[test]
+    fn client_certificates_follow_the_profile() {
+        let now = Utc::now();
+        let ca = test_ca(now);
+        let key = generate_p256().unwrap();
+        let profile = ClientProfile { common_name: "svc-mqtt", organization: "nnn.acme", validity: Duration::hours(8760), crl_url: "http://127.0.0.1:8080/crl.der" };
+        let issued = ca.issue_client(&profile, &key.public_key, now).unwrap();
+        let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+        assert_eq!(cert.version().0, 2, "X.509 v3");
+        let serial = cert.raw_serial();
+        assert!(serial.len() >= 8 && serial[0] & 0x80 == 0 && serial[0] != 0, "positive, >= 64 bits");
+        assert_eq!(hex::encode(serial), issued.serial_hex);
+        assert_eq!(cert.subject().to_string(), "O=nnn.acme, CN=svc-mqtt");
+        assert_eq!(cert.validity().not_after.timestamp(), (DateTime::from_timestamp(now.timestamp(), 0).unwrap() + Duration::hours(8760)).timestamp());
+        assert_eq!(issued.not_after.timestamp(), cert.validity().not_after.timestamp());
+        let ku = cert.key_usage().unwrap().unwrap();
+        assert!(ku.critical && ku.value.digital_signature() && !ku.value.key_cert_sign());
+        assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
+        assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
+        let mut saw = (false, false, false);
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(_) => saw.0 = true,
+                ParsedExtension::AuthorityKeyIdentifier(_) => saw.1 = true,
+                ParsedExtension::CRLDistributionPoints(points) => {
+                    let uri = points.points[0].distribution_point.as_ref().unwrap();
+                    let x509_parser::extensions::DistributionPointName::FullName(names) = uri else { panic!() };
+                    assert!(matches!(names[0], GeneralName::URI("http://127.0.0.1:8080/crl.der")));
+                    saw.2 = true;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(saw, (true, true, true));
+        let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
+        cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+        assert_eq!(issued.fingerprint, crate::fingerprint(&issued.der));
+    }
+
+    #[test]
+    fn server_certificates_carry_their_names() {
+        let now = Utc::now();
+        let ca = test_ca(now);
+        let key = generate_p256().unwrap();
+        let names = vec!["localhost".to_string()];
+        let ips = vec!["127.0.0.1".parse().unwrap()];
+        let profile = ServerProfile { dns_names: &names, ip_addresses: &ips, validity: Duration::days(365), crl_url: "http://x/crl.der" };
+        let issued = ca.issue_server(&profile, &key.public_key, now).unwrap();
+        let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+        assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(san.value.general_names.len(), 2);
+    }
+
+    #[test]
+    fn the_ca_is_a_p256_root_that_may_sign_certificates_and_crls() {
+        let ca = test_ca(Utc::now());
+        let (_, cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
+        assert!(cert.basic_constraints().unwrap().unwrap().value.ca);
+        let ku = cert.key_usage().unwrap().unwrap().value;
+        assert!(ku.key_cert_sign() && ku.crl_sign());
+        assert_eq!(cert.subject(), cert.issuer());
+        assert!(ca.not_after() > Utc::now() + Duration::days(365 * 19));
+    }
+}

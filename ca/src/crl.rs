@@ -1,0 +1,267 @@
+//! Certificate revocation lists (RFC 5280 §5).
+//!
+//! [`Authority::sign_crl`] builds a v2 CRL with AKI, CRL number, an Issuing Distribution
+//! Point naming the same URL as the certificates' CRL distribution point (EMQX requires
+//! it), and a reason code on every entry. [`Authority::check_crl`] parses a CRL back and
+//! verifies its signature, which the publisher does before it replaces a broker's CRL file.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rcgen::{
+    CertificateRevocationListParams, CrlDistributionPoint, CrlIssuingDistributionPoint, KeyIdMethod,
+    RevocationReason, RevokedCertParams, SerialNumber,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use crate::authority::to_time;
+use crate::{Authority, CaError};
+
+/// An RFC 5280 revocation reason that fleetca accepts. `certificateHold` and
+/// `removeFromCRL` are left out on purpose: a revocation here is final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// unspecified (0)
+    Unspecified,
+    /// keyCompromise (1)
+    KeyCompromise,
+    /// cACompromise (2)
+    CaCompromise,
+    /// affiliationChanged (3)
+    AffiliationChanged,
+    /// superseded (4)
+    Superseded,
+    /// cessationOfOperation (5)
+    CessationOfOperation,
+    /// privilegeWithdrawn (9)
+    PrivilegeWithdrawn,
+    /// aACompromise (10)
+    AaCompromise,
+}
+
+impl Reason {
+    /// Every accepted reason.
+    pub const ALL: [Reason; 8] = [
+        Reason::Unspecified,
+        Reason::KeyCompromise,
+        Reason::CaCompromise,
+        Reason::AffiliationChanged,
+        Reason::Superseded,
+        Reason::CessationOfOperation,
+        Reason::PrivilegeWithdrawn,
+        Reason::AaCompromise,
+    ];
+
+    /// The RFC 5280 name, e.g. `keyCompromise`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Unspecified => "unspecified",
+            Reason::KeyCompromise => "keyCompromise",
+            Reason::CaCompromise => "cACompromise",
+            Reason::AffiliationChanged => "affiliationChanged",
+            Reason::Superseded => "superseded",
+            Reason::CessationOfOperation => "cessationOfOperation",
+            Reason::PrivilegeWithdrawn => "privilegeWithdrawn",
+            Reason::AaCompromise => "aACompromise",
+        }
+    }
+
+    /// The CRLReason code.
+    pub fn code(self) -> u8 {
+        self.to_rcgen() as u8
+    }
+
+    fn to_rcgen(self) -> RevocationReason {
+        match self {
+            Reason::Unspecified => RevocationReason::Unspecified,
+            Reason::KeyCompromise => RevocationReason::KeyCompromise,
+            Reason::CaCompromise => RevocationReason::CaCompromise,
+            Reason::AffiliationChanged => RevocationReason::AffiliationChanged,
+            Reason::Superseded => RevocationReason::Superseded,
+            Reason::CessationOfOperation => RevocationReason::CessationOfOperation,
+            Reason::PrivilegeWithdrawn => RevocationReason::PrivilegeWithdrawn,
+            Reason::AaCompromise => RevocationReason::AaCompromise,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing an unknown reason name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownReason;
+
+impl FromStr for Reason {
+    type Err = UnknownReason;
+
+    /// Accepts the RFC 5280 name in any case, with or without `_`/`-` (`key_compromise`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let folded: String = s.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase();
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.name().to_ascii_lowercase() == folded)
+            .ok_or(UnknownReason)
+    }
+}
+
+/// One revoked certificate on a CRL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// The certificate's serial number bytes (positive, big-endian).
+    pub serial: Vec<u8>,
+    /// When it was revoked.
+    pub revoked_at: DateTime<Utc>,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// What goes into a CRL besides its entries.
+#[derive(Clone, Debug)]
+pub struct CrlRequest<'a> {
+    /// The CRL number; the caller guarantees it only grows.
+    pub number: u64,
+    /// thisUpdate. Callers set it a few minutes in the past: a thisUpdate in the future
+    /// makes mosquitto refuse every client.
+    pub this_update: DateTime<Utc>,
+    /// nextUpdate.
+    pub next_update: DateTime<Utc>,
+    /// The URL of this CRL: the Issuing Distribution Point, equal to the certificates'
+    /// CRL distribution point.
+    pub url: &'a str,
+}
+
+/// A signed CRL.
+#[derive(Clone, Debug)]
+pub struct SignedCrl {
+    /// DER encoding.
+    pub der: Vec<u8>,
+    /// PEM encoding (`X509 CRL`).
+    pub pem: String,
+}
+
+/// Facts read back from a CRL whose signature verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrlFacts {
+    /// The CRL number.
+    pub number: u64,
+    /// thisUpdate.
+    pub this_update: DateTime<Utc>,
+    /// nextUpdate.
+    pub next_update: Option<DateTime<Utc>>,
+    /// How many entries it lists.
+    pub entries: usize,
+}
+
+impl Authority {
+    /// Signs a CRL listing `revoked`.
+    pub fn sign_crl<'e>(
+        &self,
+        request: &CrlRequest<'_>,
+        revoked: impl IntoIterator<Item = &'e RevokedEntry>,
+    ) -> Result<SignedCrl, CaError> {
+        let revoked_certs = revoked
+            .into_iter()
+            .map(|e| {
+                Ok(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&e.serial),
+                    revocation_time: to_time(e.revoked_at)?,
+                    reason_code: Some(e.reason.to_rcgen()),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, CaError>>()?;
+        let params = CertificateRevocationListParams {
+            this_update: to_time(request.this_update)?,
+            next_update: to_time(request.next_update)?,
+            crl_number: SerialNumber::from_slice(&request.number.to_be_bytes()),
+            issuing_distribution_point: Some(CrlIssuingDistributionPoint {
+                distribution_point: CrlDistributionPoint { uris: vec![request.url.to_owned()] },
+                scope: None,
+            }),
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(self.issuer())?;
+        Ok(SignedCrl {
+            der: crl.der().to_vec(),
+            pem: crl.pem()?,
+        })
+    }
+
+    /// Parses a DER CRL and checks that this CA signed it.
+    pub fn check_crl(&self, der: &[u8]) -> Result<CrlFacts, CaError> {
+        let bad = |m: &str| CaError::Signing(format!("CRL check failed: {m}"));
+        let (rest, crl) = CertificateRevocationList::from_der(der).map_err(|_| bad("unparsable"))?;
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        let (_, ca) = X509Certificate::from_der(self.certificate_der()).map_err(|_| bad("CA certificate"))?;
+        crl.verify_signature(ca.public_key()).map_err(|_| bad("signature"))?;
+        let number = crl
+            .crl_number()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| bad("no CRL number"))?;
+        let ts = |t: x509_parser::time::ASN1Time| DateTime::from_timestamp(t.timestamp(), 0);
+        Ok(CrlFacts {
+            number,
+            this_update: ts(crl.last_update()).ok_or_else(|| bad("thisUpdate"))?,
+            next_update: crl.next_update().and_then(ts),
+            entries: crl.iter_revoked_certificates().count(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CaSubject;
+    use chrono::Duration;
+    use x509_parser::extensions::ParsedExtension;
+
+    #[test]
+    fn reasons_parse_from_rfc_names_in_any_spelling() {
+        assert_eq!("keyCompromise".parse(), Ok(Reason::KeyCompromise));
+        assert_eq!("key_compromise".parse(), Ok(Reason::KeyCompromise));
+        assert_eq!("CACOMPROMISE".parse(), Ok(Reason::CaCompromise));
+        assert_eq!("certificateHold".parse::<Reason>(), Err(UnknownReason));
+        assert_eq!(Reason::PrivilegeWithdrawn.code(), 9);
+    }
+
+    #[test]
+    fn a_signed_crl_parses_back_with_its_number_entries_reasons_and_idp() {
+        let now = Utc::now();
+        let ca = Authority::create(&CaSubject { common_name: "CRL CA".into(), organization: None }, now, Duration::days(3650)).unwrap();
+        let entries: Vec<RevokedEntry> = (0..1000u32)
+            .map(|i| RevokedEntry {
+                serial: [&[0x40u8][..], &i.to_be_bytes()].concat(),
+                revoked_at: now,
+                reason: if i % 2 == 0 { Reason::KeyCompromise } else { Reason::Superseded },
+            })
+            .collect();
+        let request = CrlRequest { number: 42, this_update: now - Duration::minutes(5), next_update: now + Duration::days(7), url: "http://h/crl.der" };
+        let crl = ca.sign_crl(&request, &entries).unwrap();
+        assert!(crl.pem.starts_with("-----BEGIN X509 CRL-----"));
+        let facts = ca.check_crl(&crl.der).unwrap();
+        assert_eq!(facts.number, 42);
+        assert_eq!(facts.entries, 1000);
+        assert_eq!(facts.next_update.unwrap().timestamp(), (now + Duration::days(7)).timestamp());
+
+        let (_, parsed) = CertificateRevocationList::from_der(&crl.der).unwrap();
+        assert_eq!(parsed.version().map(|v| v.0), Some(1), "v2 CRL");
+        let first = parsed.iter_revoked_certificates().next().unwrap();
+        assert_eq!(first.reason_code().unwrap().1 .0, 1);
+        let exts: Vec<_> = parsed.extensions().iter().map(|e| e.parsed_extension()).collect();
+        assert!(exts.iter().any(|e| matches!(e, ParsedExtension::AuthorityKeyIdentifier(_))));
+        assert!(exts.iter().any(|e| matches!(e, ParsedExtension::IssuingDistributionPoint(_))));
+
+        let other = Authority::create(&CaSubject { common_name: "Other".into(), organization: None }, now, Duration::days(3650)).unwrap();
+        assert!(other.check_crl(&crl.der).is_err(), "a CRL from another CA does not verify");
+        assert!(ca.check_crl(b"garbage").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! PKCS#10 certificate signing requests: the device keeps its key and sends only a CSR.
+
+use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
+use x509_parser::prelude::{FromDer, X509CertificationRequest};
+
+use crate::{CaError, PublicKey};
+
+/// Parses a PEM CSR, checks that its key is ECDSA P-256 and that it is signed by that key,
+/// and returns the key to certify. The subject the CSR asks for is ignored: fleetca sets
+/// the subject from the API key the certificate belongs to.
+pub fn parse_csr_pem(text: &str) -> Result<PublicKey, CaError> {
+    let bad = |m: &str| CaError::InvalidCsr(m.to_owned());
+    let block = pem::parse(text.trim())
+        .map_err(|_| bad("csr_pem is not a PEM block; expected -----BEGIN CERTIFICATE REQUEST-----"))?;
+    if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
+        return Err(bad("csr_pem must be a CERTIFICATE REQUEST PEM block"));
+    }
+    let (rest, csr) = X509CertificationRequest::from_der(block.contents())
+        .map_err(|_| bad("csr_pem is not a valid PKCS#10 request"))?;
+    if !rest.is_empty() {
+        return Err(bad("csr_pem has trailing bytes after the request"));
+    }
+    let spki = &csr.certification_request_info.subject_pki;
+    let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
+        && spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .is_some_and(|curve| curve == OID_EC_P256);
+    if !is_p256 {
+        return Err(bad("the CSR's key must be ECDSA P-256 (prime256v1)"));
+    }
+    csr.verify_signature()
+        .map_err(|_| bad("the CSR's signature does not verify with its own key"))?;
+    PublicKey::from_sec1(&spki.subject_public_key.data)
+}

@@ -1,0 +1,36 @@
+use thiserror::Error;
+
+/// What can go wrong in the CA core.
+///
+/// Variants that describe caller input (`InvalidCsr`, `InvalidKey`) carry a message fit for
+/// a user; the others describe internal failures and their text is for logs only.
+#[derive(Debug, Error)]
+pub enum CaError {
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// Sealed data did not open: wrong master key, or the data was altered.
+    #[error("sealed data could not be opened with this master key")]
+    Unseal,
+    /// A master key was not 32 bytes of hex or base64.
+    #[error("a master key must be 32 bytes written as 64 hex characters or base64")]
+    InvalidMasterKey,
+    /// A CSR was malformed, used an unsupported key, or its signature did not verify.
+    #[error("{0}")]
+    InvalidCsr(String),
+    /// Stored key or certificate material could not be parsed.
+    #[error("invalid key or certificate material: {0}")]
+    InvalidKey(String),
+    /// A certificate or CRL could not be built or signed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// Hashing a secret failed.
+    #[error("hashing failed: {0}")]
+    Hash(String),
+}
+
+impl From<rcgen::Error> for CaError {
+    fn from(e: rcgen::Error) -> Self {
+        CaError::Signing(e.to_string())
+    }
+}

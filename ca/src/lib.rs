@@ -1,0 +1,55 @@
+//! fleetca's cryptography, and nothing else.
+//!
+//! This crate owns every key, signature, digest and hash that fleetca makes or checks:
+//! the certificate authority ([`Authority`]), client and server certificate issuance,
+//! CRLs ([`crl`]), CSR parsing ([`csr`]), sealing secrets at rest under the master key
+//! ([`MasterKey`]), API tokens and human passwords ([`secret`]), and the device HA1 and
+//! HMAC scheme ([`device`]).
+//!
+//! It must never do I/O, read the clock (callers pass `now`), or know about HTTP or the
+//! database: values in, DER/PEM out. That keeps it testable with known answers and lets
+//! every caller decide where slow work runs.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod authority;
+pub mod crl;
+pub mod csr;
+pub mod device;
+mod error;
+mod keys;
+mod seal;
+pub mod secret;
+
+pub use authority::{Authority, CaSubject, ClientProfile, IssuedCertificate, ServerProfile};
+pub use error::CaError;
+pub use keys::{GeneratedKey, PublicKey, generate_p256};
+pub use seal::MasterKey;
+
+/// SHA-256 of `der`, as lowercase hex without separators (the certificate fingerprint
+/// that `openssl x509 -fingerprint -sha256` prints, less its colons).
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+}
+
+/// Fills a buffer from the operating system's CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CaError> {
+    use ring::rand::SecureRandom;
+    let mut out = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| CaError::Random)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fingerprint_is_lowercase_sha256_hex() {
+        // SHA-256("abc") from FIPS 180-2, appendix B.1.
+        assert_eq!(
+            super::fingerprint(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

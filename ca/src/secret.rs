@@ -1,0 +1,178 @@
+//! API tokens and human passwords.
+//!
+//! Both are stored only as argon2id PHC strings, but with different costs, because they
+//! resist guessing for different reasons:
+//!
+//! * A **token** is 256 bits from the CSPRNG. Nobody can guess it, hashed slowly or not; the
+//!   hash only has to keep a stolen database from yielding usable tokens. So tokens use
+//!   argon2id with a small memory cost ([`TOKEN_COST`]) that verifies in well under a
+//!   millisecond, which lets a broker's reconnect storm of thousands of cold token checks
+//!   finish in seconds.
+//! * A **password** is chosen by a human and may be guessable, so it gets argon2id with the
+//!   OWASP-recommended cost ([`PASSWORD_COST`], 19 MiB, t=2), tens of milliseconds each.
+//!
+//! A token reads `fca_<lookup>_<secret>`: `lookup` is 12 random hex characters, stored in
+//! the clear and indexed, so a token is found with one indexed read instead of a scan.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use ring::hmac;
+
+use crate::{CaError, random_bytes};
+
+/// argon2id cost for random tokens: (memory KiB, iterations, lanes).
+pub const TOKEN_COST: (u32, u32, u32) = (256, 1, 1);
+/// argon2id cost for human passwords: OWASP's first recommendation.
+pub const PASSWORD_COST: (u32, u32, u32) = (19 * 1024, 2, 1);
+
+const TOKEN_PREFIX: &str = "fca_";
+
+/// A freshly generated API token: `plaintext` is shown once; `lookup` and `hash` are stored.
+pub struct NewToken {
+    /// The whole token, to hand to the user once.
+    pub plaintext: String,
+    /// The non-secret lookup part, stored in the clear.
+    pub lookup: String,
+    /// The argon2id PHC string of the whole token.
+    pub hash: String,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken").field("lookup", &self.lookup).finish_non_exhaustive()
+    }
+}
+
+fn argon2(cost: (u32, u32, u32)) -> Result<Argon2<'static>, CaError> {
+    let params = Params::new(cost.0, cost.1, cost.2, None).map_err(|e| CaError::Hash(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_with(cost: (u32, u32, u32), secret: &[u8]) -> Result<String, CaError> {
+    let salt_bytes = random_bytes::<16>()?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| CaError::Hash(e.to_string()))?;
+    Ok(argon2(cost)?
+        .hash_password(secret, &salt)
+        .map_err(|e| CaError::Hash(e.to_string()))?
+        .to_string())
+}
+
+/// Checks `secret` against a stored PHC string in constant time; the cost is read from the
+/// string, so hashes made with older costs keep verifying. A malformed hash never matches.
+pub fn verify_hash(secret: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default().verify_password(secret, &parsed).is_ok()
+}
+
+/// Generates a new API token.
+pub fn generate_token() -> Result<NewToken, CaError> {
+    let lookup = hex::encode(random_bytes::<6>()?);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+    let plaintext = format!("{TOKEN_PREFIX}{lookup}_{secret}");
+    let hash = hash_with(TOKEN_COST, plaintext.as_bytes())?;
+    Ok(NewToken { plaintext, lookup, hash })
+}
+
+/// Makes a token record from a token the operator chose (the bootstrap token). Its lookup
+/// is derived from a SHA-256 of the token, since it has no lookup part of its own.
+pub fn token_from_plaintext(plaintext: &str) -> Result<NewToken, CaError> {
+    Ok(NewToken {
+        plaintext: plaintext.to_owned(),
+        lookup: token_lookup(plaintext),
+        hash: hash_with(TOKEN_COST, plaintext.as_bytes())?,
+    })
+}
+
+/// The lookup id of a presented token: its `lookup` part when it has our form, else a
+/// digest-derived id (which matches what [`token_from_plaintext`] stored).
+pub fn token_lookup(token: &str) -> String {
+    if let Some(rest) = token.strip_prefix(TOKEN_PREFIX)
+        && let Some((lookup, secret)) = rest.split_once('_')
+        && lookup.len() == 12
+        && lookup.bytes().all(|b| b.is_ascii_hexdigit())
+        && !secret.is_empty()
+    {
+        return lookup.to_ascii_lowercase();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    format!("x{}", &hex::encode(digest)[..15])
+}
+
+/// Hashes a human password with [`PASSWORD_COST`].
+pub fn hash_password(password: &str) -> Result<String, CaError> {
+    hash_with(PASSWORD_COST, password.as_bytes())
+}
+
+/// A valid password hash of a random secret, for checking an unknown user's password so
+/// the response time does not tell whether the user exists.
+pub fn dummy_password_hash() -> Result<String, CaError> {
+    hash_password(&hex::encode(random_bytes::<16>()?))
+}
+
+/// A keyed hash for in-memory cache keys, so a cache never holds a presented secret and
+/// its keys are useless outside this process.
+pub struct CacheKeyer(hmac::Key);
+
+impl CacheKeyer {
+    /// A keyer with a fresh random key.
+    pub fn new() -> Result<Self, CaError> {
+        Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, &random_bytes::<32>()?)))
+    }
+
+    /// The keyed hash of `parts`, each length-prefixed so `("ab","c")` and `("a","bc")` differ.
+    pub fn key(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        for part in parts {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_token_verifies_and_a_changed_one_does_not() {
+        let t = generate_token().unwrap();
+        assert!(t.plaintext.starts_with("fca_"));
+        assert_eq!(token_lookup(&t.plaintext), t.lookup);
+        assert!(verify_hash(t.plaintext.as_bytes(), &t.hash));
+        let mut wrong = t.plaintext.clone();
+        wrong.push('x');
+        assert!(!verify_hash(wrong.as_bytes(), &t.hash));
+        assert!(t.hash.starts_with("$argon2id$"));
+        assert!(!format!("{t:?}").contains(&t.plaintext));
+    }
+
+    #[test]
+    fn an_operator_chosen_token_gets_a_stable_lookup() {
+        let t = token_from_plaintext("bootstrap-token-with-at-least-32-characters").unwrap();
+        assert_eq!(token_lookup("bootstrap-token-with-at-least-32-characters"), t.lookup);
+        assert_eq!(t.lookup.len(), 16);
+        assert!(verify_hash(t.plaintext.as_bytes(), &t.hash));
+    }
+
+    #[test]
+    fn passwords_use_the_strong_cost_and_garbage_hashes_never_match() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.contains("m=19456,t=2,p=1"));
+        assert!(verify_hash(b"correct horse", &h));
+        assert!(!verify_hash(b"wrong", &h));
+        assert!(!verify_hash(b"x", "not a hash"));
+    }
+
+    #[test]
+    fn cache_keys_separate_their_parts() {
+        let k = CacheKeyer::new().unwrap();
+        assert_ne!(k.key(&[b"ab", b"c"]), k.key(&[b"a", b"bc"]));
+        assert_eq!(k.key(&[b"ab", b"c"]), k.key(&[b"ab", b"c"]));
+    }
+}

@@ -1,0 +1,16 @@
+//! fleetca's schema, as sea-orm migrations. Run by the server at start-up; every backend
+//! (SQLite, PostgreSQL) gets the same tables.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,297 @@
+//! Issued certificates, revocation, and the group-commit writer for issuance.
+//!
+//! Issuance is the hot write path: one fsync'd SQLite commit costs about a millisecond,
+//! so committing each certificate on its own caps issuance near 1,000/s. The
+//! [`IssueQueue`] instead collects the certificates that arrive while a commit is running
+//! and writes them all in the next transaction (group commit). Every caller still gets its
+//! answer only after the transaction holding its row has committed, so a 201 means the row
+//! is durable. The per-API-key limit of active certificates is checked inside that same
+//! transaction, with the API key's row locked on PostgreSQL, so it holds under concurrency
+//! and across instances.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::entity::certificates::{ActiveModel, Column, Entity as Certificates};
+use crate::entity::users::Entity as Users;
+use crate::{Certificate, Page, Store, StorageError, is_postgres};
+
+/// A certificate to store.
+#[derive(Clone, Debug)]
+pub struct NewCertificate {
+    /// Display name.
+    pub name: String,
+    /// `client` or `server`.
+    pub kind: String,
+    /// The API key it belongs to (client certificates).
+    pub api_key_id: Option<Uuid>,
+    /// The enterprise it belongs to.
+    pub enterprise: String,
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// SHA-256 fingerprint, lowercase hex.
+    pub fingerprint: String,
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// notBefore.
+    pub not_before: DateTime<Utc>,
+    /// notAfter.
+    pub not_after: DateTime<Utc>,
+}
+
+/// Status filter of a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Not revoked and not expired.
+    Active,
+    /// Revoked.
+    Revoked,
+    /// Expired and not revoked.
+    Expired,
+}
+
+/// Filters of a certificate listing.
+#[derive(Clone, Debug, Default)]
+pub struct CertificateFilter {
+    /// Only this enterprise.
+    pub enterprise: Option<String>,
+    /// Only this API key's.
+    pub api_key_id: Option<Uuid>,
+    /// Only `client` or `server`.
+    pub kind: Option<String>,
+    /// Only this status.
+    pub status: Option<StatusFilter>,
+    /// Name contains.
+    pub search: Option<String>,
+}
+
+/// One revocation, as the CRL needs it.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// When.
+    pub revoked_at: DateTime<Utc>,
+    /// RFC 5280 reason name.
+    pub reason: String,
+    /// The certificate's notAfter (entries may leave the CRL after it).
+    pub not_after: DateTime<Utc>,
+}
+
+impl Store {
+    /// A certificate by id.
+    pub async fn certificate(&self, id: Uuid) -> Result<Certificate, StorageError> {
+        Certificates::find_by_id(id).one(self.conn()).await?.ok_or(StorageError::NotFound)
+    }
+
+    /// A certificate by its SHA-256 fingerprint.
+    pub async fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Certificate, StorageError> {
+        Certificates::find()
+            .filter(Column::Fingerprint.eq(fingerprint))
+            .one(self.conn())
+            .await?
+            .ok_or(StorageError::NotFound)
+    }
+
+    /// One page of certificates, newest first, and the total that match.
+    pub async fn list_certificates(
+        &self,
+        filter: &CertificateFilter,
+        page: Page,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Certificate>, u64), StorageError> {
+        let mut cond = Condition::all();
+        if let Some(e) = &filter.enterprise {
+            cond = cond.add(Column::Enterprise.eq(e.as_str()));
+        }
+        if let Some(k) = filter.api_key_id {
+            cond = cond.add(Column::ApiKeyId.eq(k));
+        }
+        if let Some(k) = &filter.kind {
+            cond = cond.add(Column::Kind.eq(k.as_str()));
+        }
+        if let Some(s) = &filter.search {
+            cond = cond.add(Column::Name.contains(s.as_str()));
+        }
+        cond = match filter.status {
+            None => cond,
+            Some(StatusFilter::Active) => cond.add(Column::RevokedAt.is_null()).add(Column::NotAfter.gt(now)),
+            Some(StatusFilter::Revoked) => cond.add(Column::RevokedAt.is_not_null()),
+            Some(StatusFilter::Expired) => cond.add(Column::RevokedAt.is_null()).add(Column::NotAfter.lte(now)),
+        };
+        let query = Certificates::find().filter(cond);
+        let total = query.clone().count(self.conn()).await?;
+        let rows = query
+            .order_by_desc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+            .offset(page.offset)
+            .limit(page.limit)
+            .all(self.conn())
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// Revokes a certificate. Returns it and whether this call revoked it (false when it
+    /// was already revoked, in which case it is returned unchanged).
+    pub async fn revoke_certificate(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Certificate, bool), StorageError> {
+        let txn = self.write_txn().await?;
+        let cert = Certificates::find_by_id(id).one(&txn).await?.ok_or(StorageError::NotFound)?;
+        if cert.revoked_at.is_some() {
+            return Ok((cert, false));
+        }
+        let mut model: ActiveModel = cert.into();
+        model.revoked_at = Set(Some(now));
+        model.revocation_reason = Set(Some(reason.to_owned()));
+        let cert = model.update(&txn).await?;
+        txn.commit().await?;
+        Ok((cert, true))
+    }
+
+    /// Every revocation of a certificate that has not expired before `since`.
+    pub async fn revocations(&self, since: DateTime<Utc>) -> Result<Vec<Revocation>, StorageError> {
+        let rows: Vec<(String, Option<DateTime<Utc>>, Option<String>, DateTime<Utc>)> = Certificates::find()
+            .select_only()
+            .column(Column::Serial)
+            .column(Column::RevokedAt)
+            .column(Column::RevocationReason)
+            .column(Column::NotAfter)
+            .filter(Column::RevokedAt.is_not_null())
+            .filter(Column::NotAfter.gt(since))
+            .order_by_asc(Column::RevokedAt)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(serial, at, reason, not_after)| {
+                Some(Revocation { serial, revoked_at: at?, reason: reason.unwrap_or_else(|| "unspecified".into()), not_after })
+            })
+            .collect())
+    }
+
+    /// Counts certificates by status for an optional enterprise: (active, revoked, expired).
+    pub async fn count_active_certificates(&self, api_key_id: Uuid, now: DateTime<Utc>) -> Result<u64, StorageError> {
+        active_count(self.conn(), api_key_id, now).await
+    }
+
+    /// Starts the group-commit writer for issuance (see the module docs).
+    pub fn issue_queue(&self) -> IssueQueue {
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run_issue_queue(self.clone(), rx));
+        IssueQueue { tx }
+    }
+}
+
+async fn active_count(c: &impl ConnectionTrait, api_key_id: Uuid, now: DateTime<Utc>) -> Result<u64, StorageError> {
+    Ok(Certificates::find()
+        .filter(Column::ApiKeyId.eq(api_key_id))
+        .filter(Column::RevokedAt.is_null())
+        .filter(Column::NotAfter.gt(now))
+        .count(c)
+        .await?)
+}
+
+struct IssueJob {
+    cert: NewCertificate,
+    /// At most this many active certificates for the API key, counting this one.
+    max_active: Option<u64>,
+    now: DateTime<Utc>,
+    reply: oneshot::Sender<Result<Certificate, StorageError>>,
+}
+
+/// The handle to the group-commit writer; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct IssueQueue {
+    tx: mpsc::Sender<IssueJob>,
+}
+
+/// Most certificates one transaction takes.
+const MAX_BATCH: usize = 256;
+
+impl IssueQueue {
+    /// Stores `cert` durably. With `max_active`, refuses with [`StorageError::LimitReached`]
+    /// when the API key already has that many active certificates.
+    pub async fn insert(
+        &self,
+        cert: NewCertificate,
+        max_active: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<Certificate, StorageError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(IssueJob { cert, max_active, now, reply })
+            .await
+            .map_err(|_| StorageError::Unavailable("issue queue stopped".into()))?;
+        rx.await.map_err(|_| StorageError::Internal("issue queue dropped a request".into()))?
+    }
+}
+
+async fn run_issue_queue(store: Store, mut rx: mpsc::Receiver<IssueJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let jobs = std::mem::take(&mut batch);
+        match write_batch(&store, &jobs).await {
+            Ok(results) => {
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = jobs.len(), "certificate batch failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Writes one batch in one transaction; per-job results for the limit check, or an error
+/// for the whole batch when the transaction itself failed (then nothing was written).
+async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Certificate, StorageError>>, StorageError> {
+    let txn = store.write_txn().await?;
+    let pg = is_postgres(&txn);
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let (Some(max), Some(key)) = (job.max_active, job.cert.api_key_id) {
+            if pg {
+                // Serialize issuance per API key across instances.
+                Users::find_by_id(key).lock_exclusive().one(&txn).await?;
+            }
+            if active_count(&txn, key, job.now).await? >= max {
+                results.push(Err(StorageError::LimitReached));
+                continue;
+            }
+        }
+        let c = job.cert.clone();
+        let model = ActiveModel {
+            id: Set(Uuid::new_v4()),
+            name: Set(c.name),
+            kind: Set(c.kind),
+            api_key_id: Set(c.api_key_id),
+            enterprise: Set(c.enterprise),
+            serial: Set(c.serial),
+            fingerprint: Set(c.fingerprint),
+            certificate_pem: Set(c.certificate_pem),
+            not_before: Set(c.not_before),
+            not_after: Set(c.not_after),
+            created_at: Set(job.now),
+            revoked_at: Set(None),
+            revocation_reason: Set(None),
+        };
+        results.push(Ok(model.insert(&txn).await?));
+    }
+    txn.commit().await?;
+    Ok(results)
+}
+

@@ -1,0 +1,28 @@
+use sea_orm::entity::prelude::*;
+
+/// An issued certificate (client or server). Never holds a private key.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "certificates")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub api_key_id: Option<Uuid>,
+    pub enterprise: String,
+    #[sea_orm(unique)]
+    pub serial: String,
+    #[sea_orm(unique)]
+    pub fingerprint: String,
+    pub certificate_pem: String,
+    pub not_before: DateTimeUtc,
+    pub not_after: DateTimeUtc,
+    pub created_at: DateTimeUtc,
+    pub revoked_at: Option<DateTimeUtc>,
+    pub revocation_reason: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,7 @@
+//! sea-orm entities. Only `storage` uses them directly; other crates see the models as
+//! plain structs.
+
+pub mod authority;
+pub mod certificates;
+pub mod crl_state;
+pub mod users;

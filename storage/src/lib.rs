@@ -1,0 +1,110 @@
+//! fleetca's persistence: sea-orm entities and the repositories the service calls.
+//!
+//! Handlers and services never import `sea_orm`; they call the functions here and get
+//! plain models and a [`StorageError`] whose `NotFound`, `Conflict` and `Unavailable`
+//! variants they can act on. Every write that must be all-or-nothing runs in one
+//! transaction here. Backend differences (SQLite pragmas, row locks that only PostgreSQL
+//! has) stay in this crate.
+
+pub mod authority;
+pub mod certificates;
+pub mod entity;
+mod error;
+pub mod users;
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use fleetca_migrations::{Migrator, MigratorTrait};
+
+pub use error::StorageError;
+
+pub use entity::certificates::Model as Certificate;
+pub use entity::users::Model as User;
+
+/// A page of a listing.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    /// Rows to skip.
+    pub offset: u64,
+    /// Rows to return at most.
+    pub limit: u64,
+}
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite://path?mode=rwc` or `postgres://...`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// The database: a connection pool plus the backend it talks to.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if missing) and runs pending migrations.
+    ///
+    /// SQLite runs in WAL mode with `synchronous=FULL`, so a committed transaction is on
+    /// disk when the commit returns.
+    pub async fn connect(options: &StoreOptions) -> Result<Self, StorageError> {
+        let mut opts = ConnectOptions::new(options.url.clone());
+        opts.max_connections(options.max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(opts).await.map_err(StorageError::from)?;
+        Migrator::up(&db, None).await.map_err(StorageError::from)?;
+        Ok(Self { db })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    /// Whether this is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Postgres
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so it takes the write
+    /// lock at once instead of failing with SQLITE_BUSY when a read turns into a write.
+    pub(crate) async fn write_txn(&self) -> Result<DatabaseTransaction, StorageError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+/// The backend of any connection or transaction.
+pub(crate) fn is_postgres(c: &impl ConnectionTrait) -> bool {
+    c.get_database_backend() == DbBackend::Postgres
+}
