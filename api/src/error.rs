@@ -82,6 +82,7 @@ impl ApiError {
                 "Send a valid token as `Authorization: Bearer <token>`, or sign in.".into(),
             ),
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone()),
+            ApiError::NotFound("route") => (StatusCode::NOT_FOUND, "not-found", "No such path; see /api/openapi.json for the API.".into()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not-found", format!("No {what} with this id exists, or it is outside what you may see.")),
             ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d.clone()),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "This path does not accept this HTTP method; see /api/openapi.json for what it accepts.".into()),

@@ -1,1 +1,51 @@
-fn main() {}
+//! The `fleetca` binary: `fleetca [serve]`, `fleetca server-cert`, `fleetca admin set-password`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use fleetca::config::{Cli, Command, Config};
+use fleetca::startup;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::resolve(&cli.settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fleetca: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    fleetca::logging::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fleetca: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::ServerCert(args) => fleetca::cli::server_cert(config, args).await,
+            Command::Admin(cmd) => fleetca::cli::admin(config, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("fleetca: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let state = startup::prepare(config).await.map_err(|e| e.to_string())?;
+    let running = startup::serve(state).map_err(|e| e.to_string())?;
+    tracing::info!(addr = %running.addr, "fleetca listening");
+    // actix-web stops gracefully on SIGINT and SIGTERM, draining open requests.
+    running.server.await.map_err(|e| e.to_string())?;
+    tracing::info!("fleetca stopped");
+    Ok(())
+}

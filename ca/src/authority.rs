@@ -174,7 +174,10 @@ impl Authority {
         let not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
             .ok_or_else(|| CaError::InvalidKey("CA notAfter out of range".into()))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key)?;
-        let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", cert_der.clone()));
+        let cert_pem = pem::encode_config(
+            &pem::Pem::new("CERTIFICATE", cert_der.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        );
         Ok(Self { issuer, cert_der, cert_pem, subject, not_after })
     }
 

@@ -1,0 +1,170 @@
+//! The HTTP layer: routes, middleware and handlers. Handlers parse input into validated
+//! types, make one service call and serialize the result; every error is problem+json.
+
+pub mod certificates;
+pub mod openapi;
+pub mod public;
+pub mod users;
+
+use std::time::Instant;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::{ErrorHandlerResponse, Next};
+use actix_web::{HttpRequest, Route, web};
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::error::{ApiError, PROBLEM_JSON, problem_response};
+use crate::state::AppState;
+
+/// A route table entry: a path (mounted with and without a trailing slash) and its methods.
+pub type Routes = Vec<(&'static str, Vec<(&'static str, fn() -> Route)>)>;
+
+/// One method of a route table entry.
+pub fn route(method: &'static str, make: fn() -> Route) -> (&'static str, fn() -> Route) {
+    (method, make)
+}
+
+/// Every route the server mounts, besides the OpenAPI document and the docs UI.
+pub fn routes() -> Routes {
+    let mut all = Routes::new();
+    all.extend(public::routes());
+    all.extend(users::routes());
+    all.extend(certificates::routes());
+    all
+}
+
+/// `(METHOD, path)` of every mounted route, for the test that holds the OpenAPI document
+/// to the routes.
+pub fn mounted() -> Vec<(String, String)> {
+    routes()
+        .into_iter()
+        .flat_map(|(path, methods)| methods.into_iter().map(move |(m, _)| (m.to_owned(), path.to_owned())))
+        .collect()
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (path, methods) in routes() {
+        let patterns = if path.ends_with('/') || path.contains('.') {
+            vec![path.to_owned()]
+        } else {
+            vec![path.to_owned(), format!("{path}/")]
+        };
+        let mut resource = web::resource(patterns).default_service(web::to(method_not_allowed));
+        for (_, route) in methods {
+            resource = resource.route(route());
+        }
+        cfg.service(resource);
+    }
+    openapi::configure(cfg);
+}
+
+/// The answer to an unknown path.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Turns any error response that is not yet problem+json (from actix itself or a library)
+/// into one, so clients see one error format everywhere.
+pub fn problemize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (slug, detail) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "No such route; see /api/openapi.json for the API.".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "This path does not accept this HTTP method.".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "The request body is too large.".to_owned()),
+        s if s.is_server_error() => ("internal", "An internal error occurred; it has been logged.".to_owned()),
+        s => ("error", format!("The request failed: {}.", s.canonical_reason().unwrap_or("error"))),
+    };
+    let (req, _) = res.into_parts();
+    let resp = problem_response(status, slug, detail);
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, resp).map_into_right_body()))
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Gives every request an id (the caller's `X-Request-Id` if it sent a sane one), runs it
+/// inside a tracing span carrying that id, and logs its outcome.
+pub async fn request_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> actix_web::Result<ServiceResponse<EitherBody<impl MessageBody>>> {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let quiet = path.starts_with("/broker/") || path == "/healthz";
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let started = Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if quiet {
+            tracing::debug!(status, ms, "served");
+        } else {
+            tracing::info!(status, ms, "served");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    Ok(res.map_into_left_body())
+}
+
+/// A page of results, as the N-Hub API shapes it.
+#[derive(Serialize, Debug)]
+pub struct PageOf<T> {
+    pub count: u64,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}
+
+impl<T> PageOf<T> {
+    /// Builds the page with absolute `next`/`previous` links on the public URL.
+    pub fn new(state: &AppState, req: &HttpRequest, page: crate::domain::PageRequest, count: u64, results: Vec<T>) -> Self {
+        let link = |n: u64| {
+            let mut pairs: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+                .map(|q| q.into_inner())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k != "page")
+                .collect();
+            pairs.push(("page".into(), n.to_string()));
+            let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+            format!("{}{}?{}", state.config.public_url, req.path(), query)
+        };
+        let shown = (page.page - 1) * page.page_size + results.len() as u64;
+        Self {
+            count,
+            next: (shown < count && !results.is_empty()).then(|| link(page.page + 1)),
+            previous: (page.page > 1).then(|| link(page.page - 1)),
+            results,
+        }
+    }
+}
+
+/// Parses a path id, reporting a malformed one as "not found" (it cannot name anything).
+pub fn parse_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+}

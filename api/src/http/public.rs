@@ -1,0 +1,123 @@
+//! Unauthenticated endpoints: health, readiness, the CA certificate and the CRL.
+
+use actix_web::http::header::{self, EntityTag, HttpDate};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::route;
+use crate::service::crl::PublishStatus;
+use crate::state::AppState;
+
+pub fn routes() -> super::Routes {
+    vec![
+        ("/healthz", vec![route("GET", || web::get().to(healthz))]),
+        ("/readyz", vec![route("GET", || web::get().to(readyz))]),
+        ("/ca.pem", vec![route("GET", || web::get().to(ca_pem))]),
+        ("/crl.der", vec![route("GET", || web::get().to(crl_der))]),
+        ("/crl.pem", vec![route("GET", || web::get().to(crl_pem))]),
+    ]
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// The state of the CRL served.
+#[derive(Serialize, ToSchema)]
+pub struct CrlState {
+    pub number: u64,
+    pub this_update: chrono::DateTime<chrono::Utc>,
+    pub next_update: chrono::DateTime<chrono::Utc>,
+    pub entries: usize,
+    /// The last write of the CRL file and run of the reload command.
+    pub publish: PublishStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    /// Whether the database answers.
+    pub database: bool,
+    pub crl: Option<CrlState>,
+}
+
+/// Ready to serve: the database answers and the last CRL publication succeeded.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, body = Readiness),
+    (status = 503, description = "Database unreachable or the CRL file/reload failed", body = Readiness),
+))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = state.store.ping().await;
+    let publish = state.crl.status();
+    let crl = state.crl.current().map(|c| CrlState {
+        number: c.number,
+        this_update: c.this_update,
+        next_update: c.next_update,
+        entries: c.entries,
+        publish: publish.clone(),
+    });
+    let ready = database && publish.ok;
+    let body = Readiness { status: if ready { "ready" } else { "unavailable" }, database, crl };
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+/// The CA certificate (PEM).
+#[utoipa::path(get, path = "/ca.pem", tag = "pki", responses((status = 200, content_type = "application/x-pem-file", body = String)))]
+pub async fn ca_pem(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
+        .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"ca.crt\""))
+        .body(state.ca.certificate_pem().to_owned())
+}
+
+/// The current CRL, DER (`application/pkix-crl`). Supports `If-None-Match`.
+#[utoipa::path(get, path = "/crl.der", tag = "pki", responses(
+    (status = 200, content_type = "application/pkix-crl", body = Vec<u8>),
+    (status = 304, description = "Unchanged since the ETag sent"),
+))]
+pub async fn crl_der(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    crl_response(&state, &req, false)
+}
+
+/// The current CRL, PEM. Supports `If-None-Match`.
+#[utoipa::path(get, path = "/crl.pem", tag = "pki", responses(
+    (status = 200, content_type = "application/x-pem-file", body = String),
+    (status = 304, description = "Unchanged since the ETag sent"),
+))]
+pub async fn crl_pem(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    crl_response(&state, &req, true)
+}
+
+fn crl_response(state: &AppState, req: &HttpRequest, pem: bool) -> HttpResponse {
+    let Some(crl) = state.crl.current() else {
+        return HttpResponse::ServiceUnavailable().finish();
+    };
+    let etag = EntityTag::new_strong(format!("crl-{}-{}", crl.number, if pem { "pem" } else { "der" }));
+    let last_modified = HttpDate::from(std::time::SystemTime::from(crl.this_update));
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag.to_string() || t.trim() == "*"));
+    let mut resp = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    resp.insert_header((header::ETAG, etag))
+        .insert_header((header::LAST_MODIFIED, last_modified))
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    if matches {
+        return resp.finish();
+    }
+    if pem {
+        resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file")).body(crl.pem.as_str().to_owned())
+    } else {
+        resp.insert_header((header::CONTENT_TYPE, "application/pkix-crl")).body(crl.der.as_ref().clone())
+    }
+}

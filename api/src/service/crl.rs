@@ -1,0 +1,265 @@
+//! The revocation list: kept in memory, re-signed on every revocation and on a timer, and
+//! published to HTTP, to the CRL file and through the broker's reload command.
+//!
+//! The revoked set is read from the database once at start and then updated incrementally,
+//! so a revoke costs one CRL signature, not a re-read of every revoked row. Revocations
+//! that arrive while a CRL is being published are folded into the next one (one signature
+//! for all of them), and every caller returns only once a CRL listing its certificate has
+//! been written and the reload command has run, so the broker refuses the certificate on
+//! its very next connection.
+//!
+//! Before a CRL replaces the file it is parsed back and its signature checked: mosquitto,
+//! given a broken CRL file on SIGHUP, keeps running with revocation checking off.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+use fleetca_ca::Authority;
+use fleetca_ca::crl::{CrlRequest, Reason, RevokedEntry};
+use fleetca_storage::{Certificate, Store};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// thisUpdate is set this far in the past: a thisUpdate in the future (a broker whose
+/// clock is behind) makes mosquitto refuse every client.
+const THIS_UPDATE_BACKDATE: Duration = Duration::minutes(5);
+
+/// The CRL currently served.
+#[derive(Clone, Debug)]
+pub struct PublishedCrl {
+    pub der: Arc<Vec<u8>>,
+    pub pem: Arc<String>,
+    pub number: u64,
+    pub this_update: DateTime<Utc>,
+    pub next_update: DateTime<Utc>,
+    pub entries: usize,
+}
+
+/// How the last publication to the file and reload command went.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PublishStatus {
+    /// Whether the last file write and reload command succeeded (true when neither is configured).
+    pub ok: bool,
+    /// When it was attempted.
+    pub at: Option<DateTime<Utc>>,
+    /// What failed, if anything.
+    pub error: Option<String>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    entry: RevokedEntry,
+    not_after: DateTime<Utc>,
+}
+
+/// Publishes CRLs. One per process.
+pub struct CrlPublisher {
+    ca: Arc<Authority>,
+    store: Store,
+    url: String,
+    validity: Duration,
+    file: Option<PathBuf>,
+    reload_command: Option<String>,
+    /// Revocations waiting for the next CRL, and the sequence number of the newest.
+    pending: Mutex<Vec<Entry>>,
+    added: AtomicU64,
+    /// Held while a CRL is built and published; guards the revoked set.
+    publishing: tokio::sync::Mutex<Published>,
+    current: RwLock<Option<PublishedCrl>>,
+    status: RwLock<PublishStatus>,
+}
+
+struct Published {
+    revoked: Arc<Vec<Entry>>,
+    /// Revocations up to this sequence number are on the current CRL.
+    covered: u64,
+}
+
+impl CrlPublisher {
+    /// Loads every unexpired revocation and publishes a first CRL.
+    pub async fn start(
+        ca: Arc<Authority>,
+        store: Store,
+        url: String,
+        validity: Duration,
+        file: Option<PathBuf>,
+        reload_command: Option<String>,
+    ) -> Result<Arc<Self>, ApiError> {
+        let now = Utc::now();
+        let revoked = store
+            .revocations(now)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                Some(Entry {
+                    entry: RevokedEntry {
+                        serial: hex::decode(&r.serial).ok()?,
+                        revoked_at: r.revoked_at,
+                        reason: r.reason.parse().unwrap_or(Reason::Unspecified),
+                    },
+                    not_after: r.not_after,
+                })
+            })
+            .collect();
+        let publisher = Arc::new(Self {
+            ca,
+            store,
+            url,
+            validity,
+            file,
+            reload_command,
+            pending: Mutex::new(Vec::new()),
+            added: AtomicU64::new(0),
+            publishing: tokio::sync::Mutex::new(Published { revoked: Arc::new(revoked), covered: 0 }),
+            current: RwLock::new(None),
+            status: RwLock::new(PublishStatus { ok: true, at: None, error: None }),
+        });
+        publisher.publish_now().await?;
+        Ok(publisher)
+    }
+
+    /// The CRL being served.
+    pub fn current(&self) -> Option<PublishedCrl> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How the last file write and reload went.
+    pub fn status(&self) -> PublishStatus {
+        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds revoked certificates and returns once a CRL listing them is published.
+    pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), ApiError> {
+        let mine = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for c in certs {
+                let (Some(at), Ok(serial)) = (c.revoked_at, hex::decode(&c.serial)) else { continue };
+                let reason = c.revocation_reason.as_deref().and_then(|r| r.parse().ok()).unwrap_or(Reason::Unspecified);
+                pending.push(Entry { entry: RevokedEntry { serial, revoked_at: at, reason }, not_after: c.not_after });
+            }
+            self.added.fetch_add(1, Ordering::AcqRel) + 1
+        };
+        let mut published = self.publishing.lock().await;
+        if published.covered >= mine {
+            return Ok(()); // another caller's publication already included ours
+        }
+        self.publish_locked(&mut published).await
+    }
+
+    /// Re-signs and publishes the CRL now (the timer calls this).
+    pub async fn publish_now(&self) -> Result<(), ApiError> {
+        let mut published = self.publishing.lock().await;
+        self.publish_locked(&mut published).await
+    }
+
+    async fn publish_locked(&self, published: &mut Published) -> Result<(), ApiError> {
+        let covered = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let revoked = Arc::make_mut(&mut published.revoked);
+            revoked.append(&mut pending);
+            self.added.load(Ordering::Acquire)
+        };
+        let now = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
+        // Entries may leave the CRL once their certificate has expired (RFC 5280 §3.3).
+        if published.revoked.iter().any(|e| e.not_after < now) {
+            Arc::make_mut(&mut published.revoked).retain(|e| e.not_after >= now);
+        }
+        let this_update = now - THIS_UPDATE_BACKDATE;
+        let next_update = now + self.validity;
+        let number = self.store.next_crl_number(this_update, next_update).await?;
+        let ca = self.ca.clone();
+        let revoked = published.revoked.clone();
+        let url = self.url.clone();
+        let signed = crate::service::blocking(move || {
+            let request = CrlRequest { number, this_update, next_update, url: &url };
+            let crl = ca.sign_crl(&request, revoked.iter().map(|e| &e.entry))?;
+            let facts = ca.check_crl(&crl.der)?;
+            Ok::<_, fleetca_ca::CaError>((crl, facts))
+        })
+        .await??;
+        let (crl, facts) = signed;
+        let crl_pem = crl.pem;
+        let status = self.write_and_reload(&crl_pem).await;
+        let ok = status.is_ok();
+        *self.status.write().unwrap_or_else(|e| e.into_inner()) = PublishStatus { ok, at: Some(now), error: status.err() };
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
+            der: Arc::new(crl.der),
+            pem: Arc::new(crl_pem),
+            number,
+            this_update,
+            next_update,
+            entries: facts.entries,
+        });
+        published.covered = covered;
+        tracing::info!(crl_number = number, entries = facts.entries, published = ok, "CRL signed");
+        Ok(())
+    }
+
+    /// Writes the CRL file atomically (temp file, fsync, rename) and runs the reload command.
+    async fn write_and_reload(&self, pem: &str) -> Result<(), String> {
+        let Some(path) = &self.file else { return Ok(()) };
+        let path = path.clone();
+        let body = pem.to_owned();
+        let written = tokio::task::spawn_blocking(move || write_atomically(&path, body.as_bytes()))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| format!("writing the CRL file failed: {e}")));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "CRL file not written");
+            return Err(e);
+        }
+        let Some(cmd) = &self.reload_command else { return Ok(()) };
+        let run = tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output();
+        match tokio::time::timeout(StdDuration::from_secs(30), run).await {
+            Ok(Ok(out)) if out.status.success() => Ok(()),
+            Ok(Ok(out)) => {
+                let e = format!("CRL reload command exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+                tracing::error!(error = %e, "CRL reload failed");
+                Err(e)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "CRL reload command could not start");
+                Err(format!("CRL reload command could not start: {e}"))
+            }
+            Err(_) => {
+                tracing::error!("CRL reload command timed out");
+                Err("CRL reload command timed out after 30 s".into())
+            }
+        }
+    }
+
+    /// Re-signs the CRL every `period` until the process stops, so brokers never hold an
+    /// expired one.
+    pub fn spawn_refresh(self: &Arc<Self>, period: StdDuration) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(p) = me.upgrade() else { break };
+                if let Err(e) = p.publish_now().await {
+                    tracing::error!(error = %e, "scheduled CRL refresh failed; retrying next period");
+                }
+            }
+        });
+    }
+}
+
+fn write_atomically(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("crl")));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
