@@ -21,8 +21,11 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), String> 
     }
     let _ = private;
     use std::io::Write;
-    let mut f = opts.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(contents.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `fleetca server-cert --dns broker.example --ip 127.0.0.1 --out DIR`.
@@ -35,17 +38,27 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
     }
     let state = startup::prepare(config).await.map_err(|e| e.to_string())?;
     let name = args.dns.first().cloned().unwrap_or_else(|| "broker".into());
-    let (cert, key) = certificates::create_server(&state, name, &args.dns, &args.ip, Duration::days(i64::from(args.days)))
-        .await
-        .map_err(|e| match e.problem().errors {
-            Some(errors) => format!("{errors:?}"),
-            None => e.to_string(),
-        })?;
+    let (cert, key) = certificates::create_server(
+        &state,
+        name,
+        &args.dns,
+        &args.ip,
+        Duration::days(i64::from(args.days)),
+    )
+    .await
+    .map_err(|e| match e.problem().errors {
+        Some(errors) => format!("{errors:?}"),
+        None => e.to_string(),
+    })?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     write_file(&args.out.join("server.crt"), &cert.certificate_pem, false)?;
     write_file(&args.out.join("server.key"), &key, true)?;
     write_file(&args.out.join("ca.crt"), state.ca.certificate_pem(), false)?;
-    println!("wrote server.crt, server.key (mode 0600) and ca.crt to {} (serial {})", args.out.display(), cert.serial);
+    println!(
+        "wrote server.crt, server.key (mode 0600) and ca.crt to {} (serial {})",
+        args.out.display(),
+        cert.serial
+    );
     Ok(())
 }
 
@@ -57,18 +70,34 @@ pub async fn admin(config: Config, cmd: AdminCommand) -> Result<(), String> {
                 Ok(p) if !p.is_empty() => p,
                 _ => {
                     let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).map_err(|e| format!("reading the password from standard input: {e}"))?;
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .map_err(|e| format!("reading the password from standard input: {e}"))?;
                     s.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
             check_password(&password).map_err(|e| format!("the password {e}"))?;
             let state = startup::prepare(config).await.map_err(|e| e.to_string())?;
-            let user = state.store.user_by_username(&username).await.map_err(|_| format!("no user named {username:?}"))?;
+            let user = state
+                .store
+                .user_by_username(&username)
+                .await
+                .map_err(|_| format!("no user named {username:?}"))?;
             if user.is_service_account {
-                return Err(format!("{username:?} is an API key; only human users have passwords"));
+                return Err(format!(
+                    "{username:?} is an API key; only human users have passwords"
+                ));
             }
-            let hash = state.auth.hash_password(password).await.map_err(|e| e.to_string())?;
-            state.store.set_user_password(user.id, Some(hash), chrono::Utc::now()).await.map_err(|e| e.to_string())?;
+            let hash = state
+                .auth
+                .hash_password(password)
+                .await
+                .map_err(|e| e.to_string())?;
+            state
+                .store
+                .set_user_password(user.id, Some(hash), chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
             println!("password set for {username}");
             Ok(())
         }

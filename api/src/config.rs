@@ -32,7 +32,11 @@ impl fmt::Debug for Secret {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "fleetca", version, about = "Certificate authority and credential service for MQTT device fleets")]
+#[command(
+    name = "fleetca",
+    version,
+    about = "Certificate authority and credential service for MQTT device fleets"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -169,12 +173,21 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
-        let env_secret = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Secret::new);
+        let env_secret = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)
+        };
         let listen = args
             .listen
             .or(file.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
         let database_url = args
             .database_url
             .clone()
@@ -188,16 +201,24 @@ impl Config {
             .trim_end_matches('/')
             .to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            return Err(format!("public URL {public_url:?} must start with http:// or https://"));
+            return Err(format!(
+                "public URL {public_url:?} must start with http:// or https://"
+            ));
         }
         let config = Config {
             listen,
             database_url,
-            database_max_connections: args.database_max_connections.or(file.database_max_connections).unwrap_or(8).max(1),
+            database_max_connections: args
+                .database_max_connections
+                .or(file.database_max_connections)
+                .unwrap_or(8)
+                .max(1),
             public_url,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             body_limit_bytes: file.body_limit_bytes.unwrap_or(64 * 1024),
-            ca_common_name: file.ca_common_name.unwrap_or_else(|| "fleetca root CA".into()),
+            ca_common_name: file
+                .ca_common_name
+                .unwrap_or_else(|| "fleetca root CA".into()),
             ca_organization: file.ca_organization,
             ca_validity_years: file.ca_validity_years.unwrap_or(20),
             admin_enterprise: file.admin_enterprise.unwrap_or_else(|| "default".into()),
@@ -210,7 +231,9 @@ impl Config {
             data_dir,
         };
         if config.crl_refresh_hours == 0 || config.crl_refresh_hours >= config.crl_validity_hours {
-            return Err("crl_refresh_hours must be at least 1 and less than crl_validity_hours".into());
+            return Err(
+                "crl_refresh_hours must be at least 1 and less than crl_validity_hours".into(),
+            );
         }
         Ok(config)
     }
@@ -222,11 +245,15 @@ impl Config {
 }
 
 fn sqlite_url(data_dir: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", data_dir.join("fleetca.db").display())
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("fleetca.db").display()
+    )
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read settings file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read settings file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("settings file {}: {e}", path.display()))
 }
 
@@ -239,20 +266,35 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fleetca-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("fleetca.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\npublic_url = \"https://ca.example\"\n").unwrap();
-        let args = SettingsArgs { config: Some(file.clone()), listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"https://ca.example\"\n",
+        )
+        .unwrap();
+        let args = SettingsArgs {
+            config: Some(file.clone()),
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Default::default()
+        };
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.public_url, "https://ca.example");
         assert_eq!(c.crl_url(), "https://ca.example/crl.der");
         assert!(c.database_url.starts_with("sqlite://./data/fleetca.db"));
         std::fs::write(&file, "listn = 1\n").unwrap();
-        let err = Config::resolve(&SettingsArgs { config: Some(file), ..Default::default() }).unwrap_err();
+        let err = Config::resolve(&SettingsArgs {
+            config: Some(file),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]
     fn secrets_do_not_show_in_debug_output() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
     }
 }

@@ -10,7 +10,9 @@ pub struct Username(String);
 
 impl Username {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ok_chars = s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
+        let ok_chars = s
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
         if !(3..=64).contains(&s.len()) || !ok_chars {
             return Err("must be 3 to 64 characters of a-z, 0-9, '.', '_' and '-'".into());
         }
@@ -34,7 +36,9 @@ impl Enterprise {
         let ok = !bytes.is_empty()
             && bytes.len() <= 64
             && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
-            && bytes.iter().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-'));
+            && bytes
+                .iter()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-'));
         if !ok {
             return Err("must be 1 to 64 characters of a-z, 0-9, '.' and '-', starting with a letter or digit (e.g. nnn.acme)".into());
         }
@@ -89,7 +93,10 @@ impl PageRequest {
     pub const DEFAULT_SIZE: u64 = 50;
     pub const MAX_SIZE: u64 = 500;
 
-    pub fn parse(page: Option<u64>, page_size: Option<u64>) -> Result<Self, crate::error::ApiError> {
+    pub fn parse(
+        page: Option<u64>,
+        page_size: Option<u64>,
+    ) -> Result<Self, crate::error::ApiError> {
         let mut errors = crate::error::FieldErrors::new();
         let page = page.unwrap_or(1);
         if page == 0 {
@@ -97,7 +104,10 @@ impl PageRequest {
         }
         let page_size = page_size.unwrap_or(Self::DEFAULT_SIZE);
         if !(1..=Self::MAX_SIZE).contains(&page_size) {
-            errors.insert("page_size".into(), vec![format!("must be from 1 to {}", Self::MAX_SIZE)]);
+            errors.insert(
+                "page_size".into(),
+                vec![format!("must be from 1 to {}", Self::MAX_SIZE)],
+            );
         }
         if !errors.is_empty() {
             return Err(crate::error::ApiError::Validation(errors));
@@ -106,7 +116,10 @@ impl PageRequest {
     }
 
     pub fn storage(self) -> fleetca_storage::Page {
-        fleetca_storage::Page { offset: (self.page - 1).saturating_mul(self.page_size), limit: self.page_size }
+        fleetca_storage::Page {
+            offset: (self.page - 1).saturating_mul(self.page_size),
+            limit: self.page_size,
+        }
     }
 }
 

@@ -153,7 +153,9 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound => ApiError::NotFound("object"),
-            StorageError::Conflict(what) => ApiError::Conflict(format!("A {what} with this value already exists; choose another.")),
+            StorageError::Conflict(what) => ApiError::Conflict(format!(
+                "A {what} with this value already exists; choose another."
+            )),
             StorageError::LimitReached => ApiError::Conflict("A limit was reached.".into()),
             StorageError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");

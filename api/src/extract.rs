@@ -27,13 +27,24 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     type Future = BoxFut<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.body_limit_bytes).unwrap_or(64 * 1024);
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.config.body_limit_bytes)
+            .unwrap_or(64 * 1024);
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|m| {
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -57,7 +68,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 pub async fn read_body(payload: &mut Payload, limit: usize) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest("The request body could not be read.".into()))?;
+        let chunk = chunk
+            .map_err(|_| ApiError::BadRequest("The request body could not be read.".into()))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
@@ -69,7 +81,9 @@ pub async fn read_body(payload: &mut Payload, limit: usize) -> Result<BytesMut, 
 /// Parses JSON, reporting type errors against the path of the offending field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("The request body is empty; send a JSON object.".into()));
+        return Err(ApiError::BadRequest(
+            "The request body is empty; send a JSON object.".into(),
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|err| {
@@ -79,13 +93,22 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             return ApiError::BadRequest(format!("The request body is not valid JSON: {inner}."));
         }
         let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
         let mut errors = FieldErrors::new();
-        if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
             errors.insert(join_path(&path, field), vec!["is required".into()]);
         } else if let Some(rest) = message.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or("");
-            errors.insert(join_path(&path, field), vec![format!("is not a known field ({message})")]);
+            // The path already ends with the unknown field's name.
+            let key = if path == "." { field.to_owned() } else { path };
+            errors.insert(key, vec![format!("is not a known field ({message})")]);
         } else {
             let key = if path == "." { "body".to_owned() } else { path };
             errors.insert(key, vec![message]);
@@ -95,7 +118,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn join_path(path: &str, field: &str) -> String {
-    if path == "." || path.is_empty() { field.to_owned() } else { format!("{path}.{field}") }
+    if path == "." || path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 /// The caller, authenticated by a Bearer token.
@@ -111,12 +138,21 @@ impl FromRequest for Auth {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(|t| t.trim().to_owned());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal("no app state".into()))?;
-            let token = token.filter(|t| !t.is_empty()).ok_or(ApiError::Unauthorized)?;
-            let principal = state.auth.verify_token(&state.store, &token).await?.ok_or(ApiError::Unauthorized)?;
+            let token = token
+                .filter(|t| !t.is_empty())
+                .ok_or(ApiError::Unauthorized)?;
+            let principal = state
+                .auth
+                .verify_token(&state.store, &token)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
             Ok(Auth(principal))
         })
     }
@@ -174,7 +210,13 @@ mod tests {
 
     #[test]
     fn broken_json_is_a_bad_request() {
-        assert!(matches!(parse_json::<Body>(b"{"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse_json::<Body>(b""), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse_json::<Body>(b"{"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b""),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

@@ -14,7 +14,7 @@ use fleetca_ca::secret;
 use fleetca_ca::{Authority, CaError, CaSubject, MasterKey};
 use fleetca_storage::authority::StoredAuthority;
 use fleetca_storage::users::NewUser;
-use fleetca_storage::{Store, StoreOptions, StorageError};
+use fleetca_storage::{StorageError, Store, StoreOptions};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -28,17 +28,25 @@ pub enum StartError {
     #[error("{0}")]
     Config(String),
     #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("master key: {0}")]
     MasterKey(String),
     #[error("database: {0}")]
     Database(String),
-    #[error("the master key does not open the CA key stored in the database; start with the FLEETCA_MASTER_KEY (or master.key file) that was used when the CA was created")]
+    #[error(
+        "the master key does not open the CA key stored in the database; start with the FLEETCA_MASTER_KEY (or master.key file) that was used when the CA was created"
+    )]
     WrongMasterKey,
     #[error("certificate authority: {0}")]
     Authority(String),
     #[error("could not listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The minimum length of an operator-chosen bootstrap token.
@@ -61,10 +69,20 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     )
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
-    crl.spawn_refresh(std::time::Duration::from_secs(u64::from(config.crl_refresh_hours) * 3600));
+    crl.spawn_refresh(std::time::Duration::from_secs(
+        u64::from(config.crl_refresh_hours) * 3600,
+    ));
     let issue_queue = store.issue_queue();
     let auth = AuthService::new(100_000).map_err(|e| StartError::Authority(e.to_string()))?;
-    Ok(AppState { config, store, ca, master: Arc::new(master), auth, crl, issue_queue })
+    Ok(AppState {
+        config,
+        store,
+        ca,
+        master: Arc::new(master),
+        auth,
+        crl,
+        issue_queue,
+    })
 }
 
 /// A running server.
@@ -84,22 +102,35 @@ pub fn serve(state: AppState) -> Result<Running, StartError> {
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::BadRequest(format!("The query string is invalid: {e}.")).into()
             }))
-            .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("object").into()))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|_, _| ApiError::NotFound("object").into()),
+            )
             .configure(crate::http::configure)
             .default_service(web::to(crate::http::not_found))
             .wrap(ErrorHandlers::new().default_handler(crate::http::problemize))
             .wrap(middleware::from_fn(crate::http::request_log))
     })
-        .shutdown_timeout(10)
-        .bind(listen)
-        .map_err(|source| StartError::Bind { addr: listen, source })?;
+    .shutdown_timeout(10)
+    .bind(listen)
+    .map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
     let addr = server.addrs().first().copied().unwrap_or(listen);
     let server = server.run();
-    Ok(Running { addr, handle: server.handle(), server })
+    Ok(Running {
+        addr,
+        handle: server.handle(),
+        server,
+    })
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), StartError> {
-    let err = |source| StartError::DataDir { path: dir.display().to_string(), source };
+    let err = |source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(err)?;
     #[cfg(unix)]
     {
@@ -125,11 +156,13 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
     if let Some(k) = &config.master_key {
-        return MasterKey::parse(k.expose()).map_err(|e| StartError::MasterKey(format!("FLEETCA_MASTER_KEY: {e}")));
+        return MasterKey::parse(k.expose())
+            .map_err(|e| StartError::MasterKey(format!("FLEETCA_MASTER_KEY: {e}")));
     }
     let path = config.data_dir.join("master.key");
     match std::fs::read_to_string(&path) {
-        Ok(text) => MasterKey::parse(&text).map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display()))),
+        Ok(text) => MasterKey::parse(&text)
+            .map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate().map_err(|e| StartError::MasterKey(e.to_string()))?;
             write_private(&path, &format!("{}\n", key.to_hex()))
@@ -137,12 +170,18 @@ fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
             tracing::info!(path = %path.display(), "generated a new master key; back it up: without it the CA key and device secrets cannot be opened");
             Ok(key)
         }
-        Err(e) => Err(StartError::MasterKey(format!("reading {}: {e}", path.display()))),
+        Err(e) => Err(StartError::MasterKey(format!(
+            "reading {}: {e}",
+            path.display()
+        ))),
     }
 }
 
 async fn connect(config: &Config) -> Result<Store, StartError> {
-    let options = StoreOptions { url: config.database_url.clone(), max_connections: config.database_max_connections };
+    let options = StoreOptions {
+        url: config.database_url.clone(),
+        max_connections: config.database_max_connections,
+    };
     let mut attempt = 0u32;
     loop {
         match Store::connect(&options).await {
@@ -157,26 +196,49 @@ async fn connect(config: &Config) -> Result<Store, StartError> {
     }
 }
 
-async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) -> Result<Authority, StartError> {
-    let stored = match store.load_authority().await.map_err(|e| StartError::Database(e.to_string()))? {
+async fn ensure_authority(
+    config: &Config,
+    store: &Store,
+    master: &MasterKey,
+) -> Result<Authority, StartError> {
+    let stored = match store
+        .load_authority()
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?
+    {
         Some(s) => s,
         None => {
-            let subject = CaSubject { common_name: config.ca_common_name.clone(), organization: config.ca_organization.clone() };
+            let subject = CaSubject {
+                common_name: config.ca_common_name.clone(),
+                organization: config.ca_organization.clone(),
+            };
             let validity = Duration::days(365 * i64::from(config.ca_validity_years));
-            let ca = Authority::create(&subject, Utc::now(), validity).map_err(|e| StartError::Authority(e.to_string()))?;
-            let sealed_key = ca.seal_key(master).map_err(|e| StartError::Authority(e.to_string()))?;
+            let ca = Authority::create(&subject, Utc::now(), validity)
+                .map_err(|e| StartError::Authority(e.to_string()))?;
+            let sealed_key = ca
+                .seal_key(master)
+                .map_err(|e| StartError::Authority(e.to_string()))?;
             let stored = store
-                .insert_authority(StoredAuthority { certificate_pem: ca.certificate_pem().to_owned(), sealed_key }, Utc::now())
+                .insert_authority(
+                    StoredAuthority {
+                        certificate_pem: ca.certificate_pem().to_owned(),
+                        sealed_key,
+                    },
+                    Utc::now(),
+                )
                 .await
                 .map_err(|e| StartError::Database(e.to_string()))?;
             tracing::info!(subject = %ca.subject(), "created the certificate authority");
             stored
         }
     };
-    let ca = Authority::load(&stored.certificate_pem, &stored.sealed_key, master).map_err(|e| match e {
-        CaError::Unseal => StartError::WrongMasterKey,
-        other => StartError::Authority(other.to_string()),
-    })?;
+    let ca =
+        Authority::load(&stored.certificate_pem, &stored.sealed_key, master).map_err(
+            |e| match e {
+                CaError::Unseal => StartError::WrongMasterKey,
+                other => StartError::Authority(other.to_string()),
+            },
+        )?;
     tracing::info!(subject = %ca.subject(), fingerprint = %ca.fingerprint(), not_after = %ca.not_after(), "certificate authority loaded");
     Ok(ca)
 }
@@ -188,7 +250,9 @@ async fn ensure_admin(config: &Config, store: &Store) -> Result<(), StartError> 
     }
     let (token, write_file) = match &config.bootstrap_token {
         Some(t) if t.expose().chars().count() < MIN_BOOTSTRAP_TOKEN_LEN => {
-            return Err(StartError::Config(format!("FLEETCA_BOOTSTRAP_TOKEN must be at least {MIN_BOOTSTRAP_TOKEN_LEN} characters")));
+            return Err(StartError::Config(format!(
+                "FLEETCA_BOOTSTRAP_TOKEN must be at least {MIN_BOOTSTRAP_TOKEN_LEN} characters"
+            )));
         }
         Some(t) => (secret::token_from_plaintext(t.expose()), false),
         None => (secret::generate_token(), true),
@@ -212,11 +276,17 @@ async fn ensure_admin(config: &Config, store: &Store) -> Result<(), StartError> 
     if write_file {
         let path = config.data_dir.join("admin-token");
         let _ = std::fs::remove_file(&path);
-        write_private(&path, &format!("{}\n", token.plaintext))
-            .map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?;
+        write_private(&path, &format!("{}\n", token.plaintext)).map_err(|source| {
+            StartError::DataDir {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
         tracing::info!(path = %path.display(), "created the first admin user \"admin\"; its API token is in this file (mode 0600)");
     } else {
-        tracing::info!("created the first admin user \"admin\" with the token from FLEETCA_BOOTSTRAP_TOKEN");
+        tracing::info!(
+            "created the first admin user \"admin\" with the token from FLEETCA_BOOTSTRAP_TOKEN"
+        );
     }
     Ok(())
 }

@@ -132,14 +132,22 @@ fn random_serial() -> Result<(SerialNumber, String), CaError> {
 
 impl Authority {
     /// Creates a new self-signed ECDSA P-256 root valid from `now` for `validity`.
-    pub fn create(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
+    pub fn create(
+        subject: &CaSubject,
+        now: DateTime<Utc>,
+        validity: Duration,
+    ) -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         if let Some(org) = &subject.organization {
-            params.distinguished_name.push(DnType::OrganizationName, org.as_str());
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, org.as_str());
         }
-        params.distinguished_name.push(DnType::CommonName, subject.common_name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, subject.common_name.as_str());
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -159,7 +167,8 @@ impl Authority {
     /// with [`CaError::InvalidKey`] when the key does not belong to the certificate.
     pub fn load(cert_pem: &str, sealed_key: &[u8], master: &MasterKey) -> Result<Self, CaError> {
         let pkcs8 = master.open(CA_KEY_CONTEXT, sealed_key)?;
-        let key = KeyPair::try_from(pkcs8.as_slice()).map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        let key =
+            KeyPair::try_from(pkcs8.as_slice()).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         let block = pem::parse(cert_pem).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         Self::from_parts(block.into_contents(), key)
     }
@@ -168,7 +177,9 @@ impl Authority {
         let (_, cert) =
             X509Certificate::from_der(&cert_der).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(CaError::InvalidKey("the CA key does not match the CA certificate".into()));
+            return Err(CaError::InvalidKey(
+                "the CA key does not match the CA certificate".into(),
+            ));
         }
         let subject = cert.subject().to_string();
         let not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
@@ -178,7 +189,13 @@ impl Authority {
             &pem::Pem::new("CERTIFICATE", cert_der.clone()),
             pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
         );
-        Ok(Self { issuer, cert_der, cert_pem, subject, not_after })
+        Ok(Self {
+            issuer,
+            cert_der,
+            cert_pem,
+            subject,
+            not_after,
+        })
     }
 
     /// The CA key sealed under `master`, for storage.
@@ -227,7 +244,15 @@ impl Authority {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, profile.organization);
         dn.push(DnType::CommonName, profile.common_name);
-        self.issue(dn, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, profile.validity, profile.crl_url, public_key, now)
+        self.issue(
+            dn,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            profile.validity,
+            profile.crl_url,
+            public_key,
+            now,
+        )
     }
 
     /// Issues a TLS server certificate for a broker, with the given names as SANs.
@@ -245,7 +270,12 @@ impl Authority {
                 .map_err(|_| CaError::InvalidKey(format!("{name:?} is not a valid DNS name")))?;
             sans.push(SanType::DnsName(ia5));
         }
-        sans.extend(profile.ip_addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+        sans.extend(
+            profile
+                .ip_addresses
+                .iter()
+                .map(|ip| SanType::IpAddress(*ip)),
+        );
         let cn = profile
             .dns_names
             .first()
@@ -254,7 +284,15 @@ impl Authority {
             .unwrap_or_else(|| "mqtt broker".into());
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cn);
-        self.issue(dn, sans, ExtendedKeyUsagePurpose::ServerAuth, profile.validity, profile.crl_url, public_key, now)
+        self.issue(
+            dn,
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            profile.validity,
+            profile.crl_url,
+            public_key,
+            now,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -282,7 +320,9 @@ impl Authority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![eku];
         params.use_authority_key_identifier_extension = true;
-        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl_url.to_owned()] }];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![crl_url.to_owned()],
+        }];
         let cert = params.signed_by(public_key, &self.issuer)?;
         let der = cert.der().to_vec();
         Ok(IssuedCertificate {
@@ -326,7 +366,10 @@ mod tests {
     use x509_parser::extensions::{GeneralName, ParsedExtension};
 
     fn test_ca(now: DateTime<Utc>) -> Authority {
-        let subject = CaSubject { common_name: "Test CA".into(), organization: Some("fleetca".into()) };
+        let subject = CaSubject {
+            common_name: "Test CA".into(),
+            organization: Some("fleetca".into()),
+        };
         Authority::create(&subject, now, Duration::days(365 * 20)).unwrap()
     }
 
@@ -339,13 +382,23 @@ mod tests {
         let loaded = Authority::load(ca.certificate_pem(), &sealed, &master).unwrap();
         assert_eq!(loaded.fingerprint(), ca.fingerprint());
         let key = generate_p256().unwrap();
-        let profile = ClientProfile { common_name: "svc", organization: "nnn.acme", validity: Duration::hours(8760), crl_url: "http://x/crl.der" };
+        let profile = ClientProfile {
+            common_name: "svc",
+            organization: "nnn.acme",
+            validity: Duration::hours(8760),
+            crl_url: "http://x/crl.der",
+        };
         let cert = loaded.issue_client(&profile, &key.public_key, now).unwrap();
-        let facts = ca.check_issued(&cert.pem).expect("signed by the original CA");
+        let facts = ca
+            .check_issued(&cert.pem)
+            .expect("signed by the original CA");
         assert_eq!(facts.serial_hex, cert.serial_hex);
         // A wrong master key is an Unseal error, not a panic.
         let other = MasterKey::generate().unwrap();
-        assert!(matches!(Authority::load(ca.certificate_pem(), &sealed, &other), Err(CaError::Unseal)));
+        assert!(matches!(
+            Authority::load(ca.certificate_pem(), &sealed, &other),
+            Err(CaError::Unseal)
+        ));
     }
 
     #[test]
@@ -353,19 +406,40 @@ mod tests {
         let now = Utc::now();
         let ca = test_ca(now);
         let key = generate_p256().unwrap();
-        let profile = ClientProfile { common_name: "svc-mqtt", organization: "nnn.acme", validity: Duration::hours(8760), crl_url: "http://127.0.0.1:8080/crl.der" };
+        let profile = ClientProfile {
+            common_name: "svc-mqtt",
+            organization: "nnn.acme",
+            validity: Duration::hours(8760),
+            crl_url: "http://127.0.0.1:8080/crl.der",
+        };
         let issued = ca.issue_client(&profile, &key.public_key, now).unwrap();
         let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
         assert_eq!(cert.version().0, 2, "X.509 v3");
         let serial = cert.raw_serial();
-        assert!(serial.len() >= 8 && serial[0] & 0x80 == 0 && serial[0] != 0, "positive, >= 64 bits");
+        assert!(
+            serial.len() >= 8 && serial[0] & 0x80 == 0 && serial[0] != 0,
+            "positive, >= 64 bits"
+        );
         assert_eq!(hex::encode(serial), issued.serial_hex);
         assert_eq!(cert.subject().to_string(), "O=nnn.acme, CN=svc-mqtt");
-        assert_eq!(cert.validity().not_after.timestamp(), (DateTime::from_timestamp(now.timestamp(), 0).unwrap() + Duration::hours(8760)).timestamp());
-        assert_eq!(issued.not_after.timestamp(), cert.validity().not_after.timestamp());
+        assert_eq!(
+            cert.validity().not_after.timestamp(),
+            (DateTime::from_timestamp(now.timestamp(), 0).unwrap() + Duration::hours(8760))
+                .timestamp()
+        );
+        assert_eq!(
+            issued.not_after.timestamp(),
+            cert.validity().not_after.timestamp()
+        );
         let ku = cert.key_usage().unwrap().unwrap();
         assert!(ku.critical && ku.value.digital_signature() && !ku.value.key_cert_sign());
-        assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
+        assert!(
+            cert.extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .client_auth
+        );
         assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
         let mut saw = (false, false, false);
         for ext in cert.extensions() {
@@ -374,8 +448,14 @@ mod tests {
                 ParsedExtension::AuthorityKeyIdentifier(_) => saw.1 = true,
                 ParsedExtension::CRLDistributionPoints(points) => {
                     let uri = points.points[0].distribution_point.as_ref().unwrap();
-                    let x509_parser::extensions::DistributionPointName::FullName(names) = uri else { panic!() };
-                    assert!(matches!(names[0], GeneralName::URI("http://127.0.0.1:8080/crl.der")));
+                    let x509_parser::extensions::DistributionPointName::FullName(names) = uri
+                    else {
+                        panic!()
+                    };
+                    assert!(matches!(
+                        names[0],
+                        GeneralName::URI("http://127.0.0.1:8080/crl.der")
+                    ));
                     saw.2 = true;
                 }
                 _ => {}
@@ -394,10 +474,21 @@ mod tests {
         let key = generate_p256().unwrap();
         let names = vec!["localhost".to_string()];
         let ips = vec!["127.0.0.1".parse().unwrap()];
-        let profile = ServerProfile { dns_names: &names, ip_addresses: &ips, validity: Duration::days(365), crl_url: "http://x/crl.der" };
+        let profile = ServerProfile {
+            dns_names: &names,
+            ip_addresses: &ips,
+            validity: Duration::days(365),
+            crl_url: "http://x/crl.der",
+        };
         let issued = ca.issue_server(&profile, &key.public_key, now).unwrap();
         let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
-        assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
+        assert!(
+            cert.extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .server_auth
+        );
         let san = cert.subject_alternative_name().unwrap().unwrap();
         assert_eq!(san.value.general_names.len(), 2);
     }

@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use rcgen::{
-    CertificateRevocationListParams, CrlDistributionPoint, CrlIssuingDistributionPoint, KeyIdMethod,
-    RevocationReason, RevokedCertParams, SerialNumber,
+    CertificateRevocationListParams, CrlDistributionPoint, CrlIssuingDistributionPoint,
+    KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -102,7 +102,11 @@ impl FromStr for Reason {
 
     /// Accepts the RFC 5280 name in any case, with or without `_`/`-` (`key_compromise`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let folded: String = s.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase();
+        let folded: String = s
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
         Reason::ALL
             .into_iter()
             .find(|r| r.name().to_ascii_lowercase() == folded)
@@ -181,7 +185,9 @@ impl Authority {
             next_update: to_time(request.next_update)?,
             crl_number: SerialNumber::from_slice(&request.number.to_be_bytes()),
             issuing_distribution_point: Some(CrlIssuingDistributionPoint {
-                distribution_point: CrlDistributionPoint { uris: vec![request.url.to_owned()] },
+                distribution_point: CrlDistributionPoint {
+                    uris: vec![request.url.to_owned()],
+                },
                 scope: None,
             }),
             revoked_certs,
@@ -197,12 +203,15 @@ impl Authority {
     /// Parses a DER CRL and checks that this CA signed it.
     pub fn check_crl(&self, der: &[u8]) -> Result<CrlFacts, CaError> {
         let bad = |m: &str| CaError::Signing(format!("CRL check failed: {m}"));
-        let (rest, crl) = CertificateRevocationList::from_der(der).map_err(|_| bad("unparsable"))?;
+        let (rest, crl) =
+            CertificateRevocationList::from_der(der).map_err(|_| bad("unparsable"))?;
         if !rest.is_empty() {
             return Err(bad("trailing bytes"));
         }
-        let (_, ca) = X509Certificate::from_der(self.certificate_der()).map_err(|_| bad("CA certificate"))?;
-        crl.verify_signature(ca.public_key()).map_err(|_| bad("signature"))?;
+        let (_, ca) =
+            X509Certificate::from_der(self.certificate_der()).map_err(|_| bad("CA certificate"))?;
+        crl.verify_signature(ca.public_key())
+            .map_err(|_| bad("signature"))?;
         let number = crl
             .crl_number()
             .and_then(|n| u64::try_from(n).ok())
@@ -236,32 +245,73 @@ mod tests {
     #[test]
     fn a_signed_crl_parses_back_with_its_number_entries_reasons_and_idp() {
         let now = Utc::now();
-        let ca = Authority::create(&CaSubject { common_name: "CRL CA".into(), organization: None }, now, Duration::days(3650)).unwrap();
+        let ca = Authority::create(
+            &CaSubject {
+                common_name: "CRL CA".into(),
+                organization: None,
+            },
+            now,
+            Duration::days(3650),
+        )
+        .unwrap();
         let entries: Vec<RevokedEntry> = (0..1000u32)
             .map(|i| RevokedEntry {
                 serial: [&[0x40u8][..], &i.to_be_bytes()].concat(),
                 revoked_at: now,
-                reason: if i % 2 == 0 { Reason::KeyCompromise } else { Reason::Superseded },
+                reason: if i % 2 == 0 {
+                    Reason::KeyCompromise
+                } else {
+                    Reason::Superseded
+                },
             })
             .collect();
-        let request = CrlRequest { number: 42, this_update: now - Duration::minutes(5), next_update: now + Duration::days(7), url: "http://h/crl.der" };
+        let request = CrlRequest {
+            number: 42,
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(7),
+            url: "http://h/crl.der",
+        };
         let crl = ca.sign_crl(&request, &entries).unwrap();
         assert!(crl.pem.starts_with("-----BEGIN X509 CRL-----"));
         let facts = ca.check_crl(&crl.der).unwrap();
         assert_eq!(facts.number, 42);
         assert_eq!(facts.entries, 1000);
-        assert_eq!(facts.next_update.unwrap().timestamp(), (now + Duration::days(7)).timestamp());
+        assert_eq!(
+            facts.next_update.unwrap().timestamp(),
+            (now + Duration::days(7)).timestamp()
+        );
 
         let (_, parsed) = CertificateRevocationList::from_der(&crl.der).unwrap();
         assert_eq!(parsed.version().map(|v| v.0), Some(1), "v2 CRL");
         let first = parsed.iter_revoked_certificates().next().unwrap();
-        assert_eq!(first.reason_code().unwrap().1 .0, 1);
-        let exts: Vec<_> = parsed.extensions().iter().map(|e| e.parsed_extension()).collect();
-        assert!(exts.iter().any(|e| matches!(e, ParsedExtension::AuthorityKeyIdentifier(_))));
-        assert!(exts.iter().any(|e| matches!(e, ParsedExtension::IssuingDistributionPoint(_))));
+        assert_eq!(first.reason_code().unwrap().1.0, 1);
+        let exts: Vec<_> = parsed
+            .extensions()
+            .iter()
+            .map(|e| e.parsed_extension())
+            .collect();
+        assert!(
+            exts.iter()
+                .any(|e| matches!(e, ParsedExtension::AuthorityKeyIdentifier(_)))
+        );
+        assert!(
+            exts.iter()
+                .any(|e| matches!(e, ParsedExtension::IssuingDistributionPoint(_)))
+        );
 
-        let other = Authority::create(&CaSubject { common_name: "Other".into(), organization: None }, now, Duration::days(3650)).unwrap();
-        assert!(other.check_crl(&crl.der).is_err(), "a CRL from another CA does not verify");
+        let other = Authority::create(
+            &CaSubject {
+                common_name: "Other".into(),
+                organization: None,
+            },
+            now,
+            Duration::days(3650),
+        )
+        .unwrap();
+        assert!(
+            other.check_crl(&crl.der).is_err(),
+            "a CRL from another CA does not verify"
+        );
         assert!(ca.check_crl(b"garbage").is_err());
     }
 }

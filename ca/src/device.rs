@@ -56,9 +56,24 @@ mod tests {
     fn mqtt_signature_matches_an_independent_hmac() {
         // printf 1700000000 | openssl dgst -sha256 -hmac 939e7578ed9e3c518a452acee763bce9
         let sig = mqtt_signature("939e7578ed9e3c518a452acee763bce9", 1_700_000_000);
-        assert_eq!(sig, "c2a780cfc6b3cbc57c5ca03a6b4c3fdc88ab2f535ed4419407bebab731c313e0");
-        assert!(verify_mqtt_signature("939e7578ed9e3c518a452acee763bce9", 1_700_000_000, &sig));
-        assert!(!verify_mqtt_signature("939e7578ed9e3c518a452acee763bce9", 1_700_000_001, &sig));
-        assert!(!verify_mqtt_signature("939e7578ed9e3c518a452acee763bce9", 1_700_000_000, "zz"));
+        assert_eq!(
+            sig,
+            "c2a780cfc6b3cbc57c5ca03a6b4c3fdc88ab2f535ed4419407bebab731c313e0"
+        );
+        assert!(verify_mqtt_signature(
+            "939e7578ed9e3c518a452acee763bce9",
+            1_700_000_000,
+            &sig
+        ));
+        assert!(!verify_mqtt_signature(
+            "939e7578ed9e3c518a452acee763bce9",
+            1_700_000_001,
+            &sig
+        ));
+        assert!(!verify_mqtt_signature(
+            "939e7578ed9e3c518a452acee763bce9",
+            1_700_000_000,
+            "zz"
+        ));
     }
 }

@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(key.open("ca-key", &sealed).unwrap(), b"secret");
         assert!(matches!(key.open("ha1:x", &sealed), Err(CaError::Unseal)));
         let other = MasterKey::generate().unwrap();
-        assert!(matches!(other.open("ca-key", &sealed), Err(CaError::Unseal)));
+        assert!(matches!(
+            other.open("ca-key", &sealed),
+            Err(CaError::Unseal)
+        ));
     }
 
     #[test]
@@ -111,9 +114,18 @@ mod tests {
         let key = MasterKey::generate().unwrap();
         let hex_form = key.to_hex();
         let sealed = key.seal("c", b"v").unwrap();
-        assert_eq!(MasterKey::parse(&format!("{hex_form}\n")).unwrap().open("c", &sealed).unwrap(), b"v");
+        assert_eq!(
+            MasterKey::parse(&format!("{hex_form}\n"))
+                .unwrap()
+                .open("c", &sealed)
+                .unwrap(),
+            b"v"
+        );
         let b64 = base64::engine::general_purpose::STANDARD.encode(hex::decode(&hex_form).unwrap());
-        assert_eq!(MasterKey::parse(&b64).unwrap().open("c", &sealed).unwrap(), b"v");
+        assert_eq!(
+            MasterKey::parse(&b64).unwrap().open("c", &sealed).unwrap(),
+            b"v"
+        );
         assert!(MasterKey::parse("too-short").is_err());
         assert_eq!(format!("{key:?}"), "MasterKey(<redacted>)");
     }

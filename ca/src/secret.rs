@@ -40,12 +40,15 @@ pub struct NewToken {
 
 impl std::fmt::Debug for NewToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewToken").field("lookup", &self.lookup).finish_non_exhaustive()
+        f.debug_struct("NewToken")
+            .field("lookup", &self.lookup)
+            .finish_non_exhaustive()
     }
 }
 
 fn argon2(cost: (u32, u32, u32)) -> Result<Argon2<'static>, CaError> {
-    let params = Params::new(cost.0, cost.1, cost.2, None).map_err(|e| CaError::Hash(e.to_string()))?;
+    let params =
+        Params::new(cost.0, cost.1, cost.2, None).map_err(|e| CaError::Hash(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -73,7 +76,11 @@ pub fn generate_token() -> Result<NewToken, CaError> {
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
     let plaintext = format!("{TOKEN_PREFIX}{lookup}_{secret}");
     let hash = hash_with(TOKEN_COST, plaintext.as_bytes())?;
-    Ok(NewToken { plaintext, lookup, hash })
+    Ok(NewToken {
+        plaintext,
+        lookup,
+        hash,
+    })
 }
 
 /// Makes a token record from a token the operator chose (the bootstrap token). Its lookup
@@ -119,7 +126,10 @@ pub struct CacheKeyer(hmac::Key);
 impl CacheKeyer {
     /// A keyer with a fresh random key.
     pub fn new() -> Result<Self, CaError> {
-        Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, &random_bytes::<32>()?)))
+        Ok(Self(hmac::Key::new(
+            hmac::HMAC_SHA256,
+            &random_bytes::<32>()?,
+        )))
     }
 
     /// The keyed hash of `parts`, each length-prefixed so `("ab","c")` and `("a","bc")` differ.
@@ -155,7 +165,10 @@ mod tests {
     #[test]
     fn an_operator_chosen_token_gets_a_stable_lookup() {
         let t = token_from_plaintext("bootstrap-token-with-at-least-32-characters").unwrap();
-        assert_eq!(token_lookup("bootstrap-token-with-at-least-32-characters"), t.lookup);
+        assert_eq!(
+            token_lookup("bootstrap-token-with-at-least-32-characters"),
+            t.lookup
+        );
         assert_eq!(t.lookup.len(), 16);
         assert!(verify_hash(t.plaintext.as_bytes(), &t.hash));
     }

@@ -2,11 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, EntityTrait, QueryFilter, ColumnTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use crate::entity::authority::{ActiveModel as CaActive, Entity as CaEntity};
 use crate::entity::crl_state::{ActiveModel as CrlActive, Column as CrlCol, Entity as CrlEntity};
-use crate::{Store, StorageError};
+use crate::{StorageError, Store};
 
 const ROW: i32 = 1;
 
@@ -22,10 +22,13 @@ pub struct StoredAuthority {
 impl Store {
     /// The stored CA, if one was created.
     pub async fn load_authority(&self) -> Result<Option<StoredAuthority>, StorageError> {
-        Ok(CaEntity::find_by_id(ROW).one(self.conn()).await?.map(|m| StoredAuthority {
-            certificate_pem: m.certificate_pem,
-            sealed_key: m.sealed_key,
-        }))
+        Ok(CaEntity::find_by_id(ROW)
+            .one(self.conn())
+            .await?
+            .map(|m| StoredAuthority {
+                certificate_pem: m.certificate_pem,
+                sealed_key: m.sealed_key,
+            }))
     }
 
     /// Stores a new CA unless one exists, and returns the one that is stored: when two
@@ -46,9 +49,14 @@ impl Store {
         .await;
         match inserted {
             Ok(_) => {
-                CrlActive { id: Set(ROW), number: Set(0), this_update: Set(now), next_update: Set(now) }
-                    .insert(&txn)
-                    .await?;
+                CrlActive {
+                    id: Set(ROW),
+                    number: Set(0),
+                    this_update: Set(now),
+                    next_update: Set(now),
+                }
+                .insert(&txn)
+                .await?;
                 txn.commit().await?;
             }
             Err(e) => match StorageError::from(e) {
@@ -74,7 +82,10 @@ impl Store {
             .filter(CrlCol::Id.eq(ROW))
             .exec(&txn)
             .await?;
-        let row = CrlEntity::find_by_id(ROW).one(&txn).await?.ok_or(StorageError::NotFound)?;
+        let row = CrlEntity::find_by_id(ROW)
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
         txn.commit().await?;
         u64::try_from(row.number).map_err(|_| StorageError::Internal("negative CRL number".into()))
     }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::entity::certificates::{ActiveModel, Column, Entity as Certificates};
 use crate::entity::users::Entity as Users;
-use crate::{Certificate, Page, Store, StorageError, is_postgres};
+use crate::{Certificate, Page, StorageError, Store, is_postgres};
 
 /// A certificate to store.
 #[derive(Clone, Debug)]
@@ -86,11 +86,17 @@ pub struct Revocation {
 impl Store {
     /// A certificate by id.
     pub async fn certificate(&self, id: Uuid) -> Result<Certificate, StorageError> {
-        Certificates::find_by_id(id).one(self.conn()).await?.ok_or(StorageError::NotFound)
+        Certificates::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StorageError::NotFound)
     }
 
     /// A certificate by its SHA-256 fingerprint.
-    pub async fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Certificate, StorageError> {
+    pub async fn certificate_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Certificate, StorageError> {
         Certificates::find()
             .filter(Column::Fingerprint.eq(fingerprint))
             .one(self.conn())
@@ -120,9 +126,13 @@ impl Store {
         }
         cond = match filter.status {
             None => cond,
-            Some(StatusFilter::Active) => cond.add(Column::RevokedAt.is_null()).add(Column::NotAfter.gt(now)),
+            Some(StatusFilter::Active) => cond
+                .add(Column::RevokedAt.is_null())
+                .add(Column::NotAfter.gt(now)),
             Some(StatusFilter::Revoked) => cond.add(Column::RevokedAt.is_not_null()),
-            Some(StatusFilter::Expired) => cond.add(Column::RevokedAt.is_null()).add(Column::NotAfter.lte(now)),
+            Some(StatusFilter::Expired) => cond
+                .add(Column::RevokedAt.is_null())
+                .add(Column::NotAfter.lte(now)),
         };
         let query = Certificates::find().filter(cond);
         let total = query.clone().count(self.conn()).await?;
@@ -145,7 +155,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(Certificate, bool), StorageError> {
         let txn = self.write_txn().await?;
-        let cert = Certificates::find_by_id(id).one(&txn).await?.ok_or(StorageError::NotFound)?;
+        let cert = Certificates::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
         if cert.revoked_at.is_some() {
             return Ok((cert, false));
         }
@@ -159,28 +172,38 @@ impl Store {
 
     /// Every revocation of a certificate that has not expired before `since`.
     pub async fn revocations(&self, since: DateTime<Utc>) -> Result<Vec<Revocation>, StorageError> {
-        let rows: Vec<(String, Option<DateTime<Utc>>, Option<String>, DateTime<Utc>)> = Certificates::find()
-            .select_only()
-            .column(Column::Serial)
-            .column(Column::RevokedAt)
-            .column(Column::RevocationReason)
-            .column(Column::NotAfter)
-            .filter(Column::RevokedAt.is_not_null())
-            .filter(Column::NotAfter.gt(since))
-            .order_by_asc(Column::RevokedAt)
-            .into_tuple()
-            .all(self.conn())
-            .await?;
+        let rows: Vec<(String, Option<DateTime<Utc>>, Option<String>, DateTime<Utc>)> =
+            Certificates::find()
+                .select_only()
+                .column(Column::Serial)
+                .column(Column::RevokedAt)
+                .column(Column::RevocationReason)
+                .column(Column::NotAfter)
+                .filter(Column::RevokedAt.is_not_null())
+                .filter(Column::NotAfter.gt(since))
+                .order_by_asc(Column::RevokedAt)
+                .into_tuple()
+                .all(self.conn())
+                .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(serial, at, reason, not_after)| {
-                Some(Revocation { serial, revoked_at: at?, reason: reason.unwrap_or_else(|| "unspecified".into()), not_after })
+                Some(Revocation {
+                    serial,
+                    revoked_at: at?,
+                    reason: reason.unwrap_or_else(|| "unspecified".into()),
+                    not_after,
+                })
             })
             .collect())
     }
 
     /// Counts certificates by status for an optional enterprise: (active, revoked, expired).
-    pub async fn count_active_certificates(&self, api_key_id: Uuid, now: DateTime<Utc>) -> Result<u64, StorageError> {
+    pub async fn count_active_certificates(
+        &self,
+        api_key_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StorageError> {
         active_count(self.conn(), api_key_id, now).await
     }
 
@@ -192,7 +215,11 @@ impl Store {
     }
 }
 
-async fn active_count(c: &impl ConnectionTrait, api_key_id: Uuid, now: DateTime<Utc>) -> Result<u64, StorageError> {
+async fn active_count(
+    c: &impl ConnectionTrait,
+    api_key_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, StorageError> {
     Ok(Certificates::find()
         .filter(Column::ApiKeyId.eq(api_key_id))
         .filter(Column::RevokedAt.is_null())
@@ -229,10 +256,16 @@ impl IssueQueue {
     ) -> Result<Certificate, StorageError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(IssueJob { cert, max_active, now, reply })
+            .send(IssueJob {
+                cert,
+                max_active,
+                now,
+                reply,
+            })
             .await
             .map_err(|_| StorageError::Unavailable("issue queue stopped".into()))?;
-        rx.await.map_err(|_| StorageError::Internal("issue queue dropped a request".into()))?
+        rx.await
+            .map_err(|_| StorageError::Internal("issue queue dropped a request".into()))?
     }
 }
 
@@ -258,7 +291,10 @@ async fn run_issue_queue(store: Store, mut rx: mpsc::Receiver<IssueJob>) {
 
 /// Writes one batch in one transaction; per-job results for the limit check, or an error
 /// for the whole batch when the transaction itself failed (then nothing was written).
-async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Certificate, StorageError>>, StorageError> {
+async fn write_batch(
+    store: &Store,
+    jobs: &[IssueJob],
+) -> Result<Vec<Result<Certificate, StorageError>>, StorageError> {
     let txn = store.write_txn().await?;
     let pg = is_postgres(&txn);
     let mut results = Vec::with_capacity(jobs.len());
@@ -294,4 +330,3 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Cert
     txn.commit().await?;
     Ok(results)
 }
-

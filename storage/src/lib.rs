@@ -14,12 +14,12 @@ pub mod users;
 
 use std::time::Duration;
 
+use fleetca_migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use fleetca_migrations::{Migrator, MigratorTrait};
 
 pub use error::StorageError;
 

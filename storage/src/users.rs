@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::entity::certificates::{Column as CertCol, Entity as Certificates};
 use crate::entity::users::{ActiveModel, Column, Entity as Users};
-use crate::{Certificate, Page, Store, StorageError, User};
+use crate::{Certificate, Page, StorageError, Store, User};
 
 /// A user to insert. The token and password arrive already hashed.
 #[derive(Clone, Debug)]
@@ -55,7 +55,11 @@ pub struct UserPatch {
 
 impl Store {
     /// Inserts a user. A taken username is [`StorageError::Conflict`].
-    pub async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, StorageError> {
+    pub async fn create_user(
+        &self,
+        new: NewUser,
+        now: DateTime<Utc>,
+    ) -> Result<User, StorageError> {
         let model = ActiveModel {
             id: Set(Uuid::new_v4()),
             username: Set(new.username),
@@ -88,7 +92,10 @@ impl Store {
 
     /// A user by id.
     pub async fn user(&self, id: Uuid) -> Result<User, StorageError> {
-        Users::find_by_id(id).one(self.conn()).await?.ok_or(StorageError::NotFound)
+        Users::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StorageError::NotFound)
     }
 
     /// A user by username.
@@ -110,7 +117,11 @@ impl Store {
     }
 
     /// One page of users, newest first, and the total that match.
-    pub async fn list_users(&self, filter: &UserFilter, page: Page) -> Result<(Vec<User>, u64), StorageError> {
+    pub async fn list_users(
+        &self,
+        filter: &UserFilter,
+        page: Page,
+    ) -> Result<(Vec<User>, u64), StorageError> {
         let mut cond = Condition::all();
         if let Some(e) = &filter.enterprise {
             cond = cond.add(Column::Enterprise.eq(e.as_str()));
@@ -146,7 +157,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(User, Vec<Certificate>), StorageError> {
         let txn = self.write_txn().await?;
-        let user = Users::find_by_id(id).one(&txn).await?.ok_or(StorageError::NotFound)?;
+        let user = Users::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
         let mut model: ActiveModel = user.into();
         if let Some(active) = patch.is_active {
             model.is_active = Set(active);

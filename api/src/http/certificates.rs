@@ -12,15 +12,32 @@ use crate::domain::PageRequest;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{AdminAuth, ApiJson, Auth};
 use crate::http::{PageOf, parse_id, route};
-use crate::service::certificates::{self as svc, CreateCertificate, MAX_VALIDITY_HOURS, MIN_VALIDITY_HOURS};
+use crate::service::certificates::{
+    self as svc, CreateCertificate, MAX_VALIDITY_HOURS, MIN_VALIDITY_HOURS,
+};
 use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
     vec![
-        ("/api/v4/manage/mqtt-certificates", vec![route("GET", || web::get().to(list)), route("POST", || web::post().to(create))]),
-        ("/api/v4/manage/mqtt-certificates/{id}", vec![route("GET", || web::get().to(get))]),
-        ("/api/v4/manage/mqtt-certificates/{id}/revoke", vec![route("POST", || web::post().to(revoke))]),
-        ("/api/v4/manage/server-certificates", vec![route("POST", || web::post().to(create_server))]),
+        (
+            "/api/v4/manage/mqtt-certificates",
+            vec![
+                route("GET", || web::get().to(list)),
+                route("POST", || web::post().to(create)),
+            ],
+        ),
+        (
+            "/api/v4/manage/mqtt-certificates/{id}",
+            vec![route("GET", || web::get().to(get))],
+        ),
+        (
+            "/api/v4/manage/mqtt-certificates/{id}/revoke",
+            vec![route("POST", || web::post().to(revoke))],
+        ),
+        (
+            "/api/v4/manage/server-certificates",
+            vec![route("POST", || web::post().to(create_server))],
+        ),
     ]
 }
 
@@ -179,7 +196,11 @@ pub struct CertificateQuery {
     ),
     security(("bearer" = []))
 )]
-pub async fn create(state: web::Data<AppState>, Auth(caller): Auth, ApiJson(body): ApiJson<CreateCertificateBody>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
+    ApiJson(body): ApiJson<CreateCertificateBody>,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
@@ -202,7 +223,12 @@ pub async fn create(state: web::Data<AppState>, Auth(caller): Auth, ApiJson(body
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let input = CreateCertificate { name, api_key_id: body.api_key_id, validity_hours, csr_key };
+    let input = CreateCertificate {
+        name,
+        api_key_id: body.api_key_id,
+        validity_hours,
+        csr_key,
+    };
     let created = svc::create(&state, &caller, input).await?;
     Ok(HttpResponse::Created().json(CreatedCertificate {
         certificate: CertificateOut::new(created.certificate, true),
@@ -220,7 +246,12 @@ pub async fn create(state: web::Data<AppState>, Auth(caller): Auth, ApiJson(body
     ),
     security(("bearer" = []))
 )]
-pub async fn list(state: web::Data<AppState>, req: HttpRequest, Auth(caller): Auth, q: web::Query<CertificateQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Auth(caller): Auth,
+    q: web::Query<CertificateQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = PageRequest::parse(q.page, q.page_size)?;
     let filter = CertificateFilter {
@@ -235,7 +266,10 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, Auth(caller): Au
         search: q.search,
     };
     let (certs, count) = svc::list(&state, &caller, filter, page).await?;
-    let results = certs.into_iter().map(|c| CertificateOut::new(c, false)).collect();
+    let results = certs
+        .into_iter()
+        .map(|c| CertificateOut::new(c, false))
+        .collect();
     Ok(HttpResponse::Ok().json(PageOf::new(&state, &req, page, count, results)))
 }
 
@@ -248,7 +282,11 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, Auth(caller): Au
     ),
     security(("bearer" = []))
 )]
-pub async fn get(state: web::Data<AppState>, Auth(caller): Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "certificate")?;
     let cert = svc::get(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(CertificateOut::new(cert, true)))
@@ -266,12 +304,22 @@ pub async fn get(state: web::Data<AppState>, Auth(caller): Auth, id: web::Path<S
     ),
     security(("bearer" = []))
 )]
-pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, Auth(caller): Auth, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Auth(caller): Auth,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "certificate")?;
     let body: RevokeBody = if body.iter().all(u8::is_ascii_whitespace) {
         RevokeBody::default()
     } else {
-        let is_json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+        let is_json = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
         if !is_json {
             return Err(ApiError::UnsupportedMediaType("application/json"));
         }
@@ -298,23 +346,64 @@ pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, Auth(caller): 
     ),
     security(("bearer" = []))
 )]
-pub async fn create_server(state: web::Data<AppState>, _admin: AdminAuth, ApiJson(body): ApiJson<CreateServerCertificateBody>) -> Result<HttpResponse, ApiError> {
+pub async fn create_server(
+    state: web::Data<AppState>,
+    _admin: AdminAuth,
+    ApiJson(body): ApiJson<CreateServerCertificateBody>,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
     if body.dns_names.is_empty() && body.ip_addresses.is_empty() {
-        errors.insert("dns_names".into(), vec!["give at least one DNS name or IP address".into()]);
+        errors.insert(
+            "dns_names".into(),
+            vec!["give at least one DNS name or IP address".into()],
+        );
+    }
+    if let Some(bad) = body.dns_names.iter().find(|n| !is_dns_name(n)) {
+        errors.insert("dns_names".into(), vec![format!("{bad:?} is not a DNS name (labels of a-z, 0-9 and '-', optionally starting with \"*.\")")]);
     }
     let days = body.validity_days.unwrap_or(825);
     if !(1..=3650).contains(&days) {
-        errors.insert("validity_days".into(), vec!["must be from 1 to 3650".into()]);
+        errors.insert(
+            "validity_days".into(),
+            vec!["must be from 1 to 3650".into()],
+        );
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let name = body.name.unwrap_or_else(|| body.dns_names.first().cloned().unwrap_or_else(|| "broker".into()));
-    let (cert, key) = svc::create_server(&state, name, &body.dns_names, &body.ip_addresses, Duration::days(days)).await?;
+    let name = body.name.unwrap_or_else(|| {
+        body.dns_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "broker".into())
+    });
+    let (cert, key) = svc::create_server(
+        &state,
+        name,
+        &body.dns_names,
+        &body.ip_addresses,
+        Duration::days(days),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(CreatedServerCertificate {
         certificate: CertificateOut::new(cert, true),
         private_key_pem: key,
         ca_certificate_pem: state.ca.certificate_pem().to_owned(),
     }))
+}
+
+/// A hostname (RFC 1123 labels), optionally a leading `*.` wildcard.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

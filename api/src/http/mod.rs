@@ -42,7 +42,11 @@ pub fn routes() -> Routes {
 pub fn mounted() -> Vec<(String, String)> {
     routes()
         .into_iter()
-        .flat_map(|(path, methods)| methods.into_iter().map(move |(m, _)| (m.to_owned(), path.to_owned())))
+        .flat_map(|(path, methods)| {
+            methods
+                .into_iter()
+                .map(move |(m, _)| (m.to_owned(), path.to_owned()))
+        })
         .collect()
 }
 
@@ -84,15 +88,35 @@ pub fn problemize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerR
     }
     let status = res.status();
     let (slug, detail) = match status {
-        StatusCode::NOT_FOUND => ("not-found", "No such route; see /api/openapi.json for the API.".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "This path does not accept this HTTP method.".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "The request body is too large.".to_owned()),
-        s if s.is_server_error() => ("internal", "An internal error occurred; it has been logged.".to_owned()),
-        s => ("error", format!("The request failed: {}.", s.canonical_reason().unwrap_or("error"))),
+        StatusCode::NOT_FOUND => (
+            "not-found",
+            "No such route; see /api/openapi.json for the API.".to_owned(),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "This path does not accept this HTTP method.".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload-too-large",
+            "The request body is too large.".to_owned(),
+        ),
+        s if s.is_server_error() => (
+            "internal",
+            "An internal error occurred; it has been logged.".to_owned(),
+        ),
+        s => (
+            "error",
+            format!(
+                "The request failed: {}.",
+                s.canonical_reason().unwrap_or("error")
+            ),
+        ),
     };
     let (req, _) = res.into_parts();
     let resp = problem_response(status, slug, detail);
-    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, resp).map_into_right_body()))
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, resp).map_into_right_body(),
+    ))
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -107,7 +131,11 @@ pub async fn request_log(
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let method = req.method().to_string();
@@ -142,14 +170,21 @@ pub struct PageOf<T> {
 
 impl<T> PageOf<T> {
     /// Builds the page with absolute `next`/`previous` links on the public URL.
-    pub fn new(state: &AppState, req: &HttpRequest, page: crate::domain::PageRequest, count: u64, results: Vec<T>) -> Self {
+    pub fn new(
+        state: &AppState,
+        req: &HttpRequest,
+        page: crate::domain::PageRequest,
+        count: u64,
+        results: Vec<T>,
+    ) -> Self {
         let link = |n: u64| {
-            let mut pairs: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-                .map(|q| q.into_inner())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| k != "page")
-                .collect();
+            let mut pairs: Vec<(String, String)> =
+                web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+                    .map(|q| q.into_inner())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(k, _)| k != "page")
+                    .collect();
             pairs.push(("page".into(), n.to_string()));
             let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
             format!("{}{}?{}", state.config.public_url, req.path(), query)

@@ -66,8 +66,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         publish: publish.clone(),
     });
     let ready = database && publish.ok;
-    let body = Readiness { status: if ready { "ready" } else { "unavailable" }, database, crl };
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        database,
+        crl,
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 /// The CA certificate (PEM).
@@ -75,7 +83,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn ca_pem(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
-        .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"ca.crt\""))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"ca.crt\"",
+        ))
         .body(state.ca.certificate_pem().to_owned())
 }
 
@@ -101,14 +112,25 @@ fn crl_response(state: &AppState, req: &HttpRequest, pem: bool) -> HttpResponse 
     let Some(crl) = state.crl.current() else {
         return HttpResponse::ServiceUnavailable().finish();
     };
-    let etag = EntityTag::new_strong(format!("crl-{}-{}", crl.number, if pem { "pem" } else { "der" }));
+    let etag = EntityTag::new_strong(format!(
+        "crl-{}-{}",
+        crl.number,
+        if pem { "pem" } else { "der" }
+    ));
     let last_modified = HttpDate::from(std::time::SystemTime::from(crl.this_update));
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag.to_string() || t.trim() == "*"));
-    let mut resp = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == etag.to_string() || t.trim() == "*")
+        });
+    let mut resp = if matches {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
     resp.insert_header((header::ETAG, etag))
         .insert_header((header::LAST_MODIFIED, last_modified))
         .insert_header((header::CACHE_CONTROL, "no-cache"));
@@ -116,8 +138,10 @@ fn crl_response(state: &AppState, req: &HttpRequest, pem: bool) -> HttpResponse 
         return resp.finish();
     }
     if pem {
-        resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file")).body(crl.pem.as_str().to_owned())
+        resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
+            .body(crl.pem.as_str().to_owned())
     } else {
-        resp.insert_header((header::CONTENT_TYPE, "application/pkix-crl")).body(crl.der.as_ref().clone())
+        resp.insert_header((header::CONTENT_TYPE, "application/pkix-crl"))
+            .body(crl.der.as_ref().clone())
     }
 }

@@ -17,12 +17,25 @@ use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
     vec![
-        ("/api/v4/manage/users", vec![route("GET", || web::get().to(list)), route("POST", || web::post().to(create))]),
+        (
+            "/api/v4/manage/users",
+            vec![
+                route("GET", || web::get().to(list)),
+                route("POST", || web::post().to(create)),
+            ],
+        ),
         (
             "/api/v4/manage/users/{id}",
-            vec![route("GET", || web::get().to(get)), route("PATCH", || web::patch().to(patch)), route("DELETE", || web::delete().to(deactivate))],
+            vec![
+                route("GET", || web::get().to(get)),
+                route("PATCH", || web::patch().to(patch)),
+                route("DELETE", || web::delete().to(deactivate)),
+            ],
         ),
-        ("/api/v4/manage/users/{id}/rotate-token", vec![route("POST", || web::post().to(rotate_token))]),
+        (
+            "/api/v4/manage/users/{id}/rotate-token",
+            vec![route("POST", || web::post().to(rotate_token))],
+        ),
     ]
 }
 
@@ -122,10 +135,21 @@ pub struct UserQuery {
     ),
     security(("bearer" = []))
 )]
-pub async fn create(state: web::Data<AppState>, Auth(caller): Auth, ApiJson(body): ApiJson<CreateUserBody>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
+    ApiJson(body): ApiJson<CreateUserBody>,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
-    let username = Username::parse(&body.username).map_err(|e| errors.insert("username".into(), vec![e])).ok();
-    let enterprise = match body.enterprise.as_deref().map(Enterprise::parse).transpose() {
+    let username = Username::parse(&body.username)
+        .map_err(|e| errors.insert("username".into(), vec![e]))
+        .ok();
+    let enterprise = match body
+        .enterprise
+        .as_deref()
+        .map(Enterprise::parse)
+        .transpose()
+    {
         Ok(e) => e,
         Err(e) => {
             errors.insert("enterprise".into(), vec![e]);
@@ -148,7 +172,10 @@ pub async fn create(state: web::Data<AppState>, Auth(caller): Auth, ApiJson(body
         password: body.password.map(Secret::new),
     };
     let (user, token) = svc::create(&state, &caller, input).await?;
-    Ok(HttpResponse::Created().json(UserWithToken { user: user.into(), token }))
+    Ok(HttpResponse::Created().json(UserWithToken {
+        user: user.into(),
+        token,
+    }))
 }
 
 #[utoipa::path(
@@ -160,12 +187,28 @@ pub async fn create(state: web::Data<AppState>, Auth(caller): Auth, ApiJson(body
     ),
     security(("bearer" = []))
 )]
-pub async fn list(state: web::Data<AppState>, req: HttpRequest, Auth(caller): Auth, q: web::Query<UserQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Auth(caller): Auth,
+    q: web::Query<UserQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = PageRequest::parse(q.page, q.page_size)?;
-    let filter = UserFilter { enterprise: q.enterprise, is_service_account: q.is_service_account, is_active: q.is_active, search: q.search };
+    let filter = UserFilter {
+        enterprise: q.enterprise,
+        is_service_account: q.is_service_account,
+        is_active: q.is_active,
+        search: q.search,
+    };
     let (users, count) = svc::list(&state, &caller, filter, page).await?;
-    let page = PageOf::new(&state, &req, page, count, users.into_iter().map(UserOut::from).collect());
+    let page = PageOf::new(
+        &state,
+        &req,
+        page,
+        count,
+        users.into_iter().map(UserOut::from).collect(),
+    );
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -178,7 +221,11 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, Auth(caller): Au
     ),
     security(("bearer" = []))
 )]
-pub async fn get(state: web::Data<AppState>, Auth(caller): Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "user")?;
     let user = svc::visible(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(UserOut::from(user)))
@@ -196,9 +243,17 @@ pub async fn get(state: web::Data<AppState>, Auth(caller): Auth, id: web::Path<S
     ),
     security(("bearer" = []))
 )]
-pub async fn patch(state: web::Data<AppState>, Auth(caller): Auth, id: web::Path<String>, ApiJson(body): ApiJson<PatchUserBody>) -> Result<HttpResponse, ApiError> {
+pub async fn patch(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
+    id: web::Path<String>,
+    ApiJson(body): ApiJson<PatchUserBody>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "user")?;
-    let patch = UserPatch { is_active: body.is_active, role: body.role.map(|r| r.as_str().to_owned()) };
+    let patch = UserPatch {
+        is_active: body.is_active,
+        role: body.role.map(|r| r.as_str().to_owned()),
+    };
     let user = svc::patch(&state, &caller, id, patch).await?;
     Ok(HttpResponse::Ok().json(UserOut::from(user)))
 }
@@ -214,9 +269,22 @@ pub async fn patch(state: web::Data<AppState>, Auth(caller): Auth, id: web::Path
     ),
     security(("bearer" = []))
 )]
-pub async fn deactivate(state: web::Data<AppState>, Auth(caller): Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn deactivate(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "user")?;
-    svc::patch(&state, &caller, id, UserPatch { is_active: Some(false), role: None }).await?;
+    svc::patch(
+        &state,
+        &caller,
+        id,
+        UserPatch {
+            is_active: Some(false),
+            role: None,
+        },
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -230,8 +298,15 @@ pub async fn deactivate(state: web::Data<AppState>, Auth(caller): Auth, id: web:
     ),
     security(("bearer" = []))
 )]
-pub async fn rotate_token(state: web::Data<AppState>, Auth(caller): Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn rotate_token(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "user")?;
     let (user, token) = svc::rotate_token(&state, &caller, id).await?;
-    Ok(HttpResponse::Ok().json(UserWithToken { user: user.into(), token }))
+    Ok(HttpResponse::Ok().json(UserWithToken {
+        user: user.into(),
+        token,
+    }))
 }

@@ -12,7 +12,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fleetca_ca::secret::{self, CacheKeyer};
-use fleetca_storage::{Store, StorageError, User};
+use fleetca_storage::{StorageError, Store, User};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -63,7 +63,9 @@ pub struct AuthService {
 
 impl AuthService {
     pub fn new(capacity: usize) -> Result<Self, fleetca_ca::CaError> {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Ok(Self {
             keyer: CacheKeyer::new()?,
             cache: RwLock::new(HashMap::new()),
@@ -74,13 +76,25 @@ impl AuthService {
     }
 
     /// The active user a token belongs to, or `None` for a wrong, unknown or inactive one.
-    pub async fn verify_token(&self, store: &Store, token: &str) -> Result<Option<Principal>, ApiError> {
+    pub async fn verify_token(
+        &self,
+        store: &Store,
+        token: &str,
+    ) -> Result<Option<Principal>, ApiError> {
         let key = self.keyer.key(&[token.as_bytes()]);
-        if let Some(p) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(p) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(Some(p.clone()));
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let user = match store.user_by_token_lookup(&secret::token_lookup(token)).await {
+        let user = match store
+            .user_by_token_lookup(&secret::token_lookup(token))
+            .await
+        {
             Ok(u) => u,
             Err(StorageError::NotFound) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -88,7 +102,11 @@ impl AuthService {
         if !user.is_active {
             return Ok(None);
         }
-        let _permit = self.hash_slots.acquire().await.map_err(|_| ApiError::Unavailable)?;
+        let _permit = self
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
         let presented = token.to_owned();
         let hash = user.token_hash.clone();
         if !blocking(move || secret::verify_hash(presented.as_bytes(), &hash)).await? {
@@ -112,12 +130,19 @@ impl AuthService {
     /// Drops every cached verification of `user_id`'s tokens.
     pub fn invalidate_user(&self, user_id: Uuid) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.write().unwrap_or_else(|e| e.into_inner()).retain(|_, p| p.id != user_id);
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, p| p.id != user_id);
     }
 
     /// Hashes a password off the executor.
     pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        let _permit = self.hash_slots.acquire().await.map_err(|_| ApiError::Unavailable)?;
+        let _permit = self
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
         Ok(blocking(move || secret::hash_password(&password)).await??)
     }
 }

@@ -56,19 +56,31 @@ fn can_see(caller: &Principal, cert: &Certificate) -> bool {
 }
 
 /// Issues a client certificate for an API key.
-pub async fn create(state: &AppState, caller: &Principal, input: CreateCertificate) -> Result<Created, ApiError> {
+pub async fn create(
+    state: &AppState,
+    caller: &Principal,
+    input: CreateCertificate,
+) -> Result<Created, ApiError> {
     if caller.role == Role::Service {
-        return Err(ApiError::Forbidden("An API key cannot create certificates; ask a manager or admin.".into()));
+        return Err(ApiError::Forbidden(
+            "An API key cannot create certificates; ask a manager or admin.".into(),
+        ));
     }
     let key_owner = match state.store.user(input.api_key_id).await {
         Ok(u) if caller.manages(&u.enterprise) && u.is_service_account => u,
         Ok(_) | Err(StorageError::NotFound) => {
-            return Err(ApiError::field("api_key_id", "no API key (service account) with this id exists in your scope"));
+            return Err(ApiError::field(
+                "api_key_id",
+                "no API key (service account) with this id exists in your scope",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
     if !key_owner.is_active {
-        return Err(ApiError::field("api_key_id", "this API key is deactivated; certificates can only be issued to active keys"));
+        return Err(ApiError::field(
+            "api_key_id",
+            "this API key is deactivated; certificates can only be issued to active keys",
+        ));
     }
     let now = Utc::now();
     let (public_key, private_key_pem) = match input.csr_key {
@@ -86,9 +98,21 @@ pub async fn create(state: &AppState, caller: &Principal, input: CreateCertifica
         crl_url: &crl_url,
     };
     let issued = state.ca.issue_client(&profile, &public_key, now)?;
-    let certificate = store(state, input.name, "client", Some(key_owner.id), key_owner.enterprise, issued, Some(MAX_ACTIVE_PER_KEY)).await?;
+    let certificate = store(
+        state,
+        input.name,
+        "client",
+        Some(key_owner.id),
+        key_owner.enterprise,
+        issued,
+        Some(MAX_ACTIVE_PER_KEY),
+    )
+    .await?;
     tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %key_owner.id, by = %caller.username, "client certificate issued");
-    Ok(Created { certificate, private_key_pem })
+    Ok(Created {
+        certificate,
+        private_key_pem,
+    })
 }
 
 async fn store(
@@ -129,12 +153,29 @@ pub async fn create_server(
 ) -> Result<(Certificate, String), ApiError> {
     let key = generate_p256()?;
     let crl_url = state.config.crl_url();
-    let profile = ServerProfile { dns_names, ip_addresses, validity, crl_url: &crl_url };
-    let issued = state.ca.issue_server(&profile, &key.public_key, Utc::now()).map_err(|e| match e {
-        fleetca_ca::CaError::InvalidKey(m) => ApiError::field("dns_names", m),
-        other => other.into(),
-    })?;
-    let cert = store(state, name, "server", None, state.config.admin_enterprise.clone(), issued, None).await?;
+    let profile = ServerProfile {
+        dns_names,
+        ip_addresses,
+        validity,
+        crl_url: &crl_url,
+    };
+    let issued = state
+        .ca
+        .issue_server(&profile, &key.public_key, Utc::now())
+        .map_err(|e| match e {
+            fleetca_ca::CaError::InvalidKey(m) => ApiError::field("dns_names", m),
+            other => other.into(),
+        })?;
+    let cert = store(
+        state,
+        name,
+        "server",
+        None,
+        state.config.admin_enterprise.clone(),
+        issued,
+        None,
+    )
+    .await?;
     tracing::info!(certificate_id = %cert.id, serial = %cert.serial, "server certificate issued");
     Ok((cert, key.private_key_pem))
 }
@@ -149,7 +190,11 @@ pub async fn list(
     match caller.role {
         Role::Admin => {}
         Role::Manager => {
-            if filter.enterprise.as_ref().is_some_and(|e| *e != caller.enterprise) {
+            if filter
+                .enterprise
+                .as_ref()
+                .is_some_and(|e| *e != caller.enterprise)
+            {
                 return Ok((Vec::new(), 0));
             }
             filter.enterprise = Some(caller.enterprise.clone());
@@ -161,7 +206,10 @@ pub async fn list(
             filter.api_key_id = Some(caller.id);
         }
     }
-    Ok(state.store.list_certificates(&filter, page.storage(), Utc::now()).await?)
+    Ok(state
+        .store
+        .list_certificates(&filter, page.storage(), Utc::now())
+        .await?)
 }
 
 /// One certificate the caller may see.
@@ -175,12 +223,22 @@ pub async fn get(state: &AppState, caller: &Principal, id: Uuid) -> Result<Certi
 
 /// Revokes a certificate and returns once the CRL that lists it is published. Revoking a
 /// revoked certificate returns it unchanged.
-pub async fn revoke(state: &AppState, caller: &Principal, id: Uuid, reason: Reason) -> Result<Certificate, ApiError> {
+pub async fn revoke(
+    state: &AppState,
+    caller: &Principal,
+    id: Uuid,
+    reason: Reason,
+) -> Result<Certificate, ApiError> {
     let cert = get(state, caller, id).await?;
     if caller.role == Role::Service {
-        return Err(ApiError::Forbidden("An API key cannot revoke certificates; ask a manager or admin.".into()));
+        return Err(ApiError::Forbidden(
+            "An API key cannot revoke certificates; ask a manager or admin.".into(),
+        ));
     }
-    let (cert, changed) = state.store.revoke_certificate(cert.id, reason.name(), Utc::now()).await?;
+    let (cert, changed) = state
+        .store
+        .revoke_certificate(cert.id, reason.name(), Utc::now())
+        .await?;
     if changed {
         state.crl.add_revocations(std::iter::once(&cert)).await?;
         tracing::info!(certificate_id = %cert.id, serial = %cert.serial, %reason, by = %caller.username, "certificate revoked");

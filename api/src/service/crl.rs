@@ -115,9 +115,16 @@ impl CrlPublisher {
             reload_command,
             pending: Mutex::new(Vec::new()),
             added: AtomicU64::new(0),
-            publishing: tokio::sync::Mutex::new(Published { revoked: Arc::new(revoked), covered: 0 }),
+            publishing: tokio::sync::Mutex::new(Published {
+                revoked: Arc::new(revoked),
+                covered: 0,
+            }),
             current: RwLock::new(None),
-            status: RwLock::new(PublishStatus { ok: true, at: None, error: None }),
+            status: RwLock::new(PublishStatus {
+                ok: true,
+                at: None,
+                error: None,
+            }),
         });
         publisher.publish_now().await?;
         Ok(publisher)
@@ -125,22 +132,44 @@ impl CrlPublisher {
 
     /// The CRL being served.
     pub fn current(&self) -> Option<PublishedCrl> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How the last file write and reload went.
     pub fn status(&self) -> PublishStatus {
-        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Adds revoked certificates and returns once a CRL listing them is published.
-    pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), ApiError> {
+    pub async fn add_revocations(
+        &self,
+        certs: impl Iterator<Item = &Certificate>,
+    ) -> Result<(), ApiError> {
         let mine = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             for c in certs {
-                let (Some(at), Ok(serial)) = (c.revoked_at, hex::decode(&c.serial)) else { continue };
-                let reason = c.revocation_reason.as_deref().and_then(|r| r.parse().ok()).unwrap_or(Reason::Unspecified);
-                pending.push(Entry { entry: RevokedEntry { serial, revoked_at: at, reason }, not_after: c.not_after });
+                let (Some(at), Ok(serial)) = (c.revoked_at, hex::decode(&c.serial)) else {
+                    continue;
+                };
+                let reason = c
+                    .revocation_reason
+                    .as_deref()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(Reason::Unspecified);
+                pending.push(Entry {
+                    entry: RevokedEntry {
+                        serial,
+                        revoked_at: at,
+                        reason,
+                    },
+                    not_after: c.not_after,
+                });
             }
             self.added.fetch_add(1, Ordering::AcqRel) + 1
         };
@@ -176,7 +205,12 @@ impl CrlPublisher {
         let revoked = published.revoked.clone();
         let url = self.url.clone();
         let signed = crate::service::blocking(move || {
-            let request = CrlRequest { number, this_update, next_update, url: &url };
+            let request = CrlRequest {
+                number,
+                this_update,
+                next_update,
+                url: &url,
+            };
             let crl = ca.sign_crl(&request, revoked.iter().map(|e| &e.entry))?;
             let facts = ca.check_crl(&crl.der)?;
             Ok::<_, fleetca_ca::CaError>((crl, facts))
@@ -186,7 +220,11 @@ impl CrlPublisher {
         let crl_pem = crl.pem;
         let status = self.write_and_reload(&crl_pem).await;
         let ok = status.is_ok();
-        *self.status.write().unwrap_or_else(|e| e.into_inner()) = PublishStatus { ok, at: Some(now), error: status.err() };
+        *self.status.write().unwrap_or_else(|e| e.into_inner()) = PublishStatus {
+            ok,
+            at: Some(now),
+            error: status.err(),
+        };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
             der: Arc::new(crl.der),
             pem: Arc::new(crl_pem),
@@ -196,13 +234,20 @@ impl CrlPublisher {
             entries: facts.entries,
         });
         published.covered = covered;
-        tracing::info!(crl_number = number, entries = facts.entries, published = ok, "CRL signed");
+        tracing::info!(
+            crl_number = number,
+            entries = facts.entries,
+            published = ok,
+            "CRL signed"
+        );
         Ok(())
     }
 
     /// Writes the CRL file atomically (temp file, fsync, rename) and runs the reload command.
     async fn write_and_reload(&self, pem: &str) -> Result<(), String> {
-        let Some(path) = &self.file else { return Ok(()) };
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
         let path = path.clone();
         let body = pem.to_owned();
         let written = tokio::task::spawn_blocking(move || write_atomically(&path, body.as_bytes()))
@@ -213,12 +258,22 @@ impl CrlPublisher {
             tracing::error!(error = %e, "CRL file not written");
             return Err(e);
         }
-        let Some(cmd) = &self.reload_command else { return Ok(()) };
-        let run = tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output();
+        let Some(cmd) = &self.reload_command else {
+            return Ok(());
+        };
+        let run = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .kill_on_drop(true)
+            .output();
         match tokio::time::timeout(StdDuration::from_secs(30), run).await {
             Ok(Ok(out)) if out.status.success() => Ok(()),
             Ok(Ok(out)) => {
-                let e = format!("CRL reload command exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+                let e = format!(
+                    "CRL reload command exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
                 tracing::error!(error = %e, "CRL reload failed");
                 Err(e)
             }
@@ -253,8 +308,14 @@ impl CrlPublisher {
 
 fn write_atomically(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("crl")));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("crl")
+    ));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(body)?;

@@ -67,37 +67,68 @@ pub async fn visible(state: &AppState, caller: &Principal, id: Uuid) -> Result<U
 /// Loads a user the caller may change.
 async fn manageable(state: &AppState, caller: &Principal, id: Uuid) -> Result<User, ApiError> {
     if caller.role == Role::Service {
-        return Err(ApiError::Forbidden("An API key may read its own record but change nothing.".into()));
+        return Err(ApiError::Forbidden(
+            "An API key may read its own record but change nothing.".into(),
+        ));
     }
     let user = visible(state, caller, id).await?;
     if caller.role == Role::Manager && user.role == Role::Admin.as_str() {
-        return Err(ApiError::Forbidden("A manager cannot change an admin.".into()));
+        return Err(ApiError::Forbidden(
+            "A manager cannot change an admin.".into(),
+        ));
     }
     Ok(user)
 }
 
 /// Creates a user and returns it with its token, which is shown this once.
-pub async fn create(state: &AppState, caller: &Principal, input: CreateUser) -> Result<(User, String), ApiError> {
+pub async fn create(
+    state: &AppState,
+    caller: &Principal,
+    input: CreateUser,
+) -> Result<(User, String), ApiError> {
     if caller.role == Role::Service {
-        return Err(ApiError::Forbidden("An API key cannot create users.".into()));
+        return Err(ApiError::Forbidden(
+            "An API key cannot create users.".into(),
+        ));
     }
-    let enterprise = input.enterprise.map(Enterprise::into_inner).unwrap_or_else(|| caller.enterprise.clone());
+    let enterprise = input
+        .enterprise
+        .map(Enterprise::into_inner)
+        .unwrap_or_else(|| caller.enterprise.clone());
     if !caller.manages(&enterprise) {
-        return Err(ApiError::Forbidden(format!("You may only create users in your enterprise {:?}.", caller.enterprise)));
+        return Err(ApiError::Forbidden(format!(
+            "You may only create users in your enterprise {:?}.",
+            caller.enterprise
+        )));
     }
     let role = match (input.is_service_account, input.role) {
         (true, None | Some(Role::Service)) => Role::Service,
-        (true, Some(_)) => return Err(ApiError::field("role", "a service account (API key) always has the role \"service\"")),
+        (true, Some(_)) => {
+            return Err(ApiError::field(
+                "role",
+                "a service account (API key) always has the role \"service\"",
+            ));
+        }
         (false, None) => Role::Manager,
-        (false, Some(Role::Service)) => return Err(ApiError::field("role", "a human user is \"admin\" or \"manager\"; use is_service_account for API keys")),
+        (false, Some(Role::Service)) => {
+            return Err(ApiError::field(
+                "role",
+                "a human user is \"admin\" or \"manager\"; use is_service_account for API keys",
+            ));
+        }
         (false, Some(r)) => r,
     };
     if role == Role::Admin && caller.role != Role::Admin {
-        return Err(ApiError::Forbidden("Only an admin may create an admin.".into()));
+        return Err(ApiError::Forbidden(
+            "Only an admin may create an admin.".into(),
+        ));
     }
     let password_hash = match input.password {
         Some(_) if input.is_service_account => {
-            return Err(ApiError::field("password", "only human users (is_service_account: false) have a password"));
+            return Err(ApiError::field(
+                "password",
+                "only human users (is_service_account: false) have a password",
+            ));
         }
         Some(p) => Some(state.auth.hash_password(p.expose().to_owned()).await?),
         None => None,
@@ -112,10 +143,16 @@ pub async fn create(state: &AppState, caller: &Principal, input: CreateUser) -> 
         token_hash: token.hash.clone(),
         password_hash,
     };
-    let user = state.store.create_user(new, Utc::now()).await.map_err(|e| match e {
-        StorageError::Conflict(_) => ApiError::Conflict("A user with this username already exists; choose another username.".into()),
-        other => other.into(),
-    })?;
+    let user = state
+        .store
+        .create_user(new, Utc::now())
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(_) => ApiError::Conflict(
+                "A user with this username already exists; choose another username.".into(),
+            ),
+            other => other.into(),
+        })?;
     tracing::info!(user_id = %user.id, username = %user.username, by = %caller.username, "user created");
     Ok((user, token.plaintext))
 }
@@ -130,18 +167,34 @@ pub async fn list(
     match caller.role {
         Role::Admin => {}
         Role::Manager => {
-            if filter.enterprise.as_ref().is_some_and(|e| *e != caller.enterprise) {
+            if filter
+                .enterprise
+                .as_ref()
+                .is_some_and(|e| *e != caller.enterprise)
+            {
                 return Ok((Vec::new(), 0));
             }
             filter.enterprise = Some(caller.enterprise.clone());
         }
         Role::Service => {
             let me = state.store.user(caller.id).await?;
-            let matches = filter.enterprise.as_ref().is_none_or(|e| *e == me.enterprise)
-                && filter.is_service_account.is_none_or(|v| v == me.is_service_account)
+            let matches = filter
+                .enterprise
+                .as_ref()
+                .is_none_or(|e| *e == me.enterprise)
+                && filter
+                    .is_service_account
+                    .is_none_or(|v| v == me.is_service_account)
                 && filter.is_active.is_none_or(|v| v == me.is_active)
-                && filter.search.as_ref().is_none_or(|s| me.username.contains(s.as_str()));
-            return Ok(if matches && page.page == 1 { (vec![me], 1) } else { (Vec::new(), u64::from(matches)) });
+                && filter
+                    .search
+                    .as_ref()
+                    .is_none_or(|s| me.username.contains(s.as_str()));
+            return Ok(if matches && page.page == 1 {
+                (vec![me], 1)
+            } else {
+                (Vec::new(), u64::from(matches))
+            });
         }
     }
     Ok(state.store.list_users(&filter, page.storage()).await?)
@@ -149,20 +202,35 @@ pub async fn list(
 
 /// Changes a user's role or active flag. Deactivating also revokes the user's active
 /// certificates and republishes the CRL before returning.
-pub async fn patch(state: &AppState, caller: &Principal, id: Uuid, patch: UserPatch) -> Result<User, ApiError> {
+pub async fn patch(
+    state: &AppState,
+    caller: &Principal,
+    id: Uuid,
+    patch: UserPatch,
+) -> Result<User, ApiError> {
     let user = manageable(state, caller, id).await?;
     if let Some(role) = patch.role.as_deref().and_then(Role::parse) {
         if role == Role::Admin && caller.role != Role::Admin {
-            return Err(ApiError::Forbidden("Only an admin may make someone an admin.".into()));
+            return Err(ApiError::Forbidden(
+                "Only an admin may make someone an admin.".into(),
+            ));
         }
         if user.is_service_account != (role == Role::Service) {
-            return Err(ApiError::field("role", "an API key has the role \"service\"; a human user \"admin\" or \"manager\""));
+            return Err(ApiError::field(
+                "role",
+                "an API key has the role \"service\"; a human user \"admin\" or \"manager\"",
+            ));
         }
     }
     if patch.is_active == Some(false) && user.id == caller.id {
-        return Err(ApiError::Conflict("You cannot deactivate your own account; ask another admin.".into()));
+        return Err(ApiError::Conflict(
+            "You cannot deactivate your own account; ask another admin.".into(),
+        ));
     }
-    let (user, revoked) = state.store.update_user(id, patch, DEACTIVATION_REASON.name(), Utc::now()).await?;
+    let (user, revoked) = state
+        .store
+        .update_user(id, patch, DEACTIVATION_REASON.name(), Utc::now())
+        .await?;
     state.auth.invalidate_user(id);
     if !revoked.is_empty() {
         tracing::info!(user_id = %id, count = revoked.len(), "revoked the certificates of a deactivated API key");
@@ -172,10 +240,17 @@ pub async fn patch(state: &AppState, caller: &Principal, id: Uuid, patch: UserPa
 }
 
 /// Issues a new token; the old one stops working at once.
-pub async fn rotate_token(state: &AppState, caller: &Principal, id: Uuid) -> Result<(User, String), ApiError> {
+pub async fn rotate_token(
+    state: &AppState,
+    caller: &Principal,
+    id: Uuid,
+) -> Result<(User, String), ApiError> {
     manageable(state, caller, id).await?;
     let token = blocking(secret::generate_token).await??;
-    let user = state.store.set_user_token(id, token.lookup, token.hash, Utc::now()).await?;
+    let user = state
+        .store
+        .set_user_token(id, token.lookup, token.hash, Utc::now())
+        .await?;
     state.auth.invalidate_user(id);
     tracing::info!(user_id = %id, by = %caller.username, "token rotated");
     Ok((user, token.plaintext))

@@ -1,0 +1,514 @@
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use crate::helpers::{TestApp, assert_field_error, assert_problem};
+
+const CERTS: &str = "/api/v4/manage/mqtt-certificates/";
+
+fn der_of(pem_text: &str) -> Vec<u8> {
+    pem::parse(pem_text).unwrap().into_contents()
+}
+
+fn p256_csr() -> (String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = rcgen::CertificateParams::new(vec![])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap();
+    (csr.pem().unwrap(), key.public_key_raw().to_vec())
+}
+
+#[actix_web::test]
+async fn creating_a_certificate_returns_the_three_pems_and_matching_facts() {
+    let app = TestApp::spawn().await;
+    let (key_id, _) = app.user("svc-mqtt", true, "nnn.acme", None).await;
+    let r = app
+        .post(
+            CERTS,
+            &app.admin,
+            json!({"name": "Production MQTT Client", "api_key_id": key_id, "validity_hours": 8760}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let b = &r.body;
+    for field in [
+        "id",
+        "name",
+        "api_key_id",
+        "serial",
+        "fingerprint",
+        "certificate_pem",
+        "private_key_pem",
+        "ca_certificate_pem",
+        "status",
+        "created_at",
+        "expires_at",
+    ] {
+        assert!(!b[field].is_null(), "missing {field}");
+    }
+    assert_eq!(b["status"], "active");
+    assert_eq!(b["api_key_id"], key_id.as_str());
+    assert!(
+        b["private_key_pem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN EC PRIVATE KEY-----")
+    );
+    let der = der_of(b["certificate_pem"].as_str().unwrap());
+    assert_eq!(b["fingerprint"], fleetca_ca::fingerprint(&der));
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(b["serial"], hex::encode(cert.raw_serial()));
+    assert_eq!(cert.subject().to_string(), "O=nnn.acme, CN=svc-mqtt");
+    let expires = chrono::DateTime::parse_from_rfc3339(b["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires.timestamp(), cert.validity().not_after.timestamp());
+    assert!(b["expires_at"].as_str().unwrap().ends_with('Z'));
+    let ca = app.send("GET", "/ca.pem", None, None).await;
+    assert_eq!(
+        String::from_utf8_lossy(&ca.raw),
+        b["ca_certificate_pem"].as_str().unwrap()
+    );
+
+    // The detail has the certificate but never the key; the list neither.
+    let id = b["id"].as_str().unwrap();
+    let d = app.get(&format!("{CERTS}{id}/"), &app.admin).await;
+    assert_eq!(d.body["certificate_pem"], b["certificate_pem"]);
+    assert!(d.body.get("private_key_pem").is_none());
+    let l = app.get(CERTS, &app.admin).await;
+    assert!(!String::from_utf8_lossy(&l.raw).contains("PRIVATE KEY"));
+}
+
+#[actix_web::test]
+async fn the_database_never_holds_the_private_key() {
+    let app = TestApp::spawn().await;
+    let (key_id, _) = app.user("svc-secret", true, "acme", None).await;
+    let b = app.certificate(&key_id, "never stored").await;
+    let key_body: String = b["private_key_pem"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let key_der = der_of(b["private_key_pem"].as_str().unwrap());
+    let mut db = Vec::new();
+    for f in std::fs::read_dir(&app.data_dir).unwrap() {
+        db.extend(std::fs::read(f.unwrap().path()).unwrap());
+    }
+    assert!(
+        !db.windows(40)
+            .any(|w| key_body.as_bytes().windows(40).next() == Some(w)),
+        "PEM body found"
+    );
+    assert!(
+        !db.windows(32).any(|w| w == &key_der[7..39]),
+        "raw private scalar found"
+    );
+}
+
+#[actix_web::test]
+async fn a_csr_keeps_the_key_on_the_device() {
+    let app = TestApp::spawn().await;
+    let (key_id, _) = app.user("svc-csr", true, "acme", None).await;
+    let (csr, public_key) = p256_csr();
+    let r = app
+        .post(
+            CERTS,
+            &app.admin,
+            json!({"name": "csr", "api_key_id": key_id, "csr_pem": csr}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body.get("private_key_pem").is_none());
+    let der = der_of(r.body["certificate_pem"].as_str().unwrap());
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(
+        cert.public_key().subject_public_key.data.as_ref(),
+        public_key.as_slice()
+    );
+    assert_eq!(
+        cert.subject().to_string(),
+        "O=acme, CN=svc-csr",
+        "the subject comes from the API key, not the CSR"
+    );
+}
+
+#[actix_web::test]
+async fn bad_certificate_requests_name_the_field_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let (key_id, _) = app.user("svc-bad", true, "acme", None).await;
+    let (off_id, _) = app.user("svc-off", true, "acme", None).await;
+    app.send(
+        "DELETE",
+        &format!("/api/v4/manage/users/{off_id}/"),
+        Some(&app.admin),
+        None,
+    )
+    .await;
+    let (human_id, _) = app.user("human", false, "acme", Some("manager")).await;
+    let (csr, _) = p256_csr();
+    let mut tampered = der_of(&csr);
+    let n = tampered.len();
+    tampered[n - 5] ^= 0x55;
+    let tampered = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", tampered));
+    let rsa = include_str!("fixtures/rsa.csr");
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"name": "x", "api_key_id": key_id, "validity_hours": 8759}),
+            "validity_hours",
+        ),
+        (
+            json!({"name": "x", "api_key_id": key_id, "validity_hours": 87601}),
+            "validity_hours",
+        ),
+        (
+            json!({"name": "x", "api_key_id": key_id, "validity_hours": -1}),
+            "validity_hours",
+        ),
+        (
+            json!({"name": "x", "api_key_id": key_id, "validity_hours": "a year"}),
+            "validity_hours",
+        ),
+        (json!({"name": "", "api_key_id": key_id}), "name"),
+        (
+            json!({"name": "n".repeat(300), "api_key_id": key_id}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "api_key_id": uuid::Uuid::new_v4()}),
+            "api_key_id",
+        ),
+        (
+            json!({"name": "x", "api_key_id": "not-a-uuid"}),
+            "api_key_id",
+        ),
+        (json!({"name": "x", "api_key_id": off_id}), "api_key_id"),
+        (json!({"name": "x", "api_key_id": human_id}), "api_key_id"),
+        (
+            json!({"name": "x", "api_key_id": key_id, "csr_pem": "garbage"}),
+            "csr_pem",
+        ),
+        (
+            json!({"name": "x", "api_key_id": key_id, "csr_pem": rsa}),
+            "csr_pem",
+        ),
+        (
+            json!({"name": "x", "api_key_id": key_id, "csr_pem": tampered}),
+            "csr_pem",
+        ),
+        (json!({"name": "x"}), "api_key_id"),
+    ];
+    for (body, field) in cases {
+        let r = app.post(CERTS, &app.admin, body.clone()).await;
+        assert_field_error(&r, field);
+    }
+    assert_eq!(app.get(CERTS, &app.admin).await.body["count"], 0);
+}
+
+#[actix_web::test]
+async fn an_other_enterprises_api_key_is_not_in_a_managers_scope() {
+    let app = TestApp::spawn().await;
+    let (_, mgr) = app.user("acme-mgr", false, "acme", Some("manager")).await;
+    let (globex_key, _) = app.user("globex-key", true, "globex", None).await;
+    let (acme_key, _) = app.user("acme-key", true, "acme", None).await;
+    assert_field_error(
+        &app.post(CERTS, &mgr, json!({"name": "x", "api_key_id": globex_key}))
+            .await,
+        "api_key_id",
+    );
+    assert_eq!(
+        app.post(CERTS, &mgr, json!({"name": "x", "api_key_id": acme_key}))
+            .await
+            .status,
+        201
+    );
+    let g = app.certificate(&globex_key, "globex cert").await;
+    assert_problem(
+        &app.get(&format!("{CERTS}{}/", g["id"].as_str().unwrap()), &mgr)
+            .await,
+        404,
+    );
+    assert_problem(
+        &app.post(
+            &format!("{CERTS}{}/revoke/", g["id"].as_str().unwrap()),
+            &mgr,
+            json!({}),
+        )
+        .await,
+        404,
+    );
+    assert_eq!(app.get(CERTS, &mgr).await.body["count"], 1);
+}
+
+#[actix_web::test]
+async fn an_api_key_has_at_most_ten_active_certificates_even_under_concurrency() {
+    let app = TestApp::spawn().await;
+    let (key_id, _) = app.user("svc-limit", true, "acme", None).await;
+    let requests = (0..30).map(|i| {
+        app.post(
+            CERTS,
+            &app.admin,
+            json!({"name": format!("c{i}"), "api_key_id": key_id}),
+        )
+    });
+    let results = join_all(requests).await;
+    let created = results.iter().filter(|r| r.status == 201).count();
+    let refused: Vec<_> = results.iter().filter(|r| r.status == 409).collect();
+    assert_eq!(created, 10);
+    assert_eq!(refused.len(), 20);
+    assert!(
+        refused[0].body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10 active certificates")
+    );
+    // Revoking one makes room for exactly one more.
+    let one = results.iter().find(|r| r.status == 201).unwrap();
+    app.post(
+        &format!("{CERTS}{}/revoke/", one.body["id"].as_str().unwrap()),
+        &app.admin,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        app.post(
+            CERTS,
+            &app.admin,
+            json!({"name": "again", "api_key_id": key_id})
+        )
+        .await
+        .status,
+        201
+    );
+    assert_problem(
+        &app.post(
+            CERTS,
+            &app.admin,
+            json!({"name": "over", "api_key_id": key_id}),
+        )
+        .await,
+        409,
+    );
+    let active = app
+        .get(
+            &format!("{CERTS}?api_key_id={key_id}&status=active&page_size=100"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(active.body["count"], 10);
+}
+
+async fn crl(app: &TestApp) -> (u64, Vec<(String, Option<u8>)>) {
+    let r = app.send("GET", "/crl.der", None, None).await;
+    assert_eq!(r.content_type, "application/pkix-crl");
+    let (_, crl) = CertificateRevocationList::from_der(&r.raw).unwrap();
+    let number = u64::try_from(crl.crl_number().unwrap()).unwrap();
+    let entries = crl
+        .iter_revoked_certificates()
+        .map(|e| (hex::encode(e.raw_serial()), e.reason_code().map(|r| r.1.0)))
+        .collect();
+    (number, entries)
+}
+
+#[actix_web::test]
+async fn revoking_lists_the_certificate_on_a_newer_crl_and_twice_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (key_id, _) = app.user("svc-rev", true, "acme", None).await;
+    let cert = app.certificate(&key_id, "to revoke").await;
+    let id = cert["id"].as_str().unwrap();
+    let (before, entries) = crl(&app).await;
+    assert!(entries.is_empty());
+    let r = app
+        .post(
+            &format!("{CERTS}{id}/revoke/"),
+            &app.admin,
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "revoked");
+    assert_eq!(r.body["reason"], "keyCompromise");
+    assert!(r.body["revoked_at"].is_string());
+    let (after, entries) = crl(&app).await;
+    assert!(after > before);
+    assert_eq!(
+        entries,
+        vec![(cert["serial"].as_str().unwrap().to_owned(), Some(1))]
+    );
+
+    let again = app
+        .post(
+            &format!("{CERTS}{id}/revoke/"),
+            &app.admin,
+            json!({"reason": "superseded"}),
+        )
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, r.body, "revoking again returns the same record");
+    assert_eq!(crl(&app).await.0, after, "no new CRL for a no-op");
+
+    let listed = app
+        .get(&format!("{CERTS}?status=revoked"), &app.admin)
+        .await;
+    assert_eq!(listed.body["count"], 1);
+    assert_eq!(
+        app.get(&format!("{CERTS}?status=active"), &app.admin)
+            .await
+            .body["count"],
+        0
+    );
+    assert_field_error(
+        &app.post(
+            &format!("{CERTS}{id}/revoke/"),
+            &app.admin,
+            json!({"reason": "bored"}),
+        )
+        .await,
+        "reason",
+    );
+    // An empty body revokes with `unspecified`.
+    let other = app.certificate(&key_id, "empty body").await;
+    let r = app
+        .send(
+            "POST",
+            &format!("{CERTS}{}/revoke/", other["id"].as_str().unwrap()),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["reason"], "unspecified");
+}
+
+#[actix_web::test]
+async fn the_crl_supports_conditional_requests() {
+    let app = TestApp::spawn().await;
+    let r = app.send("GET", "/crl.der", None, None).await;
+    let etag = r.headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    assert!(r.headers.get("last-modified").is_some());
+    let r2 = app
+        .client
+        .get(app.url("/crl.der"))
+        .insert_header(("If-None-Match", etag.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r2.status().as_u16(), 304);
+    let pem = app.send("GET", "/crl.pem", None, None).await;
+    assert!(String::from_utf8_lossy(&pem.raw).starts_with("-----BEGIN X509 CRL-----"));
+}
+
+#[actix_web::test]
+async fn deactivating_an_api_key_revokes_its_active_certificates() {
+    let app = TestApp::spawn().await;
+    let (key_id, _) = app.user("svc-gone", true, "acme", None).await;
+    let a = app.certificate(&key_id, "a").await;
+    let b = app.certificate(&key_id, "b").await;
+    let r = app
+        .send(
+            "PATCH",
+            &format!("/api/v4/manage/users/{key_id}/"),
+            Some(&app.admin),
+            Some(json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let (_, entries) = crl(&app).await;
+    let serials: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert!(
+        serials.contains(&a["serial"].as_str().unwrap())
+            && serials.contains(&b["serial"].as_str().unwrap())
+    );
+    let d = app
+        .get(
+            &format!("{CERTS}{}/", a["id"].as_str().unwrap()),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(d.body["status"], "revoked");
+    assert_eq!(d.body["reason"], "cessationOfOperation");
+}
+
+#[actix_web::test]
+async fn a_service_account_lists_and_reads_only_its_own_certificates() {
+    let app = TestApp::spawn().await;
+    let (mine, token) = app.user("svc-own", true, "acme", None).await;
+    let (theirs, _) = app.user("svc-theirs", true, "acme", None).await;
+    let m = app.certificate(&mine, "mine").await;
+    let t = app.certificate(&theirs, "theirs").await;
+    let list = app.get(CERTS, &token).await;
+    assert_eq!(list.body["count"], 1);
+    assert_eq!(list.body["results"][0]["id"], m["id"]);
+    assert_eq!(
+        app.get(&format!("{CERTS}{}/", m["id"].as_str().unwrap()), &token)
+            .await
+            .status,
+        200
+    );
+    assert_problem(
+        &app.get(&format!("{CERTS}{}/", t["id"].as_str().unwrap()), &token)
+            .await,
+        404,
+    );
+    assert_problem(
+        &app.post(CERTS, &token, json!({"name": "self", "api_key_id": mine}))
+            .await,
+        403,
+    );
+    assert_problem(
+        &app.post(
+            &format!("{CERTS}{}/revoke/", m["id"].as_str().unwrap()),
+            &token,
+            json!({}),
+        )
+        .await,
+        403,
+    );
+}
+
+#[actix_web::test]
+async fn only_an_admin_issues_server_certificates() {
+    let app = TestApp::spawn().await;
+    let (_, mgr) = app.user("mgr", false, "acme", Some("manager")).await;
+    let body = json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]});
+    assert_problem(
+        &app.post("/api/v4/manage/server-certificates/", &mgr, body.clone())
+            .await,
+        403,
+    );
+    let r = app
+        .post("/api/v4/manage/server-certificates/", &app.admin, body)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        r.body["private_key_pem"]
+            .as_str()
+            .unwrap()
+            .contains("EC PRIVATE KEY")
+    );
+    let der = der_of(r.body["certificate_pem"].as_str().unwrap());
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert!(
+        cert.extended_key_usage()
+            .unwrap()
+            .unwrap()
+            .value
+            .server_auth
+    );
+    assert_field_error(
+        &app.post("/api/v4/manage/server-certificates/", &app.admin, json!({}))
+            .await,
+        "dns_names",
+    );
+    assert_field_error(
+        &app.post(
+            "/api/v4/manage/server-certificates/",
+            &app.admin,
+            json!({"dns_names": ["bad name!"]}),
+        )
+        .await,
+        "dns_names",
+    );
+    // Server certificates are not MQTT client certificates.
+    assert_eq!(app.get(CERTS, &app.admin).await.body["count"], 0);
+}
