@@ -21,9 +21,7 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), String> 
     }
     let _ = private;
     use std::io::Write;
-    let mut f = opts
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut f = opts.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(contents.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -38,18 +36,13 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
     }
     let state = startup::prepare(config).await.map_err(|e| e.to_string())?;
     let name = args.dns.first().cloned().unwrap_or_else(|| "broker".into());
-    let (cert, key) = certificates::create_server(
-        &state,
-        name,
-        &args.dns,
-        &args.ip,
-        Duration::days(i64::from(args.days)),
-    )
-    .await
-    .map_err(|e| match e.problem().errors {
-        Some(errors) => format!("{errors:?}"),
-        None => e.to_string(),
-    })?;
+    let (cert, key) =
+        certificates::create_server(&state, name, &args.dns, &args.ip, Duration::days(i64::from(args.days)))
+            .await
+            .map_err(|e| match e.problem().errors {
+                Some(errors) => format!("{errors:?}"),
+                None => e.to_string(),
+            })?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     write_file(&args.out.join("server.crt"), &cert.certificate_pem, false)?;
     write_file(&args.out.join("server.key"), &key, true)?;
@@ -84,15 +77,9 @@ pub async fn admin(config: Config, cmd: AdminCommand) -> Result<(), String> {
                 .await
                 .map_err(|_| format!("no user named {username:?}"))?;
             if user.is_service_account {
-                return Err(format!(
-                    "{username:?} is an API key; only human users have passwords"
-                ));
+                return Err(format!("{username:?} is an API key; only human users have passwords"));
             }
-            let hash = state
-                .auth
-                .hash_password(password)
-                .await
-                .map_err(|e| e.to_string())?;
+            let hash = state.auth.hash_password(password).await.map_err(|e| e.to_string())?;
             state
                 .store
                 .set_user_password(user.id, Some(hash), chrono::Utc::now())

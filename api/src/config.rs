@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 use serde::Deserialize;
+
+use crate::service::acl::AclConfig;
 
 /// A secret string whose `Debug` hides it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -111,6 +114,9 @@ pub struct SettingsArgs {
     /// Run this with `sh -c` after each CRL file write (e.g. send SIGHUP to mosquitto).
     #[arg(long, env = "FLEETCA_CRL_RELOAD_COMMAND", global = true)]
     pub crl_reload_command: Option<String>,
+    /// Comma-separated CIDRs allowed to call /broker/* (default loopback).
+    #[arg(long, env = "FLEETCA_BROKER_ALLOW", global = true)]
+    pub broker_allow: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -140,6 +146,9 @@ pub struct FileSettings {
     pub crl_reload_command: Option<String>,
     pub crl_validity_hours: Option<u32>,
     pub crl_refresh_hours: Option<u32>,
+    pub broker_allow: Option<Vec<String>>,
+    pub broker_timestamp_skew_seconds: Option<i64>,
+    pub acl: Option<AclConfig>,
 }
 
 /// The resolved settings.
@@ -160,6 +169,14 @@ pub struct Config {
     pub crl_reload_command: Option<String>,
     pub crl_validity_hours: u32,
     pub crl_refresh_hours: u32,
+    /// Networks allowed to call the broker endpoints.
+    pub broker_allow: Vec<IpNet>,
+    /// `FLEETCA_BROKER_SECRET`: when set, broker calls must send it as `X-Broker-Secret`.
+    pub broker_secret: Option<Secret>,
+    /// How far a device's timestamp may be from server time.
+    pub broker_timestamp_skew_seconds: i64,
+    /// Topic ACL rules.
+    pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
     pub master_key: Option<Secret>,
     /// `FLEETCA_BOOTSTRAP_TOKEN`, if set.
@@ -173,12 +190,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
-        let env_secret = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(Secret::new)
-        };
+        let env_secret = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Secret::new);
         let listen = args
             .listen
             .or(file.listen)
@@ -201,11 +213,33 @@ impl Config {
             .trim_end_matches('/')
             .to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            return Err(format!(
-                "public URL {public_url:?} must start with http:// or https://"
-            ));
+            return Err(format!("public URL {public_url:?} must start with http:// or https://"));
         }
+        let broker_allow = match &args.broker_allow {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => file
+                .broker_allow
+                .clone()
+                .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()]),
+        };
+        let broker_allow = broker_allow
+            .iter()
+            .map(|c| {
+                c.parse::<IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("broker_allow: {c:?} is not a CIDR such as 10.0.0.0/8 or an IP address"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let config = Config {
+            broker_allow,
+            broker_secret: env_secret("FLEETCA_BROKER_SECRET"),
+            broker_timestamp_skew_seconds: file.broker_timestamp_skew_seconds.unwrap_or(300).max(0),
+            acl: file.acl.unwrap_or_default(),
             listen,
             database_url,
             database_max_connections: args
@@ -216,9 +250,7 @@ impl Config {
             public_url,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             body_limit_bytes: file.body_limit_bytes.unwrap_or(64 * 1024),
-            ca_common_name: file
-                .ca_common_name
-                .unwrap_or_else(|| "fleetca root CA".into()),
+            ca_common_name: file.ca_common_name.unwrap_or_else(|| "fleetca root CA".into()),
             ca_organization: file.ca_organization,
             ca_validity_years: file.ca_validity_years.unwrap_or(20),
             admin_enterprise: file.admin_enterprise.unwrap_or_else(|| "default".into()),
@@ -231,9 +263,7 @@ impl Config {
             data_dir,
         };
         if config.crl_refresh_hours == 0 || config.crl_refresh_hours >= config.crl_validity_hours {
-            return Err(
-                "crl_refresh_hours must be at least 1 and less than crl_validity_hours".into(),
-            );
+            return Err("crl_refresh_hours must be at least 1 and less than crl_validity_hours".into());
         }
         Ok(config)
     }
@@ -245,15 +275,12 @@ impl Config {
 }
 
 fn sqlite_url(data_dir: &Path) -> String {
-    format!(
-        "sqlite://{}?mode=rwc",
-        data_dir.join("fleetca.db").display()
-    )
+    format!("sqlite://{}?mode=rwc", data_dir.join("fleetca.db").display())
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read settings file {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read settings file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("settings file {}: {e}", path.display()))
 }
 
@@ -292,9 +319,6 @@ mod tests {
 
     #[test]
     fn secrets_do_not_show_in_debug_output() {
-        assert_eq!(
-            format!("{:?}", Secret::new("hunter2")),
-            "Secret(<redacted>)"
-        );
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(<redacted>)");
     }
 }

@@ -40,7 +40,10 @@ impl Enterprise {
                 .iter()
                 .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-'));
         if !ok {
-            return Err("must be 1 to 64 characters of a-z, 0-9, '.' and '-', starting with a letter or digit (e.g. nnn.acme)".into());
+            return Err(
+                "must be 1 to 64 characters of a-z, 0-9, '.' and '-', starting with a letter or digit (e.g. nnn.acme)"
+                    .into(),
+            );
         }
         Ok(Self(s.to_owned()))
     }
@@ -93,10 +96,7 @@ impl PageRequest {
     pub const DEFAULT_SIZE: u64 = 50;
     pub const MAX_SIZE: u64 = 500;
 
-    pub fn parse(
-        page: Option<u64>,
-        page_size: Option<u64>,
-    ) -> Result<Self, crate::error::ApiError> {
+    pub fn parse(page: Option<u64>, page_size: Option<u64>) -> Result<Self, crate::error::ApiError> {
         let mut errors = crate::error::FieldErrors::new();
         let page = page.unwrap_or(1);
         if page == 0 {

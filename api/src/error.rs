@@ -46,6 +46,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with per-field (or per-row) details.
+    #[error("{0}")]
+    ConflictFields(String, FieldErrors),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("body too large")]
@@ -74,7 +77,14 @@ impl ApiError {
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", d.clone()),
             ApiError::Validation(errors) => {
                 let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
-                (StatusCode::BAD_REQUEST, "validation", format!("Fix these fields: {}. See `errors` for what is wrong with each.", fields.join(", ")))
+                (
+                    StatusCode::BAD_REQUEST,
+                    "validation",
+                    format!(
+                        "Fix these fields: {}. See `errors` for what is wrong with each.",
+                        fields.join(", ")
+                    ),
+                )
             }
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -82,15 +92,47 @@ impl ApiError {
                 "Send a valid token as `Authorization: Bearer <token>`, or sign in.".into(),
             ),
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone()),
-            ApiError::NotFound("route") => (StatusCode::NOT_FOUND, "not-found", "No such path; see /api/openapi.json for the API.".into()),
-            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not-found", format!("No {what} with this id exists, or it is outside what you may see.")),
-            ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d.clone()),
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "This path does not accept this HTTP method; see /api/openapi.json for what it accepts.".into()),
-            ApiError::PayloadTooLarge(limit) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", format!("The request body is larger than the limit of {limit} bytes.")),
-            ApiError::UnsupportedMediaType(expected) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", format!("Send the body with `Content-Type: {expected}`.")),
-            ApiError::TooManyRequests(secs) => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests", format!("Too many failed attempts; try again in {secs} seconds.")),
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The database is unreachable; retry shortly. Nothing was changed.".into()),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "An internal error occurred; it has been logged.".into()),
+            ApiError::NotFound("route") => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "No such path; see /api/openapi.json for the API.".into(),
+            ),
+            ApiError::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("No {what} with this id exists, or it is outside what you may see."),
+            ),
+            ApiError::Conflict(d) | ApiError::ConflictFields(d, _) => (StatusCode::CONFLICT, "conflict", d.clone()),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "This path does not accept this HTTP method; see /api/openapi.json for what it accepts.".into(),
+            ),
+            ApiError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!("The request body is larger than the limit of {limit} bytes."),
+            ),
+            ApiError::UnsupportedMediaType(expected) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                format!("Send the body with `Content-Type: {expected}`."),
+            ),
+            ApiError::TooManyRequests(secs) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                format!("Too many failed attempts; try again in {secs} seconds."),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The database is unreachable; retry shortly. Nothing was changed.".into(),
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "An internal error occurred; it has been logged.".into(),
+            ),
         }
     }
 
@@ -103,7 +145,7 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             errors: match self {
-                ApiError::Validation(e) => Some(e.clone()),
+                ApiError::Validation(e) | ApiError::ConflictFields(_, e) => Some(e.clone()),
                 _ => None,
             },
         }
@@ -153,9 +195,9 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound => ApiError::NotFound("object"),
-            StorageError::Conflict(what) => ApiError::Conflict(format!(
-                "A {what} with this value already exists; choose another."
-            )),
+            StorageError::Conflict(what) => {
+                ApiError::Conflict(format!("A {what} with this value already exists; choose another."))
+            }
             StorageError::LimitReached => ApiError::Conflict("A limit was reached.".into()),
             StorageError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");

@@ -35,16 +35,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .is_some_and(|m| {
-                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-            });
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -64,12 +56,32 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     }
 }
 
+/// Whether a request declares a JSON body.
+pub fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")))
+}
+
+/// Refuses a body that is not declared as JSON.
+pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    if is_json(req) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType("application/json"))
+    }
+}
+
 /// Reads a body of at most `limit` bytes.
-pub async fn read_body(payload: &mut Payload, limit: usize) -> Result<BytesMut, ApiError> {
+pub async fn read_body<S, E>(payload: &mut S, limit: usize) -> Result<BytesMut, ApiError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+{
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|_| ApiError::BadRequest("The request body could not be read.".into()))?;
+        let chunk = chunk.map_err(|_| ApiError::BadRequest("The request body could not be read.".into()))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
@@ -93,11 +105,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             return ApiError::BadRequest(format!("The request body is not valid JSON: {inner}."));
         }
         let message = inner.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
         let mut errors = FieldErrors::new();
         if let Some(field) = message
             .strip_prefix("missing field `")
@@ -138,16 +146,11 @@ impl FromRequest for Auth {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(|t| t.trim().to_owned());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal("no app state".into()))?;
-            let token = token
-                .filter(|t| !t.is_empty())
-                .ok_or(ApiError::Unauthorized)?;
+            let token = token.filter(|t| !t.is_empty()).ok_or(ApiError::Unauthorized)?;
             let principal = state
                 .auth
                 .verify_token(&state.store, &token)
@@ -210,13 +213,7 @@ mod tests {
 
     #[test]
     fn broken_json_is_a_bad_request() {
-        assert!(matches!(
-            parse_json::<Body>(b"{"),
-            Err(ApiError::BadRequest(_))
-        ));
-        assert!(matches!(
-            parse_json::<Body>(b""),
-            Err(ApiError::BadRequest(_))
-        ));
+        assert!(matches!(parse_json::<Body>(b"{"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(parse_json::<Body>(b""), Err(ApiError::BadRequest(_))));
     }
 }

@@ -16,10 +16,7 @@ fn main() -> ExitCode {
         }
     };
     fleetca::logging::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("fleetca: cannot start the async runtime: {e}");

@@ -28,10 +28,7 @@ pub enum StartError {
     #[error("{0}")]
     Config(String),
     #[error("data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("master key: {0}")]
     MasterKey(String),
     #[error("database: {0}")]
@@ -43,10 +40,7 @@ pub enum StartError {
     #[error("certificate authority: {0}")]
     Authority(String),
     #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// The minimum length of an operator-chosen bootstrap token.
@@ -82,6 +76,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         auth,
         crl,
         issue_queue,
+        broker: crate::service::broker::BrokerService::new(200_000),
     })
 }
 
@@ -99,13 +94,11 @@ pub fn serve(state: AppState) -> Result<Running, StartError> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                ApiError::BadRequest(format!("The query string is invalid: {e}.")).into()
-            }))
             .app_data(
-                web::PathConfig::default()
-                    .error_handler(|_, _| ApiError::NotFound("object").into()),
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::BadRequest(format!("The query string is invalid: {e}.")).into()),
             )
+            .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("object").into()))
             .configure(crate::http::configure)
             .default_service(web::to(crate::http::not_found))
             .wrap(ErrorHandlers::new().default_handler(crate::http::problemize))
@@ -113,10 +106,7 @@ pub fn serve(state: AppState) -> Result<Running, StartError> {
     })
     .shutdown_timeout(10)
     .bind(listen)
-    .map_err(|source| StartError::Bind {
-        addr: listen,
-        source,
-    })?;
+    .map_err(|source| StartError::Bind { addr: listen, source })?;
     let addr = server.addrs().first().copied().unwrap_or(listen);
     let server = server.run();
     Ok(Running {
@@ -156,13 +146,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
     if let Some(k) = &config.master_key {
-        return MasterKey::parse(k.expose())
-            .map_err(|e| StartError::MasterKey(format!("FLEETCA_MASTER_KEY: {e}")));
+        return MasterKey::parse(k.expose()).map_err(|e| StartError::MasterKey(format!("FLEETCA_MASTER_KEY: {e}")));
     }
     let path = config.data_dir.join("master.key");
     match std::fs::read_to_string(&path) {
-        Ok(text) => MasterKey::parse(&text)
-            .map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display()))),
+        Ok(text) => MasterKey::parse(&text).map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate().map_err(|e| StartError::MasterKey(e.to_string()))?;
             write_private(&path, &format!("{}\n", key.to_hex()))
@@ -170,10 +158,7 @@ fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
             tracing::info!(path = %path.display(), "generated a new master key; back it up: without it the CA key and device secrets cannot be opened");
             Ok(key)
         }
-        Err(e) => Err(StartError::MasterKey(format!(
-            "reading {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(StartError::MasterKey(format!("reading {}: {e}", path.display()))),
     }
 }
 
@@ -196,11 +181,7 @@ async fn connect(config: &Config) -> Result<Store, StartError> {
     }
 }
 
-async fn ensure_authority(
-    config: &Config,
-    store: &Store,
-    master: &MasterKey,
-) -> Result<Authority, StartError> {
+async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) -> Result<Authority, StartError> {
     let stored = match store
         .load_authority()
         .await
@@ -213,11 +194,9 @@ async fn ensure_authority(
                 organization: config.ca_organization.clone(),
             };
             let validity = Duration::days(365 * i64::from(config.ca_validity_years));
-            let ca = Authority::create(&subject, Utc::now(), validity)
-                .map_err(|e| StartError::Authority(e.to_string()))?;
-            let sealed_key = ca
-                .seal_key(master)
-                .map_err(|e| StartError::Authority(e.to_string()))?;
+            let ca =
+                Authority::create(&subject, Utc::now(), validity).map_err(|e| StartError::Authority(e.to_string()))?;
+            let sealed_key = ca.seal_key(master).map_err(|e| StartError::Authority(e.to_string()))?;
             let stored = store
                 .insert_authority(
                     StoredAuthority {
@@ -232,13 +211,10 @@ async fn ensure_authority(
             stored
         }
     };
-    let ca =
-        Authority::load(&stored.certificate_pem, &stored.sealed_key, master).map_err(
-            |e| match e {
-                CaError::Unseal => StartError::WrongMasterKey,
-                other => StartError::Authority(other.to_string()),
-            },
-        )?;
+    let ca = Authority::load(&stored.certificate_pem, &stored.sealed_key, master).map_err(|e| match e {
+        CaError::Unseal => StartError::WrongMasterKey,
+        other => StartError::Authority(other.to_string()),
+    })?;
     tracing::info!(subject = %ca.subject(), fingerprint = %ca.fingerprint(), not_after = %ca.not_after(), "certificate authority loaded");
     Ok(ca)
 }
@@ -276,17 +252,13 @@ async fn ensure_admin(config: &Config, store: &Store) -> Result<(), StartError> 
     if write_file {
         let path = config.data_dir.join("admin-token");
         let _ = std::fs::remove_file(&path);
-        write_private(&path, &format!("{}\n", token.plaintext)).map_err(|source| {
-            StartError::DataDir {
-                path: path.display().to_string(),
-                source,
-            }
+        write_private(&path, &format!("{}\n", token.plaintext)).map_err(|source| StartError::DataDir {
+            path: path.display().to_string(),
+            source,
         })?;
         tracing::info!(path = %path.display(), "created the first admin user \"admin\"; its API token is in this file (mode 0600)");
     } else {
-        tracing::info!(
-            "created the first admin user \"admin\" with the token from FLEETCA_BOOTSTRAP_TOKEN"
-        );
+        tracing::info!("created the first admin user \"admin\" with the token from FLEETCA_BOOTSTRAP_TOKEN");
     }
     Ok(())
 }

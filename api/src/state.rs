@@ -8,6 +8,7 @@ use fleetca_storage::certificates::IssueQueue;
 
 use crate::config::Config;
 use crate::service::auth::AuthService;
+use crate::service::broker::BrokerService;
 use crate::service::crl::CrlPublisher;
 
 /// Shared state, behind `web::Data`.
@@ -19,4 +20,5 @@ pub struct AppState {
     pub auth: AuthService,
     pub crl: Arc<CrlPublisher>,
     pub issue_queue: IssueQueue,
+    pub broker: BrokerService,
 }

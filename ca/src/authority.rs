@@ -3,9 +3,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-    SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -113,8 +112,7 @@ impl std::fmt::Debug for Authority {
 }
 
 pub(crate) fn to_time(t: DateTime<Utc>) -> Result<time::OffsetDateTime, CaError> {
-    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
-        .map_err(|e| CaError::Signing(e.to_string()))
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).map_err(|e| CaError::Signing(e.to_string()))
 }
 
 /// Truncates to whole seconds, which is all X.509 times carry.
@@ -132,18 +130,12 @@ fn random_serial() -> Result<(SerialNumber, String), CaError> {
 
 impl Authority {
     /// Creates a new self-signed ECDSA P-256 root valid from `now` for `validity`.
-    pub fn create(
-        subject: &CaSubject,
-        now: DateTime<Utc>,
-        validity: Duration,
-    ) -> Result<Self, CaError> {
+    pub fn create(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         if let Some(org) = &subject.organization {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, org.as_str());
+            params.distinguished_name.push(DnType::OrganizationName, org.as_str());
         }
         params
             .distinguished_name
@@ -167,15 +159,13 @@ impl Authority {
     /// with [`CaError::InvalidKey`] when the key does not belong to the certificate.
     pub fn load(cert_pem: &str, sealed_key: &[u8], master: &MasterKey) -> Result<Self, CaError> {
         let pkcs8 = master.open(CA_KEY_CONTEXT, sealed_key)?;
-        let key =
-            KeyPair::try_from(pkcs8.as_slice()).map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        let key = KeyPair::try_from(pkcs8.as_slice()).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         let block = pem::parse(cert_pem).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         Self::from_parts(block.into_contents(), key)
     }
 
     fn from_parts(cert_der: Vec<u8>, key: KeyPair) -> Result<Self, CaError> {
-        let (_, cert) =
-            X509Certificate::from_der(&cert_der).map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(&cert_der).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(CaError::InvalidKey(
                 "the CA key does not match the CA certificate".into(),
@@ -270,12 +260,7 @@ impl Authority {
                 .map_err(|_| CaError::InvalidKey(format!("{name:?} is not a valid DNS name")))?;
             sans.push(SanType::DnsName(ia5));
         }
-        sans.extend(
-            profile
-                .ip_addresses
-                .iter()
-                .map(|ip| SanType::IpAddress(*ip)),
-        );
+        sans.extend(profile.ip_addresses.iter().map(|ip| SanType::IpAddress(*ip)));
         let cn = profile
             .dns_names
             .first()
@@ -389,9 +374,7 @@ mod tests {
             crl_url: "http://x/crl.der",
         };
         let cert = loaded.issue_client(&profile, &key.public_key, now).unwrap();
-        let facts = ca
-            .check_issued(&cert.pem)
-            .expect("signed by the original CA");
+        let facts = ca.check_issued(&cert.pem).expect("signed by the original CA");
         assert_eq!(facts.serial_hex, cert.serial_hex);
         // A wrong master key is an Unseal error, not a panic.
         let other = MasterKey::generate().unwrap();
@@ -424,22 +407,12 @@ mod tests {
         assert_eq!(cert.subject().to_string(), "O=nnn.acme, CN=svc-mqtt");
         assert_eq!(
             cert.validity().not_after.timestamp(),
-            (DateTime::from_timestamp(now.timestamp(), 0).unwrap() + Duration::hours(8760))
-                .timestamp()
+            (DateTime::from_timestamp(now.timestamp(), 0).unwrap() + Duration::hours(8760)).timestamp()
         );
-        assert_eq!(
-            issued.not_after.timestamp(),
-            cert.validity().not_after.timestamp()
-        );
+        assert_eq!(issued.not_after.timestamp(), cert.validity().not_after.timestamp());
         let ku = cert.key_usage().unwrap().unwrap();
         assert!(ku.critical && ku.value.digital_signature() && !ku.value.key_cert_sign());
-        assert!(
-            cert.extended_key_usage()
-                .unwrap()
-                .unwrap()
-                .value
-                .client_auth
-        );
+        assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
         assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
         let mut saw = (false, false, false);
         for ext in cert.extensions() {
@@ -448,14 +421,10 @@ mod tests {
                 ParsedExtension::AuthorityKeyIdentifier(_) => saw.1 = true,
                 ParsedExtension::CRLDistributionPoints(points) => {
                     let uri = points.points[0].distribution_point.as_ref().unwrap();
-                    let x509_parser::extensions::DistributionPointName::FullName(names) = uri
-                    else {
+                    let x509_parser::extensions::DistributionPointName::FullName(names) = uri else {
                         panic!()
                     };
-                    assert!(matches!(
-                        names[0],
-                        GeneralName::URI("http://127.0.0.1:8080/crl.der")
-                    ));
+                    assert!(matches!(names[0], GeneralName::URI("http://127.0.0.1:8080/crl.der")));
                     saw.2 = true;
                 }
                 _ => {}
@@ -482,13 +451,7 @@ mod tests {
         };
         let issued = ca.issue_server(&profile, &key.public_key, now).unwrap();
         let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
-        assert!(
-            cert.extended_key_usage()
-                .unwrap()
-                .unwrap()
-                .value
-                .server_auth
-        );
+        assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
         let san = cert.subject_alternative_name().unwrap().unwrap();
         assert_eq!(san.value.general_names.len(), 2);
     }

@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use rcgen::{
-    CertificateRevocationListParams, CrlDistributionPoint, CrlIssuingDistributionPoint,
-    KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
+    CertificateRevocationListParams, CrlDistributionPoint, CrlIssuingDistributionPoint, KeyIdMethod, RevocationReason,
+    RevokedCertParams, SerialNumber,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -203,15 +203,12 @@ impl Authority {
     /// Parses a DER CRL and checks that this CA signed it.
     pub fn check_crl(&self, der: &[u8]) -> Result<CrlFacts, CaError> {
         let bad = |m: &str| CaError::Signing(format!("CRL check failed: {m}"));
-        let (rest, crl) =
-            CertificateRevocationList::from_der(der).map_err(|_| bad("unparsable"))?;
+        let (rest, crl) = CertificateRevocationList::from_der(der).map_err(|_| bad("unparsable"))?;
         if !rest.is_empty() {
             return Err(bad("trailing bytes"));
         }
-        let (_, ca) =
-            X509Certificate::from_der(self.certificate_der()).map_err(|_| bad("CA certificate"))?;
-        crl.verify_signature(ca.public_key())
-            .map_err(|_| bad("signature"))?;
+        let (_, ca) = X509Certificate::from_der(self.certificate_der()).map_err(|_| bad("CA certificate"))?;
+        crl.verify_signature(ca.public_key()).map_err(|_| bad("signature"))?;
         let number = crl
             .crl_number()
             .and_then(|n| u64::try_from(n).ok())
@@ -285,11 +282,7 @@ mod tests {
         assert_eq!(parsed.version().map(|v| v.0), Some(1), "v2 CRL");
         let first = parsed.iter_revoked_certificates().next().unwrap();
         assert_eq!(first.reason_code().unwrap().1.0, 1);
-        let exts: Vec<_> = parsed
-            .extensions()
-            .iter()
-            .map(|e| e.parsed_extension())
-            .collect();
+        let exts: Vec<_> = parsed.extensions().iter().map(|e| e.parsed_extension()).collect();
         assert!(
             exts.iter()
                 .any(|e| matches!(e, ParsedExtension::AuthorityKeyIdentifier(_)))

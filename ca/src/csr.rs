@@ -10,13 +10,9 @@ use crate::{CaError, PublicKey};
 /// the subject from the API key the certificate belongs to.
 pub fn parse_csr_pem(text: &str) -> Result<PublicKey, CaError> {
     let bad = |m: &str| CaError::InvalidCsr(m.to_owned());
-    let block = pem::parse(text.trim()).map_err(|_| {
-        bad("csr_pem is not a PEM block; expected -----BEGIN CERTIFICATE REQUEST-----")
-    })?;
-    if !matches!(
-        block.tag(),
-        "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST"
-    ) {
+    let block = pem::parse(text.trim())
+        .map_err(|_| bad("csr_pem is not a PEM block; expected -----BEGIN CERTIFICATE REQUEST-----"))?;
+    if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
         return Err(bad("csr_pem must be a CERTIFICATE REQUEST PEM block"));
     }
     let (rest, csr) = X509CertificationRequest::from_der(block.contents())

@@ -19,6 +19,17 @@ pub fn ha1(username: &str, realm: &str, password: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// A strong random device password: 24 characters of base64url (144 bits).
+pub fn generate_password() -> Result<String, crate::CaError> {
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes::<18>()?))
+}
+
+/// The associated data a device's HA1 is sealed under, binding it to that device.
+pub fn ha1_seal_context(tenant: &str, device_id: &str) -> String {
+    format!("fleetca/ha1/v1/{tenant}/{device_id}")
+}
+
 /// Whether `s` is a well-formed HA1: 32 hex characters.
 pub fn is_ha1(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -53,13 +64,17 @@ mod tests {
     }
 
     #[test]
+    fn generated_passwords_are_long_and_distinct() {
+        let a = generate_password().unwrap();
+        assert_eq!(a.len(), 24);
+        assert_ne!(a, generate_password().unwrap());
+    }
+
+    #[test]
     fn mqtt_signature_matches_an_independent_hmac() {
         // printf 1700000000 | openssl dgst -sha256 -hmac 939e7578ed9e3c518a452acee763bce9
         let sig = mqtt_signature("939e7578ed9e3c518a452acee763bce9", 1_700_000_000);
-        assert_eq!(
-            sig,
-            "c2a780cfc6b3cbc57c5ca03a6b4c3fdc88ab2f535ed4419407bebab731c313e0"
-        );
+        assert_eq!(sig, "c2a780cfc6b3cbc57c5ca03a6b4c3fdc88ab2f535ed4419407bebab731c313e0");
         assert!(verify_mqtt_signature(
             "939e7578ed9e3c518a452acee763bce9",
             1_700_000_000,

@@ -79,10 +79,7 @@ mod tests {
     #[test]
     fn generated_key_is_an_ec_private_key_pem_whose_public_half_matches() {
         let k = generate_p256().unwrap();
-        assert!(
-            k.private_key_pem
-                .starts_with("-----BEGIN EC PRIVATE KEY-----")
-        );
+        assert!(k.private_key_pem.starts_with("-----BEGIN EC PRIVATE KEY-----"));
         let parsed: p256::SecretKey = p256::SecretKey::from_sec1_pem(&k.private_key_pem).unwrap();
         assert_eq!(PublicKey::from_p256(&parsed.public_key()), k.public_key);
         assert!(!format!("{k:?}").contains("PRIVATE"));

@@ -103,10 +103,7 @@ mod tests {
         assert_eq!(key.open("ca-key", &sealed).unwrap(), b"secret");
         assert!(matches!(key.open("ha1:x", &sealed), Err(CaError::Unseal)));
         let other = MasterKey::generate().unwrap();
-        assert!(matches!(
-            other.open("ca-key", &sealed),
-            Err(CaError::Unseal)
-        ));
+        assert!(matches!(other.open("ca-key", &sealed), Err(CaError::Unseal)));
     }
 
     #[test]
@@ -122,10 +119,7 @@ mod tests {
             b"v"
         );
         let b64 = base64::engine::general_purpose::STANDARD.encode(hex::decode(&hex_form).unwrap());
-        assert_eq!(
-            MasterKey::parse(&b64).unwrap().open("c", &sealed).unwrap(),
-            b"v"
-        );
+        assert_eq!(MasterKey::parse(&b64).unwrap().open("c", &sealed).unwrap(), b"v");
         assert!(MasterKey::parse("too-short").is_err());
         assert_eq!(format!("{key:?}"), "MasterKey(<redacted>)");
     }

@@ -47,8 +47,7 @@ impl std::fmt::Debug for NewToken {
 }
 
 fn argon2(cost: (u32, u32, u32)) -> Result<Argon2<'static>, CaError> {
-    let params =
-        Params::new(cost.0, cost.1, cost.2, None).map_err(|e| CaError::Hash(e.to_string()))?;
+    let params = Params::new(cost.0, cost.1, cost.2, None).map_err(|e| CaError::Hash(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -108,6 +107,12 @@ pub fn token_lookup(token: &str) -> String {
     format!("x{}", &hex::encode(digest)[..15])
 }
 
+/// Compares two secrets in constant time (for their common length; lengths are not secret).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
 /// Hashes a human password with [`PASSWORD_COST`].
 pub fn hash_password(password: &str) -> Result<String, CaError> {
     hash_with(PASSWORD_COST, password.as_bytes())
@@ -126,10 +131,7 @@ pub struct CacheKeyer(hmac::Key);
 impl CacheKeyer {
     /// A keyer with a fresh random key.
     pub fn new() -> Result<Self, CaError> {
-        Ok(Self(hmac::Key::new(
-            hmac::HMAC_SHA256,
-            &random_bytes::<32>()?,
-        )))
+        Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, &random_bytes::<32>()?)))
     }
 
     /// The keyed hash of `parts`, each length-prefixed so `("ab","c")` and `("a","bc")` differ.
@@ -165,10 +167,7 @@ mod tests {
     #[test]
     fn an_operator_chosen_token_gets_a_stable_lookup() {
         let t = token_from_plaintext("bootstrap-token-with-at-least-32-characters").unwrap();
-        assert_eq!(
-            token_lookup("bootstrap-token-with-at-least-32-characters"),
-            t.lookup
-        );
+        assert_eq!(token_lookup("bootstrap-token-with-at-least-32-characters"), t.lookup);
         assert_eq!(t.lookup.len(), 16);
         assert!(verify_hash(t.plaintext.as_bytes(), &t.hash));
     }

@@ -61,12 +61,7 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Authority::Table)
-                .col(
-                    ColumnDef::new(Authority::Id)
-                        .integer()
-                        .not_null()
-                        .primary_key(),
-                )
+                .col(ColumnDef::new(Authority::Id).integer().not_null().primary_key())
                 .col(ColumnDef::new(Authority::CertificatePem).text().not_null())
                 .col(ColumnDef::new(Authority::SealedKey).blob().not_null())
                 .col(
@@ -80,12 +75,7 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(CrlState::Table)
-                .col(
-                    ColumnDef::new(CrlState::Id)
-                        .integer()
-                        .not_null()
-                        .primary_key(),
-                )
+                .col(ColumnDef::new(CrlState::Id).integer().not_null().primary_key())
                 .col(ColumnDef::new(CrlState::Number).big_integer().not_null())
                 .col(
                     ColumnDef::new(CrlState::ThisUpdate)
@@ -104,12 +94,7 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Users::Table)
                 .col(ColumnDef::new(Users::Id).uuid().not_null().primary_key())
-                .col(
-                    ColumnDef::new(Users::Username)
-                        .string_len(64)
-                        .not_null()
-                        .unique_key(),
-                )
+                .col(ColumnDef::new(Users::Username).string_len(64).not_null().unique_key())
                 .col(ColumnDef::new(Users::IsServiceAccount).boolean().not_null())
                 .col(ColumnDef::new(Users::Enterprise).string_len(64).not_null())
                 .col(ColumnDef::new(Users::Role).string_len(16).not_null())
@@ -122,16 +107,8 @@ impl MigrationTrait for Migration {
                 )
                 .col(ColumnDef::new(Users::TokenHash).text().not_null())
                 .col(ColumnDef::new(Users::PasswordHash).text().null())
-                .col(
-                    ColumnDef::new(Users::CreatedAt)
-                        .timestamp_with_time_zone()
-                        .not_null(),
-                )
-                .col(
-                    ColumnDef::new(Users::UpdatedAt)
-                        .timestamp_with_time_zone()
-                        .not_null(),
-                )
+                .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
+                .col(ColumnDef::new(Users::UpdatedAt).timestamp_with_time_zone().not_null())
                 .to_owned(),
         )
         .await?;
@@ -146,24 +123,11 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Certificates::Table)
-                .col(
-                    ColumnDef::new(Certificates::Id)
-                        .uuid()
-                        .not_null()
-                        .primary_key(),
-                )
-                .col(
-                    ColumnDef::new(Certificates::Name)
-                        .string_len(200)
-                        .not_null(),
-                )
+                .col(ColumnDef::new(Certificates::Id).uuid().not_null().primary_key())
+                .col(ColumnDef::new(Certificates::Name).string_len(200).not_null())
                 .col(ColumnDef::new(Certificates::Kind).string_len(16).not_null())
                 .col(ColumnDef::new(Certificates::ApiKeyId).uuid().null())
-                .col(
-                    ColumnDef::new(Certificates::Enterprise)
-                        .string_len(64)
-                        .not_null(),
-                )
+                .col(ColumnDef::new(Certificates::Enterprise).string_len(64).not_null())
                 .col(
                     ColumnDef::new(Certificates::Serial)
                         .string_len(64)
@@ -176,11 +140,7 @@ impl MigrationTrait for Migration {
                         .not_null()
                         .unique_key(),
                 )
-                .col(
-                    ColumnDef::new(Certificates::CertificatePem)
-                        .text()
-                        .not_null(),
-                )
+                .col(ColumnDef::new(Certificates::CertificatePem).text().not_null())
                 .col(
                     ColumnDef::new(Certificates::NotBefore)
                         .timestamp_with_time_zone()
@@ -201,11 +161,7 @@ impl MigrationTrait for Migration {
                         .timestamp_with_time_zone()
                         .null(),
                 )
-                .col(
-                    ColumnDef::new(Certificates::RevocationReason)
-                        .string_len(32)
-                        .null(),
-                )
+                .col(ColumnDef::new(Certificates::RevocationReason).string_len(32).null())
                 .foreign_key(
                     ForeignKey::create()
                         .from(Certificates::Table, Certificates::ApiKeyId)

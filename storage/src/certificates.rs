@@ -11,8 +11,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -70,6 +70,9 @@ pub struct CertificateFilter {
     pub search: Option<String>,
 }
 
+/// serial, revoked_at, reason, not_after
+type RevocationRow = (String, Option<DateTime<Utc>>, Option<String>, DateTime<Utc>);
+
 /// One revocation, as the CRL needs it.
 #[derive(Clone, Debug)]
 pub struct Revocation {
@@ -93,10 +96,7 @@ impl Store {
     }
 
     /// A certificate by its SHA-256 fingerprint.
-    pub async fn certificate_by_fingerprint(
-        &self,
-        fingerprint: &str,
-    ) -> Result<Certificate, StorageError> {
+    pub async fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Certificate, StorageError> {
         Certificates::find()
             .filter(Column::Fingerprint.eq(fingerprint))
             .one(self.conn())
@@ -126,13 +126,9 @@ impl Store {
         }
         cond = match filter.status {
             None => cond,
-            Some(StatusFilter::Active) => cond
-                .add(Column::RevokedAt.is_null())
-                .add(Column::NotAfter.gt(now)),
+            Some(StatusFilter::Active) => cond.add(Column::RevokedAt.is_null()).add(Column::NotAfter.gt(now)),
             Some(StatusFilter::Revoked) => cond.add(Column::RevokedAt.is_not_null()),
-            Some(StatusFilter::Expired) => cond
-                .add(Column::RevokedAt.is_null())
-                .add(Column::NotAfter.lte(now)),
+            Some(StatusFilter::Expired) => cond.add(Column::RevokedAt.is_null()).add(Column::NotAfter.lte(now)),
         };
         let query = Certificates::find().filter(cond);
         let total = query.clone().count(self.conn()).await?;
@@ -172,19 +168,18 @@ impl Store {
 
     /// Every revocation of a certificate that has not expired before `since`.
     pub async fn revocations(&self, since: DateTime<Utc>) -> Result<Vec<Revocation>, StorageError> {
-        let rows: Vec<(String, Option<DateTime<Utc>>, Option<String>, DateTime<Utc>)> =
-            Certificates::find()
-                .select_only()
-                .column(Column::Serial)
-                .column(Column::RevokedAt)
-                .column(Column::RevocationReason)
-                .column(Column::NotAfter)
-                .filter(Column::RevokedAt.is_not_null())
-                .filter(Column::NotAfter.gt(since))
-                .order_by_asc(Column::RevokedAt)
-                .into_tuple()
-                .all(self.conn())
-                .await?;
+        let rows: Vec<RevocationRow> = Certificates::find()
+            .select_only()
+            .column(Column::Serial)
+            .column(Column::RevokedAt)
+            .column(Column::RevocationReason)
+            .column(Column::NotAfter)
+            .filter(Column::RevokedAt.is_not_null())
+            .filter(Column::NotAfter.gt(since))
+            .order_by_asc(Column::RevokedAt)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(serial, at, reason, not_after)| {
@@ -198,12 +193,22 @@ impl Store {
             .collect())
     }
 
-    /// Counts certificates by status for an optional enterprise: (active, revoked, expired).
-    pub async fn count_active_certificates(
-        &self,
-        api_key_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StorageError> {
+    /// Fingerprints of an API key's active client certificates.
+    pub async fn active_fingerprints(&self, api_key_id: Uuid, now: DateTime<Utc>) -> Result<Vec<String>, StorageError> {
+        Ok(Certificates::find()
+            .select_only()
+            .column(Column::Fingerprint)
+            .filter(Column::ApiKeyId.eq(api_key_id))
+            .filter(Column::Kind.eq("client"))
+            .filter(Column::RevokedAt.is_null())
+            .filter(Column::NotAfter.gt(now))
+            .into_tuple()
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Counts the active certificates of an API key.
+    pub async fn count_active_certificates(&self, api_key_id: Uuid, now: DateTime<Utc>) -> Result<u64, StorageError> {
         active_count(self.conn(), api_key_id, now).await
     }
 
@@ -215,11 +220,7 @@ impl Store {
     }
 }
 
-async fn active_count(
-    c: &impl ConnectionTrait,
-    api_key_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<u64, StorageError> {
+async fn active_count(c: &impl ConnectionTrait, api_key_id: Uuid, now: DateTime<Utc>) -> Result<u64, StorageError> {
     Ok(Certificates::find()
         .filter(Column::ApiKeyId.eq(api_key_id))
         .filter(Column::RevokedAt.is_null())
@@ -291,10 +292,7 @@ async fn run_issue_queue(store: Store, mut rx: mpsc::Receiver<IssueJob>) {
 
 /// Writes one batch in one transaction; per-job results for the limit check, or an error
 /// for the whole batch when the transaction itself failed (then nothing was written).
-async fn write_batch(
-    store: &Store,
-    jobs: &[IssueJob],
-) -> Result<Vec<Result<Certificate, StorageError>>, StorageError> {
+async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Certificate, StorageError>>, StorageError> {
     let txn = store.write_txn().await?;
     let pg = is_postgres(&txn);
     let mut results = Vec::with_capacity(jobs.len());

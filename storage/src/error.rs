@@ -29,9 +29,7 @@ impl From<DbErr> for StorageError {
         }
         match e {
             DbErr::RecordNotFound(_) => StorageError::NotFound,
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                StorageError::Unavailable(e.to_string())
-            }
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StorageError::Unavailable(e.to_string()),
             other => {
                 let text = other.to_string();
                 // sqlx reports a dropped server connection as an I/O or protocol error.

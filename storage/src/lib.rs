@@ -8,6 +8,7 @@
 
 pub mod authority;
 pub mod certificates;
+pub mod devices;
 pub mod entity;
 mod error;
 pub mod users;
@@ -24,6 +25,7 @@ use sea_orm::{
 pub use error::StorageError;
 
 pub use entity::certificates::Model as Certificate;
+pub use entity::devices::Model as Device;
 pub use entity::users::Model as User;
 
 /// A page of a listing.

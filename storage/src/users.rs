@@ -3,8 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -55,11 +54,7 @@ pub struct UserPatch {
 
 impl Store {
     /// Inserts a user. A taken username is [`StorageError::Conflict`].
-    pub async fn create_user(
-        &self,
-        new: NewUser,
-        now: DateTime<Utc>,
-    ) -> Result<User, StorageError> {
+    pub async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, StorageError> {
         let model = ActiveModel {
             id: Set(Uuid::new_v4()),
             username: Set(new.username),
@@ -117,11 +112,7 @@ impl Store {
     }
 
     /// One page of users, newest first, and the total that match.
-    pub async fn list_users(
-        &self,
-        filter: &UserFilter,
-        page: Page,
-    ) -> Result<(Vec<User>, u64), StorageError> {
+    pub async fn list_users(&self, filter: &UserFilter, page: Page) -> Result<(Vec<User>, u64), StorageError> {
         let mut cond = Condition::all();
         if let Some(e) = &filter.enterprise {
             cond = cond.add(Column::Enterprise.eq(e.as_str()));
@@ -157,10 +148,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(User, Vec<Certificate>), StorageError> {
         let txn = self.write_txn().await?;
-        let user = Users::find_by_id(id)
-            .one(&txn)
-            .await?
-            .ok_or(StorageError::NotFound)?;
+        let user = Users::find_by_id(id).one(&txn).await?.ok_or(StorageError::NotFound)?;
         let mut model: ActiveModel = user.into();
         if let Some(active) = patch.is_active {
             model.is_active = Set(active);

@@ -12,9 +12,7 @@ use crate::domain::PageRequest;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{AdminAuth, ApiJson, Auth};
 use crate::http::{PageOf, parse_id, route};
-use crate::service::certificates::{
-    self as svc, CreateCertificate, MAX_VALIDITY_HOURS, MIN_VALIDITY_HOURS,
-};
+use crate::service::certificates::{self as svc, CreateCertificate, MAX_VALIDITY_HOURS, MIN_VALIDITY_HOURS};
 use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
@@ -210,7 +208,9 @@ pub async fn create(
     if !(MIN_VALIDITY_HOURS..=MAX_VALIDITY_HOURS).contains(&validity_hours) {
         errors.insert(
             "validity_hours".into(),
-            vec![format!("must be from {MIN_VALIDITY_HOURS} (1 year) to {MAX_VALIDITY_HOURS} (10 years) hours")],
+            vec![format!(
+                "must be from {MIN_VALIDITY_HOURS} (1 year) to {MAX_VALIDITY_HOURS} (10 years) hours"
+            )],
         );
     }
     let csr_key = match body.csr_pem.as_deref().map(svc::parse_csr).transpose() {
@@ -266,10 +266,7 @@ pub async fn list(
         search: q.search,
     };
     let (certs, count) = svc::list(&state, &caller, filter, page).await?;
-    let results = certs
-        .into_iter()
-        .map(|c| CertificateOut::new(c, false))
-        .collect();
+    let results = certs.into_iter().map(|c| CertificateOut::new(c, false)).collect();
     Ok(HttpResponse::Ok().json(PageOf::new(&state, &req, page, count, results)))
 }
 
@@ -359,32 +356,25 @@ pub async fn create_server(
         );
     }
     if let Some(bad) = body.dns_names.iter().find(|n| !is_dns_name(n)) {
-        errors.insert("dns_names".into(), vec![format!("{bad:?} is not a DNS name (labels of a-z, 0-9 and '-', optionally starting with \"*.\")")]);
+        errors.insert(
+            "dns_names".into(),
+            vec![format!(
+                "{bad:?} is not a DNS name (labels of a-z, 0-9 and '-', optionally starting with \"*.\")"
+            )],
+        );
     }
     let days = body.validity_days.unwrap_or(825);
     if !(1..=3650).contains(&days) {
-        errors.insert(
-            "validity_days".into(),
-            vec!["must be from 1 to 3650".into()],
-        );
+        errors.insert("validity_days".into(), vec!["must be from 1 to 3650".into()]);
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let name = body.name.unwrap_or_else(|| {
-        body.dns_names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "broker".into())
-    });
-    let (cert, key) = svc::create_server(
-        &state,
-        name,
-        &body.dns_names,
-        &body.ip_addresses,
-        Duration::days(days),
-    )
-    .await?;
+    let name = body
+        .name
+        .unwrap_or_else(|| body.dns_names.first().cloned().unwrap_or_else(|| "broker".into()));
+    let (cert, key) =
+        svc::create_server(&state, name, &body.dns_names, &body.ip_addresses, Duration::days(days)).await?;
     Ok(HttpResponse::Created().json(CreatedServerCertificate {
         certificate: CertificateOut::new(cert, true),
         private_key_pem: key,
@@ -402,8 +392,6 @@ fn is_dns_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }

@@ -1,7 +1,9 @@
 //! The HTTP layer: routes, middleware and handlers. Handlers parse input into validated
 //! types, make one service call and serialize the result; every error is problem+json.
 
+pub mod broker;
 pub mod certificates;
+pub mod devices;
 pub mod openapi;
 pub mod public;
 pub mod users;
@@ -34,6 +36,8 @@ pub fn routes() -> Routes {
     all.extend(public::routes());
     all.extend(users::routes());
     all.extend(certificates::routes());
+    all.extend(devices::routes());
+    all.extend(broker::routes());
     all
 }
 
@@ -42,11 +46,7 @@ pub fn routes() -> Routes {
 pub fn mounted() -> Vec<(String, String)> {
     routes()
         .into_iter()
-        .flat_map(|(path, methods)| {
-            methods
-                .into_iter()
-                .map(move |(m, _)| (m.to_owned(), path.to_owned()))
-        })
+        .flat_map(|(path, methods)| methods.into_iter().map(move |(m, _)| (m.to_owned(), path.to_owned())))
         .collect()
 }
 
@@ -96,20 +96,11 @@ pub fn problemize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerR
             "method-not-allowed",
             "This path does not accept this HTTP method.".to_owned(),
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload-too-large",
-            "The request body is too large.".to_owned(),
-        ),
-        s if s.is_server_error() => (
-            "internal",
-            "An internal error occurred; it has been logged.".to_owned(),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "The request body is too large.".to_owned()),
+        s if s.is_server_error() => ("internal", "An internal error occurred; it has been logged.".to_owned()),
         s => (
             "error",
-            format!(
-                "The request failed: {}.",
-                s.canonical_reason().unwrap_or("error")
-            ),
+            format!("The request failed: {}.", s.canonical_reason().unwrap_or("error")),
         ),
     };
     let (req, _) = res.into_parts();
@@ -131,11 +122,7 @@ pub async fn request_log(
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let method = req.method().to_string();
@@ -178,13 +165,12 @@ impl<T> PageOf<T> {
         results: Vec<T>,
     ) -> Self {
         let link = |n: u64| {
-            let mut pairs: Vec<(String, String)> =
-                web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-                    .map(|q| q.into_inner())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|(k, _)| k != "page")
-                    .collect();
+            let mut pairs: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+                .map(|q| q.into_inner())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k != "page")
+                .collect();
             pairs.push(("page".into(), n.to_string()));
             let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
             format!("{}{}?{}", state.config.public_url, req.path(), query)

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::http::{certificates, public, users};
+use crate::http::{broker, certificates, devices, public, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,8 @@ use crate::http::{certificates, public, users};
         public::healthz, public::readyz, public::ca_pem, public::crl_der, public::crl_pem,
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
         certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::create_server,
+        devices::create, devices::bulk, devices::list, devices::get, devices::patch, devices::delete, devices::rotate,
+        broker::auth, broker::superuser, broker::acl, broker::emqx_authn, broker::emqx_authz,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerScheme),
@@ -21,6 +23,8 @@ use crate::http::{certificates, public, users};
         (name = "users", description = "API keys (service accounts) and human users"),
         (name = "mqtt-certificates", description = "MQTT client certificates"),
         (name = "server-certificates", description = "TLS certificates for brokers"),
+        (name = "devices", description = "Devices and their HA1 credentials"),
+        (name = "broker", description = "The MQTT broker's HTTP auth and ACL calls (no Bearer auth; broker_allow networks only)"),
         (name = "pki", description = "CA certificate and revocation list"),
         (name = "operations", description = "Health and readiness"),
     )

@@ -83,10 +83,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn ca_pem(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            "attachment; filename=\"ca.crt\"",
-        ))
+        .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"ca.crt\""))
         .body(state.ca.certificate_pem().to_owned())
 }
 
@@ -112,20 +109,13 @@ fn crl_response(state: &AppState, req: &HttpRequest, pem: bool) -> HttpResponse 
     let Some(crl) = state.crl.current() else {
         return HttpResponse::ServiceUnavailable().finish();
     };
-    let etag = EntityTag::new_strong(format!(
-        "crl-{}-{}",
-        crl.number,
-        if pem { "pem" } else { "der" }
-    ));
+    let etag = EntityTag::new_strong(format!("crl-{}-{}", crl.number, if pem { "pem" } else { "der" }));
     let last_modified = HttpDate::from(std::time::SystemTime::from(crl.this_update));
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == etag.to_string() || t.trim() == "*")
-        });
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag.to_string() || t.trim() == "*"));
     let mut resp = if matches {
         HttpResponse::NotModified()
     } else {

@@ -144,12 +144,7 @@ pub async fn create(
     let username = Username::parse(&body.username)
         .map_err(|e| errors.insert("username".into(), vec![e]))
         .ok();
-    let enterprise = match body
-        .enterprise
-        .as_deref()
-        .map(Enterprise::parse)
-        .transpose()
-    {
+    let enterprise = match body.enterprise.as_deref().map(Enterprise::parse).transpose() {
         Ok(e) => e,
         Err(e) => {
             errors.insert("enterprise".into(), vec![e]);

@@ -63,9 +63,7 @@ pub struct AuthService {
 
 impl AuthService {
     pub fn new(capacity: usize) -> Result<Self, fleetca_ca::CaError> {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Ok(Self {
             keyer: CacheKeyer::new()?,
             cache: RwLock::new(HashMap::new()),
@@ -76,25 +74,13 @@ impl AuthService {
     }
 
     /// The active user a token belongs to, or `None` for a wrong, unknown or inactive one.
-    pub async fn verify_token(
-        &self,
-        store: &Store,
-        token: &str,
-    ) -> Result<Option<Principal>, ApiError> {
+    pub async fn verify_token(&self, store: &Store, token: &str) -> Result<Option<Principal>, ApiError> {
         let key = self.keyer.key(&[token.as_bytes()]);
-        if let Some(p) = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+        if let Some(p) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(Some(p.clone()));
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let user = match store
-            .user_by_token_lookup(&secret::token_lookup(token))
-            .await
-        {
+        let user = match store.user_by_token_lookup(&secret::token_lookup(token)).await {
             Ok(u) => u,
             Err(StorageError::NotFound) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -102,11 +88,7 @@ impl AuthService {
         if !user.is_active {
             return Ok(None);
         }
-        let _permit = self
-            .hash_slots
-            .acquire()
-            .await
-            .map_err(|_| ApiError::Unavailable)?;
+        let _permit = self.hash_slots.acquire().await.map_err(|_| ApiError::Unavailable)?;
         let presented = token.to_owned();
         let hash = user.token_hash.clone();
         if !blocking(move || secret::verify_hash(presented.as_bytes(), &hash)).await? {
@@ -138,11 +120,7 @@ impl AuthService {
 
     /// Hashes a password off the executor.
     pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        let _permit = self
-            .hash_slots
-            .acquire()
-            .await
-            .map_err(|_| ApiError::Unavailable)?;
+        let _permit = self.hash_slots.acquire().await.map_err(|_| ApiError::Unavailable)?;
         Ok(blocking(move || secret::hash_password(&password)).await??)
     }
 }

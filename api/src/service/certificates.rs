@@ -56,11 +56,7 @@ fn can_see(caller: &Principal, cert: &Certificate) -> bool {
 }
 
 /// Issues a client certificate for an API key.
-pub async fn create(
-    state: &AppState,
-    caller: &Principal,
-    input: CreateCertificate,
-) -> Result<Created, ApiError> {
+pub async fn create(state: &AppState, caller: &Principal, input: CreateCertificate) -> Result<Created, ApiError> {
     if caller.role == Role::Service {
         return Err(ApiError::Forbidden(
             "An API key cannot create certificates; ask a manager or admin.".into(),
@@ -190,11 +186,7 @@ pub async fn list(
     match caller.role {
         Role::Admin => {}
         Role::Manager => {
-            if filter
-                .enterprise
-                .as_ref()
-                .is_some_and(|e| *e != caller.enterprise)
-            {
+            if filter.enterprise.as_ref().is_some_and(|e| *e != caller.enterprise) {
                 return Ok((Vec::new(), 0));
             }
             filter.enterprise = Some(caller.enterprise.clone());
@@ -223,12 +215,7 @@ pub async fn get(state: &AppState, caller: &Principal, id: Uuid) -> Result<Certi
 
 /// Revokes a certificate and returns once the CRL that lists it is published. Revoking a
 /// revoked certificate returns it unchanged.
-pub async fn revoke(
-    state: &AppState,
-    caller: &Principal,
-    id: Uuid,
-    reason: Reason,
-) -> Result<Certificate, ApiError> {
+pub async fn revoke(state: &AppState, caller: &Principal, id: Uuid, reason: Reason) -> Result<Certificate, ApiError> {
     let cert = get(state, caller, id).await?;
     if caller.role == Role::Service {
         return Err(ApiError::Forbidden(
@@ -240,6 +227,9 @@ pub async fn revoke(
         .revoke_certificate(cert.id, reason.name(), Utc::now())
         .await?;
     if changed {
+        if let Some(key) = cert.api_key_id {
+            state.broker.invalidate_key(key);
+        }
         state.crl.add_revocations(std::iter::once(&cert)).await?;
         tracing::info!(certificate_id = %cert.id, serial = %cert.serial, %reason, by = %caller.username, "certificate revoked");
     }

@@ -132,25 +132,16 @@ impl CrlPublisher {
 
     /// The CRL being served.
     pub fn current(&self) -> Option<PublishedCrl> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// How the last file write and reload went.
     pub fn status(&self) -> PublishStatus {
-        self.status
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Adds revoked certificates and returns once a CRL listing them is published.
-    pub async fn add_revocations(
-        &self,
-        certs: impl Iterator<Item = &Certificate>,
-    ) -> Result<(), ApiError> {
+    pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), ApiError> {
         let mine = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             for c in certs {

@@ -73,23 +73,15 @@ async fn manageable(state: &AppState, caller: &Principal, id: Uuid) -> Result<Us
     }
     let user = visible(state, caller, id).await?;
     if caller.role == Role::Manager && user.role == Role::Admin.as_str() {
-        return Err(ApiError::Forbidden(
-            "A manager cannot change an admin.".into(),
-        ));
+        return Err(ApiError::Forbidden("A manager cannot change an admin.".into()));
     }
     Ok(user)
 }
 
 /// Creates a user and returns it with its token, which is shown this once.
-pub async fn create(
-    state: &AppState,
-    caller: &Principal,
-    input: CreateUser,
-) -> Result<(User, String), ApiError> {
+pub async fn create(state: &AppState, caller: &Principal, input: CreateUser) -> Result<(User, String), ApiError> {
     if caller.role == Role::Service {
-        return Err(ApiError::Forbidden(
-            "An API key cannot create users.".into(),
-        ));
+        return Err(ApiError::Forbidden("An API key cannot create users.".into()));
     }
     let enterprise = input
         .enterprise
@@ -119,9 +111,7 @@ pub async fn create(
         (false, Some(r)) => r,
     };
     if role == Role::Admin && caller.role != Role::Admin {
-        return Err(ApiError::Forbidden(
-            "Only an admin may create an admin.".into(),
-        ));
+        return Err(ApiError::Forbidden("Only an admin may create an admin.".into()));
     }
     let password_hash = match input.password {
         Some(_) if input.is_service_account => {
@@ -143,16 +133,12 @@ pub async fn create(
         token_hash: token.hash.clone(),
         password_hash,
     };
-    let user = state
-        .store
-        .create_user(new, Utc::now())
-        .await
-        .map_err(|e| match e {
-            StorageError::Conflict(_) => ApiError::Conflict(
-                "A user with this username already exists; choose another username.".into(),
-            ),
-            other => other.into(),
-        })?;
+    let user = state.store.create_user(new, Utc::now()).await.map_err(|e| match e {
+        StorageError::Conflict(_) => {
+            ApiError::Conflict("A user with this username already exists; choose another username.".into())
+        }
+        other => other.into(),
+    })?;
     tracing::info!(user_id = %user.id, username = %user.username, by = %caller.username, "user created");
     Ok((user, token.plaintext))
 }
@@ -167,29 +153,17 @@ pub async fn list(
     match caller.role {
         Role::Admin => {}
         Role::Manager => {
-            if filter
-                .enterprise
-                .as_ref()
-                .is_some_and(|e| *e != caller.enterprise)
-            {
+            if filter.enterprise.as_ref().is_some_and(|e| *e != caller.enterprise) {
                 return Ok((Vec::new(), 0));
             }
             filter.enterprise = Some(caller.enterprise.clone());
         }
         Role::Service => {
             let me = state.store.user(caller.id).await?;
-            let matches = filter
-                .enterprise
-                .as_ref()
-                .is_none_or(|e| *e == me.enterprise)
-                && filter
-                    .is_service_account
-                    .is_none_or(|v| v == me.is_service_account)
+            let matches = filter.enterprise.as_ref().is_none_or(|e| *e == me.enterprise)
+                && filter.is_service_account.is_none_or(|v| v == me.is_service_account)
                 && filter.is_active.is_none_or(|v| v == me.is_active)
-                && filter
-                    .search
-                    .as_ref()
-                    .is_none_or(|s| me.username.contains(s.as_str()));
+                && filter.search.as_ref().is_none_or(|s| me.username.contains(s.as_str()));
             return Ok(if matches && page.page == 1 {
                 (vec![me], 1)
             } else {
@@ -202,18 +176,11 @@ pub async fn list(
 
 /// Changes a user's role or active flag. Deactivating also revokes the user's active
 /// certificates and republishes the CRL before returning.
-pub async fn patch(
-    state: &AppState,
-    caller: &Principal,
-    id: Uuid,
-    patch: UserPatch,
-) -> Result<User, ApiError> {
+pub async fn patch(state: &AppState, caller: &Principal, id: Uuid, patch: UserPatch) -> Result<User, ApiError> {
     let user = manageable(state, caller, id).await?;
     if let Some(role) = patch.role.as_deref().and_then(Role::parse) {
         if role == Role::Admin && caller.role != Role::Admin {
-            return Err(ApiError::Forbidden(
-                "Only an admin may make someone an admin.".into(),
-            ));
+            return Err(ApiError::Forbidden("Only an admin may make someone an admin.".into()));
         }
         if user.is_service_account != (role == Role::Service) {
             return Err(ApiError::field(
@@ -232,6 +199,7 @@ pub async fn patch(
         .update_user(id, patch, DEACTIVATION_REASON.name(), Utc::now())
         .await?;
     state.auth.invalidate_user(id);
+    state.broker.invalidate_key(id);
     if !revoked.is_empty() {
         tracing::info!(user_id = %id, count = revoked.len(), "revoked the certificates of a deactivated API key");
         state.crl.add_revocations(revoked.iter()).await?;
@@ -240,11 +208,7 @@ pub async fn patch(
 }
 
 /// Issues a new token; the old one stops working at once.
-pub async fn rotate_token(
-    state: &AppState,
-    caller: &Principal,
-    id: Uuid,
-) -> Result<(User, String), ApiError> {
+pub async fn rotate_token(state: &AppState, caller: &Principal, id: Uuid) -> Result<(User, String), ApiError> {
     manageable(state, caller, id).await?;
     let token = blocking(secret::generate_token).await??;
     let user = state
@@ -252,6 +216,7 @@ pub async fn rotate_token(
         .set_user_token(id, token.lookup, token.hash, Utc::now())
         .await?;
     state.auth.invalidate_user(id);
+    state.broker.invalidate_key(id);
     tracing::info!(user_id = %id, by = %caller.username, "token rotated");
     Ok((user, token.plaintext))
 }

@@ -170,28 +170,16 @@ async fn bad_certificate_requests_name_the_field_and_write_nothing() {
             "validity_hours",
         ),
         (json!({"name": "", "api_key_id": key_id}), "name"),
-        (
-            json!({"name": "n".repeat(300), "api_key_id": key_id}),
-            "name",
-        ),
-        (
-            json!({"name": "x", "api_key_id": uuid::Uuid::new_v4()}),
-            "api_key_id",
-        ),
-        (
-            json!({"name": "x", "api_key_id": "not-a-uuid"}),
-            "api_key_id",
-        ),
+        (json!({"name": "n".repeat(300), "api_key_id": key_id}), "name"),
+        (json!({"name": "x", "api_key_id": uuid::Uuid::new_v4()}), "api_key_id"),
+        (json!({"name": "x", "api_key_id": "not-a-uuid"}), "api_key_id"),
         (json!({"name": "x", "api_key_id": off_id}), "api_key_id"),
         (json!({"name": "x", "api_key_id": human_id}), "api_key_id"),
         (
             json!({"name": "x", "api_key_id": key_id, "csr_pem": "garbage"}),
             "csr_pem",
         ),
-        (
-            json!({"name": "x", "api_key_id": key_id, "csr_pem": rsa}),
-            "csr_pem",
-        ),
+        (json!({"name": "x", "api_key_id": key_id, "csr_pem": rsa}), "csr_pem"),
         (
             json!({"name": "x", "api_key_id": key_id, "csr_pem": tampered}),
             "csr_pem",
@@ -224,8 +212,7 @@ async fn an_other_enterprises_api_key_is_not_in_a_managers_scope() {
     );
     let g = app.certificate(&globex_key, "globex cert").await;
     assert_problem(
-        &app.get(&format!("{CERTS}{}/", g["id"].as_str().unwrap()), &mgr)
-            .await,
+        &app.get(&format!("{CERTS}{}/", g["id"].as_str().unwrap()), &mgr).await,
         404,
     );
     assert_problem(
@@ -271,22 +258,14 @@ async fn an_api_key_has_at_most_ten_active_certificates_even_under_concurrency()
     )
     .await;
     assert_eq!(
-        app.post(
-            CERTS,
-            &app.admin,
-            json!({"name": "again", "api_key_id": key_id})
-        )
-        .await
-        .status,
+        app.post(CERTS, &app.admin, json!({"name": "again", "api_key_id": key_id}))
+            .await
+            .status,
         201
     );
     assert_problem(
-        &app.post(
-            CERTS,
-            &app.admin,
-            json!({"name": "over", "api_key_id": key_id}),
-        )
-        .await,
+        &app.post(CERTS, &app.admin, json!({"name": "over", "api_key_id": key_id}))
+            .await,
         409,
     );
     let active = app
@@ -331,10 +310,7 @@ async fn revoking_lists_the_certificate_on_a_newer_crl_and_twice_changes_nothing
     assert!(r.body["revoked_at"].is_string());
     let (after, entries) = crl(&app).await;
     assert!(after > before);
-    assert_eq!(
-        entries,
-        vec![(cert["serial"].as_str().unwrap().to_owned(), Some(1))]
-    );
+    assert_eq!(entries, vec![(cert["serial"].as_str().unwrap().to_owned(), Some(1))]);
 
     let again = app
         .post(
@@ -347,23 +323,15 @@ async fn revoking_lists_the_certificate_on_a_newer_crl_and_twice_changes_nothing
     assert_eq!(again.body, r.body, "revoking again returns the same record");
     assert_eq!(crl(&app).await.0, after, "no new CRL for a no-op");
 
-    let listed = app
-        .get(&format!("{CERTS}?status=revoked"), &app.admin)
-        .await;
+    let listed = app.get(&format!("{CERTS}?status=revoked"), &app.admin).await;
     assert_eq!(listed.body["count"], 1);
     assert_eq!(
-        app.get(&format!("{CERTS}?status=active"), &app.admin)
-            .await
-            .body["count"],
+        app.get(&format!("{CERTS}?status=active"), &app.admin).await.body["count"],
         0
     );
     assert_field_error(
-        &app.post(
-            &format!("{CERTS}{id}/revoke/"),
-            &app.admin,
-            json!({"reason": "bored"}),
-        )
-        .await,
+        &app.post(&format!("{CERTS}{id}/revoke/"), &app.admin, json!({"reason": "bored"}))
+            .await,
         "reason",
     );
     // An empty body revokes with `unspecified`.
@@ -415,15 +383,9 @@ async fn deactivating_an_api_key_revokes_its_active_certificates() {
     assert_eq!(r.status, 200);
     let (_, entries) = crl(&app).await;
     let serials: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
-    assert!(
-        serials.contains(&a["serial"].as_str().unwrap())
-            && serials.contains(&b["serial"].as_str().unwrap())
-    );
+    assert!(serials.contains(&a["serial"].as_str().unwrap()) && serials.contains(&b["serial"].as_str().unwrap()));
     let d = app
-        .get(
-            &format!("{CERTS}{}/", a["id"].as_str().unwrap()),
-            &app.admin,
-        )
+        .get(&format!("{CERTS}{}/", a["id"].as_str().unwrap()), &app.admin)
         .await;
     assert_eq!(d.body["status"], "revoked");
     assert_eq!(d.body["reason"], "cessationOfOperation");
@@ -446,8 +408,7 @@ async fn a_service_account_lists_and_reads_only_its_own_certificates() {
         200
     );
     assert_problem(
-        &app.get(&format!("{CERTS}{}/", t["id"].as_str().unwrap()), &token)
-            .await,
+        &app.get(&format!("{CERTS}{}/", t["id"].as_str().unwrap()), &token).await,
         404,
     );
     assert_problem(
@@ -476,25 +437,12 @@ async fn only_an_admin_issues_server_certificates() {
             .await,
         403,
     );
-    let r = app
-        .post("/api/v4/manage/server-certificates/", &app.admin, body)
-        .await;
+    let r = app.post("/api/v4/manage/server-certificates/", &app.admin, body).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert!(
-        r.body["private_key_pem"]
-            .as_str()
-            .unwrap()
-            .contains("EC PRIVATE KEY")
-    );
+    assert!(r.body["private_key_pem"].as_str().unwrap().contains("EC PRIVATE KEY"));
     let der = der_of(r.body["certificate_pem"].as_str().unwrap());
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
-    assert!(
-        cert.extended_key_usage()
-            .unwrap()
-            .unwrap()
-            .value
-            .server_auth
-    );
+    assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
     assert_field_error(
         &app.post("/api/v4/manage/server-certificates/", &app.admin, json!({}))
             .await,

@@ -36,10 +36,7 @@ async fn malformed_bodies_are_400_problems_and_write_nothing() {
         )
         .await;
     assert_problem(&r, 400);
-    assert_eq!(
-        app.get("/api/v4/manage/users/", &app.admin).await.body["count"],
-        1
-    );
+    assert_eq!(app.get("/api/v4/manage/users/", &app.admin).await.body["count"], 1);
 }
 
 #[actix_web::test]
@@ -55,12 +52,7 @@ async fn a_wrong_content_type_is_a_415_problem() {
         )
         .await;
     let body = assert_problem(&r, 415);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("application/json")
-    );
+    assert!(body["detail"].as_str().unwrap().contains("application/json"));
 }
 
 #[actix_web::test]
@@ -86,28 +78,16 @@ async fn a_body_over_the_limit_is_a_413_problem() {
 #[actix_web::test]
 async fn unknown_routes_and_wrong_methods_are_problems() {
     let app = TestApp::spawn().await;
-    assert_problem(
-        &app.get("/api/v4/manage/nothing-here/", &app.admin).await,
-        404,
-    );
+    assert_problem(&app.get("/api/v4/manage/nothing-here/", &app.admin).await, 404);
     assert_problem(&app.send("GET", "/no/such/thing", None, None).await, 404);
     assert_problem(
-        &app.send(
-            "PUT",
-            "/api/v4/manage/users/",
-            Some(&app.admin),
-            Some(json!({})),
-        )
-        .await,
+        &app.send("PUT", "/api/v4/manage/users/", Some(&app.admin), Some(json!({})))
+            .await,
         405,
     );
     assert_problem(&app.send("DELETE", "/healthz", None, None).await, 405);
     // A malformed id cannot name anything.
-    assert_problem(
-        &app.get("/api/v4/manage/users/not-a-uuid/", &app.admin)
-            .await,
-        404,
-    );
+    assert_problem(&app.get("/api/v4/manage/users/not-a-uuid/", &app.admin).await, 404);
 }
 
 #[actix_web::test]

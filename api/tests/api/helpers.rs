@@ -31,10 +31,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn test_config(data_dir: PathBuf) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join("fleetca.db").display()
-        ),
+        database_url: format!("sqlite://{}?mode=rwc", data_dir.join("fleetca.db").display()),
         data_dir,
         database_max_connections: 4,
         public_url: "http://fleetca.test".into(),
@@ -48,6 +45,10 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         crl_reload_command: None,
         crl_validity_hours: 168,
         crl_refresh_hours: 24,
+        broker_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        broker_secret: None,
+        broker_timestamp_skew_seconds: 300,
+        acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),
     }
@@ -73,15 +74,11 @@ impl TestApp {
         let data_dir = fresh_dir();
         let mut config = test_config(data_dir.clone());
         tweak(&mut config);
-        let state = fleetca::startup::prepare(config)
-            .await
-            .expect("server prepares");
+        let state = fleetca::startup::prepare(config).await.expect("server prepares");
         let running = fleetca::startup::serve(state).expect("server binds");
         let handle = running.handle.clone();
         actix_web::rt::spawn(running.server);
-        let client = Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .finish();
+        let client = Client::builder().timeout(std::time::Duration::from_secs(30)).finish();
         TestApp {
             base: format!("http://{}", running.addr),
             data_dir,
@@ -95,13 +92,7 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Resp {
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
         let mut req = self.client.request(method.parse().unwrap(), self.url(path));
         if let Some(t) = token {
             req = req.insert_header(("Authorization", format!("Bearer {t}")));
@@ -133,8 +124,7 @@ impl TestApp {
 
     async fn read<S>(mut res: awc::ClientResponse<S>) -> Resp
     where
-        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
-            + Unpin,
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
     {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
@@ -143,12 +133,7 @@ impl TestApp {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let raw = res
-            .body()
-            .limit(64 * 1024 * 1024)
-            .await
-            .expect("body read")
-            .to_vec();
+        let raw = res.body().limit(64 * 1024 * 1024).await.expect("body read").to_vec();
         let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         Resp {
             status,
@@ -168,15 +153,8 @@ impl TestApp {
     }
 
     /// Creates a user as the admin; returns (id, token).
-    pub async fn user(
-        &self,
-        username: &str,
-        service: bool,
-        enterprise: &str,
-        role: Option<&str>,
-    ) -> (String, String) {
-        let mut body =
-            json!({"username": username, "is_service_account": service, "enterprise": enterprise});
+    pub async fn user(&self, username: &str, service: bool, enterprise: &str, role: Option<&str>) -> (String, String) {
+        let mut body = json!({"username": username, "is_service_account": service, "enterprise": enterprise});
         if let Some(r) = role {
             body["role"] = json!(r);
         }
@@ -211,17 +189,8 @@ impl Drop for TestApp {
 /// Asserts an RFC 9457 problem with this status, and returns its body.
 #[track_caller]
 pub fn assert_problem(r: &Resp, status: u16) -> &Value {
-    assert_eq!(
-        r.status,
-        status,
-        "body: {}",
-        String::from_utf8_lossy(&r.raw)
-    );
-    assert_eq!(
-        r.content_type, "application/problem+json",
-        "body: {}",
-        r.body
-    );
+    assert_eq!(r.status, status, "body: {}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(r.content_type, "application/problem+json", "body: {}", r.body);
     for key in ["type", "title", "detail"] {
         assert!(r.body[key].is_string(), "problem lacks {key}: {}", r.body);
     }
@@ -234,8 +203,5 @@ pub fn assert_problem(r: &Resp, status: u16) -> &Value {
 #[track_caller]
 pub fn assert_field_error(r: &Resp, field: &str) {
     let body = assert_problem(r, 400);
-    assert!(
-        body["errors"][field].is_array(),
-        "no error for {field}: {body}"
-    );
+    assert!(body["errors"][field].is_array(), "no error for {field}: {body}");
 }

@@ -7,10 +7,7 @@ async fn the_openapi_document_lists_every_mounted_route() {
     assert_eq!(r.status, 200);
     let doc = r.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    assert_eq!(
-        doc["components"]["securitySchemes"]["bearer"]["scheme"],
-        "bearer"
-    );
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let paths = doc["paths"].as_object().unwrap();
     let documented: Vec<(String, String)> = paths
         .iter()
@@ -39,9 +36,7 @@ async fn the_openapi_document_lists_every_mounted_route() {
     for (_, ops) in paths {
         for (_, op) in ops.as_object().unwrap() {
             for (status, resp) in op["responses"].as_object().unwrap() {
-                if status.starts_with('4') && status != "404"
-                    || status == "404" && resp.get("content").is_some()
-                {
+                if status.starts_with('4') && status != "404" || status == "404" && resp.get("content").is_some() {
                     assert!(
                         resp["content"]["application/problem+json"].is_object(),
                         "{status}: {resp}"

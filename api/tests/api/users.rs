@@ -5,7 +5,13 @@ use crate::helpers::{TestApp, assert_field_error, assert_problem};
 #[actix_web::test]
 async fn creating_an_api_key_shows_its_token_once_and_never_again() {
     let app = TestApp::spawn().await;
-    let r = app.post("/api/v4/manage/users/", &app.admin, json!({"username": "svc-mqtt-prod", "is_service_account": true, "enterprise": "nnn.acme"})).await;
+    let r = app
+        .post(
+            "/api/v4/manage/users/",
+            &app.admin,
+            json!({"username": "svc-mqtt-prod", "is_service_account": true, "enterprise": "nnn.acme"}),
+        )
+        .await;
     assert_eq!(r.status, 201);
     let id = r.body["id"].as_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok());
@@ -18,9 +24,7 @@ async fn creating_an_api_key_shows_its_token_once_and_never_again() {
     let token = r.body["token"].as_str().unwrap().to_owned();
     assert!(token.len() >= 40);
 
-    let detail = app
-        .get(&format!("/api/v4/manage/users/{id}/"), &app.admin)
-        .await;
+    let detail = app.get(&format!("/api/v4/manage/users/{id}/"), &app.admin).await;
     assert_eq!(detail.status, 200);
     assert!(detail.body.get("token").is_none());
     let list = app.get("/api/v4/manage/users/", &app.admin).await;
@@ -35,17 +39,14 @@ async fn creating_an_api_key_shows_its_token_once_and_never_again() {
 
     // The token works, and the database holds only its hash.
     assert_eq!(
-        app.get(&format!("/api/v4/manage/users/{id}/"), &token)
-            .await
-            .status,
+        app.get(&format!("/api/v4/manage/users/{id}/"), &token).await.status,
         200
     );
     let mut db = std::fs::read(app.data_dir.join("fleetca.db")).unwrap();
     db.extend(std::fs::read(app.data_dir.join("fleetca.db-wal")).unwrap_or_default());
     let secret_part = token.rsplit('_').next().unwrap();
     assert!(
-        !db.windows(secret_part.len())
-            .any(|w| w == secret_part.as_bytes()),
+        !db.windows(secret_part.len()).any(|w| w == secret_part.as_bytes()),
         "token stored in clear"
     );
 }
@@ -56,9 +57,7 @@ async fn requests_without_a_valid_token_are_401_problems() {
     let r = app.send("GET", "/api/v4/manage/users/", None, None).await;
     assert_problem(&r, 401);
     assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
-    let r = app
-        .get("/api/v4/manage/users/", "fca_000000000000_wrong")
-        .await;
+    let r = app.get("/api/v4/manage/users/", "fca_000000000000_wrong").await;
     assert_problem(&r, 401);
     let r = app.get("/api/v4/manage/users/", "not-even-a-token").await;
     assert_problem(&r, 401);
@@ -67,9 +66,7 @@ async fn requests_without_a_valid_token_are_401_problems() {
 #[actix_web::test]
 async fn a_manager_sees_and_touches_only_its_own_enterprise() {
     let app = TestApp::spawn().await;
-    let (_, acme_mgr) = app
-        .user("acme-manager", false, "acme", Some("manager"))
-        .await;
+    let (_, acme_mgr) = app.user("acme-manager", false, "acme", Some("manager")).await;
     let (acme_key, _) = app.user("acme-key", true, "acme", None).await;
     let (globex_key, _) = app.user("globex-key", true, "globex", None).await;
 
@@ -82,9 +79,7 @@ async fn a_manager_sees_and_touches_only_its_own_enterprise() {
         .collect();
     assert!(names.contains(&"acme-key") && names.contains(&"acme-manager"));
     assert!(!names.contains(&"globex-key") && !names.contains(&"admin"));
-    let filtered = app
-        .get("/api/v4/manage/users/?enterprise=globex", &acme_mgr)
-        .await;
+    let filtered = app.get("/api/v4/manage/users/?enterprise=globex", &acme_mgr).await;
     assert_eq!(filtered.body["count"], 0);
 
     assert_eq!(
@@ -94,8 +89,7 @@ async fn a_manager_sees_and_touches_only_its_own_enterprise() {
         200
     );
     assert_problem(
-        &app.get(&format!("/api/v4/manage/users/{globex_key}/"), &acme_mgr)
-            .await,
+        &app.get(&format!("/api/v4/manage/users/{globex_key}/"), &acme_mgr).await,
         404,
     );
     let r = app
@@ -161,16 +155,10 @@ async fn a_service_account_reads_only_its_own_record_and_changes_nothing() {
     let (me, token) = app.user("svc-a", true, "acme", None).await;
     let (other, _) = app.user("svc-b", true, "acme", None).await;
     assert_eq!(
-        app.get(&format!("/api/v4/manage/users/{me}/"), &token)
-            .await
-            .status,
+        app.get(&format!("/api/v4/manage/users/{me}/"), &token).await.status,
         200
     );
-    assert_problem(
-        &app.get(&format!("/api/v4/manage/users/{other}/"), &token)
-            .await,
-        404,
-    );
+    assert_problem(&app.get(&format!("/api/v4/manage/users/{other}/"), &token).await, 404);
     let list = app.get("/api/v4/manage/users/", &token).await;
     assert_eq!(list.body["count"], 1);
     assert_eq!(list.body["results"][0]["id"], me.as_str());
@@ -183,12 +171,8 @@ async fn a_service_account_reads_only_its_own_record_and_changes_nothing() {
         .await;
     assert_problem(&r, 403);
     assert_problem(
-        &app.post(
-            &format!("/api/v4/manage/users/{me}/rotate-token/"),
-            &token,
-            json!({}),
-        )
-        .await,
+        &app.post(&format!("/api/v4/manage/users/{me}/rotate-token/"), &token, json!({}))
+            .await,
         403,
     );
 }
@@ -198,12 +182,7 @@ async fn rotating_a_token_stops_the_old_one_at_once() {
     let app = TestApp::spawn().await;
     let (id, old) = app.user("svc-rot", true, "acme", None).await;
     // Verified once, so it sits in the cache.
-    assert_eq!(
-        app.get(&format!("/api/v4/manage/users/{id}/"), &old)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.get(&format!("/api/v4/manage/users/{id}/"), &old).await.status, 200);
     let r = app
         .post(
             &format!("/api/v4/manage/users/{id}/rotate-token/"),
@@ -214,16 +193,8 @@ async fn rotating_a_token_stops_the_old_one_at_once() {
     assert_eq!(r.status, 200);
     let new = r.body["token"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
-    assert_problem(
-        &app.get(&format!("/api/v4/manage/users/{id}/"), &old).await,
-        401,
-    );
-    assert_eq!(
-        app.get(&format!("/api/v4/manage/users/{id}/"), &new)
-            .await
-            .status,
-        200
-    );
+    assert_problem(&app.get(&format!("/api/v4/manage/users/{id}/"), &old).await, 401);
+    assert_eq!(app.get(&format!("/api/v4/manage/users/{id}/"), &new).await.status, 200);
 }
 
 #[actix_web::test]
@@ -231,28 +202,15 @@ async fn deactivating_a_user_takes_effect_on_the_next_request() {
     let app = TestApp::spawn().await;
     let (id, token) = app.user("svc-off", true, "acme", None).await;
     assert_eq!(
-        app.get(&format!("/api/v4/manage/users/{id}/"), &token)
-            .await
-            .status,
+        app.get(&format!("/api/v4/manage/users/{id}/"), &token).await.status,
         200
     );
     let r = app
-        .send(
-            "DELETE",
-            &format!("/api/v4/manage/users/{id}"),
-            Some(&app.admin),
-            None,
-        )
+        .send("DELETE", &format!("/api/v4/manage/users/{id}"), Some(&app.admin), None)
         .await;
     assert_eq!(r.status, 204);
-    assert_problem(
-        &app.get(&format!("/api/v4/manage/users/{id}/"), &token)
-            .await,
-        401,
-    );
-    let r = app
-        .get(&format!("/api/v4/manage/users/{id}/"), &app.admin)
-        .await;
+    assert_problem(&app.get(&format!("/api/v4/manage/users/{id}/"), &token).await, 401);
+    let r = app.get(&format!("/api/v4/manage/users/{id}/"), &app.admin).await;
     assert_eq!(r.body["is_active"], false);
     // And back on through PATCH.
     let r = app
@@ -265,32 +223,21 @@ async fn deactivating_a_user_takes_effect_on_the_next_request() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(
-        app.get(&format!("/api/v4/manage/users/{id}/"), &token)
-            .await
-            .status,
+        app.get(&format!("/api/v4/manage/users/{id}/"), &token).await.status,
         200
     );
-    let r = app
-        .get("/api/v4/manage/users/?is_active=false", &app.admin)
-        .await;
+    let r = app.get("/api/v4/manage/users/?is_active=false", &app.admin).await;
     assert_eq!(r.body["count"], 0);
 }
 
 #[actix_web::test]
 async fn an_admin_cannot_deactivate_itself() {
     let app = TestApp::spawn().await;
-    let me = app
-        .get("/api/v4/manage/users/?search=admin", &app.admin)
-        .await;
+    let me = app.get("/api/v4/manage/users/?search=admin", &app.admin).await;
     let id = me.body["results"][0]["id"].as_str().unwrap().to_owned();
     assert_problem(
-        &app.send(
-            "DELETE",
-            &format!("/api/v4/manage/users/{id}/"),
-            Some(&app.admin),
-            None,
-        )
-        .await,
+        &app.send("DELETE", &format!("/api/v4/manage/users/{id}/"), Some(&app.admin), None)
+            .await,
         409,
     );
 }
@@ -314,14 +261,8 @@ async fn a_taken_username_is_a_409() {
 async fn bad_user_fields_are_named_in_the_problem() {
     let app = TestApp::spawn().await;
     let cases = [
-        (
-            json!({"username": "ab", "is_service_account": true}),
-            "username",
-        ),
-        (
-            json!({"username": "Has Space", "is_service_account": true}),
-            "username",
-        ),
+        (json!({"username": "ab", "is_service_account": true}), "username"),
+        (json!({"username": "Has Space", "is_service_account": true}), "username"),
         (
             json!({"username": "okname", "is_service_account": true, "enterprise": "-bad"}),
             "enterprise",
@@ -357,15 +298,11 @@ async fn bad_user_fields_are_named_in_the_problem() {
         ),
     ];
     for (body, field) in cases {
-        let r = app
-            .post("/api/v4/manage/users/", &app.admin, body.clone())
-            .await;
+        let r = app.post("/api/v4/manage/users/", &app.admin, body.clone()).await;
         assert_field_error(&r, field);
     }
     // Nothing was written.
-    let list = app
-        .get("/api/v4/manage/users/?search=okname", &app.admin)
-        .await;
+    let list = app.get("/api/v4/manage/users/?search=okname", &app.admin).await;
     assert_eq!(list.body["count"], 0);
 }
 
@@ -390,8 +327,7 @@ async fn listings_paginate_and_filter() {
     for i in 0..5 {
         app.user(&format!("page-key-{i}"), true, "acme", None).await;
     }
-    app.user("other-human", false, "acme", Some("manager"))
-        .await;
+    app.user("other-human", false, "acme", Some("manager")).await;
     let r = app
         .get(
             "/api/v4/manage/users/?page_size=2&is_service_account=true&search=page-key",
@@ -403,10 +339,7 @@ async fn listings_paginate_and_filter() {
     assert_eq!(r.body["results"].as_array().unwrap().len(), 2);
     assert!(r.body["previous"].is_null());
     let next = r.body["next"].as_str().unwrap();
-    assert!(
-        next.starts_with("http://fleetca.test/api/v4/manage/users/?"),
-        "{next}"
-    );
+    assert!(next.starts_with("http://fleetca.test/api/v4/manage/users/?"), "{next}");
     assert!(next.contains("page=2") && next.contains("page_size=2"));
     let r3 = app
         .get(
@@ -425,19 +358,11 @@ async fn listings_paginate_and_filter() {
         .await;
     assert_eq!(humans.body["count"], 1);
     assert_field_error(
-        &app.get("/api/v4/manage/users/?page_size=501", &app.admin)
-            .await,
+        &app.get("/api/v4/manage/users/?page_size=501", &app.admin).await,
         "page_size",
     );
-    assert_field_error(
-        &app.get("/api/v4/manage/users/?page=0", &app.admin).await,
-        "page",
-    );
-    assert_problem(
-        &app.get("/api/v4/manage/users/?is_active=maybe", &app.admin)
-            .await,
-        400,
-    );
+    assert_field_error(&app.get("/api/v4/manage/users/?page=0", &app.admin).await, "page");
+    assert_problem(&app.get("/api/v4/manage/users/?is_active=maybe", &app.admin).await, 400);
 }
 
 #[actix_web::test]
