@@ -104,6 +104,7 @@ pub async fn create(state: &AppState, caller: &Principal, input: CreateCertifica
         Some(MAX_ACTIVE_PER_KEY),
     )
     .await?;
+    state.broker.invalidate_key(key_owner.id);
     tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %key_owner.id, by = %caller.username, "client certificate issued");
     Ok(Created {
         certificate,

@@ -1,6 +1,8 @@
 //! API tests: one binary, each test on a fresh server and database.
 
+mod broker;
 mod certificates;
+mod devices;
 mod errors;
 mod helpers;
 mod openapi;
