@@ -40,6 +40,8 @@ pub enum ApiError {
     Validation(FieldErrors),
     #[error("authentication required")]
     Unauthorized,
+    #[error("wrong username or password")]
+    BadCredentials,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
@@ -90,6 +92,11 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Send a valid token as `Authorization: Bearer <token>`, or sign in.".into(),
+            ),
+            ApiError::BadCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "bad-credentials",
+                "Wrong username or password.".into(),
             ),
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone()),
             ApiError::NotFound("route") => (

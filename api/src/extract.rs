@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use crate::domain::Role;
 use crate::error::{ApiError, FieldErrors};
 use crate::service::auth::Principal;
+use crate::service::sessions;
 use crate::state::AppState;
+use fleetca_ca::secret::constant_time_eq;
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
@@ -133,7 +135,12 @@ fn join_path(path: &str, field: &str) -> String {
     }
 }
 
-/// The caller, authenticated by a Bearer token.
+/// The name of the session cookie.
+pub const SESSION_COOKIE: &str = "fleetca_session";
+
+/// The caller, authenticated by a Bearer token or, from the admin UI, by the session
+/// cookie. A cookie-authenticated request that changes state must carry the session's
+/// CSRF token in `X-CSRF-Token`.
 pub struct Auth(pub Principal);
 
 impl FromRequest for Auth {
@@ -148,15 +155,29 @@ impl FromRequest for Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(|t| t.trim().to_owned());
+        let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+        let safe_method = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+        let csrf = req.headers().get("x-csrf-token").map(|v| v.as_bytes().to_vec());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal("no app state".into()))?;
-            let token = token.filter(|t| !t.is_empty()).ok_or(ApiError::Unauthorized)?;
-            let principal = state
-                .auth
-                .verify_token(&state.store, &token)
+            if let Some(token) = token.filter(|t| !t.is_empty()) {
+                let principal = state
+                    .auth
+                    .verify_token(&state.store, &token)
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                return Ok(Auth(principal));
+            }
+            let cookie = cookie.filter(|c| !c.is_empty()).ok_or(ApiError::Unauthorized)?;
+            let session = sessions::session(&state, &cookie)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
-            Ok(Auth(principal))
+            if !safe_method && !csrf.is_some_and(|t| constant_time_eq(&t, session.csrf_token.as_bytes())) {
+                return Err(ApiError::Forbidden(
+                    "Missing or wrong X-CSRF-Token header; reload the page and sign in again.".into(),
+                ));
+            }
+            Ok(Auth(session.principal))
         })
     }
 }

@@ -77,6 +77,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         crl,
         issue_queue,
         broker: crate::service::broker::BrokerService::new(200_000),
+        sessions: crate::service::sessions::Sessions::new().map_err(|e| StartError::Authority(e.to_string()))?,
     })
 }
 
@@ -100,7 +101,7 @@ pub fn serve(state: AppState) -> Result<Running, StartError> {
             )
             .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("object").into()))
             .configure(crate::http::configure)
-            .default_service(web::to(crate::http::not_found))
+            .default_service(web::to(crate::http::ui::serve))
             .wrap(ErrorHandlers::new().default_handler(crate::http::problemize))
             .wrap(middleware::from_fn(crate::http::request_log))
     })

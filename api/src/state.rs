@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::service::auth::AuthService;
 use crate::service::broker::BrokerService;
 use crate::service::crl::CrlPublisher;
+use crate::service::sessions::Sessions;
 
 /// Shared state, behind `web::Data`.
 pub struct AppState {
@@ -21,4 +22,5 @@ pub struct AppState {
     pub crl: Arc<CrlPublisher>,
     pub issue_queue: IssueQueue,
     pub broker: BrokerService,
+    pub sessions: Sessions,
 }

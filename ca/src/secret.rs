@@ -107,6 +107,19 @@ pub fn token_lookup(token: &str) -> String {
     format!("x{}", &hex::encode(digest)[..15])
 }
 
+/// A new browser session: (cookie value, its SHA-256 digest to store, a CSRF token).
+pub fn new_session() -> Result<(String, String, String), CaError> {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let cookie = b64(&random_bytes::<32>()?);
+    let csrf = b64(&random_bytes::<32>()?);
+    Ok((session_digest(&cookie), cookie, csrf)).map(|(digest, cookie, csrf)| (cookie, digest, csrf))
+}
+
+/// The stored form of a session cookie: SHA-256, lowercase hex.
+pub fn session_digest(cookie: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, cookie.as_bytes()))
+}
+
 /// Compares two secrets in constant time (for their common length; lengths are not secret).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;

@@ -11,6 +11,8 @@ pub mod certificates;
 pub mod devices;
 pub mod entity;
 mod error;
+pub mod sessions;
+pub mod stats;
 pub mod users;
 
 use std::time::Duration;

@@ -1,11 +1,14 @@
 //! The HTTP layer: routes, middleware and handlers. Handlers parse input into validated
 //! types, make one service call and serialize the result; every error is problem+json.
 
+pub mod auth;
 pub mod broker;
 pub mod certificates;
 pub mod devices;
 pub mod openapi;
+pub mod overview;
 pub mod public;
+pub mod ui;
 pub mod users;
 
 use std::time::Instant;
@@ -38,6 +41,8 @@ pub fn routes() -> Routes {
     all.extend(certificates::routes());
     all.extend(devices::routes());
     all.extend(broker::routes());
+    all.extend(auth::routes());
+    all.extend(overview::routes());
     all
 }
 

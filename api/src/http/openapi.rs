@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::http::{broker, certificates, devices, public, users};
+use crate::http::{auth, broker, certificates, devices, overview, public, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use crate::http::{broker, certificates, devices, public, users};
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
         certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::create_server,
         devices::create, devices::bulk, devices::list, devices::get, devices::patch, devices::delete, devices::rotate,
+        auth::login, auth::logout, auth::me, auth::password, overview::stats, overview::ca,
         broker::auth, broker::superuser, broker::acl, broker::emqx_authn, broker::emqx_authz,
     ),
     components(schemas(crate::error::Problem)),
@@ -25,6 +26,8 @@ use crate::http::{broker, certificates, devices, public, users};
         (name = "server-certificates", description = "TLS certificates for brokers"),
         (name = "devices", description = "Devices and their HA1 credentials"),
         (name = "broker", description = "The MQTT broker's HTTP auth and ACL calls (no Bearer auth; broker_allow networks only)"),
+        (name = "auth", description = "Browser sign-in for human users (the admin UI)"),
+        (name = "overview", description = "Counts and CA facts for the admin UI"),
         (name = "pki", description = "CA certificate and revocation list"),
         (name = "operations", description = "Health and readiness"),
     )

@@ -58,13 +58,7 @@ pub struct Readiness {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = state.store.ping().await;
     let publish = state.crl.status();
-    let crl = state.crl.current().map(|c| CrlState {
-        number: c.number,
-        this_update: c.this_update,
-        next_update: c.next_update,
-        entries: c.entries,
-        publish: publish.clone(),
-    });
+    let crl = crl_state(&state);
     let ready = database && publish.ok;
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
@@ -76,6 +70,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// The CRL being served and how its last publication went.
+pub fn crl_state(state: &AppState) -> Option<CrlState> {
+    let publish = state.crl.status();
+    state.crl.current().map(|c| CrlState {
+        number: c.number,
+        this_update: c.this_update,
+        next_update: c.next_update,
+        entries: c.entries,
+        publish,
+    })
 }
 
 /// The CA certificate (PEM).

@@ -65,6 +65,13 @@ impl From<User> for UserOut {
     }
 }
 
+impl UserOut {
+    /// The current record of a principal.
+    pub async fn from_principal(state: &AppState, p: &crate::service::auth::Principal) -> Result<Self, ApiError> {
+        Ok(state.store.user(p.id).await?.into())
+    }
+}
+
 /// A user with its token: only in the create and rotate-token responses.
 #[derive(Serialize, ToSchema)]
 pub struct UserWithToken {

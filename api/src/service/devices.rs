@@ -15,6 +15,9 @@ use crate::error::ApiError;
 use crate::service::auth::Principal;
 use crate::state::AppState;
 
+/// A generated password and its HA1, shown once.
+pub type Generated = (String, String);
+
 /// How a device's HA1 is set.
 #[derive(Debug)]
 pub enum Credential {
@@ -56,7 +59,7 @@ fn seal(
     device_id: &str,
     realm: &str,
     credential: &Credential,
-) -> Result<(Vec<u8>, Option<(String, String)>), ApiError> {
+) -> Result<(Vec<u8>, Option<Generated>), ApiError> {
     let (ha1, generated) = match credential {
         Credential::Password(p) => (device::ha1(device_id, realm, p.expose()), None),
         Credential::Ha1(h) => (h.expose().to_ascii_lowercase(), None),

@@ -8,6 +8,7 @@ pub mod broker;
 pub mod certificates;
 pub mod crl;
 pub mod devices;
+pub mod sessions;
 pub mod users;
 
 use crate::error::ApiError;

@@ -6,4 +6,5 @@ mod devices;
 mod errors;
 mod helpers;
 mod openapi;
+mod sessions;
 mod users;

@@ -5,4 +5,5 @@ pub mod authority;
 pub mod certificates;
 pub mod crl_state;
 pub mod devices;
+pub mod sessions;
 pub mod users;
