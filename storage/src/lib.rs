@@ -108,6 +108,26 @@ impl Store {
     }
 }
 
+/// Creates an empty PostgreSQL database `name` on the server of `server_url` (for test
+/// suites and the benchmark, which want a fresh database each).
+pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<(), StorageError> {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StorageError::Internal("database names here are [A-Za-z0-9_]".into()));
+    }
+    let db = Database::connect(server_url).await?;
+    db.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+    db.close().await?;
+    Ok(())
+}
+
+/// Now, truncated to microseconds: what both SQLite and PostgreSQL store, so a value read
+/// back equals the value written.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let t = chrono::Utc::now();
+    let micros = t.timestamp_subsec_micros();
+    chrono::DateTime::from_timestamp(t.timestamp(), micros * 1000).unwrap_or(t)
+}
+
 /// The backend of any connection or transaction.
 pub(crate) fn is_postgres(c: &impl ConnectionTrait) -> bool {
     c.get_database_backend() == DbBackend::Postgres

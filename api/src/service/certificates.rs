@@ -4,7 +4,7 @@
 //! take the key → sign with the CA → store (group commit, limit checked in the same
 //! transaction). Revoke: mark in the database → publish a CRL listing it → return.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use fleetca_ca::crl::Reason;
 use fleetca_ca::{ClientProfile, IssuedCertificate, PublicKey, ServerProfile, csr, generate_p256};
 use fleetca_storage::certificates::{CertificateFilter, NewCertificate};
@@ -78,7 +78,7 @@ pub async fn create(state: &AppState, caller: &Principal, input: CreateCertifica
             "this API key is deactivated; certificates can only be issued to active keys",
         ));
     }
-    let now = Utc::now();
+    let now = fleetca_storage::now();
     let (public_key, private_key_pem) = match input.csr_key {
         Some(k) => (k, None),
         None => {
@@ -132,7 +132,7 @@ async fn store(
         not_before: issued.not_before,
         not_after: issued.not_after,
     };
-    state.issue_queue.insert(new, max_active, Utc::now()).await.map_err(|e| match e {
+    state.issue_queue.insert(new, max_active, fleetca_storage::now()).await.map_err(|e| match e {
         StorageError::LimitReached => ApiError::Conflict(format!(
             "This API key already has {MAX_ACTIVE_PER_KEY} active certificates, the most allowed; revoke one before creating another."
         )),
@@ -158,7 +158,7 @@ pub async fn create_server(
     };
     let issued = state
         .ca
-        .issue_server(&profile, &key.public_key, Utc::now())
+        .issue_server(&profile, &key.public_key, fleetca_storage::now())
         .map_err(|e| match e {
             fleetca_ca::CaError::InvalidKey(m) => ApiError::field("dns_names", m),
             other => other.into(),
@@ -201,7 +201,7 @@ pub async fn list(
     }
     Ok(state
         .store
-        .list_certificates(&filter, page.storage(), Utc::now())
+        .list_certificates(&filter, page.storage(), fleetca_storage::now())
         .await?)
 }
 
@@ -225,7 +225,7 @@ pub async fn revoke(state: &AppState, caller: &Principal, id: Uuid, reason: Reas
     }
     let (cert, changed) = state
         .store
-        .revoke_certificate(cert.id, reason.name(), Utc::now())
+        .revoke_certificate(cert.id, reason.name(), fleetca_storage::now())
         .await?;
     if changed {
         if let Some(key) = cert.api_key_id {

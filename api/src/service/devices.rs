@@ -5,7 +5,6 @@
 //! response that created it, never logged. A manager manages the devices whose tenant is
 //! its enterprise; an API key manages none.
 
-use chrono::Utc;
 use fleetca_ca::device;
 use fleetca_storage::devices::{DeviceFilter, DevicePatch, NewDevice};
 use fleetca_storage::{Device, StorageError};
@@ -108,10 +107,14 @@ fn conflict() -> ApiError {
 pub async fn create(state: &AppState, caller: &Principal, input: DeviceInput) -> Result<Provisioned, ApiError> {
     forbidden_for_service(caller)?;
     let (new, generated) = prepare(state, caller, input)?;
-    let device = state.store.create_device(new, Utc::now()).await.map_err(|e| match e {
-        StorageError::Conflict(_) => conflict(),
-        other => other.into(),
-    })?;
+    let device = state
+        .store
+        .create_device(new, fleetca_storage::now())
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(_) => conflict(),
+            other => other.into(),
+        })?;
     state.broker.invalidate_device(&device.tenant, &device.device_id);
     tracing::info!(tenant = %device.tenant, device_id = %device.device_id, by = %caller.username, "device provisioned");
     Ok(Provisioned { device, generated })
@@ -171,7 +174,7 @@ pub async fn bulk(state: &AppState, caller: &Principal, rows: Vec<DeviceInput>) 
         new.push(d);
         generated.push(g);
     }
-    let now = Utc::now();
+    let now = fleetca_storage::now();
     let shown: Vec<Device> = new
         .iter()
         .map(|d| Device {
@@ -243,7 +246,10 @@ pub async fn patch(
     patch: DevicePatch,
 ) -> Result<Device, ApiError> {
     get(state, caller, tenant, device_id).await?;
-    let device = state.store.update_device(tenant, device_id, patch, Utc::now()).await?;
+    let device = state
+        .store
+        .update_device(tenant, device_id, patch, fleetca_storage::now())
+        .await?;
     state.broker.invalidate_device(tenant, device_id);
     Ok(device)
 }
@@ -264,7 +270,10 @@ pub async fn rotate(
         credentials: Some((realm, sealed)),
         ..Default::default()
     };
-    let device = state.store.update_device(tenant, device_id, patch, Utc::now()).await?;
+    let device = state
+        .store
+        .update_device(tenant, device_id, patch, fleetca_storage::now())
+        .await?;
     state.broker.invalidate_device(tenant, device_id);
     tracing::info!(%tenant, %device_id, by = %caller.username, "device credentials rotated");
     Ok(Provisioned { device, generated })

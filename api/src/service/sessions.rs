@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use fleetca_ca::secret;
 use fleetca_storage::{StorageError, User};
 use tokio::sync::Semaphore;
@@ -118,7 +118,7 @@ pub async fn login(
     };
     state.sessions.clear(&keys);
     let (cookie, digest, csrf) = secret::new_session()?;
-    let now = Utc::now();
+    let now = fleetca_storage::now();
     state
         .store
         .create_session(digest, user.id, csrf.clone(), now, now + SESSION_LIFETIME)
@@ -135,7 +135,11 @@ pub async fn login(
 
 /// The session a cookie names, if it is valid and its user active.
 pub async fn session(state: &AppState, cookie: &str) -> Result<Option<Session>, ApiError> {
-    match state.store.session(&secret::session_digest(cookie), Utc::now()).await {
+    match state
+        .store
+        .session(&secret::session_digest(cookie), fleetca_storage::now())
+        .await
+    {
         Ok((s, user)) if user.is_active => Ok(Some(Session {
             principal: Principal::from_user(&user),
             csrf_token: s.csrf_token,
@@ -171,5 +175,8 @@ pub async fn change_password(
     let hash = state.auth.hash_password(new).await?;
     let keep = cookie.map(secret::session_digest);
     state.store.delete_user_sessions(user.id, keep.as_deref()).await?;
-    Ok(state.store.set_user_password(user.id, Some(hash), Utc::now()).await?)
+    Ok(state
+        .store
+        .set_user_password(user.id, Some(hash), fleetca_storage::now())
+        .await?)
 }

@@ -4,7 +4,6 @@
 //! enterprise and sees nothing of others (they are "not found", not "forbidden"); a
 //! service account sees only itself and changes nothing.
 
-use chrono::Utc;
 use fleetca_ca::crl::Reason;
 use fleetca_ca::secret;
 use fleetca_storage::users::{NewUser, UserFilter, UserPatch};
@@ -133,12 +132,16 @@ pub async fn create(state: &AppState, caller: &Principal, input: CreateUser) -> 
         token_hash: token.hash.clone(),
         password_hash,
     };
-    let user = state.store.create_user(new, Utc::now()).await.map_err(|e| match e {
-        StorageError::Conflict(_) => {
-            ApiError::Conflict("A user with this username already exists; choose another username.".into())
-        }
-        other => other.into(),
-    })?;
+    let user = state
+        .store
+        .create_user(new, fleetca_storage::now())
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(_) => {
+                ApiError::Conflict("A user with this username already exists; choose another username.".into())
+            }
+            other => other.into(),
+        })?;
     tracing::info!(user_id = %user.id, username = %user.username, by = %caller.username, "user created");
     Ok((user, token.plaintext))
 }
@@ -196,7 +199,7 @@ pub async fn patch(state: &AppState, caller: &Principal, id: Uuid, patch: UserPa
     }
     let (user, revoked) = state
         .store
-        .update_user(id, patch, DEACTIVATION_REASON.name(), Utc::now())
+        .update_user(id, patch, DEACTIVATION_REASON.name(), fleetca_storage::now())
         .await?;
     state.auth.invalidate_user(id);
     state.broker.invalidate_key(id);
@@ -213,7 +216,7 @@ pub async fn rotate_token(state: &AppState, caller: &Principal, id: Uuid) -> Res
     let token = blocking(secret::generate_token).await??;
     let user = state
         .store
-        .set_user_token(id, token.lookup, token.hash, Utc::now())
+        .set_user_token(id, token.lookup, token.hash, fleetca_storage::now())
         .await?;
     state.auth.invalidate_user(id);
     state.broker.invalidate_key(id);

@@ -91,10 +91,7 @@ async fn the_database_never_holds_the_private_key() {
         .filter(|l| !l.starts_with("-----"))
         .collect();
     let key_der = der_of(b["private_key_pem"].as_str().unwrap());
-    let mut db = Vec::new();
-    for f in std::fs::read_dir(&app.data_dir).unwrap() {
-        db.extend(std::fs::read(f.unwrap().path()).unwrap());
-    }
+    let db = app.database_bytes();
     assert!(
         !db.windows(40)
             .any(|w| key_body.as_bytes().windows(40).next() == Some(w)),

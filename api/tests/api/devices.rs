@@ -43,10 +43,7 @@ async fn provisioning_with_a_password_stores_only_the_sealed_ha1() {
     assert_eq!(r.body["realm"], "acme");
     assert!(r.body.get("password").is_none() && r.body.get("ha1").is_none());
     let ha1 = md5_ha1("dev-001", "acme", "device-secret-1");
-    let mut db = Vec::new();
-    for f in std::fs::read_dir(&app.data_dir).unwrap() {
-        db.extend(std::fs::read(f.unwrap().path()).unwrap());
-    }
+    let db = app.database_bytes();
     let text = String::from_utf8_lossy(&db);
     assert!(!text.contains(&ha1), "HA1 stored in clear");
     assert!(!text.contains("device-secret-1"));

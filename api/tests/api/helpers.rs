@@ -12,6 +12,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnop";
 
 pub struct TestApp {
     pub base: String,
+    pub database_url: String,
     pub data_dir: PathBuf,
     pub client: Client,
     pub admin: String,
@@ -73,7 +74,18 @@ impl TestApp {
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let data_dir = fresh_dir();
         let mut config = test_config(data_dir.clone());
+        // The suite runs twice: on SQLite, and with FLEETCA_TEST_POSTGRES_URL on PostgreSQL
+        // (a fresh database per test).
+        if let Ok(server) = std::env::var("FLEETCA_TEST_POSTGRES_URL") {
+            let name = format!("fleetca_test_{}", uuid::Uuid::new_v4().simple());
+            fleetca_storage::create_postgres_database(&server, &name)
+                .await
+                .expect("create test database");
+            let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+            config.database_url = format!("{base}/{name}");
+        }
         tweak(&mut config);
+        let database_url = config.database_url.clone();
         let state = fleetca::startup::prepare(config).await.expect("server prepares");
         let running = fleetca::startup::serve(state).expect("server binds");
         let handle = running.handle.clone();
@@ -81,11 +93,40 @@ impl TestApp {
         let client = Client::builder().timeout(std::time::Duration::from_secs(30)).finish();
         TestApp {
             base: format!("http://{}", running.addr),
+            database_url,
             data_dir,
             client,
             admin: ADMIN_TOKEN.into(),
             _handle: handle,
         }
+    }
+
+    /// Everything the database holds, as bytes to search: the SQLite files, or a
+    /// `pg_dump` of the PostgreSQL database.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        if self.database_url.starts_with("postgres") {
+            let out = std::process::Command::new("pg_dump")
+                .args(["--data-only", &self.database_url])
+                .output()
+                .expect("pg_dump is installed with PostgreSQL");
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return out.stdout;
+        }
+        let mut bytes = Vec::new();
+        for f in std::fs::read_dir(&self.data_dir).unwrap() {
+            let path = f.unwrap().path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("fleetca.db"))
+            {
+                bytes.extend(std::fs::read(path).unwrap());
+            }
+        }
+        bytes
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -42,8 +42,7 @@ async fn creating_an_api_key_shows_its_token_once_and_never_again() {
         app.get(&format!("/api/v4/manage/users/{id}/"), &token).await.status,
         200
     );
-    let mut db = std::fs::read(app.data_dir.join("fleetca.db")).unwrap();
-    db.extend(std::fs::read(app.data_dir.join("fleetca.db-wal")).unwrap_or_default());
+    let db = app.database_bytes();
     let secret_part = token.rsplit('_').next().unwrap();
     assert!(
         !db.windows(secret_part.len()).any(|w| w == secret_part.as_bytes()),
@@ -314,8 +313,7 @@ async fn a_human_user_gets_a_hashed_password() {
         .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.body["role"], "manager");
-    let mut db = std::fs::read(app.data_dir.join("fleetca.db")).unwrap();
-    db.extend(std::fs::read(app.data_dir.join("fleetca.db-wal")).unwrap_or_default());
+    let db = app.database_bytes();
     let text = String::from_utf8_lossy(&db);
     assert!(!text.contains("correct horse battery"));
     assert!(text.contains("$argon2id$v=19$m=19456,t=2,p=1$"));
