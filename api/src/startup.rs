@@ -78,6 +78,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         issue_queue,
         broker: crate::service::broker::BrokerService::new(200_000),
         sessions: crate::service::sessions::Sessions::new().map_err(|e| StartError::Authority(e.to_string()))?,
+        instance_id: uuid::Uuid::new_v4(),
     })
 }
 
@@ -92,6 +93,7 @@ pub struct Running {
 pub fn serve(state: AppState) -> Result<Running, StartError> {
     let listen = state.config.listen;
     let data = web::Data::new(state);
+    crate::service::sync::spawn(data.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())

@@ -23,4 +23,6 @@ pub struct AppState {
     pub issue_queue: IssueQueue,
     pub broker: BrokerService,
     pub sessions: Sessions,
+    /// Tells this instance's events from other instances'.
+    pub instance_id: uuid::Uuid,
 }

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_devices;
 mod m20261122_000003_sessions;
+mod m20261122_000004_events;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_devices::Migration),
             Box::new(m20261122_000003_sessions::Migration),
+            Box::new(m20261122_000004_events::Migration),
         ]
     }
 }

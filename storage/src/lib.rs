@@ -11,6 +11,7 @@ pub mod certificates;
 pub mod devices;
 pub mod entity;
 mod error;
+pub mod events;
 pub mod sessions;
 pub mod stats;
 pub mod users;

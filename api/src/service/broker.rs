@@ -201,13 +201,18 @@ impl BrokerService {
         if let Some(e) = self.keys.get(&username.to_owned()) {
             return Ok(Some(e));
         }
+        self.load_key(state, username).await
+    }
+
+    /// Reads an API key and its active certificates from the database and caches them.
+    async fn load_key(&self, state: &AppState, username: &str) -> Result<Option<KeyEntry>, StorageError> {
         let generation = self.keys.generation();
         let user = match state.store.user_by_username(username).await {
             Ok(u) => u,
             Err(StorageError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let fingerprints = state.store.active_fingerprints(user.id, Utc::now()).await?;
+        let fingerprints = state.store.active_fingerprints(user.id, fleetca_storage::now()).await?;
         let entry = KeyEntry {
             user_id: user.id,
             enterprise: user.enterprise,
@@ -268,12 +273,6 @@ impl BrokerService {
             });
         }
         // A client certificate: the username is its CN.
-        let Some(key) = self.key(state, &req.username).await? else {
-            return Ok(Decision::Deny("unknown API key"));
-        };
-        if !key.usable {
-            return Ok(Decision::Deny("API key inactive"));
-        }
         let presented = match (&req.cert_fingerprint, &req.cert_pem) {
             (Some(fp), _) => Some(fp.replace(':', "").to_ascii_lowercase()),
             (None, Some(pem)) => match state.ca.check_issued(pem) {
@@ -282,11 +281,28 @@ impl BrokerService {
             },
             (None, None) => None,
         };
-        Ok(match presented {
-            Some(fp) if key.fingerprints.contains(&fp) => Decision::Allow,
-            Some(_) => Decision::Deny("certificate revoked, expired or not this key's"),
-            None if !key.fingerprints.is_empty() => Decision::Allow,
-            None => Decision::Deny("API key has no active certificate"),
+        let decide = |key: &KeyEntry| {
+            if !key.usable {
+                return Decision::Deny("API key inactive");
+            }
+            match &presented {
+                Some(fp) if key.fingerprints.contains(fp) => Decision::Allow,
+                Some(_) => Decision::Deny("certificate revoked, expired or not this key's"),
+                None if !key.fingerprints.is_empty() => Decision::Allow,
+                None => Decision::Deny("API key has no active certificate"),
+            }
+        };
+        let Some(key) = self.key(state, &req.username).await? else {
+            return Ok(Decision::Deny("unknown API key"));
+        };
+        // Issuing a certificate does not touch the cache (it is the hot path, on any
+        // instance), so before denying for a missing certificate, read the key afresh.
+        Ok(match decide(&key) {
+            Decision::Deny(_) if key.usable => match self.load_key(state, &req.username).await? {
+                Some(fresh) => decide(&fresh),
+                None => Decision::Deny("unknown API key"),
+            },
+            d => d,
         })
     }
 

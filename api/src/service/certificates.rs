@@ -104,7 +104,6 @@ pub async fn create(state: &AppState, caller: &Principal, input: CreateCertifica
         Some(MAX_ACTIVE_PER_KEY),
     )
     .await?;
-    state.broker.invalidate_key(key_owner.id);
     tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %key_owner.id, by = %caller.username, "client certificate issued");
     Ok(Created {
         certificate,
@@ -228,10 +227,8 @@ pub async fn revoke(state: &AppState, caller: &Principal, id: Uuid, reason: Reas
         .revoke_certificate(cert.id, reason.name(), fleetca_storage::now())
         .await?;
     if changed {
-        if let Some(key) = cert.api_key_id {
-            state.broker.invalidate_key(key);
-        }
         state.crl.add_revocations(std::iter::once(&cert)).await?;
+        state.certificate_revoked(&cert).await;
         tracing::info!(certificate_id = %cert.id, serial = %cert.serial, %reason, by = %caller.username, "certificate revoked");
     }
     Ok(cert)

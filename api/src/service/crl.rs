@@ -11,6 +11,7 @@
 //! Before a CRL replaces the file it is parsed back and its signature checked: mosquitto,
 //! given a broken CRL file on SIGHUP, keeps running with revocation checking off.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -76,6 +77,9 @@ pub struct CrlPublisher {
 
 struct Published {
     revoked: Arc<Vec<Entry>>,
+    /// The serials in `revoked`, so a revocation heard twice (locally and from another
+    /// instance) is listed once.
+    serials: HashSet<Vec<u8>>,
     /// Revocations up to this sequence number are on the current CRL.
     covered: u64,
 }
@@ -91,7 +95,7 @@ impl CrlPublisher {
         reload_command: Option<String>,
     ) -> Result<Arc<Self>, ApiError> {
         let now = Utc::now();
-        let revoked = store
+        let revoked: Vec<Entry> = store
             .revocations(now)
             .await?
             .into_iter()
@@ -116,6 +120,7 @@ impl CrlPublisher {
             pending: Mutex::new(Vec::new()),
             added: AtomicU64::new(0),
             publishing: tokio::sync::Mutex::new(Published {
+                serials: revoked.iter().map(|e: &Entry| e.entry.serial.clone()).collect(),
                 revoked: Arc::new(revoked),
                 covered: 0,
             }),
@@ -181,13 +186,24 @@ impl CrlPublisher {
         let covered = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let revoked = Arc::make_mut(&mut published.revoked);
-            revoked.append(&mut pending);
+            for e in pending.drain(..) {
+                if published.serials.insert(e.entry.serial.clone()) {
+                    revoked.push(e);
+                }
+            }
             self.added.load(Ordering::Acquire)
         };
         let now = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
         // Entries may leave the CRL once their certificate has expired (RFC 5280 §3.3).
         if published.revoked.iter().any(|e| e.not_after < now) {
-            Arc::make_mut(&mut published.revoked).retain(|e| e.not_after >= now);
+            let serials = &mut published.serials;
+            Arc::make_mut(&mut published.revoked).retain(|e| {
+                let keep = e.not_after >= now;
+                if !keep {
+                    serials.remove(&e.entry.serial);
+                }
+                keep
+            });
         }
         let this_update = now - THIS_UPDATE_BACKDATE;
         let next_update = now + self.validity;

@@ -115,7 +115,6 @@ pub async fn create(state: &AppState, caller: &Principal, input: DeviceInput) ->
             StorageError::Conflict(_) => conflict(),
             other => other.into(),
         })?;
-    state.broker.invalidate_device(&device.tenant, &device.device_id);
     tracing::info!(tenant = %device.tenant, device_id = %device.device_id, by = %caller.username, "device provisioned");
     Ok(Provisioned { device, generated })
 }
@@ -195,9 +194,8 @@ pub async fn bulk(state: &AppState, caller: &Principal, rows: Vec<DeviceInput>) 
         ),
         other => other.into(),
     })?;
-    for d in &shown {
-        state.broker.invalidate_device(&d.tenant, &d.device_id);
-    }
+    // New devices cannot be in any cache (unknown devices are not cached), so there is
+    // nothing to invalidate here.
     tracing::info!(count = shown.len(), by = %caller.username, "devices provisioned in bulk");
     Ok(BulkOutcome::Created(
         shown
@@ -250,7 +248,7 @@ pub async fn patch(
         .store
         .update_device(tenant, device_id, patch, fleetca_storage::now())
         .await?;
-    state.broker.invalidate_device(tenant, device_id);
+    state.device_changed(tenant, device_id).await;
     Ok(device)
 }
 
@@ -274,7 +272,7 @@ pub async fn rotate(
         .store
         .update_device(tenant, device_id, patch, fleetca_storage::now())
         .await?;
-    state.broker.invalidate_device(tenant, device_id);
+    state.device_changed(tenant, device_id).await;
     tracing::info!(%tenant, %device_id, by = %caller.username, "device credentials rotated");
     Ok(Provisioned { device, generated })
 }
@@ -283,7 +281,7 @@ pub async fn rotate(
 pub async fn delete(state: &AppState, caller: &Principal, tenant: &str, device_id: &str) -> Result<(), ApiError> {
     get(state, caller, tenant, device_id).await?;
     state.store.delete_device(tenant, device_id).await?;
-    state.broker.invalidate_device(tenant, device_id);
+    state.device_changed(tenant, device_id).await;
     tracing::info!(%tenant, %device_id, by = %caller.username, "device deleted");
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod certificates;
 pub mod crl;
 pub mod devices;
 pub mod sessions;
+pub mod sync;
 pub mod users;
 
 use crate::error::ApiError;

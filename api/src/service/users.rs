@@ -201,11 +201,13 @@ pub async fn patch(state: &AppState, caller: &Principal, id: Uuid, patch: UserPa
         .store
         .update_user(id, patch, DEACTIVATION_REASON.name(), fleetca_storage::now())
         .await?;
-    state.auth.invalidate_user(id);
-    state.broker.invalidate_key(id);
+    state.user_changed(id).await;
     if !revoked.is_empty() {
         tracing::info!(user_id = %id, count = revoked.len(), "revoked the certificates of a deactivated API key");
         state.crl.add_revocations(revoked.iter()).await?;
+        for cert in &revoked {
+            state.certificate_revoked(cert).await;
+        }
     }
     Ok(user)
 }
@@ -218,8 +220,7 @@ pub async fn rotate_token(state: &AppState, caller: &Principal, id: Uuid) -> Res
         .store
         .set_user_token(id, token.lookup, token.hash, fleetca_storage::now())
         .await?;
-    state.auth.invalidate_user(id);
-    state.broker.invalidate_key(id);
+    state.user_changed(id).await;
     tracing::info!(user_id = %id, by = %caller.username, "token rotated");
     Ok((user, token.plaintext))
 }

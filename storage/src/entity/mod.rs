@@ -5,5 +5,6 @@ pub mod authority;
 pub mod certificates;
 pub mod crl_state;
 pub mod devices;
+pub mod events;
 pub mod sessions;
 pub mod users;
