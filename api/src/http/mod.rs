@@ -84,11 +84,11 @@ async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
 /// Turns any error response that is not yet problem+json (from actix itself or a library)
 /// into one, so clients see one error format everywhere.
 pub fn problemize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    // Our own answers (problem+json, or a JSON body such as /readyz's) stay as they are.
+    let ours = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"application/json")
+    });
+    if ours {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

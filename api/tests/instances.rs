@@ -1,0 +1,496 @@
+//! Two real `fleetca` processes on one PostgreSQL (a private throw-away cluster this test
+//! starts, so it can also take the database away and bring it back).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "instances-admin-token-0123456789abcdefghij";
+const MASTER: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pg_bin() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/test installs Debian's postgresql)")
+        .map(|e| e.unwrap().path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("an initdb under /usr/lib/postgresql/*/bin")
+}
+
+fn as_postgres(program: &Path) -> Command {
+    // PostgreSQL refuses to run as root; Debian's package has a postgres user.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+struct Postgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("fleetca-inst-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = Command::new("chown").arg("postgres").arg(&dir).status();
+        let ok = as_postgres(&pg_bin().join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "initdb failed");
+        let pg = Postgres { dir, port: free_port() };
+        pg.up();
+        pg
+    }
+
+    fn up(&self) {
+        let ok = as_postgres(&pg_bin().join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-w", "start", "-o"])
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1",
+                self.port,
+                self.dir.display()
+            ))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pg_ctl start failed");
+    }
+
+    fn down(&self) {
+        let _ = as_postgres(&pg_bin().join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null())
+            .status();
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&pg_bin().join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Instance {
+    child: Child,
+    base: String,
+    dir: PathBuf,
+}
+
+impl Instance {
+    fn start(database_url: &str) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("fleetca-inst-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_fleetca"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("FLEETCA_DATABASE_URL", database_url)
+            .env("FLEETCA_MASTER_KEY", MASTER)
+            .env("FLEETCA_BOOTSTRAP_TOKEN", ADMIN)
+            .env("FLEETCA_PUBLIC_URL", "http://fleetca.example")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let me = Instance {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "instance did not start:\n{}",
+                me.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Http(awc::Client);
+
+impl Http {
+    async fn call(&self, method: &str, url: String, body: Option<Value>) -> (u16, Value, Vec<u8>, String) {
+        let req = self
+            .0
+            .request(method.parse().unwrap(), url)
+            .insert_header(("Authorization", format!("Bearer {ADMIN}")));
+        let mut res = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        }
+        .expect("request");
+        let ct = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let raw = res.body().limit(16 << 20).await.unwrap().to_vec();
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&raw).unwrap_or(Value::Null),
+            raw,
+            ct,
+        )
+    }
+}
+
+fn crl_facts(der: &[u8]) -> (u64, Vec<String>) {
+    use x509_parser::prelude::FromDer;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der).unwrap();
+    let n = u64::try_from(crl.crl_number().unwrap()).unwrap();
+    (
+        n,
+        crl.iter_revoked_certificates()
+            .map(|r| hex::encode(r.raw_serial()))
+            .collect(),
+    )
+}
+
+/// Polls `check` until it holds; returns how long that took. Fails after `limit`.
+async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocation() {
+    let pg = Postgres::start();
+    fleetca_storage::create_postgres_database(&pg.url(), "fleetca")
+        .await
+        .unwrap();
+    let db = format!("postgres://postgres@127.0.0.1:{}/fleetca", pg.port);
+    let a = Instance::start(&db);
+    let b = Instance::start(&db);
+    let http = Http(awc::Client::builder().timeout(Duration::from_secs(30)).finish());
+    let (sa, sb) = (a.base.clone(), b.base.clone());
+
+    // One CA for both.
+    let ca_a = http.call("GET", format!("{sa}/ca.pem"), None).await.2;
+    let ca_b = http.call("GET", format!("{sb}/ca.pem"), None).await.2;
+    assert_eq!(ca_a, ca_b, "both instances serve the same CA");
+
+    let (_, key, _, _) = http
+        .call(
+            "POST",
+            format!("{sa}/api/v4/manage/users/"),
+            Some(json!({"username": "svc-ha", "is_service_account": true, "enterprise": "acme"})),
+        )
+        .await;
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let key_token = key["token"].as_str().unwrap().to_owned();
+
+    // A certificate issued by A verifies against B's CA, is listed on B and revocable there.
+    let new_cert = |base: String| {
+        let http = &http;
+        let key_id = key_id.clone();
+        async move {
+            http.call(
+                "POST",
+                format!("{base}/api/v4/manage/mqtt-certificates/"),
+                Some(json!({"name": "ha", "api_key_id": key_id})),
+            )
+            .await
+        }
+    };
+    let (status, c1, _, _) = new_cert(sa.clone()).await;
+    assert_eq!(status, 201, "{c1}");
+    {
+        use x509_parser::prelude::FromDer;
+        let cert_der = pem::parse(c1["certificate_pem"].as_str().unwrap())
+            .unwrap()
+            .into_contents();
+        let ca_der = pem::parse(&ca_b).unwrap().into_contents();
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&cert_der).unwrap();
+        let (_, ca) = x509_parser::certificate::X509Certificate::from_der(&ca_der).unwrap();
+        cert.verify_signature(Some(ca.public_key()))
+            .expect("A's certificate verifies against B's CA");
+    }
+    let c1_id = c1["id"].as_str().unwrap();
+    let (status, listed, _, _) = http
+        .call(
+            "GET",
+            format!("{sb}/api/v4/manage/mqtt-certificates/?api_key_id={key_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(listed["results"].as_array().unwrap().iter().any(|c| c["id"] == c1_id));
+    let (status, _, _, _) = http
+        .call(
+            "POST",
+            format!("{sb}/api/v4/manage/mqtt-certificates/{c1_id}/revoke/"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // B's caches are warm: the key's certificate, its token and a device authenticate there.
+    let (_, c2, _, _) = new_cert(sa.clone()).await;
+    let fp2 = c2["fingerprint"].as_str().unwrap().to_owned();
+    let (status, _, _, _) = http
+        .call(
+            "POST",
+            format!("{sa}/api/v4/manage/devices/"),
+            Some(json!({"device_id": "d1", "tenant": "acme", "ha1": "939e7578ed9e3c518a452acee763bce9"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let device_auth = || {
+        let ts = chrono::Utc::now().timestamp();
+        let sig = fleetca_ca::device::mqtt_signature("939e7578ed9e3c518a452acee763bce9", ts);
+        json!({"username": "device=d1&tenant=acme", "password": format!("signature={sig}&timestamp={ts}"), "clientid": "d1"})
+    };
+    let broker = |body: Value| {
+        let http = &http;
+        let sb = sb.clone();
+        async move { http.call("POST", format!("{sb}/broker/auth"), Some(body)).await.0 }
+    };
+    assert_eq!(
+        broker(json!({"username": "svc-ha", "cert_fingerprint": fp2})).await,
+        200
+    );
+    assert_eq!(broker(device_auth()).await, 200);
+    assert_eq!(broker(json!({"username": "svc-ha", "password": key_token})).await, 200);
+
+    // Revoke on A: B's CRL lists it and B's broker auth refuses it within a second.
+    let (status, revoked, _, _) = http
+        .call(
+            "POST",
+            format!(
+                "{sa}/api/v4/manage/mqtt-certificates/{}/revoke/",
+                c2["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    let serial2 = c2["serial"].as_str().unwrap().to_owned();
+    let crl_lag = within(Duration::from_secs(1), "B's CRL listing A's revocation", || {
+        let http = &http;
+        let sb = sb.clone();
+        let serial2 = serial2.clone();
+        async move {
+            crl_facts(&http.call("GET", format!("{sb}/crl.der"), None).await.2)
+                .1
+                .contains(&serial2)
+        }
+    })
+    .await;
+    let cert_lag = within(Duration::from_secs(1), "B refusing the revoked certificate", || {
+        let fp2 = fp2.clone();
+        let broker = &broker;
+        async move { broker(json!({"username": "svc-ha", "cert_fingerprint": fp2})).await == 403 }
+    })
+    .await;
+    let (status, _, _, _) = http
+        .call(
+            "PATCH",
+            format!("{sa}/api/v4/manage/devices/acme/d1/"),
+            Some(json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let device_lag = within(Duration::from_secs(1), "B refusing the disabled device", || {
+        let broker = &broker;
+        let body = device_auth();
+        async move { broker(body).await == 403 }
+    })
+    .await;
+    let (status, _, _, _) = http
+        .call("DELETE", format!("{sa}/api/v4/manage/users/{key_id}/"), None)
+        .await;
+    assert_eq!(status, 204);
+    let key_lag = within(Duration::from_secs(1), "B refusing the deactivated key", || {
+        let broker = &broker;
+        let token = key_token.clone();
+        async move { broker(json!({"username": "svc-ha", "password": token})).await == 403 }
+    })
+    .await;
+    println!("instance B caught up: CRL {crl_lag:?}, certificate {cert_lag:?}, device {device_lag:?}, key {key_lag:?}");
+
+    // 40 concurrent creates for one key across both instances never leave more than 10 active.
+    let (_, key2, _, _) = http
+        .call(
+            "POST",
+            format!("{sb}/api/v4/manage/users/"),
+            Some(json!({"username": "svc-race", "is_service_account": true, "enterprise": "acme"})),
+        )
+        .await;
+    let key2_id = key2["id"].as_str().unwrap().to_owned();
+    let creates = (0..40).map(|i| {
+        let base = if i % 2 == 0 { sa.clone() } else { sb.clone() };
+        let http = &http;
+        let key2_id = key2_id.clone();
+        async move {
+            http.call(
+                "POST",
+                format!("{base}/api/v4/manage/mqtt-certificates/"),
+                Some(json!({"name": format!("r{i}"), "api_key_id": key2_id})),
+            )
+            .await
+            .0
+        }
+    });
+    let statuses = join_all(creates).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 10, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    let (_, active, _, _) = http
+        .call(
+            "GET",
+            format!("{sa}/api/v4/manage/mqtt-certificates/?api_key_id={key2_id}&status=active"),
+            None,
+        )
+        .await;
+    assert_eq!(active["count"], 10);
+
+    // CRL numbers: each instance's only grow, and no number names two different CRLs.
+    let mut by_number: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
+    let mut last = (0u64, 0u64);
+    for round in 0..6 {
+        let (_, c, _, _) = new_cert(sa.clone()).await;
+        if c["id"].is_string() {
+            http.call(
+                "POST",
+                format!(
+                    "{}/api/v4/manage/mqtt-certificates/{}/revoke/",
+                    if round % 2 == 0 { &sa } else { &sb },
+                    c["id"].as_str().unwrap()
+                ),
+                None,
+            )
+            .await;
+        }
+        for (i, base) in [&sa, &sb].into_iter().enumerate() {
+            let der = http.call("GET", format!("{base}/crl.der"), None).await.2;
+            let (n, _) = crl_facts(&der);
+            let prev = if i == 0 { &mut last.0 } else { &mut last.1 };
+            assert!(n >= *prev, "instance {i}'s CRL number went back from {prev} to {n}");
+            *prev = n;
+            if let Some(other) = by_number.insert(n, der.clone()) {
+                assert_eq!(other, der, "CRL number {n} names two different CRLs");
+            }
+        }
+    }
+
+    // The database goes away: readiness says so and requests get 503 problems; it comes
+    // back and everything works again, with nothing lost.
+    pg.down();
+    let (status, ready, _, _) = http.call("GET", format!("{sa}/readyz"), None).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["database"], false);
+    let (status, body, _, ct) = http
+        .call("GET", format!("{sa}/api/v4/manage/devices/?search=zz"), None)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(ct, "application/problem+json");
+    let (status, _, _, ct) = http
+        .call(
+            "POST",
+            format!("{sb}/api/v4/manage/users/"),
+            Some(json!({"username": "during-outage", "is_service_account": true})),
+        )
+        .await;
+    assert_eq!((status, ct.as_str()), (503, "application/problem+json"));
+    pg.up();
+    within(Duration::from_secs(15), "A ready again", || {
+        let http = &http;
+        let sa = sa.clone();
+        async move { http.call("GET", format!("{sa}/readyz"), None).await.0 == 200 }
+    })
+    .await;
+    let (status, _, _, _) = http
+        .call(
+            "POST",
+            format!("{sb}/api/v4/manage/users/"),
+            Some(json!({"username": "after-outage", "is_service_account": true})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, users, _, _) = http
+        .call("GET", format!("{sa}/api/v4/manage/users/?page_size=100"), None)
+        .await;
+    let names: Vec<&str> = users["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    for expected in ["admin", "svc-ha", "svc-race", "after-outage"] {
+        assert!(names.contains(&expected), "{expected} lost: {names:?}");
+    }
+    assert!(!names.contains(&"during-outage"));
+    drop(b);
+    drop(a);
+}
