@@ -128,7 +128,7 @@ pub fn spawn(state: web::Data<AppState>) {
             }
             // Forget ids that can no longer come back into the window.
             seen = seen.split_off(&(high - LOOKBACK));
-            if ticks % 3000 == 0 {
+            if ticks.is_multiple_of(3000) {
                 let _ = state
                     .store
                     .prune_events(fleetca_storage::now() - chrono::Duration::hours(1))
