@@ -1,9 +1,8 @@
 //! P-256 keys for subjects: generated here (server-side keys) or taken from a CSR.
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
-use p256::pkcs8::LineEnding;
 
-use crate::{CaError, random_bytes};
+use crate::CaError;
 
 /// A subject's P-256 public key, as the uncompressed SEC1 point that X.509 carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,22 +52,49 @@ impl std::fmt::Debug for GeneratedKey {
     }
 }
 
+/// The layout of the PKCS#8 document ring makes for a P-256 key: a fixed prefix, the
+/// 32-byte private scalar, a fixed middle, the 65-byte uncompressed public point.
+const RING_PKCS8_PREFIX: [u8; 36] = [
+    0x30, 0x81, 0x87, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x6d, 0x30, 0x6b, 0x02, 0x01, 0x01, 0x04, 0x20,
+];
+const RING_PKCS8_MIDDLE: [u8; 5] = [0xa1, 0x44, 0x03, 0x42, 0x00];
+
 /// Generates a P-256 key pair from the system CSPRNG.
+///
+/// ring makes the key (its constant-time P-256 is about four times faster than the pure-Rust
+/// `p256` arithmetic, and keygen is on the issuance hot path); the private key is then
+/// written as the SEC1 `EC PRIVATE KEY` that OpenSSL, mosquitto and paho read, with the
+/// curve named so the file stands on its own.
 pub fn generate_p256() -> Result<GeneratedKey, CaError> {
-    // A random 32-byte string is a valid scalar unless it is zero or >= the group order,
-    // which happens with probability about 2^-32; draw again in that case.
-    let secret = loop {
-        let bytes = random_bytes::<32>()?;
-        if let Ok(secret) = p256::SecretKey::from_bytes(&bytes.into()) {
-            break secret;
-        }
-    };
-    let pem = secret
-        .to_sec1_pem(LineEnding::LF)
-        .map_err(|e| CaError::InvalidKey(e.to_string()))?;
+    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).map_err(|_| CaError::Random)?;
+    let der = doc.as_ref();
+    let layout_ok = der.len() == 36 + 32 + 5 + 65
+        && der[..36] == RING_PKCS8_PREFIX
+        && der[68..73] == RING_PKCS8_MIDDLE
+        && der[73] == 0x04;
+    if !layout_ok {
+        return Err(CaError::InvalidKey(
+            "unexpected PKCS#8 layout from the key generator".into(),
+        ));
+    }
+    let (scalar, point) = (&der[36..68], &der[73..]);
+    // ECPrivateKey ::= SEQUENCE { version 1, privateKey OCTET STRING, [0] prime256v1, [1] publicKey }
+    let mut sec1 = Vec::with_capacity(121);
+    sec1.extend_from_slice(&[0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20]);
+    sec1.extend_from_slice(scalar);
+    sec1.extend_from_slice(&[0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
+    sec1.extend_from_slice(&[0xa1, 0x44, 0x03, 0x42, 0x00]);
+    sec1.extend_from_slice(point);
+    let pem = pem::encode_config(
+        &pem::Pem::new("EC PRIVATE KEY", sec1),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
     Ok(GeneratedKey {
-        private_key_pem: pem.to_string(),
-        public_key: PublicKey::from_p256(&secret.public_key()),
+        private_key_pem: pem,
+        public_key: PublicKey { point: point.to_vec() },
     })
 }
 
@@ -80,8 +106,10 @@ mod tests {
     fn generated_key_is_an_ec_private_key_pem_whose_public_half_matches() {
         let k = generate_p256().unwrap();
         assert!(k.private_key_pem.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+        // p256 parses it independently and derives the same public key.
         let parsed: p256::SecretKey = p256::SecretKey::from_sec1_pem(&k.private_key_pem).unwrap();
         assert_eq!(PublicKey::from_p256(&parsed.public_key()), k.public_key);
+        assert_ne!(generate_p256().unwrap().private_key_pem, k.private_key_pem);
         assert!(!format!("{k:?}").contains("PRIVATE"));
     }
 }

@@ -14,11 +14,13 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
+use std::collections::HashMap;
+
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::entity::certificates::{ActiveModel, Column, Entity as Certificates};
-use crate::entity::users::Entity as Users;
+use crate::entity::users::{Column as UserCol, Entity as Users};
 use crate::{Certificate, Page, StorageError, Store, is_postgres};
 
 /// A certificate to store.
@@ -290,40 +292,77 @@ async fn run_issue_queue(store: Store, mut rx: mpsc::Receiver<IssueJob>) {
     }
 }
 
-/// Writes one batch in one transaction; per-job results for the limit check, or an error
+/// Writes one batch in one transaction: per-job results for the limit check, or an error
 /// for the whole batch when the transaction itself failed (then nothing was written).
+///
+/// Three statements however large the batch: lock the API keys (PostgreSQL), count their
+/// active certificates, insert the accepted rows.
 async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Certificate, StorageError>>, StorageError> {
     let txn = store.write_txn().await?;
-    let pg = is_postgres(&txn);
+    let mut keys: Vec<Uuid> = jobs
+        .iter()
+        .filter(|j| j.max_active.is_some())
+        .filter_map(|j| j.cert.api_key_id)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut active: HashMap<Uuid, u64> = HashMap::new();
+    if !keys.is_empty() {
+        if is_postgres(&txn) {
+            // Serialize issuance per API key across instances (sorted: no deadlocks).
+            Users::find()
+                .filter(UserCol::Id.is_in(keys.clone()))
+                .order_by_asc(UserCol::Id)
+                .lock_exclusive()
+                .all(&txn)
+                .await?;
+        }
+        let now = jobs.iter().map(|j| j.now).min().unwrap_or_else(crate::now);
+        let counts: Vec<(Option<Uuid>, i64)> = Certificates::find()
+            .select_only()
+            .column(Column::ApiKeyId)
+            .column_as(Column::Id.count(), "n")
+            .filter(Column::ApiKeyId.is_in(keys))
+            .filter(Column::RevokedAt.is_null())
+            .filter(Column::NotAfter.gt(now))
+            .group_by(Column::ApiKeyId)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        active.extend(counts.into_iter().filter_map(|(k, n)| Some((k?, n as u64))));
+    }
     let mut results = Vec::with_capacity(jobs.len());
+    let mut rows = Vec::with_capacity(jobs.len());
     for job in jobs {
         if let (Some(max), Some(key)) = (job.max_active, job.cert.api_key_id) {
-            if pg {
-                // Serialize issuance per API key across instances.
-                Users::find_by_id(key).lock_exclusive().one(&txn).await?;
-            }
-            if active_count(&txn, key, job.now).await? >= max {
+            let count = active.entry(key).or_default();
+            if *count >= max {
                 results.push(Err(StorageError::LimitReached));
                 continue;
             }
+            *count += 1;
         }
         let c = job.cert.clone();
-        let model = ActiveModel {
-            id: Set(Uuid::new_v4()),
-            name: Set(c.name),
-            kind: Set(c.kind),
-            api_key_id: Set(c.api_key_id),
-            enterprise: Set(c.enterprise),
-            serial: Set(c.serial),
-            fingerprint: Set(c.fingerprint),
-            certificate_pem: Set(c.certificate_pem),
-            not_before: Set(c.not_before),
-            not_after: Set(c.not_after),
-            created_at: Set(job.now),
-            revoked_at: Set(None),
-            revocation_reason: Set(None),
+        let model = Certificate {
+            id: Uuid::new_v4(),
+            name: c.name,
+            kind: c.kind,
+            api_key_id: c.api_key_id,
+            enterprise: c.enterprise,
+            serial: c.serial,
+            fingerprint: c.fingerprint,
+            certificate_pem: c.certificate_pem,
+            not_before: c.not_before,
+            not_after: c.not_after,
+            created_at: job.now,
+            revoked_at: None,
+            revocation_reason: None,
         };
-        results.push(Ok(model.insert(&txn).await?));
+        rows.push(ActiveModel::from(model.clone()));
+        results.push(Ok(model));
+    }
+    for chunk in rows.chunks(500) {
+        Certificates::insert_many(chunk.to_vec()).exec(&txn).await?;
     }
     txn.commit().await?;
     Ok(results)
