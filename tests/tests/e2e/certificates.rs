@@ -1,0 +1,195 @@
+//! Certificates and CRLs from the real binary, checked with someone else's parser: the
+//! `openssl` command line.
+
+use std::path::Path;
+
+use fleetca_e2e::{Fleetca, Output, Scratch, openssl};
+use serde_json::Value;
+
+/// A scratch path as a command-line argument (scratch paths are UTF-8).
+fn p(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// `openssl x509 -in {cert} {args...}`, which must succeed; returns stdout.
+fn x509(cert: &Path, args: &[&str]) -> String {
+    let mut all = vec!["x509", "-in", p(cert)];
+    all.extend_from_slice(args);
+    openssl(&all)
+        .expect_success(&format!("openssl {}", all.join(" ")))
+        .to_owned()
+}
+
+/// The value after the first `=` of a one-line `openssl x509` answer (`serial=…`).
+fn after_equals(line: &str) -> &str {
+    line.trim().split_once('=').map(|(_, v)| v.trim()).unwrap_or("")
+}
+
+/// The trimmed line after the one containing `label` in `openssl … -text` output.
+fn line_after<'a>(text: &'a str, label: &str) -> &'a str {
+    let mut lines = text.lines();
+    lines
+        .by_ref()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"));
+    lines.next().map(str::trim).unwrap_or("")
+}
+
+/// The CRL number in `openssl crl -text` output.
+fn crl_number(text: &str) -> u64 {
+    let value = line_after(text, "X509v3 CRL Number");
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("CRL number {value:?} is not a decimal number:\n{text}"))
+}
+
+/// `openssl verify -crl_check` against a bundle of the CA certificate and `crl_pem`.
+fn verify_with_crl(dir: &Scratch, ca_pem: &str, crl_pem: &str, cert: &Path, name: &str) -> Output {
+    let bundle = dir.write(name, &format!("{ca_pem}{crl_pem}"), false);
+    openssl(["verify", "-crl_check", "-CAfile", p(&bundle), p(cert)])
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("no string {key:?} in {v}"))
+}
+
+#[test]
+fn issued_certificates_pass_openssl_checks() {
+    let dir = Scratch::new("openssl");
+    let server = Fleetca::start(&dir.join("data"));
+    let admin = server.admin_token();
+    let key = server.create_api_key(&admin, "svc-mqtt-prod", "nnn.acme");
+    let issued = server.issue_certificate(&admin, text(&key, "id"), "openssl checks", dir.path(), "client");
+    let cert = issued.cert.as_path();
+
+    // The certificate's contents, as openssl reads them.
+    let t = x509(cert, &["-noout", "-text"]);
+    for expected in [
+        "Version: 3 (0x2)",
+        "Signature Algorithm: ecdsa-with-SHA256",
+        "Public Key Algorithm: id-ecPublicKey",
+        "NIST CURVE: P-256",
+        "Subject: O = nnn.acme, CN = svc-mqtt-prod",
+        "X509v3 Key Usage: critical",
+        "X509v3 Extended Key Usage",
+        "X509v3 Basic Constraints",
+        "CA:FALSE",
+        "X509v3 Subject Key Identifier",
+        "X509v3 Authority Key Identifier",
+        "X509v3 CRL Distribution Points",
+        &format!("URI:{}/crl.der", server.base),
+    ] {
+        assert!(t.contains(expected), "no {expected:?} in the certificate:\n{t}");
+    }
+    assert_eq!(line_after(&t, "X509v3 Key Usage: critical"), "Digital Signature", "{t}");
+    assert_eq!(
+        line_after(&t, "X509v3 Extended Key Usage"),
+        "TLS Web Client Authentication",
+        "{t}"
+    );
+    let issuer = after_equals(&x509(cert, &["-noout", "-issuer"])).to_owned();
+    let ca_subject = after_equals(&x509(&issued.ca, &["-noout", "-subject"])).to_owned();
+    assert_eq!(issuer, ca_subject, "the issuer is not the CA's subject");
+
+    // The API's serial and fingerprint are openssl's.
+    let serial = x509(cert, &["-noout", "-serial"]);
+    assert!(
+        after_equals(&serial).eq_ignore_ascii_case(&issued.serial),
+        "API serial {} != openssl {serial}",
+        issued.serial
+    );
+    let fingerprint = x509(cert, &["-noout", "-fingerprint", "-sha256"]);
+    assert_eq!(
+        after_equals(&fingerprint).replace(':', "").to_lowercase(),
+        issued.fingerprint,
+        "API fingerprint != openssl {fingerprint}"
+    );
+
+    // It chains to the CA, for TLS client use, and the key is the certificate's.
+    let verified = openssl(["verify", "-purpose", "sslclient", "-CAfile", p(&issued.ca), p(cert)]);
+    assert!(verified.stdout.contains(": OK"), "{}", verified.combined());
+    let from_key = openssl(["pkey", "-in", p(&issued.key), "-pubout"]);
+    let from_cert = x509(cert, &["-pubkey", "-noout"]);
+    assert_eq!(
+        from_key.expect_success("openssl pkey -pubout"),
+        from_cert,
+        "the private key does not match the certificate"
+    );
+
+    // Before revocation it verifies against the CRL; after, it is "certificate revoked".
+    let ca_pem = dir.read("ca.crt");
+    let before = server.get("/crl.pem", None);
+    assert_eq!(before.status, 200);
+    let crl_before = dir.write("crl-before.pem", &before.body, false);
+    let before_text = openssl(["crl", "-in", p(&crl_before), "-noout", "-text"]);
+    let number_before = crl_number(before_text.expect_success("openssl crl -text"));
+    let ok = verify_with_crl(&dir, &ca_pem, &before.body, cert, "bundle-before.pem");
+    assert!(
+        ok.stdout.contains(": OK"),
+        "verify -crl_check before revocation:\n{}",
+        ok.combined()
+    );
+
+    let revoked = server.revoke(&admin, &issued.id, "keyCompromise");
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(revoked["reason"], "keyCompromise");
+
+    let after = server.get("/crl.pem", None);
+    assert_eq!(after.status, 200);
+    let refused = verify_with_crl(&dir, &ca_pem, &after.body, cert, "bundle-after.pem");
+    assert!(
+        !refused.success(),
+        "verify -crl_check passed after revocation:\n{}",
+        refused.combined()
+    );
+    assert!(
+        refused.combined().contains("certificate revoked"),
+        "verify -crl_check after revocation did not say \"certificate revoked\":\n{}",
+        refused.combined()
+    );
+
+    // The CRL itself: v2, signed by the CA, with the extensions brokers need.
+    let crl_after = dir.write("crl.pem", &after.body, false);
+    let signed = openssl(["crl", "-in", p(&crl_after), "-CAfile", p(&issued.ca), "-noout"]);
+    assert!(signed.combined().contains("verify OK"), "{}", signed.combined());
+    let shown = openssl(["crl", "-in", p(&crl_after), "-noout", "-text"]);
+    let c = shown.expect_success("openssl crl -text");
+    for expected in [
+        "Version 2 (0x1)",
+        "Signature Algorithm: ecdsa-with-SHA256",
+        &format!("Issuer: {ca_subject}"),
+        "X509v3 CRL Number",
+        "X509v3 Authority Key Identifier",
+        "X509v3 Issuing Distribution Point",
+        &format!("URI:{}/crl.der", server.base),
+        &format!("Serial Number: {}", issued.serial.to_uppercase()),
+        "X509v3 CRL Reason Code",
+        "Key Compromise",
+    ] {
+        assert!(c.contains(expected), "no {expected:?} in the CRL:\n{c}");
+    }
+    let number_after = crl_number(c);
+    assert!(
+        number_after > number_before,
+        "the CRL number did not grow: {number_before} then {number_after}"
+    );
+    let ready = server.get("/readyz", None).expect_json(200, "readyz");
+    assert_eq!(ready["crl"]["number"], number_after, "{ready}");
+
+    // /crl.der is the same CRL in DER.
+    let der_path = dir.join("crl.der");
+    let fetched = fleetca_e2e::run(
+        std::process::Command::new(fleetca_e2e::tool("curl"))
+            .args(["-sS", "--fail", "-o"])
+            .arg(&der_path)
+            .arg(server.url("/crl.der")),
+        std::time::Duration::from_secs(30),
+    );
+    fetched.expect_success("curl /crl.der");
+    let der_as_pem = openssl(["crl", "-inform", "DER", "-in", p(&der_path), "-outform", "PEM"]);
+    assert_eq!(
+        der_as_pem.expect_success("openssl crl -inform DER").trim(),
+        after.body.trim(),
+        "/crl.der and /crl.pem differ"
+    );
+}

@@ -1,0 +1,249 @@
+//! A real mosquitto that takes fleetca's client certificates and CRL: fleetca writes the
+//! CRL file and sends mosquitto SIGHUP through `--crl-reload-command`; a revoked
+//! certificate is refused on its next connection while another certificate keeps working.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fleetca_e2e::{Daemon, Fleetca, IssuedCertificate, Output, Scratch, free_port, run, tool};
+use serde_json::json;
+
+const TOPIC: &str = "v4/groups/nnn.acme.master/test";
+
+/// The broker configuration: TLS only, a client certificate required and checked against
+/// fleetca's CRL, the certificate's CN as the MQTT username. `user root` keeps mosquitto
+/// from switching to the `mosquitto` user when the tests run as root: that user could not
+/// read the scratch directory's keys, nor the CRL again on SIGHUP. Only root reads it.
+fn mosquitto_conf(dir: &Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "per_listener_settings false
+user root
+pid_file {d}/mosquitto.pid
+allow_anonymous false
+log_dest stderr
+listener {port} 127.0.0.1
+cafile {d}/ca.crt
+certfile {d}/server.crt
+keyfile {d}/server.key
+require_certificate true
+use_identity_as_username true
+crlfile {d}/crl.pem
+"
+    )
+}
+
+/// The TLS and connection options of `mosquitto_pub`/`mosquitto_sub` for a client.
+fn client_args(port: u16, client: &IssuedCertificate) -> Vec<String> {
+    let path = |p: &Path| p.display().to_string();
+    vec![
+        "--cafile".into(),
+        path(&client.ca),
+        "--cert".into(),
+        path(&client.cert),
+        "--key".into(),
+        path(&client.key),
+        "-h".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+    ]
+}
+
+/// Publishes `message` once with `client`'s certificate.
+fn publish(port: u16, client: &IssuedCertificate, message: &str) -> Output {
+    run(
+        Command::new(tool("mosquitto_pub"))
+            .args(client_args(port, client))
+            .args(["-t", TOPIC, "-q", "1", "-m", message]),
+        Duration::from_secs(15),
+    )
+}
+
+/// Subscribes with `client` and publishes with it until the subscriber has received
+/// `message` (publishing again covers the moment before the subscription is in place).
+fn assert_round_trip(dir: &Scratch, port: u16, client: &IssuedCertificate, message: &str) {
+    let mut sub = Command::new(tool("mosquitto_sub"));
+    sub.args(client_args(port, client))
+        .args(["-t", TOPIC, "-C", "1", "-W", "10"]);
+    let stem = client.cert.file_stem().and_then(|s| s.to_str()).unwrap_or("client");
+    let mut sub = Daemon::spawn("mosquitto_sub", &mut sub, &dir.join(&format!("sub-{stem}")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = sub.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "mosquitto_sub received nothing within 10 s");
+        let out = publish(port, client, message);
+        assert!(
+            out.success(),
+            "mosquitto_pub with {stem}'s certificate failed:\n{}",
+            out.combined()
+        );
+        sub.wait_exit(Duration::from_millis(300));
+    };
+    assert!(
+        status.success(),
+        "mosquitto_sub failed ({status}):\n{}",
+        sub.log_tail(20)
+    );
+    assert_eq!(sub.stdout().trim(), message, "mosquitto_sub got something else");
+}
+
+/// A TLS 1.2 handshake with `client`'s certificate: with TLS 1.2 the broker's verdict on
+/// the client certificate arrives during the handshake, so its alert is in the output.
+fn handshake(port: u16, client: &IssuedCertificate) -> Output {
+    run(
+        Command::new(tool("openssl"))
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-tls1_2"])
+            .arg("-cert")
+            .arg(&client.cert)
+            .arg("-key")
+            .arg(&client.key)
+            .arg("-CAfile")
+            .arg(&client.ca)
+            .args(["-verify_return_error", "-verify_ip", "127.0.0.1"]),
+        Duration::from_secs(15),
+    )
+}
+
+fn wait_for_port(broker: &mut Daemon, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = broker.exited() {
+            panic!("mosquitto exited ({status}):\n{}", broker.log_tail(40));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {port} within 10 s:\n{}",
+            broker.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_revoked_certificate_is_refused_by_mosquitto_on_its_next_connection() {
+    let mosquitto = tool("mosquitto");
+    for t in ["mosquitto_pub", "mosquitto_sub", "openssl", "curl"] {
+        tool(t);
+    }
+    let dir = Scratch::new("mosquitto");
+    let crl_file = dir.join("crl.pem");
+    let reload = format!("kill -HUP $(cat {})", dir.join("mosquitto.pid").display());
+    let server = Fleetca::start_with(
+        &dir.join("data"),
+        &[
+            "--crl-file",
+            crl_file.to_str().expect("UTF-8 path"),
+            "--crl-reload-command",
+            &reload,
+        ],
+        &[],
+    );
+    let admin = server.admin_token();
+
+    // fleetca wrote the CRL at start; the reload failed (no mosquitto yet) and /readyz says so.
+    assert!(dir.read("crl.pem").starts_with("-----BEGIN X509 CRL-----"));
+    let ready = server
+        .get("/readyz", None)
+        .expect_json(503, "readyz before mosquitto runs");
+    assert_eq!(ready["crl"]["publish"]["ok"], false, "{ready}");
+    let error = ready["crl"]["publish"]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("reload"),
+        "readyz does not name the failed reload: {ready}"
+    );
+
+    // The broker's certificate comes from fleetca.
+    let created = server
+        .post(
+            "/api/v4/manage/server-certificates/",
+            Some(&admin),
+            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
+        )
+        .expect_json(201, "creating the broker's server certificate");
+    let pem = |k: &str| {
+        created[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k} in {created}"))
+            .to_owned()
+    };
+    dir.write("server.crt", &pem("certificate_pem"), false);
+    dir.write("server.key", &pem("private_key_pem"), true);
+    dir.write("ca.crt", &pem("ca_certificate_pem"), false);
+
+    let port = free_port();
+    let conf = dir.write("mosquitto.conf", &mosquitto_conf(dir.path(), port), false);
+    let mut broker = Daemon::spawn(
+        "mosquitto",
+        Command::new(&mosquitto).arg("-c").arg(&conf),
+        &dir.join("mosquitto"),
+    );
+    wait_for_port(&mut broker, port);
+
+    // Two certificates of one API key: A will be revoked, B must keep working.
+    let key = server.create_api_key(&admin, "svc-mqtt-prod", "nnn.acme");
+    let key_id = key["id"].as_str().expect("id");
+    let a = server.issue_certificate(&admin, key_id, "client A", dir.path(), "a");
+    let b = server.issue_certificate(&admin, key_id, "client B", dir.path(), "b");
+
+    assert_round_trip(&dir, port, &a, "hello from A");
+    let before = handshake(port, &a);
+    assert!(
+        before.stdout.contains("Verify return code: 0 (ok)") && !before.combined().contains("alert"),
+        "A's TLS handshake failed before revocation:\n{}",
+        before.combined()
+    );
+
+    // Revoke A and try to connect with it until the broker refuses it.
+    let started = Instant::now();
+    let revoked = server.revoke(&admin, &a.id, "keyCompromise");
+    let revoke_ms = started.elapsed().as_millis();
+    assert_eq!(revoked["status"], "revoked");
+    let mut attempts = 0;
+    let mut accepted_after_revoke = 0;
+    let refused_after = loop {
+        attempts += 1;
+        let out = handshake(port, &a);
+        if out.combined().contains("certificate revoked") {
+            break started.elapsed();
+        }
+        if out.stdout.contains("Verify return code: 0 (ok)") && !out.combined().contains("alert") {
+            accepted_after_revoke += 1;
+        } else {
+            eprintln!(
+                "attempt {attempts} failed without \"certificate revoked\":\n{}",
+                out.combined()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "mosquitto still accepts A's certificate 10 s after revoking it ({attempts} attempts); last handshake:\n{}\n{}",
+            out.combined(),
+            broker.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!(
+        "revoke-to-refusal: {} ms (the revoke request took {revoke_ms} ms; refused on connection attempt {attempts}, \
+         {accepted_after_revoke} handshake(s) accepted after the revoke request returned)",
+        refused_after.as_millis()
+    );
+    let refused = publish(port, &a, "A after revocation");
+    assert!(
+        !refused.success(),
+        "mosquitto_pub with A's revoked certificate succeeded"
+    );
+
+    // The reload command ran, so fleetca is ready now; B still gets through.
+    server
+        .get("/readyz", None)
+        .expect_json(200, "readyz after a successful reload");
+    assert_round_trip(&dir, port, &b, "hello from B");
+    assert!(broker.exited().is_none(), "mosquitto exited:\n{}", broker.log_tail(40));
+    let log = broker.stderr();
+    assert!(log.contains("Reloading config"), "mosquitto never reloaded:\n{log}");
+}
