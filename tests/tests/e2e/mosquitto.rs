@@ -13,9 +13,10 @@ use serde_json::json;
 const TOPIC: &str = "v4/groups/nnn.acme.master/test";
 
 /// The broker configuration: TLS only, a client certificate required and checked against
-/// fleetca's CRL, the certificate's CN as the MQTT username. `user root` keeps mosquitto
-/// from switching to the `mosquitto` user when the tests run as root: that user could not
-/// read the scratch directory's keys, nor the CRL again on SIGHUP. Only root reads it.
+/// fleetca's CRL, the certificate's CN as the MQTT username. `user root` matters only when
+/// the tests run as root: without it mosquitto 2.0.11 switches to the `mosquitto` user and
+/// then cannot write its pid file into the root-owned scratch directory ("Unable to write
+/// pid file") nor re-read the 0600 server key on SIGHUP. As any other user it is ignored.
 fn mosquitto_conf(dir: &Path, port: u16) -> String {
     let d = dir.display();
     format!(
