@@ -33,7 +33,6 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("fleetca: {e}");
             ExitCode::FAILURE
         }

@@ -5,8 +5,8 @@
 //! so a revoke costs one CRL signature, not a re-read of every revoked row. Revocations
 //! that arrive while a CRL is being published are folded into the next one (one signature
 //! for all of them), and every caller returns only once a CRL listing its certificate has
-//! been written and the reload command has run, so the broker refuses the certificate on
-//! its very next connection.
+//! been written and the reload command has run (a reload command that waits for the broker,
+//! as the README's does, makes the broker refuse the certificate on its next connection).
 //!
 //! Before a CRL replaces the file it is parsed back and its signature checked: mosquitto,
 //! given a broken CRL file on SIGHUP, keeps running with revocation checking off.
@@ -296,22 +296,29 @@ impl CrlPublisher {
     }
 
     /// Re-signs the CRL every `period` until the process stops, so brokers never hold an
-    /// expired one.
+    /// expired one; while the last publication failed (say the broker was not up yet for
+    /// the reload command), retries every [`RETRY`].
     pub fn spawn_refresh(self: &Arc<Self>, period: StdDuration) {
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.tick().await;
+            let mut last = tokio::time::Instant::now();
             loop {
-                tick.tick().await;
+                tokio::time::sleep(RETRY).await;
                 let Some(p) = me.upgrade() else { break };
+                if p.status().ok && last.elapsed() < period {
+                    continue;
+                }
+                last = tokio::time::Instant::now();
                 if let Err(e) = p.publish_now().await {
-                    tracing::error!(error = %e, "scheduled CRL refresh failed; retrying next period");
+                    tracing::error!(error = %e, "CRL refresh failed; retrying");
                 }
             }
         });
     }
 }
+
+/// How soon a failed CRL publication is retried.
+const RETRY: StdDuration = StdDuration::from_secs(10);
 
 fn write_atomically(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
