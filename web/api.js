@@ -1,0 +1,111 @@
+// The fleetca REST API as the admin UI uses it: same-origin fetch with the session cookie,
+// the CSRF token on every state-changing request, and problem+json errors as ApiError.
+
+let csrfToken = null;
+let onUnauthorized = () => {};
+
+/** Remembers the CSRF token from sign-in or /auth/me (kept in memory only). */
+export function setCsrfToken(token) {
+  csrfToken = token;
+}
+
+/** Called when a request that needs a session gets 401 (the session ended). */
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+/** A failed request: the problem's status, detail and field errors. */
+export class ApiError extends Error {
+  constructor(status, problem = {}, retryAfter = null) {
+    super(problem.detail || `The request failed (HTTP ${status}).`);
+    this.status = status;
+    this.title = problem.title || '';
+    this.detail = this.message;
+    this.errors = problem.errors || null;
+    this.retryAfter = retryAfter;
+  }
+}
+
+function withQuery(path, query) {
+  if (!query) return path;
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+  }
+  const qs = params.toString();
+  return qs ? `${path}?${qs}` : path;
+}
+
+/** Sends a request; resolves to the parsed JSON (null for 204) or rejects with ApiError. */
+export async function request(method, path, { body, query, anonymous = false } = {}) {
+  const headers = { Accept: 'application/json, application/problem+json' };
+  const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  if (!['GET', 'HEAD'].includes(method) && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  let res;
+  try {
+    res = await fetch(withQuery(path, query), init);
+  } catch {
+    throw new ApiError(0, { detail: 'The server could not be reached; check the connection and try again.' });
+  }
+  if (res.status === 204) return null;
+  const type = res.headers.get('content-type') || '';
+  const data = type.includes('json') ? await res.json().catch(() => null) : null;
+  if (!res.ok) {
+    const problem = data && typeof data === 'object' ? data : {};
+    const err = new ApiError(res.status, problem, res.headers.get('retry-after'));
+    if (res.status === 401 && !anonymous) onUnauthorized(err);
+    throw err;
+  }
+  return data;
+}
+
+export const get = (path, query) => request('GET', path, { query });
+export const post = (path, body) => request('POST', path, { body });
+export const put = (path, body) => request('PUT', path, { body });
+export const patch = (path, body) => request('PATCH', path, { body });
+export const del = (path) => request('DELETE', path);
+
+export const auth = {
+  login: (username, password) =>
+    request('POST', '/api/v4/auth/login', { body: { username, password }, anonymous: true }),
+  logout: () => request('POST', '/api/v4/auth/logout', { anonymous: true }),
+  me: () => request('GET', '/api/v4/auth/me', { anonymous: true }),
+  setPassword: (current_password, new_password) =>
+    post('/api/v4/auth/password', { current_password, new_password }),
+};
+
+const enc = encodeURIComponent;
+
+export const users = {
+  list: (query) => get('/api/v4/manage/users/', query),
+  create: (body) => post('/api/v4/manage/users/', body),
+  deactivate: (id) => del(`/api/v4/manage/users/${enc(id)}/`),
+  rotateToken: (id) => post(`/api/v4/manage/users/${enc(id)}/rotate-token/`),
+};
+
+export const certificates = {
+  list: (query) => get('/api/v4/manage/mqtt-certificates/', query),
+  get: (id) => get(`/api/v4/manage/mqtt-certificates/${enc(id)}/`),
+  create: (body) => post('/api/v4/manage/mqtt-certificates/', body),
+  revoke: (id, reason) => post(`/api/v4/manage/mqtt-certificates/${enc(id)}/revoke/`, { reason }),
+};
+
+const devicePath = (d) => `/api/v4/manage/devices/${enc(d.tenant)}/${enc(d.device_id)}/`;
+
+export const devices = {
+  list: (query) => get('/api/v4/manage/devices/', query),
+  create: (body) => post('/api/v4/manage/devices/', body),
+  bulk: (rows) => post('/api/v4/manage/devices/bulk/', rows),
+  patch: (d, body) => patch(devicePath(d), body),
+  remove: (d) => del(devicePath(d)),
+  rotate: (d, body) => put(`${devicePath(d)}credentials/`, body),
+};
+
+export const overview = {
+  stats: () => get('/api/v4/manage/stats/'),
+  ca: () => get('/api/v4/manage/ca/'),
+};

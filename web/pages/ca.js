@@ -1,0 +1,44 @@
+// The certificate authority: subject, fingerprint, validity, and downloads of the CA
+// certificate and the CRL.
+
+import * as api from '../api.js';
+import { h, fmtDate, heading, secretField } from '../ui.js';
+
+export const title = 'Certificate authority';
+
+/** "ab:cd:…" in upper case, the way openssl prints fingerprints. */
+const colonHex = (hex) => hex.toUpperCase().match(/.{1,2}/g).join(':');
+
+function daysLeft(iso) {
+  const days = Math.floor((new Date(iso).getTime() - Date.now()) / 86_400_000);
+  return days >= 0 ? `${days} days left` : 'expired';
+}
+
+export async function render(root, ctx) {
+  const ca = await api.overview.ca();
+  if (!ctx.isCurrent()) return;
+  root.append(
+    ...heading('Certificate authority', 'Clients and brokers trust this CA; the CRL lists the certificates it has revoked.'),
+    h(
+      'div',
+      { class: 'card' },
+      h('h2', null, 'CA certificate'),
+      h(
+        'dl',
+        { class: 'facts' },
+        h('dt', null, 'Subject'), h('dd', { 'data-testid': 'ca-subject' }, ca.subject),
+        h('dt', null, 'SHA-256 fingerprint'), h('dd', { class: 'mono break', 'data-testid': 'ca-fingerprint' }, colonHex(ca.fingerprint)),
+        ca.not_before ? [h('dt', null, 'Valid from'), h('dd', { 'data-testid': 'ca-not-before' }, fmtDate(ca.not_before))] : null,
+        h('dt', null, 'Expires'), h('dd', { 'data-testid': 'ca-not-after' }, `${fmtDate(ca.not_after)} (${daysLeft(ca.not_after)})`),
+      ),
+      h(
+        'div',
+        { class: 'actions left' },
+        h('a', { class: 'button', href: '/ca.pem', download: 'ca.crt', 'data-testid': 'download-ca' }, 'Download CA certificate (ca.crt)'),
+        h('a', { class: 'button secondary', href: '/crl.pem', download: 'crl.pem', 'data-testid': 'download-crl-pem' }, 'Download CRL (PEM)'),
+        h('a', { class: 'button secondary', href: '/crl.der', download: 'crl.der', 'data-testid': 'download-crl-der' }, 'Download CRL (DER)'),
+      ),
+      h('details', null, h('summary', null, 'Show the PEM'), secretField('CA certificate', ca.certificate_pem, 'ca-pem', { multiline: true })),
+    ),
+  );
+}

@@ -1,0 +1,305 @@
+// Devices: list, provision one, bulk provision from CSV (errors mapped to CSV lines),
+// rotate credentials, enable/disable, delete.
+
+import * as api from '../api.js';
+import { h, mount, field, select, fmtDate, heading, badge, busy, confirmDialog, notice, errorBox, listView, filterBar, secretField, downloadText, uid, table } from '../ui.js';
+import { devicesFromCsv, csvCell, DEVICE_COLUMNS } from '../csv.js';
+
+export const title = 'Devices';
+
+const LABELS = { device_id: 'Device ID', tenant: 'Tenant', password: 'Password', ha1: 'HA1', realm: 'Realm', description: 'Description' };
+
+/** Radio buttons for generate / password / HA1 and their inputs. */
+function credentialControls(prefix) {
+  const name = uid('cred');
+  const radios = ['generate', 'password', 'ha1'].map((v) =>
+    h('input', { type: 'radio', name, value: v, checked: v === 'generate', 'data-testid': `${prefix}-cred-${v}` }),
+  );
+  const password = h('input', { name: 'password', type: 'text', autocomplete: 'new-password', minlength: 8, maxlength: 256, spellcheck: 'false', 'data-testid': `${prefix}-password` });
+  const ha1 = h('input', { name: 'ha1', maxlength: 32, spellcheck: 'false', class: 'mono', placeholder: '32 hex characters', 'data-testid': `${prefix}-ha1` });
+  const pwField = field('Password', password, '8–256 characters; only its HA1 is stored');
+  const ha1Field = field('HA1', ha1, 'MD5(device_id:realm:password), hex');
+  const sync = () => {
+    const mode = radios.find((r) => r.checked).value;
+    pwField.hidden = mode !== 'password';
+    ha1Field.hidden = mode !== 'ha1';
+    password.required = mode === 'password';
+    ha1.required = mode === 'ha1';
+  };
+  radios.forEach((r) => r.addEventListener('change', sync));
+  sync();
+  const el = h(
+    'div',
+    null,
+    h(
+      'fieldset',
+      { class: 'radios' },
+      h('legend', null, 'Credentials'),
+      h('label', null, radios[0], ' Generate a password'),
+      h('label', null, radios[1], ' Set a password'),
+      h('label', null, radios[2], ' Give an HA1'),
+    ),
+    h('div', { class: 'row' }, pwField, ha1Field),
+  );
+  const value = () => {
+    const mode = radios.find((r) => r.checked).value;
+    if (mode === 'password') return { password: password.value };
+    if (mode === 'ha1') return { ha1: ha1.value.trim() };
+    return {};
+  };
+  return { el, value, reset: () => { radios[0].checked = true; sync(); } };
+}
+
+function provisionedPanel(d, verb) {
+  return h(
+    'div',
+    { class: 'card once', 'data-testid': 'device-provisioned' },
+    h('h2', null, `Device ${d.device_id} ${verb}`),
+    secretField('MQTT username', d.mqtt_username, 'device-mqtt-username'),
+    d.password
+      ? [
+          h('p', { class: 'warning' }, h('strong', null, 'Copy the password now: you will not see it again.'), ' fleetca stores only its HA1.'),
+          secretField('Password', d.password, 'device-new-password'),
+          secretField('HA1', d.ha1, 'device-new-ha1'),
+        ]
+      : h('p', null, 'The credentials you gave are stored as an HA1.'),
+  );
+}
+
+export async function render(root, ctx) {
+  const admin = ctx.user.role === 'admin';
+  const out = h('div', { 'aria-live': 'polite' });
+
+  // List.
+  const search = h('input', { type: 'search', name: 'search', placeholder: 'device ID contains…', 'data-testid': 'devices-search' });
+  const tenantFilter = h('input', { name: 'tenant', placeholder: admin ? 'any' : ctx.user.enterprise, autocapitalize: 'none', spellcheck: 'false', 'data-testid': 'devices-tenant' });
+  const activeFilter = select({ name: 'is_active', 'data-testid': 'devices-status' }, [['', 'All'], ['true', 'Enabled'], ['false', 'Disabled']]);
+  const list = listView({
+    noun: 'devices',
+    testid: 'devices-list',
+    headers: ['Device ID', 'Tenant', 'MQTT username', 'Status', 'Created', 'Actions'],
+    load: (q) => api.devices.list(q),
+    filters: () => ({ search: search.value.trim(), tenant: tenantFilter.value.trim(), is_active: activeFilter.value }),
+    row: (d) =>
+      h(
+        'tr',
+        { 'data-testid': 'device-row', 'data-device-id': d.device_id, 'data-tenant': d.tenant },
+        h('td', null, h('strong', null, d.device_id), d.description ? h('div', { class: 'muted small' }, d.description) : null),
+        h('td', null, d.tenant),
+        h('td', { class: 'mono small', 'data-testid': 'device-row-username' }, d.mqtt_username),
+        h('td', null, d.is_active ? badge('enabled', 'active') : badge('disabled', 'revoked')),
+        h('td', null, fmtDate(d.created_at)),
+        h(
+          'td',
+          { class: 'row-actions' },
+          h('button', { type: 'button', class: 'secondary small', 'data-testid': 'device-rotate', onClick: () => rotate(d) }, 'Rotate credentials'),
+          h('button', { type: 'button', class: 'secondary small', 'data-testid': 'device-toggle', onClick: () => toggle(d) }, d.is_active ? 'Disable' : 'Enable'),
+          h('button', { type: 'button', class: 'danger small', 'data-testid': 'device-delete', onClick: () => remove(d) }, 'Delete'),
+        ),
+      ),
+  });
+
+  async function toggle(d) {
+    try {
+      const res = await api.devices.patch(d, { is_active: !d.is_active });
+      mount(out, notice(`${res.device_id} is ${res.is_active ? 'enabled' : 'disabled'}.`));
+      list.reload();
+    } catch (err) {
+      mount(out, errorBox(err, LABELS));
+    }
+  }
+
+  async function remove(d) {
+    const ok = await confirmDialog({
+      title: `Delete ${d.device_id}?`,
+      content: h('p', null, `The device is removed from tenant ${d.tenant} and can no longer connect.`),
+      confirmLabel: 'Delete device',
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      await api.devices.remove(d);
+      mount(out, notice(`${d.device_id} was deleted.`));
+      list.reload();
+    } catch (err) {
+      mount(out, errorBox(err, LABELS));
+    }
+  }
+
+  async function rotate(d) {
+    const cred = credentialControls('rotate');
+    const realm = h('input', { name: 'realm', placeholder: d.realm, 'data-testid': 'rotate-realm' });
+    const data = await confirmDialog({
+      title: `New credentials for ${d.device_id}`,
+      testid: 'rotate-dialog',
+      confirmLabel: 'Rotate credentials',
+      content: [h('p', null, 'The old credentials stop working at once.'), cred.el, field('Realm', realm, `leave empty to keep ${d.realm}`)],
+    });
+    if (!data) return;
+    try {
+      const body = cred.value();
+      if (realm.value.trim()) body.realm = realm.value.trim();
+      const res = await api.devices.rotate(d, body);
+      mount(out, provisionedPanel(res, 'has new credentials'));
+      out.scrollIntoView({ block: 'nearest' });
+    } catch (err) {
+      mount(out, errorBox(err, LABELS));
+    }
+  }
+
+  // Provision one.
+  const deviceId = h('input', { name: 'device_id', required: true, maxlength: 128, autocapitalize: 'none', spellcheck: 'false', 'data-testid': 'device-id' });
+  const tenant = h('input', { name: 'tenant', required: true, value: ctx.user.enterprise, autocapitalize: 'none', spellcheck: 'false', 'data-testid': 'device-tenant' });
+  const realm = h('input', { name: 'realm', maxlength: 128, placeholder: 'the tenant', 'data-testid': 'device-realm' });
+  const description = h('input', { name: 'description', maxlength: 500, 'data-testid': 'device-description' });
+  const cred = credentialControls('device');
+  const slot = h('div', { 'aria-live': 'polite' });
+  const btn = h('button', { type: 'submit', 'data-testid': 'device-create' }, 'Provision device');
+  const form = h(
+    'form',
+    {
+      class: 'card',
+      'aria-labelledby': 'provision-title',
+      onSubmit: (e) => {
+        e.preventDefault();
+        busy(btn, slot, async () => {
+          const body = { device_id: deviceId.value.trim(), tenant: tenant.value.trim(), ...cred.value() };
+          if (realm.value.trim()) body.realm = realm.value.trim();
+          if (description.value.trim()) body.description = description.value.trim();
+          try {
+            const res = await api.devices.create(body);
+            mount(out, provisionedPanel(res, 'provisioned'));
+            form.reset();
+            cred.reset();
+            list.reload(true);
+            out.scrollIntoView({ block: 'nearest' });
+          } catch (err) {
+            mount(slot, errorBox(err, LABELS));
+          }
+        });
+      },
+    },
+    h('h2', { id: 'provision-title' }, 'Provision a device'),
+    h('div', { class: 'row' }, field('Device ID', deviceId, 'A–Z, a–z, 0–9, ".", "_", ":" and "-"'), field('Tenant', tenant), field('Realm', realm, 'optional'), field('Description', description, 'optional')),
+    cred.el,
+    slot,
+    h('div', { class: 'actions' }, btn),
+  );
+
+  root.append(
+    ...heading('Devices', 'Devices that sign in to the broker with a digest password.'),
+    form,
+    bulkForm(() => list.reload(true)),
+    out,
+    h(
+      'div',
+      { class: 'card' },
+      h('h2', null, 'All devices'),
+      filterBar([field('Search', search), field('Tenant', tenantFilter), field('Status', activeFilter)], () => list.reload(true), 'Filter devices'),
+      list.el,
+    ),
+  );
+  await list.reload();
+}
+
+/** Bulk provisioning from a CSV file. */
+function bulkForm(onCreated) {
+  const file = h('input', { type: 'file', accept: '.csv,text/csv', required: true, 'data-testid': 'bulk-file' });
+  const report = h('div', { 'aria-live': 'polite', 'data-testid': 'bulk-report' });
+  const btn = h('button', { type: 'submit', 'data-testid': 'bulk-upload' }, 'Upload and provision');
+
+  function problemTable(problems, rows, lines) {
+    const sorted = [...problems].sort((a, b) => a.line - b.line);
+    return table(
+      ['CSV line', 'Device ID', 'Column', 'Problem'],
+      sorted.map((p) =>
+        h(
+          'tr',
+          { 'data-testid': 'bulk-error', 'data-line': p.line },
+          h('td', null, String(p.line)),
+          h('td', null, p.row !== undefined ? rows[p.row]?.device_id || '' : ''),
+          h('td', null, p.field),
+          h('td', null, p.message),
+        ),
+      ),
+    );
+  }
+
+  const form = h(
+    'form',
+    {
+      class: 'card',
+      'aria-labelledby': 'bulk-title',
+      onSubmit: (e) => {
+        e.preventDefault();
+        busy(btn, report, async () => {
+          const f = file.files[0];
+          if (!f) return;
+          let parsed;
+          try {
+            parsed = devicesFromCsv(await f.text());
+          } catch (err) {
+            mount(report, errorBox({ detail: `${f.name}: ${err.message}` }));
+            return;
+          }
+          const { rows, lines, problems } = parsed;
+          if (problems.length) {
+            mount(report, errorBox({ detail: `${f.name} cannot be sent; nothing was written.` }), problemTable(problems, rows, lines));
+            return;
+          }
+          try {
+            const res = await api.devices.bulk(rows);
+            const generated = res.results.filter((d) => d.password);
+            mount(
+              report,
+              notice(`Provisioned ${res.created} device${res.created === 1 ? '' : 's'} from ${f.name}.`, 'success', 'bulk-success'),
+              generated.length
+                ? h(
+                    'p',
+                    { class: 'warning' },
+                    h('strong', null, `${generated.length} generated password${generated.length === 1 ? ' is' : 's are'} shown only now. `),
+                    h(
+                      'button',
+                      {
+                        type: 'button',
+                        'data-testid': 'bulk-download',
+                        onClick: () =>
+                          downloadText(
+                            'devices-credentials.csv',
+                            ['device_id,tenant,mqtt_username,password,ha1', ...generated.map((d) => [d.device_id, d.tenant, d.mqtt_username, d.password, d.ha1].map(csvCell).join(','))].join('\r\n') + '\r\n',
+                            'text/csv',
+                          ),
+                      },
+                      'Download them as CSV',
+                    ),
+                  )
+                : null,
+            );
+            form.reset();
+            onCreated();
+          } catch (err) {
+            const rowProblems = [];
+            for (const [key, messages] of Object.entries(err.errors || {})) {
+              const m = /^(\d+)\.(.+)$/.exec(key);
+              const row = m ? Number(m[1]) : undefined;
+              for (const message of messages) {
+                rowProblems.push({ line: m ? lines[row] ?? row + 2 : 1, row, field: m ? m[2] : key, message });
+              }
+            }
+            mount(
+              report,
+              errorBox({ detail: err.detail, status: err.status }),
+              rowProblems.length ? [h('p', null, 'Nothing was written. Fix these lines and upload the file again.'), problemTable(rowProblems, rows, lines)] : null,
+            );
+          }
+        });
+      },
+    },
+    h('h2', { id: 'bulk-title' }, 'Bulk provision from CSV'),
+    h('p', null, 'The first line names the columns: ', h('code', null, DEVICE_COLUMNS.join(',')), '. Leave password and ha1 empty to have a password generated. All rows are written, or none.'),
+    field('CSV file', file),
+    report,
+    h('div', { class: 'actions' }, btn),
+  );
+  return form;
+}
