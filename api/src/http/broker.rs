@@ -24,9 +24,21 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn routes() -> super::Routes {
     vec![
-        ("/broker/auth", vec![route("POST", || web::post().to(auth))]),
+        (
+            "/broker/auth",
+            vec![
+                route("POST", || web::post().to(auth)),
+                route("GET", || web::get().to(auth_get)),
+            ],
+        ),
         ("/broker/superuser", vec![route("POST", || web::post().to(superuser))]),
-        ("/broker/acl", vec![route("POST", || web::post().to(acl))]),
+        (
+            "/broker/acl",
+            vec![
+                route("POST", || web::post().to(acl)),
+                route("GET", || web::get().to(acl_get)),
+            ],
+        ),
         ("/broker/emqx/authn", vec![route("POST", || web::post().to(emqx_authn))]),
         ("/broker/emqx/authz", vec![route("POST", || web::post().to(emqx_authz))]),
     ]
@@ -307,4 +319,43 @@ pub async fn emqx_authz(
         _ => Decision::Deny("missing username or topic"),
     };
     Ok(emqx_answer(decision))
+}
+
+/// amqtt's HTTP plugins default to GET with a JSON body (and its YAML loader cannot switch
+/// them to POST), so the same calls answer GET; the fields may also come as a query string.
+#[utoipa::path(
+    get, path = "/broker/auth", tag = "broker",
+    params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
+    request_body(content = BrokerRequest, content_type = "application/json", description = "As POST; or the fields as a query string"),
+    responses(
+        (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
+        (status = 403, description = "Denied", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "fleetca cannot decide", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn auth_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    auth(state, req, payload).await
+}
+
+/// GET form of `/broker/acl` (see [`auth_get`]).
+#[utoipa::path(
+    get, path = "/broker/acl", tag = "broker",
+    params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
+    request_body(content = BrokerRequest, content_type = "application/json", description = "As POST; or the fields as a query string"),
+    responses(
+        (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
+        (status = 403, description = "Denied", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "fleetca cannot decide", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn acl_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    acl(state, req, payload).await
 }

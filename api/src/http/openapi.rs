@@ -16,7 +16,7 @@ use crate::http::{auth, broker, certificates, devices, overview, public, users};
         certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::create_server,
         devices::create, devices::bulk, devices::list, devices::get, devices::patch, devices::delete, devices::rotate,
         auth::login, auth::logout, auth::me, auth::password, overview::stats, overview::ca,
-        broker::auth, broker::superuser, broker::acl, broker::emqx_authn, broker::emqx_authz,
+        broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerScheme),

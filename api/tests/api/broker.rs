@@ -297,6 +297,26 @@ async fn every_request_shape_and_response_mode_is_understood() {
         )
         .await;
     assert_eq!(r.body["result"], "allow");
+    // amqtt's default: GET with a JSON body; also a plain query string.
+    let r = app
+        .send(
+            "GET",
+            "/broker/auth",
+            None,
+            Some(json!({"username": "device=dev-1&tenant=acme", "password": pw, "clientid": "dev-1"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let q = serde_urlencoded::to_string([
+        ("username", "device=dev-1&tenant=acme"),
+        ("password", pw.as_str()),
+        ("clientid", "dev-1"),
+    ])
+    .unwrap();
+    assert_eq!(
+        app.send("GET", &format!("/broker/auth?{q}"), None, None).await.status,
+        200
+    );
     // Nobody is a superuser.
     assert_eq!(
         app.send("POST", "/broker/superuser", None, Some(json!({"username": "admin"})))
