@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::service::blocking;
+use crate::service::cache::Cache;
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct AuthService {
     generation: AtomicU64,
     /// Bounds concurrent argon2 work so a flood of bad tokens cannot starve the server.
     hash_slots: Semaphore,
+    /// Users by id, for the issuance hot path (the API key a certificate is for).
+    users: Cache<Uuid, User>,
 }
 
 impl AuthService {
@@ -70,6 +73,7 @@ impl AuthService {
             capacity,
             generation: AtomicU64::new(0),
             hash_slots: Semaphore::new(cores),
+            users: Cache::new(capacity),
         })
     }
 
@@ -109,8 +113,20 @@ impl AuthService {
         Ok(Some(principal))
     }
 
-    /// Drops every cached verification of `user_id`'s tokens.
+    /// A user by id, cached until it changes.
+    pub async fn user(&self, store: &Store, id: Uuid) -> Result<User, StorageError> {
+        if let Some(u) = self.users.get(&id) {
+            return Ok(u);
+        }
+        let generation = self.users.generation();
+        let user = store.user(id).await?;
+        self.users.insert_if_current(id, user.clone(), generation);
+        Ok(user)
+    }
+
+    /// Drops every cached verification of `user_id`'s tokens, and its cached record.
     pub fn invalidate_user(&self, user_id: Uuid) {
+        self.users.remove(&user_id);
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache
             .write()

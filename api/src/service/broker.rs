@@ -15,17 +15,13 @@
 //! When the database cannot be reached the answer is [`Decision::Unknown`], which the HTTP
 //! layer turns into a 5xx (or EMQX's `ignore`), never a denial a broker would cache.
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use chrono::Utc;
 use fleetca_ca::device;
 use fleetca_storage::StorageError;
 use uuid::Uuid;
 
 use crate::service::acl::{self, Access, Vars};
+use crate::service::cache::Cache;
 use crate::state::AppState;
 
 /// The answer to a broker.
@@ -60,50 +56,6 @@ struct KeyEntry {
     enterprise: String,
     usable: bool,
     fingerprints: Vec<String>,
-}
-
-/// A bounded map whose inserts are skipped when an invalidation raced the load.
-struct Cache<K, V> {
-    map: RwLock<HashMap<K, V>>,
-    capacity: usize,
-    generation: AtomicU64,
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
-    fn new(capacity: usize) -> Self {
-        Self {
-            map: RwLock::new(HashMap::new()),
-            capacity,
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    fn get(&self, k: &K) -> Option<V> {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).get(k).cloned()
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    fn insert_if_current(&self, k: K, v: V, generation: u64) {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
-            return;
-        }
-        if map.len() >= self.capacity {
-            let drop: Vec<K> = map.keys().take(self.capacity / 8 + 1).cloned().collect();
-            for key in drop {
-                map.remove(&key);
-            }
-        }
-        map.insert(k, v);
-    }
-
-    fn retain(&self, keep: impl FnMut(&K, &mut V) -> bool) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.map.write().unwrap_or_else(|e| e.into_inner()).retain(keep);
-    }
 }
 
 /// The broker's decisions and their caches.

@@ -62,7 +62,7 @@ pub async fn create(state: &AppState, caller: &Principal, input: CreateCertifica
             "An API key cannot create certificates; ask a manager or admin.".into(),
         ));
     }
-    let key_owner = match state.store.user(input.api_key_id).await {
+    let key_owner = match state.auth.user(&state.store, input.api_key_id).await {
         Ok(u) if caller.manages(&u.enterprise) && u.is_service_account => u,
         Ok(_) | Err(StorageError::NotFound) => {
             return Err(ApiError::field(

@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod auth;
 pub mod broker;
+pub mod cache;
 pub mod certificates;
 pub mod crl;
 pub mod devices;
