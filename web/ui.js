@@ -17,7 +17,10 @@ function assign(el, props) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2).toLowerCase(), v);
     else if (k === 'class') el.setAttribute('class', Array.isArray(v) ? v.filter(Boolean).join(' ') : v);
-    else if (['value', 'checked', 'selected', 'disabled', 'hidden', 'required', 'readOnly', 'multiple'].includes(k)) el[k] = v;
+    // value/checked/selected on inputs and options go in as attributes: they are then
+    // also the defaults that form.reset() returns to.
+    else if (k === 'value' && (el.tagName === 'SELECT' || el.tagName === 'TEXTAREA')) el.value = v;
+    else if (['disabled', 'hidden', 'required', 'readOnly', 'multiple'].includes(k)) el[k] = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
 }
@@ -141,7 +144,7 @@ async function copyText(text) {
 }
 
 /** A button that copies `text()` to the clipboard and says so. */
-export function copyButton(getText, label = 'Copy', testid) {
+export function copyButton(getText, label = 'Copy', testid, ariaLabel) {
   const status = h('span', { class: 'copy-status', role: 'status' });
   const btn = h(
     'button',
@@ -149,6 +152,7 @@ export function copyButton(getText, label = 'Copy', testid) {
       type: 'button',
       class: 'secondary',
       'data-testid': testid,
+      'aria-label': ariaLabel,
       onClick: async () => {
         const ok = await copyText(typeof getText === 'function' ? getText() : getText);
         status.textContent = ok ? 'Copied.' : 'Copy failed; select the text and copy it by hand.';
@@ -165,7 +169,7 @@ export function secretField(label, value, testid, { multiline = false } = {}) {
     ? h('textarea', { readonly: true, rows: Math.min(12, value.split('\n').length), 'data-testid': testid, spellcheck: 'false' }, value)
     : h('input', { type: 'text', readonly: true, value, 'data-testid': testid, spellcheck: 'false', class: 'mono' });
   input.addEventListener('focus', () => input.select());
-  return h('div', { class: 'secret' }, field(label, input), copyButton(() => value, `Copy ${label.toLowerCase()}`));
+  return h('div', { class: 'secret' }, field(label, input), copyButton(() => value, 'Copy', undefined, `Copy ${label}`));
 }
 
 /**
@@ -278,18 +282,23 @@ export function listView({ load, filters = () => ({}), headers, row, noun, testi
 
 /** A filter bar: a search box plus other controls; submitting or changing reloads. */
 export function filterBar(controls, onChange, label = 'Filters') {
+  let timer;
+  const apply = () => {
+    clearTimeout(timer);
+    onChange();
+  };
   const form = h(
     'form',
-    { class: 'filters', role: 'search', 'aria-label': label, onSubmit: (e) => { e.preventDefault(); onChange(); } },
+    { class: 'filters', role: 'search', 'aria-label': label, onSubmit: (e) => { e.preventDefault(); apply(); } },
     controls,
     h('button', { type: 'submit', class: 'secondary' }, 'Apply'),
   );
-  form.addEventListener('change', (e) => { if (e.target.tagName === 'SELECT') onChange(); });
-  let timer;
+  form.addEventListener('change', (e) => { if (e.target.tagName === 'SELECT') apply(); });
+  // Typing in a search box applies itself after a pause.
   form.addEventListener('input', (e) => {
     if (e.target.type !== 'search') return;
     clearTimeout(timer);
-    timer = setTimeout(onChange, 350);
+    timer = setTimeout(apply, 350);
   });
   return form;
 }

@@ -286,10 +286,17 @@ function bulkForm(onCreated) {
                 rowProblems.push({ line: m ? lines[row] ?? row + 2 : 1, row, field: m ? m[2] : key, message });
               }
             }
+            if (!rowProblems.length) {
+              mount(report, errorBox(err));
+              return;
+            }
+            // The API keys errors by array index; the table shows CSV lines instead.
+            const bad = new Set(rowProblems.map((p) => p.line)).size;
             mount(
               report,
-              errorBox({ detail: err.detail, status: err.status }),
-              rowProblems.length ? [h('p', null, 'Nothing was written. Fix these lines and upload the file again.'), problemTable(rowProblems, rows, lines)] : null,
+              errorBox({ detail: `${f.name}: ${bad} line${bad === 1 ? ' has' : 's have'} problems. Nothing was written.` }),
+              h('p', null, 'Fix these lines and upload the file again.'),
+              problemTable(rowProblems, rows, lines),
             );
           }
         });

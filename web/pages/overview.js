@@ -34,17 +34,16 @@ function fillMonths(rows, now = new Date()) {
   return out;
 }
 
-function expiryChart(rows) {
+function expiryChart(rows, width) {
   if (!rows.length) return h('p', { class: 'muted', 'data-testid': 'expiry-chart-empty' }, 'No active certificates.');
   const months = fillMonths(rows);
   const max = Math.max(...months.map((m) => m.count));
-  const width = 720;
   const slot = width / months.length;
   const barW = Math.max(2, slot * 0.72);
   const chartH = 160;
   const top = 18;
   const bottom = 24;
-  const labelEvery = Math.ceil(months.length / 12);
+  const labelEvery = Math.ceil(months.length / Math.max(1, Math.floor(width / 48)));
   const bars = months.map((m, i) => {
     const x = i * slot + (slot - barW) / 2;
     const bh = max ? Math.round((m.count / max) * chartH) : 0;
@@ -63,7 +62,8 @@ function expiryChart(rows) {
   const svg = s(
     'svg',
     {
-      viewBox: `0 0 ${width} ${top + chartH + bottom}`,
+      // Room at the sides for the first and last month's label.
+      viewBox: `-22 0 ${width + 44} ${top + chartH + bottom}`,
       class: 'chart',
       role: 'img',
       'aria-labelledby': 'expiry-chart-title',
@@ -136,7 +136,7 @@ export async function render(root, ctx) {
       'div',
       { class: 'grid-2' },
       crlCard(stats.crl),
-      h('div', { class: 'card' }, h('h2', null, 'Certificate expiries by month'), expiryChart(stats.expiries_by_month || [])),
+      h('div', { class: 'card' }, h('h2', null, 'Certificate expiries by month'), expiryChart(stats.expiries_by_month || [], Math.max(280, Math.min(720, root.clientWidth - 60)))),
     ),
   );
 }
