@@ -54,6 +54,11 @@ test('creating an API key shows its token once', async () => {
   assert.match(await panel.textContent(), /you will not see this token again/);
   const token = await page.getByTestId('token-value').inputValue();
   assert.ok(token.length >= 32, `token ${token}`);
+  // The copy button puts it on the clipboard.
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+  await panel.getByRole('button', { name: 'Copy API token' }).click();
+  await panel.getByText('Copied.').waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), token);
   // The token works as a Bearer token.
   const me = await server.api('GET', '/api/v4/manage/users/', undefined, token);
   assert.equal(me.status, 200);
@@ -77,7 +82,12 @@ test('rotating a key token shows the new one and the old one stops working', asy
   await page.getByText('Token for svc-rotate rotated').waitFor();
   const token = await page.getByTestId('token-value').inputValue();
   assert.equal((await server.api('GET', '/api/v4/manage/users/', undefined, token)).status, 200);
-  // Deactivate it.
+  // Deactivate it; Escape first closes the dialog without doing anything.
+  await row.getByTestId('key-deactivate').click();
+  await page.getByTestId('confirm-dialog').waitFor();
+  await page.keyboard.press('Escape');
+  await page.getByTestId('confirm-dialog').waitFor({ state: 'detached' });
+  assert.equal((await server.api('GET', '/api/v4/manage/users/', undefined, token)).status, 200);
   await row.getByTestId('key-deactivate').click();
   await page.getByTestId('confirm-dialog').getByTestId('dialog-confirm').click();
   await page.getByTestId('notice').waitFor();

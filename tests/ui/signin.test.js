@@ -42,6 +42,20 @@ test('the session survives a reload, and sign-out ends it', async () => {
   assert.equal(status, 401);
 });
 
+test('when the session ends, the next action asks to sign in again', async () => {
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  await page.getByTestId('page-overview').waitFor();
+  await page.context().clearCookies();
+  await page.getByTestId('nav-keys').click();
+  await page.getByText('Your session has ended; sign in again.').waitFor();
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('page-keys').waitFor();
+  await page.getByTestId('sign-out').click();
+  await page.getByTestId('login-form').waitFor();
+});
+
 test('a wrong password shows the error, and repeated failures are rate-limited', async () => {
   await page.goto('/');
   let last = '';
