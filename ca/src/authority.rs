@@ -218,6 +218,10 @@ impl Authority {
         self.not_after
     }
 
+    pub(crate) fn public_key_raw(&self) -> &[u8] {
+        self.issuer.key().public_key_raw()
+    }
+
     pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }

@@ -135,9 +135,9 @@ fn crl_response(state: &AppState, req: &HttpRequest, pem: bool) -> HttpResponse 
     }
     if pem {
         resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
-            .body(crl.pem.as_str().to_owned())
+            .body(crl.pem)
     } else {
         resp.insert_header((header::CONTENT_TYPE, "application/pkix-crl"))
-            .body(crl.der.as_ref().clone())
+            .body(crl.der)
     }
 }

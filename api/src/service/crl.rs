@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration as StdDuration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use fleetca_ca::Authority;
 use fleetca_ca::crl::{CrlRequest, Reason, RevokedEntry};
@@ -33,8 +34,8 @@ const THIS_UPDATE_BACKDATE: Duration = Duration::minutes(5);
 /// The CRL currently served.
 #[derive(Clone, Debug)]
 pub struct PublishedCrl {
-    pub der: Arc<Vec<u8>>,
-    pub pem: Arc<String>,
+    pub der: Bytes,
+    pub pem: Bytes,
     pub number: u64,
     pub this_update: DateTime<Utc>,
     pub next_update: DateTime<Utc>,
@@ -219,11 +220,11 @@ impl CrlPublisher {
                 url: &url,
             };
             let crl = ca.sign_crl(&request, revoked.iter().map(|e| &e.entry))?;
-            let facts = ca.check_crl(&crl.der)?;
-            Ok::<_, fleetca_ca::CaError>((crl, facts))
+            ca.verify_crl_signature(&crl.der)?;
+            Ok::<_, fleetca_ca::CaError>((crl, revoked.len()))
         })
         .await??;
-        let (crl, facts) = signed;
+        let (crl, entries) = signed;
         let crl_pem = crl.pem;
         let status = self.write_and_reload(&crl_pem).await;
         let ok = status.is_ok();
@@ -233,20 +234,15 @@ impl CrlPublisher {
             error: status.err(),
         };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
-            der: Arc::new(crl.der),
-            pem: Arc::new(crl_pem),
+            der: Bytes::from(crl.der),
+            pem: Bytes::from(crl_pem),
             number,
             this_update,
             next_update,
-            entries: facts.entries,
+            entries,
         });
         published.covered = covered;
-        tracing::info!(
-            crl_number = number,
-            entries = facts.entries,
-            published = ok,
-            "CRL signed"
-        );
+        tracing::info!(crl_number = number, entries, published = ok, "CRL signed");
         Ok(())
     }
 
