@@ -99,6 +99,7 @@ pub struct Authority {
     cert_der: Vec<u8>,
     cert_pem: String,
     subject: String,
+    not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
 }
 
@@ -174,6 +175,8 @@ impl Authority {
         let subject = cert.subject().to_string();
         let not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
             .ok_or_else(|| CaError::InvalidKey("CA notAfter out of range".into()))?;
+        let not_before = DateTime::from_timestamp(cert.validity().not_before.timestamp(), 0)
+            .ok_or_else(|| CaError::InvalidKey("CA notBefore out of range".into()))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key)?;
         let cert_pem = pem::encode_config(
             &pem::Pem::new("CERTIFICATE", cert_der.clone()),
@@ -184,6 +187,7 @@ impl Authority {
             cert_der,
             cert_pem,
             subject,
+            not_before,
             not_after,
         })
     }
@@ -211,6 +215,11 @@ impl Authority {
     /// SHA-256 fingerprint of the CA certificate.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.cert_der)
+    }
+
+    /// The CA certificate's notBefore.
+    pub fn not_before(&self) -> DateTime<Utc> {
+        self.not_before
     }
 
     /// The CA certificate's notAfter.

@@ -244,8 +244,11 @@ impl Authority {
     }
 }
 
-/// One DER element with the expected tag: ((whole element, contents), the bytes after it).
-fn der_element(input: &[u8], tag: u8) -> Option<((&[u8], &[u8]), &[u8])> {
+/// A DER element: (the whole encoding, its contents).
+type DerElement<'a> = (&'a [u8], &'a [u8]);
+
+/// One DER element with the expected tag, and the bytes after it.
+fn der_element(input: &[u8], tag: u8) -> Option<(DerElement<'_>, &[u8])> {
     if *input.first()? != tag {
         return None;
     }

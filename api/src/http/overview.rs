@@ -52,6 +52,7 @@ pub struct CaInfo {
     pub subject: String,
     /// SHA-256 of the CA certificate's DER, lowercase hex.
     pub fingerprint: String,
+    pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
     pub certificate_pem: String,
 }
@@ -98,6 +99,7 @@ pub async fn ca(state: web::Data<AppState>, _caller: Auth) -> Result<HttpRespons
     Ok(HttpResponse::Ok().json(CaInfo {
         subject: state.ca.subject().to_owned(),
         fingerprint: state.ca.fingerprint(),
+        not_before: state.ca.not_before(),
         not_after: state.ca.not_after(),
         certificate_pem: state.ca.certificate_pem().to_owned(),
     }))
