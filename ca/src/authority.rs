@@ -99,6 +99,8 @@ pub struct Authority {
     cert_der: Vec<u8>,
     cert_pem: String,
     subject: String,
+    subject_der: Vec<u8>,
+    key_identifier: Vec<u8>,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
 }
@@ -173,6 +175,15 @@ impl Authority {
             ));
         }
         let subject = cert.subject().to_string();
+        let subject_der = cert.subject().as_raw().to_vec();
+        let key_identifier = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .ok_or_else(|| CaError::InvalidKey("the CA certificate has no subject key identifier".into()))?;
         let not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
             .ok_or_else(|| CaError::InvalidKey("CA notAfter out of range".into()))?;
         let not_before = DateTime::from_timestamp(cert.validity().not_before.timestamp(), 0)
@@ -187,6 +198,8 @@ impl Authority {
             cert_der,
             cert_pem,
             subject,
+            subject_der,
+            key_identifier,
             not_before,
             not_after,
         })
@@ -225,6 +238,14 @@ impl Authority {
     /// The CA certificate's notAfter.
     pub fn not_after(&self) -> DateTime<Utc> {
         self.not_after
+    }
+
+    pub(crate) fn subject_der(&self) -> &[u8] {
+        &self.subject_der
+    }
+
+    pub(crate) fn key_identifier(&self) -> &[u8] {
+        &self.key_identifier
     }
 
     pub(crate) fn public_key_raw(&self) -> &[u8] {

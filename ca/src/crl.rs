@@ -200,6 +200,62 @@ impl Authority {
         })
     }
 
+    /// Signs a CRL from entries already encoded with [`encode_revoked_entry`] and
+    /// concatenated. A publisher that keeps that buffer and appends to it pays per revocation
+    /// only for hashing the list, not for encoding every entry again: at 100,000 entries this
+    /// is several times faster than [`Authority::sign_crl`], which encodes them all.
+    pub fn sign_crl_encoded(&self, request: &CrlRequest<'_>, entries_der: &[u8]) -> Result<SignedCrl, CaError> {
+        const ECDSA_WITH_SHA256: [u8; 12] = [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        let mut exts = Vec::with_capacity(128);
+        // authorityKeyIdentifier: [0] keyIdentifier, equal to the CA certificate's SKI.
+        let aki = tlv(0x30, &tlv(0x80, self.key_identifier()));
+        exts.extend(tlv(
+            0x30,
+            &[&[0x06, 0x03, 0x55, 0x1d, 0x23][..], &tlv(0x04, &aki)].concat(),
+        ));
+        // cRLNumber.
+        let number = tlv(0x02, &positive_integer(&request.number.to_be_bytes()));
+        exts.extend(tlv(
+            0x30,
+            &[&[0x06, 0x03, 0x55, 0x1d, 0x14][..], &tlv(0x04, &number)].concat(),
+        ));
+        // issuingDistributionPoint (critical): distributionPoint fullName URI.
+        let uri = tlv(0x86, request.url.as_bytes());
+        let idp = tlv(0x30, &tlv(0xa0, &tlv(0xa0, &uri)));
+        exts.extend(tlv(
+            0x30,
+            &[&[0x06, 0x03, 0x55, 0x1d, 0x1c, 0x01, 0x01, 0xff][..], &tlv(0x04, &idp)].concat(),
+        ));
+        let mut tbs_body = Vec::with_capacity(entries_der.len() + 512);
+        tbs_body.extend([0x02, 0x01, 0x01]);
+        tbs_body.extend(ECDSA_WITH_SHA256);
+        tbs_body.extend(self.subject_der());
+        tbs_body.extend(der_time(request.this_update));
+        tbs_body.extend(der_time(request.next_update));
+        if !entries_der.is_empty() {
+            tbs_body.extend(tlv_header(0x30, entries_der.len()));
+            tbs_body.extend_from_slice(entries_der);
+        }
+        tbs_body.extend(tlv(0xa0, &tlv(0x30, &exts)));
+        let mut tbs = tlv_header(0x30, tbs_body.len());
+        tbs.extend(tbs_body);
+        use rcgen::SigningKey;
+        let signature = self.issuer().key().sign(&tbs)?;
+        let mut sig_bits = Vec::with_capacity(signature.len() + 1);
+        sig_bits.push(0);
+        sig_bits.extend(signature);
+        let mut body = tbs;
+        body.extend(ECDSA_WITH_SHA256);
+        body.extend(tlv(0x03, &sig_bits));
+        let mut der = tlv_header(0x30, body.len());
+        der.extend(body);
+        let pem = pem::encode_config(
+            &pem::Pem::new("X509 CRL", der.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        );
+        Ok(SignedCrl { der, pem })
+    }
+
     /// Checks a DER CRL's outer structure and that this CA signed it, without walking its
     /// entries: what the publisher runs before a CRL replaces a broker's file, at a cost that
     /// does not grow with the number of entries beyond hashing them.
@@ -244,6 +300,68 @@ impl Authority {
     }
 }
 
+/// The DER of one `revokedCertificates` element: serial, revocation date and, unless the
+/// reason is `unspecified` (which RFC 5280 §5.3.1 says to leave out), a reasonCode.
+pub fn encode_revoked_entry(e: &RevokedEntry) -> Vec<u8> {
+    let mut body = tlv(0x02, &positive_integer(&e.serial));
+    body.extend(der_time(e.revoked_at));
+    if e.reason != Reason::Unspecified {
+        let ext = tlv(
+            0x30,
+            &[
+                &[0x06, 0x03, 0x55, 0x1d, 0x15][..],
+                &tlv(0x04, &[0x0a, 0x01, e.reason.code()]),
+            ]
+            .concat(),
+        );
+        body.extend(tlv(0x30, &ext));
+    }
+    tlv(0x30, &body)
+}
+
+fn tlv_header(tag: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend(&bytes[skip..]);
+    }
+    out
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = tlv_header(tag, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// A big-endian unsigned number as the contents of a DER INTEGER.
+fn positive_integer(bytes: &[u8]) -> Vec<u8> {
+    let trimmed = match bytes.iter().position(|b| *b != 0) {
+        Some(i) => &bytes[i..],
+        None => &[0u8][..],
+    };
+    let mut out = Vec::with_capacity(trimmed.len() + 1);
+    if trimmed[0] & 0x80 != 0 {
+        out.push(0);
+    }
+    out.extend_from_slice(trimmed);
+    out
+}
+
+/// UTCTime through 2049, GeneralizedTime after (RFC 5280 §5.1.2.4).
+fn der_time(t: DateTime<Utc>) -> Vec<u8> {
+    use chrono::Datelike;
+    if t.year() < 2050 {
+        tlv(0x17, t.format("%y%m%d%H%M%SZ").to_string().as_bytes())
+    } else {
+        tlv(0x18, t.format("%Y%m%d%H%M%SZ").to_string().as_bytes())
+    }
+}
+
 /// A DER element: (the whole encoding, its contents).
 type DerElement<'a> = (&'a [u8], &'a [u8]);
 
@@ -277,6 +395,65 @@ mod tests {
     use crate::CaSubject;
     use chrono::Duration;
     use x509_parser::extensions::ParsedExtension;
+
+    #[test]
+    fn a_crl_signed_from_cached_entries_parses_like_one_signed_whole() {
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+        let ca = Authority::create(
+            &CaSubject {
+                common_name: "Inc CA".into(),
+                organization: Some("fleetca".into()),
+            },
+            now,
+            Duration::days(3650),
+        )
+        .unwrap();
+        let entries: Vec<RevokedEntry> = (0..300u32)
+            .map(|i| RevokedEntry {
+                serial: [&[0xc0u8][..], &i.to_be_bytes()].concat(),
+                revoked_at: now,
+                reason: Reason::ALL[i as usize % Reason::ALL.len()],
+            })
+            .collect();
+        let encoded: Vec<u8> = entries.iter().flat_map(encode_revoked_entry).collect();
+        let request = CrlRequest {
+            number: 300,
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(7),
+            url: "http://h/crl.der",
+        };
+        let fast = ca.sign_crl_encoded(&request, &encoded).unwrap();
+        let whole = ca.sign_crl(&request, &entries).unwrap();
+        ca.verify_crl_signature(&fast.der).unwrap();
+        assert_eq!(ca.check_crl(&fast.der).unwrap(), ca.check_crl(&whole.der).unwrap());
+        let (_, a) = CertificateRevocationList::from_der(&fast.der).unwrap();
+        let (_, b) = CertificateRevocationList::from_der(&whole.der).unwrap();
+        assert_eq!(a.issuer(), b.issuer());
+        let reasons = |c: &CertificateRevocationList| -> Vec<(Vec<u8>, Option<u8>)> {
+            c.iter_revoked_certificates()
+                .map(|r| {
+                    (
+                        r.raw_serial().to_vec(),
+                        r.reason_code().map(|x| x.1.0).filter(|x| *x != 0),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(reasons(&a), reasons(&b));
+        let exts = |c: &CertificateRevocationList| -> Vec<String> {
+            c.extensions()
+                .iter()
+                .map(|e| format!("{:?}", e.parsed_extension()))
+                .collect()
+        };
+        assert_eq!(exts(&a), exts(&b), "AKI, CRL number and IDP match rcgen's");
+        assert!(fast.pem.starts_with("-----BEGIN X509 CRL-----\n"));
+        // An empty list has no revokedCertificates field at all.
+        let empty = ca.sign_crl_encoded(&request, &[]).unwrap();
+        assert_eq!(ca.check_crl(&empty.der).unwrap().entries, 0);
+        // Past 2049 the dates are GeneralizedTime.
+        assert_eq!(der_time(DateTime::from_timestamp(2_600_000_000, 0).unwrap())[0], 0x18);
+    }
 
     #[test]
     fn reasons_parse_from_rfc_names_in_any_spelling() {

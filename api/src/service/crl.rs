@@ -20,7 +20,7 @@ use std::time::Duration as StdDuration;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use fleetca_ca::Authority;
-use fleetca_ca::crl::{CrlRequest, Reason, RevokedEntry};
+use fleetca_ca::crl::{CrlRequest, Reason, RevokedEntry, encode_revoked_entry};
 use fleetca_storage::{Certificate, Store};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -81,6 +81,9 @@ struct Published {
     /// The serials in `revoked`, so a revocation heard twice (locally and from another
     /// instance) is listed once.
     serials: HashSet<Vec<u8>>,
+    /// The DER of every entry of `revoked`, concatenated and appended to as revocations
+    /// arrive, so a new CRL costs a hash of the list rather than encoding it again.
+    encoded: Arc<Vec<u8>>,
     /// Revocations up to this sequence number are on the current CRL.
     covered: u64,
 }
@@ -122,6 +125,12 @@ impl CrlPublisher {
             added: AtomicU64::new(0),
             publishing: tokio::sync::Mutex::new(Published {
                 serials: revoked.iter().map(|e: &Entry| e.entry.serial.clone()).collect(),
+                encoded: Arc::new(
+                    revoked
+                        .iter()
+                        .flat_map(|e: &Entry| encode_revoked_entry(&e.entry))
+                        .collect(),
+                ),
                 revoked: Arc::new(revoked),
                 covered: 0,
             }),
@@ -187,8 +196,10 @@ impl CrlPublisher {
         let covered = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let revoked = Arc::make_mut(&mut published.revoked);
+            let encoded = Arc::make_mut(&mut published.encoded);
             for e in pending.drain(..) {
                 if published.serials.insert(e.entry.serial.clone()) {
+                    encoded.extend(encode_revoked_entry(&e.entry));
                     revoked.push(e);
                 }
             }
@@ -205,12 +216,20 @@ impl CrlPublisher {
                 }
                 keep
             });
+            published.encoded = Arc::new(
+                published
+                    .revoked
+                    .iter()
+                    .flat_map(|e| encode_revoked_entry(&e.entry))
+                    .collect(),
+            );
         }
         let this_update = now - THIS_UPDATE_BACKDATE;
         let next_update = now + self.validity;
         let number = self.store.next_crl_number(this_update, next_update).await?;
         let ca = self.ca.clone();
-        let revoked = published.revoked.clone();
+        let encoded = published.encoded.clone();
+        let entries = published.revoked.len();
         let url = self.url.clone();
         let signed = crate::service::blocking(move || {
             let request = CrlRequest {
@@ -219,12 +238,12 @@ impl CrlPublisher {
                 next_update,
                 url: &url,
             };
-            let crl = ca.sign_crl(&request, revoked.iter().map(|e| &e.entry))?;
+            let crl = ca.sign_crl_encoded(&request, &encoded)?;
             ca.verify_crl_signature(&crl.der)?;
-            Ok::<_, fleetca_ca::CaError>((crl, revoked.len()))
+            Ok::<_, fleetca_ca::CaError>(crl)
         })
         .await??;
-        let (crl, entries) = signed;
+        let crl = signed;
         let crl_pem = crl.pem;
         let status = self.write_and_reload(&crl_pem).await;
         let ok = status.is_ok();
