@@ -42,6 +42,19 @@ impl Principal {
         }
     }
 
+    /// For a manager, pins a listing's enterprise (or tenant) filter to its own enterprise.
+    /// Returns `false` when the filter asked for another one: the listing is then empty.
+    pub fn pin_enterprise(&self, filter: &mut Option<String>) -> bool {
+        if self.role != Role::Manager {
+            return true;
+        }
+        if filter.as_ref().is_some_and(|e| *e != self.enterprise) {
+            return false;
+        }
+        *filter = Some(self.enterprise.clone());
+        true
+    }
+
     /// Whether objects of `enterprise` are inside this caller's scope.
     pub fn manages(&self, enterprise: &str) -> bool {
         match self.role {

@@ -186,10 +186,9 @@ pub async fn list(
     match caller.role {
         Role::Admin => {}
         Role::Manager => {
-            if filter.enterprise.as_ref().is_some_and(|e| *e != caller.enterprise) {
+            if !caller.pin_enterprise(&mut filter.enterprise) {
                 return Ok((Vec::new(), 0));
             }
-            filter.enterprise = Some(caller.enterprise.clone());
         }
         Role::Service => {
             if filter.api_key_id.is_some_and(|k| k != caller.id) {

@@ -226,11 +226,8 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<(Vec<Device>, u64), ApiError> {
     forbidden_for_service(caller)?;
-    if caller.role == Role::Manager {
-        if filter.tenant.as_ref().is_some_and(|t| *t != caller.enterprise) {
-            return Ok((Vec::new(), 0));
-        }
-        filter.tenant = Some(caller.enterprise.clone());
+    if !caller.pin_enterprise(&mut filter.tenant) {
+        return Ok((Vec::new(), 0));
     }
     Ok(state.store.list_devices(&filter, page.storage()).await?)
 }

@@ -1,28 +1,12 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, openssl_dgst};
 
 const HA1: &str = "939e7578ed9e3c518a452acee763bce9";
 
 /// HMAC-SHA256 keyed with the HA1's hex characters, computed by openssl, not fleetca.
 fn openssl_signature(ha1: &str, timestamp: i64) -> String {
-    let out = std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", ha1, "-r"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(timestamp.to_string().as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("openssl is installed (scripts/test installs it)");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
+    openssl_dgst(&["-sha256", "-hmac", ha1], timestamp.to_string().as_bytes())
 }
 
 fn now() -> i64 {

@@ -1,31 +1,11 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_field_error, assert_problem};
+use crate::helpers::{TestApp, assert_field_error, assert_problem, openssl_dgst};
 
 const DEVICES: &str = "/api/v4/manage/devices/";
 
 fn md5_ha1(device: &str, realm: &str, password: &str) -> String {
-    // Independent of fleetca: openssl computes the digest.
-    let out = std::process::Command::new("openssl")
-        .args(["dgst", "-md5", "-r"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{device}:{realm}:{password}").as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("openssl is installed (scripts/test installs it)");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
+    openssl_dgst(&["-md5"], format!("{device}:{realm}:{password}").as_bytes())
 }
 
 #[actix_web::test]

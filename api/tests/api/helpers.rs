@@ -246,3 +246,24 @@ pub fn assert_field_error(r: &Resp, field: &str) {
     let body = assert_problem(r, 400);
     assert!(body["errors"][field].is_array(), "no error for {field}: {body}");
 }
+
+/// `openssl dgst ARGS -r` over `input`: a digest computed independently of fleetca.
+pub fn openssl_dgst(args: &[&str], input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .arg("dgst")
+        .args(args)
+        .arg("-r")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl is installed (scripts/test installs it)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
