@@ -111,15 +111,6 @@ pub struct CreatedCertificate {
     pub ca_certificate_pem: String,
 }
 
-/// A page of certificates.
-#[derive(Serialize, ToSchema)]
-pub struct CertificatePage {
-    pub count: u64,
-    pub next: Option<String>,
-    pub previous: Option<String>,
-    pub results: Vec<CertificateOut>,
-}
-
 /// Create an MQTT client certificate.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -240,7 +231,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v4/manage/mqtt-certificates/", tag = "mqtt-certificates", params(CertificateQuery),
     responses(
-        (status = 200, body = CertificatePage),
+        (status = 200, body = PageOf<CertificateOut>),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ),

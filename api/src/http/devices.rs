@@ -102,15 +102,6 @@ impl From<Provisioned> for ProvisionedOut {
     }
 }
 
-/// A page of devices.
-#[derive(Serialize, ToSchema)]
-pub struct DevicePage {
-    pub count: u64,
-    pub next: Option<String>,
-    pub previous: Option<String>,
-    pub results: Vec<DeviceOut>,
-}
-
 /// The bulk response.
 #[derive(Serialize, ToSchema)]
 pub struct BulkCreated {
@@ -325,7 +316,7 @@ pub async fn bulk(
 #[utoipa::path(
     get, path = "/api/v4/manage/devices/", tag = "devices", params(DeviceQuery),
     responses(
-        (status = 200, body = DevicePage),
+        (status = 200, body = PageOf<DeviceOut>),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),

@@ -174,10 +174,13 @@ pub async fn request_log(
 }
 
 /// A page of results, as the N-Hub API shapes it.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 pub struct PageOf<T> {
+    /// How many match in all.
     pub count: u64,
+    /// The next page's URL, if any.
     pub next: Option<String>,
+    /// The previous page's URL, if any.
     pub previous: Option<String>,
     pub results: Vec<T>,
 }

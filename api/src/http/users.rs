@@ -81,15 +81,6 @@ pub struct UserWithToken {
     pub token: String,
 }
 
-/// A page of users.
-#[derive(Serialize, ToSchema)]
-pub struct UserPage {
-    pub count: u64,
-    pub next: Option<String>,
-    pub previous: Option<String>,
-    pub results: Vec<UserOut>,
-}
-
 /// Create a user.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -183,7 +174,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v4/manage/users/", tag = "users", params(UserQuery),
     responses(
-        (status = 200, body = UserPage),
+        (status = 200, body = PageOf<UserOut>),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ),
