@@ -33,12 +33,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             .app_data::<web::Data<AppState>>()
             .map(|s| s.config.body_limit_bytes)
             .unwrap_or(64 * 1024);
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+        let is_json = is_json(req);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

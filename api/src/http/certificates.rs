@@ -303,14 +303,7 @@ pub async fn revoke(
     let body: RevokeBody = if body.iter().all(u8::is_ascii_whitespace) {
         RevokeBody::default()
     } else {
-        let is_json = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType("application/json"));
-        }
+        crate::extract::require_json(&req)?;
         crate::extract::parse_json(&body)?
     };
     let reason = match body.reason.as_deref() {
