@@ -51,6 +51,14 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     ensure_dir(&config.data_dir)?;
     let master = load_master_key(&config)?;
     let store = connect(&config).await?;
+    // A database that already holds a CA must open with this master key before anything,
+    // migrations included, touches it.
+    if let Ok(Some(stored)) = store.load_authority().await
+        && let Err(CaError::Unseal) = Authority::load(&stored.certificate_pem, &stored.sealed_key, &master)
+    {
+        return Err(StartError::WrongMasterKey);
+    }
+    store.migrate().await.map_err(|e| StartError::Database(e.to_string()))?;
     let ca = Arc::new(ensure_authority(&config, &store, &master).await?);
     ensure_admin(&config, &store).await?;
     let crl = CrlPublisher::start(

@@ -56,7 +56,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects (creating a SQLite file if missing) and runs pending migrations.
+    /// Connects (creating a SQLite file if missing). Call [`Store::migrate`] before use.
     ///
     /// SQLite runs in WAL mode with `synchronous=FULL`, so a committed transaction is on
     /// disk when the commit returns.
@@ -75,8 +75,13 @@ impl Store {
                     .foreign_keys(true)
             });
         let db = Database::connect(opts).await.map_err(StorageError::from)?;
-        Migrator::up(&db, None).await.map_err(StorageError::from)?;
         Ok(Self { db })
+    }
+
+    /// Runs pending migrations (safe from several instances at once on PostgreSQL, whose
+    /// DDL is transactional, and on SQLite, where they take the write lock).
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        Migrator::up(&self.db, None).await.map_err(StorageError::from)
     }
 
     /// Whether the database answers.
