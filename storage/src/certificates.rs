@@ -11,8 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use std::collections::HashMap;
 
@@ -92,15 +91,6 @@ impl Store {
     /// A certificate by id.
     pub async fn certificate(&self, id: Uuid) -> Result<Certificate, StorageError> {
         Certificates::find_by_id(id)
-            .one(self.conn())
-            .await?
-            .ok_or(StorageError::NotFound)
-    }
-
-    /// A certificate by its SHA-256 fingerprint.
-    pub async fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Certificate, StorageError> {
-        Certificates::find()
-            .filter(Column::Fingerprint.eq(fingerprint))
             .one(self.conn())
             .await?
             .ok_or(StorageError::NotFound)
@@ -209,26 +199,12 @@ impl Store {
             .await?)
     }
 
-    /// Counts the active certificates of an API key.
-    pub async fn count_active_certificates(&self, api_key_id: Uuid, now: DateTime<Utc>) -> Result<u64, StorageError> {
-        active_count(self.conn(), api_key_id, now).await
-    }
-
     /// Starts the group-commit writer for issuance (see the module docs).
     pub fn issue_queue(&self) -> IssueQueue {
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(run_issue_queue(self.clone(), rx));
         IssueQueue { tx }
     }
-}
-
-async fn active_count(c: &impl ConnectionTrait, api_key_id: Uuid, now: DateTime<Utc>) -> Result<u64, StorageError> {
-    Ok(Certificates::find()
-        .filter(Column::ApiKeyId.eq(api_key_id))
-        .filter(Column::RevokedAt.is_null())
-        .filter(Column::NotAfter.gt(now))
-        .count(c)
-        .await?)
 }
 
 struct IssueJob {

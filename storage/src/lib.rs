@@ -89,11 +89,6 @@ impl Store {
         self.db.ping().await.is_ok()
     }
 
-    /// Whether this is a PostgreSQL database.
-    pub fn is_postgres(&self) -> bool {
-        self.db.get_database_backend() == DbBackend::Postgres
-    }
-
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
     }
@@ -106,11 +101,6 @@ impl Store {
             ..Default::default()
         };
         Ok(self.db.begin_with_options(options).await?)
-    }
-
-    /// Closes the pool.
-    pub async fn close(self) {
-        let _ = self.db.close().await;
     }
 }
 

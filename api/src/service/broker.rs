@@ -64,36 +64,38 @@ pub struct BrokerService {
     keys: Cache<String, KeyEntry>,
 }
 
-/// A device username: `device={id}&tenant={tenant}`, in any order, percent-decoded.
+/// Parses a query string that holds exactly the two named fields, in any order,
+/// percent-decoded; anything else (a missing, repeated or extra field) is `None`.
+fn two_fields(text: &str, first: &str, second: &str) -> Option<(String, String)> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).ok()?;
+    let (mut a, mut b) = (None, None);
+    for (k, v) in pairs {
+        let slot = if k == first {
+            &mut a
+        } else if k == second {
+            &mut b
+        } else {
+            return None;
+        };
+        if slot.replace(v).is_some() {
+            return None;
+        }
+    }
+    Some((a?, b?))
+}
+
+/// A device username: `device={id}&tenant={tenant}` → (device id, tenant).
 pub fn parse_device_username(username: &str) -> Option<(String, String)> {
     if !username.contains("device=") {
         return None;
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(username).ok()?;
-    let mut device = None;
-    let mut tenant = None;
-    for (k, v) in pairs {
-        match k.as_str() {
-            "device" if device.is_none() => device = Some(v),
-            "tenant" if tenant.is_none() => tenant = Some(v),
-            _ => return None,
-        }
-    }
-    Some((device?, tenant?))
+    two_fields(username, "device", "tenant")
 }
 
+/// A device password: `signature={hex}&timestamp={unix seconds}`.
 fn parse_device_password(password: &str) -> Option<(String, i64)> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(password).ok()?;
-    let mut signature = None;
-    let mut timestamp = None;
-    for (k, v) in pairs {
-        match k.as_str() {
-            "signature" if signature.is_none() => signature = Some(v),
-            "timestamp" if timestamp.is_none() => timestamp = v.parse::<i64>().ok(),
-            _ => return None,
-        }
-    }
-    Some((signature?, timestamp?))
+    let (signature, timestamp) = two_fields(password, "signature", "timestamp")?;
+    Some((signature, timestamp.parse().ok()?))
 }
 
 impl BrokerService {
@@ -113,12 +115,6 @@ impl BrokerService {
     /// issue or revocation).
     pub fn invalidate_key(&self, user_id: Uuid) {
         self.keys.retain(|_, e| e.user_id != user_id);
-    }
-
-    /// Forgets everything (used when another instance reports changes it cannot name).
-    pub fn invalidate_all(&self) {
-        self.devices.retain(|_, _| false);
-        self.keys.retain(|_, _| false);
     }
 
     async fn device(
@@ -342,6 +338,7 @@ mod tests {
         );
         assert_eq!(parse_device_username("device=d1"), None);
         assert_eq!(parse_device_username("device=d1&tenant=a&extra=1"), None);
+        assert_eq!(parse_device_username("device=d1&device=d2&tenant=a"), None);
         assert_eq!(parse_device_username("svc-mqtt"), None);
     }
 

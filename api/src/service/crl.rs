@@ -53,10 +53,28 @@ pub struct PublishStatus {
     pub error: Option<String>,
 }
 
-#[derive(Clone)]
 struct Entry {
     entry: RevokedEntry,
     not_after: DateTime<Utc>,
+}
+
+impl Entry {
+    /// An entry from what the database records: the serial as hex, the RFC 5280 reason
+    /// name (an unknown one reads as `unspecified`).
+    fn new(
+        serial_hex: &str,
+        revoked_at: DateTime<Utc>,
+        reason: Option<&str>,
+        not_after: DateTime<Utc>,
+    ) -> Option<Self> {
+        let reason = reason.and_then(|r| r.parse().ok()).unwrap_or(Reason::Unspecified);
+        let entry = RevokedEntry {
+            serial: hex::decode(serial_hex).ok()?,
+            revoked_at,
+            reason,
+        };
+        Some(Self { entry, not_after })
+    }
 }
 
 /// Publishes CRLs. One per process.
@@ -77,7 +95,7 @@ pub struct CrlPublisher {
 }
 
 struct Published {
-    revoked: Arc<Vec<Entry>>,
+    revoked: Vec<Entry>,
     /// The serials in `revoked`, so a revocation heard twice (locally and from another
     /// instance) is listed once.
     serials: HashSet<Vec<u8>>,
@@ -103,16 +121,7 @@ impl CrlPublisher {
             .revocations(now)
             .await?
             .into_iter()
-            .filter_map(|r| {
-                Some(Entry {
-                    entry: RevokedEntry {
-                        serial: hex::decode(&r.serial).ok()?,
-                        revoked_at: r.revoked_at,
-                        reason: r.reason.parse().unwrap_or(Reason::Unspecified),
-                    },
-                    not_after: r.not_after,
-                })
-            })
+            .filter_map(|r| Entry::new(&r.serial, r.revoked_at, Some(&r.reason), r.not_after))
             .collect();
         let publisher = Arc::new(Self {
             ca,
@@ -131,7 +140,7 @@ impl CrlPublisher {
                         .flat_map(|e: &Entry| encode_revoked_entry(&e.entry))
                         .collect(),
                 ),
-                revoked: Arc::new(revoked),
+                revoked,
                 covered: 0,
             }),
             current: RwLock::new(None),
@@ -159,24 +168,9 @@ impl CrlPublisher {
     pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), ApiError> {
         let mine = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for c in certs {
-                let (Some(at), Ok(serial)) = (c.revoked_at, hex::decode(&c.serial)) else {
-                    continue;
-                };
-                let reason = c
-                    .revocation_reason
-                    .as_deref()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(Reason::Unspecified);
-                pending.push(Entry {
-                    entry: RevokedEntry {
-                        serial,
-                        revoked_at: at,
-                        reason,
-                    },
-                    not_after: c.not_after,
-                });
-            }
+            let entries =
+                certs.filter_map(|c| Entry::new(&c.serial, c.revoked_at?, c.revocation_reason.as_deref(), c.not_after));
+            pending.extend(entries);
             self.added.fetch_add(1, Ordering::AcqRel) + 1
         };
         let mut published = self.publishing.lock().await;
@@ -195,12 +189,11 @@ impl CrlPublisher {
     async fn publish_locked(&self, published: &mut Published) -> Result<(), ApiError> {
         let covered = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let revoked = Arc::make_mut(&mut published.revoked);
             let encoded = Arc::make_mut(&mut published.encoded);
             for e in pending.drain(..) {
                 if published.serials.insert(e.entry.serial.clone()) {
                     encoded.extend(encode_revoked_entry(&e.entry));
-                    revoked.push(e);
+                    published.revoked.push(e);
                 }
             }
             self.added.load(Ordering::Acquire)
@@ -209,7 +202,7 @@ impl CrlPublisher {
         // Entries may leave the CRL once their certificate has expired (RFC 5280 §3.3).
         if published.revoked.iter().any(|e| e.not_after < now) {
             let serials = &mut published.serials;
-            Arc::make_mut(&mut published.revoked).retain(|e| {
+            published.revoked.retain(|e| {
                 let keep = e.not_after >= now;
                 if !keep {
                     serials.remove(&e.entry.serial);
