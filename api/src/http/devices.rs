@@ -295,13 +295,12 @@ pub async fn bulk(
             created: created.len(),
             results: created.into_iter().map(ProvisionedOut::from).collect(),
         })),
-        BulkOutcome::Rejected(rows) => {
+        BulkOutcome::Rejected { rows, conflicts_only } => {
             let mut errors = FieldErrors::new();
-            let conflict_only = rows.iter().all(|(_, _, m)| m.contains("already exists"));
             for (i, field, message) in rows {
                 errors.entry(format!("{i}.{field}")).or_default().push(message);
             }
-            if conflict_only {
+            if conflicts_only {
                 Err(ApiError::ConflictFields(
                     "Some devices already exist; nothing was written. See `errors` for the rows.".into(),
                     errors,

@@ -122,7 +122,12 @@ pub async fn create(state: &AppState, caller: &Principal, input: DeviceInput) ->
 /// The result of a bulk provisioning: all rows, or per-row errors and nothing written.
 pub enum BulkOutcome {
     Created(Vec<Provisioned>),
-    Rejected(Vec<(usize, String, String)>),
+    /// Per-row errors as (row, field, message); `conflicts_only` when every problem is a
+    /// device that already exists (the request itself was well-formed).
+    Rejected {
+        rows: Vec<(usize, String, String)>,
+        conflicts_only: bool,
+    },
 }
 
 /// Provisions many devices, all or nothing. Rows are already validated one by one; this
@@ -153,6 +158,7 @@ pub async fn bulk(state: &AppState, caller: &Principal, rows: Vec<DeviceInput>) 
     let keys: Vec<(String, String)> = rows.iter().map(|r| (r.tenant.clone(), r.device_id.clone())).collect();
     let existing: std::collections::HashSet<(String, String)> =
         state.store.existing_devices(&keys).await?.into_iter().collect();
+    let conflicts_only = errors.is_empty();
     for (i, key) in keys.iter().enumerate() {
         if existing.contains(key) {
             errors.push((
@@ -164,7 +170,10 @@ pub async fn bulk(state: &AppState, caller: &Principal, rows: Vec<DeviceInput>) 
     }
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.0);
-        return Ok(BulkOutcome::Rejected(errors));
+        return Ok(BulkOutcome::Rejected {
+            rows: errors,
+            conflicts_only,
+        });
     }
     let mut new = Vec::with_capacity(rows.len());
     let mut generated = Vec::with_capacity(rows.len());
