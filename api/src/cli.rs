@@ -1,52 +1,187 @@
-//! Operator commands that work on the database directly: issuing a broker's server
-//! certificate and setting a user's password when nobody can sign in.
+//! The command line: its definition (clap) and the offline operator commands, which build
+//! only what they need (the store, the master key, the CA) and go through the same service
+//! calls as the API, with the same effects.
 
-use std::io::Read;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use chrono::Duration;
+use clap::{Args, Parser, Subcommand};
 
-use crate::config::{AdminCommand, Config, ServerCertArgs};
-use crate::service::certificates;
-use crate::service::users::check_password;
+use crate::config::{Config, LogFormat, Overrides};
+use crate::domain::{Password, ServerCertRequest};
+use crate::service::clock::SystemClock;
+use crate::service::hashing::Hasher;
+use crate::service::issuer::Issuer;
+use crate::service::sessions::SessionService;
 use crate::startup;
 
-fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), String> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+#[derive(Parser, Debug)]
+#[command(
+    name = "fleetca",
+    version,
+    about = "Certificate authority and credential service for MQTT device fleets"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Issue a TLS server certificate for an MQTT broker, signed by fleetca's CA, and
+    /// write server.crt, server.key and ca.crt into --out.
+    ServerCert(ServerCertArgs),
+    /// Administrative commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Set a human user's password (reads it from FLEETCA_NEW_PASSWORD or standard input);
+    /// ends the user's sessions.
+    SetPassword {
+        /// The user's username.
+        username: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServerCertArgs {
+    /// DNS names for the certificate (repeatable).
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// IP addresses for the certificate (repeatable).
+    #[arg(long = "ip")]
+    pub ip: Vec<IpAddr>,
+    /// Validity in days (1 to 3650; default 825).
+    #[arg(long)]
+    pub days: Option<i64>,
+    /// Where to write server.crt, server.key and ca.crt.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// Settings that flags and environment variables may set.
+#[derive(Args, Debug, Default)]
+pub struct SettingsArgs {
+    /// TOML settings file.
+    #[arg(long, env = "FLEETCA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "FLEETCA_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database, master key and admin token.
+    #[arg(long, env = "FLEETCA_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (sqlite://... or postgres://...).
+    #[arg(long, env = "FLEETCA_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Database pool size.
+    #[arg(long, env = "FLEETCA_DATABASE_MAX_CONNECTIONS", global = true)]
+    pub database_max_connections: Option<u32>,
+    /// Base URL that clients and brokers reach this service at.
+    #[arg(long, env = "FLEETCA_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "FLEETCA_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Write every new CRL to this file (PEM).
+    #[arg(long, env = "FLEETCA_CRL_FILE", global = true)]
+    pub crl_file: Option<PathBuf>,
+    /// Run this with `sh -c` after each CRL file write (e.g. send SIGHUP to mosquitto).
+    #[arg(long, env = "FLEETCA_CRL_RELOAD_COMMAND", global = true)]
+    pub crl_reload_command: Option<String>,
+    /// Comma-separated CIDRs allowed to call /broker/* (default loopback).
+    #[arg(long, env = "FLEETCA_BROKER_ALLOW", global = true)]
+    pub broker_allow: Option<String>,
+}
+
+impl SettingsArgs {
+    /// The settings the command line gave, for [`Config::resolve`].
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            database_max_connections: self.database_max_connections,
+            public_url: self.public_url.clone(),
+            log_format: self.log_format,
+            crl_file: self.crl_file.clone(),
+            crl_reload_command: self.crl_reload_command.clone(),
+            broker_allow: self.broker_allow.clone(),
+        }
     }
-    let _ = private;
-    use std::io::Write;
-    let mut f = opts.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(contents.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes `contents` to `path` through a new file in the same directory, created with
+/// `mode` (so a private key is never readable by others, even for an instant, whatever
+/// file was there before), then renamed over `path`.
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = opts.open(&tmp).map_err(err)?;
+    let written = f
+        .write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    Ok(())
+}
+
+fn field_errors(e: crate::service::Error) -> String {
+    match e {
+        crate::service::Error::Invalid(errors) => errors
+            .iter()
+            .map(|(field, why)| format!("{field}: {}", why.join("; ")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    }
 }
 
 /// `fleetca server-cert --dns broker.example --ip 127.0.0.1 --out DIR`.
 pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), String> {
-    if args.dns.is_empty() && args.ip.is_empty() {
-        return Err("give at least one --dns NAME or --ip ADDRESS".into());
-    }
-    if !(1..=3650).contains(&args.days) {
-        return Err("--days must be from 1 to 3650".into());
-    }
-    let state = startup::prepare(config).await.map_err(|e| e.to_string())?;
-    let name = args.dns.first().cloned().unwrap_or_else(|| "broker".into());
-    let (cert, key) =
-        certificates::create_server(&state, name, &args.dns, &args.ip, Duration::days(i64::from(args.days)))
-            .await
-            .map_err(|e| match e.problem().errors {
-                Some(errors) => format!("{errors:?}"),
-                None => e.to_string(),
-            })?;
+    let request = ServerCertRequest::parse(None, &args.dns, args.ip, args.days)
+        .map_err(|e| field_errors(crate::service::Error::Invalid(e)).replace("dns_names:", "--dns/--ip:"))?;
+    let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
+    let issuer = Issuer::new(
+        opened.ca.clone(),
+        opened.store.issue_queue(),
+        Arc::new(SystemClock),
+        config.crl_url(),
+        config.admin_enterprise.clone(),
+    );
+    let (cert, key) = issuer.issue_server(&request).await.map_err(field_errors)?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    write_file(&args.out.join("server.crt"), &cert.certificate_pem, false)?;
-    write_file(&args.out.join("server.key"), &key, true)?;
-    write_file(&args.out.join("ca.crt"), state.ca.certificate_pem(), false)?;
+    write_file(&args.out.join("server.key"), &key, 0o600)?;
+    write_file(&args.out.join("server.crt"), &cert.certificate_pem, 0o644)?;
+    write_file(&args.out.join("ca.crt"), issuer.ca_certificate_pem(), 0o644)?;
     println!(
         "wrote server.crt, server.key (mode 0600) and ca.crt to {} (serial {})",
         args.out.display(),
@@ -69,23 +204,18 @@ pub async fn admin(config: Config, cmd: AdminCommand) -> Result<(), String> {
                     s.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            check_password(&password).map_err(|e| format!("the password {e}"))?;
-            let state = startup::prepare(config).await.map_err(|e| e.to_string())?;
-            let user = state
-                .store
-                .user_by_username(&username)
+            let password = Password::parse(password).map_err(|e| format!("the password {e}"))?;
+            let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
+            let hasher = Arc::new(Hasher::new().map_err(|e| e.to_string())?);
+            let sessions = SessionService::new(opened.store, hasher, Arc::new(SystemClock));
+            sessions
+                .reset_password(&username, password)
                 .await
-                .map_err(|_| format!("no user named {username:?}"))?;
-            if user.is_service_account {
-                return Err(format!("{username:?} is an API key; only human users have passwords"));
-            }
-            let hash = state.auth.hash_password(password).await.map_err(|e| e.to_string())?;
-            state
-                .store
-                .set_user_password(user.id, Some(hash), chrono::Utc::now())
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("password set for {username}");
+                .map_err(|e| match e {
+                    crate::service::Error::NotFound(_) => format!("no user named {username:?}"),
+                    other => other.to_string(),
+                })?;
+            println!("password set for {username}; the user's sessions have ended");
             Ok(())
         }
     }

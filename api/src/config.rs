@@ -1,17 +1,19 @@
 //! Settings, layered: defaults, then the TOML file (`--config` / `FLEETCA_CONFIG`), then
-//! `FLEETCA_*` environment variables, then command-line flags. Unknown keys in the file
-//! are an error. Secrets (master key, bootstrap token, broker secret) come only from the
+//! `FLEETCA_*` environment variables, then command-line flags (those two merged by the
+//! CLI parser in `cli`, handed over as [`Overrides`]). Unknown keys in the file are an
+//! error. Secrets (master key, bootstrap token, broker secret) come only from the
 //! environment or files, never from flags, so they do not show in `ps`.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::service::acl::AclConfig;
+use crate::service::broker::BrokerPolicy;
+use crate::service::crl::CrlSettings;
 
 /// A secret string whose `Debug` hides it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -34,97 +36,40 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "fleetca",
-    version,
-    about = "Certificate authority and credential service for MQTT device fleets"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub settings: SettingsArgs,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Run the service (the default).
-    Serve,
-    /// Issue a TLS server certificate for an MQTT broker, signed by fleetca's CA, and
-    /// write server.crt, server.key and ca.crt into --out.
-    ServerCert(ServerCertArgs),
-    /// Administrative commands.
-    #[command(subcommand)]
-    Admin(AdminCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AdminCommand {
-    /// Set a user's password (reads it from FLEETCA_NEW_PASSWORD or standard input).
-    SetPassword {
-        /// The user's username.
-        username: String,
-    },
-}
-
-#[derive(Args, Debug)]
-pub struct ServerCertArgs {
-    /// DNS names for the certificate (repeatable).
-    #[arg(long = "dns")]
-    pub dns: Vec<String>,
-    /// IP addresses for the certificate (repeatable).
-    #[arg(long = "ip")]
-    pub ip: Vec<std::net::IpAddr>,
-    /// Validity in days.
-    #[arg(long, default_value_t = 825)]
-    pub days: u32,
-    /// Where to write server.crt, server.key and ca.crt.
-    #[arg(long, default_value = ".")]
-    pub out: PathBuf,
-}
-
-/// Settings that flags and environment variables may set.
-#[derive(Args, Debug, Default)]
-pub struct SettingsArgs {
-    /// TOML settings file.
-    #[arg(long, env = "FLEETCA_CONFIG", global = true)]
+/// What the command line and `FLEETCA_*` variables may set (already merged by the CLI
+/// parser, flags over variables); everything else comes from the file or the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
     pub config: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, env = "FLEETCA_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
-    /// Directory for the SQLite database, master key and admin token.
-    #[arg(long, env = "FLEETCA_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// Database URL (sqlite://... or postgres://...).
-    #[arg(long, env = "FLEETCA_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// Database pool size.
-    #[arg(long, env = "FLEETCA_DATABASE_MAX_CONNECTIONS", global = true)]
     pub database_max_connections: Option<u32>,
-    /// Base URL that clients and brokers reach this service at.
-    #[arg(long, env = "FLEETCA_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
-    /// Log format: text or json.
-    #[arg(long, env = "FLEETCA_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
-    /// Write every new CRL to this file (PEM).
-    #[arg(long, env = "FLEETCA_CRL_FILE", global = true)]
     pub crl_file: Option<PathBuf>,
-    /// Run this with `sh -c` after each CRL file write (e.g. send SIGHUP to mosquitto).
-    #[arg(long, env = "FLEETCA_CRL_RELOAD_COMMAND", global = true)]
     pub crl_reload_command: Option<String>,
-    /// Comma-separated CIDRs allowed to call /broker/* (default loopback).
-    #[arg(long, env = "FLEETCA_BROKER_ALLOW", global = true)]
+    /// Comma-separated CIDRs.
     pub broker_allow: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format (text or json)")),
+        }
+    }
 }
 
 /// The settings file. Every key is optional; unknown keys are refused.
@@ -148,6 +93,7 @@ pub struct FileSettings {
     pub crl_refresh_hours: Option<u32>,
     pub broker_allow: Option<Vec<String>>,
     pub broker_timestamp_skew_seconds: Option<i64>,
+    pub broker_trust_username_for_certificates: Option<bool>,
     pub acl: Option<AclConfig>,
 }
 
@@ -175,6 +121,9 @@ pub struct Config {
     pub broker_secret: Option<Secret>,
     /// How far a device's timestamp may be from server time.
     pub broker_timestamp_skew_seconds: i64,
+    /// Admit a password-less username as a certificate client without the certificate or
+    /// its fingerprint (off by default; see the README's security model).
+    pub broker_trust_username_for_certificates: bool,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -185,7 +134,7 @@ pub struct Config {
 
 impl Config {
     /// Resolves flags and environment (already merged by clap) over the file over defaults.
-    pub fn resolve(args: &SettingsArgs) -> Result<Self, String> {
+    pub fn resolve(args: &Overrides) -> Result<Self, String> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
@@ -239,6 +188,7 @@ impl Config {
             broker_allow,
             broker_secret: env_secret("FLEETCA_BROKER_SECRET"),
             broker_timestamp_skew_seconds: file.broker_timestamp_skew_seconds.unwrap_or(300).max(0),
+            broker_trust_username_for_certificates: file.broker_trust_username_for_certificates.unwrap_or(false),
             acl: file.acl.unwrap_or_default(),
             listen,
             database_url,
@@ -272,6 +222,25 @@ impl Config {
     pub fn crl_url(&self) -> String {
         format!("{}/crl.der", self.public_url)
     }
+
+    /// How the broker endpoints decide.
+    pub fn broker_policy(&self) -> BrokerPolicy {
+        BrokerPolicy {
+            acl: self.acl.clone(),
+            timestamp_skew_seconds: self.broker_timestamp_skew_seconds,
+            trust_username_for_certificates: self.broker_trust_username_for_certificates,
+        }
+    }
+
+    /// Where and how CRLs are published.
+    pub fn crl_settings(&self) -> CrlSettings {
+        CrlSettings {
+            url: self.crl_url(),
+            validity: chrono::Duration::hours(i64::from(self.crl_validity_hours)),
+            file: self.crl_file.clone(),
+            reload_command: self.crl_reload_command.clone(),
+        }
+    }
 }
 
 fn sqlite_url(data_dir: &Path) -> String {
@@ -298,7 +267,7 @@ mod tests {
             "listen = \"127.0.0.1:9000\"\npublic_url = \"https://ca.example\"\n",
         )
         .unwrap();
-        let args = SettingsArgs {
+        let args = Overrides {
             config: Some(file.clone()),
             listen: Some("127.0.0.1:9100".parse().unwrap()),
             ..Default::default()
@@ -309,7 +278,7 @@ mod tests {
         assert_eq!(c.crl_url(), "https://ca.example/crl.der");
         assert!(c.database_url.starts_with("sqlite://./data/fleetca.db"));
         std::fs::write(&file, "listn = 1\n").unwrap();
-        let err = Config::resolve(&SettingsArgs {
+        let err = Config::resolve(&Overrides {
             config: Some(file),
             ..Default::default()
         })

@@ -1,8 +1,73 @@
-//! Validated input types. A value of one of these types has already passed its rules, so
-//! services never re-check them.
+//! The domain's words: who is calling ([`Principal`], [`Role`]) and validated input types.
+//! A value of one of the input types has already passed its rules, so a service that takes
+//! one cannot be called with unchecked input and never re-checks it. Parsing returns the
+//! message for the field, worded for the client; the caller decides the field's name.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use chrono::Duration;
+use fleetca_ca::PublicKey;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Bad fields and what is wrong with each (a field may be a path such as `3.device_id`).
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// Collects field errors while a request is parsed.
+#[derive(Default, Debug)]
+pub struct Problems(FieldErrors);
+
+impl Problems {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps `Ok` values; records an `Err` against `field`.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(why) => {
+                self.add(field, why);
+                None
+            }
+        }
+    }
+
+    /// Records a problem with `field`.
+    pub fn add(&mut self, field: &str, why: impl Into<String>) {
+        self.0.entry(field.to_owned()).or_default().push(why.into());
+    }
+
+    /// Records another collection's problems with each field name prefixed (`{prefix}.{field}`).
+    pub fn nest(&mut self, prefix: &str, other: FieldErrors) {
+        for (field, why) in other {
+            self.0.entry(format!("{prefix}.{field}")).or_default().extend(why);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded, else the errors.
+    pub fn finish(self) -> Result<(), FieldErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+    }
+
+    pub fn into_inner(self) -> FieldErrors {
+        self.0
+    }
+}
+
+/// Control characters have no use in any text field fleetca stores, and PostgreSQL refuses
+/// NUL in text: refuse them at the edge, naming the field.
+fn printable(s: &str) -> Result<(), String> {
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
 
 /// A username: 3–64 of `[a-z0-9._-]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,27 +83,24 @@ impl Username {
         }
         Ok(Self(s.to_owned()))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
     pub fn into_inner(self) -> String {
         self.0
     }
 }
 
-/// An enterprise code such as `nnn.acme`: `[a-z0-9][a-z0-9.-]{0,63}`.
+/// An enterprise code such as `nnn.acme`: `[a-z0-9][a-z0-9.-]{0,63}`. A device's tenant
+/// is an enterprise code too ([`Tenant`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Enterprise(String);
 
 impl Enterprise {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bytes = s.as_bytes();
-        let ok = !bytes.is_empty()
-            && bytes.len() <= 64
-            && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
+        let mut bytes = s.bytes();
+        let ok = (1..=64).contains(&s.len())
             && bytes
-                .iter()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-'));
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-'));
         if !ok {
             return Err(
                 "must be 1 to 64 characters of a-z, 0-9, '.' and '-', starting with a letter or digit (e.g. nnn.acme)"
@@ -55,8 +117,273 @@ impl Enterprise {
     }
 }
 
+/// The tenant a device belongs to: an enterprise code.
+pub type Tenant = Enterprise;
+
+/// A device id: 1–128 of `[A-Za-z0-9._:-]`, unique within its tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !(1..=128).contains(&s.len())
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        {
+            return Err("must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A digest realm: 1–128 printable characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Realm(String);
+
+impl Realm {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !(1..=128).contains(&s.chars().count()) || s.chars().any(char::is_control) {
+            return Err("must be 1 to 128 printable characters".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A free-text description: at most 500 printable characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.chars().count() > 500 {
+            return Err("must be at most 500 characters".into());
+        }
+        printable(s)?;
+        Ok(Self(s.to_owned()))
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A certificate's display name: 1–200 printable characters, trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateName(String);
+
+impl CertificateName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 200 {
+            return Err("must be 1 to 200 characters".into());
+        }
+        printable(s)?;
+        Ok(Self(s.to_owned()))
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A human's password: 12–256 characters.
+pub struct Password(crate::config::Secret);
+
+impl Password {
+    pub const MIN_LEN: usize = 12;
+
+    pub fn parse(s: String) -> Result<Self, String> {
+        let n = s.chars().count();
+        if !(Self::MIN_LEN..=256).contains(&n) {
+            return Err(format!("must be {} to 256 characters", Self::MIN_LEN));
+        }
+        Ok(Self(crate::config::Secret::new(s)))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// How a device's HA1 is set.
+#[derive(Debug)]
+pub enum DeviceCredential {
+    /// HA1 = MD5(device_id:realm:password); the password (8–256 characters) is then forgotten.
+    Password(crate::config::Secret),
+    /// An HA1 given as 32 hex characters.
+    Ha1(crate::config::Secret),
+    /// fleetca generates a strong password and returns it once.
+    Generate,
+}
+
+impl DeviceCredential {
+    /// From the optional `password` and `ha1` fields of a request; errors are keyed by field.
+    pub fn parse(password: Option<String>, ha1: Option<String>, problems: &mut Problems) -> Self {
+        match (password, ha1) {
+            (Some(_), Some(_)) => {
+                problems.add("password", "give either password or ha1, not both");
+                Self::Generate
+            }
+            (Some(p), None) => {
+                if !(8..=256).contains(&p.chars().count()) {
+                    problems.add("password", "must be 8 to 256 characters");
+                }
+                Self::Password(crate::config::Secret::new(p))
+            }
+            (None, Some(h)) => {
+                if !fleetca_ca::device::is_ha1(&h) {
+                    problems.add("ha1", "must be 32 hex characters (an MD5 digest)");
+                }
+                Self::Ha1(crate::config::Secret::new(h))
+            }
+            (None, None) => Self::Generate,
+        }
+    }
+}
+
+/// A client certificate's validity: 8,760 (1 year, the default) to 87,600 hours (10 years).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidityHours(i64);
+
+impl ValidityHours {
+    pub const MIN: i64 = 8760;
+    pub const MAX: i64 = 87600;
+
+    pub fn parse(hours: Option<i64>) -> Result<Self, String> {
+        let hours = hours.unwrap_or(Self::MIN);
+        if !(Self::MIN..=Self::MAX).contains(&hours) {
+            return Err(format!(
+                "must be from {} (1 year) to {} (10 years) hours",
+                Self::MIN,
+                Self::MAX
+            ));
+        }
+        Ok(Self(hours))
+    }
+    pub fn duration(self) -> Duration {
+        Duration::hours(self.0)
+    }
+}
+
+/// The public key of a PKCS#10 CSR whose signature checked out.
+#[derive(Clone, Debug)]
+pub struct CsrKey(PublicKey);
+
+impl CsrKey {
+    pub fn parse(pem: &str) -> Result<Self, String> {
+        fleetca_ca::csr::parse_csr_pem(pem).map(Self).map_err(|e| e.to_string())
+    }
+    pub fn into_inner(self) -> PublicKey {
+        self.0
+    }
+}
+
+/// A hostname (RFC 1123 labels), optionally with a leading `*.` wildcard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsName(String);
+
+impl DnsName {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let bare = name.strip_prefix("*.").unwrap_or(name);
+        let ok = !bare.is_empty()
+            && bare.len() <= 253
+            && bare.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !ok {
+            return Err(format!(
+                "{name:?} is not a DNS name (labels of a-z, 0-9 and '-', optionally starting with \"*.\")"
+            ));
+        }
+        Ok(Self(name.to_ascii_lowercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A broker's TLS server certificate to issue: at least one DNS name or IP address, 1–3,650
+/// days (825 by default, the longest validity browsers and most TLS stacks accept).
+#[derive(Clone, Debug)]
+pub struct ServerCertRequest {
+    pub name: String,
+    pub dns_names: Vec<DnsName>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub validity: Duration,
+}
+
+impl ServerCertRequest {
+    pub const DEFAULT_DAYS: i64 = 825;
+    pub const MAX_DAYS: i64 = 3650;
+
+    /// Validates the parts; errors are keyed `name`, `dns_names`, `validity_days`.
+    pub fn parse(
+        name: Option<&str>,
+        dns_names: &[String],
+        ip_addresses: Vec<IpAddr>,
+        validity_days: Option<i64>,
+    ) -> Result<Self, FieldErrors> {
+        let mut problems = Problems::new();
+        if dns_names.is_empty() && ip_addresses.is_empty() {
+            problems.add("dns_names", "give at least one DNS name or IP address");
+        }
+        let dns: Vec<DnsName> = dns_names
+            .iter()
+            .filter_map(|n| problems.check("dns_names", DnsName::parse(n)))
+            .collect();
+        let days = validity_days.unwrap_or(Self::DEFAULT_DAYS);
+        if !(1..=Self::MAX_DAYS).contains(&days) {
+            problems.add("validity_days", format!("must be from 1 to {}", Self::MAX_DAYS));
+        }
+        let name = match name {
+            Some(n) => problems
+                .check("name", CertificateName::parse(n))
+                .map(CertificateName::into_inner),
+            None => Some(
+                dns.first()
+                    .map(|d| d.as_str().to_owned())
+                    .or_else(|| ip_addresses.first().map(IpAddr::to_string))
+                    .unwrap_or_else(|| "broker".into()),
+            ),
+        };
+        problems.finish()?;
+        Ok(Self {
+            name: name.unwrap_or_default(),
+            dns_names: dns,
+            ip_addresses,
+            validity: Duration::days(days),
+        })
+    }
+}
+
+/// A search filter or query value: at most 200 printable characters.
+pub fn query_text(s: &str) -> Result<String, String> {
+    if s.chars().count() > 200 {
+        return Err("must be at most 200 characters".into());
+    }
+    printable(s)?;
+    Ok(s.to_owned())
+}
+
 /// What a user may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything.
@@ -85,7 +412,52 @@ impl Role {
     }
 }
 
-/// Page number and size of a listing: `page` from 1, `page_size` 1..=500 (default 50).
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub id: Uuid,
+    pub username: String,
+    pub enterprise: String,
+    pub role: Role,
+    pub is_service_account: bool,
+}
+
+impl Principal {
+    pub fn from_user(u: &fleetca_storage::User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username.clone(),
+            enterprise: u.enterprise.clone(),
+            role: Role::parse(&u.role).unwrap_or(Role::Service),
+            is_service_account: u.is_service_account,
+        }
+    }
+
+    /// For a manager, pins a listing's enterprise (or tenant) filter to its own enterprise.
+    /// Returns `false` when the filter asked for another one: the listing is then empty.
+    pub fn pin_enterprise(&self, filter: &mut Option<String>) -> bool {
+        if self.role != Role::Manager {
+            return true;
+        }
+        if filter.as_ref().is_some_and(|e| *e != self.enterprise) {
+            return false;
+        }
+        *filter = Some(self.enterprise.clone());
+        true
+    }
+
+    /// Whether objects of `enterprise` are inside this caller's scope to manage.
+    pub fn manages(&self, enterprise: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Manager => self.enterprise == enterprise,
+            Role::Service => false,
+        }
+    }
+}
+
+/// Page number and size of a listing: `page` from 1 to [`PageRequest::MAX_PAGE`],
+/// `page_size` 1..=500 (default 50).
 #[derive(Clone, Copy, Debug)]
 pub struct PageRequest {
     pub page: u64,
@@ -95,31 +467,57 @@ pub struct PageRequest {
 impl PageRequest {
     pub const DEFAULT_SIZE: u64 = 50;
     pub const MAX_SIZE: u64 = 500;
+    /// Far beyond any real listing, and small enough that the offset it implies fits
+    /// every database's integer type.
+    pub const MAX_PAGE: u64 = 1_000_000;
 
-    pub fn parse(page: Option<u64>, page_size: Option<u64>) -> Result<Self, crate::error::ApiError> {
-        let mut errors = crate::error::FieldErrors::new();
+    pub fn parse(page: Option<u64>, page_size: Option<u64>) -> Result<Self, FieldErrors> {
+        let mut problems = Problems::new();
         let page = page.unwrap_or(1);
-        if page == 0 {
-            errors.insert("page".into(), vec!["must be 1 or more".into()]);
+        if !(1..=Self::MAX_PAGE).contains(&page) {
+            problems.add("page", format!("must be from 1 to {}", Self::MAX_PAGE));
         }
         let page_size = page_size.unwrap_or(Self::DEFAULT_SIZE);
         if !(1..=Self::MAX_SIZE).contains(&page_size) {
-            errors.insert(
-                "page_size".into(),
-                vec![format!("must be from 1 to {}", Self::MAX_SIZE)],
-            );
+            problems.add("page_size", format!("must be from 1 to {}", Self::MAX_SIZE));
         }
-        if !errors.is_empty() {
-            return Err(crate::error::ApiError::Validation(errors));
-        }
+        problems.finish()?;
         Ok(Self { page, page_size })
     }
 
     pub fn storage(self) -> fleetca_storage::Page {
         fleetca_storage::Page {
-            offset: (self.page - 1).saturating_mul(self.page_size),
+            offset: self.page.saturating_sub(1).saturating_mul(self.page_size),
             limit: self.page_size,
         }
+    }
+}
+
+/// One page of a listing and how many match in all.
+#[derive(Debug)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub count: u64,
+}
+
+impl<T> Listing<T> {
+    pub fn empty() -> Self {
+        Self {
+            items: Vec::new(),
+            count: 0,
+        }
+    }
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Listing<U> {
+        Listing {
+            items: self.items.into_iter().map(f).collect(),
+            count: self.count,
+        }
+    }
+}
+
+impl<T> From<(Vec<T>, u64)> for Listing<T> {
+    fn from((items, count): (Vec<T>, u64)) -> Self {
+        Self { items, count }
     }
 }
 
@@ -139,8 +537,35 @@ mod tests {
     fn enterprise_codes_follow_their_rules() {
         assert!(Enterprise::parse("nnn.acme").is_ok());
         assert!(Enterprise::parse("0").is_ok());
-        for bad in ["", ".acme", "-x", "Acme", "a_b", &"a".repeat(65)] {
+        for bad in ["", ".acme", "-x", "Acme", "a_b", &"a".repeat(65), "a\0"] {
             assert!(Enterprise::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn text_fields_refuse_control_characters() {
+        assert!(Description::parse("line\0").is_err());
+        assert!(CertificateName::parse("a\u{7}b").is_err());
+        assert!(query_text("x\0").is_err());
+        assert!(CertificateName::parse("  spaced  ").is_ok_and(|n| n.into_inner() == "spaced"));
+    }
+
+    #[test]
+    fn pages_are_bounded_so_the_offset_cannot_overflow() {
+        assert!(PageRequest::parse(Some(u64::MAX), None).is_err());
+        assert!(PageRequest::parse(Some(0), None).is_err());
+        let p = PageRequest::parse(Some(PageRequest::MAX_PAGE), Some(PageRequest::MAX_SIZE)).unwrap();
+        assert!(i64::try_from(p.storage().offset).is_ok());
+    }
+
+    #[test]
+    fn server_certificate_requests_need_a_name_and_sane_validity() {
+        let e = ServerCertRequest::parse(None, &[], vec![], None).unwrap_err();
+        assert!(e.contains_key("dns_names"));
+        let e = ServerCertRequest::parse(None, &["bad_name".into()], vec![], Some(0)).unwrap_err();
+        assert!(e.contains_key("dns_names") && e.contains_key("validity_days"));
+        let ok = ServerCertRequest::parse(None, &["Broker.Example".into()], vec![], None).unwrap();
+        assert_eq!(ok.name, "broker.example");
+        assert_eq!(ok.validity, Duration::days(825));
     }
 }

@@ -1,15 +1,20 @@
 //! The one table that turns every failure into an RFC 9457 `application/problem+json`
-//! response. Domain and storage errors carry no HTTP; this module picks the status.
-//! Internal error text is logged, never sent.
+//! response: the service layer's [`service::Error`], HTTP-level failures of parsing a
+//! request, and the error responses actix itself makes ([`problemize`]). Domain and storage
+//! errors carry no HTTP; this module alone picks the status. Internal error text is logged,
+//! never sent.
 
-use std::collections::BTreeMap;
-
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
-use fleetca_storage::StorageError;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::domain::FieldErrors;
+use crate::service;
 
 /// A problem details body (RFC 9457).
 #[derive(Debug, Serialize, ToSchema)]
@@ -23,97 +28,64 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong and what to do about it.
     pub detail: String,
-    /// For validation problems: each bad field and what is wrong with it.
+    /// For validation problems and per-row conflicts: each bad field and what is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<BTreeMap<String, Vec<String>>>,
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<String>>>)]
+    pub errors: Option<FieldErrors>,
 }
 
-/// Field errors of a validation failure.
-pub type FieldErrors = BTreeMap<String, Vec<String>>;
+/// The problem media type.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request itself is malformed (body, query string); the text says how.
     #[error("{0}")]
     BadRequest(String),
-    #[error("validation failed")]
-    Validation(FieldErrors),
-    #[error("authentication required")]
-    Unauthorized,
-    #[error("wrong username or password")]
-    BadCredentials,
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
-    /// A conflict with per-field (or per-row) details.
-    #[error("{0}")]
-    ConflictFields(String, FieldErrors),
+    #[error("no such route")]
+    NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("body too large")]
     PayloadTooLarge(usize),
     #[error("unsupported media type")]
     UnsupportedMediaType(&'static str),
-    #[error("too many requests")]
-    TooManyRequests(u64),
-    #[error("service unavailable")]
-    Unavailable,
-    /// Internal failure; the text is logged only.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A service's answer.
+    #[error(transparent)]
+    Service(#[from] service::Error),
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(errors: FieldErrors) -> Self {
+        ApiError::Service(service::Error::Invalid(errors))
+    }
 }
 
 impl ApiError {
     /// A validation error on one field.
     pub fn field(name: &str, message: impl Into<String>) -> Self {
-        let mut errors = FieldErrors::new();
-        errors.insert(name.to_owned(), vec![message.into()]);
-        ApiError::Validation(errors)
+        ApiError::Service(service::Error::invalid(name, message))
     }
 
     fn parts(&self) -> (StatusCode, &'static str, String) {
+        use service::Error as E;
         match self {
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", d.clone()),
-            ApiError::Validation(errors) => {
-                let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
-                (
-                    StatusCode::BAD_REQUEST,
-                    "validation",
-                    format!(
-                        "Fix these fields: {}. See `errors` for what is wrong with each.",
-                        fields.join(", ")
-                    ),
-                )
-            }
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Send a valid token as `Authorization: Bearer <token>`, or sign in.".into(),
-            ),
-            ApiError::BadCredentials => (
-                StatusCode::UNAUTHORIZED,
-                "bad-credentials",
-                "Wrong username or password.".into(),
-            ),
-            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone()),
-            ApiError::NotFound("route") => (
+            ApiError::NoRoute => (
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "No such path; see /api/openapi.json for the API.".into(),
             ),
-            ApiError::NotFound(what) => (
-                StatusCode::NOT_FOUND,
-                "not-found",
-                format!("No {what} with this id exists, or it is outside what you may see."),
-            ),
-            ApiError::Conflict(d) | ApiError::ConflictFields(d, _) => (StatusCode::CONFLICT, "conflict", d.clone()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "This path does not accept this HTTP method; see /api/openapi.json for what it accepts.".into(),
+            ),
+            ApiError::PayloadTooLarge(0) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The request body is too large.".into(),
             ),
             ApiError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -125,21 +97,51 @@ impl ApiError {
                 "unsupported-media-type",
                 format!("Send the body with `Content-Type: {expected}`."),
             ),
-            ApiError::TooManyRequests(secs) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too-many-requests",
-                format!("Too many failed attempts; try again in {secs} seconds."),
-            ),
-            ApiError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The database is unreachable; retry shortly. Nothing was changed.".into(),
-            ),
-            ApiError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "An internal error occurred; it has been logged.".into(),
-            ),
+            ApiError::Service(e) => match e {
+                E::Invalid(errors) => {
+                    let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "validation",
+                        format!(
+                            "Fix these fields: {}. See `errors` for what is wrong with each.",
+                            fields.join(", ")
+                        ),
+                    )
+                }
+                E::Unauthenticated => (
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Send a valid token as `Authorization: Bearer <token>`, or sign in.".into(),
+                ),
+                E::BadCredentials => (
+                    StatusCode::UNAUTHORIZED,
+                    "bad-credentials",
+                    "Wrong username or password.".into(),
+                ),
+                E::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone()),
+                E::NotFound(what) => (
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("No {what} with this id exists, or it is outside what you may see."),
+                ),
+                E::Conflict(d) | E::ConflictRows(d, _) => (StatusCode::CONFLICT, "conflict", d.clone()),
+                E::RateLimited { retry_after_secs } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-requests",
+                    format!("Too many attempts; try again in {retry_after_secs} seconds."),
+                ),
+                E::Unavailable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The database is unreachable; retry shortly. Nothing was changed.".into(),
+                ),
+                E::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "An internal error occurred; it has been logged.".into(),
+                ),
+            },
         }
     }
 
@@ -152,29 +154,28 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             errors: match self {
-                ApiError::Validation(e) | ApiError::ConflictFields(_, e) => Some(e.clone()),
+                ApiError::Service(service::Error::Invalid(e) | service::Error::ConflictRows(_, e)) => Some(e.clone()),
                 _ => None,
             },
         }
     }
-}
 
-/// The problem+json response for a status with a detail, for places that have no ApiError.
-pub fn problem_response(status: StatusCode, slug: &str, detail: String) -> HttpResponse {
-    let body = Problem {
-        r#type: format!("urn:fleetca:problem:{slug}"),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-        errors: None,
-    };
-    HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)))
-        .body(serde_json::to_string(&body).unwrap_or_default())
+    /// The error for a status that actix or a library answered with, when no handler
+    /// of ours made it.
+    fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => ApiError::NoRoute,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(0),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType("application/json"),
+            s if s.is_server_error() => ApiError::Service(service::Error::Internal(format!("status {s}"))),
+            s => ApiError::BadRequest(format!(
+                "The request failed: {}.",
+                s.canonical_reason().unwrap_or("error")
+            )),
+        }
+    }
 }
-
-/// The problem media type.
-pub const PROBLEM_JSON: &str = "application/problem+json";
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -182,43 +183,41 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
+        if let ApiError::Service(service::Error::Internal(cause)) = self {
             tracing::error!(%cause, "internal error");
         }
-        let problem = self.problem();
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
-        if let ApiError::Unauthorized = self {
-            resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        match self {
+            ApiError::Service(service::Error::Unauthenticated) => {
+                resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            ApiError::Service(service::Error::RateLimited { retry_after_secs }) => {
+                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            _ => {}
         }
-        if let ApiError::TooManyRequests(secs) = self {
-            resp.insert_header((header::RETRY_AFTER, secs.to_string()));
-        }
-        resp.body(serde_json::to_string(&problem).unwrap_or_default())
+        resp.body(serde_json::to_string(&self.problem()).unwrap_or_default())
     }
 }
 
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::NotFound => ApiError::NotFound("object"),
-            StorageError::Conflict(what) => {
-                ApiError::Conflict(format!("A {what} with this value already exists; choose another."))
-            }
-            StorageError::LimitReached => ApiError::Conflict("A limit was reached.".into()),
-            StorageError::Unavailable(cause) => {
-                tracing::warn!(%cause, "database unavailable");
-                ApiError::Unavailable
-            }
-            StorageError::Internal(cause) => ApiError::Internal(cause),
-        }
+/// Turns any error response that is not yet problem+json (from actix itself or a library)
+/// into one, with the same words as our own, so clients see one error format everywhere.
+pub fn problemize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>>
+where
+    B: MessageBody,
+{
+    // Our own answers (problem+json, or a JSON body such as /readyz's) stay as they are.
+    let ours = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"application/json")
+    });
+    if ours {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
-}
-
-impl From<fleetca_ca::CaError> for ApiError {
-    fn from(e: fleetca_ca::CaError) -> Self {
-        ApiError::Internal(e.to_string())
-    }
+    let error = ApiError::from_status(res.status());
+    let (req, _) = res.into_parts();
+    let resp: HttpResponse<EitherBody<B>> = error.error_response().map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, resp)))
 }
 
 #[cfg(test)]
@@ -227,9 +226,19 @@ mod tests {
 
     #[test]
     fn internal_errors_never_show_their_cause() {
-        let p = ApiError::Internal("secret path /var/x".into()).problem();
+        let p = ApiError::from(service::Error::Internal("secret path /var/x".into())).problem();
         assert_eq!(p.status, 500);
         assert!(!p.detail.contains("/var/x"));
+    }
+
+    #[test]
+    fn storage_conflicts_never_show_database_text() {
+        let e = service::Error::from(fleetca_storage::StorageError::Conflict(
+            "UNIQUE constraint failed: users.username".into(),
+        ));
+        let p = ApiError::from(e).problem();
+        assert_eq!(p.status, 409);
+        assert!(!p.detail.contains("users.username"), "{}", p.detail);
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The `fleetca` binary: `fleetca [serve]`, `fleetca server-cert`, `fleetca admin set-password`.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use fleetca::config::{Cli, Command, Config};
+use fleetca::cli::{Cli, Command};
+use fleetca::config::Config;
 use fleetca::startup;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::resolve(&cli.settings) {
+    let config = match Config::resolve(&cli.settings.overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fleetca: {e}");

@@ -10,16 +10,25 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{self, ErrorHandlers};
 use actix_web::{App, HttpServer, web};
 use chrono::{Duration, Utc};
-use fleetca_ca::secret;
 use fleetca_ca::{Authority, CaError, CaSubject, MasterKey};
 use fleetca_storage::authority::StoredAuthority;
 use fleetca_storage::users::NewUser;
 use fleetca_storage::{StorageError, Store, StoreOptions};
 
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::service::auth::AuthService;
+use crate::error::{ApiError, problemize};
+use crate::service::broker::BrokerService;
+use crate::service::certificates::CertificateService;
+use crate::service::changes::Changes;
+use crate::service::clock::{Clock, SystemClock};
 use crate::service::crl::CrlPublisher;
+use crate::service::devices::DeviceService;
+use crate::service::hashing::Hasher;
+use crate::service::issuer::Issuer;
+use crate::service::overview::OverviewService;
+use crate::service::sessions::SessionService;
+use crate::service::tokens::Tokens;
+use crate::service::users::UserService;
 use crate::state::AppState;
 
 /// Why the service could not start. Each message says what to fix.
@@ -46,11 +55,19 @@ pub enum StartError {
 /// The minimum length of an operator-chosen bootstrap token.
 pub const MIN_BOOTSTRAP_TOKEN_LEN: usize = 32;
 
-/// Prepares everything the server needs.
-pub async fn prepare(config: Config) -> Result<AppState, StartError> {
+/// What every command needs: the database, migrated, the master key and the CA.
+pub struct Opened {
+    pub store: Store,
+    pub master: Arc<MasterKey>,
+    pub ca: Arc<Authority>,
+}
+
+/// Opens the data directory, the master key, the database (migrated) and the CA, creating
+/// what does not exist yet.
+pub async fn open(config: &Config) -> Result<Opened, StartError> {
     ensure_dir(&config.data_dir)?;
-    let master = load_master_key(&config)?;
-    let store = connect(&config).await?;
+    let master = load_master_key(config)?;
+    let store = connect(config).await?;
     // A database that already holds a CA must open with this master key before anything,
     // migrations included, touches it.
     if let Ok(Some(stored)) = store.load_authority().await
@@ -59,34 +76,67 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         return Err(StartError::WrongMasterKey);
     }
     store.migrate().await.map_err(|e| StartError::Database(e.to_string()))?;
-    let ca = Arc::new(ensure_authority(&config, &store, &master).await?);
-    ensure_admin(&config, &store).await?;
-    let crl = CrlPublisher::start(
-        ca.clone(),
-        store.clone(),
-        config.crl_url(),
-        Duration::hours(i64::from(config.crl_validity_hours)),
-        config.crl_file.clone(),
-        config.crl_reload_command.clone(),
-    )
-    .await
-    .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
+    let ca = Arc::new(ensure_authority(config, &store, &master).await?);
+    Ok(Opened {
+        store,
+        master: Arc::new(master),
+        ca,
+    })
+}
+
+/// Prepares everything the server needs: opens, bootstraps the first admin, publishes a
+/// first CRL and builds each service from exactly what it uses.
+pub async fn prepare(config: Config) -> Result<AppState, StartError> {
+    let Opened { store, master, ca } = open(&config).await?;
+    let internal = |e: crate::service::Error| StartError::Authority(e.to_string());
+    let hasher = Arc::new(Hasher::new().map_err(internal)?);
+    ensure_admin(&config, &store, &hasher).await?;
+    if config.broker_trust_username_for_certificates {
+        tracing::warn!(
+            "broker_trust_username_for_certificates is on: a broker login with an API key's username and no password is admitted as that key's certificate client. Safe only if every broker listener that can send such a login requires a client certificate."
+        );
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let crl = CrlPublisher::start(ca.clone(), store.clone(), clock.clone(), config.crl_settings())
+        .await
+        .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
     crl.spawn_refresh(std::time::Duration::from_secs(
         u64::from(config.crl_refresh_hours) * 3600,
     ));
-    let issue_queue = store.issue_queue();
-    let auth = AuthService::new(100_000).map_err(|e| StartError::Authority(e.to_string()))?;
+    let tokens = Arc::new(Tokens::new(store.clone(), hasher.clone(), 100_000).map_err(internal)?);
+    let broker = Arc::new(BrokerService::new(
+        store.clone(),
+        master.clone(),
+        ca.clone(),
+        tokens.clone(),
+        clock.clone(),
+        config.broker_policy(),
+        200_000,
+    ));
+    let changes = Arc::new(Changes::new(
+        store.clone(),
+        clock.clone(),
+        tokens.clone(),
+        broker.clone(),
+        crl.clone(),
+    ));
+    let issuer = Arc::new(Issuer::new(
+        ca.clone(),
+        store.issue_queue(),
+        clock.clone(),
+        config.crl_url(),
+        config.admin_enterprise.clone(),
+    ));
     Ok(AppState {
+        sessions: SessionService::new(store.clone(), hasher.clone(), clock.clone()),
+        users: UserService::new(store.clone(), hasher.clone(), changes.clone(), clock.clone()),
+        certificates: CertificateService::new(store.clone(), issuer, tokens.clone(), changes.clone(), clock.clone()),
+        devices: DeviceService::new(store.clone(), master, changes.clone(), clock.clone()),
+        overview: OverviewService::new(store, ca, crl, clock, config.acl.clone()),
+        tokens,
+        broker,
+        changes,
         config,
-        store,
-        ca,
-        master: Arc::new(master),
-        auth,
-        crl,
-        issue_queue,
-        broker: crate::service::broker::BrokerService::new(200_000),
-        sessions: crate::service::sessions::Sessions::new().map_err(|e| StartError::Authority(e.to_string()))?,
-        instance_id: uuid::Uuid::new_v4(),
     })
 }
 
@@ -100,8 +150,8 @@ pub struct Running {
 /// Binds and starts the HTTP server (port 0 picks a free port; see [`Running::addr`]).
 pub fn serve(state: AppState) -> Result<Running, StartError> {
     let listen = state.config.listen;
+    state.changes.spawn();
     let data = web::Data::new(state);
-    crate::service::sync::spawn(data.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -109,10 +159,13 @@ pub fn serve(state: AppState) -> Result<Running, StartError> {
                 web::QueryConfig::default()
                     .error_handler(|e, _| ApiError::BadRequest(format!("The query string is invalid: {e}.")).into()),
             )
-            .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("object").into()))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|_, _| ApiError::from(crate::service::Error::NotFound("object")).into()),
+            )
             .configure(crate::http::configure)
             .default_service(web::to(crate::http::ui::serve))
-            .wrap(ErrorHandlers::new().default_handler(crate::http::problemize))
+            .wrap(ErrorHandlers::new().default_handler(problemize))
             .wrap(middleware::from_fn(crate::http::request_log))
     })
     .shutdown_timeout(10)
@@ -230,7 +283,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
     Ok(ca)
 }
 
-async fn ensure_admin(config: &Config, store: &Store) -> Result<(), StartError> {
+async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result<(), StartError> {
     let db = |e: StorageError| StartError::Database(e.to_string());
     if store.count_users().await.map_err(db)? > 0 {
         return Ok(());
@@ -241,8 +294,8 @@ async fn ensure_admin(config: &Config, store: &Store) -> Result<(), StartError> 
                 "FLEETCA_BOOTSTRAP_TOKEN must be at least {MIN_BOOTSTRAP_TOKEN_LEN} characters"
             )));
         }
-        Some(t) => (secret::token_from_plaintext(t.expose()), false),
-        None => (secret::generate_token(), true),
+        Some(t) => (hasher.token_from(t.expose().to_owned()).await, false),
+        None => (hasher.new_token().await, true),
     };
     let token = token.map_err(|e| StartError::Authority(e.to_string()))?;
     let new = NewUser {

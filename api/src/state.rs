@@ -1,28 +1,27 @@
-//! What every request shares.
+//! What every request shares: the settings and the services, each built once at start-up
+//! (see `startup::prepare`). This type only groups them; no service sees it.
 
 use std::sync::Arc;
 
-use fleetca_ca::{Authority, MasterKey};
-use fleetca_storage::Store;
-use fleetca_storage::certificates::IssueQueue;
-
 use crate::config::Config;
-use crate::service::auth::AuthService;
 use crate::service::broker::BrokerService;
-use crate::service::crl::CrlPublisher;
-use crate::service::sessions::Sessions;
+use crate::service::certificates::CertificateService;
+use crate::service::changes::Changes;
+use crate::service::devices::DeviceService;
+use crate::service::overview::OverviewService;
+use crate::service::sessions::SessionService;
+use crate::service::tokens::Tokens;
+use crate::service::users::UserService;
 
 /// Shared state, behind `web::Data`.
 pub struct AppState {
     pub config: Config,
-    pub store: Store,
-    pub ca: Arc<Authority>,
-    pub master: Arc<MasterKey>,
-    pub auth: AuthService,
-    pub crl: Arc<CrlPublisher>,
-    pub issue_queue: IssueQueue,
-    pub broker: BrokerService,
-    pub sessions: Sessions,
-    /// Tells this instance's events from other instances'.
-    pub instance_id: uuid::Uuid,
+    pub tokens: Arc<Tokens>,
+    pub sessions: SessionService,
+    pub users: UserService,
+    pub certificates: CertificateService,
+    pub devices: DeviceService,
+    pub broker: Arc<BrokerService>,
+    pub overview: OverviewService,
+    pub changes: Arc<Changes>,
 }

@@ -1,4 +1,6 @@
 //! Micro-benchmarks of the CA core: `cargo bench -p fleetca-ca`.
+// A benchmark stops at the first failure, so unwrapping is what it should do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use chrono::{Duration, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

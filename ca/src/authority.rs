@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -123,6 +123,17 @@ fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
+/// The key identifier of RFC 5280 §4.2.1.2 method 1: the SHA-1 of the value of the
+/// subjectPublicKey BIT STRING (its tag, length and unused-bits count excluded), which for a
+/// P-256 key is the 65-byte uncompressed point. Every certificate this CA makes carries it as
+/// its subject key identifier; rcgen's own methods (truncated SHA-256 of the whole
+/// SubjectPublicKeyInfo, RFC 7093) are not ones that RFC 5280 names, and linters flag them.
+pub(crate) fn key_identifier_of(subject_public_key: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, subject_public_key)
+        .as_ref()
+        .to_vec()
+}
+
 /// A random positive serial: 16 bytes, top bit clear and second bit set so the DER integer
 /// is always 16 bytes (126 random bits, well over RFC 5280's and CA/B's 64).
 fn random_serial() -> Result<(SerialNumber, String), CaError> {
@@ -132,7 +143,9 @@ fn random_serial() -> Result<(SerialNumber, String), CaError> {
 }
 
 impl Authority {
-    /// Creates a new self-signed ECDSA P-256 root valid from `now` for `validity`.
+    /// Creates a new self-signed ECDSA P-256 root, valid from an hour before `now` until
+    /// `now + validity`. Its subject key identifier is RFC 5280 §4.2.1.2 method 1: the SHA-1
+    /// of its public key.
     pub fn create(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
@@ -153,6 +166,7 @@ impl Authority {
         params.serial_number = Some(serial);
         params.not_before = to_time(whole_seconds(now) - Duration::hours(1))?;
         params.not_after = to_time(whole_seconds(now) + validity)?;
+        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier_of(key.public_key_raw()));
         let cert = params.self_signed(&key)?;
         Self::from_parts(cert.der().to_vec(), key)
     }
@@ -188,6 +202,11 @@ impl Authority {
             .ok_or_else(|| CaError::InvalidKey("CA notAfter out of range".into()))?;
         let not_before = DateTime::from_timestamp(cert.validity().not_before.timestamp(), 0)
             .ok_or_else(|| CaError::InvalidKey("CA notBefore out of range".into()))?;
+        // rcgen reads the issuer's key identifier method from the certificate: the SKI found
+        // above, as `KeyIdMethod::PreSpecified`. Issued certificates therefore name exactly
+        // that SKI as their AKI, however it was made (a CA created before fleetca used
+        // RFC 5280 method 1 keeps its truncated SHA-256 identifier), and nothing recomputes
+        // it from the key. CRLs take it from `key_identifier` (see `crate::crl`).
         let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key)?;
         let cert_pem = pem::encode_config(
             &pem::Pem::new("CERTIFICATE", cert_der.clone()),
@@ -279,7 +298,8 @@ impl Authority {
         )
     }
 
-    /// Issues a TLS server certificate for a broker, with the given names as SANs.
+    /// Issues a TLS server certificate for a broker, with the given names as SANs. Fails with
+    /// [`CaError::InvalidName`] when a DNS name is not ASCII.
     pub fn issue_server(
         &self,
         profile: &ServerProfile<'_>,
@@ -291,7 +311,7 @@ impl Authority {
             let ia5 = name
                 .clone()
                 .try_into()
-                .map_err(|_| CaError::InvalidKey(format!("{name:?} is not a valid DNS name")))?;
+                .map_err(|_| CaError::InvalidName(format!("{name:?} is not a valid DNS name")))?;
             sans.push(SanType::DnsName(ia5));
         }
         sans.extend(profile.ip_addresses.iter().map(|ip| SanType::IpAddress(*ip)));
@@ -339,6 +359,7 @@ impl Authority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![eku];
         params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier_of(public_key.der_bytes()));
         params.crl_distribution_points = vec![CrlDistributionPoint {
             uris: vec![crl_url.to_owned()],
         }];
@@ -488,6 +509,153 @@ mod tests {
         assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
         let san = cert.subject_alternative_name().unwrap().unwrap();
         assert_eq!(san.value.general_names.len(), 2);
+    }
+
+    /// The SKI of a certificate.
+    fn ski_of(cert: &X509Certificate<'_>) -> Vec<u8> {
+        cert.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .expect("a subject key identifier")
+    }
+
+    /// The keyIdentifier of the AKI among `extensions` (a certificate's or a CRL's).
+    fn aki_of(extensions: &[x509_parser::extensions::X509Extension<'_>]) -> Vec<u8> {
+        extensions
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                _ => None,
+            })
+            .expect("an authority key identifier with a keyIdentifier")
+    }
+
+    /// RFC 5280 §4.2.1.2 method 1, computed from the parsed certificate.
+    fn method_1(cert: &X509Certificate<'_>) -> Vec<u8> {
+        let bits = cert.public_key().subject_public_key.data.as_ref();
+        ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bits)
+            .as_ref()
+            .to_vec()
+    }
+
+    fn client_and_server(ca: &Authority, now: DateTime<Utc>) -> (IssuedCertificate, IssuedCertificate) {
+        let client = ClientProfile {
+            common_name: "svc",
+            organization: "nnn.acme",
+            validity: Duration::hours(8760),
+            crl_url: "http://x/crl.der",
+        };
+        let names = vec!["broker.example".to_string()];
+        let server = ServerProfile {
+            dns_names: &names,
+            ip_addresses: &[],
+            validity: Duration::days(365),
+            crl_url: "http://x/crl.der",
+        };
+        (
+            ca.issue_client(&client, &generate_p256().unwrap().public_key, now)
+                .unwrap(),
+            ca.issue_server(&server, &generate_p256().unwrap().public_key, now)
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn ca_client_and_server_skis_are_sha1_of_the_public_key_bits() {
+        let now = Utc::now();
+        let ca = test_ca(now);
+        let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
+        let ca_ski = ski_of(&ca_cert);
+        assert_eq!(ca_ski.len(), 20);
+        assert_eq!(ca_ski, method_1(&ca_cert));
+        assert_eq!(ca.key_identifier(), ca_ski.as_slice());
+        let (client, server) = client_and_server(&ca, now);
+        for issued in [&client, &server] {
+            let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+            assert_eq!(ski_of(&cert), method_1(&cert));
+            assert_eq!(aki_of(cert.extensions()), ca_ski, "AKI = the CA's SKI");
+        }
+    }
+
+    #[test]
+    fn a_loaded_ca_whose_ski_was_made_another_way_keeps_it_as_the_aki() {
+        // A CA made the way fleetca made them before (rcgen's truncated SHA-256 of the SPKI),
+        // and one with an arbitrary identifier that no method recomputes.
+        for method in [KeyIdMethod::Sha256, KeyIdMethod::PreSpecified(vec![0x5a; 8])] {
+            loaded_ca_keeps_its_ski_as_the_aki(method);
+        }
+    }
+
+    fn loaded_ca_keeps_its_ski_as_the_aki(method: KeyIdMethod) {
+        let now = Utc::now();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, "Old CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = to_time(now - Duration::hours(1)).unwrap();
+        params.not_after = to_time(now + Duration::days(3650)).unwrap();
+        params.key_identifier_method = method;
+        let old = params.self_signed(&key).unwrap();
+        let master = MasterKey::generate().unwrap();
+        let sealed = master.seal(CA_KEY_CONTEXT, key.serialized_der()).unwrap();
+        let ca = Authority::load(&old.pem(), &sealed, &master).unwrap();
+
+        let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
+        let old_ski = ski_of(&ca_cert);
+        assert_ne!(old_ski, method_1(&ca_cert), "the test CA's SKI is not method 1");
+        assert_eq!(ca.key_identifier(), old_ski.as_slice());
+
+        let (client, server) = client_and_server(&ca, now);
+        for issued in [&client, &server] {
+            let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+            assert_eq!(aki_of(cert.extensions()), old_ski);
+            assert_eq!(ski_of(&cert), method_1(&cert), "new certificates use method 1");
+            assert!(ca.check_issued(&issued.pem).is_some());
+        }
+
+        let request = crate::crl::CrlRequest {
+            number: 1,
+            this_update: now,
+            next_update: now + Duration::days(7),
+            url: "http://x/crl.der",
+        };
+        let entry = crate::crl::RevokedEntry {
+            serial: hex::decode(&client.serial_hex).unwrap(),
+            revoked_at: now,
+            reason: crate::crl::Reason::KeyCompromise,
+        };
+        let whole = ca.sign_crl(&request, [&entry]).unwrap();
+        let encoded = ca
+            .sign_crl_encoded(&request, &crate::crl::encode_revoked_entry(&entry))
+            .unwrap();
+        for crl in [whole, encoded] {
+            ca.check_crl(&crl.der).unwrap();
+            let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crl.der).unwrap();
+            assert_eq!(aki_of(parsed.extensions()), old_ski);
+        }
+    }
+
+    #[test]
+    fn a_server_name_that_is_not_ascii_is_an_invalid_name() {
+        let now = Utc::now();
+        let ca = test_ca(now);
+        let names = vec!["bröker.example".to_string()];
+        let profile = ServerProfile {
+            dns_names: &names,
+            ip_addresses: &[],
+            validity: Duration::days(365),
+            crl_url: "http://x/crl.der",
+        };
+        let err = ca
+            .issue_server(&profile, &generate_p256().unwrap().public_key, now)
+            .unwrap_err();
+        assert!(matches!(err, CaError::InvalidName(_)), "{err:?}");
+        assert_eq!(err.to_string(), "\"bröker.example\" is not a valid DNS name");
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! Certificate revocation lists (RFC 5280 §5).
 //!
-//! [`Authority::sign_crl`] builds a v2 CRL with AKI, CRL number, an Issuing Distribution
-//! Point naming the same URL as the certificates' CRL distribution point (EMQX requires
-//! it), and a reason code on every entry. [`Authority::check_crl`] parses a CRL back and
-//! verifies its signature, which the publisher does before it replaces a broker's CRL file.
+//! [`Authority::sign_crl`] builds a v2 CRL with an AKI equal to the CA certificate's SKI, a
+//! CRL number, an Issuing Distribution Point naming the same URL as the certificates' CRL
+//! distribution point (EMQX requires it), and a reason code on every entry.
+//! [`Authority::sign_crl_encoded`] signs the same CRL from entries already encoded with
+//! [`encode_revoked_entry`] (which leaves out an `unspecified` reason code, as RFC 5280
+//! §5.3.1 says); that is what the publisher uses. [`Authority::verify_crl_signature`] checks
+//! a CRL's structure and signature without walking its entries, which the publisher does
+//! before it replaces a broker's CRL file; [`Authority::check_crl`] parses a CRL in full and
+//! reads back its number, dates and entry count.
 
 use std::fmt;
 use std::str::FromStr;
@@ -191,7 +196,9 @@ impl Authority {
                 scope: None,
             }),
             revoked_certs,
-            key_identifier_method: KeyIdMethod::Sha256,
+            // rcgen would otherwise derive the AKI from the CA key; it must be the CA
+            // certificate's SKI as written there.
+            key_identifier_method: KeyIdMethod::PreSpecified(self.key_identifier().to_vec()),
         };
         let crl = params.signed_by(self.issuer())?;
         Ok(SignedCrl {
@@ -269,12 +276,13 @@ impl Authority {
         let (tbs, after_tbs) = der_element(body, 0x30).ok_or_else(|| bad("no tbsCertList"))?;
         let (_alg, after_alg) = der_element(after_tbs, 0x30).ok_or_else(|| bad("no signatureAlgorithm"))?;
         let (sig, end) = der_element(after_alg, 0x03).ok_or_else(|| bad("no signature"))?;
-        if !end.is_empty() || sig.1.first() != Some(&0) {
-            return Err(bad("malformed signature"));
-        }
+        let signature = match sig.1.split_first() {
+            Some((&0, signature)) if end.is_empty() => signature,
+            _ => return Err(bad("malformed signature")),
+        };
         let key =
             ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, self.public_key_raw());
-        key.verify(tbs.0, &sig.1[1..]).map_err(|_| bad("signature"))
+        key.verify(tbs.0, signature).map_err(|_| bad("signature"))
     }
 
     /// Parses a DER CRL and checks that this CA signed it.
@@ -325,9 +333,9 @@ fn tlv_header(tag: u8, len: usize) -> Vec<u8> {
         out.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend(&bytes[skip..]);
+        let significant = bytes.iter().skip_while(|b| **b == 0);
+        out.push(0x80 | significant.clone().count() as u8);
+        out.extend(significant);
     }
     out
 }
@@ -340,12 +348,13 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 
 /// A big-endian unsigned number as the contents of a DER INTEGER.
 fn positive_integer(bytes: &[u8]) -> Vec<u8> {
-    let trimmed = match bytes.iter().position(|b| *b != 0) {
-        Some(i) => &bytes[i..],
-        None => &[0u8][..],
-    };
+    let trimmed: &[u8] = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .and_then(|i| bytes.get(i..))
+        .unwrap_or(&[0]);
     let mut out = Vec::with_capacity(trimmed.len() + 1);
-    if trimmed[0] & 0x80 != 0 {
+    if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
         out.push(0);
     }
     out.extend_from_slice(trimmed);
@@ -385,8 +394,8 @@ fn der_element(input: &[u8], tag: u8) -> Option<(DerElement<'_>, &[u8])> {
         (len, 2 + n)
     };
     let end = header.checked_add(len)?;
-    let whole = input.get(..end)?;
-    Some(((whole, &whole[header..]), &input[end..]))
+    let (whole, rest) = input.split_at_checked(end)?;
+    Some(((whole, whole.get(header..)?), rest))
 }
 
 #[cfg(test)]
@@ -453,6 +462,56 @@ mod tests {
         assert_eq!(ca.check_crl(&empty.der).unwrap().entries, 0);
         // Past 2049 the dates are GeneralizedTime.
         assert_eq!(der_time(DateTime::from_timestamp(2_600_000_000, 0).unwrap())[0], 0x18);
+    }
+
+    #[test]
+    fn crls_name_the_ca_certificates_ski_as_their_aki() {
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+        let ca = Authority::create(
+            &CaSubject {
+                common_name: "AKI CA".into(),
+                organization: None,
+            },
+            now,
+            Duration::days(3650),
+        )
+        .unwrap();
+        let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
+        let ca_ski = ca_cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .unwrap();
+        let bits = ca_cert.public_key().subject_public_key.data.as_ref();
+        assert_eq!(
+            ca_ski,
+            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bits).as_ref()
+        );
+        let entries = [RevokedEntry {
+            serial: vec![0x40, 1, 2, 3],
+            revoked_at: now,
+            reason: Reason::Superseded,
+        }];
+        let request = CrlRequest {
+            number: 1,
+            this_update: now,
+            next_update: now + Duration::days(7),
+            url: "http://h/crl.der",
+        };
+        let whole = ca.sign_crl(&request, &entries).unwrap();
+        let encoded: Vec<u8> = entries.iter().flat_map(encode_revoked_entry).collect();
+        let fast = ca.sign_crl_encoded(&request, &encoded).unwrap();
+        for crl in [whole, fast] {
+            let (_, parsed) = CertificateRevocationList::from_der(&crl.der).unwrap();
+            let aki = parsed.extensions().iter().find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                _ => None,
+            });
+            assert_eq!(aki, Some(ca_ski.clone()));
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@ use thiserror::Error;
 
 /// What can go wrong in the CA core.
 ///
-/// Variants that describe caller input (`InvalidCsr`, `InvalidKey`) carry a message fit for
-/// a user; the others describe internal failures and their text is for logs only.
+/// Variants that describe caller input (`InvalidCsr`, `InvalidName`, and `InvalidKey` when
+/// it is about a public key the caller sent) carry a message fit for a client; the others
+/// describe internal failures and their text is for logs only.
 #[derive(Debug, Error)]
 pub enum CaError {
     /// The operating system's random number generator failed.
@@ -18,7 +19,12 @@ pub enum CaError {
     /// A CSR was malformed, used an unsupported key, or its signature did not verify.
     #[error("{0}")]
     InvalidCsr(String),
-    /// Stored key or certificate material could not be parsed.
+    /// A name asked for in a certificate cannot be written there, e.g. a DNS name that is
+    /// not ASCII. The message names it: `"x" is not a valid DNS name`.
+    #[error("{0}")]
+    InvalidName(String),
+    /// Key or certificate material could not be used: a public key that is not a valid
+    /// P-256 point, or a stored CA key or certificate that does not parse or does not match.
     #[error("invalid key or certificate material: {0}")]
     InvalidKey(String),
     /// A certificate or CRL could not be built or signed.

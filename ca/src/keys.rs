@@ -60,6 +60,17 @@ const RING_PKCS8_PREFIX: [u8; 36] = [
 ];
 const RING_PKCS8_MIDDLE: [u8; 5] = [0xa1, 0x44, 0x03, 0x42, 0x00];
 
+/// Splits ring's PKCS#8 document into (private scalar, uncompressed public point), or
+/// `None` when it does not have the layout above.
+fn split_ring_pkcs8(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (prefix, rest) = der.split_at_checked(RING_PKCS8_PREFIX.len())?;
+    let (scalar, rest) = rest.split_at_checked(32)?;
+    let (middle, point) = rest.split_at_checked(RING_PKCS8_MIDDLE.len())?;
+    let layout_ok =
+        prefix == RING_PKCS8_PREFIX && middle == RING_PKCS8_MIDDLE && point.len() == 65 && point.first() == Some(&0x04);
+    layout_ok.then_some((scalar, point))
+}
+
 /// Generates a P-256 key pair from the system CSPRNG.
 ///
 /// ring makes the key (its constant-time P-256 is about four times faster than the pure-Rust
@@ -70,17 +81,8 @@ pub fn generate_p256() -> Result<GeneratedKey, CaError> {
     use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
     let rng = ring::rand::SystemRandom::new();
     let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).map_err(|_| CaError::Random)?;
-    let der = doc.as_ref();
-    let layout_ok = der.len() == 36 + 32 + 5 + 65
-        && der[..36] == RING_PKCS8_PREFIX
-        && der[68..73] == RING_PKCS8_MIDDLE
-        && der[73] == 0x04;
-    if !layout_ok {
-        return Err(CaError::InvalidKey(
-            "unexpected PKCS#8 layout from the key generator".into(),
-        ));
-    }
-    let (scalar, point) = (&der[36..68], &der[73..]);
+    let (scalar, point) = split_ring_pkcs8(doc.as_ref())
+        .ok_or_else(|| CaError::InvalidKey("unexpected PKCS#8 layout from the key generator".into()))?;
     // ECPrivateKey ::= SEQUENCE { version 1, privateKey OCTET STRING, [0] prime256v1, [1] publicKey }
     let mut sec1 = Vec::with_capacity(121);
     sec1.extend_from_slice(&[0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20]);

@@ -10,6 +10,11 @@
 //! database: values in, DER/PEM out. That keeps it testable with known answers and lets
 //! every caller decide where slow work runs.
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 #![deny(missing_docs)]
 
 mod authority;

@@ -20,7 +20,7 @@ pub struct MasterKey {
 impl MasterKey {
     /// A fresh random master key.
     pub fn generate() -> Result<Self, CaError> {
-        Ok(Self::from_bytes(random_bytes::<32>()?))
+        Self::from_bytes(random_bytes::<32>()?)
     }
 
     /// Parses 64 hex characters or the base64 (standard or URL-safe) of 32 bytes.
@@ -36,16 +36,16 @@ impl MasterKey {
                 .map_err(|_| CaError::InvalidMasterKey)?
         };
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| CaError::InvalidMasterKey)?;
-        Ok(Self::from_bytes(bytes))
+        Self::from_bytes(bytes)
     }
 
-    fn from_bytes(bytes: [u8; 32]) -> Self {
-        // 32 bytes is always a valid AES-256 key length.
-        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).unwrap_or_else(|_| unreachable!());
-        Self {
+    fn from_bytes(bytes: [u8; 32]) -> Result<Self, CaError> {
+        // 32 bytes is always a valid AES-256 key length, so this does not fail in practice.
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CaError::InvalidMasterKey)?;
+        Ok(Self {
             key: LessSafeKey::new(unbound),
             bytes,
-        }
+        })
     }
 
     /// The key as 64 lowercase hex characters, for writing the key file on first start.
@@ -75,7 +75,7 @@ impl MasterKey {
         if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
             return Err(CaError::Unseal);
         }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let (nonce, body) = sealed.split_at_checked(NONCE_LEN).ok_or(CaError::Unseal)?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CaError::Unseal)?;
         let mut body = body.to_vec();
         let plain = self

@@ -104,7 +104,9 @@ pub fn token_lookup(token: &str) -> String {
         return lookup.to_ascii_lowercase();
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    format!("x{}", &hex::encode(digest)[..15])
+    let mut id = format!("x{}", hex::encode(digest));
+    id.truncate(16);
+    id
 }
 
 /// A new browser session: (cookie value, its SHA-256 digest to store, a CSRF token).

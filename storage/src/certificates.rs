@@ -185,11 +185,17 @@ impl Store {
             .collect())
     }
 
-    /// Fingerprints of an API key's active client certificates.
-    pub async fn active_fingerprints(&self, api_key_id: Uuid, now: DateTime<Utc>) -> Result<Vec<String>, StorageError> {
+    /// Fingerprints of an API key's active client certificates, with their notAfter (a
+    /// caller that keeps them must still check expiry on each use).
+    pub async fn active_fingerprints(
+        &self,
+        api_key_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StorageError> {
         Ok(Certificates::find()
             .select_only()
             .column(Column::Fingerprint)
+            .column(Column::NotAfter)
             .filter(Column::ApiKeyId.eq(api_key_id))
             .filter(Column::Kind.eq("client"))
             .filter(Column::RevokedAt.is_null())

@@ -5,12 +5,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Auth, SESSION_COOKIE};
-use crate::http::route;
+use crate::domain::Password;
+use crate::error::ApiError;
+use crate::http::extract::{ApiJson, Caller, Human, SESSION_COOKIE};
+use crate::http::openapi::{PublicProblems, ReadProblems, WriteProblems};
 use crate::http::users::UserOut;
-use crate::service::sessions::{self as svc, SESSION_LIFETIME};
-use crate::service::users::check_password;
+use crate::http::{route, secret_json};
+use crate::service::Error;
+use crate::service::sessions::{SESSION_LIFETIME, SignedIn};
 use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
@@ -61,9 +63,7 @@ fn session_cookie<'a>(state: &AppState, value: String, max_age: CookieDuration) 
     post, path = "/api/v4/auth/login", tag = "auth", request_body = LoginBody,
     responses(
         (status = 200, description = "Signed in; sets an HttpOnly, SameSite=Strict session cookie", body = SessionOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Wrong username or password", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed attempts; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        PublicProblems,
     )
 )]
 pub async fn login(
@@ -71,26 +71,23 @@ pub async fn login(
     req: HttpRequest,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let (cookie, session) = svc::login(&state, &body.username, body.password, peer)
-        .await
-        .map_err(|e| match e {
-            ApiError::Unauthorized => ApiError::BadCredentials,
-            other => other,
-        })?;
+    let peer = req.peer_addr().map(|a| a.ip().to_canonical());
+    let SignedIn { cookie, session } = state.sessions.login(&body.username, body.password, peer).await?;
+    let user = state.sessions.me(&session.principal).await?;
     let max_age = CookieDuration::seconds(SESSION_LIFETIME.num_seconds());
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(&state, cookie, max_age))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(SessionOut {
-            user: UserOut::from_principal(&state, &session.principal).await?,
+            user: user.into(),
             csrf_token: session.csrf_token,
         }))
 }
 
-#[utoipa::path(post, path = "/api/v4/auth/logout", tag = "auth", responses((status = 204, description = "Signed out; the cookie is cleared")))]
+#[utoipa::path(post, path = "/api/v4/auth/logout", tag = "auth", responses((status = 204, description = "Signed out; the cookie is cleared"), (status = 503, description = "The database is unreachable", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     if let Some(c) = req.cookie(SESSION_COOKIE) {
-        svc::logout(&state, c.value()).await?;
+        state.sessions.logout(c.value()).await?;
     }
     Ok(HttpResponse::NoContent()
         .cookie(session_cookie(&state, String::new(), CookieDuration::ZERO))
@@ -99,44 +96,49 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
 
 #[utoipa::path(
     get, path = "/api/v4/auth/me", tag = "auth",
-    responses((status = 200, body = SessionOut), (status = 401, body = Problem, content_type = "application/problem+json"))
+    responses((status = 200, body = SessionOut), ReadProblems)
 )]
 pub async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let cookie = req.cookie(SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
-    let session = svc::session(&state, cookie.value())
+    let cookie = req.cookie(SESSION_COOKIE).ok_or(Error::Unauthenticated)?;
+    let session = state
+        .sessions
+        .session(cookie.value())
         .await?
-        .ok_or(ApiError::Unauthorized)?;
-    Ok(HttpResponse::Ok().json(SessionOut {
-        user: UserOut::from_principal(&state, &session.principal).await?,
-        csrf_token: session.csrf_token,
-    }))
+        .ok_or(Error::Unauthenticated)?;
+    let user = state.sessions.me(&session.principal).await?;
+    Ok(secret_json(
+        actix_web::http::StatusCode::OK,
+        &SessionOut {
+            user: user.into(),
+            csrf_token: session.csrf_token,
+        },
+    ))
 }
 
 #[utoipa::path(
     post, path = "/api/v4/auth/password", tag = "auth", request_body = PasswordBody,
     responses(
         (status = 204, description = "Password changed; your other sessions end"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn password(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Auth(caller): Auth,
+    caller: Caller<Human>,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
-    check_password(&body.new_password).map_err(|e| ApiError::field("new_password", e))?;
+    let new = Password::parse(body.new_password).map_err(|e| ApiError::field("new_password", e))?;
     let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-    svc::change_password(
-        &state,
-        &caller,
-        cookie.as_deref(),
-        body.current_password.unwrap_or_default(),
-        body.new_password,
-    )
-    .await?;
+    state
+        .sessions
+        .change_password(
+            &caller,
+            cookie.as_deref(),
+            body.current_password.unwrap_or_default(),
+            new,
+        )
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

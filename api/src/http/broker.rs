@@ -3,21 +3,21 @@
 //! authorizer, and EMQX 4 / RMQTT auth-http.
 //!
 //! No Bearer auth: these are reachable only from `broker_allow` networks and, when
-//! `FLEETCA_BROKER_SECRET` is set, only with it in `X-Broker-Secret`.
+//! `FLEETCA_BROKER_SECRET` is set, only with it in `X-Broker-Secret` ([`BrokerCaller`]).
 
 use std::collections::HashMap;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
-use fleetca_ca::secret::constant_time_eq;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem, problem_response};
-use crate::extract::{is_json, read_body};
+use crate::error::ApiError;
+use crate::http::extract::{BrokerCaller, is_json, read_body};
+use crate::http::openapi::BrokerProblems;
 use crate::http::route;
+use crate::service::Error;
 use crate::service::acl::Access;
-use crate::service::broker::{AuthRequest, Decision};
+use crate::service::broker::{AclRequest, AuthRequest, Decision};
 use crate::state::AppState;
 
 const BODY_LIMIT: usize = 64 * 1024;
@@ -44,9 +44,9 @@ pub fn routes() -> super::Routes {
     ]
 }
 
-/// What brokers send (JSON or form). Every field is optional; each endpoint reads its own.
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+/// What brokers send (JSON, a form or a query string). Every field is optional; each
+/// endpoint reads its own.
+#[derive(Deserialize, ToSchema, Default, Debug)]
 pub struct BrokerRequest {
     pub username: Option<String>,
     pub password: Option<String>,
@@ -54,7 +54,8 @@ pub struct BrokerRequest {
     pub clientid: Option<String>,
     pub topic: Option<String>,
     /// go-auth/amqtt ACL: 1 read, 2 write, 3 read and write, 4 subscribe.
-    pub acc: Option<u8>,
+    #[schema(value_type = Option<u8>)]
+    pub acc: Option<String>,
     /// EMQX 4 / RMQTT ACL: 1 subscribe, 2 publish.
     pub access: Option<String>,
     /// EMQX 5 authz: `publish` or `subscribe`.
@@ -81,43 +82,46 @@ pub struct EmqxResponse {
     pub is_superuser: bool,
 }
 
-struct Fields(HashMap<String, String>);
-
-impl Fields {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-    fn first(&self, keys: &[&str]) -> Option<String> {
-        keys.iter().find_map(|k| self.get(k)).map(str::to_owned)
-    }
-    fn clientid(&self) -> Option<String> {
-        self.first(&["clientid", "client_id", "clientId"])
-    }
-}
-
-/// Refuses callers outside `broker_allow` or without the broker secret.
-fn check_caller(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let ip = req.peer_addr().map(|a| a.ip());
-    if !ip.is_some_and(|ip| state.config.broker_allow.iter().any(|net| net.contains(&ip))) {
-        return Err(ApiError::Forbidden(
-            "This address may not call the broker endpoints (see broker_allow).".into(),
-        ));
-    }
-    if let Some(secret) = &state.config.broker_secret {
-        let sent = req
-            .headers()
-            .get("x-broker-secret")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !constant_time_eq(sent, secret.expose().as_bytes()) {
-            return Err(ApiError::Forbidden("Send the broker secret in X-Broker-Secret.".into()));
+impl BrokerRequest {
+    /// Takes the fields this API knows from what the broker sent; the client id may be
+    /// `clientid`, `client_id` or `clientId`, the certificate `cert_pem`, `certificate` or
+    /// `cert`, its fingerprint `cert_fingerprint` or `fingerprint`.
+    fn from_fields(mut map: HashMap<String, String>) -> Self {
+        let mut first = |keys: &[&str]| keys.iter().find_map(|k| map.remove(*k));
+        Self {
+            username: first(&["username"]),
+            password: first(&["password"]),
+            clientid: first(&["clientid", "client_id", "clientId"]),
+            topic: first(&["topic"]),
+            acc: first(&["acc"]),
+            access: first(&["access"]),
+            action: first(&["action"]),
+            cert_fingerprint: first(&["cert_fingerprint", "fingerprint"]),
+            cert_pem: first(&["cert_pem", "certificate", "cert"]),
         }
     }
-    Ok(())
+
+    fn auth_request(self) -> AuthRequest {
+        AuthRequest {
+            username: self.username.unwrap_or_default(),
+            password: self.password.unwrap_or_default(),
+            clientid: self.clientid,
+            cert_fingerprint: self.cert_fingerprint,
+            cert_pem: self.cert_pem,
+        }
+    }
+
+    fn acl_request<'a>(&'a self, access: &'a [Access]) -> Option<AclRequest<'a>> {
+        Some(AclRequest {
+            username: self.username.as_deref()?,
+            clientid: self.clientid.as_deref(),
+            topic: self.topic.as_deref()?,
+            access,
+        })
+    }
 }
 
-async fn fields(state: &AppState, req: &HttpRequest, payload: &mut web::Payload) -> Result<Fields, ApiError> {
-    check_caller(state, req)?;
+async fn fields(req: &HttpRequest, payload: &mut web::Payload) -> Result<BrokerRequest, ApiError> {
     let body = read_body(payload, BODY_LIMIT).await?;
     let mut map = HashMap::new();
     let parsed_json = if is_json(req) || body.first() == Some(&b'{') {
@@ -152,7 +156,7 @@ async fn fields(state: &AppState, req: &HttpRequest, payload: &mut web::Payload)
             }
         }
     }
-    Ok(Fields(map))
+    Ok(BrokerRequest::from_fields(map))
 }
 
 fn json_mode(req: &HttpRequest) -> bool {
@@ -172,12 +176,8 @@ fn answer(req: &HttpRequest, decision: Decision) -> HttpResponse {
             error: Some("not authorized"),
         }),
         (Decision::Allow, false) => HttpResponse::Ok().json(OkResponse { ok: true, error: None }),
-        (Decision::Deny(_), false) => problem_response(StatusCode::FORBIDDEN, "denied", "Not authorized.".into()),
-        (Decision::Unknown, _) => problem_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "fleetca cannot decide right now (database unreachable); retry.".into(),
-        ),
+        (Decision::Deny(_), false) => ApiError::from(Error::Forbidden("Not authorized.".into())).error_response(),
+        (Decision::Unknown, _) => ApiError::from(Error::Unavailable).error_response(),
     }
 }
 
@@ -196,33 +196,23 @@ fn emqx_answer(decision: Decision) -> HttpResponse {
     })
 }
 
-fn auth_request(f: &Fields) -> AuthRequest {
-    AuthRequest {
-        username: f.get("username").unwrap_or_default().to_owned(),
-        password: f.get("password").unwrap_or_default().to_owned(),
-        clientid: f.clientid(),
-        cert_fingerprint: f.first(&["cert_fingerprint", "fingerprint"]),
-        cert_pem: f.first(&["cert_pem", "certificate", "cert"]),
-    }
-}
-
 #[utoipa::path(
     post, path = "/broker/auth", tag = "broker",
     request_body(content = BrokerRequest, content_type = "application/json", description = "Also accepted as a form: username, password, clientid"),
     params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
     responses(
         (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
-        (status = 403, description = "Denied, or a caller outside broker_allow", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "fleetca cannot decide", body = Problem, content_type = "application/problem+json"),
+        BrokerProblems,
     )
 )]
 pub async fn auth(
     state: web::Data<AppState>,
+    _broker: BrokerCaller,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let f = fields(&state, &req, &mut payload).await?;
-    let decision = state.broker.authenticate(&state, &auth_request(&f)).await;
+    let f = fields(&req, &mut payload).await?;
+    let decision = state.broker.authenticate(&f.auth_request()).await;
     Ok(answer(&req, decision))
 }
 
@@ -231,15 +221,15 @@ pub async fn auth(
     params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
     responses(
         (status = 200, description = "JSON mode: always {\"ok\": false}", body = OkResponse),
-        (status = 403, description = "No client is a superuser", body = Problem, content_type = "application/problem+json"),
+        BrokerProblems,
     )
 )]
 pub async fn superuser(
-    state: web::Data<AppState>,
+    _broker: BrokerCaller,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    fields(&state, &req, &mut payload).await?;
+    fields(&req, &mut payload).await?;
     Ok(answer(&req, Decision::Deny("fleetca has no MQTT superusers")))
 }
 
@@ -249,31 +239,26 @@ pub async fn superuser(
     params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
     responses(
         (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
-        (status = 403, description = "Denied", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "fleetca cannot decide", body = Problem, content_type = "application/problem+json"),
+        BrokerProblems,
     )
 )]
 pub async fn acl(
     state: web::Data<AppState>,
+    _broker: BrokerCaller,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let f = fields(&state, &req, &mut payload).await?;
-    let access: &[Access] = match f.get("acc") {
+    let f = fields(&req, &mut payload).await?;
+    let access: &[Access] = match f.acc.as_deref() {
         Some("1") => &[Access::Read],
         Some("2") => &[Access::Write],
         Some("3") => &[Access::Read, Access::Write],
         Some("4") => &[Access::Subscribe],
         _ => return Ok(answer(&req, Decision::Deny("missing or unknown acc"))),
     };
-    let decision = match (f.get("username"), f.get("topic")) {
-        (Some(u), Some(t)) => {
-            state
-                .broker
-                .authorize(&state, u, f.clientid().as_deref(), t, access)
-                .await
-        }
-        _ => Decision::Deny("missing username or topic"),
+    let decision = match f.acl_request(access) {
+        Some(acl) => state.broker.authorize(&acl).await,
+        None => Decision::Deny("missing username or topic"),
     };
     Ok(answer(&req, decision))
 }
@@ -281,42 +266,39 @@ pub async fn acl(
 #[utoipa::path(
     post, path = "/broker/emqx/authn", tag = "broker",
     request_body(content = BrokerRequest, content_type = "application/json", description = "EMQX 5 JSON, or the EMQX 4 / RMQTT form (username, password, clientid, ipaddr, protocol)"),
-    responses((status = 200, description = "result: allow, deny or ignore", body = EmqxResponse), (status = 403, description = "Caller outside broker_allow", body = Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "result: allow, deny or ignore", body = EmqxResponse), BrokerProblems)
 )]
 pub async fn emqx_authn(
     state: web::Data<AppState>,
+    _broker: BrokerCaller,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let f = fields(&state, &req, &mut payload).await?;
-    Ok(emqx_answer(state.broker.authenticate(&state, &auth_request(&f)).await))
+    let f = fields(&req, &mut payload).await?;
+    Ok(emqx_answer(state.broker.authenticate(&f.auth_request()).await))
 }
 
 #[utoipa::path(
     post, path = "/broker/emqx/authz", tag = "broker",
     request_body(content = BrokerRequest, content_type = "application/json", description = "EMQX 5: username, clientid, topic, action (publish/subscribe); EMQX 4 / RMQTT: access 1 = subscribe, 2 = publish"),
-    responses((status = 200, description = "result: allow, deny or ignore", body = EmqxResponse), (status = 403, description = "Caller outside broker_allow", body = Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "result: allow, deny or ignore", body = EmqxResponse), BrokerProblems)
 )]
 pub async fn emqx_authz(
     state: web::Data<AppState>,
+    _broker: BrokerCaller,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let f = fields(&state, &req, &mut payload).await?;
-    let access: &[Access] = match (f.get("action"), f.get("access")) {
+    let f = fields(&req, &mut payload).await?;
+    let access: &[Access] = match (f.action.as_deref(), f.access.as_deref()) {
         (Some("publish"), _) | (None, Some("2")) => &[Access::Write],
         (Some("subscribe"), _) | (None, Some("1")) => &[Access::Subscribe],
         (Some("all"), _) => &[Access::Write, Access::Subscribe],
         _ => return Ok(emqx_answer(Decision::Deny("missing or unknown action"))),
     };
-    let decision = match (f.get("username"), f.get("topic")) {
-        (Some(u), Some(t)) => {
-            state
-                .broker
-                .authorize(&state, u, f.clientid().as_deref(), t, access)
-                .await
-        }
-        _ => Decision::Deny("missing username or topic"),
+    let decision = match f.acl_request(access) {
+        Some(acl) => state.broker.authorize(&acl).await,
+        None => Decision::Deny("missing username or topic"),
     };
     Ok(emqx_answer(decision))
 }
@@ -329,16 +311,16 @@ pub async fn emqx_authz(
     request_body(content = BrokerRequest, content_type = "application/json", description = "As POST; or the fields as a query string"),
     responses(
         (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
-        (status = 403, description = "Denied", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "fleetca cannot decide", body = Problem, content_type = "application/problem+json"),
+        BrokerProblems,
     )
 )]
 pub async fn auth_get(
     state: web::Data<AppState>,
+    broker: BrokerCaller,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    auth(state, req, payload).await
+    auth(state, broker, req, payload).await
 }
 
 /// GET form of `/broker/acl` (see [`auth_get`]).
@@ -348,14 +330,14 @@ pub async fn auth_get(
     request_body(content = BrokerRequest, content_type = "application/json", description = "As POST; or the fields as a query string"),
     responses(
         (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
-        (status = 403, description = "Denied", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "fleetca cannot decide", body = Problem, content_type = "application/problem+json"),
+        BrokerProblems,
     )
 )]
 pub async fn acl_get(
     state: web::Data<AppState>,
+    broker: BrokerCaller,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    acl(state, req, payload).await
+    acl(state, broker, req, payload).await
 }

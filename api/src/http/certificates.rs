@@ -1,18 +1,19 @@
 //! `/api/v4/manage/mqtt-certificates/` and `/api/v4/manage/server-certificates/`.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use fleetca_ca::crl::Reason;
-use fleetca_storage::Certificate;
 use fleetca_storage::certificates::{CertificateFilter, StatusFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::PageRequest;
-use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{AdminAuth, ApiJson, Auth};
-use crate::http::{PageOf, parse_id, route};
-use crate::service::certificates::{self as svc, CreateCertificate, MAX_VALIDITY_HOURS, MIN_VALIDITY_HOURS};
+use crate::domain::{CertificateName, CsrKey, PageRequest, Problems, ServerCertRequest, ValidityHours, query_text};
+use crate::error::ApiError;
+use crate::http::extract::{Admin, ApiJson, Caller, Manager};
+use crate::http::openapi::{ReadProblems, WriteProblems};
+use crate::http::{PageOf, parse_id, route, secret_json};
+use crate::service::certificates::{self as svc, CreateCertificate, Record};
 use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
@@ -34,7 +35,18 @@ pub fn routes() -> super::Routes {
         ),
         (
             "/api/v4/manage/server-certificates",
-            vec![route("POST", || web::post().to(create_server))],
+            vec![
+                route("GET", || web::get().to(list_server)),
+                route("POST", || web::post().to(create_server)),
+            ],
+        ),
+        (
+            "/api/v4/manage/server-certificates/{id}",
+            vec![route("GET", || web::get().to(get_server))],
+        ),
+        (
+            "/api/v4/manage/server-certificates/{id}/revoke",
+            vec![route("POST", || web::post().to(revoke_server))],
         ),
     ]
 }
@@ -48,13 +60,13 @@ pub enum Status {
     Expired,
 }
 
-fn status_of(c: &Certificate, now: DateTime<Utc>) -> Status {
-    if c.revoked_at.is_some() {
-        Status::Revoked
-    } else if c.not_after <= now {
-        Status::Expired
-    } else {
-        Status::Active
+impl From<svc::Status> for Status {
+    fn from(s: svc::Status) -> Self {
+        match s {
+            svc::Status::Active => Status::Active,
+            svc::Status::Revoked => Status::Revoked,
+            svc::Status::Expired => Status::Expired,
+        }
     }
 }
 
@@ -80,10 +92,17 @@ pub struct CertificateOut {
     pub certificate_pem: Option<String>,
 }
 
+impl From<Record> for CertificateOut {
+    fn from(r: Record) -> Self {
+        Self::new(r, false)
+    }
+}
+
 impl CertificateOut {
-    fn new(c: Certificate, with_pem: bool) -> Self {
+    fn new(r: Record, with_pem: bool) -> Self {
+        let c = r.certificate;
         Self {
-            status: status_of(&c, Utc::now()),
+            status: r.status.into(),
             id: c.id,
             name: c.name,
             api_key_id: c.api_key_id,
@@ -134,6 +153,7 @@ pub struct RevokeBody {
     /// RFC 5280 reason name (default `unspecified`): unspecified, keyCompromise,
     /// cACompromise, affiliationChanged, superseded, cessationOfOperation,
     /// privilegeWithdrawn, aACompromise.
+    #[schema(example = "keyCompromise")]
     pub reason: Option<String>,
 }
 
@@ -174,110 +194,118 @@ pub struct CertificateQuery {
     pub search: Option<String>,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ServerCertificateQuery {
+    pub page: Option<u64>,
+    pub page_size: Option<u64>,
+    /// `active`, `revoked` or `expired`.
+    pub status: Option<Status>,
+    /// Name contains this.
+    pub search: Option<String>,
+}
+
+fn status_filter(s: Status) -> StatusFilter {
+    match s {
+        Status::Active => StatusFilter::Active,
+        Status::Revoked => StatusFilter::Revoked,
+        Status::Expired => StatusFilter::Expired,
+    }
+}
+
+/// The reason of a revoke request: an empty body is `unspecified`.
+fn revoke_reason(req: &HttpRequest, body: &[u8]) -> Result<Reason, ApiError> {
+    let body: RevokeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RevokeBody::default()
+    } else {
+        crate::http::extract::require_json(req)?;
+        crate::http::extract::parse_json(body)?
+    };
+    match body.reason.as_deref() {
+        None => Ok(Reason::Unspecified),
+        Some(r) => r.parse().map_err(|_| {
+            let names: Vec<&str> = Reason::ALL.iter().map(|r| r.name()).collect();
+            ApiError::field("reason", format!("must be one of {}", names.join(", ")))
+        }),
+    }
+}
+
 #[utoipa::path(
     post, path = "/api/v4/manage/mqtt-certificates/", tag = "mqtt-certificates", request_body = CreateCertificateBody,
     responses(
         (status = 201, description = "Created; private_key_pem is shown only here", body = CreatedCertificate),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The API key already has 10 active certificates", body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     ApiJson(body): ApiJson<CreateCertificateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        errors.insert("name".into(), vec!["must be 1 to 200 characters".into()]);
-    }
-    let validity_hours = body.validity_hours.unwrap_or(MIN_VALIDITY_HOURS);
-    if !(MIN_VALIDITY_HOURS..=MAX_VALIDITY_HOURS).contains(&validity_hours) {
-        errors.insert(
-            "validity_hours".into(),
-            vec![format!(
-                "must be from {MIN_VALIDITY_HOURS} (1 year) to {MAX_VALIDITY_HOURS} (10 years) hours"
-            )],
-        );
-    }
-    let csr_key = match body.csr_pem.as_deref().map(svc::parse_csr).transpose() {
-        Ok(k) => k,
-        Err(e) => {
-            errors.insert("csr_pem".into(), vec![e]);
-            None
-        }
+    let mut problems = Problems::new();
+    let name = problems.check("name", CertificateName::parse(&body.name));
+    let validity = problems.check("validity_hours", ValidityHours::parse(body.validity_hours));
+    let csr = body
+        .csr_pem
+        .as_deref()
+        .and_then(|pem| problems.check("csr_pem", CsrKey::parse(pem)));
+    problems.finish()?;
+    let (Some(name), Some(validity)) = (name, validity) else {
+        return Err(ApiError::field("name", "is required"));
     };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
     let input = CreateCertificate {
         name,
         api_key_id: body.api_key_id,
-        validity_hours,
-        csr_key,
+        validity,
+        csr,
     };
-    let created = svc::create(&state, &caller, input).await?;
-    Ok(HttpResponse::Created().json(CreatedCertificate {
-        certificate: CertificateOut::new(created.certificate, true),
-        private_key_pem: created.private_key_pem,
-        ca_certificate_pem: state.ca.certificate_pem().to_owned(),
-    }))
+    let created = state.certificates.create(&caller, input).await?;
+    Ok(secret_json(
+        StatusCode::CREATED,
+        &CreatedCertificate {
+            certificate: CertificateOut::new(created.record, true),
+            private_key_pem: created.private_key_pem,
+            ca_certificate_pem: created.ca_certificate_pem,
+        },
+    ))
 }
 
 #[utoipa::path(
     get, path = "/api/v4/manage/mqtt-certificates/", tag = "mqtt-certificates", params(CertificateQuery),
-    responses(
-        (status = 200, body = PageOf<CertificateOut>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 200, body = PageOf<CertificateOut>), ReadProblems),
     security(("bearer" = []))
 )]
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Auth(caller): Auth,
+    caller: Caller,
     q: web::Query<CertificateQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = PageRequest::parse(q.page, q.page_size)?;
+    let mut problems = Problems::new();
     let filter = CertificateFilter {
         enterprise: None,
         api_key_id: q.api_key_id,
-        kind: Some("client".into()),
-        status: q.status.map(|s| match s {
-            Status::Active => StatusFilter::Active,
-            Status::Revoked => StatusFilter::Revoked,
-            Status::Expired => StatusFilter::Expired,
-        }),
-        search: q.search,
+        kind: None,
+        status: q.status.map(status_filter),
+        search: q.search.and_then(|s| problems.check("search", query_text(&s))),
     };
-    let (certs, count) = svc::list(&state, &caller, filter, page).await?;
-    let results = certs.into_iter().map(|c| CertificateOut::new(c, false)).collect();
-    Ok(HttpResponse::Ok().json(PageOf::new(&state, &req, page, count, results)))
+    problems.finish()?;
+    let listing = state.certificates.list(&caller, filter, page).await?;
+    Ok(HttpResponse::Ok().json(PageOf::<CertificateOut>::new(&state, &req, page, listing)))
 }
 
 #[utoipa::path(
     get, path = "/api/v4/manage/mqtt-certificates/{id}/", tag = "mqtt-certificates", params(("id" = uuid::Uuid, Path)),
-    responses(
-        (status = 200, body = CertificateOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 200, body = CertificateOut), ReadProblems),
     security(("bearer" = []))
 )]
-pub async fn get(
-    state: web::Data<AppState>,
-    Auth(caller): Auth,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "certificate")?;
-    let cert = svc::get(&state, &caller, id).await?;
-    Ok(HttpResponse::Ok().json(CertificateOut::new(cert, true)))
+    let record = state.certificates.get(&caller, id).await?;
+    Ok(HttpResponse::Ok().json(CertificateOut::new(record, true)))
 }
 
 #[utoipa::path(
@@ -285,97 +313,110 @@ pub async fn get(
     request_body(content = Option<RevokeBody>, description = "Optional; an empty body revokes with reason `unspecified`"),
     responses(
         (status = 200, description = "Revoked, and a CRL listing it published; revoking again returns the same record", body = CertificateOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "certificate")?;
-    let body: RevokeBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RevokeBody::default()
-    } else {
-        crate::extract::require_json(&req)?;
-        crate::extract::parse_json(&body)?
-    };
-    let reason = match body.reason.as_deref() {
-        None => Reason::Unspecified,
-        Some(r) => r.parse().map_err(|_| {
-            let names: Vec<&str> = Reason::ALL.iter().map(|r| r.name()).collect();
-            ApiError::field("reason", format!("must be one of {}", names.join(", ")))
-        })?,
-    };
-    let cert = svc::revoke(&state, &caller, id, reason).await?;
-    Ok(HttpResponse::Ok().json(CertificateOut::new(cert, true)))
+    let reason = revoke_reason(&req, &body)?;
+    let record = state.certificates.revoke(&caller, id, reason).await?;
+    Ok(HttpResponse::Ok().json(CertificateOut::new(record, true)))
 }
 
 #[utoipa::path(
     post, path = "/api/v4/manage/server-certificates/", tag = "server-certificates", request_body = CreateServerCertificateBody,
     responses(
         (status = 201, description = "Created; private_key_pem is shown only here", body = CreatedServerCertificate),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Admins only", body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn create_server(
     state: web::Data<AppState>,
-    _admin: AdminAuth,
+    _admin: Caller<Admin>,
     ApiJson(body): ApiJson<CreateServerCertificateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    if body.dns_names.is_empty() && body.ip_addresses.is_empty() {
-        errors.insert(
-            "dns_names".into(),
-            vec!["give at least one DNS name or IP address".into()],
-        );
-    }
-    if let Some(bad) = body.dns_names.iter().find(|n| !is_dns_name(n)) {
-        errors.insert(
-            "dns_names".into(),
-            vec![format!(
-                "{bad:?} is not a DNS name (labels of a-z, 0-9 and '-', optionally starting with \"*.\")"
-            )],
-        );
-    }
-    let days = body.validity_days.unwrap_or(825);
-    if !(1..=3650).contains(&days) {
-        errors.insert("validity_days".into(), vec!["must be from 1 to 3650".into()]);
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let name = body
-        .name
-        .unwrap_or_else(|| body.dns_names.first().cloned().unwrap_or_else(|| "broker".into()));
-    let (cert, key) =
-        svc::create_server(&state, name, &body.dns_names, &body.ip_addresses, Duration::days(days)).await?;
-    Ok(HttpResponse::Created().json(CreatedServerCertificate {
-        certificate: CertificateOut::new(cert, true),
-        private_key_pem: key,
-        ca_certificate_pem: state.ca.certificate_pem().to_owned(),
-    }))
+    let request = ServerCertRequest::parse(
+        body.name.as_deref(),
+        &body.dns_names,
+        body.ip_addresses,
+        body.validity_days,
+    )?;
+    let (record, key) = state.certificates.create_server(&request).await?;
+    Ok(secret_json(
+        StatusCode::CREATED,
+        &CreatedServerCertificate {
+            certificate: CertificateOut::new(record, true),
+            private_key_pem: key,
+            ca_certificate_pem: state.certificates.ca_certificate_pem().to_owned(),
+        },
+    ))
 }
 
-/// A hostname (RFC 1123 labels), optionally a leading `*.` wildcard.
-fn is_dns_name(name: &str) -> bool {
-    let name = name.strip_prefix("*.").unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+#[utoipa::path(
+    get, path = "/api/v4/manage/server-certificates/", tag = "server-certificates", params(ServerCertificateQuery),
+    responses((status = 200, body = PageOf<CertificateOut>), ReadProblems),
+    security(("bearer" = []))
+)]
+pub async fn list_server(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _admin: Caller<Admin>,
+    q: web::Query<ServerCertificateQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let page = PageRequest::parse(q.page, q.page_size)?;
+    let mut problems = Problems::new();
+    let filter = CertificateFilter {
+        status: q.status.map(status_filter),
+        search: q.search.and_then(|s| problems.check("search", query_text(&s))),
+        ..Default::default()
+    };
+    problems.finish()?;
+    let listing = state.certificates.list_server(filter, page).await?;
+    Ok(HttpResponse::Ok().json(PageOf::<CertificateOut>::new(&state, &req, page, listing)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v4/manage/server-certificates/{id}/", tag = "server-certificates", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = CertificateOut), ReadProblems),
+    security(("bearer" = []))
+)]
+pub async fn get_server(
+    state: web::Data<AppState>,
+    admin: Caller<Admin>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "certificate")?;
+    let record = state.certificates.get_server(&admin, id).await?;
+    Ok(HttpResponse::Ok().json(CertificateOut::new(record, true)))
+}
+
+#[utoipa::path(
+    post, path = "/api/v4/manage/server-certificates/{id}/revoke/", tag = "server-certificates", params(("id" = uuid::Uuid, Path)),
+    request_body(content = Option<RevokeBody>, description = "Optional; an empty body revokes with reason `unspecified`"),
+    responses(
+        (status = 200, description = "Revoked, and a CRL listing it published", body = CertificateOut),
+        WriteProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke_server(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: Caller<Admin>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "certificate")?;
+    let reason = revoke_reason(&req, &body)?;
+    let record = state.certificates.revoke_server(&admin, id, reason).await?;
+    Ok(HttpResponse::Ok().json(CertificateOut::new(record, true)))
 }

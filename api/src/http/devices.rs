@@ -1,19 +1,21 @@
 //! `/api/v4/manage/devices/`: device provisioning.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use fleetca_ca::device::is_ha1;
 use fleetca_storage::Device;
-use fleetca_storage::devices::{DeviceFilter, DevicePatch};
+use fleetca_storage::devices::DeviceFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::config::Secret;
-use crate::domain::{Enterprise, PageRequest};
-use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiJson, Auth, parse_json, read_body, require_json};
-use crate::http::{PageOf, route};
-use crate::service::devices::{self as svc, BulkOutcome, Credential, DeviceInput, Provisioned};
+use crate::domain::{
+    Description, DeviceCredential, DeviceId, FieldErrors, PageRequest, Problems, Realm, Tenant, query_text,
+};
+use crate::error::ApiError;
+use crate::http::extract::{ApiJson, Caller, Manager, parse_json, read_body, require_json};
+use crate::http::openapi::{ReadProblems, WriteProblems};
+use crate::http::{PageOf, route, secret_json};
+use crate::service::devices::{DeviceChange, DeviceInput, Provisioned};
 use crate::state::AppState;
 
 /// Most devices in one bulk request.
@@ -93,7 +95,10 @@ pub struct ProvisionedOut {
 
 impl From<Provisioned> for ProvisionedOut {
     fn from(p: Provisioned) -> Self {
-        let (password, ha1) = p.generated.map(|(p, h)| (Some(p), Some(h))).unwrap_or((None, None));
+        let (password, ha1) = p
+            .generated
+            .map(|g| (Some(g.password), Some(g.ha1)))
+            .unwrap_or((None, None));
         Self {
             device: p.device.into(),
             password,
@@ -154,111 +159,67 @@ pub struct DeviceQuery {
     pub search: Option<String>,
 }
 
-fn check_device_id(id: &str) -> Result<(), String> {
-    if !(1..=128).contains(&id.len())
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-    {
-        return Err("must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'".into());
-    }
-    Ok(())
-}
-
-fn check_realm(realm: &str) -> Result<(), String> {
-    if !(1..=128).contains(&realm.chars().count()) || realm.chars().any(char::is_control) {
-        return Err("must be 1 to 128 printable characters".into());
-    }
-    Ok(())
-}
-
-fn credential(password: Option<String>, ha1: Option<String>, errors: &mut FieldErrors) -> Credential {
-    match (password, ha1) {
-        (Some(_), Some(_)) => {
-            errors.insert("password".into(), vec!["give either password or ha1, not both".into()]);
-            Credential::Generate
-        }
-        (Some(p), None) => {
-            if !(8..=256).contains(&p.chars().count()) {
-                errors.insert("password".into(), vec!["must be 8 to 256 characters".into()]);
-            }
-            Credential::Password(Secret::new(p))
-        }
-        (None, Some(h)) => {
-            if !is_ha1(&h) {
-                errors.insert("ha1".into(), vec!["must be 32 hex characters (an MD5 digest)".into()]);
-            }
-            Credential::Ha1(Secret::new(h))
-        }
-        (None, None) => Credential::Generate,
-    }
-}
-
 /// Validates one device; the errors are keyed by field.
 fn validate(body: DeviceBody) -> Result<DeviceInput, FieldErrors> {
-    let mut errors = FieldErrors::new();
-    if let Err(e) = check_device_id(&body.device_id) {
-        errors.insert("device_id".into(), vec![e]);
+    let mut problems = Problems::new();
+    let device_id = problems.check("device_id", DeviceId::parse(&body.device_id));
+    let tenant = problems.check("tenant", Tenant::parse(&body.tenant));
+    let realm = body.realm.and_then(|r| problems.check("realm", Realm::parse(&r)));
+    let description = body
+        .description
+        .and_then(|d| problems.check("description", Description::parse(&d)));
+    let credential = DeviceCredential::parse(body.password, body.ha1, &mut problems);
+    match (device_id, tenant) {
+        (Some(device_id), Some(tenant)) if problems.is_empty() => Ok(DeviceInput {
+            tenant,
+            device_id,
+            realm,
+            description,
+            credential,
+        }),
+        _ => Err(problems.into_inner()),
     }
-    if let Err(e) = Enterprise::parse(&body.tenant) {
-        errors.insert("tenant".into(), vec![e]);
+}
+
+/// Path segments name a device only if they could be one; anything else names nothing.
+fn device_path(path: web::Path<(String, String)>) -> Result<(String, String), ApiError> {
+    let (tenant, device_id) = path.into_inner();
+    if Tenant::parse(&tenant).is_err() || DeviceId::parse(&device_id).is_err() {
+        return Err(crate::service::Error::NotFound("device").into());
     }
-    if let Some(Err(e)) = body.realm.as_deref().map(check_realm) {
-        errors.insert("realm".into(), vec![e]);
-    }
-    if body.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
-        errors.insert("description".into(), vec!["must be at most 500 characters".into()]);
-    }
-    let credential = credential(body.password, body.ha1, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(DeviceInput {
-        tenant: body.tenant,
-        device_id: body.device_id,
-        realm: body.realm,
-        description: body.description,
-        credential,
-    })
+    Ok((tenant, device_id))
 }
 
 #[utoipa::path(
     post, path = "/api/v4/manage/devices/", tag = "devices", request_body = DeviceBody,
     responses(
         (status = 201, description = "Provisioned; a generated password and its HA1 are shown only here", body = ProvisionedOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "device_id taken in this tenant", body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     ApiJson(body): ApiJson<DeviceBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = validate(body).map_err(ApiError::Validation)?;
-    let provisioned = svc::create(&state, &caller, input).await?;
-    Ok(HttpResponse::Created().json(ProvisionedOut::from(provisioned)))
+    let input = validate(body)?;
+    let provisioned = state.devices.create(&caller, input).await?;
+    Ok(secret_json(StatusCode::CREATED, &ProvisionedOut::from(provisioned)))
 }
 
 #[utoipa::path(
     post, path = "/api/v4/manage/devices/bulk/", tag = "devices", request_body = Vec<DeviceBody>,
     responses(
-        (status = 201, description = "All provisioned", body = BulkCreated),
-        (status = 400, description = "Per-row errors keyed `{row}.{field}` (row = 0-based array index); nothing written", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Rows whose device_id exists; nothing written", body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "All provisioned; generated passwords and HA1s are shown only here", body = BulkCreated),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn bulk(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     require_json(&req)?;
@@ -270,7 +231,7 @@ pub async fn bulk(
             format!("send a JSON array of 1 to {MAX_BULK} devices"),
         ));
     }
-    let mut errors = FieldErrors::new();
+    let mut problems = Problems::new();
     let mut inputs = Vec::with_capacity(rows.len());
     for (i, row) in rows.into_iter().enumerate() {
         let parsed = serde_json::from_value::<DeviceBody>(row).map_err(|e| {
@@ -280,83 +241,56 @@ pub async fn bulk(
         });
         match parsed.and_then(validate) {
             Ok(input) => inputs.push(input),
-            Err(row_errors) => {
-                for (field, messages) in row_errors {
-                    errors.insert(format!("{i}.{field}"), messages);
-                }
-            }
+            Err(row_errors) => problems.nest(&i.to_string(), row_errors),
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    match svc::bulk(&state, &caller, inputs).await? {
-        BulkOutcome::Created(created) => Ok(HttpResponse::Created().json(BulkCreated {
+    problems.finish()?;
+    let created = state.devices.bulk(&caller, inputs).await?;
+    Ok(secret_json(
+        StatusCode::CREATED,
+        &BulkCreated {
             created: created.len(),
             results: created.into_iter().map(ProvisionedOut::from).collect(),
-        })),
-        BulkOutcome::Rejected { rows, conflicts_only } => {
-            let mut errors = FieldErrors::new();
-            for (i, field, message) in rows {
-                errors.entry(format!("{i}.{field}")).or_default().push(message);
-            }
-            if conflicts_only {
-                Err(ApiError::ConflictFields(
-                    "Some devices already exist; nothing was written. See `errors` for the rows.".into(),
-                    errors,
-                ))
-            } else {
-                Err(ApiError::Validation(errors))
-            }
-        }
-    }
+        },
+    ))
 }
 
 #[utoipa::path(
     get, path = "/api/v4/manage/devices/", tag = "devices", params(DeviceQuery),
-    responses(
-        (status = 200, body = PageOf<DeviceOut>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 200, body = PageOf<DeviceOut>), ReadProblems),
     security(("bearer" = []))
 )]
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     q: web::Query<DeviceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = PageRequest::parse(q.page, q.page_size)?;
+    let mut problems = Problems::new();
     let filter = DeviceFilter {
-        tenant: q.tenant,
+        tenant: q.tenant.and_then(|t| problems.check("tenant", query_text(&t))),
         is_active: q.is_active,
-        search: q.search,
+        search: q.search.and_then(|s| problems.check("search", query_text(&s))),
     };
-    let (devices, count) = svc::list(&state, &caller, filter, page).await?;
-    let results = devices.into_iter().map(DeviceOut::from).collect();
-    Ok(HttpResponse::Ok().json(PageOf::new(&state, &req, page, count, results)))
+    problems.finish()?;
+    let devices = state.devices.list(&caller, filter, page).await?;
+    Ok(HttpResponse::Ok().json(PageOf::<DeviceOut>::new(&state, &req, page, devices)))
 }
 
 #[utoipa::path(
     get, path = "/api/v4/manage/devices/{tenant}/{device_id}/", tag = "devices", params(("tenant" = String, Path), ("device_id" = String, Path)),
-    responses(
-        (status = 200, body = DeviceOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 200, body = DeviceOut), ReadProblems),
     security(("bearer" = []))
 )]
 pub async fn get(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, device_id) = path.into_inner();
-    let device = svc::get(&state, &caller, &tenant, &device_id).await?;
+    let (tenant, device_id) = device_path(path)?;
+    let device = state.devices.get(&caller, &tenant, &device_id).await?;
     Ok(HttpResponse::Ok().json(DeviceOut::from(device)))
 }
 
@@ -364,49 +298,42 @@ pub async fn get(
     patch, path = "/api/v4/manage/devices/{tenant}/{device_id}/", tag = "devices", params(("tenant" = String, Path), ("device_id" = String, Path)), request_body = PatchDeviceBody,
     responses(
         (status = 200, description = "Changed; a disabled device is refused on its next connection", body = DeviceOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn patch(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     path: web::Path<(String, String)>,
     ApiJson(body): ApiJson<PatchDeviceBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, device_id) = path.into_inner();
-    if body.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
-        return Err(ApiError::field("description", "must be at most 500 characters"));
-    }
-    let patch = DevicePatch {
+    let (tenant, device_id) = device_path(path)?;
+    let mut problems = Problems::new();
+    let description = body
+        .description
+        .and_then(|d| problems.check("description", Description::parse(&d)));
+    problems.finish()?;
+    let change = DeviceChange {
         is_active: body.is_active,
-        description: body.description.map(Some),
-        credentials: None,
+        description,
     };
-    let device = svc::patch(&state, &caller, &tenant, &device_id, patch).await?;
+    let device = state.devices.change(&caller, &tenant, &device_id, change).await?;
     Ok(HttpResponse::Ok().json(DeviceOut::from(device)))
 }
 
 #[utoipa::path(
     delete, path = "/api/v4/manage/devices/{tenant}/{device_id}/", tag = "devices", params(("tenant" = String, Path), ("device_id" = String, Path)),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 204, description = "Deleted"), WriteProblems),
     security(("bearer" = []))
 )]
 pub async fn delete(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, device_id) = path.into_inner();
-    svc::delete(&state, &caller, &tenant, &device_id).await?;
+    let (tenant, device_id) = device_path(path)?;
+    state.devices.delete(&caller, &tenant, &device_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -414,28 +341,24 @@ pub async fn delete(
     put, path = "/api/v4/manage/devices/{tenant}/{device_id}/credentials/", tag = "devices", params(("tenant" = String, Path), ("device_id" = String, Path)), request_body = CredentialsBody,
     responses(
         (status = 200, description = "Rotated; the old credentials stop working at once. A generated password and HA1 are shown only here", body = ProvisionedOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn rotate(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     path: web::Path<(String, String)>,
     ApiJson(body): ApiJson<CredentialsBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, device_id) = path.into_inner();
-    let mut errors = FieldErrors::new();
-    if let Some(Err(e)) = body.realm.as_deref().map(check_realm) {
-        errors.insert("realm".into(), vec![e]);
-    }
-    let credential = credential(body.password, body.ha1, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let provisioned = svc::rotate(&state, &caller, &tenant, &device_id, body.realm, credential).await?;
-    Ok(HttpResponse::Ok().json(ProvisionedOut::from(provisioned)))
+    let (tenant, device_id) = device_path(path)?;
+    let mut problems = Problems::new();
+    let realm = body.realm.and_then(|r| problems.check("realm", Realm::parse(&r)));
+    let credential = DeviceCredential::parse(body.password, body.ha1, &mut problems);
+    problems.finish()?;
+    let provisioned = state
+        .devices
+        .rotate(&caller, &tenant, &device_id, realm, credential)
+        .await?;
+    Ok(secret_json(StatusCode::OK, &ProvisionedOut::from(provisioned)))
 }

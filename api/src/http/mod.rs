@@ -5,6 +5,7 @@ pub mod auth;
 pub mod broker;
 pub mod certificates;
 pub mod devices;
+pub mod extract;
 pub mod openapi;
 pub mod overview;
 pub mod public;
@@ -15,14 +16,15 @@ use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::middleware::{ErrorHandlerResponse, Next};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, Route, web};
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::error::{ApiError, PROBLEM_JSON, problem_response};
+use crate::domain::{Listing, PageRequest};
+use crate::error::ApiError;
+use crate::service::Error;
 use crate::state::AppState;
 
 /// A route table entry: a path (mounted with and without a trailing slash) and its methods.
@@ -82,45 +84,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The answer to an unknown path.
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound("route"))
+    Err(ApiError::NoRoute)
 }
 
 async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)
-}
-
-/// Turns any error response that is not yet problem+json (from actix itself or a library)
-/// into one, so clients see one error format everywhere.
-pub fn problemize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    // Our own answers (problem+json, or a JSON body such as /readyz's) stay as they are.
-    let ours = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"application/json")
-    });
-    if ours {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
-    }
-    let status = res.status();
-    let (slug, detail) = match status {
-        StatusCode::NOT_FOUND => (
-            "not-found",
-            "No such route; see /api/openapi.json for the API.".to_owned(),
-        ),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method-not-allowed",
-            "This path does not accept this HTTP method.".to_owned(),
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "The request body is too large.".to_owned()),
-        s if s.is_server_error() => ("internal", "An internal error occurred; it has been logged.".to_owned()),
-        s => (
-            "error",
-            format!("The request failed: {}.", s.canonical_reason().unwrap_or("error")),
-        ),
-    };
-    let (req, _) = res.into_parts();
-    let resp = problem_response(status, slug, detail);
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(req, resp).map_into_right_body(),
-    ))
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -167,9 +135,11 @@ pub async fn request_log(
             tracing::info!(status, ms, "served");
         }
     });
+    let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID.clone(), v);
+        headers.insert(REQUEST_ID.clone(), v);
     }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(res.map_into_left_body())
 }
 
@@ -187,13 +157,12 @@ pub struct PageOf<T> {
 
 impl<T> PageOf<T> {
     /// Builds the page with absolute `next`/`previous` links on the public URL.
-    pub fn new(
-        state: &AppState,
-        req: &HttpRequest,
-        page: crate::domain::PageRequest,
-        count: u64,
-        results: Vec<T>,
-    ) -> Self {
+    pub fn new<U>(state: &AppState, req: &HttpRequest, page: PageRequest, listing: Listing<U>) -> Self
+    where
+        T: From<U>,
+    {
+        let Listing { items, count } = listing;
+        let results: Vec<T> = items.into_iter().map(T::from).collect();
         let link = |n: u64| {
             let mut pairs: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
                 .map(|q| q.into_inner())
@@ -205,11 +174,15 @@ impl<T> PageOf<T> {
             let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
             format!("{}{}?{}", state.config.public_url, req.path(), query)
         };
-        let shown = (page.page - 1) * page.page_size + results.len() as u64;
+        let shown = page
+            .page
+            .saturating_sub(1)
+            .saturating_mul(page.page_size)
+            .saturating_add(results.len() as u64);
         Self {
             count,
-            next: (shown < count && !results.is_empty()).then(|| link(page.page + 1)),
-            previous: (page.page > 1).then(|| link(page.page - 1)),
+            next: (shown < count && !results.is_empty()).then(|| link(page.page.saturating_add(1))),
+            previous: (page.page > 1).then(|| link(page.page.saturating_sub(1))),
             results,
         }
     }
@@ -217,5 +190,13 @@ impl<T> PageOf<T> {
 
 /// Parses a path id, reporting a malformed one as "not found" (it cannot name anything).
 pub fn parse_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+    uuid::Uuid::parse_str(raw).map_err(|_| Error::NotFound(what).into())
+}
+
+/// A JSON response that carries a secret (a private key, a token, a password): never
+/// stored by a cache.
+pub fn secret_json(status: actix_web::http::StatusCode, body: &impl Serialize) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
 }

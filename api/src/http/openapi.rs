@@ -1,11 +1,97 @@
 //! The OpenAPI 3.1 document (`/api/openapi.json`) and interactive docs (`/api/docs/`).
+//! Error responses are declared once here ([`ReadProblems`], [`WriteProblems`],
+//! [`PublicProblems`]) and named by each path, instead of repeating the same lines.
+
+use std::collections::BTreeMap;
 
 use actix_web::web;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::error::PROBLEM_JSON;
 use crate::http::{auth, broker, certificates, devices, overview, public, users};
+
+fn problems(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    statuses
+        .iter()
+        .map(|(status, description)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content(PROBLEM_JSON, content)
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+const BAD_REQUEST: (u16, &str) = (400, "Invalid input: `errors` names each bad field");
+const UNAUTHORIZED: (u16, &str) = (401, "No or bad credentials");
+const FORBIDDEN: (u16, &str) = (403, "The caller's role may not do this");
+const NOT_FOUND: (u16, &str) = (404, "No such object in the caller's scope");
+const CONFLICT: (u16, &str) = (409, "Clashes with what exists, or a limit was reached");
+const TOO_LARGE: (u16, &str) = (413, "The body is larger than allowed");
+const MEDIA_TYPE: (u16, &str) = (415, "The body is not declared as JSON");
+const TOO_MANY: (u16, &str) = (429, "Too many attempts or changes; see Retry-After");
+const UNAVAILABLE: (u16, &str) = (503, "The database is unreachable; nothing was changed");
+
+/// The problems a reading call of the management API can answer with.
+pub struct ReadProblems;
+
+impl IntoResponses for ReadProblems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, UNAVAILABLE])
+    }
+}
+
+/// The problems a changing call of the management API can answer with.
+pub struct WriteProblems;
+
+impl IntoResponses for WriteProblems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[
+            BAD_REQUEST,
+            UNAUTHORIZED,
+            FORBIDDEN,
+            NOT_FOUND,
+            CONFLICT,
+            TOO_LARGE,
+            MEDIA_TYPE,
+            TOO_MANY,
+            UNAVAILABLE,
+        ])
+    }
+}
+
+/// The problems an unauthenticated JSON call (sign-in) can answer with.
+pub struct PublicProblems;
+
+impl IntoResponses for PublicProblems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[BAD_REQUEST, UNAUTHORIZED, TOO_LARGE, MEDIA_TYPE, TOO_MANY, UNAVAILABLE])
+    }
+}
+
+/// The problems of the broker endpoints (besides their own allow/deny answers).
+pub struct BrokerProblems;
+
+impl IntoResponses for BrokerProblems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[
+            (400, "The body is neither JSON nor a form"),
+            (
+                403,
+                "Denied, or a caller outside broker_allow or without the broker secret",
+            ),
+            TOO_LARGE,
+            (503, "fleetca cannot decide right now (database unreachable)"),
+        ])
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,9 +99,10 @@ use crate::http::{auth, broker, certificates, devices, overview, public, users};
     paths(
         public::healthz, public::readyz, public::ca_pem, public::crl_der, public::crl_pem,
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
-        certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::create_server,
+        certificates::create, certificates::list, certificates::get, certificates::revoke,
+        certificates::create_server, certificates::list_server, certificates::get_server, certificates::revoke_server,
         devices::create, devices::bulk, devices::list, devices::get, devices::patch, devices::delete, devices::rotate,
-        auth::login, auth::logout, auth::me, auth::password, overview::stats, overview::ca,
+        auth::login, auth::logout, auth::me, auth::password, overview::stats, overview::ca, overview::settings,
         broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
     ),
     components(schemas(crate::error::Problem)),
@@ -23,11 +110,11 @@ use crate::http::{auth, broker, certificates, devices, overview, public, users};
     tags(
         (name = "users", description = "API keys (service accounts) and human users"),
         (name = "mqtt-certificates", description = "MQTT client certificates"),
-        (name = "server-certificates", description = "TLS certificates for brokers"),
+        (name = "server-certificates", description = "TLS certificates for brokers (admins only)"),
         (name = "devices", description = "Devices and their HA1 credentials"),
         (name = "broker", description = "The MQTT broker's HTTP auth and ACL calls (no Bearer auth; broker_allow networks only)"),
         (name = "auth", description = "Browser sign-in for human users (the admin UI)"),
-        (name = "overview", description = "Counts and CA facts for the admin UI"),
+        (name = "overview", description = "Counts, CA facts and settings for the admin UI"),
         (name = "pki", description = "CA certificate and revocation list"),
         (name = "operations", description = "Health and readiness"),
     )

@@ -1,24 +1,26 @@
 //! `/api/v4/manage/stats/` and `/api/v4/manage/ca/`: what the overview and CA pages show.
 
-use std::collections::BTreeMap;
-
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use fleetca_storage::stats::Scope;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::Role;
-use crate::error::{ApiError, Problem};
-use crate::extract::Auth;
+use crate::error::ApiError;
+use crate::http::extract::Caller;
+use crate::http::openapi::ReadProblems;
 use crate::http::public::CrlState;
 use crate::http::route;
+use crate::service::acl::Access;
 use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
     vec![
         ("/api/v4/manage/stats", vec![route("GET", || web::get().to(stats))]),
         ("/api/v4/manage/ca", vec![route("GET", || web::get().to(ca))]),
+        (
+            "/api/v4/manage/settings",
+            vec![route("GET", || web::get().to(settings))],
+        ),
     ]
 }
 
@@ -59,21 +61,15 @@ pub struct CaInfo {
 
 #[utoipa::path(
     get, path = "/api/v4/manage/stats/", tag = "overview",
-    responses((status = 200, body = Stats), (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Stats), ReadProblems),
     security(("bearer" = []))
 )]
-pub async fn stats(state: web::Data<AppState>, Auth(caller): Auth) -> Result<HttpResponse, ApiError> {
-    let scope = match caller.role {
-        Role::Admin => Scope::All,
-        Role::Manager => Scope::Enterprise(caller.enterprise.clone()),
-        Role::Service => Scope::ApiKey(caller.id),
-    };
-    let s = state.store.stats(&scope, Utc::now()).await?;
-    let mut months: BTreeMap<String, u64> = BTreeMap::new();
-    for t in &s.active_expiries {
-        *months.entry(t.format("%Y-%m").to_string()).or_default() += 1;
-    }
-    let crl = crate::http::public::crl_state(&state);
+pub async fn stats(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let stats = state.overview.stats(&caller).await?;
+    let s = stats.counts;
+    let months = stats.expiries_by_month;
+    let (crl, publish) = state.overview.crl();
+    let crl = CrlState::new(crl, publish, true);
     Ok(HttpResponse::Ok().json(Stats {
         api_keys: s.api_keys,
         devices: s.devices,
@@ -92,15 +88,72 @@ pub async fn stats(state: web::Data<AppState>, Auth(caller): Auth) -> Result<Htt
 
 #[utoipa::path(
     get, path = "/api/v4/manage/ca/", tag = "overview",
-    responses((status = 200, body = CaInfo), (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = CaInfo), ReadProblems),
     security(("bearer" = []))
 )]
-pub async fn ca(state: web::Data<AppState>, _caller: Auth) -> Result<HttpResponse, ApiError> {
+pub async fn ca(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
+    let ca = state.overview.ca();
     Ok(HttpResponse::Ok().json(CaInfo {
-        subject: state.ca.subject().to_owned(),
-        fingerprint: state.ca.fingerprint(),
-        not_before: state.ca.not_before(),
-        not_after: state.ca.not_after(),
-        certificate_pem: state.ca.certificate_pem().to_owned(),
+        subject: ca.subject,
+        fingerprint: ca.fingerprint,
+        not_before: ca.not_before,
+        not_after: ca.not_after,
+        certificate_pem: ca.certificate_pem,
+    }))
+}
+
+/// One topic rule of the ACL.
+#[derive(Serialize, ToSchema)]
+pub struct AclRuleOut {
+    /// A topic pattern with placeholders such as `{enterprise}`.
+    #[schema(example = "v4/groups/{enterprise}.master/#")]
+    pub pattern: String,
+    /// Any of `read`, `write`, `subscribe`.
+    pub access: Vec<String>,
+}
+
+/// The server's settings that the admin UI shows.
+#[derive(Serialize, ToSchema)]
+pub struct SettingsOut {
+    /// The RFC 5280 reason names a revoke accepts.
+    pub revocation_reasons: Vec<&'static str>,
+    /// Topic rules of API keys.
+    pub acl_api_key: Vec<AclRuleOut>,
+    /// Topic rules of devices.
+    pub acl_device: Vec<AclRuleOut>,
+}
+
+fn rules_out(rules: &[crate::service::acl::AclRule]) -> Vec<AclRuleOut> {
+    rules
+        .iter()
+        .map(|r| AclRuleOut {
+            pattern: r.pattern.clone(),
+            access: r
+                .access
+                .iter()
+                .map(|a| {
+                    match a {
+                        Access::Read => "read",
+                        Access::Write => "write",
+                        Access::Subscribe => "subscribe",
+                    }
+                    .to_owned()
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[utoipa::path(
+    get, path = "/api/v4/manage/settings/", tag = "overview",
+    responses((status = 200, body = SettingsOut), ReadProblems),
+    security(("bearer" = []))
+)]
+pub async fn settings(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
+    let s = state.overview.settings();
+    Ok(HttpResponse::Ok().json(SettingsOut {
+        revocation_reasons: s.revocation_reasons,
+        acl_api_key: rules_out(&s.acl.api_key),
+        acl_device: rules_out(&s.acl.device),
     }))
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::route;
-use crate::service::crl::PublishStatus;
+use crate::service::crl::{PublishStatus, PublishedCrl};
 use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
@@ -30,6 +30,18 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
+/// How the last publication of the CRL to its file and reload command went.
+#[derive(Serialize, ToSchema)]
+pub struct PublishState {
+    /// Whether the last file write and reload command succeeded (true when neither is configured).
+    pub ok: bool,
+    /// When it was attempted.
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What failed; shown to signed-in users only (the log has it too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The state of the CRL served.
 #[derive(Serialize, ToSchema)]
 pub struct CrlState {
@@ -38,7 +50,25 @@ pub struct CrlState {
     pub next_update: chrono::DateTime<chrono::Utc>,
     pub entries: usize,
     /// The last write of the CRL file and run of the reload command.
-    pub publish: PublishStatus,
+    pub publish: PublishState,
+}
+
+impl CrlState {
+    /// The CRL's state; `with_error` only for an authenticated caller, since a reload
+    /// command's error output may say more about the host than anonymous callers should see.
+    pub fn new(crl: Option<PublishedCrl>, publish: PublishStatus, with_error: bool) -> Option<Self> {
+        crl.map(|c| CrlState {
+            number: c.number,
+            this_update: c.this_update,
+            next_update: c.next_update,
+            entries: c.entries,
+            publish: PublishState {
+                ok: publish.ok,
+                at: publish.at,
+                error: publish.error.filter(|_| with_error),
+            },
+        })
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,14 +86,12 @@ pub struct Readiness {
     (status = 503, description = "Database unreachable or the CRL file/reload failed", body = Readiness),
 ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.store.ping().await;
-    let publish = state.crl.status();
-    let crl = crl_state(&state);
-    let ready = database && publish.ok;
+    let readiness = state.overview.readiness().await;
+    let ready = readiness.ready();
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
-        database,
-        crl,
+        database: readiness.database,
+        crl: CrlState::new(readiness.crl, readiness.publish, false),
     };
     if ready {
         HttpResponse::Ok().json(body)
@@ -72,25 +100,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// The CRL being served and how its last publication went.
-pub fn crl_state(state: &AppState) -> Option<CrlState> {
-    let publish = state.crl.status();
-    state.crl.current().map(|c| CrlState {
-        number: c.number,
-        this_update: c.this_update,
-        next_update: c.next_update,
-        entries: c.entries,
-        publish,
-    })
-}
-
 /// The CA certificate (PEM).
 #[utoipa::path(get, path = "/ca.pem", tag = "pki", responses((status = 200, content_type = "application/x-pem-file", body = String)))]
 pub async fn ca_pem(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
         .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"ca.crt\""))
-        .body(state.ca.certificate_pem().to_owned())
+        .body(state.certificates.ca_certificate_pem().to_owned())
 }
 
 /// The current CRL, DER (`application/pkix-crl`). Supports `If-None-Match`.
@@ -112,7 +128,7 @@ pub async fn crl_pem(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
 }
 
 fn crl_response(state: &AppState, req: &HttpRequest, pem: bool) -> HttpResponse {
-    let Some(crl) = state.crl.current() else {
+    let Some(crl) = state.overview.crl().0 else {
         return HttpResponse::ServiceUnavailable().finish();
     };
     let etag = EntityTag::new_strong(format!("crl-{}-{}", crl.number, if pem { "pem" } else { "der" }));

@@ -29,7 +29,7 @@ pub async fn serve(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let path = req.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
     let Some(file) = Assets::get(path) else {
-        return Err(ApiError::NotFound("route"));
+        return Err(ApiError::NoRoute);
     };
     if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD {
         return Err(ApiError::MethodNotAllowed);
@@ -39,7 +39,7 @@ pub async fn serve(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .body(file.data.into_owned()))

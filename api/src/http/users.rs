@@ -1,18 +1,19 @@
 //! `/api/v4/manage/users/`: API keys and human users.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use fleetca_storage::User;
-use fleetca_storage::users::{UserFilter, UserPatch};
+use fleetca_storage::users::UserFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::config::Secret;
-use crate::domain::{Enterprise, PageRequest, Role, Username};
-use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiJson, Auth};
-use crate::http::{PageOf, parse_id, route};
-use crate::service::users::{self as svc, CreateUser};
+use crate::domain::{Enterprise, PageRequest, Password, Problems, Role, Username, query_text};
+use crate::error::ApiError;
+use crate::http::extract::{ApiJson, Caller, Manager};
+use crate::http::openapi::{ReadProblems, WriteProblems};
+use crate::http::{PageOf, parse_id, route, secret_json};
+use crate::service::users::{CreateUser, UserChange};
 use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
@@ -39,6 +40,36 @@ pub fn routes() -> super::Routes {
     ]
 }
 
+/// A user's role: `admin` (everything), `manager` (everything within its enterprise),
+/// `service` (an API key).
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Manager,
+    Service,
+}
+
+impl From<Role> for RoleName {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Admin => RoleName::Admin,
+            Role::Manager => RoleName::Manager,
+            Role::Service => RoleName::Service,
+        }
+    }
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Self {
+        match r {
+            RoleName::Admin => Role::Admin,
+            RoleName::Manager => Role::Manager,
+            RoleName::Service => Role::Service,
+        }
+    }
+}
+
 /// A user as the API shows it. Never includes a token or password hash.
 #[derive(Serialize, ToSchema)]
 pub struct UserOut {
@@ -46,7 +77,7 @@ pub struct UserOut {
     pub username: String,
     pub is_service_account: bool,
     pub enterprise: String,
-    pub role: Role,
+    pub role: RoleName,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
 }
@@ -55,20 +86,13 @@ impl From<User> for UserOut {
     fn from(u: User) -> Self {
         Self {
             id: u.id,
-            role: Role::parse(&u.role).unwrap_or(Role::Service),
+            role: Role::parse(&u.role).unwrap_or(Role::Service).into(),
             username: u.username,
             is_service_account: u.is_service_account,
             enterprise: u.enterprise,
             is_active: u.is_active,
             created_at: u.created_at,
         }
-    }
-}
-
-impl UserOut {
-    /// The current record of a principal.
-    pub async fn from_principal(state: &AppState, p: &crate::service::auth::Principal) -> Result<Self, ApiError> {
-        Ok(state.store.user(p.id).await?.into())
     }
 }
 
@@ -94,7 +118,7 @@ pub struct CreateUserBody {
     #[schema(example = "nnn.acme")]
     pub enterprise: Option<String>,
     /// `service` for API keys; `admin` or `manager` (default) for humans.
-    pub role: Option<Role>,
+    pub role: Option<RoleName>,
     /// A human's password for the admin UI (12–256 characters).
     pub password: Option<String>,
 }
@@ -104,7 +128,7 @@ pub struct CreateUserBody {
 #[serde(deny_unknown_fields)]
 pub struct PatchUserBody {
     pub is_active: Option<bool>,
-    pub role: Option<Role>,
+    pub role: Option<RoleName>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -125,102 +149,78 @@ pub struct UserQuery {
     post, path = "/api/v4/manage/users/", tag = "users", request_body = CreateUserBody,
     responses(
         (status = 201, description = "Created; the token is shown only here", body = UserWithToken),
-        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role may not do this", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Username taken", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     ApiJson(body): ApiJson<CreateUserBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let username = Username::parse(&body.username)
-        .map_err(|e| errors.insert("username".into(), vec![e]))
-        .ok();
-    let enterprise = match body.enterprise.as_deref().map(Enterprise::parse).transpose() {
-        Ok(e) => e,
-        Err(e) => {
-            errors.insert("enterprise".into(), vec![e]);
-            None
-        }
-    };
-    if let Some(p) = &body.password
-        && let Err(e) = svc::check_password(p)
-    {
-        errors.insert("password".into(), vec![e]);
-    }
-    let Some(username) = username.filter(|_| errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
+    let mut problems = Problems::new();
+    let username = problems.check("username", Username::parse(&body.username));
+    let enterprise = body
+        .enterprise
+        .as_deref()
+        .and_then(|e| problems.check("enterprise", Enterprise::parse(e)));
+    let password = body
+        .password
+        .and_then(|p| problems.check("password", Password::parse(p)));
+    problems.finish()?;
+    let Some(username) = username else {
+        return Err(ApiError::field("username", "is required"));
     };
     let input = CreateUser {
         username,
         is_service_account: body.is_service_account,
         enterprise,
-        role: body.role,
-        password: body.password.map(Secret::new),
+        role: body.role.map(Role::from),
+        password,
     };
-    let (user, token) = svc::create(&state, &caller, input).await?;
-    Ok(HttpResponse::Created().json(UserWithToken {
-        user: user.into(),
-        token,
-    }))
+    let (user, token) = state.users.create(&caller, input).await?;
+    Ok(secret_json(
+        StatusCode::CREATED,
+        &UserWithToken {
+            user: user.into(),
+            token,
+        },
+    ))
 }
 
 #[utoipa::path(
     get, path = "/api/v4/manage/users/", tag = "users", params(UserQuery),
-    responses(
-        (status = 200, body = PageOf<UserOut>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 200, body = PageOf<UserOut>), ReadProblems),
     security(("bearer" = []))
 )]
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Auth(caller): Auth,
+    caller: Caller,
     q: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = PageRequest::parse(q.page, q.page_size)?;
+    let mut problems = Problems::new();
     let filter = UserFilter {
-        enterprise: q.enterprise,
+        enterprise: q.enterprise.and_then(|e| problems.check("enterprise", query_text(&e))),
         is_service_account: q.is_service_account,
         is_active: q.is_active,
-        search: q.search,
+        search: q.search.and_then(|s| problems.check("search", query_text(&s))),
     };
-    let (users, count) = svc::list(&state, &caller, filter, page).await?;
-    let page = PageOf::new(
-        &state,
-        &req,
-        page,
-        count,
-        users.into_iter().map(UserOut::from).collect(),
-    );
-    Ok(HttpResponse::Ok().json(page))
+    problems.finish()?;
+    let users = state.users.list(&caller, filter, page).await?;
+    Ok(HttpResponse::Ok().json(PageOf::<UserOut>::new(&state, &req, page, users)))
 }
 
 #[utoipa::path(
     get, path = "/api/v4/manage/users/{id}/", tag = "users", params(("id" = uuid::Uuid, Path)),
-    responses(
-        (status = 200, body = UserOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 200, body = UserOut), ReadProblems),
     security(("bearer" = []))
 )]
-pub async fn get(
-    state: web::Data<AppState>,
-    Auth(caller): Auth,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "user")?;
-    let user = svc::visible(&state, &caller, id).await?;
+    let user = state.users.get(&caller, id).await?;
     Ok(HttpResponse::Ok().json(UserOut::from(user)))
 }
 
@@ -228,26 +228,22 @@ pub async fn get(
     patch, path = "/api/v4/manage/users/{id}/", tag = "users", params(("id" = uuid::Uuid, Path)), request_body = PatchUserBody,
     responses(
         (status = 200, description = "Changed; deactivating revokes the key's active certificates", body = UserOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn patch(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     id: web::Path<String>,
     ApiJson(body): ApiJson<PatchUserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "user")?;
-    let patch = UserPatch {
+    let change = UserChange {
         is_active: body.is_active,
-        role: body.role.map(|r| r.as_str().to_owned()),
+        role: body.role.map(Role::from),
     };
-    let user = svc::patch(&state, &caller, id, patch).await?;
+    let user = state.users.change(&caller, id, change).await?;
     Ok(HttpResponse::Ok().json(UserOut::from(user)))
 }
 
@@ -255,29 +251,21 @@ pub async fn patch(
     delete, path = "/api/v4/manage/users/{id}/", tag = "users", params(("id" = uuid::Uuid, Path)),
     responses(
         (status = 204, description = "Deactivated (the record stays); its active certificates are revoked"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn deactivate(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "user")?;
-    svc::patch(
-        &state,
-        &caller,
-        id,
-        UserPatch {
-            is_active: Some(false),
-            role: None,
-        },
-    )
-    .await?;
+    let change = UserChange {
+        is_active: Some(false),
+        role: None,
+    };
+    state.users.change(&caller, id, change).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -285,21 +273,22 @@ pub async fn deactivate(
     post, path = "/api/v4/manage/users/{id}/rotate-token/", tag = "users", params(("id" = uuid::Uuid, Path)),
     responses(
         (status = 200, description = "The new token, shown only here; the old one no longer works", body = UserWithToken),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        WriteProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn rotate_token(
     state: web::Data<AppState>,
-    Auth(caller): Auth,
+    caller: Caller<Manager>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "user")?;
-    let (user, token) = svc::rotate_token(&state, &caller, id).await?;
-    Ok(HttpResponse::Ok().json(UserWithToken {
-        user: user.into(),
-        token,
-    }))
+    let (user, token) = state.users.rotate_token(&caller, id).await?;
+    Ok(secret_json(
+        StatusCode::OK,
+        &UserWithToken {
+            user: user.into(),
+            token,
+        },
+    ))
 }

@@ -1,53 +1,84 @@
-//! MQTT client certificates and broker server certificates.
+//! MQTT client certificates (of API keys) and broker server certificates, as the
+//! management API sees them.
 //!
-//! Create: check the API key is an active service account the caller manages → make or
-//! take the key → sign with the CA → store (group commit, limit checked in the same
-//! transaction). Revoke: mark in the database → publish a CRL listing it → return.
+//! Create: the API key must be an active service account the caller manages → the issuer
+//! signs and stores (limit checked in the same transaction). Revoke: mark in the database
+//! → publish a CRL listing it → return. Server certificates are the admins' alone: they are
+//! neither listed nor shown nor revocable through the MQTT certificate calls, since
+//! revoking one would take a broker's TLS down for every client.
 
-use chrono::Duration;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use fleetca_ca::crl::Reason;
-use fleetca_ca::{ClientProfile, IssuedCertificate, PublicKey, ServerProfile, csr, generate_p256};
-use fleetca_storage::certificates::{CertificateFilter, NewCertificate};
-use fleetca_storage::{Certificate, StorageError};
+use fleetca_storage::certificates::CertificateFilter;
+use fleetca_storage::{Certificate, StorageError, Store};
 use uuid::Uuid;
 
-use crate::domain::{PageRequest, Role};
-use crate::error::ApiError;
-use crate::service::auth::Principal;
-use crate::state::AppState;
-
-/// At most this many active certificates per API key.
-pub const MAX_ACTIVE_PER_KEY: u64 = 10;
-/// Validity bounds, hours: 1 to 10 years.
-pub const MIN_VALIDITY_HOURS: i64 = 8760;
-pub const MAX_VALIDITY_HOURS: i64 = 87600;
+use super::Error;
+use super::changes::Changes;
+use super::clock::Clock;
+use super::issuer::{Issued, Issuer, KeySource, kind};
+use super::tokens::Tokens;
+use crate::domain::{CertificateName, CsrKey, Listing, PageRequest, Principal, Role, ServerCertRequest, ValidityHours};
 
 /// A validated create request.
 #[derive(Debug)]
 pub struct CreateCertificate {
-    pub name: String,
+    pub name: CertificateName,
     pub api_key_id: Uuid,
-    pub validity_hours: i64,
-    /// A CSR's public key, already parsed and its signature checked.
-    pub csr_key: Option<PublicKey>,
+    pub validity: ValidityHours,
+    /// A CSR's public key; without one fleetca makes the key.
+    pub csr: Option<CsrKey>,
 }
 
-/// A certificate just created; `private_key_pem` is present when fleetca made the key.
-pub struct Created {
+/// Where a certificate stands now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Revoked,
+    Expired,
+}
+
+impl Status {
+    pub fn of(c: &Certificate, now: DateTime<Utc>) -> Self {
+        if c.revoked_at.is_some() {
+            Status::Revoked
+        } else if c.not_after <= now {
+            Status::Expired
+        } else {
+            Status::Active
+        }
+    }
+}
+
+/// A certificate and its status at the time it was read.
+#[derive(Debug)]
+pub struct Record {
     pub certificate: Certificate,
+    pub status: Status,
+}
+
+/// A certificate just created, with its key when fleetca made it.
+pub struct Created {
+    pub record: Record,
     pub private_key_pem: Option<String>,
+    pub ca_certificate_pem: String,
 }
 
-/// Parses a CSR, reporting problems against the `csr_pem` field.
-pub fn parse_csr(pem: &str) -> Result<PublicKey, String> {
-    csr::parse_csr_pem(pem).map_err(|e| e.to_string())
-}
-
-fn not_found() -> ApiError {
-    ApiError::NotFound("certificate")
+/// The certificate flows of the management API.
+pub struct CertificateService {
+    store: Store,
+    issuer: Arc<Issuer>,
+    tokens: Arc<Tokens>,
+    changes: Arc<Changes>,
+    clock: Arc<dyn Clock>,
 }
 
 fn can_see(caller: &Principal, cert: &Certificate) -> bool {
+    if cert.kind != kind::CLIENT {
+        return caller.role == Role::Admin;
+    }
     match caller.role {
         Role::Admin => true,
         Role::Manager => cert.enterprise == caller.enterprise,
@@ -55,180 +86,294 @@ fn can_see(caller: &Principal, cert: &Certificate) -> bool {
     }
 }
 
-/// Issues a client certificate for an API key.
-pub async fn create(state: &AppState, caller: &Principal, input: CreateCertificate) -> Result<Created, ApiError> {
-    if caller.role == Role::Service {
-        return Err(ApiError::Forbidden(
-            "An API key cannot create certificates; ask a manager or admin.".into(),
-        ));
+impl CertificateService {
+    pub fn new(
+        store: Store,
+        issuer: Arc<Issuer>,
+        tokens: Arc<Tokens>,
+        changes: Arc<Changes>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            issuer,
+            tokens,
+            changes,
+            clock,
+        }
     }
-    let key_owner = match state.auth.user(&state.store, input.api_key_id).await {
-        Ok(u) if caller.manages(&u.enterprise) && u.is_service_account => u,
-        Ok(_) | Err(StorageError::NotFound) => {
-            return Err(ApiError::field(
+
+    fn record(&self, certificate: Certificate) -> Record {
+        Record {
+            status: Status::of(&certificate, self.clock.now()),
+            certificate,
+        }
+    }
+
+    /// Issues a client certificate for an API key the caller manages.
+    pub async fn create(&self, caller: &Principal, input: CreateCertificate) -> Result<Created, Error> {
+        let owner = match self.tokens.user(input.api_key_id).await? {
+            Some(u) if caller.manages(&u.enterprise) && u.is_service_account => u,
+            _ => {
+                return Err(Error::invalid(
+                    "api_key_id",
+                    "no API key (service account) with this id exists in your scope",
+                ));
+            }
+        };
+        if !owner.is_active {
+            return Err(Error::invalid(
                 "api_key_id",
-                "no API key (service account) with this id exists in your scope",
+                "this API key is deactivated; certificates can only be issued to active keys",
             ));
         }
-        Err(e) => return Err(e.into()),
-    };
-    if !key_owner.is_active {
-        return Err(ApiError::field(
-            "api_key_id",
-            "this API key is deactivated; certificates can only be issued to active keys",
-        ));
+        let key = match input.csr {
+            Some(csr) => KeySource::Csr(csr.into_inner()),
+            None => KeySource::Generate,
+        };
+        let Issued {
+            certificate,
+            private_key_pem,
+        } = self
+            .issuer
+            .issue_client(&owner, input.name, key, input.validity)
+            .await?;
+        tracing::debug!(certificate_id = %certificate.id, by = %caller.username, "client certificate created");
+        Ok(Created {
+            record: self.record(certificate),
+            private_key_pem,
+            ca_certificate_pem: self.issuer.ca_certificate_pem().to_owned(),
+        })
     }
-    let now = fleetca_storage::now();
-    let (public_key, private_key_pem) = match input.csr_key {
-        Some(k) => (k, None),
-        None => {
-            let generated = generate_p256()?;
-            (generated.public_key, Some(generated.private_key_pem))
-        }
-    };
-    let crl_url = state.config.crl_url();
-    let profile = ClientProfile {
-        common_name: &key_owner.username,
-        organization: &key_owner.enterprise,
-        validity: Duration::hours(input.validity_hours),
-        crl_url: &crl_url,
-    };
-    let issued = state.ca.issue_client(&profile, &public_key, now)?;
-    let certificate = store(
-        state,
-        input.name,
-        "client",
-        Some(key_owner.id),
-        key_owner.enterprise,
-        issued,
-        Some(MAX_ACTIVE_PER_KEY),
-    )
-    .await?;
-    tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %key_owner.id, by = %caller.username, "client certificate issued");
-    Ok(Created {
-        certificate,
-        private_key_pem,
-    })
-}
 
-async fn store(
-    state: &AppState,
-    name: String,
-    kind: &str,
-    api_key_id: Option<Uuid>,
-    enterprise: String,
-    issued: IssuedCertificate,
-    max_active: Option<u64>,
-) -> Result<Certificate, ApiError> {
-    let new = NewCertificate {
-        name,
-        kind: kind.to_owned(),
-        api_key_id,
-        enterprise,
-        serial: issued.serial_hex,
-        fingerprint: issued.fingerprint,
-        certificate_pem: issued.pem,
-        not_before: issued.not_before,
-        not_after: issued.not_after,
-    };
-    state.issue_queue.insert(new, max_active, fleetca_storage::now()).await.map_err(|e| match e {
-        StorageError::LimitReached => ApiError::Conflict(format!(
-            "This API key already has {MAX_ACTIVE_PER_KEY} active certificates, the most allowed; revoke one before creating another."
-        )),
-        other => other.into(),
-    })
-}
+    /// Issues a TLS server certificate for a broker; returns it with its new private key.
+    /// Only admins may call this (the handler's extractor says so).
+    pub async fn create_server(&self, request: &ServerCertRequest) -> Result<(Record, String), Error> {
+        let (cert, key) = self.issuer.issue_server(request).await?;
+        Ok((self.record(cert), key))
+    }
 
-/// Issues a TLS server certificate for a broker; returns it with its new private key.
-pub async fn create_server(
-    state: &AppState,
-    name: String,
-    dns_names: &[String],
-    ip_addresses: &[std::net::IpAddr],
-    validity: Duration,
-) -> Result<(Certificate, String), ApiError> {
-    let key = generate_p256()?;
-    let crl_url = state.config.crl_url();
-    let profile = ServerProfile {
-        dns_names,
-        ip_addresses,
-        validity,
-        crl_url: &crl_url,
-    };
-    let issued = state
-        .ca
-        .issue_server(&profile, &key.public_key, fleetca_storage::now())
-        .map_err(|e| match e {
-            fleetca_ca::CaError::InvalidKey(m) => ApiError::field("dns_names", m),
-            other => other.into(),
-        })?;
-    let cert = store(
-        state,
-        name,
-        "server",
-        None,
-        state.config.admin_enterprise.clone(),
-        issued,
-        None,
-    )
-    .await?;
-    tracing::info!(certificate_id = %cert.id, serial = %cert.serial, "server certificate issued");
-    Ok((cert, key.private_key_pem))
-}
+    /// The CA certificate (PEM).
+    pub fn ca_certificate_pem(&self) -> &str {
+        self.issuer.ca_certificate_pem()
+    }
 
-/// One page of the certificates the caller may see.
-pub async fn list(
-    state: &AppState,
-    caller: &Principal,
-    mut filter: CertificateFilter,
-    page: PageRequest,
-) -> Result<(Vec<Certificate>, u64), ApiError> {
-    match caller.role {
-        Role::Admin => {}
-        Role::Manager => {
-            if !caller.pin_enterprise(&mut filter.enterprise) {
-                return Ok((Vec::new(), 0));
+    /// One page of the client certificates the caller may see.
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        mut filter: CertificateFilter,
+        page: PageRequest,
+    ) -> Result<Listing<Record>, Error> {
+        filter.kind = Some(kind::CLIENT.into());
+        match caller.role {
+            Role::Admin => {}
+            Role::Manager => {
+                if !caller.pin_enterprise(&mut filter.enterprise) {
+                    return Ok(Listing::empty());
+                }
+            }
+            Role::Service => {
+                if filter.api_key_id.is_some_and(|k| k != caller.id) {
+                    return Ok(Listing::empty());
+                }
+                filter.api_key_id = Some(caller.id);
             }
         }
-        Role::Service => {
-            if filter.api_key_id.is_some_and(|k| k != caller.id) {
-                return Ok((Vec::new(), 0));
-            }
-            filter.api_key_id = Some(caller.id);
+        let now = self.clock.now();
+        let listing: Listing<Certificate> = self.store.list_certificates(&filter, page.storage(), now).await?.into();
+        Ok(listing.map(|c| self.record(c)))
+    }
+
+    async fn visible(&self, caller: &Principal, id: Uuid, kinds: &[&str]) -> Result<Certificate, Error> {
+        match self.store.certificate(id).await {
+            Ok(c) if kinds.contains(&c.kind.as_str()) && can_see(caller, &c) => Ok(c),
+            Ok(_) | Err(StorageError::NotFound) => Err(Error::NotFound("certificate")),
+            Err(e) => Err(e.into()),
         }
     }
-    Ok(state
-        .store
-        .list_certificates(&filter, page.storage(), fleetca_storage::now())
-        .await?)
-}
 
-/// One certificate the caller may see.
-pub async fn get(state: &AppState, caller: &Principal, id: Uuid) -> Result<Certificate, ApiError> {
-    match state.store.certificate(id).await {
-        Ok(c) if can_see(caller, &c) => Ok(c),
-        Ok(_) | Err(StorageError::NotFound) => Err(not_found()),
-        Err(e) => Err(e.into()),
+    /// One client certificate the caller may see.
+    pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Record, Error> {
+        Ok(self.record(self.visible(caller, id, &[kind::CLIENT]).await?))
+    }
+
+    /// Revokes a client certificate the caller manages and returns once the CRL that lists
+    /// it is published. Revoking a revoked certificate returns it unchanged.
+    pub async fn revoke(&self, caller: &Principal, id: Uuid, reason: Reason) -> Result<Record, Error> {
+        self.revoke_kind(caller, id, kind::CLIENT, reason).await
+    }
+
+    /// One page of the broker server certificates (admins only, by the handler's extractor).
+    pub async fn list_server(
+        &self,
+        mut filter: CertificateFilter,
+        page: PageRequest,
+    ) -> Result<Listing<Record>, Error> {
+        filter.kind = Some(kind::SERVER.into());
+        filter.enterprise = None;
+        filter.api_key_id = None;
+        let listing: Listing<Certificate> = self
+            .store
+            .list_certificates(&filter, page.storage(), self.clock.now())
+            .await?
+            .into();
+        Ok(listing.map(|c| self.record(c)))
+    }
+
+    /// One server certificate (admins only).
+    pub async fn get_server(&self, caller: &Principal, id: Uuid) -> Result<Record, Error> {
+        Ok(self.record(self.visible(caller, id, &[kind::SERVER]).await?))
+    }
+
+    /// Revokes a server certificate (admins only): brokers presenting it are refused by
+    /// clients that check the CRL.
+    pub async fn revoke_server(&self, caller: &Principal, id: Uuid, reason: Reason) -> Result<Record, Error> {
+        self.revoke_kind(caller, id, kind::SERVER, reason).await
+    }
+
+    async fn revoke_kind(&self, caller: &Principal, id: Uuid, kind: &str, reason: Reason) -> Result<Record, Error> {
+        let cert = self.visible(caller, id, &[kind]).await?;
+        if !caller.manages(&cert.enterprise) {
+            return Err(Error::Forbidden(
+                "Only a manager or admin may revoke certificates.".into(),
+            ));
+        }
+        let (cert, changed) = self
+            .store
+            .revoke_certificate(cert.id, reason.name(), self.clock.now())
+            .await?;
+        if changed {
+            self.changes.revoked(std::slice::from_ref(&cert)).await?;
+            tracing::info!(certificate_id = %cert.id, serial = %cert.serial, %reason, by = %caller.username, "certificate revoked");
+        }
+        Ok(self.record(cert))
     }
 }
 
-/// Revokes a certificate and returns once the CRL that lists it is published. Revoking a
-/// revoked certificate returns it unchanged.
-pub async fn revoke(state: &AppState, caller: &Principal, id: Uuid, reason: Reason) -> Result<Certificate, ApiError> {
-    let cert = get(state, caller, id).await?;
-    if caller.role == Role::Service {
-        return Err(ApiError::Forbidden(
-            "An API key cannot revoke certificates; ask a manager or admin.".into(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DnsName;
+    use crate::service::issuer::MAX_ACTIVE_PER_KEY;
+    use crate::service::testing::{Kit, admin, manager};
+
+    fn create(key: Uuid) -> CreateCertificate {
+        CreateCertificate {
+            name: CertificateName::parse("c").unwrap(),
+            api_key_id: key,
+            validity: ValidityHours::parse(None).unwrap(),
+            csr: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_api_key_holds_at_most_ten_active_certificates_even_when_asked_at_once() {
+        let kit = Arc::new(Kit::new().await);
+        let (key, _) = kit.api_key("svc-limit", "acme").await;
+        let mut tasks = Vec::new();
+        for _ in 0..14 {
+            let kit = kit.clone();
+            let id = key.id;
+            tasks.push(tokio::spawn(async move {
+                kit.certificates.create(&admin(), create(id)).await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(Error::Conflict(why)) => assert!(why.contains("10 active"), "{why}"),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ok, MAX_ACTIVE_PER_KEY);
+        // Revoking one makes room for one.
+        let listing = kit
+            .certificates
+            .list(
+                &admin(),
+                CertificateFilter::default(),
+                PageRequest::parse(None, None).unwrap(),
+            )
+            .await
+            .unwrap();
+        let first = &listing.items[0].certificate;
+        kit.certificates
+            .revoke(&admin(), first.id, Reason::Superseded)
+            .await
+            .unwrap();
+        kit.certificates.create(&admin(), create(key.id)).await.unwrap();
+        assert!(matches!(
+            kit.certificates.create(&admin(), create(key.id)).await,
+            Err(Error::Conflict(_))
         ));
     }
-    let (cert, changed) = state
-        .store
-        .revoke_certificate(cert.id, reason.name(), fleetca_storage::now())
-        .await?;
-    if changed {
-        state.crl.add_revocations(std::iter::once(&cert)).await?;
-        state.certificate_revoked(&cert).await;
-        tracing::info!(certificate_id = %cert.id, serial = %cert.serial, %reason, by = %caller.username, "certificate revoked");
+
+    #[tokio::test]
+    async fn managers_issue_only_within_their_enterprise() {
+        let kit = Kit::new().await;
+        let (key, _) = kit.api_key("svc-other", "globex").await;
+        assert!(matches!(
+            kit.certificates.create(&manager("acme"), create(key.id)).await,
+            Err(Error::Invalid(e)) if e.contains_key("api_key_id")
+        ));
+        assert!(
+            kit.certificates
+                .create(&manager("globex"), create(key.id))
+                .await
+                .is_ok()
+        );
     }
-    Ok(cert)
+
+    #[tokio::test]
+    async fn server_certificates_are_the_admins_alone() {
+        let kit = Kit::new().await;
+        let request = ServerCertRequest {
+            name: "broker".into(),
+            dns_names: vec![DnsName::parse("broker.test").unwrap()],
+            ip_addresses: vec![],
+            validity: chrono::Duration::days(30),
+        };
+        let (record, key) = kit.certificates.create_server(&request).await.unwrap();
+        assert!(key.contains("PRIVATE KEY"));
+        let id = record.certificate.id;
+        let same_enterprise = manager("default");
+        assert!(matches!(
+            kit.certificates.get(&same_enterprise, id).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            kit.certificates
+                .revoke(&same_enterprise, id, Reason::KeyCompromise)
+                .await,
+            Err(Error::NotFound(_))
+        ));
+        // Not an MQTT certificate, even for an admin.
+        assert!(matches!(
+            kit.certificates.get(&admin(), id).await,
+            Err(Error::NotFound(_))
+        ));
+        let listing = kit
+            .certificates
+            .list(
+                &admin(),
+                CertificateFilter::default(),
+                PageRequest::parse(None, None).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listing.count, 0);
+        assert_eq!(
+            kit.certificates.get_server(&admin(), id).await.unwrap().status,
+            Status::Active
+        );
+        let revoked = kit
+            .certificates
+            .revoke_server(&admin(), id, Reason::Superseded)
+            .await
+            .unwrap();
+        assert_eq!(revoked.status, Status::Revoked);
+        assert_eq!(kit.crl.current().unwrap().entries, 1);
+    }
 }

@@ -22,10 +22,9 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use fleetca_ca::Authority;
 use fleetca_ca::crl::{CrlRequest, Reason, RevokedEntry, encode_revoked_entry};
 use fleetca_storage::{Certificate, Store};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use super::Error;
+use super::clock::Clock;
 
 /// thisUpdate is set this far in the past: a thisUpdate in the future (a broker whose
 /// clock is behind) makes mosquitto refuse every client.
@@ -43,7 +42,7 @@ pub struct PublishedCrl {
 }
 
 /// How the last publication to the file and reload command went.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug)]
 pub struct PublishStatus {
     /// Whether the last file write and reload command succeeded (true when neither is configured).
     pub ok: bool,
@@ -77,9 +76,23 @@ impl Entry {
     }
 }
 
+/// Where and how CRLs are published.
+#[derive(Clone, Debug)]
+pub struct CrlSettings {
+    /// The distribution point written into the CRL (and every certificate).
+    pub url: String,
+    /// nextUpdate - thisUpdate.
+    pub validity: Duration,
+    /// Where to write each new CRL (PEM), if anywhere.
+    pub file: Option<PathBuf>,
+    /// Run with `sh -c` after each file write (the operator's own setting).
+    pub reload_command: Option<String>,
+}
+
 /// Publishes CRLs. One per process.
 pub struct CrlPublisher {
     ca: Arc<Authority>,
+    clock: Arc<dyn Clock>,
     store: Store,
     url: String,
     validity: Duration,
@@ -111,12 +124,16 @@ impl CrlPublisher {
     pub async fn start(
         ca: Arc<Authority>,
         store: Store,
-        url: String,
-        validity: Duration,
-        file: Option<PathBuf>,
-        reload_command: Option<String>,
-    ) -> Result<Arc<Self>, ApiError> {
-        let now = Utc::now();
+        clock: Arc<dyn Clock>,
+        settings: CrlSettings,
+    ) -> Result<Arc<Self>, Error> {
+        let CrlSettings {
+            url,
+            validity,
+            file,
+            reload_command,
+        } = settings;
+        let now = clock.now();
         let revoked: Vec<Entry> = store
             .revocations(now)
             .await?
@@ -125,6 +142,7 @@ impl CrlPublisher {
             .collect();
         let publisher = Arc::new(Self {
             ca,
+            clock,
             store,
             url,
             validity,
@@ -165,7 +183,7 @@ impl CrlPublisher {
     }
 
     /// Adds revoked certificates and returns once a CRL listing them is published.
-    pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), ApiError> {
+    pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), Error> {
         let mine = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let entries =
@@ -181,12 +199,12 @@ impl CrlPublisher {
     }
 
     /// Re-signs and publishes the CRL now (the timer calls this).
-    pub async fn publish_now(&self) -> Result<(), ApiError> {
+    pub async fn publish_now(&self) -> Result<(), Error> {
         let mut published = self.publishing.lock().await;
         self.publish_locked(&mut published).await
     }
 
-    async fn publish_locked(&self, published: &mut Published) -> Result<(), ApiError> {
+    async fn publish_locked(&self, published: &mut Published) -> Result<(), Error> {
         let covered = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let encoded = Arc::make_mut(&mut published.encoded);
@@ -198,7 +216,8 @@ impl CrlPublisher {
             }
             self.added.load(Ordering::Acquire)
         };
-        let now = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
+        let now = self.clock.now();
+        let now = now.with_nanosecond(0).unwrap_or(now);
         // Entries may leave the CRL once their certificate has expired (RFC 5280 §3.3).
         if published.revoked.iter().any(|e| e.not_after < now) {
             let serials = &mut published.serials;
@@ -224,7 +243,7 @@ impl CrlPublisher {
         let encoded = published.encoded.clone();
         let entries = published.revoked.len();
         let url = self.url.clone();
-        let signed = crate::service::blocking(move || {
+        let signed = super::blocking(move || {
             let request = CrlRequest {
                 number,
                 this_update,

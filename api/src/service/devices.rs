@@ -3,291 +3,389 @@
 //!
 //! The HA1 is the device's secret: sealed under the master key, never returned after the
 //! response that created it, never logged. A manager manages the devices whose tenant is
-//! its enterprise; an API key manages none.
+//! its enterprise; an API key manages none (the handlers' extractors keep API keys out).
 
-use fleetca_ca::device;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use fleetca_ca::{MasterKey, device};
 use fleetca_storage::devices::{DeviceFilter, DevicePatch, NewDevice};
-use fleetca_storage::{Device, StorageError};
+use fleetca_storage::{Device, StorageError, Store};
 
-use crate::domain::{PageRequest, Role};
-use crate::error::ApiError;
-use crate::service::auth::Principal;
-use crate::state::AppState;
+use super::Error;
+use super::changes::Changes;
+use super::clock::Clock;
+use super::error::not_found_as;
+use crate::domain::{
+    Description, DeviceCredential, DeviceId, FieldErrors, Listing, PageRequest, Principal, Realm, Tenant,
+};
 
 /// A generated password and its HA1, shown once.
-pub type Generated = (String, String);
-
-/// How a device's HA1 is set.
 #[derive(Debug)]
-pub enum Credential {
-    /// HA1 = MD5(device_id:realm:password); the password is then forgotten.
-    Password(crate::config::Secret),
-    /// An HA1 given as 32 hex characters.
-    Ha1(crate::config::Secret),
-    /// fleetca generates a strong password and returns it once.
-    Generate,
+pub struct Generated {
+    pub password: String,
+    pub ha1: String,
 }
 
 /// A validated device to provision.
 #[derive(Debug)]
 pub struct DeviceInput {
-    pub tenant: String,
-    pub device_id: String,
-    pub realm: Option<String>,
-    pub description: Option<String>,
-    pub credential: Credential,
+    pub tenant: Tenant,
+    pub device_id: DeviceId,
+    pub realm: Option<Realm>,
+    pub description: Option<Description>,
+    pub credential: DeviceCredential,
+}
+
+/// A validated change of a device.
+#[derive(Debug, Default)]
+pub struct DeviceChange {
+    pub is_active: Option<bool>,
+    pub description: Option<Description>,
 }
 
 /// A provisioned device, with the generated password and HA1 when fleetca made them.
+#[derive(Debug)]
 pub struct Provisioned {
     pub device: Device,
-    pub generated: Option<(String, String)>,
+    pub generated: Option<Generated>,
 }
 
-fn forbidden_for_service(caller: &Principal) -> Result<(), ApiError> {
-    if caller.role == Role::Service {
-        return Err(ApiError::Forbidden("An API key cannot manage devices.".into()));
-    }
-    Ok(())
+/// The device flows.
+pub struct DeviceService {
+    store: Store,
+    master: Arc<MasterKey>,
+    changes: Arc<Changes>,
+    clock: Arc<dyn Clock>,
 }
 
-/// The sealed HA1 for a device, and the password and HA1 to show when generated.
-fn seal(
-    state: &AppState,
-    tenant: &str,
-    device_id: &str,
-    realm: &str,
-    credential: &Credential,
-) -> Result<(Vec<u8>, Option<Generated>), ApiError> {
-    let (ha1, generated) = match credential {
-        Credential::Password(p) => (device::ha1(device_id, realm, p.expose()), None),
-        Credential::Ha1(h) => (h.expose().to_ascii_lowercase(), None),
-        Credential::Generate => {
-            let password = device::generate_password()?;
-            let ha1 = device::ha1(device_id, realm, &password);
-            (ha1.clone(), Some((password, ha1)))
+fn out_of_scope(caller: &Principal) -> String {
+    format!(
+        "you may only provision devices of your enterprise {:?}",
+        caller.enterprise
+    )
+}
+
+impl DeviceService {
+    pub fn new(store: Store, master: Arc<MasterKey>, changes: Arc<Changes>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            master,
+            changes,
+            clock,
         }
-    };
-    let sealed = state
-        .master
-        .seal(&device::ha1_seal_context(tenant, device_id), ha1.as_bytes())?;
-    Ok((sealed, generated))
-}
-
-fn prepare(
-    state: &AppState,
-    caller: &Principal,
-    input: DeviceInput,
-) -> Result<(NewDevice, Option<(String, String)>), ApiError> {
-    if !caller.manages(&input.tenant) {
-        return Err(ApiError::Forbidden(format!(
-            "You may only provision devices of your enterprise {:?}.",
-            caller.enterprise
-        )));
     }
-    let realm = input.realm.unwrap_or_else(|| input.tenant.clone());
-    let (sealed_ha1, generated) = seal(state, &input.tenant, &input.device_id, &realm, &input.credential)?;
-    Ok((
-        NewDevice {
-            tenant: input.tenant,
-            device_id: input.device_id,
-            realm,
-            sealed_ha1,
-            description: input.description,
-        },
-        generated,
-    ))
-}
 
-fn conflict() -> ApiError {
-    ApiError::Conflict("A device with this device_id already exists in this tenant.".into())
-}
+    /// The sealed HA1 for a device, and the password and HA1 to show when generated.
+    fn seal(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        realm: &str,
+        credential: &DeviceCredential,
+    ) -> Result<(Vec<u8>, Option<Generated>), Error> {
+        let (ha1, generated) = match credential {
+            DeviceCredential::Password(p) => (device::ha1(device_id, realm, p.expose()), None),
+            DeviceCredential::Ha1(h) => (h.expose().to_ascii_lowercase(), None),
+            DeviceCredential::Generate => {
+                let password = device::generate_password()?;
+                let ha1 = device::ha1(device_id, realm, &password);
+                (ha1.clone(), Some(Generated { password, ha1 }))
+            }
+        };
+        let sealed = self
+            .master
+            .seal(&device::ha1_seal_context(tenant, device_id), ha1.as_bytes())?;
+        Ok((sealed, generated))
+    }
 
-/// Provisions one device.
-pub async fn create(state: &AppState, caller: &Principal, input: DeviceInput) -> Result<Provisioned, ApiError> {
-    forbidden_for_service(caller)?;
-    let (new, generated) = prepare(state, caller, input)?;
-    let device = state
-        .store
-        .create_device(new, fleetca_storage::now())
-        .await
-        .map_err(|e| match e {
-            StorageError::Conflict(_) => conflict(),
+    fn prepare(&self, input: DeviceInput) -> Result<(NewDevice, Option<Generated>), Error> {
+        let tenant = input.tenant.into_inner();
+        let device_id = input.device_id.into_inner();
+        let realm = input.realm.map_or_else(|| tenant.clone(), Realm::into_inner);
+        let (sealed_ha1, generated) = self.seal(&tenant, &device_id, &realm, &input.credential)?;
+        Ok((
+            NewDevice {
+                tenant,
+                device_id,
+                realm,
+                sealed_ha1,
+                description: input.description.map(Description::into_inner),
+            },
+            generated,
+        ))
+    }
+
+    /// Provisions one device.
+    pub async fn create(&self, caller: &Principal, input: DeviceInput) -> Result<Provisioned, Error> {
+        if !caller.manages(input.tenant.as_str()) {
+            return Err(Error::Forbidden(format!(
+                "You may only provision devices of your enterprise {:?}.",
+                caller.enterprise
+            )));
+        }
+        let (new, generated) = self.prepare(input)?;
+        let device = self
+            .store
+            .create_device(new, self.clock.now())
+            .await
+            .map_err(|e| match e {
+                StorageError::Conflict(_) => {
+                    Error::Conflict("A device with this device_id already exists in this tenant.".into())
+                }
+                other => other.into(),
+            })?;
+        tracing::info!(tenant = %device.tenant, device_id = %device.device_id, by = %caller.username, "device provisioned");
+        Ok(Provisioned { device, generated })
+    }
+
+    /// Provisions many devices, all or nothing. Rows outside the caller's scope are refused
+    /// as such, without a word on whether they exist; duplicates within the request and
+    /// rows that exist already are refused by row.
+    pub async fn bulk(&self, caller: &Principal, rows: Vec<DeviceInput>) -> Result<Vec<Provisioned>, Error> {
+        let mut invalid = FieldErrors::new();
+        let mut seen = HashMap::new();
+        let mut in_scope = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let key = (row.tenant.as_str().to_owned(), row.device_id.as_str().to_owned());
+            if !caller.manages(&key.0) {
+                invalid
+                    .entry(format!("{i}.tenant"))
+                    .or_default()
+                    .push(out_of_scope(caller));
+                continue;
+            }
+            if let Some(first) = seen.insert(key.clone(), i) {
+                invalid
+                    .entry(format!("{i}.device_id"))
+                    .or_default()
+                    .push(format!("duplicates row {first} of this request"));
+            }
+            in_scope.push((i, key));
+        }
+        let keys: Vec<(String, String)> = in_scope.iter().map(|(_, k)| k.clone()).collect();
+        let existing: HashSet<(String, String)> = self.store.existing_devices(&keys).await?.into_iter().collect();
+        let mut conflicts = FieldErrors::new();
+        for (i, key) in &in_scope {
+            if existing.contains(key) {
+                conflicts
+                    .entry(format!("{i}.device_id"))
+                    .or_default()
+                    .push("a device with this device_id already exists in this tenant".into());
+            }
+        }
+        if !invalid.is_empty() {
+            for (k, v) in conflicts {
+                invalid.entry(k).or_default().extend(v);
+            }
+            return Err(Error::Invalid(invalid));
+        }
+        if !conflicts.is_empty() {
+            return Err(Error::ConflictRows(
+                "Some devices already exist; nothing was written. See `errors` for the rows.".into(),
+                conflicts,
+            ));
+        }
+        let mut new = Vec::with_capacity(rows.len());
+        let mut generated = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (d, g) = self.prepare(row)?;
+            new.push(d);
+            generated.push(g);
+        }
+        let now = self.clock.now();
+        let shown: Vec<Device> = new
+            .iter()
+            .map(|d| Device {
+                id: uuid::Uuid::nil(),
+                tenant: d.tenant.clone(),
+                device_id: d.device_id.clone(),
+                realm: d.realm.clone(),
+                sealed_ha1: Vec::new(),
+                description: d.description.clone(),
+                is_active: true,
+                created_at: now,
+                updated_at: now,
+            })
+            .collect();
+        self.store.create_devices(new, now).await.map_err(|e| match e {
+            StorageError::Conflict(_) => Error::Conflict(
+                "A device in this request was created by someone else meanwhile; nothing was written. Retry.".into(),
+            ),
             other => other.into(),
         })?;
-    tracing::info!(tenant = %device.tenant, device_id = %device.device_id, by = %caller.username, "device provisioned");
-    Ok(Provisioned { device, generated })
-}
-
-/// The result of a bulk provisioning: all rows, or per-row errors and nothing written.
-pub enum BulkOutcome {
-    Created(Vec<Provisioned>),
-    /// Per-row errors as (row, field, message); `conflicts_only` when every problem is a
-    /// device that already exists (the request itself was well-formed).
-    Rejected {
-        rows: Vec<(usize, String, String)>,
-        conflicts_only: bool,
-    },
-}
-
-/// Provisions many devices, all or nothing. Rows are already validated one by one; this
-/// checks scope, duplicates within the request and against the database.
-pub async fn bulk(state: &AppState, caller: &Principal, rows: Vec<DeviceInput>) -> Result<BulkOutcome, ApiError> {
-    forbidden_for_service(caller)?;
-    let mut errors = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        if !caller.manages(&row.tenant) {
-            errors.push((
-                i,
-                "tenant".to_owned(),
-                format!(
-                    "you may only provision devices of your enterprise {:?}",
-                    caller.enterprise
-                ),
-            ));
-        }
-        if let Some(first) = seen.insert((row.tenant.clone(), row.device_id.clone()), i) {
-            errors.push((
-                i,
-                "device_id".to_owned(),
-                format!("duplicates row {first} of this request"),
-            ));
-        }
-    }
-    let keys: Vec<(String, String)> = rows.iter().map(|r| (r.tenant.clone(), r.device_id.clone())).collect();
-    let existing: std::collections::HashSet<(String, String)> =
-        state.store.existing_devices(&keys).await?.into_iter().collect();
-    let conflicts_only = errors.is_empty();
-    for (i, key) in keys.iter().enumerate() {
-        if existing.contains(key) {
-            errors.push((
-                i,
-                "device_id".to_owned(),
-                "a device with this device_id already exists in this tenant".to_owned(),
-            ));
-        }
-    }
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| e.0);
-        return Ok(BulkOutcome::Rejected {
-            rows: errors,
-            conflicts_only,
-        });
-    }
-    let mut new = Vec::with_capacity(rows.len());
-    let mut generated = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (d, g) = prepare(state, caller, row)?;
-        new.push(d);
-        generated.push(g);
-    }
-    let now = fleetca_storage::now();
-    let shown: Vec<Device> = new
-        .iter()
-        .map(|d| Device {
-            id: uuid::Uuid::nil(),
-            tenant: d.tenant.clone(),
-            device_id: d.device_id.clone(),
-            realm: d.realm.clone(),
-            sealed_ha1: Vec::new(),
-            description: d.description.clone(),
-            is_active: true,
-            created_at: now,
-            updated_at: now,
-        })
-        .collect();
-    state.store.create_devices(new, now).await.map_err(|e| match e {
-        StorageError::Conflict(_) => ApiError::Conflict(
-            "A device in this request was created by someone else meanwhile; nothing was written. Retry.".into(),
-        ),
-        other => other.into(),
-    })?;
-    // New devices cannot be in any cache (unknown devices are not cached), so there is
-    // nothing to invalidate here.
-    tracing::info!(count = shown.len(), by = %caller.username, "devices provisioned in bulk");
-    Ok(BulkOutcome::Created(
-        shown
+        // New devices cannot be in any cache (unknown devices are not cached), so there is
+        // nothing to invalidate here.
+        tracing::info!(count = shown.len(), by = %caller.username, "devices provisioned in bulk");
+        Ok(shown
             .into_iter()
             .zip(generated)
             .map(|(device, generated)| Provisioned { device, generated })
-            .collect(),
-    ))
-}
-
-/// Loads a device the caller manages.
-pub async fn get(state: &AppState, caller: &Principal, tenant: &str, device_id: &str) -> Result<Device, ApiError> {
-    forbidden_for_service(caller)?;
-    if !caller.manages(tenant) {
-        return Err(ApiError::NotFound("device"));
+            .collect())
     }
-    state.store.device(tenant, device_id).await.map_err(|e| match e {
-        StorageError::NotFound => ApiError::NotFound("device"),
-        other => other.into(),
-    })
-}
 
-/// One page of the devices the caller manages.
-pub async fn list(
-    state: &AppState,
-    caller: &Principal,
-    mut filter: DeviceFilter,
-    page: PageRequest,
-) -> Result<(Vec<Device>, u64), ApiError> {
-    forbidden_for_service(caller)?;
-    if !caller.pin_enterprise(&mut filter.tenant) {
-        return Ok((Vec::new(), 0));
+    /// A device the caller manages.
+    pub async fn get(&self, caller: &Principal, tenant: &str, device_id: &str) -> Result<Device, Error> {
+        if !caller.manages(tenant) {
+            return Err(Error::NotFound("device"));
+        }
+        self.store
+            .device(tenant, device_id)
+            .await
+            .map_err(not_found_as("device"))
     }
-    Ok(state.store.list_devices(&filter, page.storage()).await?)
+
+    /// One page of the devices the caller manages.
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        mut filter: DeviceFilter,
+        page: PageRequest,
+    ) -> Result<Listing<Device>, Error> {
+        if !caller.pin_enterprise(&mut filter.tenant) {
+            return Ok(Listing::empty());
+        }
+        Ok(self.store.list_devices(&filter, page.storage()).await?.into())
+    }
+
+    /// Enables or disables a device or changes its description.
+    pub async fn change(
+        &self,
+        caller: &Principal,
+        tenant: &str,
+        device_id: &str,
+        change: DeviceChange,
+    ) -> Result<Device, Error> {
+        self.get(caller, tenant, device_id).await?;
+        let patch = DevicePatch {
+            is_active: change.is_active,
+            description: change.description.map(|d| Some(d.into_inner())),
+            credentials: None,
+        };
+        let device = self
+            .store
+            .update_device(tenant, device_id, patch, self.clock.now())
+            .await
+            .map_err(not_found_as("device"))?;
+        self.changes.device_changed(tenant, device_id).await;
+        Ok(device)
+    }
+
+    /// Replaces a device's HA1; the old credentials stop working at once.
+    pub async fn rotate(
+        &self,
+        caller: &Principal,
+        tenant: &str,
+        device_id: &str,
+        realm: Option<Realm>,
+        credential: DeviceCredential,
+    ) -> Result<Provisioned, Error> {
+        let current = self.get(caller, tenant, device_id).await?;
+        let realm = realm.map_or(current.realm, Realm::into_inner);
+        let (sealed, generated) = self.seal(tenant, device_id, &realm, &credential)?;
+        let patch = DevicePatch {
+            credentials: Some((realm, sealed)),
+            ..Default::default()
+        };
+        let device = self
+            .store
+            .update_device(tenant, device_id, patch, self.clock.now())
+            .await
+            .map_err(not_found_as("device"))?;
+        self.changes.device_changed(tenant, device_id).await;
+        tracing::info!(%tenant, %device_id, by = %caller.username, "device credentials rotated");
+        Ok(Provisioned { device, generated })
+    }
+
+    /// Deletes a device.
+    pub async fn delete(&self, caller: &Principal, tenant: &str, device_id: &str) -> Result<(), Error> {
+        self.get(caller, tenant, device_id).await?;
+        self.store
+            .delete_device(tenant, device_id)
+            .await
+            .map_err(not_found_as("device"))?;
+        self.changes.device_changed(tenant, device_id).await;
+        tracing::info!(%tenant, %device_id, by = %caller.username, "device deleted");
+        Ok(())
+    }
 }
 
-/// Enables/disables a device or changes its description.
-pub async fn patch(
-    state: &AppState,
-    caller: &Principal,
-    tenant: &str,
-    device_id: &str,
-    patch: DevicePatch,
-) -> Result<Device, ApiError> {
-    get(state, caller, tenant, device_id).await?;
-    let device = state
-        .store
-        .update_device(tenant, device_id, patch, fleetca_storage::now())
-        .await?;
-    state.device_changed(tenant, device_id).await;
-    Ok(device)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{Kit, admin, manager};
 
-/// Replaces a device's HA1; the old credentials stop working at once.
-pub async fn rotate(
-    state: &AppState,
-    caller: &Principal,
-    tenant: &str,
-    device_id: &str,
-    realm: Option<String>,
-    credential: Credential,
-) -> Result<Provisioned, ApiError> {
-    let current = get(state, caller, tenant, device_id).await?;
-    let realm = realm.unwrap_or(current.realm);
-    let (sealed, generated) = seal(state, tenant, device_id, &realm, &credential)?;
-    let patch = DevicePatch {
-        credentials: Some((realm, sealed)),
-        ..Default::default()
-    };
-    let device = state
-        .store
-        .update_device(tenant, device_id, patch, fleetca_storage::now())
-        .await?;
-    state.device_changed(tenant, device_id).await;
-    tracing::info!(%tenant, %device_id, by = %caller.username, "device credentials rotated");
-    Ok(Provisioned { device, generated })
-}
+    fn row(tenant: &str, id: &str) -> DeviceInput {
+        DeviceInput {
+            tenant: Tenant::parse(tenant).unwrap(),
+            device_id: DeviceId::parse(id).unwrap(),
+            realm: None,
+            description: None,
+            credential: DeviceCredential::Generate,
+        }
+    }
 
-/// Deletes a device.
-pub async fn delete(state: &AppState, caller: &Principal, tenant: &str, device_id: &str) -> Result<(), ApiError> {
-    get(state, caller, tenant, device_id).await?;
-    state.store.delete_device(tenant, device_id).await?;
-    state.device_changed(tenant, device_id).await;
-    tracing::info!(%tenant, %device_id, by = %caller.username, "device deleted");
-    Ok(())
+    #[tokio::test]
+    async fn bulk_rows_outside_the_scope_say_nothing_of_whether_they_exist() {
+        let kit = Kit::new().await;
+        kit.devices.create(&admin(), row("globex", "g-1")).await.unwrap();
+        let err = kit
+            .devices
+            .bulk(
+                &manager("acme"),
+                vec![row("acme", "a-1"), row("globex", "g-1"), row("globex", "g-2")],
+            )
+            .await
+            .unwrap_err();
+        let Error::Invalid(errors) = err else { panic!("{err:?}") };
+        assert_eq!(
+            errors["1.tenant"], errors["2.tenant"],
+            "existing and missing rows read the same"
+        );
+        assert!(!errors.contains_key("1.device_id"));
+        assert!(
+            kit.devices.get(&admin(), "acme", "a-1").await.is_err(),
+            "nothing written"
+        );
+    }
+
+    #[tokio::test]
+    async fn bulk_is_all_or_nothing_with_conflicts_by_row() {
+        let kit = Kit::new().await;
+        kit.devices.create(&admin(), row("acme", "a-2")).await.unwrap();
+        let err = kit
+            .devices
+            .bulk(&admin(), vec![row("acme", "a-3"), row("acme", "a-2")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ConflictRows(_, rows) if rows.contains_key("1.device_id")),
+            "{err:?}"
+        );
+        assert!(kit.devices.get(&admin(), "acme", "a-3").await.is_err());
+        let created = kit
+            .devices
+            .bulk(&admin(), vec![row("acme", "a-3"), row("acme", "a-4")])
+            .await
+            .unwrap();
+        assert!(
+            created
+                .iter()
+                .all(|p| p.generated.as_ref().is_some_and(|g| g.password.len() >= 16))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_manager_sees_only_its_tenants_devices() {
+        let kit = Kit::new().await;
+        kit.devices.create(&admin(), row("globex", "g-3")).await.unwrap();
+        assert!(matches!(
+            kit.devices.get(&manager("acme"), "globex", "g-3").await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            kit.devices.create(&manager("acme"), row("globex", "g-4")).await,
+            Err(Error::Forbidden(_))
+        ));
+    }
 }

@@ -1,23 +1,209 @@
-//! The orchestration layer: each flow (authorize → sign with `ca` → store → publish the
-//! CRL) lives here, once. Nothing in this module knows about HTTP requests or responses;
-//! handlers parse input, call one function here and serialize what it returns.
+//! The domain layer: each flow (authorize → sign with `ca` → store → publish the CRL) lives
+//! here, once. A service is a struct built once from exactly the dependencies it uses, with
+//! methods on `&self`; it takes validated input types from [`crate::domain`] and returns
+//! [`Error`], in domain words. Nothing here knows about HTTP, actix, utoipa or
+//! [`crate::state::AppState`]: handlers parse, authorise and call one method.
+//!
+//! Dependencies between services point one way: `users`, `certificates` and `devices` use
+//! `changes`, which uses `tokens`, `broker` and `crl`; `tokens` and `sessions` use `hashing`.
 
 pub mod acl;
-pub mod auth;
 pub mod broker;
 pub mod cache;
 pub mod certificates;
+pub mod changes;
+pub mod clock;
 pub mod crl;
 pub mod devices;
+pub mod error;
+pub mod hashing;
+pub mod issuer;
+pub mod overview;
 pub mod sessions;
-pub mod sync;
+pub mod tokens;
 pub mod users;
 
-use crate::error::ApiError;
+pub use error::Error;
 
-/// Runs CPU-heavy work (argon2) on the blocking pool.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+/// Runs CPU-heavy work (argon2, key generation) on the blocking pool.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
+}
+
+/// Services built from their dependencies alone, on a fresh SQLite database in a temporary
+/// directory, for the unit tests of each service. No HTTP, no `AppState`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use fleetca_ca::{Authority, CaSubject, MasterKey};
+    use fleetca_storage::{Store, StoreOptions};
+    use uuid::Uuid;
+
+    use super::acl::AclConfig;
+    use super::broker::{BrokerPolicy, BrokerService};
+    use super::certificates::CertificateService;
+    use super::changes::Changes;
+    use super::clock::{Clock, FixedClock};
+    use super::crl::{CrlPublisher, CrlSettings};
+    use super::devices::DeviceService;
+    use super::hashing::Hasher;
+    use super::issuer::Issuer;
+    use super::sessions::SessionService;
+    use super::tokens::Tokens;
+    use super::users::UserService;
+    use crate::domain::{Principal, Role};
+
+    pub async fn store() -> Store {
+        let dir = std::env::temp_dir().join(format!("fleetca-unit-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&StoreOptions {
+            url: format!("sqlite://{}?mode=rwc", dir.join("t.db").display()),
+            max_connections: 4,
+        })
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    pub fn admin() -> Principal {
+        Principal {
+            id: Uuid::new_v4(),
+            username: "root".into(),
+            enterprise: "default".into(),
+            role: Role::Admin,
+            is_service_account: false,
+        }
+    }
+
+    pub fn manager(enterprise: &str) -> Principal {
+        Principal {
+            id: Uuid::new_v4(),
+            username: format!("mgr-{enterprise}"),
+            enterprise: enterprise.into(),
+            role: Role::Manager,
+            is_service_account: false,
+        }
+    }
+
+    /// Every service, wired as `startup` wires them.
+    pub struct Kit {
+        pub store: Store,
+        pub clock: Arc<FixedClock>,
+        pub ca: Arc<Authority>,
+        pub tokens: Arc<Tokens>,
+        pub broker: Arc<BrokerService>,
+        pub crl: Arc<CrlPublisher>,
+        pub users: UserService,
+        pub certificates: CertificateService,
+        pub devices: DeviceService,
+        pub sessions: SessionService,
+    }
+
+    impl Kit {
+        pub async fn new() -> Self {
+            Self::with_policy(|_| {}).await
+        }
+
+        pub async fn with_policy(tweak: impl FnOnce(&mut BrokerPolicy)) -> Self {
+            let store = store().await;
+            let clock = Arc::new(FixedClock::new(fleetca_storage::now()));
+            let dyn_clock: Arc<dyn Clock> = clock.clone();
+            let master = Arc::new(MasterKey::parse(&"11".repeat(32)).unwrap());
+            let subject = CaSubject {
+                common_name: "unit test CA".into(),
+                organization: None,
+            };
+            let ca = Arc::new(Authority::create(&subject, clock.now(), chrono::Duration::days(3650)).unwrap());
+            let stored = fleetca_storage::authority::StoredAuthority {
+                certificate_pem: ca.certificate_pem().to_owned(),
+                sealed_key: ca.seal_key(&master).unwrap(),
+            };
+            store.insert_authority(stored, clock.now()).await.unwrap();
+            let hasher = Arc::new(Hasher::new().unwrap());
+            let tokens = Arc::new(Tokens::new(store.clone(), hasher.clone(), 1000).unwrap());
+            let mut policy = BrokerPolicy {
+                acl: AclConfig::default(),
+                timestamp_skew_seconds: 300,
+                trust_username_for_certificates: false,
+            };
+            tweak(&mut policy);
+            let broker = Arc::new(BrokerService::new(
+                store.clone(),
+                master.clone(),
+                ca.clone(),
+                tokens.clone(),
+                dyn_clock.clone(),
+                policy,
+                1000,
+            ));
+            let settings = CrlSettings {
+                url: "http://fleetca.test/crl.der".into(),
+                validity: chrono::Duration::days(7),
+                file: None,
+                reload_command: None,
+            };
+            let crl = CrlPublisher::start(ca.clone(), store.clone(), dyn_clock.clone(), settings)
+                .await
+                .unwrap();
+            let changes = Arc::new(Changes::new(
+                store.clone(),
+                dyn_clock.clone(),
+                tokens.clone(),
+                broker.clone(),
+                crl.clone(),
+            ));
+            let issuer = Arc::new(Issuer::new(
+                ca.clone(),
+                store.issue_queue(),
+                dyn_clock.clone(),
+                "http://fleetca.test/crl.der".into(),
+                "default".into(),
+            ));
+            Self {
+                users: UserService::new(store.clone(), hasher.clone(), changes.clone(), dyn_clock.clone()),
+                certificates: CertificateService::new(
+                    store.clone(),
+                    issuer,
+                    tokens.clone(),
+                    changes.clone(),
+                    dyn_clock.clone(),
+                ),
+                devices: DeviceService::new(store.clone(), master.clone(), changes.clone(), dyn_clock.clone()),
+                sessions: SessionService::new(store.clone(), hasher.clone(), dyn_clock),
+                store,
+                clock,
+                ca,
+                tokens,
+                broker,
+                crl,
+            }
+        }
+
+        /// An API key in `enterprise`, with its token.
+        pub async fn api_key(&self, username: &str, enterprise: &str) -> (fleetca_storage::User, String) {
+            let input = super::users::CreateUser {
+                username: crate::domain::Username::parse(username).unwrap(),
+                is_service_account: true,
+                enterprise: Some(crate::domain::Enterprise::parse(enterprise).unwrap()),
+                role: None,
+                password: None,
+            };
+            self.users.create(&admin(), input).await.unwrap()
+        }
+
+        /// A client certificate for an API key, with a key fleetca made.
+        pub async fn certificate(&self, key: &fleetca_storage::User) -> super::certificates::Created {
+            let input = super::certificates::CreateCertificate {
+                name: crate::domain::CertificateName::parse("unit").unwrap(),
+                api_key_id: key.id,
+                validity: crate::domain::ValidityHours::parse(None).unwrap(),
+                csr: None,
+            };
+            self.certificates.create(&admin(), input).await.unwrap()
+        }
+    }
 }

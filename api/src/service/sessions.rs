@@ -1,24 +1,27 @@
-//! Browser sign-in for human users: password check, sessions, and login rate limiting.
+//! Browser sign-in for human users and their passwords: password check, sessions, login
+//! rate limiting, password changes and resets.
 //!
 //! A session is a random cookie value (stored only as its SHA-256) plus a CSRF token the
 //! page must echo in `X-CSRF-Token` on every state-changing request. After
 //! [`MAX_FAILURES`] failed sign-ins for one username or from one address within
-//! [`WINDOW`], further attempts get "too many requests" until the window passes.
+//! [`WINDOW`], further attempts are refused until the window passes. An attempt is counted
+//! *before* its password is hashed, so concurrent attempts cannot race past the limit;
+//! a successful one takes its count back. The lockout concerns sign-in alone: API tokens
+//! keep working.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use fleetca_ca::secret;
-use fleetca_storage::{StorageError, User};
-use tokio::sync::Semaphore;
+use fleetca_storage::{StorageError, Store, User};
 
-use crate::error::ApiError;
-use crate::service::auth::Principal;
-use crate::service::blocking;
-use crate::state::AppState;
+use super::Error;
+use super::clock::Clock;
+use super::hashing::Hasher;
+use crate::domain::{Password, Principal};
 
 /// How long a session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::hours(12);
@@ -26,6 +29,8 @@ pub const SESSION_LIFETIME: Duration = Duration::hours(12);
 pub const MAX_FAILURES: u32 = 5;
 /// The rate-limit window.
 pub const WINDOW: StdDuration = StdDuration::from_secs(15 * 60);
+/// Most usernames and addresses tracked at once.
+const MAX_TRACKED: usize = 100_000;
 
 /// A signed-in browser.
 pub struct Session {
@@ -33,150 +38,269 @@ pub struct Session {
     pub csrf_token: String,
 }
 
-/// Sign-in state of this instance.
-pub struct Sessions {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-    dummy_hash: String,
-    hash_slots: Semaphore,
+/// A new session: the cookie value to set, and the session.
+pub struct SignedIn {
+    pub cookie: String,
+    pub session: Session,
 }
 
-impl Sessions {
-    pub fn new() -> Result<Self, fleetca_ca::CaError> {
-        Ok(Self {
-            failures: Mutex::new(HashMap::new()),
-            dummy_hash: secret::dummy_password_hash()?,
-            hash_slots: Semaphore::new(2),
-        })
-    }
+/// Failed attempts per key (`user:{name}`, `ip:{addr}`) within the window.
+#[derive(Default)]
+struct Attempts(Mutex<HashMap<String, (u32, Instant)>>);
 
-    /// Seconds until `keys` may try again, if any of them is locked out.
-    fn locked_for(&self, keys: &[String]) -> Option<u64> {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, (_, since)| since.elapsed() < WINDOW);
-        keys.iter()
-            .filter_map(|k| map.get(k))
-            .filter(|(n, _)| *n >= MAX_FAILURES)
-            .map(|(_, since)| WINDOW.saturating_sub(since.elapsed()).as_secs().max(1))
-            .max()
-    }
-
-    fn record_failure(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            map.clear();
+impl Attempts {
+    /// Counts one attempt for every key, unless one of them is locked out: then returns
+    /// the seconds until it may try again and counts nothing.
+    fn begin(&self, keys: &[String]) -> Result<(), u64> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+        }
+        let mut locked = None;
+        for k in keys {
+            if let Some((n, since)) = map.get(k) {
+                if since.elapsed() >= WINDOW {
+                    map.remove(k);
+                } else if *n >= MAX_FAILURES {
+                    let secs = WINDOW.saturating_sub(since.elapsed()).as_secs().max(1);
+                    locked = Some(locked.map_or(secs, |l: u64| l.max(secs)));
+                }
+            }
+        }
+        if let Some(secs) = locked {
+            return Err(secs);
+        }
+        if map.len() >= MAX_TRACKED {
+            // Still full of live entries: refuse rather than forget someone's failures.
+            return Err(60);
         }
         for k in keys {
-            let entry = map.entry(k.clone()).or_insert((0, Instant::now()));
-            entry.0 += 1;
+            map.entry(k.clone()).or_insert((0, Instant::now())).0 += 1;
         }
+        Ok(())
     }
 
-    fn clear(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+    /// Takes back the attempt of a sign-in that succeeded.
+    fn succeeded(&self, keys: &[String]) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for k in keys {
             map.remove(k);
         }
     }
+}
 
-    /// Checks a password against a hash off the executor, bounded.
-    async fn verify(&self, password: String, hash: String) -> Result<bool, ApiError> {
-        let _permit = self.hash_slots.acquire().await.map_err(|_| ApiError::Unavailable)?;
-        blocking(move || secret::verify_hash(password.as_bytes(), &hash)).await
+/// Sign-in, sessions and passwords.
+pub struct SessionService {
+    store: Store,
+    hasher: Arc<Hasher>,
+    clock: Arc<dyn Clock>,
+    attempts: Attempts,
+}
+
+impl SessionService {
+    pub fn new(store: Store, hasher: Arc<Hasher>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            hasher,
+            clock,
+            attempts: Attempts::default(),
+        }
+    }
+
+    /// Signs a human in.
+    pub async fn login(&self, username: &str, password: String, peer: Option<IpAddr>) -> Result<SignedIn, Error> {
+        let keys = vec![
+            format!("user:{username}"),
+            format!("ip:{}", peer.map(|p| p.to_string()).unwrap_or_default()),
+        ];
+        self.attempts
+            .begin(&keys)
+            .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
+        let user = if username.chars().any(char::is_control) {
+            None
+        } else {
+            match self.store.user_by_username(username).await {
+                Ok(u) => Some(u),
+                Err(StorageError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let usable = user
+            .as_ref()
+            .filter(|u| u.is_active && !u.is_service_account && u.password_hash.is_some());
+        let hash = usable.and_then(|u| u.password_hash.clone());
+        let ok = self.hasher.verify(password, hash).await?;
+        let Some(user) = usable.filter(|_| ok) else {
+            tracing::info!(username = %username.escape_debug(), "sign-in failed");
+            return Err(Error::BadCredentials);
+        };
+        self.attempts.succeeded(&keys);
+        let (cookie, digest, csrf) = secret::new_session()?;
+        let now = self.clock.now();
+        self.store
+            .create_session(digest, user.id, csrf.clone(), now, now + SESSION_LIFETIME)
+            .await?;
+        tracing::info!(user_id = %user.id, %username, "signed in");
+        Ok(SignedIn {
+            cookie,
+            session: Session {
+                principal: Principal::from_user(user),
+                csrf_token: csrf,
+            },
+        })
+    }
+
+    /// The session a cookie names, if it is valid and its user active.
+    pub async fn session(&self, cookie: &str) -> Result<Option<Session>, Error> {
+        match self
+            .store
+            .session(&secret::session_digest(cookie), self.clock.now())
+            .await
+        {
+            Ok((s, user)) if user.is_active => Ok(Some(Session {
+                principal: Principal::from_user(&user),
+                csrf_token: s.csrf_token,
+            })),
+            Ok(_) | Err(StorageError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ends a session.
+    pub async fn logout(&self, cookie: &str) -> Result<(), Error> {
+        Ok(self.store.delete_session(&secret::session_digest(cookie)).await?)
+    }
+
+    /// The caller's current record.
+    pub async fn me(&self, caller: &Principal) -> Result<User, Error> {
+        Ok(self.store.user(caller.id).await?)
+    }
+
+    /// Changes the caller's own password after checking the current one; ends its other
+    /// sessions (the one making the change, named by `cookie`, stays).
+    pub async fn change_password(
+        &self,
+        caller: &Principal,
+        cookie: Option<&str>,
+        current: String,
+        new: Password,
+    ) -> Result<User, Error> {
+        let user = self.store.user(caller.id).await?;
+        if user.is_service_account {
+            return Err(Error::Forbidden("An API key has no password.".into()));
+        }
+        if let Some(hash) = user.password_hash.clone()
+            && !self.hasher.verify(current, Some(hash)).await?
+        {
+            return Err(Error::invalid("current_password", "is not your current password"));
+        }
+        self.set(&user, new, cookie).await
+    }
+
+    /// Sets a human user's password without the current one (the operator's reset, from
+    /// the command line); ends all of the user's sessions.
+    pub async fn reset_password(&self, username: &str, new: Password) -> Result<User, Error> {
+        let user = self
+            .store
+            .user_by_username(username)
+            .await
+            .map_err(super::error::not_found_as("user"))?;
+        if user.is_service_account {
+            return Err(Error::Forbidden(format!(
+                "{username:?} is an API key; only human users have passwords."
+            )));
+        }
+        self.set(&user, new, None).await
+    }
+
+    async fn set(&self, user: &User, new: Password, keep_cookie: Option<&str>) -> Result<User, Error> {
+        let hash = self.hasher.hash_password(new.expose().to_owned()).await?;
+        let keep = keep_cookie.map(secret::session_digest);
+        self.store.delete_user_sessions(user.id, keep.as_deref()).await?;
+        let user = self
+            .store
+            .set_user_password(user.id, Some(hash), self.clock.now())
+            .await?;
+        tracing::info!(user_id = %user.id, "password changed; other sessions ended");
+        Ok(user)
     }
 }
 
-/// Signs a human in; returns the cookie value and the session.
-pub async fn login(
-    state: &AppState,
-    username: &str,
-    password: String,
-    peer: Option<IpAddr>,
-) -> Result<(String, Session), ApiError> {
-    let keys = vec![
-        format!("user:{username}"),
-        format!("ip:{}", peer.map(|p| p.to_string()).unwrap_or_default()),
-    ];
-    if let Some(secs) = state.sessions.locked_for(&keys) {
-        return Err(ApiError::TooManyRequests(secs));
-    }
-    let user = match state.store.user_by_username(username).await {
-        Ok(u) => Some(u),
-        Err(StorageError::NotFound) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let usable = user
-        .as_ref()
-        .filter(|u| u.is_active && !u.is_service_account && u.password_hash.is_some());
-    let hash = usable
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.sessions.dummy_hash.clone());
-    let ok = state.sessions.verify(password, hash).await? && usable.is_some();
-    let Some(user) = usable.filter(|_| ok) else {
-        state.sessions.record_failure(&keys);
-        tracing::info!(%username, "sign-in failed");
-        return Err(ApiError::Unauthorized);
-    };
-    state.sessions.clear(&keys);
-    let (cookie, digest, csrf) = secret::new_session()?;
-    let now = fleetca_storage::now();
-    state
-        .store
-        .create_session(digest, user.id, csrf.clone(), now, now + SESSION_LIFETIME)
-        .await?;
-    tracing::info!(user_id = %user.id, %username, "signed in");
-    Ok((
-        cookie,
-        Session {
-            principal: Principal::from_user(user),
-            csrf_token: csrf,
-        },
-    ))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Enterprise, Username};
+    use crate::service::testing::{Kit, admin};
+    use crate::service::users::CreateUser;
 
-/// The session a cookie names, if it is valid and its user active.
-pub async fn session(state: &AppState, cookie: &str) -> Result<Option<Session>, ApiError> {
-    match state
-        .store
-        .session(&secret::session_digest(cookie), fleetca_storage::now())
-        .await
-    {
-        Ok((s, user)) if user.is_active => Ok(Some(Session {
-            principal: Principal::from_user(&user),
-            csrf_token: s.csrf_token,
-        })),
-        Ok(_) | Err(StorageError::NotFound) => Ok(None),
-        Err(e) => Err(e.into()),
+    async fn human(kit: &Kit, name: &str) -> (User, String) {
+        let input = CreateUser {
+            username: Username::parse(name).unwrap(),
+            is_service_account: false,
+            enterprise: Some(Enterprise::parse("acme").unwrap()),
+            role: None,
+            password: Some(Password::parse("correct horse battery".into()).unwrap()),
+        };
+        kit.users.create(&admin(), input).await.unwrap()
     }
-}
 
-/// Ends a session.
-pub async fn logout(state: &AppState, cookie: &str) -> Result<(), ApiError> {
-    Ok(state.store.delete_session(&secret::session_digest(cookie)).await?)
-}
+    #[tokio::test]
+    async fn concurrent_wrong_passwords_cannot_race_past_the_limit_and_tokens_still_work() {
+        let kit = Arc::new(Kit::new().await);
+        let (_, token) = human(&kit, "alice").await;
+        let mut tasks = Vec::new();
+        for i in 0..20u8 {
+            let kit = kit.clone();
+            let peer = Some(IpAddr::from([127, 0, 0, i]));
+            tasks.push(tokio::spawn(async move {
+                kit.sessions.login("alice", "wrong".into(), peer).await.err()
+            }));
+        }
+        let mut bad = 0;
+        let mut limited = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Some(Error::BadCredentials) => bad += 1,
+                Some(Error::RateLimited { .. }) => limited += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(bad, MAX_FAILURES);
+        assert_eq!(limited, 20 - MAX_FAILURES);
+        // Even the right password waits out the window; the token does not.
+        assert!(matches!(
+            kit.sessions.login("alice", "correct horse battery".into(), None).await,
+            Err(Error::RateLimited { .. })
+        ));
+        assert!(kit.tokens.verify(&token).await.unwrap().is_some());
+    }
 
-/// Changes the caller's own password after checking the current one; ends its other
-/// sessions (the one making the change, named by `cookie`, stays).
-pub async fn change_password(
-    state: &AppState,
-    caller: &Principal,
-    cookie: Option<&str>,
-    current: String,
-    new: String,
-) -> Result<User, ApiError> {
-    let user = state.store.user(caller.id).await?;
-    if user.is_service_account {
-        return Err(ApiError::Forbidden("An API key has no password.".into()));
+    #[tokio::test]
+    async fn a_password_reset_ends_every_session() {
+        let kit = Kit::new().await;
+        human(&kit, "bob").await;
+        let signed = kit
+            .sessions
+            .login("bob", "correct horse battery".into(), None)
+            .await
+            .unwrap();
+        assert!(kit.sessions.session(&signed.cookie).await.unwrap().is_some());
+        kit.sessions
+            .reset_password("bob", Password::parse("another long passphrase".into()).unwrap())
+            .await
+            .unwrap();
+        assert!(kit.sessions.session(&signed.cookie).await.unwrap().is_none());
+        assert!(
+            kit.sessions
+                .login("bob", "another long passphrase".into(), None)
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            kit.sessions
+                .reset_password("nobody", Password::parse("another long passphrase".into()).unwrap())
+                .await,
+            Err(Error::NotFound(_))
+        ));
     }
-    if let Some(hash) = user.password_hash.clone()
-        && !state.sessions.verify(current, hash).await?
-    {
-        return Err(ApiError::field("current_password", "is not your current password"));
-    }
-    let hash = state.auth.hash_password(new).await?;
-    let keep = cookie.map(secret::session_digest);
-    state.store.delete_user_sessions(user.id, keep.as_deref()).await?;
-    Ok(state
-        .store
-        .set_user_password(user.id, Some(hash), fleetca_storage::now())
-        .await?)
 }

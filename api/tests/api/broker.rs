@@ -32,6 +32,12 @@ async fn auth(app: &TestApp, body: Value) -> u16 {
     app.send("POST", "/broker/auth", None, Some(body)).await.status
 }
 
+async fn emqx(app: &TestApp, path: &str, body: Value) -> Value {
+    let r = app.send("POST", path, None, Some(body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
 #[actix_web::test]
 async fn a_device_signs_in_with_an_hmac_of_the_time() {
     let app = TestApp::spawn().await;
@@ -172,7 +178,17 @@ async fn a_client_certificate_is_accepted_until_revoked() {
     assert_eq!(auth(&app, json!({"username": "svc-cert", "clientid": "c"})).await, 403);
     let cert = app.certificate(&key_id, "broker client").await;
     let fp = cert["fingerprint"].as_str().unwrap();
-    assert_eq!(auth(&app, json!({"username": "svc-cert", "clientid": "c"})).await, 200);
+    // Safe by default: a username alone is not a certificate, even with one active.
+    assert_eq!(auth(&app, json!({"username": "svc-cert", "clientid": "c"})).await, 403);
+    assert_eq!(
+        emqx(
+            &app,
+            "/broker/emqx/authn",
+            json!({"username": "svc-cert", "password": ""})
+        )
+        .await["result"],
+        "deny"
+    );
     assert_eq!(
         auth(&app, json!({"username": "svc-cert", "cert_fingerprint": fp})).await,
         200
@@ -428,4 +444,32 @@ async fn broker_endpoints_answer_only_allowed_networks_and_the_shared_secret() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+}
+
+#[actix_web::test]
+async fn a_username_alone_is_a_certificate_login_only_when_the_operator_says_so() {
+    let app = TestApp::spawn_with(|c| c.broker_trust_username_for_certificates = true).await;
+    let (key_id, _) = app.user("svc-trusted", true, "acme", None).await;
+    assert_eq!(
+        auth(&app, json!({"username": "svc-trusted", "clientid": "c"})).await,
+        403
+    );
+    let cert = app.certificate(&key_id, "broker client").await;
+    assert_eq!(
+        auth(&app, json!({"username": "svc-trusted", "clientid": "c"})).await,
+        200
+    );
+    app.post(
+        &format!(
+            "/api/v4/manage/mqtt-certificates/{}/revoke/",
+            cert["id"].as_str().unwrap()
+        ),
+        &app.admin,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        auth(&app, json!({"username": "svc-trusted", "clientid": "c"})).await,
+        403
+    );
 }

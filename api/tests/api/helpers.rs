@@ -49,6 +49,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         broker_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         broker_secret: None,
         broker_timestamp_skew_seconds: 300,
+        broker_trust_username_for_certificates: false,
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),

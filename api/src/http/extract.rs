@@ -1,8 +1,13 @@
-//! Request extractors: the JSON body parser that names bad fields, and authentication.
-//! Authorization shows in a handler's signature: a handler that takes [`Auth`] cannot run
-//! for an anonymous caller, one that takes [`AdminAuth`] not for a non-admin.
+//! Request extractors: the JSON body parser that names bad fields, and who is calling.
+//! Authorization shows in a handler's signature: a handler that takes [`Caller`] cannot run
+//! for an anonymous caller, one that takes `Caller<Manager>` not for an API key, one that
+//! takes `Caller<Admin>` not for a manager; [`BrokerCaller`] admits only the broker's
+//! networks and secret. Each is checked before the handler body runs.
 
 use std::future::Future;
+use std::marker::PhantomData;
+use std::net::IpAddr;
+use std::ops::Deref;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
@@ -12,12 +17,12 @@ use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::domain::Role;
-use crate::error::{ApiError, FieldErrors};
-use crate::service::auth::Principal;
-use crate::service::sessions;
-use crate::state::AppState;
 use fleetca_ca::secret::constant_time_eq;
+
+use crate::domain::{FieldErrors, Principal, Role};
+use crate::error::ApiError;
+use crate::service::Error;
+use crate::state::AppState;
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
@@ -118,7 +123,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             let key = if path == "." { "body".to_owned() } else { path };
             errors.insert(key, vec![message]);
         }
-        ApiError::Validation(errors)
+        ApiError::from(errors)
     })
 }
 
@@ -133,67 +138,146 @@ fn join_path(path: &str, field: &str) -> String {
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "fleetca_session";
 
-/// The caller, authenticated by a Bearer token or, from the admin UI, by the session
-/// cookie. A cookie-authenticated request that changes state must carry the session's
-/// CSRF token in `X-CSRF-Token`.
-pub struct Auth(pub Principal);
+/// Who may call a handler; the type parameter of [`Caller`].
+pub trait Policy {
+    /// Whether a caller of this role passes.
+    fn admits(role: Role) -> bool;
+    /// Why a caller that does not pass is refused.
+    const REFUSAL: &'static str;
+}
 
-impl FromRequest for Auth {
+/// Anyone authenticated: admins, managers and API keys.
+pub struct Anyone;
+/// Admins and managers (each within its scope): the people who manage credentials.
+pub struct Manager;
+/// Admins only.
+pub struct Admin;
+/// Human users (admins and managers), never an API key.
+pub struct Human;
+
+impl Policy for Anyone {
+    fn admits(_: Role) -> bool {
+        true
+    }
+    const REFUSAL: &'static str = "";
+}
+
+impl Policy for Manager {
+    fn admits(role: Role) -> bool {
+        matches!(role, Role::Admin | Role::Manager)
+    }
+    const REFUSAL: &'static str = "An API key cannot do this; ask a manager or admin.";
+}
+
+impl Policy for Human {
+    fn admits(role: Role) -> bool {
+        matches!(role, Role::Admin | Role::Manager)
+    }
+    const REFUSAL: &'static str = "Only a human user may do this; an API key has no password or session.";
+}
+
+impl Policy for Admin {
+    fn admits(role: Role) -> bool {
+        role == Role::Admin
+    }
+    const REFUSAL: &'static str = "Only an admin may do this.";
+}
+
+/// The authenticated caller, admitted by the policy `P`. Authenticated by a Bearer token
+/// or, from the admin UI, by the session cookie; a cookie-authenticated request that
+/// changes state must carry the session's CSRF token in `X-CSRF-Token`.
+pub struct Caller<P: Policy = Anyone> {
+    principal: Principal,
+    _policy: PhantomData<P>,
+}
+
+impl<P: Policy> Deref for Caller<P> {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+impl<P: Policy + 'static> FromRequest for Caller<P> {
     type Error = ApiError;
     type Future = BoxFut<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(|t| t.trim().to_owned());
+        let token = bearer(req);
         let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
         let safe_method = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
         let csrf = req.headers().get("x-csrf-token").map(|v| v.as_bytes().to_vec());
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal("no app state".into()))?;
-            if let Some(token) = token.filter(|t| !t.is_empty()) {
-                let principal = state
-                    .auth
-                    .verify_token(&state.store, &token)
-                    .await?
-                    .ok_or(ApiError::Unauthorized)?;
-                return Ok(Auth(principal));
+            let state = state.ok_or_else(|| Error::Internal("no app state".into()))?;
+            let principal = if let Some(token) = token {
+                state.tokens.verify(&token).await?.ok_or(Error::Unauthenticated)?
+            } else {
+                let cookie = cookie.filter(|c| !c.is_empty()).ok_or(Error::Unauthenticated)?;
+                let session = state.sessions.session(&cookie).await?.ok_or(Error::Unauthenticated)?;
+                if !safe_method && !csrf.is_some_and(|t| constant_time_eq(&t, session.csrf_token.as_bytes())) {
+                    return Err(Error::Forbidden(
+                        "Missing or wrong X-CSRF-Token header; reload the page and sign in again.".into(),
+                    )
+                    .into());
+                }
+                session.principal
+            };
+            if !P::admits(principal.role) {
+                return Err(Error::Forbidden(P::REFUSAL.into()).into());
             }
-            let cookie = cookie.filter(|c| !c.is_empty()).ok_or(ApiError::Unauthorized)?;
-            let session = sessions::session(&state, &cookie)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
-            if !safe_method && !csrf.is_some_and(|t| constant_time_eq(&t, session.csrf_token.as_bytes())) {
-                return Err(ApiError::Forbidden(
-                    "Missing or wrong X-CSRF-Token header; reload the page and sign in again.".into(),
-                ));
-            }
-            Ok(Auth(session.principal))
+            Ok(Caller {
+                principal,
+                _policy: PhantomData,
+            })
         })
     }
 }
 
-/// The caller, who must be an admin.
-pub struct AdminAuth(pub Principal);
+/// The MQTT broker calling: from a `broker_allow` network and, when a broker secret is set,
+/// with it in `X-Broker-Secret` (compared in constant time). An IPv4 peer seen through an
+/// IPv6 socket (`::ffff:a.b.c.d`) is matched as the IPv4 address it is.
+pub struct BrokerCaller;
 
-impl FromRequest for AdminAuth {
+impl FromRequest for BrokerCaller {
     type Error = ApiError;
-    type Future = BoxFut<Self>;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let auth = Auth::from_request(req, payload);
-        Box::pin(async move {
-            let Auth(p) = auth.await?;
-            if p.role != Role::Admin {
-                return Err(ApiError::Forbidden("Only an admin may do this.".into()));
-            }
-            Ok(AdminAuth(p))
-        })
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(check_broker(req).map(|()| BrokerCaller))
     }
+}
+
+fn check_broker(req: &HttpRequest) -> Result<(), ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| Error::Internal("no app state".into()))?;
+    let ip: Option<IpAddr> = req.peer_addr().map(|a| a.ip().to_canonical());
+    if !ip.is_some_and(|ip| state.config.broker_allow.iter().any(|net| net.contains(&ip))) {
+        return Err(
+            Error::Forbidden("This address may not call the broker endpoints (see broker_allow).".into()).into(),
+        );
+    }
+    if let Some(secret) = &state.config.broker_secret {
+        let sent = req
+            .headers()
+            .get("x-broker-secret")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(sent, secret.expose().as_bytes()) {
+            return Err(Error::Forbidden("Send the broker secret in X-Broker-Secret.".into()).into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -210,7 +294,7 @@ mod tests {
 
     fn fields(e: ApiError) -> Vec<String> {
         match e {
-            ApiError::Validation(f) => f.keys().cloned().collect(),
+            ApiError::Service(Error::Invalid(f)) => f.keys().cloned().collect(),
             other => panic!("not a validation error: {other:?}"),
         }
     }

@@ -1,0 +1,178 @@
+//! Changes that caches must hear of, on this instance and on every other one sharing the
+//! database.
+//!
+//! Every change that an instance may have cached (a user deactivated or its token rotated,
+//! a device disabled or rotated, a certificate revoked) drops the local caches at once and
+//! appends an event to the database. Each instance polls for the other instances' events
+//! every [`POLL`] and applies them: it drops the same cache entries and, for a revocation,
+//! re-signs its own CRL. Polling a small indexed table works the same on SQLite and
+//! PostgreSQL and needs no extra connection per instance (LISTEN/NOTIFY would hold one and
+//! still need a catch-up query after a reconnect); at 200 ms it keeps every instance within
+//! the 1-second bound.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetca_storage::{Certificate, Store};
+use uuid::Uuid;
+
+use super::Error;
+use super::broker::BrokerService;
+use super::clock::Clock;
+use super::crl::CrlPublisher;
+use super::tokens::Tokens;
+
+/// How often an instance looks for other instances' changes.
+pub const POLL: Duration = Duration::from_millis(200);
+/// How far back (in ids) each poll looks, for ids PostgreSQL committed out of order.
+const LOOKBACK: i64 = 256;
+
+/// Announces and applies changes.
+pub struct Changes {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    /// Tells this instance's events from other instances'.
+    instance_id: Uuid,
+    tokens: Arc<Tokens>,
+    broker: Arc<BrokerService>,
+    crl: Arc<CrlPublisher>,
+}
+
+impl Changes {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        tokens: Arc<Tokens>,
+        broker: Arc<BrokerService>,
+        crl: Arc<CrlPublisher>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            instance_id: Uuid::new_v4(),
+            tokens,
+            broker,
+            crl,
+        }
+    }
+
+    async fn announce(&self, kind: &str, subject: &str) {
+        if let Err(e) = self
+            .store
+            .record_event(self.instance_id, kind, subject, self.clock.now())
+            .await
+        {
+            // Local caches are already dropped; other instances catch up when their
+            // entries are next evicted. Logged so an operator sees it.
+            tracing::warn!(error = %e, kind, "could not record a change for other instances");
+        }
+    }
+
+    /// A user's role, status, token or certificates changed.
+    pub async fn user_changed(&self, id: Uuid) {
+        self.tokens.invalidate_user(id);
+        self.broker.invalidate_key(id);
+        self.announce("user", &id.to_string()).await;
+    }
+
+    /// A device's status or credentials changed, or it was created or deleted.
+    pub async fn device_changed(&self, tenant: &str, device_id: &str) {
+        self.broker.invalidate_device(tenant, device_id);
+        self.announce("device", &format!("{tenant}/{device_id}")).await;
+    }
+
+    /// Certificates were revoked in the database: returns once a CRL listing them is
+    /// published, and tells the caches here and on other instances.
+    pub async fn revoked(&self, certs: &[Certificate]) -> Result<(), Error> {
+        if certs.is_empty() {
+            return Ok(());
+        }
+        self.crl.add_revocations(certs.iter()).await?;
+        for cert in certs {
+            if let Some(key) = cert.api_key_id {
+                self.broker.invalidate_key(key);
+            }
+            self.announce("revoked", &cert.id.to_string()).await;
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, kind: &str, subject: &str) {
+        match kind {
+            "user" => {
+                if let Ok(id) = Uuid::parse_str(subject) {
+                    self.tokens.invalidate_user(id);
+                    self.broker.invalidate_key(id);
+                }
+            }
+            "device" => {
+                if let Some((tenant, device_id)) = subject.split_once('/') {
+                    self.broker.invalidate_device(tenant, device_id);
+                }
+            }
+            "revoked" => {
+                let Ok(id) = Uuid::parse_str(subject) else { return };
+                match self.store.certificate(id).await {
+                    Ok(cert) if cert.revoked_at.is_some() => {
+                        if let Some(key) = cert.api_key_id {
+                            self.broker.invalidate_key(key);
+                        }
+                        if let Err(e) = self.crl.add_revocations(std::iter::once(&cert)).await {
+                            tracing::error!(error = %e, "could not re-sign the CRL for another instance's revocation");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not load a revoked certificate"),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Polls for other instances' changes until the process stops.
+    pub fn spawn(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let floor = loop {
+                match me.store.last_event_id().await {
+                    Ok(id) => break id,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "waiting to read the change log");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            let mut seen: BTreeSet<i64> = BTreeSet::new();
+            let mut high = floor;
+            let mut ticks: u64 = 0;
+            let mut interval = tokio::time::interval(POLL);
+            loop {
+                interval.tick().await;
+                ticks += 1;
+                let from = (high - LOOKBACK).max(floor);
+                let events = match me.store.events_after(from, 10_000).await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "change log poll failed");
+                        continue;
+                    }
+                };
+                for event in events {
+                    if !seen.insert(event.id) {
+                        continue;
+                    }
+                    high = high.max(event.id);
+                    if event.origin != me.instance_id {
+                        me.apply(&event.kind, &event.subject).await;
+                    }
+                }
+                // Forget ids that can no longer come back into the window.
+                seen = seen.split_off(&(high - LOOKBACK));
+                if ticks.is_multiple_of(3000) {
+                    let _ = me.store.prune_events(me.clock.now() - chrono::Duration::hours(1)).await;
+                }
+            }
+        });
+    }
+}

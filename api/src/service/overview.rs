@@ -1,0 +1,160 @@
+//! What the overview and CA pages, and the readiness probe, report: counts in the caller's
+//! scope, the CA's facts, the CRL's state and whether the service can do its work.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use fleetca_ca::Authority;
+use fleetca_ca::crl::Reason;
+use fleetca_storage::Store;
+use fleetca_storage::stats::Scope;
+
+use super::Error;
+use super::acl::AclConfig;
+use super::clock::Clock;
+use super::crl::{CrlPublisher, PublishStatus, PublishedCrl};
+use crate::domain::{Principal, Role};
+
+/// Counts in a caller's scope.
+pub struct Stats {
+    pub counts: fleetca_storage::stats::Stats,
+    /// Active certificates by the month (`YYYY-MM`) they expire.
+    pub expiries_by_month: BTreeMap<String, u64>,
+}
+
+/// The CA certificate's facts.
+pub struct CaFacts {
+    pub subject: String,
+    pub fingerprint: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub certificate_pem: String,
+}
+
+/// Whether this instance can serve.
+pub struct Readiness {
+    pub database: bool,
+    pub crl: Option<PublishedCrl>,
+    pub publish: PublishStatus,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.database && self.publish.ok
+    }
+}
+
+/// Settings the admin UI shows rather than copies (so it never drifts from the server).
+pub struct Settings {
+    pub revocation_reasons: Vec<&'static str>,
+    pub acl: AclConfig,
+}
+
+/// The overview queries.
+pub struct OverviewService {
+    store: Store,
+    ca: Arc<Authority>,
+    crl: Arc<CrlPublisher>,
+    clock: Arc<dyn Clock>,
+    acl: AclConfig,
+}
+
+impl OverviewService {
+    pub fn new(
+        store: Store,
+        ca: Arc<Authority>,
+        crl: Arc<CrlPublisher>,
+        clock: Arc<dyn Clock>,
+        acl: AclConfig,
+    ) -> Self {
+        Self {
+            store,
+            ca,
+            crl,
+            clock,
+            acl,
+        }
+    }
+
+    /// Counts in the caller's scope.
+    pub async fn stats(&self, caller: &Principal) -> Result<Stats, Error> {
+        let scope = match caller.role {
+            Role::Admin => Scope::All,
+            Role::Manager => Scope::Enterprise(caller.enterprise.clone()),
+            Role::Service => Scope::ApiKey(caller.id),
+        };
+        let counts = self.store.stats(&scope, self.clock.now()).await?;
+        let mut expiries_by_month = BTreeMap::new();
+        for t in &counts.active_expiries {
+            *expiries_by_month.entry(t.format("%Y-%m").to_string()).or_default() += 1;
+        }
+        Ok(Stats {
+            counts,
+            expiries_by_month,
+        })
+    }
+
+    /// The CA certificate's facts.
+    pub fn ca(&self) -> CaFacts {
+        CaFacts {
+            subject: self.ca.subject().to_owned(),
+            fingerprint: self.ca.fingerprint(),
+            not_before: self.ca.not_before(),
+            not_after: self.ca.not_after(),
+            certificate_pem: self.ca.certificate_pem().to_owned(),
+        }
+    }
+
+    /// The CRL being served and how its last publication went.
+    pub fn crl(&self) -> (Option<PublishedCrl>, PublishStatus) {
+        (self.crl.current(), self.crl.status())
+    }
+
+    /// Whether the database answers and the last CRL publication succeeded.
+    pub async fn readiness(&self) -> Readiness {
+        Readiness {
+            database: self.store.ping().await,
+            crl: self.crl.current(),
+            publish: self.crl.status(),
+        }
+    }
+
+    /// The server's settings the UI needs.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            revocation_reasons: Reason::ALL.iter().map(|r| r.name()).collect(),
+            acl: self.acl.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::service::testing::{Kit, admin, manager};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_stay_in_the_callers_scope() {
+        let kit = Kit::new().await;
+        let (a, _) = kit.api_key("svc-acme", "acme").await;
+        let (g, _) = kit.api_key("svc-globex", "globex").await;
+        kit.certificate(&a).await;
+        kit.certificate(&g).await;
+        kit.certificate(&g).await;
+        let overview = OverviewService::new(
+            kit.store.clone(),
+            kit.ca.clone(),
+            kit.crl.clone(),
+            kit.clock.clone(),
+            AclConfig::default(),
+        );
+        assert_eq!(overview.stats(&admin()).await.unwrap().counts.active, 3);
+        let acme = overview.stats(&manager("acme")).await.unwrap();
+        assert_eq!((acme.counts.active, acme.counts.api_keys), (1, 1));
+        assert_eq!(acme.expiries_by_month.values().sum::<u64>(), 1);
+        assert!(overview.readiness().await.ready());
+        assert!(overview.settings().revocation_reasons.contains(&"keyCompromise"));
+    }
+}
