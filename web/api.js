@@ -108,4 +108,5 @@ export const devices = {
 export const overview = {
   stats: () => get('/api/v4/manage/stats/'),
   ca: () => get('/api/v4/manage/ca/'),
+  settings: () => get('/api/v4/manage/settings/'),
 };

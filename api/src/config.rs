@@ -4,7 +4,6 @@
 //! error. Secrets (master key, bootstrap token, broker secret) come only from the
 //! environment or files, never from flags, so they do not show in `ps`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -15,26 +14,7 @@ use crate::service::acl::AclConfig;
 use crate::service::broker::BrokerPolicy;
 use crate::service::crl::CrlSettings;
 
-/// A secret string whose `Debug` hides it.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(v: impl Into<String>) -> Self {
-        Self(v.into())
-    }
-    /// The value, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::domain::Secret;
 
 /// What the command line and `FLEETCA_*` variables may set (already merged by the CLI
 /// parser, flags over variables); everything else comes from the file or the defaults.

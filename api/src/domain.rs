@@ -4,12 +4,34 @@
 //! message for the field, worded for the client; the caller decides the field's name.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 
 use chrono::Duration;
 use fleetca_ca::PublicKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// A secret string whose `Debug` hides it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(v: impl Into<String>) -> Self {
+        Self(v.into())
+    }
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 /// Bad fields and what is wrong with each (a field may be a path such as `3.device_id`).
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -195,7 +217,7 @@ impl CertificateName {
 }
 
 /// A human's password: 12–256 characters.
-pub struct Password(crate::config::Secret);
+pub struct Password(Secret);
 
 impl Password {
     pub const MIN_LEN: usize = 12;
@@ -205,7 +227,7 @@ impl Password {
         if !(Self::MIN_LEN..=256).contains(&n) {
             return Err(format!("must be {} to 256 characters", Self::MIN_LEN));
         }
-        Ok(Self(crate::config::Secret::new(s)))
+        Ok(Self(Secret::new(s)))
     }
     pub fn expose(&self) -> &str {
         self.0.expose()
@@ -222,9 +244,9 @@ impl std::fmt::Debug for Password {
 #[derive(Debug)]
 pub enum DeviceCredential {
     /// HA1 = MD5(device_id:realm:password); the password (8–256 characters) is then forgotten.
-    Password(crate::config::Secret),
+    Password(Secret),
     /// An HA1 given as 32 hex characters.
-    Ha1(crate::config::Secret),
+    Ha1(Secret),
     /// fleetca generates a strong password and returns it once.
     Generate,
 }
@@ -241,13 +263,13 @@ impl DeviceCredential {
                 if !(8..=256).contains(&p.chars().count()) {
                     problems.add("password", "must be 8 to 256 characters");
                 }
-                Self::Password(crate::config::Secret::new(p))
+                Self::Password(Secret::new(p))
             }
             (None, Some(h)) => {
                 if !fleetca_ca::device::is_ha1(&h) {
                     problems.add("ha1", "must be 32 hex characters (an MD5 digest)");
                 }
-                Self::Ha1(crate::config::Secret::new(h))
+                Self::Ha1(Secret::new(h))
             }
             (None, None) => Self::Generate,
         }

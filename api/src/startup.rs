@@ -17,18 +17,9 @@ use fleetca_storage::{StorageError, Store, StoreOptions};
 
 use crate::config::Config;
 use crate::error::{ApiError, problemize};
-use crate::service::broker::BrokerService;
-use crate::service::certificates::CertificateService;
-use crate::service::changes::Changes;
-use crate::service::clock::{Clock, SystemClock};
-use crate::service::crl::CrlPublisher;
-use crate::service::devices::DeviceService;
+use crate::service::clock::SystemClock;
 use crate::service::hashing::Hasher;
-use crate::service::issuer::Issuer;
-use crate::service::overview::OverviewService;
-use crate::service::sessions::SessionService;
-use crate::service::tokens::Tokens;
-use crate::service::users::UserService;
+use crate::service::{Dependencies, Services};
 use crate::state::AppState;
 
 /// Why the service could not start. Each message says what to fix.
@@ -96,46 +87,30 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
             "broker_trust_username_for_certificates is on: a broker login with an API key's username and no password is admitted as that key's certificate client. Safe only if every broker listener that can send such a login requires a client certificate."
         );
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let crl = CrlPublisher::start(ca.clone(), store.clone(), clock.clone(), config.crl_settings())
-        .await
-        .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
-    crl.spawn_refresh(std::time::Duration::from_secs(
+    let services = Services::build(Dependencies {
+        store,
+        master,
+        ca,
+        clock: Arc::new(SystemClock),
+        hasher,
+        broker: config.broker_policy(),
+        crl: config.crl_settings(),
+        server_enterprise: config.admin_enterprise.clone(),
+    })
+    .await
+    .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
+    services.crl.spawn_refresh(std::time::Duration::from_secs(
         u64::from(config.crl_refresh_hours) * 3600,
     ));
-    let tokens = Arc::new(Tokens::new(store.clone(), hasher.clone(), 100_000).map_err(internal)?);
-    let broker = Arc::new(BrokerService::new(
-        store.clone(),
-        master.clone(),
-        ca.clone(),
-        tokens.clone(),
-        clock.clone(),
-        config.broker_policy(),
-        200_000,
-    ));
-    let changes = Arc::new(Changes::new(
-        store.clone(),
-        clock.clone(),
-        tokens.clone(),
-        broker.clone(),
-        crl.clone(),
-    ));
-    let issuer = Arc::new(Issuer::new(
-        ca.clone(),
-        store.issue_queue(),
-        clock.clone(),
-        config.crl_url(),
-        config.admin_enterprise.clone(),
-    ));
     Ok(AppState {
-        sessions: SessionService::new(store.clone(), hasher.clone(), clock.clone()),
-        users: UserService::new(store.clone(), hasher.clone(), changes.clone(), clock.clone()),
-        certificates: CertificateService::new(store.clone(), issuer, tokens.clone(), changes.clone(), clock.clone()),
-        devices: DeviceService::new(store.clone(), master, changes.clone(), clock.clone()),
-        overview: OverviewService::new(store, ca, crl, clock, config.acl.clone()),
-        tokens,
-        broker,
-        changes,
+        sessions: services.sessions,
+        users: services.users,
+        certificates: services.certificates,
+        devices: services.devices,
+        overview: services.overview,
+        tokens: services.tokens,
+        broker: services.broker,
+        changes: services.changes,
         config,
     })
 }

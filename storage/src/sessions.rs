@@ -57,7 +57,8 @@ impl Store {
         Ok(())
     }
 
-    /// Ends every session of a user but `keep` (password change, deactivation).
+    /// Ends every session of a user but `keep` (a password change or reset, a
+    /// deactivation).
     pub async fn delete_user_sessions(&self, user_id: Uuid, keep: Option<&str>) -> Result<(), StorageError> {
         let mut q = Sessions::delete_many().filter(Column::UserId.eq(user_id));
         if let Some(k) = keep {

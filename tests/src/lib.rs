@@ -7,6 +7,7 @@
 //! nothing. Every process a test starts is owned by a guard that stops it on drop, also
 //! when the test panics, and on a panic prints the process's log and keeps the scratch
 //! directory for inspection.
+#![forbid(unsafe_code)]
 
 pub mod http;
 pub mod process;

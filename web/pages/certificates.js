@@ -8,20 +8,32 @@ export const title = 'Certificates';
 
 const LABELS = { name: 'Name', api_key_id: 'API key', validity_hours: 'Validity', csr_pem: 'CSR' };
 
-export const REASONS = [
-  ['unspecified', 'Unspecified'],
-  ['keyCompromise', 'Key compromise'],
-  ['superseded', 'Superseded'],
-  ['cessationOfOperation', 'Cessation of operation'],
-  ['affiliationChanged', 'Affiliation changed'],
-  ['privilegeWithdrawn', 'Privilege withdrawn'],
-  ['cACompromise', 'CA compromise'],
-  ['aACompromise', 'AA compromise'],
-];
+// Labels for the reason names the server accepts (it says which: GET /api/v4/manage/settings/).
+const REASON_LABELS = {
+  unspecified: 'Unspecified',
+  keyCompromise: 'Key compromise',
+  superseded: 'Superseded',
+  cessationOfOperation: 'Cessation of operation',
+  affiliationChanged: 'Affiliation changed',
+  privilegeWithdrawn: 'Privilege withdrawn',
+  cACompromise: 'CA compromise',
+  aACompromise: 'AA compromise',
+};
 
-function createdPanel(cert, key) {
+export function reasonOptions(names) {
+  return names.map((n) => [n, REASON_LABELS[n] || n]);
+}
+
+// The first topic pattern the server lets an API key subscribe to, filled in for this key.
+export function subscribeTopic(settings, key) {
+  const rule = (settings.acl_api_key || []).find((r) => r.access.includes('subscribe'));
+  if (!rule || !key) return '#';
+  return rule.pattern.replaceAll('{enterprise}', key.enterprise).replaceAll('{username}', key.username).replaceAll('{clientid}', key.username);
+}
+
+function createdPanel(cert, key, settings) {
   const host = location.hostname || 'localhost';
-  const topic = key ? `v4/groups/${key.enterprise}.master/#` : '#';
+  const topic = subscribeTopic(settings, key);
   const files = [
     ['client.crt', cert.certificate_pem, 'download-client-crt'],
     cert.private_key_pem ? ['client.key', cert.private_key_pem, 'download-client-key'] : null,
@@ -62,7 +74,7 @@ function createdPanel(cert, key) {
 }
 
 export async function render(root, ctx) {
-  const keysPage = await api.users.list({ is_service_account: true, page_size: 500 });
+  const [keysPage, settings] = await Promise.all([api.users.list({ is_service_account: true, page_size: 500 }), api.overview.settings()]);
   if (!ctx.isCurrent()) return;
   const keys = keysPage.results;
   const keyById = new Map(keys.map((k) => [k.id, k]));
@@ -118,7 +130,7 @@ export async function render(root, ctx) {
       danger: true,
       content: [
         h('p', null, `Serial ${c.serial}. Clients using it are refused once the broker has the new CRL. This cannot be undone.`),
-        h('div', { class: 'field' }, h('label', { for: reasonId }, 'Reason'), select({ id: reasonId, name: 'reason', 'data-testid': 'revoke-reason' }, REASONS, 'unspecified')),
+        h('div', { class: 'field' }, h('label', { for: reasonId }, 'Reason'), select({ id: reasonId, name: 'reason', 'data-testid': 'revoke-reason' }, reasonOptions(settings.revocation_reasons), 'unspecified')),
       ],
     });
     if (!data) return;
@@ -171,7 +183,7 @@ export async function render(root, ctx) {
           if (modeCsr.checked) body.csr_pem = csr.value.trim();
           try {
             const res = await api.certificates.create(body);
-            mount(out, createdPanel(res, keyById.get(res.api_key_id)));
+            mount(out, createdPanel(res, keyById.get(res.api_key_id), settings));
             form.reset();
             syncMode();
             list.reload(true);

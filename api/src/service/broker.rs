@@ -480,7 +480,7 @@ mod tests {
             device_id: DeviceId::parse("dev-1").unwrap(),
             realm: None,
             description: None,
-            credential: DeviceCredential::Ha1(crate::config::Secret::new(HA1)),
+            credential: DeviceCredential::Ha1(crate::domain::Secret::new(HA1)),
         };
         kit.devices.create(&admin(), input).await.unwrap();
         kit

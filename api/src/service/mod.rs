@@ -32,6 +32,94 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
         .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
 }
 
+/// What the services are built from.
+pub struct Dependencies {
+    pub store: fleetca_storage::Store,
+    pub master: std::sync::Arc<fleetca_ca::MasterKey>,
+    pub ca: std::sync::Arc<fleetca_ca::Authority>,
+    pub clock: std::sync::Arc<dyn clock::Clock>,
+    pub hasher: std::sync::Arc<hashing::Hasher>,
+    pub broker: broker::BrokerPolicy,
+    pub crl: crl::CrlSettings,
+    /// The enterprise server certificates are filed under (the admins').
+    pub server_enterprise: String,
+}
+
+/// Every service, each built from exactly the dependencies it uses. This is the one place
+/// that wires them; `startup` and the unit tests both call it.
+pub struct Services {
+    pub tokens: std::sync::Arc<tokens::Tokens>,
+    pub broker: std::sync::Arc<broker::BrokerService>,
+    pub crl: std::sync::Arc<crl::CrlPublisher>,
+    pub changes: std::sync::Arc<changes::Changes>,
+    pub users: users::UserService,
+    pub certificates: certificates::CertificateService,
+    pub devices: devices::DeviceService,
+    pub sessions: sessions::SessionService,
+    pub overview: overview::OverviewService,
+}
+
+impl Services {
+    /// Builds every service and publishes a first CRL.
+    pub async fn build(deps: Dependencies) -> Result<Self, Error> {
+        use std::sync::Arc;
+        let Dependencies {
+            store,
+            master,
+            ca,
+            clock,
+            hasher,
+            broker,
+            crl,
+            server_enterprise,
+        } = deps;
+        let acl = broker.acl.clone();
+        let crl_url = crl.url.clone();
+        let crl = crl::CrlPublisher::start(ca.clone(), store.clone(), clock.clone(), crl).await?;
+        let tokens = Arc::new(tokens::Tokens::new(store.clone(), hasher.clone(), 100_000)?);
+        let broker = Arc::new(broker::BrokerService::new(
+            store.clone(),
+            master.clone(),
+            ca.clone(),
+            tokens.clone(),
+            clock.clone(),
+            broker,
+            200_000,
+        ));
+        let changes = Arc::new(changes::Changes::new(
+            store.clone(),
+            clock.clone(),
+            tokens.clone(),
+            broker.clone(),
+            crl.clone(),
+        ));
+        let issuer = Arc::new(issuer::Issuer::new(
+            ca.clone(),
+            store.issue_queue(),
+            clock.clone(),
+            crl_url,
+            server_enterprise,
+        ));
+        Ok(Self {
+            sessions: sessions::SessionService::new(store.clone(), hasher.clone(), clock.clone()),
+            users: users::UserService::new(store.clone(), hasher, changes.clone(), clock.clone()),
+            certificates: certificates::CertificateService::new(
+                store.clone(),
+                issuer,
+                tokens.clone(),
+                changes.clone(),
+                clock.clone(),
+            ),
+            devices: devices::DeviceService::new(store.clone(), master, changes.clone(), clock.clone()),
+            overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl),
+            tokens,
+            broker,
+            crl,
+            changes,
+        })
+    }
+}
+
 /// Services built from their dependencies alone, on a fresh SQLite database in a temporary
 /// directory, for the unit tests of each service. No HTTP, no `AppState`.
 #[cfg(test)]
@@ -45,15 +133,14 @@ pub(crate) mod testing {
     use super::acl::AclConfig;
     use super::broker::{BrokerPolicy, BrokerService};
     use super::certificates::CertificateService;
-    use super::changes::Changes;
     use super::clock::{Clock, FixedClock};
     use super::crl::{CrlPublisher, CrlSettings};
     use super::devices::DeviceService;
     use super::hashing::Hasher;
-    use super::issuer::Issuer;
     use super::sessions::SessionService;
     use super::tokens::Tokens;
     use super::users::UserService;
+    use super::{Dependencies, Services};
     use crate::domain::{Principal, Role};
 
     pub async fn store() -> Store {
@@ -111,7 +198,6 @@ pub(crate) mod testing {
         pub async fn with_policy(tweak: impl FnOnce(&mut BrokerPolicy)) -> Self {
             let store = store().await;
             let clock = Arc::new(FixedClock::new(fleetca_storage::now()));
-            let dyn_clock: Arc<dyn Clock> = clock.clone();
             let master = Arc::new(MasterKey::parse(&"11".repeat(32)).unwrap());
             let subject = CaSubject {
                 common_name: "unit test CA".into(),
@@ -123,63 +209,40 @@ pub(crate) mod testing {
                 sealed_key: ca.seal_key(&master).unwrap(),
             };
             store.insert_authority(stored, clock.now()).await.unwrap();
-            let hasher = Arc::new(Hasher::new().unwrap());
-            let tokens = Arc::new(Tokens::new(store.clone(), hasher.clone(), 1000).unwrap());
             let mut policy = BrokerPolicy {
                 acl: AclConfig::default(),
                 timestamp_skew_seconds: 300,
                 trust_username_for_certificates: false,
             };
             tweak(&mut policy);
-            let broker = Arc::new(BrokerService::new(
-                store.clone(),
-                master.clone(),
-                ca.clone(),
-                tokens.clone(),
-                dyn_clock.clone(),
-                policy,
-                1000,
-            ));
-            let settings = CrlSettings {
-                url: "http://fleetca.test/crl.der".into(),
-                validity: chrono::Duration::days(7),
-                file: None,
-                reload_command: None,
-            };
-            let crl = CrlPublisher::start(ca.clone(), store.clone(), dyn_clock.clone(), settings)
-                .await
-                .unwrap();
-            let changes = Arc::new(Changes::new(
-                store.clone(),
-                dyn_clock.clone(),
-                tokens.clone(),
-                broker.clone(),
-                crl.clone(),
-            ));
-            let issuer = Arc::new(Issuer::new(
-                ca.clone(),
-                store.issue_queue(),
-                dyn_clock.clone(),
-                "http://fleetca.test/crl.der".into(),
-                "default".into(),
-            ));
+            let services = Services::build(Dependencies {
+                store: store.clone(),
+                master,
+                ca: ca.clone(),
+                clock: clock.clone(),
+                hasher: Arc::new(Hasher::new().unwrap()),
+                broker: policy,
+                crl: CrlSettings {
+                    url: "http://fleetca.test/crl.der".into(),
+                    validity: chrono::Duration::days(7),
+                    file: None,
+                    reload_command: None,
+                },
+                server_enterprise: "default".into(),
+            })
+            .await
+            .unwrap();
             Self {
-                users: UserService::new(store.clone(), hasher.clone(), changes.clone(), dyn_clock.clone()),
-                certificates: CertificateService::new(
-                    store.clone(),
-                    issuer,
-                    tokens.clone(),
-                    changes.clone(),
-                    dyn_clock.clone(),
-                ),
-                devices: DeviceService::new(store.clone(), master.clone(), changes.clone(), dyn_clock.clone()),
-                sessions: SessionService::new(store.clone(), hasher.clone(), dyn_clock),
                 store,
                 clock,
                 ca,
-                tokens,
-                broker,
-                crl,
+                tokens: services.tokens,
+                broker: services.broker,
+                crl: services.crl,
+                users: services.users,
+                certificates: services.certificates,
+                devices: services.devices,
+                sessions: services.sessions,
             }
         }
 

@@ -208,6 +208,7 @@ impl UserService {
                 "You cannot deactivate your own account; ask another admin.".into(),
             ));
         }
+        let deactivating = change.is_active == Some(false);
         let patch = UserPatch {
             is_active: change.is_active,
             role: change.role.map(|r| r.as_str().to_owned()),
@@ -217,6 +218,9 @@ impl UserService {
             .update_user(id, patch, DEACTIVATION_REASON.name(), self.clock.now())
             .await?;
         self.changes.user_changed(id).await;
+        if deactivating {
+            self.store.delete_user_sessions(id, None).await?;
+        }
         if !revoked.is_empty() {
             tracing::info!(user_id = %id, count = revoked.len(), "revoked the certificates of a deactivated API key");
             self.changes.revoked(&revoked).await?;

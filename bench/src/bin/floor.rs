@@ -1,5 +1,6 @@
 //! The HTTP floor: a bare actix-web endpoint that answers 200, with the same worker count
 //! as fleetca, so the benchmark shows what the machine and the load generator cost alone.
+#![forbid(unsafe_code)]
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 

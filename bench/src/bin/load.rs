@@ -3,6 +3,7 @@
 //! each once (`--once`) or round-robin for `--seconds`. It prints one JSON object: requests,
 //! how many got the expected status, throughput, p50/p99 latency, and the peak RSS of
 //! `--pid` sampled every 20 ms.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
