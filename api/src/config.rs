@@ -74,6 +74,7 @@ pub struct FileSettings {
     pub broker_allow: Option<Vec<String>>,
     pub broker_timestamp_skew_seconds: Option<i64>,
     pub broker_trust_username_for_certificates: Option<bool>,
+    pub enterprise_certificate_changes_per_minute: Option<u32>,
     pub acl: Option<AclConfig>,
 }
 
@@ -104,6 +105,9 @@ pub struct Config {
     /// Admit a password-less username as a certificate client without the certificate or
     /// its fingerprint (off by default; see the README's security model).
     pub broker_trust_username_for_certificates: bool,
+    /// Certificate creations plus revocations a minute that the managers of one enterprise
+    /// may make (admins are not limited); 0 turns the limit off.
+    pub enterprise_certificate_changes_per_minute: u32,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -169,6 +173,7 @@ impl Config {
             broker_secret: env_secret("FLEETCA_BROKER_SECRET"),
             broker_timestamp_skew_seconds: file.broker_timestamp_skew_seconds.unwrap_or(300).max(0),
             broker_trust_username_for_certificates: file.broker_trust_username_for_certificates.unwrap_or(false),
+            enterprise_certificate_changes_per_minute: file.enterprise_certificate_changes_per_minute.unwrap_or(600),
             acl: file.acl.unwrap_or_default(),
             listen,
             database_url,

@@ -96,6 +96,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         broker: config.broker_policy(),
         crl: config.crl_settings(),
         server_enterprise: config.admin_enterprise.clone(),
+        certificate_changes_per_minute: config.enterprise_certificate_changes_per_minute,
     })
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;

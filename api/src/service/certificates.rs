@@ -19,6 +19,7 @@ use super::Error;
 use super::changes::Changes;
 use super::clock::Clock;
 use super::issuer::{Issued, Issuer, KeySource, kind};
+use super::limits::RateLimiter;
 use super::tokens::Tokens;
 use crate::domain::{CertificateName, CsrKey, Listing, PageRequest, Principal, Role, ServerCertRequest, ValidityHours};
 
@@ -73,6 +74,8 @@ pub struct CertificateService {
     tokens: Arc<Tokens>,
     changes: Arc<Changes>,
     clock: Arc<dyn Clock>,
+    /// Creations and revocations by managers, per enterprise.
+    limiter: RateLimiter,
 }
 
 fn can_see(caller: &Principal, cert: &Certificate) -> bool {
@@ -93,6 +96,7 @@ impl CertificateService {
         tokens: Arc<Tokens>,
         changes: Arc<Changes>,
         clock: Arc<dyn Clock>,
+        limiter: RateLimiter,
     ) -> Self {
         Self {
             store,
@@ -100,7 +104,17 @@ impl CertificateService {
             tokens,
             changes,
             clock,
+            limiter,
         }
+    }
+
+    /// Counts a creation or revocation against the caller's enterprise; admins are not
+    /// limited (they are the operators the limit protects).
+    fn count_change(&self, caller: &Principal) -> Result<(), Error> {
+        if caller.role == Role::Admin {
+            return Ok(());
+        }
+        self.limiter.take(&caller.enterprise)
     }
 
     fn record(&self, certificate: Certificate) -> Record {
@@ -127,6 +141,7 @@ impl CertificateService {
                 "this API key is deactivated; certificates can only be issued to active keys",
             ));
         }
+        self.count_change(caller)?;
         let key = match input.csr {
             Some(csr) => KeySource::Csr(csr.into_inner()),
             None => KeySource::Generate,
@@ -238,6 +253,9 @@ impl CertificateService {
             return Err(Error::Forbidden(
                 "Only a manager or admin may revoke certificates.".into(),
             ));
+        }
+        if cert.revoked_at.is_none() {
+            self.count_change(caller)?;
         }
         let (cert, changed) = self
             .store

@@ -18,6 +18,7 @@ pub mod devices;
 pub mod error;
 pub mod hashing;
 pub mod issuer;
+pub mod limits;
 pub mod overview;
 pub mod sessions;
 pub mod tokens;
@@ -43,6 +44,8 @@ pub struct Dependencies {
     pub crl: crl::CrlSettings,
     /// The enterprise server certificates are filed under (the admins').
     pub server_enterprise: String,
+    /// Certificate creations and revocations a minute per enterprise, by managers (0: no limit).
+    pub certificate_changes_per_minute: u32,
 }
 
 /// Every service, each built from exactly the dependencies it uses. This is the one place
@@ -72,6 +75,7 @@ impl Services {
             broker,
             crl,
             server_enterprise,
+            certificate_changes_per_minute,
         } = deps;
         let acl = broker.acl.clone();
         let crl_url = crl.url.clone();
@@ -109,6 +113,7 @@ impl Services {
                 tokens.clone(),
                 changes.clone(),
                 clock.clone(),
+                limits::RateLimiter::new(certificate_changes_per_minute),
             ),
             devices: devices::DeviceService::new(store.clone(), master, changes.clone(), clock.clone()),
             overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl),
@@ -229,6 +234,7 @@ pub(crate) mod testing {
                     reload_command: None,
                 },
                 server_enterprise: "default".into(),
+                certificate_changes_per_minute: 600,
             })
             .await
             .unwrap();

@@ -4,6 +4,7 @@ mod broker;
 mod certificates;
 mod devices;
 mod errors;
+mod hardening;
 mod helpers;
 mod openapi;
 mod sessions;
