@@ -4,6 +4,7 @@
 //! port and a fresh data directory, so they run in parallel.
 
 mod certificates;
+mod crash;
 mod mosquitto;
 mod restart;
 mod walkthrough;
