@@ -386,9 +386,18 @@ pub struct CertificateFacts {
 }
 
 impl Authority {
-    /// Parses a PEM certificate and returns its fingerprint and serial if this CA signed it.
+    /// Parses a certificate a broker forwarded — PEM, or the bare base64 of its DER as EMQX
+    /// sends `${cert_pem}` — and returns its fingerprint and serial if this CA signed it.
     pub fn check_issued(&self, cert_pem: &str) -> Option<CertificateFacts> {
-        let block = pem::parse(cert_pem.trim()).ok()?;
+        let text = cert_pem.trim();
+        let der = if text.starts_with("-----BEGIN") {
+            pem::parse(text).ok()?.into_contents()
+        } else {
+            use base64::Engine;
+            let compact: String = text.split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD.decode(compact).ok()?
+        };
+        let block = pem::Pem::new("CERTIFICATE", der);
         let (_, cert) = X509Certificate::from_der(block.contents()).ok()?;
         let (_, ca) = X509Certificate::from_der(&self.cert_der).ok()?;
         cert.verify_signature(Some(ca.public_key())).ok()?;
@@ -616,6 +625,11 @@ mod tests {
             assert_eq!(aki_of(cert.extensions()), old_ski);
             assert_eq!(ski_of(&cert), method_1(&cert), "new certificates use method 1");
             assert!(ca.check_issued(&issued.pem).is_some());
+            // EMQX sends `${cert_pem}` as the bare base64 of the DER.
+            let bare: String = issued.pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let facts = ca.check_issued(&bare).expect("bare base64 is read too");
+            assert_eq!(facts.fingerprint, crate::fingerprint(&issued.der));
+            assert!(ca.check_issued("bm90IGEgY2VydA==").is_none());
         }
 
         let request = crate::crl::CrlRequest {

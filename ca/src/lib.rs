@@ -25,6 +25,7 @@ mod error;
 mod keys;
 mod seal;
 pub mod secret;
+pub mod sign;
 
 pub use authority::{Authority, CaSubject, ClientProfile, IssuedCertificate, ServerProfile};
 pub use error::CaError;

@@ -13,6 +13,7 @@ mod m20261122_000001_initial;
 mod m20261122_000002_devices;
 mod m20261122_000003_sessions;
 mod m20261122_000004_events;
+mod m20261201_000001_products;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_devices::Migration),
             Box::new(m20261122_000003_sessions::Migration),
             Box::new(m20261122_000004_events::Migration),
+            Box::new(m20261201_000001_products::Migration),
         ]
     }
 }

@@ -18,6 +18,7 @@ pub mod devices;
 pub mod entity;
 mod error;
 pub mod events;
+pub mod products;
 pub mod sessions;
 pub mod stats;
 pub mod users;
@@ -35,6 +36,8 @@ pub use error::StorageError;
 
 pub use entity::certificates::Model as Certificate;
 pub use entity::devices::Model as Device;
+pub use entity::product_devices::Model as ProductDevice;
+pub use entity::products::Model as Product;
 pub use entity::users::Model as User;
 
 /// A page of a listing.

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import amqtt.contrib.http  # noqa: F401  (here, so a missing amqtt, aiohttp or SQLAlchemy fails at once)
+import fleetca_amqtt  # noqa: F401  (the certificate-sending auth plugin the brokers load by name)
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
@@ -145,8 +146,41 @@ class Fleetca:
     def set_device_active(self, tenant: str, device_id: str, active: bool) -> dict:
         return self.request("PATCH", f"/api/v4/manage/devices/{tenant}/{device_id}/", {"is_active": active})
 
+    def create_certificate(self, api_key_id: str, name: str = "MQTT client") -> dict:
+        """An MQTT client certificate for an API key, with its new private key."""
+        body = {"name": name, "api_key_id": api_key_id, "validity_hours": 8760}
+        return self.request("POST", "/api/v4/manage/mqtt-certificates/", body, expect=201)
+
+    def revoke_certificate(self, certificate_id: str) -> dict:
+        path = f"/api/v4/manage/mqtt-certificates/{certificate_id}/revoke/"
+        return self.request("POST", path, {"reason": "keyCompromise"})
+
+    def create_server_certificate(self) -> dict:
+        """A TLS server certificate for a broker on 127.0.0.1 (admin only)."""
+        body = {"name": "amqtt", "dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}
+        return self.request("POST", "/api/v4/manage/server-certificates/", body, expect=201)
+
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+def write_pem(path: Path, text: str, private: bool = False) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+class TlsFiles:
+    """PEM files for one side of a TLS connection: the CA to trust, a certificate and its key."""
+
+    def __init__(self, directory: Path, issued: dict | None, ca_pem: str):
+        directory.mkdir(exist_ok=True)
+        self.ca = write_pem(directory / "ca.crt", ca_pem)
+        self.cert = self.key = None
+        if issued is not None:
+            self.cert = write_pem(directory / "cert.crt", issued["certificate_pem"])
+            self.key = write_pem(directory / "cert.key", issued["private_key_pem"], private=True)
 
 
 class Device:
@@ -195,11 +229,24 @@ def fleetca(request, fleetca_bin, workdir):
 # amqtt
 
 
-def amqtt_config(mqtt_port: int, fleetca_port: int, response_mode: str = "status", params_mode: str = "json") -> dict:
+STOCK_AUTH_PLUGIN = "amqtt.contrib.http.UserAuthHttpPlugin"  # sends username, password, client_id
+CERT_AUTH_PLUGIN = "fleetca_amqtt.CertificateAuthHttpPlugin"  # ...and the client certificate
+
+
+def amqtt_config(
+    mqtt_port: int,
+    fleetca_port: int,
+    response_mode: str = "status",
+    params_mode: str = "json",
+    tls: TlsFiles | None = None,
+    auth_plugin: str = STOCK_AUTH_PLUGIN,
+) -> dict:
     """The broker settings: fleetca decides every CONNECT, SUBSCRIBE, PUBLISH and delivery.
 
     `response_mode: status` reads fleetca's 200 as allow, 403 as deny and 503 (cannot
     decide) as "no answer"; `json` needs fleetca's `?response=json` mode ({"ok": bool}).
+    With `tls` the one listener speaks TLS with that server certificate and asks clients
+    for a certificate from that CA (amqtt always makes it optional: `ssl.CERT_OPTIONAL`).
     """
     query = "?response=json" if response_mode == "json" else ""
     common = {
@@ -210,19 +257,31 @@ def amqtt_config(mqtt_port: int, fleetca_port: int, response_mode: str = "status
         "response_mode": response_mode,
         "timeout": 5,
     }
+    listener = {"type": "tcp", "bind": f"127.0.0.1:{mqtt_port}", "max_connections": 50}
+    if tls is not None:
+        listener.update(ssl=True, cafile=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key))
     return {
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{mqtt_port}", "max_connections": 50}},
+        "listeners": {"default": listener},
         "plugins": {
-            "amqtt.contrib.http.UserAuthHttpPlugin": {**common, "user_uri": f"/broker/auth{query}"},
+            auth_plugin: {**common, "user_uri": f"/broker/auth{query}"},
             "amqtt.contrib.http.TopicAuthHttpPlugin": {**common, "topic_uri": f"/broker/acl{query}"},
         },
     }
 
 
 class Amqtt:
-    def __init__(self, workdir: Path, fleetca_port: int, response_mode: str, params_mode: str, name: str):
+    def __init__(
+        self,
+        workdir: Path,
+        fleetca_port: int,
+        response_mode: str,
+        params_mode: str,
+        name: str,
+        tls: TlsFiles | None = None,
+        auth_plugin: str = STOCK_AUTH_PLUGIN,
+    ):
         self.port = free_port()
-        self.config = amqtt_config(self.port, fleetca_port, response_mode, params_mode)
+        self.config = amqtt_config(self.port, fleetca_port, response_mode, params_mode, tls, auth_plugin)
         config_path = workdir / f"{name}.yaml"
         config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
         ready = workdir / f"{name}.ready"
@@ -244,10 +303,15 @@ def start_broker(request, fleetca, workdir):
     """Starts an amqtt broker wired to this test's fleetca; several may run at once."""
     brokers = []
 
-    def start(response_mode: str = "status", params_mode: str = "json") -> Amqtt:
+    def start(
+        response_mode: str = "status",
+        params_mode: str = "json",
+        tls: TlsFiles | None = None,
+        auth_plugin: str = STOCK_AUTH_PLUGIN,
+    ) -> Amqtt:
         name = f"amqtt-{len(brokers)}"
         log_on_failure(request, workdir / f"{name}.log")
-        b = Amqtt(workdir, fleetca.port, response_mode, params_mode, name)
+        b = Amqtt(workdir, fleetca.port, response_mode, params_mode, name, tls, auth_plugin)
         brokers.append(b)
         return b
 
@@ -269,7 +333,9 @@ SUBACK_FAILURE = 0x80
 
 
 class Client:
-    def __init__(self, port: int, client_id: str, username: str | None, password: str | None):
+    def __init__(
+        self, port: int, client_id: str, username: str | None, password: str | None, tls: TlsFiles | None = None
+    ):
         self.port = port
         self.client_id = client_id
         self.c = mqtt.Client(
@@ -280,6 +346,9 @@ class Client:
         )
         if username is not None:
             self.c.username_pw_set(username, password)
+        if tls is not None:
+            # Verifies the broker (its certificate names 127.0.0.1); presents tls.cert, if any.
+            self.c.tls_set(ca_certs=str(tls.ca), certfile=tls.cert and str(tls.cert), keyfile=tls.key and str(tls.key))
         self.lock = threading.Condition()
         self.connack = None  # the CONNACK reason code, once it came
         self.disconnected = False
@@ -372,8 +441,8 @@ def mqtt_client():
     """Makes MQTT clients for a broker and closes them all at the end of the test."""
     clients = []
 
-    def make(broker: Amqtt, client_id: str, username=None, password=None) -> Client:
-        c = Client(broker.port, client_id, username, password)
+    def make(broker: Amqtt, client_id: str, username=None, password=None, tls: TlsFiles | None = None) -> Client:
+        c = Client(broker.port, client_id, username, password, tls)
         clients.append(c)
         return c
 

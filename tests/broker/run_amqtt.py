@@ -5,7 +5,9 @@ casting, so the HTTP plugins' enum settings (`request_method`, `params_mode`,
 `response_mode`) cannot be given as YAML strings: `request_method: post` fails with
 "wrong value type for field request_method". (The broker's own settings are cast; the
 plugins' are not.) This launcher turns those three strings into amqtt's enums and then
-starts the stock `amqtt.broker.Broker` with the file's settings unchanged.
+starts the stock `amqtt.broker.Broker` with the file's settings unchanged. Plugins are
+imported by their dotted names, and this script's directory is on the import path, so
+`fleetca_amqtt.CertificateAuthHttpPlugin` (fleetca_amqtt.py, next to it) loads as well.
 
 Usage: python3 run_amqtt.py CONFIG.yaml READY_FILE
 It creates READY_FILE once the listeners accept connections and stops cleanly on SIGTERM.
@@ -27,7 +29,8 @@ ENUMS = {"request_method": RequestMethod, "params_mode": ParamsMode, "response_m
 def load(path: str) -> dict:
     config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     for name, settings in (config.get("plugins") or {}).items():
-        if name.startswith("amqtt.contrib.http.") and settings:
+        # amqtt's HTTP plugins and fleetca_amqtt's subclass of them (fleetca_amqtt.py).
+        if name.startswith(("amqtt.contrib.http.", "fleetca_amqtt.")) and settings:
             for key, enum in ENUMS.items():
                 if isinstance(settings.get(key), str):
                     settings[key] = enum(settings[key])

@@ -7,6 +7,11 @@ amqtt answers a denied SUBSCRIBE with SUBACK 0x80, a denied CONNECT with CONNACK
 (not authorized), and drops a denied PUBLISH silently (after acknowledging it), so a
 forbidden publish is checked by a subscriber with rights that never receives it.
 
+amqtt's stock auth plugin sends no client certificate, so a password-less login with an
+API key's username is refused unless fleetca runs with
+`broker_trust_username_for_certificates = true`; the certificate tests run a TLS listener
+with fleetca_amqtt.py's plugin, which sends the certificate as `cert_pem`.
+
 Run (after `cargo build --bin fleetca`; FLEETCA_BIN overrides the binary):
     python3 -m pip install -q -r tests/broker/requirements.txt
     python3 -m pytest tests/broker -q
@@ -17,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import NOT_AUTHORIZED, SUBACK_FAILURE
+from conftest import CERT_AUTH_PLUGIN, NOT_AUTHORIZED, SUBACK_FAILURE, TlsFiles
 
 ENTERPRISE = "nnn.acme"
 
@@ -91,6 +96,85 @@ def test_an_api_key_connects_with_its_token_and_may_subscribe_only_to_its_enterp
     # on a topic it is subscribed to and may read, never comes back.
     c.publish(f"v4/groups/{ENTERPRISE}.master/dev-1/downlink", "forbidden")
     c.expect_nothing(within=0.5)
+
+
+def test_a_password_less_login_with_an_api_keys_username_is_refused_although_the_key_has_a_certificate(
+    fleetca, broker, mqtt_client
+):
+    """The safe default. amqtt's stock plugin sends no certificate, so a login that names an
+    API key and brings no password proves nothing: it is refused, with no password or an
+    empty one, although the key has an active certificate. The key's token still works."""
+    key = fleetca.create_api_key("svc-mqtt", ENTERPRISE)
+    assert fleetca.create_certificate(key["id"])["status"] == "active"
+
+    for case, (client_id, password) in {
+        "no password": ("svc-mqtt-worker-1", None),
+        "an empty password": ("svc-mqtt-worker-2", ""),
+    }.items():
+        rc = mqtt_client(broker, client_id, "svc-mqtt", password).connect()
+        assert rc.is_failure and rc.getName() == NOT_AUTHORIZED, f"{case}: {rc}"
+
+    c = connected(mqtt_client(broker, "svc-mqtt-worker-3", "svc-mqtt", key["token"]))
+    assert c.subscribe(f"v4/groups/{ENTERPRISE}.master/#") == 1
+
+
+@pytest.mark.fleetca_settings("broker_trust_username_for_certificates = true\n")
+def test_only_broker_trust_username_for_certificates_admits_that_login_and_behind_amqtt_it_is_unsafe(
+    fleetca, broker, mqtt_client
+):
+    """With the setting on (fleetca warns at start-up), a password-less username is taken
+    as the key's certificate client while the key has an active certificate. amqtt asks no
+    client for a certificate, so here anyone who knows the username gets in: this test shows
+    what the setting does, not a configuration to use."""
+    assert "broker_trust_username_for_certificates is on" in fleetca.log.read_text(encoding="utf-8", errors="replace")
+    key = fleetca.create_api_key("svc-mqtt", ENTERPRISE)
+    fleetca.create_api_key("svc-nocert", ENTERPRISE)
+
+    before = mqtt_client(broker, "svc-mqtt-worker-1", "svc-mqtt", None).connect()
+    assert before.getName() == NOT_AUTHORIZED, "admitted before the key had a certificate"
+    fleetca.create_certificate(key["id"])
+    c = connected(mqtt_client(broker, "svc-mqtt-worker-2", "svc-mqtt", None))
+    assert c.subscribe(f"v4/groups/{ENTERPRISE}.master/#") == 1
+
+    assert mqtt_client(broker, "svc-nocert-1", "svc-nocert", None).connect().getName() == NOT_AUTHORIZED
+    assert mqtt_client(broker, "svc-nobody-1", "svc-nobody", None).connect().getName() == NOT_AUTHORIZED
+
+
+def test_a_certificate_client_is_admitted_when_the_broker_sends_its_certificate_and_refused_once_revoked(
+    fleetca, start_broker, mqtt_client, workdir
+):
+    """A TLS listener with fleetca's server certificate and fleetca_amqtt's plugin, which
+    sends the client certificate as `cert_pem`. amqtt reads no CRL: fleetca refuses the
+    revoked certificate because it sees it."""
+    server = fleetca.create_server_certificate()
+    ca_pem = server["ca_certificate_pem"]
+    broker = start_broker(tls=TlsFiles(workdir / "server", server, ca_pem), auth_plugin=CERT_AUTH_PLUGIN)
+    key = fleetca.create_api_key("svc-mqtt", ENTERPRISE)
+    other = fleetca.create_api_key("svc-other", ENTERPRISE)
+    issued = fleetca.create_certificate(key["id"])
+    mine = TlsFiles(workdir / "svc-mqtt", issued, ca_pem)
+    theirs = TlsFiles(workdir / "svc-other", fleetca.create_certificate(other["id"]), ca_pem)
+    no_cert = TlsFiles(workdir / "no-cert", None, ca_pem)
+
+    c = connected(mqtt_client(broker, "svc-mqtt-worker-1", "svc-mqtt", None, tls=mine))
+    assert c.subscribe(f"v4/groups/{ENTERPRISE}.master/#") == 1
+    assert c.subscribe("v4/groups/#") == SUBACK_FAILURE
+
+    refused = {
+        "TLS without a client certificate": ("svc-mqtt-worker-2", None, no_cert),
+        "TLS without a client certificate, empty password": ("svc-mqtt-worker-3", "", no_cert),
+        "another key's certificate": ("svc-mqtt-worker-4", None, theirs),
+    }
+    for case, (client_id, password, tls) in refused.items():
+        rc = mqtt_client(broker, client_id, "svc-mqtt", password, tls=tls).connect()
+        assert rc.is_failure and rc.getName() == NOT_AUTHORIZED, f"{case}: {rc}"
+    # The token needs no certificate.
+    connected(mqtt_client(broker, "svc-mqtt-worker-5", "svc-mqtt", key["token"], tls=no_cert))
+
+    fleetca.revoke_certificate(issued["id"])
+    rc = mqtt_client(broker, "svc-mqtt-worker-6", "svc-mqtt", None, tls=mine).connect()
+    assert rc.getName() == NOT_AUTHORIZED, "a revoked certificate was admitted"
+    connected(mqtt_client(broker, "svc-other-worker-1", "svc-other", None, tls=theirs))
 
 
 API_KEY_READS_DEVICE_UPLINKS = """

@@ -69,7 +69,8 @@ pub async fn stats(state: web::Data<AppState>, caller: Caller) -> Result<HttpRes
     let s = stats.counts;
     let months = stats.expiries_by_month;
     let (crl, publish) = state.overview.crl();
-    let crl = CrlState::new(crl, publish, true);
+    // The reload command's error output is for the people who run fleetca, not API keys.
+    let crl = CrlState::new(crl, publish, caller.role != crate::domain::Role::Service);
     Ok(HttpResponse::Ok().json(Stats {
         api_keys: s.api_keys,
         devices: s.devices,

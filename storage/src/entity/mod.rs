@@ -6,5 +6,7 @@ pub mod certificates;
 pub mod crl_state;
 pub mod devices;
 pub mod events;
+pub mod product_devices;
+pub mod products;
 pub mod sessions;
 pub mod users;
