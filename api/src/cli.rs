@@ -101,6 +101,10 @@ pub struct SettingsArgs {
     /// Comma-separated CIDRs allowed to call /broker/* (default loopback).
     #[arg(long, env = "FLEETCA_BROKER_ALLOW", global = true)]
     pub broker_allow: Option<String>,
+    /// The MQTT broker fleetca publishes EnOS activation messages to
+    /// (mqtt://host:1883 or mqtts://host:8883).
+    #[arg(long, env = "FLEETCA_MQTT_URL", global = true)]
+    pub mqtt_url: Option<String>,
 }
 
 impl SettingsArgs {
@@ -117,6 +121,7 @@ impl SettingsArgs {
             crl_file: self.crl_file.clone(),
             crl_reload_command: self.crl_reload_command.clone(),
             broker_allow: self.broker_allow.clone(),
+            mqtt_url: self.mqtt_url.clone(),
         }
     }
 }

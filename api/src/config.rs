@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::service::acl::AclConfig;
+use crate::service::activation::MqttSettings;
 use crate::service::broker::BrokerPolicy;
 use crate::service::crl::CrlSettings;
 
@@ -31,6 +32,7 @@ pub struct Overrides {
     pub crl_reload_command: Option<String>,
     /// Comma-separated CIDRs.
     pub broker_allow: Option<String>,
+    pub mqtt_url: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -75,6 +77,12 @@ pub struct FileSettings {
     pub broker_timestamp_skew_seconds: Option<i64>,
     pub broker_trust_username_for_certificates: Option<bool>,
     pub enterprise_certificate_changes_per_minute: Option<u32>,
+    pub registrations_per_minute: Option<u32>,
+    pub mqtt_url: Option<String>,
+    pub mqtt_ca_file: Option<PathBuf>,
+    pub mqtt_cert_file: Option<PathBuf>,
+    pub mqtt_key_file: Option<PathBuf>,
+    pub mqtt_username: Option<String>,
     pub acl: Option<AclConfig>,
 }
 
@@ -108,6 +116,10 @@ pub struct Config {
     /// Certificate creations plus revocations a minute that the managers of one enterprise
     /// may make (admins are not limited); 0 turns the limit off.
     pub enterprise_certificate_changes_per_minute: u32,
+    /// HTTPS dynamic registrations a minute per product; 0 turns the limit off.
+    pub registrations_per_minute: u32,
+    /// fleetca's own MQTT connection, for EnOS activation messages; none by default.
+    pub mqtt: Option<MqttSettings>,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -174,6 +186,16 @@ impl Config {
             broker_timestamp_skew_seconds: file.broker_timestamp_skew_seconds.unwrap_or(300).max(0),
             broker_trust_username_for_certificates: file.broker_trust_username_for_certificates.unwrap_or(false),
             enterprise_certificate_changes_per_minute: file.enterprise_certificate_changes_per_minute.unwrap_or(600),
+            registrations_per_minute: file.registrations_per_minute.unwrap_or(60),
+            mqtt: args.mqtt_url.clone().or(file.mqtt_url).map(|url| MqttSettings {
+                url,
+                ca_file: file.mqtt_ca_file,
+                cert_file: file.mqtt_cert_file,
+                key_file: file.mqtt_key_file,
+                username: file
+                    .mqtt_username
+                    .unwrap_or_else(|| MqttSettings::DEFAULT_USERNAME.into()),
+            }),
             acl: file.acl.unwrap_or_default(),
             listen,
             database_url,
@@ -214,6 +236,7 @@ impl Config {
             acl: self.acl.clone(),
             timestamp_skew_seconds: self.broker_timestamp_skew_seconds,
             trust_username_for_certificates: self.broker_trust_username_for_certificates,
+            publisher: None,
         }
     }
 

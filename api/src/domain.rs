@@ -395,6 +395,91 @@ impl ServerCertRequest {
     }
 }
 
+/// A product key: 11–32 of `[A-Za-z0-9_-]` (what EnOS and Alibaba hand out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProductKey(String);
+
+impl ProductKey {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !(11..=32).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
+            return Err("must be 11 to 32 characters of A-Z, a-z, 0-9, '_' and '-'".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A device key (Alibaba's `deviceName`): 1–64 of `[A-Za-z0-9_.:@-]`, unique within its
+/// product. No `&` and no `|`, which separate the MQTT username's and client id's parts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceKey(String);
+
+impl DeviceKey {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !(1..=64).contains(&s.len())
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'-'))
+        {
+            return Err("must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', ':', '@' and '-'".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A device or product secret a client chose: 8–128 printable ASCII characters.
+pub fn sign_secret(s: &str) -> Result<Secret, String> {
+    if !(8..=128).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 8 to 128 printable ASCII characters without spaces".into());
+    }
+    Ok(Secret::new(s))
+}
+
+/// The sign-based family a product's devices belong to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// EnOS: SHA-256 of content + secret; static or dynamic activation.
+    Enos,
+    /// Alibaba Cloud IoT: HMAC of content keyed with the device secret.
+    Aliyun,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Enos => "enos",
+            Scheme::Aliyun => "aliyun",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enos" => Some(Scheme::Enos),
+            "aliyun" => Some(Scheme::Aliyun),
+            _ => None,
+        }
+    }
+}
+
+/// A product's allowed clock skew: `None` turns the timestamp check off; otherwise 1 s to
+/// 1 day.
+pub fn clock_skew(seconds: Option<i64>) -> Result<Option<i64>, String> {
+    match seconds {
+        Some(s) if !(1..=86_400).contains(&s) => Err("must be from 1 to 86400 seconds, or null for no check".into()),
+        other => Ok(other),
+    }
+}
+
 /// A search filter or query value: at most 200 printable characters.
 pub fn query_text(s: &str) -> Result<String, String> {
     if s.chars().count() > 200 {

@@ -46,6 +46,9 @@ pub enum StartError {
 /// The minimum length of an operator-chosen bootstrap token.
 pub const MIN_BOOTSTRAP_TOKEN_LEN: usize = 32;
 
+/// What the activation publisher's MQTT password is derived under.
+const PUBLISHER_CONTEXT: &str = "fleetca/mqtt-publisher/v1";
+
 /// What every command needs: the database, migrated, the master key and the CA.
 pub struct Opened {
     pub store: Store,
@@ -87,16 +90,27 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
             "broker_trust_username_for_certificates is on: a broker login with an API key's username and no password is admitted as that key's certificate client. Safe only if every broker listener that can send such a login requires a client certificate."
         );
     }
+    let mut policy = config.broker_policy();
+    let activations = match &config.mqtt {
+        Some(mqtt) => {
+            let password = master.derive(PUBLISHER_CONTEXT);
+            policy.publisher = Some((mqtt.username.clone(), password.clone()));
+            Some(crate::service::activation::spawn(mqtt, &password).map_err(StartError::Config)?)
+        }
+        None => None,
+    };
     let services = Services::build(Dependencies {
         store,
         master,
         ca,
         clock: Arc::new(SystemClock),
         hasher,
-        broker: config.broker_policy(),
+        broker: policy,
         crl: config.crl_settings(),
         server_enterprise: config.admin_enterprise.clone(),
         certificate_changes_per_minute: config.enterprise_certificate_changes_per_minute,
+        registrations_per_minute: config.registrations_per_minute,
+        activations,
     })
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
@@ -108,6 +122,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         users: services.users,
         certificates: services.certificates,
         devices: services.devices,
+        products: services.products,
         overview: services.overview,
         tokens: services.tokens,
         broker: services.broker,

@@ -9,6 +9,7 @@ use crate::service::certificates::CertificateService;
 use crate::service::changes::Changes;
 use crate::service::devices::DeviceService;
 use crate::service::overview::OverviewService;
+use crate::service::products::ProductService;
 use crate::service::sessions::SessionService;
 use crate::service::tokens::Tokens;
 use crate::service::users::UserService;
@@ -21,6 +22,7 @@ pub struct AppState {
     pub users: UserService,
     pub certificates: CertificateService,
     pub devices: DeviceService,
+    pub products: ProductService,
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,
     pub changes: Arc<Changes>,

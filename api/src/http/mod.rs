@@ -8,6 +8,7 @@ pub mod devices;
 pub mod extract;
 pub mod openapi;
 pub mod overview;
+pub mod products;
 pub mod public;
 pub mod ui;
 pub mod users;
@@ -44,6 +45,7 @@ pub fn routes() -> Routes {
     all.extend(users::routes());
     all.extend(certificates::routes());
     all.extend(devices::routes());
+    all.extend(products::routes());
     all.extend(auth::routes());
     all.extend(overview::routes());
     all

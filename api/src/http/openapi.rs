@@ -11,7 +11,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::PROBLEM_JSON;
-use crate::http::{auth, broker, certificates, devices, overview, public, users};
+use crate::http::{auth, broker, certificates, devices, overview, products, public, users};
 
 fn problems(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
     statuses
@@ -102,6 +102,10 @@ impl IntoResponses for BrokerProblems {
         certificates::create, certificates::list, certificates::get, certificates::revoke,
         certificates::create_server, certificates::list_server, certificates::get_server, certificates::revoke_server,
         devices::create, devices::bulk, devices::list, devices::get, devices::patch, devices::delete, devices::rotate,
+        products::create, products::list, products::get, products::patch, products::delete, products::rotate_secret,
+        products::create_device, products::bulk_devices, products::list_devices, products::get_device,
+        products::patch_device, products::delete_device, products::rotate_device_secret, products::reset_activation,
+        products::register,
         auth::login, auth::logout, auth::me, auth::password, overview::stats, overview::ca, overview::settings,
         broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
     ),
@@ -112,6 +116,7 @@ impl IntoResponses for BrokerProblems {
         (name = "mqtt-certificates", description = "MQTT client certificates"),
         (name = "server-certificates", description = "TLS certificates for brokers (admins only)"),
         (name = "devices", description = "Devices and their HA1 credentials"),
+        (name = "products", description = "Products of sign-based devices (EnOS, Alibaba Cloud IoT), their devices, and HTTPS dynamic registration"),
         (name = "broker", description = "The MQTT broker's HTTP auth and ACL calls (no Bearer auth; broker_allow networks only)"),
         (name = "auth", description = "Browser sign-in for human users (the admin UI)"),
         (name = "overview", description = "Counts, CA facts and settings for the admin UI"),

@@ -21,7 +21,8 @@ pub enum Access {
 }
 
 /// A rule: a topic pattern (placeholders `{enterprise}`, `{tenant}`, `{device_id}`,
-/// `{username}`, `{clientid}`; MQTT wildcards allowed) and what it permits.
+/// `{username}`, `{clientid}`, `{product_key}`, `{device_key}`; MQTT wildcards allowed)
+/// and what it permits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRule {
@@ -39,6 +40,12 @@ pub struct AclConfig {
     /// Rules for devices.
     #[serde(default = "default_device_rules")]
     pub device: Vec<AclRule>,
+    /// Rules for EnOS sign-based devices.
+    #[serde(default = "default_enos_rules")]
+    pub enos_device: Vec<AclRule>,
+    /// Rules for Alibaba Cloud IoT sign-based devices.
+    #[serde(default = "default_aliyun_rules")]
+    pub aliyun_device: Vec<AclRule>,
 }
 
 impl Default for AclConfig {
@@ -46,6 +53,8 @@ impl Default for AclConfig {
         Self {
             api_key: default_api_key_rules(),
             device: default_device_rules(),
+            enos_device: default_enos_rules(),
+            aliyun_device: default_aliyun_rules(),
         }
     }
 }
@@ -64,6 +73,56 @@ fn default_device_rules() -> Vec<AclRule> {
     }]
 }
 
+fn rw_subscribe(pattern: &str) -> AclRule {
+    AclRule {
+        pattern: pattern.into(),
+        access: vec![Access::Read, Access::Write, Access::Subscribe],
+    }
+}
+
+fn default_enos_rules() -> Vec<AclRule> {
+    vec![
+        rw_subscribe("/sys/{product_key}/{device_key}/#"),
+        rw_subscribe("/ext/session/{product_key}/{device_key}/#"),
+    ]
+}
+
+fn default_aliyun_rules() -> Vec<AclRule> {
+    vec![
+        rw_subscribe("/{product_key}/{device_key}/user/#"),
+        rw_subscribe("/sys/{product_key}/{device_key}/#"),
+        rw_subscribe("/ext/session/{product_key}/{device_key}/#"),
+    ]
+}
+
+/// The topic on which a dynamically activated EnOS device receives its secret.
+pub fn activation_topic(product_key: &str, device_key: &str) -> String {
+    format!("/ext/session/{product_key}/{device_key}/thing/activate/info")
+}
+
+/// Whether `topic` (or a filter) reaches any device's activation topic: only fleetca's own
+/// publisher may publish there.
+pub fn touches_activation_topics(topic: &str) -> bool {
+    let pattern = "/ext/session/+/+/thing/activate/info";
+    within(pattern, topic) || within(topic, pattern) || overlaps(topic, pattern)
+}
+
+/// Whether two filters can match a common topic.
+fn overlaps(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    let mut i = 0;
+    loop {
+        match (a.get(i), b.get(i)) {
+            (Some(&"#"), _) | (_, Some(&"#")) => return true,
+            (None, None) => return true,
+            (None, _) | (_, None) => return false,
+            (Some(x), Some(y)) if *x == "+" || *y == "+" || x == y => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+}
+
 /// Placeholder values for one principal.
 #[derive(Debug, Default)]
 pub struct Vars<'a> {
@@ -72,6 +131,8 @@ pub struct Vars<'a> {
     pub device_id: Option<&'a str>,
     pub username: Option<&'a str>,
     pub clientid: Option<&'a str>,
+    pub product_key: Option<&'a str>,
+    pub device_key: Option<&'a str>,
 }
 
 impl Vars<'_> {
@@ -88,6 +149,8 @@ impl Vars<'_> {
                 "device_id" => self.device_id,
                 "username" => self.username,
                 "clientid" => self.clientid,
+                "product_key" => self.product_key,
+                "device_key" => self.device_key,
                 _ => None,
             }?;
             if value.is_empty() || value.contains(['/', '+', '#']) {
@@ -244,6 +307,43 @@ mod tests {
         }
         let missing = Vars::default();
         assert!(!allowed(&rules, &missing, "clients/abc/x", Access::Subscribe));
+    }
+
+    #[test]
+    fn sign_device_rules_stay_inside_the_device_and_activation_topics_are_known() {
+        let v = Vars {
+            product_key: Some("pk0000000001"),
+            device_key: Some("dev-1"),
+            ..Default::default()
+        };
+        let rules = default_aliyun_rules();
+        assert!(allowed(&rules, &v, "/pk0000000001/dev-1/user/up", Access::Write));
+        assert!(!allowed(&rules, &v, "/pk0000000001/dev-2/user/up", Access::Write));
+        assert!(!allowed(&rules, &v, "/pk0000000001/+/user/#", Access::Subscribe));
+        let rules = default_enos_rules();
+        assert!(allowed(
+            &rules,
+            &v,
+            "/sys/pk0000000001/dev-1/thing/event",
+            Access::Write
+        ));
+        assert!(!allowed(&rules, &v, "/sys/pk0000000001/#", Access::Subscribe));
+        for t in [
+            "/ext/session/pk/dev/thing/activate/info",
+            "/ext/session/+/+/thing/activate/info",
+            "/ext/session/pk/#",
+            "#",
+            "/ext/+/pk/dev/thing/activate/info",
+        ] {
+            assert!(touches_activation_topics(t), "{t}");
+        }
+        for t in [
+            "/ext/session/pk/dev/thing/other",
+            "/sys/pk/dev/x",
+            "/ext/session/pk/dev/thing/activate",
+        ] {
+            assert!(!touches_activation_topics(t), "{t}");
+        }
     }
 
     #[test]

@@ -21,8 +21,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use fleetca_ca::sign::{self, SignMethod};
 use fleetca_ca::{Authority, MasterKey, device};
 use fleetca_storage::{StorageError, Store};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::Error;
@@ -30,6 +32,7 @@ use super::acl::{self, Access, AclConfig, Vars};
 use super::cache::Cache;
 use super::clock::Clock;
 use super::tokens::Tokens;
+use crate::domain::Scheme;
 
 /// The answer to a broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +74,88 @@ pub struct BrokerPolicy {
     /// certificate. Safe only when every broker listener that can send such a login
     /// requires a client certificate.
     pub trust_username_for_certificates: bool,
+    /// fleetca's own MQTT identity (username, password) that publishes activation
+    /// messages; it may publish to activation topics and nothing else, and nobody else may
+    /// publish there.
+    pub publisher: Option<(String, String)>,
+}
+
+/// What the activation publisher is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivationEvent {
+    /// Publish the device secret (retained) on the device's activation topic.
+    Deliver {
+        product_key: String,
+        device_key: String,
+        secret: String,
+    },
+    /// Remove it from the broker: the device has used it.
+    Clear { product_key: String, device_key: String },
+}
+
+#[derive(Clone)]
+struct ProductEntry {
+    scheme: Option<Scheme>,
+    dynamic_activation: bool,
+    skew_seconds: Option<i64>,
+    /// `None` when the sealed secret did not open.
+    secret: Option<String>,
+    active: bool,
+}
+
+#[derive(Clone)]
+struct SignDeviceEntry {
+    secret: Option<String>,
+    active: bool,
+    activated: bool,
+}
+
+/// The parts of a sign-based login: username `{device_key}&{product_key}`, client id
+/// `{clientId}|k=v,k=v|`.
+#[derive(Debug, PartialEq, Eq)]
+struct SignLogin<'a> {
+    device_key: &'a str,
+    product_key: &'a str,
+    client_id: &'a str,
+    securemode: Option<&'a str>,
+    signmethod: Option<&'a str>,
+    timestamp: Option<&'a str>,
+}
+
+fn parse_sign_login<'a>(username: &'a str, clientid: &'a str) -> Option<SignLogin<'a>> {
+    let (device_key, product_key) = username.split_once('&')?;
+    if device_key.is_empty() || product_key.is_empty() || product_key.contains('&') {
+        return None;
+    }
+    let (client_id, rest) = clientid.split_once('|')?;
+    let params = rest.strip_suffix('|')?;
+    let mut login = SignLogin {
+        device_key,
+        product_key,
+        client_id,
+        securemode: None,
+        signmethod: None,
+        timestamp: None,
+    };
+    for pair in params.split(',') {
+        let (k, v) = pair.trim().split_once('=')?;
+        let slot = match k.trim() {
+            "securemode" => &mut login.securemode,
+            "signmethod" => &mut login.signmethod,
+            "timestamp" => &mut login.timestamp,
+            // Other extended parameters (Alibaba's `_v`, `lan`, …) do not take part in the sign.
+            _ => continue,
+        };
+        if slot.replace(v.trim()).is_some() {
+            return None;
+        }
+    }
+    Some(login)
+}
+
+/// Whether a sign login is an EnOS dynamic activation (`securemode=3`).
+fn is_activation(scheme: Scheme, login: &SignLogin<'_>) -> bool {
+    scheme == Scheme::Enos && login.securemode == Some("3")
 }
 
 #[derive(Clone)]
@@ -100,6 +185,10 @@ impl KeyEntry {
     }
 }
 
+/// Entries each cache holds at most (a reconnect storm of this many clients is served
+/// from memory).
+const CACHE_CAPACITY: usize = 200_000;
+
 /// The broker's decisions and their caches.
 pub struct BrokerService {
     store: Store,
@@ -110,6 +199,9 @@ pub struct BrokerService {
     policy: BrokerPolicy,
     devices: Cache<(String, String), DeviceEntry>,
     keys: Cache<String, KeyEntry>,
+    products: Cache<String, ProductEntry>,
+    sign_devices: Cache<(String, String), SignDeviceEntry>,
+    activations: Option<mpsc::Sender<ActivationEvent>>,
 }
 
 /// Parses a query string that holds exactly the two named fields, in any order,
@@ -174,8 +266,9 @@ impl BrokerService {
         tokens: Arc<Tokens>,
         clock: Arc<dyn Clock>,
         policy: BrokerPolicy,
-        capacity: usize,
+        activations: Option<mpsc::Sender<ActivationEvent>>,
     ) -> Self {
+        let capacity = CACHE_CAPACITY;
         Self {
             store,
             master,
@@ -185,7 +278,177 @@ impl BrokerService {
             policy,
             devices: Cache::new(capacity),
             keys: Cache::new(capacity),
+            products: Cache::new(capacity),
+            sign_devices: Cache::new(capacity),
+            activations,
         }
+    }
+
+    /// Forgets a product's cached state (and so refuses its devices at once when disabled).
+    pub fn invalidate_product(&self, product_key: &str) {
+        self.products.remove(&product_key.to_owned());
+        self.sign_devices.retain(|(p, _), _| p != product_key);
+    }
+
+    /// Forgets a sign-based device's cached state.
+    pub fn invalidate_sign_device(&self, product_key: &str, device_key: &str) {
+        self.sign_devices
+            .remove(&(product_key.to_owned(), device_key.to_owned()));
+    }
+
+    fn open_secret(&self, context: &str, sealed: &[u8]) -> Option<String> {
+        match self.master.open(context, sealed) {
+            Ok(bytes) => String::from_utf8(bytes).ok(),
+            Err(e) => {
+                tracing::warn!(%context, error = %e, "a sealed secret does not open with this master key; its device is refused");
+                None
+            }
+        }
+    }
+
+    async fn product(&self, product_key: &str) -> Result<Option<ProductEntry>, StorageError> {
+        let key = product_key.to_owned();
+        if let Some(e) = self.products.get(&key) {
+            return Ok(Some(e));
+        }
+        let generation = self.products.generation();
+        let p = match self.store.product(product_key).await {
+            Ok(p) => p,
+            Err(StorageError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let entry = ProductEntry {
+            scheme: Scheme::parse(&p.scheme),
+            dynamic_activation: p.dynamic_activation,
+            skew_seconds: p.max_clock_skew_seconds,
+            secret: self.open_secret(&sign::product_secret_context(&p.product_key), &p.sealed_secret),
+            active: p.is_active,
+        };
+        self.products.insert_if_current(key, entry.clone(), generation);
+        Ok(Some(entry))
+    }
+
+    async fn sign_device(&self, product_key: &str, device_key: &str) -> Result<Option<SignDeviceEntry>, StorageError> {
+        let key = (product_key.to_owned(), device_key.to_owned());
+        if let Some(e) = self.sign_devices.get(&key) {
+            return Ok(Some(e));
+        }
+        let generation = self.sign_devices.generation();
+        let d = match self.store.product_device(product_key, device_key).await {
+            Ok(d) => d,
+            Err(StorageError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let entry = SignDeviceEntry {
+            secret: self.open_secret(
+                &sign::device_secret_context(&d.product_key, &d.device_key),
+                &d.sealed_secret,
+            ),
+            active: d.is_active,
+            activated: d.activated_at.is_some(),
+        };
+        self.sign_devices.insert_if_current(key, entry.clone(), generation);
+        Ok(Some(entry))
+    }
+
+    /// A sign-based device (EnOS or Alibaba) connecting.
+    async fn authenticate_sign_device(&self, req: &AuthRequest, login: &SignLogin<'_>) -> Result<Decision, Error> {
+        let Some(product) = self.product(login.product_key).await? else {
+            return Ok(Decision::Deny("unknown product"));
+        };
+        let (Some(scheme), Some(product_secret)) = (product.scheme, product.secret.as_deref()) else {
+            return Ok(Decision::Deny("product secret does not open"));
+        };
+        if !product.active {
+            return Ok(Decision::Deny("product disabled"));
+        }
+        let Some(method) = login.signmethod.and_then(SignMethod::parse) else {
+            return Ok(Decision::Deny("missing or unknown signmethod"));
+        };
+        let scheme_ok = match scheme {
+            Scheme::Enos => method == SignMethod::Sha256 && matches!(login.securemode, Some("2" | "3")),
+            Scheme::Aliyun => method != SignMethod::Sha256,
+        };
+        if !scheme_ok {
+            return Ok(Decision::Deny("sign method or secure mode of another scheme"));
+        }
+        // The timestamp, in milliseconds, must be in the client id (EnOS always sends one).
+        let timestamp = match login.timestamp {
+            Some(t) => match t.parse::<i64>() {
+                Ok(ms) if t.bytes().all(|b| b.is_ascii_digit()) => Some((t, ms)),
+                _ => return Ok(Decision::Deny("timestamp is not a number of milliseconds")),
+            },
+            None if scheme == Scheme::Enos => return Ok(Decision::Deny("EnOS needs a timestamp")),
+            None => None,
+        };
+        if let (Some(skew), Some((_, ms))) = (product.skew_seconds, timestamp) {
+            let now_ms = self.clock.now().timestamp_millis();
+            if !within_skew(now_ms, ms, skew.saturating_mul(1000)) {
+                return Ok(Decision::Deny("timestamp outside the product's skew"));
+            }
+        }
+        let Some(device) = self.sign_device(login.product_key, login.device_key).await? else {
+            return Ok(Decision::Deny("unknown device"));
+        };
+        if !device.active {
+            return Ok(Decision::Deny("device disabled"));
+        }
+        let device_name = match scheme {
+            Scheme::Enos => "deviceKey",
+            Scheme::Aliyun => "deviceName",
+        };
+        let mut params = vec![
+            ("clientId", login.client_id),
+            (device_name, login.device_key),
+            ("productKey", login.product_key),
+        ];
+        if let Some((t, _)) = timestamp {
+            params.push(("timestamp", t));
+        }
+        let content = sign::content(&params);
+        if is_activation(scheme, login) {
+            if !product.dynamic_activation || device.activated {
+                return Ok(Decision::Deny("dynamic activation off, or the device is activated"));
+            }
+            if !method.verify(product_secret, &content, &req.password) {
+                return Ok(Decision::Deny("bad activation sign"));
+            }
+            if let (Some(tx), Some(secret)) = (&self.activations, &device.secret) {
+                let event = ActivationEvent::Deliver {
+                    product_key: login.product_key.to_owned(),
+                    device_key: login.device_key.to_owned(),
+                    secret: secret.clone(),
+                };
+                if tx.try_send(event).is_err() {
+                    tracing::warn!("the activation publisher is busy or gone; the device will retry");
+                }
+            }
+            return Ok(Decision::Allow);
+        }
+        let Some(device_secret) = device.secret.as_deref() else {
+            return Ok(Decision::Deny("device secret does not open"));
+        };
+        if !method.verify(device_secret, &content, &req.password) {
+            return Ok(Decision::Deny("bad sign"));
+        }
+        if !device.activated {
+            // The device holds its secret now: it may not activate again until reset, and
+            // the activation message has served its purpose.
+            if self
+                .store
+                .mark_product_device_activated(login.product_key, login.device_key, self.clock.now())
+                .await?
+            {
+                self.invalidate_sign_device(login.product_key, login.device_key);
+            }
+            if let Some(tx) = &self.activations {
+                let _ = tx.try_send(ActivationEvent::Clear {
+                    product_key: login.product_key.to_owned(),
+                    device_key: login.device_key.to_owned(),
+                });
+            }
+        }
+        Ok(Decision::Allow)
     }
 
     /// Forgets a device's cached credentials.
@@ -274,6 +537,19 @@ impl BrokerService {
         }
         if let Some((device_id, tenant)) = parse_device_username(&req.username) {
             return self.authenticate_device(req, &device_id, &tenant).await;
+        }
+        if let Some(login) = req.clientid.as_deref().and_then(|c| parse_sign_login(&req.username, c)) {
+            return self.authenticate_sign_device(req, &login).await;
+        }
+        if let Some((name, password)) = &self.policy.publisher
+            && req.username == *name
+        {
+            let ok = fleetca_ca::secret::constant_time_eq(req.password.as_bytes(), password.as_bytes());
+            return Ok(if ok {
+                Decision::Allow
+            } else {
+                Decision::Deny("bad publisher password")
+            });
         }
         if !req.password.is_empty() {
             return Ok(match self.tokens.verify(&req.password).await? {
@@ -364,12 +640,72 @@ impl BrokerService {
         }
     }
 
+    async fn authorize_sign_device(&self, req: &AclRequest<'_>, login: &SignLogin<'_>) -> Result<Decision, Error> {
+        let (Some(product), Some(device)) = (
+            self.product(login.product_key).await?,
+            self.sign_device(login.product_key, login.device_key).await?,
+        ) else {
+            return Ok(Decision::Deny("unknown product or device"));
+        };
+        let Some(scheme) = product.scheme.filter(|_| product.active && device.active) else {
+            return Ok(Decision::Deny("product or device disabled"));
+        };
+        if is_activation(scheme, login) {
+            // An activation connection may do nothing but receive its device secret.
+            let topic = acl::activation_topic(login.product_key, login.device_key);
+            let ok = req.topic == topic && req.access.iter().all(|a| matches!(a, Access::Read | Access::Subscribe));
+            return Ok(if ok {
+                Decision::Allow
+            } else {
+                Decision::Deny("activation connections only receive their secret")
+            });
+        }
+        let rules = match scheme {
+            Scheme::Enos => &self.policy.acl.enos_device,
+            Scheme::Aliyun => &self.policy.acl.aliyun_device,
+        };
+        let vars = Vars {
+            product_key: Some(login.product_key),
+            device_key: Some(login.device_key),
+            clientid: req.clientid,
+            username: Some(req.username),
+            ..Default::default()
+        };
+        let ok = req.access.iter().all(|a| acl::allowed(rules, &vars, req.topic, *a));
+        Ok(if ok {
+            Decision::Allow
+        } else {
+            Decision::Deny("topic not allowed")
+        })
+    }
+
     async fn try_authorize(&self, req: &AclRequest<'_>) -> Result<Decision, Error> {
         if has_control(req.username) || req.clientid.is_some_and(has_control) {
             return Ok(Decision::Deny("control characters in a credential"));
         }
         let rules = &self.policy.acl;
         let clientid = req.clientid;
+        let publishes = req.access.contains(&Access::Write);
+        if let Some((name, _)) = &self.policy.publisher
+            && req.username == *name
+        {
+            // fleetca's own publisher: activation topics only, writing only.
+            let ok = req.access == [Access::Write]
+                && acl::valid_filter(req.topic)
+                && !req.topic.contains(['+', '#'])
+                && acl::within(req.topic, "/ext/session/+/+/thing/activate/info");
+            return Ok(if ok {
+                Decision::Allow
+            } else {
+                Decision::Deny("publisher outside activation topics")
+            });
+        }
+        if publishes && acl::touches_activation_topics(req.topic) {
+            return Ok(Decision::Deny("only fleetca publishes on activation topics"));
+        }
+        if let Some(login) = clientid.and_then(|c| parse_sign_login(req.username, c)) {
+            return self.authorize_sign_device(req, &login).await;
+        }
         let ok = if let Some((device_id, tenant)) = parse_device_username(req.username) {
             if clientid.is_some_and(|c| c != device_id) {
                 return Ok(Decision::Deny("client id differs from the device id"));
@@ -694,5 +1030,290 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(kit.broker.authenticate(&by_fp).await, Decision::Deny(_)));
+    }
+
+    mod sign_devices {
+        use fleetca_ca::sign::{SignMethod, content};
+
+        use super::*;
+        use crate::domain::{CertificateName, DeviceKey, ProductKey, Scheme, Secret};
+        use crate::service::products::{NewProductInput, NewSignDevice, ProductChange, SignDeviceChange};
+
+        const PK: &str = "pk0000000001";
+
+        async fn product(kit: &Kit, scheme: Scheme, dynamic: bool) -> String {
+            let input = NewProductInput {
+                product_key: Some(ProductKey::parse(PK).unwrap()),
+                name: CertificateName::parse("meters").unwrap(),
+                enterprise: None,
+                scheme,
+                dynamic_activation: dynamic,
+                max_clock_skew_seconds: Some(300),
+            };
+            kit.products.create(&admin(), input).await.unwrap().1
+        }
+
+        async fn device(kit: &Kit, key: &str, secret: Option<&str>) -> String {
+            let input = NewSignDevice {
+                device_key: DeviceKey::parse(key).unwrap(),
+                device_secret: secret.map(Secret::new),
+                description: None,
+            };
+            let created = kit.products.create_device(&admin(), PK, input).await.unwrap();
+            created.generated_secret.unwrap_or_else(|| secret.unwrap().to_owned())
+        }
+
+        fn login(kit: &Kit, device_key: &str, method: &str, securemode: &str, secret: &str) -> AuthRequest {
+            let ts = kit.clock.now().timestamp_millis().to_string();
+            let name = if method == "sha256" { "deviceKey" } else { "deviceName" };
+            let c = content(&[
+                ("clientId", "cid-1"),
+                (name, device_key),
+                ("productKey", PK),
+                ("timestamp", &ts),
+            ]);
+            AuthRequest {
+                username: format!("{device_key}&{PK}"),
+                password: SignMethod::parse(method).unwrap().sign(secret, &c),
+                clientid: Some(format!(
+                    "cid-1|securemode={securemode},signmethod={method},timestamp={ts}|"
+                )),
+                ..Default::default()
+            }
+        }
+
+        fn denied(d: Decision) -> bool {
+            matches!(d, Decision::Deny(_))
+        }
+
+        #[tokio::test]
+        async fn an_enos_device_signs_with_its_secret_and_is_refused_after_disable_or_rotation() {
+            let kit = Kit::new().await;
+            product(&kit, Scheme::Enos, false).await;
+            let secret = device(&kit, "meter-1", Some("abcdefgh")).await;
+            assert_eq!(
+                kit.broker
+                    .authenticate(&login(&kit, "meter-1", "sha256", "2", &secret))
+                    .await,
+                Decision::Allow
+            );
+            assert!(denied(
+                kit.broker
+                    .authenticate(&login(&kit, "meter-1", "sha256", "2", "wrong-secret"))
+                    .await
+            ));
+            assert!(
+                denied(
+                    kit.broker
+                        .authenticate(&login(&kit, "meter-1", "hmacsha1", "2", &secret))
+                        .await
+                ),
+                "another scheme's method"
+            );
+            let mut late = login(&kit, "meter-1", "sha256", "2", &secret);
+            kit.clock.set(kit.clock.now() + chrono::Duration::seconds(301));
+            assert!(
+                denied(kit.broker.authenticate(&late).await),
+                "outside the product's skew"
+            );
+            kit.clock.set(kit.clock.now() - chrono::Duration::seconds(301));
+            late.password = late.password.to_lowercase();
+            assert_eq!(kit.broker.authenticate(&late).await, Decision::Allow, "either case");
+            let acl = |topic: &'static str| AclRequest {
+                username: "meter-1&pk0000000001",
+                clientid: late.clientid.as_deref(),
+                topic,
+                access: &[Access::Write],
+            };
+            assert_eq!(
+                kit.broker
+                    .authorize(&acl("/sys/pk0000000001/meter-1/thing/event/post"))
+                    .await,
+                Decision::Allow
+            );
+            assert!(denied(
+                kit.broker
+                    .authorize(&acl("/sys/pk0000000001/meter-2/thing/event/post"))
+                    .await
+            ));
+            assert!(denied(
+                kit.broker
+                    .authorize(&acl("/ext/session/pk0000000001/meter-1/thing/activate/info"))
+                    .await
+            ));
+            let (_, rotated) = kit
+                .products
+                .rotate_device_secret(&admin(), PK, "meter-1")
+                .await
+                .unwrap();
+            assert!(denied(
+                kit.broker
+                    .authenticate(&login(&kit, "meter-1", "sha256", "2", &secret))
+                    .await
+            ));
+            assert_eq!(
+                kit.broker
+                    .authenticate(&login(&kit, "meter-1", "sha256", "2", &rotated))
+                    .await,
+                Decision::Allow
+            );
+            kit.products
+                .change_device(
+                    &admin(),
+                    PK,
+                    "meter-1",
+                    SignDeviceChange {
+                        is_active: Some(false),
+                        description: None,
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(denied(
+                kit.broker
+                    .authenticate(&login(&kit, "meter-1", "sha256", "2", &rotated))
+                    .await
+            ));
+        }
+
+        #[tokio::test]
+        async fn alibaba_devices_sign_with_each_hmac_and_a_disabled_product_refuses_them_all() {
+            let kit = Kit::new().await;
+            product(&kit, Scheme::Aliyun, false).await;
+            let secret = device(&kit, "lamp-1", None).await;
+            for method in ["hmacsha1", "hmacsha256", "hmacmd5"] {
+                assert_eq!(
+                    kit.broker
+                        .authenticate(&login(&kit, "lamp-1", method, "3", &secret))
+                        .await,
+                    Decision::Allow,
+                    "{method}"
+                );
+            }
+            // No timestamp: allowed for Alibaba, and left out of the content.
+            let c = content(&[("clientId", "c2"), ("deviceName", "lamp-1"), ("productKey", PK)]);
+            let untimed = AuthRequest {
+                username: format!("lamp-1&{PK}"),
+                password: SignMethod::HmacSha256.sign(&secret, &c),
+                clientid: Some("c2|securemode=2,signmethod=hmacsha256|".into()),
+                ..Default::default()
+            };
+            assert_eq!(kit.broker.authenticate(&untimed).await, Decision::Allow);
+            for broken in ["c2", "c2|securemode=2,signmethod=hmacsha256", "c2|signmethod=nope|"] {
+                let mut r = login(&kit, "lamp-1", "hmacsha1", "2", &secret);
+                r.clientid = Some(broken.into());
+                assert!(denied(kit.broker.authenticate(&r).await), "{broken}");
+            }
+            let mut unknown = login(&kit, "lamp-1", "hmacsha1", "2", &secret);
+            unknown.username = "lamp-1&pkUNKNOWN0001".into();
+            assert!(denied(kit.broker.authenticate(&unknown).await));
+            kit.products
+                .change(
+                    &admin(),
+                    PK,
+                    ProductChange {
+                        is_active: Some(false),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(denied(
+                kit.broker
+                    .authenticate(&login(&kit, "lamp-1", "hmacsha1", "2", &secret))
+                    .await
+            ));
+        }
+
+        #[tokio::test]
+        async fn an_enos_device_activates_once_with_the_product_secret() {
+            let (kit, mut events) = Kit::with_activations().await;
+            let product_secret = product(&kit, Scheme::Enos, true).await;
+            let device_secret = device(&kit, "meter-9", None).await;
+            let activation = login(&kit, "meter-9", "sha256", "3", &product_secret);
+            assert_eq!(kit.broker.authenticate(&activation).await, Decision::Allow);
+            assert_eq!(
+                events.try_recv().unwrap(),
+                ActivationEvent::Deliver {
+                    product_key: PK.into(),
+                    device_key: "meter-9".into(),
+                    secret: device_secret.clone(),
+                }
+            );
+            // The activation connection only receives its secret.
+            let acl = |topic: &'static str, access: &'static [Access]| AclRequest {
+                username: "meter-9&pk0000000001",
+                clientid: activation.clientid.as_deref(),
+                topic,
+                access,
+            };
+            let topic = "/ext/session/pk0000000001/meter-9/thing/activate/info";
+            assert_eq!(
+                kit.broker.authorize(&acl(topic, &[Access::Subscribe])).await,
+                Decision::Allow
+            );
+            assert!(denied(
+                kit.broker
+                    .authorize(&acl("/sys/pk0000000001/meter-9/x", &[Access::Write]))
+                    .await
+            ));
+            assert!(denied(
+                kit.broker
+                    .authorize(&acl(
+                        "/ext/session/pk0000000001/meter-8/thing/activate/info",
+                        &[Access::Subscribe]
+                    ))
+                    .await
+            ));
+            // The device connects with its secret: activated, the message cleared, no second activation.
+            assert_eq!(
+                kit.broker
+                    .authenticate(&login(&kit, "meter-9", "sha256", "2", &device_secret))
+                    .await,
+                Decision::Allow
+            );
+            assert!(matches!(events.try_recv().unwrap(), ActivationEvent::Clear { .. }));
+            assert!(
+                denied(kit.broker.authenticate(&activation).await),
+                "a second activation"
+            );
+            kit.products.reset_activation(&admin(), PK, "meter-9").await.unwrap();
+            assert_eq!(
+                kit.broker.authenticate(&activation).await,
+                Decision::Allow,
+                "after a reset"
+            );
+            // Only fleetca's publisher may publish there.
+            let publisher = AclRequest {
+                username: "fleetca-activation",
+                clientid: Some("fleetca-activation-x"),
+                topic,
+                access: &[Access::Write],
+            };
+            assert_eq!(kit.broker.authorize(&publisher).await, Decision::Allow);
+            let elsewhere = AclRequest {
+                topic: "/sys/pk0000000001/meter-9/x",
+                ..publisher
+            };
+            assert!(denied(kit.broker.authorize(&elsewhere).await));
+            let login_as_publisher = AuthRequest {
+                username: "fleetca-activation".into(),
+                password: "publisher-password".into(),
+                ..Default::default()
+            };
+            assert_eq!(kit.broker.authenticate(&login_as_publisher).await, Decision::Allow);
+        }
+
+        #[tokio::test]
+        async fn a_static_enos_product_refuses_activation() {
+            let kit = Kit::new().await;
+            let product_secret = product(&kit, Scheme::Enos, false).await;
+            device(&kit, "meter-2", None).await;
+            assert!(denied(
+                kit.broker
+                    .authenticate(&login(&kit, "meter-2", "sha256", "3", &product_secret))
+                    .await
+            ));
+        }
     }
 }

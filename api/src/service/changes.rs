@@ -82,6 +82,19 @@ impl Changes {
         self.announce("device", &format!("{tenant}/{device_id}")).await;
     }
 
+    /// A product's status, settings or secret changed, or it was deleted.
+    pub async fn product_changed(&self, product_key: &str) {
+        self.broker.invalidate_product(product_key);
+        self.announce("product", product_key).await;
+    }
+
+    /// A sign-based device's status, secret or activation changed, or it was deleted.
+    pub async fn product_device_changed(&self, product_key: &str, device_key: &str) {
+        self.broker.invalidate_sign_device(product_key, device_key);
+        self.announce("product_device", &format!("{product_key}/{device_key}"))
+            .await;
+    }
+
     /// Certificates were revoked in the database: returns once a CRL listing them is
     /// published, and tells the caches here and on other instances.
     pub async fn revoked(&self, certs: &[Certificate]) -> Result<(), Error> {
@@ -109,6 +122,12 @@ impl Changes {
             "device" => {
                 if let Some((tenant, device_id)) = subject.split_once('/') {
                     self.broker.invalidate_device(tenant, device_id);
+                }
+            }
+            "product" => self.broker.invalidate_product(subject),
+            "product_device" => {
+                if let Some((product_key, device_key)) = subject.split_once('/') {
+                    self.broker.invalidate_sign_device(product_key, device_key);
                 }
             }
             "revoked" => {

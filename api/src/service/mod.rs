@@ -8,6 +8,7 @@
 //! `changes`, which uses `tokens`, `broker` and `crl`; `tokens` and `sessions` use `hashing`.
 
 pub mod acl;
+pub mod activation;
 pub mod broker;
 pub mod cache;
 pub mod certificates;
@@ -20,6 +21,7 @@ pub mod hashing;
 pub mod issuer;
 pub mod limits;
 pub mod overview;
+pub mod products;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
@@ -46,6 +48,10 @@ pub struct Dependencies {
     pub server_enterprise: String,
     /// Certificate creations and revocations a minute per enterprise, by managers (0: no limit).
     pub certificate_changes_per_minute: u32,
+    /// HTTPS dynamic registrations a minute per product (0: no limit).
+    pub registrations_per_minute: u32,
+    /// Where activation messages go, when fleetca publishes them over MQTT.
+    pub activations: Option<tokio::sync::mpsc::Sender<broker::ActivationEvent>>,
 }
 
 /// Every service, each built from exactly the dependencies it uses. This is the one place
@@ -58,6 +64,7 @@ pub struct Services {
     pub users: users::UserService,
     pub certificates: certificates::CertificateService,
     pub devices: devices::DeviceService,
+    pub products: products::ProductService,
     pub sessions: sessions::SessionService,
     pub overview: overview::OverviewService,
 }
@@ -76,6 +83,8 @@ impl Services {
             crl,
             server_enterprise,
             certificate_changes_per_minute,
+            registrations_per_minute,
+            activations,
         } = deps;
         let acl = broker.acl.clone();
         let crl_url = crl.url.clone();
@@ -88,7 +97,7 @@ impl Services {
             tokens.clone(),
             clock.clone(),
             broker,
-            200_000,
+            activations,
         ));
         let changes = Arc::new(changes::Changes::new(
             store.clone(),
@@ -115,7 +124,14 @@ impl Services {
                 clock.clone(),
                 limits::RateLimiter::new(certificate_changes_per_minute),
             ),
-            devices: devices::DeviceService::new(store.clone(), master, changes.clone(), clock.clone()),
+            devices: devices::DeviceService::new(store.clone(), master.clone(), changes.clone(), clock.clone()),
+            products: products::ProductService::new(
+                store.clone(),
+                master,
+                changes.clone(),
+                clock.clone(),
+                registrations_per_minute,
+            ),
             overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl),
             tokens,
             broker,
@@ -192,6 +208,7 @@ pub(crate) mod testing {
         pub users: UserService,
         pub certificates: CertificateService,
         pub devices: DeviceService,
+        pub products: super::products::ProductService,
         pub sessions: SessionService,
     }
 
@@ -201,6 +218,19 @@ pub(crate) mod testing {
         }
 
         pub async fn with_policy(tweak: impl FnOnce(&mut BrokerPolicy)) -> Self {
+            Self::with_parts(tweak, None).await
+        }
+
+        /// With the queue activation events go to.
+        pub async fn with_activations() -> (Self, tokio::sync::mpsc::Receiver<super::broker::ActivationEvent>) {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            (Self::with_parts(|_| {}, Some(tx)).await, rx)
+        }
+
+        async fn with_parts(
+            tweak: impl FnOnce(&mut BrokerPolicy),
+            activations: Option<tokio::sync::mpsc::Sender<super::broker::ActivationEvent>>,
+        ) -> Self {
             let store = store().await;
             let clock = Arc::new(FixedClock::new(fleetca_storage::now()));
             let master = Arc::new(MasterKey::parse(&"11".repeat(32)).unwrap());
@@ -218,6 +248,7 @@ pub(crate) mod testing {
                 acl: AclConfig::default(),
                 timestamp_skew_seconds: 300,
                 trust_username_for_certificates: false,
+                publisher: Some(("fleetca-activation".into(), "publisher-password".into())),
             };
             tweak(&mut policy);
             let services = Services::build(Dependencies {
@@ -235,6 +266,8 @@ pub(crate) mod testing {
                 },
                 server_enterprise: "default".into(),
                 certificate_changes_per_minute: 600,
+                registrations_per_minute: 60,
+                activations,
             })
             .await
             .unwrap();
@@ -248,6 +281,7 @@ pub(crate) mod testing {
                 users: services.users,
                 certificates: services.certificates,
                 devices: services.devices,
+                products: services.products,
                 sessions: services.sessions,
             }
         }
