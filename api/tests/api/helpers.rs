@@ -51,6 +51,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         broker_timestamp_skew_seconds: 300,
         broker_trust_username_for_certificates: false,
         enterprise_certificate_changes_per_minute: 600,
+        registrations_per_minute: 60,
+        mqtt: None,
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),

@@ -7,5 +7,6 @@ mod errors;
 mod hardening;
 mod helpers;
 mod openapi;
+mod products;
 mod sessions;
 mod users;
