@@ -5,10 +5,11 @@ Scenarios (each against a release build on a fresh data directory, load from a s
 process over loopback):
   1. issuance: POST /api/v4/manage/mqtt-certificates/ with server-side keys, 32 in flight,
      SQLite with durable commits; beside cfssl's `newcert` (P-256 key + certificate).
-  2. broker auth, warm: /broker/auth with a device HMAC password and with an API-key token,
-     wrk 2 threads / 64 connections; beside a bare actix-web endpoint (the floor).
-  3. reconnect storm, cold: fleetca restarted, then every API key and every device
-     authenticates once, 64 at a time.
+  2. broker auth, warm: /broker/auth with a device HMAC password, an EnOS sign-based device
+     and an API-key token, wrk 2 threads / 64 connections; beside a bare actix-web endpoint
+     (the floor).
+  3. reconnect storm, cold: fleetca restarted, then every API key, every HA1 device and every
+     sign-based device authenticates once, 64 at a time.
   4. revocation at scale: revoke (CRL re-signed, file written, reload command run) with 1,000
      and with 100,000 revoked certificates in the database.
   5. bulk provisioning: 10,000 devices in one request.
@@ -163,6 +164,28 @@ def device_password(ts=None):
     return f"signature={sig}&timestamp={ts}"
 
 
+SIGN_PRODUCT = "benchproduct01"
+SIGN_SECRET = "bench-device-secret-01"
+
+
+def seed_sign_devices(f, n, prefix):
+    s, body = f.call("POST", "/api/v4/manage/products/", {"product_key": SIGN_PRODUCT, "name": "bench", "scheme": "enos",
+                                                          "enterprise": "bench"})
+    assert s == 201, body
+    for start in range(0, n, 10_000):
+        rows = [{"device_key": f"{prefix}-{i:06d}", "device_secret": SIGN_SECRET} for i in range(start, min(n, start + 10_000))]
+        s, body = f.call("POST", f"/api/v4/manage/products/{SIGN_PRODUCT}/devices/bulk/", rows)
+        assert s == 201, str(body)[:300]
+
+
+def sign_login(device_key, client_id):
+    ts = str(int(time.time() * 1000))
+    content = f"clientId{client_id}deviceKey{device_key}productKey{SIGN_PRODUCT}timestamp{ts}"
+    password = hashlib.sha256((content + SIGN_SECRET).encode()).hexdigest().upper()
+    return {"username": f"{device_key}&{SIGN_PRODUCT}", "password": password,
+            "clientid": f"{client_id}|securemode=2,signmethod=sha256,timestamp={ts}|"}
+
+
 def seed_keys(f, n, prefix):
     def one(i):
         s, body = f.call("POST", "/api/v4/manage/users/", {"username": f"{prefix}-{i:06d}", "is_service_account": True, "enterprise": "bench"})
@@ -218,10 +241,12 @@ def scenario_auth(q, results, peaks):
     f = Fleetca(d)
     (key,) = seed_keys(f, 1, "auth")
     f.call("POST", "/api/v4/manage/devices/", {"device_id": "dev-1", "tenant": "bench", "ha1": HA1})
+    seed_sign_devices(f, 1, "sign")
     secs = 1 if q else 10
     device = {"username": "device=dev-1&tenant=bench", "password": device_password(), "clientid": "dev-1"}
     token = {"username": key["username"], "password": key["token"], "clientid": "c1"}
-    for label, body in [("device HMAC password", device), ("API-key token", token)]:
+    sign = sign_login("sign-000000", "c1")
+    for label, body in [("device HMAC password", device), ("EnOS sign-based device", sign), ("API-key token", token)]:
         r = wrk(f.base + "/broker/auth", body, secs, f.proc.pid)
         assert r["errors"] == 0, r
         peaks.append(r["peak_rss_mib"])
@@ -242,6 +267,7 @@ def scenario_storm(q, results, peaks):
     f = Fleetca(d)
     keys = seed_keys(f, n, "storm")
     seed_devices(f, n, "storm")
+    seed_sign_devices(f, n, "sign")
     f.stop()
     f.start()  # cold: nothing cached
     lines = []
@@ -249,10 +275,11 @@ def scenario_storm(q, results, peaks):
         lines.append({"method": "POST", "path": "/broker/auth", "body": {"username": k["username"], "password": k["token"], "clientid": f"k{i}"}})
         lines.append({"method": "POST", "path": "/broker/auth",
                       "body": {"username": f"device=storm-{i:06d}&tenant=bench", "password": device_password(), "clientid": f"storm-{i:06d}"}})
+        lines.append({"method": "POST", "path": "/broker/auth", "body": sign_login(f"sign-{i:06d}", f"s{i}")})
     r = load(f"127.0.0.1:{f.port}", lines, 64, 200, f.proc.pid)
     assert r["unexpected"] == 0, r
     peaks.append(r["peak_rss_mib"])
-    results.append((f"3. Reconnect storm, cold: {n:,} keys + {n:,} devices once, 64 at a time", "fleetca", r))
+    results.append((f"3. Reconnect storm, cold: {n:,} keys + {n:,} HA1 devices + {n:,} sign devices once, 64 at a time", "fleetca", r))
     f.stop()
 
 

@@ -431,9 +431,10 @@ impl BrokerService {
         if !method.verify(device_secret, &content, &req.password) {
             return Ok(Decision::Deny("bad sign"));
         }
-        if !device.activated {
+        if product.dynamic_activation && !device.activated {
             // The device holds its secret now: it may not activate again until reset, and
-            // the activation message has served its purpose.
+            // the activation message has served its purpose. (Static products have no
+            // activation to guard, so their reconnect storms write nothing.)
             if self
                 .store
                 .mark_product_device_activated(login.product_key, login.device_key, self.clock.now())

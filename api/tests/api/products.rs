@@ -177,7 +177,7 @@ async fn an_enos_device_connects_with_its_secret_until_disabled() {
     product(
         &app,
         &app.admin,
-        json!({"product_key": PK, "name": "M", "scheme": "enos"}),
+        json!({"product_key": PK, "name": "M", "scheme": "enos", "dynamic_activation": true}),
     )
     .await;
     let r = app
