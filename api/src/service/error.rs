@@ -1,5 +1,5 @@
 //! What a service call can fail with, in the domain's words. No HTTP status here:
-//! `crate::error` alone decides what each variant means to a client. Storage and crypto
+//! the HTTP layer's `error` module alone decides what each variant means to a client. Storage and crypto
 //! failures are folded in without their text: database messages never reach a client.
 
 use fleetca_storage::StorageError;

@@ -2,7 +2,7 @@
 //! here, once. A service is a struct built once from exactly the dependencies it uses, with
 //! methods on `&self`; it takes validated input types from [`crate::domain`] and returns
 //! [`Error`], in domain words. Nothing here knows about HTTP, actix, utoipa or
-//! [`crate::state::AppState`]: handlers parse, authorise and call one method.
+//! the application state: handlers parse, authorise and call one method.
 //!
 //! Dependencies between services point one way: `users`, `certificates` and `devices` use
 //! `changes`, which uses `tokens`, `broker` and `crl`; `tokens` and `sessions` use `hashing`.
