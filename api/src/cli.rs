@@ -105,6 +105,9 @@ pub struct SettingsArgs {
     /// (mqtt://host:1883 or mqtts://host:8883).
     #[arg(long, env = "FLEETCA_MQTT_URL", global = true)]
     pub mqtt_url: Option<String>,
+    /// Also serve HTTPS on this address (client certificates requested, not required).
+    #[arg(long, env = "FLEETCA_TLS_LISTEN", global = true)]
+    pub tls_listen: Option<SocketAddr>,
 }
 
 impl SettingsArgs {
@@ -122,6 +125,7 @@ impl SettingsArgs {
             crl_reload_command: self.crl_reload_command.clone(),
             broker_allow: self.broker_allow.clone(),
             mqtt_url: self.mqtt_url.clone(),
+            tls_listen: self.tls_listen,
         }
     }
 }

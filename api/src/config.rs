@@ -14,6 +14,7 @@ use crate::service::acl::AclConfig;
 use crate::service::activation::MqttSettings;
 use crate::service::broker::BrokerPolicy;
 use crate::service::crl::CrlSettings;
+use crate::tls::TlsSettings;
 
 pub use crate::domain::Secret;
 
@@ -33,6 +34,7 @@ pub struct Overrides {
     /// Comma-separated CIDRs.
     pub broker_allow: Option<String>,
     pub mqtt_url: Option<String>,
+    pub tls_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -83,6 +85,10 @@ pub struct FileSettings {
     pub mqtt_cert_file: Option<PathBuf>,
     pub mqtt_key_file: Option<PathBuf>,
     pub mqtt_username: Option<String>,
+    pub tls_listen: Option<SocketAddr>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_dns_names: Option<Vec<String>>,
     pub acl: Option<AclConfig>,
 }
 
@@ -120,6 +126,8 @@ pub struct Config {
     pub registrations_per_minute: u32,
     /// fleetca's own MQTT connection, for EnOS activation messages; none by default.
     pub mqtt: Option<MqttSettings>,
+    /// The HTTPS listener, beside the plain one; none by default.
+    pub tls: Option<TlsSettings>,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -187,6 +195,12 @@ impl Config {
             broker_trust_username_for_certificates: file.broker_trust_username_for_certificates.unwrap_or(false),
             enterprise_certificate_changes_per_minute: file.enterprise_certificate_changes_per_minute.unwrap_or(600),
             registrations_per_minute: file.registrations_per_minute.unwrap_or(60),
+            tls: args.tls_listen.or(file.tls_listen).map(|listen| TlsSettings {
+                listen,
+                cert_file: file.tls_cert_file,
+                key_file: file.tls_key_file,
+                dns_names: file.tls_dns_names.unwrap_or_default(),
+            }),
             mqtt: args.mqtt_url.clone().or(file.mqtt_url).map(|url| MqttSettings {
                 url,
                 ca_file: file.mqtt_ca_file,
@@ -223,6 +237,20 @@ impl Config {
             return Err("crl_refresh_hours must be at least 1 and less than crl_validity_hours".into());
         }
         Ok(config)
+    }
+
+    /// The host part of `public_url` (a name or an address).
+    pub fn public_host(&self) -> String {
+        let rest = self
+            .public_url
+            .split_once("://")
+            .map_or(self.public_url.as_str(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        host.to_owned()
     }
 
     /// The URL of the CRL, written into every certificate and the CRL itself.

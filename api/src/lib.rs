@@ -21,6 +21,7 @@ pub mod logging;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod tls;
 
 /// The module graph, read from the `use` lines: the domain layer imports nothing of the
 /// HTTP layer, and no two top-level modules import each other in a circle.

@@ -45,7 +45,10 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> Result<(), String> {
     let state = startup::prepare(config).await.map_err(|e| e.to_string())?;
     let running = startup::serve(state).map_err(|e| e.to_string())?;
-    tracing::info!(addr = %running.addr, "fleetca listening");
+    match running.tls_addr {
+        Some(tls) => tracing::info!(addr = %running.addr, https = %tls, "fleetca listening"),
+        None => tracing::info!(addr = %running.addr, "fleetca listening"),
+    }
     // actix-web stops gracefully on SIGINT and SIGTERM, draining open requests.
     running.server.await.map_err(|e| e.to_string())?;
     tracing::info!("fleetca stopped");

@@ -99,6 +99,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         }
         None => None,
     };
+    let ca_for_tls = ca.clone();
     let services = Services::build(Dependencies {
         store,
         master,
@@ -117,7 +118,22 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     services.crl.spawn_refresh(std::time::Duration::from_secs(
         u64::from(config.crl_refresh_hours) * 3600,
     ));
+    let tls = match &config.tls {
+        Some(settings) => Some(
+            crate::tls::server_config(
+                settings,
+                &ca_for_tls,
+                services.issuer.clone(),
+                &config.data_dir,
+                &config.public_host(),
+            )
+            .await
+            .map_err(|e| StartError::Config(format!("HTTPS listener: {e}")))?,
+        ),
+        None => None,
+    };
     Ok(AppState {
+        tls,
         sessions: services.sessions,
         users: services.users,
         certificates: services.certificates,
@@ -134,13 +150,16 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The HTTPS listener's address, when there is one.
+    pub tls_addr: Option<SocketAddr>,
     pub handle: ServerHandle,
     pub server: Server,
 }
 
 /// Binds and starts the HTTP server (port 0 picks a free port; see [`Running::addr`]).
-pub fn serve(state: AppState) -> Result<Running, StartError> {
+pub fn serve(mut state: AppState) -> Result<Running, StartError> {
     let listen = state.config.listen;
+    let tls = state.tls.take().zip(state.config.tls.as_ref().map(|t| t.listen));
     state.changes.spawn();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -159,13 +178,28 @@ pub fn serve(state: AppState) -> Result<Running, StartError> {
             .wrap(ErrorHandlers::new().default_handler(problemize))
             .wrap(middleware::from_fn(crate::http::request_log))
     })
+    .on_connect(crate::tls::on_connect)
     .shutdown_timeout(10)
     .bind(listen)
     .map_err(|source| StartError::Bind { addr: listen, source })?;
     let addr = server.addrs().first().copied().unwrap_or(listen);
+    let (server, tls_addr) = match tls {
+        Some((config, tls_listen)) => {
+            let server = server
+                .bind_rustls_0_23(tls_listen, config)
+                .map_err(|source| StartError::Bind {
+                    addr: tls_listen,
+                    source,
+                })?;
+            let tls_addr = server.addrs().get(1).copied();
+            (server, tls_addr)
+        }
+        None => (server, None),
+    };
     let server = server.run();
     Ok(Running {
         addr,
+        tls_addr,
         handle: server.handle(),
         server,
     })

@@ -26,4 +26,6 @@ pub struct AppState {
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,
     pub changes: Arc<Changes>,
+    /// The HTTPS listener's configuration, taken by `startup::serve`.
+    pub tls: Option<rustls::ServerConfig>,
 }

@@ -57,6 +57,7 @@ pub struct Dependencies {
 /// Every service, each built from exactly the dependencies it uses. This is the one place
 /// that wires them; `startup` and the unit tests both call it.
 pub struct Services {
+    pub issuer: std::sync::Arc<issuer::Issuer>,
     pub tokens: std::sync::Arc<tokens::Tokens>,
     pub broker: std::sync::Arc<broker::BrokerService>,
     pub crl: std::sync::Arc<crl::CrlPublisher>,
@@ -118,7 +119,7 @@ impl Services {
             users: users::UserService::new(store.clone(), hasher, changes.clone(), clock.clone()),
             certificates: certificates::CertificateService::new(
                 store.clone(),
-                issuer,
+                issuer.clone(),
                 tokens.clone(),
                 changes.clone(),
                 clock.clone(),
@@ -133,6 +134,7 @@ impl Services {
                 registrations_per_minute,
             ),
             overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl),
+            issuer,
             tokens,
             broker,
             crl,

@@ -53,6 +53,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         enterprise_certificate_changes_per_minute: 600,
         registrations_per_minute: 60,
         mqtt: None,
+        tls: None,
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),

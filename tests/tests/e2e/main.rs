@@ -7,4 +7,5 @@ mod certificates;
 mod crash;
 mod mosquitto;
 mod restart;
+mod tls;
 mod walkthrough;

@@ -1,0 +1,276 @@
+//! The HTTPS listener: rustls (ring), a server certificate that is either the operator's
+//! (`tls_cert_file`, `tls_key_file`, re-read when they change) or issued by fleetca's own CA
+//! for the host of `public_url` plus `tls_dns_names`, kept in the data directory and renewed
+//! once two thirds of its lifetime have passed. Client certificates are requested, not
+//! required, and must chain to fleetca's CA; the verified leaf is handed to the request
+//! ([`PeerCertificate`]), where revocation and expiry are checked before it authenticates
+//! anything.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use actix_web::dev::Extensions;
+use actix_web::rt::net::TcpStream;
+use chrono::{DateTime, Utc};
+use fleetca_ca::Authority;
+use rustls::crypto::ring::default_provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+
+use crate::domain::ServerCertRequest;
+use crate::service::issuer::Issuer;
+
+/// Where and with what certificate the HTTPS listener serves.
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    pub listen: SocketAddr,
+    /// The operator's certificate chain and key (PEM); fleetca issues its own without them.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// DNS names of the certificate fleetca issues itself, beside the host of `public_url`.
+    pub dns_names: Vec<String>,
+}
+
+/// A client certificate that chains to fleetca's CA, as the TLS handshake verified it
+/// (DER). Not yet checked against revocation or expiry.
+#[derive(Clone, Debug)]
+pub struct PeerCertificate(pub Vec<u8>);
+
+/// Stores the verified client certificate of a TLS connection in its request extensions.
+pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
+    if let Some(tls) = conn.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>()
+        && let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first())
+    {
+        ext.insert(PeerCertificate(leaf.to_vec()));
+    }
+}
+
+/// The server certificate, swappable while serving.
+#[derive(Debug)]
+pub struct Resolver(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+impl Resolver {
+    fn set(&self, key: Arc<CertifiedKey>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+}
+
+fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificate PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("the certificate file holds no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key PEM: {e}"))?;
+    let signing = default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("key: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
+/// notAfter and notBefore of the first certificate of a PEM file.
+fn validity(cert_pem: &[u8]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let der = CertificateDer::pem_slice_iter(cert_pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let v = cert.validity();
+    Some((
+        DateTime::from_timestamp(v.not_before.timestamp(), 0)?,
+        DateTime::from_timestamp(v.not_after.timestamp(), 0)?,
+    ))
+}
+
+/// Whether a certificate is past two thirds of its lifetime (or unreadable).
+fn due(cert_pem: &[u8], now: DateTime<Utc>) -> bool {
+    match validity(cert_pem) {
+        Some((from, until)) => now >= from + (until - from) * 2 / 3,
+        None => true,
+    }
+}
+
+/// The certificate fleetca serves: the operator's, or its own.
+enum Source {
+    Files { cert: PathBuf, key: PathBuf },
+    Own { dir: PathBuf, request: ServerCertRequest },
+}
+
+impl Source {
+    async fn load(&self, issuer: &Issuer, now: DateTime<Utc>) -> Result<Arc<CertifiedKey>, String> {
+        match self {
+            Source::Files { cert, key } => {
+                let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+                certified_key(&read(cert)?, &read(key)?)
+            }
+            Source::Own { dir, request } => {
+                let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+                if let (Ok(cert), Ok(key)) = (std::fs::read(&cert_path), std::fs::read(&key_path))
+                    && !due(&cert, now)
+                {
+                    return certified_key(&cert, &key);
+                }
+                let (cert, key) = issuer.issue_server(request).await.map_err(|e| e.to_string())?;
+                write_private(&key_path, key.as_bytes())?;
+                std::fs::write(&cert_path, cert.certificate_pem.as_bytes())
+                    .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+                tracing::info!(path = %cert_path.display(), serial = %cert.serial, "issued the HTTPS listener's certificate");
+                certified_key(cert.certificate_pem.as_bytes(), key.as_bytes())
+            }
+        }
+    }
+
+    /// What, when it changes, means the certificate should be loaded again.
+    fn stamp(&self) -> Option<SystemTime> {
+        match self {
+            Source::Files { cert, key } => {
+                let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+                m(cert).max(m(key))
+            }
+            Source::Own { .. } => None,
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Builds the listener's rustls configuration and keeps its certificate fresh: the
+/// operator's files are re-read when they change; fleetca's own certificate is renewed once
+/// two thirds of its lifetime have passed.
+pub async fn server_config(
+    settings: &TlsSettings,
+    ca: &Authority,
+    issuer: Arc<Issuer>,
+    data_dir: &Path,
+    public_host: &str,
+) -> Result<ServerConfig, String> {
+    let source = match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (None, None) => {
+            let mut names: Vec<String> = settings.dns_names.clone();
+            let ips = match public_host.parse::<std::net::IpAddr>() {
+                Ok(ip) => vec![ip],
+                Err(_) => {
+                    names.insert(0, public_host.to_owned());
+                    Vec::new()
+                }
+            };
+            let request = ServerCertRequest::parse(Some("fleetca HTTPS listener"), &names, ips, Some(90))
+                .map_err(|e| format!("tls_dns_names: {e:?}"))?;
+            Source::Own {
+                dir: data_dir.to_owned(),
+                request,
+            }
+        }
+        _ => return Err("give both tls_cert_file and tls_key_file, or neither".into()),
+    };
+    let now = fleetca_storage::now();
+    let resolver = Arc::new(Resolver(RwLock::new(source.load(&issuer, now).await?)));
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca.certificate_der().to_vec()))
+        .map_err(|e| format!("CA certificate: {e}"))?;
+    let provider = Arc::new(default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("client certificate verifier: {e}"))?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver.clone());
+    let mut stamp = source.stamp();
+    tokio::spawn(async move {
+        loop {
+            let wait = match source {
+                Source::Files { .. } => Duration::from_secs(5),
+                Source::Own { .. } => Duration::from_secs(3600),
+            };
+            tokio::time::sleep(wait).await;
+            let fresh = source.stamp();
+            let reload = match source {
+                Source::Files { .. } => fresh != stamp,
+                Source::Own { ref dir, .. } => std::fs::read(dir.join("tls.crt"))
+                    .map(|c| due(&c, fleetca_storage::now()))
+                    .unwrap_or(true),
+            };
+            if !reload {
+                continue;
+            }
+            match source.load(&issuer, fleetca_storage::now()).await {
+                Ok(key) => {
+                    resolver.set(key);
+                    stamp = fresh;
+                    tracing::info!("the HTTPS listener's certificate was reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not reload the HTTPS listener's certificate; serving the old one")
+                }
+            }
+        }
+    });
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_is_due_after_two_thirds_of_its_lifetime() {
+        let ca = Authority::create(
+            &fleetca_ca::CaSubject {
+                common_name: "t".into(),
+                organization: None,
+            },
+            Utc::now(),
+            chrono::Duration::days(365),
+        )
+        .unwrap();
+        let key = fleetca_ca::generate_p256().unwrap();
+        let names = vec!["x.test".to_owned()];
+        let profile = fleetca_ca::ServerProfile {
+            dns_names: &names,
+            ip_addresses: &[],
+            validity: chrono::Duration::days(90),
+            crl_url: "http://x/crl.der",
+        };
+        let now = Utc::now();
+        let issued = ca.issue_server(&profile, &key.public_key, now).unwrap();
+        assert!(!due(issued.pem.as_bytes(), now));
+        assert!(due(issued.pem.as_bytes(), now + chrono::Duration::days(61)));
+        assert!(due(b"garbage", now));
+        assert!(certified_key(issued.pem.as_bytes(), key.private_key_pem.as_bytes()).is_ok());
+    }
+}
