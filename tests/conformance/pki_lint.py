@@ -1,0 +1,186 @@
+"""pkilint and `openssl verify` on what a running fleetca issues: the CA certificate, a client
+certificate with a key fleetca made, a client certificate for a CSR, a broker's server certificate
+and the CRL (PEM and DER) listing a revoked certificate.
+
+The gate: no pkilint finding at NOTICE severity or above; the good client certificate verifies
+with `-x509_strict -crl_check`, the revoked one fails with "certificate revoked".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import Failure, Fleetca, require_tool
+
+SEVERITIES = ["FATAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
+GATE = "NOTICE"  # this severity and above fail the run
+
+
+@dataclass
+class PkiReport:
+    documents: int = 0
+    findings: list[str] = field(default_factory=list)  # NOTICE and above: failures
+    info: list[str] = field(default_factory=list)  # below NOTICE: printed only
+    verify_ok: int = 0
+    problems: list[str] = field(default_factory=list)  # everything else that failed
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+
+
+def lint(report: PkiReport, what: str, cmd: list[str]) -> None:
+    """Runs a pkilint command with `-s INFO -f JSON` and sorts its findings by severity."""
+    done = run(cmd + ["-s", "INFO", "-f", "JSON"])
+    shown = " ".join(Path(c).name if "/" in c else c for c in cmd)
+    try:
+        results = json.loads(done.stdout)["results"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        report.problems.append(
+            f"{what}: `{shown}` did not print pkilint JSON (exit {done.returncode})\n"
+            f"  stdout: {done.stdout.strip()[:1000]}\n  stderr: {done.stderr.strip()[:1000]}"
+        )
+        return
+    report.documents += 1
+    for result in results:
+        for finding in result["finding_descriptions"]:
+            line = (
+                f"{what}: {finding['severity']} {finding['code']}"
+                + (f" ({finding['message']})" if finding.get("message") else "")
+                + f" at {result['node_path']} [{result['validator']}]  <- `{shown}`"
+            )
+            if SEVERITIES.index(finding["severity"]) <= SEVERITIES.index(GATE):
+                report.findings.append(line)
+            else:
+                report.info.append(line)
+
+
+def verify(report: PkiReport, what: str, ca: Path, crl: Path, cert: Path, expect_revoked: bool, purpose: str):
+    cmd = ["openssl", "verify", "-x509_strict", "-crl_check", "-purpose", purpose,
+           "-CAfile", str(ca), "-CRLfile", str(crl), str(cert)]
+    done = run(cmd)
+    out = (done.stdout + done.stderr).strip()
+    shown = " ".join(cmd).replace(str(cert.parent) + "/", "")
+    if expect_revoked:
+        ok = done.returncode != 0 and "certificate revoked" in out
+    else:
+        ok = done.returncode == 0 and out.endswith(": OK")
+    if ok:
+        report.verify_ok += 1
+    else:
+        want = '"certificate revoked"' if expect_revoked else "OK"
+        report.problems.append(f"{what}: `{shown}` printed (exit {done.returncode}), expected {want}:\n  {out}")
+
+
+def pem_field(result, name: str) -> str:
+    value = result.json().get(name)
+    if not isinstance(value, str) or "-----BEGIN" not in value:
+        raise Failure(f"`{name}` missing from the response:\n  {result.describe()}")
+    return value
+
+
+def check(server: Fleetca, workdir: Path) -> PkiReport:
+    """Issues the documents on `server`, lints them and verifies chains; writes them to workdir."""
+    for tool in ("openssl", "lint_pkix_cert", "lint_crl", "lint_pkix_signer_signee_cert_chain"):
+        require_tool(tool)
+    report = PkiReport()
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, text: str | bytes) -> Path:
+        path = workdir / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return path
+
+    ca = save("ca.pem", server.expect("GET", "/ca.pem", auth=False).data)
+
+    key = server.expect(
+        "POST", "/api/v4/manage/users/",
+        {"username": "svc-lint", "is_service_account": True, "enterprise": "acme"}, status=201,
+    ).json()
+
+    made = server.expect(
+        "POST", "/api/v4/manage/mqtt-certificates/", {"name": "lint", "api_key_id": key["id"]}, status=201
+    )
+    client = save("client.pem", pem_field(made, "certificate_pem"))
+    if made.json().get("ca_certificate_pem", "").strip() != ca.read_text().strip():
+        report.problems.append("POST /api/v4/manage/mqtt-certificates/: ca_certificate_pem differs from GET /ca.pem")
+    save("client.key", pem_field(made, "private_key_pem"))
+
+    # A CSR for a P-256 key that never leaves this directory.
+    csr_key = workdir / "csr.key"
+    for cmd in (
+        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(csr_key)],
+        ["openssl", "req", "-new", "-key", str(csr_key), "-subj", "/CN=device-made-csr", "-out", str(workdir / "client.csr")],
+    ):
+        done = run(cmd)
+        if done.returncode != 0:
+            raise Failure(f"`{' '.join(cmd)}` failed: {done.stderr.strip()}")
+    from_csr = server.expect(
+        "POST", "/api/v4/manage/mqtt-certificates/",
+        {"name": "lint-csr", "api_key_id": key["id"], "csr_pem": (workdir / "client.csr").read_text()},
+        status=201,
+    )
+    csr_cert = save("client-csr.pem", pem_field(from_csr, "certificate_pem"))
+    if from_csr.json().get("private_key_pem"):
+        report.problems.append("POST /api/v4/manage/mqtt-certificates/ with csr_pem returned a private_key_pem")
+    cert_pub = run(["openssl", "x509", "-in", str(csr_cert), "-noout", "-pubkey"]).stdout
+    csr_pub = run(["openssl", "pkey", "-in", str(csr_key), "-pubout"]).stdout
+    if not cert_pub or cert_pub != csr_pub:
+        report.problems.append("the certificate issued for the CSR does not carry the CSR's public key")
+
+    server_made = server.expect(
+        "POST", "/api/v4/manage/server-certificates/",
+        {"dns_names": ["broker.test"], "ip_addresses": ["127.0.0.1"]}, status=201,
+    )
+    server_cert = save("server.pem", pem_field(server_made, "certificate_pem"))
+
+    doomed_made = server.expect(
+        "POST", "/api/v4/manage/mqtt-certificates/", {"name": "lint-revoked", "api_key_id": key["id"]}, status=201
+    )
+    doomed = save("revoked.pem", pem_field(doomed_made, "certificate_pem"))
+    revoked = server.expect(
+        "POST", f"/api/v4/manage/mqtt-certificates/{doomed_made.json()['id']}/revoke/",
+        {"reason": "keyCompromise"},
+    ).json()
+    if revoked.get("status") != "revoked":
+        report.problems.append(f"revoke answered status {revoked.get('status')!r}, expected 'revoked'")
+
+    crl_pem = save("crl.pem", server.expect("GET", "/crl.pem", auth=False).data)
+    crl_der = save("crl.der", server.expect("GET", "/crl.der", auth=False).data)
+    serial = run(["openssl", "x509", "-in", str(doomed), "-noout", "-serial"]).stdout.strip().split("=")[-1]
+    crl_text = run(["openssl", "crl", "-in", str(crl_pem), "-noout", "-text"]).stdout
+    if not serial or serial.upper().lstrip("0") not in crl_text.replace(" ", "").upper():
+        report.problems.append(f"GET /crl.pem does not list the revoked serial {serial}:\n{crl_text}")
+    if "Key Compromise" not in crl_text:
+        report.problems.append(f"GET /crl.pem does not give the reason keyCompromise:\n{crl_text}")
+
+    for name, path in (
+        ("CA certificate (GET /ca.pem)", ca),
+        ("client certificate, key made by fleetca", client),
+        ("client certificate for a CSR", csr_cert),
+        ("server certificate", server_cert),
+        ("revoked client certificate", doomed),
+    ):
+        lint(report, name, ["lint_pkix_cert", "lint", str(path)])
+    for name, path in (("client certificate", client), ("CSR certificate", csr_cert), ("server certificate", server_cert)):
+        lint(report, f"chain CA -> {name}", ["lint_pkix_signer_signee_cert_chain", "lint", str(ca), str(path)])
+    lint(report, "CRL (GET /crl.pem)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(crl_pem)])
+    lint(report, "CRL (GET /crl.der)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(crl_der)])
+
+    verify(report, "client certificate", ca, crl_pem, client, False, "sslclient")
+    verify(report, "CSR certificate", ca, crl_pem, csr_cert, False, "sslclient")
+    verify(report, "server certificate", ca, crl_pem, server_cert, False, "sslserver")
+    verify(report, "revoked certificate", ca, crl_pem, doomed, True, "sslclient")
+    return report
+
+
+def lint_crl_again(server: Fleetca, workdir: Path, label: str) -> PkiReport:
+    """Lints the CRL as it is after the API fuzzing (which may have revoked more)."""
+    report = PkiReport()
+    path = workdir / f"crl-{label}.pem"
+    path.write_bytes(server.expect("GET", "/crl.pem", auth=False).data)
+    lint(report, f"CRL {label} (GET /crl.pem)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(path)])
+    return report
