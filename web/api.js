@@ -105,6 +105,28 @@ export const devices = {
   rotate: (d, body) => put(`${devicePath(d)}credentials/`, body),
 };
 
+const productPath = (pk) => `/api/v4/manage/products/${enc(pk)}/`;
+const productDevicePath = (pk, dk) => `${productPath(pk)}devices/${enc(dk)}/`;
+
+/** Products of sign-based devices (EnOS, Alibaba Cloud IoT) and their devices. */
+export const products = {
+  list: (query) => get('/api/v4/manage/products/', query),
+  get: (pk) => get(productPath(pk)),
+  create: (body) => post('/api/v4/manage/products/', body),
+  patch: (pk, body) => patch(productPath(pk), body),
+  remove: (pk) => del(productPath(pk)),
+  rotateSecret: (pk) => post(`${productPath(pk)}rotate-secret/`),
+  devices: {
+    list: (pk, query) => get(`${productPath(pk)}devices/`, query),
+    create: (pk, body) => post(`${productPath(pk)}devices/`, body),
+    bulk: (pk, rows) => post(`${productPath(pk)}devices/bulk/`, rows),
+    patch: (pk, dk, body) => patch(productDevicePath(pk, dk), body),
+    remove: (pk, dk) => del(productDevicePath(pk, dk)),
+    rotateSecret: (pk, dk) => post(`${productDevicePath(pk, dk)}rotate-secret/`),
+    resetActivation: (pk, dk) => post(`${productDevicePath(pk, dk)}reset-activation/`),
+  },
+};
+
 export const overview = {
   stats: () => get('/api/v4/manage/stats/'),
   ca: () => get('/api/v4/manage/ca/'),

@@ -1,5 +1,6 @@
 // The admin UI shell: sign-in, the session, navigation and hash routing
-// (#/overview, #/keys, #/certificates, #/devices, #/ca, #/account).
+// (#/overview, #/keys, #/certificates, #/devices, #/products, #/products/{product_key},
+// #/ca, #/account).
 
 import * as api from './api.js';
 import { h, mount, field, errorBox, notice } from './ui.js';
@@ -7,10 +8,11 @@ import * as overview from './pages/overview.js';
 import * as keys from './pages/keys.js';
 import * as certificates from './pages/certificates.js';
 import * as devices from './pages/devices.js';
+import * as products from './pages/products.js';
 import * as ca from './pages/ca.js';
 import * as account from './pages/account.js';
 
-const routes = { overview, keys, certificates, devices, ca, account };
+const routes = { overview, keys, certificates, devices, products, ca, account };
 
 const main = document.getElementById('main');
 const topbar = document.querySelector('.topbar');
@@ -73,8 +75,19 @@ function showSignIn(message) {
   username.focus();
 }
 
+/** The hash's path segments: #/products/a1b2c3d4e5f -> ['products', 'a1b2c3d4e5f']. */
+function hashSegments() {
+  return location.hash.replace(/^#\/?/, '').split('?')[0].split('/').map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p;
+    }
+  });
+}
+
 function currentRoute() {
-  const name = location.hash.replace(/^#\/?/, '').split(/[/?]/)[0];
+  const name = hashSegments()[0];
   return routes[name] ? name : 'overview';
 }
 
@@ -93,7 +106,9 @@ async function route() {
   const root = h('section', { class: 'page', 'data-testid': `page-${name}`, 'aria-busy': 'true' });
   mount(main, root);
   try {
-    await page.render(root, { user: session.user, isCurrent: () => seq === renderSeq });
+    // params: the segments after the page's name, e.g. a product key.
+    const params = hashSegments().slice(1).filter(Boolean);
+    await page.render(root, { user: session.user, params, isCurrent: () => seq === renderSeq });
   } catch (err) {
     if (seq === renderSeq) root.append(errorBox(err));
   } finally {

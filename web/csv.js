@@ -59,19 +59,23 @@ export function parseCsv(text) {
 
 export const DEVICE_COLUMNS = ['device_id', 'tenant', 'password', 'ha1', 'realm', 'description'];
 
+/** The columns of a CSV of a product's devices (EnOS, Alibaba Cloud IoT). */
+export const PRODUCT_DEVICE_COLUMNS = ['device_key', 'device_secret', 'description'];
+
 /**
- * Turns device CSV text into the bulk request body and the CSV line of each row.
+ * Turns CSV text whose first line names `columns` into bulk request rows and the CSV line
+ * of each row. `required` columns must be in the header; rows get '' for them when empty.
  * Returns {rows, lines, problems}; problems are [{line, field, message}] found before
  * sending (bad header, wrong field count).
  */
-export function devicesFromCsv(text) {
+function rowsFromCsv(text, columns, required, noun) {
   const records = parseCsv(text);
   const problems = [];
   if (!records.length) return { rows: [], lines: [], problems: [{ line: 1, field: 'file', message: 'The file is empty.' }] };
   const header = records[0].fields.map((f) => f.trim().toLowerCase());
-  const unknown = header.filter((f) => !DEVICE_COLUMNS.includes(f));
-  if (unknown.length) problems.push({ line: records[0].line, field: 'header', message: `unknown column(s): ${unknown.join(', ')}; use ${DEVICE_COLUMNS.join(',')}` });
-  for (const need of ['device_id', 'tenant']) {
+  const unknown = header.filter((f) => !columns.includes(f));
+  if (unknown.length) problems.push({ line: records[0].line, field: 'header', message: `unknown column(s): ${unknown.join(', ')}; use ${columns.join(',')}` });
+  for (const need of required) {
     if (!header.includes(need)) problems.push({ line: records[0].line, field: 'header', message: `the column ${need} is missing` });
   }
   const rows = [];
@@ -83,15 +87,40 @@ export function devicesFromCsv(text) {
     const row = {};
     header.forEach((col, i) => {
       const v = (rec.fields[i] ?? '').trim();
-      if (v !== '' && DEVICE_COLUMNS.includes(col)) row[col] = v;
+      if (v !== '' && columns.includes(col)) row[col] = v;
     });
-    row.device_id ??= '';
-    row.tenant ??= '';
+    for (const need of required) row[need] ??= '';
     rows.push(row);
     lines.push(rec.line);
   }
-  if (!rows.length && !problems.length) problems.push({ line: 2, field: 'file', message: 'The file has a header but no devices.' });
+  if (!rows.length && !problems.length) problems.push({ line: 2, field: 'file', message: `The file has a header but no ${noun}.` });
   return { rows, lines, problems };
+}
+
+/** Device CSV text (DEVICE_COLUMNS) as the body of POST /api/v4/manage/devices/bulk/. */
+export function devicesFromCsv(text) {
+  return rowsFromCsv(text, DEVICE_COLUMNS, ['device_id', 'tenant'], 'devices');
+}
+
+/** Product device CSV text (PRODUCT_DEVICE_COLUMNS) as the body of a product's devices/bulk/. */
+export function productDevicesFromCsv(text) {
+  return rowsFromCsv(text, PRODUCT_DEVICE_COLUMNS, ['device_key'], 'devices');
+}
+
+/**
+ * Maps a bulk request's field errors, keyed "{row}.{field}" by array index, to CSV lines:
+ * [{line, row, field, message}]. Errors not about one row point at line 1.
+ */
+export function rowProblems(errors, lines) {
+  const problems = [];
+  for (const [key, messages] of Object.entries(errors || {})) {
+    const m = /^(\d+)\.(.+)$/.exec(key);
+    const row = m ? Number(m[1]) : undefined;
+    for (const message of messages) {
+      problems.push({ line: m ? lines[row] ?? row + 2 : 1, row, field: m ? m[2] : key, message });
+    }
+  }
+  return problems;
 }
 
 /** Quotes a value for CSV output. */

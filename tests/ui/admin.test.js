@@ -340,7 +340,7 @@ test('every page works on a phone', async () => {
   await signIn(phone, 'admin', 'a brand new passphrase');
   await phone.getByTestId('page-overview').waitFor();
   assert.ok(await phone.getByTestId('nav-keys').isHidden());
-  for (const name of ['overview', 'keys', 'certificates', 'devices', 'ca', 'account']) {
+  for (const name of ['overview', 'keys', 'certificates', 'devices', 'products', 'ca', 'account']) {
     await phone.getByRole('button', { name: 'Menu' }).click();
     await phone.getByTestId(`nav-${name}`).click();
     await phone.getByTestId(`page-${name}`).waitFor();

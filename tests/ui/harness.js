@@ -35,7 +35,7 @@ const alnum = (n) => {
 };
 
 /**
- * Starts fleetca with a bootstrap admin token and the admin's password set through
+ * Starts fleetca with a bootstrap admin token, then sets the admin's password through
  * `fleetca admin set-password`. Returns {url, token, dataDir, api, stop}.
  */
 export async function startServer(name) {
@@ -53,10 +53,6 @@ export async function startServer(name) {
   };
   delete env.FLEETCA_CONFIG;
   delete env.FLEETCA_DATABASE_URL;
-  execFileSync(BIN, ['admin', 'set-password', 'admin', '--data-dir', dataDir], {
-    env: { ...env, FLEETCA_NEW_PASSWORD: ADMIN_PASSWORD },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
   const log = createWriteStream(join(ARTIFACTS, `${name}-server.log`));
   const child = spawn(BIN, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
     env,
@@ -75,6 +71,17 @@ export async function startServer(name) {
     } catch {}
     if (Date.now() > deadline) throw new Error('fleetca did not become healthy within 30 s');
     await new Promise((r) => setTimeout(r, 100));
+  }
+  // The server bootstraps the admin (with the token) on its first start; then its password
+  // is set as the README says, with the CLI.
+  try {
+    execFileSync(BIN, ['admin', 'set-password', 'admin', '--data-dir', dataDir], {
+      env: { ...env, FLEETCA_NEW_PASSWORD: ADMIN_PASSWORD },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
   }
 
   /** Calls the API with the admin's Bearer token (or another); resolves to {status, body}. */

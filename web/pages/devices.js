@@ -3,7 +3,7 @@
 
 import * as api from '../api.js';
 import { h, mount, field, select, fmtDate, heading, badge, busy, confirmDialog, notice, errorBox, listView, filterBar, secretField, downloadText, uid, table } from '../ui.js';
-import { devicesFromCsv, csvCell, DEVICE_COLUMNS } from '../csv.js';
+import { devicesFromCsv, rowProblems, csvCell, DEVICE_COLUMNS } from '../csv.js';
 
 export const title = 'Devices';
 
@@ -278,25 +278,18 @@ function bulkForm(onCreated) {
             form.reset();
             onCreated();
           } catch (err) {
-            const rowProblems = [];
-            for (const [key, messages] of Object.entries(err.errors || {})) {
-              const m = /^(\d+)\.(.+)$/.exec(key);
-              const row = m ? Number(m[1]) : undefined;
-              for (const message of messages) {
-                rowProblems.push({ line: m ? lines[row] ?? row + 2 : 1, row, field: m ? m[2] : key, message });
-              }
-            }
-            if (!rowProblems.length) {
+            const problemsByLine = rowProblems(err.errors, lines);
+            if (!problemsByLine.length) {
               mount(report, errorBox(err));
               return;
             }
             // The API keys errors by array index; the table shows CSV lines instead.
-            const bad = new Set(rowProblems.map((p) => p.line)).size;
+            const bad = new Set(problemsByLine.map((p) => p.line)).size;
             mount(
               report,
               errorBox({ detail: `${f.name}: ${bad} line${bad === 1 ? ' has' : 's have'} problems. Nothing was written.` }),
               h('p', null, 'Fix these lines and upload the file again.'),
-              problemTable(rowProblems, rows, lines),
+              problemTable(problemsByLine, rows, lines),
             );
           }
         });
