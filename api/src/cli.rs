@@ -12,7 +12,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, LogFormat, Overrides};
 use crate::domain::{Password, ServerCertRequest};
 use crate::service::clock::SystemClock;
-use crate::service::hashing::Hasher;
 use crate::service::issuer::Issuer;
 use crate::service::sessions::SessionService;
 use crate::startup;
@@ -215,8 +214,7 @@ pub async fn admin(config: Config, cmd: AdminCommand) -> Result<(), String> {
             };
             let password = Password::parse(password).map_err(|e| format!("the password {e}"))?;
             let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
-            let hasher = Arc::new(Hasher::new().map_err(|e| e.to_string())?);
-            let sessions = SessionService::new(opened.store, hasher, Arc::new(SystemClock));
+            let sessions = SessionService::new(opened.store, opened.hasher, Arc::new(SystemClock));
             sessions
                 .reset_password(&username, password)
                 .await

@@ -96,12 +96,21 @@ fn printable(s: &str) -> Result<(), String> {
 pub struct Username(String);
 
 impl Username {
+    /// fleetca's own MQTT identities (the activation publisher) start with this.
+    pub const RESERVED_PREFIX: &'static str = "fleetca-";
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok_chars = s
             .bytes()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
         if !(3..=64).contains(&s.len()) || !ok_chars {
             return Err("must be 3 to 64 characters of a-z, 0-9, '.', '_' and '-'".into());
+        }
+        if s.starts_with(Self::RESERVED_PREFIX) {
+            return Err(format!(
+                "names starting with {:?} are fleetca's own",
+                Self::RESERVED_PREFIX
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -438,10 +447,11 @@ impl DeviceKey {
     }
 }
 
-/// A device or product secret a client chose: 8–128 printable ASCII characters.
+/// A device secret a client chose: 16–128 printable ASCII characters (a captured EnOS
+/// password allows an offline guess at the secret, so short ones are refused).
 pub fn sign_secret(s: &str) -> Result<Secret, String> {
-    if !(8..=128).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("must be 8 to 128 printable ASCII characters without spaces".into());
+    if !(16..=128).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 16 to 128 printable ASCII characters without spaces".into());
     }
     Ok(Secret::new(s))
 }

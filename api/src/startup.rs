@@ -54,10 +54,13 @@ pub struct Opened {
     pub store: Store,
     pub master: Arc<MasterKey>,
     pub ca: Arc<Authority>,
+    /// The process's one argon2 gate.
+    pub hasher: Arc<Hasher>,
 }
 
-/// Opens the data directory, the master key, the database (migrated) and the CA, creating
-/// what does not exist yet.
+/// Opens the data directory, the master key, the database (migrated), the CA and the first
+/// admin, creating what does not exist yet (so an offline command works on a fresh install
+/// too).
 pub async fn open(config: &Config) -> Result<Opened, StartError> {
     ensure_dir(&config.data_dir)?;
     let master = load_master_key(config)?;
@@ -71,20 +74,25 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
     }
     store.migrate().await.map_err(|e| StartError::Database(e.to_string()))?;
     let ca = Arc::new(ensure_authority(config, &store, &master).await?);
+    let hasher = Arc::new(Hasher::new().map_err(|e| StartError::Authority(e.to_string()))?);
+    ensure_admin(config, &store, &hasher).await?;
     Ok(Opened {
         store,
         master: Arc::new(master),
         ca,
+        hasher,
     })
 }
 
 /// Prepares everything the server needs: opens, bootstraps the first admin, publishes a
 /// first CRL and builds each service from exactly what it uses.
 pub async fn prepare(config: Config) -> Result<AppState, StartError> {
-    let Opened { store, master, ca } = open(&config).await?;
-    let internal = |e: crate::service::Error| StartError::Authority(e.to_string());
-    let hasher = Arc::new(Hasher::new().map_err(internal)?);
-    ensure_admin(&config, &store, &hasher).await?;
+    let Opened {
+        store,
+        master,
+        ca,
+        hasher,
+    } = open(&config).await?;
     if config.broker_trust_username_for_certificates {
         tracing::warn!(
             "broker_trust_username_for_certificates is on: a broker login with an API key's username and no password is admitted as that key's certificate client. Safe only if every broker listener that can send such a login requires a client certificate."

@@ -39,6 +39,29 @@ pub struct ClientProfile<'a> {
     pub crl_url: &'a str,
 }
 
+/// What a device certificate says: CN = the device id, O = its enterprise, OU = its
+/// tenant, and a SAN URI `urn:fleetca:device:{tenant}:{device_id}` that names it uniquely.
+#[derive(Clone, Debug)]
+pub struct DeviceProfile<'a> {
+    /// Subject common name.
+    pub device_id: &'a str,
+    /// Subject organizational unit.
+    pub tenant: &'a str,
+    /// Subject organization.
+    pub enterprise: &'a str,
+    /// Validity from `now`.
+    pub validity: Duration,
+    /// The URL of the CRL.
+    pub crl_url: &'a str,
+}
+
+impl DeviceProfile<'_> {
+    /// The SAN URI that names the device.
+    pub fn uri(&self) -> String {
+        format!("urn:fleetca:device:{}:{}", self.tenant, self.device_id)
+    }
+}
+
 /// What a broker's server certificate says.
 #[derive(Clone, Debug)]
 pub struct ServerProfile<'a> {
@@ -290,6 +313,33 @@ impl Authority {
         self.issue(
             dn,
             Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            profile.validity,
+            profile.crl_url,
+            public_key,
+            now,
+        )
+    }
+
+    /// Issues a device certificate (see [`DeviceProfile`]): keyUsage digitalSignature,
+    /// extendedKeyUsage clientAuth, the CRL distribution point.
+    pub fn issue_device(
+        &self,
+        profile: &DeviceProfile<'_>,
+        public_key: &PublicKey,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCertificate, CaError> {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, profile.enterprise);
+        dn.push(DnType::OrganizationalUnitName, profile.tenant);
+        dn.push(DnType::CommonName, profile.device_id);
+        let uri = profile
+            .uri()
+            .try_into()
+            .map_err(|_| CaError::InvalidName("the device id or tenant is not ASCII".into()))?;
+        self.issue(
+            dn,
+            vec![SanType::URI(uri)],
             ExtendedKeyUsagePurpose::ClientAuth,
             profile.validity,
             profile.crl_url,

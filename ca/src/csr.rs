@@ -15,10 +15,25 @@ pub fn parse_csr_pem(text: &str) -> Result<PublicKey, CaError> {
     if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
         return Err(bad("csr_pem must be a CERTIFICATE REQUEST PEM block"));
     }
-    let (rest, csr) = X509CertificationRequest::from_der(block.contents())
-        .map_err(|_| bad("csr_pem is not a valid PKCS#10 request"))?;
+    Ok(parse_csr_der(block.contents())?.public_key)
+}
+
+/// What a verified CSR asks for.
+#[derive(Clone, Debug)]
+pub struct CsrFacts {
+    /// The P-256 key to certify.
+    pub public_key: PublicKey,
+    /// The subject's common name, if it has one.
+    pub common_name: Option<String>,
+}
+
+/// Parses a DER PKCS#10 request (as EST sends it), checks that its key is ECDSA P-256 and
+/// that it is signed by that key.
+pub fn parse_csr_der(der: &[u8]) -> Result<CsrFacts, CaError> {
+    let bad = |m: &str| CaError::InvalidCsr(m.to_owned());
+    let (rest, csr) = X509CertificationRequest::from_der(der).map_err(|_| bad("not a valid PKCS#10 request"))?;
     if !rest.is_empty() {
-        return Err(bad("csr_pem has trailing bytes after the request"));
+        return Err(bad("trailing bytes after the request"));
     }
     let spki = &csr.certification_request_info.subject_pki;
     let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
@@ -33,5 +48,15 @@ pub fn parse_csr_pem(text: &str) -> Result<PublicKey, CaError> {
     }
     csr.verify_signature()
         .map_err(|_| bad("the CSR's signature does not verify with its own key"))?;
-    PublicKey::from_sec1(&spki.subject_public_key.data)
+    let common_name = csr
+        .certification_request_info
+        .subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    Ok(CsrFacts {
+        public_key: PublicKey::from_sec1(&spki.subject_public_key.data)?,
+        common_name,
+    })
 }

@@ -22,12 +22,13 @@ pub mod crl;
 pub mod csr;
 pub mod device;
 mod error;
+pub mod est;
 mod keys;
 mod seal;
 pub mod secret;
 pub mod sign;
 
-pub use authority::{Authority, CaSubject, ClientProfile, IssuedCertificate, ServerProfile};
+pub use authority::{Authority, CaSubject, ClientProfile, DeviceProfile, IssuedCertificate, ServerProfile};
 pub use error::CaError;
 pub use keys::{GeneratedKey, PublicKey, generate_p256};
 pub use seal::MasterKey;

@@ -14,6 +14,7 @@ mod m20261122_000002_devices;
 mod m20261122_000003_sessions;
 mod m20261122_000004_events;
 mod m20261201_000001_products;
+mod m20261201_000002_device_certificates;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_sessions::Migration),
             Box::new(m20261122_000004_events::Migration),
             Box::new(m20261201_000001_products::Migration),
+            Box::new(m20261201_000002_device_certificates::Migration),
         ]
     }
 }

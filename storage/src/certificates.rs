@@ -43,6 +43,8 @@ pub struct NewCertificate {
     pub not_before: DateTime<Utc>,
     /// notAfter.
     pub not_after: DateTime<Utc>,
+    /// The device (`{tenant}/{device_id}`) of a device certificate.
+    pub device: Option<String>,
 }
 
 /// Status filter of a listing.
@@ -313,11 +315,42 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Cert
             .await?;
         active.extend(counts.into_iter().filter_map(|(k, n)| Some((k?, n as u64))));
     }
+    let mut devices: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.max_active.is_some())
+        .filter_map(|j| j.cert.device.clone())
+        .collect();
+    devices.sort();
+    devices.dedup();
+    let mut device_active: HashMap<String, u64> = HashMap::new();
+    if !devices.is_empty() {
+        let now = jobs.iter().map(|j| j.now).min().unwrap_or_else(crate::now);
+        let counts: Vec<(Option<String>, i64)> = Certificates::find()
+            .select_only()
+            .column(Column::Device)
+            .column_as(Column::Id.count(), "n")
+            .filter(Column::Device.is_in(devices))
+            .filter(Column::RevokedAt.is_null())
+            .filter(Column::NotAfter.gt(now))
+            .group_by(Column::Device)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        device_active.extend(counts.into_iter().filter_map(|(d, n)| Some((d?, n as u64))));
+    }
     let mut results = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     for job in jobs {
         if let (Some(max), Some(key)) = (job.max_active, job.cert.api_key_id) {
             let count = active.entry(key).or_default();
+            if *count >= max {
+                results.push(Err(StorageError::LimitReached));
+                continue;
+            }
+            *count += 1;
+        }
+        if let (Some(max), Some(device)) = (job.max_active, job.cert.device.clone()) {
+            let count = device_active.entry(device).or_default();
             if *count >= max {
                 results.push(Err(StorageError::LimitReached));
                 continue;
@@ -339,6 +372,7 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Cert
             created_at: job.now,
             revoked_at: None,
             revocation_reason: None,
+            device: c.device,
         };
         rows.push(ActiveModel::from(model.clone()));
         results.push(Ok(model));

@@ -28,7 +28,8 @@ impl From<DbErr> for StorageError {
             return StorageError::Conflict(msg);
         }
         match e {
-            DbErr::RecordNotFound(_) => StorageError::NotFound,
+            // An update of a row that a concurrent delete removed.
+            DbErr::RecordNotFound(_) | DbErr::RecordNotUpdated => StorageError::NotFound,
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StorageError::Unavailable(e.to_string()),
             other => {
                 let text = other.to_string();

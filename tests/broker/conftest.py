@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -86,8 +87,15 @@ def device_password(ha1_hex: str, timestamp: int | None = None) -> str:
 
 
 class Fleetca:
-    def __init__(self, binary: str, workdir: Path, settings_toml: str | None):
-        self.port = free_port()
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        settings_toml: str | None,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ):
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = "adm-" + secrets.token_hex(24)
         self.data_dir = workdir / "fleetca-data"
@@ -98,7 +106,7 @@ class Fleetca:
             settings = workdir / "fleetca.toml"
             settings.write_text(settings_toml, encoding="utf-8")
             args += ["--config", str(settings)]
-        args += ["serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
+        args += ["serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *extra_args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCA_")}
         env.update(
             FLEETCA_BOOTSTRAP_TOKEN=self.token,
@@ -159,6 +167,64 @@ class Fleetca:
         """A TLS server certificate for a broker on 127.0.0.1 (admin only)."""
         body = {"name": "amqtt", "dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}
         return self.request("POST", "/api/v4/manage/server-certificates/", body, expect=201)
+
+    # Products of sign-based devices (EnOS, Alibaba Cloud IoT) and their devices.
+
+    def create_product(self, product_key: str, scheme: str, dynamic_activation: bool = False, **extra) -> dict:
+        """A product; the response holds its `product_secret`, shown this once."""
+        body = {"product_key": product_key, "name": f"{scheme} product", "scheme": scheme}
+        body.update(dynamic_activation=dynamic_activation, **extra)
+        out = self.request("POST", "/api/v4/manage/products/", body, expect=201)
+        assert out["product_key"] == product_key and len(out["product_secret"]) >= 8, out
+        return out
+
+    def create_sign_device(self, product_key: str, device_key: str, device_secret: str | None = None) -> dict:
+        """A device of a product; `device_secret` in the response only when fleetca generated it."""
+        body = {"device_key": device_key}
+        if device_secret is not None:
+            body["device_secret"] = device_secret
+        out = self.request("POST", f"/api/v4/manage/products/{product_key}/devices/", body, expect=201)
+        assert out["mqtt_username"] == f"{device_key}&{product_key}", out
+        assert ("device_secret" in out) == (device_secret is None), out
+        return out
+
+    def sign_device_path(self, product_key: str, device_key: str) -> str:
+        return f"/api/v4/manage/products/{product_key}/devices/{device_key}/"
+
+    def get_sign_device(self, product_key: str, device_key: str) -> dict:
+        return self.request("GET", self.sign_device_path(product_key, device_key))
+
+    def set_sign_device_active(self, product_key: str, device_key: str, active: bool) -> dict:
+        return self.request("PATCH", self.sign_device_path(product_key, device_key), {"is_active": active})
+
+    def rotate_sign_device_secret(self, product_key: str, device_key: str) -> str:
+        out = self.request("POST", self.sign_device_path(product_key, device_key) + "rotate-secret/")
+        return out["device_secret"]
+
+    def reset_activation(self, product_key: str, device_key: str) -> dict:
+        return self.request("POST", self.sign_device_path(product_key, device_key) + "reset-activation/")
+
+    def register_device(self, fields: dict | None, raw: bytes | None = None, content_type: str | None = None):
+        """POST /auth/register/device (no Bearer token): returns (HTTP status, JSON body).
+
+        `fields` are sent form-encoded; `raw` sends that body instead, as `content_type`.
+        """
+        data = raw if raw is not None else urllib.parse.urlencode(fields or {}).encode()
+        req = urllib.request.Request(self.url + "/auth/register/device", data=data, method="POST")
+        req.add_header("Content-Type", content_type or "application/x-www-form-urlencoded")
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+                status, text, headers = r.status, r.read().decode(), r.headers
+        except urllib.error.HTTPError as e:
+            status, text, headers = e.code, e.read().decode(), e.headers
+        assert status < 500, f"/auth/register/device answered HTTP {status}: {text}"
+        if status == 200:
+            assert headers.get("Cache-Control") == "no-store", f"a registration answer may hold a secret: {headers}"
+        body = json.loads(text) if headers.get_content_type() == "application/json" else text
+        return status, body
+
+    def log_text(self) -> str:
+        return ANSI.sub("", self.log.read_text(encoding="utf-8", errors="replace"))
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -325,6 +391,49 @@ def broker(start_broker) -> Amqtt:
     return start_broker()
 
 
+class PublishingStack:
+    """An amqtt broker and a fleetca whose activation publisher connects through it."""
+
+    def __init__(self, fleetca: Fleetca, broker: Amqtt):
+        self.fleetca = fleetca
+        self.broker = broker
+
+
+PUBLISHER_CONNECTED = "activation publisher connected to the broker"
+
+
+@pytest.fixture
+def publishing_stack(request, fleetca_bin, workdir):
+    """fleetca started with `--mqtt-url` pointing at the amqtt broker's plain listener.
+
+    The order matters: fleetca's publisher connects at start-up and, while the broker is not
+    there, retries every second. So the broker comes first, wired to the port fleetca will
+    listen on (amqtt asks fleetca nothing until a client connects), then fleetca. The
+    publisher's own CONNECT goes through amqtt's auth plugin back to fleetca, which may not
+    listen yet at its first try; the fixture waits for fleetca's log to say it connected.
+    """
+    marker = request.node.get_closest_marker("fleetca_settings")
+    fleetca_port = free_port()
+    log_on_failure(request, workdir / "amqtt-0.log")
+    log_on_failure(request, workdir / "fleetca.log")
+    broker = Amqtt(workdir, fleetca_port, "status", "json", "amqtt-0")
+    service = None
+    try:
+        service = Fleetca(
+            fleetca_bin,
+            workdir,
+            marker.args[0] if marker else None,
+            port=fleetca_port,
+            extra_args=("--mqtt-url", f"mqtt://127.0.0.1:{broker.port}"),
+        )
+        wait_for(lambda: PUBLISHER_CONNECTED in service.log_text(), 15, "fleetca's publisher", service.proc, service.log)
+        yield PublishingStack(service, broker)
+    finally:
+        if service is not None:
+            service.stop()
+        broker.stop()
+
+
 # ---------------------------------------------------------------------------------------
 # MQTT clients (paho-mqtt 2.x, MQTT 3.1.1: amqtt speaks only 3.1.1)
 
@@ -418,6 +527,13 @@ class Client:
         except queue.Empty:
             raise AssertionError(f"{self.client_id}: no message on {topic} within {timeout} s") from None
         assert got == (topic, payload), f"{self.client_id}: expected {(topic, payload)}, got {got}"
+
+    def next_message(self, timeout: float = TIMEOUT) -> tuple[str, str]:
+        """The next message (topic, payload), whatever it is."""
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.client_id}: no message within {timeout} s") from None
 
     def expect_nothing(self, within: float = 0.3) -> None:
         try:

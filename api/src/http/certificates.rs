@@ -215,10 +215,14 @@ fn status_filter(s: Status) -> StatusFilter {
 
 /// The reason of a revoke request: an empty body is `unspecified`.
 fn revoke_reason(req: &HttpRequest, body: &[u8]) -> Result<Reason, ApiError> {
-    let body: RevokeBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let text = std::str::from_utf8(body).unwrap_or("").trim();
+    let body: RevokeBody = if text.is_empty() || text == "null" {
         RevokeBody::default()
     } else {
         crate::http::extract::require_json(req)?;
+        if !text.starts_with('{') {
+            return Err(ApiError::BadRequest("Send the body as a JSON object.".into()));
+        }
         crate::http::extract::parse_json(body)?
     };
     match body.reason.as_deref() {

@@ -53,6 +53,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                 return Err(ApiError::PayloadTooLarge(limit));
             }
             let body = read_body(&mut payload, limit).await?;
+            // A JSON array would fill a struct's fields by position: only an object names them.
+            if body
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| *b != b'{')
+            {
+                return Err(ApiError::BadRequest("Send the body as a JSON object.".into()));
+            }
             parse_json(&body).map(ApiJson)
         })
     }

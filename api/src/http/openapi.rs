@@ -110,7 +110,7 @@ impl IntoResponses for BrokerProblems {
         broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &OperationIds),
     tags(
         (name = "users", description = "API keys (service accounts) and human users"),
         (name = "mqtt-certificates", description = "MQTT client certificates"),
@@ -135,6 +135,34 @@ impl Modify for BearerScheme {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Gives every operation a unique id from its method and path (`post_api_v4_manage_users`),
+/// where utoipa would name several after the same handler function name.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let slug: String = path
+                .trim_matches('/')
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let slug = slug.replace("__", "_");
+            for (method, op) in [
+                ("get", item.get.as_mut()),
+                ("post", item.post.as_mut()),
+                ("put", item.put.as_mut()),
+                ("patch", item.patch.as_mut()),
+                ("delete", item.delete.as_mut()),
+            ] {
+                if let Some(op) = op {
+                    op.operation_id = Some(format!("{method}_{}", slug.trim_matches('_')));
+                }
+            }
+        }
     }
 }
 

@@ -702,9 +702,10 @@ pub struct RegisterResponse {
     request_body(content = RegisterForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`code` 200 with the device secret, or an error code", body = RegisterResponse))
 )]
-pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn register(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let form: RegisterForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let registration = Registration {
+        peer: req.peer_addr().map(|a| a.ip().to_canonical()),
         product_key: form.product_key.unwrap_or_default(),
         device_name: form.device_name.unwrap_or_default(),
         random: form.random.unwrap_or_default(),

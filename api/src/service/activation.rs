@@ -58,6 +58,10 @@ impl MqttSettings {
         if host.is_empty() {
             return Err(format!("mqtt_url {:?} has no host", self.url));
         }
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !tls && !loopback {
+            tracing::warn!(url = %self.url, "activation messages carry device secrets: use mqtts:// to a broker that is not on this host");
+        }
         let client_id = format!(
             "fleetca-activation-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]

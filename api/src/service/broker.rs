@@ -379,6 +379,9 @@ impl BrokerService {
                 _ => return Ok(Decision::Deny("timestamp is not a number of milliseconds")),
             },
             None if scheme == Scheme::Enos => return Ok(Decision::Deny("EnOS needs a timestamp")),
+            // A product that checks the clock must see one, or a captured password would
+            // replay forever.
+            None if product.skew_seconds.is_some() => return Ok(Decision::Deny("this product needs a timestamp")),
             None => None,
         };
         if let (Some(skew), Some((_, ms))) = (product.skew_seconds, timestamp) {
@@ -407,6 +410,12 @@ impl BrokerService {
         }
         let content = sign::content(&params);
         if is_activation(scheme, login) {
+            if self.activations.is_none() {
+                // Nothing could hand the device its secret: refuse rather than keep it waiting.
+                return Ok(Decision::Deny(
+                    "MQTT activation is off (no mqtt_url); register over HTTPS",
+                ));
+            }
             if !product.dynamic_activation || device.activated {
                 return Ok(Decision::Deny("dynamic activation off, or the device is activated"));
             }
@@ -435,12 +444,20 @@ impl BrokerService {
             // The device holds its secret now: it may not activate again until reset, and
             // the activation message has served its purpose. (Static products have no
             // activation to guard, so their reconnect storms write nothing.)
-            if self
+            let now = self.clock.now();
+            self.store
+                .mark_product_device_activated(login.product_key, login.device_key, now)
+                .await?;
+            self.invalidate_sign_device(login.product_key, login.device_key);
+            // Every instance must hear of it, or one that cached the device before would
+            // let it activate again (and hand its secret to anyone with the product secret).
+            let subject = format!("{}/{}", login.product_key, login.device_key);
+            if let Err(e) = self
                 .store
-                .mark_product_device_activated(login.product_key, login.device_key, self.clock.now())
-                .await?
+                .record_event(Uuid::nil(), "product_device", &subject, now)
+                .await
             {
-                self.invalidate_sign_device(login.product_key, login.device_key);
+                tracing::warn!(error = %e, "could not record an activation for other instances");
             }
             if let Some(tx) = &self.activations {
                 let _ = tx.try_send(ActivationEvent::Clear {
@@ -706,6 +723,10 @@ impl BrokerService {
         }
         if let Some(login) = clientid.and_then(|c| parse_sign_login(req.username, c)) {
             return self.authorize_sign_device(req, &login).await;
+        }
+        if acl::touches_activation_topics(req.topic) {
+            // Device secrets travel there: no rule of an API key or HA1 device reaches them.
+            return Ok(Decision::Deny("activation topics are for their own devices only"));
         }
         let ok = if let Some((device_id, tenant)) = parse_device_username(req.username) {
             if clientid.is_some_and(|c| c != device_id) {
@@ -1091,7 +1112,7 @@ mod tests {
         async fn an_enos_device_signs_with_its_secret_and_is_refused_after_disable_or_rotation() {
             let kit = Kit::new().await;
             product(&kit, Scheme::Enos, false).await;
-            let secret = device(&kit, "meter-1", Some("abcdefgh")).await;
+            let secret = device(&kit, "meter-1", Some("abcdefgh-0123456789")).await;
             assert_eq!(
                 kit.broker
                     .authenticate(&login(&kit, "meter-1", "sha256", "2", &secret))
@@ -1191,7 +1212,9 @@ mod tests {
                     "{method}"
                 );
             }
-            // No timestamp: allowed for Alibaba, and left out of the content.
+            // No timestamp: refused while the product checks the clock (a captured password
+            // would replay forever); allowed for Alibaba once it does not, and left out of
+            // the content.
             let c = content(&[("clientId", "c2"), ("deviceName", "lamp-1"), ("productKey", PK)]);
             let untimed = AuthRequest {
                 username: format!("lamp-1&{PK}"),
@@ -1199,6 +1222,12 @@ mod tests {
                 clientid: Some("c2|securemode=2,signmethod=hmacsha256|".into()),
                 ..Default::default()
             };
+            assert!(denied(kit.broker.authenticate(&untimed).await));
+            let no_clock = ProductChange {
+                max_clock_skew_seconds: Some(None),
+                ..Default::default()
+            };
+            kit.products.change(&admin(), PK, no_clock).await.unwrap();
             assert_eq!(kit.broker.authenticate(&untimed).await, Decision::Allow);
             for broken in ["c2", "c2|securemode=2,signmethod=hmacsha256", "c2|signmethod=nope|"] {
                 let mut r = login(&kit, "lamp-1", "hmacsha1", "2", &secret);
@@ -1303,6 +1332,28 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(kit.broker.authenticate(&login_as_publisher).await, Decision::Allow);
+        }
+
+        #[tokio::test]
+        async fn no_api_key_or_ha1_device_reaches_an_activation_topic() {
+            let kit = Kit::with_policy(|p| {
+                p.acl.api_key = vec![acl::AclRule {
+                    pattern: "#".into(),
+                    access: vec![Access::Read, Access::Subscribe],
+                }]
+            })
+            .await;
+            kit.api_key("svc-wide", "acme").await;
+            let ask = |topic: &'static str| AclRequest {
+                username: "svc-wide",
+                clientid: Some("c"),
+                topic,
+                access: &[Access::Subscribe],
+            };
+            assert_eq!(kit.broker.authorize(&ask("anything/else")).await, Decision::Allow);
+            for topic in ["/ext/session/pk0000000001/d/thing/activate/info", "/ext/session/#", "#"] {
+                assert!(denied(kit.broker.authorize(&ask(topic)).await), "{topic}");
+            }
         }
 
         #[tokio::test]

@@ -150,6 +150,7 @@ impl Issuer {
             certificate_pem: issued.pem,
             not_before: issued.not_before,
             not_after: issued.not_after,
+            device: None,
         };
         self.queue
             .insert(new, max_active, self.clock.now())

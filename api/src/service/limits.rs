@@ -28,6 +28,15 @@ impl RateLimiter {
 
     /// Takes one token for `key`, or says how many seconds until one is there.
     pub fn take(&self, key: &str) -> Result<(), Error> {
+        self.bucket(key, true)
+    }
+
+    /// Whether `key` has a token left, without taking it.
+    pub fn check(&self, key: &str) -> Result<(), Error> {
+        self.bucket(key, false)
+    }
+
+    fn bucket(&self, key: &str, take: bool) -> Result<(), Error> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -42,7 +51,9 @@ impl RateLimiter {
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(capacity);
         *at = now;
         if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            if take {
+                *tokens -= 1.0;
+            }
             return Ok(());
         }
         let wait = ((1.0 - *tokens) / per_second).ceil().max(1.0);

@@ -90,6 +90,8 @@ pub enum RegisterRefusal {
 /// What a dynamic registration sends.
 #[derive(Debug, Default)]
 pub struct Registration {
+    /// Who is asking: failed registrations are limited per product and address.
+    pub peer: Option<std::net::IpAddr>,
     pub product_key: String,
     pub device_name: String,
     pub random: String,
@@ -509,9 +511,28 @@ impl ProductService {
         if ProductKey::parse(&r.product_key).is_err() || DeviceKey::parse(&r.device_name).is_err() {
             return Err(RegisterRefusal::Denied);
         }
+        // Only failures count, per product and address: product keys are public, so a
+        // limit anyone can spend would let anyone block a product's registrations.
+        let limit_key = format!(
+            "{}|{}",
+            r.product_key,
+            r.peer.map(|p| p.to_string()).unwrap_or_default()
+        );
         self.registrations
-            .take(&r.product_key)
+            .check(&limit_key)
             .map_err(|_| RegisterRefusal::RateLimited)?;
+        let outcome = self.try_register(r, method).await;
+        if outcome == Err(RegisterRefusal::Denied) {
+            let _ = self.registrations.take(&limit_key);
+        }
+        outcome
+    }
+
+    async fn try_register(
+        &self,
+        r: &Registration,
+        method: SignMethod,
+    ) -> Result<(String, String, String), RegisterRefusal> {
         let unavailable = |e: StorageError| match e {
             StorageError::NotFound => RegisterRefusal::Denied,
             other => {

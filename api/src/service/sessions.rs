@@ -44,6 +44,18 @@ pub struct SignedIn {
     pub session: Session,
 }
 
+/// The address a lockout applies to: an IPv4 address, or the /64 of an IPv6 one (a host
+/// can pick any address of its /64).
+fn network(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 /// Failed attempts per key (`user:{name}`, `ip:{addr}`) within the window.
 #[derive(Default)]
 struct Attempts(Mutex<HashMap<String, (u32, Instant)>>);
@@ -71,8 +83,9 @@ impl Attempts {
             return Err(secs);
         }
         if map.len() >= MAX_TRACKED {
-            // Still full of live entries: refuse rather than forget someone's failures.
-            return Err(60);
+            // Full of live entries: forget those that are not locked out (a flood of fresh
+            // names or addresses must not lock everyone out), keep the lockouts.
+            map.retain(|_, (n, _)| *n >= MAX_FAILURES);
         }
         for k in keys {
             map.entry(k.clone()).or_insert((0, Instant::now())).0 += 1;
@@ -111,7 +124,7 @@ impl SessionService {
     pub async fn login(&self, username: &str, password: String, peer: Option<IpAddr>) -> Result<SignedIn, Error> {
         let keys = vec![
             format!("user:{username}"),
-            format!("ip:{}", peer.map(|p| p.to_string()).unwrap_or_default()),
+            format!("ip:{}", peer.map(network).unwrap_or_default()),
         ];
         self.attempts
             .begin(&keys)

@@ -428,3 +428,42 @@ async fn one_enterprise_cannot_issue_and_revoke_without_bound() {
     assert_eq!(r.status, 201);
     assert_eq!(create(app.admin.clone()).await.status, 201);
 }
+
+#[actix_web::test]
+async fn a_json_array_never_fills_an_objects_fields_and_fleetcas_own_names_are_reserved() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post(
+            "/api/v4/manage/users/",
+            &app.admin,
+            json!(["svc-array", true, null, null, null]),
+        )
+        .await;
+    assert_problem(&r, 400);
+    assert_eq!(
+        app.get("/api/v4/manage/users/?search=svc-array", &app.admin).await.body["count"],
+        0
+    );
+    let r = app
+        .post(
+            "/api/v4/manage/users/",
+            &app.admin,
+            json!({"username": "fleetca-activation", "is_service_account": true}),
+        )
+        .await;
+    assert_field_error(&r, "username");
+    let (key, _) = app.user("svc-null", true, "acme", None).await;
+    let cert = app.certificate(&key, "null body").await;
+    let id = cert["id"].as_str().unwrap();
+    let r = app
+        .send_raw(
+            "POST",
+            &format!("/api/v4/manage/mqtt-certificates/{id}/revoke/"),
+            Some(&app.admin),
+            "application/json",
+            b"null".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["reason"], "unspecified");
+}

@@ -112,7 +112,10 @@ async fn bad_product_input_is_refused_by_field_and_nothing_is_written() {
     .await;
     for (body, field) in [
         (json!({"device_key": "a&b"}), "device_key"),
-        (json!({"device_key": "d-1", "device_secret": "short"}), "device_secret"),
+        (
+            json!({"device_key": "d-1", "device_secret": "only-15-chars-x"}),
+            "device_secret",
+        ),
         (json!({"device_key": "d-1", "description": "a\u{0}"}), "description"),
     ] {
         let r = app
@@ -184,7 +187,7 @@ async fn an_enos_device_connects_with_its_secret_until_disabled() {
         .post(
             &format!("/api/v4/manage/products/{PK}/devices/"),
             &app.admin,
-            json!({"device_key": "meter-1", "device_secret": "abcdefgh-given"}),
+            json!({"device_key": "meter-1", "device_secret": "abcdefgh-given-0123"}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -193,7 +196,7 @@ async fn an_enos_device_connects_with_its_secret_until_disabled() {
     let ts = chrono::Utc::now().timestamp_millis().to_string();
     let clientid = format!("c1|securemode=2,signmethod=sha256,timestamp={ts}|");
     let username = format!("meter-1&{PK}");
-    let password = enos_password("c1", "meter-1", &ts, "abcdefgh-given");
+    let password = enos_password("c1", "meter-1", &ts, "abcdefgh-given-0123");
     assert_eq!(broker_auth(&app, &username, &clientid, &password).await, 200);
     assert_eq!(
         broker_auth(&app, &username, &clientid, "0".repeat(64).as_str()).await,
