@@ -233,6 +233,15 @@ impl Config {
             bootstrap_token: env_secret("FLEETCA_BOOTSTRAP_TOKEN"),
             data_dir,
         };
+        if let Some(mqtt) = &config.mqtt
+            && !mqtt.username.starts_with(crate::domain::Username::RESERVED_PREFIX)
+        {
+            return Err(format!(
+                "mqtt_username {:?} must start with {:?}, a prefix no user may take",
+                mqtt.username,
+                crate::domain::Username::RESERVED_PREFIX
+            ));
+        }
         if config.crl_refresh_hours == 0 || config.crl_refresh_hours >= config.crl_validity_hours {
             return Err("crl_refresh_hours must be at least 1 and less than crl_validity_hours".into());
         }
@@ -320,6 +329,31 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn the_activation_publisher_must_use_a_reserved_name() {
+        let dir = std::env::temp_dir().join(format!("fleetca-cfg-mqtt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fleetca.toml");
+        std::fs::write(
+            &file,
+            "mqtt_url = \"mqtt://127.0.0.1:1883\"\nmqtt_username = \"svc-x\"\n",
+        )
+        .unwrap();
+        let err = Config::resolve(&Overrides {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("fleetca-"), "{err}");
+        std::fs::write(&file, "mqtt_url = \"mqtt://127.0.0.1:1883\"\n").unwrap();
+        let ok = Config::resolve(&Overrides {
+            config: Some(file),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.mqtt.unwrap().username, "fleetca-activation");
     }
 
     #[test]
