@@ -168,6 +168,7 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(0),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType("application/json"),
+            StatusCode::UNAUTHORIZED => ApiError::Service(service::Error::Unauthenticated),
             s if s.is_server_error() => ApiError::Service(service::Error::Internal(format!("status {s}"))),
             s => ApiError::BadRequest(format!(
                 "The request failed: {}.",
@@ -201,16 +202,23 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Marks an error response whose format a protocol prescribes (EST's plain text), which
+/// [`problemize`] must leave alone.
+#[derive(Clone, Copy, Debug)]
+pub struct Deliberate;
+
 /// Turns any error response that is not yet problem+json (from actix itself or a library)
 /// into one, with the same words as our own, so clients see one error format everywhere.
 pub fn problemize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>>
 where
     B: MessageBody,
 {
-    // Our own answers (problem+json, or a JSON body such as /readyz's) stay as they are.
-    let ours = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"application/json")
-    });
+    // Our own answers (problem+json, a JSON body such as /readyz's, or one a protocol
+    // prescribes, marked `Deliberate`) stay as they are.
+    let ours = res.response().extensions().get::<Deliberate>().is_some()
+        || res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"application/json")
+        });
     if ours {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

@@ -147,6 +147,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         certificates: services.certificates,
         devices: services.devices,
         products: services.products,
+        est: services.est,
         overview: services.overview,
         tokens: services.tokens,
         broker: services.broker,

@@ -23,6 +23,7 @@ pub struct AppState {
     pub certificates: CertificateService,
     pub devices: DeviceService,
     pub products: ProductService,
+    pub est: crate::service::est::EstService,
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,
     pub changes: Arc<Changes>,

@@ -28,6 +28,8 @@ CHECKS = [
     "response_schema_conformance",
     "response_headers_conformance",
 ]
+# Operations left out on purpose (EST simpleenroll, with and without a label).
+EXCLUDED_OPERATIONS = 2
 
 
 @dataclass
@@ -318,8 +320,12 @@ def check(
     config = workdir / "schemathesis.toml"
     config.write_text(config_toml(server, seed(server), max_examples, report_dir), encoding="utf-8")
 
+    # EST's enrollment takes a base64 DER PKCS#10 as `application/pkcs10`, a media type
+    # schemathesis cannot serialize ("Serialization not possible"); tests/tests/e2e/est.rs
+    # drives it with curl and openssl instead. EST's cacerts and csrattrs stay in.
     cmd = [st, "--config-file", str(config), "run", f"{server.url}/api/openapi.json", "--no-color",
-           "--phases", "examples,coverage,fuzzing,stateful", "--checks", ",".join(CHECKS + extra_checks)]
+           "--phases", "examples,coverage,fuzzing,stateful", "--checks", ",".join(CHECKS + extra_checks),
+           "--exclude-path-regex", "simpleenroll"]
     if seed_value is not None:
         cmd += ["--seed", str(seed_value)]
     print("$ FLEETCA_CONFORMANCE_TOKEN=... " + " ".join(cmd).replace(str(workdir) + "/", ""), flush=True)
@@ -377,7 +383,8 @@ def check(
         report.failures.append("error: " + json.dumps(error)[:3000])
     if returncode != 0 and not report.failures:
         report.failures.append(f"schemathesis exited with {returncode} (see its output above)")
-    if report.operations_tested < report.operations_total:
+    # Every operation but the excluded ones (EST's two simpleenroll paths, see above).
+    if report.operations_tested < report.operations_total - EXCLUDED_OPERATIONS:
         report.failures.append(
             f"schemathesis tested {report.operations_tested} of {report.operations_total} operations"
         )

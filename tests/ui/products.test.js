@@ -185,7 +185,7 @@ test('adding a device shows its generated secret once, and the copy button copie
   assert.match(await page.getByTestId('error').textContent(), /already exists/);
   await page.getByTestId('product-device-key').fill('lamp-003');
   await page.getByTestId('product-device-secret-set').check();
-  await page.getByTestId('product-device-secret-input').fill('has a space');
+  await page.getByTestId('product-device-secret-input').fill('has a space in this secret');
   await page.getByTestId('product-device-create').click();
   assert.match(await page.getByTestId('field-errors').textContent(), /^Device secret: /);
   assert.deepEqual((await devicesOf(PK)).results.map((d) => d.device_key), ['lamp-001', 'lamp-002']);
@@ -226,7 +226,7 @@ test('a bulk CSV with bad lines reports them by CSV line and writes nothing; fix
   const errors = page.getByTestId('product-bulk-error');
   assert.deepEqual(await errors.evaluateAll((rows) => rows.map((r) => r.dataset.line)), ['2', '4', '5']);
   assert.match(await errors.nth(0).textContent(), /^2bulk-01description.*control characters/);
-  assert.match(await errors.nth(1).textContent(), /^4bulk-02device_secret.*8 to 128/);
+  assert.match(await errors.nth(1).textContent(), /^4bulk-02device_secret.*16 to 128/);
   assert.match(await errors.nth(2).textContent(), /^5bad key!device_key/);
   assert.match(await page.getByTestId('product-bulk-report').textContent(), /3 lines have problems\. Nothing was written\./);
   await screenshot(page, 'product-devices-bulk-error');
@@ -238,7 +238,7 @@ test('a bulk CSV with bad lines reports them by CSV line and writes nothing; fix
     'device_key,device_secret,description',
     'bulk-01,,"first, fixed"',
     '',
-    'bulk-02,long-enough-1,second',
+    'bulk-02,long-enough-secret-1,second',
     'meter:05@site,,third',
     'bulk-04,a-long-enough-secret,"with, a comma"',
   ].join('\r\n');

@@ -415,8 +415,8 @@ async function renderProduct(root, ctx, productKey) {
   const description = h('input', { name: 'description', maxlength: 500, 'data-testid': 'product-device-description' });
   const secretMode = uid('secret');
   const radios = ['generate', 'set'].map((v) => h('input', { type: 'radio', name: secretMode, value: v, checked: v === 'generate', 'data-testid': `product-device-secret-${v}` }));
-  const secret = h('input', { name: 'device_secret', type: 'text', autocomplete: 'new-password', minlength: 8, maxlength: 128, spellcheck: 'false', class: 'mono', 'data-testid': 'product-device-secret-input' });
-  const secretRow = field('Device secret', secret, '8–128 printable ASCII characters, no spaces');
+  const secret = h('input', { name: 'device_secret', type: 'text', autocomplete: 'new-password', minlength: 16, maxlength: 128, spellcheck: 'false', class: 'mono', 'data-testid': 'product-device-secret-input' });
+  const secretRow = field('Device secret', secret, '16–128 printable ASCII characters, no spaces');
   const syncSecret = () => {
     const set = radios[1].checked;
     secretRow.hidden = !set;

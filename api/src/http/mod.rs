@@ -5,6 +5,7 @@ pub mod auth;
 pub mod broker;
 pub mod certificates;
 pub mod devices;
+pub mod est;
 pub mod extract;
 pub mod openapi;
 pub mod overview;
@@ -42,6 +43,7 @@ pub fn routes() -> Routes {
     let mut all = Routes::new();
     all.extend(broker::routes());
     all.extend(public::routes());
+    all.extend(est::routes());
     all.extend(users::routes());
     all.extend(certificates::routes());
     all.extend(devices::routes());

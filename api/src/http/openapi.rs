@@ -11,7 +11,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::PROBLEM_JSON;
-use crate::http::{auth, broker, certificates, devices, overview, products, public, users};
+use crate::http::{auth, broker, certificates, devices, est, overview, products, public, users};
 
 fn problems(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
     statuses
@@ -106,6 +106,7 @@ impl IntoResponses for BrokerProblems {
         products::create_device, products::bulk_devices, products::list_devices, products::get_device,
         products::patch_device, products::delete_device, products::rotate_device_secret, products::reset_activation,
         products::register,
+        est::cacerts, est::cacerts_labelled, est::csrattrs, est::csrattrs_labelled, est::simpleenroll, est::simpleenroll_labelled,
         auth::login, auth::logout, auth::me, auth::password, overview::stats, overview::ca, overview::settings,
         broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
     ),
@@ -121,6 +122,7 @@ impl IntoResponses for BrokerProblems {
         (name = "auth", description = "Browser sign-in for human users (the admin UI)"),
         (name = "overview", description = "Counts, CA facts and settings for the admin UI"),
         (name = "pki", description = "CA certificate and revocation list"),
+        (name = "est", description = "Enrollment over Secure Transport (RFC 7030): base64 DER in and out, plain-text errors"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

@@ -15,6 +15,8 @@ use crate::domain::{CertificateName, ServerCertRequest, ValidityHours};
 
 /// At most this many active client certificates per API key.
 pub const MAX_ACTIVE_PER_KEY: u64 = 10;
+/// At most this many active certificates per device: the current one and its renewal.
+pub const MAX_ACTIVE_PER_DEVICE: u64 = 2;
 
 /// The kinds of certificate fleetca stores.
 pub mod kind {
@@ -22,6 +24,8 @@ pub mod kind {
     pub const CLIENT: &str = "client";
     /// A broker's TLS server certificate.
     pub const SERVER: &str = "server";
+    /// A device's certificate (enrolled over EST).
+    pub const DEVICE: &str = "device";
 }
 
 /// Where a client certificate's key comes from.
@@ -106,6 +110,53 @@ impl Issuer {
             certificate,
             private_key_pem,
         })
+    }
+
+    /// Issues a device certificate for a CSR's key (see `fleetca_ca::DeviceProfile`).
+    pub async fn issue_device(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        key: fleetca_ca::PublicKey,
+        validity: chrono::Duration,
+    ) -> Result<Certificate, Error> {
+        let profile = fleetca_ca::DeviceProfile {
+            device_id,
+            tenant,
+            enterprise: tenant,
+            validity,
+            crl_url: &self.crl_url,
+        };
+        let issued = self.ca.issue_device(&profile, &key, self.clock.now())?;
+        let new = NewCertificate {
+            name: format!("{tenant}/{device_id}"),
+            kind: kind::DEVICE.to_owned(),
+            api_key_id: None,
+            enterprise: tenant.to_owned(),
+            serial: issued.serial_hex,
+            fingerprint: issued.fingerprint,
+            certificate_pem: issued.pem,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            device: Some(format!("{tenant}/{device_id}")),
+        };
+        let cert = self
+            .queue
+            .insert(new, Some(MAX_ACTIVE_PER_DEVICE), self.clock.now())
+            .await
+            .map_err(|e| match e {
+                StorageError::LimitReached => Error::Conflict(format!(
+                    "This device already has {MAX_ACTIVE_PER_DEVICE} active certificates; revoke one first."
+                )),
+                other => other.into(),
+            })?;
+        tracing::info!(certificate_id = %cert.id, serial = %cert.serial, %tenant, %device_id, "device certificate issued");
+        Ok(cert)
+    }
+
+    /// The DER of the CA certificate.
+    pub fn ca_certificate_der(&self) -> &[u8] {
+        self.ca.certificate_der()
     }
 
     /// Issues a broker's TLS server certificate with a new key.

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod crl;
 pub mod devices;
 pub mod error;
+pub mod est;
 pub mod hashing;
 pub mod issuer;
 pub mod limits;
@@ -68,6 +69,7 @@ pub struct Services {
     pub products: products::ProductService,
     pub sessions: sessions::SessionService,
     pub overview: overview::OverviewService,
+    pub est: est::EstService,
 }
 
 impl Services {
@@ -128,11 +130,12 @@ impl Services {
             devices: devices::DeviceService::new(store.clone(), master.clone(), changes.clone(), clock.clone()),
             products: products::ProductService::new(
                 store.clone(),
-                master,
+                master.clone(),
                 changes.clone(),
                 clock.clone(),
                 registrations_per_minute,
             ),
+            est: est::EstService::new(store.clone(), master.clone(), tokens.clone(), issuer.clone()),
             overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl),
             issuer,
             tokens,

@@ -5,6 +5,7 @@
 
 mod certificates;
 mod crash;
+mod est;
 mod mosquitto;
 mod restart;
 mod tls;
