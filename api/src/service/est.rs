@@ -134,3 +134,89 @@ impl EstService {
         Ok(issued.certificate)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DeviceCredential, DeviceId, Secret, Tenant};
+    use crate::service::devices::DeviceInput;
+    use crate::service::testing::{Kit, admin};
+
+    fn csr(cn: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.serialize_request(&key).unwrap().der().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_device_enrolls_with_its_password_for_its_own_name_only() {
+        let kit = Kit::new().await;
+        let input = DeviceInput {
+            tenant: Tenant::parse("acme").unwrap(),
+            device_id: DeviceId::parse("meter-1").unwrap(),
+            realm: None,
+            description: None,
+            credential: DeviceCredential::Password(Secret::new("device-password")),
+        };
+        kit.devices.create(&admin(), input).await.unwrap();
+        let cert = kit
+            .est
+            .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"))
+            .await
+            .unwrap();
+        assert_eq!(cert.kind, "device");
+        assert_eq!(cert.device.as_deref(), Some("acme/meter-1"));
+        assert!(matches!(
+            kit.est.enroll_device("acme", "meter-1", "wrong", &csr("meter-1")).await,
+            Err(EnrollError::Unauthenticated)
+        ));
+        assert!(matches!(
+            kit.est
+                .enroll_device("acme", "meter-9", "device-password", &csr("meter-9"))
+                .await,
+            Err(EnrollError::Unauthenticated)
+        ));
+        assert!(matches!(
+            kit.est
+                .enroll_device("acme", "meter-1", "device-password", &csr("meter-2"))
+                .await,
+            Err(EnrollError::Forbidden(_))
+        ));
+        assert!(matches!(
+            kit.est
+                .enroll_device("acme", "meter-1", "device-password", b"junk")
+                .await,
+            Err(EnrollError::BadRequest(_))
+        ));
+        // The second is its renewal; a third is refused.
+        kit.est
+            .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            kit.est
+                .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"))
+                .await,
+            Err(EnrollError::Service(Error::Conflict(_)))
+        ));
+        assert!(kit.est.cacerts().unwrap().len() > 100);
+    }
+
+    #[tokio::test]
+    async fn an_api_key_enrolls_only_its_own_name() {
+        let kit = Kit::new().await;
+        let (key, _) = kit.api_key("svc-est", "acme").await;
+        let caller = crate::domain::Principal::from_user(&key);
+        let cert = kit.est.enroll_api_key(&caller, &csr("svc-est")).await.unwrap();
+        assert_eq!(cert.api_key_id, Some(key.id));
+        assert!(matches!(
+            kit.est.enroll_api_key(&caller, &csr("svc-other")).await,
+            Err(EnrollError::Forbidden(_))
+        ));
+        assert!(matches!(
+            kit.est.enroll_api_key(&admin(), &csr("root")).await,
+            Err(EnrollError::Forbidden(_))
+        ));
+    }
+}

@@ -214,6 +214,7 @@ pub(crate) mod testing {
         pub certificates: CertificateService,
         pub devices: DeviceService,
         pub products: super::products::ProductService,
+        pub est: super::est::EstService,
         pub sessions: SessionService,
     }
 
@@ -287,6 +288,7 @@ pub(crate) mod testing {
                 certificates: services.certificates,
                 devices: services.devices,
                 products: services.products,
+                est: services.est,
                 sessions: services.sessions,
             }
         }
