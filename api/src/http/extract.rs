@@ -143,6 +143,43 @@ fn join_path(path: &str, field: &str) -> String {
     }
 }
 
+/// Largest body of a bulk request.
+pub const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A bulk request's body: a JSON array of 1 to `max` rows, each parsed into `B` and
+/// validated into `I`, with every row's problems keyed `{row}.{field}` (row = 0-based index).
+pub async fn bulk_rows<B, I>(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    max: usize,
+    validate: impl Fn(B) -> Result<I, FieldErrors>,
+) -> Result<Vec<I>, ApiError>
+where
+    B: DeserializeOwned,
+{
+    require_json(req)?;
+    let body = read_body(payload, BULK_BODY_LIMIT).await?;
+    let rows: Vec<serde_json::Value> = parse_json(&body)?;
+    if rows.is_empty() || rows.len() > max {
+        return Err(ApiError::field("body", format!("send a JSON array of 1 to {max} rows")));
+    }
+    let mut problems = crate::domain::Problems::new();
+    let mut inputs = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        let parsed = serde_json::from_value::<B>(row).map_err(|e| {
+            let mut f = FieldErrors::new();
+            f.insert("row".into(), vec![e.to_string()]);
+            f
+        });
+        match parsed.and_then(&validate) {
+            Ok(input) => inputs.push(input),
+            Err(row_errors) => problems.nest(&i.to_string(), row_errors),
+        }
+    }
+    problems.finish()?;
+    Ok(inputs)
+}
+
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "fleetca_session";
 

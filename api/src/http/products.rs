@@ -15,7 +15,7 @@ use crate::domain::{
     clock_skew, query_text, sign_secret,
 };
 use crate::error::ApiError;
-use crate::http::extract::{ApiJson, Caller, Manager, parse_json, read_body, require_json};
+use crate::http::extract::{ApiJson, Caller, Manager, bulk_rows};
 use crate::http::openapi::{ReadProblems, WriteProblems};
 use crate::http::{PageOf, route, secret_json};
 use crate::service::Error;
@@ -26,7 +26,6 @@ use crate::state::AppState;
 
 /// Most devices in one bulk request.
 pub const MAX_BULK: usize = 10_000;
-const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 pub fn routes() -> super::Routes {
     vec![
@@ -508,29 +507,7 @@ pub async fn bulk_devices(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let key = product_key(&path)?;
-    require_json(&req)?;
-    let body = read_body(&mut payload, BULK_BODY_LIMIT).await?;
-    let rows: Vec<serde_json::Value> = parse_json(&body)?;
-    if rows.is_empty() || rows.len() > MAX_BULK {
-        return Err(ApiError::field(
-            "body",
-            format!("send a JSON array of 1 to {MAX_BULK} devices"),
-        ));
-    }
-    let mut problems = Problems::new();
-    let mut inputs = Vec::with_capacity(rows.len());
-    for (i, row) in rows.into_iter().enumerate() {
-        let parsed = serde_json::from_value::<SignDeviceBody>(row).map_err(|e| {
-            let mut f = FieldErrors::new();
-            f.insert("row".into(), vec![e.to_string()]);
-            f
-        });
-        match parsed.and_then(validate_device) {
-            Ok(input) => inputs.push(input),
-            Err(row_errors) => problems.nest(&i.to_string(), row_errors),
-        }
-    }
-    problems.finish()?;
+    let inputs = bulk_rows(&req, &mut payload, MAX_BULK, validate_device).await?;
     let created = state.products.bulk_devices(&caller, &key, inputs).await?;
     Ok(secret_json(
         StatusCode::CREATED,
