@@ -2,7 +2,7 @@
 //! only what they need (the store, the master key, the CA) and go through the same service
 //! calls as the API, with the same effects.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,37 +129,9 @@ impl SettingsArgs {
     }
 }
 
-/// Writes `contents` to `path` through a new file in the same directory, created with
-/// `mode` (so a private key is never readable by others, even for an instant, whatever
-/// file was there before), then renamed over `path`.
+/// Writes `contents` to `path` with `mode` (see `service::files::replace`).
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = opts.open(&tmp).map_err(err)?;
-    let written = f
-        .write_all(contents.as_bytes())
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    Ok(())
+    crate::service::files::replace(path, contents.as_bytes(), mode).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn field_errors(e: crate::service::Error) -> String {

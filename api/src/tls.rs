@@ -122,9 +122,11 @@ impl Source {
                     return certified_key(&cert, &key);
                 }
                 let (cert, key) = issuer.issue_server(request).await.map_err(|e| e.to_string())?;
-                write_private(&key_path, key.as_bytes())?;
-                std::fs::write(&cert_path, cert.certificate_pem.as_bytes())
-                    .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+                let write = |path: &Path, bytes: &[u8], mode| {
+                    crate::service::files::replace(path, bytes, mode).map_err(|e| format!("{}: {e}", path.display()))
+                };
+                write(&key_path, key.as_bytes(), 0o600)?;
+                write(&cert_path, cert.certificate_pem.as_bytes(), 0o644)?;
                 tracing::info!(path = %cert_path.display(), serial = %cert.serial, "issued the HTTPS listener's certificate");
                 certified_key(cert.certificate_pem.as_bytes(), key.as_bytes())
             }
@@ -141,24 +143,6 @@ impl Source {
             Source::Own { .. } => None,
         }
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Builds the listener's rustls configuration and keeps its certificate fresh: the

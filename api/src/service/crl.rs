@@ -284,7 +284,7 @@ impl CrlPublisher {
         };
         let path = path.clone();
         let body = pem.to_owned();
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, body.as_bytes()))
+        let written = tokio::task::spawn_blocking(move || super::files::replace(&path, body.as_bytes(), 0o644))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| format!("writing the CRL file failed: {e}")));
@@ -346,22 +346,3 @@ impl CrlPublisher {
 
 /// How soon a failed CRL publication is retried.
 const RETRY: StdDuration = StdDuration::from_secs(10);
-
-fn write_atomically(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("crl")
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(body)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}

@@ -18,6 +18,7 @@ pub mod crl;
 pub mod devices;
 pub mod error;
 pub mod est;
+pub mod files;
 pub mod hashing;
 pub mod issuer;
 pub mod limits;
