@@ -89,6 +89,10 @@ pub struct FileSettings {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub tls_dns_names: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub renewal_window_percent: Option<u32>,
+    pub renew_after_expiry_days: Option<u32>,
+    pub renewal_grace_hours: Option<f64>,
     pub acl: Option<AclConfig>,
 }
 
@@ -128,6 +132,10 @@ pub struct Config {
     pub mqtt: Option<MqttSettings>,
     /// The HTTPS listener, beside the plain one; none by default.
     pub tls: Option<TlsSettings>,
+    /// Proxies (CIDRs) whose `X-SSL-Client-Cert` header is believed; none by default.
+    pub trusted_proxies: Vec<IpNet>,
+    /// When certificates may renew themselves, and the grace of the old ones.
+    pub renewal: crate::service::renewal::RenewalPolicy,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -180,14 +188,23 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()]),
         };
-        let broker_allow = broker_allow
-            .iter()
-            .map(|c| {
-                c.parse::<IpNet>()
-                    .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("broker_allow: {c:?} is not a CIDR such as 10.0.0.0/8 or an IP address"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let broker_allow = cidrs("broker_allow", &broker_allow)?;
+        let trusted_proxies = cidrs("trusted_proxies", &file.trusted_proxies.clone().unwrap_or_default())?;
+        let grace_hours = file.renewal_grace_hours.unwrap_or(24.0);
+        if !(0.0..=8760.0).contains(&grace_hours) {
+            return Err("renewal_grace_hours must be from 0 to 8760".into());
+        }
+        let window_percent = file.renewal_window_percent.unwrap_or(33);
+        if !(1..=100).contains(&window_percent) {
+            return Err("renewal_window_percent must be from 1 to 100".into());
+        }
+        let renewal = crate::service::renewal::RenewalPolicy {
+            window_percent,
+            after_expiry: file
+                .renew_after_expiry_days
+                .map(|d| chrono::Duration::days(i64::from(d.min(3650)))),
+            grace: chrono::Duration::milliseconds((grace_hours * 3_600_000.0) as i64),
+        };
         let config = Config {
             broker_allow,
             broker_secret: env_secret("FLEETCA_BROKER_SECRET"),
@@ -211,6 +228,8 @@ impl Config {
                     .unwrap_or_else(|| MqttSettings::DEFAULT_USERNAME.into()),
             }),
             acl: file.acl.unwrap_or_default(),
+            trusted_proxies,
+            renewal,
             listen,
             database_url,
             database_max_connections: args
@@ -286,6 +305,16 @@ impl Config {
             reload_command: self.crl_reload_command.clone(),
         }
     }
+}
+
+fn cidrs(setting: &str, list: &[String]) -> Result<Vec<IpNet>, String> {
+    list.iter()
+        .map(|c| {
+            c.parse::<IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{setting}: {c:?} is not a CIDR such as 10.0.0.0/8 or an IP address"))
+        })
+        .collect()
 }
 
 fn sqlite_url(data_dir: &Path) -> String {

@@ -289,6 +289,12 @@ impl DeviceCredential {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValidityHours(i64);
 
+impl Default for ValidityHours {
+    fn default() -> Self {
+        Self(Self::MIN)
+    }
+}
+
 impl ValidityHours {
     pub const MIN: i64 = 8760;
     pub const MAX: i64 = 87600;

@@ -120,6 +120,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         certificate_changes_per_minute: config.enterprise_certificate_changes_per_minute,
         registrations_per_minute: config.registrations_per_minute,
         activations,
+        renewal: config.renewal,
     })
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
@@ -132,6 +133,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
                 settings,
                 &ca_for_tls,
                 services.issuer.clone(),
+                config.renewal.after_expiry.is_some(),
                 &config.data_dir,
                 &config.public_host(),
             )
@@ -148,6 +150,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         devices: services.devices,
         products: services.products,
         est: services.est,
+        claims: services.claims,
+        renewal: services.renewal,
         overview: services.overview,
         tokens: services.tokens,
         broker: services.broker,
@@ -170,6 +174,7 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
     let listen = state.config.listen;
     let tls = state.tls.take().zip(state.config.tls.as_ref().map(|t| t.listen));
     state.changes.spawn();
+    state.renewal.spawn();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()

@@ -24,6 +24,8 @@ pub struct AppState {
     pub devices: DeviceService,
     pub products: ProductService,
     pub est: crate::service::est::EstService,
+    pub claims: crate::service::claims::ClaimService,
+    pub renewal: Arc<crate::service::renewal::RenewalService>,
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,
     pub changes: Arc<Changes>,

@@ -16,11 +16,15 @@ use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
 use chrono::{DateTime, Utc};
 use fleetca_ca::Authority;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring::default_provider;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{RootCertStore, ServerConfig};
 
 use crate::domain::ServerCertRequest;
@@ -38,7 +42,7 @@ pub struct TlsSettings {
 }
 
 /// A client certificate that chains to fleetca's CA, as the TLS handshake verified it
-/// (DER). Not yet checked against revocation or expiry.
+/// (DER). Not yet checked against revocation or expiry (`RenewalService::usable` does).
 #[derive(Clone, Debug)]
 pub struct PeerCertificate(pub Vec<u8>);
 
@@ -48,6 +52,71 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
         && let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first())
     {
         ext.insert(PeerCertificate(leaf.to_vec()));
+    }
+}
+
+/// With `renew_after_expiry_days` set, an expired client certificate of fleetca's CA still
+/// completes the handshake — checked as of just before its notAfter, so chain and signature
+/// are verified all the same — and the request decides: only re-enrollment within the
+/// after-expiry window accepts it (`RenewalService::usable`).
+#[derive(Debug)]
+struct ExpiredToo(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for ExpiredToo {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.0.verify_client_cert(end_entity, intermediates, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            )) => {
+                let not_after = x509_parser::parse_x509_certificate(end_entity)
+                    .map(|(_, c)| c.validity().not_after.timestamp())
+                    .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+                let then = UnixTime::since_unix_epoch(Duration::from_secs(
+                    u64::try_from(not_after.saturating_sub(1)).unwrap_or(0),
+                ));
+                self.0.verify_client_cert(end_entity, intermediates, then)
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 
@@ -152,6 +221,7 @@ pub async fn server_config(
     settings: &TlsSettings,
     ca: &Authority,
     issuer: Arc<Issuer>,
+    accept_expired: bool,
     data_dir: &Path,
     public_host: &str,
 ) -> Result<ServerConfig, String> {
@@ -189,6 +259,11 @@ pub async fn server_config(
         .allow_unauthenticated()
         .build()
         .map_err(|e| format!("client certificate verifier: {e}"))?;
+    let verifier: Arc<dyn ClientCertVerifier> = if accept_expired {
+        Arc::new(ExpiredToo(verifier))
+    } else {
+        verifier
+    };
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

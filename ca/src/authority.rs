@@ -62,6 +62,36 @@ impl DeviceProfile<'_> {
     }
 }
 
+/// What a claim certificate says: CN = `fleetca-claim-{id}` (a reserved prefix no API key
+/// can have, so no broker takes it for one), O = the enterprise, OU = the tenant, and a SAN
+/// URI `urn:fleetca:claim:{tenant}:{id}`. It is good for nothing but enrolling devices of
+/// its tenant over EST.
+#[derive(Clone, Debug)]
+pub struct ClaimProfile<'a> {
+    /// The claim's id.
+    pub claim_id: &'a str,
+    /// Subject organizational unit.
+    pub tenant: &'a str,
+    /// Subject organization.
+    pub enterprise: &'a str,
+    /// Validity from `now`.
+    pub validity: Duration,
+    /// The URL of the CRL.
+    pub crl_url: &'a str,
+}
+
+impl ClaimProfile<'_> {
+    /// The subject common name.
+    pub fn common_name(&self) -> String {
+        format!("fleetca-claim-{}", self.claim_id)
+    }
+
+    /// The SAN URI that names the claim.
+    pub fn uri(&self) -> String {
+        format!("urn:fleetca:claim:{}:{}", self.tenant, self.claim_id)
+    }
+}
+
 /// What a broker's server certificate says.
 #[derive(Clone, Debug)]
 pub struct ServerProfile<'a> {
@@ -329,6 +359,12 @@ impl Authority {
         public_key: &PublicKey,
         now: DateTime<Utc>,
     ) -> Result<IssuedCertificate, CaError> {
+        if profile.device_id.len() > 64 || profile.tenant.len() > 64 || profile.enterprise.len() > 64 {
+            return Err(CaError::InvalidName(
+                "a device id or tenant longer than 64 characters cannot be a certificate's subject (RFC 5280 upper bounds)"
+                    .into(),
+            ));
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, profile.enterprise);
         dn.push(DnType::OrganizationalUnitName, profile.tenant);
@@ -337,6 +373,32 @@ impl Authority {
             .uri()
             .try_into()
             .map_err(|_| CaError::InvalidName("the device id or tenant is not ASCII".into()))?;
+        self.issue(
+            dn,
+            vec![SanType::URI(uri)],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            profile.validity,
+            profile.crl_url,
+            public_key,
+            now,
+        )
+    }
+
+    /// Issues a claim certificate (see [`ClaimProfile`]).
+    pub fn issue_claim(
+        &self,
+        profile: &ClaimProfile<'_>,
+        public_key: &PublicKey,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCertificate, CaError> {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, profile.enterprise);
+        dn.push(DnType::OrganizationalUnitName, profile.tenant);
+        dn.push(DnType::CommonName, profile.common_name());
+        let uri = profile
+            .uri()
+            .try_into()
+            .map_err(|_| CaError::InvalidName("the tenant is not ASCII".into()))?;
         self.issue(
             dn,
             vec![SanType::URI(uri)],
@@ -447,12 +509,19 @@ impl Authority {
             let compact: String = text.split_whitespace().collect();
             base64::engine::general_purpose::STANDARD.decode(compact).ok()?
         };
-        let block = pem::Pem::new("CERTIFICATE", der);
-        let (_, cert) = X509Certificate::from_der(block.contents()).ok()?;
+        self.check_issued_der(&der)
+    }
+
+    /// As [`Authority::check_issued`], for a DER certificate.
+    pub fn check_issued_der(&self, der: &[u8]) -> Option<CertificateFacts> {
+        let (rest, cert) = X509Certificate::from_der(der).ok()?;
+        if !rest.is_empty() {
+            return None;
+        }
         let (_, ca) = X509Certificate::from_der(&self.cert_der).ok()?;
         cert.verify_signature(Some(ca.public_key())).ok()?;
         Some(CertificateFacts {
-            fingerprint: fingerprint(block.contents()),
+            fingerprint: fingerprint(der),
             serial_hex: hex::encode(cert.raw_serial()),
         })
     }

@@ -21,6 +21,7 @@ mod authority;
 pub mod crl;
 pub mod csr;
 pub mod device;
+pub mod digest;
 mod error;
 pub mod est;
 mod keys;
@@ -28,7 +29,9 @@ mod seal;
 pub mod secret;
 pub mod sign;
 
-pub use authority::{Authority, CaSubject, ClientProfile, DeviceProfile, IssuedCertificate, ServerProfile};
+pub use authority::{
+    Authority, CaSubject, ClaimProfile, ClientProfile, DeviceProfile, IssuedCertificate, ServerProfile,
+};
 pub use error::CaError;
 pub use keys::{GeneratedKey, PublicKey, generate_p256};
 pub use seal::MasterKey;

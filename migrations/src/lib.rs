@@ -15,6 +15,7 @@ mod m20261122_000003_sessions;
 mod m20261122_000004_events;
 mod m20261201_000001_products;
 mod m20261201_000002_device_certificates;
+mod m20261202_000001_renewal_and_claims;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_events::Migration),
             Box::new(m20261201_000001_products::Migration),
             Box::new(m20261201_000002_device_certificates::Migration),
+            Box::new(m20261202_000001_renewal_and_claims::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ use sea_orm::{
 };
 use std::collections::HashMap;
 
+use sea_orm::sea_query::ExprTrait;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -45,6 +46,28 @@ pub struct NewCertificate {
     pub not_after: DateTime<Utc>,
     /// The device (`{tenant}/{device_id}`) of a device certificate.
     pub device: Option<String>,
+    /// The certificate this one renews, and when that one is to be revoked as superseded.
+    pub renews: Option<Renewal>,
+    /// The claim this device certificate is enrolled with: one of its uses is taken in the
+    /// same transaction, or the certificate is refused ([`StorageError::Conflict`]).
+    pub claim: Option<Uuid>,
+}
+
+/// A renewal: the old certificate stays valid until `supersede_at` (the grace in which a
+/// device that lost the answer may renew again) and counts against no limit meanwhile. A
+/// second renewal of the same old certificate within the grace revokes the first renewal
+/// at once, so a device never holds more than its limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Renewal {
+    pub old: Uuid,
+    pub supersede_at: DateTime<Utc>,
+}
+
+/// A certificate just stored, and the earlier renewal it replaced (revoked now), if any.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub certificate: Certificate,
+    pub discarded: Option<Certificate>,
 }
 
 /// Status filter of a listing.
@@ -65,8 +88,12 @@ pub struct CertificateFilter {
     pub enterprise: Option<String>,
     /// Only this API key's.
     pub api_key_id: Option<Uuid>,
-    /// Only `client` or `server`.
-    pub kind: Option<String>,
+    /// Only these kinds (`client`, `server`, `device`, `claim`); empty: any.
+    pub kinds: Vec<String>,
+    /// Only the certificates of this device (`{tenant}/{device_id}`).
+    pub device: Option<String>,
+    /// Only active certificates that expire within this long.
+    pub expiring_within: Option<chrono::Duration>,
     /// Only this status.
     pub status: Option<StatusFilter>,
     /// Name contains.
@@ -112,8 +139,17 @@ impl Store {
         if let Some(k) = filter.api_key_id {
             cond = cond.add(Column::ApiKeyId.eq(k));
         }
-        if let Some(k) = &filter.kind {
-            cond = cond.add(Column::Kind.eq(k.as_str()));
+        if !filter.kinds.is_empty() {
+            cond = cond.add(Column::Kind.is_in(filter.kinds.iter().map(String::as_str)));
+        }
+        if let Some(d) = &filter.device {
+            cond = cond.add(Column::Device.eq(d.as_str()));
+        }
+        if let Some(within) = filter.expiring_within {
+            cond = cond
+                .add(Column::RevokedAt.is_null())
+                .add(Column::NotAfter.gt(now))
+                .add(Column::NotAfter.lte(now + within));
         }
         if let Some(s) = &filter.search {
             cond = cond.add(Column::Name.contains(s.as_str()));
@@ -160,6 +196,77 @@ impl Store {
         Ok((cert, true))
     }
 
+    /// A certificate by its SHA-256 fingerprint (lowercase hex).
+    pub async fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Certificate, StorageError> {
+        Certificates::find()
+            .filter(Column::Fingerprint.eq(fingerprint))
+            .one(self.conn())
+            .await?
+            .ok_or(StorageError::NotFound)
+    }
+
+    /// Revokes every certificate of `ids` not yet revoked, in one transaction; returns those
+    /// this call revoked.
+    pub async fn revoke_certificates(
+        &self,
+        ids: &[Uuid],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Certificate>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.write_txn().await?;
+        let mut revoked = Vec::new();
+        for chunk in ids.chunks(500) {
+            let rows = Certificates::find()
+                .filter(Column::Id.is_in(chunk.to_vec()))
+                .filter(Column::RevokedAt.is_null())
+                .all(&txn)
+                .await?;
+            let fresh: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+            Certificates::update_many()
+                .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
+                .col_expr(Column::RevocationReason, sea_orm::sea_query::Expr::value(reason))
+                .filter(Column::Id.is_in(fresh))
+                .filter(Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await?;
+            revoked.extend(rows.into_iter().map(|mut c| {
+                c.revoked_at = Some(now);
+                c.revocation_reason = Some(reason.to_owned());
+                c
+            }));
+        }
+        txn.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Ids of the active certificates of a device (`{tenant}/{device_id}`).
+    pub async fn device_certificate_ids(&self, device: &str) -> Result<Vec<Uuid>, StorageError> {
+        Ok(Certificates::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::Device.eq(device))
+            .filter(Column::RevokedAt.is_null())
+            .into_tuple()
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Ids of the renewed certificates whose grace has passed (to revoke as superseded).
+    pub async fn due_supersessions(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StorageError> {
+        Ok(Certificates::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::SupersedeAt.lte(now))
+            .filter(Column::RevokedAt.is_null())
+            .limit(10_000)
+            .into_tuple()
+            .all(self.conn())
+            .await?)
+    }
+
     /// Every revocation of a certificate that has not expired before `since`.
     pub async fn revocations(&self, since: DateTime<Utc>) -> Result<Vec<Revocation>, StorageError> {
         let rows: Vec<RevocationRow> = Certificates::find()
@@ -199,6 +306,7 @@ impl Store {
             .column(Column::Fingerprint)
             .column(Column::NotAfter)
             .filter(Column::ApiKeyId.eq(api_key_id))
+            .filter(Column::SupersedeAt.is_null().or(Column::SupersedeAt.gt(now)))
             .filter(Column::Kind.eq("client"))
             .filter(Column::RevokedAt.is_null())
             .filter(Column::NotAfter.gt(now))
@@ -220,7 +328,7 @@ struct IssueJob {
     /// At most this many active certificates for the API key, counting this one.
     max_active: Option<u64>,
     now: DateTime<Utc>,
-    reply: oneshot::Sender<Result<Certificate, StorageError>>,
+    reply: oneshot::Sender<Result<Stored, StorageError>>,
 }
 
 /// The handle to the group-commit writer; cheap to clone.
@@ -240,7 +348,7 @@ impl IssueQueue {
         cert: NewCertificate,
         max_active: Option<u64>,
         now: DateTime<Utc>,
-    ) -> Result<Certificate, StorageError> {
+    ) -> Result<Stored, StorageError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(IssueJob {
@@ -276,13 +384,23 @@ async fn run_issue_queue(store: Store, mut rx: mpsc::Receiver<IssueJob>) {
     }
 }
 
-/// Writes one batch in one transaction: per-job results for the limit check, or an error
-/// for the whole batch when the transaction itself failed (then nothing was written).
+/// Writes one batch in one transaction: per-job results for the limit, renewal and claim
+/// checks, or an error for the whole batch when the transaction itself failed (then nothing
+/// was written).
 ///
-/// Three statements however large the batch: lock the API keys (PostgreSQL), count their
-/// active certificates, insert the accepted rows.
-async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Certificate, StorageError>>, StorageError> {
+/// A handful of statements however large the batch: lock the API keys (PostgreSQL), count
+/// their and the devices' active certificates (a renewed certificate in its grace counts
+/// for nothing), read the certificates being renewed, take claim uses, insert the accepted
+/// rows, mark the renewed ones.
+async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stored, StorageError>>, StorageError> {
     let txn = store.write_txn().await?;
+    let now = jobs.iter().map(|j| j.now).min().unwrap_or_else(crate::now);
+    let counted_filter = || {
+        Condition::all()
+            .add(Column::RevokedAt.is_null())
+            .add(Column::NotAfter.gt(now))
+            .add(Column::SupersedeAt.is_null())
+    };
     let mut keys: Vec<Uuid> = jobs
         .iter()
         .filter(|j| j.max_active.is_some())
@@ -301,14 +419,12 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Cert
                 .all(&txn)
                 .await?;
         }
-        let now = jobs.iter().map(|j| j.now).min().unwrap_or_else(crate::now);
         let counts: Vec<(Option<Uuid>, i64)> = Certificates::find()
             .select_only()
             .column(Column::ApiKeyId)
             .column_as(Column::Id.count(), "n")
             .filter(Column::ApiKeyId.is_in(keys))
-            .filter(Column::RevokedAt.is_null())
-            .filter(Column::NotAfter.gt(now))
+            .filter(counted_filter())
             .group_by(Column::ApiKeyId)
             .into_tuple()
             .all(&txn)
@@ -324,42 +440,106 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Cert
     devices.dedup();
     let mut device_active: HashMap<String, u64> = HashMap::new();
     if !devices.is_empty() {
-        let now = jobs.iter().map(|j| j.now).min().unwrap_or_else(crate::now);
         let counts: Vec<(Option<String>, i64)> = Certificates::find()
             .select_only()
             .column(Column::Device)
             .column_as(Column::Id.count(), "n")
             .filter(Column::Device.is_in(devices))
-            .filter(Column::RevokedAt.is_null())
-            .filter(Column::NotAfter.gt(now))
+            .filter(counted_filter())
             .group_by(Column::Device)
             .into_tuple()
             .all(&txn)
             .await?;
         device_active.extend(counts.into_iter().filter_map(|(d, n)| Some((d?, n as u64))));
     }
+    // The certificates being renewed, and their earlier renewals.
+    let mut renewed: HashMap<Uuid, Certificate> = HashMap::new();
+    let old_ids: Vec<Uuid> = jobs.iter().filter_map(|j| j.cert.renews.map(|r| r.old)).collect();
+    if !old_ids.is_empty() {
+        let olds = Certificates::find().filter(Column::Id.is_in(old_ids)).all(&txn).await?;
+        let earlier: Vec<Uuid> = olds.iter().filter_map(|c| c.renewed_by).collect();
+        renewed.extend(olds.into_iter().map(|c| (c.id, c)));
+        if !earlier.is_empty() {
+            let rows = Certificates::find().filter(Column::Id.is_in(earlier)).all(&txn).await?;
+            renewed.extend(rows.into_iter().map(|c| (c.id, c)));
+        }
+    }
+    let counts = |c: &Certificate| c.revoked_at.is_none() && c.not_after > now && c.supersede_at.is_none();
+
     let mut results = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
+    let mut discards: Vec<Uuid> = Vec::new();
+    let mut marks: Vec<(Uuid, DateTime<Utc>, Uuid)> = Vec::new();
     for job in jobs {
-        if let (Some(max), Some(key)) = (job.max_active, job.cert.api_key_id) {
-            let count = active.entry(key).or_default();
-            if *count >= max {
-                results.push(Err(StorageError::LimitReached));
+        let id = Uuid::new_v4();
+        // Counted certificates this job takes off its owner's count (the one it renews and
+        // that one's earlier renewal).
+        let mut relief = 0u64;
+        let mut discard: Option<Certificate> = None;
+        let mut mark = None;
+        if let Some(r) = job.cert.renews {
+            let Some(old) = renewed.get(&r.old).cloned() else {
+                results.push(Err(StorageError::NotFound));
+                continue;
+            };
+            if old.revoked_at.is_some() || old.supersede_at.is_some_and(|t| t <= job.now) {
+                results.push(Err(StorageError::Conflict(
+                    "the certificate is revoked or already superseded".into(),
+                )));
                 continue;
             }
-            *count += 1;
+            if counts(&old) {
+                relief += 1;
+            }
+            if let Some(earlier) = old.renewed_by.and_then(|e| renewed.get(&e))
+                && earlier.revoked_at.is_none()
+            {
+                if counts(earlier) {
+                    relief += 1;
+                }
+                discard = Some(earlier.clone());
+            }
+            mark = Some((old.id, old.supersede_at.unwrap_or(r.supersede_at), id));
         }
-        if let (Some(max), Some(device)) = (job.max_active, job.cert.device.clone()) {
-            let count = device_active.entry(device).or_default();
-            if *count >= max {
-                results.push(Err(StorageError::LimitReached));
+        let key_count = job
+            .max_active
+            .zip(job.cert.api_key_id)
+            .map(|(max, k)| (max, active.get(&k).copied().unwrap_or(0).saturating_sub(relief)));
+        let device_count = job
+            .max_active
+            .zip(job.cert.device.as_ref())
+            .map(|(max, d)| (max, device_active.get(d).copied().unwrap_or(0).saturating_sub(relief)));
+        if [key_count, device_count].into_iter().flatten().any(|(max, n)| n >= max) {
+            results.push(Err(StorageError::LimitReached));
+            continue;
+        }
+        if let Some(claim) = job.cert.claim {
+            use crate::entity::claims::{Column as ClaimCol, Entity as Claims};
+            use sea_orm::sea_query::Expr;
+            let taken = Claims::update_many()
+                .col_expr(ClaimCol::Uses, Expr::col(ClaimCol::Uses).add(1))
+                .filter(ClaimCol::Id.eq(claim))
+                .filter(ClaimCol::RevokedAt.is_null())
+                .filter(ClaimCol::ExpiresAt.gt(job.now))
+                .filter(Expr::col(ClaimCol::Uses).lt(Expr::col(ClaimCol::MaxUses)))
+                .exec(&txn)
+                .await?;
+            if taken.rows_affected == 0 {
+                results.push(Err(StorageError::Conflict(
+                    "the claim is revoked, expired or used up".into(),
+                )));
                 continue;
             }
-            *count += 1;
+        }
+        if let (Some(k), Some((_, n))) = (job.cert.api_key_id, key_count) {
+            active.insert(k, n + 1);
+        }
+        if let (Some(d), Some((_, n))) = (job.cert.device.clone(), device_count) {
+            device_active.insert(d, n + 1);
         }
         let c = job.cert.clone();
         let model = Certificate {
-            id: Uuid::new_v4(),
+            id,
             name: c.name,
             kind: c.kind,
             api_key_id: c.api_key_id,
@@ -373,13 +553,56 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Cert
             revoked_at: None,
             revocation_reason: None,
             device: c.device,
+            supersede_at: None,
+            renewed_by: None,
         };
+        // Later jobs of this batch see this one's effects.
+        if let Some((old, at, by)) = mark {
+            if let Some(o) = renewed.get_mut(&old) {
+                o.supersede_at = Some(at);
+                o.renewed_by = Some(by);
+            }
+            renewed.insert(id, model.clone());
+            marks.push((old, at, by));
+        }
+        let discarded = discard.map(|mut d| {
+            d.revoked_at = Some(job.now);
+            d.revocation_reason = Some(SUPERSEDED.into());
+            discards.push(d.id);
+            renewed.insert(d.id, d.clone());
+            d
+        });
         rows.push(ActiveModel::from(model.clone()));
-        results.push(Ok(model));
+        results.push(Ok(Stored {
+            certificate: model,
+            discarded,
+        }));
     }
     for chunk in rows.chunks(500) {
         Certificates::insert_many(chunk.to_vec()).exec(&txn).await?;
     }
+    for (old, at, by) in marks {
+        use sea_orm::sea_query::Expr;
+        Certificates::update_many()
+            .col_expr(Column::SupersedeAt, Expr::value(at))
+            .col_expr(Column::RenewedBy, Expr::value(by))
+            .filter(Column::Id.eq(old))
+            .exec(&txn)
+            .await?;
+    }
+    if !discards.is_empty() {
+        use sea_orm::sea_query::Expr;
+        Certificates::update_many()
+            .col_expr(Column::RevokedAt, Expr::value(now))
+            .col_expr(Column::RevocationReason, Expr::value(SUPERSEDED))
+            .filter(Column::Id.is_in(discards))
+            .filter(Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+    }
     txn.commit().await?;
     Ok(results)
 }
+
+/// RFC 5280's name of the reason a renewed certificate is revoked with.
+pub const SUPERSEDED: &str = "superseded";

@@ -14,6 +14,7 @@
 
 pub mod authority;
 pub mod certificates;
+pub mod claims;
 pub mod devices;
 pub mod entity;
 mod error;
@@ -35,6 +36,7 @@ use sea_orm::{
 pub use error::StorageError;
 
 pub use entity::certificates::Model as Certificate;
+pub use entity::claims::Model as Claim;
 pub use entity::devices::Model as Device;
 pub use entity::product_devices::Model as ProductDevice;
 pub use entity::products::Model as Product;

@@ -14,6 +14,7 @@ use crate::http::extract::{Admin, ApiJson, Caller, Manager};
 use crate::http::openapi::{ReadProblems, WriteProblems};
 use crate::http::{PageOf, parse_id, route, secret_json};
 use crate::service::certificates::{self as svc, CreateCertificate, Record};
+use crate::service::issuer::{KeySource, kind as svc_kind};
 use crate::state::AppState;
 
 pub fn routes() -> super::Routes {
@@ -32,6 +33,10 @@ pub fn routes() -> super::Routes {
         (
             "/api/v4/manage/mqtt-certificates/{id}/revoke",
             vec![route("POST", || web::post().to(revoke))],
+        ),
+        (
+            "/api/v4/manage/mqtt-certificates/{id}/renew",
+            vec![route("POST", || web::post().to(renew))],
         ),
         (
             "/api/v4/manage/server-certificates",
@@ -70,11 +75,46 @@ impl From<svc::Status> for Status {
     }
 }
 
+/// What a certificate is for.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An API key's MQTT client certificate.
+    Client,
+    /// A device's certificate, enrolled over EST.
+    Device,
+    /// A claim certificate: it enrolls devices of a tenant and does nothing else.
+    Claim,
+    /// A broker's TLS server certificate (admins only, under `/server-certificates/`).
+    Server,
+}
+
+impl Kind {
+    fn of(kind: &str) -> Self {
+        match kind {
+            svc_kind::DEVICE => Kind::Device,
+            svc_kind::CLAIM => Kind::Claim,
+            svc_kind::SERVER => Kind::Server,
+            _ => Kind::Client,
+        }
+    }
+}
+
 /// A certificate as the API shows it. Never a private key.
 #[derive(Serialize, ToSchema)]
 pub struct CertificateOut {
     pub id: uuid::Uuid,
     pub name: String,
+    pub kind: Kind,
+    /// The device (`{tenant}/{device_id}`) of a device certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The certificate that renewed this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewed_by: Option<uuid::Uuid>,
+    /// A renewed certificate is revoked as `superseded` at this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supersede_at: Option<DateTime<Utc>>,
     pub api_key_id: Option<uuid::Uuid>,
     /// Serial number, lowercase hex.
     pub serial: String,
@@ -99,12 +139,16 @@ impl From<Record> for CertificateOut {
 }
 
 impl CertificateOut {
-    fn new(r: Record, with_pem: bool) -> Self {
+    pub(crate) fn new(r: Record, with_pem: bool) -> Self {
         let c = r.certificate;
         Self {
             status: r.status.into(),
             id: c.id,
             name: c.name,
+            kind: Kind::of(&c.kind),
+            device: c.device,
+            renewed_by: c.renewed_by,
+            supersede_at: c.supersede_at,
             api_key_id: c.api_key_id,
             serial: c.serial,
             fingerprint: c.fingerprint,
@@ -192,6 +236,19 @@ pub struct CertificateQuery {
     pub status: Option<Status>,
     /// Name contains this.
     pub search: Option<String>,
+    /// `client` (the default), `device` or `claim`.
+    pub kind: Option<Kind>,
+    /// Only active certificates that expire within this many days (1 to 3650).
+    pub expiring_within_days: Option<i64>,
+}
+
+/// Renew a certificate.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    /// A PKCS#10 CSR (PEM, P-256) for the new certificate; required for a device
+    /// certificate. Without one, fleetca makes a new key and returns it once.
+    pub csr_pem: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -214,7 +271,7 @@ fn status_filter(s: Status) -> StatusFilter {
 }
 
 /// The reason of a revoke request: an empty body is `unspecified`.
-fn revoke_reason(req: &HttpRequest, body: &[u8]) -> Result<Reason, ApiError> {
+pub(crate) fn revoke_reason(req: &HttpRequest, body: &[u8]) -> Result<Reason, ApiError> {
     let text = std::str::from_utf8(body).unwrap_or("").trim();
     let body: RevokeBody = if text.is_empty() || text == "null" {
         RevokeBody::default()
@@ -289,10 +346,38 @@ pub async fn list(
     let q = q.into_inner();
     let page = PageRequest::parse(q.page, q.page_size)?;
     let mut problems = Problems::new();
+    let kinds = match q.kind {
+        None => Vec::new(),
+        Some(Kind::Server) => {
+            problems.add(
+                "kind",
+                "must be client, device or claim (server certificates are under /server-certificates/)",
+            );
+            Vec::new()
+        }
+        Some(k) => vec![
+            match k {
+                Kind::Device => svc_kind::DEVICE,
+                Kind::Claim => svc_kind::CLAIM,
+                _ => svc_kind::CLIENT,
+            }
+            .to_owned(),
+        ],
+    };
+    let expiring_within = match q.expiring_within_days {
+        Some(d) if (1..=3650).contains(&d) => Some(chrono::Duration::days(d)),
+        Some(_) => {
+            problems.add("expiring_within_days", "must be from 1 to 3650");
+            None
+        }
+        None => None,
+    };
     let filter = CertificateFilter {
         enterprise: None,
         api_key_id: q.api_key_id,
-        kind: None,
+        kinds,
+        device: None,
+        expiring_within,
         status: q.status.map(status_filter),
         search: q.search.and_then(|s| problems.check("search", query_text(&s))),
     };
@@ -332,6 +417,56 @@ pub async fn revoke(
     let reason = revoke_reason(&req, &body)?;
     let record = state.certificates.revoke(&caller, id, reason).await?;
     Ok(HttpResponse::Ok().json(CertificateOut::new(record, true)))
+}
+
+#[utoipa::path(
+    post, path = "/api/v4/manage/mqtt-certificates/{id}/renew/", tag = "mqtt-certificates", params(("id" = uuid::Uuid, Path)),
+    request_body(content = Option<RenewBody>, description = "Optional; without a CSR fleetca makes the new key (client certificates only)"),
+    responses(
+        (status = 201, description = "The renewal: same name and binding; the old certificate is revoked as superseded after the renewal grace. private_key_pem is shown only here", body = CreatedCertificate),
+        WriteProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn renew(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller<Manager>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "certificate")?;
+    let text = std::str::from_utf8(&body).unwrap_or("").trim();
+    let body: RenewBody = if text.is_empty() || text == "null" {
+        RenewBody::default()
+    } else {
+        crate::http::extract::require_json(&req)?;
+        if !text.starts_with('{') {
+            return Err(ApiError::BadRequest("Send the body as a JSON object.".into()));
+        }
+        crate::http::extract::parse_json(&body)?
+    };
+    let key = match body.csr_pem.as_deref() {
+        Some(pem) => KeySource::Csr(
+            CsrKey::parse(pem)
+                .map_err(|e| ApiError::field("csr_pem", e))?
+                .into_inner(),
+        ),
+        None => KeySource::Generate,
+    };
+    let issued = state.renewal.renew(&caller, id, key).await?;
+    let record = Record {
+        certificate: issued.certificate,
+        status: svc::Status::Active,
+    };
+    Ok(secret_json(
+        StatusCode::CREATED,
+        &CreatedCertificate {
+            certificate: CertificateOut::new(record, true),
+            private_key_pem: issued.private_key_pem,
+            ca_certificate_pem: state.certificates.ca_certificate_pem().to_owned(),
+        },
+    ))
 }
 
 #[utoipa::path(

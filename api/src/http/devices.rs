@@ -12,6 +12,7 @@ use crate::domain::{
     Description, DeviceCredential, DeviceId, FieldErrors, PageRequest, Problems, Realm, Tenant, query_text,
 };
 use crate::error::ApiError;
+use crate::http::certificates::{CertificateOut, RevokeBody, revoke_reason};
 use crate::http::extract::{ApiJson, Caller, Manager, bulk_rows};
 use crate::http::openapi::{ReadProblems, WriteProblems};
 use crate::http::{PageOf, route, secret_json};
@@ -45,6 +46,14 @@ pub fn routes() -> super::Routes {
         (
             "/api/v4/manage/devices/{tenant}/{device_id}/credentials",
             vec![route("PUT", || web::put().to(rotate))],
+        ),
+        (
+            "/api/v4/manage/devices/{tenant}/{device_id}/certificates",
+            vec![route("GET", || web::get().to(certificates))],
+        ),
+        (
+            "/api/v4/manage/devices/{tenant}/{device_id}/certificates/{id}/revoke",
+            vec![route("POST", || web::post().to(revoke_certificate))],
         ),
     ]
 }
@@ -337,4 +346,60 @@ pub async fn rotate(
         .rotate(&caller, &tenant, &device_id, realm, credential)
         .await?;
     Ok(secret_json(StatusCode::OK, &ProvisionedOut::from(provisioned)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceCertificateQuery {
+    pub page: Option<u64>,
+    pub page_size: Option<u64>,
+}
+
+/// The device's certificates (enrolled over EST), newest first.
+#[utoipa::path(
+    get, path = "/api/v4/manage/devices/{tenant}/{device_id}/certificates/", tag = "devices",
+    params(("tenant" = String, Path), ("device_id" = String, Path), DeviceCertificateQuery),
+    responses((status = 200, body = PageOf<CertificateOut>), ReadProblems),
+    security(("bearer" = []))
+)]
+pub async fn certificates(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller<Manager>,
+    path: web::Path<(String, String)>,
+    q: web::Query<DeviceCertificateQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, device_id) = device_path(path)?;
+    let page = PageRequest::parse(q.page, q.page_size)?;
+    let listing = state.devices.certificates(&caller, &tenant, &device_id, page).await?;
+    Ok(HttpResponse::Ok().json(PageOf::<CertificateOut>::new(&state, &req, page, listing)))
+}
+
+/// Revokes one of the device's certificates.
+#[utoipa::path(
+    post, path = "/api/v4/manage/devices/{tenant}/{device_id}/certificates/{id}/revoke/", tag = "devices",
+    params(("tenant" = String, Path), ("device_id" = String, Path), ("id" = uuid::Uuid, Path)),
+    request_body(content = Option<RevokeBody>, description = "Optional; an empty body revokes with reason `unspecified`"),
+    responses(
+        (status = 200, description = "Revoked, and a CRL listing it published; revoking again returns the same record", body = CertificateOut),
+        WriteProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke_certificate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller<Manager>,
+    path: web::Path<(String, String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, device_id, id) = path.into_inner();
+    let (tenant, device_id) = device_path(web::Path::from((tenant, device_id)))?;
+    let id = crate::http::parse_id(&id, "certificate")?;
+    let reason = revoke_reason(&req, &body)?;
+    let record = state
+        .devices
+        .revoke_certificate(&caller, &tenant, &device_id, id, reason)
+        .await?;
+    Ok(HttpResponse::Ok().json(CertificateOut::new(record, true)))
 }

@@ -1,8 +1,12 @@
-//! `/.well-known/est/` (RFC 7030): `cacerts`, `csrattrs` and `simpleenroll`, each also under
-//! a label (`/.well-known/est/{label}/…`) that names the tenant a device belongs to. Bodies
-//! and answers are base64 DER as the RFC says; errors are plain text with the status the RFC
-//! gives them (400 bad CSR, 401 with a challenge, 403 a subject the credential may not
-//! enroll).
+//! `/.well-known/est/` (RFC 7030): `cacerts`, `csrattrs`, `simpleenroll` and
+//! `simplereenroll`, each also under a label (`/.well-known/est/{label}/…`) that names the
+//! tenant a device belongs to. Bodies and answers are base64 DER as the RFC says; errors are
+//! plain text with the status the RFC gives them (400 bad CSR, 401 with a challenge, 403 a
+//! subject the credential may not enroll).
+//!
+//! The client certificate of a request is the one its TLS connection verified, or — from a
+//! `trusted_proxies` address only — the one a TLS-terminating proxy forwards in
+//! `X-SSL-Client-Cert` (nginx's `$ssl_client_escaped_cert`), checked against the CA here.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -10,12 +14,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use fleetca_ca::digest::DigestCredentials;
+use fleetca_storage::Certificate;
+
 use crate::domain::{DeviceId, Tenant};
 use crate::error::Deliberate;
 use crate::http::route;
 use crate::service::Error;
 use crate::service::est::EnrollError;
 use crate::state::AppState;
+use crate::tls::PeerCertificate;
 
 pub fn routes() -> super::Routes {
     vec![
@@ -30,6 +38,14 @@ pub fn routes() -> super::Routes {
         (
             "/.well-known/est/simpleenroll",
             vec![route("POST", || web::post().to(simpleenroll))],
+        ),
+        (
+            "/.well-known/est/simplereenroll",
+            vec![route("POST", || web::post().to(simplereenroll))],
+        ),
+        (
+            "/.well-known/est/{label}/simplereenroll",
+            vec![route("POST", || web::post().to(simplereenroll_labelled))],
         ),
         (
             "/.well-known/est/{label}/cacerts",
@@ -122,6 +138,7 @@ pub async fn csrattrs_labelled(_label: web::Path<String>) -> HttpResponse {
 
 enum Credential {
     Basic(String, String),
+    Digest(Box<DigestCredentials>),
     Bearer(String),
 }
 
@@ -134,51 +151,56 @@ fn credential(req: &HttpRequest) -> Option<Credential> {
             let (user, password) = decoded.split_once(':')?;
             Some(Credential::Basic(user.to_owned(), password.to_owned()))
         }
+        "digest" => Some(Credential::Digest(Box::new(DigestCredentials::parse(rest)?))),
         "bearer" => Some(Credential::Bearer(rest.trim().to_owned())),
         _ => None,
     }
 }
 
-fn challenge(label: Option<&str>) -> HttpResponse {
-    let realm = label.filter(|l| Tenant::parse(l).is_ok()).unwrap_or("fleetca");
-    deliberate(
-        HttpResponse::Unauthorized()
-            .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-            .insert_header((header::WWW_AUTHENTICATE, format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")))
-            .body("authenticate: a device with Basic (its id and password, the label naming its tenant), an API key with its Bearer token\n"),
-    )
+/// The header a TLS-terminating proxy forwards the client certificate in.
+pub const CLIENT_CERT_HEADER: &str = "X-SSL-Client-Cert";
+
+/// The client certificate of this request (DER): from its own TLS connection, or from a
+/// trusted proxy's header. Anyone else's header is ignored.
+pub fn client_certificate(state: &AppState, req: &HttpRequest) -> Option<Vec<u8>> {
+    if let Some(peer) = req.conn_data::<PeerCertificate>() {
+        return Some(peer.0.clone());
+    }
+    let from = req.peer_addr()?.ip();
+    if !state.config.trusted_proxies.iter().any(|net| net.contains(&from)) {
+        return None;
+    }
+    let escaped = req.headers().get(CLIENT_CERT_HEADER)?.to_str().ok()?;
+    let text = percent_encoding::percent_decode_str(escaped).decode_utf8().ok()?;
+    let block = pem::parse(text.trim()).ok()?;
+    (block.tag() == "CERTIFICATE").then(|| block.into_contents())
 }
 
-async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: &[u8]) -> HttpResponse {
-    if body.len() > BODY_LIMIT {
-        return text(StatusCode::PAYLOAD_TOO_LARGE, "the CSR is too large");
-    }
-    let Some(credential) = credential(req) else {
-        return challenge(label);
-    };
-    let compact: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    let Ok(csr) = STANDARD.decode(&compact) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "the body is not base64 (send the DER PKCS#10, base64-encoded)",
-        );
-    };
-    let result = match credential {
-        Credential::Basic(device_id, password) => {
-            let (Some(tenant), true) = (label, DeviceId::parse(&device_id).is_ok()) else {
-                return challenge(label);
-            };
-            if Tenant::parse(tenant).is_err() {
-                return challenge(label);
-            }
-            state.est.enroll_device(tenant, &device_id, &password, &csr).await
+fn challenge(state: &AppState, label: Option<&str>, stale: bool) -> HttpResponse {
+    let realm = label.filter(|l| Tenant::parse(l).is_ok()).unwrap_or("fleetca");
+    let mut response = HttpResponse::Unauthorized();
+    response.insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"));
+    match state.est.nonce() {
+        Ok(nonce) => {
+            let stale = if stale { ", stale=true" } else { "" };
+            response.append_header((
+                header::WWW_AUTHENTICATE,
+                format!("Digest realm=\"{realm}\", qop=\"auth\", algorithm=MD5, nonce=\"{nonce}\"{stale}"),
+            ));
         }
-        Credential::Bearer(token) => match state.tokens.verify(&token).await {
-            Ok(Some(principal)) => state.est.enroll_api_key(&principal, &csr).await,
-            Ok(None) => Err(EnrollError::Unauthenticated),
-            Err(e) => Err(EnrollError::Service(e)),
-        },
-    };
+        Err(e) => tracing::error!(error = %e, "could not mint a Digest nonce"),
+    }
+    response.append_header((
+        header::WWW_AUTHENTICATE,
+        format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+    ));
+    deliberate(response.body(
+        "authenticate: a device with Digest or Basic (its id and password, the label naming its tenant), \
+         an API key with its Bearer token, a device with its tenant's claim certificate over mTLS\n",
+    ))
+}
+
+fn answer(state: &AppState, label: Option<&str>, result: Result<Certificate, EnrollError>) -> HttpResponse {
     match result {
         Ok(cert) => match pem::parse(&cert.certificate_pem)
             .map_err(|e| Error::Internal(e.to_string()))
@@ -188,14 +210,144 @@ async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: 
             Err(e) => failure(e),
         },
         Err(EnrollError::BadRequest(why)) => text(StatusCode::BAD_REQUEST, &why),
-        Err(EnrollError::Unauthenticated) => challenge(label),
+        Err(EnrollError::Unauthenticated) => challenge(state, label, false),
+        Err(EnrollError::StaleNonce) => challenge(state, label, true),
         Err(EnrollError::Forbidden(why)) => text(StatusCode::FORBIDDEN, why),
+        Err(EnrollError::TooEarly(at)) => text(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this certificate may renew itself from {} on",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
         Err(EnrollError::Service(e)) => failure(e),
     }
 }
 
-/// Enrolls: a device with HTTP Basic (under a label naming its tenant), or an API key with
-/// its Bearer token. Body: the base64 DER PKCS#10.
+/// The CSR of a request body (base64 DER, whitespace allowed).
+fn csr_der(body: &[u8]) -> Result<Vec<u8>, HttpResponse> {
+    if body.len() > BODY_LIMIT {
+        return Err(text(StatusCode::PAYLOAD_TOO_LARGE, "the CSR is too large"));
+    }
+    let compact: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    STANDARD.decode(&compact).map_err(|_| {
+        text(
+            StatusCode::BAD_REQUEST,
+            "the body is not base64 (send the DER PKCS#10, base64-encoded)",
+        )
+    })
+}
+
+async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: &[u8]) -> HttpResponse {
+    let credential = credential(req);
+    let peer = if credential.is_none() {
+        client_certificate(state, req)
+    } else {
+        None
+    };
+    if credential.is_none() && peer.is_none() {
+        return challenge(state, label, false);
+    }
+    let csr = match csr_der(body) {
+        Ok(csr) => csr,
+        Err(response) => return response,
+    };
+    let tenant = label.filter(|l| Tenant::parse(l).is_ok());
+    let result = match (credential, peer) {
+        (Some(Credential::Basic(device_id, password)), _) => {
+            let (Some(tenant), true) = (tenant, DeviceId::parse(&device_id).is_ok()) else {
+                return challenge(state, label, false);
+            };
+            state.est.enroll_device(tenant, &device_id, &password, &csr).await
+        }
+        (Some(Credential::Digest(creds)), _) => {
+            let Some(tenant) = tenant else {
+                return challenge(state, label, false);
+            };
+            state
+                .est
+                .enroll_device_digest(tenant, &creds, req.method().as_str(), req.path(), &csr)
+                .await
+        }
+        (Some(Credential::Bearer(token)), _) => match state.tokens.verify(&token).await {
+            Ok(Some(principal)) => state.est.enroll_api_key(&principal, &csr).await,
+            Ok(None) => Err(EnrollError::Unauthenticated),
+            Err(e) => Err(EnrollError::Service(e)),
+        },
+        (None, Some(der)) => match state.renewal.presented(&der).await {
+            Ok(Some(cert)) => state.est.enroll_with_claim(&cert, label, &csr).await,
+            Ok(None) => Err(EnrollError::Unauthenticated),
+            Err(e) => Err(EnrollError::Service(e)),
+        },
+        (None, None) => Err(EnrollError::Unauthenticated),
+    };
+    answer(state, label, result)
+}
+
+async fn reenroll(state: &AppState, req: &HttpRequest, body: &[u8]) -> HttpResponse {
+    let Some(der) = client_certificate(state, req) else {
+        return deliberate(
+            HttpResponse::Unauthorized()
+                .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+                .body("re-enrollment is authenticated by the current certificate: present it over mTLS\n"),
+        );
+    };
+    let csr = match csr_der(body) {
+        Ok(csr) => csr,
+        Err(response) => return response,
+    };
+    let result = match state.renewal.presented(&der).await {
+        Ok(Some(cert)) => state.renewal.reenroll(&cert, &csr).await.map(|i| i.certificate),
+        Ok(None) => Err(EnrollError::Forbidden("this certificate was not issued by fleetca")),
+        Err(e) => Err(EnrollError::Service(e)),
+    };
+    match result {
+        Err(EnrollError::Unauthenticated) => text(
+            StatusCode::UNAUTHORIZED,
+            "the certificate is revoked, superseded or expired: it authenticates nothing",
+        ),
+        other => answer(state, None, other),
+    }
+}
+
+/// Re-enrolls: the certificate presented over mTLS (a device's or an API key's) renews
+/// itself for the CSR's key, keeping its subject. Body: the base64 DER PKCS#10.
+#[utoipa::path(post, path = "/.well-known/est/simplereenroll", tag = "est",
+    request_body(content = String, content_type = "application/pkcs10", description = "base64 DER PKCS#10 naming the same subject"),
+    responses(
+        (status = 200, description = "base64 DER certs-only PKCS#7 with the new certificate", content_type = "application/pkcs7-mime", body = String),
+        (status = 400, description = "A malformed CSR", content_type = "text/plain", body = String),
+        (status = 401, description = "No client certificate, or a revoked or superseded one", content_type = "text/plain", body = String),
+        (status = 403, description = "Another subject, too early in the certificate's lifetime, expired, or its device or key disabled", content_type = "text/plain", body = String),
+        (status = 413, description = "The CSR is too large", content_type = "text/plain", body = String),
+    ),
+)]
+pub async fn simplereenroll(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    reenroll(&state, &req, &body).await
+}
+
+/// As `/simplereenroll`, under a label.
+#[utoipa::path(post, path = "/.well-known/est/{label}/simplereenroll", tag = "est", params(("label" = String, Path)),
+    request_body(content = String, content_type = "application/pkcs10", description = "base64 DER PKCS#10 naming the same subject"),
+    responses(
+        (status = 200, description = "base64 DER certs-only PKCS#7 with the new certificate", content_type = "application/pkcs7-mime", body = String),
+        (status = 400, description = "A malformed CSR", content_type = "text/plain", body = String),
+        (status = 401, description = "No client certificate, or a revoked or superseded one", content_type = "text/plain", body = String),
+        (status = 403, description = "Another subject, too early in the certificate's lifetime, expired, or its device or key disabled", content_type = "text/plain", body = String),
+        (status = 413, description = "The CSR is too large", content_type = "text/plain", body = String),
+    ),
+)]
+pub async fn simplereenroll_labelled(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _label: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    reenroll(&state, &req, &body).await
+}
+
+/// Enrolls: a device with HTTP Digest or Basic (under a label naming its tenant), an API key
+/// with its Bearer token, or a device with its tenant's claim certificate over mTLS. Body: the base64 DER PKCS#10.
 #[utoipa::path(post, path = "/.well-known/est/simpleenroll", tag = "est",
     request_body(content = String, content_type = "application/pkcs10", description = "base64 DER PKCS#10"),
     responses(

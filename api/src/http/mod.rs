@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod broker;
 pub mod certificates;
+pub mod claims;
 pub mod devices;
 pub mod est;
 pub mod extract;
@@ -46,6 +47,7 @@ pub fn routes() -> Routes {
     all.extend(est::routes());
     all.extend(users::routes());
     all.extend(certificates::routes());
+    all.extend(claims::routes());
     all.extend(devices::routes());
     all.extend(products::routes());
     all.extend(auth::routes());

@@ -11,7 +11,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::PROBLEM_JSON;
-use crate::http::{auth, broker, certificates, devices, est, overview, products, public, users};
+use crate::http::{auth, broker, certificates, claims, devices, est, overview, products, public, users};
 
 fn problems(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
     statuses
@@ -99,14 +99,17 @@ impl IntoResponses for BrokerProblems {
     paths(
         public::healthz, public::readyz, public::ca_pem, public::crl_der, public::crl_pem,
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
-        certificates::create, certificates::list, certificates::get, certificates::revoke,
+        certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::renew,
+        claims::create, claims::list, claims::get, claims::revoke,
         certificates::create_server, certificates::list_server, certificates::get_server, certificates::revoke_server,
         devices::create, devices::bulk, devices::list, devices::get, devices::patch, devices::delete, devices::rotate,
+        devices::certificates, devices::revoke_certificate,
         products::create, products::list, products::get, products::patch, products::delete, products::rotate_secret,
         products::create_device, products::bulk_devices, products::list_devices, products::get_device,
         products::patch_device, products::delete_device, products::rotate_device_secret, products::reset_activation,
         products::register,
         est::cacerts, est::cacerts_labelled, est::csrattrs, est::csrattrs_labelled, est::simpleenroll, est::simpleenroll_labelled,
+        est::simplereenroll, est::simplereenroll_labelled,
         auth::login, auth::logout, auth::me, auth::password, overview::stats, overview::ca, overview::settings,
         broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
     ),
@@ -116,6 +119,7 @@ impl IntoResponses for BrokerProblems {
         (name = "users", description = "API keys (service accounts) and human users"),
         (name = "mqtt-certificates", description = "MQTT client certificates"),
         (name = "server-certificates", description = "TLS certificates for brokers (admins only)"),
+        (name = "claims", description = "Claim certificates: fleet provisioning by claim over EST"),
         (name = "devices", description = "Devices and their HA1 credentials"),
         (name = "products", description = "Products of sign-based devices (EnOS, Alibaba Cloud IoT), their devices, and HTTPS dynamic registration"),
         (name = "broker", description = "The MQTT broker's HTTP auth and ACL calls (no Bearer auth; broker_allow networks only)"),

@@ -78,8 +78,11 @@ pub struct CertificateService {
     limiter: RateLimiter,
 }
 
+/// The kinds the MQTT certificate calls show: server certificates are the admins' alone.
+pub const MQTT_KINDS: [&str; 3] = [kind::CLIENT, kind::DEVICE, kind::CLAIM];
+
 fn can_see(caller: &Principal, cert: &Certificate) -> bool {
-    if cert.kind != kind::CLIENT {
+    if cert.kind == kind::SERVER {
         return caller.role == Role::Admin;
     }
     match caller.role {
@@ -149,9 +152,10 @@ impl CertificateService {
         let Issued {
             certificate,
             private_key_pem,
+            ..
         } = self
             .issuer
-            .issue_client(&owner, input.name, key, input.validity)
+            .issue_client(&owner, input.name, key, input.validity, None)
             .await?;
         tracing::debug!(certificate_id = %certificate.id, by = %caller.username, "client certificate created");
         Ok(Created {
@@ -180,7 +184,12 @@ impl CertificateService {
         mut filter: CertificateFilter,
         page: PageRequest,
     ) -> Result<Listing<Record>, Error> {
-        filter.kind = Some(kind::CLIENT.into());
+        if filter.kinds.is_empty() {
+            filter.kinds = vec![kind::CLIENT.into()];
+        }
+        if filter.kinds.iter().any(|k| !MQTT_KINDS.contains(&k.as_str())) {
+            return Err(Error::invalid("kind", "must be client, device or claim"));
+        }
         match caller.role {
             Role::Admin => {}
             Role::Manager => {
@@ -193,6 +202,7 @@ impl CertificateService {
                     return Ok(Listing::empty());
                 }
                 filter.api_key_id = Some(caller.id);
+                filter.kinds = vec![kind::CLIENT.into()];
             }
         }
         let now = self.clock.now();
@@ -208,15 +218,15 @@ impl CertificateService {
         }
     }
 
-    /// One client certificate the caller may see.
+    /// One client, device or claim certificate the caller may see.
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Record, Error> {
-        Ok(self.record(self.visible(caller, id, &[kind::CLIENT]).await?))
+        Ok(self.record(self.visible(caller, id, &MQTT_KINDS).await?))
     }
 
     /// Revokes a client certificate the caller manages and returns once the CRL that lists
     /// it is published. Revoking a revoked certificate returns it unchanged.
     pub async fn revoke(&self, caller: &Principal, id: Uuid, reason: Reason) -> Result<Record, Error> {
-        self.revoke_kind(caller, id, kind::CLIENT, reason).await
+        self.revoke_kind(caller, id, &MQTT_KINDS, reason).await
     }
 
     /// One page of the broker server certificates (admins only, by the handler's extractor).
@@ -225,7 +235,7 @@ impl CertificateService {
         mut filter: CertificateFilter,
         page: PageRequest,
     ) -> Result<Listing<Record>, Error> {
-        filter.kind = Some(kind::SERVER.into());
+        filter.kinds = vec![kind::SERVER.into()];
         filter.enterprise = None;
         filter.api_key_id = None;
         let listing: Listing<Certificate> = self
@@ -244,11 +254,11 @@ impl CertificateService {
     /// Revokes a server certificate (admins only): brokers presenting it are refused by
     /// clients that check the CRL.
     pub async fn revoke_server(&self, caller: &Principal, id: Uuid, reason: Reason) -> Result<Record, Error> {
-        self.revoke_kind(caller, id, kind::SERVER, reason).await
+        self.revoke_kind(caller, id, &[kind::SERVER], reason).await
     }
 
-    async fn revoke_kind(&self, caller: &Principal, id: Uuid, kind: &str, reason: Reason) -> Result<Record, Error> {
-        let cert = self.visible(caller, id, &[kind]).await?;
+    async fn revoke_kind(&self, caller: &Principal, id: Uuid, kinds: &[&str], reason: Reason) -> Result<Record, Error> {
+        let cert = self.visible(caller, id, kinds).await?;
         if !caller.manages(&cert.enterprise) {
             return Err(Error::Forbidden(
                 "Only a manager or admin may revoke certificates.".into(),

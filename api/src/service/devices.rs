@@ -8,11 +8,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use fleetca_ca::crl::Reason;
 use fleetca_ca::{MasterKey, device};
+use fleetca_storage::certificates::CertificateFilter;
 use fleetca_storage::devices::{DeviceFilter, DevicePatch, NewDevice};
-use fleetca_storage::{Device, StorageError, Store};
+use fleetca_storage::{Certificate, Device, StorageError, Store};
+use uuid::Uuid;
 
 use super::Error;
+use super::certificates::{Record, Status};
 use super::changes::Changes;
 use super::clock::Clock;
 use super::error::not_found_as;
@@ -268,7 +272,80 @@ impl DeviceService {
             .await
             .map_err(not_found_as("device"))?;
         self.changes.device_changed(tenant, device_id).await;
+        if change.is_active == Some(false) {
+            self.revoke_all(tenant, device_id, Reason::PrivilegeWithdrawn).await?;
+        }
         Ok(device)
+    }
+
+    /// Revokes every certificate of a device (it was disabled or deleted) and returns once
+    /// the CRL lists them.
+    async fn revoke_all(&self, tenant: &str, device_id: &str, reason: Reason) -> Result<(), Error> {
+        let ids = self
+            .store
+            .device_certificate_ids(&format!("{tenant}/{device_id}"))
+            .await?;
+        let revoked = self
+            .store
+            .revoke_certificates(&ids, reason.name(), self.clock.now())
+            .await?;
+        if !revoked.is_empty() {
+            self.changes.revoked(&revoked).await?;
+            tracing::info!(%tenant, %device_id, count = revoked.len(), %reason, "device certificates revoked");
+        }
+        Ok(())
+    }
+
+    /// One page of a device's certificates (enrolled over EST), newest first.
+    pub async fn certificates(
+        &self,
+        caller: &Principal,
+        tenant: &str,
+        device_id: &str,
+        page: PageRequest,
+    ) -> Result<Listing<Record>, Error> {
+        self.get(caller, tenant, device_id).await?;
+        let filter = CertificateFilter {
+            device: Some(format!("{tenant}/{device_id}")),
+            ..Default::default()
+        };
+        let now = self.clock.now();
+        let listing: Listing<Certificate> = self.store.list_certificates(&filter, page.storage(), now).await?.into();
+        Ok(listing.map(|c| Record {
+            status: Status::of(&c, now),
+            certificate: c,
+        }))
+    }
+
+    /// Revokes one certificate of a device; returns once the CRL lists it. Revoking a
+    /// revoked certificate returns it unchanged.
+    pub async fn revoke_certificate(
+        &self,
+        caller: &Principal,
+        tenant: &str,
+        device_id: &str,
+        id: Uuid,
+        reason: Reason,
+    ) -> Result<Record, Error> {
+        self.get(caller, tenant, device_id).await?;
+        let device = format!("{tenant}/{device_id}");
+        match self.store.certificate(id).await {
+            Ok(c) if c.device.as_deref() == Some(device.as_str()) => {}
+            Ok(_) | Err(StorageError::NotFound) => return Err(Error::NotFound("certificate")),
+            Err(e) => return Err(e.into()),
+        }
+        let (cert, changed) = self
+            .store
+            .revoke_certificate(id, reason.name(), self.clock.now())
+            .await?;
+        if changed {
+            self.changes.revoked(std::slice::from_ref(&cert)).await?;
+            tracing::info!(certificate_id = %cert.id, %tenant, %device_id, %reason, by = %caller.username, "device certificate revoked");
+        }
+        Ok(Record {
+            status: Status::of(&cert, self.clock.now()),
+            certificate: cert,
+        })
     }
 
     /// Replaces a device's HA1; the old credentials stop working at once.
@@ -305,6 +382,7 @@ impl DeviceService {
             .await
             .map_err(not_found_as("device"))?;
         self.changes.device_changed(tenant, device_id).await;
+        self.revoke_all(tenant, device_id, Reason::CessationOfOperation).await?;
         tracing::info!(%tenant, %device_id, by = %caller.username, "device deleted");
         Ok(())
     }

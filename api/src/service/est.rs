@@ -1,19 +1,30 @@
 //! Enrollment over Secure Transport (RFC 7030): the CA certificates, and `simpleenroll` for
-//! a provisioned device (HTTP Basic with its password, checked against the HA1 fleetca
-//! already stores: no new secret) or an API key (its Bearer token, for its own MQTT client
-//! certificate, counted against its limit). The wire formats are `fleetca_ca::est`'s; the
-//! HTTP layer only decodes base64 and maps [`EnrollError`] to RFC 7030's statuses.
+//! a provisioned device (HTTP Digest or Basic, checked against the HA1 fleetca already
+//! stores: no new secret), an API key (its Bearer token, for its own MQTT client
+//! certificate, counted against its limit) or a device holding a claim certificate (over
+//! mTLS, for its own device id). Re-enrollment is `renewal`'s. The wire formats are
+//! `fleetca_ca::est`'s; the HTTP layer only decodes base64 and maps [`EnrollError`] to RFC
+//! 7030's statuses.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
+use fleetca_ca::digest::{DigestCredentials, Nonce, NonceKey};
 use fleetca_ca::{MasterKey, device};
+use fleetca_storage::devices::NewDevice;
 use fleetca_storage::{Certificate, StorageError, Store};
 use subtle::ConstantTimeEq;
 
 use super::Error;
-use super::issuer::{Issuer, KeySource};
+use super::changes::Changes;
+use super::clock::Clock;
+use super::issuer::{DeviceIssue, Issuer, KeySource, kind};
 use super::tokens::Tokens;
-use crate::domain::{CertificateName, Principal, ValidityHours};
+use crate::domain::{CertificateName, DeviceId, Principal, ValidityHours};
+
+/// How long a Digest nonce may be used (once).
+pub const NONCE_SECONDS: i64 = 300;
 
 /// Why an enrollment was refused, in RFC 7030's terms.
 #[derive(Debug)]
@@ -24,6 +35,10 @@ pub enum EnrollError {
     Unauthenticated,
     /// The credential may not enroll this subject (403).
     Forbidden(&'static str),
+    /// The certificate may renew itself from this time on (403).
+    TooEarly(DateTime<Utc>),
+    /// A Digest nonce of ours that has expired: challenge again with `stale=true` (401).
+    StaleNonce,
     /// The service failed (its `Error`).
     Service(Error),
 }
@@ -46,19 +61,223 @@ pub struct EstService {
     master: Arc<MasterKey>,
     tokens: Arc<Tokens>,
     issuer: Arc<Issuer>,
+    changes: Arc<Changes>,
+    clock: Arc<dyn Clock>,
+    nonces: NonceKey,
+    /// Digest nonces already used, with when they were minted (single use).
+    used: Mutex<HashMap<String, i64>>,
 }
 
 /// Device certificates last a year unless the tenant says otherwise.
 const DEVICE_VALIDITY_DAYS: i64 = 365;
 
 impl EstService {
-    pub fn new(store: Store, master: Arc<MasterKey>, tokens: Arc<Tokens>, issuer: Arc<Issuer>) -> Self {
+    pub fn new(
+        store: Store,
+        master: Arc<MasterKey>,
+        tokens: Arc<Tokens>,
+        issuer: Arc<Issuer>,
+        changes: Arc<Changes>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let nonces = NonceKey::new(master.derive("fleetca/est/digest-nonce/v1").as_bytes());
         Self {
             store,
             master,
             tokens,
             issuer,
+            changes,
+            clock,
+            nonces,
+            used: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A new Digest nonce for a challenge.
+    pub fn nonce(&self) -> Result<String, Error> {
+        Ok(self.nonces.mint(self.clock.now().timestamp())?)
+    }
+
+    /// Marks a nonce used; false when it already was (a replay).
+    fn use_nonce(&self, nonce: &str, minted: i64) -> bool {
+        let now = self.clock.now().timestamp();
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if used.len() > 1024 {
+            used.retain(|_, at| now - *at <= NONCE_SECONDS + 5);
+        }
+        used.insert(nonce.to_owned(), minted).is_none()
+    }
+
+    /// The device and its HA1 when it exists, is enabled and its HA1 opens.
+    async fn device_ha1(
+        &self,
+        tenant: &str,
+        device_id: &str,
+    ) -> Result<Option<(fleetca_storage::Device, String)>, EnrollError> {
+        let device = match self.store.device(tenant, device_id).await {
+            Ok(d) => d,
+            Err(StorageError::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Ok(ha1) = self.master.open(
+            &device::ha1_seal_context(&device.tenant, &device.device_id),
+            &device.sealed_ha1,
+        ) else {
+            return Ok(None);
+        };
+        let Ok(ha1) = String::from_utf8(ha1) else {
+            return Ok(None);
+        };
+        Ok(device.is_active.then_some((device, ha1)))
+    }
+
+    /// `/simpleenroll` by a device with HTTP Digest (RFC 7616, MD5, `qop=auth`): username =
+    /// device id, realm = its realm (the tenant unless provisioned otherwise), the label =
+    /// its tenant. Each nonce works once and for [`NONCE_SECONDS`].
+    pub async fn enroll_device_digest(
+        &self,
+        tenant: &str,
+        creds: &DigestCredentials,
+        method: &str,
+        path: &str,
+        csr_der: &[u8],
+    ) -> Result<Certificate, EnrollError> {
+        let minted = match self
+            .nonces
+            .check(&creds.nonce, self.clock.now().timestamp(), NONCE_SECONDS)
+        {
+            Nonce::Fresh(at) => at,
+            Nonce::Stale => return Err(EnrollError::StaleNonce),
+            Nonce::Invalid => return Err(EnrollError::Unauthenticated),
+        };
+        if creds.uri != path || DeviceId::parse(&creds.username).is_err() {
+            return Err(EnrollError::Unauthenticated);
+        }
+        let Some((device, ha1)) = self.device_ha1(tenant, &creds.username).await? else {
+            return Err(EnrollError::Unauthenticated);
+        };
+        if creds.realm != device.realm || !creds.verify(&ha1, method) || !self.use_nonce(&creds.nonce, minted) {
+            return Err(EnrollError::Unauthenticated);
+        }
+        self.issue_for_device(
+            &device.tenant,
+            &device.device_id,
+            csr_der,
+            DeviceIssue::default(),
+            DEVICE_VALIDITY_DAYS,
+        )
+        .await
+    }
+
+    async fn issue_for_device(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        csr_der: &[u8],
+        with: DeviceIssue,
+        validity_days: i64,
+    ) -> Result<Certificate, EnrollError> {
+        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| EnrollError::BadRequest(e.to_string()))?;
+        if csr.common_name.as_deref() != Some(device_id) {
+            return Err(EnrollError::Forbidden("the CSR's subject CN must be the device id"));
+        }
+        let issued = self
+            .issuer
+            .issue_device(
+                tenant,
+                device_id,
+                csr.public_key,
+                chrono::Duration::days(validity_days),
+                with,
+            )
+            .await?;
+        Ok(issued.certificate)
+    }
+
+    /// `/simpleenroll` by a device presenting its tenant's claim certificate over mTLS, for
+    /// the device id in the CSR's CN. An unknown id is registered (with a random secret it
+    /// never learns: it authenticates with its certificate) when the claim allows it.
+    pub async fn enroll_with_claim(
+        &self,
+        claim_certificate: &Certificate,
+        label: Option<&str>,
+        csr_der: &[u8],
+    ) -> Result<Certificate, EnrollError> {
+        if claim_certificate.kind != kind::CLAIM {
+            return Err(EnrollError::Forbidden(
+                "this certificate re-enrolls with simplereenroll; simpleenroll over mTLS takes a claim certificate",
+            ));
+        }
+        let claim = match self.store.claim_by_certificate(claim_certificate.id).await {
+            Ok(c) => c,
+            Err(StorageError::NotFound) => return Err(EnrollError::Unauthenticated),
+            Err(e) => return Err(e.into()),
+        };
+        let now = self.clock.now();
+        if claim.revoked_at.is_some() || claim_certificate.revoked_at.is_some() {
+            return Err(EnrollError::Forbidden("the claim is revoked"));
+        }
+        if claim.expires_at <= now || claim_certificate.not_after <= now {
+            return Err(EnrollError::Forbidden("the claim has expired"));
+        }
+        if claim.uses >= claim.max_uses {
+            return Err(EnrollError::Forbidden("the claim has been used up"));
+        }
+        if label.is_some_and(|l| l != claim.tenant) {
+            return Err(EnrollError::Forbidden("the claim is for another tenant"));
+        }
+        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| EnrollError::BadRequest(e.to_string()))?;
+        let Some(device_id) = csr.common_name.filter(|cn| DeviceId::parse(cn).is_ok()) else {
+            return Err(EnrollError::BadRequest(
+                "the CSR's subject CN must be the device id (1 to 64 of A-Z a-z 0-9 . _ : -)".into(),
+            ));
+        };
+        match self.store.device(&claim.tenant, &device_id).await {
+            Ok(d) if d.is_active => {}
+            Ok(_) => return Err(EnrollError::Forbidden("the device is disabled")),
+            Err(StorageError::NotFound) if claim.register_unknown => {
+                self.register(&claim.tenant, &device_id).await?;
+            }
+            Err(StorageError::NotFound) => {
+                return Err(EnrollError::Forbidden(
+                    "this claim enrolls provisioned devices only, and this device id is not provisioned",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let with = DeviceIssue {
+            renews: None,
+            claim: Some(claim.id),
+        };
+        let cert = self
+            .issue_for_device(&claim.tenant, &device_id, csr_der, with, claim.validity_days)
+            .await?;
+        tracing::info!(claim_id = %claim.id, tenant = %claim.tenant, %device_id, "device enrolled with a claim");
+        Ok(cert)
+    }
+
+    /// Registers a device first seen through a claim, with a random secret nobody learns.
+    async fn register(&self, tenant: &str, device_id: &str) -> Result<(), EnrollError> {
+        let password = device::generate_password().map_err(Error::from)?;
+        let ha1 = device::ha1(device_id, tenant, &password);
+        let sealed_ha1 = self
+            .master
+            .seal(&device::ha1_seal_context(tenant, device_id), ha1.as_bytes())
+            .map_err(Error::from)?;
+        let new = NewDevice {
+            tenant: tenant.to_owned(),
+            device_id: device_id.to_owned(),
+            realm: tenant.to_owned(),
+            sealed_ha1,
+            description: Some("registered by a claim".into()),
+        };
+        match self.store.create_device(new, self.clock.now()).await {
+            // A concurrent enrollment of the same id registered it first.
+            Ok(_) | Err(StorageError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.changes.device_changed(tenant, device_id).await;
+        Ok(())
     }
 
     /// `/cacerts`: the CA certificate as a certs-only SignedData (DER).
@@ -75,36 +294,15 @@ impl EstService {
         password: &str,
         csr_der: &[u8],
     ) -> Result<Certificate, EnrollError> {
-        let device = match self.store.device(tenant, device_id).await {
-            Ok(d) => Some(d),
-            Err(StorageError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let ha1 = device.as_ref().and_then(|d| {
-            self.master
-                .open(&device::ha1_seal_context(&d.tenant, &d.device_id), &d.sealed_ha1)
-                .ok()
-        });
-        let (Some(device), Some(ha1)) = (device, ha1) else {
+        let Some((device, ha1)) = self.device_ha1(tenant, device_id).await? else {
             return Err(EnrollError::Unauthenticated);
         };
         let presented = device::ha1(device_id, &device.realm, password);
-        if !bool::from(presented.as_bytes().ct_eq(&ha1)) || !device.is_active {
+        if !bool::from(presented.as_bytes().ct_eq(ha1.as_bytes())) {
             return Err(EnrollError::Unauthenticated);
         }
-        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| EnrollError::BadRequest(e.to_string()))?;
-        if csr.common_name.as_deref() != Some(device_id) {
-            return Err(EnrollError::Forbidden("the CSR's subject CN must be the device id"));
-        }
-        Ok(self
-            .issuer
-            .issue_device(
-                tenant,
-                device_id,
-                csr.public_key,
-                chrono::Duration::days(DEVICE_VALIDITY_DAYS),
-            )
-            .await?)
+        self.issue_for_device(tenant, device_id, csr_der, DeviceIssue::default(), DEVICE_VALIDITY_DAYS)
+            .await
     }
 
     /// `/simpleenroll` by an API key with its token: its own MQTT client certificate
@@ -129,7 +327,7 @@ impl EstService {
         let validity = ValidityHours::parse(None).map_err(|e| EnrollError::Service(Error::Internal(e)))?;
         let issued = self
             .issuer
-            .issue_client(&owner, name, KeySource::Csr(csr.public_key), validity)
+            .issue_client(&owner, name, KeySource::Csr(csr.public_key), validity, None)
             .await?;
         Ok(issued.certificate)
     }
@@ -217,6 +415,87 @@ mod tests {
         assert!(matches!(
             kit.est.enroll_api_key(&admin(), &csr("root")).await,
             Err(EnrollError::Forbidden(_))
+        ));
+    }
+
+    fn digest_for(kit: &Kit, nonce: &str, password: &str, path: &str) -> DigestCredentials {
+        let ha1 = device::ha1("meter-1", "acme", password);
+        let ha2 = format!("{:x}", md5_of(&format!("POST:{path}")));
+        let response = format!("{:x}", md5_of(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}")));
+        let _ = kit;
+        DigestCredentials {
+            username: "meter-1".into(),
+            realm: "acme".into(),
+            nonce: nonce.into(),
+            uri: path.into(),
+            response,
+            algorithm: Some("MD5".into()),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            cnonce: Some("c0ffee".into()),
+            opaque: None,
+        }
+    }
+
+    fn md5_of(text: &str) -> impl std::fmt::LowerHex {
+        use md5::Digest;
+        md5::Md5::digest(text.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn digest_nonces_work_once_and_expire() {
+        let kit = Kit::new().await;
+        let input = DeviceInput {
+            tenant: Tenant::parse("acme").unwrap(),
+            device_id: DeviceId::parse("meter-1").unwrap(),
+            realm: None,
+            description: None,
+            credential: DeviceCredential::Password(Secret::new("device-password")),
+        };
+        kit.devices.create(&admin(), input).await.unwrap();
+        let path = "/.well-known/est/acme/simpleenroll";
+        let nonce = kit.est.nonce().unwrap();
+        let creds = digest_for(&kit, &nonce, "device-password", path);
+        let cert = kit
+            .est
+            .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"))
+            .await
+            .unwrap();
+        assert_eq!(cert.device.as_deref(), Some("acme/meter-1"));
+        // The same nonce again: a replay.
+        assert!(matches!(
+            kit.est
+                .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"))
+                .await,
+            Err(EnrollError::Unauthenticated)
+        ));
+        // Wrong password, another URI, a foreign nonce.
+        let fresh = kit.est.nonce().unwrap();
+        for (creds, uri) in [
+            (digest_for(&kit, &fresh, "wrong-password", path), path),
+            (
+                digest_for(&kit, &fresh, "device-password", path),
+                "/.well-known/est/other/simpleenroll",
+            ),
+            (digest_for(&kit, "Zm9yZWlnbg", "device-password", path), path),
+        ] {
+            assert!(matches!(
+                kit.est
+                    .enroll_device_digest("acme", &creds, "POST", uri, &csr("meter-1"))
+                    .await,
+                Err(EnrollError::Unauthenticated)
+            ));
+        }
+        // An old nonce is stale: the client is challenged again.
+        let old = kit.est.nonce().unwrap();
+        kit.clock
+            .set(kit.clock.now() + chrono::Duration::seconds(NONCE_SECONDS + 1));
+        let creds = digest_for(&kit, &old, "device-password", path);
+        assert!(matches!(
+            kit.est
+                .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"))
+                .await,
+            Err(EnrollError::StaleNonce)
         ));
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use fleetca_ca::{Authority, ClientProfile, IssuedCertificate, PublicKey, ServerProfile, generate_p256};
-use fleetca_storage::certificates::{IssueQueue, NewCertificate};
+use fleetca_storage::certificates::{IssueQueue, NewCertificate, Renewal, Stored};
 use fleetca_storage::{Certificate, StorageError, User};
 
 use super::Error;
@@ -26,6 +26,8 @@ pub mod kind {
     pub const SERVER: &str = "server";
     /// A device's certificate (enrolled over EST).
     pub const DEVICE: &str = "device";
+    /// A claim certificate: it enrolls devices of a tenant over EST and does nothing else.
+    pub const CLAIM: &str = "claim";
 }
 
 /// Where a client certificate's key comes from.
@@ -40,7 +42,30 @@ pub enum KeySource {
 pub struct Issued {
     pub certificate: Certificate,
     pub private_key_pem: Option<String>,
+    /// An earlier renewal of the same certificate, revoked now (see [`Renewal`]).
+    pub discarded: Option<Certificate>,
 }
+
+/// What else a device certificate's issuance does in its transaction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceIssue {
+    /// It renews this certificate.
+    pub renews: Option<Renewal>,
+    /// It takes a use of this claim.
+    pub claim: Option<uuid::Uuid>,
+}
+
+fn refusal(e: StorageError, limit: &str) -> Error {
+    match e {
+        StorageError::LimitReached => Error::Conflict(limit.to_owned()),
+        StorageError::Conflict(why) => Error::Conflict(format!("{why}.")),
+        other => other.into(),
+    }
+}
+
+const KEY_LIMIT: &str =
+    "This API key already has 10 active certificates, the most allowed; revoke one before creating another.";
+const DEVICE_LIMIT: &str = "This device already has 2 active certificates; revoke one first.";
 
 /// Signs and stores certificates.
 pub struct Issuer {
@@ -81,6 +106,7 @@ impl Issuer {
         name: CertificateName,
         key: KeySource,
         validity: ValidityHours,
+        renews: Option<Renewal>,
     ) -> Result<Issued, Error> {
         let (public_key, private_key_pem) = match key {
             KeySource::Csr(k) => (k, None),
@@ -96,19 +122,18 @@ impl Issuer {
             crl_url: &self.crl_url,
         };
         let issued = self.ca.issue_client(&profile, &public_key, self.clock.now())?;
-        let certificate = self
-            .store(
-                name.into_inner(),
-                kind::CLIENT,
-                Some(owner),
-                issued,
-                Some(MAX_ACTIVE_PER_KEY),
-            )
-            .await?;
-        tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %owner.id, "client certificate issued");
+        let mut new = self.new_certificate(name.into_inner(), kind::CLIENT, Some(owner), issued);
+        new.renews = renews;
+        let Stored { certificate, discarded } = self
+            .queue
+            .insert(new, Some(MAX_ACTIVE_PER_KEY), self.clock.now())
+            .await
+            .map_err(|e| refusal(e, KEY_LIMIT))?;
+        tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %owner.id, renews = ?renews.map(|r| r.old), "client certificate issued");
         Ok(Issued {
             certificate,
             private_key_pem,
+            discarded,
         })
     }
 
@@ -119,7 +144,8 @@ impl Issuer {
         device_id: &str,
         key: fleetca_ca::PublicKey,
         validity: chrono::Duration,
-    ) -> Result<Certificate, Error> {
+        with: DeviceIssue,
+    ) -> Result<Issued, Error> {
         let profile = fleetca_ca::DeviceProfile {
             device_id,
             tenant,
@@ -127,7 +153,13 @@ impl Issuer {
             validity,
             crl_url: &self.crl_url,
         };
-        let issued = self.ca.issue_device(&profile, &key, self.clock.now())?;
+        let issued = self
+            .ca
+            .issue_device(&profile, &key, self.clock.now())
+            .map_err(|e| match e {
+                fleetca_ca::CaError::InvalidName(why) => Error::Conflict(why),
+                other => other.into(),
+            })?;
         let new = NewCertificate {
             name: format!("{tenant}/{device_id}"),
             kind: kind::DEVICE.to_owned(),
@@ -139,19 +171,47 @@ impl Issuer {
             not_before: issued.not_before,
             not_after: issued.not_after,
             device: Some(format!("{tenant}/{device_id}")),
+            renews: with.renews,
+            claim: with.claim,
         };
-        let cert = self
+        let Stored { certificate, discarded } = self
             .queue
             .insert(new, Some(MAX_ACTIVE_PER_DEVICE), self.clock.now())
             .await
-            .map_err(|e| match e {
-                StorageError::LimitReached => Error::Conflict(format!(
-                    "This device already has {MAX_ACTIVE_PER_DEVICE} active certificates; revoke one first."
-                )),
-                other => other.into(),
-            })?;
-        tracing::info!(certificate_id = %cert.id, serial = %cert.serial, %tenant, %device_id, "device certificate issued");
-        Ok(cert)
+            .map_err(|e| refusal(e, DEVICE_LIMIT))?;
+        tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, %tenant, %device_id, renews = ?with.renews.map(|r| r.old), claim = ?with.claim, "device certificate issued");
+        Ok(Issued {
+            certificate,
+            private_key_pem: None,
+            discarded,
+        })
+    }
+
+    /// Signs a claim certificate with a new key (stored by the caller, with its claim).
+    pub fn sign_claim(
+        &self,
+        claim_id: &str,
+        tenant: &str,
+        enterprise: &str,
+        validity: chrono::Duration,
+    ) -> Result<(NewCertificate, String), Error> {
+        let key = generate_p256()?;
+        let profile = fleetca_ca::ClaimProfile {
+            claim_id,
+            tenant,
+            enterprise,
+            validity,
+            crl_url: &self.crl_url,
+        };
+        let issued = self.ca.issue_claim(&profile, &key.public_key, self.clock.now())?;
+        let mut new = self.new_certificate(format!("claim {tenant}"), kind::CLAIM, None, issued);
+        new.enterprise = enterprise.to_owned();
+        Ok((new, key.private_key_pem))
+    }
+
+    /// Whether fleetca's CA signed this DER certificate; its fingerprint if so.
+    pub fn issued_here(&self, der: &[u8]) -> Option<String> {
+        self.ca.check_issued_der(der).map(|f| f.fingerprint)
     }
 
     /// The DER of the CA certificate.
@@ -176,22 +236,25 @@ impl Issuer {
                 fleetca_ca::CaError::InvalidName(why) => Error::invalid("dns_names", why),
                 other => other.into(),
             })?;
+        let new = self.new_certificate(request.name.clone(), kind::SERVER, None, issued);
         let cert = self
-            .store(request.name.clone(), kind::SERVER, None, issued, None)
-            .await?;
+            .queue
+            .insert(new, None, self.clock.now())
+            .await
+            .map_err(|e| refusal(e, KEY_LIMIT))?
+            .certificate;
         tracing::info!(certificate_id = %cert.id, serial = %cert.serial, "server certificate issued");
         Ok((cert, key.private_key_pem))
     }
 
-    async fn store(
+    fn new_certificate(
         &self,
         name: String,
         kind: &str,
         owner: Option<&User>,
         issued: IssuedCertificate,
-        max_active: Option<u64>,
-    ) -> Result<Certificate, Error> {
-        let new = NewCertificate {
+    ) -> NewCertificate {
+        NewCertificate {
             name,
             kind: kind.to_owned(),
             api_key_id: owner.map(|o| o.id),
@@ -202,15 +265,8 @@ impl Issuer {
             not_before: issued.not_before,
             not_after: issued.not_after,
             device: None,
-        };
-        self.queue
-            .insert(new, max_active, self.clock.now())
-            .await
-            .map_err(|e| match e {
-                StorageError::LimitReached => Error::Conflict(format!(
-                    "This API key already has {MAX_ACTIVE_PER_KEY} active certificates, the most allowed; revoke one before creating another."
-                )),
-                other => other.into(),
-            })
+            renews: None,
+            claim: None,
+        }
     }
 }

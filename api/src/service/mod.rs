@@ -13,6 +13,7 @@ pub mod broker;
 pub mod cache;
 pub mod certificates;
 pub mod changes;
+pub mod claims;
 pub mod clock;
 pub mod crl;
 pub mod devices;
@@ -24,6 +25,7 @@ pub mod issuer;
 pub mod limits;
 pub mod overview;
 pub mod products;
+pub mod renewal;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
@@ -54,6 +56,8 @@ pub struct Dependencies {
     pub registrations_per_minute: u32,
     /// Where activation messages go, when fleetca publishes them over MQTT.
     pub activations: Option<tokio::sync::mpsc::Sender<broker::ActivationEvent>>,
+    /// When certificates may renew themselves, and the grace of the old ones.
+    pub renewal: renewal::RenewalPolicy,
 }
 
 /// Every service, each built from exactly the dependencies it uses. This is the one place
@@ -71,6 +75,8 @@ pub struct Services {
     pub sessions: sessions::SessionService,
     pub overview: overview::OverviewService,
     pub est: est::EstService,
+    pub claims: claims::ClaimService,
+    pub renewal: std::sync::Arc<renewal::RenewalService>,
 }
 
 impl Services {
@@ -89,6 +95,7 @@ impl Services {
             certificate_changes_per_minute,
             registrations_per_minute,
             activations,
+            renewal,
         } = deps;
         let acl = broker.acl.clone();
         let crl_url = crl.url.clone();
@@ -136,7 +143,23 @@ impl Services {
                 clock.clone(),
                 registrations_per_minute,
             ),
-            est: est::EstService::new(store.clone(), master.clone(), tokens.clone(), issuer.clone()),
+            est: est::EstService::new(
+                store.clone(),
+                master.clone(),
+                tokens.clone(),
+                issuer.clone(),
+                changes.clone(),
+                clock.clone(),
+            ),
+            claims: claims::ClaimService::new(store.clone(), issuer.clone(), changes.clone(), clock.clone()),
+            renewal: Arc::new(renewal::RenewalService::new(
+                store.clone(),
+                issuer.clone(),
+                tokens.clone(),
+                changes.clone(),
+                clock.clone(),
+                renewal,
+            )),
             overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl),
             issuer,
             tokens,
@@ -216,6 +239,8 @@ pub(crate) mod testing {
         pub devices: DeviceService,
         pub products: super::products::ProductService,
         pub est: super::est::EstService,
+        pub claims: super::claims::ClaimService,
+        pub renewal: Arc<super::renewal::RenewalService>,
         pub sessions: SessionService,
     }
 
@@ -275,6 +300,7 @@ pub(crate) mod testing {
                 certificate_changes_per_minute: 600,
                 registrations_per_minute: 60,
                 activations,
+                renewal: super::renewal::RenewalPolicy::default(),
             })
             .await
             .unwrap();
@@ -290,6 +316,8 @@ pub(crate) mod testing {
                 devices: services.devices,
                 products: services.products,
                 est: services.est,
+                claims: services.claims,
+                renewal: services.renewal,
                 sessions: services.sessions,
             }
         }

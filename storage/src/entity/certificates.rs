@@ -22,6 +22,11 @@ pub struct Model {
     pub revocation_reason: Option<String>,
     /// The device (`{tenant}/{device_id}`) of a device certificate.
     pub device: Option<String>,
+    /// A renewed certificate is revoked as `superseded` at this time (the renewal grace);
+    /// meanwhile it still works but counts against no limit.
+    pub supersede_at: Option<DateTimeUtc>,
+    /// The certificate that renewed this one.
+    pub renewed_by: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 
 pub mod authority;
 pub mod certificates;
+pub mod claims;
 pub mod crl_state;
 pub mod devices;
 pub mod events;
