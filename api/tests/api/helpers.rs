@@ -54,6 +54,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         registrations_per_minute: 60,
         mqtt: None,
         tls: None,
+        trusted_proxies: Vec::new(),
+        renewal: Default::default(),
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),
@@ -168,7 +170,7 @@ impl TestApp {
         Self::read(req.send_body(body).await.expect("request sent")).await
     }
 
-    async fn read<S>(mut res: awc::ClientResponse<S>) -> Resp
+    pub async fn read<S>(mut res: awc::ClientResponse<S>) -> Resp
     where
         S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
     {

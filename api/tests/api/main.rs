@@ -3,6 +3,7 @@
 mod broker;
 mod certificates;
 mod devices;
+mod enrollment;
 mod errors;
 mod hardening;
 mod helpers;
