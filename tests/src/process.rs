@@ -22,6 +22,7 @@ pub fn tool(name: &str) -> PathBuf {
     }
     let package = match name {
         "mosquitto_pub" | "mosquitto_sub" => "mosquitto-clients",
+        "nginx" => "nginx-light",
         other => other,
     };
     panic!(

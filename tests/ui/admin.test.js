@@ -217,6 +217,10 @@ test('provisioning a device shows its MQTT username and generated password once'
 test('disabling and rotating a device', async () => {
   const row = page.locator('[data-testid="device-row"][data-device-id="dev-001"]');
   await row.getByTestId('device-toggle').click();
+  // Disabling revokes the device's certificates, so it asks first.
+  const confirmDisable = page.getByTestId('confirm-dialog');
+  assert.match(await confirmDisable.textContent(), /certificates are revoked/);
+  await confirmDisable.getByTestId('dialog-confirm').click();
   await row.locator('.badge', { hasText: 'disabled' }).waitFor();
   const d = await server.api('GET', '/api/v4/manage/devices/nnn.acme/dev-001/');
   assert.equal(d.body.is_active, false);

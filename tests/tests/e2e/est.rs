@@ -186,3 +186,245 @@ fn devices_and_api_keys_enroll_over_est_and_openssl_reads_the_answers() {
     );
     assert_eq!(status, 403);
 }
+
+/// nginx terminating TLS in front of fleetca's plain listener, forwarding the client
+/// certificate it checked against fleetca's CA as `X-SSL-Client-Cert`.
+fn nginx_conf(dir: &Path, port: u16, upstream: u16) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/nginx-body;
+  proxy_temp_path {d}/nginx-proxy;
+  fastcgi_temp_path {d}/nginx-fastcgi;
+  uwsgi_temp_path {d}/nginx-uwsgi;
+  scgi_temp_path {d}/nginx-scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {d}/server.crt;
+    ssl_certificate_key {d}/server.key;
+    ssl_client_certificate {d}/ca.crt;
+    ssl_verify_client optional;
+    location /.well-known/est/ {{
+      proxy_pass http://127.0.0.1:{upstream};
+      proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
+    }}
+  }}
+}}
+"
+    )
+}
+
+/// POSTs a base64 CSR file over HTTPS with curl; returns (status, body).
+fn post_tls(dir: &Path, url: &str, csr: &str, extra: &[&str]) -> (u16, String) {
+    let mut args = vec![
+        "--cacert",
+        "ca.crt",
+        "-H",
+        "Content-Type: application/pkcs10",
+        "--data-binary",
+    ];
+    let data = format!("@{csr}");
+    args.push(&data);
+    args.extend_from_slice(extra);
+    args.push(url);
+    curl(dir, &args)
+}
+
+fn issued(dir: &Path, stem: &str, key: &str) -> fleetca_e2e::IssuedCertificate {
+    fleetca_e2e::IssuedCertificate {
+        id: String::new(),
+        serial: String::new(),
+        fingerprint: String::new(),
+        cert: dir.join(format!("{stem}.pem")),
+        key: dir.join(key),
+        ca: dir.join("ca.crt"),
+        created: serde_json::Value::Null,
+    }
+}
+
+#[test]
+fn digest_claims_and_renewal_over_tls_and_nginx_and_mosquitto_drops_the_superseded_certificate() {
+    use crate::mosquitto::{assert_round_trip, handshake, mosquitto_conf, wait_for_port};
+    use fleetca_e2e::{Daemon, free_port};
+    let (mosquitto, nginx) = (tool("mosquitto"), tool("nginx"));
+    let dir = Scratch::new("est-tls");
+    let d = dir.path();
+    let tls_port = free_port();
+    // Renewal may start at once here, and the old certificate lives on for 7 s.
+    let settings = dir.write(
+        "fleetca.toml",
+        "renewal_window_percent = 100\nrenewal_grace_hours = 0.002\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        false,
+    );
+    let reload = format!(
+        "kill -HUP $(cat {}) 2>/dev/null || true",
+        dir.join("mosquitto.pid").display()
+    );
+    let server = Fleetca::start_with(
+        &dir.join("data"),
+        &[
+            "--config",
+            settings.to_str().unwrap(),
+            "--tls-listen",
+            &format!("127.0.0.1:{tls_port}"),
+            "--crl-file",
+            dir.join("crl.pem").to_str().unwrap(),
+            "--crl-reload-command",
+            &reload,
+        ],
+        &[],
+    );
+    let admin = server.admin_token();
+    let fleetca_tls = format!("https://127.0.0.1:{tls_port}/.well-known/est");
+
+    // A broker certificate for mosquitto and nginx, and fleetca's CA.
+    let created = server
+        .post(
+            "/api/v4/manage/server-certificates/",
+            Some(&admin),
+            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
+        )
+        .expect_json(201, "a server certificate");
+    dir.write("server.crt", created["certificate_pem"].as_str().unwrap(), false);
+    dir.write("server.key", created["private_key_pem"].as_str().unwrap(), true);
+    dir.write("ca.crt", created["ca_certificate_pem"].as_str().unwrap(), false);
+
+    // 1. A provisioned device enrolls with HTTP Digest (curl --digest answers the challenge).
+    server
+        .post(
+            "/api/v4/manage/devices/",
+            Some(&admin),
+            &json!({"device_id": "meter-9", "tenant": "acme", "password": "device-password-9"}),
+        )
+        .expect_json(201, "a device");
+    let first = csr(d, "first", "meter-9");
+    let (status, body) = post_tls(
+        d,
+        &format!("{fleetca_tls}/acme/simpleenroll"),
+        &first,
+        &["--digest", "-u", "meter-9:device-password-9"],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(certificates(d, &body, "first").contains("urn:fleetca:device:acme:meter-9"));
+    let (status, _) = post_tls(
+        d,
+        &format!("{fleetca_tls}/acme/simpleenroll"),
+        &first,
+        &["--digest", "-u", "meter-9:wrong-password"],
+    );
+    assert_eq!(status, 401);
+
+    // 2. A factory claim: devices enroll over mTLS with it, directly and through nginx.
+    let claim = server
+        .post(
+            "/api/v4/manage/claims/",
+            Some(&admin),
+            &json!({"name": "line 1", "tenant": "acme", "max_uses": 2, "register_unknown": true}),
+        )
+        .expect_json(201, "a claim");
+    dir.write("claim.crt", claim["certificate_pem"].as_str().unwrap(), false);
+    dir.write("claim.key", claim["private_key_pem"].as_str().unwrap(), true);
+    let claim_auth = ["--cert", "claim.crt", "--key", "claim.key"];
+    let f1 = csr(d, "factory-1", "factory-1");
+    let (status, body) = post_tls(d, &format!("{fleetca_tls}/acme/simpleenroll"), &f1, &claim_auth);
+    assert_eq!(status, 200, "{body}");
+    assert!(certificates(d, &body, "factory-1").contains("urn:fleetca:device:acme:factory-1"));
+
+    let nginx_port = free_port();
+    let conf = dir.write("nginx.conf", &nginx_conf(d, nginx_port, server.port), false);
+    let mut proxy = Daemon::spawn(
+        "nginx",
+        Command::new(&nginx)
+            .arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .arg("-c")
+            .arg(&conf),
+        &dir.join("nginx"),
+    );
+    wait_for_port(&mut proxy, nginx_port);
+    let via_nginx = format!("https://127.0.0.1:{nginx_port}/.well-known/est");
+    let f2 = csr(d, "factory-2", "factory-2");
+    let (status, body) = post_tls(d, &format!("{via_nginx}/acme/simpleenroll"), &f2, &claim_auth);
+    assert_eq!(status, 200, "through nginx: {body}");
+    // Used up; and a claim certificate cannot renew itself.
+    let f3 = csr(d, "factory-3", "factory-3");
+    let (status, body) = post_tls(d, &format!("{fleetca_tls}/acme/simpleenroll"), &f3, &claim_auth);
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = post_tls(d, &format!("{fleetca_tls}/simplereenroll"), &f3, &claim_auth);
+    assert_eq!(status, 403);
+    let listed = server
+        .get(
+            &format!("/api/v4/manage/claims/{}/", claim["id"].as_str().unwrap()),
+            Some(&admin),
+        )
+        .expect_json(200, "the claim");
+    assert_eq!(listed["uses"], 2);
+
+    // 3. mosquitto requires a certificate and reads fleetca's CRL.
+    let mqtt_port = free_port();
+    let mconf = dir.write("mosquitto.conf", &mosquitto_conf(d, mqtt_port), false);
+    let mut broker = Daemon::spawn(
+        "mosquitto",
+        Command::new(&mosquitto).arg("-c").arg(&mconf),
+        &dir.join("mosquitto"),
+    );
+    wait_for_port(&mut broker, mqtt_port);
+    let old = issued(d, "first", "first.key");
+    assert_round_trip(&dir, mqtt_port, &old, "enrolled");
+
+    // 4. The device renews with its certificate over fleetca's TLS listener ...
+    let second = csr(d, "second", "meter-9");
+    let auth = ["--cert", "first.pem", "--key", "first.key"];
+    let other = csr(d, "other", "meter-10");
+    let (status, _) = post_tls(d, &format!("{fleetca_tls}/simplereenroll"), &other, &auth);
+    assert_eq!(status, 403, "another subject");
+    let (status, body) = post_tls(d, &format!("{fleetca_tls}/simplereenroll"), &second, &auth);
+    assert_eq!(status, 200, "{body}");
+    certificates(d, &body, "second");
+    let new = issued(d, "second", "second.key");
+    assert_round_trip(&dir, mqtt_port, &new, "renewed");
+    // ... the old one works during the grace, and is refused once it has passed.
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let out = handshake(mqtt_port, &old);
+        if out.combined().contains("certificate revoked") {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "mosquitto still accepts the superseded certificate:\n{}",
+            out.combined()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        refused >= Duration::from_secs(5),
+        "superseded before its grace: {refused:?}"
+    );
+    assert_round_trip(&dir, mqtt_port, &new, "still renewed");
+    // The superseded one authenticates nothing, not even a renewal.
+    let (status, _) = post_tls(d, &format!("{fleetca_tls}/simplereenroll"), &second, &auth);
+    assert_eq!(status, 401);
+
+    // 5. The renewal renews through nginx too.
+    let third = csr(d, "third", "meter-9");
+    let (status, body) = post_tls(
+        d,
+        &format!("{via_nginx}/simplereenroll"),
+        &third,
+        &["--cert", "second.pem", "--key", "second.key"],
+    );
+    assert_eq!(status, 200, "through nginx: {body}");
+    let devices = server
+        .get("/api/v4/manage/devices/acme/meter-9/certificates/", Some(&admin))
+        .expect_json(200, "the device's certificates");
+    assert_eq!(devices["count"], 3, "{devices}");
+    drop(proxy);
+    drop(broker);
+}

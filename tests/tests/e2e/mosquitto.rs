@@ -17,7 +17,7 @@ const TOPIC: &str = "v4/groups/nnn.acme.master/test";
 /// the tests run as root: without it mosquitto 2.0.11 switches to the `mosquitto` user and
 /// then cannot write its pid file into the root-owned scratch directory ("Unable to write
 /// pid file") nor re-read the 0600 server key on SIGHUP. As any other user it is ignored.
-fn mosquitto_conf(dir: &Path, port: u16) -> String {
+pub(crate) fn mosquitto_conf(dir: &Path, port: u16) -> String {
     let d = dir.display();
     format!(
         "per_listener_settings false
@@ -37,7 +37,7 @@ crlfile {d}/crl.pem
 }
 
 /// The TLS and connection options of `mosquitto_pub`/`mosquitto_sub` for a client.
-fn client_args(port: u16, client: &IssuedCertificate) -> Vec<String> {
+pub(crate) fn client_args(port: u16, client: &IssuedCertificate) -> Vec<String> {
     let path = |p: &Path| p.display().to_string();
     vec![
         "--cafile".into(),
@@ -54,7 +54,7 @@ fn client_args(port: u16, client: &IssuedCertificate) -> Vec<String> {
 }
 
 /// Publishes `message` once with `client`'s certificate.
-fn publish(port: u16, client: &IssuedCertificate, message: &str) -> Output {
+pub(crate) fn publish(port: u16, client: &IssuedCertificate, message: &str) -> Output {
     run(
         Command::new(tool("mosquitto_pub"))
             .args(client_args(port, client))
@@ -65,7 +65,7 @@ fn publish(port: u16, client: &IssuedCertificate, message: &str) -> Output {
 
 /// Subscribes with `client` and publishes with it until the subscriber has received
 /// `message` (publishing again covers the moment before the subscription is in place).
-fn assert_round_trip(dir: &Scratch, port: u16, client: &IssuedCertificate, message: &str) {
+pub(crate) fn assert_round_trip(dir: &Scratch, port: u16, client: &IssuedCertificate, message: &str) {
     let mut sub = Command::new(tool("mosquitto_sub"));
     sub.args(client_args(port, client))
         .args(["-t", TOPIC, "-C", "1", "-W", "10"]);
@@ -95,7 +95,7 @@ fn assert_round_trip(dir: &Scratch, port: u16, client: &IssuedCertificate, messa
 
 /// A TLS 1.2 handshake with `client`'s certificate: with TLS 1.2 the broker's verdict on
 /// the client certificate arrives during the handshake, so its alert is in the output.
-fn handshake(port: u16, client: &IssuedCertificate) -> Output {
+pub(crate) fn handshake(port: u16, client: &IssuedCertificate) -> Output {
     run(
         Command::new(tool("openssl"))
             .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-tls1_2"])
@@ -110,7 +110,7 @@ fn handshake(port: u16, client: &IssuedCertificate) -> Output {
     )
 }
 
-fn wait_for_port(broker: &mut Daemon, port: u16) {
+pub(crate) fn wait_for_port(broker: &mut Daemon, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(status) = broker.exited() {
