@@ -70,7 +70,11 @@ async fn claim(app: &TestApp, body: Value) -> Value {
 #[actix_web::test]
 async fn claims_are_created_once_listed_with_their_uses_and_revoked() {
     let app = proxied().await;
-    let c = claim(&app, json!({"name": "line 3", "tenant": "acme", "max_uses": 1, "register_unknown": true})).await;
+    let c = claim(
+        &app,
+        json!({"name": "line 3", "tenant": "acme", "max_uses": 1, "register_unknown": true}),
+    )
+    .await;
     assert!(c["private_key_pem"].as_str().unwrap().contains("PRIVATE KEY"));
     assert_eq!(c["status"], "active");
     let header = [("X-SSL-Client-Cert", escaped(c["certificate_pem"].as_str().unwrap()))];
@@ -83,17 +87,27 @@ async fn claims_are_created_once_listed_with_their_uses_and_revoked() {
     let r = est(&app, "/.well-known/est/acme/simpleenroll", &header, csr_b64("fresh-2")).await;
     assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.raw));
     assert!(String::from_utf8_lossy(&r.raw).contains("used up"));
-    assert_eq!(app.get("/api/v4/manage/devices/acme/fresh-2/", &app.admin).await.status, 404);
+    assert_eq!(
+        app.get("/api/v4/manage/devices/acme/fresh-2/", &app.admin).await.status,
+        404
+    );
     let id = c["id"].as_str().unwrap();
     let got = app.get(&format!("{CLAIMS}{id}/"), &app.admin).await;
-    assert_eq!((got.body["uses"].as_i64(), got.body["status"].as_str()), (Some(1), Some("used_up")));
+    assert_eq!(
+        (got.body["uses"].as_i64(), got.body["status"].as_str()),
+        (Some(1), Some("used_up"))
+    );
     assert!(got.body.get("private_key_pem").is_none());
     let list = app.get(&format!("{CLAIMS}?tenant=acme"), &app.admin).await;
     assert_eq!(list.body["count"], 1);
-    let revoked = app.post(&format!("{CLAIMS}{id}/revoke/"), &app.admin, json!(null)).await;
+    let revoked = app
+        .post(&format!("{CLAIMS}{id}/revoke/"), &app.admin, json!(null))
+        .await;
     assert_eq!(revoked.body["status"], "revoked");
     // The claim certificate is a `claim` in the certificate listing, now revoked.
-    let certs = app.get("/api/v4/manage/mqtt-certificates/?kind=claim", &app.admin).await;
+    let certs = app
+        .get("/api/v4/manage/mqtt-certificates/?kind=claim", &app.admin)
+        .await;
     assert_eq!(certs.body["count"], 1);
     assert_eq!(certs.body["results"][0]["status"], "revoked");
 }
@@ -104,26 +118,43 @@ async fn bad_claims_name_the_field_and_write_nothing() {
     for (body, field) in [
         (json!({"name": "x", "tenant": "acme", "max_uses": 0}), "max_uses"),
         (json!({"name": "x", "tenant": "Not A Tenant", "max_uses": 1}), "tenant"),
-        (json!({"name": "x", "tenant": "acme", "max_uses": 1, "expires_at": "2001-01-01T00:00:00Z"}), "expires_at"),
-        (json!({"name": "x", "tenant": "acme", "max_uses": 1, "validity_days": 0}), "validity_days"),
+        (
+            json!({"name": "x", "tenant": "acme", "max_uses": 1, "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            json!({"name": "x", "tenant": "acme", "max_uses": 1, "validity_days": 0}),
+            "validity_days",
+        ),
     ] {
         assert_field_error(&app.post(CLAIMS, &app.admin, body).await, field);
     }
     assert_eq!(app.get(CLAIMS, &app.admin).await.body["count"], 0);
-    let r = app.post(CLAIMS, &app.admin, json!({"name": "x", "tenant": "acme"})).await;
+    let r = app
+        .post(CLAIMS, &app.admin, json!({"name": "x", "tenant": "acme"}))
+        .await;
     assert_problem(&r, 400);
 }
 
 #[actix_web::test]
 async fn a_proxy_header_counts_only_from_trusted_proxies() {
     let app = TestApp::spawn().await;
-    let c = claim(&app, json!({"name": "l", "tenant": "acme", "max_uses": 5, "register_unknown": true})).await;
+    let c = claim(
+        &app,
+        json!({"name": "l", "tenant": "acme", "max_uses": 5, "register_unknown": true}),
+    )
+    .await;
     let header = [("X-SSL-Client-Cert", escaped(c["certificate_pem"].as_str().unwrap()))];
     let r = est(&app, "/.well-known/est/acme/simpleenroll", &header, csr_b64("dev-1")).await;
     assert_eq!(r.status, 401);
     let r = est(&app, "/.well-known/est/simplereenroll", &header, csr_b64("dev-1")).await;
     assert_eq!(r.status, 401);
-    assert_eq!(app.get(&format!("{CLAIMS}{}/", c["id"].as_str().unwrap()), &app.admin).await.body["uses"], 0);
+    assert_eq!(
+        app.get(&format!("{CLAIMS}{}/", c["id"].as_str().unwrap()), &app.admin)
+            .await
+            .body["uses"],
+        0
+    );
 }
 
 #[actix_web::test]
@@ -138,15 +169,39 @@ async fn a_device_certificate_renews_itself_and_the_device_lists_and_revokes_the
         .await;
     assert_eq!(r.status, 201);
     let basic = format!("Basic {}", STANDARD.encode("meter-1:device-secret-1"));
-    let r = est(&app, "/.well-known/est/acme/simpleenroll", &[("Authorization", basic)], csr_b64("meter-1")).await;
+    let r = est(
+        &app,
+        "/.well-known/est/acme/simpleenroll",
+        &[("Authorization", basic)],
+        csr_b64("meter-1"),
+    )
+    .await;
     let first = issued_pem(&r);
     let header = |pem: &str| [("X-SSL-Client-Cert", escaped(pem))];
     // Another subject, and garbage, are refused.
-    let r = est(&app, "/.well-known/est/simplereenroll", &header(&first), csr_b64("meter-2")).await;
+    let r = est(
+        &app,
+        "/.well-known/est/simplereenroll",
+        &header(&first),
+        csr_b64("meter-2"),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = est(&app, "/.well-known/est/simplereenroll", &header(&first), b"%%%".to_vec()).await;
+    let r = est(
+        &app,
+        "/.well-known/est/simplereenroll",
+        &header(&first),
+        b"%%%".to_vec(),
+    )
+    .await;
     assert_eq!(r.status, 400);
-    let r = est(&app, "/.well-known/est/simplereenroll", &header(&first), csr_b64("meter-1")).await;
+    let r = est(
+        &app,
+        "/.well-known/est/simplereenroll",
+        &header(&first),
+        csr_b64("meter-1"),
+    )
+    .await;
     let second = issued_pem(&r);
     assert_ne!(first, second);
     let path = "/api/v4/manage/devices/acme/meter-1/certificates/";
@@ -164,18 +219,39 @@ async fn a_device_certificate_renews_itself_and_the_device_lists_and_revokes_the
     // Revoking it there puts it on the CRL; it then authenticates nothing.
     let id = old["id"].as_str().unwrap();
     let r = app
-        .post(&format!("{path}{id}/revoke/"), &app.admin, json!({"reason": "keyCompromise"}))
+        .post(
+            &format!("{path}{id}/revoke/"),
+            &app.admin,
+            json!({"reason": "keyCompromise"}),
+        )
         .await;
     assert_eq!(r.body["status"], "revoked", "{}", r.body);
-    let r = est(&app, "/.well-known/est/simplereenroll", &header(&first), csr_b64("meter-1")).await;
+    let r = est(
+        &app,
+        "/.well-known/est/simplereenroll",
+        &header(&first),
+        csr_b64("meter-1"),
+    )
+    .await;
     assert_eq!(r.status, 401);
     // Disabling the device revokes the rest.
     let r = app
-        .send("PATCH", "/api/v4/manage/devices/acme/meter-1/", Some(&app.admin), Some(json!({"is_active": false})))
+        .send(
+            "PATCH",
+            "/api/v4/manage/devices/acme/meter-1/",
+            Some(&app.admin),
+            Some(json!({"is_active": false})),
+        )
         .await;
     assert_eq!(r.status, 200);
     let list = app.get(&format!("{path}?page_size=10"), &app.admin).await;
-    assert!(list.body["results"].as_array().unwrap().iter().all(|c| c["status"] == "revoked"));
+    assert!(
+        list.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "revoked")
+    );
 }
 
 #[actix_web::test]
@@ -195,7 +271,10 @@ async fn a_device_enrolls_with_http_digest_once_per_nonce() {
         .get_all("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
-    let digest = offers.iter().find(|o| o.starts_with("Digest ")).expect("a Digest challenge");
+    let digest = offers
+        .iter()
+        .find(|o| o.starts_with("Digest "))
+        .expect("a Digest challenge");
     assert!(offers.iter().any(|o| o.starts_with("Basic ")));
     assert!(digest.contains("realm=\"acme\"") && digest.contains("qop=\"auth\""));
     let nonce = digest.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
@@ -206,11 +285,19 @@ async fn a_device_enrolls_with_http_digest_once_per_nonce() {
     let authorization = format!(
         "Digest username=\"meter-7\", realm=\"acme\", nonce=\"{nonce}\", uri=\"{path}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"abcdef\", response=\"{response}\""
     );
-    let r = est(&app, path, &[("Authorization", authorization.clone())], csr_b64("meter-7")).await;
+    let r = est(
+        &app,
+        path,
+        &[("Authorization", authorization.clone())],
+        csr_b64("meter-7"),
+    )
+    .await;
     issued_pem(&r);
     let replay = est(&app, path, &[("Authorization", authorization)], csr_b64("meter-7")).await;
     assert_eq!(replay.status, 401, "a replayed nonce is refused");
-    let list = app.get("/api/v4/manage/devices/acme/meter-7/certificates/", &app.admin).await;
+    let list = app
+        .get("/api/v4/manage/devices/acme/meter-7/certificates/", &app.admin)
+        .await;
     assert_eq!(list.body["count"], 1, "nothing written by the replay");
 }
 
@@ -234,13 +321,19 @@ async fn a_client_certificate_is_renewed_over_rest_and_the_filters_find_it() {
         .await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let renewed = app
-        .post(&format!("/api/v4/manage/mqtt-certificates/{id}/renew/"), &app.admin, json!(null))
+        .post(
+            &format!("/api/v4/manage/mqtt-certificates/{id}/renew/"),
+            &app.admin,
+            json!(null),
+        )
         .await;
     assert_eq!(renewed.status, 201, "{}", renewed.body);
     assert!(renewed.body["private_key_pem"].is_string());
     assert_eq!(renewed.body["name"], "c");
     assert_eq!(renewed.headers.get("cache-control").unwrap(), "no-store");
-    let old = app.get(&format!("/api/v4/manage/mqtt-certificates/{id}/"), &app.admin).await;
+    let old = app
+        .get(&format!("/api/v4/manage/mqtt-certificates/{id}/"), &app.admin)
+        .await;
     assert_eq!(old.body["renewed_by"], renewed.body["id"]);
     let soon = app
         .get("/api/v4/manage/mqtt-certificates/?expiring_within_days=400", &app.admin)
@@ -251,14 +344,18 @@ async fn a_client_certificate_is_renewed_over_rest_and_the_filters_find_it() {
         .await;
     assert_eq!(none.body["count"], 0);
     assert_field_error(
-        &app.get("/api/v4/manage/mqtt-certificates/?expiring_within_days=0", &app.admin).await,
+        &app.get("/api/v4/manage/mqtt-certificates/?expiring_within_days=0", &app.admin)
+            .await,
         "expiring_within_days",
     );
     assert_field_error(
-        &app.get("/api/v4/manage/mqtt-certificates/?kind=server", &app.admin).await,
+        &app.get("/api/v4/manage/mqtt-certificates/?kind=server", &app.admin)
+            .await,
         "kind",
     );
-    let devices = app.get("/api/v4/manage/mqtt-certificates/?kind=device", &app.admin).await;
+    let devices = app
+        .get("/api/v4/manage/mqtt-certificates/?kind=device", &app.admin)
+        .await;
     assert_eq!(devices.body["count"], 0);
     // A device certificate renews only for a CSR.
     let bad = app
