@@ -92,6 +92,8 @@ export const certificates = {
   get: (id) => get(`/api/v4/manage/mqtt-certificates/${enc(id)}/`),
   create: (body) => post('/api/v4/manage/mqtt-certificates/', body),
   revoke: (id, reason) => post(`/api/v4/manage/mqtt-certificates/${enc(id)}/revoke/`, { reason }),
+  /** A new certificate for the same name and binding; the old one is superseded after the grace. */
+  renew: (id, csr_pem) => post(`/api/v4/manage/mqtt-certificates/${enc(id)}/renew/`, csr_pem ? { csr_pem } : undefined),
 };
 
 const devicePath = (d) => `/api/v4/manage/devices/${enc(d.tenant)}/${enc(d.device_id)}/`;
@@ -103,6 +105,17 @@ export const devices = {
   patch: (d, body) => patch(devicePath(d), body),
   remove: (d) => del(devicePath(d)),
   rotate: (d, body) => put(`${devicePath(d)}credentials/`, body),
+  /** The device's certificates (enrolled over EST), newest first. */
+  certificates: (d, query) => get(`${devicePath(d)}certificates/`, query),
+  revokeCertificate: (d, id, reason) => post(`${devicePath(d)}certificates/${enc(id)}/revoke/`, { reason }),
+};
+
+/** Claims: claim certificates that enroll a tenant's devices over EST. */
+export const claims = {
+  list: (query) => get('/api/v4/manage/claims/', query),
+  get: (id) => get(`/api/v4/manage/claims/${enc(id)}/`),
+  create: (body) => post('/api/v4/manage/claims/', body),
+  revoke: (id) => post(`/api/v4/manage/claims/${enc(id)}/revoke/`),
 };
 
 const productPath = (pk) => `/api/v4/manage/products/${enc(pk)}/`;

@@ -1,6 +1,6 @@
 // The admin UI shell: sign-in, the session, navigation and hash routing
-// (#/overview, #/keys, #/certificates, #/devices, #/products, #/products/{product_key},
-// #/ca, #/account).
+// (#/overview, #/keys, #/certificates, #/devices, #/claims, #/products,
+// #/products/{product_key}, #/ca, #/account).
 
 import * as api from './api.js';
 import { h, mount, field, errorBox, notice } from './ui.js';
@@ -8,11 +8,12 @@ import * as overview from './pages/overview.js';
 import * as keys from './pages/keys.js';
 import * as certificates from './pages/certificates.js';
 import * as devices from './pages/devices.js';
+import * as claims from './pages/claims.js';
 import * as products from './pages/products.js';
 import * as ca from './pages/ca.js';
 import * as account from './pages/account.js';
 
-const routes = { overview, keys, certificates, devices, products, ca, account };
+const routes = { overview, keys, certificates, devices, claims, products, ca, account };
 
 const main = document.getElementById('main');
 const topbar = document.querySelector('.topbar');

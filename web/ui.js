@@ -206,13 +206,13 @@ export function confirmDialog({ title, content = [], confirmLabel = 'Confirm', d
 }
 
 /** Previous/next links and "page X of Y" for a {count} list. */
-export function pager({ count, page, pageSize, onPage, noun = 'items' }) {
+export function pager({ count, page, pageSize, onPage, noun = 'items', label = 'Pages' }) {
   const pages = Math.max(1, Math.ceil(count / pageSize));
   const first = count === 0 ? 0 : (page - 1) * pageSize + 1;
   const last = Math.min(count, page * pageSize);
   return h(
     'nav',
-    { class: 'pager', 'aria-label': 'Pages', 'data-testid': 'pager' },
+    { class: 'pager', 'aria-label': label, 'data-testid': 'pager' },
     h('button', { type: 'button', class: 'secondary', disabled: page <= 1, onClick: () => onPage(page - 1), 'data-testid': 'page-prev' }, '← Previous'),
     h('span', { 'data-testid': 'page-info' }, count === 0 ? `No ${noun}` : `${first}–${last} of ${count} ${noun} · page ${page} of ${pages}`),
     h('button', { type: 'button', class: 'secondary', disabled: page >= pages, onClick: () => onPage(page + 1), 'data-testid': 'page-next' }, 'Next →'),
@@ -245,9 +245,12 @@ export const heading = (title, lead) => [h('h1', null, title), lead ? h('p', { c
 
 /**
  * A paginated table fed by a list endpoint ({count, results}). `load(query)` fetches a
- * page; `filters()` gives the current filter values; `row(item)` makes a <tr>.
+ * page; `filters()` gives the current filter values; `row(item)` makes a <tr>; `empty`
+ * is what an empty page says (default "No {noun} match."). A `pagerLabel` names the pager
+ * (when a page holds more than one list); with `quiet`, the pager shows only when there is
+ * more than one page.
  */
-export function listView({ load, filters = () => ({}), headers, row, noun, testid, pageSize = 25 }) {
+export function listView({ load, filters = () => ({}), headers, row, noun, testid, pageSize = 25, empty, pagerLabel, quiet = false }) {
   const state = { page: 1, pageSize };
   const slot = h('div', { 'aria-live': 'polite' });
   const body = h('div', { 'data-testid': testid });
@@ -266,10 +269,13 @@ export function listView({ load, filters = () => ({}), headers, row, noun, testi
       }
       mount(slot);
       const rows = data.results.map(row);
+      const onePage = state.page === 1 && data.count <= state.pageSize;
       mount(
         body,
-        rows.length ? table(headers, rows) : h('p', { class: 'muted empty' }, `No ${noun} match.`),
-        h('div', { class: 'pager-row' }, pager({ count: data.count, page: state.page, pageSize: state.pageSize, noun, onPage: (p) => { state.page = p; reload(); } }), sizeSelect),
+        rows.length ? table(headers, rows) : h('p', { class: 'muted empty' }, empty || `No ${noun} match.`),
+        quiet && onePage
+          ? null
+          : h('div', { class: 'pager-row' }, pager({ count: data.count, page: state.page, pageSize: state.pageSize, noun, label: pagerLabel, onPage: (p) => { state.page = p; reload(); } }), sizeSelect),
       );
     } catch (err) {
       if (mine === seq) showError(slot, err);

@@ -1,9 +1,12 @@
 // Devices: list, provision one, bulk provision from CSV (errors mapped to CSV lines),
-// rotate credentials, enable/disable, delete.
+// rotate credentials, enable/disable, delete (both of the last revoke the device's
+// certificates), and each device's certificates (enrolled over EST) in a panel under its
+// row, with revoke.
 
 import * as api from '../api.js';
 import { h, mount, field, select, fmtDate, heading, badge, busy, confirmDialog, notice, errorBox, listView, filterBar, secretField, downloadText, uid, table } from '../ui.js';
 import { devicesFromCsv, rowProblems, csvCell, DEVICE_COLUMNS } from '../csv.js';
+import { askRevokeReason, serialCell, statusCell } from './certificates.js';
 
 export const title = 'Devices';
 
@@ -66,9 +69,105 @@ function provisionedPanel(d, verb) {
   );
 }
 
+/**
+ * A device's certificates: a paged table with a revoke action per active certificate.
+ * `reasons()` resolves to the revocation reason names the server accepts.
+ */
+function deviceCertificates(d, reasons) {
+  const titleId = uid('device-certs-title');
+  const slot = h('div', { 'aria-live': 'polite' });
+  const list = listView({
+    noun: 'certificates',
+    testid: 'device-certs-list',
+    pageSize: 10,
+    quiet: true,
+    pagerLabel: `Pages of the certificates of ${d.device_id}`,
+    empty: `${d.device_id} has no certificates: a device gets one by enrolling over EST.`,
+    headers: ['Name', 'Serial', 'Status', 'Issued', 'Expires', 'Actions'],
+    load: (q) => api.devices.certificates(d, q),
+    row: (c) =>
+      h(
+        'tr',
+        { 'data-testid': 'device-cert-row', 'data-id': c.id, 'data-status': c.status },
+        h('td', null, c.name),
+        serialCell(c.serial),
+        statusCell(c),
+        h('td', null, fmtDate(c.created_at)),
+        h('td', null, fmtDate(c.expires_at)),
+        h(
+          'td',
+          { class: 'row-actions' },
+          c.status === 'active'
+            ? h('button', { type: 'button', class: 'danger small', 'data-testid': 'device-cert-revoke', onClick: () => revoke(c) }, 'Revoke')
+            : null,
+        ),
+      ),
+  });
+
+  async function revoke(c) {
+    try {
+      const reason = await askRevokeReason(c, await reasons(), `this certificate of ${d.device_id}`);
+      if (!reason) return;
+      const res = await api.devices.revokeCertificate(d, c.id, reason);
+      mount(slot, notice(`The certificate ${res.serial} of ${d.device_id} was revoked (${res.reason}); the new CRL is published.`, 'success', 'device-cert-revoked'));
+      list.reload();
+    } catch (err) {
+      mount(slot, errorBox(err));
+    }
+  }
+
+  const el = h(
+    'section',
+    { class: 'detail-panel', 'aria-labelledby': titleId },
+    h('h3', { id: titleId }, `Certificates of ${d.device_id}`),
+    slot,
+    list.el,
+  );
+  return { el, reload: list.reload };
+}
+
 export async function render(root, ctx) {
   const admin = ctx.user.role === 'admin';
   const out = h('div', { 'aria-live': 'polite' });
+
+  // The revocation reasons, fetched when first needed.
+  let reasonsPromise = null;
+  const reasons = () => {
+    reasonsPromise ||= api.overview.settings().then((s) => s.revocation_reasons, (err) => {
+      reasonsPromise = null;
+      throw err;
+    });
+    return reasonsPromise;
+  };
+
+  // The devices whose certificates panel is open ("tenant/device_id"); kept open across reloads.
+  const openPanels = new Set();
+  const HEADERS = ['Device ID', 'Tenant', 'MQTT username', 'Status', 'Created', 'Actions'];
+
+  /** Opens or closes the certificates panel under a device's row. */
+  function setPanel(d, tr, button, open) {
+    const key = `${d.tenant}/${d.device_id}`;
+    const existing = button.getAttribute('aria-controls') ? document.getElementById(button.getAttribute('aria-controls')) : null;
+    existing?.remove();
+    button.setAttribute('aria-expanded', String(open));
+    button.removeAttribute('aria-controls');
+    if (!open) {
+      openPanels.delete(key);
+      return;
+    }
+    openPanels.add(key);
+    const panelId = uid('device-certs');
+    const panel = deviceCertificates(d, reasons);
+    tr.after(
+      h(
+        'tr',
+        { id: panelId, class: 'detail-row', 'data-testid': 'device-certs', 'data-device-id': d.device_id, 'data-tenant': d.tenant },
+        h('td', { colspan: HEADERS.length, class: 'detail' }, panel.el),
+      ),
+    );
+    button.setAttribute('aria-controls', panelId);
+    panel.reload();
+  }
 
   // List.
   const search = h('input', { type: 'search', name: 'search', placeholder: 'device ID contains…', 'data-testid': 'devices-search' });
@@ -77,11 +176,12 @@ export async function render(root, ctx) {
   const list = listView({
     noun: 'devices',
     testid: 'devices-list',
-    headers: ['Device ID', 'Tenant', 'MQTT username', 'Status', 'Created', 'Actions'],
+    headers: HEADERS,
     load: (q) => api.devices.list(q),
     filters: () => ({ search: search.value.trim(), tenant: tenantFilter.value.trim(), is_active: activeFilter.value }),
-    row: (d) =>
-      h(
+    row: (d) => {
+      const certsButton = h('button', { type: 'button', class: 'secondary small', 'aria-expanded': 'false', 'data-testid': 'device-certs-toggle', onClick: () => setPanel(d, tr, certsButton, certsButton.getAttribute('aria-expanded') !== 'true') }, 'Certificates');
+      const tr = h(
         'tr',
         { 'data-testid': 'device-row', 'data-device-id': d.device_id, 'data-tenant': d.tenant },
         h('td', null, h('strong', null, d.device_id), d.description ? h('div', { class: 'muted small' }, d.description) : null),
@@ -92,17 +192,31 @@ export async function render(root, ctx) {
         h(
           'td',
           { class: 'row-actions' },
+          certsButton,
           h('button', { type: 'button', class: 'secondary small', 'data-testid': 'device-rotate', onClick: () => rotate(d) }, 'Rotate credentials'),
           h('button', { type: 'button', class: 'secondary small', 'data-testid': 'device-toggle', onClick: () => toggle(d) }, d.is_active ? 'Disable' : 'Enable'),
           h('button', { type: 'button', class: 'danger small', 'data-testid': 'device-delete', onClick: () => remove(d) }, 'Delete'),
         ),
-      ),
+      );
+      // Reopened after a reload (once the row is in the table).
+      if (openPanels.has(`${d.tenant}/${d.device_id}`)) queueMicrotask(() => tr.isConnected && setPanel(d, tr, certsButton, true));
+      return tr;
+    },
   });
 
   async function toggle(d) {
+    if (d.is_active) {
+      const ok = await confirmDialog({
+        title: `Disable ${d.device_id}?`,
+        content: h('p', null, 'The device can no longer connect, and its certificates are revoked (privilege withdrawn). Enabling it again does not bring them back: it enrolls anew.'),
+        confirmLabel: 'Disable device',
+        danger: true,
+      });
+      if (!ok) return;
+    }
     try {
       const res = await api.devices.patch(d, { is_active: !d.is_active });
-      mount(out, notice(`${res.device_id} is ${res.is_active ? 'enabled' : 'disabled'}.`));
+      mount(out, notice(`${res.device_id} is ${res.is_active ? 'enabled' : 'disabled; its certificates are revoked'}.`));
       list.reload();
     } catch (err) {
       mount(out, errorBox(err, LABELS));
@@ -112,14 +226,15 @@ export async function render(root, ctx) {
   async function remove(d) {
     const ok = await confirmDialog({
       title: `Delete ${d.device_id}?`,
-      content: h('p', null, `The device is removed from tenant ${d.tenant} and can no longer connect.`),
+      content: h('p', null, `The device is removed from tenant ${d.tenant} and can no longer connect; its certificates are revoked. This cannot be undone.`),
       confirmLabel: 'Delete device',
       danger: true,
     });
     if (!ok) return;
     try {
       await api.devices.remove(d);
-      mount(out, notice(`${d.device_id} was deleted.`));
+      openPanels.delete(`${d.tenant}/${d.device_id}`);
+      mount(out, notice(`${d.device_id} was deleted; its certificates are revoked.`));
       list.reload();
     } catch (err) {
       mount(out, errorBox(err, LABELS));

@@ -224,14 +224,14 @@ fn answer(state: &AppState, label: Option<&str>, result: Result<Certificate, Enr
     }
 }
 
-/// The CSR of a request body (base64 DER, whitespace allowed).
-fn csr_der(body: &[u8]) -> Result<Vec<u8>, HttpResponse> {
+/// The CSR of a request body (base64 DER, whitespace allowed), or why not.
+fn csr_der(body: &[u8]) -> Result<Vec<u8>, (StatusCode, &'static str)> {
     if body.len() > BODY_LIMIT {
-        return Err(text(StatusCode::PAYLOAD_TOO_LARGE, "the CSR is too large"));
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "the CSR is too large"));
     }
     let compact: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     STANDARD.decode(&compact).map_err(|_| {
-        text(
+        (
             StatusCode::BAD_REQUEST,
             "the body is not base64 (send the DER PKCS#10, base64-encoded)",
         )
@@ -250,7 +250,7 @@ async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: 
     }
     let csr = match csr_der(body) {
         Ok(csr) => csr,
-        Err(response) => return response,
+        Err((status, why)) => return text(status, why),
     };
     let tenant = label.filter(|l| Tenant::parse(l).is_ok());
     let result = match (credential, peer) {
@@ -294,7 +294,7 @@ async fn reenroll(state: &AppState, req: &HttpRequest, body: &[u8]) -> HttpRespo
     };
     let csr = match csr_der(body) {
         Ok(csr) => csr,
-        Err(response) => return response,
+        Err((status, why)) => return text(status, why),
     };
     let result = match state.renewal.presented(&der).await {
         Ok(Some(cert)) => state.renewal.reenroll(&cert, &csr).await.map(|i| i.certificate),
