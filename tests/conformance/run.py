@@ -73,7 +73,7 @@ def run_backend(backend: str, binary: Path, args) -> tuple[list[str], list[str]]
         summary.append(
             f"[{backend}] pkilint: {pki.documents + after.documents} documents linted, "
             f"{len(pki.findings) + len(after.findings)} findings at {pki_lint.GATE} or above "
-            f"({len(pki.info) + len(after.info)} below); openssl verify: {pki.verify_ok}/4 as expected; "
+            f"({len(pki.info) + len(after.info)} below); openssl verify: {pki.verify_ok}/{pki.verify_runs} as expected; "
             f"{len(pki.problems)} other problems"
         )
     except Failure as e:
