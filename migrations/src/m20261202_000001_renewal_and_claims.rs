@@ -8,6 +8,7 @@ enum Certificates {
     Table,
     SupersedeAt,
     RenewedBy,
+    RenewedVia,
 }
 
 #[derive(DeriveIden)]
@@ -48,6 +49,13 @@ impl MigrationTrait for Migration {
             Table::alter()
                 .table(Certificates::Table)
                 .add_column(ColumnDef::new(Certificates::RenewedBy).uuid().null())
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Certificates::Table)
+                .add_column(ColumnDef::new(Certificates::RenewedVia).string_len(16).null())
                 .to_owned(),
         )
         .await?;
@@ -92,7 +100,11 @@ impl MigrationTrait for Migration {
         m.drop_table(Table::drop().table(Claims::Table).to_owned()).await?;
         m.drop_index(Index::drop().name("idx_certificates_supersede_at").to_owned())
             .await?;
-        for column in [Certificates::RenewedBy, Certificates::SupersedeAt] {
+        for column in [
+            Certificates::RenewedVia,
+            Certificates::RenewedBy,
+            Certificates::SupersedeAt,
+        ] {
             m.alter_table(Table::alter().table(Certificates::Table).drop_column(column).to_owned())
                 .await?;
         }

@@ -61,13 +61,16 @@ pub struct NewCertificate {
 pub struct Renewal {
     pub old: Uuid,
     pub supersede_at: DateTime<Utc>,
+    /// `est` (the certificate renewed itself) or `api` (a manager renewed it).
+    pub via: &'static str,
 }
 
-/// A certificate just stored, and the earlier renewal it replaced (revoked now), if any.
+/// A certificate just stored, and what its renewal revoked now: the earlier renewal it
+/// replaces, and the certificate the renewed one had renewed, if still in its grace.
 #[derive(Clone, Debug)]
 pub struct Stored {
     pub certificate: Certificate,
-    pub discarded: Option<Certificate>,
+    pub discarded: Vec<Certificate>,
 }
 
 /// Status filter of a listing.
@@ -439,7 +442,28 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     devices.sort();
     devices.dedup();
     let mut device_active: HashMap<String, u64> = HashMap::new();
+    // The devices must exist and be enabled when their certificate commits: their rows are
+    // read (and on PostgreSQL locked, in order) here, so a concurrent disable or delete
+    // either comes first and refuses this, or waits and then revokes what this wrote.
+    let mut enabled: HashMap<String, bool> = HashMap::new();
     if !devices.is_empty() {
+        use crate::entity::devices::{Column as DeviceCol, Entity as Devices};
+        let mut cond = Condition::any();
+        for d in &devices {
+            if let Some((tenant, id)) = d.split_once('/') {
+                cond = cond.add(DeviceCol::Tenant.eq(tenant).and(DeviceCol::DeviceId.eq(id)));
+            }
+        }
+        let mut query = Devices::find()
+            .filter(cond)
+            .order_by_asc(DeviceCol::Tenant)
+            .order_by_asc(DeviceCol::DeviceId);
+        if is_postgres(&txn) {
+            query = query.lock_exclusive();
+        }
+        for row in query.all(&txn).await? {
+            enabled.insert(format!("{}/{}", row.tenant, row.device_id), row.is_active);
+        }
         let counts: Vec<(Option<String>, i64)> = Certificates::find()
             .select_only()
             .column(Column::Device)
@@ -454,9 +478,32 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     }
     // The certificates being renewed, and their earlier renewals.
     let mut renewed: HashMap<Uuid, Certificate> = HashMap::new();
-    let old_ids: Vec<Uuid> = jobs.iter().filter_map(|j| j.cert.renews.map(|r| r.old)).collect();
+    let mut old_ids: Vec<Uuid> = jobs.iter().filter_map(|j| j.cert.renews.map(|r| r.old)).collect();
+    old_ids.sort();
+    old_ids.dedup();
+    // Certificates that the renewed ones renewed earlier, still in their grace: a renewal
+    // chain keeps at most one certificate in its grace, so they are revoked now.
+    let mut predecessors: HashMap<Uuid, Vec<Certificate>> = HashMap::new();
     if !old_ids.is_empty() {
-        let olds = Certificates::find().filter(Column::Id.is_in(old_ids)).all(&txn).await?;
+        let mut query = Certificates::find()
+            .filter(Column::Id.is_in(old_ids.clone()))
+            .order_by_asc(Column::Id);
+        if is_postgres(&txn) {
+            // Two renewals of one certificate on two instances: the second waits and then
+            // sees the first's renewal (and discards it).
+            query = query.lock_exclusive();
+        }
+        let olds = query.all(&txn).await?;
+        let rows = Certificates::find()
+            .filter(Column::RenewedBy.is_in(old_ids))
+            .filter(Column::RevokedAt.is_null())
+            .all(&txn)
+            .await?;
+        for row in rows {
+            if let Some(by) = row.renewed_by {
+                predecessors.entry(by).or_default().push(row);
+            }
+        }
         let earlier: Vec<Uuid> = olds.iter().filter_map(|c| c.renewed_by).collect();
         renewed.extend(olds.into_iter().map(|c| (c.id, c)));
         if !earlier.is_empty() {
@@ -469,7 +516,7 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     let mut results = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     let mut discards: Vec<Uuid> = Vec::new();
-    let mut marks: Vec<(Uuid, DateTime<Utc>, Uuid)> = Vec::new();
+    let mut marks: Vec<(Uuid, DateTime<Utc>, Uuid, &'static str)> = Vec::new();
     for job in jobs {
         let id = Uuid::new_v4();
         // Counted certificates this job takes off its owner's count (the one it renews and
@@ -488,6 +535,12 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
                 )));
                 continue;
             }
+            if r.via == "est" && old.renewed_via.as_deref() == Some("api") {
+                results.push(Err(StorageError::Conflict(
+                    "a manager renewed this certificate; only its renewal may renew itself".into(),
+                )));
+                continue;
+            }
             if counts(&old) {
                 relief += 1;
             }
@@ -499,7 +552,14 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
                 }
                 discard = Some(earlier.clone());
             }
-            mark = Some((old.id, old.supersede_at.unwrap_or(r.supersede_at), id));
+            mark = Some((old.id, old.supersede_at.unwrap_or(r.supersede_at), id, r.via));
+        }
+        if let Some(device) = &job.cert.device
+            && job.max_active.is_some()
+            && !enabled.get(device).copied().unwrap_or(false)
+        {
+            results.push(Err(StorageError::Conflict("the device is disabled or deleted".into())));
+            continue;
         }
         let key_count = job
             .max_active
@@ -555,23 +615,28 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
             device: c.device,
             supersede_at: None,
             renewed_by: None,
+            renewed_via: None,
         };
         // Later jobs of this batch see this one's effects.
-        if let Some((old, at, by)) = mark {
+        if let Some((old, at, by, via)) = mark {
             if let Some(o) = renewed.get_mut(&old) {
                 o.supersede_at = Some(at);
                 o.renewed_by = Some(by);
+                o.renewed_via = Some(via.to_owned());
             }
             renewed.insert(id, model.clone());
-            marks.push((old, at, by));
+            marks.push((old, at, by, via));
         }
-        let discarded = discard.map(|mut d| {
+        let mut discarded: Vec<Certificate> = discard.into_iter().collect();
+        if let Some((old, ..)) = mark {
+            discarded.extend(predecessors.remove(&old).unwrap_or_default());
+        }
+        for d in &mut discarded {
             d.revoked_at = Some(job.now);
             d.revocation_reason = Some(SUPERSEDED.into());
             discards.push(d.id);
             renewed.insert(d.id, d.clone());
-            d
-        });
+        }
         rows.push(ActiveModel::from(model.clone()));
         results.push(Ok(Stored {
             certificate: model,
@@ -581,11 +646,12 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     for chunk in rows.chunks(500) {
         Certificates::insert_many(chunk.to_vec()).exec(&txn).await?;
     }
-    for (old, at, by) in marks {
+    for (old, at, by, via) in marks {
         use sea_orm::sea_query::Expr;
         Certificates::update_many()
             .col_expr(Column::SupersedeAt, Expr::value(at))
             .col_expr(Column::RenewedBy, Expr::value(by))
+            .col_expr(Column::RenewedVia, Expr::value(via))
             .filter(Column::Id.eq(old))
             .exec(&txn)
             .await?;

@@ -60,6 +60,7 @@ impl Store {
             device: None,
             supersede_at: None,
             renewed_by: None,
+            renewed_via: None,
         };
         Certificates::insert(CertificateModel::from(certificate.clone()))
             .exec(&txn)

@@ -228,4 +228,28 @@ mod tests {
             Err(EnrollError::Unauthenticated)
         ));
     }
+
+    #[tokio::test]
+    async fn a_claim_cannot_mint_a_certificate_that_passes_for_a_user_and_registers_nothing_it_refuses() {
+        let kit = Kit::new().await;
+        kit.api_key("svc-billing", "globex").await;
+        let created = kit
+            .claims
+            .create(&admin(), input(5, true, kit.clock.now()))
+            .await
+            .unwrap();
+        let claim_cert = claim_certificate(&kit, &created).await;
+        let long = "d".repeat(65);
+        for id in ["svc-billing", "fleetca-activation", long.as_str()] {
+            assert!(
+                matches!(
+                    kit.est.enroll_with_claim(&claim_cert, None, &csr(id)).await,
+                    Err(EnrollError::Forbidden(_) | EnrollError::BadRequest(_))
+                ),
+                "{id}"
+            );
+            assert!(kit.store.device("acme", id).await.is_err(), "{id} registered");
+        }
+        assert_eq!(kit.claims.get(&admin(), created.claim.id).await.unwrap().uses, 0);
+    }
 }

@@ -181,6 +181,7 @@ impl EstService {
         if csr.common_name.as_deref() != Some(device_id) {
             return Err(EnrollError::Forbidden("the CSR's subject CN must be the device id"));
         }
+        self.check_subject(device_id).await?;
         let issued = self
             .issuer
             .issue_device(
@@ -192,6 +193,30 @@ impl EstService {
             )
             .await?;
         Ok(issued.certificate)
+    }
+
+    /// A device certificate's CN is the device id, and brokers that take a certificate's CN
+    /// as the MQTT username (mosquitto's `use_identity_as_username`) would take it for a
+    /// user of that name: so no certificate names a device id that is a user's name or
+    /// carries fleetca's reserved prefix, and no id longer than a CN may be (64).
+    async fn check_subject(&self, device_id: &str) -> Result<(), EnrollError> {
+        if device_id.len() > 64 {
+            return Err(EnrollError::BadRequest(
+                "a device id longer than 64 characters cannot be a certificate's CN".into(),
+            ));
+        }
+        if device_id.starts_with(crate::domain::Username::RESERVED_PREFIX) {
+            return Err(EnrollError::Forbidden(
+                "device ids starting with fleetca- get no certificate (the prefix is fleetca's own)",
+            ));
+        }
+        match self.store.user_by_username(device_id).await {
+            Ok(_) => Err(EnrollError::Forbidden(
+                "this device id is also a user's name: a certificate with it as CN could pass for that user at a broker",
+            )),
+            Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `/simpleenroll` by a device presenting its tenant's claim certificate over mTLS, for
@@ -232,11 +257,13 @@ impl EstService {
                 "the CSR's subject CN must be the device id (1 to 64 of A-Z a-z 0-9 . _ : -)".into(),
             ));
         };
+        self.check_subject(&device_id).await?;
+        let mut registered = false;
         match self.store.device(&claim.tenant, &device_id).await {
             Ok(d) if d.is_active => {}
             Ok(_) => return Err(EnrollError::Forbidden("the device is disabled")),
             Err(StorageError::NotFound) if claim.register_unknown => {
-                self.register(&claim.tenant, &device_id).await?;
+                registered = self.register(&claim.tenant, &device_id).await?;
             }
             Err(StorageError::NotFound) => {
                 return Err(EnrollError::Forbidden(
@@ -249,15 +276,30 @@ impl EstService {
             renews: None,
             claim: Some(claim.id),
         };
-        let cert = self
+        let cert = match self
             .issue_for_device(&claim.tenant, &device_id, csr_der, with, claim.validity_days)
-            .await?;
+            .await
+        {
+            Ok(cert) => cert,
+            Err(e) => {
+                // Refused (the claim used up meanwhile, say): the device registered for this
+                // enrollment goes too.
+                if registered {
+                    if let Err(undo) = self.store.delete_device(&claim.tenant, &device_id).await {
+                        tracing::warn!(error = %undo, %device_id, "could not remove a device registered for a refused enrollment");
+                    }
+                    self.changes.device_changed(&claim.tenant, &device_id).await;
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(claim_id = %claim.id, tenant = %claim.tenant, %device_id, "device enrolled with a claim");
         Ok(cert)
     }
 
     /// Registers a device first seen through a claim, with a random secret nobody learns.
-    async fn register(&self, tenant: &str, device_id: &str) -> Result<(), EnrollError> {
+    /// True when this call registered it.
+    async fn register(&self, tenant: &str, device_id: &str) -> Result<bool, EnrollError> {
         let password = device::generate_password().map_err(Error::from)?;
         let ha1 = device::ha1(device_id, tenant, &password);
         let sealed_ha1 = self
@@ -271,13 +313,14 @@ impl EstService {
             sealed_ha1,
             description: Some("registered by a claim".into()),
         };
-        match self.store.create_device(new, self.clock.now()).await {
+        let registered = match self.store.create_device(new, self.clock.now()).await {
+            Ok(_) => true,
             // A concurrent enrollment of the same id registered it first.
-            Ok(_) | Err(StorageError::Conflict(_)) => {}
+            Err(StorageError::Conflict(_)) => false,
             Err(e) => return Err(e.into()),
-        }
+        };
         self.changes.device_changed(tenant, device_id).await;
-        Ok(())
+        Ok(registered)
     }
 
     /// `/cacerts`: the CA certificate as a certs-only SignedData (DER).

@@ -42,8 +42,8 @@ pub enum KeySource {
 pub struct Issued {
     pub certificate: Certificate,
     pub private_key_pem: Option<String>,
-    /// An earlier renewal of the same certificate, revoked now (see [`Renewal`]).
-    pub discarded: Option<Certificate>,
+    /// What the renewal revoked now (see [`Stored`]).
+    pub discarded: Vec<Certificate>,
 }
 
 /// What else a device certificate's issuance does in its transaction.

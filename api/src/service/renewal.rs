@@ -139,6 +139,7 @@ impl RenewalService {
         let renews = Some(Renewal {
             old: current.id,
             supersede_at: now + self.policy.grace,
+            via: "est",
         });
         let issued = if current.kind == kind::DEVICE {
             let Some((tenant, device_id)) = current.device.as_deref().and_then(|d| d.split_once('/')) else {
@@ -197,12 +198,9 @@ impl RenewalService {
         ValidityHours::parse(Some(lifetime(cert).num_hours())).unwrap_or_default()
     }
 
-    /// Publishes the revocation of a renewal that a retried renewal replaced.
+    /// Publishes the revocations a renewal made (see `Stored::discarded`).
     async fn discard(&self, issued: &Issued) -> Result<(), Error> {
-        if let Some(d) = &issued.discarded {
-            self.changes.revoked(std::slice::from_ref(d)).await?;
-        }
-        Ok(())
+        self.changes.revoked(&issued.discarded).await
     }
 
     /// A manager renews a client or device certificate of their scope: a new key (or the
@@ -222,6 +220,7 @@ impl RenewalService {
         let renews = Some(Renewal {
             old: current.id,
             supersede_at: now + self.policy.grace,
+            via: "api",
         });
         let issued = if current.kind == kind::DEVICE {
             let KeySource::Csr(public_key) = key else {
@@ -379,7 +378,10 @@ mod tests {
         let third = kit.renewal.reenroll(&old, &csr("meter-1")).await.unwrap();
         let lost = kit.store.certificate(second.id).await.unwrap();
         assert_eq!(lost.revocation_reason.as_deref(), Some("superseded"));
-        assert_eq!(third.discarded.map(|d| d.id), Some(second.id));
+        assert_eq!(
+            third.discarded.iter().map(|d| d.id).collect::<Vec<_>>(),
+            vec![second.id]
+        );
         assert_eq!(kit.crl.current().unwrap().entries, 1);
         // After the grace the old one is revoked as superseded, and authenticates nothing.
         assert_eq!(kit.renewal.supersede_due().await.unwrap(), 0);
@@ -442,6 +444,34 @@ mod tests {
                 .renew(&crate::service::testing::manager("globex"), old.id, KeySource::Generate)
                 .await,
             Err(Error::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_renewal_chain_keeps_one_certificate_in_its_grace_and_a_managers_renewal_is_final() {
+        let kit = Kit::new().await;
+        device(&kit, "meter-5").await;
+        let a = enrolled(&kit, "meter-5").await;
+        kit.clock.set(kit.clock.now() + chrono::Duration::days(300));
+        let b = kit.renewal.reenroll(&a, &csr("meter-5")).await.unwrap().certificate;
+        // B renews itself while A is not revoked yet (the sweep has not run): A goes at once.
+        kit.clock.set(kit.clock.now() + chrono::Duration::days(250));
+        let c = kit.renewal.reenroll(&b, &csr("meter-5")).await.unwrap();
+        assert_eq!(c.discarded.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a.id]);
+        let a = kit.store.certificate(a.id).await.unwrap();
+        assert_eq!(a.revocation_reason.as_deref(), Some("superseded"));
+        // A manager renews C (say it leaked): C cannot renew itself again during its grace,
+        // which would revoke the manager's renewal.
+        let c = c.certificate;
+        let public_key = fleetca_ca::csr::parse_csr_der(&csr("meter-5")).unwrap().public_key;
+        kit.renewal
+            .renew(&admin(), c.id, KeySource::Csr(public_key))
+            .await
+            .unwrap();
+        let c = kit.store.certificate(c.id).await.unwrap();
+        assert!(matches!(
+            kit.renewal.reenroll(&c, &csr("meter-5")).await,
+            Err(EnrollError::Service(Error::Conflict(why))) if why.contains("manager")
         ));
     }
 }

@@ -27,6 +27,9 @@ pub struct Model {
     pub supersede_at: Option<DateTimeUtc>,
     /// The certificate that renewed this one.
     pub renewed_by: Option<Uuid>,
+    /// How it was renewed: `est` (by itself) or `api` (by a manager; then it may not renew
+    /// itself again during its grace).
+    pub renewed_via: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
