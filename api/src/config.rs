@@ -90,6 +90,7 @@ pub struct FileSettings {
     pub tls_key_file: Option<PathBuf>,
     pub tls_dns_names: Option<Vec<String>>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub metrics_allow: Option<Vec<String>>,
     pub renewal_window_percent: Option<u32>,
     pub renew_after_expiry_days: Option<u32>,
     pub renewal_grace_hours: Option<f64>,
@@ -134,6 +135,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// Proxies (CIDRs) whose `X-SSL-Client-Cert` header is believed; none by default.
     pub trusted_proxies: Vec<IpNet>,
+    /// Networks allowed to read `/metrics` (loopback by default).
+    pub metrics_allow: Vec<IpNet>,
     /// When certificates may renew themselves, and the grace of the old ones.
     pub renewal: crate::service::renewal::RenewalPolicy,
     /// Topic ACL rules.
@@ -190,6 +193,13 @@ impl Config {
         };
         let broker_allow = cidrs("broker_allow", &broker_allow)?;
         let trusted_proxies = cidrs("trusted_proxies", &file.trusted_proxies.clone().unwrap_or_default())?;
+        let metrics_allow = cidrs(
+            "metrics_allow",
+            &file
+                .metrics_allow
+                .clone()
+                .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()]),
+        )?;
         let grace_hours = file.renewal_grace_hours.unwrap_or(24.0);
         if !(0.0..=8760.0).contains(&grace_hours) {
             return Err("renewal_grace_hours must be from 0 to 8760".into());
@@ -229,6 +239,7 @@ impl Config {
             }),
             acl: file.acl.unwrap_or_default(),
             trusted_proxies,
+            metrics_allow,
             renewal,
             listen,
             database_url,

@@ -108,6 +108,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         None => None,
     };
     let ca_for_tls = ca.clone();
+    // Before the services: the counters they register go to this recorder.
+    crate::http::metrics::install();
     let services = Services::build(Dependencies {
         store,
         master,
@@ -190,6 +192,7 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
             .configure(crate::http::configure)
             .default_service(web::to(crate::http::ui::serve))
             .wrap(ErrorHandlers::new().default_handler(problemize))
+            .wrap(middleware::from_fn(crate::http::metrics::track))
             .wrap(middleware::from_fn(crate::http::request_log))
     })
     .on_connect(crate::tls::on_connect)

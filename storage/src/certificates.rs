@@ -199,6 +199,17 @@ impl Store {
         Ok((cert, true))
     }
 
+    /// How many active certificates (not revoked, not renewed) expire within `within`.
+    pub async fn count_expiring(&self, now: DateTime<Utc>, within: chrono::Duration) -> Result<u64, StorageError> {
+        Ok(Certificates::find()
+            .filter(Column::RevokedAt.is_null())
+            .filter(Column::SupersedeAt.is_null())
+            .filter(Column::NotAfter.gt(now))
+            .filter(Column::NotAfter.lte(now + within))
+            .count(self.conn())
+            .await?)
+    }
+
     /// A certificate by its SHA-256 fingerprint (lowercase hex).
     pub async fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Certificate, StorageError> {
         Certificates::find()

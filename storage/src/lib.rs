@@ -100,6 +100,20 @@ impl Store {
         self.db.ping().await.is_ok()
     }
 
+    /// Connections of the pool: (open, idle).
+    pub fn pool_connections(&self) -> (u32, usize) {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        }
+    }
+
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
     }

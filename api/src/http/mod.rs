@@ -8,6 +8,7 @@ pub mod claims;
 pub mod devices;
 pub mod est;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod overview;
 pub mod products;
@@ -44,6 +45,7 @@ pub fn routes() -> Routes {
     let mut all = Routes::new();
     all.extend(broker::routes());
     all.extend(public::routes());
+    all.extend(metrics::routes());
     all.extend(est::routes());
     all.extend(users::routes());
     all.extend(certificates::routes());

@@ -11,7 +11,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::PROBLEM_JSON;
-use crate::http::{auth, broker, certificates, claims, devices, est, overview, products, public, users};
+use crate::http::{auth, broker, certificates, claims, devices, est, metrics, overview, products, public, users};
 
 fn problems(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
     statuses
@@ -97,7 +97,7 @@ impl IntoResponses for BrokerProblems {
 #[openapi(
     info(title = "fleetca", description = "Certificate authority and credential service for MQTT device fleets. Errors are RFC 9457 application/problem+json."),
     paths(
-        public::healthz, public::readyz, public::ca_pem, public::crl_der, public::crl_pem,
+        public::healthz, public::readyz, metrics::metrics, public::ca_pem, public::crl_der, public::crl_pem,
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
         certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::renew,
         claims::create, claims::list, claims::get, claims::revoke,

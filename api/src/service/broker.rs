@@ -254,6 +254,19 @@ fn within_skew(now: i64, timestamp: i64, skew: i64) -> bool {
 }
 
 /// A field a broker sent that no credential can contain.
+/// Counts a broker decision and its latency.
+fn record_decision(check: &'static str, client: &'static str, decision: &Decision, started: std::time::Instant) {
+    let result = match decision {
+        Decision::Allow => "allow",
+        Decision::Deny(_) => "deny",
+        Decision::Unknown => "error",
+    };
+    metrics::counter!("fleetca_broker_decisions_total", "check" => check, "client" => client, "result" => result)
+        .increment(1);
+    metrics::histogram!("fleetca_broker_decision_duration_seconds", "check" => check, "client" => client)
+        .record(started.elapsed().as_secs_f64());
+}
+
 fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
@@ -276,10 +289,10 @@ impl BrokerService {
             tokens,
             clock,
             policy,
-            devices: Cache::new(capacity),
-            keys: Cache::new(capacity),
-            products: Cache::new(capacity),
-            sign_devices: Cache::new(capacity),
+            devices: Cache::new("broker_devices", capacity),
+            keys: Cache::new("broker_keys", capacity),
+            products: Cache::new("broker_products", capacity),
+            sign_devices: Cache::new("broker_sign_devices", capacity),
             activations,
         }
     }
@@ -536,16 +549,35 @@ impl BrokerService {
         Ok(Some(entry))
     }
 
+    /// Which kind of client a broker call is about, as the metrics name it.
+    fn client_kind(&self, username: &str, has_password: bool, clientid: Option<&str>) -> &'static str {
+        if parse_device_username(username).is_some() {
+            "device"
+        } else if clientid.and_then(|c| parse_sign_login(username, c)).is_some() {
+            "sign_device"
+        } else if self.policy.publisher.as_ref().is_some_and(|(name, _)| name == username) {
+            "publisher"
+        } else if has_password {
+            "api_key"
+        } else {
+            "certificate"
+        }
+    }
+
     /// May this client connect?
     pub async fn authenticate(&self, req: &AuthRequest) -> Decision {
-        match self.try_authenticate(req).await {
+        let started = std::time::Instant::now();
+        let decision = match self.try_authenticate(req).await {
             Ok(d) => d,
             Err(Error::Unavailable) => Decision::Unknown,
             Err(e) => {
                 tracing::error!(error = %e, "broker auth failed");
                 Decision::Unknown
             }
-        }
+        };
+        let kind = self.client_kind(&req.username, !req.password.is_empty(), req.clientid.as_deref());
+        record_decision("auth", kind, &decision, started);
+        decision
     }
 
     async fn try_authenticate(&self, req: &AuthRequest) -> Result<Decision, Error> {
@@ -648,14 +680,19 @@ impl BrokerService {
 
     /// May this client use this topic?
     pub async fn authorize(&self, req: &AclRequest<'_>) -> Decision {
-        match self.try_authorize(req).await {
+        let started = std::time::Instant::now();
+        let decision = match self.try_authorize(req).await {
             Ok(d) => d,
             Err(Error::Unavailable) => Decision::Unknown,
             Err(e) => {
                 tracing::error!(error = %e, "broker ACL failed");
                 Decision::Unknown
             }
-        }
+        };
+        // An API key's topics are the same whether it signed in with its token or a certificate.
+        let kind = self.client_kind(req.username, true, req.clientid);
+        record_decision("acl", kind, &decision, started);
+        decision
     }
 
     async fn authorize_sign_device(&self, req: &AclRequest<'_>, login: &SignLogin<'_>) -> Result<Decision, Error> {

@@ -5,24 +5,36 @@ use std::hash::Hash;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A bounded map whose inserts are skipped when an invalidation raced the load.
+/// A bounded map whose inserts are skipped when an invalidation raced the load. Lookups
+/// are counted as `fleetca_cache_lookups_total{cache, result}`.
 pub struct Cache<K, V> {
     map: RwLock<HashMap<K, V>>,
     capacity: usize,
     generation: AtomicU64,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
-    pub fn new(capacity: usize) -> Self {
+    /// A cache named `name` in the metrics.
+    pub fn new(name: &'static str, capacity: usize) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
             capacity,
             generation: AtomicU64::new(0),
+            hits: metrics::counter!("fleetca_cache_lookups_total", "cache" => name, "result" => "hit"),
+            misses: metrics::counter!("fleetca_cache_lookups_total", "cache" => name, "result" => "miss"),
         }
     }
 
     pub fn get(&self, k: &K) -> Option<V> {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).get(k).cloned()
+        let found = self.map.read().unwrap_or_else(|e| e.into_inner()).get(k).cloned();
+        if found.is_some() {
+            self.hits.increment(1);
+        } else {
+            self.misses.increment(1);
+        }
+        found
     }
 
     pub fn generation(&self) -> u64 {

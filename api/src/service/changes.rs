@@ -103,6 +103,8 @@ impl Changes {
         }
         self.crl.add_revocations(certs.iter()).await?;
         for cert in certs {
+            let reason = cert.revocation_reason.clone().unwrap_or_else(|| "unspecified".into());
+            metrics::counter!("fleetca_certificates_revoked_total", "reason" => reason).increment(1);
             if let Some(key) = cert.api_key_id {
                 self.broker.invalidate_key(key);
             }

@@ -85,6 +85,7 @@ impl ClaimService {
             created_by: caller.username.clone(),
         };
         let (claim, _) = self.store.create_claim(id, new, cert, now).await?;
+        super::issuer::issued_metric(super::issuer::kind::CLAIM);
         tracing::info!(claim_id = %claim.id, tenant = %claim.tenant, max_uses = claim.max_uses, by = %caller.username, "claim created");
         Ok(CreatedClaim {
             claim,

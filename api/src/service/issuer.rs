@@ -55,6 +55,11 @@ pub struct DeviceIssue {
     pub claim: Option<uuid::Uuid>,
 }
 
+/// Counts a certificate issued, by kind (`fleetca_certificates_issued_total`).
+pub fn issued_metric(kind: &'static str) {
+    metrics::counter!("fleetca_certificates_issued_total", "kind" => kind).increment(1);
+}
+
 fn refusal(e: StorageError, limit: &str) -> Error {
     match e {
         StorageError::LimitReached => Error::Conflict(limit.to_owned()),
@@ -129,6 +134,7 @@ impl Issuer {
             .insert(new, Some(MAX_ACTIVE_PER_KEY), self.clock.now())
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?;
+        issued_metric(kind::CLIENT);
         tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %owner.id, renews = ?renews.map(|r| r.old), "client certificate issued");
         Ok(Issued {
             certificate,
@@ -179,6 +185,7 @@ impl Issuer {
             .insert(new, Some(MAX_ACTIVE_PER_DEVICE), self.clock.now())
             .await
             .map_err(|e| refusal(e, DEVICE_LIMIT))?;
+        issued_metric(kind::DEVICE);
         tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, %tenant, %device_id, renews = ?with.renews.map(|r| r.old), claim = ?with.claim, "device certificate issued");
         Ok(Issued {
             certificate,
@@ -243,6 +250,7 @@ impl Issuer {
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?
             .certificate;
+        issued_metric(kind::SERVER);
         tracing::info!(certificate_id = %cert.id, serial = %cert.serial, "server certificate issued");
         Ok((cert, key.private_key_pem))
     }

@@ -101,6 +101,7 @@ impl Services {
         let crl_url = crl.url.clone();
         let crl = crl::CrlPublisher::start(ca.clone(), store.clone(), clock.clone(), crl).await?;
         let tokens = Arc::new(tokens::Tokens::new(store.clone(), hasher.clone(), 100_000)?);
+        let hasher_for_overview = hasher.clone();
         let broker = Arc::new(broker::BrokerService::new(
             store.clone(),
             master.clone(),
@@ -160,7 +161,7 @@ impl Services {
                 clock.clone(),
                 renewal,
             )),
-            overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl),
+            overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl, hasher_for_overview),
             issuer,
             tokens,
             broker,

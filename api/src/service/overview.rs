@@ -58,6 +58,21 @@ pub struct OverviewService {
     crl: Arc<CrlPublisher>,
     clock: Arc<dyn Clock>,
     acl: AclConfig,
+    hasher: Arc<super::hashing::Hasher>,
+}
+
+/// Gauges read when metrics are scraped.
+#[derive(Debug)]
+pub struct Gauges {
+    pub crl: Option<PublishedCrl>,
+    pub crl_age_seconds: i64,
+    pub publish_ok: bool,
+    pub expiring_7d: u64,
+    pub expiring_30d: u64,
+    pub hashes_in_flight: usize,
+    pub hashes_waiting: usize,
+    pub pool_open: u32,
+    pub pool_idle: usize,
 }
 
 impl OverviewService {
@@ -67,6 +82,7 @@ impl OverviewService {
         crl: Arc<CrlPublisher>,
         clock: Arc<dyn Clock>,
         acl: AclConfig,
+        hasher: Arc<super::hashing::Hasher>,
     ) -> Self {
         Self {
             store,
@@ -74,7 +90,28 @@ impl OverviewService {
             crl,
             clock,
             acl,
+            hasher,
         }
+    }
+
+    /// What the metrics read at scrape time: the CRL, certificates expiring within 7 and 30
+    /// days, password hashes in flight and waiting, database connections.
+    pub async fn gauges(&self) -> Result<Gauges, Error> {
+        let now = self.clock.now();
+        let crl = self.crl.current();
+        let (hashes_in_flight, hashes_waiting) = self.hasher.load();
+        let (pool_open, pool_idle) = self.store.pool_connections();
+        Ok(Gauges {
+            crl_age_seconds: crl.as_ref().map_or(0, |c| (now - c.this_update).num_seconds()),
+            crl,
+            publish_ok: self.crl.status().ok,
+            expiring_7d: self.store.count_expiring(now, chrono::Duration::days(7)).await?,
+            expiring_30d: self.store.count_expiring(now, chrono::Duration::days(30)).await?,
+            hashes_in_flight,
+            hashes_waiting,
+            pool_open,
+            pool_idle,
+        })
     }
 
     /// Counts in the caller's scope.
@@ -149,8 +186,14 @@ mod tests {
             kit.crl.clone(),
             kit.clock.clone(),
             AclConfig::default(),
+            Arc::new(crate::service::hashing::Hasher::new().unwrap()),
         );
         assert_eq!(overview.stats(&admin()).await.unwrap().counts.active, 3);
+        let gauges = overview.gauges().await.unwrap();
+        assert_eq!((gauges.expiring_7d, gauges.expiring_30d), (0, 0));
+        assert_eq!(gauges.crl.map(|c| c.number), Some(1));
+        kit.clock.set(kit.clock.now() + chrono::Duration::days(340));
+        assert_eq!(overview.gauges().await.unwrap().expiring_30d, 3);
         let acme = overview.stats(&manager("acme")).await.unwrap();
         assert_eq!((acme.counts.active, acme.counts.api_keys), (1, 1));
         assert_eq!(acme.expiries_by_month.values().sum::<u64>(), 1);

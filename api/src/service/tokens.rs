@@ -30,8 +30,8 @@ impl Tokens {
             store,
             hasher,
             keyer: CacheKeyer::new()?,
-            verified: Cache::new(capacity),
-            users: Cache::new(capacity),
+            verified: Cache::new("tokens", capacity),
+            users: Cache::new("users", capacity),
         })
     }
 

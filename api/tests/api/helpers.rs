@@ -55,6 +55,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         mqtt: None,
         tls: None,
         trusted_proxies: Vec::new(),
+        metrics_allow: vec!["127.0.0.0/8".parse().unwrap()],
         renewal: Default::default(),
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),

@@ -7,6 +7,7 @@ mod enrollment;
 mod errors;
 mod hardening;
 mod helpers;
+mod metrics;
 mod openapi;
 mod products;
 mod sessions;

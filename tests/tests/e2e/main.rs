@@ -6,6 +6,7 @@
 mod certificates;
 mod crash;
 mod est;
+mod metrics;
 mod mosquitto;
 mod restart;
 mod tls;

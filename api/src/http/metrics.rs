@@ -1,0 +1,175 @@
+//! `GET /metrics`: Prometheus text format, rendered by `metrics-exporter-prometheus` from
+//! what the services count (certificates issued and revoked, broker decisions and their
+//! latency, cache lookups), the request metrics of [`track`], and gauges read at scrape
+//! time (the CRL, certificates about to expire, password hashes, database connections).
+//! Open only to `metrics_allow` networks (loopback by default).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::ApiError;
+use crate::http::route;
+use crate::service::Error;
+use crate::state::AppState;
+
+pub fn routes() -> super::Routes {
+    vec![("/metrics", vec![route("GET", || web::get().to(metrics))])]
+}
+
+/// Latency buckets (seconds): sub-millisecond broker decisions to multi-second revocations.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process's metrics recorder (once) and returns the handle that renders it.
+/// Call before the services are built, so the counters they register are recorded.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics shows only fleetca's own");
+            }
+            metrics::gauge!("fleetca_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// The help text of every metric (promtool wants one), and the issued counters at zero so
+/// a query finds them before the first issuance.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("fleetca_build_info", "fleetca's version (the value is always 1)");
+    describe_counter!(
+        "fleetca_http_requests_total",
+        "HTTP requests by method, route template and status"
+    );
+    describe_histogram!(
+        "fleetca_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route template"
+    );
+    describe_counter!(
+        "fleetca_certificates_issued_total",
+        "Certificates issued, by kind (client, device, claim, server)"
+    );
+    describe_counter!(
+        "fleetca_certificates_revoked_total",
+        "Certificates revoked, by RFC 5280 reason"
+    );
+    describe_counter!(
+        "fleetca_broker_decisions_total",
+        "Broker auth and ACL decisions by check, client kind and result (allow, deny, error)"
+    );
+    describe_histogram!(
+        "fleetca_broker_decision_duration_seconds",
+        Unit::Seconds,
+        "Broker decision latency by check and client kind"
+    );
+    describe_counter!(
+        "fleetca_cache_lookups_total",
+        "Credential cache lookups by cache and result (hit, miss)"
+    );
+    describe_gauge!("fleetca_crl_number", "The CRL number of the CRL being served");
+    describe_gauge!(
+        "fleetca_crl_entries",
+        "Revoked certificates listed in the CRL being served"
+    );
+    describe_gauge!("fleetca_crl_size_bytes", "Size of the CRL being served (DER)");
+    describe_gauge!(
+        "fleetca_crl_age_seconds",
+        "Seconds since the thisUpdate of the CRL being served"
+    );
+    describe_gauge!(
+        "fleetca_crl_validity_seconds",
+        "nextUpdate minus thisUpdate of the CRL being served"
+    );
+    describe_gauge!(
+        "fleetca_crl_publication_ok",
+        "1 when the last CRL file write and reload command succeeded (or none is configured), else 0"
+    );
+    describe_gauge!(
+        "fleetca_certificates_expiring",
+        "Active certificates that expire within 7 or 30 days (renewed ones not counted)"
+    );
+    describe_gauge!(
+        "fleetca_password_hashes",
+        "argon2id hashes in flight and waiting for a core"
+    );
+    describe_gauge!("fleetca_db_connections", "Database pool connections in use and idle");
+    for kind in ["client", "device", "claim", "server"] {
+        metrics::counter!("fleetca_certificates_issued_total", "kind" => kind).increment(0);
+    }
+}
+
+/// Counts every request by method, route template and status, with its latency.
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let result = next.call(req).await;
+    let status = match &result {
+        Ok(res) => res.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    metrics::counter!(
+        "fleetca_http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("fleetca_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "public", responses(
+    (status = 200, description = "Prometheus text format (only from metrics_allow networks)", content_type = "text/plain", body = String),
+    (status = 403, description = "Not from a metrics_allow network", content_type = "application/problem+json", body = crate::error::Problem),
+))]
+pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let from = req.peer_addr().map(|a| a.ip());
+    if !from.is_some_and(|ip| state.config.metrics_allow.iter().any(|net| net.contains(&ip))) {
+        return Err(Error::Forbidden("This address may not read the metrics (see metrics_allow).".into()).into());
+    }
+    let g = state.overview.gauges().await?;
+    let crl = g.crl.as_ref();
+    metrics::gauge!("fleetca_crl_number").set(crl.map_or(0.0, |c| c.number as f64));
+    metrics::gauge!("fleetca_crl_entries").set(crl.map_or(0.0, |c| c.entries as f64));
+    metrics::gauge!("fleetca_crl_size_bytes").set(crl.map_or(0.0, |c| c.der.len() as f64));
+    metrics::gauge!("fleetca_crl_age_seconds").set(g.crl_age_seconds as f64);
+    metrics::gauge!("fleetca_crl_validity_seconds")
+        .set(crl.map_or(0.0, |c| (c.next_update - c.this_update).num_seconds() as f64));
+    metrics::gauge!("fleetca_crl_publication_ok").set(if g.publish_ok { 1.0 } else { 0.0 });
+    metrics::gauge!("fleetca_certificates_expiring", "within" => "7d").set(g.expiring_7d as f64);
+    metrics::gauge!("fleetca_certificates_expiring", "within" => "30d").set(g.expiring_30d as f64);
+    metrics::gauge!("fleetca_password_hashes", "state" => "in_flight").set(g.hashes_in_flight as f64);
+    metrics::gauge!("fleetca_password_hashes", "state" => "waiting").set(g.hashes_waiting as f64);
+    metrics::gauge!("fleetca_db_connections", "state" => "in_use").set(f64::from(g.pool_open) - g.pool_idle as f64);
+    metrics::gauge!("fleetca_db_connections", "state" => "idle").set(g.pool_idle as f64);
+    let text = install().render();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(text))
+}
