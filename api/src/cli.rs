@@ -39,6 +39,36 @@ pub enum Command {
     /// Administrative commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Walks the audit log's hash chain; exits 1 naming the first record that was altered,
+    /// removed or inserted.
+    Verify,
+}
+
+/// `fleetca audit verify`.
+pub async fn audit(config: Config, cmd: AuditCommand) -> Result<(), String> {
+    match cmd {
+        AuditCommand::Verify => {
+            let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
+            let service = crate::service::audit::AuditService::new(opened.store, Arc::new(SystemClock));
+            match service.verify().await.map_err(|e| e.to_string())? {
+                Ok(n) => {
+                    println!("audit log intact: {n} records, each chained to the one before");
+                    Ok(())
+                }
+                Err(broken) => Err(format!(
+                    "the audit log is broken at record {}: {}",
+                    broken.seq, broken.why
+                )),
+            }
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,7 +187,17 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
         config.crl_url(),
         config.admin_enterprise.clone(),
     );
-    let (cert, key) = issuer.issue_server(&request).await.map_err(field_errors)?;
+    let record = crate::service::audit::system(
+        "certificate.create",
+        "certificate",
+        "",
+        None,
+        serde_json::json!({"kind": "server", "by": "fleetca server-cert"}),
+    );
+    let (cert, key) = issuer
+        .issue_server(&request, Some(record))
+        .await
+        .map_err(field_errors)?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     write_file(&args.out.join("server.key"), &key, 0o600)?;
     write_file(&args.out.join("server.crt"), &cert.certificate_pem, 0o644)?;

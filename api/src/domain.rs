@@ -535,6 +535,13 @@ impl Role {
     }
 }
 
+/// Where a request came from, for the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+}
+
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
@@ -543,6 +550,8 @@ pub struct Principal {
     pub enterprise: String,
     pub role: Role,
     pub is_service_account: bool,
+    /// The request it came with (empty for the CLI and tests).
+    pub context: RequestContext,
 }
 
 impl Principal {
@@ -553,6 +562,7 @@ impl Principal {
             enterprise: u.enterprise.clone(),
             role: Role::parse(&u.role).unwrap_or(Role::Service),
             is_service_account: u.is_service_account,
+            context: RequestContext::default(),
         }
     }
 

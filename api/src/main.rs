@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::ServerCert(args) => fleetca::cli::server_cert(config, args).await,
             Command::Admin(cmd) => fleetca::cli::admin(config, cmd).await,
+            Command::Audit(cmd) => fleetca::cli::audit(config, cmd).await,
         }
     });
     match result {

@@ -153,6 +153,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         products: services.products,
         est: services.est,
         claims: services.claims,
+        audit: services.audit,
         renewal: services.renewal,
         overview: services.overview,
         tokens: services.tokens,
@@ -349,7 +350,14 @@ async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result
         token_hash: token.hash.clone(),
         password_hash: None,
     };
-    match store.create_user(new, Utc::now()).await {
+    let record = crate::service::audit::system(
+        "user.create",
+        "user",
+        "",
+        Some(&config.admin_enterprise),
+        serde_json::json!({"username": "admin", "role": "admin", "bootstrap": true}),
+    );
+    match store.create_user(new, &[record], Utc::now()).await {
         Ok(_) => {}
         // Another instance bootstrapped at the same moment.
         Err(StorageError::Conflict(_)) => return Ok(()),

@@ -25,6 +25,7 @@ pub struct AppState {
     pub products: ProductService,
     pub est: crate::service::est::EstService,
     pub claims: crate::service::claims::ClaimService,
+    pub audit: crate::service::audit::AuditService,
     pub renewal: Arc<crate::service::renewal::RenewalService>,
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,

@@ -190,7 +190,17 @@ impl Source {
                 {
                     return certified_key(&cert, &key);
                 }
-                let (cert, key) = issuer.issue_server(request).await.map_err(|e| e.to_string())?;
+                let record = crate::service::audit::system(
+                    "certificate.create",
+                    "certificate",
+                    "",
+                    None,
+                    serde_json::json!({"kind": "server", "for": "the HTTPS listener"}),
+                );
+                let (cert, key) = issuer
+                    .issue_server(request, Some(record))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let write = |path: &Path, bytes: &[u8], mode| {
                     crate::service::files::replace(path, bytes, mode).map_err(|e| format!("{}: {e}", path.display()))
                 };

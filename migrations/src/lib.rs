@@ -16,6 +16,7 @@ mod m20261122_000004_events;
 mod m20261201_000001_products;
 mod m20261201_000002_device_certificates;
 mod m20261202_000001_renewal_and_claims;
+mod m20261202_000002_audit_log;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_products::Migration),
             Box::new(m20261201_000002_device_certificates::Migration),
             Box::new(m20261202_000001_renewal_and_claims::Migration),
+            Box::new(m20261202_000002_audit_log::Migration),
         ]
     }
 }

@@ -19,6 +19,7 @@ use sea_orm::sea_query::ExprTrait;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::audit::NewAudit;
 use crate::entity::certificates::{ActiveModel, Column, Entity as Certificates};
 use crate::entity::users::{Column as UserCol, Entity as Users};
 use crate::{Certificate, Page, StorageError, Store, is_postgres};
@@ -181,6 +182,7 @@ impl Store {
         &self,
         id: Uuid,
         reason: &str,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<(Certificate, bool), StorageError> {
         let txn = self.write_txn().await?;
@@ -195,6 +197,7 @@ impl Store {
         model.revoked_at = Set(Some(now));
         model.revocation_reason = Set(Some(reason.to_owned()));
         let cert = model.update(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok((cert, true))
     }
@@ -225,6 +228,7 @@ impl Store {
         &self,
         ids: &[Uuid],
         reason: &str,
+        audit: &NewAudit,
         now: DateTime<Utc>,
     ) -> Result<Vec<Certificate>, StorageError> {
         if ids.is_empty() {
@@ -252,6 +256,19 @@ impl Store {
                 c
             }));
         }
+        // One record per certificate revoked, from the template.
+        let records: Vec<NewAudit> = revoked
+            .iter()
+            .map(|c| {
+                let mut r = audit.clone();
+                r.target_kind = "certificate".into();
+                r.target_id = c.id.to_string();
+                r.enterprise = Some(c.enterprise.clone());
+                r.details = serde_json::json!({"serial": c.serial, "reason": reason, "kind": c.kind});
+                r
+            })
+            .collect();
+        crate::audit::append(&txn, &records, now).await?;
         txn.commit().await?;
         Ok(revoked)
     }
@@ -339,6 +356,8 @@ impl Store {
 
 struct IssueJob {
     cert: NewCertificate,
+    /// Appended when the certificate is stored, with its id as the target.
+    audit: Option<NewAudit>,
     /// At most this many active certificates for the API key, counting this one.
     max_active: Option<u64>,
     now: DateTime<Utc>,
@@ -361,12 +380,14 @@ impl IssueQueue {
         &self,
         cert: NewCertificate,
         max_active: Option<u64>,
+        audit: Option<NewAudit>,
         now: DateTime<Utc>,
     ) -> Result<Stored, StorageError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(IssueJob {
                 cert,
+                audit,
                 max_active,
                 now,
                 reply,
@@ -527,6 +548,7 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     let mut results = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     let mut discards: Vec<Uuid> = Vec::new();
+    let mut records: Vec<NewAudit> = Vec::new();
     let mut marks: Vec<(Uuid, DateTime<Utc>, Uuid, &'static str)> = Vec::new();
     for job in jobs {
         let id = Uuid::new_v4();
@@ -648,6 +670,20 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
             discards.push(d.id);
             renewed.insert(d.id, d.clone());
         }
+        if let Some(mut record) = job.audit.clone() {
+            record.target_kind = "certificate".into();
+            record.target_id = id.to_string();
+            record.enterprise = Some(model.enterprise.clone());
+            if let serde_json::Value::Object(details) = &mut record.details {
+                details.insert("serial".into(), model.serial.clone().into());
+                details.insert("kind".into(), model.kind.clone().into());
+                if !discarded.is_empty() {
+                    let ids: Vec<String> = discarded.iter().map(|d| d.id.to_string()).collect();
+                    details.insert("superseded_now".into(), ids.into());
+                }
+            }
+            records.push(record);
+        }
         rows.push(ActiveModel::from(model.clone()));
         results.push(Ok(Stored {
             certificate: model,
@@ -657,6 +693,7 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     for chunk in rows.chunks(500) {
         Certificates::insert_many(chunk.to_vec()).exec(&txn).await?;
     }
+    crate::audit::append(&txn, &records, now).await?;
     for (old, at, by, via) in marks {
         use sea_orm::sea_query::Expr;
         Certificates::update_many()

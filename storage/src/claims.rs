@@ -8,6 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::audit::NewAudit;
 use crate::certificates::NewCertificate;
 use crate::entity::certificates::{ActiveModel as CertificateModel, Entity as Certificates};
 use crate::entity::claims::{ActiveModel, Column, Entity as Claims};
@@ -40,6 +41,7 @@ impl Store {
         id: Uuid,
         claim: NewClaim,
         cert: NewCertificate,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<(Claim, Certificate), StorageError> {
         let txn = self.write_txn().await?;
@@ -81,6 +83,7 @@ impl Store {
             revoked_at: Set(None),
         };
         let claim = model.insert(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok((claim, certificate))
     }
@@ -128,6 +131,7 @@ impl Store {
     pub async fn revoke_claim(
         &self,
         id: Uuid,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<(Claim, Option<Certificate>), StorageError> {
         let txn = self.write_txn().await?;
@@ -150,6 +154,7 @@ impl Store {
         } else {
             None
         };
+        crate::audit::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok((claim, cert))
     }

@@ -6,6 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::audit::NewAudit;
 use crate::entity::devices::{ActiveModel, Column, Entity as Devices};
 use crate::{Device, Page, StorageError, Store};
 
@@ -57,8 +58,17 @@ fn active_model(d: NewDevice, now: DateTime<Utc>) -> ActiveModel {
 
 impl Store {
     /// Inserts a device. A taken (tenant, device_id) is [`StorageError::Conflict`].
-    pub async fn create_device(&self, new: NewDevice, now: DateTime<Utc>) -> Result<Device, StorageError> {
-        Ok(active_model(new, now).insert(self.conn()).await?)
+    pub async fn create_device(
+        &self,
+        new: NewDevice,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<Device, StorageError> {
+        let txn = self.write_txn().await?;
+        let device = active_model(new, now).insert(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(device)
     }
 
     /// The subset of `keys` (tenant, device_id) that already exist.
@@ -87,7 +97,12 @@ impl Store {
     }
 
     /// Inserts many devices in one transaction: all of them, or none.
-    pub async fn create_devices(&self, new: Vec<NewDevice>, now: DateTime<Utc>) -> Result<u64, StorageError> {
+    pub async fn create_devices(
+        &self,
+        new: Vec<NewDevice>,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StorageError> {
         let count = new.len() as u64;
         let txn = self.write_txn().await?;
         let mut rows = new.into_iter().map(|d| active_model(d, now)).peekable();
@@ -95,6 +110,7 @@ impl Store {
             let chunk: Vec<ActiveModel> = rows.by_ref().take(CHUNK).collect();
             Devices::insert_many(chunk).exec(&txn).await?;
         }
+        crate::audit::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(count)
     }
@@ -139,9 +155,16 @@ impl Store {
         tenant: &str,
         device_id: &str,
         patch: DevicePatch,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Device, StorageError> {
-        let device = self.device(tenant, device_id).await?;
+        let txn = self.write_txn().await?;
+        let device = Devices::find()
+            .filter(Column::Tenant.eq(tenant))
+            .filter(Column::DeviceId.eq(device_id))
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
         let mut model: ActiveModel = device.into();
         if let Some(a) = patch.is_active {
             model.is_active = Set(a);
@@ -154,19 +177,31 @@ impl Store {
             model.sealed_ha1 = Set(sealed);
         }
         model.updated_at = Set(now);
-        Ok(model.update(self.conn()).await?)
+        let device = model.update(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(device)
     }
 
     /// Deletes a device.
-    pub async fn delete_device(&self, tenant: &str, device_id: &str) -> Result<(), StorageError> {
+    pub async fn delete_device(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        let txn = self.write_txn().await?;
         let res = Devices::delete_many()
             .filter(Column::Tenant.eq(tenant))
             .filter(Column::DeviceId.eq(device_id))
-            .exec(self.conn())
+            .exec(&txn)
             .await?;
         if res.rows_affected == 0 {
             return Err(StorageError::NotFound);
         }
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
         Ok(())
     }
 }

@@ -12,6 +12,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+pub mod audit;
 pub mod authority;
 pub mod certificates;
 pub mod claims;
@@ -35,6 +36,8 @@ use sea_orm::{
 
 pub use error::StorageError;
 
+pub use audit::NewAudit;
+pub use entity::audit_log::Model as AuditRecord;
 pub use entity::certificates::Model as Certificate;
 pub use entity::claims::Model as Claim;
 pub use entity::devices::Model as Device;

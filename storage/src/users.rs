@@ -7,6 +7,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::audit::{NewAudit, with_target_id};
 use crate::entity::certificates::{Column as CertCol, Entity as Certificates};
 use crate::entity::users::{ActiveModel, Column, Entity as Users};
 use crate::{Certificate, Page, StorageError, Store, User};
@@ -54,7 +55,13 @@ pub struct UserPatch {
 
 impl Store {
     /// Inserts a user. A taken username is [`StorageError::Conflict`].
-    pub async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, StorageError> {
+    pub async fn create_user(
+        &self,
+        new: NewUser,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<User, StorageError> {
+        let txn = self.write_txn().await?;
         let model = ActiveModel {
             id: Set(Uuid::new_v4()),
             username: Set(new.username),
@@ -68,16 +75,22 @@ impl Store {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        match model.insert(self.conn()).await {
-            Ok(user) => Ok(user),
-            Err(e) => match StorageError::from(e) {
-                StorageError::Conflict(msg) if msg.contains("token_lookup") => {
-                    Err(StorageError::Conflict("token".into()))
-                }
-                StorageError::Conflict(_) => Err(StorageError::Conflict("username".into())),
-                other => Err(other),
-            },
-        }
+        let user = match model.insert(&txn).await {
+            Ok(user) => user,
+            Err(e) => {
+                return match StorageError::from(e) {
+                    StorageError::Conflict(msg) if msg.contains("token_lookup") => {
+                        Err(StorageError::Conflict("token".into()))
+                    }
+                    StorageError::Conflict(_) => Err(StorageError::Conflict("username".into())),
+                    other => Err(other),
+                };
+            }
+        };
+        let audit = with_target_id(audit, &user.id.to_string());
+        crate::audit::append(&txn, &audit, now).await?;
+        txn.commit().await?;
+        Ok(user)
     }
 
     /// Counts all users.
@@ -145,6 +158,7 @@ impl Store {
         id: Uuid,
         patch: UserPatch,
         revoke_reason: &str,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<(User, Vec<Certificate>), StorageError> {
         let txn = self.write_txn().await?;
@@ -183,6 +197,7 @@ impl Store {
                 })
                 .collect();
         }
+        crate::audit::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok((user, revoked))
     }
@@ -193,14 +208,19 @@ impl Store {
         id: Uuid,
         token_lookup: String,
         token_hash: String,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<User, StorageError> {
-        let user = self.user(id).await?;
+        let txn = self.write_txn().await?;
+        let user = Users::find_by_id(id).one(&txn).await?.ok_or(StorageError::NotFound)?;
         let mut model: ActiveModel = user.into();
         model.token_lookup = Set(token_lookup);
         model.token_hash = Set(token_hash);
         model.updated_at = Set(now);
-        Ok(model.update(self.conn()).await?)
+        let user = model.update(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(user)
     }
 
     /// Sets (or clears) a user's password hash.
@@ -208,12 +228,17 @@ impl Store {
         &self,
         id: Uuid,
         password_hash: Option<String>,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<User, StorageError> {
-        let user = self.user(id).await?;
+        let txn = self.write_txn().await?;
+        let user = Users::find_by_id(id).one(&txn).await?.ok_or(StorageError::NotFound)?;
         let mut model: ActiveModel = user.into();
         model.password_hash = Set(password_hash);
         model.updated_at = Set(now);
-        Ok(model.update(self.conn()).await?)
+        let user = model.update(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(user)
     }
 }

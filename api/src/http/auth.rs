@@ -72,7 +72,19 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let peer = req.peer_addr().map(|a| a.ip().to_canonical());
-    let SignedIn { cookie, session } = state.sessions.login(&body.username, body.password, peer).await?;
+    let signed_in = state.sessions.login(&body.username, body.password, peer).await;
+    if let Err(crate::service::Error::BadCredentials | crate::service::Error::RateLimited { .. }) = &signed_in {
+        let context = crate::http::request_context(&req);
+        state
+            .audit
+            .failed(crate::service::audit::failure(
+                &body.username,
+                "auth.sign_in_failed",
+                &context,
+            ))
+            .await;
+    }
+    let SignedIn { cookie, session } = signed_in?;
     let user = state.sessions.me(&session.principal).await?;
     let max_age = CookieDuration::seconds(SESSION_LIFETIME.num_seconds());
     Ok(HttpResponse::Ok()

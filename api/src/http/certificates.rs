@@ -479,7 +479,7 @@ pub async fn renew(
 )]
 pub async fn create_server(
     state: web::Data<AppState>,
-    _admin: Caller<Admin>,
+    admin: Caller<Admin>,
     ApiJson(body): ApiJson<CreateServerCertificateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let request = ServerCertRequest::parse(
@@ -488,7 +488,7 @@ pub async fn create_server(
         body.ip_addresses,
         body.validity_days,
     )?;
-    let (record, key) = state.certificates.create_server(&request).await?;
+    let (record, key) = state.certificates.create_server(&admin, &request).await?;
     Ok(secret_json(
         StatusCode::CREATED,
         &CreatedServerCertificate {

@@ -262,10 +262,27 @@ impl<P: Policy + 'static> FromRequest for Caller<P> {
         let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
         let safe_method = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
         let csrf = req.headers().get("x-csrf-token").map(|v| v.as_bytes().to_vec());
+        let context = crate::http::request_context(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| Error::Internal("no app state".into()))?;
-            let principal = if let Some(token) = token {
-                state.tokens.verify(&token).await?.ok_or(Error::Unauthenticated)?
+            let mut principal = if let Some(token) = token {
+                match state.tokens.verify(&token).await? {
+                    Some(p) => p,
+                    None => {
+                        // A fleetca token's lookup part (`fca_<lookup>_…`) is not secret and
+                        // says which key was tried; nothing else of a token is recorded.
+                        let claimed = token
+                            .strip_prefix("fca_")
+                            .and_then(|rest| rest.get(..12))
+                            .filter(|l| l.bytes().all(|b| b.is_ascii_hexdigit()))
+                            .map_or_else(|| "token".to_owned(), |l| format!("token fca_{l}"));
+                        state
+                            .audit
+                            .failed(crate::service::audit::failure(&claimed, "auth.token_failed", &context))
+                            .await;
+                        return Err(Error::Unauthenticated.into());
+                    }
+                }
             } else {
                 let cookie = cookie.filter(|c| !c.is_empty()).ok_or(Error::Unauthenticated)?;
                 let session = state.sessions.session(&cookie).await?.ok_or(Error::Unauthenticated)?;
@@ -280,6 +297,7 @@ impl<P: Policy + 'static> FromRequest for Caller<P> {
             if !P::admits(principal.role) {
                 return Err(Error::Forbidden(P::REFUSAL.into()).into());
             }
+            principal.context = context;
             Ok(Caller {
                 principal,
                 _policy: PhantomData,

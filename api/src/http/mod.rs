@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, middleware and handlers. Handlers parse input into validated
 //! types, make one service call and serialize the result; every error is problem+json.
 
+pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod certificates;
@@ -18,6 +19,7 @@ pub mod users;
 
 use std::time::Instant;
 
+use actix_web::HttpMessage;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -50,6 +52,7 @@ pub fn routes() -> Routes {
     all.extend(users::routes());
     all.extend(certificates::routes());
     all.extend(claims::routes());
+    all.extend(audit::routes());
     all.extend(devices::routes());
     all.extend(products::routes());
     all.extend(auth::routes());
@@ -101,6 +104,18 @@ async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The id `request_log` gave a request, in its extensions.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Where a request came from, for the audit log.
+pub fn request_context(req: &actix_web::HttpRequest) -> crate::domain::RequestContext {
+    crate::domain::RequestContext {
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        client_addr: req.peer_addr().map(|a| a.ip().to_canonical().to_string()),
+    }
+}
+
 /// A request id unique across restarts and instances: a random per-process prefix and a
 /// counter (no system call per request, unlike a random UUID).
 fn next_request_id() -> String {
@@ -125,6 +140,7 @@ pub async fn request_log(
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map(str::to_owned)
         .unwrap_or_else(next_request_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().to_string();
     let path = req.path().to_owned();
     // Successful requests are logged at debug level: at thousands of requests a second a

@@ -11,7 +11,9 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::PROBLEM_JSON;
-use crate::http::{auth, broker, certificates, claims, devices, est, metrics, overview, products, public, users};
+use crate::http::{
+    audit, auth, broker, certificates, claims, devices, est, metrics, overview, products, public, users,
+};
 
 fn problems(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
     statuses
@@ -101,6 +103,7 @@ impl IntoResponses for BrokerProblems {
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
         certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::renew,
         claims::create, claims::list, claims::get, claims::revoke,
+        audit::list,
         certificates::create_server, certificates::list_server, certificates::get_server, certificates::revoke_server,
         devices::create, devices::bulk, devices::list, devices::get, devices::patch, devices::delete, devices::rotate,
         devices::certificates, devices::revoke_certificate,
@@ -119,6 +122,7 @@ impl IntoResponses for BrokerProblems {
         (name = "users", description = "API keys (service accounts) and human users"),
         (name = "mqtt-certificates", description = "MQTT client certificates"),
         (name = "server-certificates", description = "TLS certificates for brokers (admins only)"),
+        (name = "audit", description = "The tamper-evident audit log (admins: all; managers: their enterprise)"),
         (name = "claims", description = "Claim certificates: fleet provisioning by claim over EST"),
         (name = "devices", description = "Devices and their HA1 credentials"),
         (name = "products", description = "Products of sign-based devices (EnOS, Alibaba Cloud IoT), their devices, and HTTPS dynamic registration"),

@@ -954,7 +954,7 @@ mod tests {
             sealed_ha1: vec![1, 2, 3],
             description: None,
         };
-        kit.store.create_device(new, kit.clock.now()).await.unwrap();
+        kit.store.create_device(new, &[], kit.clock.now()).await.unwrap();
         let now = kit.clock.now().timestamp();
         let req = AuthRequest {
             username: "device=dev-x&tenant=acme".into(),

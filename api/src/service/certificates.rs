@@ -15,13 +15,14 @@ use fleetca_storage::certificates::CertificateFilter;
 use fleetca_storage::{Certificate, StorageError, Store};
 use uuid::Uuid;
 
-use super::Error;
 use super::changes::Changes;
 use super::clock::Clock;
 use super::issuer::{Issued, Issuer, KeySource, kind};
 use super::limits::RateLimiter;
 use super::tokens::Tokens;
+use super::{Error, audit};
 use crate::domain::{CertificateName, CsrKey, Listing, PageRequest, Principal, Role, ServerCertRequest, ValidityHours};
+use serde_json::json;
 
 /// A validated create request.
 #[derive(Debug)]
@@ -145,6 +146,7 @@ impl CertificateService {
             ));
         }
         self.count_change(caller)?;
+        let from_csr = input.csr.is_some();
         let key = match input.csr {
             Some(csr) => KeySource::Csr(csr.into_inner()),
             None => KeySource::Generate,
@@ -155,7 +157,21 @@ impl CertificateService {
             ..
         } = self
             .issuer
-            .issue_client(&owner, input.name, key, input.validity, None)
+            .issue_client(
+                &owner,
+                input.name,
+                key,
+                input.validity,
+                None,
+                Some(audit::by(
+                    caller,
+                    "certificate.create",
+                    "certificate",
+                    "",
+                    None,
+                    json!({"api_key_id": owner.id, "api_key": owner.username, "from_csr": from_csr}),
+                )),
+            )
             .await?;
         tracing::debug!(certificate_id = %certificate.id, by = %caller.username, "client certificate created");
         Ok(Created {
@@ -167,8 +183,21 @@ impl CertificateService {
 
     /// Issues a TLS server certificate for a broker; returns it with its new private key.
     /// Only admins may call this (the handler's extractor says so).
-    pub async fn create_server(&self, request: &ServerCertRequest) -> Result<(Record, String), Error> {
-        let (cert, key) = self.issuer.issue_server(request).await?;
+    pub async fn create_server(
+        &self,
+        caller: &Principal,
+        request: &ServerCertRequest,
+    ) -> Result<(Record, String), Error> {
+        let names: Vec<&str> = request.dns_names.iter().map(|d| d.as_str()).collect();
+        let record = audit::by(
+            caller,
+            "certificate.create",
+            "certificate",
+            "",
+            None,
+            json!({"kind": "server", "dns_names": names}),
+        );
+        let (cert, key) = self.issuer.issue_server(request, Some(record)).await?;
         Ok((self.record(cert), key))
     }
 
@@ -267,9 +296,17 @@ impl CertificateService {
         if cert.revoked_at.is_none() {
             self.count_change(caller)?;
         }
+        let record = audit::by(
+            caller,
+            "certificate.revoke",
+            "certificate",
+            &cert.id.to_string(),
+            Some(&cert.enterprise),
+            json!({"serial": cert.serial, "reason": reason.name(), "kind": cert.kind}),
+        );
         let (cert, changed) = self
             .store
-            .revoke_certificate(cert.id, reason.name(), self.clock.now())
+            .revoke_certificate(cert.id, reason.name(), &[record], self.clock.now())
             .await?;
         if changed {
             self.changes.revoked(std::slice::from_ref(&cert)).await?;
@@ -363,7 +400,7 @@ mod tests {
             ip_addresses: vec![],
             validity: chrono::Duration::days(30),
         };
-        let (record, key) = kit.certificates.create_server(&request).await.unwrap();
+        let (record, key) = kit.certificates.create_server(&admin(), &request).await.unwrap();
         assert!(key.contains("PRIVATE KEY"));
         let id = record.certificate.id;
         let same_enterprise = manager("default");

@@ -12,11 +12,12 @@ use fleetca_storage::claims::{ClaimFilter, NewClaim};
 use fleetca_storage::{Claim, StorageError, Store};
 use uuid::Uuid;
 
-use super::Error;
 use super::changes::Changes;
 use super::clock::Clock;
 use super::issuer::Issuer;
+use super::{Error, audit};
 use crate::domain::{CertificateName, Listing, PageRequest, Principal, Tenant};
+use serde_json::json;
 
 /// A validated claim to create.
 #[derive(Debug)]
@@ -84,7 +85,15 @@ impl ClaimService {
             validity_days: input.validity_days,
             created_by: caller.username.clone(),
         };
-        let (claim, _) = self.store.create_claim(id, new, cert, now).await?;
+        let record = audit::by(
+            caller,
+            "claim.create",
+            "claim",
+            &id.to_string(),
+            Some(&new.tenant),
+            json!({"name": new.name, "max_uses": new.max_uses, "expires_at": new.expires_at, "register_unknown": new.register_unknown}),
+        );
+        let (claim, _) = self.store.create_claim(id, new, cert, &[record], now).await?;
         super::issuer::issued_metric(super::issuer::kind::CLAIM);
         tracing::info!(claim_id = %claim.id, tenant = %claim.tenant, max_uses = claim.max_uses, by = %caller.username, "claim created");
         Ok(CreatedClaim {
@@ -120,8 +129,16 @@ impl ClaimService {
     /// Revokes a claim and its certificate; returns once the CRL lists it. Revoking a
     /// revoked claim returns it unchanged.
     pub async fn revoke(&self, caller: &Principal, id: Uuid) -> Result<Claim, Error> {
-        self.get(caller, id).await?;
-        let (claim, cert) = self.store.revoke_claim(id, self.clock.now()).await?;
+        let current = self.get(caller, id).await?;
+        let record = audit::by(
+            caller,
+            "claim.revoke",
+            "claim",
+            &id.to_string(),
+            Some(&current.tenant),
+            json!({}),
+        );
+        let (claim, cert) = self.store.revoke_claim(id, &[record], self.clock.now()).await?;
         if let Some(cert) = cert {
             self.changes.revoked(std::slice::from_ref(&cert)).await?;
             tracing::info!(claim_id = %claim.id, by = %caller.username, "claim revoked");

@@ -15,14 +15,15 @@ use fleetca_storage::devices::{DeviceFilter, DevicePatch, NewDevice};
 use fleetca_storage::{Certificate, Device, StorageError, Store};
 use uuid::Uuid;
 
-use super::Error;
 use super::certificates::{Record, Status};
 use super::changes::Changes;
 use super::clock::Clock;
 use super::error::not_found_as;
+use super::{Error, audit};
 use crate::domain::{
     Description, DeviceCredential, DeviceId, FieldErrors, Listing, PageRequest, Principal, Realm, Tenant,
 };
+use serde_json::json;
 
 /// A generated password and its HA1, shown once.
 #[derive(Debug)]
@@ -129,9 +130,17 @@ impl DeviceService {
             )));
         }
         let (new, generated) = self.prepare(input)?;
+        let record = audit::by(
+            caller,
+            "device.create",
+            "device",
+            &format!("{}/{}", new.tenant, new.device_id),
+            Some(&new.tenant),
+            json!({"realm": new.realm, "generated_password": generated.is_some()}),
+        );
         let device = self
             .store
-            .create_device(new, self.clock.now())
+            .create_device(new, &[record], self.clock.now())
             .await
             .map_err(|e| match e {
                 StorageError::Conflict(_) => {
@@ -212,12 +221,29 @@ impl DeviceService {
                 updated_at: now,
             })
             .collect();
-        self.store.create_devices(new, now).await.map_err(|e| match e {
-            StorageError::Conflict(_) => Error::Conflict(
-                "A device in this request was created by someone else meanwhile; nothing was written. Retry.".into(),
-            ),
-            other => other.into(),
-        })?;
+        let records: Vec<_> = new
+            .iter()
+            .map(|d| {
+                audit::by(
+                    caller,
+                    "device.create",
+                    "device",
+                    &format!("{}/{}", d.tenant, d.device_id),
+                    Some(&d.tenant),
+                    json!({"bulk": true, "realm": d.realm}),
+                )
+            })
+            .collect();
+        self.store
+            .create_devices(new, &records, now)
+            .await
+            .map_err(|e| match e {
+                StorageError::Conflict(_) => Error::Conflict(
+                    "A device in this request was created by someone else meanwhile; nothing was written. Retry."
+                        .into(),
+                ),
+                other => other.into(),
+            })?;
         // New devices cannot be in any cache (unknown devices are not cached), so there is
         // nothing to invalidate here.
         tracing::info!(count = shown.len(), by = %caller.username, "devices provisioned in bulk");
@@ -266,28 +292,47 @@ impl DeviceService {
             description: change.description.map(|d| Some(d.into_inner())),
             credentials: None,
         };
+        let action = match change.is_active {
+            Some(false) => "device.disable",
+            Some(true) => "device.enable",
+            None => "device.update",
+        };
+        let record = audit::by(
+            caller,
+            action,
+            "device",
+            &format!("{tenant}/{device_id}"),
+            Some(tenant),
+            json!({"is_active": change.is_active, "description_changed": patch.description.is_some()}),
+        );
         let device = self
             .store
-            .update_device(tenant, device_id, patch, self.clock.now())
+            .update_device(tenant, device_id, patch, &[record], self.clock.now())
             .await
             .map_err(not_found_as("device"))?;
         self.changes.device_changed(tenant, device_id).await;
         if change.is_active == Some(false) {
-            self.revoke_all(tenant, device_id, Reason::PrivilegeWithdrawn).await?;
+            self.revoke_all(caller, tenant, device_id, Reason::PrivilegeWithdrawn)
+                .await?;
         }
         Ok(device)
     }
 
     /// Revokes every certificate of a device (it was disabled or deleted) and returns once
     /// the CRL lists them.
-    async fn revoke_all(&self, tenant: &str, device_id: &str, reason: Reason) -> Result<(), Error> {
+    async fn revoke_all(&self, caller: &Principal, tenant: &str, device_id: &str, reason: Reason) -> Result<(), Error> {
         let ids = self
             .store
             .device_certificate_ids(&format!("{tenant}/{device_id}"))
             .await?;
         let revoked = self
             .store
-            .revoke_certificates(&ids, reason.name(), self.clock.now())
+            .revoke_certificates(
+                &ids,
+                reason.name(),
+                &audit::by(caller, "certificate.revoke", "certificate", "", Some(tenant), json!({})),
+                self.clock.now(),
+            )
             .await?;
         if !revoked.is_empty() {
             self.changes.revoked(&revoked).await?;
@@ -334,9 +379,17 @@ impl DeviceService {
             Ok(_) | Err(StorageError::NotFound) => return Err(Error::NotFound("certificate")),
             Err(e) => return Err(e.into()),
         }
+        let record = audit::by(
+            caller,
+            "certificate.revoke",
+            "certificate",
+            &id.to_string(),
+            Some(tenant),
+            json!({"device": device, "reason": reason.name()}),
+        );
         let (cert, changed) = self
             .store
-            .revoke_certificate(id, reason.name(), self.clock.now())
+            .revoke_certificate(id, reason.name(), &[record], self.clock.now())
             .await?;
         if changed {
             self.changes.revoked(std::slice::from_ref(&cert)).await?;
@@ -364,9 +417,17 @@ impl DeviceService {
             credentials: Some((realm, sealed)),
             ..Default::default()
         };
+        let record = audit::by(
+            caller,
+            "device.rotate",
+            "device",
+            &format!("{tenant}/{device_id}"),
+            Some(tenant),
+            json!({"generated_password": generated.is_some()}),
+        );
         let device = self
             .store
-            .update_device(tenant, device_id, patch, self.clock.now())
+            .update_device(tenant, device_id, patch, &[record], self.clock.now())
             .await
             .map_err(not_found_as("device"))?;
         self.changes.device_changed(tenant, device_id).await;
@@ -377,12 +438,21 @@ impl DeviceService {
     /// Deletes a device.
     pub async fn delete(&self, caller: &Principal, tenant: &str, device_id: &str) -> Result<(), Error> {
         self.get(caller, tenant, device_id).await?;
+        let record = audit::by(
+            caller,
+            "device.delete",
+            "device",
+            &format!("{tenant}/{device_id}"),
+            Some(tenant),
+            json!({}),
+        );
         self.store
-            .delete_device(tenant, device_id)
+            .delete_device(tenant, device_id, &[record], self.clock.now())
             .await
             .map_err(not_found_as("device"))?;
         self.changes.device_changed(tenant, device_id).await;
-        self.revoke_all(tenant, device_id, Reason::CessationOfOperation).await?;
+        self.revoke_all(caller, tenant, device_id, Reason::CessationOfOperation)
+            .await?;
         tracing::info!(%tenant, %device_id, by = %caller.username, "device deleted");
         Ok(())
     }

@@ -23,6 +23,14 @@ use super::issuer::{DeviceIssue, Issuer, KeySource, kind};
 use super::tokens::Tokens;
 use crate::domain::{CertificateName, DeviceId, Principal, ValidityHours};
 
+/// An audit record of a device registering itself through a claim, or its undoing.
+fn device_record(tenant: &str, device_id: &str, action: &str, why: &str) -> fleetca_storage::NewAudit {
+    let mut record = super::audit::by_device(tenant, device_id, action, serde_json::json!({"why": why}));
+    record.target_kind = "device".into();
+    record.target_id = format!("{tenant}/{device_id}");
+    record
+}
+
 /// How long a Digest nonce may be used (once).
 pub const NONCE_SECONDS: i64 = 300;
 
@@ -174,7 +182,7 @@ impl EstService {
         tenant: &str,
         device_id: &str,
         csr_der: &[u8],
-        with: DeviceIssue,
+        mut with: DeviceIssue,
         validity_days: i64,
     ) -> Result<Certificate, EnrollError> {
         let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| EnrollError::BadRequest(e.to_string()))?;
@@ -182,6 +190,14 @@ impl EstService {
             return Err(EnrollError::Forbidden("the CSR's subject CN must be the device id"));
         }
         self.check_subject(device_id).await?;
+        if with.audit.is_none() {
+            with.audit = Some(super::audit::by_device(
+                tenant,
+                device_id,
+                "certificate.enroll",
+                serde_json::json!({"via": "est", "claim_id": with.claim}),
+            ));
+        }
         let issued = self
             .issuer
             .issue_device(
@@ -275,6 +291,7 @@ impl EstService {
         let with = DeviceIssue {
             renews: None,
             claim: Some(claim.id),
+            audit: None,
         };
         let cert = match self
             .issue_for_device(&claim.tenant, &device_id, csr_der, with, claim.validity_days)
@@ -285,7 +302,21 @@ impl EstService {
                 // Refused (the claim used up meanwhile, say): the device registered for this
                 // enrollment goes too.
                 if registered {
-                    if let Err(undo) = self.store.delete_device(&claim.tenant, &device_id).await {
+                    let undo = self
+                        .store
+                        .delete_device(
+                            &claim.tenant,
+                            &device_id,
+                            &[device_record(
+                                &claim.tenant,
+                                &device_id,
+                                "device.delete",
+                                "the enrollment it was registered for was refused",
+                            )],
+                            self.clock.now(),
+                        )
+                        .await;
+                    if let Err(undo) = undo {
                         tracing::warn!(error = %undo, %device_id, "could not remove a device registered for a refused enrollment");
                     }
                     self.changes.device_changed(&claim.tenant, &device_id).await;
@@ -313,7 +344,13 @@ impl EstService {
             sealed_ha1,
             description: Some("registered by a claim".into()),
         };
-        let registered = match self.store.create_device(new, self.clock.now()).await {
+        let record = device_record(
+            tenant,
+            device_id,
+            "device.create",
+            "registered by a claim on first enrollment",
+        );
+        let registered = match self.store.create_device(new, &[record], self.clock.now()).await {
             Ok(_) => true,
             // A concurrent enrollment of the same id registered it first.
             Err(StorageError::Conflict(_)) => false,
@@ -370,7 +407,21 @@ impl EstService {
         let validity = ValidityHours::parse(None).map_err(|e| EnrollError::Service(Error::Internal(e)))?;
         let issued = self
             .issuer
-            .issue_client(&owner, name, KeySource::Csr(csr.public_key), validity, None)
+            .issue_client(
+                &owner,
+                name,
+                KeySource::Csr(csr.public_key),
+                validity,
+                None,
+                Some(super::audit::by(
+                    caller,
+                    "certificate.enroll",
+                    "certificate",
+                    "",
+                    None,
+                    serde_json::json!({"via": "est"}),
+                )),
+            )
             .await?;
         Ok(issued.certificate)
     }

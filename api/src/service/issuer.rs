@@ -47,12 +47,14 @@ pub struct Issued {
 }
 
 /// What else a device certificate's issuance does in its transaction.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DeviceIssue {
     /// It renews this certificate.
     pub renews: Option<Renewal>,
     /// It takes a use of this claim.
     pub claim: Option<uuid::Uuid>,
+    /// The audit record stored with it (its target filled in by storage).
+    pub audit: Option<fleetca_storage::NewAudit>,
 }
 
 /// Counts a certificate issued, by kind (`fleetca_certificates_issued_total`).
@@ -112,6 +114,7 @@ impl Issuer {
         key: KeySource,
         validity: ValidityHours,
         renews: Option<Renewal>,
+        audit: Option<fleetca_storage::NewAudit>,
     ) -> Result<Issued, Error> {
         let (public_key, private_key_pem) = match key {
             KeySource::Csr(k) => (k, None),
@@ -131,7 +134,7 @@ impl Issuer {
         new.renews = renews;
         let Stored { certificate, discarded } = self
             .queue
-            .insert(new, Some(MAX_ACTIVE_PER_KEY), self.clock.now())
+            .insert(new, Some(MAX_ACTIVE_PER_KEY), audit, self.clock.now())
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?;
         issued_metric(kind::CLIENT);
@@ -182,7 +185,7 @@ impl Issuer {
         };
         let Stored { certificate, discarded } = self
             .queue
-            .insert(new, Some(MAX_ACTIVE_PER_DEVICE), self.clock.now())
+            .insert(new, Some(MAX_ACTIVE_PER_DEVICE), with.audit.clone(), self.clock.now())
             .await
             .map_err(|e| refusal(e, DEVICE_LIMIT))?;
         issued_metric(kind::DEVICE);
@@ -227,7 +230,11 @@ impl Issuer {
     }
 
     /// Issues a broker's TLS server certificate with a new key.
-    pub async fn issue_server(&self, request: &ServerCertRequest) -> Result<(Certificate, String), Error> {
+    pub async fn issue_server(
+        &self,
+        request: &ServerCertRequest,
+        audit: Option<fleetca_storage::NewAudit>,
+    ) -> Result<(Certificate, String), Error> {
         let key = generate_p256()?;
         let dns_names: Vec<String> = request.dns_names.iter().map(|d| d.as_str().to_owned()).collect();
         let profile = ServerProfile {
@@ -246,7 +253,7 @@ impl Issuer {
         let new = self.new_certificate(request.name.clone(), kind::SERVER, None, issued);
         let cert = self
             .queue
-            .insert(new, None, self.clock.now())
+            .insert(new, None, audit, self.clock.now())
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?
             .certificate;

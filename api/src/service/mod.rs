@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod activation;
+pub mod audit;
 pub mod broker;
 pub mod cache;
 pub mod certificates;
@@ -77,6 +78,7 @@ pub struct Services {
     pub est: est::EstService,
     pub claims: claims::ClaimService,
     pub renewal: std::sync::Arc<renewal::RenewalService>,
+    pub audit: audit::AuditService,
 }
 
 impl Services {
@@ -153,6 +155,7 @@ impl Services {
                 clock.clone(),
             ),
             claims: claims::ClaimService::new(store.clone(), issuer.clone(), changes.clone(), clock.clone()),
+            audit: audit::AuditService::new(store.clone(), clock.clone()),
             renewal: Arc::new(renewal::RenewalService::new(
                 store.clone(),
                 issuer.clone(),
@@ -214,6 +217,7 @@ pub(crate) mod testing {
             enterprise: "default".into(),
             role: Role::Admin,
             is_service_account: false,
+            context: Default::default(),
         }
     }
 
@@ -224,6 +228,7 @@ pub(crate) mod testing {
             enterprise: enterprise.into(),
             role: Role::Manager,
             is_service_account: false,
+            context: Default::default(),
         }
     }
 
@@ -242,6 +247,7 @@ pub(crate) mod testing {
         pub est: super::est::EstService,
         pub claims: super::claims::ClaimService,
         pub renewal: Arc<super::renewal::RenewalService>,
+        pub audit: super::audit::AuditService,
         pub sessions: SessionService,
     }
 
@@ -319,6 +325,7 @@ pub(crate) mod testing {
                 est: services.est,
                 claims: services.claims,
                 renewal: services.renewal,
+                audit: services.audit,
                 sessions: services.sessions,
             }
         }

@@ -13,13 +13,14 @@ use fleetca_storage::certificates::Renewal;
 use fleetca_storage::{Certificate, StorageError, Store};
 use uuid::Uuid;
 
-use super::Error;
 use super::changes::Changes;
 use super::clock::Clock;
 use super::est::EnrollError;
 use super::issuer::{DeviceIssue, Issued, Issuer, KeySource, kind};
 use super::tokens::Tokens;
+use super::{Error, audit};
 use crate::domain::{CertificateName, Principal, ValidityHours};
+use serde_json::json;
 
 /// When a certificate may renew itself, and how long the old one lives on.
 #[derive(Clone, Copy, Debug)]
@@ -163,7 +164,16 @@ impl RenewalService {
                     device_id,
                     csr.public_key,
                     lifetime(current),
-                    DeviceIssue { renews, claim: None },
+                    DeviceIssue {
+                        renews,
+                        claim: None,
+                        audit: Some(audit::by_device(
+                            tenant,
+                            device_id,
+                            "certificate.renew",
+                            json!({"via": "est", "renews": current.id}),
+                        )),
+                    },
                 )
                 .await?
         } else {
@@ -187,6 +197,14 @@ impl RenewalService {
                     KeySource::Csr(csr.public_key),
                     self.validity_of(current),
                     renews,
+                    Some(audit::by(
+                        &Principal::from_user(&owner),
+                        "certificate.renew",
+                        "certificate",
+                        "",
+                        None,
+                        json!({"via": "est", "renews": current.id}),
+                    )),
                 )
                 .await?
         };
@@ -238,7 +256,18 @@ impl RenewalService {
                     device_id,
                     public_key,
                     lifetime(&current),
-                    DeviceIssue { renews, claim: None },
+                    DeviceIssue {
+                        renews,
+                        claim: None,
+                        audit: Some(audit::by(
+                            caller,
+                            "certificate.renew",
+                            "certificate",
+                            "",
+                            None,
+                            json!({"via": "api", "renews": current.id}),
+                        )),
+                    },
                 )
                 .await?
         } else {
@@ -251,7 +280,21 @@ impl RenewalService {
             };
             let name = CertificateName::parse(&current.name).map_err(Error::Internal)?;
             self.issuer
-                .issue_client(&owner, name, key, self.validity_of(&current), renews)
+                .issue_client(
+                    &owner,
+                    name,
+                    key,
+                    self.validity_of(&current),
+                    renews,
+                    Some(audit::by(
+                        caller,
+                        "certificate.renew",
+                        "certificate",
+                        "",
+                        None,
+                        json!({"via": "api", "renews": current.id}),
+                    )),
+                )
                 .await?
         };
         self.discard(&issued).await?;
@@ -269,7 +312,12 @@ impl RenewalService {
         }
         let revoked = self
             .store
-            .revoke_certificates(&due, fleetca_storage::certificates::SUPERSEDED, now)
+            .revoke_certificates(
+                &due,
+                fleetca_storage::certificates::SUPERSEDED,
+                &audit::system("certificate.revoke", "certificate", "", None, json!({})),
+                now,
+            )
             .await?;
         self.changes.revoked(&revoked).await?;
         tracing::info!(count = revoked.len(), "renewed certificates revoked as superseded");

@@ -232,7 +232,19 @@ impl SessionService {
         self.store.delete_user_sessions(user.id, keep.as_deref()).await?;
         let user = self
             .store
-            .set_user_password(user.id, Some(hash), self.clock.now())
+            .set_user_password(
+                user.id,
+                Some(hash),
+                &[super::audit::by(
+                    &crate::domain::Principal::from_user(user),
+                    "user.set_password",
+                    "user",
+                    &user.id.to_string(),
+                    Some(&user.enterprise),
+                    serde_json::json!({}),
+                )],
+                self.clock.now(),
+            )
             .await?;
         tracing::info!(user_id = %user.id, "password changed; other sessions ended");
         Ok(user)

@@ -12,11 +12,12 @@ use fleetca_storage::users::{NewUser, UserFilter, UserPatch};
 use fleetca_storage::{StorageError, Store, User};
 use uuid::Uuid;
 
-use super::Error;
 use super::changes::Changes;
 use super::clock::Clock;
 use super::hashing::Hasher;
+use super::{Error, audit};
 use crate::domain::{Enterprise, Listing, PageRequest, Password, Principal, Role, Username};
+use serde_json::json;
 
 /// The reason recorded on certificates revoked because their API key was deactivated.
 pub const DEACTIVATION_REASON: Reason = Reason::CessationOfOperation;
@@ -138,9 +139,17 @@ impl UserService {
             token_hash: token.hash.clone(),
             password_hash,
         };
+        let record = audit::by(
+            caller,
+            "user.create",
+            "user",
+            "",
+            Some(&new.enterprise),
+            json!({"username": new.username, "role": new.role, "is_service_account": new.is_service_account}),
+        );
         let user = self
             .store
-            .create_user(new, self.clock.now())
+            .create_user(new, &[record], self.clock.now())
             .await
             .map_err(|e| match e {
                 StorageError::Conflict(_) => {
@@ -213,9 +222,22 @@ impl UserService {
             is_active: change.is_active,
             role: change.role.map(|r| r.as_str().to_owned()),
         };
+        let action = match change.is_active {
+            Some(false) => "user.deactivate",
+            Some(true) => "user.activate",
+            None => "user.update",
+        };
+        let record = audit::by(
+            caller,
+            action,
+            "user",
+            &id.to_string(),
+            Some(&user.enterprise),
+            json!({"username": user.username, "is_active": patch.is_active, "role": patch.role}),
+        );
         let (user, revoked) = self
             .store
-            .update_user(id, patch, DEACTIVATION_REASON.name(), self.clock.now())
+            .update_user(id, patch, DEACTIVATION_REASON.name(), &[record], self.clock.now())
             .await?;
         self.changes.user_changed(id).await;
         if deactivating {
@@ -230,11 +252,19 @@ impl UserService {
 
     /// Issues a new token; the old one stops working at once.
     pub async fn rotate_token(&self, caller: &Principal, id: Uuid) -> Result<(User, String), Error> {
-        self.manageable(caller, id).await?;
+        let current = self.manageable(caller, id).await?;
         let token = self.hasher.new_token().await?;
+        let record = audit::by(
+            caller,
+            "user.rotate_token",
+            "user",
+            &id.to_string(),
+            Some(&current.enterprise),
+            json!({"username": current.username}),
+        );
         let user = self
             .store
-            .set_user_token(id, token.lookup, token.hash, self.clock.now())
+            .set_user_token(id, token.lookup, token.hash, &[record], self.clock.now())
             .await?;
         self.changes.user_changed(id).await;
         tracing::info!(user_id = %id, by = %caller.username, "token rotated");

@@ -1,5 +1,6 @@
 //! API tests: one binary, each test on a fresh server and database.
 
+mod audit;
 mod broker;
 mod certificates;
 mod devices;

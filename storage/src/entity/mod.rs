@@ -1,6 +1,8 @@
 //! sea-orm entities. Only `storage` uses them directly; other crates see the models as
 //! plain structs.
 
+pub mod audit_head;
+pub mod audit_log;
 pub mod authority;
 pub mod certificates;
 pub mod claims;

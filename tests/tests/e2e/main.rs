@@ -3,6 +3,7 @@
 //! `openssl` and a real `mosquitto`. One binary; each test starts its own server on a free
 //! port and a fresh data directory, so they run in parallel.
 
+mod audit;
 mod certificates;
 mod crash;
 mod est;

@@ -50,9 +50,16 @@ fn prometheus_scrapes_fleetca_and_counts_what_it_issued() {
 
     // The alert rules the README recommends are valid rules.
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring/fleetca-alerts.yml");
-    let checked = run(Command::new(&promtool).arg("check").arg("rules").arg(&rules), Duration::from_secs(20));
-    assert!(checked.success(), "promtool check rules:
-{}", checked.combined());
+    let checked = run(
+        Command::new(&promtool).arg("check").arg("rules").arg(&rules),
+        Duration::from_secs(20),
+    );
+    assert!(
+        checked.success(),
+        "promtool check rules:
+{}",
+        checked.combined()
+    );
 
     let port = free_port();
     let config = dir.write(

@@ -1,0 +1,203 @@
+//! The audit log on both databases: what changes write, who may read it, the export, and
+//! the hash chain catching a record altered, removed or appended behind fleetca's back.
+
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem};
+
+const AUDIT: &str = "/api/v4/manage/audit/";
+
+fn actions(page: &Value) -> Vec<String> {
+    page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn exec(app: &TestApp, sql: &str) {
+    let db = sea_orm::Database::connect(app.database_url.as_str()).await.unwrap();
+    db.execute_unprepared(sql).await.unwrap();
+    db.close().await.unwrap();
+}
+
+async fn verify(app: &TestApp) -> Result<i64, fleetca_storage::audit::ChainBreak> {
+    let store = fleetca_storage::Store::connect(&fleetca_storage::StoreOptions {
+        url: app.database_url.clone(),
+        max_connections: 1,
+    })
+    .await
+    .unwrap();
+    store.verify_audit().await.unwrap()
+}
+
+#[actix_web::test]
+async fn changes_are_recorded_with_their_actor_and_readable_by_scope() {
+    let app = TestApp::spawn().await;
+    let key = app
+        .post(
+            "/api/v4/manage/users/",
+            &app.admin,
+            json!({"username": "svc-audit", "is_service_account": true, "enterprise": "acme"}),
+        )
+        .await;
+    let cert = app
+        .post(
+            "/api/v4/manage/mqtt-certificates/",
+            &app.admin,
+            json!({"name": "a", "api_key_id": key.body["id"]}),
+        )
+        .await;
+    let id = cert.body["id"].as_str().unwrap();
+    app.post(
+        &format!("/api/v4/manage/mqtt-certificates/{id}/revoke/"),
+        &app.admin,
+        json!({"reason": "keyCompromise"}),
+    )
+    .await;
+    app.post(
+        "/api/v4/manage/devices/",
+        &app.admin,
+        json!({"device_id": "d1", "tenant": "globex", "password": "device-secret-1"}),
+    )
+    .await;
+    // A bulk request refused as a whole records nothing.
+    let refused = app
+        .post(
+            "/api/v4/manage/devices/bulk/",
+            &app.admin,
+            json!([{"device_id": "d1", "tenant": "globex", "password": "device-secret-1"}]),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    // A wrong token and a wrong password are recorded as failures.
+    let r = app.get(AUDIT, "fca_0123456789ab_wrongwrongwrong").await;
+    assert_eq!(r.status, 401);
+    let r = app
+        .send(
+            "POST",
+            "/api/v4/auth/login",
+            None,
+            Some(json!({"username": "admin", "password": "not-the-password"})),
+        )
+        .await;
+    assert!(r.status == 401 || r.status == 400, "{}", r.body);
+
+    let all = app.get(&format!("{AUDIT}?page_size=50"), &app.admin).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    let seen = actions(&all.body);
+    for action in [
+        "user.create",
+        "certificate.create",
+        "certificate.revoke",
+        "device.create",
+        "auth.token_failed",
+        "auth.sign_in_failed",
+    ] {
+        assert!(seen.contains(&action.to_owned()), "{action} missing: {seen:?}");
+    }
+    assert_eq!(seen.iter().filter(|a| *a == "device.create").count(), 1, "{seen:?}");
+    let revoke = all.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "certificate.revoke")
+        .unwrap();
+    assert_eq!(revoke["actor"], "admin");
+    assert_eq!(revoke["target_id"], id);
+    assert_eq!(revoke["enterprise"], "acme");
+    assert_eq!(revoke["details"]["reason"], "keyCompromise");
+    assert!(
+        revoke["request_id"].is_string() && revoke["client_addr"] == "127.0.0.1",
+        "{revoke}"
+    );
+    let failed = all.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "auth.token_failed")
+        .unwrap();
+    assert_eq!(failed["outcome"], "failure");
+    assert_eq!(failed["actor"], "token fca_0123456789ab");
+    assert!(
+        !all.raw.windows(9).any(|w| w == b"wrongwron"),
+        "a token's secret part reached the log"
+    );
+
+    // Filters, and the export of everything, oldest first.
+    let revokes = app.get(&format!("{AUDIT}?action=certificate.revoke"), &app.admin).await;
+    assert_eq!(revokes.body["count"], 1);
+    let export = app.get(&format!("{AUDIT}?format=jsonl"), &app.admin).await;
+    assert_eq!(export.content_type, "application/x-ndjson");
+    let lines: Vec<Value> = String::from_utf8_lossy(&export.raw)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, all.body["count"].as_u64().unwrap());
+    assert_eq!(lines[0]["seq"], 1);
+
+    // A manager reads their enterprise only; an API key nothing.
+    app.post(
+        "/api/v4/manage/users/",
+        &app.admin,
+        json!({"username": "mgr-acme", "is_service_account": false, "enterprise": "acme", "role": "manager", "password": "manager-password-1"}),
+    )
+    .await;
+    let token = app
+        .post(
+            "/api/v4/manage/users/",
+            &app.admin,
+            json!({"username": "mgr-two", "is_service_account": true, "enterprise": "acme"}),
+        )
+        .await;
+    let api_token = token.body["token"].as_str().unwrap();
+    assert_problem(&app.get(AUDIT, api_token).await, 403);
+    assert_eq!(verify(&app).await, Ok(all.body["count"].as_i64().unwrap() + 2));
+}
+
+#[actix_web::test]
+async fn the_chain_catches_a_record_altered_removed_or_appended() {
+    let app = TestApp::spawn().await;
+    for n in 0..3 {
+        app.post(
+            "/api/v4/manage/devices/",
+            &app.admin,
+            json!({"device_id": format!("d{n}"), "tenant": "acme", "password": "device-secret-1"}),
+        )
+        .await;
+    }
+    let intact = verify(&app).await.unwrap();
+    assert!(intact >= 4, "bootstrap admin and three devices: {intact}");
+
+    exec(&app, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2").await;
+    let broken = verify(&app).await.unwrap_err();
+    assert_eq!(broken.seq, 2, "{broken:?}");
+    assert!(broken.why.contains("altered"), "{broken:?}");
+    exec(&app, "UPDATE audit_log SET actor = 'admin' WHERE seq = 2").await;
+    assert_eq!(verify(&app).await, Ok(intact));
+
+    exec(&app, "DELETE FROM audit_log WHERE seq = 3").await;
+    let broken = verify(&app).await.unwrap_err();
+    assert_eq!(broken.seq, 3, "{broken:?}");
+
+    let app = TestApp::spawn().await;
+    app.post(
+        "/api/v4/manage/devices/",
+        &app.admin,
+        json!({"device_id": "x", "tenant": "acme", "password": "device-secret-1"}),
+    )
+    .await;
+    let n = verify(&app).await.unwrap();
+    exec(
+        &app,
+        &format!(
+            "INSERT INTO audit_log (seq, at, actor, role, action, target_kind, target_id, outcome, details, prev_hash, hash) \
+             SELECT seq + 1, at, 'mallory', role, action, target_kind, target_id, outcome, details, hash, hash FROM audit_log WHERE seq = {n}"
+        ),
+    )
+    .await;
+    let broken = verify(&app).await.unwrap_err();
+    assert_eq!(broken.seq, n + 1, "{broken:?}");
+}

@@ -1,0 +1,293 @@
+//! The audit log: who did what to which credential, appended in the same transaction as the
+//! change it records (no change without its record, no record of a change that rolled back).
+//!
+//! Records form a hash chain: `hash = SHA-256(prev_hash ‖ "\n" ‖ content)`, where `content` is
+//! the record's canonical JSON (sequence number, time in microseconds, actor, action, target,
+//! enterprise, request, client, outcome, details). Appends lock the one-row head
+//! (`audit_head`; on SQLite the write transaction is exclusive anyway), so several instances
+//! extend one chain. [`Store::verify_audit`] walks it and names the first record that was
+//! altered, removed or inserted.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::entity::audit_head::{ActiveModel as HeadModel, Entity as AuditHead};
+use crate::entity::audit_log::{ActiveModel, Column, Entity as AuditLog, Model as AuditRecord};
+use crate::{Page, StorageError, Store, is_postgres};
+
+/// A record to append. `details` must hold no secret.
+#[derive(Clone, Debug)]
+pub struct NewAudit {
+    pub actor_id: Option<Uuid>,
+    /// Username, or `system`, or what an unauthenticated caller claimed to be.
+    pub actor: String,
+    /// `admin`, `manager`, `service`, `system` or `anonymous`.
+    pub role: String,
+    /// `certificate.revoke`, `device.create`, …
+    pub action: String,
+    pub target_kind: String,
+    pub target_id: String,
+    pub enterprise: Option<String>,
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub details: serde_json::Value,
+}
+
+/// Filters of an audit listing.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub enterprise: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The genesis hash the first record chains to.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Serialize)]
+struct Content<'a> {
+    seq: i64,
+    at: i64,
+    actor_id: Option<Uuid>,
+    actor: &'a str,
+    role: &'a str,
+    action: &'a str,
+    target_kind: &'a str,
+    target_id: &'a str,
+    enterprise: Option<&'a str>,
+    request_id: Option<&'a str>,
+    client_addr: Option<&'a str>,
+    outcome: &'a str,
+    details: &'a str,
+}
+
+fn chain_hash(prev: &str, r: &AuditRecord) -> String {
+    let content = Content {
+        seq: r.seq,
+        at: r.at.timestamp_micros(),
+        actor_id: r.actor_id,
+        actor: &r.actor,
+        role: &r.role,
+        action: &r.action,
+        target_kind: &r.target_kind,
+        target_id: &r.target_id,
+        enterprise: r.enterprise.as_deref(),
+        request_id: r.request_id.as_deref(),
+        client_addr: r.client_addr.as_deref(),
+        outcome: &r.outcome,
+        details: &r.details,
+    };
+    let json = serde_json::to_string(&content).unwrap_or_default();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(prev.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(json.as_bytes());
+    hex::encode(ctx.finish())
+}
+
+/// Appends `entries` in the caller's transaction.
+pub(crate) async fn append<C: ConnectionTrait>(
+    txn: &C,
+    entries: &[NewAudit],
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    // Microseconds: what both databases keep, so the hash checks after a round trip.
+    let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let mut query = AuditHead::find_by_id(1);
+    if is_postgres(txn) {
+        query = query.lock_exclusive();
+    }
+    let head = query
+        .one(txn)
+        .await?
+        .ok_or_else(|| StorageError::Internal("the audit chain has no head".into()))?;
+    let (mut seq, mut prev) = (head.seq, head.hash.clone());
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq += 1;
+        let mut record = AuditRecord {
+            seq,
+            at,
+            actor_id: e.actor_id,
+            actor: e.actor.clone(),
+            role: e.role.clone(),
+            action: e.action.clone(),
+            target_kind: e.target_kind.clone(),
+            target_id: e.target_id.clone(),
+            enterprise: e.enterprise.clone(),
+            request_id: e.request_id.clone(),
+            client_addr: e.client_addr.clone(),
+            outcome: e.outcome.clone(),
+            details: e.details.to_string(),
+            prev_hash: prev.clone(),
+            hash: String::new(),
+        };
+        record.hash = chain_hash(&prev, &record);
+        prev = record.hash.clone();
+        rows.push(ActiveModel::from(record));
+    }
+    for chunk in rows.chunks(200) {
+        AuditLog::insert_many(chunk.to_vec()).exec(txn).await?;
+    }
+    let mut head: HeadModel = head.into();
+    head.seq = Set(seq);
+    head.hash = Set(prev);
+    head.update(txn).await?;
+    Ok(())
+}
+
+/// The records with `target_id` set (for a row whose id the insert makes).
+pub(crate) fn with_target_id(records: &[NewAudit], id: &str) -> Vec<NewAudit> {
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r.target_id.is_empty() {
+                r.target_id = id.to_owned();
+            }
+            r
+        })
+        .collect()
+}
+
+/// Where the chain breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The first record that does not check out (or the sequence number missing there).
+    pub seq: i64,
+    pub why: String,
+}
+
+impl Store {
+    /// Appends records on their own (failed sign-ins: no change to go with).
+    pub async fn append_audit(&self, entries: &[NewAudit], now: DateTime<Utc>) -> Result<(), StorageError> {
+        let txn = self.write_txn().await?;
+        append(&txn, entries, now).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// One page of records, newest first, and the total that match.
+    pub async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<(Vec<AuditRecord>, u64), StorageError> {
+        let query = AuditLog::find().filter(condition(filter));
+        let total = query.clone().count(self.conn()).await?;
+        let rows = query
+            .order_by_desc(Column::Seq)
+            .offset(page.offset)
+            .limit(page.limit)
+            .all(self.conn())
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// Up to `limit` records after `after` (by sequence), oldest first: for exports of any
+    /// size, a page at a time.
+    pub async fn audit_after(
+        &self,
+        filter: &AuditFilter,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<AuditRecord>, StorageError> {
+        Ok(AuditLog::find()
+            .filter(condition(filter))
+            .filter(Column::Seq.gt(after))
+            .order_by_asc(Column::Seq)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Walks the whole chain. `Ok(n)`: n records, all intact. `Err`: the first break.
+    pub async fn verify_audit(&self) -> Result<Result<i64, ChainBreak>, StorageError> {
+        let mut expected_seq = 1i64;
+        let mut prev = GENESIS.to_owned();
+        loop {
+            let rows = AuditLog::find()
+                .filter(Column::Seq.gte(expected_seq))
+                .order_by_asc(Column::Seq)
+                .limit(1000)
+                .all(self.conn())
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                let broken = |why: &str| {
+                    Ok(Err(ChainBreak {
+                        seq: expected_seq,
+                        why: why.to_owned(),
+                    }))
+                };
+                if r.seq != expected_seq {
+                    return broken(&format!("record {expected_seq} is missing (the next is {})", r.seq));
+                }
+                if r.prev_hash != prev {
+                    return broken(
+                        "its prev_hash is not the previous record's hash (a record before it was removed, inserted or rewritten)",
+                    );
+                }
+                if chain_hash(&prev, &r) != r.hash {
+                    return broken("its content does not match its hash (the record was altered)");
+                }
+                prev = r.hash;
+                expected_seq += 1;
+            }
+        }
+        let head = AuditHead::find_by_id(1).one(self.conn()).await?;
+        match head {
+            Some(h) if h.seq == expected_seq - 1 && h.hash == prev => Ok(Ok(expected_seq - 1)),
+            Some(h) => Ok(Err(ChainBreak {
+                seq: expected_seq,
+                why: format!(
+                    "the chain ends at record {} but its head says {} (records at the end were removed)",
+                    expected_seq - 1,
+                    h.seq
+                ),
+            })),
+            None => Ok(Err(ChainBreak {
+                seq: 0,
+                why: "the audit head is missing".into(),
+            })),
+        }
+    }
+}
+
+fn condition(f: &AuditFilter) -> Condition {
+    let mut cond = Condition::all();
+    if let Some(v) = &f.actor {
+        cond = cond.add(Column::Actor.eq(v.as_str()));
+    }
+    if let Some(v) = &f.action {
+        cond = cond.add(Column::Action.eq(v.as_str()));
+    }
+    if let Some(v) = &f.target_kind {
+        cond = cond.add(Column::TargetKind.eq(v.as_str()));
+    }
+    if let Some(v) = &f.target_id {
+        cond = cond.add(Column::TargetId.eq(v.as_str()));
+    }
+    if let Some(v) = &f.enterprise {
+        cond = cond.add(Column::Enterprise.eq(v.as_str()));
+    }
+    if let Some(v) = f.since {
+        cond = cond.add(Column::At.gte(v));
+    }
+    if let Some(v) = f.until {
+        cond = cond.add(Column::At.lt(v));
+    }
+    cond
+}
