@@ -6,6 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::audit::NewAudit;
 use crate::entity::product_devices::{ActiveModel as DeviceModel, Column as D, Entity as ProductDevices};
 use crate::entity::products::{ActiveModel, Column as P, Entity as Products};
 use crate::{Page, Product, ProductDevice, StorageError, Store};
@@ -87,7 +88,12 @@ fn device_model(d: NewProductDevice, now: DateTime<Utc>) -> DeviceModel {
 
 impl Store {
     /// Inserts a product. A taken product_key is [`StorageError::Conflict`].
-    pub async fn create_product(&self, new: NewProduct, now: DateTime<Utc>) -> Result<Product, StorageError> {
+    pub async fn create_product(
+        &self,
+        new: NewProduct,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<Product, StorageError> {
         let model = ActiveModel {
             id: Set(Uuid::new_v4()),
             product_key: Set(new.product_key),
@@ -101,7 +107,11 @@ impl Store {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        Ok(model.insert(self.conn()).await?)
+        let txn = self.write_txn().await?;
+        let product = model.insert(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(product)
     }
 
     /// A product by its key.
@@ -145,9 +155,15 @@ impl Store {
         &self,
         product_key: &str,
         patch: ProductPatch,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Product, StorageError> {
-        let product = self.product(product_key).await?;
+        let txn = self.write_txn().await?;
+        let product = Products::find()
+            .filter(P::ProductKey.eq(product_key))
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
         let mut model: ActiveModel = product.into();
         if let Some(n) = patch.name {
             model.name = Set(n);
@@ -165,11 +181,19 @@ impl Store {
             model.sealed_secret = Set(s);
         }
         model.updated_at = Set(now);
-        Ok(model.update(self.conn()).await?)
+        let product = model.update(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(product)
     }
 
     /// Deletes a product and all its devices, in one transaction.
-    pub async fn delete_product(&self, product_key: &str) -> Result<(), StorageError> {
+    pub async fn delete_product(
+        &self,
+        product_key: &str,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
         let txn = self.write_txn().await?;
         ProductDevices::delete_many()
             .filter(D::ProductKey.eq(product_key))
@@ -182,6 +206,7 @@ impl Store {
         if res.rows_affected == 0 {
             return Err(StorageError::NotFound);
         }
+        crate::audit::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -190,9 +215,14 @@ impl Store {
     pub async fn create_product_device(
         &self,
         new: NewProductDevice,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<ProductDevice, StorageError> {
-        Ok(device_model(new, now).insert(self.conn()).await?)
+        let txn = self.write_txn().await?;
+        let device = device_model(new, now).insert(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(device)
     }
 
     /// The subset of `device_keys` that already exist in the product.
@@ -220,6 +250,7 @@ impl Store {
     pub async fn create_product_devices(
         &self,
         new: Vec<NewProductDevice>,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<u64, StorageError> {
         let count = new.len() as u64;
@@ -229,6 +260,7 @@ impl Store {
             let chunk: Vec<DeviceModel> = rows.by_ref().take(CHUNK).collect();
             ProductDevices::insert_many(chunk).exec(&txn).await?;
         }
+        crate::audit::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(count)
     }
@@ -274,9 +306,16 @@ impl Store {
         product_key: &str,
         device_key: &str,
         patch: ProductDevicePatch,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<ProductDevice, StorageError> {
-        let device = self.product_device(product_key, device_key).await?;
+        let txn = self.write_txn().await?;
+        let device = ProductDevices::find()
+            .filter(D::ProductKey.eq(product_key))
+            .filter(D::DeviceKey.eq(device_key))
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
         let mut model: DeviceModel = device.into();
         if let Some(a) = patch.is_active {
             model.is_active = Set(a);
@@ -291,7 +330,10 @@ impl Store {
             model.activated_at = Set(a);
         }
         model.updated_at = Set(now);
-        Ok(model.update(self.conn()).await?)
+        let device = model.update(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(device)
     }
 
     /// Records a device's first connection with its device secret; `false` when it was
@@ -300,28 +342,44 @@ impl Store {
         &self,
         product_key: &str,
         device_key: &str,
+        audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
+        let txn = self.write_txn().await?;
         let res = ProductDevices::update_many()
             .col_expr(D::ActivatedAt, sea_orm::sea_query::Expr::value(now))
             .filter(D::ProductKey.eq(product_key))
             .filter(D::DeviceKey.eq(device_key))
             .filter(D::ActivatedAt.is_null())
-            .exec(self.conn())
+            .exec(&txn)
             .await?;
-        Ok(res.rows_affected > 0)
+        if res.rows_affected == 0 {
+            return Ok(false);
+        }
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Deletes a device of a product.
-    pub async fn delete_product_device(&self, product_key: &str, device_key: &str) -> Result<(), StorageError> {
+    pub async fn delete_product_device(
+        &self,
+        product_key: &str,
+        device_key: &str,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        let txn = self.write_txn().await?;
         let res = ProductDevices::delete_many()
             .filter(D::ProductKey.eq(product_key))
             .filter(D::DeviceKey.eq(device_key))
-            .exec(self.conn())
+            .exec(&txn)
             .await?;
         if res.rows_affected == 0 {
             return Err(StorageError::NotFound);
         }
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
         Ok(())
     }
 }

@@ -459,7 +459,16 @@ impl BrokerService {
             // activation to guard, so their reconnect storms write nothing.)
             let now = self.clock.now();
             self.store
-                .mark_product_device_activated(login.product_key, login.device_key, now)
+                .mark_product_device_activated(
+                    login.product_key,
+                    login.device_key,
+                    &[super::products::activation_record(
+                        login.product_key,
+                        login.device_key,
+                        "mqtt",
+                    )],
+                    now,
+                )
                 .await?;
             self.invalidate_sign_device(login.product_key, login.device_key);
             // Every instance must hear of it, or one that cached the device before would

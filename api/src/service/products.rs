@@ -17,15 +17,16 @@ use fleetca_storage::products::{
 };
 use fleetca_storage::{Product, ProductDevice, StorageError, Store};
 
-use super::Error;
 use super::changes::Changes;
 use super::clock::Clock;
 use super::error::not_found_as;
 use super::limits::RateLimiter;
+use super::{Error, audit};
 use crate::domain::{
     CertificateName, Description, DeviceKey, Enterprise, FieldErrors, Listing, PageRequest, Principal, ProductKey,
     Scheme, Secret,
 };
+use serde_json::json;
 
 /// A validated new product.
 #[derive(Debug)]
@@ -173,9 +174,17 @@ impl ProductService {
             dynamic_activation: input.dynamic_activation,
             max_clock_skew_seconds: input.max_clock_skew_seconds,
         };
+        let record = audit::by(
+            caller,
+            "product.create",
+            "product",
+            &new.product_key,
+            Some(&new.enterprise),
+            json!({"scheme": new.scheme, "dynamic_activation": new.dynamic_activation}),
+        );
         let product = self
             .store
-            .create_product(new, self.clock.now())
+            .create_product(new, &[record], self.clock.now())
             .await
             .map_err(|e| match e {
                 StorageError::Conflict(_) => {
@@ -202,7 +211,7 @@ impl ProductService {
 
     /// Changes a product; disabling it refuses its devices at once.
     pub async fn change(&self, caller: &Principal, product_key: &str, change: ProductChange) -> Result<Product, Error> {
-        self.get(caller, product_key).await?;
+        let current = self.get(caller, product_key).await?;
         let patch = ProductPatch {
             name: change.name.map(CertificateName::into_inner),
             is_active: change.is_active,
@@ -210,9 +219,17 @@ impl ProductService {
             max_clock_skew_seconds: change.max_clock_skew_seconds,
             sealed_secret: None,
         };
+        let record = audit::by(
+            caller,
+            "product.update",
+            "product",
+            product_key,
+            Some(&current.enterprise),
+            json!({"is_active": patch.is_active, "dynamic_activation": patch.dynamic_activation}),
+        );
         let product = self
             .store
-            .update_product(product_key, patch, self.clock.now())
+            .update_product(product_key, patch, &[record], self.clock.now())
             .await
             .map_err(not_found_as("product"))?;
         self.changes.product_changed(product_key).await;
@@ -221,9 +238,17 @@ impl ProductService {
 
     /// Deletes a product and its devices.
     pub async fn delete(&self, caller: &Principal, product_key: &str) -> Result<(), Error> {
-        self.get(caller, product_key).await?;
+        let current = self.get(caller, product_key).await?;
+        let record = audit::by(
+            caller,
+            "product.delete",
+            "product",
+            product_key,
+            Some(&current.enterprise),
+            json!({}),
+        );
         self.store
-            .delete_product(product_key)
+            .delete_product(product_key, &[record], self.clock.now())
             .await
             .map_err(not_found_as("product"))?;
         self.changes.product_changed(product_key).await;
@@ -233,15 +258,23 @@ impl ProductService {
 
     /// Replaces a product's secret; returns the new one, shown this once.
     pub async fn rotate_secret(&self, caller: &Principal, product_key: &str) -> Result<(Product, String), Error> {
-        self.get(caller, product_key).await?;
+        let current = self.get(caller, product_key).await?;
         let secret = sign::generate_secret()?;
         let patch = ProductPatch {
             sealed_secret: Some(self.seal_product_secret(product_key, &secret)?),
             ..Default::default()
         };
+        let record = audit::by(
+            caller,
+            "product.rotate_secret",
+            "product",
+            product_key,
+            Some(&current.enterprise),
+            json!({}),
+        );
         let product = self
             .store
-            .update_product(product_key, patch, self.clock.now())
+            .update_product(product_key, patch, &[record], self.clock.now())
             .await
             .map_err(not_found_as("product"))?;
         self.changes.product_changed(product_key).await;
@@ -280,11 +313,19 @@ impl ProductService {
         product_key: &str,
         input: NewSignDevice,
     ) -> Result<CreatedSignDevice, Error> {
-        self.get(caller, product_key).await?;
+        let product = self.get(caller, product_key).await?;
         let (new, generated_secret) = self.prepare_device(product_key, input)?;
+        let record = audit::by(
+            caller,
+            "product_device.create",
+            "product_device",
+            &format!("{product_key}/{}", new.device_key),
+            Some(&product.enterprise),
+            json!({"generated_secret": generated_secret.is_some()}),
+        );
         let device = self
             .store
-            .create_product_device(new, self.clock.now())
+            .create_product_device(new, &[record], self.clock.now())
             .await
             .map_err(|e| match e {
                 StorageError::Conflict(_) => {
@@ -364,12 +405,29 @@ impl ProductService {
                 updated_at: now,
             })
             .collect();
-        self.store.create_product_devices(new, now).await.map_err(|e| match e {
-            StorageError::Conflict(_) => Error::Conflict(
-                "A device in this request was created by someone else meanwhile; nothing was written. Retry.".into(),
-            ),
-            other => other.into(),
-        })?;
+        let records: Vec<_> = new
+            .iter()
+            .map(|d| {
+                audit::by(
+                    caller,
+                    "product_device.create",
+                    "product_device",
+                    &format!("{}/{}", d.product_key, d.device_key),
+                    Some(&caller.enterprise),
+                    json!({"bulk": true}),
+                )
+            })
+            .collect();
+        self.store
+            .create_product_devices(new, &records, now)
+            .await
+            .map_err(|e| match e {
+                StorageError::Conflict(_) => Error::Conflict(
+                    "A device in this request was created by someone else meanwhile; nothing was written. Retry."
+                        .into(),
+                ),
+                other => other.into(),
+            })?;
         tracing::info!(%product_key, count = shown.len(), by = %caller.username, "sign devices registered in bulk");
         Ok(shown
             .into_iter()
@@ -411,15 +469,35 @@ impl ProductService {
             .into())
     }
 
+    /// An audit record of `caller` changing a device of a product.
+    async fn device_record(
+        &self,
+        caller: &Principal,
+        action: &str,
+        product_key: &str,
+        device_key: &str,
+    ) -> Result<fleetca_storage::NewAudit, Error> {
+        let product = self.get(caller, product_key).await?;
+        Ok(audit::by(
+            caller,
+            action,
+            "product_device",
+            &format!("{product_key}/{device_key}"),
+            Some(&product.enterprise),
+            json!({}),
+        ))
+    }
+
     async fn patch_device(
         &self,
         product_key: &str,
         device_key: &str,
         patch: ProductDevicePatch,
+        record: fleetca_storage::NewAudit,
     ) -> Result<ProductDevice, Error> {
         let device = self
             .store
-            .update_product_device(product_key, device_key, patch, self.clock.now())
+            .update_product_device(product_key, device_key, patch, &[record], self.clock.now())
             .await
             .map_err(not_found_as("device"))?;
         self.changes.product_device_changed(product_key, device_key).await;
@@ -440,7 +518,13 @@ impl ProductService {
             description: change.description.map(|d| Some(d.into_inner())),
             ..Default::default()
         };
-        self.patch_device(product_key, device_key, patch).await
+        let action = match change.is_active {
+            Some(false) => "product_device.disable",
+            Some(true) => "product_device.enable",
+            None => "product_device.update",
+        };
+        let record = self.device_record(caller, action, product_key, device_key).await?;
+        self.patch_device(product_key, device_key, patch, record).await
     }
 
     /// Replaces a device's secret with a new one, shown this once.
@@ -456,7 +540,10 @@ impl ProductService {
             sealed_secret: Some(self.seal_device_secret(product_key, device_key, &secret)?),
             ..Default::default()
         };
-        let device = self.patch_device(product_key, device_key, patch).await?;
+        let record = self
+            .device_record(caller, "product_device.rotate_secret", product_key, device_key)
+            .await?;
+        let device = self.patch_device(product_key, device_key, patch, record).await?;
         tracing::info!(%product_key, %device_key, by = %caller.username, "sign device secret rotated");
         Ok((device, secret))
     }
@@ -473,7 +560,10 @@ impl ProductService {
             activated_at: Some(None),
             ..Default::default()
         };
-        let device = self.patch_device(product_key, device_key, patch).await?;
+        let record = self
+            .device_record(caller, "product_device.reset_activation", product_key, device_key)
+            .await?;
+        let device = self.patch_device(product_key, device_key, patch, record).await?;
         tracing::info!(%product_key, %device_key, by = %caller.username, "sign device activation reset");
         Ok(device)
     }
@@ -481,8 +571,11 @@ impl ProductService {
     /// Deletes a device of a product.
     pub async fn delete_device(&self, caller: &Principal, product_key: &str, device_key: &str) -> Result<(), Error> {
         self.get_device(caller, product_key, device_key).await?;
+        let record = self
+            .device_record(caller, "product_device.delete", product_key, device_key)
+            .await?;
         self.store
-            .delete_product_device(product_key, device_key)
+            .delete_product_device(product_key, device_key, &[record], self.clock.now())
             .await
             .map_err(not_found_as("device"))?;
         self.changes.product_device_changed(product_key, device_key).await;
@@ -579,7 +672,12 @@ impl ProductService {
         }
         match self
             .store
-            .mark_product_device_activated(&r.product_key, &r.device_name, self.clock.now())
+            .mark_product_device_activated(
+                &r.product_key,
+                &r.device_name,
+                &[activation_record(&r.product_key, &r.device_name, "https")],
+                self.clock.now(),
+            )
             .await
         {
             Ok(true) => {}
@@ -592,4 +690,18 @@ impl ProductService {
         tracing::info!(product_key = %r.product_key, device_key = %r.device_name, "sign device registered itself over HTTPS");
         Ok((product.product_key, device.device_key, device_secret))
     }
+}
+
+/// The audit record of a sign-based device activating itself (its secret handed out).
+pub fn activation_record(product_key: &str, device_key: &str, via: &str) -> fleetca_storage::NewAudit {
+    let mut record = audit::system(
+        "product_device.activate",
+        "product_device",
+        &format!("{product_key}/{device_key}"),
+        None,
+        json!({"via": via}),
+    );
+    record.actor = format!("{product_key}/{device_key}").chars().take(64).collect();
+    record.role = "device".into();
+    record
 }
