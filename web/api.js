@@ -140,6 +140,16 @@ export const products = {
   },
 };
 
+/** The audit log: a page of records, newest first; admins see all, managers their enterprise. */
+export const audit = {
+  list: (query) => get('/api/v4/manage/audit/', query),
+  /**
+   * The JSON Lines export of every record matching `query`, oldest first: a plain GET the
+   * session cookie authenticates, for a download link.
+   */
+  exportUrl: (query) => withQuery('/api/v4/manage/audit/', { ...query, format: 'jsonl' }),
+};
+
 export const overview = {
   stats: () => get('/api/v4/manage/stats/'),
   ca: () => get('/api/v4/manage/ca/'),

@@ -101,6 +101,7 @@ struct ProductEntry {
     /// `None` when the sealed secret did not open.
     secret: Option<String>,
     active: bool,
+    enterprise: String,
 }
 
 #[derive(Clone)]
@@ -336,6 +337,7 @@ impl BrokerService {
             skew_seconds: p.max_clock_skew_seconds,
             secret: self.open_secret(&sign::product_secret_context(&p.product_key), &p.sealed_secret),
             active: p.is_active,
+            enterprise: p.enterprise,
         };
         self.products.insert_if_current(key, entry.clone(), generation);
         Ok(Some(entry))
@@ -465,6 +467,7 @@ impl BrokerService {
                     &[super::products::activation_record(
                         login.product_key,
                         login.device_key,
+                        &product.enterprise,
                         "mqtt",
                     )],
                     now,

@@ -347,7 +347,7 @@ impl ProductService {
         product_key: &str,
         rows: Vec<NewSignDevice>,
     ) -> Result<Vec<CreatedSignDevice>, Error> {
-        self.get(caller, product_key).await?;
+        let product = self.get(caller, product_key).await?;
         let mut invalid = FieldErrors::new();
         let mut seen = HashMap::new();
         for (i, row) in rows.iter().enumerate() {
@@ -413,7 +413,7 @@ impl ProductService {
                     "product_device.create",
                     "product_device",
                     &format!("{}/{}", d.product_key, d.device_key),
-                    Some(&caller.enterprise),
+                    Some(&product.enterprise),
                     json!({"bulk": true}),
                 )
             })
@@ -675,7 +675,12 @@ impl ProductService {
             .mark_product_device_activated(
                 &r.product_key,
                 &r.device_name,
-                &[activation_record(&r.product_key, &r.device_name, "https")],
+                &[activation_record(
+                    &r.product_key,
+                    &r.device_name,
+                    &product.enterprise,
+                    "https",
+                )],
                 self.clock.now(),
             )
             .await
@@ -693,12 +698,17 @@ impl ProductService {
 }
 
 /// The audit record of a sign-based device activating itself (its secret handed out).
-pub fn activation_record(product_key: &str, device_key: &str, via: &str) -> fleetca_storage::NewAudit {
+pub fn activation_record(
+    product_key: &str,
+    device_key: &str,
+    enterprise: &str,
+    via: &str,
+) -> fleetca_storage::NewAudit {
     let mut record = audit::system(
         "product_device.activate",
         "product_device",
         &format!("{product_key}/{device_key}"),
-        None,
+        Some(enterprise),
         json!({"via": via}),
     );
     record.actor = format!("{product_key}/{device_key}").chars().take(64).collect();
