@@ -119,6 +119,9 @@ pub struct Config {
     pub broker_allow: Vec<IpNet>,
     /// `FLEETCA_BROKER_SECRET`: when set, broker calls must send it as `X-Broker-Secret`.
     pub broker_secret: Option<Secret>,
+    /// `FLEETCA_PROXY_SECRET`: when set, a trusted proxy must also send it as
+    /// `X-Proxy-Secret` for its `X-SSL-Client-Cert` to count.
+    pub proxy_secret: Option<Secret>,
     /// How far a device's timestamp may be from server time.
     pub broker_timestamp_skew_seconds: i64,
     /// Admit a password-less username as a certificate client without the certificate or
@@ -218,6 +221,7 @@ impl Config {
         let config = Config {
             broker_allow,
             broker_secret: env_secret("FLEETCA_BROKER_SECRET"),
+            proxy_secret: env_secret("FLEETCA_PROXY_SECRET"),
             broker_timestamp_skew_seconds: file.broker_timestamp_skew_seconds.unwrap_or(300).max(0),
             broker_trust_username_for_certificates: file.broker_trust_username_for_certificates.unwrap_or(false),
             enterprise_certificate_changes_per_minute: file.enterprise_certificate_changes_per_minute.unwrap_or(600),

@@ -70,6 +70,16 @@ impl From<AuditRecord> for AuditOut {
     }
 }
 
+/// How the audit log is answered.
+#[derive(Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFormat {
+    /// A page of JSON (the default).
+    Json,
+    /// Every matching record as JSON Lines.
+    Jsonl,
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
@@ -90,13 +100,16 @@ pub struct AuditQuery {
     /// Before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// `jsonl`: every matching record, oldest first, one JSON object a line (no paging).
-    pub format: Option<String>,
+    pub format: Option<AuditFormat>,
 }
 
 #[utoipa::path(
     get, path = "/api/v4/manage/audit/", tag = "audit", params(AuditQuery),
     responses(
-        (status = 200, description = "A page of records, newest first; with format=jsonl an application/x-ndjson export", body = PageOf<AuditOut>),
+        (status = 200, description = "A page of records, newest first; with format=jsonl every matching record, oldest first, one JSON object a line", content(
+            (PageOf<AuditOut> = "application/json"),
+            (String = "application/x-ndjson"),
+        )),
         ReadProblems,
     ),
     security(("bearer" = []))
@@ -120,14 +133,7 @@ pub async fn list(
         since: q.since,
         until: q.until,
     };
-    let jsonl = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("jsonl") => true,
-        Some(_) => {
-            problems.add("format", "must be json (the default) or jsonl");
-            false
-        }
-    };
+    let jsonl = q.format == Some(AuditFormat::Jsonl);
     problems.finish()?;
     if !jsonl {
         let listing = state.audit.list(&caller, filter, page).await?;

@@ -160,6 +160,9 @@ fn credential(req: &HttpRequest) -> Option<Credential> {
 /// The header a TLS-terminating proxy forwards the client certificate in.
 pub const CLIENT_CERT_HEADER: &str = "X-SSL-Client-Cert";
 
+/// The header a trusted proxy proves itself with, when `FLEETCA_PROXY_SECRET` is set.
+pub const PROXY_SECRET_HEADER: &str = "X-Proxy-Secret";
+
 /// The client certificate of this request (DER): from its own TLS connection, or from a
 /// trusted proxy's header. Anyone else's header is ignored.
 pub fn client_certificate(state: &AppState, req: &HttpRequest) -> Option<Vec<u8>> {
@@ -169,6 +172,14 @@ pub fn client_certificate(state: &AppState, req: &HttpRequest) -> Option<Vec<u8>
     let from = req.peer_addr()?.ip();
     if !state.config.trusted_proxies.iter().any(|net| net.contains(&from)) {
         return None;
+    }
+    // With a proxy secret set, an address in the range is not enough: the proxy proves
+    // itself too (compared in constant time).
+    if let Some(secret) = &state.config.proxy_secret {
+        let sent = req.headers().get(PROXY_SECRET_HEADER)?.as_bytes();
+        if !fleetca_ca::secret::constant_time_eq(sent, secret.expose().as_bytes()) {
+            return None;
+        }
     }
     let escaped = req.headers().get(CLIENT_CERT_HEADER)?.to_str().ok()?;
     let text = percent_encoding::percent_decode_str(escaped).decode_utf8().ok()?;

@@ -158,6 +158,29 @@ async fn a_proxy_header_counts_only_from_trusted_proxies() {
 }
 
 #[actix_web::test]
+async fn with_a_proxy_secret_the_proxy_must_send_it_too() {
+    let app = TestApp::spawn_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.proxy_secret = Some(fleetca::domain::Secret::new("proxy-secret-0123456789"));
+    })
+    .await;
+    let c = claim(
+        &app,
+        json!({"name": "l", "tenant": "acme", "max_uses": 5, "register_unknown": true}),
+    )
+    .await;
+    let cert = ("X-SSL-Client-Cert", escaped(c["certificate_pem"].as_str().unwrap()));
+    let path = "/.well-known/est/acme/simpleenroll";
+    let r = est(&app, path, std::slice::from_ref(&cert), csr_b64("dev-1")).await;
+    assert_eq!(r.status, 401, "the address alone is not enough");
+    let wrong = ("X-Proxy-Secret", "proxy-secret-wrong".to_owned());
+    let r = est(&app, path, &[cert.clone(), wrong], csr_b64("dev-1")).await;
+    assert_eq!(r.status, 401);
+    let right = ("X-Proxy-Secret", "proxy-secret-0123456789".to_owned());
+    issued_pem(&est(&app, path, &[cert, right], csr_b64("dev-1")).await);
+}
+
+#[actix_web::test]
 async fn a_device_certificate_renews_itself_and_the_device_lists_and_revokes_them() {
     let app = proxied().await;
     let r = app

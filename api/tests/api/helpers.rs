@@ -48,6 +48,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         crl_refresh_hours: 24,
         broker_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         broker_secret: None,
+        proxy_secret: None,
         broker_timestamp_skew_seconds: 300,
         broker_trust_username_for_certificates: false,
         enterprise_certificate_changes_per_minute: 600,

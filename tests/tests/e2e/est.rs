@@ -187,10 +187,14 @@ fn devices_and_api_keys_enroll_over_est_and_openssl_reads_the_answers() {
     assert_eq!(status, 403);
 }
 
+/// What nginx proves itself with (`FLEETCA_PROXY_SECRET`).
+const PROXY_SECRET: &str = "nginx-proxy-secret-0123456789";
+
 /// nginx terminating TLS in front of fleetca's plain listener, forwarding the client
 /// certificate it checked against fleetca's CA as `X-SSL-Client-Cert`.
 fn nginx_conf(dir: &Path, port: u16, upstream: u16) -> String {
     let d = dir.display();
+    let secret = PROXY_SECRET;
     format!(
         "daemon off;
 master_process off;
@@ -213,6 +217,7 @@ http {{
     location /.well-known/est/ {{
       proxy_pass http://127.0.0.1:{upstream};
       proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
+      proxy_set_header X-Proxy-Secret \"{secret}\";
     }}
   }}
 }}
@@ -278,7 +283,7 @@ fn digest_claims_and_renewal_over_tls_and_nginx_and_mosquitto_drops_the_supersed
             "--crl-reload-command",
             &reload,
         ],
-        &[],
+        &[("FLEETCA_PROXY_SECRET", PROXY_SECRET)],
     );
     let admin = server.admin_token();
     let fleetca_tls = format!("https://127.0.0.1:{tls_port}/.well-known/est");
