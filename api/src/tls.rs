@@ -85,9 +85,9 @@ impl ClientCertVerifier for ExpiredToo {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::Expired | CertificateError::ExpiredContext { .. },
             )) => {
-                let not_after = x509_parser::parse_x509_certificate(end_entity)
-                    .map(|(_, c)| c.validity().not_after.timestamp())
-                    .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+                let (_, not_after) = fleetca_ca::validity(end_entity)
+                    .ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+                let not_after = not_after.timestamp();
                 let then = UnixTime::since_unix_epoch(Duration::from_secs(
                     u64::try_from(not_after.saturating_sub(1)).unwrap_or(0),
                 ));
@@ -154,12 +154,7 @@ fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, S
 /// notAfter and notBefore of the first certificate of a PEM file.
 fn validity(cert_pem: &[u8]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let der = CertificateDer::pem_slice_iter(cert_pem).next()?.ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let v = cert.validity();
-    Some((
-        DateTime::from_timestamp(v.not_before.timestamp(), 0)?,
-        DateTime::from_timestamp(v.not_after.timestamp(), 0)?,
-    ))
+    fleetca_ca::validity(&der)
 }
 
 /// Whether a certificate is past two thirds of its lifetime (or unreadable).

@@ -359,24 +359,9 @@ impl Authority {
         public_key: &PublicKey,
         now: DateTime<Utc>,
     ) -> Result<IssuedCertificate, CaError> {
-        if profile.device_id.len() > 64 || profile.tenant.len() > 64 || profile.enterprise.len() > 64 {
-            return Err(CaError::InvalidName(
-                "a device id or tenant longer than 64 characters cannot be a certificate's subject (RFC 5280 upper bounds)"
-                    .into(),
-            ));
-        }
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, profile.enterprise);
-        dn.push(DnType::OrganizationalUnitName, profile.tenant);
-        dn.push(DnType::CommonName, profile.device_id);
-        let uri = profile
-            .uri()
-            .try_into()
-            .map_err(|_| CaError::InvalidName("the device id or tenant is not ASCII".into()))?;
-        self.issue(
-            dn,
-            vec![SanType::URI(uri)],
-            ExtendedKeyUsagePurpose::ClientAuth,
+        self.issue_named(
+            [profile.enterprise, profile.tenant, profile.device_id],
+            profile.uri(),
             profile.validity,
             profile.crl_url,
             public_key,
@@ -391,20 +376,46 @@ impl Authority {
         public_key: &PublicKey,
         now: DateTime<Utc>,
     ) -> Result<IssuedCertificate, CaError> {
+        self.issue_named(
+            [profile.enterprise, profile.tenant, &profile.common_name()],
+            profile.uri(),
+            profile.validity,
+            profile.crl_url,
+            public_key,
+            now,
+        )
+    }
+
+    /// A clientAuth certificate with subject O, OU, CN (each within RFC 5280's 64-character
+    /// upper bound) and one SAN URI naming it: device and claim certificates.
+    fn issue_named(
+        &self,
+        [organization, unit, common_name]: [&str; 3],
+        uri: String,
+        validity: Duration,
+        crl_url: &str,
+        public_key: &PublicKey,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCertificate, CaError> {
+        if [organization, unit, common_name].iter().any(|v| v.len() > 64) {
+            return Err(CaError::InvalidName(
+                "a device id or tenant longer than 64 characters cannot be a certificate's subject (RFC 5280 upper bounds)"
+                    .into(),
+            ));
+        }
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, profile.enterprise);
-        dn.push(DnType::OrganizationalUnitName, profile.tenant);
-        dn.push(DnType::CommonName, profile.common_name());
-        let uri = profile
-            .uri()
+        dn.push(DnType::OrganizationName, organization);
+        dn.push(DnType::OrganizationalUnitName, unit);
+        dn.push(DnType::CommonName, common_name);
+        let uri = uri
             .try_into()
-            .map_err(|_| CaError::InvalidName("the tenant is not ASCII".into()))?;
+            .map_err(|_| CaError::InvalidName("the device id or tenant is not ASCII".into()))?;
         self.issue(
             dn,
             vec![SanType::URI(uri)],
             ExtendedKeyUsagePurpose::ClientAuth,
-            profile.validity,
-            profile.crl_url,
+            validity,
+            crl_url,
             public_key,
             now,
         )

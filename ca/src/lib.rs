@@ -42,6 +42,16 @@ pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
 }
 
+/// notBefore and notAfter of a DER certificate, if it parses.
+pub fn validity(der: &[u8]) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let v = cert.validity();
+    Some((
+        chrono::DateTime::from_timestamp(v.not_before.timestamp(), 0)?,
+        chrono::DateTime::from_timestamp(v.not_after.timestamp(), 0)?,
+    ))
+}
+
 /// Fills a buffer from the operating system's CSPRNG.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CaError> {
     use ring::rand::SecureRandom;

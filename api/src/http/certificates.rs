@@ -272,16 +272,7 @@ fn status_filter(s: Status) -> StatusFilter {
 
 /// The reason of a revoke request: an empty body is `unspecified`.
 pub(crate) fn revoke_reason(req: &HttpRequest, body: &[u8]) -> Result<Reason, ApiError> {
-    let text = std::str::from_utf8(body).unwrap_or("").trim();
-    let body: RevokeBody = if text.is_empty() || text == "null" {
-        RevokeBody::default()
-    } else {
-        crate::http::extract::require_json(req)?;
-        if !text.starts_with('{') {
-            return Err(ApiError::BadRequest("Send the body as a JSON object.".into()));
-        }
-        crate::http::extract::parse_json(body)?
-    };
+    let body: RevokeBody = crate::http::extract::optional_json(req, body)?;
     match body.reason.as_deref() {
         None => Ok(Reason::Unspecified),
         Some(r) => r.parse().map_err(|_| {
@@ -436,16 +427,7 @@ pub async fn renew(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "certificate")?;
-    let text = std::str::from_utf8(&body).unwrap_or("").trim();
-    let body: RenewBody = if text.is_empty() || text == "null" {
-        RenewBody::default()
-    } else {
-        crate::http::extract::require_json(&req)?;
-        if !text.starts_with('{') {
-            return Err(ApiError::BadRequest("Send the body as a JSON object.".into()));
-        }
-        crate::http::extract::parse_json(&body)?
-    };
+    let body: RenewBody = crate::http::extract::optional_json(&req, &body)?;
     let key = match body.csr_pem.as_deref() {
         Some(pem) => KeySource::Csr(
             CsrKey::parse(pem)

@@ -101,6 +101,19 @@ where
 }
 
 /// Parses JSON, reporting type errors against the path of the offending field.
+/// A body that may be empty (or `null`), meaning `T::default()`; otherwise a JSON object.
+pub fn optional_json<T: DeserializeOwned + Default>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).unwrap_or("").trim();
+    if text.is_empty() || text == "null" {
+        return Ok(T::default());
+    }
+    require_json(req)?;
+    if !text.starts_with('{') {
+        return Err(ApiError::BadRequest("Send the body as a JSON object.".into()));
+    }
+    parse_json(body)
+}
+
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(

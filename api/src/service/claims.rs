@@ -151,14 +151,7 @@ impl ClaimService {
 mod tests {
     use super::*;
     use crate::service::est::EnrollError;
-    use crate::service::testing::{Kit, admin, manager};
-
-    fn csr(cn: &str) -> Vec<u8> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        params.serialize_request(&key).unwrap().der().to_vec()
-    }
+    use crate::service::testing::{Kit, admin, csr, manager};
 
     fn input(max_uses: i64, register_unknown: bool, now: DateTime<Utc>) -> CreateClaim {
         CreateClaim {

@@ -432,14 +432,7 @@ mod tests {
     use super::*;
     use crate::domain::{DeviceCredential, DeviceId, Secret, Tenant};
     use crate::service::devices::DeviceInput;
-    use crate::service::testing::{Kit, admin};
-
-    fn csr(cn: &str) -> Vec<u8> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        params.serialize_request(&key).unwrap().der().to_vec()
-    }
+    use crate::service::testing::{Kit, admin, csr};
 
     #[tokio::test]
     async fn a_device_enrolls_with_its_password_for_its_own_name_only() {

@@ -221,6 +221,14 @@ pub(crate) mod testing {
         }
     }
 
+    /// A DER PKCS#10 CSR for a new P-256 key, with subject CN `cn`.
+    pub fn csr(cn: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.serialize_request(&key).unwrap().der().to_vec()
+    }
+
     pub fn manager(enterprise: &str) -> Principal {
         Principal {
             id: Uuid::new_v4(),
