@@ -94,6 +94,11 @@ pub struct FileSettings {
     pub renewal_window_percent: Option<u32>,
     pub renew_after_expiry_days: Option<u32>,
     pub renewal_grace_hours: Option<f64>,
+    pub webhook_allow_private: Option<bool>,
+    pub webhook_retry_hours: Option<f64>,
+    pub webhook_retry_initial_seconds: Option<f64>,
+    pub webhook_timeout_seconds: Option<u32>,
+    pub expiry_scan_seconds: Option<u32>,
     pub acl: Option<AclConfig>,
 }
 
@@ -142,6 +147,8 @@ pub struct Config {
     pub metrics_allow: Vec<IpNet>,
     /// When certificates may renew themselves, and the grace of the old ones.
     pub renewal: crate::service::renewal::RenewalPolicy,
+    /// How webhooks are delivered, and how often expiry warnings are looked for.
+    pub webhooks: crate::service::webhooks::WebhookPolicy,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -218,7 +225,27 @@ impl Config {
                 .map(|d| chrono::Duration::days(i64::from(d.min(3650)))),
             grace: chrono::Duration::milliseconds((grace_hours * 3_600_000.0) as i64),
         };
+        let retry_hours = file.webhook_retry_hours.unwrap_or(24.0);
+        if !(0.0..=168.0).contains(&retry_hours) {
+            return Err("webhook_retry_hours must be from 0 to 168".into());
+        }
+        let initial = file.webhook_retry_initial_seconds.unwrap_or(5.0);
+        if !(0.01..=3600.0).contains(&initial) {
+            return Err("webhook_retry_initial_seconds must be from 0.01 to 3600".into());
+        }
+        let webhooks = crate::service::webhooks::WebhookPolicy {
+            allow_private: file.webhook_allow_private.unwrap_or(false),
+            retry_period: chrono::Duration::milliseconds((retry_hours * 3_600_000.0) as i64),
+            initial_backoff: chrono::Duration::milliseconds((initial * 1000.0) as i64),
+            timeout: std::time::Duration::from_secs(u64::from(
+                file.webhook_timeout_seconds.unwrap_or(10).clamp(1, 120),
+            )),
+            expiry_scan: std::time::Duration::from_secs(u64::from(
+                file.expiry_scan_seconds.unwrap_or(3600).clamp(1, 86_400),
+            )),
+        };
         let config = Config {
+            webhooks,
             broker_allow,
             broker_secret: env_secret("FLEETCA_BROKER_SECRET"),
             proxy_secret: env_secret("FLEETCA_PROXY_SECRET"),

@@ -108,6 +108,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         None => None,
     };
     let ca_for_tls = ca.clone();
+    // The TLS clients (webhook deliveries) use the process's default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Before the services: the counters they register go to this recorder.
     crate::http::metrics::install();
     let services = Services::build(Dependencies {
@@ -123,6 +125,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         registrations_per_minute: config.registrations_per_minute,
         activations,
         renewal: config.renewal,
+        webhooks: config.webhooks.clone(),
     })
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
@@ -154,6 +157,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         est: services.est,
         claims: services.claims,
         audit: services.audit,
+        webhooks: services.webhooks,
         renewal: services.renewal,
         overview: services.overview,
         tokens: services.tokens,
@@ -178,6 +182,7 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
     let tls = state.tls.take().zip(state.config.tls.as_ref().map(|t| t.listen));
     state.changes.spawn();
     state.renewal.spawn();
+    state.webhooks.sender().spawn();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()

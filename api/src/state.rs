@@ -26,6 +26,7 @@ pub struct AppState {
     pub est: crate::service::est::EstService,
     pub claims: crate::service::claims::ClaimService,
     pub audit: crate::service::audit::AuditService,
+    pub webhooks: crate::service::webhooks::WebhookService,
     pub renewal: Arc<crate::service::renewal::RenewalService>,
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,

@@ -21,6 +21,15 @@ use ring::hmac;
 
 use crate::{CaError, random_bytes};
 
+/// A new webhook signing secret: `whsec_` and 32 random bytes in base64, the form the
+/// Standard Webhooks libraries take.
+pub fn webhook_secret() -> Result<String, CaError> {
+    Ok(format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()?)
+    ))
+}
+
 /// argon2id cost for random tokens: (memory KiB, iterations, lanes).
 pub const TOKEN_COST: (u32, u32, u32) = (256, 1, 1);
 /// argon2id cost for human passwords: OWASP's first recommendation.

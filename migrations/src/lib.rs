@@ -17,6 +17,7 @@ mod m20261201_000001_products;
 mod m20261201_000002_device_certificates;
 mod m20261202_000001_renewal_and_claims;
 mod m20261202_000002_audit_log;
+mod m20261203_000001_webhooks;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_device_certificates::Migration),
             Box::new(m20261202_000001_renewal_and_claims::Migration),
             Box::new(m20261202_000002_audit_log::Migration),
+            Box::new(m20261203_000001_webhooks::Migration),
         ]
     }
 }

@@ -38,6 +38,9 @@ pub struct NewAudit {
     /// `success` or `failure`.
     pub outcome: String,
     pub details: serde_json::Value,
+    /// The webhook event this change announces (`certificate.revoked`, …), if any: stored for
+    /// delivery in the same transaction (see `webhooks`).
+    pub event: Option<String>,
 }
 
 /// Filters of an audit listing.
@@ -117,8 +120,10 @@ pub(crate) async fn append<C: ConnectionTrait>(
         .ok_or_else(|| StorageError::Internal("the audit chain has no head".into()))?;
     let (mut seq, mut prev) = (head.seq, head.hash.clone());
     let mut rows = Vec::with_capacity(entries.len());
+    let mut events = Vec::new();
     for e in entries {
         seq += 1;
+        events.extend(crate::webhooks::event_of(e, seq));
         let mut record = AuditRecord {
             seq,
             at,
@@ -147,6 +152,7 @@ pub(crate) async fn append<C: ConnectionTrait>(
     head.seq = Set(seq);
     head.hash = Set(prev);
     head.update(txn).await?;
+    crate::webhooks::enqueue(txn, &events, now).await?;
     Ok(())
 }
 

@@ -256,19 +256,7 @@ impl Store {
                 c
             }));
         }
-        // One record per certificate revoked, from the template.
-        let records: Vec<NewAudit> = revoked
-            .iter()
-            .map(|c| {
-                let mut r = audit.clone();
-                r.target_kind = "certificate".into();
-                r.target_id = c.id.to_string();
-                r.enterprise = Some(c.enterprise.clone());
-                r.details = serde_json::json!({"serial": c.serial, "reason": reason, "kind": c.kind});
-                r
-            })
-            .collect();
-        crate::audit::append(&txn, &records, now).await?;
+        crate::audit::append(&txn, &revocation_records(audit, &revoked, reason), now).await?;
         txn.commit().await?;
         Ok(revoked)
     }
@@ -649,6 +637,7 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
             supersede_at: None,
             renewed_by: None,
             renewed_via: None,
+            expiry_warned: None,
         };
         // Later jobs of this batch see this one's effects.
         if let Some((old, at, by, via)) = mark {
@@ -677,6 +666,11 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
             if let serde_json::Value::Object(details) = &mut record.details {
                 details.insert("serial".into(), model.serial.clone().into());
                 details.insert("kind".into(), model.kind.clone().into());
+                details.insert("name".into(), model.name.clone().into());
+                details.insert("expires_at".into(), serde_json::json!(model.not_after));
+                if let Some(device) = &model.device {
+                    details.insert("device".into(), device.clone().into());
+                }
                 if !discarded.is_empty() {
                     let ids: Vec<String> = discarded.iter().map(|d| d.id.to_string()).collect();
                     details.insert("superseded_now".into(), ids.into());
@@ -716,6 +710,30 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     }
     txn.commit().await?;
     Ok(results)
+}
+
+/// One `certificate.revoke` record (announcing `certificate.revoked`) per certificate
+/// revoked, from `template` (the actor and the request).
+pub(crate) fn revocation_records(template: &NewAudit, revoked: &[Certificate], reason: &str) -> Vec<NewAudit> {
+    revoked
+        .iter()
+        .map(|c| {
+            let mut r = template.clone();
+            r.action = "certificate.revoke".into();
+            r.event = Some("certificate.revoked".into());
+            r.target_kind = "certificate".into();
+            r.target_id = c.id.to_string();
+            r.enterprise = Some(c.enterprise.clone());
+            r.details = serde_json::json!({
+                "serial": c.serial,
+                "reason": reason,
+                "kind": c.kind,
+                "api_key_id": c.api_key_id,
+                "device": c.device,
+            });
+            r
+        })
+        .collect()
 }
 
 /// RFC 5280's name of the reason a renewed certificate is revoked with.

@@ -63,6 +63,7 @@ impl Store {
             supersede_at: None,
             renewed_by: None,
             renewed_via: None,
+            expiry_warned: None,
         };
         Certificates::insert(CertificateModel::from(certificate.clone()))
             .exec(&txn)

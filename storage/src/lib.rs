@@ -24,6 +24,7 @@ pub mod products;
 pub mod sessions;
 pub mod stats;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -197,7 +197,15 @@ impl Store {
                 })
                 .collect();
         }
-        crate::audit::append(&txn, audit, now).await?;
+        let mut records = audit.to_vec();
+        if let Some(template) = audit.first() {
+            records.extend(crate::certificates::revocation_records(
+                template,
+                &revoked,
+                revoke_reason,
+            ));
+        }
+        crate::audit::append(&txn, &records, now).await?;
         txn.commit().await?;
         Ok((user, revoked))
     }

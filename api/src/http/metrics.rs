@@ -123,6 +123,14 @@ fn describe() {
         "argon2id hashes in flight and waiting for a core"
     );
     describe_gauge!("fleetca_db_connections", "Database pool connections in use and idle");
+    describe_counter!(
+        "fleetca_webhook_deliveries_total",
+        "Webhook delivery attempts by result (delivered, retry, failed: given up)"
+    );
+    describe_gauge!(
+        "fleetca_webhook_deliveries",
+        "Webhook deliveries waiting for an attempt (pending) and given up (failed)"
+    );
     for kind in ["client", "device", "claim", "server"] {
         metrics::counter!("fleetca_certificates_issued_total", "kind" => kind).increment(0);
     }
@@ -200,6 +208,8 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     metrics::gauge!("fleetca_password_hashes", "state" => "waiting").set(g.hashes_waiting as f64);
     metrics::gauge!("fleetca_db_connections", "state" => "in_use").set(f64::from(g.pool_open) - g.pool_idle as f64);
     metrics::gauge!("fleetca_db_connections", "state" => "idle").set(g.pool_idle as f64);
+    metrics::gauge!("fleetca_webhook_deliveries", "status" => "pending").set(g.webhooks_pending as f64);
+    metrics::gauge!("fleetca_webhook_deliveries", "status" => "failed").set(g.webhooks_failed as f64);
     let text = install().render();
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))

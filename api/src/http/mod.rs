@@ -16,6 +16,7 @@ pub mod products;
 pub mod public;
 pub mod ui;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Instant;
 
@@ -53,6 +54,7 @@ pub fn routes() -> Routes {
     all.extend(certificates::routes());
     all.extend(claims::routes());
     all.extend(audit::routes());
+    all.extend(webhooks::routes());
     all.extend(devices::routes());
     all.extend(products::routes());
     all.extend(auth::routes());

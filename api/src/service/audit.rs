@@ -12,6 +12,20 @@ use serde_json::Value;
 use super::Error;
 use crate::domain::{Listing, PageRequest, Principal, RequestContext, Role};
 
+/// The webhook event a change announces (see `webhooks`). An API key's deactivation is
+/// announced by the user service, which knows the user is a key.
+pub fn announced(action: &str) -> Option<String> {
+    let event = match action {
+        "certificate.create" | "certificate.enroll" => "certificate.issued",
+        "certificate.renew" => "certificate.renewed",
+        "certificate.revoke" => "certificate.revoked",
+        "device.disable" | "product_device.disable" => "device.disabled",
+        "device.delete" | "product_device.delete" => "device.deleted",
+        _ => return None,
+    };
+    Some(event.to_owned())
+}
+
 /// A record of `caller` doing `action` to a target.
 pub fn by(
     caller: &Principal,
@@ -32,6 +46,7 @@ pub fn by(
         request_id: caller.context.request_id.clone(),
         client_addr: caller.context.client_addr.clone(),
         outcome: "success".into(),
+        event: announced(action),
         details,
     }
 }
@@ -49,6 +64,7 @@ pub fn by_device(tenant: &str, device_id: &str, action: &str, details: Value) ->
         request_id: None,
         client_addr: None,
         outcome: "success".into(),
+        event: announced(action),
         details,
     }
 }
@@ -66,6 +82,7 @@ pub fn system(action: &str, target_kind: &str, target_id: &str, enterprise: Opti
         request_id: None,
         client_addr: None,
         outcome: "success".into(),
+        event: announced(action),
         details,
     }
 }
@@ -84,6 +101,7 @@ pub fn failure(actor: &str, action: &str, context: &RequestContext) -> NewAudit 
         client_addr: context.client_addr.clone(),
         outcome: "failure".into(),
         details: Value::Object(Default::default()),
+        event: None,
     }
 }
 

@@ -259,11 +259,20 @@ impl CrlPublisher {
         let crl_pem = crl.pem;
         let status = self.write_and_reload(&crl_pem).await;
         let ok = status.is_ok();
-        *self.status.write().unwrap_or_else(|e| e.into_inner()) = PublishStatus {
-            ok,
-            at: Some(now),
-            error: status.err(),
-        };
+        let was_ok = std::mem::replace(
+            &mut *self.status.write().unwrap_or_else(|e| e.into_inner()),
+            PublishStatus {
+                ok,
+                at: Some(now),
+                error: status.clone().err(),
+            },
+        )
+        .ok;
+        if let Err(error) = status
+            && was_ok
+        {
+            self.announce_failure(number, &error).await;
+        }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
             der: Bytes::from(crl.der),
             pem: Bytes::from(crl_pem),
@@ -275,6 +284,22 @@ impl CrlPublisher {
         published.covered = covered;
         tracing::info!(crl_number = number, entries, published = ok, "CRL signed");
         Ok(())
+    }
+
+    /// Announces `crl.publication_failed` (once per run of failures: the first after a success).
+    async fn announce_failure(&self, number: u64, error: &str) {
+        let event = fleetca_storage::webhooks::NewEvent {
+            event_type: "crl.publication_failed".into(),
+            enterprise: None,
+            data: serde_json::json!({
+                "crl_number": number,
+                "error": error,
+                "file": self.file.as_ref().map(|f| f.display().to_string()),
+            }),
+        };
+        if let Err(e) = self.store.enqueue_events(&[event], self.clock.now()).await {
+            tracing::warn!(error = %e, "crl.publication_failed not announced");
+        }
     }
 
     /// Writes the CRL file atomically (temp file, fsync, rename) and runs the reload command.

@@ -30,6 +30,7 @@ pub mod renewal;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 pub use error::Error;
 
@@ -59,6 +60,8 @@ pub struct Dependencies {
     pub activations: Option<tokio::sync::mpsc::Sender<broker::ActivationEvent>>,
     /// When certificates may renew themselves, and the grace of the old ones.
     pub renewal: renewal::RenewalPolicy,
+    /// How webhooks are delivered.
+    pub webhooks: webhooks::WebhookPolicy,
 }
 
 /// Every service, each built from exactly the dependencies it uses. This is the one place
@@ -79,6 +82,7 @@ pub struct Services {
     pub claims: claims::ClaimService,
     pub renewal: std::sync::Arc<renewal::RenewalService>,
     pub audit: audit::AuditService,
+    pub webhooks: webhooks::WebhookService,
 }
 
 impl Services {
@@ -98,6 +102,7 @@ impl Services {
             registrations_per_minute,
             activations,
             renewal,
+            webhooks,
         } = deps;
         let acl = broker.acl.clone();
         let crl_url = crl.url.clone();
@@ -156,6 +161,7 @@ impl Services {
             ),
             claims: claims::ClaimService::new(store.clone(), issuer.clone(), changes.clone(), clock.clone()),
             audit: audit::AuditService::new(store.clone(), clock.clone()),
+            webhooks: webhooks::WebhookService::new(store.clone(), master.clone(), clock.clone(), webhooks),
             renewal: Arc::new(renewal::RenewalService::new(
                 store.clone(),
                 issuer.clone(),
@@ -256,6 +262,7 @@ pub(crate) mod testing {
         pub claims: super::claims::ClaimService,
         pub renewal: Arc<super::renewal::RenewalService>,
         pub audit: super::audit::AuditService,
+        pub webhooks: super::webhooks::WebhookService,
         pub sessions: SessionService,
     }
 
@@ -316,6 +323,10 @@ pub(crate) mod testing {
                 registrations_per_minute: 60,
                 activations,
                 renewal: super::renewal::RenewalPolicy::default(),
+                webhooks: super::webhooks::WebhookPolicy {
+                    allow_private: true,
+                    ..Default::default()
+                },
             })
             .await
             .unwrap();
@@ -334,6 +345,7 @@ pub(crate) mod testing {
                 claims: services.claims,
                 renewal: services.renewal,
                 audit: services.audit,
+                webhooks: services.webhooks,
                 sessions: services.sessions,
             }
         }

@@ -73,6 +73,9 @@ pub struct Gauges {
     pub hashes_waiting: usize,
     pub pool_open: u32,
     pub pool_idle: usize,
+    /// Webhook deliveries waiting for an attempt, and those given up.
+    pub webhooks_pending: u64,
+    pub webhooks_failed: u64,
 }
 
 impl OverviewService {
@@ -111,6 +114,8 @@ impl OverviewService {
             hashes_waiting,
             pool_open,
             pool_idle,
+            webhooks_pending: self.store.count_deliveries(fleetca_storage::webhooks::PENDING).await?,
+            webhooks_failed: self.store.count_deliveries(fleetca_storage::webhooks::FAILED).await?,
         })
     }
 

@@ -227,7 +227,7 @@ impl UserService {
             Some(true) => "user.activate",
             None => "user.update",
         };
-        let record = audit::by(
+        let mut record = audit::by(
             caller,
             action,
             "user",
@@ -235,6 +235,9 @@ impl UserService {
             Some(&user.enterprise),
             json!({"username": user.username, "is_active": patch.is_active, "role": patch.role}),
         );
+        if deactivating && user.is_service_account && user.is_active {
+            record.event = Some("api_key.deactivated".into());
+        }
         let (user, revoked) = self
             .store
             .update_user(id, patch, DEACTIVATION_REASON.name(), &[record], self.clock.now())

@@ -58,6 +58,12 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         trusted_proxies: Vec::new(),
         metrics_allow: vec!["127.0.0.0/8".parse().unwrap()],
         renewal: Default::default(),
+        webhooks: fleetca::service::webhooks::WebhookPolicy {
+            allow_private: true,
+            initial_backoff: chrono::Duration::milliseconds(50),
+            expiry_scan: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),

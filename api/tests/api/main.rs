@@ -13,3 +13,4 @@ mod openapi;
 mod products;
 mod sessions;
 mod users;
+mod webhooks;

@@ -30,6 +30,8 @@ pub struct Model {
     /// How it was renewed: `est` (by itself) or `api` (by a manager; then it may not renew
     /// itself again during its grace).
     pub renewed_via: Option<String>,
+    /// The tightest expiry warning (30, 7 or 1 days before `not_after`) already announced.
+    pub expiry_warned: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,3 +13,5 @@ pub mod product_devices;
 pub mod products;
 pub mod sessions;
 pub mod users;
+pub mod webhook_deliveries;
+pub mod webhooks;

@@ -1,0 +1,525 @@
+//! Webhook endpoints and their outbox.
+//!
+//! An event is stored in the transaction of the change it announces: [`crate::audit::append`]
+//! turns each audit record that names an event into one `webhook_deliveries` row per matching
+//! endpoint. Senders of every instance lease due rows ([`Store::lease_deliveries`]), so each
+//! row is sent by one of them at a time, and record each attempt
+//! ([`Store::finish_delivery`]); a row is the event's delivery log for its endpoint.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::audit::NewAudit;
+use crate::entity::certificates::{Column as CertColumn, Entity as Certificates};
+pub use crate::entity::webhook_deliveries::Model as Delivery;
+use crate::entity::webhook_deliveries::{ActiveModel as DeliveryModel, Column as DColumn, Entity as Deliveries};
+pub use crate::entity::webhooks::Model as Webhook;
+use crate::entity::webhooks::{ActiveModel, Column, Entity as Webhooks};
+use crate::{Page, StorageError, Store};
+
+/// A delivery waiting for (another) attempt.
+pub const PENDING: &str = "pending";
+/// The receiver answered 2xx.
+pub const DELIVERED: &str = "delivered";
+/// Given up after the retry period.
+pub const FAILED: &str = "failed";
+
+/// An event to announce: its type, the enterprise it concerns (`None`: fleetca's own, for
+/// endpoints of every enterprise only) and its data (no secrets).
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub enterprise: Option<String>,
+    pub data: Value,
+}
+
+/// What a webhook change sets (`None`: unchanged).
+#[derive(Clone, Debug, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub events: Option<String>,
+    pub is_active: Option<bool>,
+    pub secret_sealed: Option<Vec<u8>>,
+}
+
+/// How one delivery attempt went.
+#[derive(Clone, Debug)]
+pub enum Attempt {
+    /// 2xx.
+    Delivered { status: i32 },
+    /// Try again at `next_at`.
+    Retry {
+        status: Option<i32>,
+        error: String,
+        next_at: DateTime<Utc>,
+    },
+    /// Give up.
+    GiveUp { status: Option<i32>, error: String },
+}
+
+impl Webhook {
+    /// Whether this endpoint wants `event`.
+    pub fn wants(&self, event: &NewEvent) -> bool {
+        self.is_active
+            && self.events.split(',').any(|e| e == event.event_type)
+            && match (&self.enterprise, &event.enterprise) {
+                (None, _) => true,
+                (Some(mine), Some(theirs)) => mine == theirs,
+                (Some(_), None) => false,
+            }
+    }
+}
+
+/// The Standard Webhooks body of an event: `{"type", "timestamp", "data"}`.
+fn payload(event: &NewEvent, now: DateTime<Utc>) -> String {
+    json!({
+        "type": event.event_type,
+        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": event.data,
+    })
+    .to_string()
+}
+
+fn delivery(webhook_id: Uuid, event_id: &str, event: &NewEvent, payload: &str, now: DateTime<Utc>) -> DeliveryModel {
+    DeliveryModel {
+        webhook_id: Set(webhook_id),
+        event_id: Set(event_id.to_owned()),
+        event_type: Set(event.event_type.clone()),
+        payload: Set(payload.to_owned()),
+        status: Set(PENDING.into()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        lease_until: Set(None),
+        last_status: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        delivered_at: Set(None),
+        ..Default::default()
+    }
+}
+
+/// A new message id (`webhook-id`).
+fn event_id() -> String {
+    format!("msg_{}", Uuid::new_v4().simple())
+}
+
+/// Stores `events` for every endpoint that wants them, in the caller's transaction.
+pub(crate) async fn enqueue<C: ConnectionTrait>(
+    txn: &C,
+    events: &[NewEvent],
+    now: DateTime<Utc>,
+) -> Result<usize, StorageError> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let hooks = Webhooks::find().filter(Column::IsActive.eq(true)).all(txn).await?;
+    if hooks.is_empty() {
+        return Ok(0);
+    }
+    let mut rows = Vec::new();
+    for event in events {
+        let wanted: Vec<&Webhook> = hooks.iter().filter(|h| h.wants(event)).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let (id, body) = (event_id(), payload(event, now));
+        rows.extend(wanted.into_iter().map(|h| delivery(h.id, &id, event, &body, now)));
+    }
+    let count = rows.len();
+    for chunk in rows.chunks(200) {
+        Deliveries::insert_many(chunk.to_vec()).exec(txn).await?;
+    }
+    Ok(count)
+}
+
+/// The event an audit record announces, if any: its details with the target, the actor and
+/// the record's sequence number.
+pub(crate) fn event_of(record: &NewAudit, seq: i64) -> Option<NewEvent> {
+    let event_type = record.event.clone()?;
+    let mut data = serde_json::Map::new();
+    data.insert(
+        "target".into(),
+        json!({"kind": record.target_kind, "id": record.target_id}),
+    );
+    data.insert("enterprise".into(), json!(record.enterprise));
+    data.insert(
+        "actor".into(),
+        json!({"id": record.actor_id, "username": record.actor, "role": record.role}),
+    );
+    data.insert("audit_seq".into(), json!(seq));
+    if let Value::Object(details) = &record.details {
+        for (k, v) in details {
+            data.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    Some(NewEvent {
+        event_type,
+        enterprise: record.enterprise.clone(),
+        data: Value::Object(data),
+    })
+}
+
+/// An expiry warning due for a certificate: the tightest of 30, 7 and 1 days it is within.
+fn warning_due(not_after: DateTime<Utc>, now: DateTime<Utc>) -> Option<i32> {
+    let left = not_after - now;
+    [1, 7, 30].into_iter().find(|d| left <= Duration::days(i64::from(*d)))
+}
+
+impl Store {
+    /// Creates an endpoint.
+    pub async fn create_webhook(
+        &self,
+        webhook: Webhook,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<Webhook, StorageError> {
+        let txn = self.write_txn().await?;
+        let created = ActiveModel::from(webhook).insert(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(created)
+    }
+
+    /// An endpoint by id.
+    pub async fn webhook(&self, id: Uuid) -> Result<Webhook, StorageError> {
+        Webhooks::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StorageError::NotFound)
+    }
+
+    /// One page of endpoints (of one enterprise only, when `enterprise` is set), newest first.
+    pub async fn list_webhooks(
+        &self,
+        enterprise: Option<&str>,
+        page: Page,
+    ) -> Result<(Vec<Webhook>, u64), StorageError> {
+        let mut query = Webhooks::find();
+        if let Some(e) = enterprise {
+            query = query.filter(Column::Enterprise.eq(e));
+        }
+        let total = query.clone().count(self.conn()).await?;
+        let rows = query
+            .order_by_desc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+            .offset(page.offset)
+            .limit(page.limit)
+            .all(self.conn())
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// Changes an endpoint.
+    pub async fn update_webhook(
+        &self,
+        id: Uuid,
+        patch: WebhookPatch,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<Webhook, StorageError> {
+        let txn = self.write_txn().await?;
+        let current = Webhooks::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
+        let mut model: ActiveModel = current.into();
+        if let Some(v) = patch.url {
+            model.url = Set(v);
+        }
+        if let Some(v) = patch.description {
+            model.description = Set(v);
+        }
+        if let Some(v) = patch.events {
+            model.events = Set(v);
+        }
+        if let Some(v) = patch.is_active {
+            model.is_active = Set(v);
+        }
+        if let Some(v) = patch.secret_sealed {
+            model.secret_sealed = Set(v);
+        }
+        model.updated_at = Set(now);
+        let updated = model.update(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(updated)
+    }
+
+    /// Deletes an endpoint and its delivery log.
+    pub async fn delete_webhook(&self, id: Uuid, audit: &[NewAudit], now: DateTime<Utc>) -> Result<(), StorageError> {
+        let txn = self.write_txn().await?;
+        Deliveries::delete_many()
+            .filter(DColumn::WebhookId.eq(id))
+            .exec(&txn)
+            .await?;
+        let done = Webhooks::delete_by_id(id).exec(&txn).await?;
+        if done.rows_affected == 0 {
+            return Err(StorageError::NotFound);
+        }
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Stores events that go with no other change (fleetca's own: a CRL publication that
+    /// failed). Returns how many deliveries were queued.
+    pub async fn enqueue_events(&self, events: &[NewEvent], now: DateTime<Utc>) -> Result<usize, StorageError> {
+        let txn = self.write_txn().await?;
+        let n = enqueue(&txn, events, now).await?;
+        txn.commit().await?;
+        Ok(n)
+    }
+
+    /// Queues `event` for one endpoint alone (its "send test event"), whatever it subscribes to.
+    pub async fn enqueue_test(
+        &self,
+        webhook_id: Uuid,
+        event: &NewEvent,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, StorageError> {
+        let txn = self.write_txn().await?;
+        Webhooks::find_by_id(webhook_id)
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
+        let row = delivery(webhook_id, &event_id(), event, &payload(event, now), now)
+            .insert(&txn)
+            .await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(row)
+    }
+
+    /// Announces `certificate.expiring` for up to `limit` active certificates that came within
+    /// 30, 7 or 1 days of expiry since their last warning: each threshold once per
+    /// certificate (a certificate issued with 5 days left gets the 7-day warning, then the
+    /// 1-day one). The warning is marked in the same transaction as its events, by a
+    /// conditional update, so with several instances each is announced once. Returns how
+    /// many certificates were warned about.
+    pub async fn warn_expiring(&self, now: DateTime<Utc>, limit: u64) -> Result<usize, StorageError> {
+        let txn = self.write_txn().await?;
+        let candidates = Certificates::find()
+            .filter(CertColumn::RevokedAt.is_null())
+            .filter(CertColumn::SupersedeAt.is_null())
+            .filter(CertColumn::NotAfter.gt(now))
+            .filter(CertColumn::NotAfter.lte(now + Duration::days(30)))
+            .filter(
+                Condition::any()
+                    .add(CertColumn::ExpiryWarned.is_null())
+                    .add(CertColumn::ExpiryWarned.gt(1)),
+            )
+            .order_by_asc(CertColumn::NotAfter)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        let mut events = Vec::new();
+        for c in candidates {
+            let Some(days) = warning_due(c.not_after, now) else {
+                continue;
+            };
+            if c.expiry_warned.is_some_and(|w| w <= days) {
+                continue;
+            }
+            let marked = Certificates::update_many()
+                .col_expr(CertColumn::ExpiryWarned, Expr::value(days))
+                .filter(CertColumn::Id.eq(c.id))
+                .filter(
+                    Condition::any()
+                        .add(CertColumn::ExpiryWarned.is_null())
+                        .add(CertColumn::ExpiryWarned.gt(days)),
+                )
+                .exec(&txn)
+                .await?;
+            if marked.rows_affected == 0 {
+                continue;
+            }
+            events.push(NewEvent {
+                event_type: "certificate.expiring".into(),
+                enterprise: Some(c.enterprise.clone()),
+                data: json!({
+                    "target": {"kind": "certificate", "id": c.id},
+                    "enterprise": c.enterprise,
+                    "days": days,
+                    "expires_at": c.not_after,
+                    "serial": c.serial,
+                    "kind": c.kind,
+                    "name": c.name,
+                    "api_key_id": c.api_key_id,
+                    "device": c.device,
+                }),
+            });
+        }
+        enqueue(&txn, &events, now).await?;
+        txn.commit().await?;
+        Ok(events.len())
+    }
+
+    /// Leases up to `limit` due deliveries for `lease` and returns them with their
+    /// endpoints. A row leased by another sender is skipped, so each is sent by one.
+    pub async fn lease_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u64,
+    ) -> Result<Vec<(Delivery, Webhook)>, StorageError> {
+        let free = || {
+            Condition::any()
+                .add(DColumn::LeaseUntil.is_null())
+                .add(DColumn::LeaseUntil.lt(now))
+        };
+        let due = Deliveries::find()
+            .filter(DColumn::Status.eq(PENDING))
+            .filter(DColumn::NextAttemptAt.lte(now))
+            .filter(free())
+            .order_by_asc(DColumn::NextAttemptAt)
+            .order_by_asc(DColumn::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.write_txn().await?;
+        let mut leased = Vec::with_capacity(due.len());
+        for mut d in due {
+            let taken = Deliveries::update_many()
+                .col_expr(DColumn::LeaseUntil, Expr::value(now + lease))
+                .filter(DColumn::Id.eq(d.id))
+                .filter(DColumn::Status.eq(PENDING))
+                .filter(free())
+                .exec(&txn)
+                .await?;
+            if taken.rows_affected == 1 {
+                d.lease_until = Some(now + lease);
+                leased.push(d);
+            }
+        }
+        let ids: Vec<Uuid> = leased.iter().map(|d| d.webhook_id).collect();
+        let hooks = Webhooks::find().filter(Column::Id.is_in(ids)).all(&txn).await?;
+        txn.commit().await?;
+        Ok(leased
+            .into_iter()
+            .filter_map(|d| {
+                let hook = hooks.iter().find(|h| h.id == d.webhook_id)?.clone();
+                Some((d, hook))
+            })
+            .collect())
+    }
+
+    /// Records an attempt and releases the lease.
+    pub async fn finish_delivery(&self, id: i64, attempt: Attempt, now: DateTime<Utc>) -> Result<(), StorageError> {
+        let current = Deliveries::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StorageError::NotFound)?;
+        let attempts = current.attempts + 1;
+        let mut model: DeliveryModel = current.into();
+        model.attempts = Set(attempts);
+        model.lease_until = Set(None);
+        match attempt {
+            Attempt::Delivered { status } => {
+                model.status = Set(DELIVERED.into());
+                model.last_status = Set(Some(status));
+                model.last_error = Set(None);
+                model.delivered_at = Set(Some(now));
+            }
+            Attempt::Retry { status, error, next_at } => {
+                model.last_status = Set(status);
+                model.last_error = Set(Some(truncate(&error)));
+                model.next_attempt_at = Set(next_at);
+            }
+            Attempt::GiveUp { status, error } => {
+                model.status = Set(FAILED.into());
+                model.last_status = Set(status);
+                model.last_error = Set(Some(truncate(&error)));
+            }
+        }
+        model.update(self.conn()).await?;
+        Ok(())
+    }
+
+    /// One page of an endpoint's deliveries, newest first.
+    pub async fn list_deliveries(
+        &self,
+        webhook_id: Uuid,
+        status: Option<&str>,
+        page: Page,
+    ) -> Result<(Vec<Delivery>, u64), StorageError> {
+        let mut query = Deliveries::find().filter(DColumn::WebhookId.eq(webhook_id));
+        if let Some(s) = status {
+            query = query.filter(DColumn::Status.eq(s));
+        }
+        let total = query.clone().count(self.conn()).await?;
+        let rows = query
+            .order_by_desc(DColumn::Id)
+            .offset(page.offset)
+            .limit(page.limit)
+            .all(self.conn())
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// One delivery of an endpoint.
+    pub async fn delivery(&self, webhook_id: Uuid, id: i64) -> Result<Delivery, StorageError> {
+        Deliveries::find_by_id(id)
+            .filter(DColumn::WebhookId.eq(webhook_id))
+            .one(self.conn())
+            .await?
+            .ok_or(StorageError::NotFound)
+    }
+
+    /// Queues a delivery again now (one that failed, or one still waiting for its next try).
+    /// Its retry period still counts from when the event was stored: one that failed gets
+    /// one more attempt.
+    pub async fn redeliver(&self, webhook_id: Uuid, id: i64, now: DateTime<Utc>) -> Result<Delivery, StorageError> {
+        let current = self.delivery(webhook_id, id).await?;
+        let mut model: DeliveryModel = current.into();
+        model.status = Set(PENDING.into());
+        model.next_attempt_at = Set(now);
+        Ok(model.update(self.conn()).await?)
+    }
+
+    /// Counts deliveries by status (for the metrics).
+    pub async fn count_deliveries(&self, status: &str) -> Result<u64, StorageError> {
+        Ok(Deliveries::find()
+            .filter(DColumn::Status.eq(status))
+            .count(self.conn())
+            .await?)
+    }
+
+    /// Drops delivered and failed deliveries created before `before`.
+    pub async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StorageError> {
+        let done = Deliveries::delete_many()
+            .filter(DColumn::Status.ne(PENDING))
+            .filter(DColumn::CreatedAt.lt(before))
+            .exec(self.conn())
+            .await?;
+        Ok(done.rows_affected)
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(500).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tightest_threshold_is_due() {
+        let now = Utc::now();
+        assert_eq!(warning_due(now + Duration::days(40), now), None);
+        assert_eq!(warning_due(now + Duration::days(20), now), Some(30));
+        assert_eq!(warning_due(now + Duration::days(5), now), Some(7));
+        assert_eq!(warning_due(now + Duration::hours(3), now), Some(1));
+    }
+}
