@@ -2,9 +2,9 @@
 """A webhook receiver for the end-to-end tests: verifies each delivery's signature with the
 Standard Webhooks reference library (`standardwebhooks` on PyPI) and logs it.
 
-    receiver.py DIR [FAIL_FIRST]
+    receiver.py DIR [FAIL_FIRST] [PORT]
 
-Listens on a free loopback port and writes it to DIR/port. Reads the signing secret from
+Listens on loopback, on PORT or a free port, and writes the port to DIR/port. Reads the signing secret from
 DIR/secret on every request (the test writes it once the endpoint exists). Appends one JSON
 line per request to DIR/log: the webhook-id, the event type, whether the signature verified,
 and the status answered. Answers 500 to the first FAIL_FIRST attempts of each webhook-id, then
@@ -21,6 +21,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 DIR = sys.argv[1]
 FAIL_FIRST = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+PORT = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 attempts = {}
 lock = threading.Lock()
 
@@ -54,7 +55,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
 with open(os.path.join(DIR, "port.tmp"), "w") as f:
     f.write(str(server.server_address[1]))
 os.replace(os.path.join(DIR, "port.tmp"), os.path.join(DIR, "port"))

@@ -12,3 +12,4 @@ mod mosquitto;
 mod restart;
 mod tls;
 mod walkthrough;
+mod webhooks;
