@@ -14,6 +14,9 @@ process over loopback):
      and with 100,000 revoked certificates in the database.
   5. bulk provisioning: 10,000 devices in one request.
   6. memory: RSS idle and the peak during the scenarios.
+  7. what the audit log and metrics cost: issuance and broker auth on two servers side by
+     side, one with FLEETCA_BENCHMARK_BASELINE=1 (no audit records, webhook outbox or
+     metrics), alternating, two rounds each.
 
 Prints one markdown table and writes it to docs/performance.md. `--quick` runs every
 scenario briefly (CI runs it so the benchmark never rots; its numbers mean nothing).
@@ -85,14 +88,14 @@ class Peak:
 
 
 class Fleetca:
-    def __init__(self, data_dir, *extra):
-        self.data_dir, self.extra = data_dir, extra
+    def __init__(self, data_dir, *extra, env=None):
+        self.data_dir, self.extra, self.env = data_dir, extra, env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.start()
 
     def start(self):
-        env = dict(os.environ, FLEETCA_BOOTSTRAP_TOKEN=ADMIN, RUST_LOG="warn")
+        env = dict(os.environ, FLEETCA_BOOTSTRAP_TOKEN=ADMIN, RUST_LOG="warn", **self.env)
         self.log = open(os.path.join(self.data_dir, "server.log"), "a")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "fleetca"), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *self.extra],
@@ -339,6 +342,48 @@ def scenario_bulk(q, results):
     return idle
 
 
+def scenario_overhead(q, results):
+    secs, per_round = (1, 100) if q else (6, 4000)
+    modes = [("with audit log and metrics", {}), ("without (baseline)", {"FLEETCA_BENCHMARK_BASELINE": "1"})]
+    servers = []
+    for label, env in modes:
+        f = Fleetca(tempfile.mkdtemp(prefix="fleetca-bench-"), env=env)
+        keys = seed_keys(f, 2 * per_round, "ovh")
+        f.call("POST", "/api/v4/manage/devices/", {"device_id": "dev-1", "tenant": "bench", "ha1": HA1})
+        servers.append((label, f, keys))
+    runs = {}
+    for rnd in range(2):
+        for label, f, keys in servers:
+            batch = keys[rnd * per_round:(rnd + 1) * per_round]
+            lines = [{"method": "POST", "path": "/api/v4/manage/mqtt-certificates/",
+                      "headers": [["Authorization", "Bearer " + ADMIN]],
+                      "body": {"name": "bench", "api_key_id": k["id"]}} for _ in range(10) for k in batch]
+            r = load(f"127.0.0.1:{f.port}", lines, 32, 201, f.proc.pid, seconds=secs)
+            runs.setdefault((label, "issuance, 32 in flight"), []).append(r)
+            device = {"username": "device=dev-1&tenant=bench", "password": device_password(), "clientid": "dev-1"}
+            r = wrk(f.base + "/broker/auth", device, secs, f.proc.pid)
+            assert r["errors"] == 0, r
+            runs.setdefault((label, "broker auth, device HMAC, wrk -c64"), []).append(r)
+            token = {"username": keys[0]["username"], "password": keys[0]["token"], "clientid": "c1"}
+            r = wrk(f.base + "/broker/auth", token, secs, f.proc.pid)
+            assert r["errors"] == 0, r
+            runs.setdefault((label, "broker auth, API-key token, wrk -c64"), []).append(r)
+    for _, f, _ in servers:
+        f.stop()
+    summary = []
+    for what in ["issuance, 32 in flight", "broker auth, device HMAC, wrk -c64", "broker auth, API-key token, wrk -c64"]:
+        means = {}
+        for label, _ in modes:
+            rs = runs[(label, what)]
+            mean = {k: sum(r[k] for r in rs) / len(rs) for k in ("rps", "p50_ms", "p99_ms")}
+            means[label] = mean
+            results.append(("7. Audit log and metrics overhead (mean of 2 alternating rounds)", f"fleetca {label}, {what}", mean))
+        with_, without = means[modes[0][0]]["rps"], means[modes[1][0]]["rps"]
+        summary.append(f"{what}: the audit log and metrics cost {100 * (1 - with_ / without):.1f} % of the throughput "
+                       f"({with_:,.0f} with, {without:,.0f} req/s without; a negative cost is noise)")
+    return summary
+
+
 def fmt(v, unit=""):
     return "" if v is None else f"{v:,.1f}{unit}" if isinstance(v, float) else f"{v:,}{unit}"
 
@@ -346,20 +391,29 @@ def fmt(v, unit=""):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="run every scenario briefly (CI)")
-    q = ap.parse_args().quick
+    ap.add_argument("--only", choices=["overhead"], help="run one scenario and print it (docs/performance.md untouched)")
+    args = ap.parse_args()
+    q = args.quick
     results, peaks = [], []
+    if args.only == "overhead":
+        for line in scenario_overhead(q, results):
+            print(line)
+        for scenario, subject, r in results:
+            print(f"| {scenario} | {subject} | {fmt(r.get('rps'))} | | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | |")
+        return
     scenario_issuance(q, results, peaks)
     scenario_auth(q, results, peaks)
     scenario_storm(q, results, peaks)
     scenario_revocation(q, results, peaks)
     idle = scenario_bulk(q, results)
+    overhead = scenario_overhead(q, results)
     rows = ["| scenario | subject | throughput (req/s) | total s | p50 ms | p99 ms | server peak RSS MiB |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for scenario, subject, r in results:
         rows.append(f"| {scenario} | {subject} | {fmt(r.get('rps'))} | {fmt(r.get('seconds'))} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {fmt(r.get('peak_rss_mib'))} |")
     rows.append(f"| 6. Memory | fleetca idle after start | | | | | {idle:.1f} |")
     rows.append(f"| 6. Memory | fleetca peak during scenarios 1–4 | | | | | {max(peaks):.1f} |")
-    table = "\n".join(rows)
+    table = "\n".join(rows) + "\n\nAudit log and metrics overhead (scenario 7):\n\n" + "\n".join(f"- {line}" for line in overhead)
     print(table)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (f"# Performance\n\nMeasured by `scripts/bench{' --quick' if q else ''}` on {when}, {os.cpu_count()} cores "

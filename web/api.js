@@ -140,6 +140,26 @@ export const products = {
   },
 };
 
+const webhookPath = (id) => `/api/v4/manage/webhooks/${enc(id)}/`;
+
+/**
+ * Webhook endpoints (admins see all, managers their enterprise's): the signing secret is in
+ * the create and rotate-secret answers only; each endpoint has a delivery log.
+ */
+export const webhooks = {
+  list: (query) => get('/api/v4/manage/webhooks/', query),
+  get: (id) => get(webhookPath(id)),
+  create: (body) => post('/api/v4/manage/webhooks/', body),
+  patch: (id, body) => patch(webhookPath(id), body),
+  remove: (id) => del(webhookPath(id)),
+  rotateSecret: (id) => post(`${webhookPath(id)}rotate-secret/`),
+  /** Queues a webhook.test event for this endpoint alone; resolves to its delivery. */
+  test: (id) => post(`${webhookPath(id)}test/`),
+  /** The endpoint's deliveries, newest first (`status`: pending, delivered or failed). */
+  deliveries: (id, query) => get(`${webhookPath(id)}deliveries/`, query),
+  redeliver: (id, deliveryId) => post(`${webhookPath(id)}deliveries/${enc(deliveryId)}/redeliver/`),
+};
+
 /** The audit log: a page of records, newest first; admins see all, managers their enterprise. */
 export const audit = {
   list: (query) => get('/api/v4/manage/audit/', query),

@@ -155,6 +155,9 @@ pub struct Config {
     pub master_key: Option<Secret>,
     /// `FLEETCA_BOOTSTRAP_TOKEN`, if set.
     pub bootstrap_token: Option<Secret>,
+    /// `FLEETCA_BENCHMARK_BASELINE=1`: no audit log, webhooks or metrics, for the benchmark's
+    /// measurement of what they cost. Never for production.
+    pub benchmark_baseline: bool,
 }
 
 impl Config {
@@ -292,6 +295,7 @@ impl Config {
             crl_refresh_hours: file.crl_refresh_hours.unwrap_or(24),
             master_key: env_secret("FLEETCA_MASTER_KEY"),
             bootstrap_token: env_secret("FLEETCA_BOOTSTRAP_TOKEN"),
+            benchmark_baseline: std::env::var("FLEETCA_BENCHMARK_BASELINE").is_ok_and(|v| v == "1"),
             data_dir,
         };
         if let Some(mqtt) = &config.mqtt

@@ -110,8 +110,15 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let ca_for_tls = ca.clone();
     // The TLS clients (webhook deliveries) use the process's default provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // Before the services: the counters they register go to this recorder.
-    crate::http::metrics::install();
+    if config.benchmark_baseline {
+        tracing::error!(
+            "FLEETCA_BENCHMARK_BASELINE=1: the audit log, webhooks and metrics are OFF. This is the benchmark's baseline; never run a real fleet like this."
+        );
+        fleetca_storage::audit::disable_for_benchmark();
+    } else {
+        // Before the services: the counters they register go to this recorder.
+        crate::http::metrics::install();
+    }
     let services = Services::build(Dependencies {
         store,
         master,
@@ -179,6 +186,7 @@ pub struct Running {
 /// Binds and starts the HTTP server (port 0 picks a free port; see [`Running::addr`]).
 pub fn serve(mut state: AppState) -> Result<Running, StartError> {
     let listen = state.config.listen;
+    let metrics_on = !state.config.benchmark_baseline;
     let tls = state.tls.take().zip(state.config.tls.as_ref().map(|t| t.listen));
     state.changes.spawn();
     state.renewal.spawn();
@@ -198,7 +206,10 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
             .configure(crate::http::configure)
             .default_service(web::to(crate::http::ui::serve))
             .wrap(ErrorHandlers::new().default_handler(problemize))
-            .wrap(middleware::from_fn(crate::http::metrics::track))
+            .wrap(middleware::Condition::new(
+                metrics_on,
+                middleware::from_fn(crate::http::metrics::track),
+            ))
             .wrap(middleware::from_fn(crate::http::request_log))
     })
     .on_connect(crate::tls::on_connect)

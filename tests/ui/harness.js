@@ -2,7 +2,7 @@
 // and drives Debian's chromium through playwright-core.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, createWriteStream, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, createWriteStream, existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -34,13 +34,26 @@ const alnum = (n) => {
   return Array.from(randomBytes(n), (b) => chars[b % chars.length]).join('');
 };
 
+/** Flat settings as TOML: numbers and booleans bare, strings (and lists of them) quoted. */
+const toml = (settings) =>
+  Object.entries(settings)
+    .map(([k, v]) => `${k} = ${typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v)}\n`)
+    .join('');
+
 /**
  * Starts fleetca with a bootstrap admin token, then sets the admin's password through
- * `fleetca admin set-password`. Returns {url, token, dataDir, api, stop}.
+ * `fleetca admin set-password`. `settings` (flat keys, e.g. {webhook_allow_private: true})
+ * go into a TOML settings file given with --config. Returns {url, token, dataDir, api, stop}.
  */
-export async function startServer(name) {
+export async function startServer(name, { settings } = {}) {
   if (!existsSync(BIN)) throw new Error(`no fleetca binary at ${BIN}; run \`cargo build --bin fleetca\` or set FLEETCA_BIN`);
   const dataDir = mkdtempSync(join(tmpdir(), 'fleetca-ui-'));
+  const configArgs = [];
+  if (settings) {
+    const configFile = join(dataDir, 'fleetca.toml');
+    writeFileSync(configFile, toml(settings));
+    configArgs.push('--config', configFile);
+  }
   const token = alnum(40);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -54,7 +67,7 @@ export async function startServer(name) {
   delete env.FLEETCA_CONFIG;
   delete env.FLEETCA_DATABASE_URL;
   const log = createWriteStream(join(ARTIFACTS, `${name}-server.log`));
-  const child = spawn(BIN, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
+  const child = spawn(BIN, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, ...configArgs], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -75,7 +88,7 @@ export async function startServer(name) {
   // The server bootstraps the admin (with the token) on its first start; then its password
   // is set as the README says, with the CLI.
   try {
-    execFileSync(BIN, ['admin', 'set-password', 'admin', '--data-dir', dataDir], {
+    execFileSync(BIN, ['admin', 'set-password', 'admin', '--data-dir', dataDir, ...configArgs], {
       env: { ...env, FLEETCA_NEW_PASSWORD: ADMIN_PASSWORD },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

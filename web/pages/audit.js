@@ -27,15 +27,16 @@ export const ACTION_GROUPS = [
       'product_device.delete',
     ],
   ],
+  ['Webhooks', ['webhook.create', 'webhook.update', 'webhook.rotate_secret', 'webhook.delete', 'webhook.test', 'webhook.redeliver']],
   ['Refused callers', ['auth.sign_in_failed', 'auth.token_failed']],
 ];
 
-const TARGET_KINDS = ['user', 'certificate', 'claim', 'device', 'product', 'product_device', 'session'];
+const TARGET_KINDS = ['user', 'certificate', 'claim', 'device', 'product', 'product_device', 'webhook', 'session'];
 
 const HEADERS = ['Time', 'Actor', 'Action', 'Target', 'Enterprise', 'Outcome', 'Client address', 'Details'];
 
 /** "2027-11-22 23:29:05 UTC": audit records are told apart by the second. */
-function fmtTime(iso) {
+export function fmtTime(iso) {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso || '—';
   return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;

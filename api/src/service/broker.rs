@@ -262,10 +262,33 @@ fn record_decision(check: &'static str, client: &'static str, decision: &Decisio
         Decision::Deny(_) => "deny",
         Decision::Unknown => "error",
     };
-    metrics::counter!("fleetca_broker_decisions_total", "check" => check, "client" => client, "result" => result)
-        .increment(1);
-    metrics::histogram!("fleetca_broker_decision_duration_seconds", "check" => check, "client" => client)
-        .record(started.elapsed().as_secs_f64());
+    let (counter, histogram) = decision_handles(check, client, result);
+    counter.increment(1);
+    histogram.record(started.elapsed().as_secs_f64());
+}
+
+/// A decision's (check, client, result) and its counter and latency histogram.
+type DecisionLabels = (&'static str, &'static str, &'static str);
+type DecisionHandles = (metrics::Counter, metrics::Histogram);
+
+thread_local! {
+    /// Decision metrics' handles, a few dozen at most: looked up once per thread instead of
+    /// on every decision (see `http::metrics`).
+    static DECISION_HANDLES: std::cell::RefCell<std::collections::HashMap<DecisionLabels, DecisionHandles>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn decision_handles(check: &'static str, client: &'static str, result: &'static str) -> DecisionHandles {
+    let make = || {
+        (
+            metrics::counter!("fleetca_broker_decisions_total", "check" => check, "client" => client, "result" => result),
+            metrics::histogram!("fleetca_broker_decision_duration_seconds", "check" => check, "client" => client),
+        )
+    };
+    DECISION_HANDLES.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut cache) => cache.entry((check, client, result)).or_insert_with(make).clone(),
+        Err(_) => make(),
+    })
 }
 
 fn has_control(s: &str) -> bool {

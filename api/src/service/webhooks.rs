@@ -175,7 +175,8 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<String, String>
             }
             let port = parsed.port_or_known_default().unwrap_or(443);
             // A name that does not resolve now may later; the sender checks every connection.
-            if let Ok(addrs) = tokio::net::lookup_host((name.as_str(), port)).await {
+            let lookup = tokio::net::lookup_host((name.as_str(), port));
+            if let Ok(Ok(addrs)) = tokio::time::timeout(StdDuration::from_secs(2), lookup).await {
                 let addrs: Vec<SocketAddr> = addrs.collect();
                 if !addrs.is_empty() && addrs.iter().all(|a| is_internal(a.ip())) {
                     return Err(refused());
@@ -703,6 +704,50 @@ impl reqwest::dns::Resolve for PublicOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::testing::{Kit, admin, manager};
+
+    #[tokio::test]
+    async fn a_revocation_and_its_event_are_stored_together() {
+        let kit = Kit::new().await;
+        let create = |enterprise: Option<&str>| CreateWebhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            description: String::new(),
+            events: vec!["certificate.revoked".into()],
+            enterprise: enterprise.map(str::to_owned),
+        };
+        let (all, secret) = kit.webhooks.create(&admin(), create(None)).await.unwrap();
+        assert!(secret.starts_with("whsec_"));
+        let (globex, _) = kit.webhooks.create(&admin(), create(Some("globex"))).await.unwrap();
+        // A manager may not subscribe to every enterprise, nor to another's.
+        assert!(matches!(
+            kit.webhooks.create(&manager("acme"), create(None)).await,
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            kit.webhooks.create(&manager("acme"), create(Some("globex"))).await,
+            Err(Error::Forbidden(_))
+        ));
+        let (key, _) = kit.api_key("svc-outbox", "acme").await;
+        let cert = kit.certificate(&key).await;
+        let page = crate::domain::PageRequest::parse(None, None).unwrap();
+        let root = admin();
+        let pending = |id| kit.webhooks.deliveries(&root, id, None, page);
+        assert_eq!(pending(all.id).await.unwrap().count, 0, "issuance is not subscribed");
+        kit.certificates
+            .revoke(&admin(), cert.record.certificate.id, fleetca_ca::crl::Reason::KeyCompromise)
+            .await
+            .unwrap();
+        let queued = pending(all.id).await.unwrap();
+        assert_eq!(queued.count, 1);
+        let delivery = &queued.items[0];
+        assert_eq!(delivery.event_type, "certificate.revoked");
+        assert_eq!(delivery.status, "pending");
+        let body: serde_json::Value = serde_json::from_str(&delivery.payload).unwrap();
+        assert_eq!(body["data"]["target"]["id"], cert.record.certificate.id.to_string());
+        assert_eq!(body["data"]["reason"], "keyCompromise");
+        // Another enterprise's endpoint gets nothing of acme's.
+        assert_eq!(pending(globex.id).await.unwrap().count, 0);
+    }
 
     #[test]
     fn internal_addresses_are_recognised() {

@@ -67,6 +67,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),
+        benchmark_baseline: false,
     }
 }
 

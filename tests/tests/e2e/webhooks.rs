@@ -38,7 +38,11 @@ fn receiver(dir: &Path, fail_first: u32, port: u16) -> (Daemon, u16) {
                 daemon.log_tail(40)
             );
         }
-        assert!(Instant::now() < deadline, "the receiver did not start:\n{}", daemon.log_tail(40));
+        assert!(
+            Instant::now() < deadline,
+            "the receiver did not start:\n{}",
+            daemon.log_tail(40)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -137,11 +141,26 @@ fn signed_events_survive_failures_and_a_kill_9() {
     let claim_cert = claim["certificate_id"].as_str().unwrap().to_owned();
 
     let wait = Duration::from_secs(30);
-    let issued = wait_delivered(&rdir, "certificate.issued", |d| d["target"]["id"] == cert_id.as_str(), wait);
-    let revoked = wait_delivered(&rdir, "certificate.revoked", |d| d["target"]["id"] == cert_id.as_str(), wait);
+    let issued = wait_delivered(
+        &rdir,
+        "certificate.issued",
+        |d| d["target"]["id"] == cert_id.as_str(),
+        wait,
+    );
+    let revoked = wait_delivered(
+        &rdir,
+        "certificate.revoked",
+        |d| d["target"]["id"] == cert_id.as_str(),
+        wait,
+    );
     assert_eq!(revoked["data"]["reason"], "keyCompromise");
     let disabled = wait_delivered(&rdir, "device.disabled", |d| d["target"]["id"] == "acme/dev-hook", wait);
-    let expiring = wait_delivered(&rdir, "certificate.expiring", |d| d["target"]["id"] == claim_cert.as_str(), wait);
+    let expiring = wait_delivered(
+        &rdir,
+        "certificate.expiring",
+        |d| d["target"]["id"] == claim_cert.as_str(),
+        wait,
+    );
     assert_eq!(expiring["data"]["days"], 7);
     // Each was refused five times and taken at the sixth attempt, with the same message id.
     for got in [&issued, &revoked, &disabled, &expiring] {
