@@ -100,6 +100,104 @@ pub struct FileSettings {
     pub webhook_timeout_seconds: Option<u32>,
     pub expiry_scan_seconds: Option<u32>,
     pub acl: Option<AclConfig>,
+    /// Brokers told to end live sessions (`[[brokers]]`, several allowed).
+    pub brokers: Option<Vec<BrokerFile>>,
+    pub disconnect_retry_hours: Option<f64>,
+}
+
+/// A `[[brokers]]` entry of the settings file. Secrets come from the environment variable
+/// it names, never from the file.
+#[derive(Deserialize, Debug)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BrokerFile {
+    Rabbitmq {
+        name: Option<String>,
+        url: String,
+        username: String,
+        password_env: String,
+        vhost: Option<String>,
+    },
+    Emqx {
+        name: Option<String>,
+        url: String,
+        api_key: String,
+        api_secret_env: String,
+    },
+    Command {
+        name: Option<String>,
+        /// The program and its arguments (no shell).
+        command: Vec<String>,
+    },
+}
+
+fn brokers(list: Vec<BrokerFile>) -> Result<Vec<crate::service::disconnects::BrokerAdapter>, String> {
+    use crate::service::disconnects::BrokerAdapter;
+    let secret = |var: &str, what: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| format!("brokers: {what} reads its secret from ${var}, which is not set"))
+    };
+    let url_ok = |url: &str, what: &str| {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(url.trim_end_matches('/').to_owned())
+        } else {
+            Err(format!(
+                "brokers: {what}'s url {url:?} must start with http:// or https://"
+            ))
+        }
+    };
+    let mut out: Vec<BrokerAdapter> = Vec::new();
+    for (i, b) in list.into_iter().enumerate() {
+        let adapter = match b {
+            BrokerFile::Rabbitmq {
+                name,
+                url,
+                username,
+                password_env,
+                vhost,
+            } => {
+                let name = name.unwrap_or_else(|| format!("rabbitmq-{}", i + 1));
+                BrokerAdapter::RabbitMq {
+                    url: url_ok(&url, &name)?,
+                    password: secret(&password_env, &name)?,
+                    name,
+                    username,
+                    vhost,
+                }
+            }
+            BrokerFile::Emqx {
+                name,
+                url,
+                api_key,
+                api_secret_env,
+            } => {
+                let name = name.unwrap_or_else(|| format!("emqx-{}", i + 1));
+                BrokerAdapter::Emqx {
+                    url: url_ok(&url, &name)?,
+                    api_secret: secret(&api_secret_env, &name)?,
+                    name,
+                    api_key,
+                }
+            }
+            BrokerFile::Command { name, command } => {
+                let name = name.unwrap_or_else(|| format!("command-{}", i + 1));
+                if command.first().is_none_or(|p| p.is_empty()) {
+                    return Err(format!("brokers: {name}'s command must name a program"));
+                }
+                BrokerAdapter::Command { name, argv: command }
+            }
+        };
+        if adapter.name().is_empty() || adapter.name().contains(',') || adapter.name().len() > 64 {
+            return Err("brokers: a name is 1 to 64 characters without commas".into());
+        }
+        if out.iter().any(|o| o.name() == adapter.name()) {
+            return Err(format!("brokers: the name {:?} is used twice", adapter.name()));
+        }
+        out.push(adapter);
+    }
+    Ok(out)
 }
 
 /// The resolved settings.
@@ -149,6 +247,8 @@ pub struct Config {
     pub renewal: crate::service::renewal::RenewalPolicy,
     /// How webhooks are delivered, and how often expiry warnings are looked for.
     pub webhooks: crate::service::webhooks::WebhookPolicy,
+    /// The brokers told to end live sessions, and how long that is retried.
+    pub disconnects: crate::service::disconnects::DisconnectPolicy,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -247,8 +347,18 @@ impl Config {
                 file.expiry_scan_seconds.unwrap_or(3600).clamp(1, 86_400),
             )),
         };
+        let disconnect_hours = file.disconnect_retry_hours.unwrap_or(24.0);
+        if !(0.0..=168.0).contains(&disconnect_hours) {
+            return Err("disconnect_retry_hours must be from 0 to 168".into());
+        }
+        let disconnects = crate::service::disconnects::DisconnectPolicy {
+            brokers: brokers(file.brokers.unwrap_or_default())?,
+            retry_period: chrono::Duration::milliseconds((disconnect_hours * 3_600_000.0) as i64),
+            ..Default::default()
+        };
         let config = Config {
             webhooks,
+            disconnects,
             broker_allow,
             broker_secret: env_secret("FLEETCA_BROKER_SECRET"),
             proxy_secret: env_secret("FLEETCA_PROXY_SECRET"),

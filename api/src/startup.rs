@@ -133,6 +133,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         activations,
         renewal: config.renewal,
         webhooks: config.webhooks.clone(),
+        disconnects: config.disconnects.clone(),
     })
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
@@ -165,6 +166,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         claims: services.claims,
         audit: services.audit,
         webhooks: services.webhooks,
+        disconnects: services.disconnects,
+        disconnect_worker: services.disconnect_worker,
         renewal: services.renewal,
         overview: services.overview,
         tokens: services.tokens,
@@ -191,6 +194,9 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
     state.changes.spawn();
     state.renewal.spawn();
     state.webhooks.sender().spawn();
+    if let Some(worker) = state.disconnect_worker.take() {
+        worker.spawn();
+    }
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()

@@ -27,6 +27,9 @@ pub struct AppState {
     pub claims: crate::service::claims::ClaimService,
     pub audit: crate::service::audit::AuditService,
     pub webhooks: crate::service::webhooks::WebhookService,
+    pub disconnects: crate::service::disconnects::DisconnectService,
+    /// Started by `startup::serve`.
+    pub disconnect_worker: Option<crate::service::disconnects::Worker>,
     pub renewal: Arc<crate::service::renewal::RenewalService>,
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,

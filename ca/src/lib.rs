@@ -52,6 +52,15 @@ pub fn validity(der: &[u8]) -> Option<(chrono::DateTime<chrono::Utc>, chrono::Da
     ))
 }
 
+/// The subject's common name of a PEM certificate (what a broker takes as the username of a
+/// certificate login), if it parses and has one.
+pub fn common_name(cert_pem: &str) -> Option<String> {
+    let der = pem::parse(cert_pem.trim()).ok()?.into_contents();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    Some(cn)
+}
+
 /// Fills a buffer from the operating system's CSPRNG.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CaError> {
     use ring::rand::SecureRandom;

@@ -18,6 +18,7 @@ mod m20261201_000002_device_certificates;
 mod m20261202_000001_renewal_and_claims;
 mod m20261202_000002_audit_log;
 mod m20261203_000001_webhooks;
+mod m20261204_000001_disconnects;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_renewal_and_claims::Migration),
             Box::new(m20261202_000002_audit_log::Migration),
             Box::new(m20261203_000001_webhooks::Migration),
+            Box::new(m20261204_000001_disconnects::Migration),
         ]
     }
 }

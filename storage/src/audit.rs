@@ -41,6 +41,9 @@ pub struct NewAudit {
     /// The webhook event this change announces (`certificate.revoked`, …), if any: stored for
     /// delivery in the same transaction (see `webhooks`).
     pub event: Option<String>,
+    /// Whether this change ends live sessions at the brokers (a credential stopped being
+    /// valid): queued in the same transaction (see `disconnects`).
+    pub ends_sessions: bool,
 }
 
 /// Filters of an audit listing.
@@ -161,6 +164,7 @@ pub(crate) async fn append<C: ConnectionTrait>(
     head.hash = Set(prev);
     head.update(txn).await?;
     crate::webhooks::enqueue(txn, &events, now).await?;
+    crate::disconnects::enqueue(txn, entries, now).await?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod authority;
 pub mod certificates;
 pub mod claims;
 pub mod devices;
+pub mod disconnects;
 pub mod entity;
 mod error;
 pub mod events;

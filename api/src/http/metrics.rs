@@ -127,6 +127,19 @@ fn describe() {
         "fleetca_webhook_deliveries_total",
         "Webhook delivery attempts by result (delivered, retry, failed: given up)"
     );
+    describe_counter!(
+        "fleetca_disconnects_total",
+        "Requests to end live sessions, by broker and result (ok, error)"
+    );
+    describe_histogram!(
+        "fleetca_disconnect_delay_seconds",
+        Unit::Seconds,
+        "From the change that invalidated a credential to a broker's confirmation that its sessions ended"
+    );
+    describe_gauge!(
+        "fleetca_disconnects",
+        "Disconnects waiting for a broker's confirmation (pending) and given up (failed)"
+    );
     describe_gauge!(
         "fleetca_webhook_deliveries",
         "Webhook deliveries waiting for an attempt (pending) and given up (failed)"
@@ -273,6 +286,8 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     metrics::gauge!("fleetca_db_connections", "state" => "idle").set(g.pool_idle as f64);
     metrics::gauge!("fleetca_webhook_deliveries", "status" => "pending").set(g.webhooks_pending as f64);
     metrics::gauge!("fleetca_webhook_deliveries", "status" => "failed").set(g.webhooks_failed as f64);
+    metrics::gauge!("fleetca_disconnects", "status" => "pending").set(g.disconnects_pending as f64);
+    metrics::gauge!("fleetca_disconnects", "status" => "failed").set(g.disconnects_failed as f64);
     let text = install().render();
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod certificates;
 pub mod claims;
 pub mod devices;
+pub mod disconnects;
 pub mod est;
 pub mod extract;
 pub mod metrics;
@@ -55,6 +56,7 @@ pub fn routes() -> Routes {
     all.extend(claims::routes());
     all.extend(audit::routes());
     all.extend(webhooks::routes());
+    all.extend(disconnects::routes());
     all.extend(devices::routes());
     all.extend(products::routes());
     all.extend(auth::routes());

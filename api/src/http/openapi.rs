@@ -12,7 +12,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::PROBLEM_JSON;
 use crate::http::{
-    audit, auth, broker, certificates, claims, devices, est, metrics, overview, products, public, users, webhooks,
+    audit, auth, broker, certificates, claims, devices, disconnects, est, metrics, overview, products, public, users,
+    webhooks,
 };
 
 fn problems(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
@@ -106,6 +107,7 @@ impl IntoResponses for BrokerProblems {
         audit::list,
         webhooks::create, webhooks::list, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate_secret,
         webhooks::test, webhooks::deliveries, webhooks::redeliver,
+        disconnects::list,
         certificates::create_server, certificates::list_server, certificates::get_server, certificates::revoke_server,
         devices::create, devices::bulk, devices::list, devices::get, devices::patch, devices::delete, devices::rotate,
         devices::certificates, devices::revoke_certificate,
@@ -126,6 +128,7 @@ impl IntoResponses for BrokerProblems {
         (name = "server-certificates", description = "TLS certificates for brokers (admins only)"),
         (name = "audit", description = "The tamper-evident audit log (admins: all; managers: their enterprise)"),
         (name = "webhooks", description = "Endpoints that receive signed events (Standard Webhooks), their delivery logs and test events"),
+        (name = "brokers", description = "Live sessions fleetca asked the brokers to end after a credential stopped being valid"),
         (name = "claims", description = "Claim certificates: fleet provisioning by claim over EST"),
         (name = "devices", description = "Devices and their HA1 credentials"),
         (name = "products", description = "Products of sign-based devices (EnOS, Alibaba Cloud IoT), their devices, and HTTPS dynamic registration"),

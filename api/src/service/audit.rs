@@ -26,6 +26,25 @@ pub fn announced(action: &str) -> Option<String> {
     Some(event.to_owned())
 }
 
+/// Whether a change ends the live MQTT sessions of its target (see `disconnects`). A product
+/// disabled is marked by the product service, which knows the change disables it.
+pub fn ends_sessions(action: &str) -> bool {
+    matches!(
+        action,
+        "certificate.revoke"
+            | "user.deactivate"
+            | "user.rotate_token"
+            | "device.disable"
+            | "device.delete"
+            | "device.rotate"
+            | "product_device.disable"
+            | "product_device.delete"
+            | "product_device.rotate_secret"
+            | "product.delete"
+            | "product.rotate_secret"
+    )
+}
+
 /// A record of `caller` doing `action` to a target.
 pub fn by(
     caller: &Principal,
@@ -47,6 +66,7 @@ pub fn by(
         client_addr: caller.context.client_addr.clone(),
         outcome: "success".into(),
         event: announced(action),
+        ends_sessions: ends_sessions(action),
         details,
     }
 }
@@ -65,6 +85,7 @@ pub fn by_device(tenant: &str, device_id: &str, action: &str, details: Value) ->
         client_addr: None,
         outcome: "success".into(),
         event: announced(action),
+        ends_sessions: ends_sessions(action),
         details,
     }
 }
@@ -83,6 +104,7 @@ pub fn system(action: &str, target_kind: &str, target_id: &str, enterprise: Opti
         client_addr: None,
         outcome: "success".into(),
         event: announced(action),
+        ends_sessions: ends_sessions(action),
         details,
     }
 }
@@ -102,6 +124,7 @@ pub fn failure(actor: &str, action: &str, context: &RequestContext) -> NewAudit 
         outcome: "failure".into(),
         details: Value::Object(Default::default()),
         event: None,
+        ends_sessions: false,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod claims;
 pub mod clock;
 pub mod crl;
 pub mod devices;
+pub mod disconnects;
 pub mod error;
 pub mod est;
 pub mod files;
@@ -62,6 +63,8 @@ pub struct Dependencies {
     pub renewal: renewal::RenewalPolicy,
     /// How webhooks are delivered.
     pub webhooks: webhooks::WebhookPolicy,
+    /// The brokers told to end live sessions.
+    pub disconnects: disconnects::DisconnectPolicy,
 }
 
 /// Every service, each built from exactly the dependencies it uses. This is the one place
@@ -83,6 +86,9 @@ pub struct Services {
     pub renewal: std::sync::Arc<renewal::RenewalService>,
     pub audit: audit::AuditService,
     pub webhooks: webhooks::WebhookService,
+    pub disconnects: disconnects::DisconnectService,
+    /// Started by `startup::serve`.
+    pub disconnect_worker: Option<disconnects::Worker>,
 }
 
 impl Services {
@@ -103,6 +109,7 @@ impl Services {
             activations,
             renewal,
             webhooks,
+            disconnects,
         } = deps;
         let acl = broker.acl.clone();
         let crl_url = crl.url.clone();
@@ -162,6 +169,11 @@ impl Services {
             claims: claims::ClaimService::new(store.clone(), issuer.clone(), changes.clone(), clock.clone()),
             audit: audit::AuditService::new(store.clone(), clock.clone()),
             webhooks: webhooks::WebhookService::new(store.clone(), master.clone(), clock.clone(), webhooks),
+            disconnects: disconnects::DisconnectService::new(store.clone(), &disconnects),
+            disconnect_worker: Some(
+                disconnects::Worker::new(store.clone(), clock.clone(), disconnects)
+                    .map_err(|e| Error::Internal(format!("the disconnect worker: {e}")))?,
+            ),
             renewal: Arc::new(renewal::RenewalService::new(
                 store.clone(),
                 issuer.clone(),
@@ -327,6 +339,7 @@ pub(crate) mod testing {
                     allow_private: true,
                     ..Default::default()
                 },
+                disconnects: Default::default(),
             })
             .await
             .unwrap();

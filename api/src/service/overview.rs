@@ -76,6 +76,9 @@ pub struct Gauges {
     /// Webhook deliveries waiting for an attempt, and those given up.
     pub webhooks_pending: u64,
     pub webhooks_failed: u64,
+    /// Disconnects waiting for a broker's confirmation, and those given up.
+    pub disconnects_pending: u64,
+    pub disconnects_failed: u64,
 }
 
 impl OverviewService {
@@ -116,6 +119,14 @@ impl OverviewService {
             pool_idle,
             webhooks_pending: self.store.count_deliveries(fleetca_storage::webhooks::PENDING).await?,
             webhooks_failed: self.store.count_deliveries(fleetca_storage::webhooks::FAILED).await?,
+            disconnects_pending: self
+                .store
+                .count_disconnects(fleetca_storage::disconnects::PENDING)
+                .await?,
+            disconnects_failed: self
+                .store
+                .count_disconnects(fleetca_storage::disconnects::FAILED)
+                .await?,
         })
     }
 

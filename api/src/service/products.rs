@@ -219,7 +219,7 @@ impl ProductService {
             max_clock_skew_seconds: change.max_clock_skew_seconds,
             sealed_secret: None,
         };
-        let record = audit::by(
+        let mut record = audit::by(
             caller,
             "product.update",
             "product",
@@ -227,6 +227,7 @@ impl ProductService {
             Some(&current.enterprise),
             json!({"is_active": patch.is_active, "dynamic_activation": patch.dynamic_activation}),
         );
+        record.ends_sessions = patch.is_active == Some(false) && current.is_active;
         let product = self
             .store
             .update_product(product_key, patch, &[record], self.clock.now())

@@ -734,7 +734,11 @@ mod tests {
         let pending = |id| kit.webhooks.deliveries(&root, id, None, page);
         assert_eq!(pending(all.id).await.unwrap().count, 0, "issuance is not subscribed");
         kit.certificates
-            .revoke(&admin(), cert.record.certificate.id, fleetca_ca::crl::Reason::KeyCompromise)
+            .revoke(
+                &admin(),
+                cert.record.certificate.id,
+                fleetca_ca::crl::Reason::KeyCompromise,
+            )
             .await
             .unwrap();
         let queued = pending(all.id).await.unwrap();

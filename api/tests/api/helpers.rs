@@ -64,6 +64,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
             expiry_scan: std::time::Duration::from_millis(300),
             ..Default::default()
         },
+        disconnects: Default::default(),
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),

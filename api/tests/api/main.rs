@@ -4,6 +4,7 @@ mod audit;
 mod broker;
 mod certificates;
 mod devices;
+mod disconnects;
 mod enrollment;
 mod errors;
 mod hardening;

@@ -8,6 +8,7 @@ pub mod certificates;
 pub mod claims;
 pub mod crl_state;
 pub mod devices;
+pub mod disconnects;
 pub mod events;
 pub mod product_devices;
 pub mod products;

@@ -1,0 +1,208 @@
+//! The queue of live sessions to end: when a change invalidates a credential (a certificate
+//! revoked, a key deactivated, a device disabled, …), [`crate::audit::append`] stores a row in
+//! the change's transaction; the workers of every instance lease due rows
+//! ([`Store::lease_disconnects`]) and record which brokers confirmed
+//! ([`Store::finish_disconnect`]).
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use crate::audit::NewAudit;
+pub use crate::entity::disconnects::Model as Disconnect;
+use crate::entity::disconnects::{ActiveModel, Column, Entity as Disconnects};
+use crate::{Page, StorageError, Store};
+
+/// Waiting for (another) attempt.
+pub const PENDING: &str = "pending";
+/// Every configured broker confirmed.
+pub const DONE: &str = "done";
+/// Given up after the retry period.
+pub const FAILED: &str = "failed";
+
+/// How one attempt went.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Every broker confirmed.
+    Done { brokers: Vec<String> },
+    /// Some did; try the others again at `next_at`.
+    Retry {
+        brokers: Vec<String>,
+        error: String,
+        next_at: DateTime<Utc>,
+    },
+    /// Give up.
+    GiveUp { brokers: Vec<String>, error: String },
+}
+
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts queueing disconnects (the process has brokers to tell; without any, changes queue
+/// nothing).
+pub fn enable() {
+    ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Queues the disconnects of `records` that end sessions, in the caller's transaction.
+pub(crate) async fn enqueue<C: ConnectionTrait>(
+    txn: &C,
+    records: &[NewAudit],
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    if !ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let rows: Vec<ActiveModel> = records
+        .iter()
+        .filter(|r| r.ends_sessions && !r.target_id.is_empty())
+        .map(|r| ActiveModel {
+            action: Set(r.action.clone()),
+            target_kind: Set(r.target_kind.clone()),
+            target_id: Set(r.target_id.clone()),
+            enterprise: Set(r.enterprise.clone()),
+            status: Set(PENDING.into()),
+            attempts: Set(0),
+            done_brokers: Set(String::new()),
+            next_attempt_at: Set(now),
+            lease_until: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            done_at: Set(None),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in rows.chunks(200) {
+        Disconnects::insert_many(chunk.to_vec()).exec(txn).await?;
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(500).collect()
+}
+
+impl Store {
+    /// Leases up to `limit` due disconnects for `lease`; a row leased by another worker is
+    /// skipped, so each is worked on by one at a time.
+    pub async fn lease_disconnects(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u64,
+    ) -> Result<Vec<Disconnect>, StorageError> {
+        let free = || {
+            Condition::any()
+                .add(Column::LeaseUntil.is_null())
+                .add(Column::LeaseUntil.lt(now))
+        };
+        let due = Disconnects::find()
+            .filter(Column::Status.eq(PENDING))
+            .filter(Column::NextAttemptAt.lte(now))
+            .filter(free())
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.write_txn().await?;
+        let mut leased = Vec::with_capacity(due.len());
+        for mut d in due {
+            let taken = Disconnects::update_many()
+                .col_expr(Column::LeaseUntil, Expr::value(now + lease))
+                .filter(Column::Id.eq(d.id))
+                .filter(Column::Status.eq(PENDING))
+                .filter(free())
+                .exec(&txn)
+                .await?;
+            if taken.rows_affected == 1 {
+                d.lease_until = Some(now + lease);
+                leased.push(d);
+            }
+        }
+        txn.commit().await?;
+        Ok(leased)
+    }
+
+    /// Records an attempt and releases the lease.
+    pub async fn finish_disconnect(&self, id: i64, outcome: Outcome, now: DateTime<Utc>) -> Result<(), StorageError> {
+        let current = Disconnects::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StorageError::NotFound)?;
+        let attempts = current.attempts + 1;
+        let mut model: ActiveModel = current.into();
+        model.attempts = Set(attempts);
+        model.lease_until = Set(None);
+        match outcome {
+            Outcome::Done { brokers } => {
+                model.status = Set(DONE.into());
+                model.done_brokers = Set(brokers.join(","));
+                model.last_error = Set(None);
+                model.done_at = Set(Some(now));
+            }
+            Outcome::Retry {
+                brokers,
+                error,
+                next_at,
+            } => {
+                model.done_brokers = Set(brokers.join(","));
+                model.last_error = Set(Some(truncate(&error)));
+                model.next_attempt_at = Set(next_at);
+            }
+            Outcome::GiveUp { brokers, error } => {
+                model.status = Set(FAILED.into());
+                model.done_brokers = Set(brokers.join(","));
+                model.last_error = Set(Some(truncate(&error)));
+            }
+        }
+        model.update(self.conn()).await?;
+        Ok(())
+    }
+
+    /// One page of disconnects (of one enterprise, one status), newest first.
+    pub async fn list_disconnects(
+        &self,
+        enterprise: Option<&str>,
+        status: Option<&str>,
+        page: Page,
+    ) -> Result<(Vec<Disconnect>, u64), StorageError> {
+        let mut query = Disconnects::find();
+        if let Some(e) = enterprise {
+            query = query.filter(Column::Enterprise.eq(e));
+        }
+        if let Some(s) = status {
+            query = query.filter(Column::Status.eq(s));
+        }
+        let total = query.clone().count(self.conn()).await?;
+        let rows = query
+            .order_by_desc(Column::Id)
+            .offset(page.offset)
+            .limit(page.limit)
+            .all(self.conn())
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// Counts disconnects by status (for the metrics).
+    pub async fn count_disconnects(&self, status: &str) -> Result<u64, StorageError> {
+        Ok(Disconnects::find()
+            .filter(Column::Status.eq(status))
+            .count(self.conn())
+            .await?)
+    }
+
+    /// Drops done and failed disconnects created before `before`.
+    pub async fn prune_disconnects(&self, before: DateTime<Utc>) -> Result<u64, StorageError> {
+        let done = Disconnects::delete_many()
+            .filter(Column::Status.ne(PENDING))
+            .filter(Column::CreatedAt.lt(before))
+            .exec(self.conn())
+            .await?;
+        Ok(done.rows_affected)
+    }
+}
