@@ -7,7 +7,7 @@
 //! ([`Store::finish_delivery`]); a row is the event's delivery log for its endpoint.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -187,6 +187,15 @@ impl Store {
         Ok(created)
     }
 
+    /// How many endpoints an enterprise has (`None`: those of every enterprise).
+    pub async fn count_webhooks(&self, enterprise: Option<&str>) -> Result<u64, StorageError> {
+        let query = match enterprise {
+            Some(e) => Webhooks::find().filter(Column::Enterprise.eq(e)),
+            None => Webhooks::find().filter(Column::Enterprise.is_null()),
+        };
+        Ok(query.count(self.conn()).await?)
+    }
+
     /// An endpoint by id.
     pub async fn webhook(&self, id: Uuid) -> Result<Webhook, StorageError> {
         Webhooks::find_by_id(id)
@@ -255,6 +264,9 @@ impl Store {
     /// Deletes an endpoint and its delivery log.
     pub async fn delete_webhook(&self, id: Uuid, audit: &[NewAudit], now: DateTime<Utc>) -> Result<(), StorageError> {
         let txn = self.write_txn().await?;
+        // The audit head first: every audited change takes it before any row it then locks
+        // (a delivery's foreign key locks its endpoint), so no two wait on each other.
+        crate::audit::append(&txn, audit, now).await?;
         Deliveries::delete_many()
             .filter(DColumn::WebhookId.eq(id))
             .exec(&txn)
@@ -263,7 +275,6 @@ impl Store {
         if done.rows_affected == 0 {
             return Err(StorageError::NotFound);
         }
-        crate::audit::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -311,10 +322,20 @@ impl Store {
             .filter(CertColumn::SupersedeAt.is_null())
             .filter(CertColumn::NotAfter.gt(now))
             .filter(CertColumn::NotAfter.lte(now + Duration::days(30)))
+            // Only those with a warning due: never warned, or past a tighter threshold.
             .filter(
                 Condition::any()
                     .add(CertColumn::ExpiryWarned.is_null())
-                    .add(CertColumn::ExpiryWarned.gt(1)),
+                    .add(
+                        Condition::all()
+                            .add(CertColumn::ExpiryWarned.gt(7))
+                            .add(CertColumn::NotAfter.lte(now + Duration::days(7))),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(CertColumn::ExpiryWarned.gt(1))
+                            .add(CertColumn::NotAfter.lte(now + Duration::days(1))),
+                    ),
             )
             .order_by_asc(CertColumn::NotAfter)
             .limit(limit)
@@ -375,9 +396,21 @@ impl Store {
                 .add(DColumn::LeaseUntil.is_null())
                 .add(DColumn::LeaseUntil.lt(now))
         };
+        // A paused endpoint's deliveries wait (pending) until it is resumed.
+        let active: Vec<Uuid> = Webhooks::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::IsActive.eq(true))
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        if active.is_empty() {
+            return Ok(Vec::new());
+        }
         let due = Deliveries::find()
             .filter(DColumn::Status.eq(PENDING))
             .filter(DColumn::NextAttemptAt.lte(now))
+            .filter(DColumn::WebhookId.is_in(active))
             .filter(free())
             .order_by_asc(DColumn::NextAttemptAt)
             .order_by_asc(DColumn::Id)
@@ -414,36 +447,42 @@ impl Store {
             .collect())
     }
 
-    /// Records an attempt and releases the lease.
-    pub async fn finish_delivery(&self, id: i64, attempt: Attempt, now: DateTime<Utc>) -> Result<(), StorageError> {
-        let current = Deliveries::find_by_id(id)
-            .one(self.conn())
-            .await?
-            .ok_or(StorageError::NotFound)?;
-        let attempts = current.attempts + 1;
-        let mut model: DeliveryModel = current.into();
-        model.attempts = Set(attempts);
-        model.lease_until = Set(None);
-        match attempt {
-            Attempt::Delivered { status } => {
-                model.status = Set(DELIVERED.into());
-                model.last_status = Set(Some(status));
-                model.last_error = Set(None);
-                model.delivered_at = Set(Some(now));
-            }
-            Attempt::Retry { status, error, next_at } => {
-                model.last_status = Set(status);
-                model.last_error = Set(Some(truncate(&error)));
-                model.next_attempt_at = Set(next_at);
-            }
-            Attempt::GiveUp { status, error } => {
-                model.status = Set(FAILED.into());
-                model.last_status = Set(status);
-                model.last_error = Set(Some(truncate(&error)));
-            }
-        }
-        model.update(self.conn()).await?;
-        Ok(())
+    /// Records an attempt and releases the lease, if this sender still holds it (`leased_until`,
+    /// as [`Store::lease_deliveries`] returned it): a sender whose lease ran out while it
+    /// posted records nothing, since another may have taken the row over. Returns whether it
+    /// recorded.
+    pub async fn finish_delivery(
+        &self,
+        id: i64,
+        leased_until: Option<DateTime<Utc>>,
+        attempt: Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
+        let mut update = Deliveries::update_many()
+            .col_expr(DColumn::Attempts, Expr::col(DColumn::Attempts).add(1))
+            .col_expr(DColumn::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .filter(DColumn::Id.eq(id))
+            .filter(DColumn::Status.eq(PENDING));
+        update = match leased_until {
+            Some(lease) => update.filter(DColumn::LeaseUntil.eq(lease)),
+            None => update.filter(DColumn::LeaseUntil.is_null()),
+        };
+        update = match attempt {
+            Attempt::Delivered { status } => update
+                .col_expr(DColumn::Status, Expr::value(DELIVERED))
+                .col_expr(DColumn::LastStatus, Expr::value(status))
+                .col_expr(DColumn::LastError, Expr::value(Option::<String>::None))
+                .col_expr(DColumn::DeliveredAt, Expr::value(now)),
+            Attempt::Retry { status, error, next_at } => update
+                .col_expr(DColumn::LastStatus, Expr::value(status))
+                .col_expr(DColumn::LastError, Expr::value(truncate(&error)))
+                .col_expr(DColumn::NextAttemptAt, Expr::value(next_at)),
+            Attempt::GiveUp { status, error } => update
+                .col_expr(DColumn::Status, Expr::value(FAILED))
+                .col_expr(DColumn::LastStatus, Expr::value(status))
+                .col_expr(DColumn::LastError, Expr::value(truncate(&error))),
+        };
+        Ok(update.exec(self.conn()).await?.rows_affected == 1)
     }
 
     /// One page of an endpoint's deliveries, newest first.
@@ -479,12 +518,26 @@ impl Store {
     /// Queues a delivery again now (one that failed, or one still waiting for its next try).
     /// Its retry period still counts from when the event was stored: one that failed gets
     /// one more attempt.
-    pub async fn redeliver(&self, webhook_id: Uuid, id: i64, now: DateTime<Utc>) -> Result<Delivery, StorageError> {
-        let current = self.delivery(webhook_id, id).await?;
+    pub async fn redeliver(
+        &self,
+        webhook_id: Uuid,
+        id: i64,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, StorageError> {
+        let txn = self.write_txn().await?;
+        let current = Deliveries::find_by_id(id)
+            .filter(DColumn::WebhookId.eq(webhook_id))
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
         let mut model: DeliveryModel = current.into();
         model.status = Set(PENDING.into());
         model.next_attempt_at = Set(now);
-        Ok(model.update(self.conn()).await?)
+        let row = model.update(&txn).await?;
+        crate::audit::append(&txn, audit, now).await?;
+        txn.commit().await?;
+        Ok(row)
     }
 
     /// Counts deliveries by status (for the metrics).

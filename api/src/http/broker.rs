@@ -80,6 +80,14 @@ pub struct EmqxResponse {
     /// `allow`, `deny` or `ignore` (fleetca could not decide).
     pub result: &'static str,
     pub is_superuser: bool,
+    /// Authentication only, allowed certificate logins: the certificate's notAfter (Unix
+    /// seconds); EMQX 5.8+ ends the session then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_at: Option<i64>,
+    /// Authentication only, allowed: the client's topic rules (first match wins, the last
+    /// denies the rest); EMQX 5.8+ then asks no authorization per publish and subscribe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Vec<crate::service::broker::EmqxRule>>,
 }
 
 impl BrokerRequest {
@@ -182,6 +190,10 @@ fn answer(req: &HttpRequest, decision: Decision) -> HttpResponse {
 }
 
 fn emqx_answer(decision: Decision) -> HttpResponse {
+    emqx_answer_with(decision, crate::service::broker::EmqxGrant::default())
+}
+
+fn emqx_answer_with(decision: Decision, grant: crate::service::broker::EmqxGrant) -> HttpResponse {
     let result = match decision {
         Decision::Allow => "allow",
         Decision::Deny(reason) => {
@@ -193,6 +205,8 @@ fn emqx_answer(decision: Decision) -> HttpResponse {
     HttpResponse::Ok().json(EmqxResponse {
         result,
         is_superuser: false,
+        expire_at: grant.expire_at,
+        acl: grant.acl,
     })
 }
 
@@ -275,7 +289,13 @@ pub async fn emqx_authn(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let f = fields(&req, &mut payload).await?;
-    Ok(emqx_answer(state.broker.authenticate(&f.auth_request()).await))
+    let auth = f.auth_request();
+    let decision = state.broker.authenticate(&auth).await;
+    let grant = match decision {
+        Decision::Allow => state.broker.emqx_grant(&auth).await,
+        _ => Default::default(),
+    };
+    Ok(emqx_answer_with(decision, grant))
 }
 
 #[utoipa::path(

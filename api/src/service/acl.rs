@@ -164,6 +164,16 @@ impl Vars<'_> {
     }
 }
 
+/// The rules with their placeholders filled for one principal: `(filter, access)`, leaving
+/// out a rule whose placeholder is unknown or unsafe, or whose filter is malformed.
+pub fn expand_rules(rules: &[AclRule], vars: &Vars<'_>) -> Vec<(String, Vec<Access>)> {
+    rules
+        .iter()
+        .filter_map(|r| Some((vars.expand(&r.pattern)?, r.access.clone())))
+        .filter(|(filter, _)| valid_filter(filter))
+        .collect()
+}
+
 /// Whether `topic` (a topic name, or a filter for [`Access::Subscribe`]) is allowed.
 pub fn allowed(rules: &[AclRule], vars: &Vars<'_>, topic: &str, access: Access) -> bool {
     if !valid_filter(topic) || (access != Access::Subscribe && topic.contains(['+', '#'])) {

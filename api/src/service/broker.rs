@@ -44,6 +44,58 @@ pub enum Decision {
     Unknown,
 }
 
+/// What EMQX (5.8 and later) takes from an allowed authentication: when the credential
+/// expires (it then drops the session by itself) and the client's topic rules (it then needs
+/// no authorization call per publish and subscribe).
+#[derive(Debug, Default)]
+pub struct EmqxGrant {
+    /// Unix seconds: a certificate's notAfter.
+    pub expire_at: Option<i64>,
+    /// In EMQX's order: first match wins; the last rule denies everything else. `None`: EMQX
+    /// asks `/broker/emqx/authz` (sign-based devices, whose topics depend on their state).
+    pub acl: Option<Vec<EmqxRule>>,
+}
+
+/// One rule of EMQX's authentication-provided ACL.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct EmqxRule {
+    /// `allow` or `deny`.
+    pub permission: &'static str,
+    /// `publish`, `subscribe` or `all`.
+    pub action: &'static str,
+    pub topic: String,
+}
+
+/// fleetca's rules for one principal as EMQX rules: activation topics denied first (only
+/// fleetca publishes there, and device secrets travel there), then the principal's rules,
+/// then a deny of everything else.
+fn emqx_rules(rules: &[acl::AclRule], vars: &Vars<'_>) -> Vec<EmqxRule> {
+    let mut out = vec![EmqxRule {
+        permission: "deny",
+        action: "all",
+        topic: "/ext/session/+/+/thing/activate/info".into(),
+    }];
+    for (topic, access) in acl::expand_rules(rules, vars) {
+        let action = match (access.contains(&Access::Write), access.contains(&Access::Subscribe)) {
+            (true, true) => "all",
+            (true, false) => "publish",
+            (false, true) => "subscribe",
+            (false, false) => continue,
+        };
+        out.push(EmqxRule {
+            permission: "allow",
+            action,
+            topic,
+        });
+    }
+    out.push(EmqxRule {
+        permission: "deny",
+        action: "all",
+        topic: "#".into(),
+    });
+    out
+}
+
 /// What a broker sends on connect.
 #[derive(Debug, Default)]
 pub struct AuthRequest {
@@ -613,6 +665,65 @@ impl BrokerService {
         let kind = self.client_kind(&req.username, !req.password.is_empty(), req.clientid.as_deref());
         record_decision("auth", kind, &decision, started);
         decision
+    }
+
+    /// What EMQX learns with an allowed authentication of `req` (see [`EmqxGrant`]).
+    pub async fn emqx_grant(&self, req: &AuthRequest) -> EmqxGrant {
+        match self.try_emqx_grant(req).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "EMQX grant not computed; EMQX asks for each topic instead");
+                EmqxGrant::default()
+            }
+        }
+    }
+
+    async fn try_emqx_grant(&self, req: &AuthRequest) -> Result<EmqxGrant, Error> {
+        let clientid = req.clientid.as_deref();
+        if let Some((device_id, tenant)) = parse_device_username(&req.username) {
+            let vars = Vars {
+                tenant: Some(&tenant),
+                device_id: Some(&device_id),
+                clientid,
+                ..Default::default()
+            };
+            return Ok(EmqxGrant {
+                expire_at: None,
+                acl: Some(emqx_rules(&self.policy.acl.device, &vars)),
+            });
+        }
+        let is_publisher = self.policy.publisher.as_ref().is_some_and(|(n, _)| *n == req.username);
+        if is_publisher || clientid.and_then(|c| parse_sign_login(&req.username, c)).is_some() {
+            return Ok(EmqxGrant::default());
+        }
+        let Some(key) = self.key(&req.username).await? else {
+            return Ok(EmqxGrant::default());
+        };
+        let expire_at = if req.password.is_empty() {
+            let presented = match (&req.cert_fingerprint, &req.cert_pem) {
+                (Some(fp), _) if !fp.is_empty() => Some(fp.replace(':', "").to_ascii_lowercase()),
+                (_, Some(pem)) if !pem.is_empty() => self.ca.check_issued(pem).map(|f| f.fingerprint),
+                _ => None,
+            };
+            presented.and_then(|fp| {
+                key.certificates
+                    .iter()
+                    .find(|(f, _)| *f == fp)
+                    .map(|(_, not_after)| not_after.timestamp())
+            })
+        } else {
+            None
+        };
+        let vars = Vars {
+            enterprise: Some(&key.enterprise),
+            username: Some(&req.username),
+            clientid,
+            ..Default::default()
+        };
+        Ok(EmqxGrant {
+            expire_at,
+            acl: Some(emqx_rules(&self.policy.acl.api_key, &vars)),
+        })
     }
 
     async fn try_authenticate(&self, req: &AuthRequest) -> Result<Decision, Error> {

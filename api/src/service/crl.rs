@@ -293,7 +293,7 @@ impl CrlPublisher {
             enterprise: None,
             data: serde_json::json!({
                 "crl_number": number,
-                "error": error,
+                "error": error.chars().take(300).collect::<String>(),
                 "file": self.file.as_ref().map(|f| f.display().to_string()),
             }),
         };

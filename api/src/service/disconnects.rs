@@ -210,6 +210,7 @@ impl Worker {
         // Brokers are the operator's own, usually on an internal network: no address guard
         // here (unlike webhooks), but no redirects either.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(StdDuration::from_secs(10))
             .user_agent(concat!("fleetca/", env!("CARGO_PKG_VERSION")))

@@ -40,6 +40,19 @@ pub const EVENTS: &[&str] = &[
     "crl.publication_failed",
 ];
 
+/// Endpoints per enterprise (and for every enterprise): every audited change reads them
+/// and writes a row for each that wants its event.
+pub const MAX_ENDPOINTS: u64 = 20;
+
+/// What the log and the audit log show of a receiver's URL: its origin and a hash of the
+/// whole (a URL may carry a token in its path or query, as chat services' do).
+fn url_summary(url: &str) -> serde_json::Value {
+    let origin = reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    json!({"url_origin": origin, "url_sha256": fleetca_ca::fingerprint(url.as_bytes())})
+}
+
 /// Events about fleetca itself, for endpoints of every enterprise (an admin's) only.
 const SYSTEM_EVENTS: &[&str] = &["crl.publication_failed"];
 
@@ -125,17 +138,26 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || a >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if v6.is_loopback() || v6.is_unspecified() {
+                return true;
+            }
+            // IPv4-mapped (::ffff:a.b.c.d) and the deprecated IPv4-compatible (::a.b.c.d).
+            if let Some(v4) = v6.to_ipv4() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments().first().copied().unwrap_or(0);
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
+            let s = v6.segments();
+            let first = s[0];
+            // 6to4 (2002:a.b.c.d::/48) reaches the embedded IPv4 address.
+            if first == 0x2002 {
+                let v4 = std::net::Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+                return is_internal(IpAddr::V4(v4));
+            }
+            v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link local
-                || first == 0x2001 && v6.segments().get(1) == Some(&0x0db8) // documentation
-                || v6.segments().starts_with(&[0x64, 0xff9b]) // NAT64 of any IPv4
+                || (first & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (first == 0x2001 && s[1] == 0x0db8) // documentation
+                || (first == 0x64 && s[1] == 0xff9b) // NAT64 (64:ff9b::/96 and 64:ff9b:1::/48)
         }
     }
 }
@@ -159,6 +181,9 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<String, String>
     let Some(host) = parsed.host() else {
         return Err("must name a host".into());
     };
+    if parsed.as_str().len() > 2048 {
+        return Err("must be at most 2048 characters once percent-encoded".into());
+    }
     if allow_private {
         return Ok(parsed.to_string());
     }
@@ -260,6 +285,11 @@ impl WebhookService {
         let url = check_url(&input.url, self.policy.allow_private)
             .await
             .map_err(|e| Error::invalid("url", e))?;
+        if self.store.count_webhooks(input.enterprise.as_deref()).await? >= MAX_ENDPOINTS {
+            return Err(Error::Conflict(format!(
+                "An enterprise has at most {MAX_ENDPOINTS} webhook endpoints (and so do the admins' for every enterprise); delete one first."
+            )));
+        }
         let id = Uuid::new_v4();
         let secret = new_secret()?;
         let sealed = self
@@ -285,10 +315,10 @@ impl WebhookService {
             "webhook",
             &id.to_string(),
             webhook.enterprise.as_deref(),
-            json!({"url": webhook.url, "events": webhook.events}),
+            json!({"url": url_summary(&webhook.url), "events": webhook.events}),
         );
         let created = self.store.create_webhook(webhook, &[record], now).await?;
-        tracing::info!(webhook_id = %id, url = %created.url, by = %caller.username, "webhook created");
+        tracing::info!(webhook_id = %id, receiver = %url_summary(&created.url)["url_origin"], by = %caller.username, "webhook created");
         Ok((created, secret))
     }
 
@@ -336,7 +366,7 @@ impl WebhookService {
             "webhook",
             &id.to_string(),
             current.enterprise.as_deref(),
-            json!({"url": url, "events": events, "is_active": change.is_active, "description": change.description}),
+            json!({"url": url.as_deref().map(url_summary), "events": events, "is_active": change.is_active, "description": change.description}),
         );
         let patch = WebhookPatch {
             url,
@@ -387,7 +417,7 @@ impl WebhookService {
             "webhook",
             &id.to_string(),
             current.enterprise.as_deref(),
-            json!({"url": current.url}),
+            json!({"url": url_summary(&current.url)}),
         );
         self.store
             .delete_webhook(id, &[record], self.clock.now())
@@ -443,12 +473,11 @@ impl WebhookService {
             current.enterprise.as_deref(),
             json!({"delivery": delivery}),
         );
-        let row = match self.store.redeliver(id, delivery, self.clock.now()).await {
+        let row = match self.store.redeliver(id, delivery, &[record], self.clock.now()).await {
             Ok(row) => row,
             Err(StorageError::NotFound) => return Err(Error::NotFound("delivery")),
             Err(e) => return Err(e.into()),
         };
-        self.store.append_audit(&[record], self.clock.now()).await?;
         self.wake.notify_one();
         Ok(row)
     }
@@ -476,7 +505,11 @@ impl Sender {
     /// An HTTP client that follows no redirects and, unless private receivers are allowed,
     /// connects to public addresses only.
     fn client(&self) -> Result<reqwest::Client, String> {
+        // No proxy from the environment either (HTTP_PROXY, …): a proxy would resolve the
+        // receiver's name itself, past the resolver that keeps deliveries out of internal
+        // networks.
         let mut builder = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.policy.timeout)
             .connect_timeout(self.policy.timeout)
@@ -556,7 +589,10 @@ impl Sender {
 
     /// Leases and posts the due deliveries; returns how many were attempted.
     pub async fn run_due(&self, client: &reqwest::Client) -> Result<usize, Error> {
-        let leased = self.store.lease_deliveries(self.clock.now(), self.lease(), 64).await?;
+        let leased = self
+            .store
+            .lease_deliveries(self.clock.now(), self.lease(), CONCURRENCY as u64)
+            .await?;
         let n = leased.len();
         futures_util::stream::iter(leased)
             .for_each_concurrent(CONCURRENCY, |(delivery, hook)| async move {
@@ -567,8 +603,14 @@ impl Sender {
                     Attempt::GiveUp { .. } => "failed",
                 })
                 .increment(1);
-                if let Err(e) = self.store.finish_delivery(delivery.id, attempt, self.clock.now()).await {
-                    tracing::warn!(error = %e, delivery = delivery.id, "webhook delivery result not recorded; it will be sent again");
+                match self
+                    .store
+                    .finish_delivery(delivery.id, delivery.lease_until, attempt, self.clock.now())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(delivery = delivery.id, "webhook delivery outlived its lease; its result was not recorded"),
+                    Err(e) => tracing::warn!(error = %e, delivery = delivery.id, "webhook delivery result not recorded; it will be sent again"),
                 }
             })
             .await;
@@ -586,7 +628,7 @@ impl Sender {
         let now = self.clock.now();
         let tries = delivery.attempts.saturating_add(1);
         let next_at = now + backoff(self.policy.initial_backoff, tries);
-        if !hook.is_active || next_at > delivery.created_at + self.policy.retry_period {
+        if next_at > delivery.created_at + self.policy.retry_period {
             tracing::warn!(delivery = delivery.id, webhook_id = %hook.id, attempts = tries, error = %failure.error, "webhook delivery given up");
             return Attempt::GiveUp {
                 status: failure.status,
@@ -768,6 +810,10 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "64:ff9b:1::a00:1",
+            "fec0::1",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }

@@ -209,6 +209,24 @@ async fn a_client_certificate_is_accepted_until_revoked() {
         .await,
         403
     );
+    // EMQX 5.8+ learns when the certificate expires, and ends the session then by itself.
+    let granted = emqx(
+        &app,
+        "/broker/emqx/authn",
+        json!({"username": "svc-cert", "password": "", "cert_pem": cert["certificate_pem"]}),
+    )
+    .await;
+    assert_eq!(granted["result"], "allow");
+    let not_after = chrono::DateTime::parse_from_rfc3339(cert["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(granted["expire_at"], not_after.timestamp(), "{granted}");
+    assert!(
+        granted["acl"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|rule| rule["permission"] == "allow" && rule["topic"].as_str().unwrap().contains("acme")),
+        "{granted}"
+    );
     app.post(
         &format!(
             "/api/v4/manage/mqtt-certificates/{}/revoke/",
@@ -275,7 +293,35 @@ async fn every_request_shape_and_response_mode_is_understood() {
     assert_eq!(r.body["ok"], false);
     assert_eq!(r.body["error"], "not authorized", "no hint of which part was wrong");
     let r = app.send("POST", "/broker/emqx/authn", None, Some(good)).await;
-    assert_eq!(r.body, json!({"result": "allow", "is_superuser": false}));
+    assert_eq!(
+        (&r.body["result"], &r.body["is_superuser"]),
+        (&json!("allow"), &json!(false))
+    );
+    // EMQX 5.8+ takes the device's rules with the answer: activation topics denied first,
+    // its own topics with the placeholders filled, everything else denied last.
+    assert!(
+        r.body.get("expire_at").is_none(),
+        "a password does not expire: {}",
+        r.body
+    );
+    let acl = r.body["acl"].as_array().unwrap();
+    assert_eq!(
+        acl.first().unwrap(),
+        &json!({"permission": "deny", "action": "all", "topic": "/ext/session/+/+/thing/activate/info"})
+    );
+    assert_eq!(
+        acl.last().unwrap(),
+        &json!({"permission": "deny", "action": "all", "topic": "#"})
+    );
+    assert!(
+        acl.iter()
+            .any(|rule| rule["permission"] == "allow" && rule["topic"].as_str().unwrap().contains("acme/dev-1")),
+        "{acl:?}"
+    );
+    assert!(
+        !acl.iter().any(|rule| rule["topic"].as_str().unwrap().contains('{')),
+        "{acl:?}"
+    );
     let r = app.send("POST", "/broker/emqx/authn", None, Some(bad)).await;
     assert_eq!(r.body["result"], "deny");
     // EMQX 4 / RMQTT form shape.
