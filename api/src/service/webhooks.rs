@@ -47,10 +47,13 @@ pub const MAX_ENDPOINTS: u64 = 20;
 /// What the log and the audit log show of a receiver's URL: its origin and a hash of the
 /// whole (a URL may carry a token in its path or query, as chat services' do).
 fn url_summary(url: &str) -> serde_json::Value {
-    let origin = reqwest::Url::parse(url)
+    json!({"url_origin": url_origin(url), "url_sha256": fleetca_ca::fingerprint(url.as_bytes())})
+}
+
+fn url_origin(url: &str) -> String {
+    reqwest::Url::parse(url)
         .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
-    json!({"url_origin": origin, "url_sha256": fleetca_ca::fingerprint(url.as_bytes())})
+        .unwrap_or_default()
 }
 
 /// Events about fleetca itself, for endpoints of every enterprise (an admin's) only.
@@ -318,7 +321,7 @@ impl WebhookService {
             json!({"url": url_summary(&webhook.url), "events": webhook.events}),
         );
         let created = self.store.create_webhook(webhook, &[record], now).await?;
-        tracing::info!(webhook_id = %id, receiver = %url_summary(&created.url)["url_origin"], by = %caller.username, "webhook created");
+        tracing::info!(webhook_id = %id, receiver = %url_origin(&created.url), by = %caller.username, "webhook created");
         Ok((created, secret))
     }
 
