@@ -74,6 +74,11 @@ export const auth = {
     request('POST', '/api/v4/auth/login', { body: { username, password }, anonymous: true }),
   logout: () => request('POST', '/api/v4/auth/logout', { anonymous: true }),
   me: () => request('GET', '/api/v4/auth/me', { anonymous: true }),
+  /** {needed, token_file}: whether the sign-in page offers the first-time set-up. */
+  setupStatus: () => request('GET', '/api/v4/auth/setup', { anonymous: true }),
+  /** The first-time set-up: the admin's API token and its new password; signs in. */
+  setup: (token, new_password) =>
+    request('POST', '/api/v4/auth/setup', { body: { token, new_password }, anonymous: true }),
   setPassword: (current_password, new_password) =>
     post('/api/v4/auth/password', { current_password, new_password }),
 };

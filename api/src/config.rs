@@ -103,6 +103,8 @@ pub struct FileSettings {
     /// Brokers told to end live sessions (`[[brokers]]`, several allowed).
     pub brokers: Option<Vec<BrokerFile>>,
     pub disconnect_retry_hours: Option<f64>,
+    pub rabbitmq_vhost: Option<String>,
+    pub rabbitmq_exchange: Option<String>,
 }
 
 /// A `[[brokers]]` entry of the settings file. Secrets come from the environment variable
@@ -249,6 +251,8 @@ pub struct Config {
     pub webhooks: crate::service::webhooks::WebhookPolicy,
     /// The brokers told to end live sessions, and how long that is retried.
     pub disconnects: crate::service::disconnects::DisconnectPolicy,
+    /// RabbitMQ's MQTT virtual host and exchange (`/broker/rabbitmq/*`).
+    pub rabbitmq: crate::service::rabbitmq::RabbitMqSettings,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -356,7 +360,13 @@ impl Config {
             retry_period: chrono::Duration::milliseconds((disconnect_hours * 3_600_000.0) as i64),
             ..Default::default()
         };
+        let defaults = crate::service::rabbitmq::RabbitMqSettings::default();
+        let rabbitmq = crate::service::rabbitmq::RabbitMqSettings {
+            vhost: file.rabbitmq_vhost.unwrap_or(defaults.vhost),
+            exchange: file.rabbitmq_exchange.unwrap_or(defaults.exchange),
+        };
         let config = Config {
+            rabbitmq,
             webhooks,
             disconnects,
             broker_allow,

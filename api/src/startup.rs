@@ -134,6 +134,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         renewal: config.renewal,
         webhooks: config.webhooks.clone(),
         disconnects: config.disconnects.clone(),
+        rabbitmq: config.rabbitmq.clone(),
     })
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
@@ -167,6 +168,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         audit: services.audit,
         webhooks: services.webhooks,
         disconnects: services.disconnects,
+        rabbitmq: services.rabbitmq,
         disconnect_worker: services.disconnect_worker,
         renewal: services.renewal,
         overview: services.overview,
@@ -392,9 +394,19 @@ async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result
             path: path.display().to_string(),
             source,
         })?;
-        tracing::info!(path = %path.display(), "created the first admin user \"admin\"; its API token is in this file (mode 0600)");
+        tracing::info!(
+            path = %path.display(),
+            "created the first admin user \"admin\"; its API token is in {} (mode 0600). Open {} to choose its \
+             password: the sign-in page offers a first-time set-up with that token",
+            path.display(),
+            config.public_url
+        );
     } else {
-        tracing::info!("created the first admin user \"admin\" with the token from FLEETCA_BOOTSTRAP_TOKEN");
+        tracing::info!(
+            "created the first admin user \"admin\" with the token from FLEETCA_BOOTSTRAP_TOKEN. Open {} to choose \
+             its password: the sign-in page offers a first-time set-up with that token",
+            config.public_url
+        );
     }
     Ok(())
 }

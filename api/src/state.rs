@@ -28,6 +28,7 @@ pub struct AppState {
     pub audit: crate::service::audit::AuditService,
     pub webhooks: crate::service::webhooks::WebhookService,
     pub disconnects: crate::service::disconnects::DisconnectService,
+    pub rabbitmq: crate::service::rabbitmq::RabbitMq,
     /// Started by `startup::serve`.
     pub disconnect_worker: Option<crate::service::disconnects::Worker>,
     pub renewal: Arc<crate::service::renewal::RenewalService>,

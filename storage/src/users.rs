@@ -98,6 +98,25 @@ impl Store {
         Ok(Users::find().count(self.conn()).await?)
     }
 
+    /// How many active human admins have a password, and how many have none.
+    pub async fn count_admin_passwords(&self) -> Result<(u64, u64), StorageError> {
+        let admins = || {
+            Users::find()
+                .filter(Column::Role.eq("admin"))
+                .filter(Column::IsActive.eq(true))
+                .filter(Column::IsServiceAccount.eq(false))
+        };
+        let with = admins()
+            .filter(Column::PasswordHash.is_not_null())
+            .count(self.conn())
+            .await?;
+        let without = admins()
+            .filter(Column::PasswordHash.is_null())
+            .count(self.conn())
+            .await?;
+        Ok((with, without))
+    }
+
     /// A user by id.
     pub async fn user(&self, id: Uuid) -> Result<User, StorageError> {
         Users::find_by_id(id)

@@ -94,6 +94,7 @@ class Fleetca:
         settings_toml: str | None,
         port: int | None = None,
         extra_args: tuple[str, ...] = (),
+        extra_env: dict | None = None,
     ):
         self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -113,6 +114,7 @@ class Fleetca:
             FLEETCA_PUBLIC_URL=self.url,
             RUST_LOG=env.get("RUST_LOG", "debug"),
         )
+        env.update(extra_env or {})
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._healthy, 15, "fleetca /healthz", self.proc, self.log)

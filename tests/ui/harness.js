@@ -2,7 +2,7 @@
 // and drives Debian's chromium through playwright-core.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, createWriteStream, existsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, createWriteStream, existsSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -43,9 +43,12 @@ const toml = (settings) =>
 /**
  * Starts fleetca with a bootstrap admin token, then sets the admin's password through
  * `fleetca admin set-password`. `settings` (flat keys, e.g. {webhook_allow_private: true})
- * go into a TOML settings file given with --config. Returns {url, token, dataDir, api, stop}.
+ * go into a TOML settings file given with --config. With `firstStart`, fleetca starts as a
+ * newcomer's would: it makes the admin's token itself and writes it to `admin-token` in the
+ * data directory, and the admin has no password (the sign-in page offers the first-time
+ * set-up). Returns {url, token, dataDir, api, stop}.
  */
-export async function startServer(name, { settings } = {}) {
+export async function startServer(name, { settings, firstStart = false } = {}) {
   if (!existsSync(BIN)) throw new Error(`no fleetca binary at ${BIN}; run \`cargo build --bin fleetca\` or set FLEETCA_BIN`);
   const dataDir = mkdtempSync(join(tmpdir(), 'fleetca-ui-'));
   const configArgs = [];
@@ -54,16 +57,17 @@ export async function startServer(name, { settings } = {}) {
     writeFileSync(configFile, toml(settings));
     configArgs.push('--config', configFile);
   }
-  const token = alnum(40);
+  let token = firstStart ? null : alnum(40);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const env = {
     ...process.env,
-    FLEETCA_BOOTSTRAP_TOKEN: token,
     FLEETCA_PUBLIC_URL: url,
     FLEETCA_LOG_FORMAT: 'text',
     RUST_LOG: process.env.RUST_LOG || 'info',
   };
+  if (token) env.FLEETCA_BOOTSTRAP_TOKEN = token;
+  else delete env.FLEETCA_BOOTSTRAP_TOKEN;
   delete env.FLEETCA_CONFIG;
   delete env.FLEETCA_DATABASE_URL;
   const log = createWriteStream(join(ARTIFACTS, `${name}-server.log`));
@@ -85,13 +89,18 @@ export async function startServer(name, { settings } = {}) {
     if (Date.now() > deadline) throw new Error('fleetca did not become healthy within 30 s');
     await new Promise((r) => setTimeout(r, 100));
   }
-  // The server bootstraps the admin (with the token) on its first start; then its password
-  // is set as the README says, with the CLI.
+  // The server bootstraps the admin on its first start: with the token given, and then its
+  // password is set as the README says, with the CLI; or (firstStart) with a token it makes
+  // and writes to admin-token, and no password.
   try {
-    execFileSync(BIN, ['admin', 'set-password', 'admin', '--data-dir', dataDir, ...configArgs], {
-      env: { ...env, FLEETCA_NEW_PASSWORD: ADMIN_PASSWORD },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    if (firstStart) {
+      token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+    } else {
+      execFileSync(BIN, ['admin', 'set-password', 'admin', '--data-dir', dataDir, ...configArgs], {
+        env: { ...env, FLEETCA_NEW_PASSWORD: ADMIN_PASSWORD },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+    }
   } catch (err) {
     child.kill('SIGKILL');
     throw err;

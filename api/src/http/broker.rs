@@ -111,6 +111,7 @@ impl BrokerRequest {
 
     fn auth_request(self) -> AuthRequest {
         AuthRequest {
+            certificate_verified_by_broker: false,
             username: self.username.unwrap_or_default(),
             password: self.password.unwrap_or_default(),
             clientid: self.clientid,
@@ -121,6 +122,7 @@ impl BrokerRequest {
 
     fn acl_request<'a>(&'a self, access: &'a [Access]) -> Option<AclRequest<'a>> {
         Some(AclRequest {
+            amqp: false,
             username: self.username.as_deref()?,
             clientid: self.clientid.as_deref(),
             topic: self.topic.as_deref()?,
@@ -130,6 +132,14 @@ impl BrokerRequest {
 }
 
 async fn fields(req: &HttpRequest, payload: &mut web::Payload) -> Result<BrokerRequest, ApiError> {
+    Ok(BrokerRequest::from_fields(field_map(req, payload).await?))
+}
+
+/// Every field a broker sent, from a JSON object, a form or the query string.
+pub(crate) async fn field_map(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> Result<HashMap<String, String>, ApiError> {
     let body = read_body(payload, BODY_LIMIT).await?;
     let mut map = HashMap::new();
     let parsed_json = if is_json(req) || body.first() == Some(&b'{') {
@@ -164,7 +174,7 @@ async fn fields(req: &HttpRequest, payload: &mut web::Payload) -> Result<BrokerR
             }
         }
     }
-    Ok(BrokerRequest::from_fields(map))
+    Ok(map)
 }
 
 fn json_mode(req: &HttpRequest) -> bool {

@@ -151,10 +151,14 @@ fn describe() {
 
 /// The broker's routes, the hot path: their path is their template, so they are named
 /// without looking the request up in the route table.
-const BROKER_ROUTES: [&str; 5] = [
+const BROKER_ROUTES: [&str; 9] = [
     "/broker/auth",
     "/broker/acl",
     "/broker/superuser",
+    "/broker/rabbitmq/user",
+    "/broker/rabbitmq/vhost",
+    "/broker/rabbitmq/resource",
+    "/broker/rabbitmq/topic",
     "/broker/emqx/authn",
     "/broker/emqx/authz",
 ];

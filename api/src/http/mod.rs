@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod overview;
 pub mod products;
 pub mod public;
+pub mod rabbitmq;
 pub mod ui;
 pub mod users;
 pub mod webhooks;
@@ -48,6 +49,7 @@ pub fn routes() -> Routes {
     // The broker's calls come first: actix tries resources in order.
     let mut all = Routes::new();
     all.extend(broker::routes());
+    all.extend(rabbitmq::routes());
     all.extend(public::routes());
     all.extend(metrics::routes());
     all.extend(est::routes());

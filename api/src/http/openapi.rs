@@ -12,8 +12,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::PROBLEM_JSON;
 use crate::http::{
-    audit, auth, broker, certificates, claims, devices, disconnects, est, metrics, overview, products, public, users,
-    webhooks,
+    audit, auth, broker, certificates, claims, devices, disconnects, est, metrics, overview, products, public,
+    rabbitmq, users, webhooks,
 };
 
 fn problems(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
@@ -117,8 +117,10 @@ impl IntoResponses for BrokerProblems {
         products::register,
         est::cacerts, est::cacerts_labelled, est::csrattrs, est::csrattrs_labelled, est::simpleenroll, est::simpleenroll_labelled,
         est::simplereenroll, est::simplereenroll_labelled,
-        auth::login, auth::logout, auth::me, auth::password, overview::stats, overview::ca, overview::settings,
+        auth::login, auth::logout, auth::me, auth::password, auth::setup_status, auth::setup,
+        overview::stats, overview::ca, overview::settings,
         broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
+        rabbitmq::user, rabbitmq::vhost, rabbitmq::resource, rabbitmq::topic,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerScheme, &OperationIds),

@@ -133,6 +133,10 @@ pub struct Vars<'a> {
     pub clientid: Option<&'a str>,
     pub product_key: Option<&'a str>,
     pub device_key: Option<&'a str>,
+    /// The topic came as an AMQP routing key (RabbitMQ), where `.` separates levels: the
+    /// rules are read the same way (a `.` in a pattern or a value is a level boundary there
+    /// too), and a value with `*` (a routing-key wildcard) is unsafe.
+    pub dots_are_levels: bool,
 }
 
 impl Vars<'_> {
@@ -153,13 +157,16 @@ impl Vars<'_> {
                 "device_key" => self.device_key,
                 _ => None,
             }?;
-            if value.is_empty() || value.contains(['/', '+', '#']) {
+            if value.is_empty() || value.contains(['/', '+', '#']) || (self.dots_are_levels && value.contains('*')) {
                 return None;
             }
             out.push_str(value);
             rest = &rest[end + 1..];
         }
         out.push_str(rest);
+        if self.dots_are_levels {
+            out = out.replace('.', "/");
+        }
         Some(out)
     }
 }

@@ -104,6 +104,10 @@ pub struct AuthRequest {
     pub clientid: Option<String>,
     pub cert_fingerprint: Option<String>,
     pub cert_pem: Option<String>,
+    /// The broker verified a client certificate itself (against fleetca's CA and CRL) and
+    /// sends only its CN: a login without a password that only a certificate can make
+    /// (RabbitMQ's `ssl_cert_login`, whose password-less logins never reach fleetca otherwise).
+    pub certificate_verified_by_broker: bool,
 }
 
 /// What a broker asks before a publish, a subscribe or a delivery.
@@ -114,6 +118,9 @@ pub struct AclRequest<'a> {
     pub topic: &'a str,
     /// Every one of these must be allowed.
     pub access: &'a [Access],
+    /// The topic is an AMQP routing key read back (RabbitMQ): `.` separated levels in it
+    /// (see `acl::Vars::dots_are_levels`).
+    pub amqp: bool,
 }
 
 /// The operator's broker settings.
@@ -793,7 +800,7 @@ impl BrokerService {
             },
             _ => None,
         };
-        if presented.is_none() && !self.policy.trust_username_for_certificates {
+        if presented.is_none() && !self.policy.trust_username_for_certificates && !req.certificate_verified_by_broker {
             return Ok(Decision::Deny(
                 "no password and no certificate (username-only certificate login is off)",
             ));
@@ -870,6 +877,7 @@ impl BrokerService {
             device_key: Some(login.device_key),
             clientid: req.clientid,
             username: Some(req.username),
+            dots_are_levels: req.amqp,
             ..Default::default()
         };
         let ok = req.access.iter().all(|a| acl::allowed(rules, &vars, req.topic, *a));
@@ -923,6 +931,7 @@ impl BrokerService {
                 tenant: Some(&tenant),
                 device_id: Some(&device_id),
                 clientid,
+                dots_are_levels: req.amqp,
                 ..Default::default()
             };
             req.access
@@ -937,6 +946,7 @@ impl BrokerService {
                 enterprise: Some(&key.enterprise),
                 username: Some(req.username),
                 clientid,
+                dots_are_levels: req.amqp,
                 ..Default::default()
             };
             req.access
@@ -1029,6 +1039,7 @@ mod tests {
 
     fn device_login(ts: i64, signature: &str, clientid: &str) -> AuthRequest {
         AuthRequest {
+            certificate_verified_by_broker: false,
             username: "device=dev-1&tenant=acme".into(),
             password: format!("signature={signature}&timestamp={ts}"),
             clientid: Some(clientid.into()),
@@ -1079,6 +1090,7 @@ mod tests {
         kit.devices.change(&admin(), "acme", "dev-1", change).await.unwrap();
         assert!(denied(kit.broker.authenticate(&good(now)).await), "disabled");
         let acl = AclRequest {
+            amqp: false,
             username: "device=dev-1&tenant=acme",
             clientid: Some("dev-1"),
             topic: "devices/acme/dev-1/telemetry",
@@ -1103,6 +1115,7 @@ mod tests {
         kit.store.create_device(new, &[], kit.clock.now()).await.unwrap();
         let now = kit.clock.now().timestamp();
         let req = AuthRequest {
+            certificate_verified_by_broker: false,
             username: "device=dev-x&tenant=acme".into(),
             password: format!("signature={}&timestamp={now}", device::mqtt_signature(HA1, now)),
             clientid: Some("dev-x".into()),
@@ -1115,6 +1128,7 @@ mod tests {
     async fn device_topics_stay_inside_the_device() {
         let kit = kit_with_device().await;
         let ask = |topic: &'static str, access: &'static [Access]| AclRequest {
+            amqp: false,
             username: "device=dev-1&tenant=acme",
             clientid: Some("dev-1"),
             topic,
@@ -1143,6 +1157,7 @@ mod tests {
         let kit = Kit::new().await;
         let (key, token) = kit.api_key("svc-a", "acme").await;
         let login = |username: &str, password: &str| AuthRequest {
+            certificate_verified_by_broker: false,
             username: username.into(),
             password: password.into(),
             clientid: Some("c".into()),
@@ -1159,6 +1174,7 @@ mod tests {
             Decision::Deny(_)
         ));
         let acl = AclRequest {
+            amqp: false,
             username: "svc-a",
             clientid: Some("c"),
             topic: "v4/groups/acme.master/#",
@@ -1184,6 +1200,7 @@ mod tests {
         let created = kit.certificate(&key).await;
         let cert = &created.record.certificate;
         let with = |fingerprint: Option<&str>, pem: Option<&str>| AuthRequest {
+            certificate_verified_by_broker: false,
             username: "svc-c".into(),
             cert_fingerprint: fingerprint.map(str::to_owned),
             cert_pem: pem.map(str::to_owned),
@@ -1220,6 +1237,7 @@ mod tests {
         let created = kit.certificate(&key).await;
         let cert = created.record.certificate;
         let by_name = AuthRequest {
+            certificate_verified_by_broker: false,
             username: "svc-d".into(),
             ..Default::default()
         };
@@ -1230,6 +1248,7 @@ mod tests {
             .unwrap();
         assert!(matches!(kit.broker.authenticate(&by_name).await, Decision::Deny(_)));
         let by_fp = AuthRequest {
+            certificate_verified_by_broker: false,
             username: "svc-d".into(),
             cert_fingerprint: Some(cert.fingerprint.clone()),
             ..Default::default()
@@ -1278,6 +1297,7 @@ mod tests {
                 ("timestamp", &ts),
             ]);
             AuthRequest {
+                certificate_verified_by_broker: false,
                 username: format!("{device_key}&{PK}"),
                 password: SignMethod::parse(method).unwrap().sign(secret, &c),
                 clientid: Some(format!(
@@ -1325,6 +1345,7 @@ mod tests {
             late.password = late.password.to_lowercase();
             assert_eq!(kit.broker.authenticate(&late).await, Decision::Allow, "either case");
             let acl = |topic: &'static str| AclRequest {
+                amqp: false,
                 username: "meter-1&pk0000000001",
                 clientid: late.clientid.as_deref(),
                 topic,
@@ -1400,6 +1421,7 @@ mod tests {
             // the content.
             let c = content(&[("clientId", "c2"), ("deviceName", "lamp-1"), ("productKey", PK)]);
             let untimed = AuthRequest {
+                certificate_verified_by_broker: false,
                 username: format!("lamp-1&{PK}"),
                 password: SignMethod::HmacSha256.sign(&secret, &c),
                 clientid: Some("c2|securemode=2,signmethod=hmacsha256|".into()),
@@ -1455,6 +1477,7 @@ mod tests {
             );
             // The activation connection only receives its secret.
             let acl = |topic: &'static str, access: &'static [Access]| AclRequest {
+                amqp: false,
                 username: "meter-9&pk0000000001",
                 clientid: activation.clientid.as_deref(),
                 topic,
@@ -1498,6 +1521,7 @@ mod tests {
             );
             // Only fleetca's publisher may publish there.
             let publisher = AclRequest {
+                amqp: false,
                 username: "fleetca-activation",
                 clientid: Some("fleetca-activation-x"),
                 topic,
@@ -1505,11 +1529,13 @@ mod tests {
             };
             assert_eq!(kit.broker.authorize(&publisher).await, Decision::Allow);
             let elsewhere = AclRequest {
+                amqp: false,
                 topic: "/sys/pk0000000001/meter-9/x",
                 ..publisher
             };
             assert!(denied(kit.broker.authorize(&elsewhere).await));
             let login_as_publisher = AuthRequest {
+                certificate_verified_by_broker: false,
                 username: "fleetca-activation".into(),
                 password: "publisher-password".into(),
                 ..Default::default()
@@ -1528,6 +1554,7 @@ mod tests {
             .await;
             kit.api_key("svc-wide", "acme").await;
             let ask = |topic: &'static str| AclRequest {
+                amqp: false,
                 username: "svc-wide",
                 clientid: Some("c"),
                 topic,

@@ -194,7 +194,10 @@ struct Connection {
     /// What the broker closes it by (RabbitMQ's connection name, EMQX's client id).
     handle: String,
     username: String,
-    tls: bool,
+    /// `None` when the broker did not say.
+    tls: Option<bool>,
+    /// RabbitMQ's virtual host (empty elsewhere).
+    vhost: String,
 }
 
 /// Ends sessions at the brokers; one per instance.
@@ -209,9 +212,7 @@ impl Worker {
     pub fn new(store: Store, clock: Arc<dyn Clock>, policy: DisconnectPolicy) -> Result<Self, String> {
         // Brokers are the operator's own, usually on an internal network: no address guard
         // here (unlike webhooks), but no redirects either.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
+        let client = super::http_client()
             .timeout(StdDuration::from_secs(10))
             .user_agent(concat!("fleetca/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -402,27 +403,8 @@ impl Worker {
                 vhost,
                 ..
             } => {
-                let connections = self
-                    .rabbitmq_connections(url, username, password, vhost.as_deref())
-                    .await?;
-                let mut closed = 0;
-                for c in connections.iter().filter(|c| sessions.matches(&c.username, c.tls)) {
-                    let name = percent_encoding::utf8_percent_encode(&c.handle, percent_encoding::NON_ALPHANUMERIC);
-                    let response = self
-                        .client
-                        .delete(format!("{}/api/connections/{name}", url.trim_end_matches('/')))
-                        .basic_auth(username, Some(password.expose()))
-                        .header("X-Reason", &reason)
-                        .send()
-                        .await
-                        .map_err(|e| describe(&e))?;
-                    match response.status().as_u16() {
-                        200..=299 => closed += 1,
-                        404 => {} // gone already
-                        status => return Err(format!("closing a connection answered {status}")),
-                    }
-                }
-                Ok(closed)
+                self.rabbitmq_disconnect(url, username, password, vhost.as_deref(), sessions, &reason)
+                    .await
             }
             BrokerAdapter::Emqx {
                 url,
@@ -530,24 +512,140 @@ impl Worker {
         }
     }
 
-    async fn rabbitmq_connections(
+    /// Closes the matching RabbitMQ connections. A user's own listing and deletion work from
+    /// RabbitMQ's connection tracking, which knows a connection at once; a connection's details
+    /// (TLS or not) and its deletion by name come from the statistics database, which learns
+    /// of it only seconds later. So: where every session of a username goes, or where the
+    /// details are not there yet, all of the username's connections are closed at once (a
+    /// password session of a certificate's name then reconnects, its password still good);
+    /// otherwise the matching ones, by name.
+    async fn rabbitmq_disconnect(
         &self,
         url: &str,
         username: &str,
         password: &Secret,
         vhost: Option<&str>,
+        sessions: &Sessions,
+        reason: &str,
+    ) -> Result<usize, String> {
+        let base = url.trim_end_matches('/');
+        let mut listed = Vec::new();
+        if let Some(user) = sessions.username() {
+            listed.extend(self.rabbitmq_connections(url, username, password, Some(&user)).await?);
+        }
+        if matches!(sessions, Sessions::Device { .. } | Sessions::Product { .. }) {
+            // Other spellings of a device's username, a product's devices: the full listing.
+            for c in self.rabbitmq_connections(url, username, password, None).await? {
+                if !listed.iter().any(|l: &Connection| l.handle == c.handle) {
+                    listed.push(c);
+                }
+            }
+        }
+        let listed: Vec<Connection> = listed
+            .into_iter()
+            .filter(|c| vhost.is_none_or(|v| c.vhost.is_empty() || c.vhost == v))
+            .collect();
+        let discriminate = matches!(sessions, Sessions::Certificate { .. } | Sessions::Passwords { .. });
+        let mut by_name = Vec::new();
+        let mut whole_users: Vec<String> = Vec::new();
+        for mut c in listed {
+            if discriminate && c.tls.is_none() {
+                c.tls = self.rabbitmq_is_tls(url, username, password, &c.handle).await;
+            }
+            let hit = match c.tls {
+                Some(tls) => sessions.matches(&c.username, tls),
+                None => sessions.matches(&c.username, true) || sessions.matches(&c.username, false),
+            };
+            if !hit {
+                continue;
+            }
+            if (discriminate && c.tls.is_some()) || matches!(sessions, Sessions::Product { .. }) {
+                by_name.push(c);
+            } else if !whole_users.contains(&c.username) {
+                whole_users.push(c.username);
+            }
+        }
+        let mut closed = 0;
+        for c in &by_name {
+            let name = percent_encoding::utf8_percent_encode(&c.handle, percent_encoding::NON_ALPHANUMERIC);
+            let status = self
+                .rabbitmq_delete(&format!("{base}/api/connections/{name}"), username, password, reason)
+                .await?;
+            match status {
+                200..=299 => closed += 1,
+                // Not in the statistics yet: by its user, then.
+                404 if !whole_users.contains(&c.username) => whole_users.push(c.username.clone()),
+                404 => {}
+                status => return Err(format!("closing a connection answered {status}")),
+            }
+        }
+        for user in &whole_users {
+            let user = percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC);
+            let status = self
+                .rabbitmq_delete(
+                    &format!("{base}/api/connections/username/{user}"),
+                    username,
+                    password,
+                    reason,
+                )
+                .await?;
+            match status {
+                200..=299 => closed += 1,
+                404 => {}
+                status => return Err(format!("closing a user's connections answered {status}")),
+            }
+        }
+        Ok(closed)
+    }
+
+    async fn rabbitmq_delete(&self, url: &str, username: &str, password: &Secret, reason: &str) -> Result<u16, String> {
+        let response = self
+            .client
+            .delete(url)
+            .basic_auth(username, Some(password.expose()))
+            .header("X-Reason", reason)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(response.status().as_u16())
+    }
+
+    /// Whether a RabbitMQ connection came over TLS, if the broker can say.
+    async fn rabbitmq_is_tls(&self, url: &str, username: &str, password: &Secret, name: &str) -> Option<bool> {
+        let name = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        let response = self
+            .client
+            .get(format!("{}/api/connections/{name}", url.trim_end_matches('/')))
+            .basic_auth(username, Some(password.expose()))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let detail: RabbitConnection = json_limited(response).await.ok()?;
+        detail.ssl
+    }
+
+    /// The broker's connections (of one user, when `of_user` is given).
+    async fn rabbitmq_connections(
+        &self,
+        url: &str,
+        username: &str,
+        password: &Secret,
+        of_user: Option<&str>,
     ) -> Result<Vec<Connection>, String> {
         let base = url.trim_end_matches('/');
-        let path = match vhost {
-            Some(v) => format!(
-                "{base}/api/vhosts/{}/connections",
-                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+        let path = match of_user {
+            Some(u) => format!(
+                "{base}/api/connections/username/{}",
+                percent_encoding::utf8_percent_encode(u, percent_encoding::NON_ALPHANUMERIC)
             ),
             None => format!("{base}/api/connections"),
         };
         let response = self
             .client
-            .get(format!("{path}?columns=name,user,ssl"))
+            .get(format!("{path}?columns=name,user,ssl,vhost"))
             .basic_auth(username, Some(password.expose()))
             .send()
             .await
@@ -561,7 +659,8 @@ impl Worker {
             .map(|c| Connection {
                 handle: c.name,
                 username: c.user.unwrap_or_default(),
-                tls: c.ssl.unwrap_or(false),
+                tls: c.ssl,
+                vhost: c.vhost.unwrap_or_default(),
             })
             .collect())
     }
@@ -572,6 +671,7 @@ struct RabbitConnection {
     name: String,
     user: Option<String>,
     ssl: Option<bool>,
+    vhost: Option<String>,
 }
 
 #[derive(Deserialize)]

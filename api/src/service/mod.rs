@@ -27,6 +27,7 @@ pub mod issuer;
 pub mod limits;
 pub mod overview;
 pub mod products;
+pub mod rabbitmq;
 pub mod renewal;
 pub mod sessions;
 pub mod tokens;
@@ -34,6 +35,16 @@ pub mod users;
 pub mod webhooks;
 
 pub use error::Error;
+
+/// An HTTP client builder for fleetca's outgoing calls (webhooks, brokers): rustls with the
+/// ring provider, no proxy from the environment, no redirects.
+pub fn http_client() -> reqwest::ClientBuilder {
+    // reqwest takes the process's default provider; fleetca uses ring everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+}
 
 /// Runs CPU-heavy work (argon2, key generation) on the blocking pool.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
@@ -65,6 +76,8 @@ pub struct Dependencies {
     pub webhooks: webhooks::WebhookPolicy,
     /// The brokers told to end live sessions.
     pub disconnects: disconnects::DisconnectPolicy,
+    /// RabbitMQ's MQTT virtual host and exchange.
+    pub rabbitmq: rabbitmq::RabbitMqSettings,
 }
 
 /// Every service, each built from exactly the dependencies it uses. This is the one place
@@ -87,6 +100,7 @@ pub struct Services {
     pub audit: audit::AuditService,
     pub webhooks: webhooks::WebhookService,
     pub disconnects: disconnects::DisconnectService,
+    pub rabbitmq: rabbitmq::RabbitMq,
     /// Started by `startup::serve`.
     pub disconnect_worker: Option<disconnects::Worker>,
 }
@@ -110,6 +124,7 @@ impl Services {
             renewal,
             webhooks,
             disconnects,
+            rabbitmq,
         } = deps;
         let acl = broker.acl.clone();
         let crl_url = crl.url.clone();
@@ -170,6 +185,7 @@ impl Services {
             audit: audit::AuditService::new(store.clone(), clock.clone()),
             webhooks: webhooks::WebhookService::new(store.clone(), master.clone(), clock.clone(), webhooks),
             disconnects: disconnects::DisconnectService::new(store.clone(), &disconnects),
+            rabbitmq: rabbitmq::RabbitMq::new(broker.clone(), rabbitmq),
             disconnect_worker: Some(
                 disconnects::Worker::new(store.clone(), clock.clone(), disconnects)
                     .map_err(|e| Error::Internal(format!("the disconnect worker: {e}")))?,
@@ -340,6 +356,7 @@ pub(crate) mod testing {
                     ..Default::default()
                 },
                 disconnects: Default::default(),
+                rabbitmq: Default::default(),
             })
             .await
             .unwrap();

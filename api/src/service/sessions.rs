@@ -1,5 +1,5 @@
 //! Browser sign-in for human users and their passwords: password check, sessions, login
-//! rate limiting, password changes and resets.
+//! rate limiting, password changes and resets, and the first-time set-up.
 //!
 //! A session is a random cookie value (stored only as its SHA-256) plus a CSRF token the
 //! page must echo in `X-CSRF-Token` on every state-changing request. After
@@ -8,6 +8,11 @@
 //! *before* its password is hashed, so concurrent attempts cannot race past the limit;
 //! a successful one takes its count back. The lockout concerns sign-in alone: API tokens
 //! keep working.
+//!
+//! The first-time set-up lets the bootstrapped admin, who has only an API token, choose a
+//! password from the sign-in page: the token stands in for the password it does not have.
+//! It is open only while no active admin has a password, and counted against the same
+//! limits as a sign-in.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,7 +26,8 @@ use fleetca_storage::{StorageError, Store, User};
 use super::Error;
 use super::clock::Clock;
 use super::hashing::Hasher;
-use crate::domain::{Password, Principal};
+use super::tokens::Tokens;
+use crate::domain::{Password, Principal, RequestContext, Role};
 
 /// How long a session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::hours(12);
@@ -148,12 +154,73 @@ impl SessionService {
             return Err(Error::BadCredentials);
         };
         self.attempts.succeeded(&keys);
+        self.start_session(user).await
+    }
+
+    /// Whether the first-time set-up is open: an active human admin has no password and
+    /// none has one, so no admin can sign in to the UI yet. Once one can, the sign-in page
+    /// must not offer it to everyone else.
+    pub async fn setup_needed(&self) -> Result<bool, Error> {
+        let (with, without) = self.store.count_admin_passwords().await?;
+        Ok(with == 0 && without > 0)
+    }
+
+    /// The first-time set-up: sets the password of the admin whose API token `token` is
+    /// (checked as Bearer authentication checks it), then signs it in as [`Self::login`]
+    /// does. The token must be an active human admin's that has no password and, when
+    /// `username` is given, that user's.
+    pub async fn set_up(
+        &self,
+        tokens: &Tokens,
+        token: &str,
+        username: Option<&str>,
+        new: Password,
+        peer: Option<IpAddr>,
+        context: &RequestContext,
+    ) -> Result<SignedIn, Error> {
+        if !self.setup_needed().await? {
+            return Err(Error::Conflict(
+                "The first-time set-up is done: an admin has a password. Sign in with it.".into(),
+            ));
+        }
+        let mut keys = vec![format!("ip:{}", peer.map(network).unwrap_or_default())];
+        if let Some(name) = username {
+            keys.push(format!("user:{name}"));
+        }
+        self.attempts
+            .begin(&keys)
+            .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
+        let user = match tokens.verify(token).await? {
+            Some(p) => match self.store.user(p.id).await {
+                Ok(u) => Some(u),
+                Err(StorageError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let Some(user) = user.filter(|u| {
+            u.is_active
+                && !u.is_service_account
+                && u.role == Role::Admin.as_str()
+                && u.password_hash.is_none()
+                && username.is_none_or(|name| name == u.username)
+        }) else {
+            tracing::info!("first-time set-up refused: not the token of an admin without a password");
+            return Err(Error::BadCredentials);
+        };
+        self.attempts.succeeded(&keys);
+        let user = self.set(&user, new, None, context).await?;
+        tracing::info!(user_id = %user.id, username = %user.username, "first-time set-up: the admin chose a password");
+        self.start_session(&user).await
+    }
+
+    async fn start_session(&self, user: &User) -> Result<SignedIn, Error> {
         let (cookie, digest, csrf) = secret::new_session()?;
         let now = self.clock.now();
         self.store
             .create_session(digest, user.id, csrf.clone(), now, now + SESSION_LIFETIME)
             .await?;
-        tracing::info!(user_id = %user.id, %username, "signed in");
+        tracing::info!(user_id = %user.id, username = %user.username, "signed in");
         Ok(SignedIn {
             cookie,
             session: Session {
@@ -207,7 +274,7 @@ impl SessionService {
         {
             return Err(Error::invalid("current_password", "is not your current password"));
         }
-        self.set(&user, new, cookie).await
+        self.set(&user, new, cookie, &caller.context).await
     }
 
     /// Sets a human user's password without the current one (the operator's reset, from
@@ -223,20 +290,29 @@ impl SessionService {
                 "{username:?} is an API key; only human users have passwords."
             )));
         }
-        self.set(&user, new, None).await
+        self.set(&user, new, None, &RequestContext::default()).await
     }
 
-    async fn set(&self, user: &User, new: Password, keep_cookie: Option<&str>) -> Result<User, Error> {
+    /// Sets a password as `user` itself did, in the request `context`.
+    async fn set(
+        &self,
+        user: &User,
+        new: Password,
+        keep_cookie: Option<&str>,
+        context: &RequestContext,
+    ) -> Result<User, Error> {
         let hash = self.hasher.hash_password(new.expose().to_owned()).await?;
         let keep = keep_cookie.map(secret::session_digest);
         self.store.delete_user_sessions(user.id, keep.as_deref()).await?;
+        let mut actor = Principal::from_user(user);
+        actor.context = context.clone();
         let user = self
             .store
             .set_user_password(
                 user.id,
                 Some(hash),
                 &[super::audit::by(
-                    &crate::domain::Principal::from_user(user),
+                    &actor,
                     "user.set_password",
                     "user",
                     &user.id.to_string(),
@@ -298,6 +374,56 @@ mod tests {
             Err(Error::RateLimited { .. })
         ));
         assert!(kit.tokens.verify(&token).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_first_time_set_up_takes_an_admins_token_once() {
+        let kit = Kit::new().await;
+        let input = CreateUser {
+            username: Username::parse("root").unwrap(),
+            is_service_account: false,
+            enterprise: Some(Enterprise::parse("default").unwrap()),
+            role: Some(Role::Admin),
+            password: None,
+        };
+        let (_, token) = kit.users.create(&admin(), input).await.unwrap();
+        let (_, key_token) = kit.api_key("svc", "acme").await;
+        let context = RequestContext::default();
+        let password = || Password::parse("a first admin password".into()).unwrap();
+        assert!(kit.sessions.setup_needed().await.unwrap());
+        for wrong in [key_token.as_str(), "not a token"] {
+            assert!(matches!(
+                kit.sessions
+                    .set_up(&kit.tokens, wrong, None, password(), None, &context)
+                    .await,
+                Err(Error::BadCredentials)
+            ));
+        }
+        assert!(matches!(
+            kit.sessions
+                .set_up(&kit.tokens, &token, Some("someone"), password(), None, &context)
+                .await,
+            Err(Error::BadCredentials)
+        ));
+        let signed = kit
+            .sessions
+            .set_up(&kit.tokens, &token, Some("root"), password(), None, &context)
+            .await
+            .unwrap();
+        assert!(kit.sessions.session(&signed.cookie).await.unwrap().is_some());
+        assert!(!kit.sessions.setup_needed().await.unwrap());
+        assert!(matches!(
+            kit.sessions
+                .set_up(&kit.tokens, &token, None, password(), None, &context)
+                .await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(
+            kit.sessions
+                .login("root", "a first admin password".into(), None)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

@@ -511,9 +511,7 @@ impl Sender {
         // No proxy from the environment either (HTTP_PROXY, …): a proxy would resolve the
         // receiver's name itself, past the resolver that keeps deliveries out of internal
         // networks.
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
+        let mut builder = super::http_client()
             .timeout(self.policy.timeout)
             .connect_timeout(self.policy.timeout)
             .user_agent(concat!("fleetca-webhooks/", env!("CARGO_PKG_VERSION")));

@@ -65,6 +65,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
             ..Default::default()
         },
         disconnects: Default::default(),
+        rabbitmq: Default::default(),
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),

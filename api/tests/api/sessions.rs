@@ -225,3 +225,94 @@ async fn the_overview_counts_only_what_the_caller_may_see() {
     assert_eq!(ca.body["fingerprint"].as_str().unwrap().len(), 64);
     assert!(ca.body["subject"].as_str().unwrap().contains("fleetca test CA"));
 }
+
+#[actix_web::test]
+async fn the_first_admin_sets_its_password_with_its_token_once_and_is_signed_in() {
+    let app = TestApp::spawn().await;
+    let status = app.send("GET", "/api/v4/auth/setup", None, None).await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.body["needed"], true);
+    let file = status.body["token_file"].as_str().unwrap();
+    assert!(
+        file.ends_with("admin-token") && file.starts_with(&*app.data_dir.to_string_lossy()),
+        "{file}"
+    );
+    let setup = |body: serde_json::Value| app.send("POST", "/api/v4/auth/setup", None, Some(body));
+    let password = "the-first-admin-password";
+
+    // Only the token of an active human admin without a password will do.
+    assert_problem(
+        &setup(json!({"token": "fca_0123456789ab_wrongwrongwrong", "new_password": password})).await,
+        401,
+    );
+    let (_, key) = app.user("svc-setup", true, "acme", None).await;
+    assert_problem(&setup(json!({"token": key, "new_password": password})).await, 401);
+    let (_, manager) = app.user("mgr-setup", false, "acme", Some("manager")).await;
+    assert_problem(&setup(json!({"token": manager, "new_password": password})).await, 401);
+    assert_problem(
+        &setup(json!({"token": app.admin, "username": "someone-else", "new_password": password})).await,
+        401,
+    );
+    assert_field_error(
+        &setup(json!({"token": app.admin, "new_password": "short"})).await,
+        "new_password",
+    );
+    assert_field_error(
+        &setup(json!({"token": app.admin, "new_password": password, "role": "admin"})).await,
+        "role",
+    );
+    let status = app.send("GET", "/api/v4/auth/setup", None, None).await;
+    assert_eq!(status.body["needed"], true);
+
+    let mut res = app
+        .client
+        .post(app.url("/api/v4/auth/setup"))
+        .send_json(&json!({"token": app.admin, "username": "admin", "new_password": password}))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers().get("cache-control").unwrap(), "no-store");
+    let set_cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let body: serde_json::Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!(body["user"]["username"], "admin");
+    assert!(!body["csrf_token"].as_str().unwrap().is_empty());
+    let mut me = app
+        .client
+        .get(app.url("/api/v4/auth/me"))
+        .insert_header(("Cookie", cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status().as_u16(), 200);
+    let me: serde_json::Value = serde_json::from_slice(&me.body().await.unwrap()).unwrap();
+    assert_eq!(me["user"]["username"], "admin");
+    assert_eq!(me["csrf_token"], body["csrf_token"]);
+
+    // Done: the set-up is closed, and the admin signs in with its password.
+    let status = app.send("GET", "/api/v4/auth/setup", None, None).await;
+    assert_eq!(status.body, json!({"needed": false, "token_file": null}));
+    assert_problem(&setup(json!({"token": app.admin, "new_password": password})).await, 409);
+    assert_eq!(login(&app, "admin", password).await.0, 200);
+
+    // The refusals and the change are in the audit log, with the request's address.
+    let audit = app
+        .get("/api/v4/manage/audit/?action=auth.sign_in_failed", &app.admin)
+        .await;
+    assert_eq!(audit.body["count"], 4, "{}", audit.body);
+    let set = app
+        .get("/api/v4/manage/audit/?action=user.set_password", &app.admin)
+        .await;
+    assert_eq!(set.body["count"], 1, "{}", set.body);
+    let record = &set.body["results"][0];
+    assert_eq!(record["actor"], "admin");
+    assert_eq!(record["client_addr"], "127.0.0.1", "{record}");
+    assert!(
+        !audit.raw.windows(9).any(|w| w == b"wrongwron"),
+        "a token's secret part reached the log"
+    );
+}

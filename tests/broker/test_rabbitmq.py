@@ -1,0 +1,392 @@
+"""A real RabbitMQ (Debian's rabbitmq-server, MQTT + HTTP auth backend + management plugins)
+asking fleetca who may connect and what each client may do, and fleetca ending live sessions
+through RabbitMQ's management API when a credential stops being valid.
+
+One private node serves the whole module (own node name, ports below 32768, data directory;
+stopped at the end with the epmd it started): starting one takes about 12 s. RabbitMQ checks
+certificate clients against fleetca's CA and CRL itself (the CRL file fleetca writes, under
+its hash name in a CRL directory), so a revoked certificate's reconnect fails the handshake.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    TIMEOUT,
+    Client,
+    Fleetca,
+    TlsFiles,
+    stop_process,
+    tail,
+    wait_for,
+    write_pem,
+)
+
+RMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+MGMT_USER = "fleetca-rabbitmq"  # `fleetca-` is a prefix no fleetca user may take
+
+
+def low_port() -> int:
+    """A free port below 32768 (RabbitMQ's listeners clash with the ephemeral range)."""
+    import socket
+
+    for _ in range(200):
+        port = 20000 + secrets.randbelow(12000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no free port below 32768")
+
+
+class RabbitMq:
+    """A private RabbitMQ node whose MQTT listeners authenticate and authorise through fleetca."""
+
+    def __init__(self, workdir: Path, fleetca_url: str, tls: TlsFiles, crl_dir: Path, mgmt_port: int, password: str):
+        for tool in ("rabbitmq-server", "rabbitmqctl"):
+            assert (RMQ_BIN / tool).exists(), f"{RMQ_BIN / tool} is missing: apt-get install rabbitmq-server"
+        self.dir = workdir / "rabbitmq"
+        self.dir.mkdir()
+        (self.dir / "home").mkdir()
+        cookie = self.dir / "home" / ".erlang.cookie"
+        cookie.write_text(secrets.token_hex(16))
+        cookie.chmod(0o400)
+        self.ports = {k: low_port() for k in ("epmd", "amqp", "dist", "mqtt", "mqtts")}
+        self.ports["mgmt"] = mgmt_port
+        self.password = password  # the management user's, which fleetca's [[brokers]] entry uses
+        self.node = f"fleetca{secrets.token_hex(3)}@localhost"
+        self.env = dict(
+            os.environ,
+            HOME=str(self.dir / "home"),
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.dir / "log"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.dir / "enabled_plugins"),
+            RABBITMQ_CONFIG_FILE=str(self.dir / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.dir / "advanced.config"),
+            RABBITMQ_CONF_ENV_FILE=str(self.dir / "rabbitmq-env.conf"),
+            RABBITMQ_PID_FILE=str(self.dir / "rabbitmq.pid"),
+            RABBITMQ_NODE_PORT=str(self.ports["amqp"]),
+            RABBITMQ_DIST_PORT=str(self.ports["dist"]),
+            ERL_EPMD_PORT=str(self.ports["epmd"]),
+            ERL_EPMD_ADDRESS="127.0.0.1",
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+        )
+        (self.dir / "rabbitmq-env.conf").write_text("")
+        (self.dir / "enabled_plugins").write_text(
+            "[rabbitmq_mqtt,rabbitmq_auth_backend_http,rabbitmq_management].\n"
+        )
+        (self.dir / "rabbitmq.conf").write_text(
+            rabbitmq_conf(fleetca_url, self.ports["amqp"], self.ports["mqtt"], self.ports["mqtts"], self.ports["mgmt"])
+        )
+        (self.dir / "advanced.config").write_text(advanced_config(tls, crl_dir))
+        self.log = self.dir / "server.out"
+        started = time.monotonic()
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [str(RMQ_BIN / "rabbitmq-server")],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self._up, 60, "rabbitmq-server await_startup", self.proc, self.log)
+        self.ctl("add_user", MGMT_USER, self.password)
+        self.ctl("set_user_tags", MGMT_USER, "administrator")
+        self.ctl("set_permissions", "-p", "/", MGMT_USER, ".*", ".*", ".*")
+        print(f"rabbitmq-server ready in {time.monotonic() - started:.1f} s")
+
+    def ctl(self, *args: str) -> str:
+        out = subprocess.run(
+            [str(RMQ_BIN / "rabbitmqctl"), "-q", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, f"rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}"
+        return out.stdout
+
+    def _up(self) -> bool:
+        out = subprocess.run(
+            [str(RMQ_BIN / "rabbitmqctl"), "-q", "await_startup", "--timeout", "5"],
+            env=self.env,
+            capture_output=True,
+            timeout=30,
+        )
+        return out.returncode == 0
+
+    def connections(self, user: str) -> list:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.ports['mgmt']}/api/connections/username/{user}")
+        import base64
+        import json
+
+        auth = base64.b64encode(f"{MGMT_USER}:{self.password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {auth}")
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        epmd = epmd_pid(self.ports["epmd"])
+        if self.proc.poll() is None:
+            subprocess.run(
+                [str(RMQ_BIN / "rabbitmqctl"), "-q", "stop"], env=self.env, capture_output=True, timeout=60
+            )
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        if epmd is not None:
+            try:
+                os.kill(epmd, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def epmd_pid(port: int):
+    """The epmd listening on `port` (it outlives the node, reparented to PID 1)."""
+    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True)
+    for part in out.stdout.split("pid=")[1:]:
+        digits = "".join(ch for ch in part if ch.isdigit() or ch == ",").split(",")[0]
+        if digits:
+            return int(digits)
+    return None
+
+
+def rabbitmq_conf(fleetca_url: str, amqp: int, mqtt: int, mqtts: int, mgmt: int) -> str:
+    """The README's rabbitmq.conf, on this test's ports (TLS options are in advanced.config)."""
+    return f"""listeners.tcp.1 = 127.0.0.1:{amqp}
+loopback_users = none
+log.file.level = info
+log.console = false
+
+auth_backends.1 = internal
+auth_backends.2 = http
+auth_http.http_method   = post
+auth_http.user_path     = {fleetca_url}/broker/rabbitmq/user
+auth_http.vhost_path    = {fleetca_url}/broker/rabbitmq/vhost
+auth_http.resource_path = {fleetca_url}/broker/rabbitmq/resource
+auth_http.topic_path    = {fleetca_url}/broker/rabbitmq/topic
+
+mqtt.listeners.tcp.1 = 127.0.0.1:{mqtt}
+mqtt.listeners.ssl.1 = 127.0.0.1:{mqtts}
+mqtt.allow_anonymous = false
+mqtt.ssl_cert_login  = true
+ssl_cert_login_from  = common_name
+mqtt.vhost    = /
+mqtt.exchange = amq.topic
+
+management.tcp.ip   = 127.0.0.1
+management.tcp.port = {mgmt}
+"""
+
+
+def advanced_config(tls: TlsFiles, crl_dir: Path) -> str:
+    """TLS for the MQTT listener, with fleetca's CA and CRL (all of `ssl_options` here: set in
+    advanced.config it replaces, not extends, what rabbitmq.conf sets)."""
+    return f"""[{{rabbit, [{{ssl_options, [
+    {{cacertfile, "{tls.ca}"}},
+    {{certfile, "{tls.cert}"}},
+    {{keyfile, "{tls.key}"}},
+    {{verify, verify_peer}},
+    {{fail_if_no_peer_cert, true}},
+    {{crl_check, peer}},
+    {{crl_cache, {{ssl_crl_hash_dir, {{internal, [{{dir, "{crl_dir}"}}]}}}}}}
+]}}]}}].
+"""
+
+
+class Stack:
+    def __init__(self, fleetca: Fleetca, rabbit: RabbitMq, workdir: Path, ca_pem: str):
+        self.fleetca = fleetca
+        self.rabbit = rabbit
+        self.workdir = workdir
+        self.ca_pem = ca_pem
+
+    def client(self, client_id, username=None, password=None, tls: TlsFiles | None = None) -> Client:
+        port = self.rabbit.ports["mqtts" if tls else "mqtt"]
+        return Client(port, client_id, username, password, tls)
+
+    def tls_for(self, name: str, issued: dict) -> TlsFiles:
+        return TlsFiles(self.workdir / name, issued, self.ca_pem)
+
+
+@pytest.fixture(scope="module")
+def stack(request, fleetca_bin):
+    workdir = Path(tempfile.mkdtemp(prefix="fleetca-rabbitmq-"))
+    crl_dir = workdir / "crls"
+    crl_dir.mkdir()
+    fleetca_port = low_port()
+    mgmt_port = low_port()
+    password = secrets.token_hex(16)
+    settings = f"""crl_file = "{crl_dir / 'fleetca-crl.pem'}"
+disconnect_retry_hours = 1
+
+[[brokers]]
+kind = "rabbitmq"
+name = "rabbit"
+url = "http://127.0.0.1:{mgmt_port}"
+username = "{MGMT_USER}"
+password_env = "FLEETCA_RABBITMQ_PASSWORD"
+"""
+    fleetca = Fleetca(
+        fleetca_bin,
+        workdir,
+        settings,
+        port=fleetca_port,
+        extra_env={"FLEETCA_RABBITMQ_PASSWORD": password},
+    )
+    rabbit = None
+    try:
+        ca_pem = urllib.request.urlopen(fleetca.url + "/ca.pem", timeout=TIMEOUT).read().decode()
+        ca_file = write_pem(workdir / "ca.pem", ca_pem)
+        # RabbitMQ (Erlang's ssl) finds a CRL by its issuer's hash: `<hash>.r0`.
+        digest = subprocess.run(
+            ["openssl", "x509", "-hash", "-noout", "-in", str(ca_file)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        os.symlink(crl_dir / "fleetca-crl.pem", crl_dir / f"{digest}.r0")
+        server = TlsFiles(workdir / "server", fleetca.create_server_certificate(), ca_pem)
+        rabbit = RabbitMq(workdir, fleetca.url, server, crl_dir, mgmt_port, password)
+        yield Stack(fleetca, rabbit, workdir, ca_pem)
+    finally:
+        if rabbit is not None:
+            rabbit.stop()
+        fleetca.stop()
+        if request.session.testsfailed:
+            print(f"fleetca's log (last lines):\n{tail(fleetca.log, 60)}")
+            print(f"rabbitmq's log: {rabbit.dir / 'log' if rabbit else '-'}")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def expect_closed(client: Client, what: str, timeout: float = 10.0) -> float:
+    """Waits until the broker closes the client's connection; returns when (monotonic)."""
+    with client.lock:
+        ok = client.lock.wait_for(lambda: client.disconnected, timeout)
+    assert ok, f"{client.client_id}: still connected {timeout} s after {what}"
+    return time.monotonic()
+
+
+def refused(stack: Stack, client_id, username=None, password=None, tls=None) -> None:
+    """A new connection is refused: CONNACK failure, or (a revoked certificate) the handshake."""
+    c = stack.client(client_id, username, password, tls)
+    try:
+        rc = c.connect()
+        assert rc.is_failure, f"{client_id}: connected although it must be refused"
+    except (AssertionError, OSError, ConnectionError) as e:
+        if "connected although" in str(e):
+            raise
+    finally:
+        c.close()
+
+
+def test_devices_publish_and_subscribe_within_their_topics(stack):
+    f = stack.fleetca
+    dev = f.create_device("rmq-dev-1", "acme", "device-password-1")
+    c = stack.client(dev.device_id, dev.username, dev.password())
+    assert not c.connect().is_failure
+    assert c.subscribe("devices/acme/rmq-dev-1/#") in (0, 1)
+    c.publish("devices/acme/rmq-dev-1/telemetry", "21.5")
+    c.expect("devices/acme/rmq-dev-1/telemetry", "21.5")
+    # Another device's topic: RabbitMQ closes the connection on a denied publish.
+    c.c.publish("devices/acme/rmq-dev-2/telemetry", "spoofed", 1)
+    expect_closed(c, "a publish outside its topics")
+    c.close()
+    # A wrong password, and a client id that is not the device id, are refused at CONNECT.
+    refused(stack, dev.device_id, dev.username, "signature=00&timestamp=1")
+    refused(stack, "someone-else", dev.username, dev.password())
+
+
+def test_an_api_key_reads_its_enterprise_topics_with_its_token(stack):
+    f = stack.fleetca
+    key = f.create_api_key("svc-rmq-token", "nnn.acme")
+    reader = stack.client("reader-1", key["username"], key["token"])
+    assert not reader.connect().is_failure
+    # The default rule: v4/groups/{enterprise}.master/# to read (a `.` in the enterprise is a
+    # level boundary in RabbitMQ's routing keys, and the rule is read the same way).
+    assert reader.subscribe("v4/groups/nnn.acme.master/#") in (0, 1)
+    dev = f.create_device("rmq-dev-3", "acme", "device-password-3")
+    writer = stack.client(dev.device_id, dev.username, dev.password())
+    assert not writer.connect().is_failure
+    writer.close()
+    # Another enterprise's group: the subscription closes the connection.
+    reader.c.subscribe("v4/groups/globex.master/#", 1)
+    expect_closed(reader, "a subscription outside its rules")
+    reader.close()
+    refused(stack, "reader-2", key["username"], "fca_000000000000_wrong")
+
+
+def test_certificate_clients_connect_until_revoked_and_are_disconnected_at_once(stack):
+    f = stack.fleetca
+    key = f.create_api_key("svc-rmq-cert", "nnn.acme")
+    issued = f.create_certificate(key["id"])
+    tls = stack.tls_for("svc-rmq-cert", issued)
+    c = stack.client("cert-client-1", tls=tls)
+    assert not c.connect().is_failure, "a certificate client of an active key connects"
+    assert c.subscribe("v4/groups/nnn.acme.master/#") in (0, 1)
+    wait_for(lambda: stack.rabbit.connections("svc-rmq-cert"), 5, "the connection listed")
+    started = time.monotonic()
+    f.revoke_certificate(issued["id"])
+    ended = expect_closed(c, "its certificate was revoked")
+    print(f"certificate revoked -> RabbitMQ connection closed: {(ended - started) * 1000:.0f} ms")
+    c.close()
+    # The reconnect fails RabbitMQ's own CRL check (fleetca's CRL file, published before the
+    # revoke returned).
+    refused(stack, "cert-client-2", tls=tls)
+    done = f.request("GET", "/api/v4/manage/disconnects/?status=done")
+    assert any(d["action"] == "certificate.revoke" and d["done_brokers"] == ["rabbit"] for d in done["results"]), done
+
+
+def test_a_deactivated_key_and_a_disabled_device_are_disconnected_and_refused(stack):
+    f = stack.fleetca
+    key = f.create_api_key("svc-rmq-deact", "nnn.acme")
+    token_client = stack.client("deact-1", key["username"], key["token"])
+    assert not token_client.connect().is_failure
+    wait_for(lambda: stack.rabbit.connections(key["username"]), 5, "the key's connection listed")
+    started = time.monotonic()
+    f.set_user_active(key["id"], False)
+    ended = expect_closed(token_client, "its key was deactivated")
+    print(f"API key deactivated -> connection closed: {(ended - started) * 1000:.0f} ms")
+    token_client.close()
+    refused(stack, "deact-2", key["username"], key["token"])
+
+    dev = f.create_device("rmq-dev-4", "acme", "device-password-4")
+    c = stack.client(dev.device_id, dev.username, dev.password())
+    assert not c.connect().is_failure
+    wait_for(lambda: stack.rabbit.connections(dev.username), 5, "the device's connection listed")
+    started = time.monotonic()
+    f.set_device_active("acme", dev.device_id, False)
+    ended = expect_closed(c, "the device was disabled")
+    print(f"device disabled -> connection closed: {(ended - started) * 1000:.0f} ms")
+    c.close()
+    refused(stack, dev.device_id, dev.username, dev.password())
+
+
+def test_an_enos_device_signs_in_and_is_refused_once_disabled(stack):
+    from test_sign_devices import enos_login  # the EnOS sign login the amqtt tests use
+
+    f = stack.fleetca
+    f.create_product("rmqproduct0001", "enos")
+    f.create_sign_device("rmqproduct0001", "rmq-sign-1", "sign-device-secret-1")
+    login = enos_login("rmq-sign-1", "sign-device-secret-1", product_key="rmqproduct0001")
+    client_id, username, password = login.client_id, login.username, login.password
+    c = stack.client(client_id, username, password)
+    assert not c.connect().is_failure
+    assert c.subscribe("/sys/rmqproduct0001/rmq-sign-1/#") in (0, 1)
+    c.publish("/sys/rmqproduct0001/rmq-sign-1/thing/event/post", "{}")
+    c.expect("/sys/rmqproduct0001/rmq-sign-1/thing/event/post", "{}")
+    f.set_sign_device_active("rmqproduct0001", "rmq-sign-1", False)
+    expect_closed(c, "the device was disabled")
+    c.close()
+    refused(stack, client_id, username, password)
