@@ -175,6 +175,15 @@ export const audit = {
   exportUrl: (query) => withQuery('/api/v4/manage/audit/', { ...query, format: 'jsonl' }),
 };
 
+/**
+ * The live sessions fleetca asked the brokers to end (admins see all, managers their
+ * enterprise's), newest first (`status`: pending, done or failed), with `brokers`: the names
+ * of the configured brokers (none: changes queue nothing).
+ */
+export const disconnects = {
+  list: (query) => get('/api/v4/manage/disconnects/', query),
+};
+
 export const overview = {
   stats: () => get('/api/v4/manage/stats/'),
   ca: () => get('/api/v4/manage/ca/'),

@@ -1,6 +1,6 @@
 // The admin UI shell: sign-in, the session, navigation and hash routing
 // (#/overview, #/keys, #/certificates, #/devices, #/claims, #/products,
-// #/products/{product_key}, #/webhooks, #/ca, #/audit, #/account).
+// #/products/{product_key}, #/webhooks, #/sessions, #/ca, #/audit, #/account).
 
 import * as api from './api.js';
 import { h, mount, field, errorBox, notice } from './ui.js';
@@ -11,11 +11,12 @@ import * as devices from './pages/devices.js';
 import * as claims from './pages/claims.js';
 import * as products from './pages/products.js';
 import * as webhooks from './pages/webhooks.js';
+import * as sessions from './pages/sessions.js';
 import * as ca from './pages/ca.js';
 import * as audit from './pages/audit.js';
 import * as account from './pages/account.js';
 
-const routes = { overview, keys, certificates, devices, claims, products, webhooks, ca, audit, account };
+const routes = { overview, keys, certificates, devices, claims, products, webhooks, sessions, ca, audit, account };
 
 const main = document.getElementById('main');
 const topbar = document.querySelector('.topbar');
@@ -30,7 +31,7 @@ function startSession(s) {
   api.setCsrfToken(s.csrf_token);
   const u = s.user;
   document.querySelector('[data-testid="whoami"]').textContent = `${u.username} · ${u.role} · ${u.enterprise}`;
-  // Entries for some roles only (the Webhooks and Audit pages: admins and managers).
+  // Entries for some roles only (the Webhooks, Live sessions and Audit pages: admins and managers).
   for (const a of nav.querySelectorAll('a[data-roles]')) a.hidden = !a.dataset.roles.split(' ').includes(u.role);
   topbar.hidden = false;
 }

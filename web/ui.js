@@ -246,7 +246,7 @@ export const heading = (title, lead) => [h('h1', null, title), lead ? h('p', { c
 /**
  * A paginated table fed by a list endpoint ({count, results}). `load(query)` fetches a
  * page; `filters()` gives the current filter values; `row(item)` makes a <tr>; `empty`
- * is what an empty page says (default "No {noun} match."). A `pagerLabel` names the pager
+ * is what an empty page says (a string, or a function giving one; default "No {noun} match."). A `pagerLabel` names the pager
  * (when a page holds more than one list); with `quiet`, the pager shows only when there is
  * more than one page.
  */
@@ -272,7 +272,7 @@ export function listView({ load, filters = () => ({}), headers, row, noun, testi
       const onePage = state.page === 1 && data.count <= state.pageSize;
       mount(
         body,
-        rows.length ? table(headers, rows) : h('p', { class: 'muted empty' }, empty || `No ${noun} match.`),
+        rows.length ? table(headers, rows) : h('p', { class: 'muted empty' }, (typeof empty === 'function' ? empty() : empty) || `No ${noun} match.`),
         quiet && onePage
           ? null
           : h('div', { class: 'pager-row' }, pager({ count: data.count, page: state.page, pageSize: state.pageSize, noun, label: pagerLabel, onPage: (p) => { state.page = p; reload(); } }), sizeSelect),

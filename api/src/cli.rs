@@ -16,22 +16,45 @@ use crate::service::issuer::Issuer;
 use crate::service::sessions::SessionService;
 use crate::startup;
 
+/// The server's settings, for `serve`, `server-cert`, `admin` and `audit` (hidden from the
+/// client commands' help, which ignore them).
+pub const SERVER_SETTINGS_HELP: &str = "Server settings (before or after the command; each also from its environment variable; see the README's Settings):
+  --config FILE                 TOML settings file (FLEETCA_CONFIG)
+  --listen ADDR                 address to listen on, default 127.0.0.1:8080 (FLEETCA_LISTEN)
+  --data-dir DIR                database, master key and admin token, default ./data (FLEETCA_DATA_DIR)
+  --database-url URL            sqlite://... or postgres://... (FLEETCA_DATABASE_URL)
+  --database-max-connections N  pool size (FLEETCA_DATABASE_MAX_CONNECTIONS)
+  --public-url URL              where clients and brokers reach fleetca (FLEETCA_PUBLIC_URL)
+  --log-format text|json        (FLEETCA_LOG_FORMAT)
+  --crl-file FILE               write every CRL here (FLEETCA_CRL_FILE)
+  --crl-reload-command CMD      run after each CRL write (FLEETCA_CRL_RELOAD_COMMAND)
+  --broker-allow CIDRS          who may call /broker/* (FLEETCA_BROKER_ALLOW)
+  --mqtt-url URL                broker for EnOS activation messages (FLEETCA_MQTT_URL)
+  --tls-listen ADDR             also serve HTTPS here (FLEETCA_TLS_LISTEN)";
+
+const CLIENT_HELP: &str = "Client commands talk to a running fleetca: `fleetca login --url URL` first (or set FLEETCA_URL and FLEETCA_TOKEN).
+Exit codes: 0 success, 1 usage, 2 the API refused (its message is printed), 3 network.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "fleetca",
     version,
-    about = "Certificate authority and credential service for MQTT device fleets"
+    about = "Certificate authority and credential service for MQTT device fleets",
+    after_help = CLIENT_HELP,
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub client: crate::client::ClientArgs,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the service (the default).
+    #[command(after_help = SERVER_SETTINGS_HELP)]
     Serve,
     /// Issue a TLS server certificate for an MQTT broker, signed by fleetca's CA, and
     /// write server.crt, server.key and ca.crt into --out.
@@ -42,6 +65,13 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
+    /// Print shell completions: fleetca completions bash > /etc/bash_completion.d/fleetca
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,44 +128,46 @@ pub struct ServerCertArgs {
 }
 
 /// Settings that flags and environment variables may set.
+/// The server's settings (see the README's Settings): for `serve` and the commands that open
+/// fleetca's database; the client commands ignore them.
 #[derive(Args, Debug, Default)]
 pub struct SettingsArgs {
     /// TOML settings file.
-    #[arg(long, env = "FLEETCA_CONFIG", global = true)]
+    #[arg(long, env = "FLEETCA_CONFIG", global = true, hide = true)]
     pub config: Option<PathBuf>,
     /// Address to listen on.
-    #[arg(long, env = "FLEETCA_LISTEN", global = true)]
+    #[arg(long, env = "FLEETCA_LISTEN", global = true, hide = true)]
     pub listen: Option<SocketAddr>,
     /// Directory for the SQLite database, master key and admin token.
-    #[arg(long, env = "FLEETCA_DATA_DIR", global = true)]
+    #[arg(long, env = "FLEETCA_DATA_DIR", global = true, hide = true)]
     pub data_dir: Option<PathBuf>,
     /// Database URL (sqlite://... or postgres://...).
-    #[arg(long, env = "FLEETCA_DATABASE_URL", global = true)]
+    #[arg(long, env = "FLEETCA_DATABASE_URL", global = true, hide = true)]
     pub database_url: Option<String>,
     /// Database pool size.
-    #[arg(long, env = "FLEETCA_DATABASE_MAX_CONNECTIONS", global = true)]
+    #[arg(long, env = "FLEETCA_DATABASE_MAX_CONNECTIONS", global = true, hide = true)]
     pub database_max_connections: Option<u32>,
     /// Base URL that clients and brokers reach this service at.
-    #[arg(long, env = "FLEETCA_PUBLIC_URL", global = true)]
+    #[arg(long, env = "FLEETCA_PUBLIC_URL", global = true, hide = true)]
     pub public_url: Option<String>,
     /// Log format: text or json.
-    #[arg(long, env = "FLEETCA_LOG_FORMAT", global = true)]
+    #[arg(long, env = "FLEETCA_LOG_FORMAT", global = true, hide = true)]
     pub log_format: Option<LogFormat>,
     /// Write every new CRL to this file (PEM).
-    #[arg(long, env = "FLEETCA_CRL_FILE", global = true)]
+    #[arg(long, env = "FLEETCA_CRL_FILE", global = true, hide = true)]
     pub crl_file: Option<PathBuf>,
     /// Run this with `sh -c` after each CRL file write (e.g. send SIGHUP to mosquitto).
-    #[arg(long, env = "FLEETCA_CRL_RELOAD_COMMAND", global = true)]
+    #[arg(long, env = "FLEETCA_CRL_RELOAD_COMMAND", global = true, hide = true)]
     pub crl_reload_command: Option<String>,
     /// Comma-separated CIDRs allowed to call /broker/* (default loopback).
-    #[arg(long, env = "FLEETCA_BROKER_ALLOW", global = true)]
+    #[arg(long, env = "FLEETCA_BROKER_ALLOW", global = true, hide = true)]
     pub broker_allow: Option<String>,
     /// The MQTT broker fleetca publishes EnOS activation messages to
     /// (mqtt://host:1883 or mqtts://host:8883).
-    #[arg(long, env = "FLEETCA_MQTT_URL", global = true)]
+    #[arg(long, env = "FLEETCA_MQTT_URL", global = true, hide = true)]
     pub mqtt_url: Option<String>,
     /// Also serve HTTPS on this address (client certificates requested, not required).
-    #[arg(long, env = "FLEETCA_TLS_LISTEN", global = true)]
+    #[arg(long, env = "FLEETCA_TLS_LISTEN", global = true, hide = true)]
     pub tls_listen: Option<SocketAddr>,
 }
 

@@ -11,6 +11,16 @@ use fleetca::startup;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The client commands need no server settings, only a runtime.
+    match cli.command {
+        Some(Command::Client(command)) => return client(command, cli.client),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "fleetca", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let config = match Config::resolve(&cli.settings.overrides()) {
         Ok(c) => c,
         Err(e) => {
@@ -32,12 +42,23 @@ fn main() -> ExitCode {
             Command::ServerCert(args) => fleetca::cli::server_cert(config, args).await,
             Command::Admin(cmd) => fleetca::cli::admin(config, cmd).await,
             Command::Audit(cmd) => fleetca::cli::audit(config, cmd).await,
+            Command::Client(_) | Command::Completions { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fleetca: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn client(command: fleetca::client::ClientCommand, args: fleetca::client::ClientArgs) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(fleetca::client::run(command, args)),
+        Err(e) => {
+            eprintln!("fleetca: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
     }

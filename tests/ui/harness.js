@@ -43,18 +43,20 @@ const toml = (settings) =>
 /**
  * Starts fleetca with a bootstrap admin token, then sets the admin's password through
  * `fleetca admin set-password`. `settings` (flat keys, e.g. {webhook_allow_private: true})
- * go into a TOML settings file given with --config. With `firstStart`, fleetca starts as a
+ * go into a TOML settings file given with --config, followed by `settingsToml`, raw TOML for
+ * what flat keys cannot say (e.g. `[[brokers]]` tables). With `firstStart`, fleetca starts as a
  * newcomer's would: it makes the admin's token itself and writes it to `admin-token` in the
  * data directory, and the admin has no password (the sign-in page offers the first-time
  * set-up). Returns {url, token, dataDir, api, stop}.
  */
-export async function startServer(name, { settings, firstStart = false } = {}) {
+export async function startServer(name, { settings, settingsToml, firstStart = false } = {}) {
   if (!existsSync(BIN)) throw new Error(`no fleetca binary at ${BIN}; run \`cargo build --bin fleetca\` or set FLEETCA_BIN`);
   const dataDir = mkdtempSync(join(tmpdir(), 'fleetca-ui-'));
   const configArgs = [];
-  if (settings) {
+  if (settings || settingsToml) {
     const configFile = join(dataDir, 'fleetca.toml');
-    writeFileSync(configFile, toml(settings));
+    // Top-level keys first: after a table header, TOML reads keys as the table's.
+    writeFileSync(configFile, toml(settings || {}) + (settingsToml ? `\n${settingsToml.trim()}\n` : ''));
     configArgs.push('--config', configFile);
   }
   let token = firstStart ? null : alnum(40);

@@ -22,6 +22,7 @@ pub fn routes() -> super::Routes {
         ("/api/v4/auth/login", vec![route("POST", || web::post().to(login))]),
         ("/api/v4/auth/logout", vec![route("POST", || web::post().to(logout))]),
         ("/api/v4/auth/me", vec![route("GET", || web::get().to(me))]),
+        ("/api/v4/auth/whoami", vec![route("GET", || web::get().to(whoami))]),
         (
             "/api/v4/auth/setup",
             vec![
@@ -207,6 +208,17 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     Ok(HttpResponse::NoContent()
         .cookie(session_cookie(&state, String::new(), CookieDuration::ZERO))
         .finish())
+}
+
+/// Who the caller is: the user behind a token (an API key or a human's) or a session.
+#[utoipa::path(
+    get, path = "/api/v4/auth/whoami", tag = "auth",
+    responses((status = 200, body = UserOut), ReadProblems),
+    security(("bearer" = []))
+)]
+pub async fn whoami(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let user = state.sessions.me(&caller).await?;
+    Ok(HttpResponse::Ok().json(UserOut::from(user)))
 }
 
 #[utoipa::path(

@@ -1,0 +1,280 @@
+//! `fleetca` as a client of a running fleetca, for provisioning scripts: API keys,
+//! certificates (written as files with the right modes), devices (CSV imports of any size,
+//! resumable), and the device-side passwords. It talks to the REST API with a token (see
+//! [`profile`]); nothing shells out to curl.
+//!
+//! Exit codes: 0 success, 1 usage (bad arguments, files, configuration), 2 the API refused
+//! (its problem `detail` is printed), 3 network (fleetca unreachable).
+
+pub mod api;
+mod commands;
+mod import;
+pub mod output;
+pub mod profile;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+pub use commands::{ClientCommand, run};
+
+/// What a client command can fail with, and its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments, files or configuration (exit 1).
+    Usage(String),
+    /// The API refused (exit 2): its status, problem detail and field errors.
+    Api {
+        status: u16,
+        detail: String,
+        errors: Option<serde_json::Value>,
+    },
+    /// fleetca could not be reached (exit 3).
+    Network(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            CliError::Usage(_) => 1,
+            CliError::Api { .. } => 2,
+            CliError::Network(_) => 3,
+        })
+    }
+
+    /// The message for standard error.
+    pub fn message(&self) -> String {
+        match self {
+            CliError::Usage(m) | CliError::Network(m) => m.clone(),
+            CliError::Api { status, detail, errors } => {
+                let mut text = format!("{detail} (HTTP {status})");
+                if let Some(serde_json::Value::Object(fields)) = errors {
+                    for (field, why) in fields {
+                        let why = match why {
+                            serde_json::Value::Array(a) => a
+                                .iter()
+                                .filter_map(serde_json::Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                            other => other.to_string(),
+                        };
+                        text.push_str(&format!("\n  {field}: {why}"));
+                    }
+                }
+                text
+            }
+        }
+    }
+}
+
+/// Options every client command takes.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Print JSON (the API's objects; an array for a listing) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `fleetca login`.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// fleetca's URL, e.g. https://fleetca.example:8443.
+    #[arg(long)]
+    pub url: String,
+    /// fleetca's CA certificate (PEM), trusted for HTTPS (for a certificate fleetca issued itself).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// API keys.
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create an API key; its token is printed once.
+    Create {
+        /// 3–64 of [a-z0-9._-].
+        username: String,
+        /// Enterprise code (default: yours).
+        #[arg(long)]
+        enterprise: Option<String>,
+    },
+    /// List API keys.
+    List {
+        /// Only this enterprise's.
+        #[arg(long)]
+        enterprise: Option<String>,
+        /// Username contains this.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Show one API key (by username or id).
+    Show { key: String },
+    /// Replace a key's token (printed once); the old one stops working at once.
+    Rotate { key: String },
+    /// Deactivate a key: its token stops working, its certificates are revoked.
+    Deactivate { key: String },
+}
+
+/// MQTT client certificates.
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Issue a certificate for an API key and write client.crt, ca.crt and client.key (0600).
+    Create {
+        /// The API key (username or id).
+        #[arg(long)]
+        key: String,
+        /// A PKCS#10 CSR (PEM): the key stays yours and no client.key is written.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        /// Validity: 1y to 10y (or hours, e.g. 8760h). Default 1y.
+        #[arg(long, default_value = "1y")]
+        validity: String,
+        /// A name for it (default: the key's username).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to write the files.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List certificates.
+    List {
+        /// Only this API key's (username or id).
+        #[arg(long)]
+        key: Option<String>,
+        /// Only active ones expiring within this long (e.g. 30d).
+        #[arg(long)]
+        expiring_within: Option<String>,
+        /// client (default), device or claim.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Revoke a certificate; returns once a CRL listing it is published.
+    Revoke {
+        id: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
+        /// cessationOfOperation, privilegeWithdrawn, …
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Renew a certificate (same name and key binding); writes the new files to --out.
+    Renew {
+        id: String,
+        /// A CSR (PEM) for the new certificate; without one fleetca makes a new key.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// HA1 devices.
+#[derive(Subcommand, Debug)]
+pub enum DevicesCommand {
+    /// Provision a device (with --password, --ha1, or neither for a generated password, printed once).
+    Create {
+        device_id: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, conflicts_with = "ha1")]
+        password: Option<String>,
+        #[arg(long)]
+        ha1: Option<String>,
+        #[arg(long)]
+        realm: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List devices.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Show a device.
+    Show {
+        device_id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Disable a device: refused at once, its open sessions ended, its certificates revoked.
+    Disable {
+        device_id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Enable a device again.
+    Enable {
+        device_id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Replace a device's credentials (with --password, --ha1, or a generated password).
+    Rotate {
+        device_id: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, conflicts_with = "ha1")]
+        password: Option<String>,
+        #[arg(long)]
+        ha1: Option<String>,
+        #[arg(long)]
+        realm: Option<String>,
+    },
+    /// Delete a device.
+    Delete {
+        device_id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Provision the devices of a CSV file (header: device_id,tenant and password or ha1;
+    /// optional realm, description) in bulk requests. A re-run skips the devices that exist.
+    Import(import::ImportArgs),
+}
+
+/// The device side: the MQTT password of an HA1 device.
+#[derive(Args, Debug)]
+pub struct DevicePasswordArgs {
+    /// The device's HA1 (32 hex).
+    #[arg(long, conflicts_with_all = ["device", "realm", "password"])]
+    pub ha1: Option<String>,
+    #[arg(long, requires_all = ["realm", "password"])]
+    pub device: Option<String>,
+    #[arg(long)]
+    pub realm: Option<String>,
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Unix seconds (default: now).
+    #[arg(long)]
+    pub timestamp: Option<i64>,
+}
+
+/// The device side: a sign-based device's MQTT login.
+#[derive(Args, Debug)]
+pub struct SignPasswordArgs {
+    /// enos (SHA-256) or aliyun (HMAC).
+    #[arg(long, value_parser = ["enos", "aliyun"])]
+    pub scheme: String,
+    #[arg(long)]
+    pub product_key: String,
+    /// The device key (EnOS) or device name (Alibaba).
+    #[arg(long)]
+    pub device_key: String,
+    /// The device secret.
+    #[arg(long)]
+    pub secret: String,
+    /// The client id before `|…|` (default: the device key).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Alibaba: hmacsha1 (default), hmacsha256 or hmacmd5.
+    #[arg(long, default_value = "hmacsha1")]
+    pub signmethod: String,
+    /// Milliseconds since the epoch (default: now).
+    #[arg(long)]
+    pub timestamp: Option<i64>,
+}
