@@ -18,7 +18,8 @@ use crate::startup;
 
 /// The server's settings, for `serve`, `server-cert`, `admin` and `audit` (hidden from the
 /// client commands' help, which ignore them).
-pub const SERVER_SETTINGS_HELP: &str = "Server settings (before or after the command; each also from its environment variable; see the README's Settings):
+pub const SERVER_SETTINGS_HELP: &str =
+    "Server settings (before or after the command; each also from its environment variable; see the README's Settings):
   --config FILE                 TOML settings file (FLEETCA_CONFIG)
   --listen ADDR                 address to listen on, default 127.0.0.1:8080 (FLEETCA_LISTEN)
   --data-dir DIR                database, master key and admin token, default ./data (FLEETCA_DATA_DIR)
@@ -32,7 +33,8 @@ pub const SERVER_SETTINGS_HELP: &str = "Server settings (before or after the com
   --mqtt-url URL                broker for EnOS activation messages (FLEETCA_MQTT_URL)
   --tls-listen ADDR             also serve HTTPS here (FLEETCA_TLS_LISTEN)";
 
-const CLIENT_HELP: &str = "Client commands talk to a running fleetca: `fleetca login --url URL` first (or set FLEETCA_URL and FLEETCA_TOKEN).
+const CLIENT_HELP: &str =
+    "Client commands talk to a running fleetca: `fleetca login --url URL` first (or set FLEETCA_URL and FLEETCA_TOKEN).
 Exit codes: 0 success, 1 usage, 2 the API refused (its message is printed), 3 network.";
 
 #[derive(Parser, Debug)]

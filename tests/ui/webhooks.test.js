@@ -79,7 +79,10 @@ function signedWith(msg, key) {
 }
 
 before(async () => {
-  server = await startServer('webhooks', { settings: { webhook_allow_private: true, webhook_retry_initial_seconds: 0.2 } });
+  // Failing deliveries are retried every 0.2 s, doubling, and given up after 6 s.
+  server = await startServer('webhooks', {
+    settings: { webhook_allow_private: true, webhook_retry_initial_seconds: 0.2, webhook_retry_hours: 6 / 3600 },
+  });
   receiver = await startReceiver();
   browser = await launchBrowser();
   page = await newPage(browser, server);
@@ -275,7 +278,7 @@ test('rotating the signing secret shows the new one once; deliveries are signed 
   );
 });
 
-test('a refused delivery is retried; paused, the endpoint gives it up and shows paused; resumed, it is redelivered', async () => {
+test('a refused delivery is retried; paused, it waits; resumed and still refused, it is given up; redelivered, it goes out', async () => {
   receiver.status = 500;
   await hookRow().getByTestId('webhook-test').click();
   // Retried: still pending, with the receiver's answer.
@@ -287,19 +290,19 @@ test('a refused delivery is retried; paused, the endpoint gives it up and shows 
   assert.match(await pending.getByTestId('delivery-status').textContent(), /^pendingnext try \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
   const id = await pending.getAttribute('data-id');
 
-  // Paused: shown so, and the retries stop with the delivery failed.
+  // Paused: shown so; its deliveries wait (no attempts) instead of being given up.
   await hookRow().getByTestId('webhook-toggle').click();
   await page.getByText(`${receiver.url} is paused: it gets no new events.`).waitFor();
   await page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"][data-active="false"]`).waitFor();
   assert.equal(await hookRow().getByTestId('webhook-row-status').textContent(), 'paused');
   assert.equal(await hookRow().getByTestId('webhook-toggle').textContent(), 'Resume');
   assert.equal(ok(await server.api('GET', `${HOOKS}${hook.id}/`), 200).is_active, false);
-  // The log stays open across the list's reload and follows the delivery until it fails.
-  const failed = log.locator(`[data-testid="delivery-row"][data-id="${id}"][data-status="failed"]`);
-  await failed.waitFor({ timeout: DELIVERY_TIMEOUT });
-  assert.match(await failed.getByTestId('delivery-last-error').textContent(), /the receiver answered 500/);
-  const attempts = Number(await failed.getByTestId('delivery-attempts').textContent());
-  assert.ok(attempts >= 2, `attempts ${attempts}`);
+  const row = async () => (await deliveries()).results.find((d) => String(d.id) === id);
+  const paused = await row();
+  await new Promise((r) => setTimeout(r, 7000));
+  const later = await row();
+  assert.equal(later.status, 'pending', 'a paused endpoint keeps its deliveries');
+  assert.equal(later.attempts, paused.attempts, 'and makes no attempts while paused');
   await screenshot(page, 'webhooks-paused');
 
   // A paused endpoint gets no new events.
@@ -308,10 +311,17 @@ test('a refused delivery is retried; paused, the endpoint gives it up and shows 
   ok(await server.api('POST', '/api/v4/manage/mqtt-certificates/', { name: 'unannounced', api_key_id: key.id }));
   assert.equal((await deliveries()).count, before);
 
-  // Resumed, the failed delivery goes out again on request.
+  // Resumed while the receiver still refuses: past its retry period, the delivery is given up.
   await hookRow().getByTestId('webhook-toggle').click();
   await page.getByText(`${receiver.url} is active again.`).waitFor();
   await page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"][data-active="true"]`).waitFor();
+  const failed = log.locator(`[data-testid="delivery-row"][data-id="${id}"][data-status="failed"]`);
+  await failed.waitFor({ timeout: DELIVERY_TIMEOUT });
+  assert.match(await failed.getByTestId('delivery-last-error').textContent(), /the receiver answered 500/);
+  const attempts = Number(await failed.getByTestId('delivery-attempts').textContent());
+  assert.ok(attempts >= 2, `attempts ${attempts}`);
+
+  // Redelivered on request, it goes out.
   receiver.status = 204;
   const from = receiver.received.length;
   await failed.getByTestId('delivery-redeliver').click();

@@ -59,7 +59,8 @@ impl Api {
         let value: Value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         if status.is_success() {
             return Ok(value);
@@ -97,7 +98,11 @@ impl Api {
         let mut out = Vec::new();
         for page in 1u64.. {
             let body = self.get(&format!("{path}{sep}page={page}&page_size=500")).await?;
-            let results = body.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
+            let results = body
+                .get("results")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             out.extend(results);
             if body.get("next").is_none_or(Value::is_null) {
                 break;

@@ -83,6 +83,18 @@ fn api() -> Result<Api, CliError> {
     Api::new(&url, Some(token), p.ca_file.as_deref())
 }
 
+/// A string field of an API object ("?" when missing).
+fn text<'a>(v: &'a Value, field: &str) -> &'a str {
+    v.get(field).and_then(Value::as_str).unwrap_or("?")
+}
+
+/// Sets a field of a JSON object body.
+fn put(body: &mut Value, field: &str, value: Value) {
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert(field.to_owned(), value);
+    }
+}
+
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -92,7 +104,15 @@ async fn dispatch(command: ClientCommand, out: Output) -> Result<(), CliError> {
         ClientCommand::Login(a) => login(a, out).await,
         ClientCommand::Whoami => {
             let me = api()?.get("/api/v4/auth/whoami").await?;
-            out.object(&me, &[("USERNAME", "username"), ("ROLE", "role"), ("ENTERPRISE", "enterprise"), ("ID", "id")]);
+            out.object(
+                &me,
+                &[
+                    ("USERNAME", "username"),
+                    ("ROLE", "role"),
+                    ("ENTERPRISE", "enterprise"),
+                    ("ID", "id"),
+                ],
+            );
             Ok(())
         }
         ClientCommand::Keys(k) => keys(k, out).await,
@@ -121,7 +141,9 @@ async fn login(a: LoginArgs, out: Output) -> Result<(), CliError> {
         return Err(CliError::Usage("no token given".into()));
     }
     let ca_file = match a.ca_file {
-        Some(p) => Some(std::fs::canonicalize(&p).map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", p.display())))?),
+        Some(p) => {
+            Some(std::fs::canonicalize(&p).map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", p.display())))?)
+        }
         None => None,
     };
     let api = Api::new(&a.url, Some(token.clone()), ca_file.as_deref())?;
@@ -134,8 +156,8 @@ async fn login(a: LoginArgs, out: Output) -> Result<(), CliError> {
     out.note(&format!(
         "signed in to {} as {} ({}); saved in {}",
         api.base(),
-        me["username"].as_str().unwrap_or("?"),
-        me["role"].as_str().unwrap_or("?"),
+        text(&me, "username"),
+        text(&me, "role"),
         path.display()
     ));
     if out.json {
@@ -150,7 +172,10 @@ async fn key_id(api: &Api, key: &str) -> Result<String, CliError> {
         return Ok(key.to_owned());
     }
     let found = api
-        .list_all(&format!("/api/v4/manage/users/?is_service_account=true&search={}", enc(key)))
+        .list_all(&format!(
+            "/api/v4/manage/users/?is_service_account=true&search={}",
+            enc(key)
+        ))
         .await?;
     found
         .iter()
@@ -170,10 +195,18 @@ async fn keys(cmd: KeysCommand, out: Output) -> Result<(), CliError> {
         KeysCommand::Create { username, enterprise } => {
             let mut body = json!({"username": username, "is_service_account": true});
             if let Some(e) = enterprise {
-                body["enterprise"] = json!(e);
+                put(&mut body, "enterprise", json!(e));
             }
             let created = api.post("/api/v4/manage/users/", &body).await?;
-            out.object(&created, &[("ID", "id"), ("USERNAME", "username"), ("ENTERPRISE", "enterprise"), ("TOKEN", "token")]);
+            out.object(
+                &created,
+                &[
+                    ("ID", "id"),
+                    ("USERNAME", "username"),
+                    ("ENTERPRISE", "enterprise"),
+                    ("TOKEN", "token"),
+                ],
+            );
             out.note("The token is shown only now: store it.");
         }
         KeysCommand::List { enterprise, search } => {
@@ -246,10 +279,18 @@ fn write_files(dir: &Path, files: &[(&str, &str, u32)], force: bool) -> Result<(
     Ok(())
 }
 
-fn certificate_files<'a>(issued: &'a Value) -> Vec<(&'static str, &'a str, u32)> {
+fn certificate_files(issued: &Value) -> Vec<(&'static str, &str, u32)> {
     let mut files = vec![
-        ("client.crt", issued["certificate_pem"].as_str().unwrap_or_default(), 0o644),
-        ("ca.crt", issued["ca_certificate_pem"].as_str().unwrap_or_default(), 0o644),
+        (
+            "client.crt",
+            issued["certificate_pem"].as_str().unwrap_or_default(),
+            0o644,
+        ),
+        (
+            "ca.crt",
+            issued["ca_certificate_pem"].as_str().unwrap_or_default(),
+            0o644,
+        ),
     ];
     if let Some(key) = issued["private_key_pem"].as_str() {
         files.push(("client.key", key, 0o600));
@@ -289,7 +330,7 @@ async fn certs(cmd: CertsCommand, out: Output) -> Result<(), CliError> {
             let id = key_id(&api, &key).await?;
             let mut body = json!({"name": name.unwrap_or_else(|| key.clone()), "api_key_id": id, "validity_hours": validity_hours});
             if let Some(csr) = csr_pem {
-                body["csr_pem"] = json!(csr);
+                put(&mut body, "csr_pem", json!(csr));
             }
             let issued = api.post("/api/v4/manage/mqtt-certificates/", &body).await?;
             write_files(&dir, &certificate_files(&issued), true)?;
@@ -298,7 +339,15 @@ async fn certs(cmd: CertsCommand, out: Output) -> Result<(), CliError> {
                 obj.remove("private_key_pem");
             }
             out.object(&shown, CERT_COLUMNS);
-            out.note(&format!("wrote client.crt, ca.crt{} to {}", if issued["private_key_pem"].is_string() { " and client.key (0600)" } else { "" }, dir.display()));
+            out.note(&format!(
+                "wrote client.crt, ca.crt{} to {}",
+                if issued.get("private_key_pem").is_some_and(Value::is_string) {
+                    " and client.key (0600)"
+                } else {
+                    ""
+                },
+                dir.display()
+            ));
         }
         CertsCommand::List {
             key,
@@ -336,7 +385,7 @@ async fn certs(cmd: CertsCommand, out: Output) -> Result<(), CliError> {
         } => {
             let mut body = json!({});
             if let Some(csr) = read_csr(csr.as_deref())? {
-                body["csr_pem"] = json!(csr);
+                put(&mut body, "csr_pem", json!(csr));
             }
             if !force && dir.join("client.crt").exists() {
                 return Err(CliError::Usage(format!(
@@ -374,9 +423,14 @@ async fn devices(cmd: DevicesCommand, out: Output) -> Result<(), CliError> {
             description,
         } => {
             let mut body = json!({"device_id": device_id, "tenant": tenant});
-            for (k, v) in [("password", password), ("ha1", ha1), ("realm", realm), ("description", description)] {
+            for (k, v) in [
+                ("password", password),
+                ("ha1", ha1),
+                ("realm", realm),
+                ("description", description),
+            ] {
                 if let Some(v) = v {
-                    body[k] = json!(v);
+                    put(&mut body, k, json!(v));
                 }
             }
             let created = api.post("/api/v4/manage/devices/", &body).await?;
@@ -423,7 +477,7 @@ async fn devices(cmd: DevicesCommand, out: Output) -> Result<(), CliError> {
             let mut body = json!({});
             for (k, v) in [("password", password), ("ha1", ha1), ("realm", realm)] {
                 if let Some(v) = v {
-                    body[k] = json!(v);
+                    put(&mut body, k, json!(v));
                 }
             }
             let rotated = api
@@ -453,7 +507,11 @@ fn device_password(a: DevicePasswordArgs, out: Output) -> Result<(), CliError> {
         (Some(h), _, _, _) if fleetca_ca::device::is_ha1(h) => h.to_ascii_lowercase(),
         (Some(_), _, _, _) => return Err(CliError::Usage("--ha1 takes 32 hex characters".into())),
         (None, Some(d), Some(r), Some(p)) => fleetca_ca::device::ha1(d, r, p),
-        _ => return Err(CliError::Usage("give --ha1, or --device, --realm and --password".into())),
+        _ => {
+            return Err(CliError::Usage(
+                "give --ha1, or --device, --realm and --password".into(),
+            ));
+        }
     };
     let ts = a.timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
     let password = format!(
@@ -470,7 +528,10 @@ fn device_password(a: DevicePasswordArgs, out: Output) -> Result<(), CliError> {
 
 fn sign_password(a: SignPasswordArgs, out: Output) -> Result<(), CliError> {
     use fleetca_ca::sign::{SignMethod, content};
-    let ts = a.timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()).to_string();
+    let ts = a
+        .timestamp
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
+        .to_string();
     let cid = a.client_id.clone().unwrap_or_else(|| a.device_key.clone());
     let (method, method_name, securemode, key_field) = match a.scheme.as_str() {
         "enos" => (SignMethod::Sha256, "sha256", 2, "deviceKey"),
@@ -492,6 +553,13 @@ fn sign_password(a: SignPasswordArgs, out: Output) -> Result<(), CliError> {
         "username": format!("{}&{}", a.device_key, a.product_key),
         "password": method.sign(&a.secret, &signed),
     });
-    out.object(&login, &[("CLIENT_ID", "client_id"), ("USERNAME", "username"), ("PASSWORD", "password")]);
+    out.object(
+        &login,
+        &[
+            ("CLIENT_ID", "client_id"),
+            ("USERNAME", "username"),
+            ("PASSWORD", "password"),
+        ],
+    );
     Ok(())
 }

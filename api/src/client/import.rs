@@ -139,7 +139,10 @@ pub async fn run(api: &Api, args: ImportArgs, out: Output) -> Result<(), CliErro
     }
     let total = rows.len();
     if args.dry_run {
-        out.note(&format!("{total} device(s) in {}; nothing sent (--dry-run)", args.file.display()));
+        out.note(&format!(
+            "{total} device(s) in {}; nothing sent (--dry-run)",
+            args.file.display()
+        ));
         if out.json {
             out.object(&json!({"devices": total, "dry_run": true}), &[]);
         }
@@ -148,7 +151,9 @@ pub async fn run(api: &Api, args: ImportArgs, out: Output) -> Result<(), CliErro
     let terminal = std::io::stderr().is_terminal() && !out.json;
     let bar = terminal.then(|| {
         let bar = indicatif::ProgressBar::new(total as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} devices ({per_sec}, {eta} left) {msg}") {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} devices ({per_sec}, {eta} left) {msg}")
+        {
             bar.set_style(style);
         }
         bar
@@ -226,7 +231,10 @@ pub async fn run(api: &Api, args: ImportArgs, out: Output) -> Result<(), CliErro
     if out.json {
         out.object(&summary, &[]);
     } else {
-        println!("{created} created, {skipped} already there, {failed} failed, of {total} in {}", args.file.display());
+        println!(
+            "{created} created, {skipped} already there, {failed} failed, of {total} in {}",
+            args.file.display()
+        );
     }
     if failed > 0 {
         return Err(CliError::Api {

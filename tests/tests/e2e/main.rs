@@ -5,6 +5,7 @@
 
 mod audit;
 mod certificates;
+mod cli;
 mod crash;
 mod est;
 mod metrics;

@@ -1,0 +1,272 @@
+//! The client CLI against the real binary and a real server: login (the config file 0600),
+//! whoami, API keys, certificates written with the right modes and never over existing files,
+//! devices, a 25,000-line CSV import killed half way and run again (nothing created twice,
+//! nothing lost), the device-side passwords, the exit codes, completions.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetca_e2e::{Fleetca, Scratch, binary, openssl, run, run_with_input};
+use serde_json::Value;
+
+struct Cli<'a> {
+    home: &'a Path,
+    url: Option<String>,
+}
+
+impl Cli<'_> {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args).env("HOME", self.home).env_remove("XDG_CONFIG_HOME");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FLEETCA_") {
+                cmd.env_remove(key);
+            }
+        }
+        if let Some(url) = &self.url {
+            cmd.env("FLEETCA_URL", url);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> fleetca_e2e::Output {
+        run(&mut self.cmd(args), Duration::from_secs(120))
+    }
+
+    /// Runs with `--json` and parses the output; panics unless it exited 0.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        let text = out.expect_success(&format!("fleetca {}", args.join(" ")));
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("fleetca {}: not JSON ({e}):\n{text}", args.join(" ")))
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_cli_drives_keys_certificates_devices_and_a_resumable_import() {
+    let dir = Scratch::new("cli");
+    let server = Fleetca::start(&dir.join("data"));
+    let admin = server.admin_token();
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = Cli { home: &home, url: None };
+
+    // login: the token from standard input; the file holds it with mode 0600.
+    let out = run_with_input(
+        &mut cli.cmd(&["login", "--url", &server.base]),
+        Some(admin.as_bytes()),
+        Duration::from_secs(30),
+    );
+    out.expect_success("fleetca login");
+    let config = home.join(".config/fleetca/config.toml");
+    assert_eq!(mode(&config), 0o600);
+    assert!(std::fs::read_to_string(&config).unwrap().contains(&server.base));
+    let me = cli.json(&["whoami"]);
+    assert_eq!(
+        (me["username"].as_str(), me["role"].as_str()),
+        (Some("admin"), Some("admin"))
+    );
+
+    // API keys.
+    let key = cli.json(&["keys", "create", "svc-cli", "--enterprise", "acme"]);
+    assert!(key["token"].as_str().unwrap().starts_with("fca_"), "{key}");
+    let listed = cli.json(&["keys", "list", "--enterprise", "acme"]);
+    assert!(listed.as_array().unwrap().iter().any(|k| k["username"] == "svc-cli"));
+    let shown = cli.json(&["keys", "show", "svc-cli"]);
+    assert_eq!(shown["id"], key["id"]);
+    assert!(shown.get("token").is_none());
+    let table = cli.run(&["keys", "list"]);
+    assert!(
+        table.expect_success("keys list").starts_with("ID"),
+        "a table with headings"
+    );
+    // The same username again: the API refuses, exit 2 with its message.
+    let again = cli.run(&["keys", "create", "svc-cli", "--enterprise", "acme"]);
+    assert_eq!(again.status.code(), Some(2), "{}", again.combined());
+    assert!(again.stderr.contains("HTTP 409"), "{}", again.stderr);
+
+    // Certificates: three files, the key 0600; an existing file is not replaced.
+    let certs = dir.join("certs");
+    let cert = cli.json(&[
+        "certs",
+        "create",
+        "--key",
+        "svc-cli",
+        "--validity",
+        "2y",
+        "--out",
+        certs.to_str().unwrap(),
+    ]);
+    assert_eq!(mode(&certs.join("client.key")), 0o600);
+    assert_eq!(mode(&certs.join("client.crt")), 0o644);
+    assert!(
+        cert.get("private_key_pem").is_none(),
+        "the key is in the file, not on the screen"
+    );
+    let verified = openssl([
+        "verify",
+        "-CAfile",
+        certs.join("ca.crt").to_str().unwrap(),
+        certs.join("client.crt").to_str().unwrap(),
+    ]);
+    verified.expect_success("openssl verify");
+    let before = std::fs::read(certs.join("client.key")).unwrap();
+    let refused = cli.run(&["certs", "create", "--key", "svc-cli", "--out", certs.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.combined());
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert_eq!(
+        std::fs::read(certs.join("client.key")).unwrap(),
+        before,
+        "nothing overwritten"
+    );
+    let bad = cli.run(&[
+        "certs",
+        "create",
+        "--key",
+        "svc-cli",
+        "--validity",
+        "forever",
+        "--out",
+        "/tmp/x",
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "{}", bad.combined());
+    let expiring = cli.json(&["certs", "list", "--key", "svc-cli", "--expiring-within", "800d"]);
+    assert_eq!(expiring.as_array().unwrap().len(), 1);
+    let none = cli.json(&["certs", "list", "--key", "svc-cli", "--expiring-within", "30d"]);
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    let revoked = cli.json(&[
+        "certs",
+        "revoke",
+        cert["id"].as_str().unwrap(),
+        "--reason",
+        "keyCompromise",
+    ]);
+    assert_eq!(revoked["status"], "revoked", "{revoked}");
+
+    // Devices, and the device side's password.
+    let dev = cli.json(&[
+        "devices",
+        "create",
+        "dev-cli",
+        "--tenant",
+        "acme",
+        "--password",
+        "device-secret-1",
+    ]);
+    assert_eq!(dev["mqtt_username"], "device=dev-cli&tenant=acme");
+    let pw = cli.run(&[
+        "device-password",
+        "--device",
+        "dev-cli",
+        "--realm",
+        "acme",
+        "--password",
+        "device-secret-1",
+    ]);
+    let pw = pw.expect_success("device-password").trim().to_owned();
+    assert!(pw.starts_with("signature=") && pw.contains("&timestamp="), "{pw}");
+    let auth = fleetca_e2e::http::request(
+        "POST",
+        &server.url("/broker/auth"),
+        None,
+        Some(&serde_json::json!({"username": "device=dev-cli&tenant=acme", "password": pw, "clientid": "dev-cli"})),
+    );
+    assert_eq!(auth.status, 200, "fleetca accepts the password the CLI computed");
+    let disabled = cli.json(&["devices", "disable", "dev-cli", "--tenant", "acme"]);
+    assert_eq!(disabled["is_active"], false);
+    cli.json(&["devices", "enable", "dev-cli", "--tenant", "acme"]);
+    cli.run(&["devices", "delete", "dev-cli", "--tenant", "acme"])
+        .expect_success("devices delete");
+
+    // A sign-based login, checked against the same computation done with openssl.
+    let sign = cli.json(&[
+        "sign-password",
+        "--scheme",
+        "enos",
+        "--product-key",
+        "pk1",
+        "--device-key",
+        "dk1",
+        "--secret",
+        "s3cret",
+        "--client-id",
+        "c1",
+        "--timestamp",
+        "1700000000000",
+    ]);
+    let digest = run_with_input(
+        Command::new("openssl").args(["dgst", "-sha256", "-r"]),
+        Some(b"clientIdc1deviceKeydk1productKeypk1timestamp1700000000000s3cret"),
+        Duration::from_secs(10),
+    );
+    let expected = digest.stdout.split_whitespace().next().unwrap().to_ascii_uppercase();
+    assert_eq!(sign["password"], expected.as_str());
+    assert_eq!(
+        sign["client_id"],
+        "c1|securemode=2,signmethod=sha256,timestamp=1700000000000|"
+    );
+
+    // A CSV of 25,000 devices, the import killed half way, then run again.
+    let csv = dir.join("devices.csv");
+    let mut text = String::from("device_id,tenant,password\n");
+    for i in 0..25_000 {
+        text.push_str(&format!("imp-{i:05},acme,device-password-{i}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let dry = cli.json(&["devices", "import", csv.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(dry["devices"], 25_000);
+    let count = || {
+        let r = fleetca_e2e::http::request(
+            "GET",
+            &server.url("/api/v4/manage/devices/?tenant=acme&search=imp-&page_size=1"),
+            Some(&admin),
+            None,
+        );
+        r.json()["count"].as_u64().unwrap()
+    };
+    assert_eq!(count(), 0, "a dry run creates nothing");
+    let mut child = cli
+        .cmd(&["devices", "import", csv.to_str().unwrap(), "--batch", "500"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count() < 3_000 {
+        assert!(Instant::now() < deadline, "the import made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A batch in flight when the client died still commits on the server.
+    std::thread::sleep(Duration::from_millis(1500));
+    let halfway = count();
+    assert!(halfway < 25_000, "killed before the end ({halfway})");
+    let resumed = cli.json(&["devices", "import", csv.to_str().unwrap(), "--batch", "500"]);
+    assert_eq!(resumed["failed"], 0, "{resumed}");
+    assert_eq!(
+        resumed["created"].as_u64().unwrap() + resumed["already_there"].as_u64().unwrap(),
+        25_000,
+        "{resumed}"
+    );
+    assert_eq!(resumed["already_there"].as_u64().unwrap(), halfway, "{resumed}");
+    assert_eq!(count(), 25_000, "every line once");
+    println!("import killed at {halfway} devices, resumed: {resumed}");
+
+    // Exit codes: network 3; usage 1.
+    let nowhere = Cli {
+        home: &home,
+        url: Some("http://127.0.0.1:9".into()),
+    };
+    let unreachable = nowhere.run(&["keys", "list"]);
+    assert_eq!(unreachable.status.code(), Some(3), "{}", unreachable.combined());
+    let completions = cli.run(&["completions", "bash"]);
+    assert!(completions.expect_success("completions").contains("fleetca"));
+}
