@@ -19,6 +19,39 @@ pub fn certs_only(certificates: &[&[u8]]) -> Result<Vec<u8>, CaError> {
         .map_err(|e| CaError::Signing(format!("certs-only SignedData: {e}")))
 }
 
+/// The certificates (DER each) of a certs-only CMS SignedData, as an EST server answers an
+/// enrollment (the client side of [`certs_only`]).
+pub fn certificates_of(der: &[u8]) -> Result<Vec<Vec<u8>>, CaError> {
+    use cms::cert::CertificateChoices;
+    use cms::signed_data::SignedData;
+    let bad = |e: String| CaError::InvalidKey(format!("not a certs-only PKCS#7: {e}"));
+    let info = ContentInfo::from_der(der).map_err(|e| bad(e.to_string()))?;
+    let signed: SignedData = info.content.decode_as().map_err(|e| bad(e.to_string()))?;
+    let set = signed
+        .certificates
+        .ok_or_else(|| bad("it holds no certificate".into()))?;
+    set.0
+        .iter()
+        .filter_map(|c| match c {
+            CertificateChoices::Certificate(cert) => Some(cert.to_der().map_err(|e| bad(e.to_string()))),
+            CertificateChoices::Other(_) => None,
+        })
+        .collect()
+}
+
+/// A new P-256 key (PKCS#8 `PRIVATE KEY` PEM) and a CSR for it (DER) with subject CN
+/// `common_name`: what a client re-enrolls with.
+pub fn new_key_and_csr(common_name: &str) -> Result<(String, Vec<u8>), CaError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|_| CaError::Random)?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| CaError::Signing(format!("CSR: {e}")))?;
+    Ok((key.serialize_pem(), csr.der().to_vec()))
+}
+
 /// The CSR attributes (RFC 7030 §4.5): a P-256 key (id-ecPublicKey with prime256v1) and
 /// an ECDSA-with-SHA256 signature, DER-encoded.
 pub fn csr_attributes() -> Vec<u8> {
@@ -41,6 +74,26 @@ pub fn csr_attributes() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_enrollment_answer_reads_back_its_certificate() {
+        let (key_pem, csr) = new_key_and_csr("dev-1").unwrap();
+        assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(crate::csr::parse_csr_der(&csr).is_ok());
+        let now = chrono::Utc::now();
+        let ca = crate::Authority::create(
+            &crate::CaSubject {
+                common_name: "t".into(),
+                organization: None,
+            },
+            now,
+            chrono::Duration::days(30),
+        )
+        .unwrap();
+        let der = ca.certificate_der().to_vec();
+        assert_eq!(certificates_of(&certs_only(&[&der]).unwrap()).unwrap(), vec![der]);
+        assert!(certificates_of(b"not der").is_err());
+    }
     use crate::{Authority, CaSubject};
 
     #[test]

@@ -35,6 +35,9 @@ pub enum ClientCommand {
     DevicePassword(DevicePasswordArgs),
     /// Print the MQTT client id, username and password of an EnOS or Alibaba device.
     SignPassword(SignPasswordArgs),
+    /// Renew a certificate over EST with itself (mTLS) once two thirds of its lifetime have
+    /// passed; --daemon keeps doing so, --exec runs a hook after each renewal.
+    Renew(super::renew::RenewArgs),
 }
 
 /// Runs a client command; prints errors and returns the exit code.
@@ -120,6 +123,7 @@ async fn dispatch(command: ClientCommand, out: Output) -> Result<(), CliError> {
         ClientCommand::Devices(d) => devices(d, out).await,
         ClientCommand::DevicePassword(a) => device_password(a, out),
         ClientCommand::SignPassword(a) => sign_password(a, out),
+        ClientCommand::Renew(a) => super::renew::run(a, out).await,
     }
 }
 

@@ -11,6 +11,7 @@ mod commands;
 mod import;
 pub mod output;
 pub mod profile;
+mod renew;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -143,3 +143,60 @@ pub async fn topic(
     let r = parse(&req, &mut payload).await?;
     Ok(answer(state.rabbitmq.topic(&r).await))
 }
+
+/// The same questions as GET with a query string (`auth_http.http_method = get`).
+#[utoipa::path(
+    get, path = "/broker/rabbitmq/user", tag = "broker",
+    params(("username" = String, Query), ("password" = Option<String>, Query), ("vhost" = Option<String>, Query), ("client_id" = Option<String>, Query)),
+    responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
+)]
+pub async fn user_get(
+    state: web::Data<AppState>,
+    broker: BrokerCaller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    user(state, broker, req, payload).await
+}
+
+#[utoipa::path(
+    get, path = "/broker/rabbitmq/vhost", tag = "broker",
+    params(("username" = String, Query), ("vhost" = String, Query), ("ip" = Option<String>, Query), ("tags" = Option<String>, Query), ("client_id" = Option<String>, Query)),
+    responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
+)]
+pub async fn vhost_get(
+    state: web::Data<AppState>,
+    broker: BrokerCaller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    vhost(state, broker, req, payload).await
+}
+
+#[utoipa::path(
+    get, path = "/broker/rabbitmq/resource", tag = "broker",
+    params(("username" = String, Query), ("vhost" = String, Query), ("resource" = String, Query), ("name" = String, Query), ("permission" = String, Query)),
+    responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
+)]
+pub async fn resource_get(
+    state: web::Data<AppState>,
+    broker: BrokerCaller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    resource(state, broker, req, payload).await
+}
+
+#[utoipa::path(
+    get, path = "/broker/rabbitmq/topic", tag = "broker",
+    params(("username" = String, Query), ("vhost" = String, Query), ("resource" = String, Query), ("name" = String, Query), ("permission" = String, Query), ("routing_key" = String, Query)),
+    responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
+)]
+pub async fn topic_get(
+    state: web::Data<AppState>,
+    broker: BrokerCaller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    topic(state, broker, req, payload).await
+}

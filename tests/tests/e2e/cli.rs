@@ -270,3 +270,133 @@ fn the_cli_drives_keys_certificates_devices_and_a_resumable_import() {
     let completions = cli.run(&["completions", "bash"]);
     assert!(completions.expect_success("completions").contains("fleetca"));
 }
+
+#[test]
+fn the_renew_daemon_reenrolls_over_est_and_runs_its_hook() {
+    let dir = Scratch::new("cli-renew");
+    let data = dir.join("data");
+    let tls_port = fleetca_e2e::free_port();
+    let listen = format!("127.0.0.1:{tls_port}");
+    // Renewal allowed at any point of the lifetime, so a fresh certificate is due at once.
+    let config = dir.write(
+        "fleetca.toml",
+        "renewal_window_percent = 100\nrenewal_grace_hours = 0.01\n",
+        false,
+    );
+    let server = Fleetca::start_with(
+        &data,
+        &["--tls-listen", &listen, "--config", config.to_str().unwrap()],
+        &[],
+    );
+    let admin = server.admin_token();
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = Cli {
+        home: &home,
+        url: Some(server.base.clone()),
+    };
+    let with_token = |args: &[&str]| {
+        let mut cmd = cli.cmd(args);
+        cmd.env("FLEETCA_TOKEN", &admin);
+        run(&mut cmd, Duration::from_secs(60))
+    };
+    with_token(&["keys", "create", "svc-renew", "--enterprise", "acme"]).expect_success("keys create");
+    let files = dir.join("client");
+    with_token(&[
+        "certs",
+        "create",
+        "--key",
+        "svc-renew",
+        "--out",
+        files.to_str().unwrap(),
+    ])
+    .expect_success("certs create");
+    let first = std::fs::read_to_string(files.join("client.crt")).unwrap();
+    let est = format!("https://127.0.0.1:{tls_port}");
+    let hook_log = dir.join("hook.log");
+    let args: [String; 9] = [
+        "renew".to_owned(),
+        "--cert".to_owned(),
+        files.join("client.crt").to_str().unwrap().to_owned(),
+        "--key".to_owned(),
+        files.join("client.key").to_str().unwrap().to_owned(),
+        "--url".to_owned(),
+        est.clone(),
+        "--ca-file".to_owned(),
+        files.join("ca.crt").to_str().unwrap().to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // Not due yet at the default two thirds: nothing happens.
+    let early = cli.run(&args);
+    early.expect_success("renew, not due");
+    assert!(early.stderr.contains("not due yet"), "{}", early.stderr);
+    assert_eq!(std::fs::read_to_string(files.join("client.crt")).unwrap(), first);
+
+    // The daemon, due at once (--after-percent 0): renews, writes both files, runs the hook.
+    let mut daemon_args = args.clone();
+    daemon_args.extend(["--daemon", "--after-percent", "0", "--exec"]);
+    let hook = format!("echo \"$FLEETCA_CERT_FILE\" >> {}", hook_log.display());
+    daemon_args.push(&hook);
+    let mut daemon = cli
+        .cmd(&daemon_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&hook_log).unwrap_or_default().lines().count() < 2 {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            daemon.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("the daemon exited ({status}): {err}");
+        }
+        if Instant::now() > deadline {
+            daemon.kill().unwrap();
+            let mut err = String::new();
+            use std::io::Read;
+            daemon.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!(
+                "the daemon renewed fewer than twice in 30 s:\n{err}\n{}",
+                server.stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let renewed = std::fs::read_to_string(files.join("client.crt")).unwrap();
+    assert_ne!(renewed, first, "a new certificate");
+    assert_eq!(mode(&files.join("client.key")), 0o600);
+    openssl([
+        "verify",
+        "-CAfile",
+        files.join("ca.crt").to_str().unwrap(),
+        files.join("client.crt").to_str().unwrap(),
+    ])
+    .expect_success("openssl verify the renewed certificate");
+    // The key on disk is the renewed certificate's.
+    let cert_key = openssl([
+        "x509",
+        "-noout",
+        "-pubkey",
+        "-in",
+        files.join("client.crt").to_str().unwrap(),
+    ]);
+    let key_pub = openssl(["pkey", "-pubout", "-in", files.join("client.key").to_str().unwrap()]);
+    assert_eq!(
+        cert_key.expect_success("x509 -pubkey"),
+        key_pub.expect_success("pkey -pubout")
+    );
+    let listed = server
+        .get(
+            "/api/v4/manage/mqtt-certificates/?kind=client&page_size=50",
+            Some(&admin),
+        )
+        .expect_json(200, "certificates");
+    assert!(
+        listed["count"].as_u64().unwrap() >= 3,
+        "the first and at least two renewals: {listed}"
+    );
+}
