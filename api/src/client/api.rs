@@ -18,17 +18,8 @@ pub struct Api {
 impl Api {
     /// A client for `base`, trusting `ca_file` (fleetca's CA) for HTTPS besides the system's roots.
     pub fn new(base: &str, token: Option<String>, ca_file: Option<&Path>) -> Result<Self, CliError> {
-        let mut builder = crate::service::http_client()
+        let client = client_builder(ca_file)?
             .timeout(Duration::from_secs(120))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("fleetca-cli/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", path.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| CliError::Usage(format!("--ca-file {}: not a PEM certificate ({e})", path.display())))?;
-            builder = builder.tls_certs_merge([cert]);
-        }
-        let client = builder
             .build()
             .map_err(|e| CliError::Usage(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -112,6 +103,21 @@ impl Api {
     }
 }
 
+/// The CLI's HTTP client: fleetca's outgoing-call defaults, trusting `ca_file` (fleetca's CA,
+/// PEM) besides the system's roots.
+pub fn client_builder(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, CliError> {
+    let mut builder = crate::service::http_client()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("fleetca-cli/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", path.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| CliError::Usage(format!("--ca-file {}: not a PEM certificate ({e})", path.display())))?;
+        builder = builder.tls_certs_merge([cert]);
+    }
+    Ok(builder)
+}
+
 /// A problem's `detail` (RFC 9457), or the status's reason.
 fn problem_detail(value: &Value, status: reqwest::StatusCode) -> String {
     value
@@ -123,12 +129,8 @@ fn problem_detail(value: &Value, status: reqwest::StatusCode) -> String {
 }
 
 fn network(e: &reqwest::Error, base: &str) -> CliError {
-    let mut text = format!("cannot reach fleetca at {base}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    CliError::Network(text)
+    CliError::Network(format!(
+        "cannot reach fleetca at {base}: {}",
+        crate::service::describe_request_error(e)
+    ))
 }

@@ -78,16 +78,9 @@ async fn renew_once(args: &RenewArgs, base: &str, ca_file: Option<&Path>) -> Res
         .ok_or_else(|| CliError::Usage(format!("{}: no common name in the certificate", args.cert.display())))?;
     let identity = reqwest::Identity::from_pem(format!("{}\n{}", cert_pem.trim(), key_pem.trim()).as_bytes())
         .map_err(|e| CliError::Usage(format!("the certificate and key do not make a TLS identity: {e}")))?;
-    let mut builder = crate::service::http_client()
+    let client = super::api::client_builder(ca_file)?
         .identity(identity)
-        .timeout(Duration::from_secs(60));
-    if let Some(path) = ca_file {
-        let pem = read(path, "ca-file")?;
-        let ca = reqwest::Certificate::from_pem(pem.as_bytes())
-            .map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", path.display())))?;
-        builder = builder.tls_certs_merge([ca]);
-    }
-    let client = builder
+        .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| CliError::Usage(format!("cannot build the HTTP client: {e}")))?;
     let (new_key_pem, csr) =

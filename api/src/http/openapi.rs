@@ -121,7 +121,6 @@ impl IntoResponses for BrokerProblems {
         overview::stats, overview::ca, overview::settings,
         broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
         rabbitmq::user, rabbitmq::vhost, rabbitmq::resource, rabbitmq::topic,
-        rabbitmq::user_get, rabbitmq::vhost_get, rabbitmq::resource_get, rabbitmq::topic_get,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerScheme, &OperationIds),

@@ -80,8 +80,8 @@ async fn parse(req: &HttpRequest, payload: &mut web::Payload) -> Result<RabbitRe
 /// RabbitMQ `user_path`: `username`, `password` (absent for a certificate login), `vhost`,
 /// `client_id`.
 #[utoipa::path(
-    post, path = "/broker/rabbitmq/user", tag = "broker",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, password, vhost, client_id (or the same as a GET query)"),
+    method(get, post), path = "/broker/rabbitmq/user", tag = "broker",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, password, vhost, client_id (or as a GET query, `auth_http.http_method = get`)"),
     responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
 )]
 pub async fn user(
@@ -96,7 +96,7 @@ pub async fn user(
 
 /// RabbitMQ `vhost_path`: `username`, `vhost`, `ip`, `tags`, `client_id`.
 #[utoipa::path(
-    post, path = "/broker/rabbitmq/vhost", tag = "broker",
+    method(get, post), path = "/broker/rabbitmq/vhost", tag = "broker",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, vhost, ip, tags, client_id"),
     responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
 )]
@@ -113,7 +113,7 @@ pub async fn vhost(
 /// RabbitMQ `resource_path`: `username`, `vhost`, `resource` (`exchange`/`queue`), `name`,
 /// `permission` (`configure`/`write`/`read`).
 #[utoipa::path(
-    post, path = "/broker/rabbitmq/resource", tag = "broker",
+    method(get, post), path = "/broker/rabbitmq/resource", tag = "broker",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, vhost, resource, name, permission"),
     responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
 )]
@@ -130,7 +130,7 @@ pub async fn resource(
 /// RabbitMQ `topic_path`: `username`, `vhost`, `resource=topic`, `name` (the exchange),
 /// `permission` (`write` publish, `read` subscribe), `routing_key`, `variable_map.client_id`.
 #[utoipa::path(
-    post, path = "/broker/rabbitmq/topic", tag = "broker",
+    method(get, post), path = "/broker/rabbitmq/topic", tag = "broker",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, vhost, resource, name, permission, routing_key, variable_map.client_id, variable_map.username"),
     responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
 )]
@@ -142,61 +142,4 @@ pub async fn topic(
 ) -> Result<HttpResponse, ApiError> {
     let r = parse(&req, &mut payload).await?;
     Ok(answer(state.rabbitmq.topic(&r).await))
-}
-
-/// The same questions as GET with a query string (`auth_http.http_method = get`).
-#[utoipa::path(
-    get, path = "/broker/rabbitmq/user", tag = "broker",
-    params(("username" = String, Query), ("password" = Option<String>, Query), ("vhost" = Option<String>, Query), ("client_id" = Option<String>, Query)),
-    responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
-)]
-pub async fn user_get(
-    state: web::Data<AppState>,
-    broker: BrokerCaller,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    user(state, broker, req, payload).await
-}
-
-#[utoipa::path(
-    get, path = "/broker/rabbitmq/vhost", tag = "broker",
-    params(("username" = String, Query), ("vhost" = String, Query), ("ip" = Option<String>, Query), ("tags" = Option<String>, Query), ("client_id" = Option<String>, Query)),
-    responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
-)]
-pub async fn vhost_get(
-    state: web::Data<AppState>,
-    broker: BrokerCaller,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    vhost(state, broker, req, payload).await
-}
-
-#[utoipa::path(
-    get, path = "/broker/rabbitmq/resource", tag = "broker",
-    params(("username" = String, Query), ("vhost" = String, Query), ("resource" = String, Query), ("name" = String, Query), ("permission" = String, Query)),
-    responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
-)]
-pub async fn resource_get(
-    state: web::Data<AppState>,
-    broker: BrokerCaller,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    resource(state, broker, req, payload).await
-}
-
-#[utoipa::path(
-    get, path = "/broker/rabbitmq/topic", tag = "broker",
-    params(("username" = String, Query), ("vhost" = String, Query), ("resource" = String, Query), ("name" = String, Query), ("permission" = String, Query), ("routing_key" = String, Query)),
-    responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
-)]
-pub async fn topic_get(
-    state: web::Data<AppState>,
-    broker: BrokerCaller,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    topic(state, broker, req, payload).await
 }

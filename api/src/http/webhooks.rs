@@ -260,11 +260,6 @@ pub async fn create(
         .map(|e| e.as_str().to_owned());
     check_description(&mut problems, &body.description);
     problems.finish()?;
-    // A manager's endpoint is its enterprise's, named or not.
-    let enterprise = match (caller.role, enterprise) {
-        (crate::domain::Role::Manager, None) => Some(caller.enterprise.clone()),
-        (_, e) => e,
-    };
     let input = CreateWebhook {
         url: body.url,
         description: body.description,

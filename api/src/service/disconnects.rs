@@ -433,7 +433,7 @@ impl Worker {
                         .basic_auth(api_key, Some(api_secret.expose()))
                         .send()
                         .await
-                        .map_err(|e| describe(&e))?;
+                        .map_err(|e| super::describe_request_error(&e))?;
                     if !response.status().is_success() {
                         return Err(format!("listing clients answered {}", response.status()));
                     }
@@ -451,7 +451,7 @@ impl Worker {
                             .basic_auth(api_key, Some(api_secret.expose()))
                             .send()
                             .await
-                            .map_err(|e| describe(&e))?;
+                            .map_err(|e| super::describe_request_error(&e))?;
                         match response.status().as_u16() {
                             200..=299 => closed += 1,
                             404 => {}
@@ -606,7 +606,7 @@ impl Worker {
             .header("X-Reason", reason)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| super::describe_request_error(&e))?;
         Ok(response.status().as_u16())
     }
 
@@ -649,7 +649,7 @@ impl Worker {
             .basic_auth(username, Some(password.expose()))
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| super::describe_request_error(&e))?;
         if !response.status().is_success() {
             return Err(format!("listing connections answered {}", response.status()));
         }
@@ -700,28 +700,11 @@ async fn json_limited<T: serde::de::DeserializeOwned>(response: reqwest::Respons
     if response.content_length().is_some_and(|n| n > LIMIT) {
         return Err("the broker's answer is larger than 64 MiB".into());
     }
-    let bytes = response.bytes().await.map_err(|e| describe(&e))?;
+    let bytes = response.bytes().await.map_err(|e| super::describe_request_error(&e))?;
     if bytes.len() as u64 > LIMIT {
         return Err("the broker's answer is larger than 64 MiB".into());
     }
     serde_json::from_slice(&bytes).map_err(|e| format!("the broker's answer is not what was expected: {e}"))
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -46,6 +46,34 @@ pub fn http_client() -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
 }
 
+/// An error and its chain of causes in one line (`what: cause: cause`), for logs and for
+/// what an outgoing call's log shows (a delivery's `last_error`, a disconnect's).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// An outgoing HTTP call's failure in words: what went wrong, then its causes.
+pub fn describe_request_error(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{what}: {}", error_chain(cause)),
+        None => what.to_owned(),
+    }
+}
+
 /// Runs CPU-heavy work (argon2, key generation) on the blocking pool.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)

@@ -578,3 +578,23 @@ async fn two_instances_send_each_event_once() {
     ids.dedup();
     assert_eq!((got.len(), ids.len()), (6, 6), "{got:?}");
 }
+
+#[actix_web::test]
+async fn an_enterprise_has_at_most_twenty_endpoints() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(0);
+    let body = json!({"url": receiver.url, "events": ["certificate.issued"], "enterprise": "acme"});
+    for _ in 0..20 {
+        let r = app.post(WEBHOOKS, &app.admin, body.clone()).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = app.post(WEBHOOKS, &app.admin, body.clone()).await;
+    let problem = assert_problem(&r, 409);
+    assert!(problem["detail"].as_str().unwrap().contains("at most 20"), "{problem}");
+    // Another enterprise, and the admins' endpoints for every enterprise, count apart.
+    let mut globex = body.clone();
+    globex["enterprise"] = json!("globex");
+    assert_eq!(app.post(WEBHOOKS, &app.admin, globex).await.status, 201);
+    let r = app.get(&format!("{WEBHOOKS}?page_size=100"), &app.admin).await;
+    assert_eq!(r.body["count"], 21, "the refused one was not stored");
+}
