@@ -49,8 +49,6 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub settings: SettingsArgs,
-    #[command(flatten)]
-    pub client: crate::client::ClientArgs,
 }
 
 #[derive(Subcommand, Debug)]

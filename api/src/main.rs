@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The client commands need no server settings, only a runtime.
     match cli.command {
-        Some(Command::Client(command)) => return client(command, cli.client),
+        Some(Command::Client(command)) => return client(command),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "fleetca", &mut std::io::stdout());
@@ -54,9 +54,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn client(command: fleetca::client::ClientCommand, args: fleetca::client::ClientArgs) -> ExitCode {
+fn client(command: fleetca::client::ClientCommand) -> ExitCode {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(fleetca::client::run(command, args)),
+        Ok(runtime) => runtime.block_on(fleetca::client::run(command)),
         Err(e) => {
             eprintln!("fleetca: cannot start the async runtime: {e}");
             ExitCode::FAILURE

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::api::Api;
 use super::output::{Column, Output};
 use super::{
-    CertsCommand, CliError, ClientArgs, DevicePasswordArgs, DevicesCommand, KeysCommand, LoginArgs, SignPasswordArgs,
-    profile,
+    CertsCommand, CliError, ClientArgs, DevicePasswordArgs, DevicesCommand, Group, KeysCommand, LoginArgs,
+    ProductsCommand, SignPasswordArgs, profile,
 };
 
 /// The commands that talk to a running fleetca (or compute a device's password).
@@ -21,16 +21,15 @@ pub enum ClientCommand {
     /// the token on a terminal, or reads it from standard input.
     Login(LoginArgs),
     /// Who the stored token (or FLEETCA_TOKEN) is.
-    Whoami,
+    Whoami(ClientArgs),
     /// API keys: create, list, show, rotate, deactivate.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    Keys(Group<KeysCommand>),
     /// MQTT client certificates: create (files written), list, revoke, renew.
-    #[command(subcommand)]
-    Certs(CertsCommand),
+    Certs(Group<CertsCommand>),
     /// HA1 devices: create, list, show, disable, enable, rotate, delete, import a CSV.
-    #[command(subcommand)]
-    Devices(DevicesCommand),
+    Devices(Group<DevicesCommand>),
+    /// Products of the EnOS and Alibaba families and their devices (import a CSV too).
+    Products(Group<ProductsCommand>),
     /// Print the MQTT password of an HA1 device (signature of the time with its HA1).
     DevicePassword(DevicePasswordArgs),
     /// Print the MQTT client id, username and password of an EnOS or Alibaba device.
@@ -40,9 +39,26 @@ pub enum ClientCommand {
     Renew(super::renew::RenewArgs),
 }
 
+impl ClientCommand {
+    fn output(&self) -> Output {
+        let args = match self {
+            ClientCommand::Login(a) => a.output,
+            ClientCommand::Whoami(a) => *a,
+            ClientCommand::Keys(g) => g.output,
+            ClientCommand::Certs(g) => g.output,
+            ClientCommand::Devices(g) => g.output,
+            ClientCommand::Products(g) => g.output,
+            ClientCommand::DevicePassword(a) => a.output,
+            ClientCommand::SignPassword(a) => a.output,
+            ClientCommand::Renew(a) => a.output,
+        };
+        Output { json: args.json }
+    }
+}
+
 /// Runs a client command; prints errors and returns the exit code.
-pub async fn run(command: ClientCommand, args: ClientArgs) -> ExitCode {
-    let out = Output { json: args.json };
+pub async fn run(command: ClientCommand) -> ExitCode {
+    let out = command.output();
     match dispatch(command, out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -75,7 +91,7 @@ const DEVICE_COLUMNS: &[Column] = &[
     ("CREATED", "created_at"),
 ];
 
-fn api() -> Result<Api, CliError> {
+pub(super) fn api() -> Result<Api, CliError> {
     let p = profile::effective()?;
     let url = p
         .url
@@ -87,25 +103,25 @@ fn api() -> Result<Api, CliError> {
 }
 
 /// A string field of an API object ("?" when missing).
-fn text<'a>(v: &'a Value, field: &str) -> &'a str {
+pub(super) fn text<'a>(v: &'a Value, field: &str) -> &'a str {
     v.get(field).and_then(Value::as_str).unwrap_or("?")
 }
 
 /// Sets a field of a JSON object body.
-fn put(body: &mut Value, field: &str, value: Value) {
+pub(super) fn put(body: &mut Value, field: &str, value: Value) {
     if let Some(obj) = body.as_object_mut() {
         obj.insert(field.to_owned(), value);
     }
 }
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 async fn dispatch(command: ClientCommand, out: Output) -> Result<(), CliError> {
     match command {
         ClientCommand::Login(a) => login(a, out).await,
-        ClientCommand::Whoami => {
+        ClientCommand::Whoami(_) => {
             let me = api()?.get("/api/v4/auth/whoami").await?;
             out.object(
                 &me,
@@ -118,9 +134,10 @@ async fn dispatch(command: ClientCommand, out: Output) -> Result<(), CliError> {
             );
             Ok(())
         }
-        ClientCommand::Keys(k) => keys(k, out).await,
-        ClientCommand::Certs(c) => certs(c, out).await,
-        ClientCommand::Devices(d) => devices(d, out).await,
+        ClientCommand::Keys(g) => keys(g.command, out).await,
+        ClientCommand::Certs(g) => certs(g.command, out).await,
+        ClientCommand::Devices(g) => devices(g.command, out).await,
+        ClientCommand::Products(g) => super::products::run(g.command, out).await,
         ClientCommand::DevicePassword(a) => device_password(a, out),
         ClientCommand::SignPassword(a) => sign_password(a, out),
         ClientCommand::Renew(a) => super::renew::run(a, out).await,

@@ -10,6 +10,7 @@ pub mod api;
 mod commands;
 mod import;
 pub mod output;
+mod products;
 pub mod profile;
 mod renew;
 
@@ -69,12 +70,21 @@ impl CliError {
     }
 }
 
-/// Options every client command takes.
-#[derive(Args, Debug, Clone)]
+/// The output option of the client commands (and only theirs).
+#[derive(Args, Debug, Clone, Copy)]
 pub struct ClientArgs {
     /// Print JSON (the API's objects; an array for a listing) instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// A group of client commands (`keys`, `certs`, …) with the output option.
+#[derive(Args, Debug)]
+pub struct Group<C: Subcommand> {
+    #[command(subcommand)]
+    pub command: C,
+    #[command(flatten)]
+    pub output: ClientArgs,
 }
 
 /// `fleetca login`.
@@ -86,6 +96,8 @@ pub struct LoginArgs {
     /// fleetca's CA certificate (PEM), trusted for HTTPS (for a certificate fleetca issued itself).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: ClientArgs,
 }
 
 /// API keys.
@@ -238,6 +250,119 @@ pub enum DevicesCommand {
     Import(import::ImportArgs),
 }
 
+/// Products of the sign-based families (EnOS, Alibaba) and their devices.
+#[derive(Subcommand, Debug)]
+pub enum ProductsCommand {
+    /// Create a product; its product secret is printed once.
+    Create {
+        /// 1–200 characters.
+        name: String,
+        #[arg(long, value_parser = ["enos", "aliyun"])]
+        scheme: String,
+        /// 11–32 of [A-Za-z0-9_-] (default: generated).
+        #[arg(long)]
+        product_key: Option<String>,
+        /// Enterprise code (default: yours).
+        #[arg(long)]
+        enterprise: Option<String>,
+        /// Devices may obtain their secret with the product secret (dynamic activation).
+        #[arg(long)]
+        dynamic_activation: bool,
+        /// Allowed distance of a login's timestamp from server time, in seconds.
+        #[arg(long)]
+        max_clock_skew: Option<i64>,
+    },
+    /// List products.
+    List {
+        #[arg(long)]
+        enterprise: Option<String>,
+        /// enos or aliyun.
+        #[arg(long)]
+        scheme: Option<String>,
+        /// product_key or name contains this.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Show a product.
+    Show { product_key: String },
+    /// Disable a product: none of its devices may connect.
+    Disable { product_key: String },
+    /// Enable a product again.
+    Enable { product_key: String },
+    /// Replace the product secret (printed once).
+    RotateSecret { product_key: String },
+    /// Delete a product and its devices.
+    Delete { product_key: String },
+    /// The devices of a product: create, list, show, disable, enable, rotate-secret,
+    /// reset-activation, delete, import a CSV.
+    #[command(subcommand)]
+    Devices(ProductDevicesCommand),
+}
+
+/// Devices of a product.
+#[derive(Subcommand, Debug)]
+pub enum ProductDevicesCommand {
+    /// Register a device (with --secret, or without for a generated one, printed once).
+    Create {
+        /// The device key (EnOS) or device name (Alibaba).
+        device_key: String,
+        #[arg(long)]
+        product: String,
+        /// 16–128 printable ASCII characters without spaces (default: generated, printed once).
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List a product's devices.
+    List {
+        #[arg(long)]
+        product: String,
+        /// device_key contains this.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Show a device.
+    Show {
+        device_key: String,
+        #[arg(long)]
+        product: String,
+    },
+    /// Disable a device: refused at once, its open sessions ended.
+    Disable {
+        device_key: String,
+        #[arg(long)]
+        product: String,
+    },
+    /// Enable a device again.
+    Enable {
+        device_key: String,
+        #[arg(long)]
+        product: String,
+    },
+    /// Replace a device's secret (printed once).
+    RotateSecret {
+        device_key: String,
+        #[arg(long)]
+        product: String,
+    },
+    /// Let a device activate again (dynamic activation).
+    ResetActivation {
+        device_key: String,
+        #[arg(long)]
+        product: String,
+    },
+    /// Delete a device.
+    Delete {
+        device_key: String,
+        #[arg(long)]
+        product: String,
+    },
+    /// Register the devices of a CSV file (header: device_key; optional device_secret,
+    /// description) in bulk requests. A re-run skips the devices that exist.
+    Import(import::ProductImportArgs),
+}
+
 /// The device side: the MQTT password of an HA1 device.
 #[derive(Args, Debug)]
 pub struct DevicePasswordArgs {
@@ -253,6 +378,8 @@ pub struct DevicePasswordArgs {
     /// Unix seconds (default: now).
     #[arg(long)]
     pub timestamp: Option<i64>,
+    #[command(flatten)]
+    pub output: ClientArgs,
 }
 
 /// The device side: a sign-based device's MQTT login.
@@ -278,4 +405,6 @@ pub struct SignPasswordArgs {
     /// Milliseconds since the epoch (default: now).
     #[arg(long)]
     pub timestamp: Option<i64>,
+    #[command(flatten)]
+    pub output: ClientArgs,
 }

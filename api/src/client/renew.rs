@@ -45,6 +45,8 @@ pub struct RenewArgs {
     /// FLEETCA_CERT_FILE and FLEETCA_KEY_FILE are in its environment.
     #[arg(long)]
     pub exec: Option<String>,
+    #[command(flatten)]
+    pub output: super::ClientArgs,
 }
 
 /// When `cert_pem` is due: notBefore + `percent` % of its lifetime, plus up to 5 % of jitter

@@ -261,7 +261,7 @@ pub struct PatchProductBody {
 pub struct SignDeviceBody {
     /// 1–64 of `[A-Za-z0-9_.:@-]`, unique within the product.
     pub device_key: String,
-    /// 8–128 printable ASCII characters; generated when absent (and then returned once).
+    /// 16–128 printable ASCII characters without spaces; generated when absent (and then returned once).
     pub device_secret: Option<String>,
     pub description: Option<String>,
 }

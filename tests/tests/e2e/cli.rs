@@ -400,3 +400,211 @@ fn the_renew_daemon_reenrolls_over_est_and_runs_its_hook() {
         "the first and at least two renewals: {listed}"
     );
 }
+
+#[test]
+fn the_cli_manages_products_and_imports_their_devices_with_generated_secrets() {
+    let dir = Scratch::new("cli-products");
+    let server = Fleetca::start(&dir.join("data"));
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = Cli {
+        home: &home,
+        url: Some(server.base.clone()),
+    };
+    let admin = server.admin_token();
+    let cli_json = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let mut cmd = cli.cmd(&all);
+        cmd.env("FLEETCA_TOKEN", &admin);
+        let out = run(&mut cmd, Duration::from_secs(120));
+        let text = out.expect_success(&format!("fleetca {}", args.join(" ")));
+        serde_json::from_str::<Value>(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    let cli_run = |args: &[&str]| {
+        let mut cmd = cli.cmd(args);
+        cmd.env("FLEETCA_TOKEN", &admin);
+        run(&mut cmd, Duration::from_secs(120))
+    };
+
+    // A product: its secret printed once, then never again.
+    let product = cli_json(&[
+        "products",
+        "create",
+        "Meters",
+        "--scheme",
+        "enos",
+        "--product-key",
+        "pkcli000001",
+        "--enterprise",
+        "acme",
+    ]);
+    assert!(
+        product["product_secret"].as_str().is_some_and(|s| s.len() >= 16),
+        "{product}"
+    );
+    let shown = cli_json(&["products", "show", "pkcli000001"]);
+    assert!(shown.get("product_secret").is_none(), "{shown}");
+    let listed = cli_json(&["products", "list", "--scheme", "enos"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["product_key"] == "pkcli000001")
+    );
+
+    // A device with a secret given, its login computed by the CLI and accepted by fleetca.
+    cli_json(&[
+        "products",
+        "devices",
+        "create",
+        "meter-0",
+        "--product",
+        "pkcli000001",
+        "--secret",
+        "meter-secret-000-zero",
+    ]);
+    let login = |device_key: &str, secret: &str| {
+        let l = cli_json(&[
+            "sign-password",
+            "--scheme",
+            "enos",
+            "--product-key",
+            "pkcli000001",
+            "--device-key",
+            device_key,
+            "--secret",
+            secret,
+        ]);
+        fleetca_e2e::http::request(
+            "POST",
+            &server.url("/broker/auth"),
+            None,
+            Some(
+                &serde_json::json!({"username": l["username"], "password": l["password"], "clientid": l["client_id"]}),
+            ),
+        )
+        .status
+    };
+    assert_eq!(login("meter-0", "meter-secret-000-zero"), 200);
+    assert_eq!(login("meter-0", "not-the-secret"), 403);
+
+    // An import whose lines carry no secret: refused without --secrets-out, nothing created.
+    let csv = dir.join("meters.csv");
+    let mut text = String::from("device_key,description\n");
+    for i in 1..=3_000 {
+        text.push_str(&format!("meter-{i},line {i}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let refused = cli_run(&[
+        "products",
+        "devices",
+        "import",
+        "--product",
+        "pkcli000001",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.combined());
+    assert!(refused.stderr.contains("--secrets-out"), "{}", refused.stderr);
+    let count = || {
+        server
+            .get("/api/v4/manage/products/pkcli000001/devices/?page_size=1", Some(&admin))
+            .expect_json(200, "devices")["count"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(count(), 1, "nothing imported");
+
+    // With --secrets-out: every generated secret lands in a 0600 CSV, batch by batch.
+    let secrets = dir.join("secrets.csv");
+    let imported = cli_json(&[
+        "products",
+        "devices",
+        "import",
+        "--product",
+        "pkcli000001",
+        csv.to_str().unwrap(),
+        "--batch",
+        "700",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]);
+    assert_eq!(imported["created"], 3_000, "{imported}");
+    assert_eq!(count(), 3_001);
+    assert_eq!(mode(&secrets), 0o600);
+    let saved = std::fs::read_to_string(&secrets).unwrap();
+    let mut lines = saved.lines();
+    assert_eq!(lines.next(), Some("product_key,device_key,mqtt_username,device_secret"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3_000, "one line per generated secret");
+    let last = rows.last().unwrap();
+    assert_eq!(login(last[1], last[3]), 200, "a saved secret logs in");
+
+    // Run again: everything is there already, nothing created twice.
+    let again = cli_json(&[
+        "products",
+        "devices",
+        "import",
+        "--product",
+        "pkcli000001",
+        csv.to_str().unwrap(),
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (again["created"].as_u64(), again["already_there"].as_u64()),
+        (Some(0), Some(3_000)),
+        "{again}"
+    );
+    assert_eq!(count(), 3_001);
+
+    // The rest of the device and product commands.
+    let disabled = cli_json(&["products", "devices", "disable", "meter-0", "--product", "pkcli000001"]);
+    assert_eq!(disabled["is_active"], false);
+    assert_eq!(
+        login("meter-0", "meter-secret-000-zero"),
+        403,
+        "a disabled device is refused"
+    );
+    cli_json(&["products", "devices", "enable", "meter-0", "--product", "pkcli000001"]);
+    let rotated = cli_json(&[
+        "products",
+        "devices",
+        "rotate-secret",
+        "meter-0",
+        "--product",
+        "pkcli000001",
+    ]);
+    let new_secret = rotated["device_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        login("meter-0", "meter-secret-000-zero"),
+        403,
+        "the old secret stops working"
+    );
+    assert_eq!(login("meter-0", &new_secret), 200);
+    let devices = cli_json(&[
+        "products",
+        "devices",
+        "list",
+        "--product",
+        "pkcli000001",
+        "--search",
+        "meter-29",
+    ]);
+    assert_eq!(
+        devices.as_array().unwrap().len(),
+        111,
+        "meter-29, meter-290…299 and meter-2900…2999, across pages"
+    );
+    cli_run(&["products", "devices", "delete", "meter-0", "--product", "pkcli000001"])
+        .expect_success("products devices delete");
+    let off = cli_json(&["products", "disable", "pkcli000001"]);
+    assert_eq!(off["is_active"], false);
+    assert_eq!(login(last[1], last[3]), 403, "a disabled product's devices are refused");
+    let secret = cli_json(&["products", "rotate-secret", "pkcli000001"]);
+    assert!(secret["product_secret"].is_string());
+    cli_run(&["products", "delete", "pkcli000001"]).expect_success("products delete");
+    let gone = cli_run(&["products", "show", "pkcli000001"]);
+    assert_eq!(gone.status.code(), Some(2), "{}", gone.combined());
+}
