@@ -1,7 +1,8 @@
 //! The client CLI against the real binary and a real server: login (the config file 0600),
-//! whoami, API keys, certificates written with the right modes and never over existing files,
-//! devices, a 25,000-line CSV import killed half way and run again (nothing created twice,
-//! nothing lost), the device-side passwords, the exit codes, completions.
+//! whoami, API keys (rotated, deactivated), certificates written with the right modes and never
+//! over existing files (renewed, revoked), devices, a 25,000-line CSV import killed half way
+//! and run again (nothing created twice, nothing lost), products and their devices imported
+//! with generated secrets, the device-side passwords, the exit codes, completions.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -141,6 +142,25 @@ fn the_cli_drives_keys_certificates_devices_and_a_resumable_import() {
     assert_eq!(expiring.as_array().unwrap().len(), 1);
     let none = cli.json(&["certs", "list", "--key", "svc-cli", "--expiring-within", "30d"]);
     assert_eq!(none.as_array().unwrap().len(), 0);
+    // Renew: a new certificate (and key) for the same name, written to another directory.
+    let renewed_dir = dir.join("renewed");
+    let renewed = cli.json(&[
+        "certs",
+        "renew",
+        cert["id"].as_str().unwrap(),
+        "--out",
+        renewed_dir.to_str().unwrap(),
+    ]);
+    assert_ne!(renewed["id"], cert["id"], "{renewed}");
+    assert_eq!(renewed["name"], cert["name"], "{renewed}");
+    assert_eq!(mode(&renewed_dir.join("client.key")), 0o600);
+    openssl([
+        "verify",
+        "-CAfile",
+        renewed_dir.join("ca.crt").to_str().unwrap(),
+        renewed_dir.join("client.crt").to_str().unwrap(),
+    ])
+    .expect_success("openssl verify the renewed certificate");
     let revoked = cli.json(&[
         "certs",
         "revoke",
@@ -149,6 +169,24 @@ fn the_cli_drives_keys_certificates_devices_and_a_resumable_import() {
         "keyCompromise",
     ]);
     assert_eq!(revoked["status"], "revoked", "{revoked}");
+
+    // Rotate a key's token: the new one works, the old one no longer; deactivate it: its
+    // certificates are revoked.
+    let rotated = cli.json(&["keys", "rotate", "svc-cli"]);
+    let new_token = rotated["token"].as_str().unwrap().to_owned();
+    assert_ne!(rotated["token"], key["token"]);
+    let whoami =
+        |token: &str| fleetca_e2e::http::request("GET", &server.url("/api/v4/auth/whoami"), Some(token), None).status;
+    assert_eq!(whoami(&new_token), 200);
+    assert_eq!(whoami(key["token"].as_str().unwrap()), 401);
+    let deactivated = cli.json(&["keys", "deactivate", "svc-cli"]);
+    assert_eq!(deactivated["is_active"], false, "{deactivated}");
+    assert_eq!(whoami(&new_token), 401);
+    let after = cli.json(&["certs", "list", "--key", "svc-cli"]);
+    assert!(
+        after.as_array().unwrap().iter().all(|c| c["status"] == "revoked"),
+        "a deactivated key's certificates are revoked: {after}"
+    );
 
     // Devices, and the device side's password.
     let dev = cli.json(&[
@@ -179,6 +217,34 @@ fn the_cli_drives_keys_certificates_devices_and_a_resumable_import() {
         Some(&serde_json::json!({"username": "device=dev-cli&tenant=acme", "password": pw, "clientid": "dev-cli"})),
     );
     assert_eq!(auth.status, 200, "fleetca accepts the password the CLI computed");
+    let shown = cli.json(&["devices", "show", "dev-cli", "--tenant", "acme"]);
+    assert_eq!(shown["device_id"], "dev-cli");
+    let listed = cli.json(&["devices", "list", "--tenant", "acme", "--search", "dev-cli"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // Rotate: a generated password, printed once; the old one stops working.
+    let rotated = cli.json(&["devices", "rotate", "dev-cli", "--tenant", "acme"]);
+    let new_password = rotated["password"].as_str().unwrap().to_owned();
+    let device_auth = |password: &str| {
+        let pw = cli.run(&[
+            "device-password",
+            "--device",
+            "dev-cli",
+            "--realm",
+            "acme",
+            "--password",
+            password,
+        ]);
+        let pw = pw.expect_success("device-password").trim().to_owned();
+        fleetca_e2e::http::request(
+            "POST",
+            &server.url("/broker/auth"),
+            None,
+            Some(&serde_json::json!({"username": "device=dev-cli&tenant=acme", "password": pw, "clientid": "dev-cli"})),
+        )
+        .status
+    };
+    assert_eq!(device_auth(&new_password), 200);
+    assert_eq!(device_auth("device-secret-1"), 403);
     let disabled = cli.json(&["devices", "disable", "dev-cli", "--tenant", "acme"]);
     assert_eq!(disabled["is_active"], false);
     cli.json(&["devices", "enable", "dev-cli", "--tenant", "acme"]);
