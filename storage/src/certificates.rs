@@ -261,6 +261,32 @@ impl Store {
         Ok(revoked)
     }
 
+    /// The certificates of `ids` that exist (any order).
+    pub async fn certificates_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Certificate>, StorageError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            found.extend(
+                Certificates::find()
+                    .filter(Column::Id.is_in(chunk.to_vec()))
+                    .all(self.conn())
+                    .await?,
+            );
+        }
+        Ok(found)
+    }
+
+    /// Ids of an API key's certificates not yet revoked.
+    pub async fn api_key_certificate_ids(&self, api_key_id: Uuid) -> Result<Vec<Uuid>, StorageError> {
+        Ok(Certificates::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::ApiKeyId.eq(api_key_id))
+            .filter(Column::RevokedAt.is_null())
+            .into_tuple()
+            .all(self.conn())
+            .await?)
+    }
+
     /// Ids of the active certificates of a device (`{tenant}/{device_id}`).
     pub async fn device_certificate_ids(&self, device: &str) -> Result<Vec<Uuid>, StorageError> {
         Ok(Certificates::find()

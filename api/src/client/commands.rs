@@ -389,15 +389,31 @@ async fn certs(cmd: CertsCommand, out: Output) -> Result<(), CliError> {
             let path = path.trim_end_matches(['&', '?']).to_owned();
             out.table(&api.list_all(&path).await?, CERT_COLUMNS);
         }
-        CertsCommand::Revoke { id, reason } => {
-            let revoked = api
-                .post(
-                    &format!("/api/v4/manage/mqtt-certificates/{}/revoke/", enc(&id)),
-                    &json!({"reason": reason}),
-                )
-                .await?;
-            out.object(&revoked, CERT_COLUMNS);
-        }
+        CertsCommand::Revoke { ids, key, reason } => match (ids.as_slice(), key) {
+            ([id], None) => {
+                let revoked = api
+                    .post(
+                        &format!("/api/v4/manage/mqtt-certificates/{}/revoke/", enc(id)),
+                        &json!({"reason": reason}),
+                    )
+                    .await?;
+                out.object(&revoked, CERT_COLUMNS);
+            }
+            (_, key) => {
+                let body = match key {
+                    Some(k) => json!({"api_key_id": key_id(&api, &k).await?, "reason": reason}),
+                    None => json!({"ids": ids, "reason": reason}),
+                };
+                let done = api.post("/api/v4/manage/mqtt-certificates/revoke/", &body).await?;
+                let count = done.get("revoked").and_then(Value::as_array).map_or(0, Vec::len);
+                let already = done.get("already_revoked").and_then(Value::as_u64).unwrap_or(0);
+                if out.json {
+                    out.object(&done, &[]);
+                } else {
+                    println!("{count} revoked, {already} revoked already");
+                }
+            }
+        },
         CertsCommand::Renew {
             id,
             csr,

@@ -164,9 +164,14 @@ pub enum CertsCommand {
         #[arg(long)]
         kind: Option<String>,
     },
-    /// Revoke a certificate; returns once a CRL listing it is published.
+    /// Revoke certificates (several at once: all or nothing), or every certificate of an API
+    /// key with --key; returns once a CRL listing them is published.
     Revoke {
-        id: String,
+        #[arg(required_unless_present = "key", conflicts_with = "key")]
+        ids: Vec<String>,
+        /// Every certificate of this API key (username or id) not yet revoked.
+        #[arg(long)]
+        key: Option<String>,
         /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
         /// cessationOfOperation, privilegeWithdrawn, …
         #[arg(long, default_value = "unspecified")]

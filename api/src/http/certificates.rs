@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{CertificateName, CsrKey, PageRequest, Problems, ServerCertRequest, ValidityHours, query_text};
 use crate::error::ApiError;
-use crate::http::extract::{Admin, ApiJson, Caller, Manager};
+use crate::http::extract::{Admin, ApiJson, BULK_BODY_LIMIT, Caller, Manager, parse_json, read_body, require_json};
 use crate::http::openapi::{ReadProblems, WriteProblems};
 use crate::http::{PageOf, parse_id, route, secret_json};
 use crate::service::certificates::{self as svc, CreateCertificate, Record};
@@ -25,6 +25,11 @@ pub fn routes() -> super::Routes {
                 route("GET", || web::get().to(list)),
                 route("POST", || web::post().to(create)),
             ],
+        ),
+        // Before `{id}`, which would take "revoke" for an id.
+        (
+            "/api/v4/manage/mqtt-certificates/revoke",
+            vec![route("POST", || web::post().to(revoke_many))],
         ),
         (
             "/api/v4/manage/mqtt-certificates/{id}",
@@ -201,6 +206,31 @@ pub struct RevokeBody {
     pub reason: Option<String>,
 }
 
+/// Revoke many certificates at once: `ids` or `api_key_id`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeManyBody {
+    /// 1 to 10,000 ids of client, device or claim certificates in your scope.
+    pub ids: Option<Vec<String>>,
+    /// Instead of `ids`: every certificate of this API key not yet revoked.
+    pub api_key_id: Option<String>,
+    /// RFC 5280 reason name (default `unspecified`).
+    #[schema(example = "keyCompromise")]
+    pub reason: Option<String>,
+}
+
+/// The outcome of a bulk revocation.
+#[derive(Serialize, ToSchema)]
+pub struct RevokedMany {
+    /// The ids this request revoked.
+    pub revoked: Vec<uuid::Uuid>,
+    /// How many were revoked already and left as they were.
+    pub already_revoked: usize,
+}
+
+/// Most ids in one bulk revocation.
+pub const MAX_REVOKE_IDS: usize = 10_000;
+
 /// Create a broker's TLS server certificate.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -273,7 +303,12 @@ fn status_filter(s: Status) -> StatusFilter {
 /// The reason of a revoke request: an empty body is `unspecified`.
 pub(crate) fn revoke_reason(req: &HttpRequest, body: &[u8]) -> Result<Reason, ApiError> {
     let body: RevokeBody = crate::http::extract::optional_json(req, body)?;
-    match body.reason.as_deref() {
+    reason(body.reason.as_deref())
+}
+
+/// A revocation reason by its RFC 5280 name (`unspecified` when absent).
+fn reason(name: Option<&str>) -> Result<Reason, ApiError> {
+    match name {
         None => Ok(Reason::Unspecified),
         Some(r) => r.parse().map_err(|_| {
             let names: Vec<&str> = Reason::ALL.iter().map(|r| r.name()).collect();
@@ -408,6 +443,57 @@ pub async fn revoke(
     let reason = revoke_reason(&req, &body)?;
     let record = state.certificates.revoke(&caller, id, reason).await?;
     Ok(HttpResponse::Ok().json(CertificateOut::new(record, true)))
+}
+
+#[utoipa::path(
+    post, path = "/api/v4/manage/mqtt-certificates/revoke/", tag = "mqtt-certificates", request_body = RevokeManyBody,
+    responses(
+        (status = 200, description = "All revoked (or revoked already), and a CRL listing them published; nothing is revoked when any id is refused", body = RevokedMany),
+        WriteProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke_many(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller<Manager>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require_json(&req)?;
+    let body = read_body(&mut payload, BULK_BODY_LIMIT).await?;
+    let body: RevokeManyBody = parse_json(&body)?;
+    let reason = reason(body.reason.as_deref())?;
+    let target = match (body.ids, body.api_key_id) {
+        (Some(ids), None) => {
+            if ids.is_empty() || ids.len() > MAX_REVOKE_IDS {
+                return Err(ApiError::field(
+                    "ids",
+                    format!("give 1 to {MAX_REVOKE_IDS} certificate ids (send more in several requests)"),
+                ));
+            }
+            let mut problems = Problems::new();
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            let mut parsed = Vec::with_capacity(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                match uuid::Uuid::parse_str(id) {
+                    Ok(u) if seen.insert(u) => parsed.push(u),
+                    Ok(_) => problems.add(&format!("ids.{i}"), "appears twice"),
+                    Err(_) => problems.add(&format!("ids.{i}"), "is not a certificate id (a UUID)"),
+                }
+            }
+            problems.finish()?;
+            svc::RevokeMany::Ids(parsed)
+        }
+        (None, Some(key)) => svc::RevokeMany::ApiKey(
+            uuid::Uuid::parse_str(&key).map_err(|_| ApiError::field("api_key_id", "is not an API key id (a UUID)"))?,
+        ),
+        _ => return Err(ApiError::field("ids", "give either ids or api_key_id")),
+    };
+    let done = state.certificates.revoke_many(&caller, target, reason).await?;
+    Ok(HttpResponse::Ok().json(RevokedMany {
+        revoked: done.revoked,
+        already_revoked: done.already_revoked,
+    }))
 }
 
 #[utoipa::path(

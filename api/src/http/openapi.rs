@@ -102,7 +102,7 @@ impl IntoResponses for BrokerProblems {
     paths(
         public::healthz, public::readyz, metrics::metrics, public::ca_pem, public::crl_der, public::crl_pem,
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
-        certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::renew,
+        certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::revoke_many, certificates::renew,
         claims::create, claims::list, claims::get, claims::revoke,
         audit::list,
         webhooks::create, webhooks::list, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate_secret,

@@ -79,6 +79,22 @@ pub struct CertificateService {
     limiter: RateLimiter,
 }
 
+/// What a bulk revocation names.
+pub enum RevokeMany {
+    /// These certificates (client, device or claim).
+    Ids(Vec<Uuid>),
+    /// Every certificate of this API key not yet revoked.
+    ApiKey(Uuid),
+}
+
+/// The outcome of a bulk revocation.
+pub struct BulkRevoked {
+    /// The certificates this call revoked.
+    pub revoked: Vec<Uuid>,
+    /// How many were revoked already (left as they were).
+    pub already_revoked: usize,
+}
+
 /// The kinds the MQTT certificate calls show: server certificates are the admins' alone.
 pub const MQTT_KINDS: [&str; 3] = [kind::CLIENT, kind::DEVICE, kind::CLAIM];
 
@@ -284,6 +300,79 @@ impl CertificateService {
     /// clients that check the CRL.
     pub async fn revoke_server(&self, caller: &Principal, id: Uuid, reason: Reason) -> Result<Record, Error> {
         self.revoke_kind(caller, id, &[kind::SERVER], reason).await
+    }
+
+    /// Revokes many certificates at once, all or nothing: every id must name a client,
+    /// device or claim certificate the caller manages (else nothing is revoked and the bad
+    /// ids are named), or every certificate of an API key the caller manages. Returns once a
+    /// CRL listing them is published; one publication serves them all.
+    pub async fn revoke_many(
+        &self,
+        caller: &Principal,
+        target: RevokeMany,
+        reason: Reason,
+    ) -> Result<BulkRevoked, Error> {
+        if caller.role == Role::Service {
+            return Err(Error::Forbidden(
+                "Only a manager or admin may revoke certificates.".into(),
+            ));
+        }
+        let ids = match target {
+            RevokeMany::Ids(ids) => {
+                let found: std::collections::HashMap<Uuid, Certificate> = self
+                    .store
+                    .certificates_by_ids(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.id, c))
+                    .collect();
+                let mut errors = crate::domain::FieldErrors::new();
+                for (i, id) in ids.iter().enumerate() {
+                    let ok = found.get(id).is_some_and(|c| {
+                        MQTT_KINDS.contains(&c.kind.as_str()) && can_see(caller, c) && caller.manages(&c.enterprise)
+                    });
+                    if !ok {
+                        errors.insert(
+                            format!("ids.{i}"),
+                            vec![format!("no client, device or claim certificate {id} in your scope")],
+                        );
+                    }
+                }
+                if !errors.is_empty() {
+                    return Err(Error::Invalid(errors));
+                }
+                ids
+            }
+            RevokeMany::ApiKey(key) => match self.tokens.user(key).await? {
+                Some(u) if caller.manages(&u.enterprise) && u.is_service_account => {
+                    self.store.api_key_certificate_ids(key).await?
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "api_key_id",
+                        "no API key (service account) with this id exists in your scope",
+                    ));
+                }
+            },
+        };
+        self.count_change(caller)?;
+        let revoked = self
+            .store
+            .revoke_certificates(
+                &ids,
+                reason.name(),
+                &audit::by(caller, "certificate.revoke", "certificate", "", None, json!({})),
+                self.clock.now(),
+            )
+            .await?;
+        self.changes.revoked(&revoked).await?;
+        if !revoked.is_empty() {
+            tracing::info!(count = revoked.len(), %reason, by = %caller.username, "certificates revoked in bulk");
+        }
+        Ok(BulkRevoked {
+            already_revoked: ids.len().saturating_sub(revoked.len()),
+            revoked: revoked.into_iter().map(|c| c.id).collect(),
+        })
     }
 
     async fn revoke_kind(&self, caller: &Principal, id: Uuid, kinds: &[&str], reason: Reason) -> Result<Record, Error> {

@@ -346,6 +346,105 @@ async fn revoking_lists_the_certificate_on_a_newer_crl_and_twice_changes_nothing
 }
 
 #[actix_web::test]
+async fn a_bulk_revocation_is_all_or_nothing_in_scope_and_listed_on_one_crl() {
+    let app = TestApp::spawn().await;
+    let (_, mgr) = app.user("acme-bulk-mgr", false, "acme", Some("manager")).await;
+    let (acme_key, acme_token) = app.user("svc-bulk", true, "acme", None).await;
+    let (globex_key, _) = app.user("svc-globex", true, "globex", None).await;
+    let mut acme = Vec::new();
+    for i in 0..5 {
+        acme.push(app.certificate(&acme_key, &format!("bulk {i}")).await);
+    }
+    let globex = app.certificate(&globex_key, "not yours").await;
+    let id = |c: &serde_json::Value| c["id"].as_str().unwrap().to_owned();
+    let bulk = format!("{CERTS}revoke/");
+    let (crl_before, _) = crl(&app).await;
+
+    // One id out of the manager's scope: nothing is revoked, and that id is named.
+    let mixed: Vec<String> = acme.iter().take(3).map(id).chain([id(&globex)]).collect();
+    let refused = app
+        .post(&bulk, &mgr, json!({"ids": mixed, "reason": "keyCompromise"}))
+        .await;
+    assert_problem(&refused, 400);
+    assert!(refused.body["errors"]["ids.3"].is_array(), "{}", refused.body);
+    assert_eq!(
+        app.get(&format!("{CERTS}?status=revoked"), &app.admin).await.body["count"],
+        0,
+        "all or nothing"
+    );
+    // Bad ids, duplicates, both targets or neither, an empty list: each named.
+    for (body, field) in [
+        (json!({"ids": ["nope"]}), "ids.0"),
+        (json!({"ids": [id(&acme[0]), id(&acme[0])]}), "ids.1"),
+        (json!({"ids": []}), "ids"),
+        (json!({}), "ids"),
+        (json!({"ids": [id(&acme[0])], "api_key_id": acme_key}), "ids"),
+        (json!({"ids": [id(&acme[0])], "reason": "bored"}), "reason"),
+    ] {
+        assert_field_error(&app.post(&bulk, &mgr, body).await, field);
+    }
+    // An API key may not revoke in bulk.
+    assert_problem(&app.post(&bulk, &acme_token, json!({"ids": [id(&acme[0])]})).await, 403);
+
+    // Three in scope: revoked together, on one newer CRL.
+    let three: Vec<String> = acme.iter().take(3).map(id).collect();
+    let done = app
+        .post(&bulk, &mgr, json!({"ids": three, "reason": "keyCompromise"}))
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["revoked"].as_array().unwrap().len(), 3);
+    assert_eq!(done.body["already_revoked"], 0);
+    let (crl_after, entries) = crl(&app).await;
+    assert!(crl_after > crl_before);
+    for c in acme.iter().take(3) {
+        assert!(
+            entries.contains(&(c["serial"].as_str().unwrap().to_owned(), Some(1))),
+            "{c} on the CRL with keyCompromise"
+        );
+    }
+    // By API key: the other two; the three revoked already are left as they were.
+    let by_key = app
+        .post(
+            &bulk,
+            &mgr,
+            json!({"api_key_id": acme_key, "reason": "cessationOfOperation"}),
+        )
+        .await;
+    assert_eq!(by_key.status, 200, "{}", by_key.body);
+    assert_eq!(by_key.body["revoked"].as_array().unwrap().len(), 2, "{}", by_key.body);
+    let again = app.post(&bulk, &mgr, json!({"ids": [id(&acme[0])]})).await;
+    assert_eq!(
+        (
+            again.body["revoked"].as_array().unwrap().len(),
+            again.body["already_revoked"].as_u64()
+        ),
+        (0, Some(1))
+    );
+    let first = app.get(&format!("{CERTS}{}/", id(&acme[0])), &app.admin).await;
+    assert_eq!(
+        first.body["reason"], "keyCompromise",
+        "a second revocation changes nothing"
+    );
+    // Another enterprise's key is not the manager's to name.
+    assert_field_error(
+        &app.post(&bulk, &mgr, json!({"api_key_id": globex_key})).await,
+        "api_key_id",
+    );
+    assert_eq!(
+        app.get(&format!("{CERTS}{}/", id(&globex)), &app.admin).await.body["status"],
+        "active"
+    );
+    // Each revocation is in the audit log.
+    let audit = app
+        .get(
+            "/api/v4/manage/audit/?action=certificate.revoke&page_size=50",
+            &app.admin,
+        )
+        .await;
+    assert_eq!(audit.body["count"], 5, "{}", audit.body);
+}
+
+#[actix_web::test]
 async fn the_crl_supports_conditional_requests() {
     let app = TestApp::spawn().await;
     let r = app.send("GET", "/crl.der", None, None).await;

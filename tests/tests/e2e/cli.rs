@@ -182,6 +182,27 @@ fn the_cli_drives_keys_certificates_devices_and_a_resumable_import() {
     let deactivated = cli.json(&["keys", "deactivate", "svc-cli"]);
     assert_eq!(deactivated["is_active"], false, "{deactivated}");
     assert_eq!(whoami(&new_token), 401);
+    // A second key's certificates, revoked in bulk by key.
+    cli.json(&["keys", "create", "svc-cli-2", "--enterprise", "acme"]);
+    for sub in ["a", "b"] {
+        cli.json(&[
+            "certs",
+            "create",
+            "--key",
+            "svc-cli-2",
+            "--out",
+            dir.join(&format!("certs-2{sub}")).to_str().unwrap(),
+        ]);
+    }
+    let bulk = cli.json(&[
+        "certs",
+        "revoke",
+        "--key",
+        "svc-cli-2",
+        "--reason",
+        "cessationOfOperation",
+    ]);
+    assert_eq!(bulk["revoked"].as_array().unwrap().len(), 2, "{bulk}");
     let after = cli.json(&["certs", "list", "--key", "svc-cli"]);
     assert!(
         after.as_array().unwrap().iter().all(|c| c["status"] == "revoked"),
