@@ -17,6 +17,9 @@ process over loopback):
   7. what the audit log and metrics cost: issuance and broker auth on two servers side by
      side, one with FLEETCA_BENCHMARK_BASELINE=1 (no audit records, webhook outbox or
      metrics), alternating, two rounds each.
+  8. mass revocation: with 100,000 revoked, 10,000 more as single requests (64 in flight) and
+     10,000 as one bulk request, each answered only once a CRL listing it is published; the
+     reload command's runs counted. `--only mass` runs this one alone.
 
 Prints one markdown table and writes it to docs/performance.md. `--quick` runs every
 scenario briefly (CI runs it so the benchmark never rots; its numbers mean nothing).
@@ -325,6 +328,59 @@ def scenario_revocation(q, results, peaks):
         f.stop()
 
 
+def seed_active(db, n, name):
+    """n active client certificates (serials only: the CRL needs no more) for bulk revocation."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ts = now.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    later = (now + datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    ids = [uuid.uuid4() for _ in range(n)]
+    con = sqlite3.connect(db)
+    con.executemany("INSERT INTO certificates (id, name, kind, api_key_id, enterprise, serial, fingerprint, certificate_pem, not_before,"
+                    " not_after, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    ((u.bytes, name, "client", None, "bench", "41" + secrets.token_hex(15), secrets.token_hex(32), "-", ts, later, ts)
+                     for u in ids))
+    con.commit()
+    con.close()
+    return [str(u) for u in ids]
+
+
+def scenario_mass(q, results, peaks):
+    """Mass revocation: with `base` revoked already, revoke n more as single requests (64 in
+    flight) and as one bulk request; each returns only after a CRL listing it is published
+    (file written, reload command run). Counts the reload command's runs."""
+    base, n = (2_000, 500) if q else (100_000, 10_000)
+    d = tempfile.mkdtemp(prefix="fleetca-bench-")
+    f = Fleetca(d)
+    f.stop()
+    db = os.path.join(d, "fleetca.db")
+    seed_revoked(db, base)
+    singles = seed_active(db, n, "single")
+    bulk = seed_active(db, n, "bulk")
+    reloads = os.path.join(d, "reloads")
+    f = Fleetca(d, "--crl-file", os.path.join(d, "crl.pem"), "--crl-reload-command", f"echo >> {reloads}")
+
+    def reload_count():
+        return sum(1 for _ in open(reloads)) if os.path.exists(reloads) else 0
+
+    before = reload_count()
+    lines = [{"method": "POST", "path": f"/api/v4/manage/mqtt-certificates/{i}/revoke/", "headers": [["Authorization", "Bearer " + ADMIN]],
+              "body": {"reason": "keyCompromise"}} for i in singles]
+    r = load(f"127.0.0.1:{f.port}", lines, 64, 200, f.proc.pid)
+    singles_reloads = reload_count() - before
+    peaks.append(r["peak_rss_mib"])
+    results.append((f"8. Mass revocation: {n:,} single revokes, 64 in flight ({singles_reloads} reloads)",
+                    f"{base:,} revoked before", r))
+    before = reload_count()
+    with Peak(f.proc.pid) as peak:
+        t = time.perf_counter()
+        s, body = f.call("POST", "/api/v4/manage/mqtt-certificates/revoke/", {"ids": bulk, "reason": "keyCompromise"})
+        secs = time.perf_counter() - t
+    assert s == 200 and len(body["revoked"]) == n, str(body)[:300]
+    results.append((f"8. Mass revocation: {n:,} in one bulk request ({reload_count() - before} reload)", f"{base + n:,} revoked before",
+                    {"requests": 1, "seconds": secs, "p50_ms": secs * 1000, "p99_ms": secs * 1000, "peak_rss_mib": peak.peak}))
+    f.stop()
+
+
 def scenario_bulk(q, results):
     n = 1_000 if q else 10_000
     d = tempfile.mkdtemp(prefix="fleetca-bench-")
@@ -391,7 +447,7 @@ def fmt(v, unit=""):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="run every scenario briefly (CI)")
-    ap.add_argument("--only", choices=["overhead"], help="run one scenario and print it (docs/performance.md untouched)")
+    ap.add_argument("--only", choices=["overhead", "mass"], help="run one scenario and print it (docs/performance.md untouched)")
     args = ap.parse_args()
     q = args.quick
     results, peaks = [], []
@@ -401,10 +457,16 @@ def main():
         for scenario, subject, r in results:
             print(f"| {scenario} | {subject} | {fmt(r.get('rps'))} | | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | |")
         return
+    if args.only == "mass":
+        scenario_mass(q, results, peaks)
+        for scenario, subject, r in results:
+            print(f"| {scenario} | {subject} | {fmt(r.get('rps'))} | {fmt(r.get('seconds'))} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | |")
+        return
     scenario_issuance(q, results, peaks)
     scenario_auth(q, results, peaks)
     scenario_storm(q, results, peaks)
     scenario_revocation(q, results, peaks)
+    scenario_mass(q, results, peaks)
     idle = scenario_bulk(q, results)
     overhead = scenario_overhead(q, results)
     rows = ["| scenario | subject | throughput (req/s) | total s | p50 ms | p99 ms | server peak RSS MiB |",

@@ -33,6 +33,33 @@ impl Store {
         Ok(())
     }
 
+    /// Appends events of one kind, one per subject, in one transaction.
+    pub async fn record_events(
+        &self,
+        origin: Uuid,
+        kind: &str,
+        subjects: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let txn = self.write_txn().await?;
+        for chunk in subjects.chunks(500) {
+            Events::insert_many(chunk.iter().map(|subject| ActiveModel {
+                origin: Set(origin),
+                kind: Set(kind.to_owned()),
+                subject: Set(subject.clone()),
+                created_at: Set(now),
+                ..Default::default()
+            }))
+            .exec(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
     /// Events with an id above `after`, oldest first (at most `limit`).
     pub async fn events_after(&self, after: i64, limit: u64) -> Result<Vec<Event>, StorageError> {
         Ok(Events::find()

@@ -22,6 +22,7 @@ pub mod entity;
 mod error;
 pub mod events;
 pub mod products;
+pub mod revocations;
 pub mod sessions;
 pub mod stats;
 pub mod users;

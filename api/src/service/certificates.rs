@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use fleetca_ca::crl::Reason;
 use fleetca_storage::certificates::CertificateFilter;
+use fleetca_storage::revocations::RevokeQueue;
 use fleetca_storage::{Certificate, StorageError, Store};
 use uuid::Uuid;
 
@@ -77,6 +78,8 @@ pub struct CertificateService {
     clock: Arc<dyn Clock>,
     /// Creations and revocations by managers, per enterprise.
     limiter: RateLimiter,
+    /// Single revocations, committed in groups.
+    revocations: RevokeQueue,
 }
 
 /// What a bulk revocation names.
@@ -119,6 +122,7 @@ impl CertificateService {
         limiter: RateLimiter,
     ) -> Self {
         Self {
+            revocations: store.revoke_queue(),
             store,
             issuer,
             tokens,
@@ -394,8 +398,8 @@ impl CertificateService {
             json!({"serial": cert.serial, "reason": reason.name(), "kind": cert.kind}),
         );
         let (cert, changed) = self
-            .store
-            .revoke_certificate(cert.id, reason.name(), &[record], self.clock.now())
+            .revocations
+            .revoke(cert.id, reason.name(), record, self.clock.now())
             .await?;
         if changed {
             self.changes.revoked(std::slice::from_ref(&cert)).await?;

@@ -108,7 +108,15 @@ impl Changes {
             if let Some(key) = cert.api_key_id {
                 self.broker.invalidate_key(key);
             }
-            self.announce("revoked", &cert.id.to_string()).await;
+        }
+        // One write for the lot (a bulk revocation may name 10,000).
+        let subjects: Vec<String> = certs.iter().map(|c| c.id.to_string()).collect();
+        if let Err(e) = self
+            .store
+            .record_events(self.instance_id, "revoked", &subjects, self.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, kind = "revoked", "could not record a change for other instances");
         }
         Ok(())
     }
@@ -132,22 +140,30 @@ impl Changes {
                     self.broker.invalidate_sign_device(product_key, device_key);
                 }
             }
-            "revoked" => {
-                let Ok(id) = Uuid::parse_str(subject) else { return };
-                match self.store.certificate(id).await {
-                    Ok(cert) if cert.revoked_at.is_some() => {
-                        if let Some(key) = cert.api_key_id {
-                            self.broker.invalidate_key(key);
-                        }
-                        if let Err(e) = self.crl.add_revocations(std::iter::once(&cert)).await {
-                            tracing::error!(error = %e, "could not re-sign the CRL for another instance's revocation");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not load a revoked certificate"),
-                }
-            }
+            "revoked" => self.apply_revoked(&[subject.to_owned()]).await,
             _ => {}
+        }
+    }
+
+    /// Other instances revoked these certificates: drop cached decisions and publish one CRL
+    /// that lists them all.
+    async fn apply_revoked(&self, subjects: &[String]) {
+        let ids: Vec<Uuid> = subjects.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+        let certs = match self.store.certificates_by_ids(&ids).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load revoked certificates");
+                return;
+            }
+        };
+        let revoked: Vec<_> = certs.into_iter().filter(|c| c.revoked_at.is_some()).collect();
+        for key in revoked.iter().filter_map(|c| c.api_key_id) {
+            self.broker.invalidate_key(key);
+        }
+        if !revoked.is_empty()
+            && let Err(e) = self.crl.add_revocations(revoked.iter()).await
+        {
+            tracing::error!(error = %e, "could not re-sign the CRL for another instance's revocation");
         }
     }
 
@@ -179,14 +195,24 @@ impl Changes {
                         continue;
                     }
                 };
+                // Revocations are applied together: one CRL for a poll's worth of them.
+                let mut revoked = Vec::new();
                 for event in events {
                     if !seen.insert(event.id) {
                         continue;
                     }
                     high = high.max(event.id);
-                    if event.origin != me.instance_id {
+                    if event.origin == me.instance_id {
+                        continue;
+                    }
+                    if event.kind == "revoked" {
+                        revoked.push(event.subject);
+                    } else {
                         me.apply(&event.kind, &event.subject).await;
                     }
+                }
+                if !revoked.is_empty() {
+                    me.apply_revoked(&revoked).await;
                 }
                 // Forget ids that can no longer come back into the window.
                 seen = seen.split_off(&(high - LOOKBACK));

@@ -117,7 +117,15 @@ struct Published {
     encoded: Arc<Vec<u8>>,
     /// Revocations up to this sequence number are on the current CRL.
     covered: u64,
+    /// When the last file write and reload command finished.
+    last_published: Option<std::time::Instant>,
 }
+
+/// Least time between two publications to the file and reload command. Revocations that
+/// arrive meanwhile wait and share the next one, so under a burst the broker reloads at most
+/// ten times a second however many revocations there are (each still returns only once a
+/// CRL listing it is written and reloaded); a lone revocation is published at once.
+const MIN_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl CrlPublisher {
     /// Loads every unexpired revocation and publishes a first CRL.
@@ -160,6 +168,7 @@ impl CrlPublisher {
                 ),
                 revoked,
                 covered: 0,
+                last_published: None,
             }),
             current: RwLock::new(None),
             status: RwLock::new(PublishStatus {
@@ -205,6 +214,14 @@ impl CrlPublisher {
     }
 
     async fn publish_locked(&self, published: &mut Published) -> Result<(), Error> {
+        if self.file.is_some() || self.reload_command.is_some() {
+            if let Some(wait) = published
+                .last_published
+                .and_then(|at| MIN_PUBLISH_INTERVAL.checked_sub(at.elapsed()))
+            {
+                tokio::time::sleep(wait).await;
+            }
+        }
         let covered = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let encoded = Arc::make_mut(&mut published.encoded);
@@ -258,6 +275,7 @@ impl CrlPublisher {
         let crl = signed;
         let crl_pem = crl.pem;
         let status = self.write_and_reload(&crl_pem).await;
+        published.last_published = Some(std::time::Instant::now());
         let ok = status.is_ok();
         let was_ok = std::mem::replace(
             &mut *self.status.write().unwrap_or_else(|e| e.into_inner()),

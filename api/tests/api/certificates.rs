@@ -445,6 +445,51 @@ async fn a_bulk_revocation_is_all_or_nothing_in_scope_and_listed_on_one_crl() {
 }
 
 #[actix_web::test]
+async fn concurrent_revocations_each_take_effect_once_and_share_crls() {
+    let app = TestApp::spawn().await;
+    let mut certs = Vec::new();
+    for k in 0..3 {
+        let (key_id, _) = app.user(&format!("svc-conc-{k}"), true, "acme", None).await;
+        for i in 0..8 {
+            certs.push(app.certificate(&key_id, &format!("c{i}")).await);
+        }
+    }
+    let (before, _) = crl(&app).await;
+    let same = certs[0]["id"].as_str().unwrap().to_owned();
+    // Every certificate once, and the first ten more times, all at once.
+    let paths: Vec<String> = certs
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .chain(std::iter::repeat_n(same.clone(), 10))
+        .map(|id| format!("{CERTS}{id}/revoke/"))
+        .collect();
+    let answers = join_all(
+        paths
+            .iter()
+            .map(|p| app.post(p, &app.admin, json!({"reason": "keyCompromise"}))),
+    )
+    .await;
+    assert!(answers.iter().all(|r| r.status == 200 && r.body["status"] == "revoked"));
+    let (after, entries) = crl(&app).await;
+    assert_eq!(entries.len(), certs.len(), "each listed once");
+    assert!(
+        after > before && after - before < certs.len() as u64,
+        "revocations shared CRLs: {before} → {after}"
+    );
+    let audit = app
+        .get(
+            "/api/v4/manage/audit/?action=certificate.revoke&page_size=100",
+            &app.admin,
+        )
+        .await;
+    assert_eq!(
+        audit.body["count"],
+        certs.len(),
+        "one audit record per revocation that took effect"
+    );
+}
+
+#[actix_web::test]
 async fn the_crl_supports_conditional_requests() {
     let app = TestApp::spawn().await;
     let r = app.send("GET", "/crl.der", None, None).await;
