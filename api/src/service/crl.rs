@@ -117,11 +117,11 @@ struct Published {
     encoded: Arc<Vec<u8>>,
     /// Revocations up to this sequence number are on the current CRL.
     covered: u64,
-    /// When the last file write and reload command finished.
+    /// When the last publication to the file and reload command began.
     last_published: Option<std::time::Instant>,
 }
 
-/// Least time between two publications to the file and reload command. Revocations that
+/// Least time between the starts of two publications to the file and reload command. Revocations that
 /// arrive meanwhile wait and share the next one, so under a burst the broker reloads at most
 /// ten times a second however many revocations there are (each still returns only once a
 /// CRL listing it is written and reloaded); a lone revocation is published at once.
@@ -221,6 +221,7 @@ impl CrlPublisher {
             {
                 tokio::time::sleep(wait).await;
             }
+            published.last_published = Some(std::time::Instant::now());
         }
         let covered = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -275,7 +276,6 @@ impl CrlPublisher {
         let crl = signed;
         let crl_pem = crl.pem;
         let status = self.write_and_reload(&crl_pem).await;
-        published.last_published = Some(std::time::Instant::now());
         let ok = status.is_ok();
         let was_ok = std::mem::replace(
             &mut *self.status.write().unwrap_or_else(|e| e.into_inner()),
