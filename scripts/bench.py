@@ -19,7 +19,7 @@ process over loopback):
      metrics), alternating, two rounds each.
   8. mass revocation: with 100,000 revoked, 10,000 more as single requests (64 in flight) and
      10,000 as one bulk request, each answered only once a CRL listing it is published; the
-     reload command's runs counted. `--only mass` runs this one alone.
+     reload command's runs counted. `--only mass` runs this one alone (`--only issuance` scenario 1).
 
 Prints one markdown table and writes it to docs/performance.md. `--quick` runs every
 scenario briefly (CI runs it so the benchmark never rots; its numbers mean nothing).
@@ -447,7 +447,7 @@ def fmt(v, unit=""):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="run every scenario briefly (CI)")
-    ap.add_argument("--only", choices=["overhead", "mass"], help="run one scenario and print it (docs/performance.md untouched)")
+    ap.add_argument("--only", choices=["overhead", "mass", "issuance"], help="run one scenario and print it (docs/performance.md untouched)")
     args = ap.parse_args()
     q = args.quick
     results, peaks = [], []
@@ -457,8 +457,8 @@ def main():
         for scenario, subject, r in results:
             print(f"| {scenario} | {subject} | {fmt(r.get('rps'))} | | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | |")
         return
-    if args.only == "mass":
-        scenario_mass(q, results, peaks)
+    if args.only in ("mass", "issuance"):
+        {"mass": scenario_mass, "issuance": scenario_issuance}[args.only](q, results, peaks)
         for scenario, subject, r in results:
             print(f"| {scenario} | {subject} | {fmt(r.get('rps'))} | {fmt(r.get('seconds'))} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | |")
         return
