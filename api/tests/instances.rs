@@ -415,6 +415,68 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
         .await;
     assert_eq!(active["count"], 10);
 
+    // A bulk revocation on A races single revocations of the same certificates on B: each is
+    // revoked (and audited) once, and B's CRL lists them all.
+    let ids: Vec<String> = active["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let serials: Vec<String> = active["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["serial"].as_str().unwrap().to_owned())
+        .collect();
+    let bulk = http.call(
+        "POST",
+        format!("{sa}/api/v4/manage/mqtt-certificates/revoke/"),
+        Some(json!({"ids": ids.clone(), "reason": "keyCompromise"})),
+    );
+    let singles = join_all(ids.iter().take(5).map(|id| {
+        http.call(
+            "POST",
+            format!("{sb}/api/v4/manage/mqtt-certificates/{id}/revoke/"),
+            Some(json!({"reason": "superseded"})),
+        )
+    }));
+    let (bulk, singles) = tokio::join!(bulk, singles);
+    assert_eq!(bulk.0, 200, "{}", bulk.1);
+    assert!(singles.iter().all(|r| r.0 == 200));
+    let by_bulk = bulk.1["revoked"].as_array().unwrap().len();
+    let by_single = singles.iter().filter(|r| r.1["reason"] == "superseded").count();
+    assert_eq!(
+        by_bulk + by_single,
+        10,
+        "each revoked once: {by_bulk} in bulk, {by_single} singly"
+    );
+    let audited = http
+        .call(
+            "GET",
+            format!("{sa}/api/v4/manage/audit/?action=certificate.revoke&page_size=100"),
+            None,
+        )
+        .await
+        .1;
+    let audited_here = audited["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| ids.iter().any(|id| r["target_id"] == id.as_str()))
+        .count();
+    assert_eq!(audited_here, 10, "one audit record per revocation");
+    within(Duration::from_secs(2), "B's CRL listing A's bulk revocation", || {
+        let http = &http;
+        let sb = sb.clone();
+        let serials = serials.clone();
+        async move {
+            let listed = crl_facts(&http.call("GET", format!("{sb}/crl.der"), None).await.2).1;
+            serials.iter().all(|s| listed.contains(s))
+        }
+    })
+    .await;
+
     // CRL numbers: each instance's only grow, and no number names two different CRLs.
     let mut by_number: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
     let mut last = (0u64, 0u64);

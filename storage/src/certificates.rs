@@ -186,10 +186,11 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(Certificate, bool), StorageError> {
         let txn = self.write_txn().await?;
-        let cert = Certificates::find_by_id(id)
-            .one(&txn)
-            .await?
-            .ok_or(StorageError::NotFound)?;
+        let mut query = Certificates::find_by_id(id);
+        if is_postgres(&txn) {
+            query = query.lock_exclusive();
+        }
+        let cert = query.one(&txn).await?.ok_or(StorageError::NotFound)?;
         if cert.revoked_at.is_some() {
             return Ok((cert, false));
         }
@@ -235,13 +236,21 @@ impl Store {
             return Ok(Vec::new());
         }
         let txn = self.write_txn().await?;
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
         let mut revoked = Vec::new();
         for chunk in ids.chunks(500) {
-            let rows = Certificates::find()
+            let mut query = Certificates::find()
                 .filter(Column::Id.is_in(chunk.to_vec()))
                 .filter(Column::RevokedAt.is_null())
-                .all(&txn)
-                .await?;
+                .order_by_asc(Column::Id);
+            if is_postgres(&txn) {
+                // Lock the rows (in id order) so a concurrent revocation of the same ones
+                // waits and then finds them revoked: each is decided and audited once.
+                query = query.lock_exclusive();
+            }
+            let rows = query.all(&txn).await?;
             let fresh: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
             Certificates::update_many()
                 .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))

@@ -5,7 +5,7 @@
 //! order, readers look back over a window of ids and skip those they have already seen.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
 pub use crate::entity::events::Model as Event;
@@ -21,16 +21,7 @@ impl Store {
         subject: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StorageError> {
-        ActiveModel {
-            origin: Set(origin),
-            kind: Set(kind.to_owned()),
-            subject: Set(subject.to_owned()),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(self.conn())
-        .await?;
-        Ok(())
+        self.record_events(origin, kind, &[subject.to_owned()], now).await
     }
 
     /// Appends events of one kind, one per subject, in one transaction.
@@ -45,6 +36,7 @@ impl Store {
             return Ok(());
         }
         let txn = self.write_txn().await?;
+        in_commit_order(&txn).await?;
         for chunk in subjects.chunks(500) {
             Events::insert_many(chunk.iter().map(|subject| ActiveModel {
                 origin: Set(origin),
@@ -90,4 +82,16 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Makes event ids commit in the order they were taken. Readers look back over a window of
+/// ids for rows that committed late; on PostgreSQL a transaction holding thousands of new
+/// ids could commit after a later one and fall out of that window, so event writers take a
+/// transaction-scoped advisory lock before taking ids (SQLite's write lock already does this).
+async fn in_commit_order(txn: &sea_orm::DatabaseTransaction) -> Result<(), StorageError> {
+    if crate::is_postgres(txn) {
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(726100117)")
+            .await?;
+    }
+    Ok(())
 }

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::audit::NewAudit;
 use crate::entity::certificates::{Column, Entity as Certificates};
-use crate::{Certificate, StorageError, Store};
+use crate::{Certificate, StorageError, Store, is_postgres};
 
 /// Most revocations one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -105,11 +105,15 @@ async fn write_batch(
     ids.dedup();
     let mut found: HashMap<Uuid, Certificate> = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        for c in Certificates::find()
+        let mut query = Certificates::find()
             .filter(Column::Id.is_in(chunk.to_vec()))
-            .all(&txn)
-            .await?
-        {
+            .order_by_asc(Column::Id);
+        if is_postgres(&txn) {
+            // Another instance or a bulk revocation may revoke the same rows: lock them (in
+            // id order) so each revocation is decided, audited and answered once.
+            query = query.lock_exclusive();
+        }
+        for c in query.all(&txn).await? {
             found.insert(c.id, c);
         }
     }

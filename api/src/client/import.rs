@@ -179,7 +179,18 @@ impl SecretsFile {
             .mode(0o600)
             .open(path)
             .map_err(bad)?;
-        let empty = file.metadata().map_err(bad)?.len() == 0;
+        let meta = file.metadata().map_err(bad)?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            if meta.mode() & 0o077 != 0 {
+                return Err(CliError::Usage(format!(
+                    "--secrets-out {}: others may read it (mode {:o}); chmod 600 it or name a new file",
+                    path.display(),
+                    meta.mode() & 0o777
+                )));
+            }
+        }
+        let empty = meta.len() == 0;
         let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
         if empty {
             writer

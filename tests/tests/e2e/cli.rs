@@ -645,6 +645,20 @@ fn the_cli_manages_products_and_imports_their_devices_with_generated_secrets() {
         "{again}"
     );
     assert_eq!(count(), 3_001);
+    // A secrets file others may read is refused, not appended to.
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = cli_run(&[
+        "products",
+        "devices",
+        "import",
+        "--product",
+        "pkcli000001",
+        csv.to_str().unwrap(),
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]);
+    assert_eq!(open.status.code(), Some(1), "{}", open.combined());
+    assert!(open.stderr.contains("chmod 600"), "{}", open.stderr);
 
     // The rest of the device and product commands.
     let disabled = cli_json(&["products", "devices", "disable", "meter-0", "--product", "pkcli000001"]);
