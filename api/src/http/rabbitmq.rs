@@ -44,6 +44,29 @@ pub fn routes() -> super::Routes {
     ]
 }
 
+/// The form fields RabbitMQ's HTTP backend sends (each path sends some of them; a GET sends
+/// them as the query). Documentation only: the handlers read whichever fields arrive.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RabbitForm {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub vhost: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub tags: Option<String>,
+    /// `exchange`, `queue` or `topic`.
+    pub resource: Option<String>,
+    pub name: Option<String>,
+    /// `configure`, `write` or `read`.
+    pub permission: Option<String>,
+    pub routing_key: Option<String>,
+    #[serde(rename = "variable_map.client_id")]
+    pub variable_map_client_id: Option<String>,
+    #[serde(rename = "variable_map.username")]
+    pub variable_map_username: Option<String>,
+}
+
 fn request(mut map: HashMap<String, String>) -> RabbitRequest {
     let mut take = |keys: &[&str]| keys.iter().find_map(|k| map.remove(*k));
     RabbitRequest {
@@ -81,7 +104,7 @@ async fn parse(req: &HttpRequest, payload: &mut web::Payload) -> Result<RabbitRe
 /// `client_id`.
 #[utoipa::path(
     method(get, post), path = "/broker/rabbitmq/user", tag = "broker",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, password, vhost, client_id (or as a GET query, `auth_http.http_method = get`)"),
+    request_body(content = RabbitForm, content_type = "application/x-www-form-urlencoded", description = "username, password, vhost, client_id (or as a GET query, `auth_http.http_method = get`)"),
     responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
 )]
 pub async fn user(
@@ -97,7 +120,7 @@ pub async fn user(
 /// RabbitMQ `vhost_path`: `username`, `vhost`, `ip`, `tags`, `client_id`.
 #[utoipa::path(
     method(get, post), path = "/broker/rabbitmq/vhost", tag = "broker",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, vhost, ip, tags, client_id"),
+    request_body(content = RabbitForm, content_type = "application/x-www-form-urlencoded", description = "username, vhost, ip, tags, client_id"),
     responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
 )]
 pub async fn vhost(
@@ -114,7 +137,7 @@ pub async fn vhost(
 /// `permission` (`configure`/`write`/`read`).
 #[utoipa::path(
     method(get, post), path = "/broker/rabbitmq/resource", tag = "broker",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, vhost, resource, name, permission"),
+    request_body(content = RabbitForm, content_type = "application/x-www-form-urlencoded", description = "username, vhost, resource, name, permission"),
     responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
 )]
 pub async fn resource(
@@ -131,7 +154,7 @@ pub async fn resource(
 /// `permission` (`write` publish, `read` subscribe), `routing_key`, `variable_map.client_id`.
 #[utoipa::path(
     method(get, post), path = "/broker/rabbitmq/topic", tag = "broker",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "username, vhost, resource, name, permission, routing_key, variable_map.client_id, variable_map.username"),
+    request_body(content = RabbitForm, content_type = "application/x-www-form-urlencoded", description = "username, vhost, resource, name, permission, routing_key, variable_map.client_id, variable_map.username"),
     responses((status = 200, description = "`allow` or `deny`", content_type = "text/plain", body = String), BrokerProblems)
 )]
 pub async fn topic(
