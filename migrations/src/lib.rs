@@ -19,6 +19,7 @@ mod m20261202_000001_renewal_and_claims;
 mod m20261202_000002_audit_log;
 mod m20261203_000001_webhooks;
 mod m20261204_000001_disconnects;
+mod m20261205_000001_partial_indexes;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_audit_log::Migration),
             Box::new(m20261203_000001_webhooks::Migration),
             Box::new(m20261204_000001_disconnects::Migration),
+            Box::new(m20261205_000001_partial_indexes::Migration),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! A closed-loop HTTP/1.1 load generator: `--concurrency` keep-alive connections send the
-//! requests of a JSON-lines file (each line `{"method","path","body"?,"headers"?}`), either
+//! requests of a JSON-lines file (each line `{"method","path","body"?,"raw"?,"headers"?}`:
+//! `body` is sent as JSON, `raw` as it is with the line's own Content-Type header), either
 //! each once (`--once`) or round-robin for `--seconds`. It prints one JSON object: requests,
 //! how many got the expected status, throughput, p50/p99 latency, and the peak RSS of
 //! `--pid` sampled every 20 ms.
@@ -19,6 +20,8 @@ struct Req {
     path: String,
     #[serde(default)]
     body: Option<serde_json::Value>,
+    #[serde(default)]
+    raw: Option<String>,
     #[serde(default)]
     headers: Vec<(String, String)>,
 }
@@ -61,11 +64,11 @@ fn args() -> Args {
 }
 
 fn encode(r: &Req, host: &str) -> Vec<u8> {
-    let body = r
-        .body
-        .as_ref()
-        .map(|b| serde_json::to_vec(b).unwrap())
-        .unwrap_or_default();
+    let body = match (&r.body, &r.raw) {
+        (Some(b), _) => serde_json::to_vec(b).unwrap(),
+        (None, Some(raw)) => raw.clone().into_bytes(),
+        (None, None) => Vec::new(),
+    };
     let mut head = format!(
         "{} {} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n",
         r.method,
