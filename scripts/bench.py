@@ -31,6 +31,7 @@ rots; its numbers mean nothing).
 """
 
 import argparse
+import atexit
 import base64
 import concurrent.futures
 import datetime
@@ -114,11 +115,12 @@ class Postgres:
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
             self.as_pg = ["runuser", "-u", "postgres", "--"]
         self.port = free_port()
+        atexit.register(self.stop)
         data = os.path.join(self.dir, "data")
-        subprocess.run(self.as_pg + [f"{self.bin}/initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+        subprocess.run(self.as_pg + [f"{self.bin}/initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "start", "-o",
                                      f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"],
-                       check=True, capture_output=True)
+                       check=True, stdout=subprocess.DEVNULL)
 
     def create_db(self):
         name = "bench_" + secrets.token_hex(6)
@@ -126,13 +128,15 @@ class Postgres:
         return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
 
     def psql(self, db, sql, stdin=None):
-        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
                         "-c", sql], input=stdin, text=True, check=True, capture_output=True)
 
     def version(self):
         return self.bin.split("/")[-2]
 
     def stop(self):
+        if not os.path.isdir(self.dir):
+            return
         subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", os.path.join(self.dir, "data"), "-m", "immediate", "stop"],
                        capture_output=True)
         subprocess.run(["rm", "-rf", self.dir])
@@ -376,6 +380,7 @@ def seed_certificates(f, n, name, serial_prefix, revoked):
     if f.db_url:
         csv = "".join(",".join("" if v is None else str(v) for v in row) + "\n" for row in rows)
         PG.psql(f.db_url.rsplit("/", 1)[1], f"\\copy certificates ({', '.join(CERT_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", stdin=csv)
+        PG.psql(f.db_url.rsplit("/", 1)[1], "ANALYZE certificates")
     else:
         con = sqlite3.connect(os.path.join(f.data_dir, "fleetca.db"))
         con.executemany(f"INSERT INTO certificates ({', '.join(CERT_COLUMNS)}) VALUES ({','.join('?' * len(CERT_COLUMNS))})",
@@ -642,6 +647,8 @@ def main():
     q = args.quick
     runs = args.runs or (1 if q else 3)
     global PG
+    # A stopped benchmark (CI's timeout, ^C) still stops its PostgreSQL cluster (atexit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not names or any(b not in ("sqlite", "postgres") for b in names):
         sys.exit("--backends takes sqlite, postgres or sqlite,postgres")

@@ -20,6 +20,12 @@ enum Certificates {
 /// at 10,000 certificates). Partial indexes over the set rows cannot serve `IS NULL`.
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// All or nothing on SQLite too (its DDL is transactional): a process stopped between the
+    /// create and the drop would otherwise leave both, and the next start would fail.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         // New names: SQLite's migration connections may still hold the old schema, and a
         // CREATE under a just-dropped name can be refused there as "already exists".

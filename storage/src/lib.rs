@@ -83,10 +83,6 @@ impl Store {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
-            // A ping on every checkout was one more round trip to the database's worker
-            // thread per transaction; only a connection idle long enough for a server,
-            // proxy or firewall to have dropped it is pinged.
-            .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 o.create_if_missing(true)
@@ -103,6 +99,12 @@ impl Store {
                     // and parsing again was 7 % of issuance's CPU time.
                     .statement_cache_capacity(512)
             });
+        if options.url.starts_with("sqlite:") {
+            // A ping on every checkout was one more round trip to SQLite's worker thread per
+            // transaction, and a local file's connection cannot have been dropped by a
+            // server, proxy or firewall (PostgreSQL's keep their ping).
+            opts.test_before_acquire(false);
+        }
         let db = Database::connect(opts).await.map_err(StorageError::from)?;
         Ok(Self { db })
     }
