@@ -417,18 +417,17 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
 
     // A bulk revocation on A races single revocations of the same certificates on B: each is
     // revoked (and audited) once, and B's CRL lists them all.
-    let ids: Vec<String> = active["results"]
+    let (ids, serials): (Vec<String>, Vec<String>) = active["results"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect();
-    let serials: Vec<String> = active["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["serial"].as_str().unwrap().to_owned())
-        .collect();
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["serial"].as_str().unwrap().to_owned(),
+            )
+        })
+        .unzip();
     let bulk = http.call(
         "POST",
         format!("{sa}/api/v4/manage/mqtt-certificates/revoke/"),

@@ -11,7 +11,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use std::collections::HashMap;
 
@@ -186,11 +187,11 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(Certificate, bool), StorageError> {
         let txn = self.write_txn().await?;
-        let mut query = Certificates::find_by_id(id);
-        if is_postgres(&txn) {
-            query = query.lock_exclusive();
-        }
-        let cert = query.one(&txn).await?.ok_or(StorageError::NotFound)?;
+        let cert = certificates_for_update(&txn, &[id])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(StorageError::NotFound)?;
         if cert.revoked_at.is_some() {
             return Ok((cert, false));
         }
@@ -236,34 +237,23 @@ impl Store {
             return Ok(Vec::new());
         }
         let txn = self.write_txn().await?;
-        let mut ids = ids.to_vec();
-        ids.sort();
-        ids.dedup();
-        let mut revoked = Vec::new();
-        for chunk in ids.chunks(500) {
-            let mut query = Certificates::find()
-                .filter(Column::Id.is_in(chunk.to_vec()))
-                .filter(Column::RevokedAt.is_null())
-                .order_by_asc(Column::Id);
-            if is_postgres(&txn) {
-                // Lock the rows (in id order) so a concurrent revocation of the same ones
-                // waits and then finds them revoked: each is decided and audited once.
-                query = query.lock_exclusive();
-            }
-            let rows = query.all(&txn).await?;
-            let fresh: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+        let mut revoked: Vec<Certificate> = certificates_for_update(&txn, ids)
+            .await?
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none())
+            .collect();
+        for chunk in revoked.chunks(500) {
             Certificates::update_many()
                 .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
                 .col_expr(Column::RevocationReason, sea_orm::sea_query::Expr::value(reason))
-                .filter(Column::Id.is_in(fresh))
+                .filter(Column::Id.is_in(chunk.iter().map(|c| c.id)))
                 .filter(Column::RevokedAt.is_null())
                 .exec(&txn)
                 .await?;
-            revoked.extend(rows.into_iter().map(|mut c| {
-                c.revoked_at = Some(now);
-                c.revocation_reason = Some(reason.to_owned());
-                c
-            }));
+        }
+        for c in &mut revoked {
+            c.revoked_at = Some(now);
+            c.revocation_reason = Some(reason.to_owned());
         }
         crate::audit::append(&txn, &revocation_records(audit, &revoked, reason), now).await?;
         txn.commit().await?;
@@ -745,6 +735,31 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     }
     txn.commit().await?;
     Ok(results)
+}
+
+/// The certificates of `ids` that exist, in id order, read for a change in `txn`: on
+/// PostgreSQL their rows are locked (in id order: no deadlocks), so a concurrent revocation
+/// of the same ones (another request, a bulk revocation, another instance) waits and then
+/// finds them revoked, and each is decided, audited and answered once. SQLite's write lock
+/// already serialises the transactions.
+pub(crate) async fn certificates_for_update(
+    txn: &DatabaseTransaction,
+    ids: &[Uuid],
+) -> Result<Vec<Certificate>, StorageError> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let mut query = Certificates::find()
+            .filter(Column::Id.is_in(chunk.to_vec()))
+            .order_by_asc(Column::Id);
+        if is_postgres(txn) {
+            query = query.lock_exclusive();
+        }
+        found.extend(query.all(txn).await?);
+    }
+    Ok(found)
 }
 
 /// One `certificate.revoke` record (announcing `certificate.revoked`) per certificate

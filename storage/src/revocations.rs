@@ -11,13 +11,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::audit::NewAudit;
 use crate::entity::certificates::{Column, Entity as Certificates};
-use crate::{Certificate, StorageError, Store, is_postgres};
+use crate::{Certificate, StorageError, Store};
 
 /// Most revocations one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -100,23 +100,12 @@ async fn write_batch(
 ) -> Result<Vec<Result<(Certificate, bool), StorageError>>, StorageError> {
     let txn = store.write_txn().await?;
     let now = jobs.iter().map(|j| j.now).min().unwrap_or_else(crate::now);
-    let mut ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-    ids.sort();
-    ids.dedup();
-    let mut found: HashMap<Uuid, Certificate> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let mut query = Certificates::find()
-            .filter(Column::Id.is_in(chunk.to_vec()))
-            .order_by_asc(Column::Id);
-        if is_postgres(&txn) {
-            // Another instance or a bulk revocation may revoke the same rows: lock them (in
-            // id order) so each revocation is decided, audited and answered once.
-            query = query.lock_exclusive();
-        }
-        for c in query.all(&txn).await? {
-            found.insert(c.id, c);
-        }
-    }
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let mut found: HashMap<Uuid, Certificate> = crate::certificates::certificates_for_update(&txn, &ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
     let mut results = Vec::with_capacity(jobs.len());
     let mut by_reason: HashMap<&str, Vec<Uuid>> = HashMap::new();
     let mut records = Vec::new();
