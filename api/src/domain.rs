@@ -410,14 +410,15 @@ impl ServerCertRequest {
     }
 }
 
-/// A product key: 11–32 of `[A-Za-z0-9_-]` (what EnOS and Alibaba hand out).
+/// A product key: 4–32 of `[A-Za-z0-9_-]`: every key EnOS (8 characters) and Alibaba (11)
+/// hand out, and nothing that could split a topic level or the `{device}&{product}` username.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProductKey(String);
 
 impl ProductKey {
     pub fn parse(s: &str) -> Result<Self, String> {
-        if !(11..=32).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
-            return Err("must be 11 to 32 characters of A-Z, a-z, 0-9, '_' and '-'".into());
+        if !(4..=32).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
+            return Err("must be 4 to 32 characters of A-Z, a-z, 0-9, '_' and '-'".into());
         }
         Ok(Self(s.to_owned()))
     }

@@ -50,6 +50,9 @@ pub struct NewProductDevice {
     pub device_key: String,
     pub sealed_secret: Vec<u8>,
     pub description: Option<String>,
+    /// The device already holds its secret (it was given, not generated): it counts as
+    /// activated from the start.
+    pub activated: bool,
 }
 
 /// Filters of a listing of a product's devices.
@@ -80,7 +83,7 @@ fn device_model(d: NewProductDevice, now: DateTime<Utc>) -> DeviceModel {
         sealed_secret: Set(d.sealed_secret),
         description: Set(d.description),
         is_active: Set(true),
-        activated_at: Set(None),
+        activated_at: Set(d.activated.then_some(now)),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -209,9 +209,10 @@ def test_an_enos_device_connects_with_its_sha256_sign_and_uses_only_its_own_topi
 
 
 def test_a_sign_login_that_is_wrong_in_any_part_is_refused_at_connect(fleetca, broker, mqtt_client):
-    product = fleetca.create_product(ENOS_PK, "enos")
+    # Products that ask for a clock check (the default is none, as on the platforms).
+    product = fleetca.create_product(ENOS_PK, "enos", max_clock_skew_seconds=300)
     fleetca.create_sign_device(ENOS_PK, "meter-1", "meter-1-secret-0001")
-    fleetca.create_product(ALI_PK, "aliyun")
+    fleetca.create_product(ALI_PK, "aliyun", max_clock_skew_seconds=300)
     fleetca.create_sign_device(ALI_PK, "lamp-1", "lamp-1-secret-00001")
     stale = str(int(time.time() * 1000) - 301_000)
     ahead = str(int(time.time() * 1000) + 301_000)

@@ -49,7 +49,7 @@ function skewInput(value, testid) {
   return h('input', { name: 'max_clock_skew_seconds', type: 'number', min: 1, max: 86400, step: 1, inputmode: 'numeric', value: value ?? '', placeholder: 'no check', 'data-testid': testid });
 }
 const skewValue = (input) => (input.value.trim() === '' ? null : Number(input.value));
-const SKEW_HINT = '1–86400 seconds between the client ID’s timestamp and server time; empty: not checked';
+const SKEW_HINT = '1–86400 seconds between the client ID’s timestamp and server time; empty: not checked, as on the platforms (their SDKs reconnect with the boot-time password)';
 
 function checkbox(name, label, checked, testid) {
   const input = h('input', { type: 'checkbox', name, checked, 'data-testid': testid });
@@ -156,7 +156,7 @@ async function renderList(root, ctx) {
   const productKey = h('input', { name: 'product_key', minlength: 11, maxlength: 32, autocapitalize: 'none', spellcheck: 'false', class: 'mono', placeholder: 'generated', 'data-testid': 'product-key' });
   const enterprise = admin ? h('input', { name: 'enterprise', value: ctx.user.enterprise, autocapitalize: 'none', spellcheck: 'false', 'data-testid': 'product-enterprise' }) : null;
   const scheme = select({ name: 'scheme', required: true, 'data-testid': 'product-scheme' }, SCHEMES, 'enos');
-  const skew = skewInput(300, 'product-skew');
+  const skew = skewInput(null, 'product-skew');
   const dynamic = checkbox('dynamic_activation', 'Dynamic activation: devices may obtain their secret with the product secret', false, 'product-dynamic');
   const slot = h('div', { 'aria-live': 'polite' });
   const btn = h('button', { type: 'submit', 'data-testid': 'product-create' }, 'Create product');
@@ -194,7 +194,7 @@ async function renderList(root, ctx) {
       { class: 'row' },
       field('Name', name),
       field('Scheme', scheme, 'how devices sign their MQTT password'),
-      field('Product key', productKey, 'optional: 11–32 of A–Z, a–z, 0–9, "_" and "-"'),
+      field('Product key', productKey, 'optional: 4–32 of A–Z, a–z, 0–9, "_" and "-"'),
       enterprise ? field('Enterprise', enterprise, 'e.g. nnn.acme') : null,
       field('Clock skew', skew, SKEW_HINT),
     ),

@@ -571,10 +571,9 @@ fn sign_password(a: SignPasswordArgs, out: Output) -> Result<(), CliError> {
         .to_string();
     let cid = a.client_id.clone().unwrap_or_else(|| a.device_key.clone());
     let (method, method_name, securemode, key_field) = match a.scheme.as_str() {
-        "enos" => (SignMethod::Sha256, "sha256", 2, "deviceKey"),
+        "enos" => (SignMethod::ENOS_DOCUMENTED, "sha256", 2, "deviceKey"),
         _ => {
-            let m = SignMethod::parse(&a.signmethod)
-                .filter(|m| *m != SignMethod::Sha256)
+            let m = SignMethod::aliyun(&a.signmethod)
                 .ok_or_else(|| CliError::Usage("--signmethod: hmacsha1, hmacsha256 or hmacmd5".into()))?;
             (m, a.signmethod.as_str(), 3, "deviceName")
         }

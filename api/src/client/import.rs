@@ -1,8 +1,12 @@
-//! `fleetca devices import FILE.csv` and `fleetca products devices import`: any number of devices, in bulk requests (each all or
-//! nothing on the server). Errors are reported with the CSV line they come from. A re-run
-//! after an interruption skips the devices that exist already (the server names them in its
-//! conflict answer; they are left out and the rest is sent again), so nothing is created
-//! twice and nothing is lost.
+//! `fleetca devices import FILE`, `fleetca products devices import FILE` and `fleetca
+//! products import FILE`: any number of devices, in bulk requests (each all or nothing on the
+//! server), or of products, one request each. A file is CSV with a header line, or JSON Lines
+//! (one object a line; `.jsonl`/`.ndjson`, or a first character `{`); the columns may carry
+//! the names of the platforms' own exports (`productKey`, `deviceName`/`deviceKey`,
+//! `deviceSecret`, `productSecret`, …). Errors are reported with the line they come from. A
+//! re-run after an interruption skips what exists already (the server names it in its
+//! conflict answer; it is left out and the rest is sent again), so nothing is created twice
+//! and nothing is lost. Secrets read from the file are sent, never printed.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -17,7 +21,7 @@ use super::output::Output;
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// The CSV file, with a header line naming its columns.
+    /// The file: CSV with a header line naming its columns, or JSON Lines.
     pub file: PathBuf,
     /// Check the file and report what would be sent; create nothing.
     #[arg(long)]
@@ -34,9 +38,10 @@ pub struct ImportArgs {
 /// `fleetca products devices import`.
 #[derive(Args, Debug)]
 pub struct ProductImportArgs {
-    /// The product the devices belong to.
+    /// The product the devices belong to; without it, each line names its own in a
+    /// product_key (productKey) column, as a platform's export does.
     #[arg(long)]
-    pub product: String,
+    pub product: Option<String>,
     #[command(flatten)]
     pub import: ImportArgs,
 }
@@ -45,81 +50,194 @@ pub struct ProductImportArgs {
 struct Kind {
     /// The columns a file may have.
     columns: &'static [&'static str],
+    /// Other names of columns (lower case), as the platforms' exports spell them.
+    aliases: &'static [(&'static str, &'static str)],
     /// The columns every line must fill.
     required: &'static [&'static str],
     /// The secret columns: at most one per line; none means a generated secret.
     secrets: &'static [&'static str],
-    bulk_path: String,
+    /// Where a batch is posted: one path, or a product's devices (`None`: each line's own
+    /// product_key column).
+    route: Route,
     /// The field of a created object holding a generated secret, and the fields saved with it.
     generated: &'static str,
     saved: &'static [&'static str],
 }
 
+enum Route {
+    Fixed(String),
+    /// A product's devices: the one given with --product, or each line's product_key.
+    Products(Option<String>),
+}
+
 fn ha1_devices() -> Kind {
     Kind {
         columns: &["device_id", "tenant", "password", "ha1", "realm", "description"],
+        aliases: &[],
         required: &["device_id", "tenant"],
         secrets: &["password", "ha1"],
-        bulk_path: "/api/v4/manage/devices/bulk/".into(),
+        route: Route::Fixed("/api/v4/manage/devices/bulk/".into()),
         generated: "password",
         saved: &["tenant", "device_id", "mqtt_username", "password", "ha1"],
     }
 }
 
-fn sign_devices(product: &str) -> Kind {
+/// Devices of EnOS and Alibaba products, from fleetca's columns or the platforms' exports.
+fn sign_devices(product: Option<String>) -> Kind {
     Kind {
-        columns: &["device_key", "device_secret", "description"],
+        columns: &["product_key", "device_key", "device_secret", "description"],
+        aliases: &[
+            ("productkey", "product_key"),
+            ("devicename", "device_key"),
+            ("devicekey", "device_key"),
+            ("devicesecret", "device_secret"),
+        ],
         required: &["device_key"],
         secrets: &["device_secret"],
-        bulk_path: format!(
-            "/api/v4/manage/products/{}/devices/bulk/",
-            super::commands::enc(product)
-        ),
+        route: Route::Products(product),
         generated: "device_secret",
         saved: &["product_key", "device_key", "mqtt_username", "device_secret"],
     }
 }
 
-/// One device to create and the CSV line it came from.
+/// Products, from fleetca's columns or the platforms' names.
+fn products() -> Kind {
+    Kind {
+        columns: &[
+            "product_key",
+            "name",
+            "scheme",
+            "product_secret",
+            "dynamic_activation",
+            "enterprise",
+        ],
+        aliases: &[
+            ("productkey", "product_key"),
+            ("productname", "name"),
+            ("productsecret", "product_secret"),
+            ("dynamicactivation", "dynamic_activation"),
+        ],
+        required: &["product_key", "name", "scheme"],
+        secrets: &["product_secret"],
+        route: Route::Fixed("/api/v4/manage/products/".into()),
+        generated: "product_secret",
+        saved: &["product_key", "product_secret"],
+    }
+}
+
+/// One thing to create, the line it came from and where it goes.
 struct Row {
     line: u64,
     body: Value,
     /// No secret in the file: the server generates one.
     generated: bool,
+    path: String,
 }
 
-fn read(kind: &Kind, args: &ImportArgs) -> Result<(Vec<Row>, Vec<String>), CliError> {
-    let file = args.file.display();
+impl Kind {
+    /// The canonical name of a column as a file spells it, if the kind knows it.
+    fn column(&self, name: &str) -> Option<&'static str> {
+        let lower = name.to_ascii_lowercase();
+        self.columns
+            .iter()
+            .copied()
+            .find(|c| *c == lower)
+            .or_else(|| self.aliases.iter().find(|(a, _)| *a == lower).map(|(_, c)| *c))
+    }
+
+    fn unknown(&self, file: &std::path::Path, name: &str) -> CliError {
+        CliError::Usage(format!(
+            "{}: unknown column {name:?} (columns: {}; or the platforms' {})",
+            file.display(),
+            self.columns.join(", "),
+            self.aliases.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(", ")
+        ))
+    }
+}
+
+/// The lines of a file as (line number, canonical column → value), empty values left out.
+type Fields = (u64, HashMap<&'static str, String>);
+
+fn is_json_lines(path: &std::path::Path) -> Result<bool, CliError> {
+    use std::io::Read;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    if ext.eq_ignore_ascii_case("jsonl") || ext.eq_ignore_ascii_case("ndjson") {
+        return Ok(true);
+    }
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    Ok(head
+        .get(..n)
+        .unwrap_or_default()
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        == Some(&b'{'))
+}
+
+fn read_json_lines(kind: &Kind, path: &std::path::Path, problems: &mut Vec<String>) -> Result<Vec<Fields>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i as u64 + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let object = match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Object(o)) => o,
+            Ok(_) => {
+                problems.push(format!("line {line}: not a JSON object"));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("line {line}: {e}"));
+                continue;
+            }
+        };
+        let mut fields = HashMap::new();
+        for (name, value) in object {
+            let column = kind.column(&name).ok_or_else(|| kind.unknown(path, &name))?;
+            let value = match value {
+                Value::String(s) => s.trim().to_owned(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            if !value.is_empty() {
+                fields.insert(column, value);
+            }
+        }
+        out.push((line, fields));
+    }
+    Ok(out)
+}
+
+fn read_csv(kind: &Kind, path: &std::path::Path, problems: &mut Vec<String>) -> Result<Vec<Fields>, CliError> {
+    let file = path.display();
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(&args.file)
+        .from_path(path)
         .map_err(|e| CliError::Usage(format!("{file}: {e}")))?;
     let headers = reader
         .headers()
         .map_err(|e| CliError::Usage(format!("{file}: {e}")))?
         .clone();
-    let index: HashMap<String, usize> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.to_ascii_lowercase(), i))
-        .collect();
+    let mut columns = Vec::new();
     for h in headers.iter() {
-        if !kind.columns.contains(&h.to_ascii_lowercase().as_str()) {
-            return Err(CliError::Usage(format!(
-                "{file}: unknown column {h:?} (columns: {})",
-                kind.columns.join(", ")
-            )));
+        let column = kind.column(h).ok_or_else(|| kind.unknown(path, h))?;
+        if columns.contains(&column) {
+            return Err(CliError::Usage(format!("{file}: two columns mean {column}")));
         }
+        columns.push(column);
     }
     for required in kind.required {
-        if !index.contains_key(*required) {
+        if !columns.contains(required) {
             return Err(CliError::Usage(format!(
                 "{file}: the header line names no {required} column"
             )));
         }
     }
-    let mut rows = Vec::new();
-    let mut problems = Vec::new();
+    let mut out = Vec::new();
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
@@ -130,15 +248,52 @@ fn read(kind: &Kind, args: &ImportArgs) -> Result<(Vec<Row>, Vec<String>), CliEr
             }
         };
         let line = record.position().map_or(0, |p| p.line());
-        let mut body = serde_json::Map::new();
-        for column in kind.columns {
-            if let Some(v) = index
-                .get(*column)
-                .and_then(|i| record.get(*i))
-                .filter(|v| !v.is_empty())
-            {
-                body.insert((*column).to_owned(), json!(v));
+        let fields = columns
+            .iter()
+            .zip(record.iter())
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(c, v)| (*c, v.to_owned()))
+            .collect();
+        out.push((line, fields));
+    }
+    Ok(out)
+}
+
+fn read(kind: &Kind, args: &ImportArgs) -> Result<(Vec<Row>, Vec<String>), CliError> {
+    let mut problems = Vec::new();
+    let lines = if is_json_lines(&args.file)? {
+        read_json_lines(kind, &args.file, &mut problems)?
+    } else {
+        read_csv(kind, &args.file, &mut problems)?
+    };
+    let mut rows = Vec::new();
+    for (line, mut fields) in lines {
+        let path = match &kind.route {
+            Route::Fixed(p) => p.clone(),
+            Route::Products(given) => {
+                let product = match (given, fields.remove("product_key")) {
+                    (Some(g), Some(p)) if *g != p => {
+                        problems.push(format!("line {line}: product_key {p:?} is not --product {g:?}"));
+                        continue;
+                    }
+                    (Some(g), _) => g.clone(),
+                    (None, Some(p)) => p,
+                    (None, None) => {
+                        problems.push(format!(
+                            "line {line}: no product_key; give --product or a product_key (productKey) column"
+                        ));
+                        continue;
+                    }
+                };
+                format!(
+                    "/api/v4/manage/products/{}/devices/bulk/",
+                    super::commands::enc(&product)
+                )
             }
+        };
+        let mut body = serde_json::Map::new();
+        for (column, value) in fields {
+            body.insert(column.to_owned(), json!(value));
         }
         for required in kind.required {
             if !body.contains_key(*required) {
@@ -159,6 +314,7 @@ fn read(kind: &Kind, args: &ImportArgs) -> Result<(Vec<Row>, Vec<String>), CliEr
             line,
             body: Value::Object(body),
             generated: secrets == 0,
+            path,
         });
     }
     Ok((rows, problems))
@@ -252,7 +408,132 @@ pub async fn run(api: &Api, args: ImportArgs, out: Output) -> Result<(), CliErro
 
 /// `fleetca products devices import`.
 pub async fn run_products(api: &Api, args: ProductImportArgs, out: Output) -> Result<(), CliError> {
-    import(api, &sign_devices(&args.product), args.import, out).await
+    import(api, &sign_devices(args.product), args.import, out).await
+}
+
+/// A product line's body as the API takes it: `dynamic_activation` a boolean.
+fn product_body(row: &Row) -> Result<Value, String> {
+    let mut body = row.body.clone();
+    if let Some(v) = body.get_mut("dynamic_activation") {
+        let flag = match v.as_str().unwrap_or_default().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => return Err(format!("dynamic_activation: {other:?} is not true or false")),
+        };
+        *v = json!(flag);
+    }
+    Ok(body)
+}
+
+/// `fleetca products import`: each product one request (all or nothing); a product that
+/// exists already is left alone, so a re-run goes on where an interrupted one stopped.
+pub async fn run_product_import(api: &Api, args: ImportArgs, out: Output) -> Result<(), CliError> {
+    let kind = products();
+    let (rows, mut problems) = read(&kind, &args)?;
+    let mut bodies = Vec::new();
+    for row in &rows {
+        match product_body(row) {
+            Ok(b) => bodies.push(b),
+            Err(why) => problems.push(format!("line {}: {why}", row.line)),
+        }
+    }
+    refuse(&args, &problems)?;
+    let total = rows.len();
+    if args.dry_run {
+        out.note(&format!(
+            "{total} product(s) in {}; nothing sent (--dry-run)",
+            args.file.display()
+        ));
+        if out.json {
+            out.object(&json!({"products": total, "dry_run": true}), &[]);
+        }
+        return Ok(());
+    }
+    let mut secrets = match &args.secrets_out {
+        Some(path) if rows.iter().any(|r| r.generated) => Some(SecretsFile::open(path, &kind)?),
+        _ => None,
+    };
+    let (mut created, mut skipped, mut failed) = (0usize, 0usize, 0usize);
+    for (row, body) in rows.iter().zip(bodies) {
+        match api.post(&row.path, &body).await {
+            Ok(answer) => {
+                if let Some(file) = secrets.as_mut() {
+                    file.save(&json!({"results": [answer]}), &kind)?;
+                }
+                created += 1;
+            }
+            Err(CliError::Api { status: 409, .. }) => skipped += 1,
+            Err(CliError::Api {
+                status: 400,
+                detail,
+                errors,
+            }) => {
+                let why = errors
+                    .as_ref()
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(field, why)| format!("{field}: {why}"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or(detail);
+                eprintln!("{}: line {}: {why}", args.file.display(), row.line);
+                failed += 1;
+            }
+            Err(e) => {
+                eprintln!(
+                    "fleetca: stopped after {created} created and {skipped} already there of {total}; run the same command again to go on"
+                );
+                return Err(e);
+            }
+        }
+    }
+    finish(&args, out, "products", total, created, skipped, failed)
+}
+
+/// Refuses a file with lines that cannot be sent, naming them.
+fn refuse(args: &ImportArgs, problems: &[String]) -> Result<(), CliError> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in problems {
+        eprintln!("{}: {p}", args.file.display());
+    }
+    Err(CliError::Usage(format!(
+        "{} line(s) of {} cannot be sent; nothing was imported",
+        problems.len(),
+        args.file.display()
+    )))
+}
+
+/// The summary line (or object), and an error when lines were refused.
+fn finish(
+    args: &ImportArgs,
+    out: Output,
+    what: &str,
+    total: usize,
+    created: usize,
+    skipped: usize,
+    failed: usize,
+) -> Result<(), CliError> {
+    let summary = json!({what: total, "created": created, "already_there": skipped, "failed": failed});
+    if out.json {
+        out.object(&summary, &[]);
+    } else {
+        println!(
+            "{created} created, {skipped} already there, {failed} failed, of {total} in {}",
+            args.file.display()
+        );
+    }
+    if failed > 0 {
+        return Err(CliError::Api {
+            status: 400,
+            detail: format!("{failed} {what} were refused; the lines are named above"),
+            errors: None,
+        });
+    }
+    Ok(())
 }
 
 async fn import(api: &Api, kind: &Kind, args: ImportArgs, out: Output) -> Result<(), CliError> {
@@ -260,16 +541,7 @@ async fn import(api: &Api, kind: &Kind, args: ImportArgs, out: Output) -> Result
         return Err(CliError::Usage("--batch must be from 1 to 10000".into()));
     }
     let (rows, problems) = read(kind, &args)?;
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{}: {p}", args.file.display());
-        }
-        return Err(CliError::Usage(format!(
-            "{} line(s) of {} cannot be sent; nothing was imported",
-            problems.len(),
-            args.file.display()
-        )));
-    }
+    refuse(&args, &problems)?;
     let total = rows.len();
     if args.dry_run {
         out.note(&format!(
@@ -299,14 +571,15 @@ async fn import(api: &Api, kind: &Kind, args: ImportArgs, out: Output) -> Result
     // Lines without a secret that existed already: their secret is in --secrets-out from
     // the run that created them, unless that run died before its answer arrived.
     let mut skipped_generated = 0usize;
-    for chunk in rows.chunks(args.batch) {
+    for chunk in batches(&rows, args.batch) {
+        let path = chunk.first().map(|r| r.path.clone()).unwrap_or_default();
         let mut pending: Vec<&Row> = chunk.iter().collect();
         loop {
             if pending.is_empty() {
                 break;
             }
             let body = Value::Array(pending.iter().map(|r| r.body.clone()).collect());
-            match api.post(&kind.bulk_path, &body).await {
+            match api.post(&path, &body).await {
                 Ok(answer) => {
                     if let Some(file) = secrets.as_mut() {
                         file.save(&answer, kind)?;
@@ -374,26 +647,25 @@ async fn import(api: &Api, kind: &Kind, args: ImportArgs, out: Output) -> Result
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let summary = json!({"devices": total, "created": created, "already_there": skipped, "failed": failed});
-    if out.json {
-        out.object(&summary, &[]);
-    } else {
-        println!(
-            "{created} created, {skipped} already there, {failed} failed, of {total} in {}",
-            args.file.display()
-        );
-    }
     if skipped_generated > 0 {
         eprintln!(
             "fleetca: {skipped_generated} line(s) without a secret existed already; their generated secrets are in the --secrets-out file of the run that created them (rotate any that are missing)"
         );
     }
-    if failed > 0 {
-        return Err(CliError::Api {
-            status: 400,
-            detail: format!("{failed} device(s) were refused; the lines are named above"),
-            errors: None,
-        });
+    finish(&args, out, "devices", total, created, skipped, failed)
+}
+
+/// Runs of consecutive rows bound for the same path, at most `size` each.
+fn batches(rows: &[Row], size: usize) -> Vec<&[Row]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=rows.len() {
+        let boundary =
+            i == rows.len() || i - start == size || rows.get(i).map(|r| &r.path) != rows.get(start).map(|r| &r.path);
+        if boundary && i > start {
+            out.push(rows.get(start..i).unwrap_or_default());
+            start = i;
+        }
     }
-    Ok(())
+    out
 }

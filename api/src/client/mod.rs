@@ -264,7 +264,7 @@ pub enum ProductsCommand {
         name: String,
         #[arg(long, value_parser = ["enos", "aliyun"])]
         scheme: String,
-        /// 11–32 of [A-Za-z0-9_-] (default: generated).
+        /// 4–32 of [A-Za-z0-9_-] (default: generated).
         #[arg(long)]
         product_key: Option<String>,
         /// Enterprise code (default: yours).
@@ -273,10 +273,19 @@ pub enum ProductsCommand {
         /// Devices may obtain their secret with the product secret (dynamic activation).
         #[arg(long)]
         dynamic_activation: bool,
-        /// Allowed distance of a login's timestamp from server time, in seconds.
+        /// Allowed distance of a login's timestamp from server time, in seconds (default: no
+        /// check, as on the platforms).
         #[arg(long)]
         max_clock_skew: Option<i64>,
+        /// Read the product secret the platform issued from this file (- for standard
+        /// input) instead of generating one; it is sent, never printed.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
     },
+    /// Import products from a CSV or JSON Lines file (product_key, name, scheme,
+    /// product_secret, dynamic_activation; or the platforms' productKey, productName,
+    /// productSecret); products that exist already are left alone, so a re-run goes on.
+    Import(import::ImportArgs),
     /// List products.
     List {
         #[arg(long)]

@@ -39,6 +39,23 @@ fn with(columns: &[Column], object: &Value, extra: Column) -> Vec<Column> {
     all
 }
 
+/// A secret from a file (or standard input for `-`): its first line, trimmed.
+fn read_secret(path: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| CliError::Usage(format!("--secret-file {}: {e}", path.display())))?;
+    let secret = text.lines().next().unwrap_or_default().trim().to_owned();
+    if secret.is_empty() {
+        return Err(CliError::Usage(format!("--secret-file {}: empty", path.display())));
+    }
+    Ok(secret)
+}
+
 pub async fn run(cmd: ProductsCommand, out: Output) -> Result<(), CliError> {
     let api = api()?;
     match cmd {
@@ -49,6 +66,7 @@ pub async fn run(cmd: ProductsCommand, out: Output) -> Result<(), CliError> {
             enterprise,
             dynamic_activation,
             max_clock_skew,
+            secret_file,
         } => {
             let mut body = json!({"name": name, "scheme": scheme, "dynamic_activation": dynamic_activation});
             if let Some(k) = product_key {
@@ -60,13 +78,19 @@ pub async fn run(cmd: ProductsCommand, out: Output) -> Result<(), CliError> {
             if let Some(s) = max_clock_skew {
                 put(&mut body, "max_clock_skew_seconds", json!(s));
             }
+            if let Some(path) = &secret_file {
+                put(&mut body, "product_secret", json!(read_secret(path)?));
+            }
             let created = api.post("/api/v4/manage/products/", &body).await?;
             out.object(
                 &created,
                 &with(PRODUCT_COLUMNS, &created, ("PRODUCT_SECRET", "product_secret")),
             );
-            out.note("The product secret is shown only now: store it.");
+            if secret_file.is_none() {
+                out.note("The product secret is shown only now: store it.");
+            }
         }
+        ProductsCommand::Import(a) => super::import::run_product_import(&api, a, out).await?,
         ProductsCommand::List {
             enterprise,
             scheme,

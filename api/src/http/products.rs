@@ -139,8 +139,10 @@ impl From<Product> for ProductOut {
 pub struct ProductWithSecret {
     #[serde(flatten)]
     pub product: ProductOut,
-    /// The product secret. Shown in this response only; store it now.
-    pub product_secret: String,
+    /// The product secret fleetca generated. Shown in this response only; store it now.
+    /// Absent when the request gave one (a given secret is never echoed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_secret: Option<String>,
 }
 
 /// A device of a product as the API shows it. Never its secret after creation.
@@ -215,7 +217,7 @@ pub struct BulkSignDevices {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProductBody {
-    /// 11–32 of `[A-Za-z0-9_-]`; generated when absent.
+    /// 4–32 of `[A-Za-z0-9_-]` (EnOS keys have 8, Alibaba ProductKeys 11); generated when absent.
     pub product_key: Option<String>,
     /// 1–200 characters.
     pub name: String,
@@ -226,11 +228,17 @@ pub struct CreateProductBody {
     /// MQTT, or the HTTPS registration). Default false.
     #[serde(default)]
     pub dynamic_activation: bool,
-    /// Allowed distance of the client id's timestamp from server time, 1–86400 s (default
-    /// 300); `null` turns the check off.
+    /// Allowed distance of the client id's timestamp from server time, 1–86400 s; `null`
+    /// or absent (the default) turns the check off, as on the platforms, whose SDKs send
+    /// their boot-time password on every reconnect.
     #[serde(default = "default_skew", deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>)]
     pub max_clock_skew_seconds: Option<Option<i64>>,
+    /// The product secret the platform issued, when moving a product over: 16–128
+    /// printable ASCII characters without spaces. Sealed, and never echoed. Generated (and
+    /// returned once) when absent.
+    #[schema(value_type = Option<String>, min_length = 16, max_length = 128)]
+    pub product_secret: Option<String>,
 }
 
 fn default_skew() -> Option<Option<i64>> {
@@ -330,7 +338,7 @@ fn validate_device(body: SignDeviceBody) -> Result<NewSignDevice, FieldErrors> {
 
 #[utoipa::path(
     post, path = "/api/v4/manage/products/", tag = "products", request_body = CreateProductBody,
-    responses((status = 201, description = "Created; product_secret is shown only here", body = ProductWithSecret), WriteProblems),
+    responses((status = 201, description = "Created; a generated product_secret is shown only here, a given one never", body = ProductWithSecret), WriteProblems),
     security(("bearer" = []))
 )]
 pub async fn create(
@@ -350,8 +358,12 @@ pub async fn create(
         .and_then(|e| problems.check("enterprise", Enterprise::parse(e)));
     let skew = problems.check(
         "max_clock_skew_seconds",
-        clock_skew(body.max_clock_skew_seconds.unwrap_or(Some(300))),
+        clock_skew(body.max_clock_skew_seconds.unwrap_or(None)),
     );
+    let product_secret = body
+        .product_secret
+        .as_deref()
+        .and_then(|s| problems.check("product_secret", sign_secret(s)));
     problems.finish()?;
     let (Some(name), Some(max_clock_skew_seconds)) = (name, skew) else {
         return Err(ApiError::field("name", "is required"));
@@ -363,6 +375,7 @@ pub async fn create(
         scheme: body.scheme.into(),
         dynamic_activation: body.dynamic_activation,
         max_clock_skew_seconds,
+        product_secret,
     };
     let (product, secret) = state.products.create(&caller, input).await?;
     Ok(secret_json(
@@ -472,7 +485,7 @@ pub async fn rotate_secret(
         StatusCode::OK,
         &ProductWithSecret {
             product: product.into(),
-            product_secret: secret,
+            product_secret: Some(secret),
         },
     ))
 }

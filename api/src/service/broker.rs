@@ -459,34 +459,39 @@ impl BrokerService {
         if !product.active {
             return Ok(Decision::Deny("product disabled"));
         }
-        let Some(method) = login.signmethod.and_then(SignMethod::parse) else {
-            return Ok(Decision::Deny("missing or unknown signmethod"));
+        // What the platforms document and what their official SDKs send: EnOS's `sha256`
+        // and its SDK's `hmac*` names for plain digests; Alibaba's HMACs.
+        let method = match scheme {
+            Scheme::Enos if matches!(login.securemode, Some("2" | "3")) => login.signmethod.and_then(SignMethod::enos),
+            Scheme::Enos => None,
+            Scheme::Aliyun => login.signmethod.and_then(SignMethod::aliyun),
         };
-        let scheme_ok = match scheme {
-            Scheme::Enos => method == SignMethod::Sha256 && matches!(login.securemode, Some("2" | "3")),
-            Scheme::Aliyun => method != SignMethod::Sha256,
+        let Some(method) = method else {
+            return Ok(Decision::Deny(
+                "sign method or secure mode this product's scheme does not use",
+            ));
         };
-        if !scheme_ok {
-            return Ok(Decision::Deny("sign method or secure mode of another scheme"));
-        }
-        // The timestamp, in milliseconds, must be in the client id (EnOS always sends one).
-        let timestamp = match login.timestamp {
-            Some(t) => match t.parse::<i64>() {
-                Ok(ms) if t.bytes().all(|b| b.is_ascii_digit()) => Some((t, ms)),
-                _ => return Ok(Decision::Deny("timestamp is not a number of milliseconds")),
-            },
-            None if scheme == Scheme::Enos => return Ok(Decision::Deny("EnOS needs a timestamp")),
+        // The timestamp is signed as the text that was sent; its value (seconds or
+        // milliseconds, with or without a fraction) is checked only against a product's
+        // skew. The platforms check no freshness, and their SDKs send the boot-time
+        // password on every reconnect, so the check is off unless a product asks for it.
+        let timestamp = match (login.timestamp, product.skew_seconds) {
+            (Some(t), Some(skew)) => {
+                let Some(ms) = sign::timestamp_millis(t) else {
+                    return Ok(Decision::Deny("timestamp is not Unix seconds or milliseconds"));
+                };
+                if !within_skew(self.clock.now().timestamp_millis(), ms, skew.saturating_mul(1000)) {
+                    return Ok(Decision::Deny("timestamp outside the product's skew"));
+                }
+                Some(t)
+            }
+            (Some(t), None) => Some(t),
+            (None, _) if scheme == Scheme::Enos => return Ok(Decision::Deny("EnOS needs a timestamp")),
             // A product that checks the clock must see one, or a captured password would
             // replay forever.
-            None if product.skew_seconds.is_some() => return Ok(Decision::Deny("this product needs a timestamp")),
-            None => None,
+            (None, Some(_)) => return Ok(Decision::Deny("this product needs a timestamp")),
+            (None, None) => None,
         };
-        if let (Some(skew), Some((_, ms))) = (product.skew_seconds, timestamp) {
-            let now_ms = self.clock.now().timestamp_millis();
-            if !within_skew(now_ms, ms, skew.saturating_mul(1000)) {
-                return Ok(Decision::Deny("timestamp outside the product's skew"));
-            }
-        }
         let Some(device) = self.sign_device(login.product_key, login.device_key).await? else {
             return Ok(Decision::Deny("unknown device"));
         };
@@ -502,7 +507,7 @@ impl BrokerService {
             (device_name, login.device_key),
             ("productKey", login.product_key),
         ];
-        if let Some((t, _)) = timestamp {
+        if let Some(t) = timestamp {
             params.push(("timestamp", t));
         }
         let content = sign::content(&params);
@@ -1273,8 +1278,9 @@ mod tests {
                 scheme,
                 dynamic_activation: dynamic,
                 max_clock_skew_seconds: Some(300),
+                product_secret: None,
             };
-            kit.products.create(&admin(), input).await.unwrap().1
+            kit.products.create(&admin(), input).await.unwrap().1.unwrap()
         }
 
         async fn device(kit: &Kit, key: &str, secret: Option<&str>) -> String {
@@ -1289,7 +1295,11 @@ mod tests {
 
         fn login(kit: &Kit, device_key: &str, method: &str, securemode: &str, secret: &str) -> AuthRequest {
             let ts = kit.clock.now().timestamp_millis().to_string();
-            let name = if method == "sha256" { "deviceKey" } else { "deviceName" };
+            let (name, sign_method) = if method == "sha256" {
+                ("deviceKey", SignMethod::enos(method))
+            } else {
+                ("deviceName", SignMethod::aliyun(method))
+            };
             let c = content(&[
                 ("clientId", "cid-1"),
                 (name, device_key),
@@ -1299,7 +1309,7 @@ mod tests {
             AuthRequest {
                 certificate_verified_by_broker: false,
                 username: format!("{device_key}&{PK}"),
-                password: SignMethod::parse(method).unwrap().sign(secret, &c),
+                password: sign_method.unwrap().sign(secret, &c),
                 clientid: Some(format!(
                     "cid-1|securemode={securemode},signmethod={method},timestamp={ts}|"
                 )),
@@ -1423,7 +1433,7 @@ mod tests {
             let untimed = AuthRequest {
                 certificate_verified_by_broker: false,
                 username: format!("lamp-1&{PK}"),
-                password: SignMethod::HmacSha256.sign(&secret, &c),
+                password: SignMethod::Hmac(sign::Hash::Sha256).sign(&secret, &c),
                 clientid: Some("c2|securemode=2,signmethod=hmacsha256|".into()),
                 ..Default::default()
             };
@@ -1458,6 +1468,101 @@ mod tests {
                     .authenticate(&login(&kit, "lamp-1", "hmacsha1", "2", &secret))
                     .await
             ));
+        }
+
+        /// A login exactly as an official SDK sends it.
+        fn sdk_login(device_key: &str, client_id: &str, params: &str, password: &str) -> AuthRequest {
+            AuthRequest {
+                certificate_verified_by_broker: false,
+                username: format!("{device_key}&{PK}"),
+                password: password.into(),
+                clientid: Some(format!("{client_id}|{params}|")),
+                ..Default::default()
+            }
+        }
+
+        // The passwords below were computed with Python's hashlib and hmac, the way the SDKs
+        // compute them, for the clock set here.
+        #[tokio::test]
+        async fn the_official_sdks_logins_are_accepted_and_reconnect_hours_later() {
+            let kit = Kit::new().await;
+            kit.clock
+                .set(DateTime::from_timestamp_millis(1_796_531_716_016).unwrap());
+            // A product made without max_clock_skew_seconds checks no freshness, as the
+            // platforms do: the SDKs send their boot-time password on every reconnect.
+            let input = NewProductInput {
+                product_key: Some(ProductKey::parse(PK).unwrap()),
+                name: CertificateName::parse("meters").unwrap(),
+                enterprise: None,
+                scheme: Scheme::Enos,
+                dynamic_activation: false,
+                max_clock_skew_seconds: None,
+                product_secret: None,
+            };
+            kit.products.create(&admin(), input).await.unwrap();
+            device(&kit, "dev01abcde", Some("Gq8vRk2LmT5xWz7NcY4pHb6JdF3sAe9U")).await;
+            // enos-mqtt-sdk-python 0.1.1: `str(time.time() * 1000)`, fraction included, and a
+            // plain SHA-256 of content + secret in lower-case hex under the name hmacsha256.
+            let params = |method: &str| format!("securemode=2,signmethod={method},timestamp=1796531716016.586");
+            let sha256 = "3db67db82e548d47d252caff6a19b69780b05d80b5b31fc3d62e34554bbf3667";
+            let sdk = sdk_login("dev01abcde", "dev01abcde", &params("hmacsha256"), sha256);
+            assert_eq!(kit.broker.authenticate(&sdk).await, Decision::Allow);
+            kit.clock.set(kit.clock.now() + chrono::Duration::hours(6));
+            assert_eq!(
+                kit.broker.authenticate(&sdk).await,
+                Decision::Allow,
+                "a reconnect hours later"
+            );
+            let md5 = "f56a7d1aa292a4013e646827927509da";
+            assert_eq!(
+                kit.broker
+                    .authenticate(&sdk_login("dev01abcde", "dev01abcde", &params("hmacmd5"), md5))
+                    .await,
+                Decision::Allow
+            );
+            assert!(
+                denied(
+                    kit.broker
+                        .authenticate(&sdk_login("dev01abcde", "dev01abcde", &params("hmacmd5"), sha256))
+                        .await
+                ),
+                "the hash the method names"
+            );
+            // A product that asks for a skew reads the same text by value.
+            let skewed = ProductChange {
+                max_clock_skew_seconds: Some(Some(300)),
+                ..Default::default()
+            };
+            kit.products.change(&admin(), PK, skewed).await.unwrap();
+            assert!(denied(kit.broker.authenticate(&sdk).await), "six hours old");
+            kit.clock.set(kit.clock.now() - chrono::Duration::hours(6));
+            assert_eq!(kit.broker.authenticate(&sdk).await, Decision::Allow, "fresh again");
+        }
+
+        #[tokio::test]
+        async fn the_alibaba_sdks_seconds_and_extended_parameters_are_accepted() {
+            let kit = Kit::new().await;
+            kit.clock.set(DateTime::from_timestamp(1_796_531_841, 0).unwrap());
+            product(&kit, Scheme::Aliyun, false).await;
+            device(&kit, "lamp-0001", Some("Alibaba-device-secret-0001")).await;
+            // aliyun-iot-linkkit 1.2.13: `str(int(time.time()))`, ext/_ss/lan/_v, the client
+            // id `{productKey}&{deviceName}`, HMAC-SHA1.
+            let sdk = sdk_login(
+                "lamp-0001",
+                &format!("{PK}&lamp-0001"),
+                "securemode=3,signmethod=hmacsha1,ext=1,_ss=1,lan=Python,_v=1.2.13,timestamp=1796531841",
+                "ab2d3ed6d9073be8a49d937de27351c9bd9b47a7",
+            );
+            assert_eq!(
+                kit.broker.authenticate(&sdk).await,
+                Decision::Allow,
+                "seconds, within 300 s"
+            );
+            kit.clock.set(kit.clock.now() + chrono::Duration::seconds(301));
+            assert!(
+                denied(kit.broker.authenticate(&sdk).await),
+                "seconds are seconds, not milliseconds"
+            );
         }
 
         #[tokio::test]

@@ -40,6 +40,8 @@ pub struct NewProductInput {
     pub dynamic_activation: bool,
     /// `None`: no timestamp check.
     pub max_clock_skew_seconds: Option<i64>,
+    /// The platform's product secret, when a product moves over; generated when absent.
+    pub product_secret: Option<Secret>,
 }
 
 /// A validated change of a product.
@@ -148,8 +150,9 @@ impl ProductService {
         }
     }
 
-    /// Creates a product; returns it with its secret, shown this once.
-    pub async fn create(&self, caller: &Principal, input: NewProductInput) -> Result<(Product, String), Error> {
+    /// Creates a product; returns it with the secret fleetca generated, shown this once
+    /// (`None` when the input gave one: it is never echoed).
+    pub async fn create(&self, caller: &Principal, input: NewProductInput) -> Result<(Product, Option<String>), Error> {
         let enterprise = input
             .enterprise
             .map(Enterprise::into_inner)
@@ -164,7 +167,13 @@ impl ProductService {
             Some(k) => k.into_inner(),
             None => sign::generate_secret()?.chars().take(16).collect(),
         };
-        let secret = sign::generate_secret()?;
+        let (secret, generated) = match input.product_secret {
+            Some(given) => (given.expose().to_owned(), None),
+            None => {
+                let s = sign::generate_secret()?;
+                (s.clone(), Some(s))
+            }
+        };
         let new = NewProduct {
             sealed_secret: self.seal_product_secret(&product_key, &secret)?,
             product_key,
@@ -180,7 +189,11 @@ impl ProductService {
             "product",
             &new.product_key,
             Some(&new.enterprise),
-            json!({"scheme": new.scheme, "dynamic_activation": new.dynamic_activation}),
+            json!({
+                "scheme": new.scheme,
+                "dynamic_activation": new.dynamic_activation,
+                "generated_secret": generated.is_some(),
+            }),
         );
         let product = self
             .store
@@ -193,7 +206,7 @@ impl ProductService {
                 other => other.into(),
             })?;
         tracing::info!(product_key = %product.product_key, by = %caller.username, "product created");
-        Ok((product, secret))
+        Ok((product, generated))
     }
 
     /// One page of the products the caller manages.
@@ -302,6 +315,8 @@ impl ProductService {
                 product_key: product_key.to_owned(),
                 device_key,
                 description: input.description.map(Description::into_inner),
+                // A device given its secret already holds it: nothing left to activate.
+                activated: generated.is_none(),
             },
             generated,
         ))
@@ -598,9 +613,8 @@ impl ProductService {
                 return Err(RegisterRefusal::BadRequest(what));
             }
         }
-        let method = match SignMethod::parse(&r.sign_method) {
-            Some(m @ (SignMethod::HmacMd5 | SignMethod::HmacSha1 | SignMethod::HmacSha256)) => m,
-            _ => return Err(RegisterRefusal::BadRequest("signMethod")),
+        let Some(method) = SignMethod::aliyun(&r.sign_method) else {
+            return Err(RegisterRefusal::BadRequest("signMethod"));
         };
         if ProductKey::parse(&r.product_key).is_err() || DeviceKey::parse(&r.device_name).is_err() {
             return Err(RegisterRefusal::Denied);

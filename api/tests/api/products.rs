@@ -41,7 +41,8 @@ async fn a_product_secret_is_shown_once_and_sealed_at_rest() {
     .await;
     let secret = created["product_secret"].as_str().unwrap().to_owned();
     assert_eq!(secret.len(), 32);
-    assert_eq!(created["max_clock_skew_seconds"], 300);
+    // No freshness check unless asked for, as on the platforms.
+    assert_eq!(created["max_clock_skew_seconds"], Value::Null);
     let got = app.get(&format!("/api/v4/manage/products/{PK}/"), &app.admin).await;
     assert_eq!(got.status, 200);
     assert!(got.body.get("product_secret").is_none());
@@ -82,7 +83,7 @@ async fn bad_product_input_is_refused_by_field_and_nothing_is_written() {
     let app = TestApp::spawn().await;
     for (body, field) in [
         (
-            json!({"product_key": "short", "name": "x", "scheme": "enos"}),
+            json!({"product_key": "abc", "name": "x", "scheme": "enos"}),
             "product_key",
         ),
         (
@@ -99,6 +100,14 @@ async fn bad_product_input_is_refused_by_field_and_nothing_is_written() {
             "enterprise",
         ),
         (json!({"name": "x", "scheme": "mqtt"}), "scheme"),
+        (
+            json!({"name": "x", "scheme": "enos", "product_secret": "too-short"}),
+            "product_secret",
+        ),
+        (
+            json!({"name": "x", "scheme": "enos", "product_secret": "has a space in the secret"}),
+            "product_secret",
+        ),
     ] {
         let r = app.post("/api/v4/manage/products/", &app.admin, body.clone()).await;
         assert_field_error(&r, field);
@@ -393,5 +402,99 @@ async fn bulk_registers_all_or_nothing_with_conflicts_by_row() {
         &app.get(&format!("/api/v4/manage/products/{PK}/devices/new-1/"), &app.admin)
             .await,
         404,
+    );
+}
+
+#[actix_web::test]
+async fn an_enos_product_key_of_8_and_a_device_key_of_10_characters_log_in() {
+    // EnOS issues 8-character product keys (`EhoS3s9r`) and often 10-character device keys.
+    let app = TestApp::spawn().await;
+    let pk = "EhoS3s9r";
+    product(
+        &app,
+        &app.admin,
+        json!({"product_key": pk, "name": "Inverters", "scheme": "enos"}),
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("/api/v4/manage/products/{pk}/devices/"),
+            &app.admin,
+            json!({"device_key": "Xy7dK2mQ9a", "device_secret": "Gq8vRk2LmT5xWz7NcY4pHb6JdF3sAe9U"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["mqtt_username"], format!("Xy7dK2mQ9a&{pk}"));
+    assert_eq!(r.body["activated"], true, "a device given its secret holds it already");
+    // What the official SDK sends: signmethod=hmacsha256, a plain SHA-256 in lower case, a
+    // timestamp with a fraction.
+    let ts = format!("{}.586", chrono::Utc::now().timestamp_millis());
+    let content =
+        format!("clientIdXy7dK2mQ9adeviceKeyXy7dK2mQ9aproductKey{pk}timestamp{ts}Gq8vRk2LmT5xWz7NcY4pHb6JdF3sAe9U");
+    let password = openssl_dgst(&["-sha256"], content.as_bytes());
+    let clientid = format!("Xy7dK2mQ9a|securemode=2,signmethod=hmacsha256,timestamp={ts}|");
+    assert_eq!(
+        broker_auth(&app, &format!("Xy7dK2mQ9a&{pk}"), &clientid, &password).await,
+        200
+    );
+    assert_eq!(
+        broker_auth(&app, &format!("Xy7dK2mQ9a&{pk}"), &clientid, &"0".repeat(64)).await,
+        403
+    );
+}
+
+#[actix_web::test]
+async fn an_imported_product_secret_serves_dynamic_activation_and_is_never_shown() {
+    let app = TestApp::spawn().await;
+    let product_secret = "Imported-Product-Secret-0001";
+    let created = product(
+        &app,
+        &app.admin,
+        json!({"product_key": "a1Imported9", "name": "Moved", "scheme": "aliyun",
+               "dynamic_activation": true, "product_secret": product_secret}),
+    )
+    .await;
+    assert!(
+        created.get("product_secret").is_none(),
+        "a given secret is never echoed: {created}"
+    );
+    let r = app
+        .post(
+            "/api/v4/manage/products/a1Imported9/devices/",
+            &app.admin,
+            json!({"device_key": "lamp-1"}),
+        )
+        .await;
+    assert_eq!(
+        r.body["activated"], false,
+        "a generated secret is the device's to fetch"
+    );
+    let device_secret = r.body["device_secret"].as_str().unwrap().to_owned();
+    let sign = openssl_dgst(
+        &["-sha256", "-hmac", product_secret],
+        b"deviceNamelamp-1productKeya1Imported9randomr1",
+    );
+    let ok = register(
+        &app,
+        &[
+            ("productKey", "a1Imported9"),
+            ("deviceName", "lamp-1"),
+            ("random", "r1"),
+            ("signMethod", "hmacsha256"),
+            ("sign", &sign),
+        ],
+    )
+    .await;
+    assert_eq!(ok["code"], 200, "{ok}");
+    assert_eq!(ok["data"]["deviceSecret"], device_secret);
+    // Never shown again, nor stored in clear, nor in the audit log.
+    let got = app.get("/api/v4/manage/products/a1Imported9/", &app.admin).await;
+    assert!(got.body.get("product_secret").is_none());
+    assert!(!got.body.to_string().contains(product_secret));
+    let audit = app.get("/api/v4/manage/audit/?page_size=100", &app.admin).await;
+    assert!(!audit.body.to_string().contains(product_secret), "{}", audit.body);
+    assert!(
+        !String::from_utf8_lossy(&app.database_bytes()).contains(product_secret),
+        "product secret stored in clear"
     );
 }

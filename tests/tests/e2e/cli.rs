@@ -709,3 +709,205 @@ fn the_cli_manages_products_and_imports_their_devices_with_generated_secrets() {
     let gone = cli_run(&["products", "show", "pkcli000001"]);
     assert_eq!(gone.status.code(), Some(2), "{}", gone.combined());
 }
+
+#[test]
+fn a_platform_export_moves_over_products_and_10000_devices_killed_half_way_and_resumed() {
+    let dir = Scratch::new("cli-migrate");
+    let server = Fleetca::start(&dir.join("data"));
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = Cli {
+        home: &home,
+        url: Some(server.base.clone()),
+    };
+    let admin = server.admin_token();
+    let with_token = |args: &[&str]| {
+        let mut cmd = cli.cmd(args);
+        cmd.env("FLEETCA_TOKEN", &admin);
+        cmd
+    };
+    let cli_json = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = run(&mut with_token(&all), Duration::from_secs(300));
+        let text = out.expect_success(&format!("fleetca {}", args.join(" ")));
+        serde_json::from_str::<Value>(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+
+    // Products as JSON Lines with the platforms' names: an EnOS product with its 8-character
+    // key and the secret it had there, an Alibaba one whose secret fleetca generates.
+    let products = dir.join("products.jsonl");
+    std::fs::write(
+        &products,
+        concat!(
+            r#"{"productKey": "EhoS3s9r", "productName": "Inverters", "scheme": "enos", "productSecret": "EnOS-product-secret-0001", "dynamicActivation": true}"#,
+            "\n",
+            r#"{"productKey": "a1B2c3D4e5F", "productName": "Lamps", "scheme": "aliyun", "dynamic_activation": "false"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let refused = run(
+        &mut with_token(&["products", "import", products.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.combined());
+    assert!(refused.stderr.contains("--secrets-out"), "{}", refused.stderr);
+    let product_secrets = dir.join("product-secrets.csv");
+    let imported = cli_json(&[
+        "products",
+        "import",
+        products.to_str().unwrap(),
+        "--secrets-out",
+        product_secrets.to_str().unwrap(),
+    ]);
+    assert_eq!(imported["created"], 2, "{imported}");
+    let saved = std::fs::read_to_string(&product_secrets).unwrap();
+    assert!(saved.starts_with("product_key,product_secret\na1B2c3D4e5F,"), "{saved}");
+    assert!(
+        !saved.contains("EnOS-product-secret-0001"),
+        "a given secret is never written out"
+    );
+    let output = run(
+        &mut with_token(&[
+            "products",
+            "import",
+            products.to_str().unwrap(),
+            "--secrets-out",
+            product_secrets.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let text = output.expect_success("products import again");
+    assert!(text.contains("0 created, 2 already there"), "{text}");
+    assert!(
+        !output.combined().contains("EnOS-product-secret-0001"),
+        "secrets are never printed"
+    );
+    let enos = cli_json(&["products", "show", "EhoS3s9r"]);
+    assert_eq!(enos["max_clock_skew_seconds"], Value::Null, "{enos}");
+    assert_eq!(enos["dynamic_activation"], true, "{enos}");
+
+    // The EnOS export of 10,000 devices with their secrets (deviceKey, deviceSecret), the
+    // import killed half way, then run again.
+    let export = dir.join("enos-devices.csv");
+    let mut text = String::from("productKey,deviceKey,deviceSecret\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("EhoS3s9r,dk{i:08},device-secret-{i:010}\n"));
+    }
+    std::fs::write(&export, text).unwrap();
+    let count = || {
+        server
+            .get("/api/v4/manage/products/EhoS3s9r/devices/?page_size=1", Some(&admin))
+            .expect_json(200, "devices")["count"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut child = with_token(&[
+        "products",
+        "devices",
+        "import",
+        export.to_str().unwrap(),
+        "--batch",
+        "500",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count() < 2_000 {
+        assert!(Instant::now() < deadline, "the import made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let killed = child.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let halfway = count();
+    assert!(halfway < 10_000, "killed before the end ({halfway})");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&killed.stdout),
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    assert!(
+        !printed.contains("device-secret-"),
+        "secrets are never printed: {printed}"
+    );
+    let resumed = cli_json(&[
+        "products",
+        "devices",
+        "import",
+        export.to_str().unwrap(),
+        "--batch",
+        "500",
+    ]);
+    assert_eq!(resumed["failed"], 0, "{resumed}");
+    assert_eq!(resumed["already_there"].as_u64().unwrap(), halfway, "{resumed}");
+    assert_eq!(count(), 10_000, "every line once");
+    println!("platform export import killed at {halfway} devices, resumed: {resumed}");
+
+    // An imported device holds its secret: activated, and its login works as the SDK makes it.
+    let device = server
+        .get("/api/v4/manage/products/EhoS3s9r/devices/dk00009999/", Some(&admin))
+        .expect_json(200, "device");
+    assert_eq!(device["activated"], true, "{device}");
+    let ts = format!("{}.25", chrono_free_millis());
+    let content =
+        format!("clientIddk00009999deviceKeydk00009999productKeyEhoS3s9rtimestamp{ts}device-secret-0000009999");
+    let digest = run_with_input(
+        std::process::Command::new(fleetca_e2e::tool("openssl")).args(["dgst", "-sha256", "-r"]),
+        Some(content.as_bytes()),
+        Duration::from_secs(30),
+    );
+    let password = digest
+        .expect_success("openssl dgst")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let auth = fleetca_e2e::http::request(
+        "POST",
+        &server.url("/broker/auth"),
+        None,
+        Some(&serde_json::json!({
+            "username": "dk00009999&EhoS3s9r",
+            "clientid": format!("dk00009999|securemode=2,signmethod=hmacsha256,timestamp={ts}|"),
+            "password": password,
+        })),
+    );
+    assert_eq!(auth.status, 200, "an imported secret logs in");
+
+    // Alibaba's export names devices deviceName; a line of another product is refused with
+    // --product, and nothing is sent.
+    let ali = dir.join("aliyun-devices.csv");
+    std::fs::write(&ali, "productKey,deviceName,deviceSecret\na1B2c3D4e5F,lamp-0001,Alibaba-device-secret-0001\nEhoS3s9r,lamp-0002,Alibaba-device-secret-0002\n").unwrap();
+    let mixed = run(
+        &mut with_token(&[
+            "products",
+            "devices",
+            "import",
+            "--product",
+            "a1B2c3D4e5F",
+            ali.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(mixed.status.code(), Some(1), "{}", mixed.combined());
+    assert!(mixed.stderr.contains("line 3"), "{}", mixed.stderr);
+    std::fs::write(
+        &ali,
+        "productKey,deviceName,deviceSecret\na1B2c3D4e5F,lamp-0001,Alibaba-device-secret-0001\n",
+    )
+    .unwrap();
+    let lamps = cli_json(&["products", "devices", "import", ali.to_str().unwrap()]);
+    assert_eq!(lamps["created"], 1, "{lamps}");
+}
+
+/// Now, in Unix milliseconds.
+fn chrono_free_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
