@@ -100,6 +100,24 @@ pub fn activation_topic(product_key: &str, device_key: &str) -> String {
     format!("/ext/session/{product_key}/{device_key}/thing/activate/info")
 }
 
+/// The same message under a topic a broker can build from the MQTT username alone
+/// (`{device_key}&{product_key}`): EMQX's `auto_subscribe` knows `${username}` but cannot
+/// split it, and EnOS's SDK, which never subscribes, takes any topic matching
+/// `/ext/session/(.*)/(.*)/thing/activate/info`. It lies within the activation topics'
+/// filter, so every rule that guards those guards it; a product key never holds `&`, so it
+/// is no device's documented topic.
+pub fn username_activation_topic(product_key: &str, device_key: &str) -> String {
+    format!("/ext/session/{device_key}&{product_key}/activation/thing/activate/info")
+}
+
+/// Both topics a device's activation message is published on.
+pub fn activation_topics(product_key: &str, device_key: &str) -> [String; 2] {
+    [
+        activation_topic(product_key, device_key),
+        username_activation_topic(product_key, device_key),
+    ]
+}
+
 /// Whether `topic` (or a filter) reaches any device's activation topic: only fleetca's own
 /// publisher may publish there.
 pub fn touches_activation_topics(topic: &str) -> bool {
@@ -351,6 +369,7 @@ mod tests {
             "/ext/session/pk/#",
             "#",
             "/ext/+/pk/dev/thing/activate/info",
+            &username_activation_topic("pk", "dev"),
         ] {
             assert!(touches_activation_topics(t), "{t}");
         }

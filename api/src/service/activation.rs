@@ -13,7 +13,7 @@ use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::acl::activation_topic;
+use super::acl::activation_topics;
 use super::broker::ActivationEvent;
 
 /// How long an undelivered secret may stay on the broker.
@@ -147,25 +147,37 @@ pub fn spawn(settings: &MqttSettings, password: &str) -> Result<mpsc::Sender<Act
                     device_key,
                     secret,
                 } => {
-                    let topic = activation_topic(&product_key, &device_key);
                     let payload = message(&product_key, &device_key, &secret);
-                    if let Err(e) = client.publish(topic.clone(), QoS::AtLeastOnce, true, payload).await {
-                        tracing::warn!(error = %e, "could not queue an activation message");
+                    let topics = activation_topics(&product_key, &device_key);
+                    let mut queued = true;
+                    for topic in &topics {
+                        if let Err(e) = client
+                            .publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone())
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not queue an activation message");
+                            queued = false;
+                        }
+                    }
+                    if !queued {
                         continue;
                     }
                     tracing::info!(%product_key, %device_key, "activation message published");
                     let client = client.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(KEEP_FOR).await;
-                        let _ = client.publish(topic, QoS::AtLeastOnce, true, Vec::new()).await;
+                        for topic in topics {
+                            let _ = client.publish(topic, QoS::AtLeastOnce, true, Vec::new()).await;
+                        }
                     });
                 }
                 ActivationEvent::Clear {
                     product_key,
                     device_key,
                 } => {
-                    let topic = activation_topic(&product_key, &device_key);
-                    let _ = client.publish(topic, QoS::AtLeastOnce, true, Vec::new()).await;
+                    for topic in activation_topics(&product_key, &device_key) {
+                        let _ = client.publish(topic, QoS::AtLeastOnce, true, Vec::new()).await;
+                    }
                 }
             }
         }

@@ -864,9 +864,10 @@ impl BrokerService {
             return Ok(Decision::Deny("product or device disabled"));
         };
         if is_activation(scheme, login) {
-            // An activation connection may do nothing but receive its device secret.
-            let topic = acl::activation_topic(login.product_key, login.device_key);
-            let ok = req.topic == topic && req.access.iter().all(|a| matches!(a, Access::Read | Access::Subscribe));
+            // An activation connection may do nothing but receive its device secret, on
+            // either of its own activation topics.
+            let ok = acl::activation_topics(login.product_key, login.device_key).contains(&req.topic.to_owned())
+                && req.access.iter().all(|a| matches!(a, Access::Read | Access::Subscribe));
             return Ok(if ok {
                 Decision::Allow
             } else {
@@ -1602,6 +1603,22 @@ mod tests {
                 kit.broker
                     .authorize(&acl(
                         "/ext/session/pk0000000001/meter-8/thing/activate/info",
+                        &[Access::Subscribe]
+                    ))
+                    .await
+            ));
+            // The topic EMQX's auto_subscribe builds from `${username}` for SDKs that never
+            // subscribe: its own, read only; another device's, no.
+            let by_username = "/ext/session/meter-9&pk0000000001/activation/thing/activate/info";
+            assert_eq!(
+                kit.broker.authorize(&acl(by_username, &[Access::Subscribe])).await,
+                Decision::Allow
+            );
+            assert!(denied(kit.broker.authorize(&acl(by_username, &[Access::Write])).await));
+            assert!(denied(
+                kit.broker
+                    .authorize(&acl(
+                        "/ext/session/meter-8&pk0000000001/activation/thing/activate/info",
                         &[Access::Subscribe]
                     ))
                     .await

@@ -498,3 +498,77 @@ async fn an_imported_product_secret_serves_dynamic_activation_and_is_never_shown
         "product secret stored in clear"
     );
 }
+
+/// EMQX's `auto_subscribe` (its documentation: a topic template whose `${username}` is
+/// replaced by the client's username, the subscription made on connect without a SUBSCRIBE
+/// from the client) with `/ext/session/${username}/activation/thing/activate/info`, for
+/// EnOS's SDK, which never subscribes to its activation topic. Recorded contract: EMQX
+/// cannot run here. The SDK's activation login is allowed; EMQX's authorization of that
+/// subscription for the template's topic is allowed for its own username only, read only.
+#[actix_web::test]
+async fn emqx_auto_subscribe_delivers_activation_to_an_enos_sdk_that_never_subscribes() {
+    let app = TestApp::spawn_with(|c| {
+        c.mqtt = Some(fleetca::service::activation::MqttSettings {
+            url: "mqtt://127.0.0.1:9".into(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: "fleetca-activation".into(),
+        })
+    })
+    .await;
+    let product_secret = "EnOS-product-secret-0002";
+    product(
+        &app,
+        &app.admin,
+        json!({"product_key": "EhoS3s9r", "name": "Inverters", "scheme": "enos",
+               "dynamic_activation": true, "product_secret": product_secret}),
+    )
+    .await;
+    for dk in ["dk00000001", "dk00000002"] {
+        let r = app
+            .post(
+                "/api/v4/manage/products/EhoS3s9r/devices/",
+                &app.admin,
+                json!({"device_key": dk}),
+            )
+            .await;
+        assert_eq!(r.body["activated"], false);
+    }
+    // enos-mqtt-sdk-python with only the product secret: securemode=3, hmacsha256 (a plain
+    // SHA-256), its client id the device key.
+    let ts = format!("{}.125", chrono::Utc::now().timestamp_millis());
+    let content = format!("clientIddk00000001deviceKeydk00000001productKeyEhoS3s9rtimestamp{ts}{product_secret}");
+    let password = openssl_dgst(&["-sha256"], content.as_bytes());
+    let clientid = format!("dk00000001|securemode=3,signmethod=hmacsha256,timestamp={ts}|");
+    let username = "dk00000001&EhoS3s9r";
+    let authn = app
+        .send(
+            "POST",
+            "/broker/emqx/authn",
+            None,
+            Some(json!({"username": username, "clientid": clientid, "password": password})),
+        )
+        .await;
+    assert_eq!(authn.body["result"], "allow", "{}", authn.body);
+    // `${username}` substituted as EMQX does.
+    let template = "/ext/session/${username}/activation/thing/activate/info";
+    let topic = template.replace("${username}", username);
+    let authz = |topic: &str, action: &str, username: &str, clientid: &str| {
+        let body = json!({"username": username, "clientid": clientid, "topic": topic, "action": action});
+        let app = &app;
+        async move {
+            app.send("POST", "/broker/emqx/authz", None, Some(body)).await.body["result"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(authz(&topic, "subscribe", username, &clientid).await, "allow");
+    assert_eq!(authz(&topic, "publish", username, &clientid).await, "deny");
+    let other = template.replace("${username}", "dk00000002&EhoS3s9r");
+    assert_eq!(authz(&other, "subscribe", username, &clientid).await, "deny");
+    // Nobody else reads it: an API key, or the device once it logs in with its secret.
+    app.user("svc-reader", true, "acme", None).await;
+    assert_eq!(authz(&topic, "subscribe", "svc-reader", "reader").await, "deny");
+}
