@@ -237,7 +237,7 @@ pub struct CreateProductBody {
     /// The product secret the platform issued, when moving a product over: 16–128
     /// printable ASCII characters without spaces. Sealed, and never echoed. Generated (and
     /// returned once) when absent.
-    #[schema(value_type = Option<String>, min_length = 16, max_length = 128)]
+    #[schema(value_type = Option<String>, min_length = 16, max_length = 128, pattern = "^[!-~]{16,128}$")]
     pub product_secret: Option<String>,
 }
 
