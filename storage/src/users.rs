@@ -62,6 +62,18 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<User, StorageError> {
         let txn = self.write_txn().await?;
+        // A device certificate's CN is its device id, and a broker that takes a certificate's
+        // CN as the MQTT username would take that certificate for a user of the same name:
+        // no user may be named like a device of any tenant. (Issuing a device certificate
+        // checks the other way round.) Inside the write transaction, so no device of that id
+        // can appear between the check and the insert on SQLite, whose writers take turns.
+        let devices = crate::entity::devices::Entity::find()
+            .filter(crate::entity::devices::Column::DeviceId.eq(new.username.as_str()))
+            .count(&txn)
+            .await?;
+        if devices > 0 {
+            return Err(StorageError::Conflict("device".into()));
+        }
         let model = ActiveModel {
             id: Set(Uuid::new_v4()),
             username: Set(new.username),

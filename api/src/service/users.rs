@@ -152,6 +152,9 @@ impl UserService {
             .create_user(new, &[record], self.clock.now())
             .await
             .map_err(|e| match e {
+                StorageError::Conflict(what) if what == "device" => Error::Conflict(
+                    "A device has this id as its device id: a broker that takes a certificate's CN as the MQTT username would take that device's certificate for this user. Choose another username.".into(),
+                ),
                 StorageError::Conflict(_) => {
                     Error::Conflict("A user with this username already exists; choose another username.".into())
                 }

@@ -467,3 +467,31 @@ async fn a_json_array_never_fills_an_objects_fields_and_fleetcas_own_names_are_r
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["reason"], "unspecified");
 }
+
+#[actix_web::test]
+async fn an_api_key_may_not_take_the_name_of_another_enterprises_device() {
+    // A device certificate's CN is its device id; a broker that takes the CN as the MQTT
+    // username (mosquitto's use_identity_as_username, RabbitMQ's ssl_cert_login) would take
+    // acme's device certificate for globex's API key of the same name.
+    let app = TestApp::spawn().await;
+    let r = app
+        .post(
+            "/api/v4/manage/devices/",
+            &app.admin,
+            json!({"device_id": "svc-globex-ingest-7571", "tenant": "acme", "password": "device-password-1"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (_, globex) = app.user("globex-manager", false, "globex", None).await;
+    let r = app
+        .post(
+            "/api/v4/manage/users/",
+            &globex,
+            json!({"username": "svc-globex-ingest-7571", "is_service_account": true}),
+        )
+        .await;
+    let body = assert_problem(&r, 409);
+    assert!(body["detail"].as_str().unwrap().contains("device"), "{body}");
+    let users = app.get("/api/v4/manage/users/?search=svc-globex", &app.admin).await;
+    assert_eq!(users.body["count"], 0, "nothing was created: {}", users.body);
+}
