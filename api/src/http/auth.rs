@@ -102,7 +102,7 @@ pub async fn login(
     req: HttpRequest,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let peer = req.peer_addr().map(|a| a.ip().to_canonical());
+    let peer = crate::http::extract::peer_ip(&req);
     let signed_in = state.sessions.login(&body.username, body.password, peer).await;
     if let Err(crate::service::Error::BadCredentials | crate::service::Error::RateLimited { .. }) = &signed_in {
         let context = crate::http::request_context(&req);
@@ -168,7 +168,7 @@ pub async fn setup(
     let new = Password::parse(body.new_password).map_err(|e| ApiError::field("new_password", e))?;
     let token = body.token.trim();
     let username = body.username.as_deref().map(str::trim).filter(|u| !u.is_empty());
-    let peer = req.peer_addr().map(|a| a.ip().to_canonical());
+    let peer = crate::http::extract::peer_ip(&req);
     let context = crate::http::request_context(&req);
     let signed_in = state
         .sessions

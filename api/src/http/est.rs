@@ -169,8 +169,7 @@ pub fn client_certificate(state: &AppState, req: &HttpRequest) -> Option<Vec<u8>
     if let Some(peer) = req.conn_data::<PeerCertificate>() {
         return Some(peer.0.clone());
     }
-    let from = req.peer_addr()?.ip();
-    if !state.config.trusted_proxies.iter().any(|net| net.contains(&from)) {
+    if !super::extract::peer_within(req, &state.config.trusted_proxies) {
         return None;
     }
     // With a proxy secret set, an address in the range is not enough: the proxy proves

@@ -319,6 +319,18 @@ impl<P: Policy + 'static> FromRequest for Caller<P> {
     }
 }
 
+/// The address a request came from, IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`, what a
+/// `[::]` listener sees of an IPv4 peer) as the IPv4 addresses they are: every allow-list
+/// (`broker_allow`, `metrics_allow`, `trusted_proxies`) is checked against this.
+pub fn peer_ip(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip().to_canonical())
+}
+
+/// Whether the request came from one of `networks`.
+pub fn peer_within(req: &HttpRequest, networks: &[ipnet::IpNet]) -> bool {
+    peer_ip(req).is_some_and(|ip| networks.iter().any(|net| net.contains(&ip)))
+}
+
 /// The MQTT broker calling: from a `broker_allow` network and, when a broker secret is set,
 /// with it in `X-Broker-Secret` (compared in constant time). An IPv4 peer seen through an
 /// IPv6 socket (`::ffff:a.b.c.d`) is matched as the IPv4 address it is.
@@ -337,8 +349,7 @@ fn check_broker(req: &HttpRequest) -> Result<(), ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| Error::Internal("no app state".into()))?;
-    let ip: Option<IpAddr> = req.peer_addr().map(|a| a.ip().to_canonical());
-    if !ip.is_some_and(|ip| state.config.broker_allow.iter().any(|net| net.contains(&ip))) {
+    if !peer_within(req, &state.config.broker_allow) {
         return Err(
             Error::Forbidden("This address may not call the broker endpoints (see broker_allow).".into()).into(),
         );
@@ -391,5 +402,25 @@ mod tests {
     fn broken_json_is_a_bad_request() {
         assert!(matches!(parse_json::<Body>(b"{"), Err(ApiError::BadRequest(_))));
         assert!(matches!(parse_json::<Body>(b""), Err(ApiError::BadRequest(_))));
+    }
+
+    #[test]
+    fn an_ipv4_peer_on_an_ipv6_listener_is_checked_as_ipv4() {
+        // What a `[::]` listener sees of 127.0.0.1; metrics_allow and trusted_proxies failed
+        // closed on it before.
+        let loopback: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let from = |addr: &str| {
+            actix_web::test::TestRequest::default()
+                .peer_addr(addr.parse().unwrap())
+                .to_http_request()
+        };
+        assert!(peer_within(&from("[::ffff:127.0.0.1]:5000"), &loopback));
+        assert!(peer_within(&from("127.0.0.1:5000"), &loopback));
+        assert!(peer_within(&from("[::1]:5000"), &loopback));
+        assert!(!peer_within(&from("[::ffff:10.0.0.1]:5000"), &loopback));
+        assert_eq!(
+            peer_ip(&from("[::ffff:192.0.2.7]:1")),
+            Some("192.0.2.7".parse().unwrap())
+        );
     }
 }

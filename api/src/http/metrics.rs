@@ -269,8 +269,7 @@ pub async fn track(
     (status = 403, description = "Not from a metrics_allow network", content_type = "application/problem+json", body = crate::error::Problem),
 ))]
 pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let from = req.peer_addr().map(|a| a.ip());
-    if !from.is_some_and(|ip| state.config.metrics_allow.iter().any(|net| net.contains(&ip))) {
+    if !super::extract::peer_within(&req, &state.config.metrics_allow) {
         return Err(Error::Forbidden("This address may not read the metrics (see metrics_allow).".into()).into());
     }
     let g = state.overview.gauges().await?;

@@ -695,7 +695,7 @@ pub struct RegisterResponse {
 pub async fn register(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let form: RegisterForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let registration = Registration {
-        peer: req.peer_addr().map(|a| a.ip().to_canonical()),
+        peer: crate::http::extract::peer_ip(&req),
         product_key: form.product_key.unwrap_or_default(),
         device_name: form.device_name.unwrap_or_default(),
         random: form.random.unwrap_or_default(),
