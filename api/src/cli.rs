@@ -85,8 +85,19 @@ pub enum AuditCommand {
 pub async fn audit(config: Config, cmd: AuditCommand) -> Result<(), String> {
     match cmd {
         AuditCommand::Verify => {
-            let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
-            let service = crate::service::audit::AuditService::new(opened.store, Arc::new(SystemClock));
+            // Reads only: no migration, no CA or admin made, nothing written to the database
+            // it checks (and no SQLite file made where none is).
+            if config.database_url.starts_with("sqlite:") && !sqlite_file_exists(&config.database_url) {
+                return Err(format!("no database at {}", config.database_url));
+            }
+            let store = startup::connect(&config).await.map_err(|e| e.to_string())?;
+            let pending = store.pending_migrations().await.map_err(|e| e.to_string())?;
+            if pending > 0 {
+                return Err(format!(
+                    "the database is {pending} migration(s) behind this fleetca; audit verify changes nothing, so start `fleetca serve` once (it migrates) or verify with the version that wrote it"
+                ));
+            }
+            let service = crate::service::audit::AuditService::new(store, Arc::new(SystemClock));
             match service.verify().await.map_err(|e| e.to_string())? {
                 Ok(n) => {
                     println!("audit log intact: {n} records, each chained to the one before");
@@ -99,6 +110,17 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Whether a `sqlite:` URL's file exists (`sqlite://path?mode=…` or `sqlite:path`).
+fn sqlite_file_exists(url: &str) -> bool {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists()
 }
 
 #[derive(Subcommand, Debug)]

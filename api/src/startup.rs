@@ -293,7 +293,7 @@ fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
     }
 }
 
-async fn connect(config: &Config) -> Result<Store, StartError> {
+pub async fn connect(config: &Config) -> Result<Store, StartError> {
     let options = StoreOptions {
         url: config.database_url.clone(),
         max_connections: config.database_max_connections,

@@ -231,6 +231,22 @@ impl Store {
 
     /// Walks the whole chain. `Ok(n)`: n records, all intact. `Err`: the first break.
     pub async fn verify_audit(&self) -> Result<Result<i64, ChainBreak>, StorageError> {
+        // The chain is 1, 2, 3, …: a row numbered below 1 was put there by hand, outside it.
+        let outside = AuditLog::find()
+            .filter(Column::Seq.lt(1))
+            .order_by_asc(Column::Seq)
+            .all(self.conn())
+            .await?;
+        if let Some(first) = outside.first() {
+            return Ok(Err(ChainBreak {
+                seq: first.seq,
+                why: format!(
+                    "{} record(s) numbered below 1 stand outside the chain (inserted by hand), the first {}",
+                    outside.len(),
+                    first.seq
+                ),
+            }));
+        }
         let mut expected_seq = 1i64;
         let mut prev = GENESIS.to_owned();
         loop {
@@ -266,13 +282,26 @@ impl Store {
             }
         }
         let head = AuditHead::find_by_id(1).one(self.conn()).await?;
+        let last = expected_seq - 1;
         match head {
-            Some(h) if h.seq == expected_seq - 1 && h.hash == prev => Ok(Ok(expected_seq - 1)),
-            Some(h) => Ok(Err(ChainBreak {
+            Some(h) if h.seq == last && h.hash == prev => Ok(Ok(last)),
+            Some(h) if h.seq == last => Ok(Err(ChainBreak {
+                seq: last,
+                why: format!(
+                    "the head's hash is not record {last}'s (the head, or the last record and its hash, were rewritten)"
+                ),
+            })),
+            Some(h) if h.seq > last => Ok(Err(ChainBreak {
                 seq: expected_seq,
                 why: format!(
-                    "the chain ends at record {} but its head says {} (records at the end were removed)",
-                    expected_seq - 1,
+                    "the chain ends at record {last} but its head says {} (records at the end were removed)",
+                    h.seq
+                ),
+            })),
+            Some(h) => Ok(Err(ChainBreak {
+                seq: h.seq + 1,
+                why: format!(
+                    "the chain goes on to record {last} but its head says {} (records were added past the head)",
                     h.seq
                 ),
             })),
@@ -285,7 +314,8 @@ impl Store {
 }
 
 fn condition(f: &AuditFilter) -> Condition {
-    let mut cond = Condition::all();
+    // Only records of the chain: a row numbered below 1 was inserted outside it.
+    let mut cond = Condition::all().add(Column::Seq.gte(1));
     if let Some(v) = &f.actor {
         cond = cond.add(Column::Actor.eq(v.as_str()));
     }

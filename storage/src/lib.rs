@@ -115,6 +115,14 @@ impl Store {
         Migrator::up(&self.db, None).await.map_err(StorageError::from)
     }
 
+    /// How many migrations this build would apply to the database (without applying any).
+    pub async fn pending_migrations(&self) -> Result<usize, StorageError> {
+        Ok(Migrator::get_pending_migrations(&self.db)
+            .await
+            .map_err(StorageError::from)?
+            .len())
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()

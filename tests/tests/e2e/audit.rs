@@ -56,3 +56,74 @@ fn audit_verify_names_the_record_an_intruder_edited() {
         broken.combined()
     );
 }
+
+#[test]
+fn a_record_forged_outside_the_chain_or_a_rewritten_head_is_named_and_never_listed() {
+    let dir = Scratch::new("audit-forged");
+    let data = dir.join("data");
+    let server = Fleetca::start(&data);
+    let admin = server.admin_token();
+    server.create_api_key(&admin, "svc-audit", "globex");
+    let db = data.join("fleetca.db");
+    let sql = |statement: &str| {
+        run(
+            Command::new(tool("python3")).args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
+                db.to_str().unwrap(),
+                statement,
+            ]),
+            Duration::from_secs(30),
+        )
+        .expect_success("editing the database");
+    };
+    let verify = || {
+        run(
+            Command::new(binary())
+                .args(["audit", "verify", "--data-dir"])
+                .arg(&data)
+                .env_remove("FLEETCA_DATABASE_URL"),
+            Duration::from_secs(30),
+        )
+    };
+    // A row numbered below the chain, by hand.
+    sql(
+        "INSERT INTO audit_log (seq, at, actor, role, action, target_kind, target_id, enterprise, outcome, details, prev_hash, hash) \
+         VALUES (-7, '2026-12-01 00:00:00+00:00', 'mallory', 'admin', 'user.create', 'user', 'x', 'globex', 'success', '{}', '', '')",
+    );
+    let broken = verify();
+    assert!(!broken.success(), "a forged row verified:\n{}", broken.combined());
+    assert!(
+        broken.stderr.contains("broken at record -7") && broken.stderr.contains("outside the chain"),
+        "{}",
+        broken.combined()
+    );
+    // Neither the admin nor globex's manager is shown it.
+    let listed = server.get("/api/v4/manage/audit/?enterprise=globex&page_size=500", Some(&admin));
+    assert!(!listed.body.contains("mallory"), "{}", listed.body);
+    sql("DELETE FROM audit_log WHERE seq = -7");
+    assert!(verify().success(), "intact again");
+    // Only the head's hash changed: named as such, not as removed records.
+    sql("UPDATE audit_head SET hash = '00' || substr(hash, 3)");
+    let head = verify();
+    assert!(!head.success(), "{}", head.combined());
+    assert!(head.stderr.contains("head's hash"), "{}", head.combined());
+}
+
+#[test]
+fn audit_verify_changes_nothing_in_the_database_it_checks() {
+    let dir = Scratch::new("audit-readonly");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = run(
+        Command::new(binary())
+            .args(["audit", "verify", "--data-dir"])
+            .arg(&data)
+            .env_remove("FLEETCA_DATABASE_URL"),
+        Duration::from_secs(30),
+    );
+    assert!(!out.success(), "{}", out.combined());
+    assert!(out.stderr.contains("no database"), "{}", out.combined());
+    assert!(!data.join("fleetca.db").exists(), "no database was made");
+    assert!(!data.join("master.key").exists(), "no master key was made");
+}
