@@ -3,7 +3,9 @@
 //! with details that hold no secret. Storage appends them in the transaction of the change
 //! (see `fleetca_storage::audit`); the audit log's reading flows live here too.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fleetca_storage::audit::{AuditFilter, ChainBreak};
 use fleetca_storage::{AuditRecord, NewAudit, Store};
@@ -128,15 +130,39 @@ pub fn failure(actor: &str, action: &str, context: &RequestContext) -> NewAudit 
     }
 }
 
+/// Failed authentications recorded one by one per [`FAILURE_WINDOW`], at most; the rest of
+/// the window's are counted into one `auth.failures_suppressed` record at its end. Anyone can
+/// send a bad token or password, and an audit append is a write transaction: unbounded, a
+/// flood would grow the table without limit and queue every legitimate change behind it.
+pub const FAILURES_PER_WINDOW: u32 = 20;
+/// See [`FAILURES_PER_WINDOW`].
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct FailureBudget {
+    /// When the current window began; `None` before the first failure.
+    since: Option<Instant>,
+    written: u32,
+    /// Failures not written one by one in the current window, by action.
+    suppressed: BTreeMap<String, u64>,
+    /// A task will write the window's summary at its end.
+    flush_scheduled: bool,
+}
+
 /// Reading the audit log.
 pub struct AuditService {
     store: Store,
     clock: Arc<dyn super::clock::Clock>,
+    failures: Arc<Mutex<FailureBudget>>,
 }
 
 impl AuditService {
     pub fn new(store: Store, clock: Arc<dyn super::clock::Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            failures: Arc::default(),
+        }
     }
 
     /// Pins the filter to what the caller may read: admins all, managers their enterprise,
@@ -178,7 +204,61 @@ impl AuditService {
 
     /// Records a refused sign-in or token on its own.
     pub async fn failed(&self, record: NewAudit) {
-        if let Err(e) = self.store.append_audit(&[record], self.clock.now()).await {
+        metrics::counter!("fleetca_auth_failures_total", "action" => record.action.clone()).increment(1);
+        let (write, schedule) = {
+            let mut budget = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if budget.since.is_none_or(|s| s.elapsed() >= FAILURE_WINDOW) && !budget.flush_scheduled {
+                *budget = FailureBudget {
+                    since: Some(Instant::now()),
+                    ..Default::default()
+                };
+            }
+            if budget.written < FAILURES_PER_WINDOW {
+                budget.written += 1;
+                (true, None)
+            } else {
+                *budget.suppressed.entry(record.action.clone()).or_default() += 1;
+                let first = !budget.flush_scheduled;
+                budget.flush_scheduled = true;
+                let left = FAILURE_WINDOW.saturating_sub(budget.since.map_or(Duration::ZERO, |s| s.elapsed()));
+                (false, first.then_some(left))
+            }
+        };
+        if let Some(left) = schedule {
+            let (store, clock, failures) = (self.store.clone(), self.clock.clone(), self.failures.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(left).await;
+                let suppressed = {
+                    let mut budget = failures.lock().unwrap_or_else(|e| e.into_inner());
+                    let counts = std::mem::take(&mut budget.suppressed);
+                    *budget = FailureBudget::default();
+                    counts
+                };
+                let record = NewAudit {
+                    actor_id: None,
+                    actor: "anonymous".into(),
+                    role: "anonymous".into(),
+                    action: "auth.failures_suppressed".into(),
+                    target_kind: "session".into(),
+                    target_id: String::new(),
+                    enterprise: None,
+                    request_id: None,
+                    client_addr: None,
+                    outcome: "failure".into(),
+                    details: serde_json::json!({
+                        "window_seconds": FAILURE_WINDOW.as_secs(),
+                        "recorded_one_by_one": FAILURES_PER_WINDOW,
+                        "not_recorded_one_by_one": suppressed,
+                    }),
+                    event: None,
+                    ends_sessions: false,
+                };
+                if let Err(e) = store.append_audit(&[record], clock.now()).await {
+                    tracing::warn!(error = %e, "could not record the suppressed failures in the audit log");
+                }
+            });
+        }
+        if write && let Err(e) = self.store.append_audit(&[record], self.clock.now()).await {
             tracing::warn!(error = %e, "could not record a failed sign-in in the audit log");
         }
     }

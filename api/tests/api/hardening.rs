@@ -495,3 +495,32 @@ async fn an_api_key_may_not_take_the_name_of_another_enterprises_device() {
     let users = app.get("/api/v4/manage/users/?search=svc-globex", &app.admin).await;
     assert_eq!(users.body["count"], 0, "nothing was created: {}", users.body);
 }
+
+#[actix_web::test]
+async fn a_flood_of_bad_tokens_writes_a_bounded_number_of_audit_records() {
+    let app = TestApp::spawn().await;
+    for i in 0..120 {
+        let r = app
+            .get(
+                "/api/v4/manage/users/",
+                &format!("fca_0123456789ab_wrong-secret-{i:04}"),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let failed = app
+        .get(
+            "/api/v4/manage/audit/?action=auth.token_failed&page_size=500",
+            &app.admin,
+        )
+        .await;
+    assert_eq!(failed.status, 200, "{}", failed.body);
+    assert_eq!(
+        failed.body["count"], 20,
+        "one by one up to the minute's budget, the rest counted into one summary"
+    );
+    // Legitimate changes are still recorded.
+    app.user("svc-after-flood", true, "acme", None).await;
+    let created = app.get("/api/v4/manage/audit/?action=user.create", &app.admin).await;
+    assert!(created.body.to_string().contains("svc-after-flood"), "{}", created.body);
+}
