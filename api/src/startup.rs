@@ -188,6 +188,9 @@ pub struct Running {
     pub server: Server,
 }
 
+/// TLS handshakes in progress at once, per worker.
+const TLS_HANDSHAKES_PER_WORKER: usize = 16_384;
+
 /// Binds and starts the HTTP server (port 0 picks a free port; see [`Running::addr`]).
 pub fn serve(mut state: AppState) -> Result<Running, StartError> {
     let listen = state.config.listen;
@@ -221,6 +224,12 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
             .wrap(middleware::from_fn(crate::http::request_log))
     })
     .on_connect(crate::tls::on_connect)
+    // TLS: a connection that sends no ClientHello holds one of the worker's handshake slots
+    // until the handshake times out. With actix's defaults (256 slots, 3 s) 1,200 idle
+    // connections made every HTTPS request wait 3–5 s and 5,000 time them out; a waiting
+    // handshake costs a socket and a small task, so allow many and give each 2 s.
+    .max_connection_rate(TLS_HANDSHAKES_PER_WORKER)
+    .tls_handshake_timeout(std::time::Duration::from_secs(2))
     .shutdown_timeout(10)
     .bind(listen)
     .map_err(|source| StartError::Bind { addr: listen, source })?;

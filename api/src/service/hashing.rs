@@ -2,11 +2,14 @@
 //! core runs at a time, and at most [`Hasher::MAX_WAITING`] more wait for a slot. A human
 //! password hash takes 19 MiB, so this bounds both the CPU and the memory that a flood of
 //! sign-ins or bad tokens can take; past the queue a caller is told to come back shortly
-//! instead of piling up.
+//! instead of piling up. Each slot's working memory is kept and used again ([`HashMemory`]):
+//! allocated per hash, on whichever blocking thread ran it, the allocator kept those 19 MiB
+//! in many threads' arenas after a flood and never gave them back.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fleetca_ca::secret::{self, NewToken};
+use fleetca_ca::secret::{self, HashMemory, NewToken};
 use tokio::sync::Semaphore;
 
 use super::{Error, blocking};
@@ -16,6 +19,8 @@ pub struct Hasher {
     cores: usize,
     slots: Semaphore,
     waiting: AtomicUsize,
+    /// The slots' working memory: as many as slots, each taken by the hash that runs.
+    memory: Mutex<Vec<HashMemory>>,
     /// A hash of a random password, checked for unknown users so timing says nothing.
     dummy: String,
 }
@@ -35,11 +40,16 @@ impl Hasher {
 
     pub fn new() -> Result<Self, Error> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let mut first = HashMemory::new();
+        let dummy = secret::dummy_password_hash_in(&mut first)?;
+        let mut memory: Vec<HashMemory> = (1..cores).map(|_| HashMemory::new()).collect();
+        memory.push(first);
         Ok(Self {
             cores,
             slots: Semaphore::new(cores),
             waiting: AtomicUsize::new(0),
-            dummy: secret::dummy_password_hash()?,
+            memory: Mutex::new(memory),
+            dummy,
         })
     }
 
@@ -51,7 +61,10 @@ impl Hasher {
         )
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
+    ) -> Result<T, Error> {
         let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
         let waiting = Waiting(&self.waiting);
         if queued >= Self::MAX_WAITING {
@@ -59,30 +72,48 @@ impl Hasher {
         }
         let _permit = self.slots.acquire().await.map_err(|_| Error::Unavailable)?;
         drop(waiting);
-        blocking(work).await
+        // A slot is held, so a buffer is free (one per slot); should a cancelled hash have
+        // taken one along, a new one takes its place.
+        let mut memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        let (out, memory) = blocking(move || {
+            let out = work(&mut memory);
+            (out, memory)
+        })
+        .await?;
+        self.memory.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+        Ok(out)
     }
 
     /// The argon2id hash of a human password.
     pub async fn hash_password(&self, password: String) -> Result<String, Error> {
-        Ok(self.run(move || secret::hash_password(&password)).await??)
+        Ok(self
+            .run(move |memory| secret::hash_password_in(memory, &password))
+            .await??)
     }
 
     /// Whether `secret` matches `hash`; with no hash, checks the dummy hash (and answers no).
     pub async fn verify(&self, secret: String, hash: Option<String>) -> Result<bool, Error> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.clone());
-        let ok = self.run(move || secret::verify_hash(secret.as_bytes(), &hash)).await?;
+        let ok = self
+            .run(move |memory| secret::verify_hash_in(memory, secret.as_bytes(), &hash))
+            .await?;
         Ok(ok && known)
     }
 
     /// A new API token with its hash.
     pub async fn new_token(&self) -> Result<NewToken, Error> {
-        Ok(self.run(secret::generate_token).await??)
+        Ok(self.run(secret::generate_token_in).await??)
     }
 
     /// The hash of a token the operator chose (the bootstrap token).
     pub async fn token_from(&self, plaintext: String) -> Result<NewToken, Error> {
-        Ok(self.run(move || secret::token_from_plaintext(&plaintext)).await??)
+        Ok(self.run(move |_| secret::token_from_plaintext(&plaintext)).await??)
     }
 }
 

@@ -27,7 +27,7 @@ use super::Error;
 use super::clock::Clock;
 use super::hashing::Hasher;
 use super::tokens::Tokens;
-use crate::domain::{Password, Principal, RequestContext, Role};
+use crate::domain::{Password, Principal, RequestContext, Role, Username};
 
 /// How long a session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::hours(12);
@@ -99,6 +99,13 @@ impl Attempts {
         Ok(())
     }
 
+    /// The keys tracked and the bytes their names take (for tests).
+    #[cfg(test)]
+    fn size(&self) -> (usize, usize) {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (map.len(), map.keys().map(String::len).sum())
+    }
+
     /// Takes back the attempt of a sign-in that succeeded.
     fn succeeded(&self, keys: &[String]) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -128,21 +135,25 @@ impl SessionService {
 
     /// Signs a human in.
     pub async fn login(&self, username: &str, password: String, peer: Option<IpAddr>) -> Result<SignedIn, Error> {
-        let keys = vec![
-            format!("user:{username}"),
-            format!("ip:{}", peer.map(network).unwrap_or_default()),
-        ];
+        let address = format!("ip:{}", peer.map(network).unwrap_or_default());
+        // A name no user can have (the username rules: at most 64 characters) is refused at
+        // once and counted against the address alone: the lockout table and the log keep
+        // only names of bounded size, and nothing is hashed for it.
+        if Username::parse(username).is_err() {
+            self.attempts
+                .begin(&[address])
+                .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
+            tracing::info!(username_length = username.len(), "sign-in failed: not a username");
+            return Err(Error::BadCredentials);
+        }
+        let keys = vec![format!("user:{username}"), address];
         self.attempts
             .begin(&keys)
             .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
-        let user = if username.chars().any(char::is_control) {
-            None
-        } else {
-            match self.store.user_by_username(username).await {
-                Ok(u) => Some(u),
-                Err(StorageError::NotFound) => None,
-                Err(e) => return Err(e.into()),
-            }
+        let user = match self.store.user_by_username(username).await {
+            Ok(u) => Some(u),
+            Err(StorageError::NotFound) => None,
+            Err(e) => return Err(e.into()),
         };
         let usable = user
             .as_ref()
@@ -150,7 +161,7 @@ impl SessionService {
         let hash = usable.and_then(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password, hash).await?;
         let Some(user) = usable.filter(|_| ok) else {
-            tracing::info!(username = %username.escape_debug(), "sign-in failed");
+            tracing::info!(%username, "sign-in failed");
             return Err(Error::BadCredentials);
         };
         self.attempts.succeeded(&keys);
@@ -184,7 +195,7 @@ impl SessionService {
             ));
         }
         let mut keys = vec![format!("ip:{}", peer.map(network).unwrap_or_default())];
-        if let Some(name) = username {
+        if let Some(name) = username.filter(|n| Username::parse(n).is_ok()) {
             keys.push(format!("user:{name}"));
         }
         self.attempts
@@ -343,6 +354,22 @@ mod tests {
             password: Some(Password::parse("correct horse battery".into()).unwrap()),
         };
         kit.users.create(&admin(), input).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn huge_usernames_from_many_addresses_keep_the_lockout_table_small() {
+        // 1,200 sign-ins with 60,000-character names from rotating addresses: each held
+        // its whole name in the lockout table before.
+        let kit = Kit::new().await;
+        let huge = "a".repeat(60_000);
+        for i in 0..1_200u32 {
+            let peer = Some(IpAddr::from([127, (i >> 16) as u8, (i >> 8) as u8, i as u8]));
+            let r = kit.sessions.login(&format!("{huge}{i}"), "wrong".into(), peer).await;
+            assert!(matches!(r, Err(Error::BadCredentials)), "{i}");
+        }
+        let (keys, bytes) = kit.sessions.attempts.size();
+        assert_eq!(keys, 1_200, "one per address, none per name");
+        assert!(bytes < 1_200 * 32, "{bytes} bytes of keys");
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ mod certificates;
 mod cli;
 mod crash;
 mod est;
+mod floods;
 mod metrics;
 mod mosquitto;
 mod restart;
