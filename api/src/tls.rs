@@ -48,12 +48,17 @@ pub struct PeerCertificate(pub Vec<u8>);
 
 /// Stores the verified client certificate of a TLS connection in its request extensions.
 pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
-    if let Some(tls) = conn.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>()
-        && let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first())
-    {
-        ext.insert(PeerCertificate(leaf.to_vec()));
+    if let Some(tls) = conn.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>() {
+        ext.insert(OverTls);
+        if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            ext.insert(PeerCertificate(leaf.to_vec()));
+        }
     }
 }
+
+/// Marks a request that came over fleetca's own TLS listener.
+#[derive(Clone, Copy, Debug)]
+pub struct OverTls;
 
 /// With `renew_after_expiry_days` set, an expired client certificate of fleetca's CA still
 /// completes the handshake — checked as of just before its notAfter, so chain and signature

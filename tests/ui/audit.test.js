@@ -20,7 +20,7 @@ const ACTIONS = [
   'product_device.create', 'product_device.update', 'product_device.enable', 'product_device.disable',
   'product_device.rotate_secret', 'product_device.reset_activation', 'product_device.activate', 'product_device.delete',
   'webhook.create', 'webhook.update', 'webhook.rotate_secret', 'webhook.delete', 'webhook.test', 'webhook.redeliver',
-  'auth.sign_in_failed', 'auth.token_failed', 'auth.failures_suppressed',
+  'auth.sign_in_failed', 'auth.token_failed', 'est.auth_failed', 'auth.failures_suppressed',
 ];
 
 let server;

@@ -28,7 +28,7 @@ export const ACTION_GROUPS = [
     ],
   ],
   ['Webhooks', ['webhook.create', 'webhook.update', 'webhook.rotate_secret', 'webhook.delete', 'webhook.test', 'webhook.redeliver']],
-  ['Refused callers', ['auth.sign_in_failed', 'auth.token_failed', 'auth.failures_suppressed']],
+  ['Refused callers', ['auth.sign_in_failed', 'auth.token_failed', 'est.auth_failed', 'auth.failures_suppressed']],
 ];
 
 const TARGET_KINDS = ['user', 'certificate', 'claim', 'device', 'product', 'product_device', 'webhook', 'session'];

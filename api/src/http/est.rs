@@ -186,7 +186,14 @@ pub fn client_certificate(state: &AppState, req: &HttpRequest) -> Option<Vec<u8>
     (block.tag() == "CERTIFICATE").then(|| block.into_contents())
 }
 
-fn challenge(state: &AppState, label: Option<&str>, stale: bool) -> HttpResponse {
+/// Whether the request reached fleetca encrypted: over its TLS listener, or from a trusted
+/// proxy that terminated TLS. Only then is HTTP Basic, which sends the password itself,
+/// offered or accepted.
+fn encrypted(state: &AppState, req: &HttpRequest) -> bool {
+    req.conn_data::<crate::tls::OverTls>().is_some() || super::extract::peer_within(req, &state.config.trusted_proxies)
+}
+
+fn challenge(state: &AppState, req: &HttpRequest, label: Option<&str>, stale: bool) -> HttpResponse {
     let realm = label.filter(|l| Tenant::parse(l).is_ok()).unwrap_or("fleetca");
     let mut response = HttpResponse::Unauthorized();
     response.insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"));
@@ -200,17 +207,29 @@ fn challenge(state: &AppState, label: Option<&str>, stale: bool) -> HttpResponse
         }
         Err(e) => tracing::error!(error = %e, "could not mint a Digest nonce"),
     }
-    response.append_header((
-        header::WWW_AUTHENTICATE,
-        format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
-    ));
+    if encrypted(state, req) {
+        response.append_header((
+            header::WWW_AUTHENTICATE,
+            format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+        ));
+        return deliberate(response.body(
+            "authenticate: a device with Digest or Basic (its id and password, the label naming its tenant), \
+             an API key with its Bearer token, a device with its tenant's claim certificate over mTLS\n",
+        ));
+    }
     deliberate(response.body(
-        "authenticate: a device with Digest or Basic (its id and password, the label naming its tenant), \
-         an API key with its Bearer token, a device with its tenant's claim certificate over mTLS\n",
+        "authenticate: a device with Digest (its id and password, the label naming its tenant; Basic only over \
+         HTTPS, since it sends the password itself), an API key with its Bearer token, a device with its \
+         tenant's claim certificate over mTLS\n",
     ))
 }
 
-fn answer(state: &AppState, label: Option<&str>, result: Result<Certificate, EnrollError>) -> HttpResponse {
+fn answer(
+    state: &AppState,
+    req: &HttpRequest,
+    label: Option<&str>,
+    result: Result<Certificate, EnrollError>,
+) -> HttpResponse {
     match result {
         Ok(cert) => match pem::parse(&cert.certificate_pem)
             .map_err(|e| Error::Internal(e.to_string()))
@@ -220,8 +239,16 @@ fn answer(state: &AppState, label: Option<&str>, result: Result<Certificate, Enr
             Err(e) => failure(e),
         },
         Err(EnrollError::BadRequest(why)) => text(StatusCode::BAD_REQUEST, &why),
-        Err(EnrollError::Unauthenticated) => challenge(state, label, false),
-        Err(EnrollError::StaleNonce) => challenge(state, label, true),
+        Err(EnrollError::Unauthenticated) => challenge(state, req, label, false),
+        Err(EnrollError::StaleNonce) => challenge(state, req, label, true),
+        Err(EnrollError::TooManyFailures(secs)) => deliberate(
+            HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, secs.to_string()))
+                .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+                .body(format!(
+                    "too many wrong passwords for this device or from this address; retry in {secs} s\n"
+                )),
+        ),
         Err(EnrollError::Forbidden(why)) => text(StatusCode::FORBIDDEN, why),
         Err(EnrollError::TooEarly(at)) => text(
             StatusCode::FORBIDDEN,
@@ -256,8 +283,14 @@ async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: 
         None
     };
     if credential.is_none() && peer.is_none() {
-        return challenge(state, label, false);
+        return challenge(state, req, label, false);
     }
+    if matches!(credential, Some(Credential::Basic(..))) && !encrypted(state, req) {
+        // The password itself would have crossed the network in clear: refused, whatever
+        // it is, and never checked.
+        return challenge(state, req, label, false);
+    }
+    let from = super::extract::peer_ip(req);
     let csr = match csr_der(body) {
         Ok(csr) => csr,
         Err((status, why)) => return text(status, why),
@@ -266,18 +299,22 @@ async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: 
     let result = match (credential, peer) {
         (Some(Credential::Basic(device_id, password)), _) => {
             let (Some(tenant), true) = (tenant, DeviceId::parse(&device_id).is_ok()) else {
-                return challenge(state, label, false);
+                return challenge(state, req, label, false);
             };
-            state.est.enroll_device(tenant, &device_id, &password, &csr).await
+            let r = state.est.enroll_device(tenant, &device_id, &password, &csr, from).await;
+            audit_refusal(state, req, &r, tenant, &device_id).await;
+            r
         }
         (Some(Credential::Digest(creds)), _) => {
             let Some(tenant) = tenant else {
-                return challenge(state, label, false);
+                return challenge(state, req, label, false);
             };
-            state
+            let r = state
                 .est
-                .enroll_device_digest(tenant, &creds, req.method().as_str(), req.path(), &csr)
-                .await
+                .enroll_device_digest(tenant, &creds, req.method().as_str(), req.path(), &csr, from)
+                .await;
+            audit_refusal(state, req, &r, tenant, &creds.username).await;
+            r
         }
         (Some(Credential::Bearer(token)), _) => match state.tokens.verify(&token).await {
             Ok(Some(principal)) => state.est.enroll_api_key(&principal, &csr).await,
@@ -291,7 +328,28 @@ async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: 
         },
         (None, None) => Err(EnrollError::Unauthenticated),
     };
-    answer(state, label, result)
+    answer(state, req, label, result)
+}
+
+/// A wrong device password is an audit record (within the log's budget for refused callers).
+async fn audit_refusal(
+    state: &AppState,
+    req: &HttpRequest,
+    result: &Result<Certificate, EnrollError>,
+    tenant: &str,
+    device_id: &str,
+) {
+    if matches!(
+        result,
+        Err(EnrollError::Unauthenticated | EnrollError::TooManyFailures(_))
+    ) {
+        let claimed: String = format!("device {tenant}/{device_id}").chars().take(64).collect();
+        let context = crate::http::request_context(req);
+        state
+            .audit
+            .failed(crate::service::audit::failure(&claimed, "est.auth_failed", &context))
+            .await;
+    }
 }
 
 async fn reenroll(state: &AppState, req: &HttpRequest, body: &[u8]) -> HttpResponse {
@@ -316,7 +374,7 @@ async fn reenroll(state: &AppState, req: &HttpRequest, body: &[u8]) -> HttpRespo
             StatusCode::UNAUTHORIZED,
             "the certificate is revoked, superseded or expired: it authenticates nothing",
         ),
-        other => answer(state, None, other),
+        other => answer(state, req, None, other),
     }
 }
 

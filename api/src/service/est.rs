@@ -7,6 +7,7 @@
 //! 7030's statuses.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -20,6 +21,7 @@ use super::Error;
 use super::changes::Changes;
 use super::clock::Clock;
 use super::issuer::{DeviceIssue, Issuer, KeySource, kind};
+use super::limits::{FailureLimiter, network};
 use super::tokens::Tokens;
 use crate::domain::{CertificateName, DeviceId, Principal, ValidityHours};
 
@@ -47,6 +49,9 @@ pub enum EnrollError {
     TooEarly(DateTime<Utc>),
     /// A Digest nonce of ours that has expired: challenge again with `stale=true` (401).
     StaleNonce,
+    /// Too many wrong passwords for this device or from this address: retry after this
+    /// many seconds (429).
+    TooManyFailures(u64),
     /// The service failed (its `Error`).
     Service(Error),
 }
@@ -74,7 +79,16 @@ pub struct EstService {
     nonces: NonceKey,
     /// Digest nonces already used, with when they were minted (single use).
     used: Mutex<HashMap<String, i64>>,
+    /// Wrong device passwords (Basic or Digest) per device and per address.
+    failures: FailureLimiter,
 }
+
+/// Wrong device passwords allowed per device and per address within [`FAILURE_WINDOW`];
+/// more are refused (429) until it passes, so a password cannot be guessed at a thousand a
+/// second.
+pub const MAX_FAILURES: u32 = 10;
+/// See [`MAX_FAILURES`].
+pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Device certificates last a year unless the tenant says otherwise.
 const DEVICE_VALIDITY_DAYS: i64 = 365;
@@ -98,7 +112,32 @@ impl EstService {
             clock,
             nonces,
             used: Mutex::new(HashMap::new()),
+            failures: FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW),
         }
+    }
+
+    /// Runs a device password check counted against the device's and the address's limit:
+    /// refused at once while either is locked out, the count taken back on success.
+    async fn counted<T>(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        peer: Option<IpAddr>,
+        check: impl std::future::Future<Output = Result<T, EnrollError>>,
+    ) -> Result<T, EnrollError> {
+        let keys = [
+            format!("device:{tenant}/{device_id}"),
+            format!("ip:{}", peer.map(network).unwrap_or_default()),
+        ];
+        self.failures.begin(&keys).map_err(EnrollError::TooManyFailures)?;
+        let outcome = check.await;
+        match &outcome {
+            // Only a wrong credential counts; anything else (a refused CSR, a stale nonce)
+            // proved the password, or proved nothing.
+            Err(EnrollError::Unauthenticated) => {}
+            Err(EnrollError::StaleNonce) | Ok(_) | Err(_) => self.failures.succeeded(&keys),
+        }
+        outcome
     }
 
     /// A new Digest nonce for a challenge.
@@ -143,6 +182,25 @@ impl EstService {
     /// device id, realm = its realm (the tenant unless provisioned otherwise), the label =
     /// its tenant. Each nonce works once and for [`NONCE_SECONDS`].
     pub async fn enroll_device_digest(
+        &self,
+        tenant: &str,
+        creds: &DigestCredentials,
+        method: &str,
+        path: &str,
+        csr_der: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Certificate, EnrollError> {
+        let name = creds.username.chars().take(64).collect::<String>();
+        self.counted(
+            tenant,
+            &name,
+            peer,
+            self.digest_enroll(tenant, creds, method, path, csr_der),
+        )
+        .await
+    }
+
+    async fn digest_enroll(
         &self,
         tenant: &str,
         creds: &DigestCredentials,
@@ -373,16 +431,20 @@ impl EstService {
         device_id: &str,
         password: &str,
         csr_der: &[u8],
+        peer: Option<IpAddr>,
     ) -> Result<Certificate, EnrollError> {
-        let Some((device, ha1)) = self.device_ha1(tenant, device_id).await? else {
-            return Err(EnrollError::Unauthenticated);
+        let check = async {
+            let Some((device, ha1)) = self.device_ha1(tenant, device_id).await? else {
+                return Err(EnrollError::Unauthenticated);
+            };
+            let presented = device::ha1(device_id, &device.realm, password);
+            if !bool::from(presented.as_bytes().ct_eq(ha1.as_bytes())) {
+                return Err(EnrollError::Unauthenticated);
+            }
+            self.issue_for_device(tenant, device_id, csr_der, DeviceIssue::default(), DEVICE_VALIDITY_DAYS)
+                .await
         };
-        let presented = device::ha1(device_id, &device.realm, password);
-        if !bool::from(presented.as_bytes().ct_eq(ha1.as_bytes())) {
-            return Err(EnrollError::Unauthenticated);
-        }
-        self.issue_for_device(tenant, device_id, csr_der, DeviceIssue::default(), DEVICE_VALIDITY_DAYS)
-            .await
+        self.counted(tenant, device_id, peer, check).await
     }
 
     /// `/simpleenroll` by an API key with its token: its own MQTT client certificate
@@ -447,41 +509,43 @@ mod tests {
         kit.devices.create(&admin(), input).await.unwrap();
         let cert = kit
             .est
-            .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"))
+            .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
             .await
             .unwrap();
         assert_eq!(cert.kind, "device");
         assert_eq!(cert.device.as_deref(), Some("acme/meter-1"));
         assert!(matches!(
-            kit.est.enroll_device("acme", "meter-1", "wrong", &csr("meter-1")).await,
-            Err(EnrollError::Unauthenticated)
-        ));
-        assert!(matches!(
             kit.est
-                .enroll_device("acme", "meter-9", "device-password", &csr("meter-9"))
+                .enroll_device("acme", "meter-1", "wrong", &csr("meter-1"), None)
                 .await,
             Err(EnrollError::Unauthenticated)
         ));
         assert!(matches!(
             kit.est
-                .enroll_device("acme", "meter-1", "device-password", &csr("meter-2"))
+                .enroll_device("acme", "meter-9", "device-password", &csr("meter-9"), None)
+                .await,
+            Err(EnrollError::Unauthenticated)
+        ));
+        assert!(matches!(
+            kit.est
+                .enroll_device("acme", "meter-1", "device-password", &csr("meter-2"), None)
                 .await,
             Err(EnrollError::Forbidden(_))
         ));
         assert!(matches!(
             kit.est
-                .enroll_device("acme", "meter-1", "device-password", b"junk")
+                .enroll_device("acme", "meter-1", "device-password", b"junk", None)
                 .await,
             Err(EnrollError::BadRequest(_))
         ));
         // The second is its renewal; a third is refused.
         kit.est
-            .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"))
+            .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
             .await
             .unwrap();
         assert!(matches!(
             kit.est
-                .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"))
+                .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
                 .await,
             Err(EnrollError::Service(Error::Conflict(_)))
         ));
@@ -545,14 +609,14 @@ mod tests {
         let creds = digest_for(&kit, &nonce, "device-password", path);
         let cert = kit
             .est
-            .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"))
+            .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"), None)
             .await
             .unwrap();
         assert_eq!(cert.device.as_deref(), Some("acme/meter-1"));
         // The same nonce again: a replay.
         assert!(matches!(
             kit.est
-                .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"))
+                .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"), None)
                 .await,
             Err(EnrollError::Unauthenticated)
         ));
@@ -568,7 +632,7 @@ mod tests {
         ] {
             assert!(matches!(
                 kit.est
-                    .enroll_device_digest("acme", &creds, "POST", uri, &csr("meter-1"))
+                    .enroll_device_digest("acme", &creds, "POST", uri, &csr("meter-1"), None)
                     .await,
                 Err(EnrollError::Unauthenticated)
             ));
@@ -580,7 +644,7 @@ mod tests {
         let creds = digest_for(&kit, &old, "device-password", path);
         assert!(matches!(
             kit.est
-                .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"))
+                .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"), None)
                 .await,
             Err(EnrollError::StaleNonce)
         ));

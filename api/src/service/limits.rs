@@ -3,8 +3,9 @@
 //! every few milliseconds.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Error;
 
@@ -79,5 +80,88 @@ mod tests {
         }
         assert!(limiter.take("globex").is_ok(), "each enterprise has its own bucket");
         assert!(RateLimiter::new(0).take("acme").is_ok(), "0 turns it off");
+    }
+}
+
+/// The address a lockout applies to: an IPv4 address, or the /64 of an IPv6 one (a host
+/// can pick any address of its /64).
+pub fn network(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// Failed attempts per key (`user:{name}`, `device:{tenant}/{id}`, `ip:{addr}`) within a
+/// window: after `max` failures for any of a request's keys, further attempts are refused
+/// until the window passes. An attempt is counted *before* its secret is checked, so
+/// concurrent attempts cannot race past the limit; a successful one takes its count back.
+pub struct FailureLimiter {
+    max: u32,
+    window: Duration,
+    map: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// Most keys a [`FailureLimiter`] tracks at once.
+const MAX_TRACKED: usize = 100_000;
+
+impl FailureLimiter {
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self {
+            max,
+            window,
+            map: Mutex::default(),
+        }
+    }
+
+    /// Counts one attempt for every key, unless one of them is locked out: then returns
+    /// the seconds until it may try again and counts nothing.
+    pub fn begin(&self, keys: &[String]) -> Result<(), u64> {
+        let (max, window) = (self.max, self.window);
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, (_, since)| since.elapsed() < window);
+        }
+        let mut locked = None;
+        for k in keys {
+            if let Some((n, since)) = map.get(k) {
+                if since.elapsed() >= window {
+                    map.remove(k);
+                } else if *n >= max {
+                    let secs = window.saturating_sub(since.elapsed()).as_secs().max(1);
+                    locked = Some(locked.map_or(secs, |l: u64| l.max(secs)));
+                }
+            }
+        }
+        if let Some(secs) = locked {
+            return Err(secs);
+        }
+        if map.len() >= MAX_TRACKED {
+            // Full of live entries: forget those that are not locked out (a flood of fresh
+            // names or addresses must not lock everyone out), keep the lockouts.
+            map.retain(|_, (n, _)| *n >= max);
+        }
+        for k in keys {
+            map.entry(k.clone()).or_insert((0, Instant::now())).0 += 1;
+        }
+        Ok(())
+    }
+
+    /// Takes back the attempt of a request that succeeded.
+    pub fn succeeded(&self, keys: &[String]) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            map.remove(k);
+        }
+    }
+
+    /// The keys tracked and the bytes their names take (for tests).
+    #[cfg(test)]
+    pub fn size(&self) -> (usize, usize) {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        (map.len(), map.keys().map(String::len).sum())
     }
 }

@@ -364,7 +364,7 @@ mod tests {
 
     async fn enrolled(kit: &Kit, id: &str) -> Certificate {
         kit.est
-            .enroll_device("acme", id, "device-password", &csr(id))
+            .enroll_device("acme", id, "device-password", &csr(id), None)
             .await
             .unwrap()
     }
@@ -399,7 +399,7 @@ mod tests {
         let extra = enrolled(&kit, "meter-1").await;
         assert!(matches!(
             kit.est
-                .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"))
+                .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
                 .await,
             Err(EnrollError::Service(Error::Conflict(_)))
         ));
@@ -411,7 +411,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             kit.est
-                .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"))
+                .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
                 .await,
             Err(EnrollError::Service(Error::Conflict(_)))
         ));

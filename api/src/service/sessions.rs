@@ -14,10 +14,9 @@
 //! It is open only while no active admin has a password, and counted against the same
 //! limits as a sign-in.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration as StdDuration, Instant};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use fleetca_ca::secret;
@@ -26,6 +25,7 @@ use fleetca_storage::{StorageError, Store, User};
 use super::Error;
 use super::clock::Clock;
 use super::hashing::Hasher;
+use super::limits::{FailureLimiter, network};
 use super::tokens::Tokens;
 use crate::domain::{Password, Principal, RequestContext, Role, Username};
 
@@ -35,8 +35,6 @@ pub const SESSION_LIFETIME: Duration = Duration::hours(12);
 pub const MAX_FAILURES: u32 = 5;
 /// The rate-limit window.
 pub const WINDOW: StdDuration = StdDuration::from_secs(15 * 60);
-/// Most usernames and addresses tracked at once.
-const MAX_TRACKED: usize = 100_000;
 
 /// A signed-in browser.
 pub struct Session {
@@ -50,77 +48,12 @@ pub struct SignedIn {
     pub session: Session,
 }
 
-/// The address a lockout applies to: an IPv4 address, or the /64 of an IPv6 one (a host
-/// can pick any address of its /64).
-fn network(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
-}
-
-/// Failed attempts per key (`user:{name}`, `ip:{addr}`) within the window.
-#[derive(Default)]
-struct Attempts(Mutex<HashMap<String, (u32, Instant)>>);
-
-impl Attempts {
-    /// Counts one attempt for every key, unless one of them is locked out: then returns
-    /// the seconds until it may try again and counts nothing.
-    fn begin(&self, keys: &[String]) -> Result<(), u64> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
-        }
-        let mut locked = None;
-        for k in keys {
-            if let Some((n, since)) = map.get(k) {
-                if since.elapsed() >= WINDOW {
-                    map.remove(k);
-                } else if *n >= MAX_FAILURES {
-                    let secs = WINDOW.saturating_sub(since.elapsed()).as_secs().max(1);
-                    locked = Some(locked.map_or(secs, |l: u64| l.max(secs)));
-                }
-            }
-        }
-        if let Some(secs) = locked {
-            return Err(secs);
-        }
-        if map.len() >= MAX_TRACKED {
-            // Full of live entries: forget those that are not locked out (a flood of fresh
-            // names or addresses must not lock everyone out), keep the lockouts.
-            map.retain(|_, (n, _)| *n >= MAX_FAILURES);
-        }
-        for k in keys {
-            map.entry(k.clone()).or_insert((0, Instant::now())).0 += 1;
-        }
-        Ok(())
-    }
-
-    /// The keys tracked and the bytes their names take (for tests).
-    #[cfg(test)]
-    fn size(&self) -> (usize, usize) {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        (map.len(), map.keys().map(String::len).sum())
-    }
-
-    /// Takes back the attempt of a sign-in that succeeded.
-    fn succeeded(&self, keys: &[String]) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            map.remove(k);
-        }
-    }
-}
-
 /// Sign-in, sessions and passwords.
 pub struct SessionService {
     store: Store,
     hasher: Arc<Hasher>,
     clock: Arc<dyn Clock>,
-    attempts: Attempts,
+    attempts: FailureLimiter,
 }
 
 impl SessionService {
@@ -129,7 +62,7 @@ impl SessionService {
             store,
             hasher,
             clock,
-            attempts: Attempts::default(),
+            attempts: FailureLimiter::new(MAX_FAILURES, WINDOW),
         }
     }
 

@@ -92,10 +92,18 @@ fn certificates(dir: &Path, body: &str, stem: &str) -> String {
 #[test]
 fn devices_and_api_keys_enroll_over_est_and_openssl_reads_the_answers() {
     let dir = Scratch::new("est");
-    let server = Fleetca::start(&dir.join("data"));
+    let tls_port = fleetca_e2e::free_port();
+    let server = Fleetca::start_with(
+        &dir.join("data"),
+        &["--tls-listen", &format!("127.0.0.1:{tls_port}")],
+        &[],
+    );
     let admin = server.admin_token();
     let base = server.base.clone();
     let d = dir.path();
+    // HTTP Basic sends the password itself: devices use it over HTTPS only.
+    let ca = dir.write("ca.pem", &server.get("/ca.pem", None).body, false);
+    let tls_base = format!("https://127.0.0.1:{tls_port}");
 
     let (status, body) = curl(d, &[&format!("{base}/.well-known/est/cacerts")]);
     assert_eq!(status, 200);
@@ -108,12 +116,14 @@ fn devices_and_api_keys_enroll_over_est_and_openssl_reads_the_answers() {
             &json!({"device_id": "meter-7", "tenant": "acme", "password": "device-password-7"}),
         )
         .expect_json(201, "a device");
-    let enroll = format!("{base}/.well-known/est/acme/simpleenroll");
+    let enroll = format!("{tls_base}/.well-known/est/acme/simpleenroll");
     let good = csr(d, "meter", "meter-7");
     let post = |file: &str, user: &str| {
         curl(
             d,
             &[
+                "--cacert",
+                "ca.pem",
                 "-u",
                 user,
                 "-H",
@@ -130,8 +140,31 @@ fn devices_and_api_keys_enroll_over_est_and_openssl_reads_the_answers() {
     assert!(text.contains("CN=meter-7") || text.contains("CN = meter-7"), "{text}");
     assert!(text.contains("URI:urn:fleetca:device:acme:meter-7"), "{text}");
     assert!(text.contains("TLS Web Client Authentication"), "{text}");
-    let ca = dir.write("ca.pem", &server.get("/ca.pem", None).body, false);
     openssl_in(d, ["verify", "-CAfile", ca.to_str().unwrap(), "meter.pem"]).expect_success("openssl verify");
+    // Over plain HTTP the right password is refused, unchecked, and Basic is not offered.
+    let plain = run(
+        Command::new(tool("curl")).current_dir(d).args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-u",
+            "meter-7:device-password-7",
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{good}"),
+            &format!("{base}/.well-known/est/acme/simpleenroll"),
+        ]),
+        Duration::from_secs(30),
+    );
+    let headers = plain.expect_success("curl over plain HTTP").to_ascii_lowercase();
+    assert!(headers.starts_with("http/1.1 401"), "{headers}");
+    assert!(
+        headers.contains("www-authenticate: digest") && !headers.contains("www-authenticate: basic"),
+        "{headers}"
+    );
 
     // Refusals: a wrong password (401 with a challenge), another subject (403), not base64 (400).
     let (status, _) = post(&good, "meter-7:wrong-password");
@@ -146,6 +179,27 @@ fn devices_and_api_keys_enroll_over_est_and_openssl_reads_the_answers() {
     assert_eq!(post(&good, "meter-7:device-password-7").0, 200);
     let (status, body) = post(&good, "meter-7:device-password-7");
     assert_eq!(status, 403, "{body}");
+    // Guessing: after ten wrong passwords for a device, even the right one waits (429).
+    server
+        .post(
+            "/api/v4/manage/devices/",
+            Some(&admin),
+            &json!({"device_id": "meter-6", "tenant": "acme", "password": "device-password-6"}),
+        )
+        .expect_json(201, "a device");
+    let six = csr(d, "six", "meter-6");
+    let wrong: Vec<u16> = (0..12).map(|i| post(&six, &format!("meter-6:guess-{i}")).0).collect();
+    assert_eq!(&wrong[..10], &[401; 10], "{wrong:?}");
+    assert_eq!(&wrong[10..], &[429, 429], "{wrong:?}");
+    let (status, body) = post(&six, "meter-6:device-password-6");
+    assert_eq!(status, 429, "locked out for the window: {body}");
+    let failed = server
+        .get(
+            "/api/v4/manage/audit/?action=est.auth_failed&page_size=100",
+            Some(&admin),
+        )
+        .expect_json(200, "the audit log");
+    assert!(failed["count"].as_u64().unwrap() >= 10, "{failed}");
 
     // An API key enrolls its own MQTT client certificate with its token.
     let key = server.create_api_key(&admin, "svc-est", "acme");
