@@ -64,25 +64,6 @@ impl RateLimiter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_burst_beyond_the_limit_is_told_when_to_retry() {
-        let limiter = RateLimiter::new(3);
-        for _ in 0..3 {
-            limiter.take("acme").unwrap();
-        }
-        match limiter.take("acme") {
-            Err(Error::RateLimited { retry_after_secs }) => assert!((1..=20).contains(&retry_after_secs)),
-            other => panic!("{other:?}"),
-        }
-        assert!(limiter.take("globex").is_ok(), "each enterprise has its own bucket");
-        assert!(RateLimiter::new(0).take("acme").is_ok(), "0 turns it off");
-    }
-}
-
 /// The address a lockout applies to: an IPv4 address, or the /64 of an IPv6 one (a host
 /// can pick any address of its /64).
 pub fn network(ip: IpAddr) -> String {
@@ -163,5 +144,24 @@ impl FailureLimiter {
     pub fn size(&self) -> (usize, usize) {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         (map.len(), map.keys().map(String::len).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_beyond_the_limit_is_told_when_to_retry() {
+        let limiter = RateLimiter::new(3);
+        for _ in 0..3 {
+            limiter.take("acme").unwrap();
+        }
+        match limiter.take("acme") {
+            Err(Error::RateLimited { retry_after_secs }) => assert!((1..=20).contains(&retry_after_secs)),
+            other => panic!("{other:?}"),
+        }
+        assert!(limiter.take("globex").is_ok(), "each enterprise has its own bucket");
+        assert!(RateLimiter::new(0).take("acme").is_ok(), "0 turns it off");
     }
 }
