@@ -369,6 +369,8 @@ pub struct ServerCertRequest {
 impl ServerCertRequest {
     pub const DEFAULT_DAYS: i64 = 825;
     pub const MAX_DAYS: i64 = 3650;
+    /// Most subject alternative names (DNS and IP together).
+    pub const MAX_NAMES: usize = 100;
 
     /// Validates the parts; errors are keyed `name`, `dns_names`, `validity_days`.
     pub fn parse(
@@ -380,6 +382,15 @@ impl ServerCertRequest {
         let mut problems = Problems::new();
         if dns_names.is_empty() && ip_addresses.is_empty() {
             problems.add("dns_names", "give at least one DNS name or IP address");
+        }
+        if dns_names.len() + ip_addresses.len() > Self::MAX_NAMES {
+            problems.add(
+                "dns_names",
+                format!(
+                    "at most {} names in all (DNS names and IP addresses); a broker needs a few",
+                    Self::MAX_NAMES
+                ),
+            );
         }
         let dns: Vec<DnsName> = dns_names
             .iter()

@@ -45,8 +45,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("no such route")]
     NoRoute,
+    /// The path exists, the method does not; the methods it takes, for the `Allow` header
+    /// (empty when not known).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(String),
     #[error("body too large")]
     PayloadTooLarge(usize),
     #[error("unsupported media type")]
@@ -77,7 +79,7 @@ impl ApiError {
                 "not-found",
                 "No such path; see /api/openapi.json for the API.".into(),
             ),
-            ApiError::MethodNotAllowed => (
+            ApiError::MethodNotAllowed(_) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "This path does not accept this HTTP method; see /api/openapi.json for what it accepts.".into(),
@@ -165,7 +167,7 @@ impl ApiError {
     fn from_status(status: StatusCode) -> Self {
         match status {
             StatusCode::NOT_FOUND => ApiError::NoRoute,
-            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(String::new()),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(0),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType("application/json"),
             StatusCode::UNAUTHORIZED => ApiError::Service(service::Error::Unauthenticated),
@@ -195,6 +197,11 @@ impl ResponseError for ApiError {
             }
             ApiError::Service(service::Error::RateLimited { retry_after_secs }) => {
                 resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            ApiError::MethodNotAllowed(allow) if !allow.is_empty() => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    resp.insert_header((header::ALLOW, value));
+                }
             }
             _ => {}
         }

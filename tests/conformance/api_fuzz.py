@@ -27,6 +27,10 @@ CHECKS = [
     "content_type_conformance",
     "response_schema_conformance",
     "response_headers_conformance",
+    # A method a path does not take is a 405 that names the ones it does (Allow), and an
+    # OPTIONS answer's Allow lists exactly the documented methods.
+    "unsupported_method",
+    "allow_header_conformance",
 ]
 # Operations left out on purpose (EST simpleenroll and simplereenroll, with and without a label).
 EXCLUDED_OPERATIONS = 4

@@ -56,6 +56,7 @@ pub struct SessionOut {
 pub struct PasswordBody {
     pub current_password: Option<String>,
     /// 12–256 characters.
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 
@@ -77,6 +78,7 @@ pub struct SetupBody {
     /// The admin's username; when given, it must be the token's.
     pub username: Option<String>,
     /// 12–256 characters.
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 

@@ -189,6 +189,7 @@ pub struct CreateCertificateBody {
     /// The API key (service account) the certificate authenticates as.
     pub api_key_id: uuid::Uuid,
     /// 8760 (1 year, the default) to 87600 (10 years).
+    #[schema(minimum = 8760, maximum = 87600)]
     pub validity_hours: Option<i64>,
     /// A PKCS#10 CSR (PEM, P-256). The key then never leaves the device and no
     /// `private_key_pem` is returned.
@@ -236,14 +237,16 @@ pub const MAX_REVOKE_IDS: usize = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct CreateServerCertificateBody {
     pub name: Option<String>,
-    /// DNS names (SANs); the first is also the CN.
+    /// DNS names (SANs); the first is also the CN. With the IP addresses, at most 100 names.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub dns_names: Vec<String>,
     /// IP addresses (SANs).
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, max_items = 100)]
     pub ip_addresses: Vec<std::net::IpAddr>,
     /// 1–3650 days (default 825).
+    #[schema(minimum = 1, maximum = 3650)]
     pub validity_days: Option<i64>,
 }
 

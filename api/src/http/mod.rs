@@ -88,8 +88,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         if !path.ends_with('/') && !path.contains('.') {
             patterns.push(format!("{path}/"));
         }
+        // A 405 names what the path takes (RFC 9110 §15.5.6).
+        let allow = methods.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ");
         for pattern in patterns {
-            let mut resource = web::resource(pattern).default_service(web::to(method_not_allowed));
+            let allow = allow.clone();
+            let mut resource = web::resource(pattern).default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+            }));
             for (_, make) in &methods {
                 resource = resource.route(make());
             }
@@ -102,10 +108,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The answer to an unknown path.
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NoRoute)
-}
-
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

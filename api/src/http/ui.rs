@@ -32,7 +32,7 @@ pub async fn serve(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         return Err(ApiError::NoRoute);
     };
     if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed("GET, HEAD".into()));
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type(path)))

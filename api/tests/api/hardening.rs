@@ -524,3 +524,37 @@ async fn a_flood_of_bad_tokens_writes_a_bounded_number_of_audit_records() {
     let created = app.get("/api/v4/manage/audit/?action=user.create", &app.admin).await;
     assert!(created.body.to_string().contains("svc-after-flood"), "{}", created.body);
 }
+
+#[actix_web::test]
+async fn a_method_a_path_does_not_take_is_a_405_naming_the_ones_it_does() {
+    let app = TestApp::spawn().await;
+    for (method, path, allow) in [
+        ("PUT", "/api/v4/manage/users/", "GET, POST"),
+        ("DELETE", "/api/v4/manage/mqtt-certificates/revoke/", "POST"),
+        ("PATCH", "/healthz", "GET"),
+    ] {
+        let r = app.send(method, path, Some(&app.admin), None).await;
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
+        assert_eq!(
+            r.headers.get("allow").map(|v| v.to_str().unwrap()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_server_certificate_with_thousands_of_names_is_refused() {
+    let app = TestApp::spawn().await;
+    let names: Vec<String> = (0..3_000).map(|i| format!("b{i}.example.test")).collect();
+    let r = app
+        .post(
+            "/api/v4/manage/server-certificates/",
+            &app.admin,
+            json!({"dns_names": names}),
+        )
+        .await;
+    assert_field_error(&r, "dns_names");
+    let r = app.get("/api/v4/manage/server-certificates/", &app.admin).await;
+    assert_eq!(r.body["count"], 0, "nothing was issued: {}", r.body);
+}
