@@ -65,6 +65,13 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// A consistent copy of the SQLite database, taken while fleetca runs (on PostgreSQL:
+    /// says what to run instead).
+    Backup(BackupArgs),
+    /// Replaces the SQLite database with a backup, fleetca stopped: refused unless the master
+    /// key opens the backup's CA and its audit chain verifies. At the next start fleetca
+    /// revokes again what it had published since (see the README's "Backups and restore").
+    Restore(RestoreArgs),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
     /// Print shell completions: fleetca completions bash > /etc/bash_completion.d/fleetca
@@ -72,6 +79,137 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Where to write the copy (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The backup `fleetca backup` wrote.
+    pub file: PathBuf,
+}
+
+/// The SQLite file of a `sqlite:` URL.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//").split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+const POSTGRES_BACKUP: &str = "on PostgreSQL, back up with pg_dump --format=custom and restore with pg_restore \
+(every instance stopped); fleetca checks the database against the CRL each instance last published when it starts \
+and revokes again what a restored database forgot";
+
+/// `fleetca backup --out FILE`.
+pub async fn backup(config: Config, args: BackupArgs) -> Result<(), String> {
+    if sqlite_path(&config.database_url).is_none() {
+        return Err(POSTGRES_BACKUP.into());
+    }
+    if args.out.exists() {
+        return Err(format!("{} exists; name a new file", args.out.display()));
+    }
+    let store = startup::connect(&config).await.map_err(|e| e.to_string())?;
+    let number = store.crl_number().await.map_err(|e| e.to_string())?;
+    store.backup_sqlite(&args.out).await.map_err(|e| e.to_string())?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&args.out, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    }
+    println!(
+        "backed up to {} (CRL number {number}); it holds sealed secrets: keep it as safe as the master key, but apart from it",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `fleetca restore FILE`.
+pub async fn restore(config: Config, args: RestoreArgs) -> Result<(), String> {
+    let Some(db) = sqlite_path(&config.database_url) else {
+        return Err(POSTGRES_BACKUP.into());
+    };
+    let _lock = startup::lock_data_dir(&config.data_dir, true)?;
+    let master = startup::load_master_key(&config).map_err(|e| e.to_string())?;
+    // Checked as a copy beside the database (the backup file itself is left as it is);
+    // that copy, synced, is then renamed over the database: a crash leaves the old database
+    // or the new one.
+    let staged = db.with_extension("db.restoring");
+    let _ = std::fs::remove_file(&staged);
+    std::fs::copy(&args.file, &staged).map_err(|e| format!("copying to {}: {e}", staged.display()))?;
+    let checked = check_backup(&config, &master, &staged, &args.file).await;
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
+    }
+    std::fs::File::open(&staged)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("{}: {e}", staged.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", db.display()));
+        if side.exists() {
+            std::fs::remove_file(&side).map_err(|e| format!("{}: {e}", side.display()))?;
+        }
+    }
+    std::fs::rename(&staged, &db).map_err(|e| format!("{}: {e}", db.display()))?;
+    if let Some(dir) = db.parent() {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    println!(
+        "restored {} into {}; at its next start fleetca revokes again whatever it had published since, numbers its next CRL above the last one, and shows the repair on /readyz until an admin acknowledges it",
+        args.file.display(),
+        db.display()
+    );
+    Ok(())
+}
+
+/// The checks a backup must pass before it replaces the database: the master key opens its
+/// CA, its audit chain verifies, and fleetca's published CRL record (if any) is that CA's.
+async fn check_backup(
+    config: &Config,
+    master: &fleetca_ca::MasterKey,
+    staged: &Path,
+    original: &Path,
+) -> Result<(), String> {
+    let shown = original.display();
+    let backup = fleetca_storage::Store::connect(&fleetca_storage::StoreOptions {
+        url: format!("sqlite://{}", staged.display()),
+        max_connections: 1,
+    })
+    .await
+    .map_err(|e| format!("{shown}: not a fleetca database ({e})"))?;
+    let stored = backup
+        .load_authority()
+        .await
+        .map_err(|e| format!("{shown}: not a fleetca database ({e})"))?
+        .ok_or_else(|| format!("{shown}: holds no CA"))?;
+    let ca = fleetca_ca::Authority::load(&stored.certificate_pem, &stored.sealed_key, master).map_err(|_| {
+        format!("{shown}: the master key cannot open this backup's CA (another installation's backup, or another master key)")
+    })?;
+    match backup.verify_audit().await.map_err(|e| e.to_string())? {
+        Ok(n) => println!("the backup's audit log is intact: {n} records"),
+        Err(broken) => {
+            return Err(format!(
+                "{shown}: its audit log is broken at record {}: {}; not restored",
+                broken.seq, broken.why
+            ));
+        }
+    }
+    let record = config.data_dir.join(crate::service::published::RECORD_FILE);
+    if let Ok(der) = std::fs::read(&record)
+        && ca.read_crl(&der).is_err()
+    {
+        return Err(format!(
+            "{} was published by another CA than this backup's; not restored",
+            record.display()
+        ));
+    }
+    backup.close().await;
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]

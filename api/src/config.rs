@@ -469,6 +469,7 @@ impl Config {
             validity: chrono::Duration::hours(i64::from(self.crl_validity_hours)),
             file: self.crl_file.clone(),
             reload_command: self.crl_reload_command.clone(),
+            record: Some(self.data_dir.join(crate::service::published::RECORD_FILE)),
         }
     }
 }

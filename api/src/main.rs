@@ -42,6 +42,8 @@ fn main() -> ExitCode {
             Command::ServerCert(args) => fleetca::cli::server_cert(config, args).await,
             Command::Admin(cmd) => fleetca::cli::admin(config, cmd).await,
             Command::Audit(cmd) => fleetca::cli::audit(config, cmd).await,
+            Command::Backup(args) => fleetca::cli::backup(config, args).await,
+            Command::Restore(args) => fleetca::cli::restore(config, args).await,
             Command::Client(_) | Command::Completions { .. } => Ok(()),
         }
     });
@@ -65,6 +67,9 @@ fn client(command: fleetca::client::ClientCommand) -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    // Held (shared) while serving, so `fleetca restore` cannot replace the database under us.
+    let _lock = startup::lock_data_dir(&config.data_dir, false)?;
     let state = startup::prepare(config).await.map_err(|e| e.to_string())?;
     let running = startup::serve(state).map_err(|e| e.to_string())?;
     match running.tls_addr {

@@ -61,6 +61,35 @@ pub struct Opened {
 /// Opens the data directory, the master key, the database (migrated), the CA and the first
 /// admin, creating what does not exist yet (so an offline command works on a fresh install
 /// too).
+/// The lock a serving fleetca holds (shared) on its data directory, and `fleetca restore`
+/// takes (exclusive): a database is never replaced under a running server.
+pub const LOCK_FILE: &str = "fleetca.lock";
+
+/// Takes the data directory's lock, shared (serving) or exclusive (restoring). The lock lasts
+/// as long as the returned file is open.
+pub fn lock_data_dir(data_dir: &Path, exclusive: bool) -> Result<std::fs::File, String> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let locked = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match locked {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{} is in use: fleetca serves this data directory (stop it first) or another restore runs",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 pub async fn open(config: &Config) -> Result<Opened, StartError> {
     ensure_dir(&config.data_dir)?;
     let master = load_master_key(config)?;
@@ -284,7 +313,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
+pub fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
     if let Some(k) = &config.master_key {
         return MasterKey::parse(k.expose()).map_err(|e| StartError::MasterKey(format!("FLEETCA_MASTER_KEY: {e}")));
     }

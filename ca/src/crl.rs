@@ -308,6 +308,31 @@ impl Authority {
     }
 }
 
+impl Authority {
+    /// A CRL this CA signed, read back whole: its number and every entry (serial, date,
+    /// reason), after its signature is checked. What a restored database is compared with.
+    pub fn read_crl(&self, der: &[u8]) -> Result<(u64, Vec<RevokedEntry>), CaError> {
+        let facts = self.check_crl(der)?;
+        let bad = |m: &str| CaError::Signing(format!("CRL read failed: {m}"));
+        let (_, crl) = CertificateRevocationList::from_der(der).map_err(|_| bad("unparsable"))?;
+        let mut entries = Vec::with_capacity(facts.entries);
+        for revoked in crl.iter_revoked_certificates() {
+            let reason = revoked
+                .reason_code()
+                .and_then(|(_, code)| Reason::ALL.into_iter().find(|r| r.code() == code.0))
+                .unwrap_or(Reason::Unspecified);
+            let revoked_at = DateTime::from_timestamp(revoked.revocation_date.timestamp(), 0)
+                .ok_or_else(|| bad("revocation date"))?;
+            entries.push(RevokedEntry {
+                serial: revoked.raw_serial().iter().copied().skip_while(|b| *b == 0).collect(),
+                revoked_at,
+                reason,
+            });
+        }
+        Ok((facts.number, entries))
+    }
+}
+
 /// The DER of one `revokedCertificates` element: serial, revocation date and, unless the
 /// reason is `unspecified` (which RFC 5280 §5.3.1 says to leave out), a reasonCode.
 pub fn encode_revoked_entry(e: &RevokedEntry) -> Vec<u8> {

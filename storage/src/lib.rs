@@ -22,6 +22,7 @@ pub mod entity;
 mod error;
 pub mod events;
 pub mod products;
+pub mod repairs;
 pub mod revocations;
 pub mod sessions;
 pub mod stats;
@@ -121,6 +122,28 @@ impl Store {
             .await
             .map_err(StorageError::from)?
             .len())
+    }
+
+    /// A consistent copy of a SQLite database at `path`, taken while others write
+    /// (`VACUUM INTO`: one read transaction, the copy compacted).
+    pub async fn backup_sqlite(&self, path: &std::path::Path) -> Result<(), StorageError> {
+        use sea_orm::ConnectionTrait;
+        let target = path
+            .to_str()
+            .ok_or_else(|| StorageError::Internal("the backup path is not UTF-8".into()))?;
+        self.db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "VACUUM INTO ?",
+                [target.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Closes every connection (before the file is moved).
+    pub async fn close(self) {
+        let _ = self.db.close().await;
     }
 
     /// Whether the database answers.

@@ -118,7 +118,7 @@ impl IntoResponses for BrokerProblems {
         est::cacerts, est::cacerts_labelled, est::csrattrs, est::csrattrs_labelled, est::simpleenroll, est::simpleenroll_labelled,
         est::simplereenroll, est::simplereenroll_labelled,
         auth::login, auth::logout, auth::me, auth::whoami, auth::password, auth::setup_status, auth::setup,
-        overview::stats, overview::ca, overview::settings,
+        overview::stats, overview::ca, overview::settings, overview::repairs, overview::acknowledge_repair,
         broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
         rabbitmq::user, rabbitmq::vhost, rabbitmq::resource, rabbitmq::topic,
     ),

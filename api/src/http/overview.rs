@@ -6,9 +6,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::http::extract::Caller;
-use crate::http::openapi::ReadProblems;
-use crate::http::public::CrlState;
+use crate::http::extract::{Admin, Caller};
+use crate::http::openapi::{ReadProblems, WriteProblems};
+use crate::http::public::{CrlState, RepairOut};
 use crate::http::route;
 use crate::service::acl::Access;
 use crate::state::AppState;
@@ -21,7 +21,38 @@ pub fn routes() -> super::Routes {
             "/api/v4/manage/settings",
             vec![route("GET", || web::get().to(settings))],
         ),
+        ("/api/v4/manage/repairs", vec![route("GET", || web::get().to(repairs))]),
+        (
+            "/api/v4/manage/repairs/{id}/acknowledge",
+            vec![route("POST", || web::post().to(acknowledge_repair))],
+        ),
     ]
+}
+
+/// Repairs fleetca made at start after a restore, not yet acknowledged (admins only).
+#[utoipa::path(
+    get, path = "/api/v4/manage/repairs/", tag = "overview",
+    responses((status = 200, body = Vec<RepairOut>), ReadProblems),
+    security(("bearer" = []))
+)]
+pub async fn repairs(state: web::Data<AppState>, _admin: Caller<Admin>) -> Result<HttpResponse, ApiError> {
+    let open = state.overview.open_repairs().await?;
+    Ok(HttpResponse::Ok().json(open.into_iter().map(RepairOut::from).collect::<Vec<_>>()))
+}
+
+/// Acknowledges a repair: `/readyz` stops showing it (admins only; audited).
+#[utoipa::path(
+    post, path = "/api/v4/manage/repairs/{id}/acknowledge/", tag = "overview", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = RepairOut), WriteProblems),
+    security(("bearer" = []))
+)]
+pub async fn acknowledge_repair(
+    state: web::Data<AppState>,
+    admin: Caller<Admin>,
+    id: web::Path<uuid::Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let repair = state.overview.acknowledge_repair(&admin, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(RepairOut::from(repair)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -78,6 +78,33 @@ pub struct Readiness {
     /// Whether the database answers.
     pub database: bool,
     pub crl: Option<CrlState>,
+    /// What fleetca repaired at start because its database was behind the CRL it had
+    /// published (a restored older backup), until an admin acknowledges it.
+    pub repairs: Vec<RepairOut>,
+}
+
+/// A repair of a restored database (see the README's "Backups and restore").
+#[derive(Serialize, ToSchema)]
+pub struct RepairOut {
+    pub id: uuid::Uuid,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The published and database CRL numbers, and what was revoked again.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub acknowledged_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub acknowledged_by: Option<String>,
+}
+
+impl From<fleetca_storage::repairs::Repair> for RepairOut {
+    fn from(r: fleetca_storage::repairs::Repair) -> Self {
+        Self {
+            id: r.id,
+            at: r.at,
+            details: serde_json::from_str(&r.details).unwrap_or_default(),
+            acknowledged_at: r.acknowledged_at,
+            acknowledged_by: r.acknowledged_by,
+        }
+    }
 }
 
 /// Ready to serve: the database answers and the last CRL publication succeeded.
@@ -88,10 +115,15 @@ pub struct Readiness {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let readiness = state.overview.readiness().await;
     let ready = readiness.ready();
+    let repairs = match state.overview.open_repairs().await {
+        Ok(r) => r.into_iter().map(RepairOut::from).collect(),
+        Err(_) => Vec::new(),
+    };
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
         database: readiness.database,
         crl: CrlState::new(readiness.crl, readiness.publish, false),
+        repairs,
     };
     if ready {
         HttpResponse::Ok().json(body)

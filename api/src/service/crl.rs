@@ -87,6 +87,9 @@ pub struct CrlSettings {
     pub file: Option<PathBuf>,
     /// Run with `sh -c` after each file write (the operator's own setting).
     pub reload_command: Option<String>,
+    /// fleetca's own record of the last CRL it published, outside the database (see
+    /// [`super::published`]); none in tests that need no restore check.
+    pub record: Option<PathBuf>,
 }
 
 /// Publishes CRLs. One per process.
@@ -98,6 +101,7 @@ pub struct CrlPublisher {
     validity: Duration,
     file: Option<PathBuf>,
     reload_command: Option<String>,
+    record: Option<PathBuf>,
     /// Revocations waiting for the next CRL, and the sequence number of the newest.
     pending: Mutex<Vec<Entry>>,
     added: AtomicU64,
@@ -140,12 +144,17 @@ impl CrlPublisher {
             validity,
             file,
             reload_command,
+            record,
         } = settings;
+        if let Some(path) = &record {
+            super::published::reconcile(&ca, &store, &clock, path).await?;
+        }
         let now = clock.now();
         let revoked: Vec<Entry> = store
             .revocations(now)
             .await?
             .into_iter()
+            .chain(store.restored_revocations(now).await?)
             .filter_map(|r| Entry::new(&r.serial, r.revoked_at, Some(&r.reason), r.not_after))
             .collect();
         let publisher = Arc::new(Self {
@@ -156,6 +165,7 @@ impl CrlPublisher {
             validity,
             file,
             reload_command,
+            record,
             pending: Mutex::new(Vec::new()),
             added: AtomicU64::new(0),
             publishing: tokio::sync::Mutex::new(Published {
@@ -275,7 +285,22 @@ impl CrlPublisher {
         .await??;
         let crl = signed;
         let crl_pem = crl.pem;
-        let status = self.write_and_reload(&crl_pem).await;
+        // The record first: a caller told "revoked" must find the revocation there after any
+        // restore of the database.
+        let recorded = match &self.record {
+            Some(path) => {
+                let (path, der) = (path.clone(), crl.der.clone());
+                super::blocking(move || super::published::write_record(&path, &der)).await?
+            }
+            None => Ok(()),
+        };
+        let status = match recorded {
+            Ok(()) => self.write_and_reload(&crl_pem).await,
+            Err(e) => {
+                tracing::error!(error = %e, "the published CRL record was not written");
+                Err(e)
+            }
+        };
         let ok = status.is_ok();
         let was_ok = std::mem::replace(
             &mut *self.status.write().unwrap_or_else(|e| e.into_inner()),

@@ -27,6 +27,7 @@ pub mod issuer;
 pub mod limits;
 pub mod overview;
 pub mod products;
+pub mod published;
 pub mod rabbitmq;
 pub mod renewal;
 pub mod sessions;
@@ -373,6 +374,7 @@ pub(crate) mod testing {
                     validity: chrono::Duration::days(7),
                     file: None,
                     reload_command: None,
+                    record: None,
                 },
                 server_enterprise: "default".into(),
                 certificate_changes_per_minute: 600,

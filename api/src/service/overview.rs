@@ -173,6 +173,31 @@ impl OverviewService {
         }
     }
 
+    /// Repairs made after a restore that no admin has acknowledged yet.
+    pub async fn open_repairs(&self) -> Result<Vec<fleetca_storage::repairs::Repair>, Error> {
+        Ok(self.store.open_repairs().await?)
+    }
+
+    /// An admin acknowledges a repair: `/readyz` stops showing it.
+    pub async fn acknowledge_repair(
+        &self,
+        caller: &Principal,
+        id: uuid::Uuid,
+    ) -> Result<fleetca_storage::repairs::Repair, Error> {
+        let record = super::audit::by(
+            caller,
+            "crl.repair_acknowledge",
+            "repair",
+            &id.to_string(),
+            None,
+            serde_json::json!({}),
+        );
+        self.store
+            .acknowledge_repair(id, &caller.username, &[record], self.clock.now())
+            .await
+            .map_err(super::error::not_found_as("repair"))
+    }
+
     /// The server's settings the UI needs.
     pub fn settings(&self) -> Settings {
         Settings {

@@ -12,6 +12,8 @@ pub mod disconnects;
 pub mod events;
 pub mod product_devices;
 pub mod products;
+pub mod repairs;
+pub mod restored_revocations;
 pub mod sessions;
 pub mod users;
 pub mod webhook_deliveries;

@@ -4,6 +4,7 @@
 //! port and a fresh data directory, so they run in parallel.
 
 mod audit;
+mod backup;
 mod certificates;
 mod cli;
 mod crash;

@@ -1,0 +1,18 @@
+use sea_orm::entity::prelude::*;
+
+/// A revocation fleetca had published that a restored database did not know (the
+/// certificate was issued after the backup); listed on every CRL until `not_after`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "restored_revocations")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub serial: String,
+    pub revoked_at: DateTimeUtc,
+    pub reason: String,
+    pub not_after: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
