@@ -11,6 +11,7 @@ standing in for a DNS record and a port forward.
 
 import json
 import logging
+import os
 import queue
 import socket
 import sys
@@ -135,13 +136,11 @@ def aliyun(args: dict) -> dict:
             event = next_event("register")
             out["register"] = None if event is None else [event[1], event[2]]
             if event is None or event[1] != 0:
-                kit.destruct()
                 return out
         event = next_event("connect")
     if event is None or event[0] != "connect":
         out["refused"] = event is not None and event[0] == "refused"
         out["connected"] = False
-        kit.destruct()
         return out
     out["connected"] = event[1] == 0
     out["subscribed"] = {}
@@ -171,6 +170,9 @@ def main() -> None:
     args = json.loads(sys.argv[1])
     result = {"enos": enos, "aliyun": aliyun, "enos-activation-topics": enos_activation_topics}[args["sdk"]](args)
     print(json.dumps(result), flush=True)
+    # The SDKs leave threads of their own behind (LinkKit's after a refused registration
+    # never ends): the device is done, so the process ends here, whatever they wait for.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ const ACTIONS = [
   'product_device.rotate_secret', 'product_device.reset_activation', 'product_device.activate', 'product_device.delete',
   'webhook.create', 'webhook.update', 'webhook.rotate_secret', 'webhook.delete', 'webhook.test', 'webhook.redeliver',
   'auth.sign_in_failed', 'auth.token_failed', 'est.auth_failed', 'auth.failures_suppressed',
+  'crl.repair', 'crl.repair_acknowledge',
 ];
 
 let server;
@@ -118,7 +119,7 @@ test('filtering by action shows the one revocation; its row opens to the reason,
   const options = await page.getByTestId('audit-action').locator('option').evaluateAll((o) => o.map((e) => [e.value, e.textContent]));
   assert.deepEqual(options, [['', 'Any action'], ...ACTIONS.map((a) => [a, a])]);
   const kinds = await page.getByTestId('audit-target-kind').locator('option').evaluateAll((o) => o.map((e) => e.value));
-  assert.deepEqual(kinds, ['', 'user', 'certificate', 'claim', 'device', 'product', 'product_device', 'webhook', 'session']);
+  assert.deepEqual(kinds, ['', 'user', 'certificate', 'claim', 'device', 'product', 'product_device', 'webhook', 'session', 'crl', 'repair']);
   await page.getByTestId('audit-action').selectOption('certificate.revoke');
   await listedActions(['certificate.revoke']);
   assert.equal(await page.getByTestId('audit-row').count(), 1);

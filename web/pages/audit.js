@@ -29,9 +29,10 @@ export const ACTION_GROUPS = [
   ],
   ['Webhooks', ['webhook.create', 'webhook.update', 'webhook.rotate_secret', 'webhook.delete', 'webhook.test', 'webhook.redeliver']],
   ['Refused callers', ['auth.sign_in_failed', 'auth.token_failed', 'est.auth_failed', 'auth.failures_suppressed']],
+  ['Restores', ['crl.repair', 'crl.repair_acknowledge']],
 ];
 
-const TARGET_KINDS = ['user', 'certificate', 'claim', 'device', 'product', 'product_device', 'webhook', 'session'];
+const TARGET_KINDS = ['user', 'certificate', 'claim', 'device', 'product', 'product_device', 'webhook', 'session', 'crl', 'repair'];
 
 const HEADERS = ['Time', 'Actor', 'Action', 'Target', 'Enterprise', 'Outcome', 'Client address', 'Details'];
 
