@@ -115,11 +115,20 @@ pub async fn backup(config: Config, args: BackupArgs) -> Result<(), String> {
     }
     let store = startup::connect(&config).await.map_err(|e| e.to_string())?;
     let number = store.crl_number().await.map_err(|e| e.to_string())?;
-    store.backup_sqlite(&args.out).await.map_err(|e| e.to_string())?;
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&args.out, std::fs::Permissions::from_mode(0o600))
+        // Made empty and 0600 first (VACUUM INTO fills an empty file), so the copy of the
+        // sealed keys and hashes is never readable by others, not even while it is written.
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&args.out)
             .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    }
+    if let Err(e) = store.backup_sqlite(&args.out).await {
+        let _ = std::fs::remove_file(&args.out);
+        return Err(e.to_string());
     }
     println!(
         "backed up to {} (CRL number {number}); it holds sealed secrets: keep it as safe as the master key, but apart from it",

@@ -198,6 +198,10 @@ fn read_json_lines(kind: &Kind, path: &std::path::Path, problems: &mut Vec<Strin
         let mut fields = HashMap::new();
         for (name, value) in object {
             let column = kind.column(&name).ok_or_else(|| kind.unknown(path, &name))?;
+            if fields.contains_key(column) {
+                problems.push(format!("line {line}: two fields mean {column}"));
+                continue;
+            }
             let value = match value {
                 Value::String(s) => s.trim().to_owned(),
                 Value::Null => String::new(),

@@ -190,7 +190,22 @@ pub fn client_certificate(state: &AppState, req: &HttpRequest) -> Option<Vec<u8>
 /// proxy that terminated TLS. Only then is HTTP Basic, which sends the password itself,
 /// offered or accepted.
 fn encrypted(state: &AppState, req: &HttpRequest) -> bool {
-    req.conn_data::<crate::tls::OverTls>().is_some() || super::extract::peer_within(req, &state.config.trusted_proxies)
+    req.conn_data::<crate::tls::OverTls>().is_some() || from_trusted_proxy(state, req)
+}
+
+/// A request a trusted proxy forwarded: from a `trusted_proxies` address and, with a proxy
+/// secret set, carrying it (compared in constant time).
+fn from_trusted_proxy(state: &AppState, req: &HttpRequest) -> bool {
+    if !super::extract::peer_within(req, &state.config.trusted_proxies) {
+        return false;
+    }
+    match &state.config.proxy_secret {
+        None => true,
+        Some(secret) => req
+            .headers()
+            .get(PROXY_SECRET_HEADER)
+            .is_some_and(|sent| fleetca_ca::secret::constant_time_eq(sent.as_bytes(), secret.expose().as_bytes())),
+    }
 }
 
 fn challenge(state: &AppState, req: &HttpRequest, label: Option<&str>, stale: bool) -> HttpResponse {
@@ -290,7 +305,8 @@ async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: 
         // it is, and never checked.
         return challenge(state, req, label, false);
     }
-    let from = super::extract::peer_ip(req);
+    // Behind a trusted proxy every device has the proxy's address: only per-device counts.
+    let from = super::extract::peer_ip(req).filter(|_| !from_trusted_proxy(state, req));
     let csr = match csr_der(body) {
         Ok(csr) => csr,
         Err((status, why)) => return text(status, why),

@@ -78,9 +78,10 @@ pub struct Readiness {
     /// Whether the database answers.
     pub database: bool,
     pub crl: Option<CrlState>,
-    /// What fleetca repaired at start because its database was behind the CRL it had
-    /// published (a restored older backup), until an admin acknowledges it.
-    pub repairs: Vec<RepairOut>,
+    /// Repairs fleetca made at start because its database was behind the CRL it had
+    /// published (a restored older backup) that no admin has acknowledged yet; the details
+    /// are at `GET /api/v4/manage/repairs/` (admins).
+    pub unacknowledged_repairs: usize,
 }
 
 /// A repair of a restored database (see the README's "Backups and restore").
@@ -115,15 +116,12 @@ impl From<fleetca_storage::repairs::Repair> for RepairOut {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let readiness = state.overview.readiness().await;
     let ready = readiness.ready();
-    let repairs = match state.overview.open_repairs().await {
-        Ok(r) => r.into_iter().map(RepairOut::from).collect(),
-        Err(_) => Vec::new(),
-    };
+    let unacknowledged_repairs = state.overview.open_repairs().await.map_or(0, |r| r.len());
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
         database: readiness.database,
         crl: CrlState::new(readiness.crl, readiness.publish, false),
-        repairs,
+        unacknowledged_repairs,
     };
     if ready {
         HttpResponse::Ok().json(body)

@@ -213,6 +213,10 @@ fn parse_sign_login<'a>(username: &'a str, clientid: &'a str) -> Option<SignLogi
     Some(login)
 }
 
+/// How far an activation login's timestamp may be from fleetca's clock when its product
+/// checks no freshness.
+const ACTIVATION_SKEW_SECONDS: i64 = 3600;
+
 /// Whether a sign login is an EnOS dynamic activation (`securemode=3`).
 fn is_activation(scheme: Scheme, login: &SignLogin<'_>) -> bool {
     scheme == Scheme::Enos && login.securemode == Some("3")
@@ -475,7 +479,14 @@ impl BrokerService {
         // milliseconds, with or without a fraction) is checked only against a product's
         // skew. The platforms check no freshness, and their SDKs send the boot-time
         // password on every reconnect, so the check is off unless a product asks for it.
-        let timestamp = match (login.timestamp, product.skew_seconds) {
+        // An activation login hands out the device secret: a captured one must not work
+        // forever, so it is held to the product's skew or, without one, to an hour (the SDK
+        // activates as it boots, with a fresh timestamp).
+        let skew = match product.skew_seconds {
+            None if is_activation(scheme, login) => Some(ACTIVATION_SKEW_SECONDS),
+            other => other,
+        };
+        let timestamp = match (login.timestamp, skew) {
             (Some(t), Some(skew)) => {
                 let Some(ms) = sign::timestamp_millis(t) else {
                     return Ok(Decision::Deny("timestamp is not Unix seconds or milliseconds"));
@@ -1564,6 +1575,30 @@ mod tests {
                 denied(kit.broker.authenticate(&sdk).await),
                 "seconds are seconds, not milliseconds"
             );
+        }
+
+        #[tokio::test]
+        async fn an_activation_login_is_held_to_an_hour_when_its_product_checks_no_freshness() {
+            let (kit, _events) = Kit::with_activations().await;
+            let input = NewProductInput {
+                product_key: Some(ProductKey::parse(PK).unwrap()),
+                name: CertificateName::parse("meters").unwrap(),
+                enterprise: None,
+                scheme: Scheme::Enos,
+                dynamic_activation: true,
+                max_clock_skew_seconds: None,
+                product_secret: None,
+            };
+            let product_secret = kit.products.create(&admin(), input).await.unwrap().1.unwrap();
+            device(&kit, "meter-7", None).await;
+            let activation = login(&kit, "meter-7", "sha256", "3", &product_secret);
+            kit.clock.set(kit.clock.now() + chrono::Duration::minutes(61));
+            assert!(
+                denied(kit.broker.authenticate(&activation).await),
+                "a captured activation login replayed an hour later"
+            );
+            kit.clock.set(kit.clock.now() - chrono::Duration::minutes(61));
+            assert_eq!(kit.broker.authenticate(&activation).await, Decision::Allow);
         }
 
         #[tokio::test]

@@ -118,24 +118,30 @@ impl EstService {
 
     /// Runs a device password check counted against the device's and the address's limit:
     /// refused at once while either is locked out, the count taken back on success.
+    /// `peer` is `None` for a request a trusted proxy forwarded: the proxy's address is every
+    /// device's, so only the device's own count applies then. `check` sets `verified` once the
+    /// password was right.
     async fn counted<T>(
         &self,
         tenant: &str,
         device_id: &str,
         peer: Option<IpAddr>,
+        verified: &std::sync::atomic::AtomicBool,
         check: impl std::future::Future<Output = Result<T, EnrollError>>,
     ) -> Result<T, EnrollError> {
-        let keys = [
-            format!("device:{tenant}/{device_id}"),
-            format!("ip:{}", peer.map(network).unwrap_or_default()),
-        ];
+        let mut keys = vec![format!("device:{tenant}/{device_id}")];
+        if let Some(peer) = peer {
+            keys.push(format!("ip:{}", network(peer)));
+        }
         self.failures.begin(&keys).map_err(EnrollError::TooManyFailures)?;
         let outcome = check.await;
-        match &outcome {
-            // Only a wrong credential counts; anything else (a refused CSR, a stale nonce)
-            // proved the password, or proved nothing.
-            Err(EnrollError::Unauthenticated) => {}
-            Err(EnrollError::StaleNonce) | Ok(_) | Err(_) => self.failures.succeeded(&keys),
+        if verified.load(std::sync::atomic::Ordering::Acquire) {
+            // The password was right: its count, and the address's, start again.
+            self.failures.succeeded(&keys);
+        } else if !matches!(outcome, Err(EnrollError::Unauthenticated)) {
+            // Nothing was proved either way (an expired nonce, a failure before the check):
+            // this attempt counts neither for nor against.
+            self.failures.undo(&keys);
         }
         outcome
     }
@@ -191,13 +197,9 @@ impl EstService {
         peer: Option<IpAddr>,
     ) -> Result<Certificate, EnrollError> {
         let name = creds.username.chars().take(64).collect::<String>();
-        self.counted(
-            tenant,
-            &name,
-            peer,
-            self.digest_enroll(tenant, creds, method, path, csr_der),
-        )
-        .await
+        let verified = std::sync::atomic::AtomicBool::new(false);
+        let check = self.digest_enroll(tenant, creds, method, path, csr_der, &verified);
+        self.counted(tenant, &name, peer, &verified, check).await
     }
 
     async fn digest_enroll(
@@ -207,6 +209,7 @@ impl EstService {
         method: &str,
         path: &str,
         csr_der: &[u8],
+        verified: &std::sync::atomic::AtomicBool,
     ) -> Result<Certificate, EnrollError> {
         let minted = match self
             .nonces
@@ -225,6 +228,7 @@ impl EstService {
         if creds.realm != device.realm || !creds.verify(&ha1, method) || !self.use_nonce(&creds.nonce, minted) {
             return Err(EnrollError::Unauthenticated);
         }
+        verified.store(true, std::sync::atomic::Ordering::Release);
         self.issue_for_device(
             &device.tenant,
             &device.device_id,
@@ -433,6 +437,7 @@ impl EstService {
         csr_der: &[u8],
         peer: Option<IpAddr>,
     ) -> Result<Certificate, EnrollError> {
+        let verified = std::sync::atomic::AtomicBool::new(false);
         let check = async {
             let Some((device, ha1)) = self.device_ha1(tenant, device_id).await? else {
                 return Err(EnrollError::Unauthenticated);
@@ -441,10 +446,11 @@ impl EstService {
             if !bool::from(presented.as_bytes().ct_eq(ha1.as_bytes())) {
                 return Err(EnrollError::Unauthenticated);
             }
+            verified.store(true, std::sync::atomic::Ordering::Release);
             self.issue_for_device(tenant, device_id, csr_der, DeviceIssue::default(), DEVICE_VALIDITY_DAYS)
                 .await
         };
-        self.counted(tenant, device_id, peer, check).await
+        self.counted(tenant, device_id, peer, &verified, check).await
     }
 
     /// `/simpleenroll` by an API key with its token: its own MQTT client certificate
@@ -591,6 +597,46 @@ mod tests {
     fn md5_of(text: &str) -> impl std::fmt::LowerHex {
         use md5::Digest;
         md5::Md5::digest(text.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn an_expired_nonce_neither_counts_nor_resets_the_wrong_passwords() {
+        let kit = Kit::new().await;
+        let input = DeviceInput {
+            tenant: Tenant::parse("acme").unwrap(),
+            device_id: DeviceId::parse("meter-1").unwrap(),
+            realm: None,
+            description: None,
+            credential: DeviceCredential::Password(Secret::new("device-password")),
+        };
+        kit.devices.create(&admin(), input).await.unwrap();
+        let peer = Some(IpAddr::from([192, 0, 2, 7]));
+        let request = csr("meter-1");
+        let wrong = || kit.est.enroll_device("acme", "meter-1", "guess", &request, peer);
+        for _ in 0..MAX_FAILURES - 1 {
+            assert!(matches!(wrong().await, Err(EnrollError::Unauthenticated)));
+        }
+        // A nonce of ours that has expired: the challenge again, and the count stays.
+        let path = "/.well-known/est/acme/simpleenroll";
+        let nonce = kit.est.nonce().unwrap();
+        kit.clock
+            .set(kit.clock.now() + chrono::Duration::seconds(NONCE_SECONDS + 1));
+        let stale = digest_for(&kit, &nonce, "guess", path);
+        assert!(matches!(
+            kit.est
+                .enroll_device_digest("acme", &stale, "POST", path, &csr("meter-1"), peer)
+                .await,
+            Err(EnrollError::StaleNonce)
+        ));
+        assert!(matches!(wrong().await, Err(EnrollError::Unauthenticated)), "the tenth");
+        assert!(matches!(wrong().await, Err(EnrollError::TooManyFailures(_))));
+        // The right password waits too, then works once the window has passed.
+        assert!(matches!(
+            kit.est
+                .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), peer)
+                .await,
+            Err(EnrollError::TooManyFailures(_))
+        ));
     }
 
     #[tokio::test]

@@ -131,6 +131,16 @@ impl FailureLimiter {
         Ok(())
     }
 
+    /// Takes back one attempt of each key: a request that proved nothing either way.
+    pub fn undo(&self, keys: &[String]) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            if let Some((n, _)) = map.get_mut(k) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
     /// Takes back the attempt of a request that succeeded.
     pub fn succeeded(&self, keys: &[String]) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());

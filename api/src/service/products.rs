@@ -416,7 +416,7 @@ impl ProductService {
                 sealed_secret: Vec::new(),
                 description: d.description.clone(),
                 is_active: true,
-                activated_at: None,
+                activated_at: d.activated.then_some(now),
                 created_at: now,
                 updated_at: now,
             })

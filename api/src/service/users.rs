@@ -152,12 +152,11 @@ impl UserService {
             .create_user(new, &[record], self.clock.now())
             .await
             .map_err(|e| match e {
-                StorageError::Conflict(what) if what == "device" => Error::Conflict(
-                    "A device has this id as its device id: a broker that takes a certificate's CN as the MQTT username would take that device's certificate for this user. Choose another username.".into(),
+                // One answer whether a user or a device (of any tenant) has the name, so another
+                // enterprise's device ids cannot be probed this way.
+                StorageError::Conflict(_) => Error::Conflict(
+                    "This username is taken, by a user or as a device id (a broker that takes a certificate's CN as the username could not tell them apart); choose another username.".into(),
                 ),
-                StorageError::Conflict(_) => {
-                    Error::Conflict("A user with this username already exists; choose another username.".into())
-                }
                 other => other.into(),
             })?;
         tracing::info!(user_id = %user.id, username = %user.username, by = %caller.username, "user created");
