@@ -234,7 +234,9 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> Result<(), String> {
         AuditCommand::Verify => {
             // Reads only: no migration, no CA or admin made, nothing written to the database
             // it checks (and no SQLite file made where none is).
-            if config.database_url.starts_with("sqlite:") && !sqlite_file_exists(&config.database_url) {
+            if config.database_url.starts_with("sqlite:")
+                && !sqlite_path(&config.database_url).is_some_and(|p| p.exists())
+            {
                 return Err(format!("no database at {}", config.database_url));
             }
             let store = startup::connect(&config).await.map_err(|e| e.to_string())?;
@@ -257,17 +259,6 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> Result<(), String> {
             }
         }
     }
-}
-
-/// Whether a `sqlite:` URL's file exists (`sqlite://path?mode=…` or `sqlite:path`).
-fn sqlite_file_exists(url: &str) -> bool {
-    let path = url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists()
 }
 
 #[derive(Subcommand, Debug)]

@@ -73,14 +73,12 @@ impl SignMethod {
     /// rest in lower-case.
     pub fn sign(self, secret: &str, content: &str) -> String {
         match self {
-            Self::Digest(Hash::Sha256) => {
-                let mut ctx = digest::Context::new(&digest::SHA256);
-                ctx.update(content.as_bytes());
-                ctx.update(secret.as_bytes());
-                hex::encode_upper(ctx.finish())
-            }
-            Self::Digest(Hash::Sha1) => {
-                let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+            Self::Digest(hash @ (Hash::Sha256 | Hash::Sha1)) => {
+                let algorithm = match hash {
+                    Hash::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+                    _ => &digest::SHA256,
+                };
+                let mut ctx = digest::Context::new(algorithm);
                 ctx.update(content.as_bytes());
                 ctx.update(secret.as_bytes());
                 hex::encode_upper(ctx.finish())

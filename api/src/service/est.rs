@@ -505,14 +505,7 @@ mod tests {
     #[tokio::test]
     async fn a_device_enrolls_with_its_password_for_its_own_name_only() {
         let kit = Kit::new().await;
-        let input = DeviceInput {
-            tenant: Tenant::parse("acme").unwrap(),
-            device_id: DeviceId::parse("meter-1").unwrap(),
-            realm: None,
-            description: None,
-            credential: DeviceCredential::Password(Secret::new("device-password")),
-        };
-        kit.devices.create(&admin(), input).await.unwrap();
+        meter_1(&kit).await;
         let cert = kit
             .est
             .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
@@ -575,6 +568,18 @@ mod tests {
         ));
     }
 
+    /// Device meter-1 of acme, password `device-password`.
+    async fn meter_1(kit: &Kit) {
+        let input = DeviceInput {
+            tenant: Tenant::parse("acme").unwrap(),
+            device_id: DeviceId::parse("meter-1").unwrap(),
+            realm: None,
+            description: None,
+            credential: DeviceCredential::Password(Secret::new("device-password")),
+        };
+        kit.devices.create(&admin(), input).await.unwrap();
+    }
+
     fn digest_for(kit: &Kit, nonce: &str, password: &str, path: &str) -> DigestCredentials {
         let ha1 = device::ha1("meter-1", "acme", password);
         let ha2 = format!("{:x}", md5_of(&format!("POST:{path}")));
@@ -602,14 +607,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_nonce_neither_counts_nor_resets_the_wrong_passwords() {
         let kit = Kit::new().await;
-        let input = DeviceInput {
-            tenant: Tenant::parse("acme").unwrap(),
-            device_id: DeviceId::parse("meter-1").unwrap(),
-            realm: None,
-            description: None,
-            credential: DeviceCredential::Password(Secret::new("device-password")),
-        };
-        kit.devices.create(&admin(), input).await.unwrap();
+        meter_1(&kit).await;
         let peer = Some(IpAddr::from([192, 0, 2, 7]));
         let request = csr("meter-1");
         let wrong = || kit.est.enroll_device("acme", "meter-1", "guess", &request, peer);
@@ -642,14 +640,7 @@ mod tests {
     #[tokio::test]
     async fn digest_nonces_work_once_and_expire() {
         let kit = Kit::new().await;
-        let input = DeviceInput {
-            tenant: Tenant::parse("acme").unwrap(),
-            device_id: DeviceId::parse("meter-1").unwrap(),
-            realm: None,
-            description: None,
-            credential: DeviceCredential::Password(Secret::new("device-password")),
-        };
-        kit.devices.create(&admin(), input).await.unwrap();
+        meter_1(&kit).await;
         let path = "/.well-known/est/acme/simpleenroll";
         let nonce = kit.est.nonce().unwrap();
         let creds = digest_for(&kit, &nonce, "device-password", path);

@@ -6,7 +6,6 @@
 //! `/readyz` until an admin acknowledges it. Without the record, a restore would publish
 //! CRLs that un-revoke certificates and whose numbers go backwards.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,19 +26,11 @@ pub const RECORD_FILE: &str = "published-crl.der";
 /// longest validity a certificate can have, counted from its revocation.
 const UNKNOWN_CERTIFICATE_LIFETIME: Duration = Duration::hours(87_600);
 
-/// Writes the record: a temporary file beside it, synced, renamed over it, the directory
-/// synced, so a crash leaves the old record or the new one, never half of one.
+/// Writes the record atomically and synced (see [`super::files::replace`]): a crash leaves
+/// the old record or the new one, never half of one.
 pub fn write_record(path: &Path, der: &[u8]) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("der.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(der)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| format!("writing the published CRL record {} failed: {e}", path.display()))
+    super::files::replace(path, der, 0o644)
+        .map_err(|e| format!("writing the published CRL record {} failed: {e}", path.display()))
 }
 
 /// Compares the database with the record at `path` and repairs a database that is behind.

@@ -7,6 +7,17 @@ use std::time::Duration;
 use fleetca_e2e::{Fleetca, Scratch, binary, run, tool};
 use serde_json::json;
 
+/// `fleetca audit verify` on a data directory.
+fn verify(data: &std::path::Path) -> fleetca_e2e::Output {
+    run(
+        Command::new(binary())
+            .args(["audit", "verify", "--data-dir"])
+            .arg(data)
+            .env_remove("FLEETCA_DATABASE_URL"),
+        Duration::from_secs(30),
+    )
+}
+
 #[test]
 fn audit_verify_names_the_record_an_intruder_edited() {
     let dir = Scratch::new("audit");
@@ -25,15 +36,7 @@ fn audit_verify_names_the_record_an_intruder_edited() {
         .expect_json(201, "a device");
     drop(server);
 
-    let verify = || {
-        run(
-            Command::new(binary())
-                .args(["audit", "verify", "--data-dir"])
-                .arg(&data)
-                .env_remove("FLEETCA_DATABASE_URL"),
-            Duration::from_secs(30),
-        )
-    };
+    let verify = || verify(&data);
     let ok = verify();
     assert!(ok.success(), "{}", ok.combined());
     assert!(ok.stdout.contains("audit log intact: 5 records"), "{}", ok.combined());
@@ -77,15 +80,7 @@ fn a_record_forged_outside_the_chain_or_a_rewritten_head_is_named_and_never_list
         )
         .expect_success("editing the database");
     };
-    let verify = || {
-        run(
-            Command::new(binary())
-                .args(["audit", "verify", "--data-dir"])
-                .arg(&data)
-                .env_remove("FLEETCA_DATABASE_URL"),
-            Duration::from_secs(30),
-        )
-    };
+    let verify = || verify(&data);
     // A row numbered below the chain, by hand.
     sql(
         "INSERT INTO audit_log (seq, at, actor, role, action, target_kind, target_id, enterprise, outcome, details, prev_hash, hash) \
@@ -115,13 +110,7 @@ fn audit_verify_changes_nothing_in_the_database_it_checks() {
     let dir = Scratch::new("audit-readonly");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let out = run(
-        Command::new(binary())
-            .args(["audit", "verify", "--data-dir"])
-            .arg(&data)
-            .env_remove("FLEETCA_DATABASE_URL"),
-        Duration::from_secs(30),
-    );
+    let out = verify(&data);
     assert!(!out.success(), "{}", out.combined());
     assert!(out.stderr.contains("no database"), "{}", out.combined());
     assert!(!data.join("fleetca.db").exists(), "no database was made");
