@@ -558,3 +558,15 @@ async fn a_server_certificate_with_thousands_of_names_is_refused() {
     let r = app.get("/api/v4/manage/server-certificates/", &app.admin).await;
     assert_eq!(r.body["count"], 0, "nothing was issued: {}", r.body);
 }
+
+#[actix_web::test]
+async fn acknowledging_a_repair_that_is_not_open_is_a_404_and_managers_may_not() {
+    let app = TestApp::spawn().await;
+    let path = format!("/api/v4/manage/repairs/{}/acknowledge/", uuid::Uuid::new_v4());
+    assert_problem(&app.post(&path, &app.admin, json!({})).await, 404);
+    let (_, manager) = app.user("ops-manager", false, "acme", None).await;
+    assert_problem(&app.post(&path, &manager, json!({})).await, 403);
+    assert_problem(&app.get("/api/v4/manage/repairs/", &manager).await, 403);
+    let open = app.get("/api/v4/manage/repairs/", &app.admin).await;
+    assert_eq!(open.body, json!([]), "a fresh installation has repaired nothing");
+}
