@@ -103,6 +103,8 @@ pub struct FileSettings {
     /// Brokers told to end live sessions (`[[brokers]]`, several allowed).
     pub brokers: Option<Vec<BrokerFile>>,
     pub disconnect_retry_hours: Option<f64>,
+    /// How often the revocation canary checks each broker with an `mqtt_url`.
+    pub canary_interval_seconds: Option<u32>,
     pub rabbitmq_vhost: Option<String>,
     pub rabbitmq_exchange: Option<String>,
 }
@@ -118,21 +120,50 @@ pub enum BrokerFile {
         username: String,
         password_env: String,
         vhost: Option<String>,
+        #[serde(flatten)]
+        canary: CanaryFile,
     },
     Emqx {
         name: Option<String>,
         url: String,
         api_key: String,
         api_secret_env: String,
+        #[serde(flatten)]
+        canary: CanaryFile,
     },
     Command {
         name: Option<String>,
         /// The program and its arguments (no shell).
         command: Vec<String>,
+        #[serde(flatten)]
+        canary: CanaryFile,
+    },
+    /// A broker fleetca only watches with the revocation canary (mosquitto, say): no API
+    /// to end sessions, an `mqtt_url` required.
+    Mqtt {
+        name: Option<String>,
+        #[serde(flatten)]
+        canary: CanaryFile,
     },
 }
 
-fn brokers(list: Vec<BrokerFile>) -> Result<Vec<crate::service::disconnects::BrokerAdapter>, String> {
+/// Where the revocation canary connects to a `[[brokers]]` entry's MQTT listener.
+#[derive(Deserialize, Debug, Default)]
+pub struct CanaryFile {
+    /// `mqtts://host:port`, a listener that requires client certificates.
+    pub mqtt_url: Option<String>,
+    /// The CA (PEM) of the broker's server certificate; fleetca's own CA by default.
+    pub mqtt_ca_file: Option<PathBuf>,
+}
+
+/// The brokers' session-ending adapters and the revocation canary's targets.
+type Brokers = (
+    Vec<crate::service::disconnects::BrokerAdapter>,
+    Vec<crate::service::canary::CanaryTarget>,
+);
+
+fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
+    use crate::service::canary::CanaryTarget;
     use crate::service::disconnects::BrokerAdapter;
     let secret = |var: &str, what: &str| {
         std::env::var(var)
@@ -151,55 +182,81 @@ fn brokers(list: Vec<BrokerFile>) -> Result<Vec<crate::service::disconnects::Bro
         }
     };
     let mut out: Vec<BrokerAdapter> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut targets: Vec<CanaryTarget> = Vec::new();
     for (i, b) in list.into_iter().enumerate() {
-        let adapter = match b {
+        let (name, adapter, canary) = match b {
             BrokerFile::Rabbitmq {
                 name,
                 url,
                 username,
                 password_env,
                 vhost,
+                canary,
             } => {
                 let name = name.unwrap_or_else(|| format!("rabbitmq-{}", i + 1));
-                BrokerAdapter::RabbitMq {
+                let adapter = BrokerAdapter::RabbitMq {
                     url: url_ok(&url, &name)?,
                     password: secret(&password_env, &name)?,
                     name,
                     username,
                     vhost,
-                }
+                };
+                (adapter.name().to_owned(), Some(adapter), canary)
             }
             BrokerFile::Emqx {
                 name,
                 url,
                 api_key,
                 api_secret_env,
+                canary,
             } => {
                 let name = name.unwrap_or_else(|| format!("emqx-{}", i + 1));
-                BrokerAdapter::Emqx {
+                let adapter = BrokerAdapter::Emqx {
                     url: url_ok(&url, &name)?,
                     api_secret: secret(&api_secret_env, &name)?,
                     name,
                     api_key,
-                }
+                };
+                (adapter.name().to_owned(), Some(adapter), canary)
             }
-            BrokerFile::Command { name, command } => {
+            BrokerFile::Command { name, command, canary } => {
                 let name = name.unwrap_or_else(|| format!("command-{}", i + 1));
                 if command.first().is_none_or(|p| p.is_empty()) {
                     return Err(format!("brokers: {name}'s command must name a program"));
                 }
-                BrokerAdapter::Command { name, argv: command }
+                (
+                    name.clone(),
+                    Some(BrokerAdapter::Command { name, argv: command }),
+                    canary,
+                )
+            }
+            BrokerFile::Mqtt { name, canary } => {
+                let name = name.unwrap_or_else(|| format!("mqtt-{}", i + 1));
+                if canary.mqtt_url.is_none() {
+                    return Err(format!("brokers: {name} (kind \"mqtt\") needs an mqtt_url"));
+                }
+                (name, None, canary)
             }
         };
-        if adapter.name().is_empty() || adapter.name().contains(',') || adapter.name().len() > 64 {
+        if name.is_empty() || name.contains(',') || name.len() > 64 {
             return Err("brokers: a name is 1 to 64 characters without commas".into());
         }
-        if out.iter().any(|o| o.name() == adapter.name()) {
-            return Err(format!("brokers: the name {:?} is used twice", adapter.name()));
+        if names.contains(&name) {
+            return Err(format!("brokers: the name {name:?} is used twice"));
         }
-        out.push(adapter);
+        if let Some(url) = canary.mqtt_url {
+            crate::service::canary::parse_url(&url).map_err(|e| format!("brokers: {name}'s {e}"))?;
+            targets.push(CanaryTarget {
+                broker: name.clone(),
+                url,
+                ca_file: canary.mqtt_ca_file,
+            });
+        }
+        names.push(name);
+        out.extend(adapter);
     }
-    Ok(out)
+    Ok((out, targets))
 }
 
 /// The resolved settings.
@@ -253,6 +310,8 @@ pub struct Config {
     pub disconnects: crate::service::disconnects::DisconnectPolicy,
     /// RabbitMQ's MQTT virtual host and exchange (`/broker/rabbitmq/*`).
     pub rabbitmq: crate::service::rabbitmq::RabbitMqSettings,
+    /// The brokers the revocation canary checks, and how often.
+    pub canary: crate::service::canary::CanaryPolicy,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -355,8 +414,17 @@ impl Config {
         if !(0.0..=168.0).contains(&disconnect_hours) {
             return Err("disconnect_retry_hours must be from 0 to 168".into());
         }
+        let (adapters, canary_targets) = brokers(file.brokers.unwrap_or_default())?;
+        let canary_interval = file.canary_interval_seconds.unwrap_or(60);
+        if !(1..=86_400).contains(&canary_interval) {
+            return Err("canary_interval_seconds must be from 1 to 86400".into());
+        }
+        let canary = crate::service::canary::CanaryPolicy {
+            targets: canary_targets,
+            interval: std::time::Duration::from_secs(u64::from(canary_interval)),
+        };
         let disconnects = crate::service::disconnects::DisconnectPolicy {
-            brokers: brokers(file.brokers.unwrap_or_default())?,
+            brokers: adapters,
             retry_period: chrono::Duration::milliseconds((disconnect_hours * 3_600_000.0) as i64),
             ..Default::default()
         };
@@ -366,6 +434,7 @@ impl Config {
             exchange: file.rabbitmq_exchange.unwrap_or(defaults.exchange),
         };
         let config = Config {
+            canary,
             rabbitmq,
             webhooks,
             disconnects,
@@ -550,6 +619,62 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ok.mqtt.unwrap().username, "fleetca-activation");
+    }
+
+    fn resolve_toml(name: &str, toml: &str) -> Result<Config, String> {
+        let dir = std::env::temp_dir().join(format!("fleetca-cfg-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fleetca.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::resolve(&Overrides {
+            config: Some(file),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn brokers_with_an_mqtts_address_are_watched_by_the_canary() {
+        let c = resolve_toml(
+            "canary",
+            "canary_interval_seconds = 5\n\
+             [[brokers]]\nkind = \"mqtt\"\nname = \"mosq\"\nmqtt_url = \"mqtts://10.0.0.5:8884\"\nmqtt_ca_file = \"/etc/mosquitto/ca.crt\"\n\
+             [[brokers]]\nkind = \"command\"\nname = \"kick\"\ncommand = [\"/bin/true\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.canary.interval, std::time::Duration::from_secs(5));
+        let t = &c.canary.targets;
+        assert_eq!(t.len(), 1, "only the entry with an mqtt_url is watched");
+        assert_eq!(
+            (t[0].broker.as_str(), t[0].url.as_str()),
+            ("mosq", "mqtts://10.0.0.5:8884")
+        );
+        assert_eq!(t[0].ca_file.as_deref(), Some(Path::new("/etc/mosquitto/ca.crt")));
+        let names: Vec<&str> = c.disconnects.brokers.iter().map(|b| b.name()).collect();
+        assert_eq!(names, ["kick"], "a watched-only broker ends no sessions");
+        assert_eq!(
+            resolve_toml("canary-default", "").unwrap().canary.interval.as_secs(),
+            60
+        );
+
+        for (bad, says) in [
+            ("[[brokers]]\nkind = \"mqtt\"\nname = \"m\"\n", "needs an mqtt_url"),
+            (
+                "[[brokers]]\nkind = \"mqtt\"\nmqtt_url = \"mqtt://h:1883\"\n",
+                "mqtts://",
+            ),
+            (
+                "[[brokers]]\nkind = \"command\"\ncommand = [\"x\"]\nmqtt_urll = \"mqtts://h\"\n",
+                "unknown field",
+            ),
+            ("canary_interval_seconds = 0\n", "canary_interval_seconds"),
+            (
+                "[[brokers]]\nkind = \"mqtt\"\nname = \"a\"\nmqtt_url = \"mqtts://h\"\n[[brokers]]\nkind = \"command\"\nname = \"a\"\ncommand = [\"x\"]\n",
+                "used twice",
+            ),
+        ] {
+            let err = resolve_toml("canary-bad", bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -164,6 +164,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         webhooks: config.webhooks.clone(),
         disconnects: config.disconnects.clone(),
         rabbitmq: config.rabbitmq.clone(),
+        canary: config.canary.clone(),
     })
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;
@@ -199,6 +200,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         disconnects: services.disconnects,
         rabbitmq: services.rabbitmq,
         disconnect_worker: services.disconnect_worker,
+        canary_worker: services.canary_worker,
         renewal: services.renewal,
         overview: services.overview,
         tokens: services.tokens,
@@ -229,6 +231,9 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
     state.renewal.spawn();
     state.webhooks.sender().spawn();
     if let Some(worker) = state.disconnect_worker.take() {
+        worker.spawn();
+    }
+    if let Some(worker) = state.canary_worker.take() {
         worker.spawn();
     }
     let data = web::Data::new(state);

@@ -31,6 +31,8 @@ pub struct AppState {
     pub rabbitmq: crate::service::rabbitmq::RabbitMq,
     /// Started by `startup::serve`.
     pub disconnect_worker: Option<crate::service::disconnects::Worker>,
+    /// Started by `startup::serve`.
+    pub canary_worker: Option<crate::service::canary::CanaryWorker>,
     pub renewal: Arc<crate::service::renewal::RenewalService>,
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,

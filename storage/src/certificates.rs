@@ -207,6 +207,7 @@ impl Store {
     /// How many active certificates (not revoked, not renewed) expire within `within`.
     pub async fn count_expiring(&self, now: DateTime<Utc>, within: chrono::Duration) -> Result<u64, StorageError> {
         Ok(Certificates::find()
+            .filter(Column::Kind.ne("canary"))
             .filter(Column::RevokedAt.is_null())
             .filter(Column::SupersedeAt.is_null())
             .filter(Column::NotAfter.gt(now))

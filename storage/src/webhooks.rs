@@ -318,6 +318,8 @@ impl Store {
     pub async fn warn_expiring(&self, now: DateTime<Utc>, limit: u64) -> Result<usize, StorageError> {
         let txn = self.write_txn().await?;
         let candidates = Certificates::find()
+            // The revocation canaries renew themselves; nobody is to be warned about them.
+            .filter(CertColumn::Kind.ne("canary"))
             .filter(CertColumn::RevokedAt.is_null())
             .filter(CertColumn::SupersedeAt.is_null())
             .filter(CertColumn::NotAfter.gt(now))

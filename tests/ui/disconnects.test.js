@@ -57,7 +57,9 @@ before(async () => {
     ].join('\n'),
   );
   chmodSync(script, 0o755);
-  server = await startServer('disconnects', { settingsToml: commandBroker('kick', [script]) });
+  // And a broker watched only by the revocation canary, at an address where nothing listens.
+  const watched = '[[brokers]]\nkind = "mqtt"\nname = "mosquitto-lab"\nmqtt_url = "mqtts://127.0.0.1:1"\n';
+  server = await startServer('disconnects', { settingsToml: commandBroker('kick', [script]) + watched });
   browser = await launchBrowser();
   page = await newPage(browser, server);
   ok(await server.api('POST', USERS, { username: 'acme-manager', is_service_account: false, enterprise: 'acme', role: 'manager', password: MANAGER_PASSWORD }));
@@ -85,6 +87,21 @@ async function open(name, p = page) {
 const row = (action, targetId, p = page) => p.locator(`[data-testid="disconnect-row"][data-action="${action}"][data-target-id="${targetId}"]`);
 const listed = (p = page) => p.getByTestId('disconnect-row').evaluateAll((rows) => rows.map((r) => ({ ...r.dataset })));
 const noOverflow = (p) => p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+
+test('the overview says a broker the revocation canary cannot reach is not proven to refuse revoked certificates', async () => {
+  await open('overview');
+  const line = page.getByTestId('canary-mosquitto-lab');
+  // The first check runs at start; reload until it has a result.
+  for (let i = 0; i < 20 && !/checked/.test(await line.textContent()); i += 1) {
+    await page.waitForTimeout(500);
+    await open('overview');
+  }
+  const text = await line.textContent();
+  assert.match(text, /^mosquitto-lab not proven checked /);
+  assert.match(text, /the valid canary certificate was refused: .*Connection refused/);
+  // The command broker has no mqtt_url: the canary does not watch it.
+  assert.equal(await page.getByTestId('canary-kick').count(), 0);
+});
 
 test('a revoked certificate’s live sessions are ended by the configured broker', async () => {
   await page.getByTestId('nav-sessions').click();

@@ -16,6 +16,7 @@ const HOOKS = '/api/v4/manage/webhooks/';
 const EVENTS = [
   'certificate.issued', 'certificate.revoked', 'certificate.expiring', 'certificate.renewed',
   'device.disabled', 'device.deleted', 'api_key.deactivated', 'crl.publication_failed',
+  'broker.revocation_not_enforced',
 ];
 const MANAGER_PASSWORD = 'acme manager passphrase';
 /** How long a delivery may take to show in the log (the log reads itself every 2 s). */
@@ -129,10 +130,13 @@ test('an admin creates a webhook for certificate.issued and sees its signing sec
   assert.match(await page.getByTestId('field-errors').textContent(), /^Events: /);
   // fleetca's own events are for endpoints of every enterprise only.
   const crl = page.getByTestId('webhook-event-crl.publication_failed');
+  const canary = page.getByTestId('webhook-event-broker.revocation_not_enforced');
   await page.getByTestId('webhook-enterprise').fill('acme');
   assert.ok(await crl.isDisabled());
+  assert.ok(await canary.isDisabled());
   await page.getByTestId('webhook-enterprise').fill('');
   assert.ok(await crl.isEnabled());
+  assert.ok(await canary.isEnabled());
 
   await page.getByTestId('webhook-description').fill('Orders system');
   await page.getByLabel('certificate.issued', { exact: true }).check();
@@ -371,7 +375,7 @@ test('a manager sees and makes only its enterprise’s webhooks', async () => {
   assert.equal(await hookRow(acme.id, mgr).getByTestId('webhook-row-events').textContent(), 'certificate.revokeddevice.disabled');
   // No enterprise to choose, and none of fleetca's own events.
   assert.equal(await mgr.getByTestId('webhook-enterprise').count(), 0);
-  assert.deepEqual(await mgr.locator('input[name="events"]').evaluateAll((boxes) => boxes.map((b) => b.value)), EVENTS.slice(0, -1));
+  assert.deepEqual(await mgr.locator('input[name="events"]').evaluateAll((boxes) => boxes.map((b) => b.value)), EVENTS.slice(0, -2));
 
   // Its new endpoint is its enterprise's.
   await mgr.getByTestId('webhook-url').fill(`${receiver.url}/mine`);

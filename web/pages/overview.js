@@ -116,6 +116,32 @@ function crlCard(crl) {
   );
 }
 
+/** One line per broker the revocation canary watches: does it refuse revoked certificates? */
+function canaryLines(canaries) {
+  if (!canaries || canaries.length === 0) return null;
+  const line = (c) => {
+    let status;
+    if (c.enforced === null || c.enforced === undefined) status = badge('not checked yet', 'expired');
+    else if (c.enforced) status = badge('refuses revoked certificates', 'active');
+    else if (c.revoked_refused === false) status = badge('ACCEPTS revoked certificates', 'revoked');
+    else status = badge('not proven', 'revoked');
+    return h(
+      'li',
+      { 'data-testid': `canary-${c.broker}` },
+      h('strong', null, c.broker), ' ', status,
+      c.checked_at ? ` checked ${fmtDate(c.checked_at)}` : '',
+      c.latency_ms !== null && c.latency_ms !== undefined ? `, CONNACK in ${c.latency_ms} ms` : '',
+      c.detail ? h('div', { class: 'error-text' }, c.detail) : null,
+    );
+  };
+  return h(
+    'div',
+    { class: 'card', 'data-testid': 'canary-card' },
+    h('h2', null, 'Revocation canary'),
+    h('ul', { class: 'plain' }, ...canaries.map(line)),
+  );
+}
+
 export async function render(root, ctx) {
   const stats = await api.overview.stats();
   if (!ctx.isCurrent()) return;
@@ -136,6 +162,7 @@ export async function render(root, ctx) {
       'div',
       { class: 'grid-2' },
       crlCard(stats.crl),
+      canaryLines(stats.canaries),
       h('div', { class: 'card' }, h('h2', null, 'Certificate expiries by month'), expiryChart(stats.expiries_by_month || [], Math.max(280, Math.min(720, root.clientWidth - 60)))),
     ),
   );

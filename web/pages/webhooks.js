@@ -22,10 +22,11 @@ export const EVENTS = [
   ['device.deleted', 'a device is deleted'],
   ['api_key.deactivated', 'an API key is deactivated'],
   ['crl.publication_failed', 'writing the CRL file or running its reload command failed'],
+  ['broker.revocation_not_enforced', 'a broker accepted the revocation canary\'s revoked certificate'],
 ];
 
 /** Events about fleetca itself: only for an endpoint of every enterprise (an admin's). */
-const SYSTEM_EVENTS = ['crl.publication_failed'];
+const SYSTEM_EVENTS = ['crl.publication_failed', 'broker.revocation_not_enforced'];
 
 const DELIVERY_STATUSES = [['', 'Any status'], ['pending', 'Pending'], ['delivered', 'Delivered'], ['failed', 'Failed']];
 

@@ -96,6 +96,22 @@ fn describe() {
         "fleetca_cache_lookups_total",
         "Credential cache lookups by cache and result (hit, miss)"
     );
+    describe_gauge!(
+        "fleetca_broker_revocation_enforced",
+        "1 when the revocation canary's last check found the broker refusing a revoked certificate and accepting a valid one, else 0"
+    );
+    describe_gauge!(
+        "fleetca_broker_canary_valid_accepted",
+        "1 when the broker accepted the valid canary certificate at the last check (0: down, or refusing fleetca's certificates)"
+    );
+    describe_gauge!(
+        "fleetca_broker_canary_last_check_timestamp_seconds",
+        "When the revocation canary last checked the broker (Unix time)"
+    );
+    describe_gauge!(
+        "fleetca_broker_canary_latency_seconds",
+        "How long the valid canary certificate took from connecting to its CONNACK at the last check"
+    );
     describe_gauge!("fleetca_crl_number", "The CRL number of the CRL being served");
     describe_gauge!(
         "fleetca_crl_entries",

@@ -78,6 +78,42 @@ pub struct Stats {
     /// Active certificates by the month they expire.
     pub expiries_by_month: Vec<MonthCount>,
     pub crl: Option<CrlState>,
+    /// The revocation canary's latest check of each broker with an `mqtt_url` (not shown
+    /// to API keys).
+    pub canaries: Vec<CanaryOut>,
+}
+
+/// The revocation canary's latest check of one broker.
+#[derive(Serialize, ToSchema)]
+pub struct CanaryOut {
+    /// The `[[brokers]]` entry's name.
+    pub broker: String,
+    /// The revoked canary certificate was refused and the valid one accepted; null before
+    /// the first check.
+    pub enforced: Option<bool>,
+    /// The valid canary certificate got a CONNACK.
+    pub valid_accepted: Option<bool>,
+    /// The revoked canary certificate was refused.
+    pub revoked_refused: Option<bool>,
+    pub checked_at: Option<DateTime<Utc>>,
+    /// How long the valid canary took from connecting to its CONNACK.
+    pub latency_ms: Option<u64>,
+    /// What failed, in words.
+    pub detail: Option<String>,
+}
+
+impl From<crate::service::canary::CanaryStatus> for CanaryOut {
+    fn from(s: crate::service::canary::CanaryStatus) -> Self {
+        Self {
+            broker: s.broker,
+            enforced: s.enforced,
+            valid_accepted: s.valid_accepted,
+            revoked_refused: s.revoked_refused,
+            checked_at: s.checked_at,
+            latency_ms: s.latency_ms,
+            detail: s.detail,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -115,6 +151,11 @@ pub async fn stats(state: web::Data<AppState>, caller: Caller) -> Result<HttpRes
             .map(|(month, count)| MonthCount { month, count })
             .collect(),
         crl,
+        canaries: if caller.role == crate::domain::Role::Service {
+            Vec::new()
+        } else {
+            state.overview.canaries().into_iter().map(CanaryOut::from).collect()
+        },
     }))
 }
 

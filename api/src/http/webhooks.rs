@@ -74,6 +74,10 @@ pub enum EventType {
     /// enterprise only).
     #[serde(rename = "crl.publication_failed")]
     CrlPublicationFailed,
+    /// The revocation canary's revoked certificate connected to a broker: the broker does not
+    /// check fleetca's CRL (endpoints of every enterprise only).
+    #[serde(rename = "broker.revocation_not_enforced")]
+    BrokerRevocationNotEnforced,
 }
 
 impl EventType {
@@ -87,6 +91,7 @@ impl EventType {
             EventType::DeviceDeleted => "device.deleted",
             EventType::ApiKeyDeactivated => "api_key.deactivated",
             EventType::CrlPublicationFailed => "crl.publication_failed",
+            EventType::BrokerRevocationNotEnforced => "broker.revocation_not_enforced",
         }
     }
 }

@@ -822,6 +822,9 @@ impl BrokerService {
             ));
         }
         let now = self.clock.now();
+        if req.username.starts_with(super::canary::CN_PREFIX) {
+            return self.authenticate_canary(&req.username, presented.as_deref(), now).await;
+        }
         let decide = |key: &KeyEntry| {
             if !key.usable {
                 return Decision::Deny("API key inactive");
@@ -845,6 +848,35 @@ impl BrokerService {
             },
             d => d,
         })
+    }
+
+    /// fleetca's revocation canary (see `canary`): admitted with its valid certificate only,
+    /// shown by the broker (PEM or fingerprint), and given no topic by any ACL.
+    async fn authenticate_canary(
+        &self,
+        username: &str,
+        presented: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, Error> {
+        let Some(fingerprint) = presented else {
+            return Ok(Decision::Deny("a revocation canary must show its certificate"));
+        };
+        let cert = match self.store.certificate_by_fingerprint(fingerprint).await {
+            Ok(c) => c,
+            Err(StorageError::NotFound) => return Ok(Decision::Deny("certificate not issued by this CA")),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(
+            if cert.kind == super::issuer::kind::CANARY
+                && cert.name == username
+                && cert.revoked_at.is_none()
+                && cert.not_after > now
+            {
+                Decision::Allow
+            } else {
+                Decision::Deny("certificate revoked, expired or not this canary's")
+            },
+        )
     }
 
     /// May this client use this topic?
@@ -1271,6 +1303,74 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(kit.broker.authenticate(&by_fp).await, Decision::Deny(_)));
+    }
+
+    #[tokio::test]
+    async fn the_revocation_canary_is_admitted_with_its_own_valid_certificate_only_and_reaches_no_topic() {
+        let kit = Kit::new().await;
+        let now = kit.clock.now();
+        let canary = |n: u8| fleetca_storage::certificates::NewCertificate {
+            name: format!("fleetca-canary-0000000{n}"),
+            kind: crate::service::issuer::kind::CANARY.into(),
+            api_key_id: None,
+            enterprise: "default".into(),
+            serial: format!("0{n}"),
+            fingerprint: format!("{n}").repeat(64),
+            certificate_pem: String::new(),
+            not_before: now,
+            not_after: now + chrono::Duration::days(3),
+            device: None,
+            renews: None,
+            claim: None,
+        };
+        let queue = kit.store.issue_queue();
+        let one = queue.insert(canary(1), None, None, now).await.unwrap().certificate;
+        let two = queue.insert(canary(2), None, None, now).await.unwrap().certificate;
+        let login = |username: &str, fingerprint: Option<&str>| AuthRequest {
+            certificate_verified_by_broker: true,
+            username: username.into(),
+            cert_fingerprint: fingerprint.map(str::to_owned),
+            ..Default::default()
+        };
+        assert_eq!(
+            kit.broker.authenticate(&login(&one.name, Some(&one.fingerprint))).await,
+            Decision::Allow
+        );
+        for (what, req) in [
+            ("no certificate", login(&one.name, None)),
+            ("another canary's certificate", login(&one.name, Some(&two.fingerprint))),
+            ("an unknown certificate", login(&one.name, Some(&"9".repeat(64)))),
+        ] {
+            assert!(
+                matches!(kit.broker.authenticate(&req).await, Decision::Deny(_)),
+                "{what}"
+            );
+        }
+        // An API key's certificate does not pass as a canary either.
+        let (key, _) = kit.api_key("svc-c", "acme").await;
+        let created = kit.certificate(&key).await;
+        let theirs = login(&one.name, Some(&created.record.certificate.fingerprint));
+        assert!(matches!(kit.broker.authenticate(&theirs).await, Decision::Deny(_)));
+        // Revoked: refused.
+        kit.store
+            .revoke_certificate(two.id, "cessationOfOperation", &[], now)
+            .await
+            .unwrap();
+        assert!(matches!(
+            kit.broker.authenticate(&login(&two.name, Some(&two.fingerprint))).await,
+            Decision::Deny(_)
+        ));
+        // Admitted, it may use no topic.
+        for (access, topic) in [(Access::Subscribe, "#"), (Access::Write, "v4/groups/default.master/x")] {
+            let acl = AclRequest {
+                username: &one.name,
+                clientid: Some("c"),
+                topic,
+                access: &[access],
+                amqp: false,
+            };
+            assert!(matches!(kit.broker.authorize(&acl).await, Decision::Deny(_)), "{topic}");
+        }
     }
 
     mod sign_devices {

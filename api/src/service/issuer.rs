@@ -28,6 +28,9 @@ pub mod kind {
     pub const DEVICE: &str = "device";
     /// A claim certificate: it enrolls devices of a tenant over EST and does nothing else.
     pub const CLAIM: &str = "claim";
+    /// A revocation canary (see `canary`): fleetca's own, to prove brokers refuse revoked
+    /// certificates.
+    pub const CANARY: &str = "canary";
 }
 
 /// Where a client certificate's key comes from.

@@ -12,6 +12,7 @@ pub mod activation;
 pub mod audit;
 pub mod broker;
 pub mod cache;
+pub mod canary;
 pub mod certificates;
 pub mod changes;
 pub mod claims;
@@ -107,6 +108,8 @@ pub struct Dependencies {
     pub disconnects: disconnects::DisconnectPolicy,
     /// RabbitMQ's MQTT virtual host and exchange.
     pub rabbitmq: rabbitmq::RabbitMqSettings,
+    /// The brokers the revocation canary checks, and how often.
+    pub canary: canary::CanaryPolicy,
 }
 
 /// Every service, each built from exactly the dependencies it uses. This is the one place
@@ -132,6 +135,8 @@ pub struct Services {
     pub rabbitmq: rabbitmq::RabbitMq,
     /// Started by `startup::serve`.
     pub disconnect_worker: Option<disconnects::Worker>,
+    /// Started by `startup::serve`.
+    pub canary_worker: Option<canary::CanaryWorker>,
 }
 
 impl Services {
@@ -154,6 +159,7 @@ impl Services {
             webhooks,
             disconnects,
             rabbitmq,
+            canary,
         } = deps;
         let acl = broker.acl.clone();
         let crl_url = crl.url.clone();
@@ -176,9 +182,20 @@ impl Services {
             broker.clone(),
             crl.clone(),
         ));
+        let issue_queue = store.issue_queue();
+        let canary_worker = canary::CanaryWorker::new(
+            ca.clone(),
+            issue_queue.clone(),
+            store.clone(),
+            crl.clone(),
+            clock.clone(),
+            crl_url.clone(),
+            server_enterprise.clone(),
+            canary,
+        );
         let issuer = Arc::new(issuer::Issuer::new(
             ca.clone(),
-            store.issue_queue(),
+            issue_queue,
             clock.clone(),
             crl_url,
             server_enterprise,
@@ -227,7 +244,16 @@ impl Services {
                 clock.clone(),
                 renewal,
             )),
-            overview: overview::OverviewService::new(store, ca, crl.clone(), clock, acl, hasher_for_overview),
+            overview: overview::OverviewService::new(
+                store,
+                ca,
+                crl.clone(),
+                clock,
+                acl,
+                hasher_for_overview,
+                canary_worker.board(),
+            ),
+            canary_worker: Some(canary_worker),
             issuer,
             tokens,
             broker,
@@ -387,6 +413,7 @@ pub(crate) mod testing {
                 },
                 disconnects: Default::default(),
                 rabbitmq: Default::default(),
+                canary: Default::default(),
             })
             .await
             .unwrap();

@@ -12,6 +12,7 @@ use fleetca_storage::stats::Scope;
 
 use super::Error;
 use super::acl::AclConfig;
+use super::canary::{CanaryBoard, CanaryStatus};
 use super::clock::Clock;
 use super::crl::{CrlPublisher, PublishStatus, PublishedCrl};
 use crate::domain::{Principal, Role};
@@ -59,6 +60,7 @@ pub struct OverviewService {
     clock: Arc<dyn Clock>,
     acl: AclConfig,
     hasher: Arc<super::hashing::Hasher>,
+    canaries: Arc<CanaryBoard>,
 }
 
 /// Gauges read when metrics are scraped.
@@ -89,6 +91,7 @@ impl OverviewService {
         clock: Arc<dyn Clock>,
         acl: AclConfig,
         hasher: Arc<super::hashing::Hasher>,
+        canaries: Arc<CanaryBoard>,
     ) -> Self {
         Self {
             store,
@@ -97,7 +100,13 @@ impl OverviewService {
             clock,
             acl,
             hasher,
+            canaries,
         }
+    }
+
+    /// The revocation canary's latest check of each broker it watches.
+    pub fn canaries(&self) -> Vec<CanaryStatus> {
+        self.canaries.statuses()
     }
 
     /// What the metrics read at scrape time: the CRL, certificates expiring within 7 and 30
@@ -228,6 +237,7 @@ mod tests {
             kit.clock.clone(),
             AclConfig::default(),
             Arc::new(crate::service::hashing::Hasher::new().unwrap()),
+            Arc::default(),
         );
         assert_eq!(overview.stats(&admin()).await.unwrap().counts.active, 3);
         let gauges = overview.gauges().await.unwrap();

@@ -38,6 +38,7 @@ pub const EVENTS: &[&str] = &[
     "device.deleted",
     "api_key.deactivated",
     "crl.publication_failed",
+    "broker.revocation_not_enforced",
 ];
 
 /// Endpoints per enterprise (and for every enterprise): every audited change reads them
@@ -57,7 +58,7 @@ fn url_origin(url: &str) -> String {
 }
 
 /// Events about fleetca itself, for endpoints of every enterprise (an admin's) only.
-const SYSTEM_EVENTS: &[&str] = &["crl.publication_failed"];
+const SYSTEM_EVENTS: &[&str] = &["crl.publication_failed", "broker.revocation_not_enforced"];
 
 /// How webhooks are delivered.
 #[derive(Clone, Debug)]
@@ -275,7 +276,7 @@ impl WebhookService {
             ))),
             Some(_) if events.split(',').any(|e| SYSTEM_EVENTS.contains(&e)) => Err(Error::invalid(
                 "events",
-                "crl.publication_failed concerns every enterprise: only an endpoint without an enterprise (an admin's) receives it",
+                "crl.publication_failed and broker.revocation_not_enforced concern every enterprise: only an endpoint without an enterprise (an admin's) receives them",
             )),
             _ => Ok(()),
         }

@@ -66,6 +66,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         },
         disconnects: Default::default(),
         rabbitmq: Default::default(),
+        canary: Default::default(),
         acl: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),

@@ -5,6 +5,7 @@
 
 mod audit;
 mod backup;
+mod canary;
 mod certificates;
 mod cli;
 mod crash;

@@ -18,7 +18,7 @@ fn script() -> PathBuf {
 
 /// Starts the receiver in `dir` (failing the first `fail_first` attempts of each message) on
 /// `port` (0: a free one); returns it and its port.
-fn receiver(dir: &Path, fail_first: u32, port: u16) -> (Daemon, u16) {
+pub(crate) fn receiver(dir: &Path, fail_first: u32, port: u16) -> (Daemon, u16) {
     std::fs::create_dir_all(dir).unwrap();
     let _ = std::fs::remove_file(dir.join("port"));
     let mut cmd = Command::new(tool("python3"));
@@ -57,7 +57,12 @@ fn log(dir: &Path) -> Vec<Value> {
 }
 
 /// Waits for a verified delivery of `event_type` answered 204 that `matches`.
-fn wait_delivered(dir: &Path, event_type: &str, matches: impl Fn(&Value) -> bool, timeout: Duration) -> Value {
+pub(crate) fn wait_delivered(
+    dir: &Path,
+    event_type: &str,
+    matches: impl Fn(&Value) -> bool,
+    timeout: Duration,
+) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(r) = log(dir)
