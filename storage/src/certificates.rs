@@ -225,6 +225,19 @@ impl Store {
             .ok_or(StorageError::NotFound)
     }
 
+    /// Whether an unrevoked, unexpired certificate of `kind` is named `name` (fleetca's
+    /// revocation canaries are named by their CN).
+    pub async fn has_active_named(&self, kind: &str, name: &str, now: DateTime<Utc>) -> Result<bool, StorageError> {
+        Ok(Certificates::find()
+            .filter(Column::Kind.eq(kind))
+            .filter(Column::Name.eq(name))
+            .filter(Column::RevokedAt.is_null())
+            .filter(Column::NotAfter.gt(now))
+            .count(self.conn())
+            .await?
+            > 0)
+    }
+
     /// Revokes every certificate of `ids` not yet revoked, in one transaction; returns those
     /// this call revoked.
     pub async fn revoke_certificates(

@@ -83,17 +83,24 @@ pub enum AuditFormat {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
     /// Actor (username, `system`, …).
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub actor: Option<String>,
     /// Action, e.g. `certificate.revoke`.
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub action: Option<String>,
     /// Target kind (`certificate`, `device`, `user`, `claim`, `session`).
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub target_kind: Option<String>,
     /// Target id.
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub target_id: Option<String>,
     /// Enterprise (admins; a manager sees only their own).
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub enterprise: Option<String>,
     /// From this time on (RFC 3339).
     pub since: Option<DateTime<Utc>>,

@@ -184,12 +184,18 @@ pub struct CreatedCertificate {
 #[serde(deny_unknown_fields)]
 pub struct CreateCertificateBody {
     /// 1–200 characters.
-    #[schema(example = "Production MQTT Client")]
+    #[schema(
+        example = "Production MQTT Client",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// The API key (service account) the certificate authenticates as.
     pub api_key_id: uuid::Uuid,
     /// 8760 (1 year, the default) to 87600 (10 years).
     #[schema(minimum = 8760, maximum = 87600)]
+    #[serde(default, deserialize_with = "super::whole::optional")]
     pub validity_hours: Option<i64>,
     /// A PKCS#10 CSR (PEM, P-256). The key then never leaves the device and no
     /// `private_key_pem` is returned.
@@ -203,7 +209,10 @@ pub struct RevokeBody {
     /// RFC 5280 reason name (default `unspecified`): unspecified, keyCompromise,
     /// cACompromise, affiliationChanged, superseded, cessationOfOperation,
     /// privilegeWithdrawn, aACompromise.
-    #[schema(example = "keyCompromise")]
+    #[schema(
+        example = "keyCompromise",
+        pattern = "^(unspecified|keyCompromise|cACompromise|affiliationChanged|superseded|cessationOfOperation|privilegeWithdrawn|aACompromise)$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -212,11 +221,15 @@ pub struct RevokeBody {
 #[serde(deny_unknown_fields)]
 pub struct RevokeManyBody {
     /// 1 to 10,000 ids of client, device or claim certificates in your scope.
+    #[schema(min_items = 1, max_items = 10000)]
     pub ids: Option<Vec<String>>,
     /// Instead of `ids`: every certificate of this API key not yet revoked.
     pub api_key_id: Option<String>,
     /// RFC 5280 reason name (default `unspecified`).
-    #[schema(example = "keyCompromise")]
+    #[schema(
+        example = "keyCompromise",
+        pattern = "^(unspecified|keyCompromise|cACompromise|affiliationChanged|superseded|cessationOfOperation|privilegeWithdrawn|aACompromise)$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -247,6 +260,7 @@ pub struct CreateServerCertificateBody {
     pub ip_addresses: Vec<std::net::IpAddr>,
     /// 1–3650 days (default 825).
     #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "super::whole::optional")]
     pub validity_days: Option<i64>,
 }
 
@@ -262,16 +276,21 @@ pub struct CreatedServerCertificate {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CertificateQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
     pub api_key_id: Option<uuid::Uuid>,
     /// `active`, `revoked` or `expired`.
     pub status: Option<Status>,
     /// Name contains this.
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub search: Option<String>,
     /// `client` (the default), `device` or `claim`.
+    #[param(value_type = Option<String>, pattern = "^(client|device|claim)$")]
     pub kind: Option<Kind>,
     /// Only active certificates that expire within this many days (1 to 3650).
+    #[param(minimum = 1, maximum = 3650)]
     pub expiring_within_days: Option<i64>,
 }
 
@@ -287,11 +306,14 @@ pub struct RenewBody {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ServerCertificateQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
     /// `active`, `revoked` or `expired`.
     pub status: Option<Status>,
     /// Name contains this.
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub search: Option<String>,
 }
 

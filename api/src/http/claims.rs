@@ -39,12 +39,19 @@ pub fn routes() -> super::Routes {
 #[serde(deny_unknown_fields)]
 pub struct CreateClaimBody {
     /// 1–200 characters, e.g. the factory line.
-    #[schema(example = "Line 3, batch 2026-12")]
+    #[schema(
+        example = "Line 3, batch 2026-12",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// The tenant whose devices enroll with it.
-    #[schema(example = "nnn.acme")]
+    #[schema(example = "nnn.acme", pattern = "^[a-z0-9][a-z0-9.-]{0,63}$")]
     pub tenant: String,
     /// How many devices may enroll with it: 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(deserialize_with = "super::whole::required")]
     pub max_uses: i64,
     /// Until when (RFC 3339, at most 10 years ahead; default 30 days from now). The claim
     /// certificate expires then too.
@@ -54,6 +61,8 @@ pub struct CreateClaimBody {
     #[serde(default)]
     pub register_unknown: bool,
     /// Validity of the device certificates enrolled with it: 1 to 3650 days (default 365).
+    #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "super::whole::optional")]
     pub validity_days: Option<i64>,
 }
 
@@ -121,9 +130,12 @@ pub struct CreatedClaimOut {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ClaimQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
     /// Only this tenant's.
+    #[param(pattern = "^[a-z0-9][a-z0-9.-]{0,63}$")]
     pub tenant: Option<String>,
 }
 

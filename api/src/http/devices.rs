@@ -126,15 +126,21 @@ pub struct BulkCreated {
 #[serde(deny_unknown_fields)]
 pub struct DeviceBody {
     /// 1–128 of `[A-Za-z0-9._:-]`, unique within the tenant.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub device_id: String,
     /// The tenant (an enterprise code).
+    #[schema(pattern = "^[a-z0-9][a-z0-9.-]{0,63}$")]
     pub tenant: String,
     /// HA1 = MD5(device_id:realm:password) is stored; the password is not.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
     /// An HA1 as 32 hex characters.
+    #[schema(pattern = "^[0-9A-Fa-f]{32}$")]
     pub ha1: Option<String>,
     /// Digest realm (default: the tenant).
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub realm: Option<String>,
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub description: Option<String>,
 }
 
@@ -142,8 +148,11 @@ pub struct DeviceBody {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsBody {
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
+    #[schema(pattern = "^[0-9A-Fa-f]{32}$")]
     pub ha1: Option<String>,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub realm: Option<String>,
 }
 
@@ -152,17 +161,22 @@ pub struct CredentialsBody {
 #[serde(deny_unknown_fields)]
 pub struct PatchDeviceBody {
     pub is_active: Option<bool>,
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub description: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeviceQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub tenant: Option<String>,
     pub is_active: Option<bool>,
     /// device_id contains this.
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub search: Option<String>,
 }
 
@@ -351,7 +365,9 @@ pub async fn rotate(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeviceCertificateQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
 }
 

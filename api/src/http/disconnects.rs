@@ -77,7 +77,9 @@ pub enum DisconnectStatus {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DisconnectQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
     pub status: Option<DisconnectStatus>,
 }

@@ -109,8 +109,12 @@ fn describe() {
         "When the revocation canary last checked the broker (Unix time)"
     );
     describe_gauge!(
+        "fleetca_broker_canary_interval_seconds",
+        "How often the revocation canary checks the broker (canary_interval_seconds)"
+    );
+    describe_gauge!(
         "fleetca_broker_canary_latency_seconds",
-        "How long the valid canary certificate took from connecting to its CONNACK at the last check"
+        "How long the valid canary certificate took from connecting to its CONNACK at the last check (NaN when it got none)"
     );
     describe_gauge!("fleetca_crl_number", "The CRL number of the CRL being served");
     describe_gauge!(

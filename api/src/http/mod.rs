@@ -19,6 +19,7 @@ pub mod rabbitmq;
 pub mod ui;
 pub mod users;
 pub mod webhooks;
+pub mod whole;
 
 use std::time::Instant;
 

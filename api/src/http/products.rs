@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use fleetca_storage::products::{ProductDeviceFilter, ProductFilter};
 use fleetca_storage::{Product, ProductDevice};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{
@@ -218,10 +218,17 @@ pub struct BulkSignDevices {
 #[serde(deny_unknown_fields)]
 pub struct CreateProductBody {
     /// 4–32 of `[A-Za-z0-9_-]` (EnOS keys have 8, Alibaba ProductKeys 11); generated when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{4,32}$")]
     pub product_key: Option<String>,
     /// 1–200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// Defaults to the caller's.
+    #[schema(pattern = "^[a-z0-9][a-z0-9.-]{0,63}$")]
     pub enterprise: Option<String>,
     pub scheme: SchemeName,
     /// Devices may obtain their secret with the product secret (EnOS `securemode=3` over
@@ -231,8 +238,8 @@ pub struct CreateProductBody {
     /// Allowed distance of the client id's timestamp from server time, 1–86400 s; `null`
     /// or absent (the default) turns the check off, as on the platforms, whose SDKs send
     /// their boot-time password on every reconnect.
-    #[serde(default = "default_skew", deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[serde(default = "default_skew", deserialize_with = "super::whole::nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 86400)]
     pub max_clock_skew_seconds: Option<Option<i64>>,
     /// The product secret the platform issued, when moving a product over: 16–128
     /// printable ASCII characters without spaces. Sealed, and never echoed. Generated (and
@@ -245,21 +252,21 @@ fn default_skew() -> Option<Option<i64>> {
     None
 }
 
-/// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// Change a product.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchProductBody {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: Option<String>,
     pub is_active: Option<bool>,
     pub dynamic_activation: Option<bool>,
     /// `null` turns the timestamp check off.
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[serde(default, deserialize_with = "super::whole::nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 86400)]
     pub max_clock_skew_seconds: Option<Option<i64>>,
 }
 
@@ -268,9 +275,12 @@ pub struct PatchProductBody {
 #[serde(deny_unknown_fields)]
 pub struct SignDeviceBody {
     /// 1–64 of `[A-Za-z0-9_.:@-]`, unique within the product.
+    #[schema(pattern = "^[A-Za-z0-9_.:@-]{1,64}$")]
     pub device_key: String,
     /// 16–128 printable ASCII characters without spaces; generated when absent (and then returned once).
+    #[schema(min_length = 16, max_length = 128, pattern = "^[!-~]{16,128}$")]
     pub device_secret: Option<String>,
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub description: Option<String>,
 }
 
@@ -279,28 +289,36 @@ pub struct SignDeviceBody {
 #[serde(deny_unknown_fields)]
 pub struct PatchSignDeviceBody {
     pub is_active: Option<bool>,
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub description: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProductQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub enterprise: Option<String>,
     /// `enos` or `aliyun`.
     pub scheme: Option<SchemeName>,
     /// product_key or name contains this.
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub search: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SignDeviceQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
     pub is_active: Option<bool>,
     /// device_key contains this.
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub search: Option<String>,
 }
 

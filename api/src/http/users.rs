@@ -110,16 +110,17 @@ pub struct UserWithToken {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
     /// 3–64 of `[a-z0-9._-]`, unique.
-    #[schema(example = "svc-mqtt-prod")]
+    #[schema(example = "svc-mqtt-prod", pattern = "^(?!fleetca-)[a-z0-9._-]{3,64}$")]
     pub username: String,
     /// True for an API key (service account), false for a human.
     pub is_service_account: bool,
     /// Enterprise code; defaults to the caller's.
-    #[schema(example = "nnn.acme")]
+    #[schema(example = "nnn.acme", pattern = "^[a-z0-9][a-z0-9.-]{0,63}$")]
     pub enterprise: Option<String>,
     /// `service` for API keys; `admin` or `manager` (default) for humans.
     pub role: Option<RoleName>,
     /// A human's password for the admin UI (12–256 characters).
+    #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
 }
 
@@ -135,13 +136,17 @@ pub struct PatchUserBody {
 #[into_params(parameter_in = Query)]
 pub struct UserQuery {
     /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub enterprise: Option<String>,
     pub is_service_account: Option<bool>,
     pub is_active: Option<bool>,
     /// Username contains this.
+    #[param(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub search: Option<String>,
 }
 

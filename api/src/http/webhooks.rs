@@ -108,13 +108,15 @@ pub struct CreateWebhookBody {
     #[schema(example = "https://hooks.example.com/fleetca")]
     pub url: String,
     /// The events wanted (at least one).
+    #[schema(min_items = 1)]
     pub events: Vec<EventType>,
     /// Only this enterprise's events. A manager's endpoint is always its enterprise's; an
     /// admin may leave it out for every enterprise's events and fleetca's own.
-    #[schema(example = "nnn.acme")]
+    #[schema(example = "nnn.acme", pattern = "^[a-z0-9][a-z0-9.-]{0,63}$")]
     pub enterprise: Option<String>,
     /// Up to 200 characters.
     #[serde(default)]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub description: String,
 }
 
@@ -123,7 +125,9 @@ pub struct CreateWebhookBody {
 #[serde(deny_unknown_fields)]
 pub struct PatchWebhookBody {
     pub url: Option<String>,
+    #[schema(min_items = 1)]
     pub events: Option<Vec<EventType>>,
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub description: Option<String>,
     /// A paused endpoint gets no new events.
     pub is_active: Option<bool>,
@@ -213,7 +217,9 @@ impl From<Delivery> for DeliveryOut {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
 }
 
@@ -229,7 +235,9 @@ pub enum DeliveryStatus {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
     pub page_size: Option<u64>,
     /// Only deliveries in this state.
     pub status: Option<DeliveryStatus>,

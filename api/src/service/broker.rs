@@ -850,8 +850,9 @@ impl BrokerService {
         })
     }
 
-    /// fleetca's revocation canary (see `canary`): admitted with its valid certificate only,
-    /// shown by the broker (PEM or fingerprint), and given no topic by any ACL.
+    /// fleetca's revocation canary (see `canary`): admitted with its valid certificate when the
+    /// broker shows one (PEM or fingerprint), by name when the broker checked the certificate
+    /// itself; given no topic by any ACL.
     async fn authenticate_canary(
         &self,
         username: &str,
@@ -859,7 +860,17 @@ impl BrokerService {
         now: DateTime<Utc>,
     ) -> Result<Decision, Error> {
         let Some(fingerprint) = presented else {
-            return Ok(Decision::Deny("a revocation canary must show its certificate"));
+            // The broker checked the certificate itself and sends only its CN (RabbitMQ):
+            // the valid and the revoked canary share it, so the broker's CRL check decides.
+            let known = self
+                .store
+                .has_active_named(super::issuer::kind::CANARY, username, now)
+                .await?;
+            return Ok(if known {
+                Decision::Allow
+            } else {
+                Decision::Deny("no active revocation canary has this name")
+            });
         };
         let cert = match self.store.certificate_by_fingerprint(fingerprint).await {
             Ok(c) => c,
@@ -1306,7 +1317,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_revocation_canary_is_admitted_with_its_own_valid_certificate_only_and_reaches_no_topic() {
+    async fn the_revocation_canary_is_admitted_only_while_valid_and_reaches_no_topic() {
         let kit = Kit::new().await;
         let now = kit.clock.now();
         let canary = |n: u8| fleetca_storage::certificates::NewCertificate {
@@ -1336,8 +1347,15 @@ mod tests {
             kit.broker.authenticate(&login(&one.name, Some(&one.fingerprint))).await,
             Decision::Allow
         );
+        // A broker that checked the certificate itself sends the name alone (RabbitMQ).
+        assert_eq!(kit.broker.authenticate(&login(&one.name, None)).await, Decision::Allow);
+        let unverified = AuthRequest {
+            certificate_verified_by_broker: false,
+            ..login(&one.name, None)
+        };
         for (what, req) in [
-            ("no certificate", login(&one.name, None)),
+            ("no certificate, not verified by the broker", unverified),
+            ("a name no canary has", login("fleetca-canary-ffffffffffff", None)),
             ("another canary's certificate", login(&one.name, Some(&two.fingerprint))),
             ("an unknown certificate", login(&one.name, Some(&"9".repeat(64)))),
         ] {
@@ -1356,10 +1374,9 @@ mod tests {
             .revoke_certificate(two.id, "cessationOfOperation", &[], now)
             .await
             .unwrap();
-        assert!(matches!(
-            kit.broker.authenticate(&login(&two.name, Some(&two.fingerprint))).await,
-            Decision::Deny(_)
-        ));
+        for req in [login(&two.name, Some(&two.fingerprint)), login(&two.name, None)] {
+            assert!(matches!(kit.broker.authenticate(&req).await, Decision::Deny(_)));
+        }
         // Admitted, it may use no topic.
         for (access, topic) in [(Access::Subscribe, "#"), (Access::Write, "v4/groups/default.master/x")] {
             let acl = AclRequest {

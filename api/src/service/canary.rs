@@ -13,6 +13,9 @@
 //! The canaries' keys live in this process's memory only; a restart issues a new pair.
 //! They are short-lived ([`VALIDITY`]) so the revoked ones leave the CRL soon, and they
 //! are admitted by no ACL (their CN starts with [`CN_PREFIX`], a prefix no user may take).
+//! Both carry one CN: a broker that asks fleetca by name alone, having checked the
+//! certificate itself (RabbitMQ), is told yes for either, so only its own CRL check can
+//! refuse the revoked one. Each instance runs its own canary with its own pair.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -25,6 +28,7 @@ use fleetca_storage::certificates::{IssueQueue, NewCertificate};
 use rumqttc::{ConnectReturnCode, Event, MqttOptions, Packet, TlsConfiguration, Transport};
 
 use super::Error;
+use super::changes::Changes;
 use super::clock::Clock;
 use super::crl::CrlPublisher;
 use super::issuer::{issued_metric, kind};
@@ -123,10 +127,19 @@ struct Credential {
     key_pem: String,
 }
 
+/// The valid and the revoked canary. Both carry the same CN, so a broker that asks fleetca
+/// by name alone (RabbitMQ) admits either, and only its own CRL check can refuse the revoked one.
 struct Pair {
     valid: Credential,
     revoked: Credential,
     not_after: DateTime<Utc>,
+    /// When the CRL listing the revoked canary was published.
+    published: Instant,
+    /// When the revoked canary was revoked, and whether a CRL publication (file and reload
+    /// command) has succeeded since: until then a broker that accepts it may simply not have
+    /// been given a CRL that lists it.
+    revoked_at: DateTime<Utc>,
+    confirmed: bool,
 }
 
 /// Issues the canaries and checks the brokers. One per process, started by `startup::serve`.
@@ -135,6 +148,7 @@ pub struct CanaryWorker {
     queue: IssueQueue,
     store: Store,
     crl: Arc<CrlPublisher>,
+    changes: Arc<Changes>,
     clock: Arc<dyn Clock>,
     crl_url: String,
     enterprise: String,
@@ -145,31 +159,49 @@ pub struct CanaryWorker {
 /// What one connection attempt ended with.
 #[derive(Debug)]
 enum Attempt {
+    /// A successful CONNACK, after this long.
     Accepted(StdDuration),
+    /// Refused for its certificate or credentials: a TLS alert or certificate error, or a
+    /// CONNACK "not authorized" / "bad user name or password".
     Refused(String),
+    /// Ended without a verdict on the certificate: unreachable, timed out, closed, …
+    Failed(String),
+}
+
+/// The wiring a worker needs.
+pub struct CanaryDeps {
+    pub ca: Arc<Authority>,
+    pub queue: IssueQueue,
+    pub store: Store,
+    pub crl: Arc<CrlPublisher>,
+    pub changes: Arc<Changes>,
+    pub clock: Arc<dyn Clock>,
+    pub crl_url: String,
+    pub enterprise: String,
 }
 
 impl CanaryWorker {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        ca: Arc<Authority>,
-        queue: IssueQueue,
-        store: Store,
-        crl: Arc<CrlPublisher>,
-        clock: Arc<dyn Clock>,
-        crl_url: String,
-        enterprise: String,
-        policy: CanaryPolicy,
-    ) -> Self {
+    pub fn new(deps: CanaryDeps, policy: CanaryPolicy) -> Self {
         let board = Arc::new(CanaryBoard::default());
         for t in &policy.targets {
             board.set(CanaryStatus::unchecked(&t.broker));
         }
+        let CanaryDeps {
+            ca,
+            queue,
+            store,
+            crl,
+            changes,
+            clock,
+            crl_url,
+            enterprise,
+        } = deps;
         Self {
             ca,
             queue,
             store,
             crl,
+            changes,
             clock,
             crl_url,
             enterprise,
@@ -190,59 +222,101 @@ impl CanaryWorker {
             return;
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Not proven until the first check says so; "checked now" so that a canary that never
+        // manages a check still trips the staleness alert.
+        for t in &self.policy.targets {
+            let broker = t.broker.clone();
+            metrics::gauge!("fleetca_broker_revocation_enforced", "broker" => broker.clone()).set(0.0);
+            metrics::gauge!("fleetca_broker_canary_valid_accepted", "broker" => broker.clone()).set(0.0);
+            metrics::gauge!("fleetca_broker_canary_interval_seconds", "broker" => broker.clone())
+                .set(self.policy.interval.as_secs_f64());
+            metrics::gauge!("fleetca_broker_canary_last_check_timestamp_seconds", "broker" => broker)
+                .set(self.clock.now().timestamp() as f64);
+        }
         tokio::spawn(async move {
             let mut pair: Option<Pair> = None;
             let mut failing = std::collections::HashSet::new();
+            let mut retry_at = Instant::now();
+            let mut backoff = self.policy.interval;
+            let mut ticks = tokio::time::interval(self.policy.interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                if pair
+                ticks.tick().await;
+                let due = pair
                     .as_ref()
-                    .is_none_or(|p| p.not_after - self.clock.now() < RENEW_BEFORE)
-                {
+                    .is_none_or(|p| p.not_after - self.clock.now() < RENEW_BEFORE);
+                if due && Instant::now() >= retry_at {
                     match self.issue_pair().await {
-                        Ok(p) => pair = Some(p),
-                        Err(e) => tracing::error!(error = %e, "the revocation canary's certificates were not issued"),
+                        Ok(p) => {
+                            pair = Some(p);
+                            backoff = self.policy.interval;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, retry_in_seconds = backoff.as_secs(), "the revocation canary's certificates were not issued");
+                            retry_at = Instant::now() + backoff;
+                            backoff = (backoff * 2).min(StdDuration::from_secs(3600));
+                            if pair.is_none() {
+                                for t in &self.policy.targets {
+                                    self.board.set(CanaryStatus {
+                                        enforced: Some(false),
+                                        checked_at: Some(self.clock.now()),
+                                        detail: Some(format!("the canary certificates could not be issued: {e}")),
+                                        ..CanaryStatus::unchecked(&t.broker)
+                                    });
+                                }
+                            }
+                        }
                     }
                 }
-                if let Some(p) = &pair {
-                    for target in &self.policy.targets {
-                        let status = self.check(target, p).await;
-                        self.report(target, &status, &mut failing).await;
-                        self.board.set(status);
-                    }
+                let Some(p) = &mut pair else { continue };
+                if !p.confirmed {
+                    let publication = self.crl.status();
+                    p.confirmed = publication.ok && publication.at.is_some_and(|at| at >= p.revoked_at);
                 }
-                tokio::time::sleep(self.policy.interval).await;
+                let p = &*p;
+                let checks = self.policy.targets.iter().map(|t| self.check(t, p));
+                let results = futures_util::future::join_all(checks).await;
+                for (target, status) in self.policy.targets.iter().zip(results) {
+                    self.report(target, &status, p.confirmed, &mut failing).await;
+                    self.board.set(status);
+                }
             }
         });
     }
 
     /// Issues a valid and a revoked canary; returns once a CRL listing the revoked one has
-    /// been published (and the reload command run).
+    /// been signed and its publication tried (see [`CrlPublisher::status`] for how that went),
+    /// and the other instances told.
     async fn issue_pair(&self) -> Result<Pair, Error> {
         let now = self.clock.now();
-        let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
-        let (valid, _, not_after) = self.issue(&format!("{CN_PREFIX}{tag}"), now).await?;
-        let (revoked, revoked_id, _) = self.issue(&format!("{CN_PREFIX}{tag}-revoked"), now).await?;
+        let cn = format!("{CN_PREFIX}{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let (valid, _, not_after) = self.issue(&cn, now).await?;
+        let (revoked, revoked_id, _) = self.issue(&cn, now).await?;
         let record = super::audit::system(
             "canary.revoke",
             "certificate",
             &revoked_id.to_string(),
             Some(&self.enterprise),
-            serde_json::json!({"reason": REASON}),
+            serde_json::json!({"reason": REASON, "common_name": cn}),
         );
         let (cert, _) = self
             .store
             .revoke_certificate(revoked_id, REASON, &[record], self.clock.now())
             .await?;
-        self.crl.add_revocations(std::iter::once(&cert)).await?;
-        tracing::info!(serial = %cert.serial, "revocation canary issued and revoked");
+        // Like every revocation: on this instance's CRL, and on the other instances' too.
+        self.changes.revoked(std::slice::from_ref(&cert)).await?;
+        tracing::info!(serial = %cert.serial, common_name = %cn, "revocation canary issued and revoked");
         Ok(Pair {
             valid,
             revoked,
             not_after,
+            published: Instant::now(),
+            revoked_at: cert.revoked_at.unwrap_or(now),
+            confirmed: false,
         })
     }
 
-    /// Signs and stores one canary certificate (never its key), named by its CN.
+    /// Signs and stores one canary certificate, audited (never its key), named by its CN.
     async fn issue(&self, cn: &str, now: DateTime<Utc>) -> Result<(Credential, uuid::Uuid, DateTime<Utc>), Error> {
         let key = generate_p256()?;
         let profile = ClientProfile {
@@ -254,6 +328,13 @@ impl CanaryWorker {
         let issued = self.ca.issue_client(&profile, &key.public_key, now)?;
         let cert_pem = issued.pem.clone();
         let not_after = issued.not_after;
+        let audit = super::audit::system(
+            "canary.issue",
+            "certificate",
+            "",
+            Some(&self.enterprise),
+            serde_json::json!({"serial": issued.serial_hex, "common_name": cn, "not_after": not_after}),
+        );
         let new = NewCertificate {
             name: cn.to_owned(),
             kind: kind::CANARY.to_owned(),
@@ -268,7 +349,7 @@ impl CanaryWorker {
             renews: None,
             claim: None,
         };
-        let stored = self.queue.insert(new, None, None, now).await?;
+        let stored = self.queue.insert(new, None, Some(audit), now).await?;
         issued_metric(kind::CANARY);
         Ok((
             Credential {
@@ -281,66 +362,101 @@ impl CanaryWorker {
     }
 
     async fn check(&self, target: &CanaryTarget, pair: &Pair) -> CanaryStatus {
+        let failed = |detail: String| CanaryStatus {
+            enforced: Some(false),
+            checked_at: Some(self.clock.now()),
+            detail: Some(detail),
+            ..CanaryStatus::unchecked(&target.broker)
+        };
         let ca = match &target.ca_file {
             Some(path) => match tokio::fs::read(path).await {
                 Ok(pem) => pem,
-                Err(e) => {
-                    return CanaryStatus {
-                        enforced: Some(false),
-                        checked_at: Some(self.clock.now()),
-                        detail: Some(format!("mqtt_ca_file {}: {e}", path.display())),
-                        ..CanaryStatus::unchecked(&target.broker)
-                    };
-                }
+                Err(e) => return failed(format!("mqtt_ca_file {}: {e}", path.display())),
             },
             None => self.ca.certificate_pem().as_bytes().to_vec(),
         };
         let valid = attempt(&target.url, &ca, &pair.valid).await;
         let revoked = attempt(&target.url, &ca, &pair.revoked).await;
-        let (valid_accepted, latency_ms, valid_error) = match &valid {
-            Attempt::Accepted(took) => (true, Some(took.as_millis() as u64), None),
-            Attempt::Refused(why) => (false, None, Some(why.clone())),
-        };
-        let revoked_refused = matches!(revoked, Attempt::Refused(_));
-        let detail = match (valid_error, revoked_refused) {
-            (_, false) => {
-                Some("the broker accepted the revoked canary certificate: it does not check fleetca's CRL".to_owned())
-            }
-            (Some(why), true) => Some(format!("the valid canary certificate was refused: {why}")),
-            (None, true) => None,
-        };
-        CanaryStatus {
-            broker: target.broker.clone(),
-            enforced: Some(valid_accepted && revoked_refused),
-            valid_accepted: Some(valid_accepted),
-            revoked_refused: Some(revoked_refused),
+        let mut status = CanaryStatus {
             checked_at: Some(self.clock.now()),
-            latency_ms,
-            detail,
+            ..CanaryStatus::unchecked(&target.broker)
+        };
+        let valid_problem = match valid {
+            Attempt::Accepted(took) => {
+                status.valid_accepted = Some(true);
+                status.latency_ms = Some(took.as_millis() as u64);
+                None
+            }
+            Attempt::Refused(why) => {
+                status.valid_accepted = Some(false);
+                Some(format!(
+                    "the valid canary certificate was refused ({why}): does the broker trust fleetca's CA?"
+                ))
+            }
+            Attempt::Failed(why) => {
+                status.valid_accepted = Some(false);
+                Some(format!("the valid canary certificate got no answer: {why}"))
+            }
+        };
+        let mut pending = false;
+        let revoked_problem = match revoked {
+            Attempt::Refused(_) => {
+                status.revoked_refused = Some(true);
+                None
+            }
+            Attempt::Accepted(_) => {
+                status.revoked_refused = Some(false);
+                Some(if !pair.confirmed {
+                    format!(
+                        "the broker accepted the revoked canary certificate, but no CRL listing it has been published yet ({})",
+                        self.crl.status().error.unwrap_or_else(|| "publication pending".into())
+                    )
+                } else if pair.published.elapsed() < self.policy.interval {
+                    // A broker that loads the CRL a little later is given one interval.
+                    pending = true;
+                    "pending: the new revoked canary was published less than an interval ago".to_owned()
+                } else {
+                    "the broker accepted the revoked canary certificate: it does not check fleetca's CRL".to_owned()
+                })
+            }
+            Attempt::Failed(why) => Some(format!("the revoked canary certificate got no verdict: {why}")),
+        };
+        if pending {
+            status.detail = revoked_problem;
+            return status;
         }
+        status.enforced = Some(valid_problem.is_none() && revoked_problem.is_none());
+        status.detail = match (revoked_problem, valid_problem) {
+            (Some(r), Some(v)) => Some(format!("{r}; {v}")),
+            (r, v) => r.or(v),
+        };
+        status
     }
 
-    /// Metrics, the log, and the webhook on the first failure after a pass.
+    /// Metrics, the log, and the webhook on the first "accepted the revoked canary" after a
+    /// pass (once a CRL listing it is known to have been published).
     async fn report(
         &self,
         target: &CanaryTarget,
         status: &CanaryStatus,
+        confirmed: bool,
         failing: &mut std::collections::HashSet<String>,
     ) {
         let broker = target.broker.clone();
-        let enforced = status.enforced == Some(true);
-        metrics::gauge!("fleetca_broker_revocation_enforced", "broker" => broker.clone())
-            .set(f64::from(u8::from(enforced)));
-        metrics::gauge!("fleetca_broker_canary_valid_accepted", "broker" => broker.clone())
-            .set(f64::from(u8::from(status.valid_accepted == Some(true))));
         if let Some(at) = status.checked_at {
             metrics::gauge!("fleetca_broker_canary_last_check_timestamp_seconds", "broker" => broker.clone())
                 .set(at.timestamp() as f64);
         }
-        if let Some(ms) = status.latency_ms {
-            metrics::gauge!("fleetca_broker_canary_latency_seconds", "broker" => broker.clone())
-                .set(ms as f64 / 1000.0);
-        }
+        metrics::gauge!("fleetca_broker_canary_valid_accepted", "broker" => broker.clone())
+            .set(f64::from(u8::from(status.valid_accepted == Some(true))));
+        metrics::gauge!("fleetca_broker_canary_latency_seconds", "broker" => broker.clone())
+            .set(status.latency_ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0));
+        let Some(enforced) = status.enforced else {
+            tracing::info!(%broker, detail = status.detail.as_deref().unwrap_or(""), "revocation canary: waiting for the brokers to load the CRL");
+            return;
+        };
+        metrics::gauge!("fleetca_broker_revocation_enforced", "broker" => broker.clone())
+            .set(f64::from(u8::from(enforced)));
         if enforced {
             if failing.remove(&broker) {
                 tracing::info!(%broker, "revocation canary: the broker refuses revoked certificates again");
@@ -349,7 +465,8 @@ impl CanaryWorker {
         }
         let detail = status.detail.clone().unwrap_or_default();
         tracing::warn!(%broker, url = %target.url, %detail, "revocation canary failed");
-        if status.revoked_refused == Some(false) && failing.insert(broker.clone()) {
+        let revoked_accepted = status.revoked_refused == Some(false) && confirmed;
+        if revoked_accepted && failing.insert(broker.clone()) {
             let event = fleetca_storage::webhooks::NewEvent {
                 event_type: EVENT.into(),
                 enterprise: None,
@@ -379,6 +496,11 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
         .strip_prefix("mqtts://")
         .ok_or_else(|| format!("mqtt_url {url:?} must start with mqtts:// (the canary proves certificate checks)"))?
         .trim_end_matches('/');
+    if rest.contains(['@', '/', '?', '#']) {
+        return Err(format!(
+            "mqtt_url {url:?} must be mqtts://host:port, without credentials or a path"
+        ));
+    }
     let (host, port) = match rest.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
             Some((host, "")) => (host, None),
@@ -400,12 +522,11 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
-/// One MQTT connection with `credential`: accepted at a successful CONNACK, refused at
-/// anything else (a TLS alert, a closed connection, a refusing CONNACK, a timeout).
+/// One MQTT connection with `credential`, ended after its CONNACK (see [`Attempt`]).
 async fn attempt(url: &str, ca: &[u8], credential: &Credential) -> Attempt {
     let (host, port) = match parse_url(url) {
         Ok(hp) => hp,
-        Err(e) => return Attempt::Refused(e),
+        Err(e) => return Attempt::Failed(e),
     };
     let client_id = format!("{CN_PREFIX}{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut options = MqttOptions::new(client_id, host, port);
@@ -426,25 +547,38 @@ async fn attempt(url: &str, ca: &[u8], credential: &Credential) -> Attempt {
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    return if ack.code == ConnectReturnCode::Success {
-                        Attempt::Accepted(started.elapsed())
-                    } else {
-                        Attempt::Refused(format!("CONNACK {:?}", ack.code))
+                    return match ack.code {
+                        ConnectReturnCode::Success => Attempt::Accepted(started.elapsed()),
+                        code @ (ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword) => {
+                            Attempt::Refused(format!("CONNACK {code:?}"))
+                        }
+                        code => Attempt::Failed(format!("CONNACK {code:?}")),
                     };
                 }
                 Ok(_) => {}
-                Err(e) => return Attempt::Refused(super::error_chain(&e)),
+                Err(e) => return classify(&super::error_chain(&e)),
             }
         }
     })
     .await
-    .unwrap_or_else(|_| Attempt::Refused(format!("no CONNACK within {} s", ATTEMPT_TIMEOUT.as_secs())));
+    .unwrap_or_else(|_| Attempt::Failed(format!("no CONNACK within {} s", ATTEMPT_TIMEOUT.as_secs())));
     if matches!(outcome, Attempt::Accepted(_)) {
         // A clean DISCONNECT, so the broker logs no error for the canary.
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(StdDuration::from_secs(1), eventloop.poll()).await;
     }
     outcome
+}
+
+/// A connection error that is the broker's verdict on the certificate (a TLS alert, which is
+/// how a broker refuses a client certificate) versus one that says nothing about it.
+fn classify(error: &str) -> Attempt {
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("alert") || lower.contains("certificate") {
+        Attempt::Refused(error.to_owned())
+    } else {
+        Attempt::Failed(error.to_owned())
+    }
 }
 
 #[cfg(test)]
@@ -468,6 +602,28 @@ mod tests {
         );
         assert!(parse_url("mqtts://:8883").is_err());
         assert!(parse_url("mqtts://host:port").is_err());
+        assert!(
+            parse_url("mqtts://user:secret@host:8883").is_err(),
+            "credentials would end up in logs"
+        );
+        assert!(parse_url("mqtts://host:8883/path").is_err());
+    }
+
+    #[test]
+    fn only_a_tls_alert_or_certificate_error_counts_as_the_broker_refusing() {
+        for refused in [
+            "TLS: received fatal alert: CertificateRevoked",
+            "I/O: invalid peer certificate: UnknownIssuer",
+        ] {
+            assert!(matches!(classify(refused), Attempt::Refused(_)), "{refused}");
+        }
+        for failed in [
+            "I/O: Connection refused (os error 111)",
+            "Connection closed by peer abruptly",
+            "I/O: failed to lookup address information",
+        ] {
+            assert!(matches!(classify(failed), Attempt::Failed(_)), "{failed}");
+        }
     }
 
     #[test]

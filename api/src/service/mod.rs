@@ -184,13 +184,16 @@ impl Services {
         ));
         let issue_queue = store.issue_queue();
         let canary_worker = canary::CanaryWorker::new(
-            ca.clone(),
-            issue_queue.clone(),
-            store.clone(),
-            crl.clone(),
-            clock.clone(),
-            crl_url.clone(),
-            server_enterprise.clone(),
+            canary::CanaryDeps {
+                ca: ca.clone(),
+                queue: issue_queue.clone(),
+                store: store.clone(),
+                crl: crl.clone(),
+                changes: changes.clone(),
+                clock: clock.clone(),
+                crl_url: crl_url.clone(),
+                enterprise: server_enterprise.clone(),
+            },
             canary,
         );
         let issuer = Arc::new(issuer::Issuer::new(

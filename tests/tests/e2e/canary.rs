@@ -132,6 +132,7 @@ fn the_canary_passes_while_mosquitto_checks_the_crl_and_fails_at_the_next_check_
     let passed = wait_canary(&server, &admin, "a passing check", |c| {
         c["enforced"] == true && checked_at(c).is_some_and(|t| t > up)
     });
+    println!("passing check: {passed}");
     assert_eq!(passed["valid_accepted"], true, "{passed}");
     assert_eq!(passed["revoked_refused"], true, "{passed}");
     assert!(passed["latency_ms"].is_u64(), "{passed}");
@@ -147,6 +148,17 @@ fn the_canary_passes_while_mosquitto_checks_the_crl_and_fails_at_the_next_check_
         "mosquitto did not log refusing the revoked canary:\n{}",
         broker.log_tail(40)
     );
+
+    // fleetca's retry of the reload command (refused while mosquitto was not running) has
+    // now published the CRL listing the revoked canary to the running broker.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/readyz", None).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the CRL was not published within 30 s of mosquitto's start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // The same broker without its crlfile line: the first check after it is up fails.
     broker.terminate(Duration::from_secs(10));

@@ -1,5 +1,5 @@
 //! Floods an outside review used against fleetca, each bounded in count and time: idle TCP
-//! connections on the HTTPS listener, and sign-ins from rotating addresses. What is checked
+//! connections on the HTTPS listener, sign-ins from rotating addresses and 15 MB bodies. What is checked
 //! is what a user relies on (HTTPS still answers; memory comes back), not a speed.
 
 use std::net::TcpStream;
@@ -95,4 +95,51 @@ print(json.dumps({s: statuses.count(s) for s in set(statuses)}))
         after <= 2 * before,
         "RSS {before} KiB before, {after} KiB after 1,200 sign-ins: not within 2x"
     );
+}
+
+#[test]
+fn hostile_15_mb_bodies_are_refused_and_memory_comes_back() {
+    let dir = Scratch::new("flood-bodies");
+    let server = Fleetca::start(&dir.join("data"));
+    let admin = server.admin_token();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_kib(server.pid());
+    // 100 bodies of 15 MB, 16 at a time, to a signed-in JSON endpoint, the sign-in and a
+    // broker endpoint: each is refused once the body passes the limit (64 KiB).
+    let flood = r#"
+import concurrent.futures, http.client, json, sys
+port, token = int(sys.argv[1]), sys.argv[2]
+body = b'{"device_id": "' + b"a" * (15 * 1024 * 1024) + b'"}'
+paths = ["/api/v4/manage/devices/", "/api/v4/auth/login", "/broker/auth"]
+def attempt(i):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        c.request("POST", paths[i % 3], body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        return c.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):
+        return "closed"
+    finally:
+        c.close()
+with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    statuses = list(pool.map(attempt, range(100)))
+print(json.dumps({str(s): statuses.count(s) for s in set(statuses)}))
+"#;
+    let out = run(
+        Command::new(tool("python3")).args(["-c", flood, &server.port.to_string(), &admin]),
+        Duration::from_secs(300),
+    );
+    let counts = out.expect_success("the body flood").trim().to_owned();
+    assert!(counts.contains("\"413\""), "no body was refused as too large: {counts}");
+    assert!(!counts.contains("\"500\"") && !counts.contains("\"2"), "{counts}");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(server.pid());
+    println!("RSS before the flood {before} KiB, after {after} KiB; answers {counts}");
+    assert!(
+        after <= 2 * before,
+        "RSS {before} KiB before, {after} KiB after 100 bodies of 15 MB: not within 2x"
+    );
+    // Still serving.
+    server
+        .get("/api/v4/manage/stats/", Some(&admin))
+        .expect_json(200, "stats after the flood");
 }
