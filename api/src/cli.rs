@@ -11,10 +11,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, LogFormat, Overrides};
 use crate::domain::{Password, ServerCertRequest};
-use crate::service::clock::SystemClock;
-use crate::service::issuer::Issuer;
-use crate::service::sessions::SessionService;
+use crate::identity::sessions::SessionService;
+use crate::pki::issuer::Issuer;
 use crate::startup;
+use crate::support::clock::SystemClock;
 
 /// The server's settings, for `serve`, `server-cert`, `admin` and `audit` (hidden from the
 /// client commands' help, which ignore them).
@@ -208,7 +208,7 @@ async fn check_backup(
             ));
         }
     }
-    let record = config.data_dir.join(crate::service::published::RECORD_FILE);
+    let record = config.data_dir.join(crate::pki::published::RECORD_FILE);
     if let Ok(der) = std::fs::read(&record)
         && ca.read_crl(&der).is_err()
     {
@@ -246,7 +246,7 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> Result<(), String> {
                     "the database is {pending} migration(s) behind this fleetca; audit verify changes nothing, so start `fleetca serve` once (it migrates) or verify with the version that wrote it"
                 ));
             }
-            let service = crate::service::audit::AuditService::new(store, Arc::new(SystemClock));
+            let service = crate::outbox::audit::AuditService::new(store, Arc::new(SystemClock));
             match service.verify().await.map_err(|e| e.to_string())? {
                 Ok(n) => {
                     println!("audit log intact: {n} records, each chained to the one before");
@@ -353,12 +353,12 @@ impl SettingsArgs {
 
 /// Writes `contents` to `path` with `mode` (see `service::files::replace`).
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), String> {
-    crate::service::files::replace(path, contents.as_bytes(), mode).map_err(|e| format!("{}: {e}", path.display()))
+    crate::support::files::replace(path, contents.as_bytes(), mode).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn field_errors(e: crate::service::Error) -> String {
+fn field_errors(e: crate::support::Error) -> String {
     match e {
-        crate::service::Error::Invalid(errors) => errors
+        crate::support::Error::Invalid(errors) => errors
             .iter()
             .map(|(field, why)| format!("{field}: {}", why.join("; ")))
             .collect::<Vec<_>>()
@@ -370,7 +370,7 @@ fn field_errors(e: crate::service::Error) -> String {
 /// `fleetca server-cert --dns broker.example --ip 127.0.0.1 --out DIR`.
 pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), String> {
     let request = ServerCertRequest::parse(None, &args.dns, args.ip, args.days)
-        .map_err(|e| field_errors(crate::service::Error::Invalid(e)).replace("dns_names:", "--dns/--ip:"))?;
+        .map_err(|e| field_errors(crate::support::Error::Invalid(e)).replace("dns_names:", "--dns/--ip:"))?;
     let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
     let issuer = Issuer::new(
         opened.ca.clone(),
@@ -379,7 +379,7 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
         config.crl_url(),
         config.admin_enterprise.clone(),
     );
-    let record = crate::service::audit::system(
+    let record = crate::outbox::audit::system(
         "certificate.create",
         "certificate",
         "",
@@ -423,7 +423,7 @@ pub async fn admin(config: Config, cmd: AdminCommand) -> Result<(), String> {
                 .reset_password(&username, password)
                 .await
                 .map_err(|e| match e {
-                    crate::service::Error::NotFound(_) => format!("no user named {username:?}"),
+                    crate::support::Error::NotFound(_) => format!("no user named {username:?}"),
                     other => other.to_string(),
                 })?;
             println!("password set for {username}; the user's sessions have ended");

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::service::acl::AclConfig;
-use crate::service::activation::MqttSettings;
-use crate::service::broker::BrokerPolicy;
-use crate::service::crl::CrlSettings;
+use crate::brokers::acl::AclConfig;
+use crate::brokers::activation::MqttSettings;
+use crate::brokers::decision::BrokerPolicy;
+use crate::pki::crl::CrlSettings;
 use crate::tls::TlsSettings;
 
 pub use crate::domain::Secret;
@@ -158,13 +158,13 @@ pub struct CanaryFile {
 
 /// The brokers' session-ending adapters and the revocation canary's targets.
 type Brokers = (
-    Vec<crate::service::disconnects::BrokerAdapter>,
-    Vec<crate::service::canary::CanaryTarget>,
+    Vec<crate::brokers::disconnects::BrokerAdapter>,
+    Vec<crate::brokers::canary::CanaryTarget>,
 );
 
 fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
-    use crate::service::canary::CanaryTarget;
-    use crate::service::disconnects::BrokerAdapter;
+    use crate::brokers::canary::CanaryTarget;
+    use crate::brokers::disconnects::BrokerAdapter;
     let secret = |var: &str, what: &str| {
         std::env::var(var)
             .ok()
@@ -246,7 +246,7 @@ fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
             return Err(format!("brokers: the name {name:?} is used twice"));
         }
         if let Some(url) = canary.mqtt_url {
-            crate::service::canary::parse_url(&url).map_err(|e| format!("brokers: {name}'s {e}"))?;
+            crate::brokers::canary::parse_url(&url).map_err(|e| format!("brokers: {name}'s {e}"))?;
             targets.push(CanaryTarget {
                 broker: name.clone(),
                 url,
@@ -303,15 +303,15 @@ pub struct Config {
     /// Networks allowed to read `/metrics` (loopback by default).
     pub metrics_allow: Vec<IpNet>,
     /// When certificates may renew themselves, and the grace of the old ones.
-    pub renewal: crate::service::renewal::RenewalPolicy,
+    pub renewal: crate::pki::renewal::RenewalPolicy,
     /// How webhooks are delivered, and how often expiry warnings are looked for.
-    pub webhooks: crate::service::webhooks::WebhookPolicy,
+    pub webhooks: crate::outbox::webhooks::WebhookPolicy,
     /// The brokers told to end live sessions, and how long that is retried.
-    pub disconnects: crate::service::disconnects::DisconnectPolicy,
+    pub disconnects: crate::brokers::disconnects::DisconnectPolicy,
     /// RabbitMQ's MQTT virtual host and exchange (`/broker/rabbitmq/*`).
-    pub rabbitmq: crate::service::rabbitmq::RabbitMqSettings,
+    pub rabbitmq: crate::brokers::rabbitmq::RabbitMqSettings,
     /// The brokers the revocation canary checks, and how often.
-    pub canary: crate::service::canary::CanaryPolicy,
+    pub canary: crate::brokers::canary::CanaryPolicy,
     /// Topic ACL rules.
     pub acl: AclConfig,
     /// `FLEETCA_MASTER_KEY`, if set.
@@ -384,7 +384,7 @@ impl Config {
         if !(1..=100).contains(&window_percent) {
             return Err("renewal_window_percent must be from 1 to 100".into());
         }
-        let renewal = crate::service::renewal::RenewalPolicy {
+        let renewal = crate::pki::renewal::RenewalPolicy {
             window_percent,
             after_expiry: file
                 .renew_after_expiry_days
@@ -399,7 +399,7 @@ impl Config {
         if !(0.01..=3600.0).contains(&initial) {
             return Err("webhook_retry_initial_seconds must be from 0.01 to 3600".into());
         }
-        let webhooks = crate::service::webhooks::WebhookPolicy {
+        let webhooks = crate::outbox::webhooks::WebhookPolicy {
             allow_private: file.webhook_allow_private.unwrap_or(false),
             retry_period: chrono::Duration::milliseconds((retry_hours * 3_600_000.0) as i64),
             initial_backoff: chrono::Duration::milliseconds((initial * 1000.0) as i64),
@@ -419,17 +419,17 @@ impl Config {
         if !(1..=86_400).contains(&canary_interval) {
             return Err("canary_interval_seconds must be from 1 to 86400".into());
         }
-        let canary = crate::service::canary::CanaryPolicy {
+        let canary = crate::brokers::canary::CanaryPolicy {
             targets: canary_targets,
             interval: std::time::Duration::from_secs(u64::from(canary_interval)),
         };
-        let disconnects = crate::service::disconnects::DisconnectPolicy {
+        let disconnects = crate::brokers::disconnects::DisconnectPolicy {
             brokers: adapters,
             retry_period: chrono::Duration::milliseconds((disconnect_hours * 3_600_000.0) as i64),
             ..Default::default()
         };
-        let defaults = crate::service::rabbitmq::RabbitMqSettings::default();
-        let rabbitmq = crate::service::rabbitmq::RabbitMqSettings {
+        let defaults = crate::brokers::rabbitmq::RabbitMqSettings::default();
+        let rabbitmq = crate::brokers::rabbitmq::RabbitMqSettings {
             vhost: file.rabbitmq_vhost.unwrap_or(defaults.vhost),
             exchange: file.rabbitmq_exchange.unwrap_or(defaults.exchange),
         };
@@ -538,7 +538,7 @@ impl Config {
             validity: chrono::Duration::hours(i64::from(self.crl_validity_hours)),
             file: self.crl_file.clone(),
             reload_command: self.crl_reload_command.clone(),
-            record: Some(self.data_dir.join(crate::service::published::RECORD_FILE)),
+            record: Some(self.data_dir.join(crate::pki::published::RECORD_FILE)),
         }
     }
 }

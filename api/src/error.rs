@@ -1,5 +1,5 @@
 //! The one table that turns every failure into an RFC 9457 `application/problem+json`
-//! response: the service layer's [`service::Error`], HTTP-level failures of parsing a
+//! response: the service layer's [`support::Error`], HTTP-level failures of parsing a
 //! request, and the error responses actix itself makes ([`problemize`]). Domain and storage
 //! errors carry no HTTP; this module alone picks the status. Internal error text is logged,
 //! never sent.
@@ -14,7 +14,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::FieldErrors;
-use crate::service;
+use crate::support;
 
 /// A problem details body (RFC 9457).
 #[derive(Debug, Serialize, ToSchema)]
@@ -55,23 +55,23 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     /// A service's answer.
     #[error(transparent)]
-    Service(#[from] service::Error),
+    Service(#[from] support::Error),
 }
 
 impl From<FieldErrors> for ApiError {
     fn from(errors: FieldErrors) -> Self {
-        ApiError::Service(service::Error::Invalid(errors))
+        ApiError::Service(support::Error::Invalid(errors))
     }
 }
 
 impl ApiError {
     /// A validation error on one field.
     pub fn field(name: &str, message: impl Into<String>) -> Self {
-        ApiError::Service(service::Error::invalid(name, message))
+        ApiError::Service(support::Error::invalid(name, message))
     }
 
     fn parts(&self) -> (StatusCode, &'static str, String) {
-        use service::Error as E;
+        use support::Error as E;
         match self {
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", d.clone()),
             ApiError::NoRoute => (
@@ -156,7 +156,7 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             errors: match self {
-                ApiError::Service(service::Error::Invalid(e) | service::Error::ConflictRows(_, e)) => Some(e.clone()),
+                ApiError::Service(support::Error::Invalid(e) | support::Error::ConflictRows(_, e)) => Some(e.clone()),
                 _ => None,
             },
         }
@@ -170,8 +170,8 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(String::new()),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(0),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType("application/json"),
-            StatusCode::UNAUTHORIZED => ApiError::Service(service::Error::Unauthenticated),
-            s if s.is_server_error() => ApiError::Service(service::Error::Internal(format!("status {s}"))),
+            StatusCode::UNAUTHORIZED => ApiError::Service(support::Error::Unauthenticated),
+            s if s.is_server_error() => ApiError::Service(support::Error::Internal(format!("status {s}"))),
             s => ApiError::BadRequest(format!(
                 "The request failed: {}.",
                 s.canonical_reason().unwrap_or("error")
@@ -186,16 +186,16 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Service(service::Error::Internal(cause)) = self {
+        if let ApiError::Service(support::Error::Internal(cause)) = self {
             tracing::error!(%cause, "internal error");
         }
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         match self {
-            ApiError::Service(service::Error::Unauthenticated) => {
+            ApiError::Service(support::Error::Unauthenticated) => {
                 resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            ApiError::Service(service::Error::RateLimited { retry_after_secs }) => {
+            ApiError::Service(support::Error::RateLimited { retry_after_secs }) => {
                 resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             ApiError::MethodNotAllowed(allow) if !allow.is_empty() => {
@@ -241,14 +241,14 @@ mod tests {
 
     #[test]
     fn internal_errors_never_show_their_cause() {
-        let p = ApiError::from(service::Error::Internal("secret path /var/x".into())).problem();
+        let p = ApiError::from(support::Error::Internal("secret path /var/x".into())).problem();
         assert_eq!(p.status, 500);
         assert!(!p.detail.contains("/var/x"));
     }
 
     #[test]
     fn storage_conflicts_never_show_database_text() {
-        let e = service::Error::from(fleetca_storage::StorageError::Conflict(
+        let e = support::Error::from(fleetca_storage::StorageError::Conflict(
             "UNIQUE constraint failed: users.username".into(),
         ));
         let p = ApiError::from(e).problem();

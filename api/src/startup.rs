@@ -15,12 +15,12 @@ use fleetca_storage::authority::StoredAuthority;
 use fleetca_storage::users::NewUser;
 use fleetca_storage::{StorageError, Store, StoreOptions};
 
+use crate::app::{Dependencies, Services};
 use crate::config::Config;
 use crate::error::{ApiError, problemize};
-use crate::service::clock::SystemClock;
-use crate::service::hashing::Hasher;
-use crate::service::{Dependencies, Services};
+use crate::identity::hashing::Hasher;
 use crate::state::AppState;
+use crate::support::clock::SystemClock;
 
 /// Why the service could not start. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +132,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         Some(mqtt) => {
             let password = master.derive(PUBLISHER_CONTEXT);
             policy.publisher = Some((mqtt.username.clone(), password.clone()));
-            Some(crate::service::activation::spawn(mqtt, &password).map_err(StartError::Config)?)
+            Some(crate::brokers::activation::spawn(mqtt, &password).map_err(StartError::Config)?)
         }
         None => None,
     };
@@ -246,7 +246,7 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
             )
             .app_data(
                 web::PathConfig::default()
-                    .error_handler(|_, _| ApiError::from(crate::service::Error::NotFound("object")).into()),
+                    .error_handler(|_, _| ApiError::from(crate::support::Error::NotFound("object")).into()),
             )
             .configure(crate::http::configure)
             .default_service(web::to(crate::http::ui::serve))
@@ -417,7 +417,7 @@ async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result
         token_hash: token.hash.clone(),
         password_hash: None,
     };
-    let record = crate::service::audit::system(
+    let record = crate::outbox::audit::system(
         "user.create",
         "user",
         "",

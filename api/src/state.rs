@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
+use crate::brokers::decision::BrokerService;
 use crate::config::Config;
-use crate::service::broker::BrokerService;
-use crate::service::certificates::CertificateService;
-use crate::service::changes::Changes;
-use crate::service::devices::DeviceService;
-use crate::service::overview::OverviewService;
-use crate::service::products::ProductService;
-use crate::service::sessions::SessionService;
-use crate::service::tokens::Tokens;
-use crate::service::users::UserService;
+use crate::fleet::devices::DeviceService;
+use crate::fleet::products::ProductService;
+use crate::identity::sessions::SessionService;
+use crate::identity::tokens::Tokens;
+use crate::identity::users::UserService;
+use crate::ops::overview::OverviewService;
+use crate::outbox::changes::Changes;
+use crate::pki::certificates::CertificateService;
 
 /// Shared state, behind `web::Data`.
 pub struct AppState {
@@ -23,17 +23,17 @@ pub struct AppState {
     pub certificates: CertificateService,
     pub devices: DeviceService,
     pub products: ProductService,
-    pub est: crate::service::est::EstService,
-    pub claims: crate::service::claims::ClaimService,
-    pub audit: crate::service::audit::AuditService,
-    pub webhooks: crate::service::webhooks::WebhookService,
-    pub disconnects: crate::service::disconnects::DisconnectService,
-    pub rabbitmq: crate::service::rabbitmq::RabbitMq,
+    pub est: crate::pki::est::EstService,
+    pub claims: crate::pki::claims::ClaimService,
+    pub audit: crate::outbox::audit::AuditService,
+    pub webhooks: crate::outbox::webhooks::WebhookService,
+    pub disconnects: crate::brokers::disconnects::DisconnectService,
+    pub rabbitmq: crate::brokers::rabbitmq::RabbitMq,
     /// Started by `startup::serve`.
-    pub disconnect_worker: Option<crate::service::disconnects::Worker>,
+    pub disconnect_worker: Option<crate::brokers::disconnects::Worker>,
     /// Started by `startup::serve`.
-    pub canary_worker: Option<crate::service::canary::CanaryWorker>,
-    pub renewal: Arc<crate::service::renewal::RenewalService>,
+    pub canary_worker: Option<crate::brokers::canary::CanaryWorker>,
+    pub renewal: Arc<crate::pki::renewal::RenewalService>,
     pub broker: Arc<BrokerService>,
     pub overview: OverviewService,
     pub changes: Arc<Changes>,

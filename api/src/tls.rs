@@ -28,7 +28,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use rustls::{RootCertStore, ServerConfig};
 
 use crate::domain::ServerCertRequest;
-use crate::service::issuer::Issuer;
+use crate::pki::issuer::Issuer;
 
 /// Where and with what certificate the HTTPS listener serves.
 #[derive(Clone, Debug)]
@@ -190,7 +190,7 @@ impl Source {
                 {
                     return certified_key(&cert, &key);
                 }
-                let record = crate::service::audit::system(
+                let record = crate::outbox::audit::system(
                     "certificate.create",
                     "certificate",
                     "",
@@ -202,7 +202,7 @@ impl Source {
                     .await
                     .map_err(|e| e.to_string())?;
                 let write = |path: &Path, bytes: &[u8], mode| {
-                    crate::service::files::replace(path, bytes, mode).map_err(|e| format!("{}: {e}", path.display()))
+                    crate::support::files::replace(path, bytes, mode).map_err(|e| format!("{}: {e}", path.display()))
                 };
                 write(&key_path, key.as_bytes(), 0o600)?;
                 write(&cert_path, cert.certificate_pem.as_bytes(), 0o644)?;

@@ -1,5 +1,12 @@
 //! Two real `fleetca` processes on one PostgreSQL (a private throw-away cluster this test
 //! starts, so it can also take the database away and bring it back).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -9,11 +9,15 @@
 //! It must never do I/O, read the clock (callers pass `now`), or know about HTTP or the
 //! database: values in, DER/PEM out. That keeps it testable with known answers and lets
 //! every caller decide where slow work runs.
-#![forbid(unsafe_code)]
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![cfg_attr(
     test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable
+    )
 )]
 #![deny(missing_docs)]
 

@@ -5,11 +5,15 @@
 //! variants they can act on. Every write that must be all-or-nothing runs in one
 //! transaction here. Backend differences (SQLite pragmas, row locks that only PostgreSQL
 //! has) stay in this crate.
-#![forbid(unsafe_code)]
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![cfg_attr(
     test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable
+    )
 )]
 
 pub mod audit;

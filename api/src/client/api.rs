@@ -15,6 +15,11 @@ pub struct Api {
     client: reqwest::Client,
 }
 
+/// A path segment, percent-encoded.
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 impl Api {
     /// A client for `base`, trusting `ca_file` (fleetca's CA) for HTTPS besides the system's roots.
     pub fn new(base: &str, token: Option<String>, ca_file: Option<&Path>) -> Result<Self, CliError> {
@@ -106,7 +111,7 @@ impl Api {
 /// The CLI's HTTP client: fleetca's outgoing-call defaults, trusting `ca_file` (fleetca's CA,
 /// PEM) besides the system's roots.
 pub fn client_builder(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, CliError> {
-    let mut builder = crate::service::http_client()
+    let mut builder = crate::support::http_client()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("fleetca-cli/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
@@ -131,6 +136,25 @@ fn problem_detail(value: &Value, status: reqwest::StatusCode) -> String {
 fn network(e: &reqwest::Error, base: &str) -> CliError {
     CliError::Network(format!(
         "cannot reach fleetca at {base}: {}",
-        crate::service::describe_request_error(e)
+        crate::support::describe_request_error(e)
     ))
+}
+
+/// The API client of the saved profile (or `FLEETCA_URL` and `FLEETCA_TOKEN`).
+pub fn api() -> Result<Api, CliError> {
+    let p = super::profile::effective()?;
+    let url = p
+        .url
+        .ok_or_else(|| CliError::Usage("no fleetca URL: run `fleetca login --url URL` or set FLEETCA_URL".into()))?;
+    let token = p
+        .token
+        .ok_or_else(|| CliError::Usage("no token: run `fleetca login` or set FLEETCA_TOKEN".into()))?;
+    Api::new(&url, Some(token), p.ca_file.as_deref())
+}
+
+/// Sets a field of a JSON object body.
+pub fn put(body: &mut Value, field: &str, value: Value) {
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert(field.to_owned(), value);
+    }
 }

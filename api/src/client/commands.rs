@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::api::Api;
+use super::api::{Api, api, enc, put};
 use super::output::{Column, Output};
 use super::{
     CertsCommand, CliError, ClientArgs, DevicePasswordArgs, DevicesCommand, Group, KeysCommand, LoginArgs,
@@ -91,31 +91,9 @@ const DEVICE_COLUMNS: &[Column] = &[
     ("CREATED", "created_at"),
 ];
 
-pub(super) fn api() -> Result<Api, CliError> {
-    let p = profile::effective()?;
-    let url = p
-        .url
-        .ok_or_else(|| CliError::Usage("no fleetca URL: run `fleetca login --url URL` or set FLEETCA_URL".into()))?;
-    let token = p
-        .token
-        .ok_or_else(|| CliError::Usage("no token: run `fleetca login` or set FLEETCA_TOKEN".into()))?;
-    Api::new(&url, Some(token), p.ca_file.as_deref())
-}
-
 /// A string field of an API object ("?" when missing).
 pub(super) fn text<'a>(v: &'a Value, field: &str) -> &'a str {
     v.get(field).and_then(Value::as_str).unwrap_or("?")
-}
-
-/// Sets a field of a JSON object body.
-pub(super) fn put(body: &mut Value, field: &str, value: Value) {
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert(field.to_owned(), value);
-    }
-}
-
-pub(super) fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 async fn dispatch(command: ClientCommand, out: Output) -> Result<(), CliError> {
@@ -294,7 +272,7 @@ fn write_files(dir: &Path, files: &[(&str, &str, u32)], force: bool) -> Result<(
     }
     for (name, contents, mode) in files {
         let p = dir.join(name);
-        crate::service::files::replace(&p, contents.as_bytes(), *mode)
+        crate::support::files::replace(&p, contents.as_bytes(), *mode)
             .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))?;
     }
     Ok(())

@@ -289,10 +289,7 @@ fn read(kind: &Kind, args: &ImportArgs) -> Result<(Vec<Row>, Vec<String>), CliEr
                         continue;
                     }
                 };
-                format!(
-                    "/api/v4/manage/products/{}/devices/bulk/",
-                    super::commands::enc(&product)
-                )
+                format!("/api/v4/manage/products/{}/devices/bulk/", super::api::enc(&product))
             }
         };
         let mut body = serde_json::Map::new();

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::commands::{api, enc, put};
+use super::api::{api, enc, put};
 use super::output::{Column, Output};
 use super::{CliError, ProductDevicesCommand, ProductsCommand};
 

@@ -21,8 +21,8 @@ use fleetca_ca::secret::constant_time_eq;
 
 use crate::domain::{FieldErrors, Principal, Role};
 use crate::error::ApiError;
-use crate::service::Error;
 use crate::state::AppState;
+use crate::support::Error;
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
@@ -275,7 +275,7 @@ impl<P: Policy + 'static> FromRequest for Caller<P> {
         let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
         let safe_method = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
         let csrf = req.headers().get("x-csrf-token").map(|v| v.as_bytes().to_vec());
-        let context = crate::http::request_context(req);
+        let context = crate::http::edge::request_context(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| Error::Internal("no app state".into()))?;
             let mut principal = if let Some(token) = token {
@@ -291,7 +291,7 @@ impl<P: Policy + 'static> FromRequest for Caller<P> {
                             .map_or_else(|| "token".to_owned(), |l| format!("token fca_{l}"));
                         state
                             .audit
-                            .failed(crate::service::audit::failure(&claimed, "auth.token_failed", &context))
+                            .failed(crate::outbox::audit::failure(&claimed, "auth.token_failed", &context))
                             .await;
                         return Err(Error::Unauthenticated.into());
                     }

@@ -15,11 +15,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ApiError;
-use crate::http::route;
-use crate::service::Error;
+use crate::http::edge::route;
 use crate::state::AppState;
+use crate::support::Error;
 
-pub fn routes() -> super::Routes {
+pub fn routes() -> crate::http::edge::Routes {
     vec![("/metrics", vec![route("GET", || web::get().to(metrics))])]
 }
 
@@ -289,7 +289,7 @@ pub async fn track(
     (status = 403, description = "Not from a metrics_allow network", content_type = "application/problem+json", body = crate::error::Problem),
 ))]
 pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    if !super::extract::peer_within(&req, &state.config.metrics_allow) {
+    if !crate::http::extract::peer_within(&req, &state.config.metrics_allow) {
         return Err(Error::Forbidden("This address may not read the metrics (see metrics_allow).".into()).into());
     }
     let g = state.overview.gauges().await?;

@@ -1,24 +1,15 @@
-//! The HTTP layer: routes, middleware and handlers. Handlers parse input into validated
-//! types, make one service call and serialize the result; every error is problem+json.
+//! The HTTP edge on top of every context: the route table gathered from each context's
+//! `http` module, the OpenAPI document, `/metrics`, the admin UI's assets, the request log.
+//! The handlers themselves live in their context (`pki/http/`, `fleet/http/`, …) and share
+//! [`edge`] (route shapes, pages, ids) and [`extract`] (the extractors that authenticate and
+//! authorise before a handler runs); every error becomes problem+json in `crate::error`.
 
-pub mod audit;
-pub mod auth;
-pub mod broker;
-pub mod certificates;
-pub mod claims;
-pub mod devices;
-pub mod disconnects;
-pub mod est;
+pub mod edge;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
-pub mod overview;
-pub mod products;
-pub mod public;
-pub mod rabbitmq;
+pub mod problems;
 pub mod ui;
-pub mod users;
-pub mod webhooks;
 pub mod whole;
 
 use std::time::Instant;
@@ -28,22 +19,17 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpRequest, Route, web};
-use serde::Serialize;
+use actix_web::web;
 use tracing::Instrument;
 
-use crate::domain::{Listing, PageRequest};
+use self::edge::{RequestId, Routes};
+use crate::brokers::http::{broker, disconnects, rabbitmq};
 use crate::error::ApiError;
-use crate::service::Error;
-use crate::state::AppState;
-
-/// A route table entry: a path (mounted with and without a trailing slash) and its methods.
-pub type Routes = Vec<(&'static str, Vec<(&'static str, fn() -> Route)>)>;
-
-/// One method of a route table entry.
-pub fn route(method: &'static str, make: fn() -> Route) -> (&'static str, fn() -> Route) {
-    (method, make)
-}
+use crate::fleet::http::{devices, products};
+use crate::identity::http::{auth, users};
+use crate::ops::http::{overview, public};
+use crate::outbox::http::{audit, webhooks};
+use crate::pki::http::{certificates, claims, est};
 
 /// Every route the server mounts, besides the OpenAPI document and the docs UI.
 pub fn routes() -> Routes {
@@ -113,18 +99,6 @@ pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The id `request_log` gave a request, in its extensions.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
-/// Where a request came from, for the audit log.
-pub fn request_context(req: &actix_web::HttpRequest) -> crate::domain::RequestContext {
-    crate::domain::RequestContext {
-        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-        client_addr: req.peer_addr().map(|a| a.ip().to_canonical().to_string()),
-    }
-}
-
 /// A request id unique across restarts and instances: a random per-process prefix and a
 /// counter (no system call per request, unlike a random UUID).
 fn next_request_id() -> String {
@@ -174,62 +148,4 @@ pub async fn request_log(
     }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(res.map_into_left_body())
-}
-
-/// A page of results, as the N-Hub API shapes it.
-#[derive(Serialize, Debug, utoipa::ToSchema)]
-pub struct PageOf<T> {
-    /// How many match in all.
-    pub count: u64,
-    /// The next page's URL, if any.
-    pub next: Option<String>,
-    /// The previous page's URL, if any.
-    pub previous: Option<String>,
-    pub results: Vec<T>,
-}
-
-impl<T> PageOf<T> {
-    /// Builds the page with absolute `next`/`previous` links on the public URL.
-    pub fn new<U>(state: &AppState, req: &HttpRequest, page: PageRequest, listing: Listing<U>) -> Self
-    where
-        T: From<U>,
-    {
-        let Listing { items, count } = listing;
-        let results: Vec<T> = items.into_iter().map(T::from).collect();
-        let link = |n: u64| {
-            let mut pairs: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-                .map(|q| q.into_inner())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| k != "page")
-                .collect();
-            pairs.push(("page".into(), n.to_string()));
-            let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-            format!("{}{}?{}", state.config.public_url, req.path(), query)
-        };
-        let shown = page
-            .page
-            .saturating_sub(1)
-            .saturating_mul(page.page_size)
-            .saturating_add(results.len() as u64);
-        Self {
-            count,
-            next: (shown < count && !results.is_empty()).then(|| link(page.page.saturating_add(1))),
-            previous: (page.page > 1).then(|| link(page.page.saturating_sub(1))),
-            results,
-        }
-    }
-}
-
-/// Parses a path id, reporting a malformed one as "not found" (it cannot name anything).
-pub fn parse_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| Error::NotFound(what).into())
-}
-
-/// A JSON response that carries a secret (a private key, a token, a password): never
-/// stored by a cache.
-pub fn secret_json(status: actix_web::http::StatusCode, body: &impl Serialize) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body)
 }

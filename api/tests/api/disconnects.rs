@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use fleetca::brokers::disconnects::BrokerAdapter;
 use fleetca::domain::Secret;
-use fleetca::service::disconnects::BrokerAdapter;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, fresh_dir};

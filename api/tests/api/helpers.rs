@@ -58,7 +58,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         trusted_proxies: Vec::new(),
         metrics_allow: vec!["127.0.0.0/8".parse().unwrap()],
         renewal: Default::default(),
-        webhooks: fleetca::service::webhooks::WebhookPolicy {
+        webhooks: fleetca::outbox::webhooks::WebhookPolicy {
             allow_private: true,
             initial_backoff: chrono::Duration::milliseconds(50),
             expiry_scan: std::time::Duration::from_millis(300),

@@ -508,7 +508,7 @@ async fn an_imported_product_secret_serves_dynamic_activation_and_is_never_shown
 #[actix_web::test]
 async fn emqx_auto_subscribe_delivers_activation_to_an_enos_sdk_that_never_subscribes() {
     let app = TestApp::spawn_with(|c| {
-        c.mqtt = Some(fleetca::service::activation::MqttSettings {
+        c.mqtt = Some(fleetca::brokers::activation::MqttSettings {
             url: "mqtt://127.0.0.1:9".into(),
             ca_file: None,
             cert_file: None,

@@ -1,0 +1,5 @@
+//! The identity routes: each handler parses, authorises through its extractor and calls one
+//! service method.
+
+pub mod auth;
+pub mod users;

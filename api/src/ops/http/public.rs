@@ -1,0 +1,189 @@
+//! Unauthenticated endpoints: health, readiness, the CA certificate and the CRL.
+
+use actix_web::http::header::{self, EntityTag, HttpDate};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::edge::route;
+use crate::pki::crl::{PublishStatus, PublishedCrl};
+use crate::state::AppState;
+
+pub fn routes() -> crate::http::edge::Routes {
+    vec![
+        ("/healthz", vec![route("GET", || web::get().to(healthz))]),
+        ("/readyz", vec![route("GET", || web::get().to(readyz))]),
+        ("/ca.pem", vec![route("GET", || web::get().to(ca_pem))]),
+        ("/crl.der", vec![route("GET", || web::get().to(crl_der))]),
+        ("/crl.pem", vec![route("GET", || web::get().to(crl_pem))]),
+    ]
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// How the last publication of the CRL to its file and reload command went.
+#[derive(Serialize, ToSchema)]
+pub struct PublishState {
+    /// Whether the last file write and reload command succeeded (true when neither is configured).
+    pub ok: bool,
+    /// When it was attempted.
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What failed; shown to signed-in users only (the log has it too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The state of the CRL served.
+#[derive(Serialize, ToSchema)]
+pub struct CrlState {
+    pub number: u64,
+    pub this_update: chrono::DateTime<chrono::Utc>,
+    pub next_update: chrono::DateTime<chrono::Utc>,
+    pub entries: usize,
+    /// The last write of the CRL file and run of the reload command.
+    pub publish: PublishState,
+}
+
+impl CrlState {
+    /// The CRL's state; `with_error` only for an authenticated caller, since a reload
+    /// command's error output may say more about the host than anonymous callers should see.
+    pub fn new(crl: Option<PublishedCrl>, publish: PublishStatus, with_error: bool) -> Option<Self> {
+        crl.map(|c| CrlState {
+            number: c.number,
+            this_update: c.this_update,
+            next_update: c.next_update,
+            entries: c.entries,
+            publish: PublishState {
+                ok: publish.ok,
+                at: publish.at,
+                error: publish.error.filter(|_| with_error),
+            },
+        })
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    /// Whether the database answers.
+    pub database: bool,
+    pub crl: Option<CrlState>,
+    /// Repairs fleetca made at start because its database was behind the CRL it had
+    /// published (a restored older backup) that no admin has acknowledged yet; the details
+    /// are at `GET /api/v4/manage/repairs/` (admins).
+    pub unacknowledged_repairs: usize,
+}
+
+/// A repair of a restored database (see the README's "Backups and restore").
+#[derive(Serialize, ToSchema)]
+pub struct RepairOut {
+    pub id: uuid::Uuid,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The published and database CRL numbers, and what was revoked again.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub acknowledged_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub acknowledged_by: Option<String>,
+}
+
+impl From<fleetca_storage::repairs::Repair> for RepairOut {
+    fn from(r: fleetca_storage::repairs::Repair) -> Self {
+        Self {
+            id: r.id,
+            at: r.at,
+            details: serde_json::from_str(&r.details).unwrap_or_default(),
+            acknowledged_at: r.acknowledged_at,
+            acknowledged_by: r.acknowledged_by,
+        }
+    }
+}
+
+/// Ready to serve: the database answers and the last CRL publication succeeded.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, body = Readiness),
+    (status = 503, description = "Database unreachable or the CRL file/reload failed", body = Readiness),
+))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let readiness = state.overview.readiness().await;
+    let ready = readiness.ready();
+    let unacknowledged_repairs = state.overview.open_repairs().await.map_or(0, |r| r.len());
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        database: readiness.database,
+        crl: CrlState::new(readiness.crl, readiness.publish, false),
+        unacknowledged_repairs,
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// The CA certificate (PEM).
+#[utoipa::path(get, path = "/ca.pem", tag = "pki", responses((status = 200, content_type = "application/x-pem-file", body = String)))]
+pub async fn ca_pem(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
+        .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"ca.crt\""))
+        .body(state.certificates.ca_certificate_pem().to_owned())
+}
+
+/// The current CRL, DER (`application/pkix-crl`). Supports `If-None-Match`.
+#[utoipa::path(get, path = "/crl.der", tag = "pki", responses(
+    (status = 200, content_type = "application/pkix-crl", body = Vec<u8>),
+    (status = 304, description = "Unchanged since the ETag sent"),
+))]
+pub async fn crl_der(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    crl_response(&state, &req, false)
+}
+
+/// The current CRL, PEM. Supports `If-None-Match`.
+#[utoipa::path(get, path = "/crl.pem", tag = "pki", responses(
+    (status = 200, content_type = "application/x-pem-file", body = String),
+    (status = 304, description = "Unchanged since the ETag sent"),
+))]
+pub async fn crl_pem(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    crl_response(&state, &req, true)
+}
+
+fn crl_response(state: &AppState, req: &HttpRequest, pem: bool) -> HttpResponse {
+    let Some(crl) = state.overview.crl().0 else {
+        return HttpResponse::ServiceUnavailable().finish();
+    };
+    let etag = EntityTag::new_strong(format!("crl-{}-{}", crl.number, if pem { "pem" } else { "der" }));
+    let last_modified = HttpDate::from(std::time::SystemTime::from(crl.this_update));
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag.to_string() || t.trim() == "*"));
+    let mut resp = if matches {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    resp.insert_header((header::ETAG, etag))
+        .insert_header((header::LAST_MODIFIED, last_modified))
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    if matches {
+        return resp.finish();
+    }
+    if pem {
+        resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
+            .body(crl.pem)
+    } else {
+        resp.insert_header((header::CONTENT_TYPE, "application/pkix-crl"))
+            .body(crl.der)
+    }
+}

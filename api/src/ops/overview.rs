@@ -1,0 +1,254 @@
+//! What the overview and CA pages, and the readiness probe, report: counts in the caller's
+//! scope, the CA's facts, the CRL's state and whether the service can do its work.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use fleetca_ca::Authority;
+use fleetca_ca::crl::Reason;
+use fleetca_storage::Store;
+use fleetca_storage::stats::Scope;
+
+use crate::brokers::acl::AclConfig;
+use crate::brokers::canary::{CanaryBoard, CanaryStatus};
+use crate::domain::{Principal, Role};
+use crate::pki::crl::{CrlPublisher, PublishStatus, PublishedCrl};
+use crate::support::Error;
+use crate::support::clock::Clock;
+
+/// Counts in a caller's scope.
+pub struct Stats {
+    pub counts: fleetca_storage::stats::Stats,
+    /// Active certificates by the month (`YYYY-MM`) they expire.
+    pub expiries_by_month: BTreeMap<String, u64>,
+}
+
+/// The CA certificate's facts.
+pub struct CaFacts {
+    pub subject: String,
+    pub fingerprint: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub certificate_pem: String,
+}
+
+/// Whether this instance can serve.
+pub struct Readiness {
+    pub database: bool,
+    pub crl: Option<PublishedCrl>,
+    pub publish: PublishStatus,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.database && self.publish.ok
+    }
+}
+
+/// Settings the admin UI shows rather than copies (so it never drifts from the server).
+pub struct Settings {
+    pub revocation_reasons: Vec<&'static str>,
+    pub acl: AclConfig,
+}
+
+/// The overview queries.
+pub struct OverviewService {
+    store: Store,
+    ca: Arc<Authority>,
+    crl: Arc<CrlPublisher>,
+    clock: Arc<dyn Clock>,
+    acl: AclConfig,
+    hasher: Arc<crate::identity::hashing::Hasher>,
+    canaries: Arc<CanaryBoard>,
+}
+
+/// Gauges read when metrics are scraped.
+#[derive(Debug)]
+pub struct Gauges {
+    pub crl: Option<PublishedCrl>,
+    pub crl_age_seconds: i64,
+    pub publish_ok: bool,
+    pub expiring_7d: u64,
+    pub expiring_30d: u64,
+    pub hashes_in_flight: usize,
+    pub hashes_waiting: usize,
+    pub pool_open: u32,
+    pub pool_idle: usize,
+    /// Webhook deliveries waiting for an attempt, and those given up.
+    pub webhooks_pending: u64,
+    pub webhooks_failed: u64,
+    /// Disconnects waiting for a broker's confirmation, and those given up.
+    pub disconnects_pending: u64,
+    pub disconnects_failed: u64,
+}
+
+impl OverviewService {
+    pub fn new(
+        store: Store,
+        ca: Arc<Authority>,
+        crl: Arc<CrlPublisher>,
+        clock: Arc<dyn Clock>,
+        acl: AclConfig,
+        hasher: Arc<crate::identity::hashing::Hasher>,
+        canaries: Arc<CanaryBoard>,
+    ) -> Self {
+        Self {
+            store,
+            ca,
+            crl,
+            clock,
+            acl,
+            hasher,
+            canaries,
+        }
+    }
+
+    /// The revocation canary's latest check of each broker it watches.
+    pub fn canaries(&self) -> Vec<CanaryStatus> {
+        self.canaries.statuses()
+    }
+
+    /// What the metrics read at scrape time: the CRL, certificates expiring within 7 and 30
+    /// days, password hashes in flight and waiting, database connections.
+    pub async fn gauges(&self) -> Result<Gauges, Error> {
+        let now = self.clock.now();
+        let crl = self.crl.current();
+        let (hashes_in_flight, hashes_waiting) = self.hasher.load();
+        let (pool_open, pool_idle) = self.store.pool_connections();
+        Ok(Gauges {
+            crl_age_seconds: crl.as_ref().map_or(0, |c| (now - c.this_update).num_seconds()),
+            crl,
+            publish_ok: self.crl.status().ok,
+            expiring_7d: self.store.count_expiring(now, chrono::Duration::days(7)).await?,
+            expiring_30d: self.store.count_expiring(now, chrono::Duration::days(30)).await?,
+            hashes_in_flight,
+            hashes_waiting,
+            pool_open,
+            pool_idle,
+            webhooks_pending: self.store.count_deliveries(fleetca_storage::webhooks::PENDING).await?,
+            webhooks_failed: self.store.count_deliveries(fleetca_storage::webhooks::FAILED).await?,
+            disconnects_pending: self
+                .store
+                .count_disconnects(fleetca_storage::disconnects::PENDING)
+                .await?,
+            disconnects_failed: self
+                .store
+                .count_disconnects(fleetca_storage::disconnects::FAILED)
+                .await?,
+        })
+    }
+
+    /// Counts in the caller's scope.
+    pub async fn stats(&self, caller: &Principal) -> Result<Stats, Error> {
+        let scope = match caller.role {
+            Role::Admin => Scope::All,
+            Role::Manager => Scope::Enterprise(caller.enterprise.clone()),
+            Role::Service => Scope::ApiKey(caller.id),
+        };
+        let counts = self.store.stats(&scope, self.clock.now()).await?;
+        let mut expiries_by_month = BTreeMap::new();
+        for t in &counts.active_expiries {
+            *expiries_by_month.entry(t.format("%Y-%m").to_string()).or_default() += 1;
+        }
+        Ok(Stats {
+            counts,
+            expiries_by_month,
+        })
+    }
+
+    /// The CA certificate's facts.
+    pub fn ca(&self) -> CaFacts {
+        CaFacts {
+            subject: self.ca.subject().to_owned(),
+            fingerprint: self.ca.fingerprint(),
+            not_before: self.ca.not_before(),
+            not_after: self.ca.not_after(),
+            certificate_pem: self.ca.certificate_pem().to_owned(),
+        }
+    }
+
+    /// The CRL being served and how its last publication went.
+    pub fn crl(&self) -> (Option<PublishedCrl>, PublishStatus) {
+        (self.crl.current(), self.crl.status())
+    }
+
+    /// Whether the database answers and the last CRL publication succeeded.
+    pub async fn readiness(&self) -> Readiness {
+        Readiness {
+            database: self.store.ping().await,
+            crl: self.crl.current(),
+            publish: self.crl.status(),
+        }
+    }
+
+    /// Repairs made after a restore that no admin has acknowledged yet.
+    pub async fn open_repairs(&self) -> Result<Vec<fleetca_storage::repairs::Repair>, Error> {
+        Ok(self.store.open_repairs().await?)
+    }
+
+    /// An admin acknowledges a repair: `/readyz` stops showing it.
+    pub async fn acknowledge_repair(
+        &self,
+        caller: &Principal,
+        id: uuid::Uuid,
+    ) -> Result<fleetca_storage::repairs::Repair, Error> {
+        let record = crate::outbox::audit::by(
+            caller,
+            "crl.repair_acknowledge",
+            "repair",
+            &id.to_string(),
+            None,
+            serde_json::json!({}),
+        );
+        self.store
+            .acknowledge_repair(id, &caller.username, &[record], self.clock.now())
+            .await
+            .map_err(crate::support::error::not_found_as("repair"))
+    }
+
+    /// The server's settings the UI needs.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            revocation_reasons: Reason::ALL.iter().map(|r| r.name()).collect(),
+            acl: self.acl.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::app::testing::{Kit, admin, manager};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_stay_in_the_callers_scope() {
+        let kit = Kit::new().await;
+        let (a, _) = kit.api_key("svc-acme", "acme").await;
+        let (g, _) = kit.api_key("svc-globex", "globex").await;
+        kit.certificate(&a).await;
+        kit.certificate(&g).await;
+        kit.certificate(&g).await;
+        let overview = OverviewService::new(
+            kit.store.clone(),
+            kit.ca.clone(),
+            kit.crl.clone(),
+            kit.clock.clone(),
+            AclConfig::default(),
+            Arc::new(crate::identity::hashing::Hasher::new().unwrap()),
+            Arc::default(),
+        );
+        assert_eq!(overview.stats(&admin()).await.unwrap().counts.active, 3);
+        let gauges = overview.gauges().await.unwrap();
+        assert_eq!((gauges.expiring_7d, gauges.expiring_30d), (0, 0));
+        assert_eq!(gauges.crl.map(|c| c.number), Some(1));
+        kit.clock.set(kit.clock.now() + chrono::Duration::days(340));
+        assert_eq!(overview.gauges().await.unwrap().expiring_30d, 3);
+        let acme = overview.stats(&manager("acme")).await.unwrap();
+        assert_eq!((acme.counts.active, acme.counts.api_keys), (1, 1));
+        assert_eq!(acme.expiries_by_month.values().sum::<u64>(), 1);
+        assert!(overview.readiness().await.ready());
+        assert!(overview.settings().revocation_reasons.contains(&"keyCompromise"));
+    }
+}

@@ -1,0 +1,538 @@
+//! MQTT client certificates (of API keys) and broker server certificates, as the
+//! management API sees them.
+//!
+//! Create: the API key must be an active service account the caller manages → the issuer
+//! signs and stores (limit checked in the same transaction). Revoke: mark in the database
+//! → publish a CRL listing it → return. Server certificates are the admins' alone: they are
+//! neither listed nor shown nor revocable through the MQTT certificate calls, since
+//! revoking one would take a broker's TLS down for every client.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use fleetca_ca::crl::Reason;
+use fleetca_storage::certificates::CertificateFilter;
+use fleetca_storage::revocations::RevokeQueue;
+use fleetca_storage::{Certificate, StorageError, Store};
+use uuid::Uuid;
+
+use crate::domain::{CertificateName, CsrKey, Listing, PageRequest, Principal, Role, ServerCertRequest, ValidityHours};
+use crate::identity::tokens::Tokens;
+use crate::outbox::audit;
+use crate::outbox::changes::Changes;
+use crate::pki::issuer::{Issued, Issuer, KeySource, kind};
+use crate::support::Error;
+use crate::support::clock::Clock;
+use crate::support::limits::RateLimiter;
+use serde_json::json;
+
+/// A validated create request.
+#[derive(Debug)]
+pub struct CreateCertificate {
+    pub name: CertificateName,
+    pub api_key_id: Uuid,
+    pub validity: ValidityHours,
+    /// A CSR's public key; without one fleetca makes the key.
+    pub csr: Option<CsrKey>,
+}
+
+/// Where a certificate stands now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Revoked,
+    Expired,
+}
+
+impl Status {
+    pub fn of(c: &Certificate, now: DateTime<Utc>) -> Self {
+        if c.revoked_at.is_some() {
+            Status::Revoked
+        } else if c.not_after <= now {
+            Status::Expired
+        } else {
+            Status::Active
+        }
+    }
+}
+
+/// A certificate and its status at the time it was read.
+#[derive(Debug)]
+pub struct Record {
+    pub certificate: Certificate,
+    pub status: Status,
+}
+
+/// A certificate just created, with its key when fleetca made it.
+pub struct Created {
+    pub record: Record,
+    pub private_key_pem: Option<String>,
+    pub ca_certificate_pem: String,
+}
+
+/// The certificate flows of the management API.
+pub struct CertificateService {
+    store: Store,
+    issuer: Arc<Issuer>,
+    tokens: Arc<Tokens>,
+    changes: Arc<Changes>,
+    clock: Arc<dyn Clock>,
+    /// Creations and revocations by managers, per enterprise.
+    limiter: RateLimiter,
+    /// Single revocations, committed in groups.
+    revocations: RevokeQueue,
+}
+
+/// What a bulk revocation names.
+pub enum RevokeMany {
+    /// These certificates (client, device or claim).
+    Ids(Vec<Uuid>),
+    /// Every certificate of this API key not yet revoked.
+    ApiKey(Uuid),
+}
+
+/// The outcome of a bulk revocation.
+pub struct BulkRevoked {
+    /// The certificates this call revoked.
+    pub revoked: Vec<Uuid>,
+    /// How many were revoked already (left as they were).
+    pub already_revoked: usize,
+}
+
+/// The kinds the MQTT certificate calls show: server certificates are the admins' alone.
+pub const MQTT_KINDS: [&str; 3] = [kind::CLIENT, kind::DEVICE, kind::CLAIM];
+
+fn can_see(caller: &Principal, cert: &Certificate) -> bool {
+    if cert.kind == kind::SERVER {
+        return caller.role == Role::Admin;
+    }
+    match caller.role {
+        Role::Admin => true,
+        Role::Manager => cert.enterprise == caller.enterprise,
+        Role::Service => cert.api_key_id == Some(caller.id),
+    }
+}
+
+impl CertificateService {
+    pub fn new(
+        store: Store,
+        issuer: Arc<Issuer>,
+        tokens: Arc<Tokens>,
+        changes: Arc<Changes>,
+        clock: Arc<dyn Clock>,
+        limiter: RateLimiter,
+    ) -> Self {
+        Self {
+            revocations: store.revoke_queue(),
+            store,
+            issuer,
+            tokens,
+            changes,
+            clock,
+            limiter,
+        }
+    }
+
+    /// Counts a creation or revocation against the caller's enterprise; admins are not
+    /// limited (they are the operators the limit protects).
+    fn count_change(&self, caller: &Principal) -> Result<(), Error> {
+        if caller.role == Role::Admin {
+            return Ok(());
+        }
+        self.limiter.take(&caller.enterprise)
+    }
+
+    fn record(&self, certificate: Certificate) -> Record {
+        Record {
+            status: Status::of(&certificate, self.clock.now()),
+            certificate,
+        }
+    }
+
+    /// Issues a client certificate for an API key the caller manages.
+    pub async fn create(&self, caller: &Principal, input: CreateCertificate) -> Result<Created, Error> {
+        let owner = match self.tokens.user(input.api_key_id).await? {
+            Some(u) if caller.manages(&u.enterprise) && u.is_service_account => u,
+            _ => {
+                return Err(Error::invalid(
+                    "api_key_id",
+                    "no API key (service account) with this id exists in your scope",
+                ));
+            }
+        };
+        if !owner.is_active {
+            return Err(Error::invalid(
+                "api_key_id",
+                "this API key is deactivated; certificates can only be issued to active keys",
+            ));
+        }
+        self.count_change(caller)?;
+        let from_csr = input.csr.is_some();
+        let key = match input.csr {
+            Some(csr) => KeySource::Csr(csr.into_inner()),
+            None => KeySource::Generate,
+        };
+        let Issued {
+            certificate,
+            private_key_pem,
+            ..
+        } = self
+            .issuer
+            .issue_client(
+                &owner,
+                input.name,
+                key,
+                input.validity,
+                None,
+                Some(audit::by(
+                    caller,
+                    "certificate.create",
+                    "certificate",
+                    "",
+                    None,
+                    json!({"api_key_id": owner.id, "api_key": owner.username, "from_csr": from_csr}),
+                )),
+            )
+            .await?;
+        tracing::debug!(certificate_id = %certificate.id, by = %caller.username, "client certificate created");
+        Ok(Created {
+            record: self.record(certificate),
+            private_key_pem,
+            ca_certificate_pem: self.issuer.ca_certificate_pem().to_owned(),
+        })
+    }
+
+    /// Issues a TLS server certificate for a broker; returns it with its new private key.
+    /// Only admins may call this (the handler's extractor says so).
+    pub async fn create_server(
+        &self,
+        caller: &Principal,
+        request: &ServerCertRequest,
+    ) -> Result<(Record, String), Error> {
+        let names: Vec<&str> = request.dns_names.iter().map(|d| d.as_str()).collect();
+        let record = audit::by(
+            caller,
+            "certificate.create",
+            "certificate",
+            "",
+            None,
+            json!({"kind": "server", "dns_names": names}),
+        );
+        let (cert, key) = self.issuer.issue_server(request, Some(record)).await?;
+        Ok((self.record(cert), key))
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_certificate_pem(&self) -> &str {
+        self.issuer.ca_certificate_pem()
+    }
+
+    /// One page of the client certificates the caller may see.
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        mut filter: CertificateFilter,
+        page: PageRequest,
+    ) -> Result<Listing<Record>, Error> {
+        if filter.kinds.is_empty() {
+            filter.kinds = vec![kind::CLIENT.into()];
+        }
+        if filter.kinds.iter().any(|k| !MQTT_KINDS.contains(&k.as_str())) {
+            return Err(Error::invalid("kind", "must be client, device or claim"));
+        }
+        match caller.role {
+            Role::Admin => {}
+            Role::Manager => {
+                if !caller.pin_enterprise(&mut filter.enterprise) {
+                    return Ok(Listing::empty());
+                }
+            }
+            Role::Service => {
+                if filter.api_key_id.is_some_and(|k| k != caller.id) {
+                    return Ok(Listing::empty());
+                }
+                filter.api_key_id = Some(caller.id);
+                filter.kinds = vec![kind::CLIENT.into()];
+            }
+        }
+        let now = self.clock.now();
+        let listing: Listing<Certificate> = self.store.list_certificates(&filter, page.storage(), now).await?.into();
+        Ok(listing.map(|c| self.record(c)))
+    }
+
+    async fn visible(&self, caller: &Principal, id: Uuid, kinds: &[&str]) -> Result<Certificate, Error> {
+        match self.store.certificate(id).await {
+            Ok(c) if kinds.contains(&c.kind.as_str()) && can_see(caller, &c) => Ok(c),
+            Ok(_) | Err(StorageError::NotFound) => Err(Error::NotFound("certificate")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One client, device or claim certificate the caller may see.
+    pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Record, Error> {
+        Ok(self.record(self.visible(caller, id, &MQTT_KINDS).await?))
+    }
+
+    /// Revokes a client certificate the caller manages and returns once the CRL that lists
+    /// it is published. Revoking a revoked certificate returns it unchanged.
+    pub async fn revoke(&self, caller: &Principal, id: Uuid, reason: Reason) -> Result<Record, Error> {
+        self.revoke_kind(caller, id, &MQTT_KINDS, reason).await
+    }
+
+    /// One page of the broker server certificates (admins only, by the handler's extractor).
+    pub async fn list_server(
+        &self,
+        mut filter: CertificateFilter,
+        page: PageRequest,
+    ) -> Result<Listing<Record>, Error> {
+        filter.kinds = vec![kind::SERVER.into()];
+        filter.enterprise = None;
+        filter.api_key_id = None;
+        let listing: Listing<Certificate> = self
+            .store
+            .list_certificates(&filter, page.storage(), self.clock.now())
+            .await?
+            .into();
+        Ok(listing.map(|c| self.record(c)))
+    }
+
+    /// One server certificate (admins only).
+    pub async fn get_server(&self, caller: &Principal, id: Uuid) -> Result<Record, Error> {
+        Ok(self.record(self.visible(caller, id, &[kind::SERVER]).await?))
+    }
+
+    /// Revokes a server certificate (admins only): brokers presenting it are refused by
+    /// clients that check the CRL.
+    pub async fn revoke_server(&self, caller: &Principal, id: Uuid, reason: Reason) -> Result<Record, Error> {
+        self.revoke_kind(caller, id, &[kind::SERVER], reason).await
+    }
+
+    /// Revokes many certificates at once, all or nothing: every id must name a client,
+    /// device or claim certificate the caller manages (else nothing is revoked and the bad
+    /// ids are named), or every certificate of an API key the caller manages. Returns once a
+    /// CRL listing them is published; one publication serves them all.
+    pub async fn revoke_many(
+        &self,
+        caller: &Principal,
+        target: RevokeMany,
+        reason: Reason,
+    ) -> Result<BulkRevoked, Error> {
+        if caller.role == Role::Service {
+            return Err(Error::Forbidden(
+                "Only a manager or admin may revoke certificates.".into(),
+            ));
+        }
+        let ids = match target {
+            RevokeMany::Ids(ids) => {
+                let found: std::collections::HashMap<Uuid, Certificate> = self
+                    .store
+                    .certificates_by_ids(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.id, c))
+                    .collect();
+                let mut errors = crate::domain::FieldErrors::new();
+                for (i, id) in ids.iter().enumerate() {
+                    let ok = found.get(id).is_some_and(|c| {
+                        MQTT_KINDS.contains(&c.kind.as_str()) && can_see(caller, c) && caller.manages(&c.enterprise)
+                    });
+                    if !ok {
+                        errors.insert(
+                            format!("ids.{i}"),
+                            vec![format!("no client, device or claim certificate {id} in your scope")],
+                        );
+                    }
+                }
+                if !errors.is_empty() {
+                    return Err(Error::Invalid(errors));
+                }
+                ids
+            }
+            RevokeMany::ApiKey(key) => match self.tokens.user(key).await? {
+                Some(u) if caller.manages(&u.enterprise) && u.is_service_account => {
+                    self.store.api_key_certificate_ids(key).await?
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "api_key_id",
+                        "no API key (service account) with this id exists in your scope",
+                    ));
+                }
+            },
+        };
+        self.count_change(caller)?;
+        let revoked = self
+            .store
+            .revoke_certificates(
+                &ids,
+                reason.name(),
+                &audit::by(caller, "certificate.revoke", "certificate", "", None, json!({})),
+                self.clock.now(),
+            )
+            .await?;
+        self.changes.revoked(&revoked).await?;
+        if !revoked.is_empty() {
+            tracing::info!(count = revoked.len(), %reason, by = %caller.username, "certificates revoked in bulk");
+        }
+        Ok(BulkRevoked {
+            already_revoked: ids.len().saturating_sub(revoked.len()),
+            revoked: revoked.into_iter().map(|c| c.id).collect(),
+        })
+    }
+
+    async fn revoke_kind(&self, caller: &Principal, id: Uuid, kinds: &[&str], reason: Reason) -> Result<Record, Error> {
+        let cert = self.visible(caller, id, kinds).await?;
+        if !caller.manages(&cert.enterprise) {
+            return Err(Error::Forbidden(
+                "Only a manager or admin may revoke certificates.".into(),
+            ));
+        }
+        if cert.revoked_at.is_none() {
+            self.count_change(caller)?;
+        }
+        let record = audit::by(
+            caller,
+            "certificate.revoke",
+            "certificate",
+            &cert.id.to_string(),
+            Some(&cert.enterprise),
+            json!({"serial": cert.serial, "reason": reason.name(), "kind": cert.kind}),
+        );
+        let (cert, changed) = self
+            .revocations
+            .revoke(cert.id, reason.name(), record, self.clock.now())
+            .await?;
+        if changed {
+            self.changes.revoked(std::slice::from_ref(&cert)).await?;
+            tracing::info!(certificate_id = %cert.id, serial = %cert.serial, %reason, by = %caller.username, "certificate revoked");
+        }
+        Ok(self.record(cert))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::{Kit, admin, manager};
+    use crate::domain::DnsName;
+    use crate::pki::issuer::MAX_ACTIVE_PER_KEY;
+
+    fn create(key: Uuid) -> CreateCertificate {
+        CreateCertificate {
+            name: CertificateName::parse("c").unwrap(),
+            api_key_id: key,
+            validity: ValidityHours::parse(None).unwrap(),
+            csr: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_api_key_holds_at_most_ten_active_certificates_even_when_asked_at_once() {
+        let kit = Arc::new(Kit::new().await);
+        let (key, _) = kit.api_key("svc-limit", "acme").await;
+        let mut tasks = Vec::new();
+        for _ in 0..14 {
+            let kit = kit.clone();
+            let id = key.id;
+            tasks.push(tokio::spawn(async move {
+                kit.certificates.create(&admin(), create(id)).await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(Error::Conflict(why)) => assert!(why.contains("10 active"), "{why}"),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ok, MAX_ACTIVE_PER_KEY);
+        // Revoking one makes room for one.
+        let listing = kit
+            .certificates
+            .list(
+                &admin(),
+                CertificateFilter::default(),
+                PageRequest::parse(None, None).unwrap(),
+            )
+            .await
+            .unwrap();
+        let first = &listing.items[0].certificate;
+        kit.certificates
+            .revoke(&admin(), first.id, Reason::Superseded)
+            .await
+            .unwrap();
+        kit.certificates.create(&admin(), create(key.id)).await.unwrap();
+        assert!(matches!(
+            kit.certificates.create(&admin(), create(key.id)).await,
+            Err(Error::Conflict(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn managers_issue_only_within_their_enterprise() {
+        let kit = Kit::new().await;
+        let (key, _) = kit.api_key("svc-other", "globex").await;
+        assert!(matches!(
+            kit.certificates.create(&manager("acme"), create(key.id)).await,
+            Err(Error::Invalid(e)) if e.contains_key("api_key_id")
+        ));
+        assert!(
+            kit.certificates
+                .create(&manager("globex"), create(key.id))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn server_certificates_are_the_admins_alone() {
+        let kit = Kit::new().await;
+        let request = ServerCertRequest {
+            name: "broker".into(),
+            dns_names: vec![DnsName::parse("broker.test").unwrap()],
+            ip_addresses: vec![],
+            validity: chrono::Duration::days(30),
+        };
+        let (record, key) = kit.certificates.create_server(&admin(), &request).await.unwrap();
+        assert!(key.contains("PRIVATE KEY"));
+        let id = record.certificate.id;
+        let same_enterprise = manager("default");
+        assert!(matches!(
+            kit.certificates.get(&same_enterprise, id).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            kit.certificates
+                .revoke(&same_enterprise, id, Reason::KeyCompromise)
+                .await,
+            Err(Error::NotFound(_))
+        ));
+        // Not an MQTT certificate, even for an admin.
+        assert!(matches!(
+            kit.certificates.get(&admin(), id).await,
+            Err(Error::NotFound(_))
+        ));
+        let listing = kit
+            .certificates
+            .list(
+                &admin(),
+                CertificateFilter::default(),
+                PageRequest::parse(None, None).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listing.count, 0);
+        assert_eq!(
+            kit.certificates.get_server(&admin(), id).await.unwrap().status,
+            Status::Active
+        );
+        let revoked = kit
+            .certificates
+            .revoke_server(&admin(), id, Reason::Superseded)
+            .await
+            .unwrap();
+        assert_eq!(revoked.status, Status::Revoked);
+        assert_eq!(kit.crl.current().unwrap().entries, 1);
+    }
+}

@@ -1,0 +1,417 @@
+//! The revocation list: kept in memory, re-signed on every revocation and on a timer, and
+//! published to HTTP, to the CRL file and through the broker's reload command.
+//!
+//! The revoked set is read from the database once at start and then updated incrementally,
+//! so a revoke costs one CRL signature, not a re-read of every revoked row. Revocations
+//! that arrive while a CRL is being published are folded into the next one (one signature
+//! for all of them), and every caller returns only once a CRL listing its certificate has
+//! been written and the reload command has run (a reload command that waits for the broker,
+//! as the README's does, makes the broker refuse the certificate on its next connection).
+//!
+//! Before a CRL replaces the file it is parsed back and its signature checked: mosquitto,
+//! given a broken CRL file on SIGHUP, keeps running with revocation checking off.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration as StdDuration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Timelike, Utc};
+use fleetca_ca::Authority;
+use fleetca_ca::crl::{CrlRequest, Reason, RevokedEntry, encode_revoked_entry};
+use fleetca_storage::{Certificate, Store};
+
+use crate::support::Error;
+use crate::support::clock::Clock;
+
+/// thisUpdate is set this far in the past: a thisUpdate in the future (a broker whose
+/// clock is behind) makes mosquitto refuse every client.
+const THIS_UPDATE_BACKDATE: Duration = Duration::minutes(5);
+
+/// The CRL currently served.
+#[derive(Clone, Debug)]
+pub struct PublishedCrl {
+    pub der: Bytes,
+    pub pem: Bytes,
+    pub number: u64,
+    pub this_update: DateTime<Utc>,
+    pub next_update: DateTime<Utc>,
+    pub entries: usize,
+}
+
+/// How the last publication to the file and reload command went.
+#[derive(Clone, Debug)]
+pub struct PublishStatus {
+    /// Whether the last file write and reload command succeeded (true when neither is configured).
+    pub ok: bool,
+    /// When it was attempted.
+    pub at: Option<DateTime<Utc>>,
+    /// What failed, if anything.
+    pub error: Option<String>,
+}
+
+struct Entry {
+    entry: RevokedEntry,
+    not_after: DateTime<Utc>,
+}
+
+impl Entry {
+    /// An entry from what the database records: the serial as hex, the RFC 5280 reason
+    /// name (an unknown one reads as `unspecified`).
+    fn new(
+        serial_hex: &str,
+        revoked_at: DateTime<Utc>,
+        reason: Option<&str>,
+        not_after: DateTime<Utc>,
+    ) -> Option<Self> {
+        let reason = reason.and_then(|r| r.parse().ok()).unwrap_or(Reason::Unspecified);
+        let entry = RevokedEntry {
+            serial: hex::decode(serial_hex).ok()?,
+            revoked_at,
+            reason,
+        };
+        Some(Self { entry, not_after })
+    }
+}
+
+/// Where and how CRLs are published.
+#[derive(Clone, Debug)]
+pub struct CrlSettings {
+    /// The distribution point written into the CRL (and every certificate).
+    pub url: String,
+    /// nextUpdate - thisUpdate.
+    pub validity: Duration,
+    /// Where to write each new CRL (PEM), if anywhere.
+    pub file: Option<PathBuf>,
+    /// Run with `sh -c` after each file write (the operator's own setting).
+    pub reload_command: Option<String>,
+    /// fleetca's own record of the last CRL it published, outside the database (see
+    /// [`crate::pki::published`]); none in tests that need no restore check.
+    pub record: Option<PathBuf>,
+}
+
+/// Publishes CRLs. One per process.
+pub struct CrlPublisher {
+    ca: Arc<Authority>,
+    clock: Arc<dyn Clock>,
+    store: Store,
+    url: String,
+    validity: Duration,
+    file: Option<PathBuf>,
+    reload_command: Option<String>,
+    record: Option<PathBuf>,
+    /// Revocations waiting for the next CRL, and the sequence number of the newest.
+    pending: Mutex<Vec<Entry>>,
+    added: AtomicU64,
+    /// Held while a CRL is built and published; guards the revoked set.
+    publishing: tokio::sync::Mutex<Published>,
+    current: RwLock<Option<PublishedCrl>>,
+    status: RwLock<PublishStatus>,
+}
+
+struct Published {
+    revoked: Vec<Entry>,
+    /// The serials in `revoked`, so a revocation heard twice (locally and from another
+    /// instance) is listed once.
+    serials: HashSet<Vec<u8>>,
+    /// The DER of every entry of `revoked`, concatenated and appended to as revocations
+    /// arrive, so a new CRL costs a hash of the list rather than encoding it again.
+    encoded: Arc<Vec<u8>>,
+    /// Revocations up to this sequence number are on the current CRL.
+    covered: u64,
+    /// When the last publication to the file and reload command began.
+    last_published: Option<std::time::Instant>,
+}
+
+/// Least time between the starts of two publications to the file and reload command. Revocations that
+/// arrive meanwhile wait and share the next one, so under a burst the broker reloads at most
+/// ten times a second however many revocations there are (each still returns only once a
+/// CRL listing it is written and reloaded); a lone revocation is published at once.
+const MIN_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl CrlPublisher {
+    /// Loads every unexpired revocation and publishes a first CRL.
+    pub async fn start(
+        ca: Arc<Authority>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: CrlSettings,
+    ) -> Result<Arc<Self>, Error> {
+        let CrlSettings {
+            url,
+            validity,
+            file,
+            reload_command,
+            record,
+        } = settings;
+        if let Some(path) = &record {
+            crate::pki::published::reconcile(&ca, &store, &clock, path).await?;
+        }
+        let now = clock.now();
+        let revoked: Vec<Entry> = store
+            .revocations(now)
+            .await?
+            .into_iter()
+            .chain(store.restored_revocations(now).await?)
+            .filter_map(|r| Entry::new(&r.serial, r.revoked_at, Some(&r.reason), r.not_after))
+            .collect();
+        let publisher = Arc::new(Self {
+            ca,
+            clock,
+            store,
+            url,
+            validity,
+            file,
+            reload_command,
+            record,
+            pending: Mutex::new(Vec::new()),
+            added: AtomicU64::new(0),
+            publishing: tokio::sync::Mutex::new(Published {
+                serials: revoked.iter().map(|e: &Entry| e.entry.serial.clone()).collect(),
+                encoded: Arc::new(
+                    revoked
+                        .iter()
+                        .flat_map(|e: &Entry| encode_revoked_entry(&e.entry))
+                        .collect(),
+                ),
+                revoked,
+                covered: 0,
+                last_published: None,
+            }),
+            current: RwLock::new(None),
+            status: RwLock::new(PublishStatus {
+                ok: true,
+                at: None,
+                error: None,
+            }),
+        });
+        publisher.publish_now().await?;
+        Ok(publisher)
+    }
+
+    /// The CRL being served.
+    pub fn current(&self) -> Option<PublishedCrl> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How the last file write and reload went.
+    pub fn status(&self) -> PublishStatus {
+        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds revoked certificates and returns once a CRL listing them is published.
+    pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), Error> {
+        let mine = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let entries =
+                certs.filter_map(|c| Entry::new(&c.serial, c.revoked_at?, c.revocation_reason.as_deref(), c.not_after));
+            pending.extend(entries);
+            self.added.fetch_add(1, Ordering::AcqRel) + 1
+        };
+        let mut published = self.publishing.lock().await;
+        if published.covered >= mine {
+            return Ok(()); // another caller's publication already included ours
+        }
+        self.publish_locked(&mut published).await
+    }
+
+    /// Re-signs and publishes the CRL now (the timer calls this).
+    pub async fn publish_now(&self) -> Result<(), Error> {
+        let mut published = self.publishing.lock().await;
+        self.publish_locked(&mut published).await
+    }
+
+    async fn publish_locked(&self, published: &mut Published) -> Result<(), Error> {
+        if self.file.is_some() || self.reload_command.is_some() {
+            if let Some(wait) = published
+                .last_published
+                .and_then(|at| MIN_PUBLISH_INTERVAL.checked_sub(at.elapsed()))
+            {
+                tokio::time::sleep(wait).await;
+            }
+            published.last_published = Some(std::time::Instant::now());
+        }
+        let covered = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let encoded = Arc::make_mut(&mut published.encoded);
+            for e in pending.drain(..) {
+                if published.serials.insert(e.entry.serial.clone()) {
+                    encoded.extend(encode_revoked_entry(&e.entry));
+                    published.revoked.push(e);
+                }
+            }
+            self.added.load(Ordering::Acquire)
+        };
+        let now = self.clock.now();
+        let now = now.with_nanosecond(0).unwrap_or(now);
+        // Entries may leave the CRL once their certificate has expired (RFC 5280 §3.3).
+        if published.revoked.iter().any(|e| e.not_after < now) {
+            let serials = &mut published.serials;
+            published.revoked.retain(|e| {
+                let keep = e.not_after >= now;
+                if !keep {
+                    serials.remove(&e.entry.serial);
+                }
+                keep
+            });
+            published.encoded = Arc::new(
+                published
+                    .revoked
+                    .iter()
+                    .flat_map(|e| encode_revoked_entry(&e.entry))
+                    .collect(),
+            );
+        }
+        let this_update = now - THIS_UPDATE_BACKDATE;
+        let next_update = now + self.validity;
+        let number = self.store.next_crl_number(this_update, next_update).await?;
+        let ca = self.ca.clone();
+        let encoded = published.encoded.clone();
+        let entries = published.revoked.len();
+        let url = self.url.clone();
+        let signed = crate::support::blocking(move || {
+            let request = CrlRequest {
+                number,
+                this_update,
+                next_update,
+                url: &url,
+            };
+            let crl = ca.sign_crl_encoded(&request, &encoded)?;
+            ca.verify_crl_signature(&crl.der)?;
+            Ok::<_, fleetca_ca::CaError>(crl)
+        })
+        .await??;
+        let crl = signed;
+        let crl_pem = crl.pem;
+        // The record first: a caller told "revoked" must find the revocation there after any
+        // restore of the database.
+        let recorded = match &self.record {
+            Some(path) => {
+                let (path, der) = (path.clone(), crl.der.clone());
+                crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await?
+            }
+            None => Ok(()),
+        };
+        let status = match recorded {
+            Ok(()) => self.write_and_reload(&crl_pem).await,
+            Err(e) => {
+                tracing::error!(error = %e, "the published CRL record was not written");
+                Err(e)
+            }
+        };
+        let ok = status.is_ok();
+        let was_ok = std::mem::replace(
+            &mut *self.status.write().unwrap_or_else(|e| e.into_inner()),
+            PublishStatus {
+                ok,
+                at: Some(now),
+                error: status.clone().err(),
+            },
+        )
+        .ok;
+        if let Err(error) = status
+            && was_ok
+        {
+            self.announce_failure(number, &error).await;
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
+            der: Bytes::from(crl.der),
+            pem: Bytes::from(crl_pem),
+            number,
+            this_update,
+            next_update,
+            entries,
+        });
+        published.covered = covered;
+        tracing::info!(crl_number = number, entries, published = ok, "CRL signed");
+        Ok(())
+    }
+
+    /// Announces `crl.publication_failed` (once per run of failures: the first after a success).
+    async fn announce_failure(&self, number: u64, error: &str) {
+        let event = fleetca_storage::webhooks::NewEvent {
+            event_type: "crl.publication_failed".into(),
+            enterprise: None,
+            data: serde_json::json!({
+                "crl_number": number,
+                "error": error.chars().take(300).collect::<String>(),
+                "file": self.file.as_ref().map(|f| f.display().to_string()),
+            }),
+        };
+        if let Err(e) = self.store.enqueue_events(&[event], self.clock.now()).await {
+            tracing::warn!(error = %e, "crl.publication_failed not announced");
+        }
+    }
+
+    /// Writes the CRL file atomically (temp file, fsync, rename) and runs the reload command.
+    async fn write_and_reload(&self, pem: &str) -> Result<(), String> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let path = path.clone();
+        let body = pem.to_owned();
+        let written =
+            tokio::task::spawn_blocking(move || crate::support::files::replace(&path, body.as_bytes(), 0o644))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| format!("writing the CRL file failed: {e}")));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "CRL file not written");
+            return Err(e);
+        }
+        let Some(cmd) = &self.reload_command else {
+            return Ok(());
+        };
+        let run = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(StdDuration::from_secs(30), run).await {
+            Ok(Ok(out)) if out.status.success() => Ok(()),
+            Ok(Ok(out)) => {
+                let e = format!(
+                    "CRL reload command exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                tracing::error!(error = %e, "CRL reload failed");
+                Err(e)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "CRL reload command could not start");
+                Err(format!("CRL reload command could not start: {e}"))
+            }
+            Err(_) => {
+                tracing::error!("CRL reload command timed out");
+                Err("CRL reload command timed out after 30 s".into())
+            }
+        }
+    }
+
+    /// Re-signs the CRL every `period` until the process stops, so brokers never hold an
+    /// expired one; while the last publication failed (say the broker was not up yet for
+    /// the reload command), retries every [`RETRY`].
+    pub fn spawn_refresh(self: &Arc<Self>, period: StdDuration) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(RETRY).await;
+                let Some(p) = me.upgrade() else { break };
+                if p.status().ok && last.elapsed() < period {
+                    continue;
+                }
+                last = tokio::time::Instant::now();
+                if let Err(e) = p.publish_now().await {
+                    tracing::error!(error = %e, "CRL refresh failed; retrying");
+                }
+            }
+        });
+    }
+}
+
+/// How soon a failed CRL publication is retried.
+const RETRY: StdDuration = StdDuration::from_secs(10);

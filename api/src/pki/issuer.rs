@@ -1,0 +1,290 @@
+//! Signing and storing certificates: a key made here or taken from a CSR, signed by the CA,
+//! stored through the issue queue (group commit; the per-key limit checked in the same
+//! transaction as the insert). Who may ask for a certificate is decided by the caller of
+//! this module (`certificates` for the API, the `server-cert` command for operators).
+
+use std::sync::Arc;
+
+use fleetca_ca::{Authority, ClientProfile, IssuedCertificate, PublicKey, ServerProfile, generate_p256};
+use fleetca_storage::certificates::{IssueQueue, NewCertificate, Renewal, Stored};
+use fleetca_storage::{Certificate, StorageError, User};
+
+use crate::domain::{CertificateName, ServerCertRequest, ValidityHours};
+use crate::support::Error;
+use crate::support::clock::Clock;
+
+/// At most this many active client certificates per API key.
+pub const MAX_ACTIVE_PER_KEY: u64 = 10;
+/// At most this many active certificates per device: the current one and its renewal.
+pub const MAX_ACTIVE_PER_DEVICE: u64 = 2;
+
+/// The kinds of certificate fleetca stores.
+pub mod kind {
+    /// An MQTT client certificate of an API key.
+    pub const CLIENT: &str = "client";
+    /// A broker's TLS server certificate.
+    pub const SERVER: &str = "server";
+    /// A device's certificate (enrolled over EST).
+    pub const DEVICE: &str = "device";
+    /// A claim certificate: it enrolls devices of a tenant over EST and does nothing else.
+    pub const CLAIM: &str = "claim";
+    /// A revocation canary (see `canary`): fleetca's own, to prove brokers refuse revoked
+    /// certificates.
+    pub const CANARY: &str = "canary";
+}
+
+/// Where a client certificate's key comes from.
+pub enum KeySource {
+    /// fleetca makes a P-256 key and returns it once.
+    Generate,
+    /// The public key of a CSR; the private key never leaves its owner.
+    Csr(PublicKey),
+}
+
+/// A certificate just made, with its private key when fleetca made the key.
+pub struct Issued {
+    pub certificate: Certificate,
+    pub private_key_pem: Option<String>,
+    /// What the renewal revoked now (see [`Stored`]).
+    pub discarded: Vec<Certificate>,
+}
+
+/// What else a device certificate's issuance does in its transaction.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceIssue {
+    /// It renews this certificate.
+    pub renews: Option<Renewal>,
+    /// It takes a use of this claim.
+    pub claim: Option<uuid::Uuid>,
+    /// The audit record stored with it (its target filled in by storage).
+    pub audit: Option<fleetca_storage::NewAudit>,
+}
+
+/// Counts a certificate issued, by kind (`fleetca_certificates_issued_total`).
+pub fn issued_metric(kind: &'static str) {
+    metrics::counter!("fleetca_certificates_issued_total", "kind" => kind).increment(1);
+}
+
+fn refusal(e: StorageError, limit: &str) -> Error {
+    match e {
+        StorageError::LimitReached => Error::Conflict(limit.to_owned()),
+        StorageError::Conflict(why) => Error::Conflict(format!("{why}.")),
+        other => other.into(),
+    }
+}
+
+const KEY_LIMIT: &str =
+    "This API key already has 10 active certificates, the most allowed; revoke one before creating another.";
+const DEVICE_LIMIT: &str = "This device already has 2 active certificates; revoke one first.";
+
+/// Signs and stores certificates.
+pub struct Issuer {
+    ca: Arc<Authority>,
+    queue: IssueQueue,
+    clock: Arc<dyn Clock>,
+    crl_url: String,
+    /// The enterprise server certificates are filed under (the admins').
+    server_enterprise: String,
+}
+
+impl Issuer {
+    pub fn new(
+        ca: Arc<Authority>,
+        queue: IssueQueue,
+        clock: Arc<dyn Clock>,
+        crl_url: String,
+        server_enterprise: String,
+    ) -> Self {
+        Self {
+            ca,
+            queue,
+            clock,
+            crl_url,
+            server_enterprise,
+        }
+    }
+
+    /// The CA certificate (PEM), returned beside every new certificate.
+    pub fn ca_certificate_pem(&self) -> &str {
+        self.ca.certificate_pem()
+    }
+
+    /// Issues a client certificate for an API key (CN = its username, O = its enterprise).
+    pub async fn issue_client(
+        &self,
+        owner: &User,
+        name: CertificateName,
+        key: KeySource,
+        validity: ValidityHours,
+        renews: Option<Renewal>,
+        audit: Option<fleetca_storage::NewAudit>,
+    ) -> Result<Issued, Error> {
+        let (public_key, private_key_pem) = match key {
+            KeySource::Csr(k) => (k, None),
+            KeySource::Generate => {
+                let generated = generate_p256()?;
+                (generated.public_key, Some(generated.private_key_pem))
+            }
+        };
+        let profile = ClientProfile {
+            common_name: &owner.username,
+            organization: &owner.enterprise,
+            validity: validity.duration(),
+            crl_url: &self.crl_url,
+        };
+        let issued = self.ca.issue_client(&profile, &public_key, self.clock.now())?;
+        let mut new = self.new_certificate(name.into_inner(), kind::CLIENT, Some(owner), issued);
+        new.renews = renews;
+        let Stored { certificate, discarded } = self
+            .queue
+            .insert(new, Some(MAX_ACTIVE_PER_KEY), audit, self.clock.now())
+            .await
+            .map_err(|e| refusal(e, KEY_LIMIT))?;
+        issued_metric(kind::CLIENT);
+        tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %owner.id, renews = ?renews.map(|r| r.old), "client certificate issued");
+        Ok(Issued {
+            certificate,
+            private_key_pem,
+            discarded,
+        })
+    }
+
+    /// Issues a device certificate for a CSR's key (see `fleetca_ca::DeviceProfile`).
+    pub async fn issue_device(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        key: fleetca_ca::PublicKey,
+        validity: chrono::Duration,
+        with: DeviceIssue,
+    ) -> Result<Issued, Error> {
+        let profile = fleetca_ca::DeviceProfile {
+            device_id,
+            tenant,
+            enterprise: tenant,
+            validity,
+            crl_url: &self.crl_url,
+        };
+        let issued = self
+            .ca
+            .issue_device(&profile, &key, self.clock.now())
+            .map_err(|e| match e {
+                fleetca_ca::CaError::InvalidName(why) => Error::Conflict(why),
+                other => other.into(),
+            })?;
+        let new = NewCertificate {
+            name: format!("{tenant}/{device_id}"),
+            kind: kind::DEVICE.to_owned(),
+            api_key_id: None,
+            enterprise: tenant.to_owned(),
+            serial: issued.serial_hex,
+            fingerprint: issued.fingerprint,
+            certificate_pem: issued.pem,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            device: Some(format!("{tenant}/{device_id}")),
+            renews: with.renews,
+            claim: with.claim,
+        };
+        let Stored { certificate, discarded } = self
+            .queue
+            .insert(new, Some(MAX_ACTIVE_PER_DEVICE), with.audit.clone(), self.clock.now())
+            .await
+            .map_err(|e| refusal(e, DEVICE_LIMIT))?;
+        issued_metric(kind::DEVICE);
+        tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, %tenant, %device_id, renews = ?with.renews.map(|r| r.old), claim = ?with.claim, "device certificate issued");
+        Ok(Issued {
+            certificate,
+            private_key_pem: None,
+            discarded,
+        })
+    }
+
+    /// Signs a claim certificate with a new key (stored by the caller, with its claim).
+    pub fn sign_claim(
+        &self,
+        claim_id: &str,
+        tenant: &str,
+        enterprise: &str,
+        validity: chrono::Duration,
+    ) -> Result<(NewCertificate, String), Error> {
+        let key = generate_p256()?;
+        let profile = fleetca_ca::ClaimProfile {
+            claim_id,
+            tenant,
+            enterprise,
+            validity,
+            crl_url: &self.crl_url,
+        };
+        let issued = self.ca.issue_claim(&profile, &key.public_key, self.clock.now())?;
+        let mut new = self.new_certificate(format!("claim {tenant}"), kind::CLAIM, None, issued);
+        new.enterprise = enterprise.to_owned();
+        Ok((new, key.private_key_pem))
+    }
+
+    /// Whether fleetca's CA signed this DER certificate; its fingerprint if so.
+    pub fn issued_here(&self, der: &[u8]) -> Option<String> {
+        self.ca.check_issued_der(der).map(|f| f.fingerprint)
+    }
+
+    /// The DER of the CA certificate.
+    pub fn ca_certificate_der(&self) -> &[u8] {
+        self.ca.certificate_der()
+    }
+
+    /// Issues a broker's TLS server certificate with a new key.
+    pub async fn issue_server(
+        &self,
+        request: &ServerCertRequest,
+        audit: Option<fleetca_storage::NewAudit>,
+    ) -> Result<(Certificate, String), Error> {
+        let key = generate_p256()?;
+        let dns_names: Vec<String> = request.dns_names.iter().map(|d| d.as_str().to_owned()).collect();
+        let profile = ServerProfile {
+            dns_names: &dns_names,
+            ip_addresses: &request.ip_addresses,
+            validity: request.validity,
+            crl_url: &self.crl_url,
+        };
+        let issued = self
+            .ca
+            .issue_server(&profile, &key.public_key, self.clock.now())
+            .map_err(|e| match e {
+                fleetca_ca::CaError::InvalidName(why) => Error::invalid("dns_names", why),
+                other => other.into(),
+            })?;
+        let new = self.new_certificate(request.name.clone(), kind::SERVER, None, issued);
+        let cert = self
+            .queue
+            .insert(new, None, audit, self.clock.now())
+            .await
+            .map_err(|e| refusal(e, KEY_LIMIT))?
+            .certificate;
+        issued_metric(kind::SERVER);
+        tracing::info!(certificate_id = %cert.id, serial = %cert.serial, "server certificate issued");
+        Ok((cert, key.private_key_pem))
+    }
+
+    fn new_certificate(
+        &self,
+        name: String,
+        kind: &str,
+        owner: Option<&User>,
+        issued: IssuedCertificate,
+    ) -> NewCertificate {
+        NewCertificate {
+            name,
+            kind: kind.to_owned(),
+            api_key_id: owner.map(|o| o.id),
+            enterprise: owner.map_or_else(|| self.server_enterprise.clone(), |o| o.enterprise.clone()),
+            serial: issued.serial_hex,
+            fingerprint: issued.fingerprint,
+            certificate_pem: issued.pem,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            device: None,
+            renews: None,
+            claim: None,
+        }
+    }
+}

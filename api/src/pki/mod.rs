@@ -1,0 +1,14 @@
+//! The certificate authority's flows: signing and storing ([`issuer`]), the API's
+//! certificates ([`certificates`]), renewal ([`renewal`]), EST enrollment ([`est`]) and its
+//! claims ([`claims`]), the CRL ([`crl`]) and the record of what was published, outside the
+//! database ([`published`]). Routes in [`http`]. Cryptography itself is in the `ca` crate.
+//! Start with `issuer.rs`, then `certificates.rs`.
+
+pub mod certificates;
+pub mod claims;
+pub mod crl;
+pub mod est;
+pub mod http;
+pub mod issuer;
+pub mod published;
+pub mod renewal;

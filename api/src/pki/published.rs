@@ -1,0 +1,102 @@
+//! fleetca's record of what it has published, kept outside the database: the last CRL it
+//! signed (DER, signed, so it vouches for itself), next to the data directory. A database
+//! restored from an older backup forgets the revocations made since; at start fleetca
+//! compares the two and, when the database is behind, revokes again what it had published,
+//! numbers its next CRL above the published one, audits the repair and shows it on
+//! `/readyz` until an admin acknowledges it. Without the record, a restore would publish
+//! CRLs that un-revoke certificates and whose numbers go backwards.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Duration;
+use fleetca_ca::Authority;
+use fleetca_storage::certificates::Revocation;
+use fleetca_storage::repairs::Repaired;
+use fleetca_storage::{NewAudit, Store};
+use serde_json::json;
+
+use crate::support::Error;
+use crate::support::clock::Clock;
+
+/// The file name of the record in the data directory.
+pub const RECORD_FILE: &str = "published-crl.der";
+
+/// How long a revocation of a certificate the database does not know stays listed: the
+/// longest validity a certificate can have, counted from its revocation.
+const UNKNOWN_CERTIFICATE_LIFETIME: Duration = Duration::hours(87_600);
+
+/// Writes the record atomically and synced (see [`crate::support::files::replace`]): a crash leaves
+/// the old record or the new one, never half of one.
+pub fn write_record(path: &Path, der: &[u8]) -> Result<(), String> {
+    crate::support::files::replace(path, der, 0o644)
+        .map_err(|e| format!("writing the published CRL record {} failed: {e}", path.display()))
+}
+
+/// Compares the database with the record at `path` and repairs a database that is behind.
+/// Returns what was repaired, if anything.
+pub async fn reconcile(
+    ca: &Arc<Authority>,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    path: &Path,
+) -> Result<Option<Repaired>, Error> {
+    let der = match std::fs::read(path) {
+        Ok(der) => der,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Internal(format!("reading {}: {e}", path.display()))),
+    };
+    let (published_number, entries) = ca.read_crl(&der).map_err(|e| {
+        Error::Internal(format!(
+            "{} is not a CRL of this CA ({e}); if the CA was replaced on purpose, move the file away",
+            path.display()
+        ))
+    })?;
+    let database_number = store.crl_number().await?;
+    if published_number <= database_number {
+        return Ok(None);
+    }
+    tracing::warn!(
+        published_number,
+        database_number,
+        "the database is behind the CRL fleetca last published (restored from an older backup?): revoking again what was published"
+    );
+    let published: Vec<Revocation> = entries
+        .into_iter()
+        .map(|e| Revocation {
+            serial: hex::encode(&e.serial),
+            revoked_at: e.revoked_at,
+            reason: e.reason.name().to_owned(),
+            not_after: e.revoked_at + UNKNOWN_CERTIFICATE_LIFETIME,
+        })
+        .collect();
+    let details = json!({
+        "published_crl_number": published_number,
+        "database_crl_number": database_number,
+        "published_entries": published.len(),
+    });
+    let audit = NewAudit {
+        actor_id: None,
+        actor: "system".into(),
+        role: "system".into(),
+        action: "crl.repair".into(),
+        target_kind: "crl".into(),
+        target_id: published_number.to_string(),
+        enterprise: None,
+        request_id: None,
+        client_addr: None,
+        outcome: "success".into(),
+        details: details.clone(),
+        event: None,
+        ends_sessions: false,
+    };
+    let repaired = store
+        .repair_from_published(&published, published_number, details, &[audit], clock.now())
+        .await?;
+    tracing::warn!(
+        revoked_again = repaired.revoked_again,
+        unknown_serials = repaired.unknown_serials,
+        "database repaired from the published CRL; an admin should acknowledge it (POST /api/v4/manage/repairs/{{id}}/acknowledge/)"
+    );
+    Ok(Some(repaired))
+}
