@@ -110,15 +110,18 @@ pub fn disable_for_benchmark() {
     DISABLED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Appends `entries` in the caller's transaction.
-pub(crate) async fn append<C: ConnectionTrait>(
+/// Whether the benchmark's baseline turned the audit log off.
+pub(crate) fn disabled() -> bool {
+    DISABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Appends `entries` to the chain in the caller's transaction; returns the sequence number
+/// of the first (see [`crate::outbox::append`], which stores what they announce with them).
+pub(crate) async fn append_records<C: ConnectionTrait>(
     txn: &C,
     entries: &[NewAudit],
     now: DateTime<Utc>,
-) -> Result<(), StorageError> {
-    if entries.is_empty() || DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
-        return Ok(());
-    }
+) -> Result<i64, StorageError> {
     // Microseconds: what both databases keep, so the hash checks after a round trip.
     let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     let mut query = AuditHead::find_by_id(1);
@@ -130,11 +133,10 @@ pub(crate) async fn append<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| StorageError::Internal("the audit chain has no head".into()))?;
     let (mut seq, mut prev) = (head.seq, head.hash.clone());
+    let first = seq + 1;
     let mut rows = Vec::with_capacity(entries.len());
-    let mut events = Vec::new();
     for e in entries {
         seq += 1;
-        events.extend(crate::webhooks::event_of(e, seq));
         let mut record = AuditRecord {
             seq,
             at,
@@ -163,9 +165,7 @@ pub(crate) async fn append<C: ConnectionTrait>(
     head.seq = Set(seq);
     head.hash = Set(prev);
     head.update(txn).await?;
-    crate::webhooks::enqueue(txn, &events, now).await?;
-    crate::disconnects::enqueue(txn, entries, now).await?;
-    Ok(())
+    Ok(first)
 }
 
 /// The records with `target_id` set (for a row whose id the insert makes).
@@ -191,14 +191,6 @@ pub struct ChainBreak {
 }
 
 impl Store {
-    /// Appends records on their own (failed sign-ins: no change to go with).
-    pub async fn append_audit(&self, entries: &[NewAudit], now: DateTime<Utc>) -> Result<(), StorageError> {
-        let txn = self.write_txn().await?;
-        append(&txn, entries, now).await?;
-        txn.commit().await?;
-        Ok(())
-    }
-
     /// One page of records, newest first, and the total that match.
     pub async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<(Vec<AuditRecord>, u64), StorageError> {
         let query = AuditLog::find().filter(condition(filter));

@@ -199,7 +199,7 @@ impl Store {
         model.revoked_at = Set(Some(now));
         model.revocation_reason = Set(Some(reason.to_owned()));
         let cert = model.update(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok((cert, true))
     }
@@ -269,7 +269,7 @@ impl Store {
             c.revoked_at = Some(now);
             c.revocation_reason = Some(reason.to_owned());
         }
-        crate::audit::append(&txn, &revocation_records(audit, &revoked, reason), now).await?;
+        crate::outbox::append(&txn, &revocation_records(audit, &revoked, reason), now).await?;
         txn.commit().await?;
         Ok(revoked)
     }
@@ -726,7 +726,7 @@ async fn write_batch(store: &Store, jobs: &[IssueJob]) -> Result<Vec<Result<Stor
     for chunk in rows.chunks(500) {
         Certificates::insert_many(chunk.to_vec()).exec(&txn).await?;
     }
-    crate::audit::append(&txn, &records, now).await?;
+    crate::outbox::append(&txn, &records, now).await?;
     for (old, at, by, via) in marks {
         use sea_orm::sea_query::Expr;
         Certificates::update_many()

@@ -84,7 +84,7 @@ impl Store {
             revoked_at: Set(None),
         };
         let claim = model.insert(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok((claim, certificate))
     }
@@ -155,7 +155,7 @@ impl Store {
         } else {
             None
         };
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok((claim, cert))
     }

@@ -66,7 +66,7 @@ impl Store {
     ) -> Result<Device, StorageError> {
         let txn = self.write_txn().await?;
         let device = active_model(new, now).insert(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(device)
     }
@@ -110,7 +110,7 @@ impl Store {
             let chunk: Vec<ActiveModel> = rows.by_ref().take(CHUNK).collect();
             Devices::insert_many(chunk).exec(&txn).await?;
         }
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(count)
     }
@@ -178,7 +178,7 @@ impl Store {
         }
         model.updated_at = Set(now);
         let device = model.update(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(device)
     }
@@ -200,7 +200,7 @@ impl Store {
         if res.rows_affected == 0 {
             return Err(StorageError::NotFound);
         }
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -112,7 +112,7 @@ impl Store {
         };
         let txn = self.write_txn().await?;
         let product = model.insert(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(product)
     }
@@ -185,7 +185,7 @@ impl Store {
         }
         model.updated_at = Set(now);
         let product = model.update(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(product)
     }
@@ -209,7 +209,7 @@ impl Store {
         if res.rows_affected == 0 {
             return Err(StorageError::NotFound);
         }
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -223,7 +223,7 @@ impl Store {
     ) -> Result<ProductDevice, StorageError> {
         let txn = self.write_txn().await?;
         let device = device_model(new, now).insert(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(device)
     }
@@ -263,7 +263,7 @@ impl Store {
             let chunk: Vec<DeviceModel> = rows.by_ref().take(CHUNK).collect();
             ProductDevices::insert_many(chunk).exec(&txn).await?;
         }
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(count)
     }
@@ -334,7 +334,7 @@ impl Store {
         }
         model.updated_at = Set(now);
         let device = model.update(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(device)
     }
@@ -359,7 +359,7 @@ impl Store {
         if res.rows_affected == 0 {
             return Ok(false);
         }
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -381,7 +381,7 @@ impl Store {
         if res.rows_affected == 0 {
             return Err(StorageError::NotFound);
         }
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -113,7 +113,7 @@ impl Store {
                 a
             })
             .collect();
-        crate::audit::append(&txn, &audit, now).await?;
+        crate::outbox::append(&txn, &audit, now).await?;
         txn.commit().await?;
         Ok(repaired)
     }
@@ -164,7 +164,7 @@ impl Store {
         model.acknowledged_at = Set(Some(now));
         model.acknowledged_by = Set(Some(by.to_owned()));
         let repair = model.update(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(repair)
     }

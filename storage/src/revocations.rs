@@ -135,7 +135,7 @@ async fn write_batch(
                 .await?;
         }
     }
-    crate::audit::append(&txn, &records, now).await?;
+    crate::outbox::append(&txn, &records, now).await?;
     txn.commit().await?;
     Ok(results)
 }

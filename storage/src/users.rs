@@ -100,7 +100,7 @@ impl Store {
             }
         };
         let audit = with_target_id(audit, &user.id.to_string());
-        crate::audit::append(&txn, &audit, now).await?;
+        crate::outbox::append(&txn, &audit, now).await?;
         txn.commit().await?;
         Ok(user)
     }
@@ -236,7 +236,7 @@ impl Store {
                 revoke_reason,
             ));
         }
-        crate::audit::append(&txn, &records, now).await?;
+        crate::outbox::append(&txn, &records, now).await?;
         txn.commit().await?;
         Ok((user, revoked))
     }
@@ -257,7 +257,7 @@ impl Store {
         model.token_hash = Set(token_hash);
         model.updated_at = Set(now);
         let user = model.update(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(user)
     }
@@ -276,7 +276,7 @@ impl Store {
         model.password_hash = Set(password_hash);
         model.updated_at = Set(now);
         let user = model.update(&txn).await?;
-        crate::audit::append(&txn, audit, now).await?;
+        crate::outbox::append(&txn, audit, now).await?;
         txn.commit().await?;
         Ok(user)
     }
