@@ -537,6 +537,16 @@ impl Role {
             Role::Service => "service",
         }
     }
+    /// A role read back from the database. One fleetca did not write (a damaged or edited
+    /// row) gives the least access, `service`, and is logged as an error rather than passed
+    /// over in silence.
+    pub fn stored(role: &str, username: &str) -> Self {
+        Self::parse(role).unwrap_or_else(|| {
+            tracing::error!(%username, role, "a user's stored role is not one fleetca knows; treated as an API key's");
+            Role::Service
+        })
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "admin" => Some(Role::Admin),
@@ -572,7 +582,7 @@ impl Principal {
             id: u.id,
             username: u.username.clone(),
             enterprise: u.enterprise.clone(),
-            role: Role::parse(&u.role).unwrap_or(Role::Service),
+            role: Role::stored(&u.role, &u.username),
             is_service_account: u.is_service_account,
             context: RequestContext::default(),
         }

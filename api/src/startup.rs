@@ -186,28 +186,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         ),
         None => None,
     };
-    Ok(AppState {
-        tls,
-        sessions: services.sessions,
-        users: services.users,
-        certificates: services.certificates,
-        devices: services.devices,
-        products: services.products,
-        est: services.est,
-        claims: services.claims,
-        audit: services.audit,
-        webhooks: services.webhooks,
-        disconnects: services.disconnects,
-        rabbitmq: services.rabbitmq,
-        disconnect_worker: services.disconnect_worker,
-        canary_worker: services.canary_worker,
-        renewal: services.renewal,
-        overview: services.overview,
-        tokens: services.tokens,
-        broker: services.broker,
-        changes: services.changes,
-        config,
-    })
+    Ok(AppState { config, services, tls })
 }
 
 /// A running server.

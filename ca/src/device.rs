@@ -8,6 +8,8 @@
 use md5::{Digest, Md5};
 use ring::hmac;
 
+use crate::CaError;
+
 /// HA1 = MD5(`username:realm:password`), lowercase hex.
 pub fn ha1(username: &str, realm: &str, password: &str) -> String {
     let mut h = Md5::new();
@@ -20,7 +22,7 @@ pub fn ha1(username: &str, realm: &str, password: &str) -> String {
 }
 
 /// A strong random device password: 24 characters of base64url (144 bits).
-pub fn generate_password() -> Result<String, crate::CaError> {
+pub fn generate_password() -> Result<String, CaError> {
     use base64::Engine;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes::<18>()?))
 }
@@ -28,6 +30,17 @@ pub fn generate_password() -> Result<String, crate::CaError> {
 /// The associated data a device's HA1 is sealed under, binding it to that device.
 pub fn ha1_seal_context(tenant: &str, device_id: &str) -> String {
     format!("fleetca/ha1/v1/{tenant}/{device_id}")
+}
+
+/// Opens a device's HA1, sealed under [`ha1_seal_context`]: the one way the broker's
+/// decisions and EST read it. A sealed value that does not open, or opens to anything but a
+/// well-formed HA1, is [`CaError::Unseal`].
+pub fn open_ha1(master: &crate::MasterKey, tenant: &str, device_id: &str, sealed: &[u8]) -> Result<String, CaError> {
+    let bytes = master.open(&ha1_seal_context(tenant, device_id), sealed)?;
+    match String::from_utf8(bytes) {
+        Ok(ha1) if is_ha1(&ha1) => Ok(ha1),
+        _ => Err(CaError::Unseal),
+    }
 }
 
 /// Whether `s` is a well-formed HA1: 32 hex characters.
@@ -53,6 +66,28 @@ pub fn verify_mqtt_signature(ha1: &str, timestamp: i64, signature_hex: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_ha1_opens_only_for_its_device_and_only_as_an_ha1() {
+        let master = crate::MasterKey::generate().unwrap();
+        let h = ha1("dev-1", "acme", "a device password");
+        let sealed = master.seal(&ha1_seal_context("acme", "dev-1"), h.as_bytes()).unwrap();
+        assert_eq!(open_ha1(&master, "acme", "dev-1", &sealed).unwrap(), h);
+        assert!(matches!(
+            open_ha1(&master, "acme", "dev-2", &sealed),
+            Err(CaError::Unseal)
+        ));
+        let other = crate::MasterKey::generate().unwrap();
+        assert!(matches!(
+            open_ha1(&other, "acme", "dev-1", &sealed),
+            Err(CaError::Unseal)
+        ));
+        let not_ha1 = master.seal(&ha1_seal_context("acme", "dev-1"), b"not an HA1").unwrap();
+        assert!(matches!(
+            open_ha1(&master, "acme", "dev-1", &not_ha1),
+            Err(CaError::Unseal)
+        ));
+    }
 
     #[test]
     fn ha1_matches_rfc_2617_example() {

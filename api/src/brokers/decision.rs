@@ -295,11 +295,8 @@ impl BrokerService {
             Err(StorageError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let ha1 = match self
-            .master
-            .open(&device::ha1_seal_context(&d.tenant, &d.device_id), &d.sealed_ha1)
-        {
-            Ok(ha1) => Some(String::from_utf8_lossy(&ha1).into_owned()),
+        let ha1 = match device::open_ha1(&self.master, &d.tenant, &d.device_id, &d.sealed_ha1) {
+            Ok(ha1) => Some(ha1),
             Err(e) => {
                 tracing::warn!(%tenant, %device_id, error = %e, "a device's sealed HA1 does not open with this master key; the device is refused");
                 None

@@ -172,14 +172,12 @@ impl EstService {
             Err(StorageError::NotFound) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let Ok(ha1) = self.master.open(
-            &device::ha1_seal_context(&device.tenant, &device.device_id),
-            &device.sealed_ha1,
-        ) else {
-            return Ok(None);
-        };
-        let Ok(ha1) = String::from_utf8(ha1) else {
-            return Ok(None);
+        let ha1 = match device::open_ha1(&self.master, &device.tenant, &device.device_id, &device.sealed_ha1) {
+            Ok(ha1) => ha1,
+            Err(e) => {
+                tracing::warn!(%tenant, %device_id, error = %e, "a device's sealed HA1 does not open with this master key; its enrollment is refused");
+                return Ok(None);
+            }
         };
         Ok(device.is_active.then_some((device, ha1)))
     }

@@ -86,7 +86,7 @@ impl From<User> for UserOut {
     fn from(u: User) -> Self {
         Self {
             id: u.id,
-            role: Role::parse(&u.role).unwrap_or(Role::Service).into(),
+            role: Role::stored(&u.role, &u.username).into(),
             username: u.username,
             is_service_account: u.is_service_account,
             enterprise: u.enterprise,
