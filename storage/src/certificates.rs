@@ -1,11 +1,8 @@
 //! Issued certificates, revocation, and the group-commit writer for issuance.
 //!
-//! Issuance is the hot write path: one fsync'd SQLite commit costs about a millisecond,
-//! so committing each certificate on its own caps issuance near 1,000/s. The
-//! [`IssueQueue`] instead collects the certificates that arrive while a commit is running
-//! and writes them all in the next transaction (group commit). Every caller still gets its
-//! answer only after the transaction holding its row has committed, so a 201 means the row
-//! is durable. The per-API-key limit of active certificates is checked inside that same
+//! Issuance is the hot write path, so [`IssueQueue`] writes it by group commit
+//! ([`crate::group_commit`]): the certificates that arrive while a commit is running go into
+//! the next transaction together, and a 201 still means the row is durable. The per-API-key limit of active certificates is checked inside that same
 //! transaction, with the API key's row locked on PostgreSQL, so it holds under concurrency
 //! and across instances.
 
@@ -17,12 +14,12 @@ use sea_orm::{
 use std::collections::HashMap;
 
 use sea_orm::sea_query::ExprTrait;
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::audit::NewAudit;
 use crate::entity::certificates::{ActiveModel, Column, Entity as Certificates};
 use crate::entity::users::{Column as UserCol, Entity as Users};
+use crate::group_commit::GroupCommit;
 use crate::{Certificate, Page, StorageError, Store, is_postgres};
 
 /// A certificate to store.
@@ -375,9 +372,11 @@ impl Store {
 
     /// Starts the group-commit writer for issuance (see the module docs).
     pub fn issue_queue(&self) -> IssueQueue {
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run_issue_queue(self.clone(), rx));
-        IssueQueue { tx }
+        IssueQueue {
+            writer: GroupCommit::start(self.clone(), "certificate", MAX_BATCH, |store, jobs| async move {
+                write_batch(&store, &jobs).await
+            }),
+        }
     }
 }
 
@@ -388,13 +387,12 @@ struct IssueJob {
     /// At most this many active certificates for the API key, counting this one.
     max_active: Option<u64>,
     now: DateTime<Utc>,
-    reply: oneshot::Sender<Result<Stored, StorageError>>,
 }
 
 /// The handle to the group-commit writer; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct IssueQueue {
-    tx: mpsc::Sender<IssueJob>,
+    writer: GroupCommit<IssueJob, Stored>,
 }
 
 /// Most certificates one transaction takes.
@@ -410,39 +408,14 @@ impl IssueQueue {
         audit: Option<NewAudit>,
         now: DateTime<Utc>,
     ) -> Result<Stored, StorageError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(IssueJob {
+        self.writer
+            .submit(IssueJob {
                 cert,
                 audit,
                 max_active,
                 now,
-                reply,
             })
             .await
-            .map_err(|_| StorageError::Unavailable("issue queue stopped".into()))?;
-        rx.await
-            .map_err(|_| StorageError::Internal("issue queue dropped a request".into()))?
-    }
-}
-
-async fn run_issue_queue(store: Store, mut rx: mpsc::Receiver<IssueJob>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let jobs = std::mem::take(&mut batch);
-        match write_batch(&store, &jobs).await {
-            Ok(results) => {
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, rows = jobs.len(), "certificate batch failed");
-                for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
-        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod disconnects;
 pub mod entity;
 mod error;
 pub mod events;
+mod group_commit;
 mod outbox;
 pub mod products;
 pub mod repairs;

@@ -1,22 +1,19 @@
-//! The group-commit writer for single revocations.
-//!
-//! Revoking one certificate is a short transaction, but on SQLite each commit is an fsync
-//! and the audit chain serialises them, so 64 revocations in flight queue behind one another.
-//! [`RevokeQueue`] collects the revocations that arrive while a commit is running and writes
-//! them all in the next transaction, as [`crate::certificates::IssueQueue`] does for
-//! issuance. Each caller gets its answer only once the transaction with its row and its audit
-//! record has committed.
+//! The group-commit writer for single revocations ([`crate::group_commit`]): revoking one
+//! certificate is a short transaction, but on SQLite each commit is an fsync and the audit
+//! chain serialises them, so 64 revocations in flight would queue behind one another. Each
+//! caller gets its answer only once the transaction with its row and its audit record has
+//! committed.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::audit::NewAudit;
 use crate::entity::certificates::{Column, Entity as Certificates};
+use crate::group_commit::GroupCommit;
 use crate::{Certificate, StorageError, Store};
 
 /// Most revocations one transaction takes.
@@ -27,21 +24,22 @@ struct RevokeJob {
     reason: String,
     audit: NewAudit,
     now: DateTime<Utc>,
-    reply: oneshot::Sender<Result<(Certificate, bool), StorageError>>,
 }
 
 /// The handle of the revocation writer (cheap to clone).
 #[derive(Clone)]
 pub struct RevokeQueue {
-    tx: mpsc::Sender<RevokeJob>,
+    writer: GroupCommit<RevokeJob, (Certificate, bool)>,
 }
 
 impl Store {
     /// Starts the group-commit writer for single revocations.
     pub fn revoke_queue(&self) -> RevokeQueue {
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(self.clone(), rx));
-        RevokeQueue { tx }
+        RevokeQueue {
+            writer: GroupCommit::start(self.clone(), "revocation", MAX_BATCH, |store, jobs| async move {
+                write_batch(&store, &jobs).await
+            }),
+        }
     }
 }
 
@@ -56,39 +54,14 @@ impl RevokeQueue {
         audit: NewAudit,
         now: DateTime<Utc>,
     ) -> Result<(Certificate, bool), StorageError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(RevokeJob {
+        self.writer
+            .submit(RevokeJob {
                 id,
                 reason: reason.to_owned(),
                 audit,
                 now,
-                reply,
             })
             .await
-            .map_err(|_| StorageError::Unavailable("revoke queue stopped".into()))?;
-        rx.await
-            .map_err(|_| StorageError::Internal("revoke queue dropped a request".into()))?
-    }
-}
-
-async fn run(store: Store, mut rx: mpsc::Receiver<RevokeJob>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let jobs = std::mem::take(&mut batch);
-        match write_batch(&store, &jobs).await {
-            Ok(results) => {
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, rows = jobs.len(), "revocation batch failed");
-                for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
-        }
     }
 }
 
