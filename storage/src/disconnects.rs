@@ -5,7 +5,6 @@
 //! ([`Store::finish_disconnect`]).
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -93,39 +92,7 @@ impl Store {
         lease: Duration,
         limit: u64,
     ) -> Result<Vec<Disconnect>, StorageError> {
-        let free = || {
-            Condition::any()
-                .add(Column::LeaseUntil.is_null())
-                .add(Column::LeaseUntil.lt(now))
-        };
-        let due = Disconnects::find()
-            .filter(Column::Status.eq(PENDING))
-            .filter(Column::NextAttemptAt.lte(now))
-            .filter(free())
-            .order_by_asc(Column::Id)
-            .limit(limit)
-            .all(self.conn())
-            .await?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let txn = self.write_txn().await?;
-        let mut leased = Vec::with_capacity(due.len());
-        for mut d in due {
-            let taken = Disconnects::update_many()
-                .col_expr(Column::LeaseUntil, Expr::value(now + lease))
-                .filter(Column::Id.eq(d.id))
-                .filter(Column::Status.eq(PENDING))
-                .filter(free())
-                .exec(&txn)
-                .await?;
-            if taken.rows_affected == 1 {
-                d.lease_until = Some(now + lease);
-                leased.push(d);
-            }
-        }
-        txn.commit().await?;
-        Ok(leased)
+        crate::lease::lease_due::<Disconnects>(self, Condition::all(), now, lease, limit).await
     }
 
     /// Records an attempt and releases the lease.
@@ -204,5 +171,19 @@ impl Store {
             .exec(self.conn())
             .await?;
         Ok(done.rows_affected)
+    }
+}
+
+impl crate::lease::LeaseTable for Disconnects {
+    const ID: Column = Column::Id;
+    const STATUS: Column = Column::Status;
+    const NEXT_ATTEMPT_AT: Column = Column::NextAttemptAt;
+    const LEASE_UNTIL: Column = Column::LeaseUntil;
+    const PENDING: &'static str = PENDING;
+    fn id(row: &Disconnect) -> i64 {
+        row.id
+    }
+    fn set_lease(row: &mut Disconnect, until: DateTime<Utc>) {
+        row.lease_until = Some(until);
     }
 }

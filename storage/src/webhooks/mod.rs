@@ -278,11 +278,6 @@ impl Store {
         lease: Duration,
         limit: u64,
     ) -> Result<Vec<(Delivery, Webhook)>, StorageError> {
-        let free = || {
-            Condition::any()
-                .add(DColumn::LeaseUntil.is_null())
-                .add(DColumn::LeaseUntil.lt(now))
-        };
         // A paused endpoint's deliveries wait (pending) until it is resumed.
         let active: Vec<Uuid> = Webhooks::find()
             .select_only()
@@ -294,37 +289,16 @@ impl Store {
         if active.is_empty() {
             return Ok(Vec::new());
         }
-        let due = Deliveries::find()
-            .filter(DColumn::Status.eq(PENDING))
-            .filter(DColumn::NextAttemptAt.lte(now))
-            .filter(DColumn::WebhookId.is_in(active))
-            .filter(free())
-            .order_by_asc(DColumn::NextAttemptAt)
-            .order_by_asc(DColumn::Id)
-            .limit(limit)
-            .all(self.conn())
-            .await?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let txn = self.write_txn().await?;
-        let mut leased = Vec::with_capacity(due.len());
-        for mut d in due {
-            let taken = Deliveries::update_many()
-                .col_expr(DColumn::LeaseUntil, Expr::value(now + lease))
-                .filter(DColumn::Id.eq(d.id))
-                .filter(DColumn::Status.eq(PENDING))
-                .filter(free())
-                .exec(&txn)
-                .await?;
-            if taken.rows_affected == 1 {
-                d.lease_until = Some(now + lease);
-                leased.push(d);
-            }
-        }
+        let leased = crate::lease::lease_due::<Deliveries>(
+            self,
+            Condition::all().add(DColumn::WebhookId.is_in(active)),
+            now,
+            lease,
+            limit,
+        )
+        .await?;
         let ids: Vec<Uuid> = leased.iter().map(|d| d.webhook_id).collect();
-        let hooks = Webhooks::find().filter(Column::Id.is_in(ids)).all(&txn).await?;
-        txn.commit().await?;
+        let hooks = Webhooks::find().filter(Column::Id.is_in(ids)).all(self.conn()).await?;
         Ok(leased
             .into_iter()
             .filter_map(|d| {
@@ -461,5 +435,19 @@ mod tests {
         assert_eq!(warning_due(now + Duration::days(20), now), Some(30));
         assert_eq!(warning_due(now + Duration::days(5), now), Some(7));
         assert_eq!(warning_due(now + Duration::hours(3), now), Some(1));
+    }
+}
+
+impl crate::lease::LeaseTable for Deliveries {
+    const ID: DColumn = DColumn::Id;
+    const STATUS: DColumn = DColumn::Status;
+    const NEXT_ATTEMPT_AT: DColumn = DColumn::NextAttemptAt;
+    const LEASE_UNTIL: DColumn = DColumn::LeaseUntil;
+    const PENDING: &'static str = PENDING;
+    fn id(row: &Delivery) -> i64 {
+        row.id
+    }
+    fn set_lease(row: &mut Delivery, until: DateTime<Utc>) {
+        row.lease_until = Some(until);
     }
 }
