@@ -38,7 +38,7 @@ use crate::pki::http::{certificates, claims, est};
         est::simplereenroll, est::simplereenroll_labelled,
         auth::login, auth::logout, auth::me, auth::whoami, auth::password, auth::setup_status, auth::setup,
         overview::stats, overview::ca, overview::settings, overview::repairs, overview::acknowledge_repair,
-        broker::auth, broker::auth_get, broker::superuser, broker::acl, broker::acl_get, broker::emqx_authn, broker::emqx_authz,
+        broker::auth, broker::superuser, broker::acl, broker::emqx_authn, broker::emqx_authz,
         rabbitmq::user, rabbitmq::vhost, rabbitmq::resource, rabbitmq::topic,
     ),
     components(schemas(crate::error::Problem)),

@@ -28,7 +28,7 @@ pub fn routes() -> crate::http::edge::Routes {
             "/broker/auth",
             vec![
                 route("POST", || web::post().to(auth)),
-                route("GET", || web::get().to(auth_get)),
+                route("GET", || web::get().to(auth)),
             ],
         ),
         ("/broker/superuser", vec![route("POST", || web::post().to(superuser))]),
@@ -36,7 +36,7 @@ pub fn routes() -> crate::http::edge::Routes {
             "/broker/acl",
             vec![
                 route("POST", || web::post().to(acl)),
-                route("GET", || web::get().to(acl_get)),
+                route("GET", || web::get().to(acl)),
             ],
         ),
         ("/broker/emqx/authn", vec![route("POST", || web::post().to(emqx_authn))]),
@@ -240,9 +240,11 @@ fn emqx_answer_with(decision: Decision, grant: crate::brokers::decision::EmqxGra
     })
 }
 
+/// POST, and GET for amqtt: its HTTP plugins default to GET with a JSON body (its YAML
+/// loader cannot switch them to POST); the fields may also come as a form or a query string.
 #[utoipa::path(
-    post, path = "/broker/auth", tag = "broker",
-    request_body(content = BrokerRequest, content_type = "application/json", description = "Also accepted as a form: username, password, clientid"),
+    method(post, get), path = "/broker/auth", tag = "broker",
+    request_body(content = BrokerRequest, content_type = "application/json", description = "Also accepted as a form (POST) or a query string (GET): username, password, clientid"),
     params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
     responses(
         (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
@@ -277,9 +279,10 @@ pub async fn superuser(
     Ok(answer(&req, Decision::Deny("fleetca has no MQTT superusers")))
 }
 
+/// POST, and GET for amqtt (see [`auth`]).
 #[utoipa::path(
-    post, path = "/broker/acl", tag = "broker",
-    request_body(content = BrokerRequest, content_type = "application/json", description = "username, clientid, topic, acc (1 read, 2 write, 3 both, 4 subscribe); also as a form"),
+    method(post, get), path = "/broker/acl", tag = "broker",
+    request_body(content = BrokerRequest, content_type = "application/json", description = "username, clientid, topic, acc (1 read, 2 write, 3 both, 4 subscribe); also as a form (POST) or a query string (GET)"),
     params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
     responses(
         (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
@@ -353,41 +356,3 @@ pub async fn emqx_authz(
     Ok(emqx_answer(decision))
 }
 
-/// amqtt's HTTP plugins default to GET with a JSON body (and its YAML loader cannot switch
-/// them to POST), so the same calls answer GET; the fields may also come as a query string.
-#[utoipa::path(
-    get, path = "/broker/auth", tag = "broker",
-    params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
-    request_body(content = BrokerRequest, content_type = "application/json", description = "As POST; or the fields as a query string"),
-    responses(
-        (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
-        BrokerProblems,
-    )
-)]
-pub async fn auth_get(
-    state: web::Data<AppState>,
-    broker: BrokerCaller,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    auth(state, broker, req, payload).await
-}
-
-/// GET form of `/broker/acl` (see [`auth_get`]).
-#[utoipa::path(
-    get, path = "/broker/acl", tag = "broker",
-    params(("response" = Option<String>, Query, description = "`json` for 200 with {\"ok\": bool}")),
-    request_body(content = BrokerRequest, content_type = "application/json", description = "As POST; or the fields as a query string"),
-    responses(
-        (status = 200, description = "Allowed (or any answer in JSON mode)", body = OkResponse),
-        BrokerProblems,
-    )
-)]
-pub async fn acl_get(
-    state: web::Data<AppState>,
-    broker: BrokerCaller,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    acl(state, broker, req, payload).await
-}
