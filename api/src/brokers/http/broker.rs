@@ -355,4 +355,3 @@ pub async fn emqx_authz(
     };
     Ok(emqx_answer(decision))
 }
-
