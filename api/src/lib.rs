@@ -78,8 +78,7 @@ mod layering {
                     continue;
                 }
                 let text = std::fs::read_to_string(&path).unwrap();
-                let code = text.split("#[cfg(test)]").next().unwrap().to_owned();
-                out.insert(name, code);
+                out.insert(name, without_tests(&text));
             }
         }
         let mut out = BTreeMap::new();
@@ -87,86 +86,148 @@ mod layering {
         out
     }
 
-    /// The modules each module's code names (`crate::…`, `super::…`, `self::…`), each resolved
-    /// to the longest module path it starts with.
-    fn graph(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
-        let resolve = |segments: Vec<String>| -> Option<String> {
-            (1..=segments.len())
-                .rev()
-                .map(|n| segments[..n].join("::"))
-                .find(|m| modules.contains_key(m))
+    /// The code without comment lines and without the items under `#[cfg(test)]`.
+    fn without_tests(text: &str) -> String {
+        let mut code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        while let Some(at) = code.find("#[cfg(test)]") {
+            let rest = &code[at..];
+            let end = match (rest.find('{'), rest.find(';')) {
+                (Some(open), semi) if semi.is_none_or(|s| open < s) => {
+                    let mut depth = 0usize;
+                    let mut close = rest.len();
+                    for (i, c) in rest.char_indices().skip(open) {
+                        match c {
+                            '{' => depth += 1,
+                            '}' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    close = i + 1;
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    close
+                }
+                (_, Some(semi)) => semi + 1,
+                _ => rest.len(),
+            };
+            code.replace_range(at..at + end, "");
+        }
+        code
+    }
+
+    /// Every path a `use` tree names: `a::{b::{c, d}, e as f, self}` → `a::b::c`, `a::b::d`,
+    /// `a::e`, `a`.
+    fn expand(prefix: &[String], tree: &str, out: &mut Vec<Vec<String>>) {
+        let tree = tree.trim();
+        let (head, group) = match tree.find('{') {
+            Some(open) => (
+                &tree[..open],
+                Some(&tree[open + 1..tree.rfind('}').unwrap_or(tree.len())]),
+            ),
+            None => (tree, None),
         };
+        let mut path = prefix.to_vec();
+        for seg in head.split("::").map(str::trim).filter(|s| !s.is_empty()) {
+            let seg = seg.split(" as ").next().unwrap_or(seg).trim();
+            if seg != "self" && seg != "*" {
+                path.push(seg.to_owned());
+            }
+        }
+        let Some(group) = group else {
+            out.push(path);
+            return;
+        };
+        let (mut depth, mut start) = (0usize, 0usize);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    expand(&path, &group[start..i], out);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        if !group[start..].trim().is_empty() {
+            expand(&path, &group[start..], out);
+        }
+    }
+
+    /// The modules each module's code names — its `use` trees (however they are wrapped and
+    /// nested; `crate::`, `super::`, `self::` or a child module's name) and every `crate::…`
+    /// or `super::…` path elsewhere — each resolved to the longest module path it starts with.
+    fn graph(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
         let mut g = BTreeMap::new();
         for (name, code) in modules {
             let me: Vec<String> = name.split("::").map(str::to_owned).collect();
-            let deps: &mut BTreeSet<String> = g.entry(name.clone()).or_default();
-            for line in code.lines().map(str::trim_start) {
-                if line.starts_with("//") || line.starts_with("pub mod ") || line.starts_with("mod ") {
+            // Absolute segments of a path as written in `name`, or None for another crate.
+            let absolute = |path: &[String]| -> Option<Vec<String>> {
+                let first = path.first()?;
+                let mut base: Vec<String> = match first.as_str() {
+                    "crate" => Vec::new(),
+                    "self" => me.clone(),
+                    "super" => me.clone(),
+                    child if modules.contains_key(&[me.clone(), vec![child.to_owned()]].concat().join("::")) => {
+                        me.clone()
+                    }
+                    _ => return None,
+                };
+                let mut rest = path;
+                if first == "crate" || first == "self" {
+                    rest = &path[1..];
+                }
+                while rest.first().is_some_and(|s| s == "super") {
+                    base.pop();
+                    rest = &rest[1..];
+                }
+                Some([base, rest.to_vec()].concat())
+            };
+            let resolve = |segments: Vec<String>| -> Option<String> {
+                (1..=segments.len())
+                    .rev()
+                    .map(|n| segments[..n].join("::"))
+                    .find(|m| modules.contains_key(m))
+            };
+            let mut paths: Vec<Vec<String>> = Vec::new();
+            // `use` statements, joined across lines.
+            let flat = code.split_whitespace().collect::<Vec<_>>().join(" ");
+            for (at, _) in flat.match_indices("use ") {
+                if at > 0 && !flat[..at].ends_with([' ', ';', '}', '{']) {
                     continue;
                 }
-                for (i, _) in line
-                    .match_indices("crate::")
-                    .chain(line.match_indices("super::"))
-                    .chain(line.match_indices("self::"))
-                {
+                let body = flat[at + 4..].split(';').next().unwrap_or("");
+                expand(&[], body, &mut paths);
+            }
+            // Paths written out in the code.
+            for line in code.lines() {
+                for (i, _) in line.match_indices("crate::").chain(line.match_indices("super::")) {
                     if i > 0 && line[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
-                        continue; // fleetca_storage::…, super::super::…, a::self::…
+                        continue;
                     }
-                    let rest = &line[i..];
-                    let (base, rest) = if let Some(r) = rest.strip_prefix("crate::") {
-                        (Vec::new(), r)
-                    } else if let Some(r) = rest.strip_prefix("super::") {
-                        // `super` is the parent module, for `a/b.rs` and `a/b/mod.rs` alike.
-                        (me[..me.len().saturating_sub(1)].to_vec(), r)
-                    } else {
-                        (me.clone(), &rest["self::".len()..])
-                    };
-                    let mut segments = base;
-                    // `a::b::{c, d::e}`: the path up to the brace, then each item.
-                    let path: String = rest
+                    let word: String = line[i..]
                         .chars()
-                        .take_while(|c| {
-                            c.is_alphanumeric()
-                                || *c == '_'
-                                || *c == ':'
-                                || *c == '{'
-                                || *c == '}'
-                                || *c == ','
-                                || *c == ' '
-                        })
+                        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
                         .collect();
-                    let (stem, group) = match path.split_once('{') {
-                        Some((s, g)) => (
-                            s.trim_end_matches(':').to_owned(),
-                            g.split('}').next().unwrap_or("").to_owned(),
-                        ),
-                        None => (path.split(' ').next().unwrap_or("").to_owned(), String::new()),
-                    };
-                    segments.extend(stem.split("::").filter(|s| !s.is_empty()).map(str::to_owned));
-                    let items: Vec<Vec<String>> = if group.is_empty() {
-                        vec![segments.clone()]
-                    } else {
-                        group
-                            .split(',')
-                            .map(|item| {
-                                let mut s = segments.clone();
-                                s.extend(
-                                    item.trim()
-                                        .split("::")
-                                        .filter(|p| !p.is_empty() && *p != "self")
-                                        .map(str::to_owned),
-                                );
-                                s
-                            })
-                            .collect()
-                    };
-                    for item in items {
-                        if let Some(m) = resolve(item)
-                            && m != *name
-                        {
-                            deps.insert(m);
-                        }
-                    }
+                    paths.push(word.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect());
+                }
+            }
+            let deps: &mut BTreeSet<String> = g.entry(name.clone()).or_default();
+            // A module declaring or re-exporting its own children does not depend on them.
+            let own = format!("{name}::");
+            for path in paths {
+                if let Some(m) = absolute(&path).and_then(resolve)
+                    && m != *name
+                    && !m.starts_with(&own)
+                {
+                    deps.insert(m);
                 }
             }
         }

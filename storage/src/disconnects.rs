@@ -1,5 +1,5 @@
 //! The queue of live sessions to end: when a change invalidates a credential (a certificate
-//! revoked, a key deactivated, a device disabled, …), [`crate::audit::append`] stores a row in
+//! revoked, a key deactivated, a device disabled, …), [`crate::outbox::append`] stores a row in
 //! the change's transaction; the workers of every instance lease due rows
 //! ([`Store::lease_disconnects`]) and record which brokers confirmed
 //! ([`Store::finish_disconnect`]).

@@ -298,7 +298,7 @@ impl BrokerService {
         let ha1 = match device::open_ha1(&self.master, &d.tenant, &d.device_id, &d.sealed_ha1) {
             Ok(ha1) => Some(ha1),
             Err(e) => {
-                tracing::warn!(%tenant, %device_id, error = %e, "a device's sealed HA1 does not open with this master key; the device is refused");
+                tracing::warn!(%tenant, %device_id, error = %e, "a device's sealed HA1 does not open with this master key or is not an HA1; the device is refused");
                 None
             }
         };

@@ -175,7 +175,7 @@ impl EstService {
         let ha1 = match device::open_ha1(&self.master, &device.tenant, &device.device_id, &device.sealed_ha1) {
             Ok(ha1) => ha1,
             Err(e) => {
-                tracing::warn!(%tenant, %device_id, error = %e, "a device's sealed HA1 does not open with this master key; its enrollment is refused");
+                tracing::warn!(%tenant, %device_id, error = %e, "a device's sealed HA1 does not open with this master key or is not an HA1; its enrollment is refused");
                 return Ok(None);
             }
         };

@@ -243,7 +243,11 @@ async fn events_are_signed_and_delivered_with_their_data() {
     assert_eq!(log.status, 200, "{}", log.body);
     let rows = log.body["results"].as_array().unwrap();
     assert!(rows.len() >= 7, "{}", log.body);
-    assert!(rows.iter().all(|d| d["attempts"] == 1 && d["last_status"] == 204));
+    assert!(
+        rows.iter().all(|d| d["attempts"] == 1 && d["last_status"] == 204),
+        "{}",
+        log.body
+    );
     // The audit log has the endpoint's creation, without its secret.
     let audit = app.get("/api/v4/manage/audit/?action=webhook.create", &app.admin).await;
     assert_eq!(audit.body["count"], 1);

@@ -1,6 +1,6 @@
 //! Webhook endpoints and their outbox.
 //!
-//! An event is stored in the transaction of the change it announces: [`crate::audit::append`]
+//! An event is stored in the transaction of the change it announces: [`crate::outbox::append`]
 //! turns each audit record that names an event into one `webhook_deliveries` row per matching
 //! endpoint. Senders of every instance lease due rows ([`Store::lease_deliveries`]), so each
 //! row is sent by one of them at a time, and record each attempt
@@ -279,16 +279,14 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<(Delivery, Webhook)>, StorageError> {
         // A paused endpoint's deliveries wait (pending) until it is resumed.
-        let active: Vec<Uuid> = Webhooks::find()
-            .select_only()
-            .column(Column::Id)
+        let hooks = Webhooks::find()
             .filter(Column::IsActive.eq(true))
-            .into_tuple()
             .all(self.conn())
             .await?;
-        if active.is_empty() {
+        if hooks.is_empty() {
             return Ok(Vec::new());
         }
+        let active: Vec<Uuid> = hooks.iter().map(|h| h.id).collect();
         let leased = crate::lease::lease_due::<Deliveries>(
             self,
             Condition::all().add(DColumn::WebhookId.is_in(active)),
@@ -297,8 +295,6 @@ impl Store {
             limit,
         )
         .await?;
-        let ids: Vec<Uuid> = leased.iter().map(|d| d.webhook_id).collect();
-        let hooks = Webhooks::find().filter(Column::Id.is_in(ids)).all(self.conn()).await?;
         Ok(leased
             .into_iter()
             .filter_map(|d| {
@@ -424,20 +420,6 @@ fn truncate(s: &str) -> String {
     s.chars().take(500).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tightest_threshold_is_due() {
-        let now = Utc::now();
-        assert_eq!(warning_due(now + Duration::days(40), now), None);
-        assert_eq!(warning_due(now + Duration::days(20), now), Some(30));
-        assert_eq!(warning_due(now + Duration::days(5), now), Some(7));
-        assert_eq!(warning_due(now + Duration::hours(3), now), Some(1));
-    }
-}
-
 impl crate::lease::LeaseTable for Deliveries {
     const ID: DColumn = DColumn::Id;
     const STATUS: DColumn = DColumn::Status;
@@ -449,5 +431,19 @@ impl crate::lease::LeaseTable for Deliveries {
     }
     fn set_lease(row: &mut Delivery, until: DateTime<Utc>) {
         row.lease_until = Some(until);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tightest_threshold_is_due() {
+        let now = Utc::now();
+        assert_eq!(warning_due(now + Duration::days(40), now), None);
+        assert_eq!(warning_due(now + Duration::days(20), now), Some(30));
+        assert_eq!(warning_due(now + Duration::days(5), now), Some(7));
+        assert_eq!(warning_due(now + Duration::hours(3), now), Some(1));
     }
 }
