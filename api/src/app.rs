@@ -143,27 +143,23 @@ impl Services {
             crl: crl.clone(),
         });
         let changes = Arc::new(changes::Changes::new(store.clone(), clock.clone(), local));
-        let issue_queue = store.issue_queue();
-        let canary_worker = canary::CanaryWorker::new(
-            canary::CanaryDeps {
-                ca: ca.clone(),
-                queue: issue_queue.clone(),
-                store: store.clone(),
-                crl: crl.clone(),
-                changes: changes.clone(),
-                clock: clock.clone(),
-                crl_url: crl_url.clone(),
-                enterprise: server_enterprise.clone(),
-            },
-            canary,
-        );
         let issuer = Arc::new(issuer::Issuer::new(
             ca.clone(),
-            issue_queue,
+            store.issue_queue(),
             clock.clone(),
             crl_url,
             server_enterprise,
         ));
+        let canary_worker = canary::CanaryWorker::new(
+            canary::CanaryDeps {
+                issuer: issuer.clone(),
+                store: store.clone(),
+                crl: crl.clone(),
+                changes: changes.clone(),
+                clock: clock.clone(),
+            },
+            canary,
+        );
         Ok(Self {
             sessions: sessions::SessionService::new(store.clone(), hasher.clone(), clock.clone()),
             users: users::UserService::new(store.clone(), hasher, changes.clone(), clock.clone()),

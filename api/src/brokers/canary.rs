@@ -22,14 +22,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
-use fleetca_ca::{Authority, ClientProfile, generate_p256};
 use fleetca_storage::Store;
-use fleetca_storage::certificates::{IssueQueue, NewCertificate};
 use rumqttc::{ConnectReturnCode, Event, MqttOptions, Packet, TlsConfiguration, Transport};
 
 use crate::outbox::changes::Changes;
 use crate::pki::crl::CrlPublisher;
-use crate::pki::issuer::{issued_metric, kind};
+use crate::pki::issuer::Issuer;
 use crate::support::Error;
 use crate::support::clock::Clock;
 
@@ -144,14 +142,11 @@ struct Pair {
 
 /// Issues the canaries and checks the brokers. One per process, started by `startup::serve`.
 pub struct CanaryWorker {
-    ca: Arc<Authority>,
-    queue: IssueQueue,
+    issuer: Arc<Issuer>,
     store: Store,
     crl: Arc<CrlPublisher>,
     changes: Arc<Changes>,
     clock: Arc<dyn Clock>,
-    crl_url: String,
-    enterprise: String,
     policy: CanaryPolicy,
     board: Arc<CanaryBoard>,
 }
@@ -170,14 +165,11 @@ enum Attempt {
 
 /// The wiring a worker needs.
 pub struct CanaryDeps {
-    pub ca: Arc<Authority>,
-    pub queue: IssueQueue,
+    pub issuer: Arc<Issuer>,
     pub store: Store,
     pub crl: Arc<CrlPublisher>,
     pub changes: Arc<Changes>,
     pub clock: Arc<dyn Clock>,
-    pub crl_url: String,
-    pub enterprise: String,
 }
 
 impl CanaryWorker {
@@ -187,24 +179,18 @@ impl CanaryWorker {
             board.set(CanaryStatus::unchecked(&t.broker));
         }
         let CanaryDeps {
-            ca,
-            queue,
+            issuer,
             store,
             crl,
             changes,
             clock,
-            crl_url,
-            enterprise,
         } = deps;
         Self {
-            ca,
-            queue,
+            issuer,
             store,
             crl,
             changes,
             clock,
-            crl_url,
-            enterprise,
             policy,
             board,
         }
@@ -290,13 +276,14 @@ impl CanaryWorker {
     async fn issue_pair(&self) -> Result<Pair, Error> {
         let now = self.clock.now();
         let cn = format!("{CN_PREFIX}{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let (valid, _, not_after) = self.issue(&cn, now).await?;
-        let (revoked, revoked_id, _) = self.issue(&cn, now).await?;
+        let (valid, valid_cert) = self.issue(&cn).await?;
+        let (revoked, revoked_cert) = self.issue(&cn).await?;
+        let revoked_id = revoked_cert.id;
         let record = crate::outbox::audit::system(
             "canary.revoke",
             "certificate",
             &revoked_id.to_string(),
-            Some(&self.enterprise),
+            Some(&revoked_cert.enterprise),
             serde_json::json!({"reason": REASON, "common_name": cn}),
         );
         let (cert, _) = self
@@ -309,56 +296,21 @@ impl CanaryWorker {
         Ok(Pair {
             valid,
             revoked,
-            not_after,
+            not_after: valid_cert.not_after,
             published: Instant::now(),
             revoked_at: cert.revoked_at.unwrap_or(now),
             confirmed: false,
         })
     }
 
-    /// Signs and stores one canary certificate, audited (never its key), named by its CN.
-    async fn issue(&self, cn: &str, now: DateTime<Utc>) -> Result<(Credential, uuid::Uuid, DateTime<Utc>), Error> {
-        let key = generate_p256()?;
-        let profile = ClientProfile {
-            common_name: cn,
-            organization: &self.enterprise,
-            validity: VALIDITY,
-            crl_url: &self.crl_url,
+    /// One canary certificate and its key (kept here, in memory only).
+    async fn issue(&self, cn: &str) -> Result<(Credential, fleetca_storage::Certificate), Error> {
+        let (cert, key_pem) = self.issuer.issue_canary(cn, VALIDITY).await?;
+        let credential = Credential {
+            cert_pem: cert.certificate_pem.clone(),
+            key_pem,
         };
-        let issued = self.ca.issue_client(&profile, &key.public_key, now)?;
-        let cert_pem = issued.pem.clone();
-        let not_after = issued.not_after;
-        let audit = crate::outbox::audit::system(
-            "canary.issue",
-            "certificate",
-            "",
-            Some(&self.enterprise),
-            serde_json::json!({"serial": issued.serial_hex, "common_name": cn, "not_after": not_after}),
-        );
-        let new = NewCertificate {
-            name: cn.to_owned(),
-            kind: kind::CANARY.to_owned(),
-            api_key_id: None,
-            enterprise: self.enterprise.clone(),
-            serial: issued.serial_hex,
-            fingerprint: issued.fingerprint,
-            certificate_pem: issued.pem,
-            not_before: issued.not_before,
-            not_after,
-            device: None,
-            renews: None,
-            claim: None,
-        };
-        let stored = self.queue.insert(new, None, Some(audit), now).await?;
-        issued_metric(kind::CANARY);
-        Ok((
-            Credential {
-                cert_pem,
-                key_pem: key.private_key_pem,
-            },
-            stored.certificate.id,
-            not_after,
-        ))
+        Ok((credential, cert))
     }
 
     async fn check(&self, target: &CanaryTarget, pair: &Pair) -> CanaryStatus {
@@ -373,7 +325,7 @@ impl CanaryWorker {
                 Ok(pem) => pem,
                 Err(e) => return failed(format!("mqtt_ca_file {}: {e}", path.display())),
             },
-            None => self.ca.certificate_pem().as_bytes().to_vec(),
+            None => self.issuer.ca_certificate_pem().as_bytes().to_vec(),
         };
         let valid = attempt(&target.url, &ca, &pair.valid).await;
         let revoked = attempt(&target.url, &ca, &pair.revoked).await;

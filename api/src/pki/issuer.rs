@@ -265,6 +265,41 @@ impl Issuer {
         Ok((cert, key.private_key_pem))
     }
 
+    /// Issues one of fleetca's own revocation canaries (see `brokers::canary`): a client
+    /// certificate named by its CN, filed under the admins' enterprise, audited as
+    /// `canary.issue`. Returns it with its new key, which the caller keeps in memory only.
+    pub async fn issue_canary(
+        &self,
+        common_name: &str,
+        validity: chrono::Duration,
+    ) -> Result<(Certificate, String), Error> {
+        let key = generate_p256()?;
+        let profile = ClientProfile {
+            common_name,
+            organization: &self.server_enterprise,
+            validity,
+            crl_url: &self.crl_url,
+        };
+        let now = self.clock.now();
+        let issued = self.ca.issue_client(&profile, &key.public_key, now)?;
+        let audit = crate::outbox::audit::system(
+            "canary.issue",
+            "certificate",
+            "",
+            Some(&self.server_enterprise),
+            serde_json::json!({"serial": issued.serial_hex, "common_name": common_name, "not_after": issued.not_after}),
+        );
+        let new = self.new_certificate(common_name.to_owned(), kind::CANARY, None, issued);
+        let cert = self
+            .queue
+            .insert(new, None, Some(audit), now)
+            .await
+            .map_err(|e| refusal(e, KEY_LIMIT))?
+            .certificate;
+        issued_metric(kind::CANARY);
+        Ok((cert, key.private_key_pem))
+    }
+
     fn new_certificate(
         &self,
         name: String,
