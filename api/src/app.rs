@@ -3,7 +3,8 @@
 //! turns the result into the application state. Nothing imports this module but `startup`,
 //! `state` and the tests.
 
-use crate::brokers::{canary, decision, disconnects, rabbitmq};
+use crate::brokers::families::rabbitmq;
+use crate::brokers::{canary, decision, disconnects};
 use crate::fleet::{devices, products};
 use crate::identity::{hashing, sessions, tokens, users};
 use crate::ops::overview;

@@ -158,13 +158,13 @@ pub struct CanaryFile {
 
 /// The brokers' session-ending adapters and the revocation canary's targets.
 type Brokers = (
-    Vec<crate::brokers::disconnects::BrokerAdapter>,
+    Vec<crate::brokers::admin::BrokerAdapter>,
     Vec<crate::brokers::canary::CanaryTarget>,
 );
 
 fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
+    use crate::brokers::admin::BrokerAdapter;
     use crate::brokers::canary::CanaryTarget;
-    use crate::brokers::disconnects::BrokerAdapter;
     let secret = |var: &str, what: &str| {
         std::env::var(var)
             .ok()
@@ -195,13 +195,13 @@ fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
                 canary,
             } => {
                 let name = name.unwrap_or_else(|| format!("rabbitmq-{}", i + 1));
-                let adapter = BrokerAdapter::RabbitMq {
-                    url: url_ok(&url, &name)?,
-                    password: secret(&password_env, &name)?,
-                    name,
+                let adapter = BrokerAdapter::rabbitmq(
+                    &name,
+                    url_ok(&url, &name)?,
                     username,
+                    secret(&password_env, &name)?,
                     vhost,
-                };
+                );
                 (adapter.name().to_owned(), Some(adapter), canary)
             }
             BrokerFile::Emqx {
@@ -212,12 +212,8 @@ fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
                 canary,
             } => {
                 let name = name.unwrap_or_else(|| format!("emqx-{}", i + 1));
-                let adapter = BrokerAdapter::Emqx {
-                    url: url_ok(&url, &name)?,
-                    api_secret: secret(&api_secret_env, &name)?,
-                    name,
-                    api_key,
-                };
+                let adapter =
+                    BrokerAdapter::emqx(&name, url_ok(&url, &name)?, api_key, secret(&api_secret_env, &name)?);
                 (adapter.name().to_owned(), Some(adapter), canary)
             }
             BrokerFile::Command { name, command, canary } => {
@@ -225,11 +221,7 @@ fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
                 if command.first().is_none_or(|p| p.is_empty()) {
                     return Err(format!("brokers: {name}'s command must name a program"));
                 }
-                (
-                    name.clone(),
-                    Some(BrokerAdapter::Command { name, argv: command }),
-                    canary,
-                )
+                (name.clone(), Some(BrokerAdapter::command(&name, command)), canary)
             }
             BrokerFile::Mqtt { name, canary } => {
                 let name = name.unwrap_or_else(|| format!("mqtt-{}", i + 1));
@@ -309,7 +301,7 @@ pub struct Config {
     /// The brokers told to end live sessions, and how long that is retried.
     pub disconnects: crate::brokers::disconnects::DisconnectPolicy,
     /// RabbitMQ's MQTT virtual host and exchange (`/broker/rabbitmq/*`).
-    pub rabbitmq: crate::brokers::rabbitmq::RabbitMqSettings,
+    pub rabbitmq: crate::brokers::families::rabbitmq::RabbitMqSettings,
     /// The brokers the revocation canary checks, and how often.
     pub canary: crate::brokers::canary::CanaryPolicy,
     /// Topic ACL rules.
@@ -428,8 +420,8 @@ impl Config {
             retry_period: chrono::Duration::milliseconds((disconnect_hours * 3_600_000.0) as i64),
             ..Default::default()
         };
-        let defaults = crate::brokers::rabbitmq::RabbitMqSettings::default();
-        let rabbitmq = crate::brokers::rabbitmq::RabbitMqSettings {
+        let defaults = crate::brokers::families::rabbitmq::RabbitMqSettings::default();
+        let rabbitmq = crate::brokers::families::rabbitmq::RabbitMqSettings {
             vhost: file.rabbitmq_vhost.unwrap_or(defaults.vhost),
             exchange: file.rabbitmq_exchange.unwrap_or(defaults.exchange),
         };

@@ -12,6 +12,32 @@ use fleetca_ca::PublicKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The text of a validated name: borrowed, or taken whole.
+macro_rules! text {
+    ($($name:ident),+) => {$(
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+    )+};
+}
+
+text!(
+    Username,
+    Enterprise,
+    DeviceId,
+    Realm,
+    Description,
+    CertificateName,
+    DnsName,
+    ProductKey,
+    DeviceKey
+);
+
 /// A secret string whose `Debug` hides it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
@@ -114,9 +140,6 @@ impl Username {
         }
         Ok(Self(s.to_owned()))
     }
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 /// An enterprise code such as `nnn.acme`: `[a-z0-9][a-z0-9.-]{0,63}`. A device's tenant
@@ -140,12 +163,6 @@ impl Enterprise {
         }
         Ok(Self(s.to_owned()))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 /// The tenant a device belongs to: an enterprise code.
@@ -166,12 +183,6 @@ impl DeviceId {
         }
         Ok(Self(s.to_owned()))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 /// A digest realm: 1–128 printable characters.
@@ -184,9 +195,6 @@ impl Realm {
             return Err("must be 1 to 128 printable characters".into());
         }
         Ok(Self(s.to_owned()))
-    }
-    pub fn into_inner(self) -> String {
-        self.0
     }
 }
 
@@ -202,9 +210,6 @@ impl Description {
         printable(s)?;
         Ok(Self(s.to_owned()))
     }
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 /// A certificate's display name: 1–200 printable characters, trimmed.
@@ -219,9 +224,6 @@ impl CertificateName {
         }
         printable(s)?;
         Ok(Self(s.to_owned()))
-    }
-    pub fn into_inner(self) -> String {
-        self.0
     }
 }
 
@@ -351,9 +353,6 @@ impl DnsName {
         }
         Ok(Self(name.to_ascii_lowercase()))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// A broker's TLS server certificate to issue: at least one DNS name or IP address, 1–3,650
@@ -433,12 +432,6 @@ impl ProductKey {
         }
         Ok(Self(s.to_owned()))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 /// A device key (Alibaba's `deviceName`): 1–64 of `[A-Za-z0-9_.:@-]`, unique within its
@@ -456,12 +449,6 @@ impl DeviceKey {
             return Err("must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', ':', '@' and '-'".into());
         }
         Ok(Self(s.to_owned()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    pub fn into_inner(self) -> String {
-        self.0
     }
 }
 

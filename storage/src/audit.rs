@@ -10,8 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -194,14 +193,7 @@ impl Store {
     /// One page of records, newest first, and the total that match.
     pub async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<(Vec<AuditRecord>, u64), StorageError> {
         let query = AuditLog::find().filter(condition(filter));
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_desc(Column::Seq)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        self.page_of(query, |q| q.order_by_desc(Column::Seq), page).await
     }
 
     /// Up to `limit` records after `after` (by sequence), oldest first: for exports of any

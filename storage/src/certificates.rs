@@ -163,15 +163,12 @@ impl Store {
             Some(StatusFilter::Expired) => cond.add(Column::RevokedAt.is_null()).add(Column::NotAfter.lte(now)),
         };
         let query = Certificates::find().filter(cond);
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_desc(Column::CreatedAt)
-            .order_by_asc(Column::Id)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        self.page_of(
+            query,
+            |q| q.order_by_desc(Column::CreatedAt).order_by_asc(Column::Id),
+            page,
+        )
+        .await
     }
 
     /// Revokes a certificate. Returns it and whether this call revoked it (false when it
@@ -196,8 +193,7 @@ impl Store {
         model.revoked_at = Set(Some(now));
         model.revocation_reason = Set(Some(reason.to_owned()));
         let cert = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        crate::rows::commit_audited(txn, audit, now).await?;
         Ok((cert, true))
     }
 

@@ -3,9 +3,7 @@
 //! Uses are taken in the issue queue's transaction (see `certificates::NewCertificate::claim`).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use crate::audit::NewAudit;
@@ -84,8 +82,7 @@ impl Store {
             revoked_at: Set(None),
         };
         let claim = model.insert(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        crate::rows::commit_audited(txn, audit, now).await?;
         Ok((claim, certificate))
     }
 
@@ -116,15 +113,12 @@ impl Store {
             cond = cond.add(Column::Tenant.eq(t.as_str()));
         }
         let query = Claims::find().filter(cond);
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_desc(Column::CreatedAt)
-            .order_by_asc(Column::Id)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        self.page_of(
+            query,
+            |q| q.order_by_desc(Column::CreatedAt).order_by_asc(Column::Id),
+            page,
+        )
+        .await
     }
 
     /// Revokes a claim and its certificate in one transaction. Returns the claim and the
@@ -155,8 +149,7 @@ impl Store {
         } else {
             None
         };
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        crate::rows::commit_audited(txn, audit, now).await?;
         Ok((claim, cert))
     }
 }

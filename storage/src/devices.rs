@@ -1,13 +1,12 @@
 //! Devices and their sealed HA1 digests.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
 use crate::audit::NewAudit;
 use crate::entity::devices::{ActiveModel, Column, Entity as Devices};
+use crate::rows::{commit_audited, insert_chunked};
 use crate::{Device, Page, StorageError, Store};
 
 /// A device to insert; the HA1 arrives sealed.
@@ -64,25 +63,16 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Device, StorageError> {
-        let txn = self.write_txn().await?;
-        let device = active_model(new, now).insert(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(device)
+        self.insert_audited(active_model(new, now), audit, now).await
     }
 
     /// The subset of `keys` (tenant, device_id) that already exist.
     pub async fn existing_devices(&self, keys: &[(String, String)]) -> Result<Vec<(String, String)>, StorageError> {
         let mut found = Vec::new();
         for chunk in keys.chunks(400) {
-            let mut cond = Condition::any();
-            for (tenant, device_id) in chunk {
-                cond = cond.add(
-                    Condition::all()
-                        .add(Column::Tenant.eq(tenant.as_str()))
-                        .add(Column::DeviceId.eq(device_id.as_str())),
-                );
-            }
+            let cond = chunk.iter().fold(Condition::any(), |cond, (tenant, device_id)| {
+                cond.add(named(tenant, device_id))
+            });
             let rows: Vec<(String, String)> = Devices::find()
                 .select_only()
                 .column(Column::Tenant)
@@ -105,21 +95,15 @@ impl Store {
     ) -> Result<u64, StorageError> {
         let count = new.len() as u64;
         let txn = self.write_txn().await?;
-        let mut rows = new.into_iter().map(|d| active_model(d, now)).peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<ActiveModel> = rows.by_ref().take(CHUNK).collect();
-            Devices::insert_many(chunk).exec(&txn).await?;
-        }
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        insert_chunked(&txn, new.into_iter().map(|d| active_model(d, now)), CHUNK).await?;
+        commit_audited(txn, audit, now).await?;
         Ok(count)
     }
 
     /// A device by tenant and id.
     pub async fn device(&self, tenant: &str, device_id: &str) -> Result<Device, StorageError> {
         Devices::find()
-            .filter(Column::Tenant.eq(tenant))
-            .filter(Column::DeviceId.eq(device_id))
+            .filter(named(tenant, device_id))
             .one(self.conn())
             .await?
             .ok_or(StorageError::NotFound)
@@ -137,16 +121,8 @@ impl Store {
         if let Some(s) = &filter.search {
             cond = cond.add(Column::DeviceId.contains(s.as_str()));
         }
-        let query = Devices::find().filter(cond);
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_asc(Column::Tenant)
-            .order_by_asc(Column::DeviceId)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        let by_name = |q: sea_orm::Select<Devices>| q.order_by_asc(Column::Tenant).order_by_asc(Column::DeviceId);
+        self.page_of(Devices::find().filter(cond), by_name, page).await
     }
 
     /// Applies a patch.
@@ -158,29 +134,21 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Device, StorageError> {
-        let txn = self.write_txn().await?;
-        let device = Devices::find()
-            .filter(Column::Tenant.eq(tenant))
-            .filter(Column::DeviceId.eq(device_id))
-            .one(&txn)
-            .await?
-            .ok_or(StorageError::NotFound)?;
-        let mut model: ActiveModel = device.into();
-        if let Some(a) = patch.is_active {
-            model.is_active = Set(a);
-        }
-        if let Some(d) = patch.description {
-            model.description = Set(d);
-        }
-        if let Some((realm, sealed)) = patch.credentials {
-            model.realm = Set(realm);
-            model.sealed_ha1 = Set(sealed);
-        }
-        model.updated_at = Set(now);
-        let device = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(device)
+        let find = Devices::find().filter(named(tenant, device_id));
+        let change = |model: &mut ActiveModel| {
+            if let Some(a) = patch.is_active {
+                model.is_active = Set(a);
+            }
+            if let Some(d) = patch.description {
+                model.description = Set(d);
+            }
+            if let Some((realm, sealed)) = patch.credentials {
+                model.realm = Set(realm);
+                model.sealed_ha1 = Set(sealed);
+            }
+            model.updated_at = Set(now);
+        };
+        self.update_audited(find, change, audit, now).await
     }
 
     /// Deletes a device.
@@ -191,17 +159,14 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<(), StorageError> {
-        let txn = self.write_txn().await?;
-        let res = Devices::delete_many()
-            .filter(Column::Tenant.eq(tenant))
-            .filter(Column::DeviceId.eq(device_id))
-            .exec(&txn)
-            .await?;
-        if res.rows_affected == 0 {
-            return Err(StorageError::NotFound);
-        }
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(())
+        self.delete_audited::<Devices>(named(tenant, device_id), audit, now)
+            .await
     }
+}
+
+/// The device `device_id` of `tenant`.
+fn named(tenant: &str, device_id: &str) -> Condition {
+    Condition::all()
+        .add(Column::Tenant.eq(tenant))
+        .add(Column::DeviceId.eq(device_id))
 }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    Set,
 };
 
 use crate::audit::NewAudit;
@@ -145,14 +145,7 @@ impl Store {
         if let Some(s) = status {
             query = query.filter(Column::Status.eq(s));
         }
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_desc(Column::Id)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        self.page_of(query, |q| q.order_by_desc(Column::Id), page).await
     }
 
     /// Counts disconnects by status (for the metrics).

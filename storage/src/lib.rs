@@ -31,6 +31,7 @@ mod outbox;
 pub mod products;
 pub mod repairs;
 pub mod revocations;
+mod rows;
 pub mod sessions;
 pub mod stats;
 pub mod users;

@@ -1,14 +1,13 @@
 //! Products of sign-based devices and their devices, with sealed secrets.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set};
 use uuid::Uuid;
 
 use crate::audit::NewAudit;
 use crate::entity::product_devices::{ActiveModel as DeviceModel, Column as D, Entity as ProductDevices};
 use crate::entity::products::{ActiveModel, Column as P, Entity as Products};
+use crate::rows::{commit_audited, delete_found, insert_chunked};
 use crate::{Page, Product, ProductDevice, StorageError, Store};
 
 /// A product to insert; the secret arrives sealed.
@@ -110,11 +109,7 @@ impl Store {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let txn = self.write_txn().await?;
-        let product = model.insert(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(product)
+        self.insert_audited(model, audit, now).await
     }
 
     /// A product by its key.
@@ -142,15 +137,8 @@ impl Store {
                     .add(P::Name.contains(s.as_str())),
             );
         }
-        let query = Products::find().filter(cond);
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_asc(P::ProductKey)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        let by_key = |q: Select<Products>| q.order_by_asc(P::ProductKey);
+        self.page_of(Products::find().filter(cond), by_key, page).await
     }
 
     /// Applies a patch to a product.
@@ -161,33 +149,26 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Product, StorageError> {
-        let txn = self.write_txn().await?;
-        let product = Products::find()
-            .filter(P::ProductKey.eq(product_key))
-            .one(&txn)
-            .await?
-            .ok_or(StorageError::NotFound)?;
-        let mut model: ActiveModel = product.into();
-        if let Some(n) = patch.name {
-            model.name = Set(n);
-        }
-        if let Some(a) = patch.is_active {
-            model.is_active = Set(a);
-        }
-        if let Some(d) = patch.dynamic_activation {
-            model.dynamic_activation = Set(d);
-        }
-        if let Some(s) = patch.max_clock_skew_seconds {
-            model.max_clock_skew_seconds = Set(s);
-        }
-        if let Some(s) = patch.sealed_secret {
-            model.sealed_secret = Set(s);
-        }
-        model.updated_at = Set(now);
-        let product = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(product)
+        let find = Products::find().filter(P::ProductKey.eq(product_key));
+        let change = |model: &mut ActiveModel| {
+            if let Some(n) = patch.name {
+                model.name = Set(n);
+            }
+            if let Some(a) = patch.is_active {
+                model.is_active = Set(a);
+            }
+            if let Some(d) = patch.dynamic_activation {
+                model.dynamic_activation = Set(d);
+            }
+            if let Some(s) = patch.max_clock_skew_seconds {
+                model.max_clock_skew_seconds = Set(s);
+            }
+            if let Some(s) = patch.sealed_secret {
+                model.sealed_secret = Set(s);
+            }
+            model.updated_at = Set(now);
+        };
+        self.update_audited(find, change, audit, now).await
     }
 
     /// Deletes a product and all its devices, in one transaction.
@@ -202,16 +183,8 @@ impl Store {
             .filter(D::ProductKey.eq(product_key))
             .exec(&txn)
             .await?;
-        let res = Products::delete_many()
-            .filter(P::ProductKey.eq(product_key))
-            .exec(&txn)
-            .await?;
-        if res.rows_affected == 0 {
-            return Err(StorageError::NotFound);
-        }
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(())
+        delete_found::<Products>(&txn, Condition::all().add(P::ProductKey.eq(product_key))).await?;
+        commit_audited(txn, audit, now).await
     }
 
     /// Inserts a device of a product. A taken device_key is [`StorageError::Conflict`].
@@ -221,11 +194,7 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<ProductDevice, StorageError> {
-        let txn = self.write_txn().await?;
-        let device = device_model(new, now).insert(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(device)
+        self.insert_audited(device_model(new, now), audit, now).await
     }
 
     /// The subset of `device_keys` that already exist in the product.
@@ -258,21 +227,15 @@ impl Store {
     ) -> Result<u64, StorageError> {
         let count = new.len() as u64;
         let txn = self.write_txn().await?;
-        let mut rows = new.into_iter().map(|d| device_model(d, now)).peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<DeviceModel> = rows.by_ref().take(CHUNK).collect();
-            ProductDevices::insert_many(chunk).exec(&txn).await?;
-        }
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        insert_chunked(&txn, new.into_iter().map(|d| device_model(d, now)), CHUNK).await?;
+        commit_audited(txn, audit, now).await?;
         Ok(count)
     }
 
     /// A device of a product.
     pub async fn product_device(&self, product_key: &str, device_key: &str) -> Result<ProductDevice, StorageError> {
         ProductDevices::find()
-            .filter(D::ProductKey.eq(product_key))
-            .filter(D::DeviceKey.eq(device_key))
+            .filter(device_of(product_key, device_key))
             .one(self.conn())
             .await?
             .ok_or(StorageError::NotFound)
@@ -292,15 +255,8 @@ impl Store {
         if let Some(s) = &filter.search {
             cond = cond.add(D::DeviceKey.contains(s.as_str()));
         }
-        let query = ProductDevices::find().filter(cond);
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_asc(D::DeviceKey)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        let by_key = |q: Select<ProductDevices>| q.order_by_asc(D::DeviceKey);
+        self.page_of(ProductDevices::find().filter(cond), by_key, page).await
     }
 
     /// Applies a patch to a device of a product.
@@ -312,31 +268,23 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<ProductDevice, StorageError> {
-        let txn = self.write_txn().await?;
-        let device = ProductDevices::find()
-            .filter(D::ProductKey.eq(product_key))
-            .filter(D::DeviceKey.eq(device_key))
-            .one(&txn)
-            .await?
-            .ok_or(StorageError::NotFound)?;
-        let mut model: DeviceModel = device.into();
-        if let Some(a) = patch.is_active {
-            model.is_active = Set(a);
-        }
-        if let Some(d) = patch.description {
-            model.description = Set(d);
-        }
-        if let Some(s) = patch.sealed_secret {
-            model.sealed_secret = Set(s);
-        }
-        if let Some(a) = patch.activated_at {
-            model.activated_at = Set(a);
-        }
-        model.updated_at = Set(now);
-        let device = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(device)
+        let find = ProductDevices::find().filter(device_of(product_key, device_key));
+        let change = |model: &mut DeviceModel| {
+            if let Some(a) = patch.is_active {
+                model.is_active = Set(a);
+            }
+            if let Some(d) = patch.description {
+                model.description = Set(d);
+            }
+            if let Some(s) = patch.sealed_secret {
+                model.sealed_secret = Set(s);
+            }
+            if let Some(a) = patch.activated_at {
+                model.activated_at = Set(a);
+            }
+            model.updated_at = Set(now);
+        };
+        self.update_audited(find, change, audit, now).await
     }
 
     /// Records a device's first connection with its device secret; `false` when it was
@@ -351,16 +299,14 @@ impl Store {
         let txn = self.write_txn().await?;
         let res = ProductDevices::update_many()
             .col_expr(D::ActivatedAt, sea_orm::sea_query::Expr::value(now))
-            .filter(D::ProductKey.eq(product_key))
-            .filter(D::DeviceKey.eq(device_key))
+            .filter(device_of(product_key, device_key))
             .filter(D::ActivatedAt.is_null())
             .exec(&txn)
             .await?;
         if res.rows_affected == 0 {
             return Ok(false);
         }
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        commit_audited(txn, audit, now).await?;
         Ok(true)
     }
 
@@ -372,17 +318,14 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<(), StorageError> {
-        let txn = self.write_txn().await?;
-        let res = ProductDevices::delete_many()
-            .filter(D::ProductKey.eq(product_key))
-            .filter(D::DeviceKey.eq(device_key))
-            .exec(&txn)
-            .await?;
-        if res.rows_affected == 0 {
-            return Err(StorageError::NotFound);
-        }
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(())
+        self.delete_audited::<ProductDevices>(device_of(product_key, device_key), audit, now)
+            .await
     }
+}
+
+/// The device `device_key` of the product `product_key`.
+fn device_of(product_key: &str, device_key: &str) -> Condition {
+    Condition::all()
+        .add(D::ProductKey.eq(product_key))
+        .add(D::DeviceKey.eq(device_key))
 }

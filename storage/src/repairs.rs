@@ -164,8 +164,7 @@ impl Store {
         model.acknowledged_at = Set(Some(now));
         model.acknowledged_by = Set(Some(by.to_owned()));
         let repair = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        crate::rows::commit_audited(txn, audit, now).await?;
         Ok(repair)
     }
 }

@@ -2,9 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use crate::audit::{NewAudit, with_target_id};
@@ -171,15 +169,12 @@ impl Store {
             cond = cond.add(Column::Username.contains(s.as_str()));
         }
         let query = Users::find().filter(cond);
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_desc(Column::CreatedAt)
-            .order_by_asc(Column::Username)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        self.page_of(
+            query,
+            |q| q.order_by_desc(Column::CreatedAt).order_by_asc(Column::Username),
+            page,
+        )
+        .await
     }
 
     /// Applies a patch. Deactivating revokes the user's active certificates in the same
@@ -250,16 +245,12 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<User, StorageError> {
-        let txn = self.write_txn().await?;
-        let user = Users::find_by_id(id).one(&txn).await?.ok_or(StorageError::NotFound)?;
-        let mut model: ActiveModel = user.into();
-        model.token_lookup = Set(token_lookup);
-        model.token_hash = Set(token_hash);
-        model.updated_at = Set(now);
-        let user = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(user)
+        let change = |model: &mut ActiveModel| {
+            model.token_lookup = Set(token_lookup);
+            model.token_hash = Set(token_hash);
+            model.updated_at = Set(now);
+        };
+        self.update_audited(Users::find_by_id(id), change, audit, now).await
     }
 
     /// Sets (or clears) a user's password hash.
@@ -270,14 +261,10 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<User, StorageError> {
-        let txn = self.write_txn().await?;
-        let user = Users::find_by_id(id).one(&txn).await?.ok_or(StorageError::NotFound)?;
-        let mut model: ActiveModel = user.into();
-        model.password_hash = Set(password_hash);
-        model.updated_at = Set(now);
-        let user = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(user)
+        let change = |model: &mut ActiveModel| {
+            model.password_hash = Set(password_hash);
+            model.updated_at = Set(now);
+        };
+        self.update_audited(Users::find_by_id(id), change, audit, now).await
     }
 }

@@ -432,21 +432,13 @@ async fn devices(cmd: DevicesCommand, out: Output) -> Result<(), CliError> {
         DevicesCommand::Create {
             device_id,
             tenant,
-            password,
-            ha1,
-            realm,
+            credentials,
             description,
         } => {
             let mut body = json!({"device_id": device_id, "tenant": tenant});
-            for (k, v) in [
-                ("password", password),
-                ("ha1", ha1),
-                ("realm", realm),
-                ("description", description),
-            ] {
-                if let Some(v) = v {
-                    put(&mut body, k, json!(v));
-                }
+            credentials.into_body(&mut body);
+            if let Some(d) = description {
+                put(&mut body, "description", json!(d));
             }
             let created = api.post("/api/v4/manage/devices/", &body).await?;
             let mut columns = DEVICE_COLUMNS.to_vec();
@@ -485,16 +477,10 @@ async fn devices(cmd: DevicesCommand, out: Output) -> Result<(), CliError> {
         DevicesCommand::Rotate {
             device_id,
             tenant,
-            password,
-            ha1,
-            realm,
+            credentials,
         } => {
             let mut body = json!({});
-            for (k, v) in [("password", password), ("ha1", ha1), ("realm", realm)] {
-                if let Some(v) = v {
-                    put(&mut body, k, json!(v));
-                }
-            }
+            credentials.into_body(&mut body);
             let rotated = api
                 .put(&format!("{}credentials/", device_path(&tenant, &device_id)), &body)
                 .await?;

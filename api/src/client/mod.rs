@@ -190,6 +190,29 @@ pub enum CertsCommand {
     },
 }
 
+/// A device's credentials: a password, its HA1 (with its realm), or neither for a generated
+/// password.
+#[derive(Args, Debug)]
+pub struct DeviceCredentials {
+    #[arg(long, conflicts_with = "ha1")]
+    pub password: Option<String>,
+    #[arg(long)]
+    pub ha1: Option<String>,
+    #[arg(long)]
+    pub realm: Option<String>,
+}
+
+impl DeviceCredentials {
+    /// Puts the ones given into a request body.
+    pub(crate) fn into_body(self, body: &mut serde_json::Value) {
+        for (k, v) in [("password", self.password), ("ha1", self.ha1), ("realm", self.realm)] {
+            if let Some(v) = v {
+                api::put(body, k, v.into());
+            }
+        }
+    }
+}
+
 /// HA1 devices.
 #[derive(Subcommand, Debug)]
 pub enum DevicesCommand {
@@ -198,12 +221,8 @@ pub enum DevicesCommand {
         device_id: String,
         #[arg(long)]
         tenant: String,
-        #[arg(long, conflicts_with = "ha1")]
-        password: Option<String>,
-        #[arg(long)]
-        ha1: Option<String>,
-        #[arg(long)]
-        realm: Option<String>,
+        #[command(flatten)]
+        credentials: DeviceCredentials,
         #[arg(long)]
         description: Option<String>,
     },
@@ -237,12 +256,8 @@ pub enum DevicesCommand {
         device_id: String,
         #[arg(long)]
         tenant: String,
-        #[arg(long, conflicts_with = "ha1")]
-        password: Option<String>,
-        #[arg(long)]
-        ha1: Option<String>,
-        #[arg(long)]
-        realm: Option<String>,
+        #[command(flatten)]
+        credentials: DeviceCredentials,
     },
     /// Delete a device.
     Delete {

@@ -23,7 +23,8 @@ use actix_web::web;
 use tracing::Instrument;
 
 use self::edge::{RequestId, Routes};
-use crate::brokers::http::{broker, disconnects, rabbitmq};
+use crate::brokers::families::{emqx, go_auth, rabbitmq};
+use crate::brokers::http::disconnects;
 use crate::error::ApiError;
 use crate::fleet::http::{devices, products};
 use crate::identity::http::{auth, users};
@@ -35,8 +36,9 @@ use crate::pki::http::{certificates, claims, est};
 pub fn routes() -> Routes {
     // The broker's calls come first: actix tries resources in order.
     let mut all = Routes::new();
-    all.extend(broker::routes());
-    all.extend(rabbitmq::routes());
+    all.extend(go_auth::http::routes());
+    all.extend(emqx::http::routes());
+    all.extend(rabbitmq::http::routes());
     all.extend(public::routes());
     all.extend(metrics::routes());
     all.extend(est::routes());

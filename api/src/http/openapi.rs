@@ -7,7 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::brokers::http::{broker, disconnects, rabbitmq};
+use crate::brokers::families::{emqx, go_auth, rabbitmq};
+use crate::brokers::http::disconnects;
 use crate::fleet::http::{devices, products};
 use crate::http::metrics;
 use crate::identity::http::{auth, users};
@@ -38,8 +39,8 @@ use crate::pki::http::{certificates, claims, est};
         est::simplereenroll, est::simplereenroll_labelled,
         auth::login, auth::logout, auth::me, auth::whoami, auth::password, auth::setup_status, auth::setup,
         overview::stats, overview::ca, overview::settings, overview::repairs, overview::acknowledge_repair,
-        broker::auth, broker::superuser, broker::acl, broker::emqx_authn, broker::emqx_authz,
-        rabbitmq::user, rabbitmq::vhost, rabbitmq::resource, rabbitmq::topic,
+        go_auth::http::auth, go_auth::http::superuser, go_auth::http::acl, emqx::http::emqx_authn, emqx::http::emqx_authz,
+        rabbitmq::http::user, rabbitmq::http::vhost, rabbitmq::http::resource, rabbitmq::http::topic,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerScheme, &OperationIds),

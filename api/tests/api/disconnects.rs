@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use fleetca::brokers::disconnects::BrokerAdapter;
+use fleetca::brokers::admin::BrokerAdapter;
 use fleetca::domain::Secret;
 use serde_json::{Value, json};
 
@@ -78,10 +78,7 @@ async fn a_command_is_run_for_each_credential_that_stops_being_valid() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let argv = vec![script.display().to_string()];
     let app = TestApp::spawn_with(move |c| {
-        c.disconnects.brokers = vec![BrokerAdapter::Command {
-            name: "kick".into(),
-            argv,
-        }];
+        c.disconnects.brokers = vec![BrokerAdapter::command("kick", argv)];
     })
     .await;
 
@@ -266,12 +263,12 @@ async fn emqx_clients_are_kicked_as_its_rest_api_documents() {
     ]);
     let url = emqx.url.clone();
     let app = TestApp::spawn_with(move |c| {
-        c.disconnects.brokers = vec![BrokerAdapter::Emqx {
-            name: "emqx".into(),
+        c.disconnects.brokers = vec![BrokerAdapter::emqx(
+            "emqx",
             url,
-            api_key: "fleetca-key".into(),
-            api_secret: Secret::new("emqx-secret"),
-        }];
+            "fleetca-key".into(),
+            Secret::new("emqx-secret"),
+        )];
     })
     .await;
     let (key_id, _) = app.user("svc-emqx", true, "acme", None).await;
@@ -309,13 +306,13 @@ async fn emqx_clients_are_kicked_as_its_rest_api_documents() {
 #[actix_web::test]
 async fn an_unreachable_broker_is_retried_and_shown_pending() {
     let app = TestApp::spawn_with(|c| {
-        c.disconnects.brokers = vec![BrokerAdapter::RabbitMq {
-            name: "rabbit".into(),
-            url: "http://127.0.0.1:9".into(),
-            username: "fleetca".into(),
-            password: Secret::new("unused"),
-            vhost: None,
-        }];
+        c.disconnects.brokers = vec![BrokerAdapter::rabbitmq(
+            "rabbit",
+            "http://127.0.0.1:9".into(),
+            "fleetca".into(),
+            Secret::new("unused"),
+            None,
+        )];
     })
     .await;
     let (key_id, _) = app.user("svc-unreachable", true, "acme", None).await;

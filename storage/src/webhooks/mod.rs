@@ -67,8 +67,7 @@ impl Store {
     ) -> Result<Webhook, StorageError> {
         let txn = self.write_txn().await?;
         let created = ActiveModel::from(webhook).insert(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        crate::rows::commit_audited(txn, audit, now).await?;
         Ok(created)
     }
 
@@ -99,15 +98,12 @@ impl Store {
         if let Some(e) = enterprise {
             query = query.filter(Column::Enterprise.eq(e));
         }
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_desc(Column::CreatedAt)
-            .order_by_asc(Column::Id)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        self.page_of(
+            query,
+            |q| q.order_by_desc(Column::CreatedAt).order_by_asc(Column::Id),
+            page,
+        )
+        .await
     }
 
     /// Changes an endpoint.
@@ -118,32 +114,25 @@ impl Store {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Webhook, StorageError> {
-        let txn = self.write_txn().await?;
-        let current = Webhooks::find_by_id(id)
-            .one(&txn)
-            .await?
-            .ok_or(StorageError::NotFound)?;
-        let mut model: ActiveModel = current.into();
-        if let Some(v) = patch.url {
-            model.url = Set(v);
-        }
-        if let Some(v) = patch.description {
-            model.description = Set(v);
-        }
-        if let Some(v) = patch.events {
-            model.events = Set(v);
-        }
-        if let Some(v) = patch.is_active {
-            model.is_active = Set(v);
-        }
-        if let Some(v) = patch.secret_sealed {
-            model.secret_sealed = Set(v);
-        }
-        model.updated_at = Set(now);
-        let updated = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
-        Ok(updated)
+        let change = |model: &mut ActiveModel| {
+            if let Some(v) = patch.url {
+                model.url = Set(v);
+            }
+            if let Some(v) = patch.description {
+                model.description = Set(v);
+            }
+            if let Some(v) = patch.events {
+                model.events = Set(v);
+            }
+            if let Some(v) = patch.is_active {
+                model.is_active = Set(v);
+            }
+            if let Some(v) = patch.secret_sealed {
+                model.secret_sealed = Set(v);
+            }
+            model.updated_at = Set(now);
+        };
+        self.update_audited(Webhooks::find_by_id(id), change, audit, now).await
     }
 
     /// Deletes an endpoint and its delivery log.
@@ -189,8 +178,7 @@ impl Store {
         let row = delivery(webhook_id, &event_id(), event, &payload(event, now), now)
             .insert(&txn)
             .await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        crate::rows::commit_audited(txn, audit, now).await?;
         Ok(row)
     }
 
@@ -353,14 +341,7 @@ impl Store {
         if let Some(s) = status {
             query = query.filter(DColumn::Status.eq(s));
         }
-        let total = query.clone().count(self.conn()).await?;
-        let rows = query
-            .order_by_desc(DColumn::Id)
-            .offset(page.offset)
-            .limit(page.limit)
-            .all(self.conn())
-            .await?;
-        Ok((rows, total))
+        self.page_of(query, |q| q.order_by_desc(DColumn::Id), page).await
     }
 
     /// One delivery of an endpoint.
@@ -392,8 +373,7 @@ impl Store {
         model.status = Set(PENDING.into());
         model.next_attempt_at = Set(now);
         let row = model.update(&txn).await?;
-        crate::outbox::append(&txn, audit, now).await?;
-        txn.commit().await?;
+        crate::rows::commit_audited(txn, audit, now).await?;
         Ok(row)
     }
 

@@ -1,6 +1,5 @@
-//! The brokers routes: each handler parses, authorises through its extractor and calls one
-//! service method.
+//! The brokers' shared HTTP pieces: the fields every family sends ([`fields`]) and the
+//! disconnect queue's page. Each family's own routes are in `brokers::families::<family>::http`.
 
-pub mod broker;
 pub mod disconnects;
-pub mod rabbitmq;
+pub mod fields;

@@ -1,6 +1,6 @@
 //! `/broker/rabbitmq/*`: RabbitMQ's HTTP auth backend (`rabbitmq_auth_backend_http`), in its
 //! request shapes (GET query or POST form, as `auth_http.http_method` says) and its plain-text
-//! answers `allow` / `deny` (see `service::rabbitmq`).
+//! answers `allow` / `deny` (the questions themselves are [`super::RabbitMq`]'s).
 //!
 //! Like the other broker endpoints: no Bearer auth, `broker_allow` networks only, and
 //! `X-Broker-Secret` when `FLEETCA_BROKER_SECRET` is set (RabbitMQ cannot send it: leave it
@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 use crate::brokers::decision::Decision;
-use crate::brokers::http::broker::field_map;
-use crate::brokers::rabbitmq::RabbitRequest;
+use crate::brokers::families::rabbitmq::RabbitRequest;
+use crate::brokers::http::fields::Fields;
 use crate::error::ApiError;
 use crate::http::edge::route;
 use crate::http::extract::BrokerCaller;
@@ -21,8 +21,8 @@ use crate::http::problems::BrokerProblems;
 use crate::state::AppState;
 
 pub fn routes() -> crate::http::edge::Routes {
-    let both = |path: &'static str, f: fn() -> actix_web::Route, g: fn() -> actix_web::Route| {
-        (path, vec![route("POST", f), route("GET", g)])
+    let both = |path: &'static str, post: fn() -> actix_web::Route, get: fn() -> actix_web::Route| {
+        (path, vec![route("POST", post), route("GET", get)])
     };
     vec![
         both("/broker/rabbitmq/user", || web::post().to(user), || web::get().to(user)),
@@ -96,10 +96,6 @@ fn answer(decision: Decision) -> HttpResponse {
         .body(text)
 }
 
-async fn parse(req: &HttpRequest, payload: &mut web::Payload) -> Result<RabbitRequest, ApiError> {
-    Ok(request(field_map(req, payload).await?))
-}
-
 /// RabbitMQ `user_path`: `username`, `password` (absent for a certificate login), `vhost`,
 /// `client_id`.
 #[utoipa::path(
@@ -110,10 +106,9 @@ async fn parse(req: &HttpRequest, payload: &mut web::Payload) -> Result<RabbitRe
 pub async fn user(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
-    req: HttpRequest,
-    mut payload: web::Payload,
+    Fields(fields): Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let r = parse(&req, &mut payload).await?;
+    let r = request(fields);
     Ok(answer(state.rabbitmq.user(&r).await))
 }
 
@@ -126,10 +121,9 @@ pub async fn user(
 pub async fn vhost(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
-    req: HttpRequest,
-    mut payload: web::Payload,
+    Fields(fields): Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let r = parse(&req, &mut payload).await?;
+    let r = request(fields);
     Ok(answer(state.rabbitmq.vhost(&r)))
 }
 
@@ -143,10 +137,9 @@ pub async fn vhost(
 pub async fn resource(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
-    req: HttpRequest,
-    mut payload: web::Payload,
+    Fields(fields): Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let r = parse(&req, &mut payload).await?;
+    let r = request(fields);
     Ok(answer(state.rabbitmq.resource(&r)))
 }
 
@@ -160,9 +153,8 @@ pub async fn resource(
 pub async fn topic(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
-    req: HttpRequest,
-    mut payload: web::Payload,
+    Fields(fields): Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let r = parse(&req, &mut payload).await?;
+    let r = request(fields);
     Ok(answer(state.rabbitmq.topic(&r).await))
 }

@@ -4,6 +4,8 @@
 //! The answers are the same decisions the other broker families get from [`BrokerService`];
 //! the topic arrives as an AMQP routing key and is translated back to the MQTT topic first.
 
+pub mod http;
+
 use std::sync::Arc;
 
 use crate::brokers::acl::Access;
