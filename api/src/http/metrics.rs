@@ -169,19 +169,15 @@ fn describe() {
     }
 }
 
-/// The broker's routes, the hot path: their path is their template, so they are named
-/// without looking the request up in the route table.
-const BROKER_ROUTES: [&str; 9] = [
-    "/broker/auth",
-    "/broker/acl",
-    "/broker/superuser",
-    "/broker/rabbitmq/user",
-    "/broker/rabbitmq/vhost",
-    "/broker/rabbitmq/resource",
-    "/broker/rabbitmq/topic",
-    "/broker/emqx/authn",
-    "/broker/emqx/authz",
-];
+/// The brokers' routes, the hot path: their path is their template, so they are named
+/// without looking the request up in the route table. Set from the route table (every
+/// family's `/broker/…` paths) when the routes are mounted.
+static BROKER_ROUTES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+
+/// Names the static `/broker/…` paths (the first call wins: every app mounts the same table).
+pub fn name_broker_routes(paths: impl Iterator<Item = &'static str>) {
+    BROKER_ROUTES.get_or_init(|| paths.collect());
+}
 
 /// A request's counter and latency histogram, looked up once per thread and label set: a
 /// handle's increment is one atomic add, where building the labelled key and finding it in the
@@ -263,7 +259,9 @@ pub async fn track(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = method_label(req.method());
-    let broker = BROKER_ROUTES.iter().find(|r| **r == req.path()).copied();
+    let broker = BROKER_ROUTES
+        .get()
+        .and_then(|routes| routes.iter().find(|r| **r == req.path()).copied());
     let pattern = match broker {
         Some(_) => None,
         None => Some(req.match_pattern().unwrap_or_else(|| "unmatched".into())),

@@ -72,6 +72,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // Static paths first: they match by string comparison, and no static path here is also
     // matched by a dynamic pattern, so the order between the two groups changes nothing else.
     let (static_routes, dynamic_routes): (Routes, Routes) = routes().into_iter().partition(|(p, _)| !p.contains('{'));
+    metrics::name_broker_routes(
+        static_routes
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| p.starts_with("/broker/")),
+    );
     for (path, methods) in static_routes.into_iter().chain(dynamic_routes) {
         let mut patterns = vec![path.to_owned()];
         if !path.ends_with('/') && !path.contains('.') {

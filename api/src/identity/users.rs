@@ -171,31 +171,24 @@ impl UserService {
         mut filter: UserFilter,
         page: PageRequest,
     ) -> Result<Listing<User>, Error> {
-        match caller.role {
-            Role::Admin => {}
-            Role::Manager => {
-                if !caller.pin_enterprise(&mut filter.enterprise) {
-                    return Ok(Listing::empty());
-                }
-            }
-            Role::Service => {
-                let me = self.store.user(caller.id).await?;
-                let matches = filter.enterprise.as_ref().is_none_or(|e| *e == me.enterprise)
-                    && filter.is_service_account.is_none_or(|v| v == me.is_service_account)
-                    && filter.is_active.is_none_or(|v| v == me.is_active)
-                    && filter.search.as_ref().is_none_or(|s| me.username.contains(s.as_str()));
-                return Ok(if matches && page.page == 1 {
-                    Listing {
-                        items: vec![me],
-                        count: 1,
-                    }
+        if !caller.pin_enterprise(&mut filter.enterprise) {
+            return Ok(Listing::empty());
+        }
+        if caller.role == Role::Service {
+            // An API key sees itself alone.
+            let me = self.store.user(caller.id).await?;
+            let matches = filter.enterprise.as_ref().is_none_or(|e| *e == me.enterprise)
+                && filter.is_service_account.is_none_or(|v| v == me.is_service_account)
+                && filter.is_active.is_none_or(|v| v == me.is_active)
+                && filter.search.as_ref().is_none_or(|s| me.username.contains(s.as_str()));
+            return Ok(Listing {
+                count: u64::from(matches),
+                items: if matches && page.page == 1 {
+                    vec![me]
                 } else {
-                    Listing {
-                        items: Vec::new(),
-                        count: u64::from(matches),
-                    }
-                });
-            }
+                    Vec::new()
+                },
+            });
         }
         Ok(self.store.list_users(&filter, page.storage()).await?.into())
     }

@@ -52,15 +52,15 @@ pub struct Settings {
     pub acl: AclConfig,
 }
 
-/// The overview queries.
+/// The overview queries (built by the wiring in `app.rs`, from what it reads).
 pub struct OverviewService {
-    store: Store,
-    ca: Arc<Authority>,
-    crl: Arc<CrlPublisher>,
-    clock: Arc<dyn Clock>,
-    acl: AclConfig,
-    hasher: Arc<crate::identity::hashing::Hasher>,
-    canaries: Arc<CanaryBoard>,
+    pub store: Store,
+    pub ca: Arc<Authority>,
+    pub crl: Arc<CrlPublisher>,
+    pub clock: Arc<dyn Clock>,
+    pub acl: AclConfig,
+    pub hasher: Arc<crate::identity::hashing::Hasher>,
+    pub canaries: Arc<CanaryBoard>,
 }
 
 /// Gauges read when metrics are scraped.
@@ -84,26 +84,6 @@ pub struct Gauges {
 }
 
 impl OverviewService {
-    pub fn new(
-        store: Store,
-        ca: Arc<Authority>,
-        crl: Arc<CrlPublisher>,
-        clock: Arc<dyn Clock>,
-        acl: AclConfig,
-        hasher: Arc<crate::identity::hashing::Hasher>,
-        canaries: Arc<CanaryBoard>,
-    ) -> Self {
-        Self {
-            store,
-            ca,
-            crl,
-            clock,
-            acl,
-            hasher,
-            canaries,
-        }
-    }
-
     /// The revocation canary's latest check of each broker it watches.
     pub fn canaries(&self) -> Vec<CanaryStatus> {
         self.canaries.statuses()
@@ -230,15 +210,15 @@ mod tests {
         kit.certificate(&a).await;
         kit.certificate(&g).await;
         kit.certificate(&g).await;
-        let overview = OverviewService::new(
-            kit.store.clone(),
-            kit.ca.clone(),
-            kit.crl.clone(),
-            kit.clock.clone(),
-            AclConfig::default(),
-            Arc::new(crate::identity::hashing::Hasher::new().unwrap()),
-            Arc::default(),
-        );
+        let overview = OverviewService {
+            store: kit.store.clone(),
+            ca: kit.ca.clone(),
+            crl: kit.crl.clone(),
+            clock: kit.clock.clone(),
+            acl: AclConfig::default(),
+            hasher: Arc::new(crate::identity::hashing::Hasher::new().unwrap()),
+            canaries: Arc::default(),
+        };
         assert_eq!(overview.stats(&admin()).await.unwrap().counts.active, 3);
         let gauges = overview.gauges().await.unwrap();
         assert_eq!((gauges.expiring_7d, gauges.expiring_30d), (0, 0));

@@ -47,6 +47,33 @@ pub fn ends_sessions(action: &str) -> bool {
     )
 }
 
+/// A successful change's record, by `actor` (the caller's fields filled in by the callers
+/// below); what it announces and whether it ends sessions follow from the action.
+fn success(
+    actor: &str,
+    role: &str,
+    action: &str,
+    target: (&str, &str),
+    enterprise: Option<&str>,
+    details: Value,
+) -> NewAudit {
+    NewAudit {
+        actor_id: None,
+        actor: actor.chars().take(64).collect(),
+        role: role.to_owned(),
+        action: action.to_owned(),
+        target_kind: target.0.to_owned(),
+        target_id: target.1.to_owned(),
+        enterprise: enterprise.map(str::to_owned),
+        request_id: None,
+        client_addr: None,
+        outcome: "success".into(),
+        event: announced(action),
+        ends_sessions: ends_sessions(action),
+        details,
+    }
+}
+
 /// A record of `caller` doing `action` to a target.
 pub fn by(
     caller: &Principal,
@@ -59,56 +86,35 @@ pub fn by(
     NewAudit {
         actor_id: Some(caller.id),
         actor: caller.username.clone(),
-        role: caller.role.as_str().to_owned(),
-        action: action.to_owned(),
-        target_kind: target_kind.to_owned(),
-        target_id: target_id.to_owned(),
-        enterprise: enterprise.map(str::to_owned),
         request_id: caller.context.request_id.clone(),
         client_addr: caller.context.client_addr.clone(),
-        outcome: "success".into(),
-        event: announced(action),
-        ends_sessions: ends_sessions(action),
-        details,
+        ..success(
+            "",
+            caller.role.as_str(),
+            action,
+            (target_kind, target_id),
+            enterprise,
+            details,
+        )
     }
 }
 
 /// A record of a device acting with its own credential (EST enrollment, renewal).
 pub fn by_device(tenant: &str, device_id: &str, action: &str, details: Value) -> NewAudit {
-    NewAudit {
-        actor_id: None,
-        actor: format!("{tenant}/{device_id}").chars().take(64).collect(),
-        role: "device".into(),
-        action: action.to_owned(),
-        target_kind: "certificate".into(),
-        target_id: String::new(),
-        enterprise: Some(tenant.to_owned()),
-        request_id: None,
-        client_addr: None,
-        outcome: "success".into(),
-        event: announced(action),
-        ends_sessions: ends_sessions(action),
-        details,
-    }
+    let actor = format!("{tenant}/{device_id}");
+    success(&actor, "device", action, ("certificate", ""), Some(tenant), details)
 }
 
 /// A record of fleetca's own scheduled work.
 pub fn system(action: &str, target_kind: &str, target_id: &str, enterprise: Option<&str>, details: Value) -> NewAudit {
-    NewAudit {
-        actor_id: None,
-        actor: "system".into(),
-        role: "system".into(),
-        action: action.to_owned(),
-        target_kind: target_kind.to_owned(),
-        target_id: target_id.to_owned(),
-        enterprise: enterprise.map(str::to_owned),
-        request_id: None,
-        client_addr: None,
-        outcome: "success".into(),
-        event: announced(action),
-        ends_sessions: ends_sessions(action),
+    success(
+        "system",
+        "system",
+        action,
+        (target_kind, target_id),
+        enterprise,
         details,
-    }
+    )
 }
 
 /// A record of a refused sign-in or token (`actor` is what the caller claimed, if anything).

@@ -47,12 +47,12 @@ impl Default for RenewalPolicy {
 
 /// The renewal flows.
 pub struct RenewalService {
-    store: Store,
-    issuer: Arc<Issuer>,
-    tokens: Arc<Tokens>,
-    changes: Arc<Changes>,
-    clock: Arc<dyn Clock>,
-    policy: RenewalPolicy,
+    pub(crate) store: Store,
+    pub(crate) issuer: Arc<Issuer>,
+    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) changes: Arc<Changes>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) policy: RenewalPolicy,
 }
 
 /// A certificate's lifetime as the validity of its renewal: whole hours, so the few
@@ -62,24 +62,6 @@ fn lifetime(cert: &Certificate) -> chrono::Duration {
 }
 
 impl RenewalService {
-    pub fn new(
-        store: Store,
-        issuer: Arc<Issuer>,
-        tokens: Arc<Tokens>,
-        changes: Arc<Changes>,
-        clock: Arc<dyn Clock>,
-        policy: RenewalPolicy,
-    ) -> Self {
-        Self {
-            store,
-            issuer,
-            tokens,
-            changes,
-            clock,
-            policy,
-        }
-    }
-
     /// The policy (for the HTTPS listener: whether expired certificates may still connect).
     pub fn policy(&self) -> RenewalPolicy {
         self.policy

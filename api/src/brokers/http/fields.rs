@@ -33,6 +33,17 @@ impl FromRequest for Fields {
     }
 }
 
+/// go-auth's, amqtt's, EMQX's and RMQTT's fields, read from what they sent.
+impl FromRequest for BrokerRequest {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let fields = Fields::from_request(req, payload);
+        Box::pin(async move { fields.await.map(|Fields(map)| BrokerRequest::from_fields(map)) })
+    }
+}
+
 /// What brokers send (JSON, a form or a query string). Every field is optional; each
 /// endpoint reads its own.
 #[derive(Deserialize, ToSchema, Default, Debug)]

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::brokers::acl::Access;
 use crate::brokers::decision::Decision;
-use crate::brokers::http::fields::{BrokerRequest, Fields};
+use crate::brokers::http::fields::BrokerRequest;
 use crate::error::ApiError;
 use crate::http::edge::route;
 use crate::http::extract::BrokerCaller;
@@ -89,9 +89,8 @@ fn emqx_answer_with(decision: Decision, grant: crate::brokers::decision::EmqxGra
 pub async fn emqx_authn(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
-    Fields(fields): Fields,
+    f: BrokerRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let f = BrokerRequest::from_fields(fields);
     let auth = f.auth_request();
     let decision = state.broker.authenticate(&auth).await;
     let grant = match decision {
@@ -109,9 +108,8 @@ pub async fn emqx_authn(
 pub async fn emqx_authz(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
-    Fields(fields): Fields,
+    f: BrokerRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let f = BrokerRequest::from_fields(fields);
     let access: &[Access] = match (f.action.as_deref(), f.access.as_deref()) {
         (Some("publish"), _) | (None, Some("2")) => &[Access::Write],
         (Some("subscribe"), _) | (None, Some("1")) => &[Access::Subscribe],

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::brokers::acl::Access;
 use crate::brokers::decision::Decision;
-use crate::brokers::http::fields::{BrokerRequest, Fields};
+use crate::brokers::http::fields::BrokerRequest;
 use crate::error::ApiError;
 use crate::http::edge::route;
 use crate::http::extract::BrokerCaller;
@@ -108,9 +108,8 @@ pub async fn auth(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
     req: HttpRequest,
-    Fields(fields): Fields,
+    f: BrokerRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let f = BrokerRequest::from_fields(fields);
     let decision = state.broker.authenticate(&f.auth_request()).await;
     Ok(answer(&req, decision))
 }
@@ -123,7 +122,11 @@ pub async fn auth(
         BrokerProblems,
     )
 )]
-pub async fn superuser(_broker: BrokerCaller, req: HttpRequest, _fields: Fields) -> Result<HttpResponse, ApiError> {
+pub async fn superuser(
+    _broker: BrokerCaller,
+    req: HttpRequest,
+    _fields: BrokerRequest,
+) -> Result<HttpResponse, ApiError> {
     Ok(answer(&req, Decision::Deny("fleetca has no MQTT superusers")))
 }
 
@@ -138,9 +141,8 @@ pub async fn acl(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
     req: HttpRequest,
-    Fields(fields): Fields,
+    f: BrokerRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let f = BrokerRequest::from_fields(fields);
     let access: &[Access] = match f.acc.as_deref() {
         Some("1") => &[Access::Read],
         Some("2") => &[Access::Write],
