@@ -146,7 +146,7 @@ impl Services {
         let changes = Arc::new(changes::Changes::new(store.clone(), clock.clone(), local));
         let issuer = Arc::new(issuer::Issuer::new(
             ca.clone(),
-            store.issue_queue(),
+            store.issue_queue(crate::pki::issuance::planner()),
             clock.clone(),
             crl_url,
             server_enterprise,

@@ -374,7 +374,7 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
     let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
     let issuer = Issuer::new(
         opened.ca.clone(),
-        opened.store.issue_queue(),
+        opened.store.issue_queue(crate::pki::issuance::planner()),
         Arc::new(SystemClock),
         config.crl_url(),
         config.admin_enterprise.clone(),

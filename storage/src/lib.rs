@@ -26,6 +26,7 @@ pub mod entity;
 mod error;
 pub mod events;
 mod group_commit;
+pub mod issuance;
 mod lease;
 mod outbox;
 pub mod products;

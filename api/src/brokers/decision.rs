@@ -971,9 +971,15 @@ mod tests {
             renews: None,
             claim: None,
         };
-        let queue = kit.store.issue_queue();
-        let one = queue.insert(canary(1), None, None, now).await.unwrap().certificate;
-        let two = queue.insert(canary(2), None, None, now).await.unwrap().certificate;
+        let queue = kit.store.issue_queue(crate::pki::issuance::planner());
+        let job = |cert| fleetca_storage::issuance::IssueJob {
+            cert,
+            max_active: None,
+            audit: None,
+            now,
+        };
+        let one = queue.insert(job(canary(1))).await.unwrap().certificate;
+        let two = queue.insert(job(canary(2))).await.unwrap().certificate;
         let login = |username: &str, fingerprint: Option<&str>| AuthRequest {
             certificate_verified_by_broker: true,
             username: username.into(),

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use fleetca_ca::{Authority, ClientProfile, IssuedCertificate, PublicKey, ServerProfile, generate_p256};
-use fleetca_storage::certificates::{IssueQueue, NewCertificate, Renewal, Stored};
+use fleetca_storage::certificates::{NewCertificate, Renewal};
+use fleetca_storage::issuance::{IssueJob, IssueQueue, Stored};
 use fleetca_storage::{Certificate, StorageError, User};
 
 use crate::domain::{CertificateName, ServerCertRequest, ValidityHours};
@@ -137,7 +138,12 @@ impl Issuer {
         new.renews = renews;
         let Stored { certificate, discarded } = self
             .queue
-            .insert(new, Some(MAX_ACTIVE_PER_KEY), audit, self.clock.now())
+            .insert(IssueJob {
+                cert: new,
+                max_active: Some(MAX_ACTIVE_PER_KEY),
+                audit,
+                now: self.clock.now(),
+            })
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?;
         issued_metric(kind::CLIENT);
@@ -188,7 +194,12 @@ impl Issuer {
         };
         let Stored { certificate, discarded } = self
             .queue
-            .insert(new, Some(MAX_ACTIVE_PER_DEVICE), with.audit.clone(), self.clock.now())
+            .insert(IssueJob {
+                cert: new,
+                max_active: Some(MAX_ACTIVE_PER_DEVICE),
+                audit: with.audit.clone(),
+                now: self.clock.now(),
+            })
             .await
             .map_err(|e| refusal(e, DEVICE_LIMIT))?;
         issued_metric(kind::DEVICE);
@@ -256,7 +267,12 @@ impl Issuer {
         let new = self.new_certificate(request.name.clone(), kind::SERVER, None, issued);
         let cert = self
             .queue
-            .insert(new, None, audit, self.clock.now())
+            .insert(IssueJob {
+                cert: new,
+                max_active: None,
+                audit,
+                now: self.clock.now(),
+            })
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?
             .certificate;
@@ -292,7 +308,12 @@ impl Issuer {
         let new = self.new_certificate(common_name.to_owned(), kind::CANARY, None, issued);
         let cert = self
             .queue
-            .insert(new, None, Some(audit), now)
+            .insert(IssueJob {
+                cert: new,
+                max_active: None,
+                audit: Some(audit),
+                now,
+            })
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?
             .certificate;

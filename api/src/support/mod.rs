@@ -15,9 +15,13 @@ pub use error::Error;
 pub fn http_client() -> reqwest::ClientBuilder {
     // reqwest takes the process's default provider; fleetca uses ring everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // An idle pooled connection is dropped after 2 s: servers close theirs after a few
+    // seconds (actix and Node after 5), and a request sent on one the server is closing
+    // fails for nothing — a webhook delivery then counts a failed attempt.
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
 }
 
 /// An error and its chain of causes in one line (`what: cause: cause`), for logs and for
