@@ -4,14 +4,12 @@
 use chrono::{DateTime, Duration, Utc};
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
+    IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::signer::{CaKey, MemoryKey, Signer};
 use crate::{CaError, MasterKey, PublicKey, fingerprint, random_bytes};
-
-/// The associated data under which the CA key is sealed.
-const CA_KEY_CONTEXT: &str = "fleetca/ca-key/v1";
 
 /// How far back certificates are dated, so a client whose clock is a little behind does
 /// not see a certificate from the future.
@@ -148,7 +146,7 @@ pub struct IssuedCertificate {
 /// assert!(cert.pem.starts_with("-----BEGIN CERTIFICATE-----"));
 /// ```
 pub struct Authority {
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, Signer>,
     cert_der: Vec<u8>,
     cert_pem: String,
     subject: String,
@@ -200,7 +198,7 @@ impl Authority {
     /// `now + validity`. Its subject key identifier is RFC 5280 §4.2.1.2 method 1: the SHA-1
     /// of its public key.
     pub fn create(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let key = Signer(Box::new(MemoryKey::generate_p256()?));
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         if let Some(org) = &subject.organization {
@@ -219,7 +217,7 @@ impl Authority {
         params.serial_number = Some(serial);
         params.not_before = to_time(whole_seconds(now) - Duration::hours(1))?;
         params.not_after = to_time(whole_seconds(now) + validity)?;
-        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier_of(key.public_key_raw()));
+        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier_of(key.0.public_key_raw()));
         let cert = params.self_signed(&key)?;
         Self::from_parts(cert.der().to_vec(), key)
     }
@@ -228,15 +226,20 @@ impl Authority {
     /// Fails with [`CaError::Unseal`] when `master` is not the key it was sealed under, and
     /// with [`CaError::InvalidKey`] when the key does not belong to the certificate.
     pub fn load(cert_pem: &str, sealed_key: &[u8], master: &MasterKey) -> Result<Self, CaError> {
-        let pkcs8 = master.open(CA_KEY_CONTEXT, sealed_key)?;
-        let key = KeyPair::try_from(pkcs8.as_slice()).map_err(|e| CaError::InvalidKey(e.to_string()))?;
-        let block = pem::parse(cert_pem).map_err(|e| CaError::InvalidKey(e.to_string()))?;
-        Self::from_parts(block.into_contents(), key)
+        let key = MemoryKey::unseal(sealed_key, master)?;
+        Self::with_key(cert_pem, key)
     }
 
-    fn from_parts(cert_der: Vec<u8>, key: KeyPair) -> Result<Self, CaError> {
+    /// A CA of its certificate (PEM) and its key, wherever the key lives. Fails with
+    /// [`CaError::InvalidKey`] when the key does not belong to the certificate.
+    pub fn with_key(cert_pem: &str, key: impl CaKey + 'static) -> Result<Self, CaError> {
+        let block = pem::parse(cert_pem).map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        Self::from_parts(block.into_contents(), Signer(Box::new(key)))
+    }
+
+    fn from_parts(cert_der: Vec<u8>, key: Signer) -> Result<Self, CaError> {
         let (_, cert) = X509Certificate::from_der(&cert_der).map_err(|e| CaError::InvalidKey(e.to_string()))?;
-        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        if cert.public_key().subject_public_key.data.as_ref() != key.0.public_key_raw() {
             return Err(CaError::InvalidKey(
                 "the CA key does not match the CA certificate".into(),
             ));
@@ -277,9 +280,14 @@ impl Authority {
         })
     }
 
-    /// The CA key sealed under `master`, for storage.
+    /// The CA key sealed under `master`, for storage. A key that never leaves its store (a
+    /// token's) has nothing to seal: [`CaError::InvalidKey`].
     pub fn seal_key(&self, master: &MasterKey) -> Result<Vec<u8>, CaError> {
-        master.seal(CA_KEY_CONTEXT, self.issuer.key().serialized_der())
+        self.issuer
+            .key()
+            .0
+            .sealed(master)
+            .unwrap_or_else(|| Err(CaError::InvalidKey("this CA's key never leaves its token".into())))
     }
 
     /// The CA certificate, PEM.
@@ -321,10 +329,15 @@ impl Authority {
     }
 
     pub(crate) fn public_key_raw(&self) -> &[u8] {
-        self.issuer.key().public_key_raw()
+        self.issuer.key().0.public_key_raw()
     }
 
-    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+    /// Signs a TBSCertList (or anything else the CA signs by hand) with the CA's key.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
+        self.issuer.key().0.sign(message)
+    }
+
+    pub(crate) fn issuer(&self) -> &Issuer<'static, Signer> {
         &self.issuer
     }
 
@@ -542,6 +555,8 @@ impl Authority {
 mod tests {
     use super::*;
     use crate::generate_p256;
+    use crate::signer::CA_KEY_CONTEXT;
+    use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
     use x509_parser::extensions::{GeneralName, ParsedExtension};
 
     fn test_ca(now: DateTime<Utc>) -> Authority {

@@ -246,8 +246,7 @@ impl Authority {
         tbs_body.extend(tlv(0xa0, &tlv(0x30, &exts)));
         let mut tbs = tlv_header(0x30, tbs_body.len());
         tbs.extend(tbs_body);
-        use rcgen::SigningKey;
-        let signature = self.issuer().key().sign(&tbs)?;
+        let signature = self.sign(&tbs)?;
         let mut sig_bits = Vec::with_capacity(signature.len() + 1);
         sig_bits.push(0);
         sig_bits.extend(signature);

@@ -32,6 +32,7 @@ mod keys;
 mod seal;
 pub mod secret;
 pub mod sign;
+mod signer;
 
 pub use authority::{
     Authority, CaSubject, ClaimProfile, ClientProfile, DeviceProfile, IssuedCertificate, ServerProfile,
@@ -39,6 +40,7 @@ pub use authority::{
 pub use error::CaError;
 pub use keys::{GeneratedKey, PublicKey, generate_p256};
 pub use seal::MasterKey;
+pub use signer::{CaKey, MemoryKey};
 
 /// SHA-256 of `der`, as lowercase hex without separators (the certificate fingerprint
 /// that `openssl x509 -fingerprint -sha256` prints, less its colons).

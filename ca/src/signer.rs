@@ -1,0 +1,164 @@
+//! The seam between a CA and its private key. A CA signs its certificates and CRLs through
+//! [`CaKey`]; where the key lives is the key's business:
+//!
+//! - [`MemoryKey`]: a key in memory, sealed at rest under the master key (what every CA of
+//!   fleetca has had so far);
+//! - a key held in a PKCS#11 token implements the same trait and never leaves the token.
+//!
+//! [`crate::Authority::with_key`] makes a CA of any of them; nothing in a certificate or a
+//! CRL depends on which.
+
+use rcgen::{KeyPair, SignatureAlgorithm};
+
+use crate::{CaError, MasterKey};
+
+/// The context a CA key is sealed under.
+pub(crate) const CA_KEY_CONTEXT: &str = "fleetca/ca-key/v1";
+
+/// A CA's private key.
+pub trait CaKey: Send + Sync {
+    /// The public key's raw bytes: the value of the SubjectPublicKeyInfo's BIT STRING (for
+    /// an EC key the uncompressed point).
+    fn public_key_raw(&self) -> &[u8];
+    /// The signature algorithm the key signs with.
+    fn algorithm(&self) -> &'static SignatureAlgorithm;
+    /// Signs `message` (the DER of a TBSCertificate or a TBSCertList), returning the
+    /// signature as it goes into the signed structure.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError>;
+    /// The key sealed under `master`, for the database; `None` for a key that never leaves
+    /// its store.
+    fn sealed(&self, master: &MasterKey) -> Option<Result<Vec<u8>, CaError>>;
+}
+
+/// A key in memory, sealed at rest under the master key.
+pub struct MemoryKey(KeyPair);
+
+impl MemoryKey {
+    /// A new ECDSA P-256 key.
+    pub fn generate_p256() -> Result<Self, CaError> {
+        Ok(Self(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?))
+    }
+
+    /// Opens a key sealed by [`CaKey::sealed`]. Fails with [`CaError::Unseal`] when
+    /// `master` is not the key it was sealed under.
+    pub fn unseal(sealed: &[u8], master: &MasterKey) -> Result<Self, CaError> {
+        let pkcs8 = master.open(CA_KEY_CONTEXT, sealed)?;
+        KeyPair::try_from(pkcs8.as_slice())
+            .map(Self)
+            .map_err(|e| CaError::InvalidKey(e.to_string()))
+    }
+}
+
+impl CaKey for MemoryKey {
+    fn public_key_raw(&self) -> &[u8] {
+        self.0.public_key_raw()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.0.algorithm()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(rcgen::SigningKey::sign(&self.0, message)?)
+    }
+
+    fn sealed(&self, master: &MasterKey) -> Option<Result<Vec<u8>, CaError>> {
+        Some(master.seal(CA_KEY_CONTEXT, self.0.serialized_der()))
+    }
+}
+
+/// A [`CaKey`] as rcgen signs with it.
+pub(crate) struct Signer(pub(crate) Box<dyn CaKey>);
+
+impl rcgen::PublicKeyData for Signer {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.public_key_raw()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+impl rcgen::SigningKey for Signer {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(message).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use chrono::{Duration, Utc};
+
+    use super::*;
+    use crate::crl::CrlRequest;
+    use crate::{Authority, CaSubject, ClientProfile, generate_p256};
+
+    /// A key kept elsewhere: it signs through the trait and cannot be sealed.
+    struct Elsewhere(MemoryKey, Arc<AtomicUsize>);
+
+    impl CaKey for Elsewhere {
+        fn public_key_raw(&self) -> &[u8] {
+            self.0.public_key_raw()
+        }
+        fn algorithm(&self) -> &'static SignatureAlgorithm {
+            self.0.algorithm()
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.sign(message)
+        }
+        fn sealed(&self, _: &MasterKey) -> Option<Result<Vec<u8>, CaError>> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_ca_signs_certificates_and_crls_through_its_key_wherever_it_lives() {
+        let now = Utc::now();
+        let master = MasterKey::generate().unwrap();
+        let subject = CaSubject {
+            common_name: "fleetca test CA".into(),
+            organization: None,
+        };
+        let made = Authority::create(&subject, now, Duration::days(3650)).unwrap();
+        let key = MemoryKey::unseal(&made.seal_key(&master).unwrap(), &master).unwrap();
+        let signatures = Arc::new(AtomicUsize::new(0));
+        let ca = Authority::with_key(made.certificate_pem(), Elsewhere(key, signatures.clone())).unwrap();
+
+        let profile = ClientProfile {
+            common_name: "svc",
+            organization: "nnn.acme",
+            validity: Duration::days(30),
+            crl_url: "http://x/crl.der",
+        };
+        let issued = ca
+            .issue_client(&profile, &generate_p256().unwrap().public_key, now)
+            .unwrap();
+        assert!(made.check_issued(&issued.pem).is_some(), "the same CA's certificate");
+        let request = CrlRequest {
+            number: 1,
+            this_update: now,
+            next_update: now + Duration::hours(1),
+            url: "http://x/crl.der",
+        };
+        let crl = ca.sign_crl(&request, []).unwrap();
+        made.verify_crl_signature(&crl.der).unwrap();
+        assert_eq!(signatures.load(Ordering::SeqCst), 2, "both were signed by the key");
+        assert!(
+            matches!(ca.seal_key(&master), Err(CaError::InvalidKey(_))),
+            "a key that stays in its store has nothing to seal"
+        );
+        let other = MemoryKey::generate_p256().unwrap();
+        assert!(
+            matches!(
+                Authority::with_key(made.certificate_pem(), other),
+                Err(CaError::InvalidKey(_))
+            ),
+            "a key that is not the certificate's is refused"
+        );
+    }
+}
