@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, LogFormat, Overrides};
+use crate::domain::AuditAction;
 use crate::domain::{Password, ServerCertRequest};
 use crate::identity::sessions::SessionService;
 use crate::pki::issuer::Issuer;
@@ -380,7 +381,7 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
         config.admin_enterprise.clone(),
     );
     let record = crate::outbox::audit::system(
-        "certificate.create",
+        AuditAction::CertificateCreate,
         "certificate",
         "",
         None,

@@ -8,7 +8,6 @@ use std::fmt;
 use std::net::IpAddr;
 
 use chrono::Duration;
-use fleetca_ca::PublicKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -37,6 +36,189 @@ text!(
     ProductKey,
     DeviceKey
 );
+
+/// A closed set of names, each written once: the enum, its text, parsing it back, and serde
+/// as that text.
+macro_rules! names {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl $name {
+            /// Every one, in the order written.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text,)+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                Self::parse(&text).ok_or_else(|| {
+                    let all: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    serde::de::Error::custom(format!("{text:?} is not one of {}", all.join(", ")))
+                })
+            }
+        }
+    };
+}
+
+names! {
+    /// What a stored certificate is for.
+    pub enum CertificateKind {
+        /// An MQTT client certificate of an API key.
+        Client = "client",
+        /// A broker's TLS server certificate.
+        Server = "server",
+        /// A device's certificate (enrolled over EST).
+        Device = "device",
+        /// A claim certificate: it enrolls devices of a tenant over EST and does nothing else.
+        Claim = "claim",
+        /// A revocation canary: fleetca's own, to prove brokers refuse revoked certificates.
+        Canary = "canary",
+    }
+}
+
+impl CertificateKind {
+    /// Whether a stored kind is this one.
+    pub fn is(self, stored: &str) -> bool {
+        stored == self.as_str()
+    }
+}
+
+names! {
+    /// What an audit record says was done.
+    pub enum AuditAction {
+        AuthFailuresSuppressed = "auth.failures_suppressed",
+        AuthSignInFailed = "auth.sign_in_failed",
+        AuthTokenFailed = "auth.token_failed",
+        CanaryIssue = "canary.issue",
+        CanaryRevoke = "canary.revoke",
+        CertificateCreate = "certificate.create",
+        CertificateEnroll = "certificate.enroll",
+        CertificateRenew = "certificate.renew",
+        CertificateRevoke = "certificate.revoke",
+        ClaimCreate = "claim.create",
+        ClaimRevoke = "claim.revoke",
+        CrlRepair = "crl.repair",
+        CrlRepairAcknowledge = "crl.repair_acknowledge",
+        DeviceCreate = "device.create",
+        DeviceDelete = "device.delete",
+        DeviceDisable = "device.disable",
+        DeviceEnable = "device.enable",
+        DeviceRotate = "device.rotate",
+        DeviceUpdate = "device.update",
+        EstAuthFailed = "est.auth_failed",
+        ProductCreate = "product.create",
+        ProductDelete = "product.delete",
+        ProductRotateSecret = "product.rotate_secret",
+        ProductUpdate = "product.update",
+        ProductDeviceActivate = "product_device.activate",
+        ProductDeviceCreate = "product_device.create",
+        ProductDeviceDelete = "product_device.delete",
+        ProductDeviceDisable = "product_device.disable",
+        ProductDeviceEnable = "product_device.enable",
+        ProductDeviceResetActivation = "product_device.reset_activation",
+        ProductDeviceRotateSecret = "product_device.rotate_secret",
+        ProductDeviceUpdate = "product_device.update",
+        UserActivate = "user.activate",
+        UserCreate = "user.create",
+        UserDeactivate = "user.deactivate",
+        UserRotateToken = "user.rotate_token",
+        UserSetPassword = "user.set_password",
+        UserUpdate = "user.update",
+        WebhookCreate = "webhook.create",
+        WebhookDelete = "webhook.delete",
+        WebhookRedeliver = "webhook.redeliver",
+        WebhookRotateSecret = "webhook.rotate_secret",
+        WebhookTest = "webhook.test",
+        WebhookUpdate = "webhook.update",
+    }
+}
+
+impl AuditAction {
+    /// The webhook event the change announces. An API key's deactivation is announced by
+    /// the user service, which knows the user is a key.
+    pub fn announces(self) -> Option<EventKind> {
+        use AuditAction::*;
+        Some(match self {
+            CertificateCreate | CertificateEnroll => EventKind::CertificateIssued,
+            CertificateRenew => EventKind::CertificateRenewed,
+            CertificateRevoke => EventKind::CertificateRevoked,
+            DeviceDisable | ProductDeviceDisable => EventKind::DeviceDisabled,
+            DeviceDelete | ProductDeviceDelete => EventKind::DeviceDeleted,
+            _ => return None,
+        })
+    }
+
+    /// Whether the change ends the live MQTT sessions of its target. A product disabled is
+    /// marked by the product service, which knows the change disables it.
+    pub fn ends_sessions(self) -> bool {
+        use AuditAction::*;
+        matches!(
+            self,
+            CertificateRevoke
+                | UserDeactivate
+                | UserRotateToken
+                | DeviceDisable
+                | DeviceDelete
+                | DeviceRotate
+                | ProductDeviceDisable
+                | ProductDeviceDelete
+                | ProductDeviceRotateSecret
+                | ProductDelete
+                | ProductRotateSecret
+        )
+    }
+}
+
+names! {
+    /// An event webhook endpoints subscribe to.
+    pub enum EventKind {
+        CertificateIssued = "certificate.issued",
+        CertificateRevoked = "certificate.revoked",
+        /// 30, 7 and 1 days before a certificate expires, each once.
+        CertificateExpiring = "certificate.expiring",
+        CertificateRenewed = "certificate.renewed",
+        DeviceDisabled = "device.disabled",
+        DeviceDeleted = "device.deleted",
+        ApiKeyDeactivated = "api_key.deactivated",
+        /// Writing the CRL file or running the reload command failed.
+        CrlPublicationFailed = "crl.publication_failed",
+        /// The revocation canary's revoked certificate connected to a broker: the broker
+        /// does not check fleetca's CRL.
+        BrokerRevocationNotEnforced = "broker.revocation_not_enforced",
+    }
+}
+
+impl EventKind {
+    /// Events about fleetca itself, for endpoints of every enterprise (an admin's) only.
+    pub fn is_system(self) -> bool {
+        matches!(
+            self,
+            EventKind::CrlPublicationFailed | EventKind::BrokerRevocationNotEnforced
+        )
+    }
+}
 
 /// A secret string whose `Debug` hides it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -251,42 +433,6 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// How a device's HA1 is set.
-#[derive(Debug)]
-pub enum DeviceCredential {
-    /// HA1 = MD5(device_id:realm:password); the password (8–256 characters) is then forgotten.
-    Password(Secret),
-    /// An HA1 given as 32 hex characters.
-    Ha1(Secret),
-    /// fleetca generates a strong password and returns it once.
-    Generate,
-}
-
-impl DeviceCredential {
-    /// From the optional `password` and `ha1` fields of a request; errors are keyed by field.
-    pub fn parse(password: Option<String>, ha1: Option<String>, problems: &mut Problems) -> Self {
-        match (password, ha1) {
-            (Some(_), Some(_)) => {
-                problems.add("password", "give either password or ha1, not both");
-                Self::Generate
-            }
-            (Some(p), None) => {
-                if !(8..=256).contains(&p.chars().count()) {
-                    problems.add("password", "must be 8 to 256 characters");
-                }
-                Self::Password(Secret::new(p))
-            }
-            (None, Some(h)) => {
-                if !fleetca_ca::device::is_ha1(&h) {
-                    problems.add("ha1", "must be 32 hex characters (an MD5 digest)");
-                }
-                Self::Ha1(Secret::new(h))
-            }
-            (None, None) => Self::Generate,
-        }
-    }
-}
-
 /// A client certificate's validity: 8,760 (1 year, the default) to 87,600 hours (10 years).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValidityHours(i64);
@@ -314,19 +460,6 @@ impl ValidityHours {
     }
     pub fn duration(self) -> Duration {
         Duration::hours(self.0)
-    }
-}
-
-/// The public key of a PKCS#10 CSR whose signature checked out.
-#[derive(Clone, Debug)]
-pub struct CsrKey(PublicKey);
-
-impl CsrKey {
-    pub fn parse(pem: &str) -> Result<Self, String> {
-        fleetca_ca::csr::parse_csr_pem(pem).map(Self).map_err(|e| e.to_string())
-    }
-    pub fn into_inner(self) -> PublicKey {
-        self.0
     }
 }
 
@@ -564,17 +697,6 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub fn from_user(u: &fleetca_storage::User) -> Self {
-        Self {
-            id: u.id,
-            username: u.username.clone(),
-            enterprise: u.enterprise.clone(),
-            role: Role::stored(&u.role, &u.username),
-            is_service_account: u.is_service_account,
-            context: RequestContext::default(),
-        }
-    }
-
     /// For a manager, pins a listing's enterprise (or tenant) filter to its own enterprise.
     /// Returns `false` when the filter asked for another one: the listing is then empty.
     pub fn pin_enterprise(&self, filter: &mut Option<String>) -> bool {
@@ -627,11 +749,9 @@ impl PageRequest {
         Ok(Self { page, page_size })
     }
 
-    pub fn storage(self) -> fleetca_storage::Page {
-        fleetca_storage::Page {
-            offset: self.page.saturating_sub(1).saturating_mul(self.page_size),
-            limit: self.page_size,
-        }
+    /// How many rows come before this page.
+    pub fn offset(self) -> u64 {
+        self.page.saturating_sub(1).saturating_mul(self.page_size)
     }
 }
 
@@ -697,7 +817,7 @@ mod tests {
         assert!(PageRequest::parse(Some(u64::MAX), None).is_err());
         assert!(PageRequest::parse(Some(0), None).is_err());
         let p = PageRequest::parse(Some(PageRequest::MAX_PAGE), Some(PageRequest::MAX_SIZE)).unwrap();
-        assert!(i64::try_from(p.storage().offset).is_ok());
+        assert!(i64::try_from(p.offset()).is_ok());
     }
 
     #[test]

@@ -304,6 +304,14 @@ mod layering {
                 }
             }
         }
+        // The domain's words are the bottom: no crate of ours, no HTTP, no database.
+        let domain = modules.get("domain").expect("domain.rs was not found");
+        for word in ["fleetca_", "actix_web", "utoipa", "sea_orm", "reqwest"] {
+            assert!(
+                !domain.contains(word),
+                "domain names {word}: it must import nothing of ours, no HTTP and no database"
+            );
+        }
         // A context's services know nothing of HTTP: no actix, no utoipa, no handlers.
         for (m, code) in &modules {
             if CONTEXTS.contains(&top(m)) && !m.contains("::http") {

@@ -17,6 +17,7 @@ use fleetca_storage::{StorageError, Store, StoreOptions};
 
 use crate::app::{Dependencies, Services};
 use crate::config::Config;
+use crate::domain::AuditAction;
 use crate::error::{ApiError, problemize};
 use crate::identity::hashing::Hasher;
 use crate::state::AppState;
@@ -397,7 +398,7 @@ async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result
         password_hash: None,
     };
     let record = crate::outbox::audit::system(
-        "user.create",
+        AuditAction::UserCreate,
         "user",
         "",
         Some(&config.admin_enterprise),

@@ -27,6 +27,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{RootCertStore, ServerConfig};
 
+use crate::domain::AuditAction;
 use crate::domain::ServerCertRequest;
 use crate::pki::issuer::Issuer;
 
@@ -191,7 +192,7 @@ impl Source {
                     return certified_key(&cert, &key);
                 }
                 let record = crate::outbox::audit::system(
-                    "certificate.create",
+                    AuditAction::CertificateCreate,
                     "certificate",
                     "",
                     None,

@@ -229,7 +229,7 @@ impl Store {
         &self,
         ids: &[Uuid],
         reason: &str,
-        audit: &NewAudit,
+        records: RevocationRecords<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Certificate>, StorageError> {
         if ids.is_empty() {
@@ -254,7 +254,7 @@ impl Store {
             c.revoked_at = Some(now);
             c.revocation_reason = Some(reason.to_owned());
         }
-        crate::outbox::append(&txn, &revocation_records(audit, &revoked, reason), now).await?;
+        crate::outbox::append(&txn, &records(&revoked), now).await?;
         txn.commit().await?;
         Ok(revoked)
     }
@@ -384,29 +384,9 @@ pub(crate) async fn certificates_for_update(
     Ok(found)
 }
 
-/// One `certificate.revoke` record (announcing `certificate.revoked`) per certificate
-/// revoked, from `template` (the actor and the request).
-pub(crate) fn revocation_records(template: &NewAudit, revoked: &[Certificate], reason: &str) -> Vec<NewAudit> {
-    revoked
-        .iter()
-        .map(|c| {
-            let mut r = template.clone();
-            r.action = "certificate.revoke".into();
-            r.event = Some("certificate.revoked".into());
-            r.target_kind = "certificate".into();
-            r.target_id = c.id.to_string();
-            r.enterprise = Some(c.enterprise.clone());
-            r.details = serde_json::json!({
-                "serial": c.serial,
-                "reason": reason,
-                "kind": c.kind,
-                "api_key_id": c.api_key_id,
-                "device": c.device,
-            });
-            r
-        })
-        .collect()
-}
+/// The audit records of certificates revoked together, made by the caller from the ones
+/// the call revoked (those already revoked are left out).
+pub type RevocationRecords<'a> = &'a (dyn Fn(&[Certificate]) -> Vec<NewAudit> + Send + Sync);
 
 /// RFC 5280's name of the reason a renewed certificate is revoked with.
 pub const SUPERSEDED: &str = "superseded";

@@ -185,6 +185,7 @@ impl Store {
         patch: UserPatch,
         revoke_reason: &str,
         audit: &[NewAudit],
+        revocations: crate::certificates::RevocationRecords<'_>,
         now: DateTime<Utc>,
     ) -> Result<(User, Vec<Certificate>), StorageError> {
         let txn = self.write_txn().await?;
@@ -224,13 +225,7 @@ impl Store {
                 .collect();
         }
         let mut records = audit.to_vec();
-        if let Some(template) = audit.first() {
-            records.extend(crate::certificates::revocation_records(
-                template,
-                &revoked,
-                revoke_reason,
-            ));
-        }
+        records.extend(revocations(&revoked));
         crate::outbox::append(&txn, &records, now).await?;
         txn.commit().await?;
         Ok((user, revoked))

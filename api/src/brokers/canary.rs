@@ -25,6 +25,8 @@ use chrono::{DateTime, Duration, Utc};
 use fleetca_storage::Store;
 use rumqttc::{ConnectReturnCode, Event, MqttOptions, Packet, TlsConfiguration, Transport};
 
+use crate::domain::AuditAction;
+use crate::domain::EventKind;
 use crate::outbox::changes::Changes;
 use crate::pki::crl::CrlPublisher;
 use crate::pki::issuer::Issuer;
@@ -280,7 +282,7 @@ impl CanaryWorker {
         let (revoked, revoked_cert) = self.issue(&cn).await?;
         let revoked_id = revoked_cert.id;
         let record = crate::outbox::audit::system(
-            "canary.revoke",
+            AuditAction::CanaryRevoke,
             "certificate",
             &revoked_id.to_string(),
             Some(&revoked_cert.enterprise),
@@ -420,7 +422,7 @@ impl CanaryWorker {
         let revoked_accepted = status.revoked_refused == Some(false) && confirmed;
         if revoked_accepted && failing.insert(broker.clone()) {
             let event = fleetca_storage::webhooks::NewEvent {
-                event_type: EVENT.into(),
+                event_type: EVENT.as_str().into(),
                 enterprise: None,
                 data: serde_json::json!({
                     "broker": broker,
@@ -437,7 +439,7 @@ impl CanaryWorker {
 }
 
 /// The webhook a broker that accepts the revoked canary sends.
-pub const EVENT: &str = "broker.revocation_not_enforced";
+pub const EVENT: EventKind = EventKind::BrokerRevocationNotEnforced;
 
 /// The RFC 5280 reason the revoked canary is revoked with.
 const REASON: &str = "cessationOfOperation";

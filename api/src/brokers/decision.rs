@@ -30,6 +30,7 @@ use super::questions::within_skew;
 pub use super::questions::{AclRequest, ActivationEvent, AuthRequest, Decision};
 use super::sign::{SignDevices, parse_sign_login};
 use crate::brokers::acl::{self, Access, AclConfig, Vars};
+use crate::domain::CertificateKind;
 use crate::identity::tokens::Tokens;
 use crate::support::Error;
 use crate::support::cache::Cache;
@@ -542,7 +543,7 @@ impl BrokerService {
             // the valid and the revoked canary share it, so the broker's CRL check decides.
             let known = self
                 .store
-                .has_active_named(crate::pki::issuer::kind::CANARY, username, now)
+                .has_active_named(CertificateKind::Canary.as_str(), username, now)
                 .await?;
             return Ok(if known {
                 Decision::Allow
@@ -556,7 +557,7 @@ impl BrokerService {
             Err(e) => return Err(e.into()),
         };
         Ok(
-            if cert.kind == crate::pki::issuer::kind::CANARY
+            if CertificateKind::Canary.is(&cert.kind)
                 && cert.name == username
                 && cert.revoked_at.is_none()
                 && cert.not_after > now
@@ -715,7 +716,8 @@ mod tests {
     }
 
     use crate::app::testing::{Kit, admin};
-    use crate::domain::{DeviceCredential, DeviceId, Tenant};
+    use crate::domain::{DeviceId, Tenant};
+    use crate::fleet::devices::DeviceCredential;
     use crate::fleet::devices::{DeviceChange, DeviceInput};
     use crate::identity::users::UserChange;
 
@@ -959,7 +961,7 @@ mod tests {
         let now = kit.clock.now();
         let canary = |n: u8| fleetca_storage::certificates::NewCertificate {
             name: format!("fleetca-canary-0000000{n}"),
-            kind: crate::pki::issuer::kind::CANARY.into(),
+            kind: CertificateKind::Canary.as_str().into(),
             api_key_id: None,
             enterprise: "default".into(),
             serial: format!("0{n}"),

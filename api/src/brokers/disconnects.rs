@@ -17,6 +17,7 @@ use fleetca_storage::{StorageError, Store};
 use uuid::Uuid;
 
 use crate::brokers::admin::{BrokerAdapter, Sessions};
+use crate::domain::AuditAction;
 use crate::domain::{Listing, PageRequest, Principal, Role};
 use crate::support::Error;
 use crate::support::clock::Clock;
@@ -244,7 +245,7 @@ impl Worker {
                     Err(StorageError::NotFound) => return Ok(Sessions::Nobody),
                     Err(e) => return Err(e),
                 };
-                if d.action == "user.rotate_token" {
+                if AuditAction::parse(&d.action) == Some(AuditAction::UserRotateToken) {
                     Sessions::Passwords {
                         username: user.username,
                     }

@@ -15,8 +15,9 @@ use fleetca_storage::devices::{DeviceFilter, DevicePatch, NewDevice};
 use fleetca_storage::{Certificate, Device, StorageError, Store};
 use uuid::Uuid;
 
+use crate::domain::AuditAction;
 use crate::domain::{
-    Description, DeviceCredential, DeviceId, FieldErrors, Listing, PageRequest, Principal, Realm, Tenant,
+    Description, DeviceId, FieldErrors, Listing, PageRequest, Principal, Problems, Realm, Secret, Tenant,
 };
 use crate::outbox::audit;
 use crate::outbox::changes::Changes;
@@ -25,6 +26,42 @@ use crate::support::Error;
 use crate::support::clock::Clock;
 use crate::support::error::not_found_as;
 use serde_json::json;
+
+/// How a device's HA1 is set.
+#[derive(Debug)]
+pub enum DeviceCredential {
+    /// HA1 = MD5(device_id:realm:password); the password (8–256 characters) is then forgotten.
+    Password(Secret),
+    /// An HA1 given as 32 hex characters.
+    Ha1(Secret),
+    /// fleetca generates a strong password and returns it once.
+    Generate,
+}
+
+impl DeviceCredential {
+    /// From the optional `password` and `ha1` fields of a request; errors are keyed by field.
+    pub fn parse(password: Option<String>, ha1: Option<String>, problems: &mut Problems) -> Self {
+        match (password, ha1) {
+            (Some(_), Some(_)) => {
+                problems.add("password", "give either password or ha1, not both");
+                Self::Generate
+            }
+            (Some(p), None) => {
+                if !(8..=256).contains(&p.chars().count()) {
+                    problems.add("password", "must be 8 to 256 characters");
+                }
+                Self::Password(Secret::new(p))
+            }
+            (None, Some(h)) => {
+                if !fleetca_ca::device::is_ha1(&h) {
+                    problems.add("ha1", "must be 32 hex characters (an MD5 digest)");
+                }
+                Self::Ha1(Secret::new(h))
+            }
+            (None, None) => Self::Generate,
+        }
+    }
+}
 
 /// A generated password and its HA1, shown once.
 #[derive(Debug)]
@@ -133,7 +170,7 @@ impl DeviceService {
         let (new, generated) = self.prepare(input)?;
         let record = audit::by(
             caller,
-            "device.create",
+            AuditAction::DeviceCreate,
             "device",
             &format!("{}/{}", new.tenant, new.device_id),
             Some(&new.tenant),
@@ -227,7 +264,7 @@ impl DeviceService {
             .map(|d| {
                 audit::by(
                     caller,
-                    "device.create",
+                    AuditAction::DeviceCreate,
                     "device",
                     &format!("{}/{}", d.tenant, d.device_id),
                     Some(&d.tenant),
@@ -294,9 +331,9 @@ impl DeviceService {
             credentials: None,
         };
         let action = match change.is_active {
-            Some(false) => "device.disable",
-            Some(true) => "device.enable",
-            None => "device.update",
+            Some(false) => AuditAction::DeviceDisable,
+            Some(true) => AuditAction::DeviceEnable,
+            None => AuditAction::DeviceUpdate,
         };
         let record = audit::by(
             caller,
@@ -331,7 +368,17 @@ impl DeviceService {
             .revoke_certificates(
                 &ids,
                 reason.name(),
-                &audit::by(caller, "certificate.revoke", "certificate", "", Some(tenant), json!({})),
+                &audit::revocations(
+                    audit::by(
+                        caller,
+                        AuditAction::CertificateRevoke,
+                        "certificate",
+                        "",
+                        Some(tenant),
+                        json!({}),
+                    ),
+                    reason.name(),
+                ),
                 self.clock.now(),
             )
             .await?;
@@ -382,7 +429,7 @@ impl DeviceService {
         }
         let record = audit::by(
             caller,
-            "certificate.revoke",
+            AuditAction::CertificateRevoke,
             "certificate",
             &id.to_string(),
             Some(tenant),
@@ -420,7 +467,7 @@ impl DeviceService {
         };
         let record = audit::by(
             caller,
-            "device.rotate",
+            AuditAction::DeviceRotate,
             "device",
             &format!("{tenant}/{device_id}"),
             Some(tenant),
@@ -441,7 +488,7 @@ impl DeviceService {
         self.get(caller, tenant, device_id).await?;
         let record = audit::by(
             caller,
-            "device.delete",
+            AuditAction::DeviceDelete,
             "device",
             &format!("{tenant}/{device_id}"),
             Some(tenant),

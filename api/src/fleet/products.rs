@@ -17,6 +17,7 @@ use fleetca_storage::products::{
 };
 use fleetca_storage::{Product, ProductDevice, StorageError, Store};
 
+use crate::domain::AuditAction;
 use crate::domain::{
     CertificateName, Description, DeviceKey, Enterprise, FieldErrors, Listing, PageRequest, Principal, ProductKey,
     Scheme, Secret,
@@ -186,7 +187,7 @@ impl ProductService {
         };
         let record = audit::by(
             caller,
-            "product.create",
+            AuditAction::ProductCreate,
             "product",
             &new.product_key,
             Some(&new.enterprise),
@@ -235,7 +236,7 @@ impl ProductService {
         };
         let mut record = audit::by(
             caller,
-            "product.update",
+            AuditAction::ProductUpdate,
             "product",
             product_key,
             Some(&current.enterprise),
@@ -256,7 +257,7 @@ impl ProductService {
         let current = self.get(caller, product_key).await?;
         let record = audit::by(
             caller,
-            "product.delete",
+            AuditAction::ProductDelete,
             "product",
             product_key,
             Some(&current.enterprise),
@@ -281,7 +282,7 @@ impl ProductService {
         };
         let record = audit::by(
             caller,
-            "product.rotate_secret",
+            AuditAction::ProductRotateSecret,
             "product",
             product_key,
             Some(&current.enterprise),
@@ -334,7 +335,7 @@ impl ProductService {
         let (new, generated_secret) = self.prepare_device(product_key, input)?;
         let record = audit::by(
             caller,
-            "product_device.create",
+            AuditAction::ProductDeviceCreate,
             "product_device",
             &format!("{product_key}/{}", new.device_key),
             Some(&product.enterprise),
@@ -427,7 +428,7 @@ impl ProductService {
             .map(|d| {
                 audit::by(
                     caller,
-                    "product_device.create",
+                    AuditAction::ProductDeviceCreate,
                     "product_device",
                     &format!("{}/{}", d.product_key, d.device_key),
                     Some(&product.enterprise),
@@ -490,7 +491,7 @@ impl ProductService {
     async fn device_record(
         &self,
         caller: &Principal,
-        action: &str,
+        action: AuditAction,
         product_key: &str,
         device_key: &str,
     ) -> Result<fleetca_storage::NewAudit, Error> {
@@ -536,9 +537,9 @@ impl ProductService {
             ..Default::default()
         };
         let action = match change.is_active {
-            Some(false) => "product_device.disable",
-            Some(true) => "product_device.enable",
-            None => "product_device.update",
+            Some(false) => AuditAction::ProductDeviceDisable,
+            Some(true) => AuditAction::ProductDeviceEnable,
+            None => AuditAction::ProductDeviceUpdate,
         };
         let record = self.device_record(caller, action, product_key, device_key).await?;
         self.patch_device(product_key, device_key, patch, record).await
@@ -558,7 +559,7 @@ impl ProductService {
             ..Default::default()
         };
         let record = self
-            .device_record(caller, "product_device.rotate_secret", product_key, device_key)
+            .device_record(caller, AuditAction::ProductDeviceRotateSecret, product_key, device_key)
             .await?;
         let device = self.patch_device(product_key, device_key, patch, record).await?;
         tracing::info!(%product_key, %device_key, by = %caller.username, "sign device secret rotated");
@@ -578,7 +579,12 @@ impl ProductService {
             ..Default::default()
         };
         let record = self
-            .device_record(caller, "product_device.reset_activation", product_key, device_key)
+            .device_record(
+                caller,
+                AuditAction::ProductDeviceResetActivation,
+                product_key,
+                device_key,
+            )
             .await?;
         let device = self.patch_device(product_key, device_key, patch, record).await?;
         tracing::info!(%product_key, %device_key, by = %caller.username, "sign device activation reset");
@@ -589,7 +595,7 @@ impl ProductService {
     pub async fn delete_device(&self, caller: &Principal, product_key: &str, device_key: &str) -> Result<(), Error> {
         self.get_device(caller, product_key, device_key).await?;
         let record = self
-            .device_record(caller, "product_device.delete", product_key, device_key)
+            .device_record(caller, AuditAction::ProductDeviceDelete, product_key, device_key)
             .await?;
         self.store
             .delete_product_device(product_key, device_key, &[record], self.clock.now())
@@ -721,7 +727,7 @@ pub fn activation_record(
     via: &str,
 ) -> fleetca_storage::NewAudit {
     let mut record = audit::system(
-        "product_device.activate",
+        AuditAction::ProductDeviceActivate,
         "product_device",
         &format!("{product_key}/{device_key}"),
         Some(enterprise),

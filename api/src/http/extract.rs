@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use fleetca_ca::secret::constant_time_eq;
 
+use crate::domain::AuditAction;
 use crate::domain::{FieldErrors, Principal, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -291,7 +292,11 @@ impl<P: Policy + 'static> FromRequest for Caller<P> {
                             .map_or_else(|| "token".to_owned(), |l| format!("token fca_{l}"));
                         state
                             .audit
-                            .failed(crate::outbox::audit::failure(&claimed, "auth.token_failed", &context))
+                            .failed(crate::outbox::audit::failure(
+                                &claimed,
+                                AuditAction::AuthTokenFailed,
+                                &context,
+                            ))
                             .await;
                         return Err(Error::Unauthenticated.into());
                     }

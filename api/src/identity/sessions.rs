@@ -22,6 +22,7 @@ use chrono::Duration;
 use fleetca_ca::secret;
 use fleetca_storage::{StorageError, Store, User};
 
+use crate::domain::AuditAction;
 use crate::domain::{Password, Principal, RequestContext, Role, Username};
 use crate::identity::hashing::Hasher;
 use crate::identity::tokens::Tokens;
@@ -257,7 +258,7 @@ impl SessionService {
                 Some(hash),
                 &[crate::outbox::audit::by(
                     &actor,
-                    "user.set_password",
+                    AuditAction::UserSetPassword,
                     "user",
                     &user.id.to_string(),
                     Some(&user.enterprise),

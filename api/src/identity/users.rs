@@ -12,7 +12,9 @@ use fleetca_storage::users::{NewUser, UserFilter, UserPatch};
 use fleetca_storage::{StorageError, Store, User};
 use uuid::Uuid;
 
-use crate::domain::{Enterprise, Listing, PageRequest, Password, Principal, Role, Username};
+use crate::domain::AuditAction;
+use crate::domain::EventKind;
+use crate::domain::{Enterprise, Listing, PageRequest, Password, Principal, RequestContext, Role, Username};
 use crate::identity::hashing::Hasher;
 use crate::outbox::audit;
 use crate::outbox::changes::Changes;
@@ -142,7 +144,7 @@ impl UserService {
         };
         let record = audit::by(
             caller,
-            "user.create",
+            AuditAction::UserCreate,
             "user",
             "",
             Some(&new.enterprise),
@@ -219,9 +221,9 @@ impl UserService {
             role: change.role.map(|r| r.as_str().to_owned()),
         };
         let action = match change.is_active {
-            Some(false) => "user.deactivate",
-            Some(true) => "user.activate",
-            None => "user.update",
+            Some(false) => AuditAction::UserDeactivate,
+            Some(true) => AuditAction::UserActivate,
+            None => AuditAction::UserUpdate,
         };
         let mut record = audit::by(
             caller,
@@ -232,11 +234,18 @@ impl UserService {
             json!({"username": user.username, "is_active": patch.is_active, "role": patch.role}),
         );
         if deactivating && user.is_service_account && user.is_active {
-            record.event = Some("api_key.deactivated".into());
+            record.event = Some(EventKind::ApiKeyDeactivated.as_str().into());
         }
         let (user, revoked) = self
             .store
-            .update_user(id, patch, DEACTIVATION_REASON.name(), &[record], self.clock.now())
+            .update_user(
+                id,
+                patch,
+                DEACTIVATION_REASON.name(),
+                &[record.clone()],
+                &audit::revocations(record, DEACTIVATION_REASON.name()),
+                self.clock.now(),
+            )
             .await?;
         self.changes.user_changed(id).await;
         if deactivating {
@@ -255,7 +264,7 @@ impl UserService {
         let token = self.hasher.new_token().await?;
         let record = audit::by(
             caller,
-            "user.rotate_token",
+            AuditAction::UserRotateToken,
             "user",
             &id.to_string(),
             Some(&current.enterprise),
@@ -268,6 +277,20 @@ impl UserService {
         self.changes.user_changed(id).await;
         tracing::info!(user_id = %id, by = %caller.username, "token rotated");
         Ok((user, token.plaintext))
+    }
+}
+
+impl Principal {
+    /// The caller a stored user is (an unknown stored role gives the least access, logged).
+    pub fn from_user(u: &User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username.clone(),
+            enterprise: u.enterprise.clone(),
+            role: Role::stored(&u.role, &u.username),
+            is_service_account: u.is_service_account,
+            context: RequestContext::default(),
+        }
     }
 }
 

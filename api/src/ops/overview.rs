@@ -12,6 +12,7 @@ use fleetca_storage::stats::Scope;
 
 use crate::brokers::acl::AclConfig;
 use crate::brokers::canary::{CanaryBoard, CanaryStatus};
+use crate::domain::AuditAction;
 use crate::domain::{Principal, Role};
 use crate::pki::crl::{CrlPublisher, PublishStatus, PublishedCrl};
 use crate::support::Error;
@@ -175,7 +176,7 @@ impl OverviewService {
     ) -> Result<fleetca_storage::repairs::Repair, Error> {
         let record = crate::outbox::audit::by(
             caller,
-            "crl.repair_acknowledge",
+            AuditAction::CrlRepairAcknowledge,
             "repair",
             &id.to_string(),
             None,

@@ -8,51 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fleetca_storage::audit::{AuditFilter, ChainBreak};
-use fleetca_storage::{AuditRecord, NewAudit, Store};
+use fleetca_storage::{AuditRecord, Certificate, NewAudit, Store};
 use serde_json::Value;
 
-use crate::domain::{Listing, PageRequest, Principal, RequestContext, Role};
+use crate::domain::{AuditAction, Listing, PageRequest, Principal, RequestContext, Role};
 use crate::support::Error;
-
-/// The webhook event a change announces (see `webhooks`). An API key's deactivation is
-/// announced by the user service, which knows the user is a key.
-pub fn announced(action: &str) -> Option<String> {
-    let event = match action {
-        "certificate.create" | "certificate.enroll" => "certificate.issued",
-        "certificate.renew" => "certificate.renewed",
-        "certificate.revoke" => "certificate.revoked",
-        "device.disable" | "product_device.disable" => "device.disabled",
-        "device.delete" | "product_device.delete" => "device.deleted",
-        _ => return None,
-    };
-    Some(event.to_owned())
-}
-
-/// Whether a change ends the live MQTT sessions of its target (see `disconnects`). A product
-/// disabled is marked by the product service, which knows the change disables it.
-pub fn ends_sessions(action: &str) -> bool {
-    matches!(
-        action,
-        "certificate.revoke"
-            | "user.deactivate"
-            | "user.rotate_token"
-            | "device.disable"
-            | "device.delete"
-            | "device.rotate"
-            | "product_device.disable"
-            | "product_device.delete"
-            | "product_device.rotate_secret"
-            | "product.delete"
-            | "product.rotate_secret"
-    )
-}
 
 /// A successful change's record, by `actor` (the caller's fields filled in by the callers
 /// below); what it announces and whether it ends sessions follow from the action.
 fn success(
     actor: &str,
     role: &str,
-    action: &str,
+    action: AuditAction,
     target: (&str, &str),
     enterprise: Option<&str>,
     details: Value,
@@ -61,15 +28,15 @@ fn success(
         actor_id: None,
         actor: actor.chars().take(64).collect(),
         role: role.to_owned(),
-        action: action.to_owned(),
+        action: action.as_str().to_owned(),
         target_kind: target.0.to_owned(),
         target_id: target.1.to_owned(),
         enterprise: enterprise.map(str::to_owned),
         request_id: None,
         client_addr: None,
         outcome: "success".into(),
-        event: announced(action),
-        ends_sessions: ends_sessions(action),
+        event: action.announces().map(|e| e.as_str().to_owned()),
+        ends_sessions: action.ends_sessions(),
         details,
     }
 }
@@ -77,7 +44,7 @@ fn success(
 /// A record of `caller` doing `action` to a target.
 pub fn by(
     caller: &Principal,
-    action: &str,
+    action: AuditAction,
     target_kind: &str,
     target_id: &str,
     enterprise: Option<&str>,
@@ -100,13 +67,19 @@ pub fn by(
 }
 
 /// A record of a device acting with its own credential (EST enrollment, renewal).
-pub fn by_device(tenant: &str, device_id: &str, action: &str, details: Value) -> NewAudit {
+pub fn by_device(tenant: &str, device_id: &str, action: AuditAction, details: Value) -> NewAudit {
     let actor = format!("{tenant}/{device_id}");
     success(&actor, "device", action, ("certificate", ""), Some(tenant), details)
 }
 
 /// A record of fleetca's own scheduled work.
-pub fn system(action: &str, target_kind: &str, target_id: &str, enterprise: Option<&str>, details: Value) -> NewAudit {
+pub fn system(
+    action: AuditAction,
+    target_kind: &str,
+    target_id: &str,
+    enterprise: Option<&str>,
+    details: Value,
+) -> NewAudit {
     success(
         "system",
         "system",
@@ -117,13 +90,43 @@ pub fn system(action: &str, target_kind: &str, target_id: &str, enterprise: Opti
     )
 }
 
+/// The records of certificates revoked together, by the actor and request of `template`:
+/// one `certificate.revoke` (announcing `certificate.revoked`) per certificate.
+pub fn revocations(template: NewAudit, reason: &str) -> impl Fn(&[Certificate]) -> Vec<NewAudit> + Send + Sync {
+    let reason = reason.to_owned();
+    move |revoked| {
+        revoked
+            .iter()
+            .map(|c| {
+                let action = AuditAction::CertificateRevoke;
+                NewAudit {
+                    action: action.as_str().into(),
+                    event: action.announces().map(|e| e.as_str().into()),
+                    ends_sessions: action.ends_sessions(),
+                    target_kind: "certificate".into(),
+                    target_id: c.id.to_string(),
+                    enterprise: Some(c.enterprise.clone()),
+                    details: serde_json::json!({
+                        "serial": c.serial,
+                        "reason": reason,
+                        "kind": c.kind,
+                        "api_key_id": c.api_key_id,
+                        "device": c.device,
+                    }),
+                    ..template.clone()
+                }
+            })
+            .collect()
+    }
+}
+
 /// A record of a refused sign-in or token (`actor` is what the caller claimed, if anything).
-pub fn failure(actor: &str, action: &str, context: &RequestContext) -> NewAudit {
+pub fn failure(actor: &str, action: AuditAction, context: &RequestContext) -> NewAudit {
     NewAudit {
         actor_id: None,
         actor: actor.chars().take(64).collect(),
         role: "anonymous".into(),
-        action: action.to_owned(),
+        action: action.as_str().to_owned(),
         target_kind: "session".into(),
         target_id: String::new(),
         enterprise: None,
@@ -244,7 +247,7 @@ impl AuditService {
                     actor_id: None,
                     actor: "anonymous".into(),
                     role: "anonymous".into(),
-                    action: "auth.failures_suppressed".into(),
+                    action: AuditAction::AuthFailuresSuppressed.as_str().into(),
                     target_kind: "session".into(),
                     target_id: String::new(),
                     enterprise: None,

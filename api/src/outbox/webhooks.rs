@@ -24,23 +24,10 @@ use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{Listing, PageRequest, Principal, Role};
+use crate::domain::{AuditAction, EventKind, Listing, PageRequest, Principal, Role};
 use crate::outbox::audit;
 use crate::support::Error;
 use crate::support::clock::Clock;
-
-/// The events an endpoint may subscribe to.
-pub const EVENTS: &[&str] = &[
-    "certificate.issued",
-    "certificate.revoked",
-    "certificate.expiring",
-    "certificate.renewed",
-    "device.disabled",
-    "device.deleted",
-    "api_key.deactivated",
-    "crl.publication_failed",
-    "broker.revocation_not_enforced",
-];
 
 /// Endpoints per enterprise (and for every enterprise): every audited change reads them
 /// and writes a row for each that wants its event.
@@ -57,9 +44,6 @@ fn url_origin(url: &str) -> String {
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_default()
 }
-
-/// Events about fleetca itself, for endpoints of every enterprise (an admin's) only.
-const SYSTEM_EVENTS: &[&str] = &["crl.publication_failed", "broker.revocation_not_enforced"];
 
 /// How webhooks are delivered.
 #[derive(Clone, Debug)]
@@ -109,13 +93,14 @@ pub struct WebhookChange {
 
 /// Checks the events named: known, no duplicates, at least one. Returns them comma-joined.
 pub fn check_events(events: &[String]) -> Result<String, String> {
+    let all = || EventKind::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ");
     if events.is_empty() {
-        return Err(format!("name at least one of {}", EVENTS.join(", ")));
+        return Err(format!("name at least one of {}", all()));
     }
     let mut seen: Vec<&str> = Vec::new();
     for e in events {
-        if !EVENTS.contains(&e.as_str()) {
-            return Err(format!("{e:?} is not an event; choose from {}", EVENTS.join(", ")));
+        if EventKind::parse(e).is_none() {
+            return Err(format!("{e:?} is not an event; choose from {}", all()));
         }
         if !seen.contains(&e.as_str()) {
             seen.push(e);
@@ -275,7 +260,7 @@ impl WebhookService {
                 "You may only subscribe to your enterprise {:?}.",
                 caller.enterprise
             ))),
-            Some(_) if events.split(',').any(|e| SYSTEM_EVENTS.contains(&e)) => Err(Error::invalid(
+            Some(_) if events.split(',').filter_map(EventKind::parse).any(EventKind::is_system) => Err(Error::invalid(
                 "events",
                 "crl.publication_failed and broker.revocation_not_enforced concern every enterprise: only an endpoint without an enterprise (an admin's) receives them",
             )),
@@ -320,7 +305,7 @@ impl WebhookService {
         };
         let record = audit::by(
             caller,
-            "webhook.create",
+            AuditAction::WebhookCreate,
             "webhook",
             &id.to_string(),
             webhook.enterprise.as_deref(),
@@ -371,7 +356,7 @@ impl WebhookService {
         };
         let record = audit::by(
             caller,
-            "webhook.update",
+            AuditAction::WebhookUpdate,
             "webhook",
             &id.to_string(),
             current.enterprise.as_deref(),
@@ -400,7 +385,7 @@ impl WebhookService {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let record = audit::by(
             caller,
-            "webhook.rotate_secret",
+            AuditAction::WebhookRotateSecret,
             "webhook",
             &id.to_string(),
             current.enterprise.as_deref(),
@@ -422,7 +407,7 @@ impl WebhookService {
         let current = self.get(caller, id).await?;
         let record = audit::by(
             caller,
-            "webhook.delete",
+            AuditAction::WebhookDelete,
             "webhook",
             &id.to_string(),
             current.enterprise.as_deref(),
@@ -448,7 +433,7 @@ impl WebhookService {
         };
         let record = audit::by(
             caller,
-            "webhook.test",
+            AuditAction::WebhookTest,
             "webhook",
             &id.to_string(),
             current.enterprise.as_deref(),
@@ -476,7 +461,7 @@ impl WebhookService {
         let current = self.get(caller, id).await?;
         let record = audit::by(
             caller,
-            "webhook.redeliver",
+            AuditAction::WebhookRedeliver,
             "webhook",
             &id.to_string(),
             current.enterprise.as_deref(),

@@ -16,11 +16,14 @@ use fleetca_storage::revocations::RevokeQueue;
 use fleetca_storage::{Certificate, StorageError, Store};
 use uuid::Uuid;
 
-use crate::domain::{CertificateName, CsrKey, Listing, PageRequest, Principal, Role, ServerCertRequest, ValidityHours};
+use crate::domain::AuditAction;
+use crate::domain::CertificateKind;
+use crate::domain::{CertificateName, Listing, PageRequest, Principal, Role, ServerCertRequest, ValidityHours};
 use crate::identity::tokens::Tokens;
 use crate::outbox::audit;
 use crate::outbox::changes::Changes;
-use crate::pki::issuer::{Issued, Issuer, KeySource, kind};
+use crate::pki::issuer::CsrKey;
+use crate::pki::issuer::{Issued, Issuer, KeySource};
 use crate::support::Error;
 use crate::support::clock::Clock;
 use crate::support::limits::RateLimiter;
@@ -100,10 +103,10 @@ pub struct BulkRevoked {
 }
 
 /// The kinds the MQTT certificate calls show: server certificates are the admins' alone.
-pub const MQTT_KINDS: [&str; 3] = [kind::CLIENT, kind::DEVICE, kind::CLAIM];
+pub const MQTT_KINDS: [CertificateKind; 3] = [CertificateKind::Client, CertificateKind::Device, CertificateKind::Claim];
 
 fn can_see(caller: &Principal, cert: &Certificate) -> bool {
-    if cert.kind == kind::SERVER {
+    if CertificateKind::Server.is(&cert.kind) {
         return caller.role == Role::Admin;
     }
     match caller.role {
@@ -186,7 +189,7 @@ impl CertificateService {
                 None,
                 Some(audit::by(
                     caller,
-                    "certificate.create",
+                    AuditAction::CertificateCreate,
                     "certificate",
                     "",
                     None,
@@ -212,7 +215,7 @@ impl CertificateService {
         let names: Vec<&str> = request.dns_names.iter().map(|d| d.as_str()).collect();
         let record = audit::by(
             caller,
-            "certificate.create",
+            AuditAction::CertificateCreate,
             "certificate",
             "",
             None,
@@ -235,9 +238,9 @@ impl CertificateService {
         page: PageRequest,
     ) -> Result<Listing<Record>, Error> {
         if filter.kinds.is_empty() {
-            filter.kinds = vec![kind::CLIENT.into()];
+            filter.kinds = vec![CertificateKind::Client.as_str().into()];
         }
-        if filter.kinds.iter().any(|k| !MQTT_KINDS.contains(&k.as_str())) {
+        if filter.kinds.iter().any(|k| !MQTT_KINDS.iter().any(|m| m.is(k))) {
             return Err(Error::invalid("kind", "must be client, device or claim"));
         }
         if !caller.pin_enterprise(&mut filter.enterprise) {
@@ -249,16 +252,16 @@ impl CertificateService {
                 return Ok(Listing::empty());
             }
             filter.api_key_id = Some(caller.id);
-            filter.kinds = vec![kind::CLIENT.into()];
+            filter.kinds = vec![CertificateKind::Client.as_str().into()];
         }
         let now = self.clock.now();
         let listing: Listing<Certificate> = self.store.list_certificates(&filter, page.storage(), now).await?.into();
         Ok(listing.map(|c| self.record(c)))
     }
 
-    async fn visible(&self, caller: &Principal, id: Uuid, kinds: &[&str]) -> Result<Certificate, Error> {
+    async fn visible(&self, caller: &Principal, id: Uuid, kinds: &[CertificateKind]) -> Result<Certificate, Error> {
         match self.store.certificate(id).await {
-            Ok(c) if kinds.contains(&c.kind.as_str()) && can_see(caller, &c) => Ok(c),
+            Ok(c) if kinds.iter().any(|k| k.is(&c.kind)) && can_see(caller, &c) => Ok(c),
             Ok(_) | Err(StorageError::NotFound) => Err(Error::NotFound("certificate")),
             Err(e) => Err(e.into()),
         }
@@ -281,7 +284,7 @@ impl CertificateService {
         mut filter: CertificateFilter,
         page: PageRequest,
     ) -> Result<Listing<Record>, Error> {
-        filter.kinds = vec![kind::SERVER.into()];
+        filter.kinds = vec![CertificateKind::Server.as_str().into()];
         filter.enterprise = None;
         filter.api_key_id = None;
         let listing: Listing<Certificate> = self
@@ -294,13 +297,13 @@ impl CertificateService {
 
     /// One server certificate (admins only).
     pub async fn get_server(&self, caller: &Principal, id: Uuid) -> Result<Record, Error> {
-        Ok(self.record(self.visible(caller, id, &[kind::SERVER]).await?))
+        Ok(self.record(self.visible(caller, id, &[CertificateKind::Server]).await?))
     }
 
     /// Revokes a server certificate (admins only): brokers presenting it are refused by
     /// clients that check the CRL.
     pub async fn revoke_server(&self, caller: &Principal, id: Uuid, reason: Reason) -> Result<Record, Error> {
-        self.revoke_kind(caller, id, &[kind::SERVER], reason).await
+        self.revoke_kind(caller, id, &[CertificateKind::Server], reason).await
     }
 
     /// Revokes many certificates at once, all or nothing: every id must name a client,
@@ -330,7 +333,7 @@ impl CertificateService {
                 let mut errors = crate::domain::FieldErrors::new();
                 for (i, id) in ids.iter().enumerate() {
                     let ok = found.get(id).is_some_and(|c| {
-                        MQTT_KINDS.contains(&c.kind.as_str()) && can_see(caller, c) && caller.manages(&c.enterprise)
+                        MQTT_KINDS.iter().any(|m| m.is(&c.kind)) && can_see(caller, c) && caller.manages(&c.enterprise)
                     });
                     if !ok {
                         errors.insert(
@@ -362,7 +365,17 @@ impl CertificateService {
             .revoke_certificates(
                 &ids,
                 reason.name(),
-                &audit::by(caller, "certificate.revoke", "certificate", "", None, json!({})),
+                &audit::revocations(
+                    audit::by(
+                        caller,
+                        AuditAction::CertificateRevoke,
+                        "certificate",
+                        "",
+                        None,
+                        json!({}),
+                    ),
+                    reason.name(),
+                ),
                 self.clock.now(),
             )
             .await?;
@@ -376,7 +389,13 @@ impl CertificateService {
         })
     }
 
-    async fn revoke_kind(&self, caller: &Principal, id: Uuid, kinds: &[&str], reason: Reason) -> Result<Record, Error> {
+    async fn revoke_kind(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        kinds: &[CertificateKind],
+        reason: Reason,
+    ) -> Result<Record, Error> {
         let cert = self.visible(caller, id, kinds).await?;
         if !caller.manages(&cert.enterprise) {
             return Err(Error::Forbidden(
@@ -388,7 +407,7 @@ impl CertificateService {
         }
         let record = audit::by(
             caller,
-            "certificate.revoke",
+            AuditAction::CertificateRevoke,
             "certificate",
             &cert.id.to_string(),
             Some(&cert.enterprise),

@@ -12,6 +12,8 @@ use fleetca_storage::claims::{ClaimFilter, NewClaim};
 use fleetca_storage::{Claim, StorageError, Store};
 use uuid::Uuid;
 
+use crate::domain::AuditAction;
+use crate::domain::CertificateKind;
 use crate::domain::{CertificateName, Listing, PageRequest, Principal, Tenant};
 use crate::outbox::audit;
 use crate::outbox::changes::Changes;
@@ -88,14 +90,14 @@ impl ClaimService {
         };
         let record = audit::by(
             caller,
-            "claim.create",
+            AuditAction::ClaimCreate,
             "claim",
             &id.to_string(),
             Some(&new.tenant),
             json!({"name": new.name, "max_uses": new.max_uses, "expires_at": new.expires_at, "register_unknown": new.register_unknown}),
         );
         let (claim, _) = self.store.create_claim(id, new, cert, &[record], now).await?;
-        crate::pki::issuer::issued_metric(crate::pki::issuer::kind::CLAIM);
+        crate::pki::issuer::issued_metric(CertificateKind::Claim);
         tracing::info!(claim_id = %claim.id, tenant = %claim.tenant, max_uses = claim.max_uses, by = %caller.username, "claim created");
         Ok(CreatedClaim {
             claim,
@@ -133,7 +135,7 @@ impl ClaimService {
         let current = self.get(caller, id).await?;
         let record = audit::by(
             caller,
-            "claim.revoke",
+            AuditAction::ClaimRevoke,
             "claim",
             &id.to_string(),
             Some(&current.tenant),

@@ -23,6 +23,7 @@ use fleetca_ca::Authority;
 use fleetca_ca::crl::{CrlRequest, Reason, RevokedEntry, encode_revoked_entry};
 use fleetca_storage::{Certificate, Store};
 
+use crate::domain::EventKind;
 use crate::support::Error;
 use crate::support::clock::Clock;
 
@@ -332,7 +333,7 @@ impl CrlPublisher {
     /// Announces `crl.publication_failed` (once per run of failures: the first after a success).
     async fn announce_failure(&self, number: u64, error: &str) {
         let event = fleetca_storage::webhooks::NewEvent {
-            event_type: "crl.publication_failed".into(),
+            event_type: EventKind::CrlPublicationFailed.as_str().into(),
             enterprise: None,
             data: serde_json::json!({
                 "crl_number": number,

@@ -17,16 +17,18 @@ use fleetca_storage::devices::NewDevice;
 use fleetca_storage::{Certificate, StorageError, Store};
 use subtle::ConstantTimeEq;
 
+use crate::domain::AuditAction;
+use crate::domain::CertificateKind;
 use crate::domain::{CertificateName, DeviceId, Principal, ValidityHours};
 use crate::identity::tokens::Tokens;
 use crate::outbox::changes::Changes;
-use crate::pki::issuer::{DeviceIssue, Issuer, KeySource, kind};
+use crate::pki::issuer::{DeviceIssue, Issuer, KeySource};
 use crate::support::Error;
 use crate::support::clock::Clock;
 use crate::support::limits::{FailureLimiter, network};
 
 /// An audit record of a device registering itself through a claim, or its undoing.
-fn device_record(tenant: &str, device_id: &str, action: &str, why: &str) -> fleetca_storage::NewAudit {
+fn device_record(tenant: &str, device_id: &str, action: AuditAction, why: &str) -> fleetca_storage::NewAudit {
     let mut record = crate::outbox::audit::by_device(tenant, device_id, action, serde_json::json!({"why": why}));
     record.target_kind = "device".into();
     record.target_id = format!("{tenant}/{device_id}");
@@ -254,7 +256,7 @@ impl EstService {
             with.audit = Some(crate::outbox::audit::by_device(
                 tenant,
                 device_id,
-                "certificate.enroll",
+                AuditAction::CertificateEnroll,
                 serde_json::json!({"via": "est", "claim_id": with.claim}),
             ));
         }
@@ -304,7 +306,7 @@ impl EstService {
         label: Option<&str>,
         csr_der: &[u8],
     ) -> Result<Certificate, EnrollError> {
-        if claim_certificate.kind != kind::CLAIM {
+        if !CertificateKind::Claim.is(&claim_certificate.kind) {
             return Err(EnrollError::Forbidden(
                 "this certificate re-enrolls with simplereenroll; simpleenroll over mTLS takes a claim certificate",
             ));
@@ -370,7 +372,7 @@ impl EstService {
                             &[device_record(
                                 &claim.tenant,
                                 &device_id,
-                                "device.delete",
+                                AuditAction::DeviceDelete,
                                 "the enrollment it was registered for was refused",
                             )],
                             self.clock.now(),
@@ -407,7 +409,7 @@ impl EstService {
         let record = device_record(
             tenant,
             device_id,
-            "device.create",
+            AuditAction::DeviceCreate,
             "registered by a claim on first enrollment",
         );
         let registered = match self.store.create_device(new, &[record], self.clock.now()).await {
@@ -481,7 +483,7 @@ impl EstService {
                 None,
                 Some(crate::outbox::audit::by(
                     caller,
-                    "certificate.enroll",
+                    AuditAction::CertificateEnroll,
                     "certificate",
                     "",
                     None,
@@ -497,7 +499,8 @@ impl EstService {
 mod tests {
     use super::*;
     use crate::app::testing::{Kit, admin, csr};
-    use crate::domain::{DeviceCredential, DeviceId, Secret, Tenant};
+    use crate::domain::{DeviceId, Secret, Tenant};
+    use crate::fleet::devices::DeviceCredential;
     use crate::fleet::devices::DeviceInput;
 
     #[tokio::test]

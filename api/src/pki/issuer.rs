@@ -10,29 +10,29 @@ use fleetca_storage::certificates::{NewCertificate, Renewal};
 use fleetca_storage::issuance::{IssueJob, IssueQueue, Stored};
 use fleetca_storage::{Certificate, StorageError, User};
 
+use crate::domain::AuditAction;
+use crate::domain::CertificateKind;
 use crate::domain::{CertificateName, ServerCertRequest, ValidityHours};
 use crate::support::Error;
 use crate::support::clock::Clock;
+
+/// The public key of a PKCS#10 CSR whose signature checked out.
+#[derive(Clone, Debug)]
+pub struct CsrKey(fleetca_ca::PublicKey);
+
+impl CsrKey {
+    pub fn parse(pem: &str) -> Result<Self, String> {
+        fleetca_ca::csr::parse_csr_pem(pem).map(Self).map_err(|e| e.to_string())
+    }
+    pub fn into_inner(self) -> fleetca_ca::PublicKey {
+        self.0
+    }
+}
 
 /// At most this many active client certificates per API key.
 pub const MAX_ACTIVE_PER_KEY: u64 = 10;
 /// At most this many active certificates per device: the current one and its renewal.
 pub const MAX_ACTIVE_PER_DEVICE: u64 = 2;
-
-/// The kinds of certificate fleetca stores.
-pub mod kind {
-    /// An MQTT client certificate of an API key.
-    pub const CLIENT: &str = "client";
-    /// A broker's TLS server certificate.
-    pub const SERVER: &str = "server";
-    /// A device's certificate (enrolled over EST).
-    pub const DEVICE: &str = "device";
-    /// A claim certificate: it enrolls devices of a tenant over EST and does nothing else.
-    pub const CLAIM: &str = "claim";
-    /// A revocation canary (see `canary`): fleetca's own, to prove brokers refuse revoked
-    /// certificates.
-    pub const CANARY: &str = "canary";
-}
 
 /// Where a client certificate's key comes from.
 pub enum KeySource {
@@ -62,8 +62,8 @@ pub struct DeviceIssue {
 }
 
 /// Counts a certificate issued, by kind (`fleetca_certificates_issued_total`).
-pub fn issued_metric(kind: &'static str) {
-    metrics::counter!("fleetca_certificates_issued_total", "kind" => kind).increment(1);
+pub fn issued_metric(kind: CertificateKind) {
+    metrics::counter!("fleetca_certificates_issued_total", "kind" => kind.as_str()).increment(1);
 }
 
 fn refusal(e: StorageError, limit: &str) -> Error {
@@ -134,7 +134,7 @@ impl Issuer {
             crl_url: &self.crl_url,
         };
         let issued = self.ca.issue_client(&profile, &public_key, self.clock.now())?;
-        let mut new = self.new_certificate(name.into_inner(), kind::CLIENT, Some(owner), issued);
+        let mut new = self.new_certificate(name.into_inner(), CertificateKind::Client, Some(owner), issued);
         new.renews = renews;
         let Stored { certificate, discarded } = self
             .queue
@@ -146,7 +146,7 @@ impl Issuer {
             })
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?;
-        issued_metric(kind::CLIENT);
+        issued_metric(CertificateKind::Client);
         tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, api_key_id = %owner.id, renews = ?renews.map(|r| r.old), "client certificate issued");
         Ok(Issued {
             certificate,
@@ -180,7 +180,7 @@ impl Issuer {
             })?;
         let new = NewCertificate {
             name: format!("{tenant}/{device_id}"),
-            kind: kind::DEVICE.to_owned(),
+            kind: CertificateKind::Device.as_str().to_owned(),
             api_key_id: None,
             enterprise: tenant.to_owned(),
             serial: issued.serial_hex,
@@ -202,7 +202,7 @@ impl Issuer {
             })
             .await
             .map_err(|e| refusal(e, DEVICE_LIMIT))?;
-        issued_metric(kind::DEVICE);
+        issued_metric(CertificateKind::Device);
         tracing::info!(certificate_id = %certificate.id, serial = %certificate.serial, %tenant, %device_id, renews = ?with.renews.map(|r| r.old), claim = ?with.claim, "device certificate issued");
         Ok(Issued {
             certificate,
@@ -228,7 +228,7 @@ impl Issuer {
             crl_url: &self.crl_url,
         };
         let issued = self.ca.issue_claim(&profile, &key.public_key, self.clock.now())?;
-        let mut new = self.new_certificate(format!("claim {tenant}"), kind::CLAIM, None, issued);
+        let mut new = self.new_certificate(format!("claim {tenant}"), CertificateKind::Claim, None, issued);
         new.enterprise = enterprise.to_owned();
         Ok((new, key.private_key_pem))
     }
@@ -264,7 +264,7 @@ impl Issuer {
                 fleetca_ca::CaError::InvalidName(why) => Error::invalid("dns_names", why),
                 other => other.into(),
             })?;
-        let new = self.new_certificate(request.name.clone(), kind::SERVER, None, issued);
+        let new = self.new_certificate(request.name.clone(), CertificateKind::Server, None, issued);
         let cert = self
             .queue
             .insert(IssueJob {
@@ -276,7 +276,7 @@ impl Issuer {
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?
             .certificate;
-        issued_metric(kind::SERVER);
+        issued_metric(CertificateKind::Server);
         tracing::info!(certificate_id = %cert.id, serial = %cert.serial, "server certificate issued");
         Ok((cert, key.private_key_pem))
     }
@@ -299,13 +299,13 @@ impl Issuer {
         let now = self.clock.now();
         let issued = self.ca.issue_client(&profile, &key.public_key, now)?;
         let audit = crate::outbox::audit::system(
-            "canary.issue",
+            AuditAction::CanaryIssue,
             "certificate",
             "",
             Some(&self.server_enterprise),
             serde_json::json!({"serial": issued.serial_hex, "common_name": common_name, "not_after": issued.not_after}),
         );
-        let new = self.new_certificate(common_name.to_owned(), kind::CANARY, None, issued);
+        let new = self.new_certificate(common_name.to_owned(), CertificateKind::Canary, None, issued);
         let cert = self
             .queue
             .insert(IssueJob {
@@ -317,20 +317,20 @@ impl Issuer {
             .await
             .map_err(|e| refusal(e, KEY_LIMIT))?
             .certificate;
-        issued_metric(kind::CANARY);
+        issued_metric(CertificateKind::Canary);
         Ok((cert, key.private_key_pem))
     }
 
     fn new_certificate(
         &self,
         name: String,
-        kind: &str,
+        kind: CertificateKind,
         owner: Option<&User>,
         issued: IssuedCertificate,
     ) -> NewCertificate {
         NewCertificate {
             name,
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             api_key_id: owner.map(|o| o.id),
             enterprise: owner.map_or_else(|| self.server_enterprise.clone(), |o| o.enterprise.clone()),
             serial: issued.serial_hex,

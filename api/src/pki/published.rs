@@ -16,6 +16,7 @@ use fleetca_storage::repairs::Repaired;
 use fleetca_storage::{NewAudit, Store};
 use serde_json::json;
 
+use crate::domain::AuditAction;
 use crate::support::Error;
 use crate::support::clock::Clock;
 
@@ -79,7 +80,7 @@ pub async fn reconcile(
         actor_id: None,
         actor: "system".into(),
         role: "system".into(),
-        action: "crl.repair".into(),
+        action: AuditAction::CrlRepair.as_str().into(),
         target_kind: "crl".into(),
         target_id: published_number.to_string(),
         enterprise: None,

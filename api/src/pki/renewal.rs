@@ -13,12 +13,14 @@ use fleetca_storage::certificates::Renewal;
 use fleetca_storage::{Certificate, StorageError, Store};
 use uuid::Uuid;
 
+use crate::domain::AuditAction;
+use crate::domain::CertificateKind;
 use crate::domain::{CertificateName, Principal, ValidityHours};
 use crate::identity::tokens::Tokens;
 use crate::outbox::audit;
 use crate::outbox::changes::Changes;
 use crate::pki::est::EnrollError;
-use crate::pki::issuer::{DeviceIssue, Issued, Issuer, KeySource, kind};
+use crate::pki::issuer::{DeviceIssue, Issued, Issuer, KeySource};
 use crate::support::Error;
 use crate::support::clock::Clock;
 use serde_json::json;
@@ -110,7 +112,7 @@ impl RenewalService {
             }
             return Err(EnrollError::Unauthenticated);
         }
-        if current.kind != kind::DEVICE && current.kind != kind::CLIENT {
+        if !CertificateKind::Device.is(&current.kind) && !CertificateKind::Client.is(&current.kind) {
             return Err(EnrollError::Forbidden(
                 "only device and API-key certificates re-enroll (a claim certificate enrolls with simpleenroll)",
             ));
@@ -125,7 +127,7 @@ impl RenewalService {
             supersede_at: now + self.policy.grace,
             via: "est",
         });
-        let issued = if current.kind == kind::DEVICE {
+        let issued = if CertificateKind::Device.is(&current.kind) {
             let Some((tenant, device_id)) = current.device.as_deref().and_then(|d| d.split_once('/')) else {
                 return Err(EnrollError::Service(Error::Internal(
                     "a device certificate without its device".into(),
@@ -153,7 +155,7 @@ impl RenewalService {
                         audit: Some(audit::by_device(
                             tenant,
                             device_id,
-                            "certificate.renew",
+                            AuditAction::CertificateRenew,
                             json!({"via": "est", "renews": current.id}),
                         )),
                     },
@@ -182,7 +184,7 @@ impl RenewalService {
                     renews,
                     Some(audit::by(
                         &Principal::from_user(&owner),
-                        "certificate.renew",
+                        AuditAction::CertificateRenew,
                         "certificate",
                         "",
                         None,
@@ -208,7 +210,12 @@ impl RenewalService {
     /// CSR's), the same name and binding, the old one superseded after the grace.
     pub async fn renew(&self, caller: &Principal, id: Uuid, key: KeySource) -> Result<Issued, Error> {
         let current = match self.store.certificate(id).await {
-            Ok(c) if (c.kind == kind::CLIENT || c.kind == kind::DEVICE) && caller.manages(&c.enterprise) => c,
+            Ok(c)
+                if (CertificateKind::Client.is(&c.kind) || CertificateKind::Device.is(&c.kind))
+                    && caller.manages(&c.enterprise) =>
+            {
+                c
+            }
             Ok(_) | Err(StorageError::NotFound) => return Err(Error::NotFound("certificate")),
             Err(e) => return Err(e.into()),
         };
@@ -223,7 +230,7 @@ impl RenewalService {
             supersede_at: now + self.policy.grace,
             via: "api",
         });
-        let issued = if current.kind == kind::DEVICE {
+        let issued = if CertificateKind::Device.is(&current.kind) {
             let KeySource::Csr(public_key) = key else {
                 return Err(Error::invalid(
                     "csr",
@@ -244,7 +251,7 @@ impl RenewalService {
                         claim: None,
                         audit: Some(audit::by(
                             caller,
-                            "certificate.renew",
+                            AuditAction::CertificateRenew,
                             "certificate",
                             "",
                             None,
@@ -271,7 +278,7 @@ impl RenewalService {
                     renews,
                     Some(audit::by(
                         caller,
-                        "certificate.renew",
+                        AuditAction::CertificateRenew,
                         "certificate",
                         "",
                         None,
@@ -298,7 +305,10 @@ impl RenewalService {
             .revoke_certificates(
                 &due,
                 fleetca_storage::certificates::SUPERSEDED,
-                &audit::system("certificate.revoke", "certificate", "", None, json!({})),
+                &audit::revocations(
+                    audit::system(AuditAction::CertificateRevoke, "certificate", "", None, json!({})),
+                    fleetca_storage::certificates::SUPERSEDED,
+                ),
                 now,
             )
             .await?;
@@ -331,7 +341,8 @@ impl RenewalService {
 mod tests {
     use super::*;
     use crate::app::testing::{Kit, admin, csr};
-    use crate::domain::{DeviceCredential, DeviceId, Secret, Tenant};
+    use crate::domain::{DeviceId, Secret, Tenant};
+    use crate::fleet::devices::DeviceCredential;
     use crate::fleet::devices::{DeviceChange, DeviceInput};
 
     async fn device(kit: &Kit, id: &str) {

@@ -58,3 +58,13 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
         .await
         .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
 }
+
+impl crate::domain::PageRequest {
+    /// The page as storage reads it.
+    pub fn storage(self) -> fleetca_storage::Page {
+        fleetca_storage::Page {
+            offset: self.offset(),
+            limit: self.page_size,
+        }
+    }
+}

@@ -8,10 +8,9 @@ use fleetca_storage::devices::DeviceFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{
-    Description, DeviceCredential, DeviceId, FieldErrors, PageRequest, Problems, Realm, Tenant, query_text,
-};
+use crate::domain::{Description, DeviceId, FieldErrors, PageRequest, Problems, Realm, Tenant, query_text};
 use crate::error::ApiError;
+use crate::fleet::devices::DeviceCredential;
 use crate::fleet::devices::{DeviceChange, DeviceInput, Provisioned};
 use crate::http::edge::{PageOf, route, secret_json};
 use crate::http::extract::{ApiJson, Caller, Manager, bulk_rows};

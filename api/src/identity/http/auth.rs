@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::AuditAction;
 use crate::domain::Password;
 use crate::error::ApiError;
 use crate::http::edge::{route, secret_json};
@@ -112,7 +113,7 @@ pub async fn login(
             .audit
             .failed(crate::outbox::audit::failure(
                 &body.username,
-                "auth.sign_in_failed",
+                AuditAction::AuthSignInFailed,
                 &context,
             ))
             .await;
@@ -181,7 +182,7 @@ pub async fn setup(
             .audit
             .failed(crate::outbox::audit::failure(
                 &claimed(username, token),
-                "auth.sign_in_failed",
+                AuditAction::AuthSignInFailed,
                 &context,
             ))
             .await;

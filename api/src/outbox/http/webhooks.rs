@@ -8,7 +8,7 @@ use fleetca_storage::webhooks::{Delivery, Webhook};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{Enterprise, PageRequest, Problems};
+use crate::domain::{Enterprise, EventKind, PageRequest, Problems};
 use crate::error::ApiError;
 use crate::http::edge::{PageOf, parse_id, route, secret_json};
 use crate::http::extract::{ApiJson, Caller, Manager};
@@ -52,52 +52,27 @@ pub fn routes() -> crate::http::edge::Routes {
     ]
 }
 
-/// An event an endpoint can subscribe to.
-#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
-    #[serde(rename = "certificate.issued")]
-    CertificateIssued,
-    #[serde(rename = "certificate.revoked")]
-    CertificateRevoked,
-    /// 30, 7 and 1 days before a certificate expires, each once.
-    #[serde(rename = "certificate.expiring")]
-    CertificateExpiring,
-    #[serde(rename = "certificate.renewed")]
-    CertificateRenewed,
-    #[serde(rename = "device.disabled")]
-    DeviceDisabled,
-    #[serde(rename = "device.deleted")]
-    DeviceDeleted,
-    #[serde(rename = "api_key.deactivated")]
-    ApiKeyDeactivated,
-    /// Writing the CRL file or running the reload command failed (endpoints of every
-    /// enterprise only).
-    #[serde(rename = "crl.publication_failed")]
-    CrlPublicationFailed,
-    /// The revocation canary's revoked certificate connected to a broker: the broker does not
-    /// check fleetca's CRL (endpoints of every enterprise only).
-    #[serde(rename = "broker.revocation_not_enforced")]
-    BrokerRevocationNotEnforced,
-}
-
-impl EventType {
-    fn name(self) -> &'static str {
-        match self {
-            EventType::CertificateIssued => "certificate.issued",
-            EventType::CertificateRevoked => "certificate.revoked",
-            EventType::CertificateExpiring => "certificate.expiring",
-            EventType::CertificateRenewed => "certificate.renewed",
-            EventType::DeviceDisabled => "device.disabled",
-            EventType::DeviceDeleted => "device.deleted",
-            EventType::ApiKeyDeactivated => "api_key.deactivated",
-            EventType::CrlPublicationFailed => "crl.publication_failed",
-            EventType::BrokerRevocationNotEnforced => "broker.revocation_not_enforced",
-        }
+/// The events an endpoint can subscribe to, in the OpenAPI document: a string of
+/// [`EventKind`]'s names. `crl.publication_failed` and `broker.revocation_not_enforced` concern
+/// fleetca itself: only endpoints of every enterprise (an admin's) receive them.
+impl utoipa::PartialSchema for EventKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(EventKind::ALL.iter().map(|e| e.as_str())))
+            .description(Some("An event an endpoint can subscribe to."))
+            .into()
     }
 }
 
-fn names(events: &[EventType]) -> Vec<String> {
-    events.iter().map(|e| e.name().to_owned()).collect()
+impl ToSchema for EventKind {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "EventType".into()
+    }
+}
+
+fn names(events: &[EventKind]) -> Vec<String> {
+    events.iter().map(|e| e.as_str().to_owned()).collect()
 }
 
 /// Create a webhook endpoint.
@@ -109,7 +84,7 @@ pub struct CreateWebhookBody {
     pub url: String,
     /// The events wanted (at least one).
     #[schema(min_items = 1)]
-    pub events: Vec<EventType>,
+    pub events: Vec<EventKind>,
     /// Only this enterprise's events. A manager's endpoint is always its enterprise's; an
     /// admin may leave it out for every enterprise's events and fleetca's own.
     #[schema(example = "nnn.acme", pattern = "^[a-z0-9][a-z0-9.-]{0,63}$")]
@@ -126,7 +101,7 @@ pub struct CreateWebhookBody {
 pub struct PatchWebhookBody {
     pub url: Option<String>,
     #[schema(min_items = 1)]
-    pub events: Option<Vec<EventType>>,
+    pub events: Option<Vec<EventKind>>,
     #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub description: Option<String>,
     /// A paused endpoint gets no new events.

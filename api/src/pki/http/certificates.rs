@@ -8,13 +8,15 @@ use fleetca_storage::certificates::{CertificateFilter, StatusFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{CertificateName, CsrKey, PageRequest, Problems, ServerCertRequest, ValidityHours, query_text};
+use crate::domain::CertificateKind;
+use crate::domain::{CertificateName, PageRequest, Problems, ServerCertRequest, ValidityHours, query_text};
 use crate::error::ApiError;
 use crate::http::edge::{PageOf, parse_id, route, secret_json};
 use crate::http::extract::{Admin, ApiJson, BULK_BODY_LIMIT, Caller, Manager, parse_json, read_body, require_json};
 use crate::http::problems::{ReadProblems, WriteProblems};
 use crate::pki::certificates::{self as svc, CreateCertificate, Record};
-use crate::pki::issuer::{KeySource, kind as svc_kind};
+use crate::pki::issuer::CsrKey;
+use crate::pki::issuer::KeySource;
 use crate::state::AppState;
 
 pub fn routes() -> crate::http::edge::Routes {
@@ -96,10 +98,10 @@ pub enum Kind {
 
 impl Kind {
     fn of(kind: &str) -> Self {
-        match kind {
-            svc_kind::DEVICE => Kind::Device,
-            svc_kind::CLAIM => Kind::Claim,
-            svc_kind::SERVER => Kind::Server,
+        match CertificateKind::parse(kind) {
+            Some(CertificateKind::Device) => Kind::Device,
+            Some(CertificateKind::Claim) => Kind::Claim,
+            Some(CertificateKind::Server) => Kind::Server,
             _ => Kind::Client,
         }
     }
@@ -408,9 +410,9 @@ pub async fn list(
         }
         Some(k) => vec![
             match k {
-                Kind::Device => svc_kind::DEVICE,
-                Kind::Claim => svc_kind::CLAIM,
-                _ => svc_kind::CLIENT,
+                Kind::Device => CertificateKind::Device.as_str(),
+                Kind::Claim => CertificateKind::Claim.as_str(),
+                _ => CertificateKind::Client.as_str(),
             }
             .to_owned(),
         ],

@@ -17,6 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use fleetca_ca::digest::DigestCredentials;
 use fleetca_storage::Certificate;
 
+use crate::domain::AuditAction;
 use crate::domain::{DeviceId, Tenant};
 use crate::error::Deliberate;
 use crate::http::edge::route;
@@ -363,7 +364,11 @@ async fn audit_refusal(
         let context = crate::http::edge::request_context(req);
         state
             .audit
-            .failed(crate::outbox::audit::failure(&claimed, "est.auth_failed", &context))
+            .failed(crate::outbox::audit::failure(
+                &claimed,
+                AuditAction::EstAuthFailed,
+                &context,
+            ))
             .await;
     }
 }
