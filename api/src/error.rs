@@ -116,6 +116,11 @@ impl ApiError {
                     "unauthorized",
                     "Send a valid token as `Authorization: Bearer <token>`, or sign in.".into(),
                 ),
+                E::Stale => (
+                    StatusCode::UNAUTHORIZED,
+                    "stale-credentials",
+                    "The challenge these credentials answered has expired; authenticate again.".into(),
+                ),
                 E::BadCredentials => (
                     StatusCode::UNAUTHORIZED,
                     "bad-credentials",

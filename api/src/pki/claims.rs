@@ -154,7 +154,6 @@ impl ClaimService {
 mod tests {
     use super::*;
     use crate::app::testing::{Kit, admin, csr, manager};
-    use crate::pki::est::EnrollError;
 
     fn input(max_uses: i64, register_unknown: bool, now: DateTime<Utc>) -> CreateClaim {
         CreateClaim {
@@ -198,7 +197,7 @@ mod tests {
             kit.est
                 .enroll_with_claim(&claim_cert, Some("globex"), &csr("new-2"))
                 .await,
-            Err(EnrollError::Forbidden(_))
+            Err(Error::Forbidden(_))
         ));
         kit.est
             .enroll_with_claim(&claim_cert, None, &csr("new-2"))
@@ -206,7 +205,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             kit.est.enroll_with_claim(&claim_cert, None, &csr("new-3")).await,
-            Err(EnrollError::Forbidden(why)) if why.contains("used up")
+            Err(Error::Forbidden(why)) if why.contains("used up")
         ));
         assert!(kit.store.device("acme", "new-3").await.is_err(), "nothing written");
         assert_eq!(kit.claims.get(&admin(), created.claim.id).await.unwrap().uses, 2);
@@ -215,7 +214,7 @@ mod tests {
         let strict_cert = claim_certificate(&kit, &strict).await;
         assert!(matches!(
             kit.est.enroll_with_claim(&strict_cert, None, &csr("unknown-9")).await,
-            Err(EnrollError::Forbidden(why)) if why.contains("not provisioned")
+            Err(Error::Forbidden(why)) if why.contains("not provisioned")
         ));
         assert_eq!(kit.claims.get(&admin(), strict.claim.id).await.unwrap().uses, 0);
     }
@@ -234,12 +233,12 @@ mod tests {
         let claim_cert = claim_certificate(&kit, &created).await;
         assert!(matches!(
             kit.est.enroll_with_claim(&claim_cert, None, &csr("new-1")).await,
-            Err(EnrollError::Forbidden(why)) if why.contains("revoked")
+            Err(Error::Forbidden(why)) if why.contains("revoked")
         ));
         // A claim certificate cannot renew itself either.
         assert!(matches!(
             kit.renewal.reenroll(&claim_cert, &csr("new-1")).await,
-            Err(EnrollError::Unauthenticated)
+            Err(Error::Unauthenticated)
         ));
     }
 
@@ -258,7 +257,7 @@ mod tests {
             assert!(
                 matches!(
                     kit.est.enroll_with_claim(&claim_cert, None, &csr(id)).await,
-                    Err(EnrollError::Forbidden(_) | EnrollError::BadRequest(_))
+                    Err(Error::Forbidden(_) | Error::Invalid(_))
                 ),
                 "{id}"
             );

@@ -3,14 +3,13 @@
 //! stores: no new secret), an API key (its Bearer token, for its own MQTT client
 //! certificate, counted against its limit) or a device holding a claim certificate (over
 //! mTLS, for its own device id). Re-enrollment is `renewal`'s. The wire formats are
-//! `fleetca_ca::est`'s; the HTTP layer only decodes base64 and maps [`EnrollError`] to RFC
-//! 7030's statuses.
+//! `fleetca_ca::est`'s; the HTTP layer decodes base64 and answers in RFC 7030's
+//! shapes; what each [`Error`] means to a client is the one table's (`crate::error`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
 use fleetca_ca::digest::{DigestCredentials, Nonce, NonceKey};
 use fleetca_ca::{MasterKey, device};
 use fleetca_storage::devices::NewDevice;
@@ -22,7 +21,7 @@ use crate::domain::CertificateKind;
 use crate::domain::{CertificateName, DeviceId, Principal, ValidityHours};
 use crate::identity::tokens::Tokens;
 use crate::outbox::changes::Changes;
-use crate::pki::issuer::{DeviceIssue, Issuer, KeySource};
+use crate::pki::issuer::{DeviceIssue, Issuer, KeySource, refused};
 use crate::support::Error;
 use crate::support::clock::Clock;
 use crate::support::limits::{FailureLimiter, network};
@@ -37,38 +36,6 @@ fn device_record(tenant: &str, device_id: &str, action: AuditAction, why: &str) 
 
 /// How long a Digest nonce may be used (once).
 pub const NONCE_SECONDS: i64 = 300;
-
-/// Why an enrollment was refused, in RFC 7030's terms.
-#[derive(Debug)]
-pub enum EnrollError {
-    /// The CSR is malformed (400, plain text).
-    BadRequest(String),
-    /// No or wrong credentials (401 with a challenge).
-    Unauthenticated,
-    /// The credential may not enroll this subject (403).
-    Forbidden(&'static str),
-    /// The certificate may renew itself from this time on (403).
-    TooEarly(DateTime<Utc>),
-    /// A Digest nonce of ours that has expired: challenge again with `stale=true` (401).
-    StaleNonce,
-    /// Too many wrong passwords for this device or from this address: retry after this
-    /// many seconds (429).
-    TooManyFailures(u64),
-    /// The service failed (its `Error`).
-    Service(Error),
-}
-
-impl From<Error> for EnrollError {
-    fn from(e: Error) -> Self {
-        EnrollError::Service(e)
-    }
-}
-
-impl From<StorageError> for EnrollError {
-    fn from(e: StorageError) -> Self {
-        EnrollError::Service(e.into())
-    }
-}
 
 /// The EST flows.
 pub struct EstService {
@@ -129,18 +96,20 @@ impl EstService {
         device_id: &str,
         peer: Option<IpAddr>,
         verified: &std::sync::atomic::AtomicBool,
-        check: impl std::future::Future<Output = Result<T, EnrollError>>,
-    ) -> Result<T, EnrollError> {
+        check: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let mut keys = vec![format!("device:{tenant}/{device_id}")];
         if let Some(peer) = peer {
             keys.push(format!("ip:{}", network(peer)));
         }
-        self.failures.begin(&keys).map_err(EnrollError::TooManyFailures)?;
+        self.failures
+            .begin(&keys)
+            .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
         let outcome = check.await;
         if verified.load(std::sync::atomic::Ordering::Acquire) {
             // The password was right: its count, and the address's, start again.
             self.failures.succeeded(&keys);
-        } else if !matches!(outcome, Err(EnrollError::Unauthenticated)) {
+        } else if !matches!(outcome, Err(Error::Unauthenticated)) {
             // Nothing was proved either way (an expired nonce, a failure before the check):
             // this attempt counts neither for nor against.
             self.failures.undo(&keys);
@@ -168,7 +137,7 @@ impl EstService {
         &self,
         tenant: &str,
         device_id: &str,
-    ) -> Result<Option<(fleetca_storage::Device, String)>, EnrollError> {
+    ) -> Result<Option<(fleetca_storage::Device, String)>, Error> {
         let device = match self.store.device(tenant, device_id).await {
             Ok(d) => d,
             Err(StorageError::NotFound) => return Ok(None),
@@ -195,7 +164,7 @@ impl EstService {
         path: &str,
         csr_der: &[u8],
         peer: Option<IpAddr>,
-    ) -> Result<Certificate, EnrollError> {
+    ) -> Result<Certificate, Error> {
         let name = creds.username.chars().take(64).collect::<String>();
         let verified = std::sync::atomic::AtomicBool::new(false);
         let check = self.digest_enroll(tenant, creds, method, path, csr_der, &verified);
@@ -210,23 +179,23 @@ impl EstService {
         path: &str,
         csr_der: &[u8],
         verified: &std::sync::atomic::AtomicBool,
-    ) -> Result<Certificate, EnrollError> {
+    ) -> Result<Certificate, Error> {
         let minted = match self
             .nonces
             .check(&creds.nonce, self.clock.now().timestamp(), NONCE_SECONDS)
         {
             Nonce::Fresh(at) => at,
-            Nonce::Stale => return Err(EnrollError::StaleNonce),
-            Nonce::Invalid => return Err(EnrollError::Unauthenticated),
+            Nonce::Stale => return Err(Error::Stale),
+            Nonce::Invalid => return Err(Error::Unauthenticated),
         };
         if creds.uri != path || DeviceId::parse(&creds.username).is_err() {
-            return Err(EnrollError::Unauthenticated);
+            return Err(Error::Unauthenticated);
         }
         let Some((device, ha1)) = self.device_ha1(tenant, &creds.username).await? else {
-            return Err(EnrollError::Unauthenticated);
+            return Err(Error::Unauthenticated);
         };
         if creds.realm != device.realm || !creds.verify(&ha1, method) || !self.use_nonce(&creds.nonce, minted) {
-            return Err(EnrollError::Unauthenticated);
+            return Err(Error::Unauthenticated);
         }
         verified.store(true, std::sync::atomic::Ordering::Release);
         self.issue_for_device(
@@ -246,10 +215,10 @@ impl EstService {
         csr_der: &[u8],
         mut with: DeviceIssue,
         validity_days: i64,
-    ) -> Result<Certificate, EnrollError> {
-        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| EnrollError::BadRequest(e.to_string()))?;
+    ) -> Result<Certificate, Error> {
+        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| Error::invalid("csr", e.to_string()))?;
         if csr.common_name.as_deref() != Some(device_id) {
-            return Err(EnrollError::Forbidden("the CSR's subject CN must be the device id"));
+            return Err(Error::Forbidden("the CSR's subject CN must be the device id".into()));
         }
         self.check_subject(device_id).await?;
         if with.audit.is_none() {
@@ -269,7 +238,8 @@ impl EstService {
                 chrono::Duration::days(validity_days),
                 with,
             )
-            .await?;
+            .await
+            .map_err(refused)?;
         Ok(issued.certificate)
     }
 
@@ -277,21 +247,20 @@ impl EstService {
     /// as the MQTT username (mosquitto's `use_identity_as_username`) would take it for a
     /// user of that name: so no certificate names a device id that is a user's name or
     /// carries fleetca's reserved prefix, and no id longer than a CN may be (64).
-    async fn check_subject(&self, device_id: &str) -> Result<(), EnrollError> {
+    async fn check_subject(&self, device_id: &str) -> Result<(), Error> {
         if device_id.len() > 64 {
-            return Err(EnrollError::BadRequest(
-                "a device id longer than 64 characters cannot be a certificate's CN".into(),
+            return Err(Error::invalid(
+                "csr",
+                "a device id longer than 64 characters cannot be a certificate's CN",
             ));
         }
         if device_id.starts_with(crate::domain::Username::RESERVED_PREFIX) {
-            return Err(EnrollError::Forbidden(
-                "device ids starting with fleetca- get no certificate (the prefix is fleetca's own)",
+            return Err(Error::Forbidden(
+                "device ids starting with fleetca- get no certificate (the prefix is fleetca's own)".into(),
             ));
         }
         match self.store.user_by_username(device_id).await {
-            Ok(_) => Err(EnrollError::Forbidden(
-                "this device id is also a user's name: a certificate with it as CN could pass for that user at a broker",
-            )),
+            Ok(_) => Err(Error::Forbidden("this device id is also a user's name: a certificate with it as CN could pass for that user at a broker".into())),
             Err(StorageError::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -305,47 +274,49 @@ impl EstService {
         claim_certificate: &Certificate,
         label: Option<&str>,
         csr_der: &[u8],
-    ) -> Result<Certificate, EnrollError> {
+    ) -> Result<Certificate, Error> {
         if !CertificateKind::Claim.is(&claim_certificate.kind) {
-            return Err(EnrollError::Forbidden(
-                "this certificate re-enrolls with simplereenroll; simpleenroll over mTLS takes a claim certificate",
+            return Err(Error::Forbidden(
+                "this certificate re-enrolls with simplereenroll; simpleenroll over mTLS takes a claim certificate"
+                    .into(),
             ));
         }
         let claim = match self.store.claim_by_certificate(claim_certificate.id).await {
             Ok(c) => c,
-            Err(StorageError::NotFound) => return Err(EnrollError::Unauthenticated),
+            Err(StorageError::NotFound) => return Err(Error::Unauthenticated),
             Err(e) => return Err(e.into()),
         };
         let now = self.clock.now();
         if claim.revoked_at.is_some() || claim_certificate.revoked_at.is_some() {
-            return Err(EnrollError::Forbidden("the claim is revoked"));
+            return Err(Error::Forbidden("the claim is revoked".into()));
         }
         if claim.expires_at <= now || claim_certificate.not_after <= now {
-            return Err(EnrollError::Forbidden("the claim has expired"));
+            return Err(Error::Forbidden("the claim has expired".into()));
         }
         if claim.uses >= claim.max_uses {
-            return Err(EnrollError::Forbidden("the claim has been used up"));
+            return Err(Error::Forbidden("the claim has been used up".into()));
         }
         if label.is_some_and(|l| l != claim.tenant) {
-            return Err(EnrollError::Forbidden("the claim is for another tenant"));
+            return Err(Error::Forbidden("the claim is for another tenant".into()));
         }
-        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| EnrollError::BadRequest(e.to_string()))?;
+        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| Error::invalid("csr", e.to_string()))?;
         let Some(device_id) = csr.common_name.filter(|cn| DeviceId::parse(cn).is_ok()) else {
-            return Err(EnrollError::BadRequest(
-                "the CSR's subject CN must be the device id (1 to 64 of A-Z a-z 0-9 . _ : -)".into(),
+            return Err(Error::invalid(
+                "csr",
+                "the CSR's subject CN must be the device id (1 to 64 of A-Z a-z 0-9 . _ : -)",
             ));
         };
         self.check_subject(&device_id).await?;
         let mut registered = false;
         match self.store.device(&claim.tenant, &device_id).await {
             Ok(d) if d.is_active => {}
-            Ok(_) => return Err(EnrollError::Forbidden("the device is disabled")),
+            Ok(_) => return Err(Error::Forbidden("the device is disabled".into())),
             Err(StorageError::NotFound) if claim.register_unknown => {
                 registered = self.register(&claim.tenant, &device_id).await?;
             }
             Err(StorageError::NotFound) => {
-                return Err(EnrollError::Forbidden(
-                    "this claim enrolls provisioned devices only, and this device id is not provisioned",
+                return Err(Error::Forbidden(
+                    "this claim enrolls provisioned devices only, and this device id is not provisioned".into(),
                 ));
             }
             Err(e) => return Err(e.into()),
@@ -392,7 +363,7 @@ impl EstService {
 
     /// Registers a device first seen through a claim, with a random secret nobody learns.
     /// True when this call registered it.
-    async fn register(&self, tenant: &str, device_id: &str) -> Result<bool, EnrollError> {
+    async fn register(&self, tenant: &str, device_id: &str) -> Result<bool, Error> {
         let password = device::generate_password().map_err(Error::from)?;
         let ha1 = device::ha1(device_id, tenant, &password);
         let sealed_ha1 = self
@@ -436,15 +407,15 @@ impl EstService {
         password: &str,
         csr_der: &[u8],
         peer: Option<IpAddr>,
-    ) -> Result<Certificate, EnrollError> {
+    ) -> Result<Certificate, Error> {
         let verified = std::sync::atomic::AtomicBool::new(false);
         let check = async {
             let Some((device, ha1)) = self.device_ha1(tenant, device_id).await? else {
-                return Err(EnrollError::Unauthenticated);
+                return Err(Error::Unauthenticated);
             };
             let presented = device::ha1(device_id, &device.realm, password);
             if !bool::from(presented.as_bytes().ct_eq(ha1.as_bytes())) {
-                return Err(EnrollError::Unauthenticated);
+                return Err(Error::Unauthenticated);
             }
             verified.store(true, std::sync::atomic::Ordering::Release);
             self.issue_for_device(tenant, device_id, csr_der, DeviceIssue::default(), DEVICE_VALIDITY_DAYS)
@@ -455,14 +426,14 @@ impl EstService {
 
     /// `/simpleenroll` by an API key with its token: its own MQTT client certificate
     /// (CN = its username), counted against its limit.
-    pub async fn enroll_api_key(&self, caller: &Principal, csr_der: &[u8]) -> Result<Certificate, EnrollError> {
+    pub async fn enroll_api_key(&self, caller: &Principal, csr_der: &[u8]) -> Result<Certificate, Error> {
         if !caller.is_service_account {
-            return Err(EnrollError::Forbidden("only an API key enrolls its own certificate"));
+            return Err(Error::Forbidden("only an API key enrolls its own certificate".into()));
         }
-        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| EnrollError::BadRequest(e.to_string()))?;
+        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| Error::invalid("csr", e.to_string()))?;
         if csr.common_name.as_deref() != Some(caller.username.as_str()) {
-            return Err(EnrollError::Forbidden(
-                "the CSR's subject CN must be the API key's username",
+            return Err(Error::Forbidden(
+                "the CSR's subject CN must be the API key's username".into(),
             ));
         }
         let owner = self
@@ -470,9 +441,9 @@ impl EstService {
             .user(caller.id)
             .await?
             .filter(|u| u.is_active)
-            .ok_or(EnrollError::Unauthenticated)?;
-        let name = CertificateName::parse("EST").map_err(|e| EnrollError::Service(Error::Internal(e)))?;
-        let validity = ValidityHours::parse(None).map_err(|e| EnrollError::Service(Error::Internal(e)))?;
+            .ok_or(Error::Unauthenticated)?;
+        let name = CertificateName::parse("EST").map_err(Error::Internal)?;
+        let validity = ValidityHours::parse(None).map_err(Error::Internal)?;
         let issued = self
             .issuer
             .issue_client(
@@ -518,25 +489,25 @@ mod tests {
             kit.est
                 .enroll_device("acme", "meter-1", "wrong", &csr("meter-1"), None)
                 .await,
-            Err(EnrollError::Unauthenticated)
+            Err(Error::Unauthenticated)
         ));
         assert!(matches!(
             kit.est
                 .enroll_device("acme", "meter-9", "device-password", &csr("meter-9"), None)
                 .await,
-            Err(EnrollError::Unauthenticated)
+            Err(Error::Unauthenticated)
         ));
         assert!(matches!(
             kit.est
                 .enroll_device("acme", "meter-1", "device-password", &csr("meter-2"), None)
                 .await,
-            Err(EnrollError::Forbidden(_))
+            Err(Error::Forbidden(_))
         ));
         assert!(matches!(
             kit.est
                 .enroll_device("acme", "meter-1", "device-password", b"junk", None)
                 .await,
-            Err(EnrollError::BadRequest(_))
+            Err(Error::Invalid(_))
         ));
         // The second is its renewal; a third is refused.
         kit.est
@@ -547,7 +518,7 @@ mod tests {
             kit.est
                 .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
                 .await,
-            Err(EnrollError::Service(Error::Conflict(_)))
+            Err(Error::Forbidden(_))
         ));
         assert!(kit.est.cacerts().unwrap().len() > 100);
     }
@@ -561,11 +532,11 @@ mod tests {
         assert_eq!(cert.api_key_id, Some(key.id));
         assert!(matches!(
             kit.est.enroll_api_key(&caller, &csr("svc-other")).await,
-            Err(EnrollError::Forbidden(_))
+            Err(Error::Forbidden(_))
         ));
         assert!(matches!(
             kit.est.enroll_api_key(&admin(), &csr("root")).await,
-            Err(EnrollError::Forbidden(_))
+            Err(Error::Forbidden(_))
         ));
     }
 
@@ -613,7 +584,7 @@ mod tests {
         let request = csr("meter-1");
         let wrong = || kit.est.enroll_device("acme", "meter-1", "guess", &request, peer);
         for _ in 0..MAX_FAILURES - 1 {
-            assert!(matches!(wrong().await, Err(EnrollError::Unauthenticated)));
+            assert!(matches!(wrong().await, Err(Error::Unauthenticated)));
         }
         // A nonce of ours that has expired: the challenge again, and the count stays.
         let path = "/.well-known/est/acme/simpleenroll";
@@ -625,16 +596,16 @@ mod tests {
             kit.est
                 .enroll_device_digest("acme", &stale, "POST", path, &csr("meter-1"), peer)
                 .await,
-            Err(EnrollError::StaleNonce)
+            Err(Error::Stale)
         ));
-        assert!(matches!(wrong().await, Err(EnrollError::Unauthenticated)), "the tenth");
-        assert!(matches!(wrong().await, Err(EnrollError::TooManyFailures(_))));
+        assert!(matches!(wrong().await, Err(Error::Unauthenticated)), "the tenth");
+        assert!(matches!(wrong().await, Err(Error::RateLimited { .. })));
         // The right password waits too, then works once the window has passed.
         assert!(matches!(
             kit.est
                 .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), peer)
                 .await,
-            Err(EnrollError::TooManyFailures(_))
+            Err(Error::RateLimited { .. })
         ));
     }
 
@@ -656,7 +627,7 @@ mod tests {
             kit.est
                 .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"), None)
                 .await,
-            Err(EnrollError::Unauthenticated)
+            Err(Error::Unauthenticated)
         ));
         // Wrong password, another URI, a foreign nonce.
         let fresh = kit.est.nonce().unwrap();
@@ -672,7 +643,7 @@ mod tests {
                 kit.est
                     .enroll_device_digest("acme", &creds, "POST", uri, &csr("meter-1"), None)
                     .await,
-                Err(EnrollError::Unauthenticated)
+                Err(Error::Unauthenticated)
             ));
         }
         // An old nonce is stale: the client is challenged again.
@@ -684,7 +655,7 @@ mod tests {
             kit.est
                 .enroll_device_digest("acme", &creds, "POST", path, &csr("meter-1"), None)
                 .await,
-            Err(EnrollError::StaleNonce)
+            Err(Error::Stale)
         ));
     }
 }

@@ -16,6 +16,15 @@ use crate::domain::{CertificateName, ServerCertRequest, ValidityHours};
 use crate::support::Error;
 use crate::support::clock::Clock;
 
+/// In EST a refusal is a 403 (RFC 7030 knows no conflict): what issuance refuses (a used-up
+/// claim, a limit, a disabled device) is the caller's to fix, not a clash of two writes.
+pub fn refused(e: Error) -> Error {
+    match e {
+        Error::Conflict(why) => Error::Forbidden(why),
+        other => other,
+    }
+}
+
 /// The public key of a PKCS#10 CSR whose signature checked out.
 #[derive(Clone, Debug)]
 pub struct CsrKey(fleetca_ca::PublicKey);

@@ -19,8 +19,7 @@ use crate::domain::{CertificateName, Principal, ValidityHours};
 use crate::identity::tokens::Tokens;
 use crate::outbox::audit;
 use crate::outbox::changes::Changes;
-use crate::pki::est::EnrollError;
-use crate::pki::issuer::{DeviceIssue, Issued, Issuer, KeySource};
+use crate::pki::issuer::{DeviceIssue, Issued, Issuer, KeySource, refused};
 use crate::support::Error;
 use crate::support::clock::Clock;
 use serde_json::json;
@@ -102,26 +101,30 @@ impl RenewalService {
     }
 
     /// `simplereenroll`: the certificate presented over mTLS renews itself for the CSR's key.
-    pub async fn reenroll(&self, current: &Certificate, csr_der: &[u8]) -> Result<Issued, EnrollError> {
+    pub async fn reenroll(&self, current: &Certificate, csr_der: &[u8]) -> Result<Issued, Error> {
         let now = self.clock.now();
         if !self.usable(current, true) {
             if current.revoked_at.is_none() && current.not_after <= now {
-                return Err(EnrollError::Forbidden(
-                    "the certificate has expired; enroll again with a first credential",
+                return Err(Error::Forbidden(
+                    "the certificate has expired; enroll again with a first credential".into(),
                 ));
             }
-            return Err(EnrollError::Unauthenticated);
+            return Err(Error::Unauthenticated);
         }
         if !CertificateKind::Device.is(&current.kind) && !CertificateKind::Client.is(&current.kind) {
-            return Err(EnrollError::Forbidden(
-                "only device and API-key certificates re-enroll (a claim certificate enrolls with simpleenroll)",
+            return Err(Error::Forbidden(
+                "only device and API-key certificates re-enroll (a claim certificate enrolls with simpleenroll)".into(),
             ));
         }
         // A renewal retried within its grace is not held to the window: it was open before.
         if current.supersede_at.is_none() && now < self.window_opens(current) {
-            return Err(EnrollError::TooEarly(self.window_opens(current)));
+            return Err(Error::Forbidden(format!(
+                "this certificate may renew itself from {} on",
+                self.window_opens(current)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
         }
-        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| EnrollError::BadRequest(e.to_string()))?;
+        let csr = fleetca_ca::csr::parse_csr_der(csr_der).map_err(|e| Error::invalid("csr", e.to_string()))?;
         let renews = Some(Renewal {
             old: current.id,
             supersede_at: now + self.policy.grace,
@@ -129,17 +132,15 @@ impl RenewalService {
         });
         let issued = if CertificateKind::Device.is(&current.kind) {
             let Some((tenant, device_id)) = current.device.as_deref().and_then(|d| d.split_once('/')) else {
-                return Err(EnrollError::Service(Error::Internal(
-                    "a device certificate without its device".into(),
-                )));
+                return Err(Error::Internal("a device certificate without its device".into()));
             };
             if csr.common_name.as_deref() != Some(device_id) {
-                return Err(EnrollError::Forbidden("the CSR's subject CN must be the device id"));
+                return Err(Error::Forbidden("the CSR's subject CN must be the device id".into()));
             }
             match self.store.device(tenant, device_id).await {
                 Ok(d) if d.is_active => {}
                 Ok(_) | Err(StorageError::NotFound) => {
-                    return Err(EnrollError::Forbidden("the device is disabled or deleted"));
+                    return Err(Error::Forbidden("the device is disabled or deleted".into()));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -160,21 +161,22 @@ impl RenewalService {
                         )),
                     },
                 )
-                .await?
+                .await
+                .map_err(refused)?
         } else {
             let owner = match current.api_key_id {
                 Some(id) => self.tokens.user(id).await?,
                 None => None,
             };
             let Some(owner) = owner.filter(|u| u.is_active && u.is_service_account) else {
-                return Err(EnrollError::Forbidden("the API key is deactivated"));
+                return Err(Error::Forbidden("the API key is deactivated".into()));
             };
             if csr.common_name.as_deref() != Some(owner.username.as_str()) {
-                return Err(EnrollError::Forbidden(
-                    "the CSR's subject CN must be the API key's username",
+                return Err(Error::Forbidden(
+                    "the CSR's subject CN must be the API key's username".into(),
                 ));
             }
-            let name = CertificateName::parse(&current.name).map_err(|e| EnrollError::Service(Error::Internal(e)))?;
+            let name = CertificateName::parse(&current.name).map_err(Error::Internal)?;
             self.issuer
                 .issue_client(
                     &owner,
@@ -191,7 +193,8 @@ impl RenewalService {
                         json!({"via": "est", "renews": current.id}),
                     )),
                 )
-                .await?
+                .await
+                .map_err(refused)?
         };
         self.discard(&issued).await?;
         Ok(issued)
@@ -372,16 +375,16 @@ mod tests {
         // Too early: two thirds of the lifetime are left.
         assert!(matches!(
             kit.renewal.reenroll(&first, &csr("meter-1")).await,
-            Err(EnrollError::TooEarly(_))
+            Err(Error::Forbidden(_))
         ));
         kit.clock.set(start + chrono::Duration::days(250));
         assert!(matches!(
             kit.renewal.reenroll(&first, &csr("meter-2")).await,
-            Err(EnrollError::Forbidden(_))
+            Err(Error::Forbidden(_))
         ));
         assert!(matches!(
             kit.renewal.reenroll(&first, b"junk").await,
-            Err(EnrollError::BadRequest(_))
+            Err(Error::Invalid(_))
         ));
         let second = kit.renewal.reenroll(&first, &csr("meter-1")).await.unwrap().certificate;
         assert_eq!(second.device.as_deref(), Some("acme/meter-1"));
@@ -395,7 +398,7 @@ mod tests {
             kit.est
                 .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
                 .await,
-            Err(EnrollError::Service(Error::Conflict(_)))
+            Err(Error::Forbidden(_))
         ));
         // A renewal never takes a device over its limit: it replaces what it renews.
         let public_key = fleetca_ca::csr::parse_csr_der(&csr("meter-1")).unwrap().public_key;
@@ -407,7 +410,7 @@ mod tests {
             kit.est
                 .enroll_device("acme", "meter-1", "device-password", &csr("meter-1"), None)
                 .await,
-            Err(EnrollError::Service(Error::Conflict(_)))
+            Err(Error::Forbidden(_))
         ));
         // The answer was lost: renewing the old one again replaces the lost renewal at once.
         let third = kit.renewal.reenroll(&old, &csr("meter-1")).await.unwrap();
@@ -429,7 +432,7 @@ mod tests {
         assert_eq!(kit.crl.current().unwrap().entries, 3);
         assert!(matches!(
             kit.renewal.reenroll(&old, &csr("meter-1")).await,
-            Err(EnrollError::Unauthenticated)
+            Err(Error::Unauthenticated)
         ));
     }
 
@@ -441,7 +444,7 @@ mod tests {
         kit.clock.set(cert.not_after + chrono::Duration::days(1));
         assert!(matches!(
             kit.renewal.reenroll(&cert, &csr("meter-3")).await,
-            Err(EnrollError::Forbidden(why)) if why.contains("expired")
+            Err(Error::Forbidden(why)) if why.contains("expired")
         ));
     }
 
@@ -506,7 +509,7 @@ mod tests {
         let c = kit.store.certificate(c.id).await.unwrap();
         assert!(matches!(
             kit.renewal.reenroll(&c, &csr("meter-5")).await,
-            Err(EnrollError::Service(Error::Conflict(why))) if why.contains("manager")
+            Err(Error::Forbidden(why)) if why.contains("manager")
         ));
     }
 }

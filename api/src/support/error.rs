@@ -27,6 +27,10 @@ pub enum Error {
     /// No valid credentials.
     #[error("authentication required")]
     Unauthenticated,
+    /// Credentials that answered a challenge which has since expired (a Digest nonce):
+    /// authenticate again.
+    #[error("stale credentials")]
+    Stale,
     /// A sign-in with a wrong username or password.
     #[error("wrong username or password")]
     BadCredentials,

@@ -10,7 +10,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -19,9 +19,8 @@ use fleetca_storage::Certificate;
 
 use crate::domain::AuditAction;
 use crate::domain::{DeviceId, Tenant};
-use crate::error::Deliberate;
+use crate::error::{ApiError, Deliberate};
 use crate::http::edge::route;
-use crate::pki::est::EnrollError;
 use crate::state::AppState;
 use crate::support::Error;
 use crate::tls::PeerCertificate;
@@ -87,19 +86,34 @@ fn base64_der(content_type: &'static str, der: &[u8]) -> HttpResponse {
         .body(STANDARD.encode(der))
 }
 
-fn failure(e: Error) -> HttpResponse {
-    match e {
-        Error::Unavailable => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "fleetca cannot enroll right now; retry",
-        ),
-        Error::Conflict(why) => text(StatusCode::FORBIDDEN, &why),
-        Error::RateLimited { .. } => text(StatusCode::TOO_MANY_REQUESTS, "too many requests; retry later"),
-        other => {
-            tracing::error!(error = %other, "EST enrollment failed");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged")
+/// A refusal in EST's plain text, its status from the one table (`crate::error`).
+fn refusal(e: Error) -> HttpResponse {
+    let detail = match &e {
+        Error::Invalid(fields) => fields
+            .iter()
+            .map(|(field, why)| format!("{field}: {}", why.join("; ")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Error::Forbidden(why) | Error::Conflict(why) => why.clone(),
+        Error::Internal(cause) => {
+            tracing::error!(%cause, "EST enrollment failed");
+            String::new()
         }
+        _ => String::new(),
+    };
+    let error = ApiError::from(e);
+    let detail = if detail.is_empty() {
+        error.problem().detail
+    } else {
+        detail
+    };
+    let mut response = text(error.status_code(), &detail);
+    if let ApiError::Service(Error::RateLimited { retry_after_secs }) = &error
+        && let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
+    response
 }
 
 /// The CA certificate as a certs-only PKCS#7 (base64 DER).
@@ -109,7 +123,7 @@ fn failure(e: Error) -> HttpResponse {
 pub async fn cacerts(state: web::Data<AppState>) -> HttpResponse {
     match state.est.cacerts() {
         Ok(der) => base64_der("application/pkcs7-mime; smime-type=certs-only", &der),
-        Err(e) => failure(e),
+        Err(e) => refusal(e),
     }
 }
 
@@ -244,7 +258,7 @@ fn answer(
     state: &AppState,
     req: &HttpRequest,
     label: Option<&str>,
-    result: Result<Certificate, EnrollError>,
+    result: Result<Certificate, Error>,
 ) -> HttpResponse {
     match result {
         Ok(cert) => match pem::parse(&cert.certificate_pem)
@@ -252,28 +266,11 @@ fn answer(
             .and_then(|p| fleetca_ca::est::certs_only(&[p.contents()]).map_err(Error::from))
         {
             Ok(der) => base64_der("application/pkcs7-mime; smime-type=certs-only", &der),
-            Err(e) => failure(e),
+            Err(e) => refusal(e),
         },
-        Err(EnrollError::BadRequest(why)) => text(StatusCode::BAD_REQUEST, &why),
-        Err(EnrollError::Unauthenticated) => challenge(state, req, label, false),
-        Err(EnrollError::StaleNonce) => challenge(state, req, label, true),
-        Err(EnrollError::TooManyFailures(secs)) => deliberate(
-            HttpResponse::TooManyRequests()
-                .insert_header((header::RETRY_AFTER, secs.to_string()))
-                .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-                .body(format!(
-                    "too many wrong passwords for this device or from this address; retry in {secs} s\n"
-                )),
-        ),
-        Err(EnrollError::Forbidden(why)) => text(StatusCode::FORBIDDEN, why),
-        Err(EnrollError::TooEarly(at)) => text(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "this certificate may renew itself from {} on",
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-        ),
-        Err(EnrollError::Service(e)) => failure(e),
+        Err(Error::Unauthenticated) => challenge(state, req, label, false),
+        Err(Error::Stale) => challenge(state, req, label, true),
+        Err(e) => refusal(e),
     }
 }
 
@@ -335,15 +332,15 @@ async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: 
         }
         (Some(Credential::Bearer(token)), _) => match state.tokens.verify(&token).await {
             Ok(Some(principal)) => state.est.enroll_api_key(&principal, &csr).await,
-            Ok(None) => Err(EnrollError::Unauthenticated),
-            Err(e) => Err(EnrollError::Service(e)),
+            Ok(None) => Err(Error::Unauthenticated),
+            Err(e) => Err(e),
         },
         (None, Some(der)) => match state.renewal.presented(&der).await {
             Ok(Some(cert)) => state.est.enroll_with_claim(&cert, label, &csr).await,
-            Ok(None) => Err(EnrollError::Unauthenticated),
-            Err(e) => Err(EnrollError::Service(e)),
+            Ok(None) => Err(Error::Unauthenticated),
+            Err(e) => Err(e),
         },
-        (None, None) => Err(EnrollError::Unauthenticated),
+        (None, None) => Err(Error::Unauthenticated),
     };
     answer(state, req, label, result)
 }
@@ -352,14 +349,11 @@ async fn enroll(state: &AppState, req: &HttpRequest, label: Option<&str>, body: 
 async fn audit_refusal(
     state: &AppState,
     req: &HttpRequest,
-    result: &Result<Certificate, EnrollError>,
+    result: &Result<Certificate, Error>,
     tenant: &str,
     device_id: &str,
 ) {
-    if matches!(
-        result,
-        Err(EnrollError::Unauthenticated | EnrollError::TooManyFailures(_))
-    ) {
+    if matches!(result, Err(Error::Unauthenticated | Error::RateLimited { .. })) {
         let claimed: String = format!("device {tenant}/{device_id}").chars().take(64).collect();
         let context = crate::http::edge::request_context(req);
         state
@@ -387,11 +381,11 @@ async fn reenroll(state: &AppState, req: &HttpRequest, body: &[u8]) -> HttpRespo
     };
     let result = match state.renewal.presented(&der).await {
         Ok(Some(cert)) => state.renewal.reenroll(&cert, &csr).await.map(|i| i.certificate),
-        Ok(None) => Err(EnrollError::Forbidden("this certificate was not issued by fleetca")),
-        Err(e) => Err(EnrollError::Service(e)),
+        Ok(None) => Err(Error::Forbidden("this certificate was not issued by fleetca".into())),
+        Err(e) => Err(e),
     };
     match result {
-        Err(EnrollError::Unauthenticated) => text(
+        Err(Error::Unauthenticated) => text(
             StatusCode::UNAUTHORIZED,
             "the certificate is revoked, superseded or expired: it authenticates nothing",
         ),
