@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::questions::within_skew;
 pub use super::questions::{AclRequest, ActivationEvent, AuthRequest, Decision};
-use super::sign::{SignDevices, parse_sign_login};
+use super::sign::{SignDevices, SignLogin, parse_sign_login};
 use crate::brokers::acl::{self, Access, AclConfig, Vars};
 use crate::domain::CertificateKind;
 use crate::identity::tokens::Tokens;
@@ -134,6 +134,31 @@ impl KeyEntry {
 /// Entries each cache holds at most (a reconnect storm of this many clients is served
 /// from memory).
 const CACHE_CAPACITY: usize = 200_000;
+
+/// Who a broker call is about: read once per call from its username and client id, and
+/// named by the metrics as it is.
+enum Login<'a> {
+    /// An HA1 device (`device=…&tenant=…`, in any order).
+    Device { device_id: String, tenant: String },
+    /// An EnOS or Alibaba sign-based device (`{device_key}&{product_key}`).
+    Sign(SignLogin<'a>),
+    /// fleetca's own activation publisher.
+    Publisher,
+    /// An API key: with its token as the password, or with one of its certificates.
+    ApiKey { certificate: bool },
+}
+
+impl Login<'_> {
+    fn metric(&self) -> &'static str {
+        match self {
+            Login::Device { .. } => "device",
+            Login::Sign(_) => "sign_device",
+            Login::Publisher => "publisher",
+            Login::ApiKey { certificate: false } => "api_key",
+            Login::ApiKey { certificate: true } => "certificate",
+        }
+    }
+}
 
 /// The broker's decisions and their caches.
 pub struct BrokerService {
@@ -338,25 +363,26 @@ impl BrokerService {
         Ok(Some(entry))
     }
 
-    /// Which kind of client a broker call is about, as the metrics name it.
-    fn client_kind(&self, username: &str, has_password: bool, clientid: Option<&str>) -> &'static str {
-        if parse_device_username(username).is_some() {
-            "device"
-        } else if clientid.and_then(|c| parse_sign_login(username, c)).is_some() {
-            "sign_device"
+    /// Who a broker call is about, read once from its username and client id.
+    fn login<'a>(&self, username: &'a str, clientid: Option<&'a str>, password_given: bool) -> Login<'a> {
+        if let Some((device_id, tenant)) = parse_device_username(username) {
+            Login::Device { device_id, tenant }
+        } else if let Some(sign) = clientid.and_then(|c| parse_sign_login(username, c)) {
+            Login::Sign(sign)
         } else if self.policy.publisher.as_ref().is_some_and(|(name, _)| name == username) {
-            "publisher"
-        } else if has_password {
-            "api_key"
+            Login::Publisher
         } else {
-            "certificate"
+            Login::ApiKey {
+                certificate: !password_given,
+            }
         }
     }
 
     /// May this client connect?
     pub async fn authenticate(&self, req: &AuthRequest) -> Decision {
         let started = std::time::Instant::now();
-        let decision = match self.try_authenticate(req).await {
+        let login = self.login(&req.username, req.clientid.as_deref(), !req.password.is_empty());
+        let decision = match self.try_authenticate(req, &login).await {
             Ok(d) => d,
             Err(Error::Unavailable) => Decision::Unknown,
             Err(e) => {
@@ -364,8 +390,7 @@ impl BrokerService {
                 Decision::Unknown
             }
         };
-        let kind = self.client_kind(&req.username, !req.password.is_empty(), req.clientid.as_deref());
-        record_decision("auth", kind, &decision, started);
+        record_decision("auth", login.metric(), &decision, started);
         decision
     }
 
@@ -428,35 +453,35 @@ impl BrokerService {
         })
     }
 
-    async fn try_authenticate(&self, req: &AuthRequest) -> Result<Decision, Error> {
+    async fn try_authenticate(&self, req: &AuthRequest, login: &Login<'_>) -> Result<Decision, Error> {
         if has_control(&req.username) || has_control(&req.password) || req.clientid.as_deref().is_some_and(has_control)
         {
             return Ok(Decision::Deny("control characters in a credential"));
         }
-        if let Some((device_id, tenant)) = parse_device_username(&req.username) {
-            return self.authenticate_device(req, &device_id, &tenant).await;
-        }
-        if let Some(login) = req.clientid.as_deref().and_then(|c| parse_sign_login(&req.username, c)) {
-            return self.sign.authenticate(req, &login).await;
-        }
-        if let Some((name, password)) = &self.policy.publisher
-            && req.username == *name
-        {
-            let ok = fleetca_ca::secret::constant_time_eq(req.password.as_bytes(), password.as_bytes());
-            return Ok(if ok {
-                Decision::Allow
-            } else {
-                Decision::Deny("bad publisher password")
-            });
-        }
-        if !req.password.is_empty() {
-            return Ok(match self.tokens.verify(&req.password).await? {
+        match login {
+            Login::Device { device_id, tenant } => self.authenticate_device(req, device_id, tenant).await,
+            Login::Sign(sign) => self.sign.authenticate(req, sign).await,
+            Login::Publisher => {
+                let password = self
+                    .policy
+                    .publisher
+                    .as_ref()
+                    .map(|(_, p)| p.as_bytes())
+                    .unwrap_or_default();
+                let ok = fleetca_ca::secret::constant_time_eq(req.password.as_bytes(), password);
+                Ok(if ok {
+                    Decision::Allow
+                } else {
+                    Decision::Deny("bad publisher password")
+                })
+            }
+            Login::ApiKey { certificate: false } => Ok(match self.tokens.verify(&req.password).await? {
                 Some(p) if p.is_service_account && p.username == req.username => Decision::Allow,
                 Some(_) => Decision::Deny("token belongs to another user or to a human"),
                 None => Decision::Deny("bad token"),
-            });
+            }),
+            Login::ApiKey { certificate: true } => self.authenticate_certificate(req).await,
         }
-        self.authenticate_certificate(req).await
     }
 
     async fn authenticate_device(&self, req: &AuthRequest, device_id: &str, tenant: &str) -> Result<Decision, Error> {
@@ -572,7 +597,9 @@ impl BrokerService {
     /// May this client use this topic?
     pub async fn authorize(&self, req: &AclRequest<'_>) -> Decision {
         let started = std::time::Instant::now();
-        let decision = match self.try_authorize(req).await {
+        // An API key's topics are the same whether it signed in with its token or a certificate.
+        let login = self.login(req.username, req.clientid, true);
+        let decision = match self.try_authorize(req, &login).await {
             Ok(d) => d,
             Err(Error::Unavailable) => Decision::Unknown,
             Err(e) => {
@@ -580,22 +607,18 @@ impl BrokerService {
                 Decision::Unknown
             }
         };
-        // An API key's topics are the same whether it signed in with its token or a certificate.
-        let kind = self.client_kind(req.username, true, req.clientid);
-        record_decision("acl", kind, &decision, started);
+        record_decision("acl", login.metric(), &decision, started);
         decision
     }
 
-    async fn try_authorize(&self, req: &AclRequest<'_>) -> Result<Decision, Error> {
+    async fn try_authorize(&self, req: &AclRequest<'_>, login: &Login<'_>) -> Result<Decision, Error> {
         if has_control(req.username) || req.clientid.is_some_and(has_control) {
             return Ok(Decision::Deny("control characters in a credential"));
         }
         let rules = &self.policy.acl;
         let clientid = req.clientid;
         let publishes = req.access.contains(&Access::Write);
-        if let Some((name, _)) = &self.policy.publisher
-            && req.username == *name
-        {
+        if let Login::Publisher = login {
             // fleetca's own publisher: activation topics only, writing only.
             let ok = req.access == [Access::Write]
                 && acl::valid_filter(req.topic)
@@ -610,24 +633,24 @@ impl BrokerService {
         if publishes && acl::touches_activation_topics(req.topic) {
             return Ok(Decision::Deny("only fleetca publishes on activation topics"));
         }
-        if let Some(login) = clientid.and_then(|c| parse_sign_login(req.username, c)) {
-            return self.sign.authorize(req, &login).await;
+        if let Login::Sign(sign) = login {
+            return self.sign.authorize(req, sign).await;
         }
         if acl::touches_activation_topics(req.topic) {
             // Device secrets travel there: no rule of an API key or HA1 device reaches them.
             return Ok(Decision::Deny("activation topics are for their own devices only"));
         }
-        let ok = if let Some((device_id, tenant)) = parse_device_username(req.username) {
+        let ok = if let Login::Device { device_id, tenant } = login {
             if clientid.is_some_and(|c| c != device_id) {
                 return Ok(Decision::Deny("client id differs from the device id"));
             }
-            match self.device(&tenant, &device_id).await? {
+            match self.device(tenant, device_id).await? {
                 Some(e) if e.active && e.ha1.is_some() => {}
                 _ => return Ok(Decision::Deny("unknown or disabled device")),
             }
             let vars = Vars {
-                tenant: Some(&tenant),
-                device_id: Some(&device_id),
+                tenant: Some(tenant),
+                device_id: Some(device_id),
                 clientid,
                 dots_are_levels: req.amqp,
                 ..Default::default()
