@@ -74,7 +74,7 @@ pub enum Command {
     /// revokes again what it had published since (see the README's "Backups and restore").
     Restore(RestoreArgs),
     #[command(flatten)]
-    Client(crate::client::ClientCommand),
+    Client(fleetca_cli::ClientCommand),
     /// Print shell completions: fleetca completions bash > /etc/bash_completion.d/fleetca
     Completions {
         #[arg(value_enum)]

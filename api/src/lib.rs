@@ -29,7 +29,6 @@
 pub mod app;
 pub mod brokers;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -54,9 +54,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn client(command: fleetca::client::ClientCommand) -> ExitCode {
+fn client(command: fleetca_cli::ClientCommand) -> ExitCode {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(fleetca::client::run(command)),
+        Ok(runtime) => runtime.block_on(fleetca_cli::run(command)),
         Err(e) => {
             eprintln!("fleetca: cannot start the async runtime: {e}");
             ExitCode::FAILURE

@@ -126,7 +126,7 @@ async fn renew_once(args: &RenewArgs, base: &str, ca_file: Option<&Path>) -> Res
     // Both staged beside their targets, then swapped: the key first, the certificate last, so
     // a reader that sees the new certificate finds its key.
     let write = |path: &Path, text: &str, mode: u32| {
-        crate::support::files::replace(path, text.as_bytes(), mode)
+        crate::files::replace(path, text.as_bytes(), mode)
             .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
     };
     write(&args.key, &new_key_pem, 0o600)?;

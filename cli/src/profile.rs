@@ -45,7 +45,7 @@ pub fn save(profile: &Profile) -> Result<PathBuf, CliError> {
         std::fs::create_dir_all(dir).map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
     }
     let text = toml::to_string(profile).map_err(|e| CliError::Usage(e.to_string()))?;
-    crate::support::files::replace(&path, text.as_bytes(), 0o600)
+    crate::files::replace(&path, text.as_bytes(), 0o600)
         .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     Ok(path)
 }

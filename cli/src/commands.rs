@@ -272,7 +272,7 @@ fn write_files(dir: &Path, files: &[(&str, &str, u32)], force: bool) -> Result<(
     }
     for (name, contents, mode) in files {
         let p = dir.join(name);
-        crate::support::files::replace(&p, contents.as_bytes(), *mode)
+        crate::files::replace(&p, contents.as_bytes(), *mode)
             .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))?;
     }
     Ok(())

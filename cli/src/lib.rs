@@ -5,10 +5,25 @@
 //!
 //! Exit codes: 0 success, 1 usage (bad arguments, files, configuration), 2 the API refused
 //! (its problem `detail` is printed), 3 network (fleetca unreachable).
+//!
+//! The crate knows nothing of the server: it speaks the API. Its two utilities, an atomic
+//! file write ([`files`]) and the outgoing HTTP client ([`net`]), are the server's too.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable
+    )
+)]
 
 pub mod api;
 mod commands;
+pub mod files;
 mod import;
+pub mod net;
 pub mod output;
 mod products;
 pub mod profile;

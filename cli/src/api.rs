@@ -111,7 +111,7 @@ impl Api {
 /// The CLI's HTTP client: fleetca's outgoing-call defaults, trusting `ca_file` (fleetca's CA,
 /// PEM) besides the system's roots.
 pub fn client_builder(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, CliError> {
-    let mut builder = crate::support::http_client()
+    let mut builder = crate::net::http_client()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("fleetca-cli/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
@@ -136,7 +136,7 @@ fn problem_detail(value: &Value, status: reqwest::StatusCode) -> String {
 fn network(e: &reqwest::Error, base: &str) -> CliError {
     CliError::Network(format!(
         "cannot reach fleetca at {base}: {}",
-        crate::support::describe_request_error(e)
+        crate::net::describe_request_error(e)
     ))
 }
 
