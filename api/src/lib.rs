@@ -1,20 +1,24 @@
 //! fleetca: the certificate authority and credential service behind MQTT device fleets.
 //!
-//! The code is organised by what it does. Read `domain` (the words and validated input
-//! types) and `support` (the service error, the clock, limits), then the context of the flow
-//! you care about — each owns it from its routes (`<context>/http/`) to its storage calls:
+//! The code is organised by what it does. Read `domain` (the words — roles, certificate kinds,
+//! audit actions, webhook events — and validated input types; it imports nothing of ours) and
+//! `support` (the service error, the clock, limits), then the context of the flow you care
+//! about — each owns it from its routes (`<context>/http/`) to its storage calls:
 //!
 //! - `outbox`: what a change writes beside itself — the audit chain, webhooks, change events.
 //! - `identity`: users, API keys, tokens, sessions, password hashing.
-//! - `pki`: issuance, renewal, revocation and the CRL, EST and claims.
+//! - `pki`: issuance (its rules a pure function, `pki::issuance`), renewal, revocation and the
+//!   CRL, EST and claims.
 //! - `fleet`: HA1 devices, sign-based products and their devices.
-//! - `brokers`: the brokers' auth and ACL calls, ending live sessions, the revocation canary.
+//! - `brokers`: the brokers' auth and ACL calls (one folder per broker family), ending live
+//!   sessions (one adapter per broker API), the revocation canary.
 //! - `ops`: what operators read (overview, readiness, repairs).
 //!
 //! Each context imports only those listed before it (a test holds it, and that no modules
 //! import each other in a circle). On top: `http` (the route table, OpenAPI, metrics, the UI's assets),
-//! `error` (the one place errors become problem+json), `app` (the wiring), `state`,
-//! `startup`, `config` and `cli`.
+//! `error` (the one table of what each error means to a client), `app` (the wiring), `state`,
+//! `startup`, `config` and `cli` (the server's commands; the client commands are the
+//! `fleetca-cli` crate's).
 #![cfg_attr(
     test,
     allow(
