@@ -164,14 +164,15 @@ impl Services {
         Ok(Self {
             sessions: sessions::SessionService::new(store.clone(), hasher.clone(), clock.clone()),
             users: users::UserService::new(store.clone(), hasher, changes.clone(), clock.clone()),
-            certificates: certificates::CertificateService::new(
-                store.clone(),
-                issuer.clone(),
-                tokens.clone(),
-                changes.clone(),
-                clock.clone(),
-                limits::RateLimiter::new(certificate_changes_per_minute),
-            ),
+            certificates: certificates::CertificateService {
+                revocations: store.revoke_queue(),
+                store: store.clone(),
+                issuer: issuer.clone(),
+                tokens: tokens.clone(),
+                changes: changes.clone(),
+                clock: clock.clone(),
+                limiter: limits::RateLimiter::new(certificate_changes_per_minute),
+            },
             devices: devices::DeviceService::new(store.clone(), master.clone(), changes.clone(), clock.clone()),
             products: products::ProductService::new(
                 store.clone(),

@@ -480,6 +480,15 @@ impl Config {
             data_dir,
         };
         if let Some(mqtt) = &config.mqtt
+            && mqtt.username.contains(['&', '=', '%'])
+        {
+            // It would read as a device's login (`device=…&tenant=…`, `{device}&{product}`).
+            return Err(format!(
+                "mqtt_username {:?} may not contain '&', '=' or '%'",
+                mqtt.username
+            ));
+        }
+        if let Some(mqtt) = &config.mqtt
             && !mqtt.username.starts_with(crate::domain::Username::RESERVED_PREFIX)
         {
             return Err(format!(

@@ -49,8 +49,10 @@ pub struct Stored {
 }
 
 /// What a batch's rules read, in the batch's transaction.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct BatchFacts {
+    /// The instant the counts were taken at (the batch's earliest job's).
+    pub now: DateTime<Utc>,
     /// Counted certificates (not revoked, not expired, not in a renewal's grace) per API key
     /// of a limited job.
     pub key_active: HashMap<Uuid, u64>,
@@ -65,6 +67,21 @@ pub struct BatchFacts {
     pub predecessors: HashMap<Uuid, Vec<Certificate>>,
     /// The claims the jobs enroll with.
     pub claims: HashMap<Uuid, Claim>,
+}
+
+impl BatchFacts {
+    /// Nothing read yet, at `now`.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            key_active: HashMap::new(),
+            device_active: HashMap::new(),
+            device_enabled: HashMap::new(),
+            renewed: HashMap::new(),
+            predecessors: HashMap::new(),
+            claims: HashMap::new(),
+        }
+    }
 }
 
 /// A renewal's mark on the certificate it renews: superseded at `at`, renewed by `by`.
@@ -151,7 +168,7 @@ pub async fn read_facts(
     jobs: &[IssueJob],
     now: DateTime<Utc>,
 ) -> Result<BatchFacts, StorageError> {
-    let mut facts = BatchFacts::default();
+    let mut facts = BatchFacts::at(now);
     let counted = || {
         Condition::all()
             .add(Column::RevokedAt.is_null())

@@ -365,12 +365,14 @@ impl BrokerService {
 
     /// Who a broker call is about, read once from its username and client id.
     fn login<'a>(&self, username: &'a str, clientid: Option<&'a str>, password_given: bool) -> Login<'a> {
-        if let Some((device_id, tenant)) = parse_device_username(username) {
+        // The publisher's name cannot read as a device's login (the settings refuse '&', '='
+        // and '%' in it), so the order of the first three decides nothing.
+        if self.policy.publisher.as_ref().is_some_and(|(name, _)| name == username) {
+            Login::Publisher
+        } else if let Some((device_id, tenant)) = parse_device_username(username) {
             Login::Device { device_id, tenant }
         } else if let Some(sign) = clientid.and_then(|c| parse_sign_login(username, c)) {
             Login::Sign(sign)
-        } else if self.policy.publisher.as_ref().is_some_and(|(name, _)| name == username) {
-            Login::Publisher
         } else {
             Login::ApiKey {
                 certificate: !password_given,

@@ -368,17 +368,7 @@ impl DeviceService {
             .revoke_certificates(
                 &ids,
                 reason.name(),
-                &audit::revocations(
-                    audit::by(
-                        caller,
-                        AuditAction::CertificateRevoke,
-                        "certificate",
-                        "",
-                        Some(tenant),
-                        json!({}),
-                    ),
-                    reason.name(),
-                ),
+                &audit::revoked_by(caller, Some(tenant), reason.name()),
                 self.clock.now(),
             )
             .await?;

@@ -120,6 +120,24 @@ pub fn revocations(template: NewAudit, reason: &str) -> impl Fn(&[Certificate]) 
     }
 }
 
+/// [`revocations`] by `caller`, of certificates of `enterprise` (all of the caller's scope
+/// when `None`).
+pub fn revoked_by(
+    caller: &Principal,
+    enterprise: Option<&str>,
+    reason: &str,
+) -> impl Fn(&[Certificate]) -> Vec<NewAudit> + Send + Sync {
+    let template = by(
+        caller,
+        AuditAction::CertificateRevoke,
+        "certificate",
+        "",
+        enterprise,
+        Value::Null,
+    );
+    revocations(template, reason)
+}
+
 /// A record of a refused sign-in or token (`actor` is what the caller claimed, if anything).
 pub fn failure(actor: &str, action: AuditAction, context: &RequestContext) -> NewAudit {
     NewAudit {

@@ -73,17 +73,17 @@ pub struct Created {
     pub ca_certificate_pem: String,
 }
 
-/// The certificate flows of the management API.
+/// The certificate flows of the management API (built by the wiring in `app.rs`).
 pub struct CertificateService {
-    store: Store,
-    issuer: Arc<Issuer>,
-    tokens: Arc<Tokens>,
-    changes: Arc<Changes>,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Store,
+    pub(crate) issuer: Arc<Issuer>,
+    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) changes: Arc<Changes>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Creations and revocations by managers, per enterprise.
-    limiter: RateLimiter,
+    pub(crate) limiter: RateLimiter,
     /// Single revocations, committed in groups.
-    revocations: RevokeQueue,
+    pub(crate) revocations: RevokeQueue,
 }
 
 /// What a bulk revocation names.
@@ -117,25 +117,6 @@ fn can_see(caller: &Principal, cert: &Certificate) -> bool {
 }
 
 impl CertificateService {
-    pub fn new(
-        store: Store,
-        issuer: Arc<Issuer>,
-        tokens: Arc<Tokens>,
-        changes: Arc<Changes>,
-        clock: Arc<dyn Clock>,
-        limiter: RateLimiter,
-    ) -> Self {
-        Self {
-            revocations: store.revoke_queue(),
-            store,
-            issuer,
-            tokens,
-            changes,
-            clock,
-            limiter,
-        }
-    }
-
     /// Counts a creation or revocation against the caller's enterprise; admins are not
     /// limited (they are the operators the limit protects).
     fn count_change(&self, caller: &Principal) -> Result<(), Error> {
@@ -365,17 +346,7 @@ impl CertificateService {
             .revoke_certificates(
                 &ids,
                 reason.name(),
-                &audit::revocations(
-                    audit::by(
-                        caller,
-                        AuditAction::CertificateRevoke,
-                        "certificate",
-                        "",
-                        None,
-                        json!({}),
-                    ),
-                    reason.name(),
-                ),
+                &audit::revoked_by(caller, None, reason.name()),
                 self.clock.now(),
             )
             .await?;

@@ -461,7 +461,8 @@ impl EstService {
                     serde_json::json!({"via": "est"}),
                 )),
             )
-            .await?;
+            .await
+            .map_err(refused)?;
         Ok(issued.certificate)
     }
 }

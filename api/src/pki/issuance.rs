@@ -30,7 +30,8 @@ pub fn planner() -> Planner {
     std::sync::Arc::new(plan)
 }
 
-/// Whether a certificate counts against its owner's limit at `now`.
+/// Whether a certificate counts against its owner's limit at `now` (the instant storage
+/// counted at, so what is taken off a count is judged as the count was).
 fn counts(c: &Certificate, now: DateTime<Utc>) -> bool {
     c.revoked_at.is_none() && c.not_after > now && c.supersede_at.is_none()
 }
@@ -75,11 +76,11 @@ fn renewal(facts: &BatchFacts, job: &IssueJob, id: Uuid) -> Result<RenewalStep, 
             "a manager renewed this certificate; only its renewal may renew itself".into(),
         ));
     }
-    step.relief += u64::from(counts(old, job.now));
+    step.relief += u64::from(counts(old, facts.now));
     if let Some(earlier) = old.renewed_by.and_then(|e| facts.renewed.get(&e))
         && earlier.revoked_at.is_none()
     {
-        step.relief += u64::from(counts(earlier, job.now));
+        step.relief += u64::from(counts(earlier, facts.now));
         step.discard = Some(earlier.clone());
     }
     step.mark = Some(Supersession {
@@ -237,7 +238,7 @@ mod tests {
     }
 
     fn stored(plan_for: &IssueJob) -> Certificate {
-        let mut facts = BatchFacts::default();
+        let mut facts = BatchFacts::at(now());
         facts
             .device_enabled
             .extend(plan_for.cert.device.clone().map(|d| (d, true)));
@@ -248,7 +249,7 @@ mod tests {
     #[test]
     fn an_api_keys_limit_counts_the_batch_itself() {
         let key = Uuid::new_v4();
-        let mut facts = BatchFacts::default();
+        let mut facts = BatchFacts::at(now());
         facts.key_active.insert(key, 8);
         let jobs: Vec<IssueJob> = (0..3).map(|_| job(new(Some(key), None), Some(10))).collect();
         let p = plan(facts, &jobs);
@@ -256,13 +257,13 @@ mod tests {
         assert!(matches!(p.results[2], Err(StorageError::LimitReached)));
         assert_eq!(p.rows.len(), 2, "a refused job writes nothing");
         // Without a limit (a server certificate), nothing is counted.
-        let p = plan(BatchFacts::default(), &[job(new(None, None), None)]);
+        let p = plan(BatchFacts::at(now()), &[job(new(None, None), None)]);
         assert!(p.results[0].is_ok());
     }
 
     #[test]
     fn a_device_certificate_needs_its_device_enabled() {
-        let mut facts = BatchFacts::default();
+        let mut facts = BatchFacts::at(now());
         facts.device_enabled.insert("acme/off".into(), false);
         let jobs = [
             job(new(None, Some("acme/off")), Some(2)),
@@ -287,7 +288,7 @@ mod tests {
             });
             job(c, Some(2))
         };
-        let mut facts = BatchFacts::default();
+        let mut facts = BatchFacts::at(now());
         facts.device_enabled.insert("acme/d1".into(), true);
         facts.device_active.insert("acme/d1".into(), 2);
         facts.renewed.insert(old.id, old.clone());
@@ -318,7 +319,7 @@ mod tests {
         });
         let renew = job(c, Some(2));
         let facts = |old: &Certificate| {
-            let mut f = BatchFacts::default();
+            let mut f = BatchFacts::at(now());
             f.device_enabled.insert("acme/d1".into(), true);
             f.renewed.insert(old.id, old.clone());
             f
@@ -329,7 +330,7 @@ mod tests {
         old.revoked_at = Some(now());
         let p = plan(facts(&old), std::slice::from_ref(&renew));
         assert!(matches!(&p.results[0], Err(StorageError::Conflict(why)) if why.contains("revoked")));
-        let p = plan(BatchFacts::default(), &[renew]);
+        let p = plan(BatchFacts::at(now()), &[renew]);
         assert!(matches!(p.results[0], Err(StorageError::NotFound)));
     }
 
@@ -355,7 +356,7 @@ mod tests {
             c.claim = Some(claim.id);
             job(c, Some(2))
         };
-        let mut facts = BatchFacts::default();
+        let mut facts = BatchFacts::at(now());
         facts
             .device_enabled
             .extend([("acme/a".into(), true), ("acme/b".into(), true)]);
@@ -384,7 +385,7 @@ mod tests {
             ends_sessions: false,
             details: json!({}),
         });
-        let p = plan(BatchFacts::default(), &[j]);
+        let p = plan(BatchFacts::at(now()), &[j]);
         let id = p.results[0].as_ref().unwrap().certificate.id;
         let r = &p.records[0];
         assert_eq!(

@@ -233,6 +233,14 @@ impl RenewalService {
             supersede_at: now + self.policy.grace,
             via: "api",
         });
+        let record = audit::by(
+            caller,
+            AuditAction::CertificateRenew,
+            "certificate",
+            "",
+            None,
+            json!({"via": "api", "renews": current.id}),
+        );
         let issued = if CertificateKind::Device.is(&current.kind) {
             let KeySource::Csr(public_key) = key else {
                 return Err(Error::invalid(
@@ -252,14 +260,7 @@ impl RenewalService {
                     DeviceIssue {
                         renews,
                         claim: None,
-                        audit: Some(audit::by(
-                            caller,
-                            AuditAction::CertificateRenew,
-                            "certificate",
-                            "",
-                            None,
-                            json!({"via": "api", "renews": current.id}),
-                        )),
+                        audit: Some(record),
                     },
                 )
                 .await?
@@ -273,21 +274,7 @@ impl RenewalService {
             };
             let name = CertificateName::parse(&current.name).map_err(Error::Internal)?;
             self.issuer
-                .issue_client(
-                    &owner,
-                    name,
-                    key,
-                    self.validity_of(&current),
-                    renews,
-                    Some(audit::by(
-                        caller,
-                        AuditAction::CertificateRenew,
-                        "certificate",
-                        "",
-                        None,
-                        json!({"via": "api", "renews": current.id}),
-                    )),
-                )
+                .issue_client(&owner, name, key, self.validity_of(&current), renews, Some(record))
                 .await?
         };
         self.discard(&issued).await?;

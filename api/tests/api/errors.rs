@@ -101,3 +101,20 @@ async fn health_and_readiness_answer() {
     assert_eq!(r.body["crl"]["number"], 1);
     assert!(r.headers.get("x-request-id").is_some());
 }
+
+#[actix_web::test]
+async fn a_whole_number_may_be_written_with_a_zero_fraction_but_not_with_another() {
+    let app = TestApp::spawn().await;
+    let claim = |max_uses: serde_json::Value| json!({"name": "line 9", "tenant": "acme", "max_uses": max_uses});
+    let r = app.post("/api/v4/manage/claims/", &app.admin, claim(json!(1.5))).await;
+    let body = assert_problem(&r, 400);
+    assert!(
+        body.to_string().contains("max_uses"),
+        "the problem names the field: {body}"
+    );
+    assert_eq!(app.get("/api/v4/manage/claims/", &app.admin).await.body["count"], 0);
+    // What JSON encoders write for a whole float is the same number.
+    let r = app.post("/api/v4/manage/claims/", &app.admin, claim(json!(2.0))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["max_uses"], 2);
+}

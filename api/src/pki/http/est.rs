@@ -95,6 +95,10 @@ fn refusal(e: Error) -> HttpResponse {
             .collect::<Vec<_>>()
             .join("\n"),
         Error::Forbidden(why) | Error::Conflict(why) => why.clone(),
+        // EST's only rate limit: the failure limiter of device passwords.
+        Error::RateLimited { retry_after_secs } => {
+            format!("too many wrong passwords for this device or from this address; retry in {retry_after_secs} s")
+        }
         Error::Internal(cause) => {
             tracing::error!(%cause, "EST enrollment failed");
             String::new()
