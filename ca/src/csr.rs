@@ -1,11 +1,11 @@
 //! PKCS#10 certificate signing requests: the device keeps its key and sends only a CSR.
 
-use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
 use x509_parser::prelude::{FromDer, X509CertificationRequest};
 
 use crate::{CaError, PublicKey};
 
-/// Parses a PEM CSR, checks that its key is ECDSA P-256 and that it is signed by that key,
+/// Parses a PEM CSR, checks that its key is one fleetca certifies
+/// ([`crate::ACCEPTED_KEYS`]) and that it is signed by that key,
 /// and returns the key to certify. The subject the CSR asks for is ignored: fleetca sets
 /// the subject from the API key the certificate belongs to.
 pub fn parse_csr_pem(text: &str) -> Result<PublicKey, CaError> {
@@ -21,31 +21,21 @@ pub fn parse_csr_pem(text: &str) -> Result<PublicKey, CaError> {
 /// What a verified CSR asks for.
 #[derive(Clone, Debug)]
 pub struct CsrFacts {
-    /// The P-256 key to certify.
+    /// The key to certify.
     pub public_key: PublicKey,
     /// The subject's common name, if it has one.
     pub common_name: Option<String>,
 }
 
-/// Parses a DER PKCS#10 request (as EST sends it), checks that its key is ECDSA P-256 and
-/// that it is signed by that key.
+/// Parses a DER PKCS#10 request (as EST sends it), checks that its key is one fleetca
+/// certifies ([`crate::ACCEPTED_KEYS`]) and that it is signed by that key.
 pub fn parse_csr_der(der: &[u8]) -> Result<CsrFacts, CaError> {
     let bad = |m: &str| CaError::InvalidCsr(m.to_owned());
     let (rest, csr) = X509CertificationRequest::from_der(der).map_err(|_| bad("not a valid PKCS#10 request"))?;
     if !rest.is_empty() {
         return Err(bad("trailing bytes after the request"));
     }
-    let spki = &csr.certification_request_info.subject_pki;
-    let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
-        && spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .is_some_and(|curve| curve == OID_EC_P256);
-    if !is_p256 {
-        return Err(bad("the CSR's key must be ECDSA P-256 (prime256v1)"));
-    }
+    let public_key = PublicKey::from_spki(&csr.certification_request_info.subject_pki)?;
     csr.verify_signature()
         .map_err(|_| bad("the CSR's signature does not verify with its own key"))?;
     let common_name = csr
@@ -56,7 +46,7 @@ pub fn parse_csr_der(der: &[u8]) -> Result<CsrFacts, CaError> {
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_owned);
     Ok(CsrFacts {
-        public_key: PublicKey::from_sec1(&spki.subject_public_key.data)?,
+        public_key,
         common_name,
     })
 }

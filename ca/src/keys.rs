@@ -1,13 +1,52 @@
-//! P-256 keys for subjects: generated here (server-side keys) or taken from a CSR.
+//! Subjects' keys: P-256 keys generated here (server-side keys), or any key a device brings
+//! in a CSR that fleetca certifies: ECDSA P-256 and P-384, Ed25519, RSA of 2,048 to 8,192 bits
+//! (what device stacks, TPMs and secure elements make, and what AWS IoT and Azure accept).
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+};
+use x509_parser::public_key::PublicKey as Parsed;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::CaError;
 
-/// A subject's P-256 public key, as the uncompressed SEC1 point that X.509 carries.
+/// The kinds of subject key fleetca certifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA on P-256 (prime256v1).
+    P256,
+    /// ECDSA on P-384 (secp384r1).
+    P384,
+    /// Ed25519.
+    Ed25519,
+    /// RSA.
+    Rsa {
+        /// The modulus's size (2,048 to 8,192).
+        bits: usize,
+    },
+}
+
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyAlgorithm::P256 => f.write_str("ECDSA P-256"),
+            KeyAlgorithm::P384 => f.write_str("ECDSA P-384"),
+            KeyAlgorithm::Ed25519 => f.write_str("Ed25519"),
+            KeyAlgorithm::Rsa { bits } => write!(f, "RSA-{bits}"),
+        }
+    }
+}
+
+/// What a CSR's key must be, in the words of its refusal.
+pub const ACCEPTED_KEYS: &str = "ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 8192 bits";
+
+/// A subject's public key, as X.509 carries it: the value of the SubjectPublicKeyInfo's BIT
+/// STRING (an uncompressed point, Ed25519's 32 bytes, or PKCS#1 `RSAPublicKey`) and its kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKey {
-    point: Vec<u8>,
+    algorithm: KeyAlgorithm,
+    bits: Vec<u8>,
 }
 
 impl PublicKey {
@@ -20,18 +59,71 @@ impl PublicKey {
 
     fn from_p256(key: &p256::PublicKey) -> Self {
         Self {
-            point: key.to_encoded_point(false).as_bytes().to_vec(),
+            algorithm: KeyAlgorithm::P256,
+            bits: key.to_encoded_point(false).as_bytes().to_vec(),
         }
+    }
+
+    /// A key of a SubjectPublicKeyInfo, when it is one fleetca certifies ([`ACCEPTED_KEYS`]).
+    /// The key itself is checked as far as its form goes (a P-256 point on its curve, the
+    /// lengths of the others, RSA's size); that its owner holds it is the CSR signature's
+    /// to prove.
+    pub fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self, CaError> {
+        let refuse = || CaError::InvalidCsr(format!("the CSR's key must be {ACCEPTED_KEYS}"));
+        let data = spki.subject_public_key.data.as_ref();
+        let oid = &spki.algorithm.algorithm;
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+        let (algorithm, bits) = if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY && curve.as_ref() == Some(&OID_EC_P256) {
+            return Self::from_sec1(data);
+        } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY && curve.as_ref() == Some(&OID_NIST_EC_P384) {
+            if data.len() != 97 || data.first() != Some(&0x04) {
+                return Err(CaError::InvalidCsr(
+                    "the CSR's P-384 key is not an uncompressed point".into(),
+                ));
+            }
+            (KeyAlgorithm::P384, data.to_vec())
+        } else if *oid == OID_SIG_ED25519 {
+            if data.len() != 32 {
+                return Err(CaError::InvalidCsr("the CSR's Ed25519 key is not 32 bytes".into()));
+            }
+            (KeyAlgorithm::Ed25519, data.to_vec())
+        } else if *oid == OID_PKCS1_RSAENCRYPTION {
+            let Ok(Parsed::RSA(rsa)) = spki.parsed() else {
+                return Err(CaError::InvalidCsr("the CSR's RSA key does not parse".into()));
+            };
+            let bits = rsa.key_size();
+            if !(2048..=8192).contains(&bits) {
+                return Err(CaError::InvalidCsr(format!(
+                    "the CSR's RSA key has {bits} bits; fleetca certifies 2048 to 8192"
+                )));
+            }
+            (KeyAlgorithm::Rsa { bits }, data.to_vec())
+        } else {
+            return Err(refuse());
+        };
+        Ok(Self { algorithm, bits })
+    }
+
+    /// What kind of key it is.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
     }
 }
 
 impl rcgen::PublicKeyData for PublicKey {
     fn der_bytes(&self) -> &[u8] {
-        &self.point
+        &self.bits
     }
 
+    /// The key's algorithm as rcgen writes it into the SubjectPublicKeyInfo (the signature
+    /// half of the name is not used for a subject's key).
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &rcgen::PKCS_ECDSA_P256_SHA256
+        match self.algorithm {
+            KeyAlgorithm::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyAlgorithm::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
+            KeyAlgorithm::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
+        }
     }
 }
 
@@ -96,7 +188,10 @@ pub fn generate_p256() -> Result<GeneratedKey, CaError> {
     );
     Ok(GeneratedKey {
         private_key_pem: pem,
-        public_key: PublicKey { point: point.to_vec() },
+        public_key: PublicKey {
+            algorithm: KeyAlgorithm::P256,
+            bits: point.to_vec(),
+        },
     })
 }
 

@@ -38,7 +38,7 @@ pub use authority::{
     Authority, CaSubject, ClaimProfile, ClientProfile, DeviceProfile, IssuedCertificate, ServerProfile,
 };
 pub use error::CaError;
-pub use keys::{GeneratedKey, PublicKey, generate_p256};
+pub use keys::{ACCEPTED_KEYS, GeneratedKey, KeyAlgorithm, PublicKey, generate_p256};
 pub use seal::MasterKey;
 pub use signer::{CaKey, MemoryKey};
 

@@ -136,27 +136,36 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
         report.problems.append("POST /api/v4/manage/mqtt-certificates/: ca_certificate_pem differs from GET /ca.pem")
     save("client.key", pem_field(made, "private_key_pem"))
 
-    # A CSR for a P-256 key that never leaves this directory.
-    csr_key = workdir / "csr.key"
-    for cmd in (
-        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(csr_key)],
-        ["openssl", "req", "-new", "-key", str(csr_key), "-subj", "/CN=device-made-csr", "-out", str(workdir / "client.csr")],
+    # CSRs for keys that never leave this directory: the kinds device stacks make.
+    csr_certs: list[tuple[str, Path]] = []
+    for label, genpkey in (
+        ("P-256", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+        ("P-384", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]),
+        ("Ed25519", ["-algorithm", "ED25519"]),
+        ("RSA-2048", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
     ):
-        done = run(cmd)
-        if done.returncode != 0:
-            raise Failure(f"`{' '.join(cmd)}` failed: {done.stderr.strip()}")
-    from_csr = server.expect(
-        "POST", "/api/v4/manage/mqtt-certificates/",
-        {"name": "lint-csr", "api_key_id": key["id"], "csr_pem": (workdir / "client.csr").read_text()},
-        status=201,
-    )
-    csr_cert = save("client-csr.pem", pem_field(from_csr, "certificate_pem"))
-    if from_csr.json().get("private_key_pem"):
-        report.problems.append("POST /api/v4/manage/mqtt-certificates/ with csr_pem returned a private_key_pem")
-    cert_pub = run(["openssl", "x509", "-in", str(csr_cert), "-noout", "-pubkey"]).stdout
-    csr_pub = run(["openssl", "pkey", "-in", str(csr_key), "-pubout"]).stdout
-    if not cert_pub or cert_pub != csr_pub:
-        report.problems.append("the certificate issued for the CSR does not carry the CSR's public key")
+        stem = "client-" + label.lower()
+        csr_key = workdir / f"{stem}.key"
+        for cmd in (
+            ["openssl", "genpkey", *genpkey, "-out", str(csr_key)],
+            ["openssl", "req", "-new", "-key", str(csr_key), "-subj", "/CN=device-made-csr", "-out", str(workdir / f"{stem}.csr")],
+        ):
+            done = run(cmd)
+            if done.returncode != 0:
+                raise Failure(f"`{' '.join(cmd)}` failed: {done.stderr.strip()}")
+        from_csr = server.expect(
+            "POST", "/api/v4/manage/mqtt-certificates/",
+            {"name": f"lint-csr-{label}", "api_key_id": key["id"], "csr_pem": (workdir / f"{stem}.csr").read_text()},
+            status=201,
+        )
+        csr_cert = save(f"{stem}.pem", pem_field(from_csr, "certificate_pem"))
+        if from_csr.json().get("private_key_pem"):
+            report.problems.append("POST /api/v4/manage/mqtt-certificates/ with csr_pem returned a private_key_pem")
+        cert_pub = run(["openssl", "x509", "-in", str(csr_cert), "-noout", "-pubkey"]).stdout
+        csr_pub = run(["openssl", "pkey", "-in", str(csr_key), "-pubout"]).stdout
+        if not cert_pub or cert_pub != csr_pub:
+            report.problems.append(f"the certificate issued for the {label} CSR does not carry the CSR's public key")
+        csr_certs.append((label, csr_cert))
 
     server_made = server.expect(
         "POST", "/api/v4/manage/server-certificates/",
@@ -229,7 +238,7 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
     for name, path in (
         ("CA certificate (GET /ca.pem)", ca),
         ("client certificate, key made by fleetca", client),
-        ("client certificate for a CSR", csr_cert),
+        *((f"client certificate for a {label} CSR", path) for label, path in csr_certs),
         ("server certificate", server_cert),
         ("revoked client certificate", doomed),
         ("device certificate (EST)", device_cert),
@@ -239,7 +248,7 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
         lint(report, name, ["lint_pkix_cert", "lint", str(path)])
     for name, path in (
         ("client certificate", client),
-        ("CSR certificate", csr_cert),
+        *((f"{label} CSR certificate", path) for label, path in csr_certs),
         ("server certificate", server_cert),
         ("device certificate", device_cert),
         ("claim certificate", claim_cert),
@@ -249,7 +258,8 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
     lint(report, "CRL (GET /crl.der)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(crl_der)])
 
     verify(report, "client certificate", ca, crl_pem, client, False, "sslclient")
-    verify(report, "CSR certificate", ca, crl_pem, csr_cert, False, "sslclient")
+    for label, path in csr_certs:
+        verify(report, f"{label} CSR certificate", ca, crl_pem, path, False, "sslclient")
     verify(report, "server certificate", ca, crl_pem, server_cert, False, "sslserver")
     verify(report, "revoked certificate", ca, crl_pem, doomed, True, "sslclient")
     verify(report, "device certificate", ca, crl_pem, device_cert, False, "sslclient")

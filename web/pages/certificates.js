@@ -247,7 +247,7 @@ export async function render(root, ctx) {
       content: [
         h('p', null, `A new certificate with the same name, API key and validity replaces serial ${c.serial}. The current one keeps working for the renewal grace, then is revoked as superseded.`),
         h('p', null, 'fleetca makes a new key pair and shows its private key once, unless you give a CSR.'),
-        h('details', null, h('summary', null, 'Sign my CSR instead'), field('CSR (PEM, P-256)', renewCsr, 'the key never leaves your device')),
+        h('details', null, h('summary', null, 'Sign my CSR instead'), field('CSR (PEM: P-256, P-384, Ed25519 or RSA-2048+)', renewCsr, 'the key never leaves your device')),
       ],
     });
     if (!data) return;
@@ -277,7 +277,7 @@ export async function render(root, ctx) {
   const modeName = uid('mode');
   const modeGen = h('input', { type: 'radio', name: modeName, value: 'generate', checked: true, 'data-testid': 'cert-mode-generate' });
   const modeCsr = h('input', { type: 'radio', name: modeName, value: 'csr', 'data-testid': 'cert-mode-csr' });
-  const csrBox = h('fieldset', { class: 'sub', hidden: true }, h('legend', null, 'Certificate signing request (PEM, P-256)'), field('Upload a CSR file', csrFile), field('or paste it', csr));
+  const csrBox = h('fieldset', { class: 'sub', hidden: true }, h('legend', null, 'Certificate signing request (PEM: P-256, P-384, Ed25519 or RSA-2048+)'), field('Upload a CSR file', csrFile), field('or paste it', csr));
   const syncMode = () => {
     csrBox.hidden = !modeCsr.checked;
     csr.required = modeCsr.checked;

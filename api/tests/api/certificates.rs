@@ -131,6 +131,45 @@ async fn a_csr_keeps_the_key_on_the_device() {
 }
 
 #[actix_web::test]
+async fn csrs_with_the_keys_device_stacks_make_are_certified() {
+    let app = TestApp::spawn().await;
+    let (key_id, _) = app.user("svc-keys", true, "acme", None).await;
+    // Made by openssl (see fixtures/README): RSA-2048 (what TPMs and many stacks make),
+    // P-384 and Ed25519.
+    let cases = [
+        (include_str!("fixtures/rsa.csr"), "1.2.840.113549.1.1.1"),
+        (include_str!("fixtures/p384.csr"), "1.2.840.10045.2.1"),
+        (include_str!("fixtures/ed25519.csr"), "1.3.101.112"),
+    ];
+    for (i, (csr, key_oid)) in cases.into_iter().enumerate() {
+        let r = app
+            .post(
+                CERTS,
+                &app.admin,
+                json!({"name": format!("key-{i}"), "api_key_id": key_id, "csr_pem": csr}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{key_oid}: {}", r.body);
+        assert!(r.body.get("private_key_pem").is_none());
+        let der = der_of(r.body["certificate_pem"].as_str().unwrap());
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(cert.public_key().algorithm.algorithm.to_id_string(), key_oid);
+        let block = pem::parse(csr).unwrap();
+        let (_, request) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(block.contents()).unwrap();
+        assert_eq!(
+            cert.public_key().raw,
+            request.certification_request_info.subject_pki.raw,
+            "the certificate names the CSR's key exactly"
+        );
+        // Signed by fleetca's CA, whatever the subject's key.
+        let ca = der_of(r.body["ca_certificate_pem"].as_str().unwrap());
+        let (_, ca) = X509Certificate::from_der(&ca).unwrap();
+        cert.verify_signature(Some(ca.public_key())).unwrap();
+    }
+}
+
+#[actix_web::test]
 async fn bad_certificate_requests_name_the_field_and_write_nothing() {
     let app = TestApp::spawn().await;
     let (key_id, _) = app.user("svc-bad", true, "acme", None).await;
@@ -148,7 +187,7 @@ async fn bad_certificate_requests_name_the_field_and_write_nothing() {
     let n = tampered.len();
     tampered[n - 5] ^= 0x55;
     let tampered = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", tampered));
-    let rsa = include_str!("fixtures/rsa.csr");
+    let weak_rsa = include_str!("fixtures/rsa1024.csr");
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({"name": "x", "api_key_id": key_id, "validity_hours": 8759}),
@@ -176,7 +215,10 @@ async fn bad_certificate_requests_name_the_field_and_write_nothing() {
             json!({"name": "x", "api_key_id": key_id, "csr_pem": "garbage"}),
             "csr_pem",
         ),
-        (json!({"name": "x", "api_key_id": key_id, "csr_pem": rsa}), "csr_pem"),
+        (
+            json!({"name": "x", "api_key_id": key_id, "csr_pem": weak_rsa}),
+            "csr_pem",
+        ),
         (
             json!({"name": "x", "api_key_id": key_id, "csr_pem": tampered}),
             "csr_pem",

@@ -110,6 +110,54 @@ pub(crate) fn handshake(port: u16, client: &IssuedCertificate) -> Output {
     )
 }
 
+/// A certificate for a key openssl makes here (`genpkey` arguments), through a CSR.
+fn csr_certificate(
+    server: &Fleetca,
+    admin: &str,
+    api_key_id: &str,
+    dir: &Scratch,
+    stem: &str,
+    genpkey: &[&str],
+) -> IssuedCertificate {
+    let key = dir.join(&format!("{stem}.key"));
+    let csr = dir.join(&format!("{stem}.csr"));
+    let openssl = tool("openssl");
+    let made = run(
+        Command::new(&openssl)
+            .arg("genpkey")
+            .args(genpkey)
+            .arg("-out")
+            .arg(&key),
+        Duration::from_secs(30),
+    );
+    assert!(made.success(), "openssl genpkey {stem}: {}", made.combined());
+    let made = run(
+        Command::new(&openssl)
+            .args(["req", "-new", "-subj", "/CN=device-made"])
+            .arg("-key")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+        Duration::from_secs(30),
+    );
+    assert!(made.success(), "openssl req {stem}: {}", made.combined());
+    let body = json!({"name": stem, "api_key_id": api_key_id, "csr_pem": std::fs::read_to_string(&csr).expect("CSR")});
+    let created = server
+        .post("/api/v4/manage/mqtt-certificates/", Some(admin), &body)
+        .expect_json(201, &format!("a certificate for the {stem} CSR"));
+    let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
+    let cert = dir.write(&format!("{stem}.crt"), &field("certificate_pem"), false);
+    IssuedCertificate {
+        id: field("id"),
+        serial: field("serial"),
+        fingerprint: field("fingerprint"),
+        cert,
+        key,
+        ca: dir.join("ca.crt"),
+        created,
+    }
+}
+
 pub(crate) fn wait_for_port(broker: &mut Daemon, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -252,6 +300,26 @@ fn a_revoked_certificate_is_refused_by_mosquitto_on_its_next_connection() {
         .get("/readyz", None)
         .expect_json(200, "readyz after a successful reload");
     assert_round_trip(&dir, port, &b, "hello from B");
+
+    // Keys a device made itself, of the kinds device stacks make: each CSR's certificate
+    // connects, its key never having left this directory.
+    for (stem, genpkey) in [
+        (
+            "rsa2048",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"][..],
+        ),
+        ("p384", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"][..]),
+        ("ed25519", &["-algorithm", "ED25519"][..]),
+    ] {
+        let client = csr_certificate(&server, &admin, key_id, &dir, stem, genpkey);
+        let out = publish(port, &client, &format!("hello from a {stem} key"));
+        assert!(
+            out.success(),
+            "mosquitto refused the {stem} key's certificate:\n{}\n{}",
+            out.combined(),
+            broker.log_tail(20)
+        );
+    }
     assert!(broker.exited().is_none(), "mosquitto exited:\n{}", broker.log_tail(40));
     let log = broker.stderr();
     assert!(log.contains("Reloading config"), "mosquitto never reloaded:\n{log}");

@@ -199,7 +199,7 @@ pub struct CreateCertificateBody {
     #[schema(minimum = 8760, maximum = 87600)]
     #[serde(default, deserialize_with = "crate::http::whole::optional")]
     pub validity_hours: Option<i64>,
-    /// A PKCS#10 CSR (PEM, P-256). The key then never leaves the device and no
+    /// A PKCS#10 CSR (PEM; an ECDSA P-256 or P-384, Ed25519 or RSA-2048 to 8192 key). The key then never leaves the device and no
     /// `private_key_pem` is returned.
     pub csr_pem: Option<String>,
 }
@@ -300,7 +300,7 @@ pub struct CertificateQuery {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
-    /// A PKCS#10 CSR (PEM, P-256) for the new certificate; required for a device
+    /// A PKCS#10 CSR (PEM; P-256, P-384, Ed25519 or RSA-2048+) for the new certificate; required for a device
     /// certificate. Without one, fleetca makes a new key and returns it once.
     pub csr_pem: Option<String>,
 }
