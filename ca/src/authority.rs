@@ -13,7 +13,7 @@ use crate::{CaError, MasterKey, PublicKey, fingerprint, random_bytes};
 
 /// How far back certificates are dated, so a client whose clock is a little behind does
 /// not see a certificate from the future.
-const BACKDATE: Duration = Duration::minutes(5);
+pub(crate) const BACKDATE: Duration = Duration::minutes(5);
 
 /// The CA's distinguished name.
 #[derive(Clone, Debug)]
@@ -170,7 +170,7 @@ pub(crate) fn to_time(t: DateTime<Utc>) -> Result<time::OffsetDateTime, CaError>
 }
 
 /// Truncates to whole seconds, which is all X.509 times carry.
-fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
@@ -187,7 +187,7 @@ pub(crate) fn key_identifier_of(subject_public_key: &[u8]) -> Vec<u8> {
 
 /// A random positive serial: 16 bytes, top bit clear and second bit set so the DER integer
 /// is always 16 bytes (126 random bits, well over RFC 5280's and CA/B's 64).
-fn random_serial() -> Result<(SerialNumber, String), CaError> {
+pub(crate) fn random_serial() -> Result<(SerialNumber, String), CaError> {
     let mut bytes = random_bytes::<16>()?;
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     Ok((SerialNumber::from_slice(&bytes), hex::encode(bytes)))
@@ -237,7 +237,7 @@ impl Authority {
         Self::from_parts(block.into_contents(), Signer(Box::new(key)))
     }
 
-    fn from_parts(cert_der: Vec<u8>, key: Signer) -> Result<Self, CaError> {
+    pub(crate) fn from_parts(cert_der: Vec<u8>, key: Signer) -> Result<Self, CaError> {
         let (_, cert) = X509Certificate::from_der(&cert_der).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         if cert.public_key().subject_public_key.data.as_ref() != key.0.public_key_raw() {
             return Err(CaError::InvalidKey(
