@@ -198,21 +198,28 @@ impl Authority {
     /// `now + validity`. Its subject key identifier is RFC 5280 §4.2.1.2 method 1: the SHA-1
     /// of its public key.
     pub fn create(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
-        let key = Signer(Box::new(MemoryKey::generate_p256()?));
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        if let Some(org) = &subject.organization {
-            params.distinguished_name.push(DnType::OrganizationName, org.as_str());
-        }
-        params
-            .distinguished_name
-            .push(DnType::CommonName, subject.common_name.as_str());
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
+        let usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
+        Self::self_signed(subject, now, validity, 0, usages)
+    }
+
+    /// A new self-signed ECDSA P-256 CA with this path length and key usage, valid from an
+    /// hour before `now` until `now + validity`, its SKI by RFC 5280 method 1.
+    pub(crate) fn self_signed(
+        subject: &CaSubject,
+        now: DateTime<Utc>,
+        validity: Duration,
+        path_len: u8,
+        usages: Vec<KeyUsagePurpose>,
+    ) -> Result<Self, CaError> {
+        let key = Signer(Box::new(MemoryKey::generate_p256()?));
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name(subject);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+        params.key_usages = usages;
         let (serial, _) = random_serial()?;
         params.serial_number = Some(serial);
         params.not_before = to_time(whole_seconds(now) - Duration::hours(1))?;
@@ -494,6 +501,19 @@ impl Authority {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![eku];
+        self.certify(params, crl_url, public_key, serial_hex, (not_before, not_after))
+    }
+
+    /// Signs `params` for `public_key`: with its SKI by RFC 5280 method 1, this CA's AKI and
+    /// `crl_url` as its distribution point. What every certificate this CA makes shares.
+    pub(crate) fn certify(
+        &self,
+        mut params: CertificateParams,
+        crl_url: &str,
+        public_key: &PublicKey,
+        serial_hex: String,
+        (not_before, not_after): (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<IssuedCertificate, CaError> {
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier_of(public_key.der_bytes()));
         params.crl_distribution_points = vec![CrlDistributionPoint {
@@ -510,6 +530,16 @@ impl Authority {
             not_after,
         })
     }
+}
+
+/// A CA's distinguished name: O (when given), CN.
+pub(crate) fn distinguished_name(subject: &CaSubject) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    if let Some(org) = &subject.organization {
+        dn.push(DnType::OrganizationName, org.as_str());
+    }
+    dn.push(DnType::CommonName, subject.common_name.as_str());
+    dn
 }
 
 /// Facts read back from a PEM certificate, e.g. one a broker forwarded.

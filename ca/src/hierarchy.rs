@@ -13,16 +13,13 @@
 //! itself in what it signs (the AKI of its certificates is its SKI).
 
 use chrono::{DateTime, Duration, Utc};
-use rcgen::{
-    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, IsCa, KeyIdMethod,
-    KeyUsagePurpose, PublicKeyData, SignatureAlgorithm,
-};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyUsagePurpose, PublicKeyData, SignatureAlgorithm};
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::authority::{BACKDATE, key_identifier_of, random_serial, to_time, whole_seconds};
-use crate::signer::{CaKey, MemoryKey, Signer};
-use crate::{Authority, CaError, CaSubject, IssuedCertificate, PublicKey, fingerprint};
+use crate::authority::{BACKDATE, distinguished_name, random_serial, to_time, whole_seconds};
+use crate::signer::{CaKey, Signer};
+use crate::{Authority, CaError, CaSubject, IssuedCertificate, PublicKey};
 
 /// An issuing intermediate to certify.
 #[derive(Clone, Debug)]
@@ -35,31 +32,13 @@ pub struct IntermediateProfile<'a> {
     pub crl_url: &'a str,
 }
 
-fn distinguished_name(subject: &CaSubject) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    if let Some(org) = &subject.organization {
-        dn.push(DnType::OrganizationName, org.as_str());
-    }
-    dn.push(DnType::CommonName, subject.common_name.as_str());
-    dn
-}
-
 impl Authority {
     /// Creates a self-signed ECDSA P-256 root for a hierarchy: it may certify one level of
     /// intermediates (path length 1) and signs certificates of CAs and CRLs only. Valid from
     /// an hour before `now` until `now + validity`.
     pub fn create_root(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
-        let key = Signer(Box::new(MemoryKey::generate_p256()?));
-        let mut params = CertificateParams::default();
-        params.distinguished_name = distinguished_name(subject);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.serial_number = Some(random_serial()?.0);
-        params.not_before = to_time(whole_seconds(now) - Duration::hours(1))?;
-        params.not_after = to_time(whole_seconds(now) + validity)?;
-        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier_of(key.0.public_key_raw()));
-        let cert = params.self_signed(&key)?;
-        Self::from_parts(cert.der().to_vec(), key)
+        let usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        Self::self_signed(subject, now, validity, 1, usages)
     }
 
     /// Certifies an issuing intermediate for `public_key`: CA with path length 0 (critical),
@@ -87,21 +66,7 @@ impl Authority {
         params.not_after = to_time(not_after)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.use_authority_key_identifier_extension = true;
-        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier_of(public_key.der_bytes()));
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![profile.crl_url.to_owned()],
-        }];
-        let cert = params.signed_by(public_key, self.issuer())?;
-        let der = cert.der().to_vec();
-        Ok(IssuedCertificate {
-            pem: cert.pem(),
-            fingerprint: fingerprint(&der),
-            der,
-            serial_hex,
-            not_before,
-            not_after,
-        })
+        self.certify(params, profile.crl_url, public_key, serial_hex, (not_before, not_after))
     }
 
     /// An intermediate from its certificate (PEM), the root that signed it (PEM) and its key,
@@ -204,6 +169,7 @@ impl rcgen::SigningKey for Borrowed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signer::MemoryKey;
     use crate::{ClientProfile, generate_p256};
 
     fn subject(cn: &str) -> CaSubject {

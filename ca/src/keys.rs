@@ -27,17 +27,6 @@ pub enum KeyAlgorithm {
     },
 }
 
-impl std::fmt::Display for KeyAlgorithm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeyAlgorithm::P256 => f.write_str("ECDSA P-256"),
-            KeyAlgorithm::P384 => f.write_str("ECDSA P-384"),
-            KeyAlgorithm::Ed25519 => f.write_str("Ed25519"),
-            KeyAlgorithm::Rsa { bits } => write!(f, "RSA-{bits}"),
-        }
-    }
-}
-
 /// What a CSR's key must be, in the words of its refusal.
 pub const ACCEPTED_KEYS: &str = "ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 8192 bits";
 
