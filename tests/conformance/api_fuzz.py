@@ -201,7 +201,11 @@ def config_toml(
         f"base-url = {q(server.url)}",
         "headers = { Authorization = \"Bearer ${FLEETCA_CONFORMANCE_TOKEN}\" }",
         "request-timeout = 30.0",
-        "workers = 2",
+        # One worker: CPython 3.11 keeps the AST builder's recursion depth in state shared by
+        # every thread, so hypothesis parsing lambda sources in two workers at once can fail
+        # with "AST constructor recursion depth mismatch" (python/cpython#106905), a failure
+        # of the tool, not of fleetca. One worker removes the race.
+        "workers = 1",
         "[generation]",
         f"max-examples = {max_examples}",
         'database = "none"',
