@@ -50,7 +50,7 @@ impl changes::Subscriber for LocalCaches {
 pub struct Dependencies {
     pub store: fleetca_storage::Store,
     pub master: std::sync::Arc<fleetca_ca::MasterKey>,
-    pub ca: std::sync::Arc<fleetca_ca::Authority>,
+    pub cas: std::sync::Arc<crate::pki::authorities::Authorities>,
     pub clock: std::sync::Arc<dyn clock::Clock>,
     pub hasher: std::sync::Arc<hashing::Hasher>,
     pub broker: decision::BrokerPolicy,
@@ -109,7 +109,7 @@ impl Services {
         let Dependencies {
             store,
             master,
-            ca,
+            cas,
             clock,
             hasher,
             broker,
@@ -125,14 +125,13 @@ impl Services {
             canary,
         } = deps;
         let acl = broker.acl.clone();
-        let crl_url = crl.url.clone();
-        let crl = crl::CrlPublisher::start(ca.clone(), store.clone(), clock.clone(), crl).await?;
+        let crl = crl::CrlPublisher::start(&cas, store.clone(), clock.clone(), crl).await?;
         let tokens = Arc::new(tokens::Tokens::new(store.clone(), hasher.clone(), 100_000)?);
         let hasher_for_overview = hasher.clone();
         let broker = Arc::new(decision::BrokerService::new(
             store.clone(),
             master.clone(),
-            ca.clone(),
+            cas.clone(),
             tokens.clone(),
             clock.clone(),
             broker,
@@ -145,10 +144,9 @@ impl Services {
         });
         let changes = Arc::new(changes::Changes::new(store.clone(), clock.clone(), local));
         let issuer = Arc::new(issuer::Issuer::new(
-            ca.clone(),
+            cas.clone(),
             store.issue_queue(crate::pki::issuance::planner()),
             clock.clone(),
-            crl_url,
             server_enterprise,
         ));
         let canary_worker = canary::CanaryWorker::new(
@@ -208,7 +206,7 @@ impl Services {
             }),
             overview: overview::OverviewService {
                 store,
-                ca,
+                ca: cas.issuer(),
                 crl: crl.clone(),
                 clock,
                 acl,
@@ -357,12 +355,14 @@ pub(crate) mod testing {
             let services = Services::build(Dependencies {
                 store: store.clone(),
                 master,
-                ca: ca.clone(),
+                cas: Arc::new(crate::pki::authorities::Authorities::single(
+                    ca.clone(),
+                    "http://fleetca.test",
+                )),
                 clock: clock.clone(),
                 hasher: Arc::new(Hasher::new().unwrap()),
                 broker: policy,
                 crl: CrlSettings {
-                    url: "http://fleetca.test/crl.der".into(),
                     validity: chrono::Duration::days(7),
                     file: None,
                     reload_command: None,

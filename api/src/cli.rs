@@ -60,6 +60,10 @@ pub enum Command {
     /// Issue a TLS server certificate for an MQTT broker, signed by fleetca's CA, and
     /// write server.crt, server.key and ca.crt into --out.
     ServerCert(ServerCertArgs),
+    /// The certificate authorities: list them, add an issuing intermediate under your own
+    /// root.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Administrative commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -115,7 +119,7 @@ pub async fn backup(config: Config, args: BackupArgs) -> Result<(), String> {
         return Err(format!("{} exists; name a new file", args.out.display()));
     }
     let store = startup::connect(&config).await.map_err(|e| e.to_string())?;
-    let number = store.crl_number().await.map_err(|e| e.to_string())?;
+    let number = store.crl_number(1).await.map_err(|e| e.to_string())?;
     {
         // Made empty and 0600 first (VACUUM INTO fills an empty file), so the copy of the
         // sealed keys and hashes is never readable by others, not even while it is written.
@@ -263,6 +267,42 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> Result<(), String> {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Every CA fleetca holds: id, role, state, subject, expiry, and whether fleetca holds
+    /// its key.
+    List,
+    /// Add an issuing intermediate signed by a root fleetca never sees (bring your own root).
+    /// First `--csr-out FILE`: fleetca makes the intermediate's key (sealed in its database)
+    /// and writes a CSR for your root to sign. Then `--import CERT --root ROOT.pem`: fleetca
+    /// checks the chain, the constraints and the key, and the intermediate issues every new
+    /// certificate from the next start of fleetca (restart every instance); the CA before
+    /// it retires, its CRL published while certificates it signed are valid.
+    #[command(after_help = INTERMEDIATE_HELP)]
+    Intermediate(IntermediateArgs),
+}
+
+const INTERMEDIATE_HELP: &str = "Signing the CSR with openssl (the extensions an issuing intermediate needs):
+  printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' > ext.cnf
+  openssl x509 -req -in intermediate.csr -CA root.pem -CAkey root.key -days 1825 -sha256 -extfile ext.cnf -out intermediate.pem";
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = true)]
+pub struct IntermediateArgs {
+    /// Make the intermediate's key and write its CSR (PEM) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["import", "root"])]
+    pub csr_out: Option<PathBuf>,
+    /// The intermediate's common name (with --csr-out; default: "fleetca issuing CA <today>").
+    #[arg(long, requires = "csr_out")]
+    pub common_name: Option<String>,
+    /// The intermediate's certificate (PEM) your root signed.
+    #[arg(long, value_name = "CERT", requires = "root")]
+    pub import: Option<PathBuf>,
+    /// Your root's certificate (PEM).
+    #[arg(long, value_name = "ROOT.pem", requires = "import")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AdminCommand {
     /// Set a human user's password (reads it from FLEETCA_NEW_PASSWORD or standard input);
     /// ends the user's sessions.
@@ -374,10 +414,9 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
         .map_err(|e| field_errors(crate::support::Error::Invalid(e)).replace("dns_names:", "--dns/--ip:"))?;
     let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
     let issuer = Issuer::new(
-        opened.ca.clone(),
+        opened.cas.clone(),
         opened.store.issue_queue(crate::pki::issuance::planner()),
         Arc::new(SystemClock),
-        config.crl_url(),
         config.admin_enterprise.clone(),
     );
     let record = crate::outbox::audit::system(
@@ -393,8 +432,12 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
         .map_err(field_errors)?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     write_file(&args.out.join("server.key"), &key, 0o600)?;
-    write_file(&args.out.join("server.crt"), &cert.certificate_pem, 0o644)?;
-    write_file(&args.out.join("ca.crt"), issuer.ca_certificate_pem(), 0o644)?;
+    // server.crt is the whole chain (the broker presents it all); ca.crt is what the
+    // broker trusts for its clients: every root of fleetca's, so certificates of an old CA
+    // and of a new one both verify.
+    let chain = format!("{}{}", cert.certificate_pem, issuer.chain_pem());
+    write_file(&args.out.join("server.crt"), &chain, 0o644)?;
+    write_file(&args.out.join("ca.crt"), &opened.cas.bundle_pem(), 0o644)?;
     println!(
         "wrote server.crt, server.key (mode 0600) and ca.crt to {} (serial {})",
         args.out.display(),
@@ -430,5 +473,128 @@ pub async fn admin(config: Config, cmd: AdminCommand) -> Result<(), String> {
             println!("password set for {username}; the user's sessions have ended");
             Ok(())
         }
+    }
+}
+
+/// `fleetca ca list` and `fleetca ca intermediate`.
+pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
+    let opened = startup::open(&config).await.map_err(|e| e.to_string())?;
+    match cmd {
+        CaCommand::List => {
+            println!(
+                "{:<4} {:<13} {:<9} {:<4} {:<26} SUBJECT",
+                "ID", "ROLE", "STATE", "KEY", "NOT AFTER"
+            );
+            for ca in opened.cas.all() {
+                let facts = pem::parse(ca.certificate_pem.trim())
+                    .ok()
+                    .and_then(|p| fleetca_ca::validity(p.contents()))
+                    .zip(fleetca_ca::common_name(&ca.certificate_pem));
+                let (subject, not_after) = match facts {
+                    Some(((_, not_after), cn)) => (format!("CN={cn}"), not_after.to_rfc3339()),
+                    None => ("(waiting for its certificate)".to_owned(), "-".to_owned()),
+                };
+                let key = if ca.authority.is_some() || ca.state == crate::domain::CaState::Pending {
+                    "yes"
+                } else {
+                    "no"
+                };
+                println!(
+                    "{:<4} {:<13} {:<9} {:<4} {:<26} {subject}",
+                    ca.id,
+                    ca.role.as_str(),
+                    ca.state.as_str(),
+                    key,
+                    not_after
+                );
+            }
+            Ok(())
+        }
+        CaCommand::Intermediate(IntermediateArgs {
+            csr_out: Some(out),
+            common_name,
+            ..
+        }) => {
+            if out.exists() {
+                return Err(format!("{} exists; name a new file", out.display()));
+            }
+            let subject = fleetca_ca::CaSubject {
+                common_name: common_name
+                    .unwrap_or_else(|| format!("fleetca issuing CA {}", fleetca_storage::now().format("%Y-%m-%d"))),
+                organization: config.ca_organization.clone(),
+            };
+            let requested = crate::pki::authorities::add(
+                &opened.store,
+                &opened.master,
+                &subject,
+                |cn| {
+                    crate::outbox::audit::system(
+                        AuditAction::CaIntermediateRequest,
+                        "ca",
+                        "",
+                        None,
+                        serde_json::json!({"common_name": cn, "by": "fleetca ca intermediate"}),
+                    )
+                },
+                fleetca_storage::now(),
+            )
+            .await
+            .map_err(field_errors)?;
+            write_file(&out, &requested.csr_pem, 0o644)?;
+            println!(
+                "made the key of intermediate CA {} (sealed in fleetca's database) and wrote its CSR to {}; \
+                 have your root sign it (see `fleetca ca intermediate --help`), then run \
+                 fleetca ca intermediate --import CERT --root ROOT.pem",
+                requested.id,
+                out.display()
+            );
+            Ok(())
+        }
+        CaCommand::Intermediate(IntermediateArgs {
+            import: Some(cert),
+            root: Some(root),
+            ..
+        }) => {
+            let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+            let (cert_pem, root_pem) = (read(&cert)?, read(&root)?);
+            let imported = crate::pki::authorities::import(
+                &opened.store,
+                &opened.master,
+                &cert_pem,
+                &root_pem,
+                |ca| {
+                    crate::outbox::audit::system(
+                        AuditAction::CaIntermediateActivate,
+                        "ca",
+                        "",
+                        None,
+                        serde_json::json!({
+                            "subject": ca.subject(),
+                            "fingerprint": ca.fingerprint(),
+                            "not_after": ca.not_after(),
+                            "by": "fleetca ca intermediate",
+                        }),
+                    )
+                },
+                fleetca_storage::now(),
+            )
+            .await
+            .map_err(field_errors)?;
+            println!(
+                "intermediate CA {} ({}, valid until {}) is the issuing CA from the next start of fleetca: restart every \
+                 instance. {}Give brokers the new trust bundle (GET /ca.pem, or fleetca server-cert's ca.crt) before \
+                 devices get certificates from it.",
+                imported.id,
+                imported.subject,
+                imported.not_after.to_rfc3339(),
+                if imported.new_root {
+                    "Its root was new to fleetca and is stored beside the others. "
+                } else {
+                    ""
+                },
+            );
+            Ok(())
+        }
+        CaCommand::Intermediate(_) => Err("give --csr-out FILE, or --import CERT --root ROOT.pem".into()),
     }
 }

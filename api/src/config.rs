@@ -517,11 +517,6 @@ impl Config {
         host.to_owned()
     }
 
-    /// The URL of the CRL, written into every certificate and the CRL itself.
-    pub fn crl_url(&self) -> String {
-        format!("{}/crl.der", self.public_url)
-    }
-
     /// How the broker endpoints decide.
     pub fn broker_policy(&self) -> BrokerPolicy {
         BrokerPolicy {
@@ -535,7 +530,6 @@ impl Config {
     /// Where and how CRLs are published.
     pub fn crl_settings(&self) -> CrlSettings {
         CrlSettings {
-            url: self.crl_url(),
             validity: chrono::Duration::hours(i64::from(self.crl_validity_hours)),
             file: self.crl_file.clone(),
             reload_command: self.crl_reload_command.clone(),
@@ -586,7 +580,10 @@ mod tests {
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.public_url, "https://ca.example");
-        assert_eq!(c.crl_url(), "https://ca.example/crl.der");
+        assert_eq!(
+            crate::pki::authorities::crl_url(&c.public_url, 1),
+            "https://ca.example/crl.der"
+        );
         assert!(c.database_url.starts_with("sqlite://./data/fleetca.db"));
         std::fs::write(&file, "listn = 1\n").unwrap();
         let err = Config::resolve(&Overrides {

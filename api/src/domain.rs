@@ -98,6 +98,35 @@ names! {
     }
 }
 
+names! {
+    /// Where a CA stands in the hierarchy.
+    pub enum CaRole {
+        /// Self-signed: fleetca's own first CA, a root it made, or an operator's root it
+        /// only knows the certificate of.
+        Root = "root",
+        /// Signed by a root; issues certificates.
+        Intermediate = "intermediate",
+    }
+}
+
+names! {
+    /// What a CA does now.
+    pub enum CaState {
+        /// Issues every new certificate (exactly one CA is active).
+        Active = "active",
+        /// An intermediate whose key and CSR are made, waiting for its signed certificate.
+        Pending = "pending",
+        /// A root above the active CA: signs only intermediates and its own CRL (or, when
+        /// fleetca does not hold its key, is only trusted).
+        Standby = "standby",
+        /// Issued until another CA took over: issues no more, its CRL is still published
+        /// while certificates it signed are valid.
+        Retiring = "retiring",
+        /// Nothing it signed is valid any more.
+        Retired = "retired",
+    }
+}
+
 impl CertificateKind {
     /// Whether a stored kind is this one.
     pub fn is(self, stored: &str) -> bool {
@@ -111,6 +140,8 @@ names! {
         AuthFailuresSuppressed = "auth.failures_suppressed",
         AuthSignInFailed = "auth.sign_in_failed",
         AuthTokenFailed = "auth.token_failed",
+        CaIntermediateActivate = "ca.intermediate_activate",
+        CaIntermediateRequest = "ca.intermediate_request",
         CanaryIssue = "canary.issue",
         CanaryRevoke = "canary.revoke",
         CertificateCreate = "certificate.create",

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::ServerCert(args) => fleetca::cli::server_cert(config, args).await,
             Command::Admin(cmd) => fleetca::cli::admin(config, cmd).await,
+            Command::Ca(cmd) => fleetca::cli::ca(config, cmd).await,
             Command::Audit(cmd) => fleetca::cli::audit(config, cmd).await,
             Command::Backup(args) => fleetca::cli::backup(config, args).await,
             Command::Restore(args) => fleetca::cli::restore(config, args).await,

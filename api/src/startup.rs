@@ -12,6 +12,8 @@ use actix_web::{App, HttpServer, web};
 use chrono::{Duration, Utc};
 use fleetca_ca::{Authority, CaError, CaSubject, MasterKey};
 use fleetca_storage::authority::StoredAuthority;
+
+use crate::pki::authorities::Authorities;
 use fleetca_storage::users::NewUser;
 use fleetca_storage::{StorageError, Store, StoreOptions};
 
@@ -54,7 +56,8 @@ const PUBLISHER_CONTEXT: &str = "fleetca/mqtt-publisher/v1";
 pub struct Opened {
     pub store: Store,
     pub master: Arc<MasterKey>,
-    pub ca: Arc<Authority>,
+    /// Every CA, and the one that issues.
+    pub cas: Arc<Authorities>,
     /// The process's one argon2 gate.
     pub hasher: Arc<Hasher>,
 }
@@ -103,13 +106,21 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
         return Err(StartError::WrongMasterKey);
     }
     store.migrate().await.map_err(|e| StartError::Database(e.to_string()))?;
-    let ca = Arc::new(ensure_authority(config, &store, &master).await?);
+    ensure_authority(config, &store, &master).await?;
+    let cas = Authorities::load(&store, &master, &config.public_url)
+        .await
+        .map_err(StartError::Authority)?;
+    let issuing = cas.issuing();
+    if issuing.id != 1 {
+        tracing::info!(ca = issuing.id, subject = %cas.issuer().subject(), not_after = %cas.issuer().not_after(), "issuing from an intermediate");
+    }
+    let cas = Arc::new(cas);
     let hasher = Arc::new(Hasher::new().map_err(|e| StartError::Authority(e.to_string()))?);
     ensure_admin(config, &store, &hasher).await?;
     Ok(Opened {
         store,
         master: Arc::new(master),
-        ca,
+        cas,
         hasher,
     })
 }
@@ -120,7 +131,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let Opened {
         store,
         master,
-        ca,
+        cas,
         hasher,
     } = open(&config).await?;
     if config.broker_trust_username_for_certificates {
@@ -137,7 +148,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         }
         None => None,
     };
-    let ca_for_tls = ca.clone();
+    let anchors = cas.certificates_der();
     // The TLS clients (webhook deliveries) use the process's default provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if config.benchmark_baseline {
@@ -152,7 +163,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let services = Services::build(Dependencies {
         store,
         master,
-        ca,
+        cas,
         clock: Arc::new(SystemClock),
         hasher,
         broker: policy,
@@ -176,7 +187,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         Some(settings) => Some(
             crate::tls::server_config(
                 settings,
-                &ca_for_tls,
+                &anchors,
                 services.issuer.clone(),
                 config.renewal.after_expiry.is_some(),
                 &config.data_dir,
@@ -335,7 +346,8 @@ pub async fn connect(config: &Config) -> Result<Store, StartError> {
     }
 }
 
-async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) -> Result<Authority, StartError> {
+/// Makes the first CA on a new installation, and checks the master key opens it.
+async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) -> Result<(), StartError> {
     let stored = match store
         .load_authority()
         .await
@@ -370,7 +382,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
         other => StartError::Authority(other.to_string()),
     })?;
     tracing::info!(subject = %ca.subject(), fingerprint = %ca.fingerprint(), not_after = %ca.not_after(), "certificate authority loaded");
-    Ok(ca)
+    Ok(())
 }
 
 async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result<(), StartError> {

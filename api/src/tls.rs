@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime};
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
 use chrono::{DateTime, Utc};
-use fleetca_ca::Authority;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::UnixTime;
@@ -205,10 +204,12 @@ impl Source {
                 let write = |path: &Path, bytes: &[u8], mode| {
                     crate::support::files::replace(path, bytes, mode).map_err(|e| format!("{}: {e}", path.display()))
                 };
+                // The whole chain, so clients that trust only the root verify it.
+                let chain = format!("{}{}", cert.certificate_pem, issuer.chain_pem());
                 write(&key_path, key.as_bytes(), 0o600)?;
-                write(&cert_path, cert.certificate_pem.as_bytes(), 0o644)?;
+                write(&cert_path, chain.as_bytes(), 0o644)?;
                 tracing::info!(path = %cert_path.display(), serial = %cert.serial, "issued the HTTPS listener's certificate");
-                certified_key(cert.certificate_pem.as_bytes(), key.as_bytes())
+                certified_key(chain.as_bytes(), key.as_bytes())
             }
         }
     }
@@ -230,7 +231,7 @@ impl Source {
 /// two thirds of its lifetime have passed.
 pub async fn server_config(
     settings: &TlsSettings,
-    ca: &Authority,
+    anchors: &[Vec<u8>],
     issuer: Arc<Issuer>,
     accept_expired: bool,
     data_dir: &Path,
@@ -261,10 +262,14 @@ pub async fn server_config(
     };
     let now = fleetca_storage::now();
     let resolver = Arc::new(Resolver(RwLock::new(source.load(&issuer, now).await?)));
+    // Every CA certificate is an anchor: a client presenting only its own certificate,
+    // issued by an intermediate, verifies too.
     let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca.certificate_der().to_vec()))
-        .map_err(|e| format!("CA certificate: {e}"))?;
+    for der in anchors {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| format!("CA certificate: {e}"))?;
+    }
     let provider = Arc::new(default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
@@ -319,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_certificate_is_due_after_two_thirds_of_its_lifetime() {
-        let ca = Authority::create(
+        let ca = fleetca_ca::Authority::create(
             &fleetca_ca::CaSubject {
                 common_name: "t".into(),
                 organization: None,

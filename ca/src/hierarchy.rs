@@ -166,6 +166,33 @@ impl rcgen::SigningKey for Borrowed<'_> {
     }
 }
 
+/// The intermediates (DER, nearest first) between `leaf` and a self-signed root, found
+/// among `cas` (EST's `/cacerts`, say) by each one having signed the one below: what a
+/// client presents after its certificate. Empty when the leaf's issuer is a root, or is not
+/// among `cas`.
+pub fn chain_for(leaf: &[u8], cas: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let parsed: Vec<(&Vec<u8>, X509Certificate<'_>)> = cas
+        .iter()
+        .filter_map(|der| Some((der, X509Certificate::from_der(der).ok()?.1)))
+        .collect();
+    let Ok((_, mut at)) = X509Certificate::from_der(leaf) else {
+        return Vec::new();
+    };
+    let mut chain = Vec::new();
+    while chain.len() < parsed.len() {
+        let issuer = parsed
+            .iter()
+            .find(|(_, ca)| ca.subject() == at.issuer() && at.verify_signature(Some(ca.public_key())).is_ok());
+        let Some((der, ca)) = issuer else { break };
+        if ca.subject() == ca.issuer() {
+            break; // the root: trusted, not presented
+        }
+        chain.push((*der).clone());
+        at = ca.clone();
+    }
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +264,18 @@ mod tests {
             root.check_issued(&leaf.pem).is_none(),
             "the leaf is the intermediate's, not the root's"
         );
+
+        // The chain a client presents: the intermediate, found among every CA certificate
+        // (in any order), the root left out.
+        let other = Authority::create_root(&subject("another root"), now, Duration::days(30)).unwrap();
+        let cas = vec![
+            other.certificate_der().to_vec(),
+            root.certificate_der().to_vec(),
+            made.der.clone(),
+        ];
+        assert_eq!(chain_for(&leaf.der, &cas), vec![made.der.clone()]);
+        assert!(chain_for(&made.der, &cas).is_empty(), "a root's child needs no chain");
+        assert!(chain_for(&leaf.der, &cas[..2]).is_empty(), "without its issuer, none");
     }
 
     #[test]

@@ -257,7 +257,7 @@ fn hours(text: &str) -> Result<i64, CliError> {
 }
 
 /// Writes `files` into `dir` (created), refusing to replace one unless `force`. Keys get 0600.
-fn write_files(dir: &Path, files: &[(&str, &str, u32)], force: bool) -> Result<(), CliError> {
+fn write_files(dir: &Path, files: &[(&str, String, u32)], force: bool) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
     if !force {
         for (name, _, _) in files {
@@ -278,21 +278,16 @@ fn write_files(dir: &Path, files: &[(&str, &str, u32)], force: bool) -> Result<(
     Ok(())
 }
 
-fn certificate_files(issued: &Value) -> Vec<(&'static str, &str, u32)> {
+/// client.crt is the certificate followed by its intermediates (`chain_pem`): a file the
+/// client presents whole. ca.crt is the root it chains to.
+fn certificate_files(issued: &Value) -> Vec<(&'static str, String, u32)> {
+    let text = |field: &str| issued[field].as_str().unwrap_or_default().to_owned();
     let mut files = vec![
-        (
-            "client.crt",
-            issued["certificate_pem"].as_str().unwrap_or_default(),
-            0o644,
-        ),
-        (
-            "ca.crt",
-            issued["ca_certificate_pem"].as_str().unwrap_or_default(),
-            0o644,
-        ),
+        ("client.crt", text("certificate_pem") + &text("chain_pem"), 0o644),
+        ("ca.crt", text("ca_certificate_pem"), 0o644),
     ];
     if let Some(key) = issued["private_key_pem"].as_str() {
-        files.push(("client.key", key, 0o600));
+        files.push(("client.key", key.to_owned(), 0o600));
     }
     files
 }

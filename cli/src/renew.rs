@@ -119,10 +119,33 @@ async fn renew_once(args: &RenewArgs, base: &str, ca_file: Option<&Path>) -> Res
     let der = certs
         .first()
         .ok_or_else(|| CliError::Usage("fleetca's answer holds no certificate".into()))?;
-    let new_cert_pem = pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.clone()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    );
+    // The file holds the certificate and its intermediates (from /cacerts): a file the
+    // client presents whole, whichever CA issued the new certificate.
+    let cacerts = client
+        .get(format!("{}/.well-known/est/cacerts", base.trim_end_matches('/')))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| CliError::Network(format!("reading fleetca's CA certificates (/cacerts): {e}")))?
+        .bytes()
+        .await
+        .map_err(|e| CliError::Network(format!("reading fleetca's CA certificates (/cacerts): {e}")))?;
+    let compact: Vec<u8> = cacerts.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let cas = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
+        .and_then(|p7| fleetca_ca::est::certificates_of(&p7).ok())
+        .ok_or_else(|| CliError::Usage("fleetca's /cacerts answer is not a certs-only PKCS#7".into()))?;
+    let encode = |der: &[u8]| {
+        pem::encode_config(
+            &pem::Pem::new("CERTIFICATE", der.to_vec()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
+    };
+    let mut new_cert_pem = encode(der);
+    for intermediate in fleetca_ca::chain_for(der, &cas) {
+        new_cert_pem.push_str(&encode(&intermediate));
+    }
     // Both staged beside their targets, then swapped: the key first, the certificate last, so
     // a reader that sees the new certificate finds its key.
     let write = |path: &Path, text: &str, mode: u32| {

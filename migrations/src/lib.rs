@@ -25,6 +25,7 @@ mod m20261203_000001_webhooks;
 mod m20261204_000001_disconnects;
 mod m20261205_000001_partial_indexes;
 mod m20261206_000001_restore_repairs;
+mod m20261206_000002_hierarchy;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_disconnects::Migration),
             Box::new(m20261205_000001_partial_indexes::Migration),
             Box::new(m20261206_000001_restore_repairs::Migration),
+            Box::new(m20261206_000002_hierarchy::Migration),
         ]
     }
 }

@@ -1,16 +1,21 @@
-//! The CA row and the CRL number.
+//! The CAs (a root, issuing intermediates, imported roots) and their CRL numbers.
+//!
+//! Row 1 is the CA made at the first start; later CAs get the next ids. Each CA has a
+//! `crl_state` row of the same id: its CRLs are numbered on their own.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 
-use crate::entity::authority::{ActiveModel as CaActive, Entity as CaEntity};
+use crate::entity::authority::{ActiveModel as CaActive, Column as CaCol, Entity as CaEntity, Model as CaModel};
 use crate::entity::crl_state::{ActiveModel as CrlActive, Column as CrlCol, Entity as CrlEntity};
-use crate::{StorageError, Store};
+use crate::{NewAudit, StorageError, Store};
 
-const ROW: i32 = 1;
+const FIRST: i32 = 1;
 
-/// The stored CA: its certificate and sealed key.
+/// The CA made at the first start: its certificate and sealed key.
 #[derive(Clone, Debug)]
 pub struct StoredAuthority {
     /// PEM certificate.
@@ -19,19 +24,49 @@ pub struct StoredAuthority {
     pub sealed_key: Vec<u8>,
 }
 
+/// A stored CA.
+pub type CaRow = CaModel;
+
+/// A CA to store.
+#[derive(Clone, Debug)]
+pub struct NewCa {
+    /// `root` or `intermediate`.
+    pub role: String,
+    /// See the migration: `active`, `pending`, `standby`, `retiring`, `retired`.
+    pub state: String,
+    /// The CA that signed it.
+    pub parent_id: Option<i32>,
+    /// Its certificate (empty while pending).
+    pub certificate_pem: String,
+    /// Its key sealed under the master key (empty when fleetca does not hold it).
+    pub sealed_key: Vec<u8>,
+    /// A pending intermediate's CSR.
+    pub csr_pem: Option<String>,
+}
+
 impl Store {
-    /// The stored CA, if one was created.
+    /// The CA made at the first start, if any. Reads only the columns every schema version
+    /// has, so it works before migrations (the master key is checked against it first).
     pub async fn load_authority(&self) -> Result<Option<StoredAuthority>, StorageError> {
-        Ok(CaEntity::find_by_id(ROW)
+        let row: Option<(String, Vec<u8>)> = CaEntity::find_by_id(FIRST)
+            .select_only()
+            .column(CaCol::CertificatePem)
+            .column(CaCol::SealedKey)
+            .into_tuple()
             .one(self.conn())
-            .await?
-            .map(|m| StoredAuthority {
-                certificate_pem: m.certificate_pem,
-                sealed_key: m.sealed_key,
-            }))
+            .await?;
+        Ok(row.map(|(certificate_pem, sealed_key)| StoredAuthority {
+            certificate_pem,
+            sealed_key,
+        }))
     }
 
-    /// Stores a new CA unless one exists, and returns the one that is stored: when two
+    /// Every CA, oldest first.
+    pub async fn authorities(&self) -> Result<Vec<CaRow>, StorageError> {
+        Ok(CaEntity::find().order_by_asc(CaCol::Id).all(self.conn()).await?)
+    }
+
+    /// Stores the first CA unless one exists, and returns the one that is stored: when two
     /// instances start on an empty database at once, both end up with the winner's CA.
     pub async fn insert_authority(
         &self,
@@ -39,38 +74,80 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<StoredAuthority, StorageError> {
         let txn = self.write_txn().await?;
-        let inserted = CaActive {
-            id: Set(ROW),
-            certificate_pem: Set(ca.certificate_pem),
-            sealed_key: Set(ca.sealed_key),
-            created_at: Set(now),
-        }
-        .insert(&txn)
-        .await;
-        match inserted {
-            Ok(_) => {
-                CrlActive {
-                    id: Set(ROW),
-                    number: Set(0),
-                    this_update: Set(now),
-                    next_update: Set(now),
-                }
-                .insert(&txn)
-                .await?;
-                txn.commit().await?;
-            }
-            Err(e) => match StorageError::from(e) {
-                StorageError::Conflict(_) => drop(txn),
-                other => return Err(other),
-            },
+        let new = NewCa {
+            role: "root".into(),
+            state: "active".into(),
+            parent_id: None,
+            certificate_pem: ca.certificate_pem,
+            sealed_key: ca.sealed_key,
+            csr_pem: None,
+        };
+        match insert_ca(&txn, FIRST, new, now).await {
+            Ok(()) => txn.commit().await?,
+            Err(StorageError::Conflict(_)) => drop(txn),
+            Err(other) => return Err(other),
         }
         self.load_authority().await?.ok_or(StorageError::NotFound)
     }
 
-    /// Takes the next CRL number and records the CRL's dates, atomically, so no two CRLs
-    /// (from any instance) share a number and numbers never go backwards.
+    /// Stores a new CA with the next id, audited; returns its id.
+    pub async fn add_authority(&self, ca: NewCa, audit: &[NewAudit], now: DateTime<Utc>) -> Result<i32, StorageError> {
+        let txn = self.write_txn().await?;
+        let id = next_id(&txn).await?;
+        insert_ca(&txn, id, ca, now).await?;
+        crate::rows::commit_audited(txn, audit, now).await?;
+        Ok(id)
+    }
+
+    /// Makes the pending intermediate `id` the issuing CA with its signed certificate: the
+    /// root that signed it is stored first when fleetca does not know it yet (`new_root`,
+    /// whose id becomes the intermediate's parent), and the CA that issued until now retires
+    /// (its CRL is published until its last certificate expires). One transaction, audited.
+    pub async fn activate_intermediate(
+        &self,
+        id: i32,
+        certificate_pem: String,
+        parent: Parent,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<i32, StorageError> {
+        let txn = self.write_txn().await?;
+        let parent_id = match parent {
+            Parent::Known(parent) => parent,
+            Parent::New(root) => {
+                let root_id = next_id(&txn).await?;
+                insert_ca(&txn, root_id, root, now).await?;
+                root_id
+            }
+        };
+        CaEntity::update_many()
+            .col_expr(CaCol::State, Expr::value("retiring"))
+            .filter(CaCol::State.eq("active"))
+            .exec(&txn)
+            .await?;
+        let updated = CaEntity::update_many()
+            .col_expr(CaCol::State, Expr::value("active"))
+            .col_expr(CaCol::CertificatePem, Expr::value(certificate_pem))
+            .col_expr(CaCol::ParentId, Expr::value(parent_id))
+            .col_expr(CaCol::CsrPem, Expr::value(Option::<String>::None))
+            .filter(CaCol::Id.eq(id))
+            .filter(CaCol::State.eq("pending"))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(StorageError::Conflict(
+                "that intermediate is no longer waiting for its certificate".into(),
+            ));
+        }
+        crate::rows::commit_audited(txn, audit, now).await?;
+        Ok(parent_id)
+    }
+
+    /// Takes the next CRL number of the CA `issuer` and records the CRL's dates, atomically,
+    /// so no two CRLs of a CA (from any instance) share a number and numbers never go back.
     pub async fn next_crl_number(
         &self,
+        issuer: i32,
         this_update: DateTime<Utc>,
         next_update: DateTime<Utc>,
     ) -> Result<u64, StorageError> {
@@ -79,14 +156,59 @@ impl Store {
             .col_expr(CrlCol::Number, Expr::col(CrlCol::Number).add(1))
             .col_expr(CrlCol::ThisUpdate, Expr::value(this_update))
             .col_expr(CrlCol::NextUpdate, Expr::value(next_update))
-            .filter(CrlCol::Id.eq(ROW))
+            .filter(CrlCol::Id.eq(issuer))
             .exec(&txn)
             .await?;
-        let row = CrlEntity::find_by_id(ROW)
+        let row = CrlEntity::find_by_id(issuer)
             .one(&txn)
             .await?
             .ok_or(StorageError::NotFound)?;
         txn.commit().await?;
         u64::try_from(row.number).map_err(|_| StorageError::Internal("negative CRL number".into()))
     }
+}
+
+/// The root an intermediate is activated under.
+#[derive(Clone, Debug)]
+pub enum Parent {
+    /// A CA fleetca holds already.
+    Known(i32),
+    /// A root fleetca does not know yet (an operator's own): stored beside the others.
+    New(NewCa),
+}
+
+async fn next_id(txn: &DatabaseTransaction) -> Result<i32, StorageError> {
+    let max: Option<i32> = CaEntity::find()
+        .select_only()
+        .column_as(CaCol::Id.max(), "max")
+        .into_tuple()
+        .one(txn)
+        .await?
+        .flatten();
+    Ok(max.unwrap_or(0) + 1)
+}
+
+async fn insert_ca(txn: &DatabaseTransaction, id: i32, ca: NewCa, now: DateTime<Utc>) -> Result<(), StorageError> {
+    CaActive {
+        id: Set(id),
+        certificate_pem: Set(ca.certificate_pem),
+        sealed_key: Set(ca.sealed_key),
+        created_at: Set(now),
+        role: Set(ca.role),
+        state: Set(ca.state),
+        parent_id: Set(ca.parent_id),
+        csr_pem: Set(ca.csr_pem),
+    }
+    .insert(txn)
+    .await
+    .map_err(StorageError::from)?;
+    CrlActive {
+        id: Set(id),
+        number: Set(0),
+        this_update: Set(now),
+        next_update: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    Ok(())
 }

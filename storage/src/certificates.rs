@@ -39,6 +39,8 @@ pub struct NewCertificate {
     pub device: Option<String>,
     /// The certificate this one renews, and when that one is to be revoked as superseded.
     pub renews: Option<Renewal>,
+    /// The CA that signed it.
+    pub issuer_id: i32,
     /// The claim this device certificate is enrolled with: one of its uses is taken in the
     /// same transaction, or the certificate is refused ([`StorageError::Conflict`]).
     pub claim: Option<Uuid>,
@@ -95,7 +97,7 @@ pub struct CertificateFilter {
 }
 
 /// serial, revoked_at, reason, not_after
-type RevocationRow = (String, Option<DateTime<Utc>>, Option<String>, DateTime<Utc>);
+type RevocationRow = (String, Option<DateTime<Utc>>, Option<String>, DateTime<Utc>, i32);
 
 /// One revocation, as the CRL needs it.
 #[derive(Clone, Debug)]
@@ -108,6 +110,8 @@ pub struct Revocation {
     pub reason: String,
     /// The certificate's notAfter (entries may leave the CRL after it).
     pub not_after: DateTime<Utc>,
+    /// The CA whose CRL lists it.
+    pub issuer_id: i32,
 }
 
 impl Store {
@@ -318,6 +322,7 @@ impl Store {
             .column(Column::RevokedAt)
             .column(Column::RevocationReason)
             .column(Column::NotAfter)
+            .column(Column::IssuerId)
             .filter(Column::RevokedAt.is_not_null())
             .filter(Column::NotAfter.gt(since))
             .order_by_asc(Column::RevokedAt)
@@ -326,12 +331,13 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(serial, at, reason, not_after)| {
+            .filter_map(|(serial, at, reason, not_after, issuer_id)| {
                 Some(Revocation {
                     serial,
                     revoked_at: at?,
                     reason: reason.unwrap_or_else(|| "unspecified".into()),
                     not_after,
+                    issuer_id,
                 })
             })
             .collect())

@@ -62,6 +62,7 @@ impl Store {
             renewed_by: None,
             renewed_via: None,
             expiry_warned: None,
+            issuer_id: cert.issuer_id,
         };
         Certificates::insert(CertificateModel::from(certificate.clone()))
             .exec(&txn)

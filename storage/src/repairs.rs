@@ -28,9 +28,9 @@ pub struct Repaired {
 }
 
 impl Store {
-    /// The last CRL number handed out.
-    pub async fn crl_number(&self) -> Result<u64, StorageError> {
-        let row = CrlEntity::find_by_id(1)
+    /// The last CRL number handed out by the CA `issuer`.
+    pub async fn crl_number(&self, issuer: i32) -> Result<u64, StorageError> {
+        let row = CrlEntity::find_by_id(issuer)
             .one(self.conn())
             .await?
             .ok_or(StorageError::NotFound)?;
@@ -42,6 +42,7 @@ impl Store {
     /// how long an unknown certificate's revocation stays listed.
     pub async fn repair_from_published(
         &self,
+        issuer: i32,
         published: &[Revocation],
         published_number: u64,
         details: serde_json::Value,
@@ -72,6 +73,7 @@ impl Store {
                     revoked_at: Set(r.revoked_at),
                     reason: Set(r.reason.clone()),
                     not_after: Set(r.not_after),
+                    issuer_id: Set(issuer),
                 };
                 Restored::insert(row)
                     .on_conflict(OnConflict::column(RestoredCol::Serial).do_nothing().to_owned())
@@ -84,7 +86,7 @@ impl Store {
         let number = i64::try_from(published_number).map_err(|_| StorageError::Internal("CRL number".into()))?;
         CrlEntity::update_many()
             .col_expr(CrlCol::Number, Expr::value(number))
-            .filter(CrlCol::Id.eq(1))
+            .filter(CrlCol::Id.eq(issuer))
             .filter(CrlCol::Number.lt(number))
             .exec(&txn)
             .await?;
@@ -130,6 +132,7 @@ impl Store {
                 revoked_at: r.revoked_at,
                 reason: r.reason,
                 not_after: r.not_after,
+                issuer_id: r.issuer_id,
             })
             .collect())
     }

@@ -166,8 +166,9 @@ impl Fleetca {
             .expect_json(201, "creating an API key")
     }
 
-    /// Issues an MQTT client certificate for `api_key_id` and writes `{stem}.crt`,
-    /// `{stem}.key` (mode 0600) and `ca.crt` into `dir`.
+    /// Issues an MQTT client certificate for `api_key_id` and writes `{stem}.crt` (the
+    /// certificate and its intermediates, as a client presents them), `{stem}.key` (mode
+    /// 0600) and `ca.crt` into `dir`.
     pub fn issue_certificate(
         &self,
         token: &str,
@@ -189,7 +190,7 @@ impl Fleetca {
         let cert = dir.join(format!("{stem}.crt"));
         let key = dir.join(format!("{stem}.key"));
         let ca = dir.join("ca.crt");
-        write_file(&cert, &field("certificate_pem"), false);
+        write_file(&cert, &(field("certificate_pem") + &field("chain_pem")), false);
         write_file(&key, &field("private_key_pem"), true);
         write_file(&ca, &field("ca_certificate_pem"), false);
         IssuedCertificate {

@@ -21,7 +21,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fleetca_ca::{Authority, MasterKey, device};
+use fleetca_ca::{MasterKey, device};
+
+use crate::pki::authorities::Authorities;
 use fleetca_storage::{StorageError, Store};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -164,7 +166,7 @@ impl Login<'_> {
 pub struct BrokerService {
     store: Store,
     master: Arc<MasterKey>,
-    ca: Arc<Authority>,
+    cas: Arc<Authorities>,
     tokens: Arc<Tokens>,
     clock: Arc<dyn Clock>,
     policy: BrokerPolicy,
@@ -261,7 +263,7 @@ impl BrokerService {
     pub fn new(
         store: Store,
         master: Arc<MasterKey>,
-        ca: Arc<Authority>,
+        cas: Arc<Authorities>,
         tokens: Arc<Tokens>,
         clock: Arc<dyn Clock>,
         policy: BrokerPolicy,
@@ -279,7 +281,7 @@ impl BrokerService {
         Self {
             store,
             master,
-            ca,
+            cas,
             tokens,
             clock,
             policy,
@@ -431,7 +433,7 @@ impl BrokerService {
         let expire_at = if req.password.is_empty() {
             let presented = match (&req.cert_fingerprint, &req.cert_pem) {
                 (Some(fp), _) if !fp.is_empty() => Some(fp.replace(':', "").to_ascii_lowercase()),
-                (_, Some(pem)) if !pem.is_empty() => self.ca.check_issued(pem).map(|f| f.fingerprint),
+                (_, Some(pem)) if !pem.is_empty() => self.cas.check_issued(pem),
                 _ => None,
             };
             presented.and_then(|fp| {
@@ -516,8 +518,8 @@ impl BrokerService {
     async fn authenticate_certificate(&self, req: &AuthRequest) -> Result<Decision, Error> {
         let presented = match (&req.cert_fingerprint, &req.cert_pem) {
             (Some(fp), _) if !fp.is_empty() => Some(fp.replace(':', "").to_ascii_lowercase()),
-            (_, Some(pem)) if !pem.is_empty() => match self.ca.check_issued(pem) {
-                Some(facts) => Some(facts.fingerprint),
+            (_, Some(pem)) if !pem.is_empty() => match self.cas.check_issued(pem) {
+                Some(fingerprint) => Some(fingerprint),
                 None => return Ok(Decision::Deny("certificate not issued by this CA")),
             },
             _ => None,
@@ -996,6 +998,7 @@ mod tests {
             not_after: now + chrono::Duration::days(3),
             device: None,
             renews: None,
+            issuer_id: 1,
             claim: None,
         };
         let queue = kit.store.issue_queue(crate::pki::issuance::planner());

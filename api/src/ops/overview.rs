@@ -149,9 +149,14 @@ impl OverviewService {
         }
     }
 
-    /// The CRL being served and how its last publication went.
+    /// The issuing CA's CRL and how the last publication went.
     pub fn crl(&self) -> (Option<PublishedCrl>, PublishStatus) {
         (self.crl.current(), self.crl.status())
+    }
+
+    /// CA `id`'s current CRL.
+    pub fn crl_of(&self, id: i32) -> Option<PublishedCrl> {
+        self.crl.current_of(id)
     }
 
     /// Whether the database answers and the last CRL publication succeeded.

@@ -206,9 +206,19 @@ impl CertificateService {
         Ok((self.record(cert), key))
     }
 
-    /// The CA certificate (PEM).
+    /// The root certificate (PEM) new certificates chain to.
     pub fn ca_certificate_pem(&self) -> &str {
         self.issuer.ca_certificate_pem()
+    }
+
+    /// The intermediates (PEM) a new certificate's holder presents after it.
+    pub fn chain_pem(&self) -> &str {
+        self.issuer.chain_pem()
+    }
+
+    /// The trust bundle a broker loads (see [`crate::pki::authorities::Authorities::bundle_pem`]).
+    pub fn trust_bundle_pem(&self) -> String {
+        self.issuer.trust_bundle_pem()
     }
 
     /// One page of the client certificates the caller may see.

@@ -39,6 +39,7 @@ pub struct CreatedClaim {
     pub certificate_pem: String,
     pub private_key_pem: String,
     pub ca_certificate_pem: String,
+    pub chain_pem: String,
 }
 
 /// The claim flows of the management API.
@@ -104,6 +105,7 @@ impl ClaimService {
             certificate_pem,
             private_key_pem: key,
             ca_certificate_pem: self.issuer.ca_certificate_pem().to_owned(),
+            chain_pem: self.issuer.chain_pem().to_owned(),
         })
     }
 

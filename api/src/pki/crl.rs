@@ -11,7 +11,7 @@
 //! Before a CRL replaces the file it is parsed back and its signature checked: mosquitto,
 //! given a broken CRL file on SIGHUP, keeps running with revocation checking off.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,6 +24,7 @@ use fleetca_ca::crl::{CrlRequest, Reason, RevokedEntry, encode_revoked_entry};
 use fleetca_storage::{Certificate, Store};
 
 use crate::domain::EventKind;
+use crate::pki::authorities::Authorities;
 use crate::support::Error;
 use crate::support::clock::Clock;
 
@@ -80,28 +81,42 @@ impl Entry {
 /// Where and how CRLs are published.
 #[derive(Clone, Debug)]
 pub struct CrlSettings {
-    /// The distribution point written into the CRL (and every certificate).
-    pub url: String,
     /// nextUpdate - thisUpdate.
     pub validity: Duration,
-    /// Where to write each new CRL (PEM), if anywhere.
+    /// Where to write the CRLs (PEM, every CA's, one after another), if anywhere.
     pub file: Option<PathBuf>,
     /// Run with `sh -c` after each file write (the operator's own setting).
     pub reload_command: Option<String>,
-    /// fleetca's own record of the last CRL it published, outside the database (see
-    /// [`crate::pki::published`]); none in tests that need no restore check.
+    /// fleetca's own record of the last CRL of the first CA it published, outside the
+    /// database (see [`crate::pki::published`]; the other CAs' records lie beside it); none
+    /// in tests that need no restore check.
     pub record: Option<PathBuf>,
 }
 
-/// Publishes CRLs. One per process.
+/// Publishes the CRL of every CA fleetca signs CRLs for (see
+/// [`crate::pki::authorities::Authorities::crl_signers`]): each CA's revocations on its own
+/// CRL, with its own number and distribution point; the file holds all of them. One per
+/// process.
 pub struct CrlPublisher {
-    ca: Arc<Authority>,
     clock: Arc<dyn Clock>,
     store: Store,
-    url: String,
     validity: Duration,
     file: Option<PathBuf>,
     reload_command: Option<String>,
+    /// Oldest CA first; the file lists their CRLs in this order.
+    issuers: Vec<IssuerCrl>,
+    /// The CA that issues new certificates.
+    issuing: i32,
+    /// Held while the file is written and the reload command runs.
+    output: tokio::sync::Mutex<()>,
+    status: RwLock<PublishStatus>,
+}
+
+/// One CA's CRL.
+struct IssuerCrl {
+    id: i32,
+    ca: Arc<Authority>,
+    url: String,
     record: Option<PathBuf>,
     /// Revocations waiting for the next CRL, and the sequence number of the newest.
     pending: Mutex<Vec<Entry>>,
@@ -109,7 +124,6 @@ pub struct CrlPublisher {
     /// Held while a CRL is built and published; guards the revoked set.
     publishing: tokio::sync::Mutex<Published>,
     current: RwLock<Option<PublishedCrl>>,
-    status: RwLock<PublishStatus>,
 }
 
 struct Published {
@@ -126,6 +140,18 @@ struct Published {
     last_published: Option<std::time::Instant>,
 }
 
+impl Published {
+    fn new(revoked: Vec<Entry>) -> Self {
+        Self {
+            serials: revoked.iter().map(|e| e.entry.serial.clone()).collect(),
+            encoded: Arc::new(revoked.iter().flat_map(|e| encode_revoked_entry(&e.entry)).collect()),
+            revoked,
+            covered: 0,
+            last_published: None,
+        }
+    }
+}
+
 /// Least time between the starts of two publications to the file and reload command. Revocations that
 /// arrive meanwhile wait and share the next one, so under a burst the broker reloads at most
 /// ten times a second however many revocations there are (each still returns only once a
@@ -133,55 +159,65 @@ struct Published {
 const MIN_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl CrlPublisher {
-    /// Loads every unexpired revocation and publishes a first CRL.
+    /// Loads every unexpired revocation and publishes a first CRL of each CA.
     pub async fn start(
-        ca: Arc<Authority>,
+        authorities: &Authorities,
         store: Store,
         clock: Arc<dyn Clock>,
         settings: CrlSettings,
     ) -> Result<Arc<Self>, Error> {
         let CrlSettings {
-            url,
             validity,
             file,
             reload_command,
             record,
         } = settings;
-        if let Some(path) = &record {
-            crate::pki::published::reconcile(&ca, &store, &clock, path).await?;
+        let signers: Vec<(i32, Arc<Authority>, String)> = authorities
+            .crl_signers()
+            .filter_map(|c| Some((c.id, c.authority.clone()?, c.crl_url.clone())))
+            .collect();
+        for (id, ca, _) in &signers {
+            if let Some(first) = &record {
+                let path = crate::pki::published::record_of(first, *id);
+                crate::pki::published::reconcile(*id, ca, &store, &clock, &path).await?;
+            }
         }
         let now = clock.now();
-        let revoked: Vec<Entry> = store
+        let mut revoked: HashMap<i32, Vec<Entry>> = HashMap::new();
+        for r in store
             .revocations(now)
             .await?
             .into_iter()
             .chain(store.restored_revocations(now).await?)
-            .filter_map(|r| Entry::new(&r.serial, r.revoked_at, Some(&r.reason), r.not_after))
+        {
+            if let Some(e) = Entry::new(&r.serial, r.revoked_at, Some(&r.reason), r.not_after) {
+                revoked.entry(r.issuer_id).or_default().push(e);
+            }
+        }
+        let issuers = signers
+            .into_iter()
+            .map(|(id, ca, url)| IssuerCrl {
+                id,
+                ca,
+                url,
+                record: record
+                    .as_deref()
+                    .map(|first| crate::pki::published::record_of(first, id)),
+                pending: Mutex::new(Vec::new()),
+                added: AtomicU64::new(0),
+                publishing: tokio::sync::Mutex::new(Published::new(revoked.remove(&id).unwrap_or_default())),
+                current: RwLock::new(None),
+            })
             .collect();
         let publisher = Arc::new(Self {
-            ca,
             clock,
             store,
-            url,
             validity,
             file,
             reload_command,
-            record,
-            pending: Mutex::new(Vec::new()),
-            added: AtomicU64::new(0),
-            publishing: tokio::sync::Mutex::new(Published {
-                serials: revoked.iter().map(|e: &Entry| e.entry.serial.clone()).collect(),
-                encoded: Arc::new(
-                    revoked
-                        .iter()
-                        .flat_map(|e: &Entry| encode_revoked_entry(&e.entry))
-                        .collect(),
-                ),
-                revoked,
-                covered: 0,
-                last_published: None,
-            }),
-            current: RwLock::new(None),
+            issuers,
+            issuing: authorities.issuing().id,
+            output: tokio::sync::Mutex::new(()),
             status: RwLock::new(PublishStatus {
                 ok: true,
                 at: None,
@@ -192,9 +228,15 @@ impl CrlPublisher {
         Ok(publisher)
     }
 
-    /// The CRL being served.
+    /// The CRL of the CA that issues new certificates.
     pub fn current(&self) -> Option<PublishedCrl> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current_of(self.issuing)
+    }
+
+    /// The CRL of CA `id`, if fleetca publishes one.
+    pub fn current_of(&self, id: i32) -> Option<PublishedCrl> {
+        let issuer = self.issuers.iter().find(|i| i.id == id)?;
+        issuer.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// How the last file write and reload went.
@@ -202,29 +244,65 @@ impl CrlPublisher {
         self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Adds revoked certificates and returns once a CRL listing them is published.
+    /// Adds revoked certificates and returns once CRLs listing them are published (each on
+    /// the CRL of the CA that signed it).
     pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), Error> {
-        let mine = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let entries =
-                certs.filter_map(|c| Entry::new(&c.serial, c.revoked_at?, c.revocation_reason.as_deref(), c.not_after));
-            pending.extend(entries);
-            self.added.fetch_add(1, Ordering::AcqRel) + 1
-        };
-        let mut published = self.publishing.lock().await;
-        if published.covered >= mine {
-            return Ok(()); // another caller's publication already included ours
+        let mut by_issuer: Vec<(&IssuerCrl, Vec<Entry>)> = Vec::new();
+        for c in certs {
+            let Some(issuer) = self.issuers.iter().find(|i| i.id == c.issuer_id) else {
+                continue; // a CA whose CRL is no longer published: the certificate has expired
+            };
+            let Some(entry) = c
+                .revoked_at
+                .and_then(|at| Entry::new(&c.serial, at, c.revocation_reason.as_deref(), c.not_after))
+            else {
+                continue;
+            };
+            match by_issuer.iter_mut().find(|(i, _)| i.id == issuer.id) {
+                Some((_, entries)) => entries.push(entry),
+                None => by_issuer.push((issuer, vec![entry])),
+            }
         }
-        self.publish_locked(&mut published).await
+        for (issuer, entries) in by_issuer {
+            let mine = {
+                let mut pending = issuer.pending.lock().unwrap_or_else(|e| e.into_inner());
+                pending.extend(entries);
+                issuer.added.fetch_add(1, Ordering::AcqRel) + 1
+            };
+            let mut published = issuer.publishing.lock().await;
+            if published.covered >= mine {
+                continue; // another caller's publication already included ours
+            }
+            if self.sign(issuer, &mut published).await? {
+                self.write_out().await;
+            }
+        }
+        Ok(())
     }
 
-    /// Re-signs and publishes the CRL now (the timer calls this).
+    /// Re-signs and publishes every CA's CRL now, then writes the file once (the timer calls
+    /// this): a broker never loads a file that lacks one of them.
     pub async fn publish_now(&self) -> Result<(), Error> {
-        let mut published = self.publishing.lock().await;
-        self.publish_locked(&mut published).await
+        // Every lock is held until the file is written: a revocation a CRL covers returns only
+        // once that CRL is in the file (locks are taken oldest CA first, as nowhere else takes
+        // two).
+        let mut recorded = true;
+        let mut held = Vec::with_capacity(self.issuers.len());
+        for issuer in &self.issuers {
+            let mut published = issuer.publishing.lock().await;
+            recorded &= self.sign(issuer, &mut published).await?;
+            held.push(published);
+        }
+        if recorded {
+            self.write_out().await;
+        }
+        drop(held);
+        Ok(())
     }
 
-    async fn publish_locked(&self, published: &mut Published) -> Result<(), Error> {
+    /// Signs `issuer`'s next CRL, with what is pending, and records it. False when the
+    /// record could not be written (then the file must not be either).
+    async fn sign(&self, issuer: &IssuerCrl, published: &mut Published) -> Result<bool, Error> {
         if self.file.is_some() || self.reload_command.is_some() {
             if let Some(wait) = published
                 .last_published
@@ -235,7 +313,7 @@ impl CrlPublisher {
             published.last_published = Some(std::time::Instant::now());
         }
         let covered = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = issuer.pending.lock().unwrap_or_else(|e| e.into_inner());
             let encoded = Arc::make_mut(&mut published.encoded);
             for e in pending.drain(..) {
                 if published.serials.insert(e.entry.serial.clone()) {
@@ -243,7 +321,7 @@ impl CrlPublisher {
                     published.revoked.push(e);
                 }
             }
-            self.added.load(Ordering::Acquire)
+            issuer.added.load(Ordering::Acquire)
         };
         let now = self.clock.now();
         let now = now.with_nanosecond(0).unwrap_or(now);
@@ -267,12 +345,12 @@ impl CrlPublisher {
         }
         let this_update = now - THIS_UPDATE_BACKDATE;
         let next_update = now + self.validity;
-        let number = self.store.next_crl_number(this_update, next_update).await?;
-        let ca = self.ca.clone();
+        let number = self.store.next_crl_number(issuer.id, this_update, next_update).await?;
+        let ca = issuer.ca.clone();
         let encoded = published.encoded.clone();
         let entries = published.revoked.len();
-        let url = self.url.clone();
-        let signed = crate::support::blocking(move || {
+        let url = issuer.url.clone();
+        let crl = crate::support::blocking(move || {
             let request = CrlRequest {
                 number,
                 this_update,
@@ -284,30 +362,56 @@ impl CrlPublisher {
             Ok::<_, fleetca_ca::CaError>(crl)
         })
         .await??;
-        let crl = signed;
-        let crl_pem = crl.pem;
         // The record first: a caller told "revoked" must find the revocation there after any
-        // restore of the database.
-        let recorded = match &self.record {
-            Some(path) => {
-                let (path, der) = (path.clone(), crl.der.clone());
-                crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await?
-            }
-            None => Ok(()),
-        };
-        let status = match recorded {
-            Ok(()) => self.write_and_reload(&crl_pem).await,
-            Err(e) => {
+        // restore of the database. Without it the file is not written either.
+        let mut recorded = true;
+        if let Some(path) = &issuer.record {
+            let (path, der) = (path.clone(), crl.der.clone());
+            if let Err(e) = crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await? {
                 tracing::error!(error = %e, "the published CRL record was not written");
-                Err(e)
+                self.set_status(Err(e), number).await;
+                recorded = false;
             }
-        };
+        }
+        *issuer.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
+            der: Bytes::from(crl.der),
+            pem: Bytes::from(crl.pem),
+            number,
+            this_update,
+            next_update,
+            entries,
+        });
+        published.covered = covered;
+        tracing::info!(ca = issuer.id, crl_number = number, entries, "CRL signed");
+        Ok(recorded)
+    }
+
+    /// Writes every CA's current CRL to the file and runs the reload command.
+    async fn write_out(&self) {
+        let _writing = self.output.lock().await;
+        let mut pem = Vec::new();
+        let mut number = 0;
+        for issuer in &self.issuers {
+            if let Some(crl) = issuer.current.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                pem.extend_from_slice(&crl.pem);
+                if issuer.id == self.issuing {
+                    number = crl.number;
+                }
+            }
+        }
+        let status = self.write_and_reload(pem).await;
         let ok = status.is_ok();
+        self.set_status(status, number).await;
+        tracing::debug!(published = ok, "CRL file written");
+    }
+
+    /// Records how a publication went, announcing the first failure of a run of them.
+    async fn set_status(&self, status: Result<(), String>, number: u64) {
         let was_ok = std::mem::replace(
             &mut *self.status.write().unwrap_or_else(|e| e.into_inner()),
             PublishStatus {
-                ok,
-                at: Some(now),
+                ok: status.is_ok(),
+                at: Some(self.clock.now()),
                 error: status.clone().err(),
             },
         )
@@ -317,17 +421,6 @@ impl CrlPublisher {
         {
             self.announce_failure(number, &error).await;
         }
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
-            der: Bytes::from(crl.der),
-            pem: Bytes::from(crl_pem),
-            number,
-            this_update,
-            next_update,
-            entries,
-        });
-        published.covered = covered;
-        tracing::info!(crl_number = number, entries, published = ok, "CRL signed");
-        Ok(())
     }
 
     /// Announces `crl.publication_failed` (once per run of failures: the first after a success).
@@ -347,17 +440,15 @@ impl CrlPublisher {
     }
 
     /// Writes the CRL file atomically (temp file, fsync, rename) and runs the reload command.
-    async fn write_and_reload(&self, pem: &str) -> Result<(), String> {
+    async fn write_and_reload(&self, body: Vec<u8>) -> Result<(), String> {
         let Some(path) = &self.file else {
             return Ok(());
         };
         let path = path.clone();
-        let body = pem.to_owned();
-        let written =
-            tokio::task::spawn_blocking(move || crate::support::files::replace(&path, body.as_bytes(), 0o644))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| format!("writing the CRL file failed: {e}")));
+        let written = tokio::task::spawn_blocking(move || crate::support::files::replace(&path, &body, 0o644))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| format!("writing the CRL file failed: {e}")));
         if let Err(e) = written {
             tracing::error!(error = %e, "CRL file not written");
             return Err(e);

@@ -395,7 +395,9 @@ impl EstService {
 
     /// `/cacerts`: the CA certificate as a certs-only SignedData (DER).
     pub fn cacerts(&self) -> Result<Vec<u8>, Error> {
-        Ok(fleetca_ca::est::certs_only(&[self.issuer.ca_certificate_der()])?)
+        let certificates = self.issuer.ca_certificates_der();
+        let certificates: Vec<&[u8]> = certificates.iter().map(Vec::as_slice).collect();
+        Ok(fleetca_ca::est::certs_only(&certificates)?)
     }
 
     /// `/simpleenroll` by a device with its password (HTTP Basic; username = device id,

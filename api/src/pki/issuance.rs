@@ -157,6 +157,7 @@ fn decide(facts: &mut BatchFacts, plan: &mut BatchPlan, job: &IssueJob) -> Resul
         supersede_at: None,
         renewed_by: None,
         renewed_via: None,
+        issuer_id: c.issuer_id,
         expiry_warned: None,
     };
     // Later jobs of this batch see this one's effects.
@@ -224,6 +225,7 @@ mod tests {
             not_after: now() + Duration::days(365),
             device: device.map(str::to_owned),
             renews: None,
+            issuer_id: 1,
             claim: None,
         }
     }

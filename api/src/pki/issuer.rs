@@ -13,6 +13,7 @@ use fleetca_storage::{Certificate, StorageError, User};
 use crate::domain::AuditAction;
 use crate::domain::CertificateKind;
 use crate::domain::{CertificateName, ServerCertRequest, ValidityHours};
+use crate::pki::authorities::Authorities;
 use crate::support::Error;
 use crate::support::clock::Clock;
 
@@ -87,36 +88,56 @@ const KEY_LIMIT: &str =
     "This API key already has 10 active certificates, the most allowed; revoke one before creating another.";
 const DEVICE_LIMIT: &str = "This device already has 2 active certificates; revoke one first.";
 
-/// Signs and stores certificates.
+/// Signs (with the issuing CA) and stores certificates.
 pub struct Issuer {
+    cas: Arc<Authorities>,
+    /// The issuing CA.
     ca: Arc<Authority>,
+    issuer_id: i32,
     queue: IssueQueue,
     clock: Arc<dyn Clock>,
+    /// The issuing CA's CRL: every certificate's distribution point.
     crl_url: String,
+    /// The intermediates a client presents after its certificate (empty when a root issues).
+    chain_pem: String,
     /// The enterprise server certificates are filed under (the admins').
     server_enterprise: String,
 }
 
 impl Issuer {
-    pub fn new(
-        ca: Arc<Authority>,
-        queue: IssueQueue,
-        clock: Arc<dyn Clock>,
-        crl_url: String,
-        server_enterprise: String,
-    ) -> Self {
+    pub fn new(cas: Arc<Authorities>, queue: IssueQueue, clock: Arc<dyn Clock>, server_enterprise: String) -> Self {
         Self {
-            ca,
+            ca: cas.issuer(),
+            issuer_id: cas.issuing().id,
+            crl_url: cas.issuing().crl_url.clone(),
+            chain_pem: cas.chain_pem(),
+            cas,
             queue,
             clock,
-            crl_url,
             server_enterprise,
         }
     }
 
-    /// The CA certificate (PEM), returned beside every new certificate.
+    /// The root certificate (PEM) new certificates chain to: what a client trusts, returned
+    /// beside every new certificate.
     pub fn ca_certificate_pem(&self) -> &str {
-        self.ca.certificate_pem()
+        self.cas.anchor_pem()
+    }
+
+    /// The intermediates between a new certificate and its root (PEM, nearest first; empty
+    /// when the root issues): what a client presents after its own certificate.
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+
+    /// The trust bundle a broker loads (see [`Authorities::bundle_pem`]).
+    pub fn trust_bundle_pem(&self) -> String {
+        self.cas.bundle_pem()
+    }
+
+    /// Every CA certificate a client may need (DER): EST's `/cacerts`.
+    pub fn ca_certificates_der(&self) -> Vec<Vec<u8>> {
+        self.cas.certificates_der()
     }
 
     /// Issues a client certificate for an API key (CN = its username, O = its enterprise).
@@ -199,6 +220,7 @@ impl Issuer {
             not_after: issued.not_after,
             device: Some(format!("{tenant}/{device_id}")),
             renews: with.renews,
+            issuer_id: self.issuer_id,
             claim: with.claim,
         };
         let Stored { certificate, discarded } = self
@@ -242,14 +264,9 @@ impl Issuer {
         Ok((new, key.private_key_pem))
     }
 
-    /// Whether fleetca's CA signed this DER certificate; its fingerprint if so.
+    /// Whether one of fleetca's CAs signed this DER certificate; its fingerprint if so.
     pub fn issued_here(&self, der: &[u8]) -> Option<String> {
-        self.ca.check_issued_der(der).map(|f| f.fingerprint)
-    }
-
-    /// The DER of the CA certificate.
-    pub fn ca_certificate_der(&self) -> &[u8] {
-        self.ca.certificate_der()
+        self.cas.check_issued_der(der)
     }
 
     /// Issues a broker's TLS server certificate with a new key.
@@ -349,6 +366,7 @@ impl Issuer {
             not_after: issued.not_after,
             device: None,
             renews: None,
+            issuer_id: self.issuer_id,
             claim: None,
         }
     }

@@ -5,6 +5,7 @@
 //! database ([`published`]). Routes in [`http`]. Cryptography itself is in the `ca` crate.
 //! Start with `issuer.rs`, then `certificates.rs`.
 
+pub mod authorities;
 pub mod certificates;
 pub mod claims;
 pub mod crl;

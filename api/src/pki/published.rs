@@ -20,8 +20,18 @@ use crate::domain::AuditAction;
 use crate::support::Error;
 use crate::support::clock::Clock;
 
-/// The file name of the record in the data directory.
+/// The file name of the record in the data directory (of the first CA's CRL; see
+/// [`record_of`] for the others).
 pub const RECORD_FILE: &str = "published-crl.der";
+
+/// The record of CA `issuer`'s CRL, beside `first` (the first CA's record).
+pub fn record_of(first: &Path, issuer: i32) -> std::path::PathBuf {
+    if issuer == 1 {
+        first.to_owned()
+    } else {
+        first.with_file_name(format!("published-crl-{issuer}.der"))
+    }
+}
 
 /// How long a revocation of a certificate the database does not know stays listed: the
 /// longest validity a certificate can have, counted from its revocation.
@@ -34,9 +44,10 @@ pub fn write_record(path: &Path, der: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("writing the published CRL record {} failed: {e}", path.display()))
 }
 
-/// Compares the database with the record at `path` and repairs a database that is behind.
-/// Returns what was repaired, if anything.
+/// Compares the database with the record at `path` of CA `issuer`'s CRL and repairs a
+/// database that is behind. Returns what was repaired, if anything.
 pub async fn reconcile(
+    issuer: i32,
     ca: &Arc<Authority>,
     store: &Store,
     clock: &Arc<dyn Clock>,
@@ -53,7 +64,7 @@ pub async fn reconcile(
             path.display()
         ))
     })?;
-    let database_number = store.crl_number().await?;
+    let database_number = store.crl_number(issuer).await?;
     if published_number <= database_number {
         return Ok(None);
     }
@@ -69,11 +80,13 @@ pub async fn reconcile(
             revoked_at: e.revoked_at,
             reason: e.reason.name().to_owned(),
             not_after: e.revoked_at + UNKNOWN_CERTIFICATE_LIFETIME,
+            issuer_id: issuer,
         })
         .collect();
     let details = json!({
         "published_crl_number": published_number,
         "database_crl_number": database_number,
+        "ca": issuer,
         "published_entries": published.len(),
     });
     let audit = NewAudit {
@@ -92,7 +105,7 @@ pub async fn reconcile(
         ends_sessions: false,
     };
     let repaired = store
-        .repair_from_published(&published, published_number, details, &[audit], clock.now())
+        .repair_from_published(issuer, &published, published_number, details, &[audit], clock.now())
         .await?;
     tracing::warn!(
         revoked_again = repaired.revoked_again,

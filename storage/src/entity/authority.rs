@@ -9,6 +9,14 @@ pub struct Model {
     pub certificate_pem: String,
     pub sealed_key: Vec<u8>,
     pub created_at: DateTimeUtc,
+    /// `root` or `intermediate`.
+    pub role: String,
+    /// `active`, `pending`, `standby`, `retiring` or `retired` (see the migration).
+    pub state: String,
+    /// The CA that signed this one.
+    pub parent_id: Option<i32>,
+    /// A pending intermediate's CSR.
+    pub csr_pem: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -32,6 +32,8 @@ pub struct Model {
     pub renewed_via: Option<String>,
     /// The tightest expiry warning (30, 7 or 1 days before `not_after`) already announced.
     pub expiry_warned: Option<i32>,
+    /// The CA that signed it (its revocation is listed on that CA's CRL).
+    pub issuer_id: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

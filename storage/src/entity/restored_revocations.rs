@@ -10,6 +10,8 @@ pub struct Model {
     pub revoked_at: DateTimeUtc,
     pub reason: String,
     pub not_after: DateTimeUtc,
+    /// The CA whose published CRL listed it.
+    pub issuer_id: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,10 +8,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use fleetca_e2e::{Daemon, Fleetca, IssuedCertificate, Scratch, binary, free_port, run, tool};
+use fleetca_e2e::{Fleetca, IssuedCertificate, Scratch, binary, run, tool};
 use serde_json::json;
 
-use crate::mosquitto::{assert_round_trip, handshake, mosquitto_conf, wait_for_port};
+use crate::mosquitto::{assert_round_trip, handshake, start_broker};
 
 fn fleetca(args: &[&str], data: &std::path::Path) -> fleetca_e2e::Output {
     let mut cmd = Command::new(binary());
@@ -70,14 +70,7 @@ fn a_restored_backup_never_un_revokes_and_numbers_its_crls_higher() {
     dir.write("server.crt", created["certificate_pem"].as_str().unwrap(), false);
     dir.write("server.key", created["private_key_pem"].as_str().unwrap(), true);
     dir.write("ca.crt", created["ca_certificate_pem"].as_str().unwrap(), false);
-    let port = free_port();
-    let conf = dir.write("mosquitto.conf", &mosquitto_conf(dir.path(), port), false);
-    let mut broker = Daemon::spawn(
-        "mosquitto",
-        Command::new(tool("mosquitto")).arg("-c").arg(&conf),
-        &dir.join("mosquitto"),
-    );
-    wait_for_port(&mut broker, port);
+    let (broker, port) = start_broker(&dir);
 
     // 100 certificates of ten keys, and one that stays valid.
     let mut keys = Vec::new();

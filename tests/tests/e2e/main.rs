@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod est;
 mod floods;
+mod hierarchy;
 mod metrics;
 mod mosquitto;
 mod restart;

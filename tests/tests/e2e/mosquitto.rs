@@ -94,12 +94,24 @@ pub(crate) fn assert_round_trip(dir: &Scratch, port: u16, client: &IssuedCertifi
 }
 
 /// A TLS 1.2 handshake with `client`'s certificate: with TLS 1.2 the broker's verdict on
-/// the client certificate arrives during the handshake, so its alert is in the output.
+/// the client certificate arrives during the handshake, so its alert is in the output. The
+/// intermediates after the certificate in its file are sent too (`s_client -cert` sends
+/// only the first certificate of a file, unlike mosquitto's clients).
 pub(crate) fn handshake(port: u16, client: &IssuedCertificate) -> Output {
+    let pem = std::fs::read_to_string(&client.cert).expect("the client's certificate file");
+    let mut cmd = Command::new(tool("openssl"));
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-tls1_2"]);
+    if let Some(at) = pem
+        .match_indices("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .map(|(at, _)| at)
+    {
+        let chain = client.cert.with_extension("chain");
+        fleetca_e2e::write_file(&chain, &pem[at..], false);
+        cmd.arg("-cert_chain").arg(chain);
+    }
     run(
-        Command::new(tool("openssl"))
-            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-tls1_2"])
-            .arg("-cert")
+        cmd.arg("-cert")
             .arg(&client.cert)
             .arg("-key")
             .arg(&client.key)
@@ -158,6 +170,20 @@ fn csr_certificate(
     }
 }
 
+/// Starts mosquitto on a free port with [`mosquitto_conf`] (ca.crt, server.crt,
+/// server.key and crl.pem in `dir`) and waits until it listens.
+pub(crate) fn start_broker(dir: &Scratch) -> (Daemon, u16) {
+    let port = free_port();
+    let conf = dir.write("mosquitto.conf", &mosquitto_conf(dir.path(), port), false);
+    let mut broker = Daemon::spawn(
+        "mosquitto",
+        Command::new(tool("mosquitto")).arg("-c").arg(&conf),
+        &dir.join("mosquitto"),
+    );
+    wait_for_port(&mut broker, port);
+    (broker, port)
+}
+
 pub(crate) fn wait_for_port(broker: &mut Daemon, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -175,7 +201,7 @@ pub(crate) fn wait_for_port(broker: &mut Daemon, port: u16) {
 
 #[test]
 fn a_revoked_certificate_is_refused_by_mosquitto_on_its_next_connection() {
-    let mosquitto = tool("mosquitto");
+    tool("mosquitto");
     for t in ["mosquitto_pub", "mosquitto_sub", "openssl", "curl"] {
         tool(t);
     }
@@ -232,14 +258,7 @@ fn a_revoked_certificate_is_refused_by_mosquitto_on_its_next_connection() {
     dir.write("server.key", &pem("private_key_pem"), true);
     dir.write("ca.crt", &pem("ca_certificate_pem"), false);
 
-    let port = free_port();
-    let conf = dir.write("mosquitto.conf", &mosquitto_conf(dir.path(), port), false);
-    let mut broker = Daemon::spawn(
-        "mosquitto",
-        Command::new(&mosquitto).arg("-c").arg(&conf),
-        &dir.join("mosquitto"),
-    );
-    wait_for_port(&mut broker, port);
+    let (mut broker, port) = start_broker(&dir);
 
     // Two certificates of one API key: A will be revoked, B must keep working.
     let key = server.create_api_key(&admin, "svc-mqtt-prod", "nnn.acme");

@@ -16,6 +16,8 @@ pub fn routes() -> crate::http::edge::Routes {
         ("/ca.pem", vec![route("GET", || web::get().to(ca_pem))]),
         ("/crl.der", vec![route("GET", || web::get().to(crl_der))]),
         ("/crl.pem", vec![route("GET", || web::get().to(crl_pem))]),
+        ("/crl/{ca}.der", vec![route("GET", || web::get().to(ca_crl_der))]),
+        ("/crl/{ca}.pem", vec![route("GET", || web::get().to(ca_crl_pem))]),
     ]
 }
 
@@ -130,36 +132,70 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// The CA certificate (PEM).
+/// The trust bundle (PEM): every CA certificate of fleetca's that is not retired, roots
+/// first. What a broker loads as its `cafile`; with a single CA, that CA's certificate.
 #[utoipa::path(get, path = "/ca.pem", tag = "pki", responses((status = 200, content_type = "application/x-pem-file", body = String)))]
 pub async fn ca_pem(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
         .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"ca.crt\""))
-        .body(state.certificates.ca_certificate_pem().to_owned())
+        .body(state.certificates.trust_bundle_pem())
 }
 
-/// The current CRL, DER (`application/pkix-crl`). Supports `If-None-Match`.
+/// The first CA's current CRL, DER (`application/pkix-crl`): the distribution point of the
+/// certificates it signed. Supports `If-None-Match`.
 #[utoipa::path(get, path = "/crl.der", tag = "pki", responses(
     (status = 200, content_type = "application/pkix-crl", body = Vec<u8>),
     (status = 304, description = "Unchanged since the ETag sent"),
 ))]
 pub async fn crl_der(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    crl_response(&state, &req, false)
+    crl_response(&state, &req, 1, false)
 }
 
-/// The current CRL, PEM. Supports `If-None-Match`.
+/// The first CA's current CRL, PEM. Supports `If-None-Match`.
 #[utoipa::path(get, path = "/crl.pem", tag = "pki", responses(
     (status = 200, content_type = "application/x-pem-file", body = String),
     (status = 304, description = "Unchanged since the ETag sent"),
 ))]
 pub async fn crl_pem(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    crl_response(&state, &req, true)
+    crl_response(&state, &req, 1, true)
 }
 
-fn crl_response(state: &AppState, req: &HttpRequest, pem: bool) -> HttpResponse {
-    let Some(crl) = state.overview.crl().0 else {
-        return HttpResponse::ServiceUnavailable().finish();
+/// The current CRL of CA `ca` (an intermediate, or a root made later), DER: the
+/// distribution point of what that CA signed. 404 for a CA whose CRL fleetca does not
+/// publish. Supports `If-None-Match`.
+#[utoipa::path(get, path = "/crl/{ca}.der", tag = "pki", params(("ca" = i32, Path, description = "The CA's id")), responses(
+    (status = 200, content_type = "application/pkix-crl", body = Vec<u8>),
+    (status = 304, description = "Unchanged since the ETag sent"),
+    (status = 404, description = "No CRL of that CA"),
+))]
+pub async fn ca_crl_der(state: web::Data<AppState>, req: HttpRequest, ca: web::Path<String>) -> HttpResponse {
+    match ca.parse() {
+        Ok(id) => crl_response(&state, &req, id, false),
+        Err(_) => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// As `/crl/{ca}.der`, PEM.
+#[utoipa::path(get, path = "/crl/{ca}.pem", tag = "pki", params(("ca" = i32, Path, description = "The CA's id")), responses(
+    (status = 200, content_type = "application/x-pem-file", body = String),
+    (status = 304, description = "Unchanged since the ETag sent"),
+    (status = 404, description = "No CRL of that CA"),
+))]
+pub async fn ca_crl_pem(state: web::Data<AppState>, req: HttpRequest, ca: web::Path<String>) -> HttpResponse {
+    match ca.parse() {
+        Ok(id) => crl_response(&state, &req, id, true),
+        Err(_) => HttpResponse::NotFound().finish(),
+    }
+}
+
+fn crl_response(state: &AppState, req: &HttpRequest, ca: i32, pem: bool) -> HttpResponse {
+    let Some(crl) = state.overview.crl_of(ca) else {
+        return if ca == 1 {
+            HttpResponse::ServiceUnavailable().finish()
+        } else {
+            HttpResponse::NotFound().finish()
+        };
     };
     let etag = EntityTag::new_strong(format!("crl-{}-{}", crl.number, if pem { "pem" } else { "der" }));
     let last_modified = HttpDate::from(std::time::SystemTime::from(crl.this_update));

@@ -177,8 +177,13 @@ pub struct CreatedCertificate {
     /// The new P-256 key as an `EC PRIVATE KEY` PEM. Absent when a CSR was sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key_pem: Option<String>,
-    /// The CA certificate that clients use to verify the broker and that signed this one.
+    /// The root CA certificate this one chains to: what clients trust (to verify the
+    /// broker, too).
     pub ca_certificate_pem: String,
+    /// The intermediate CA certificates between this certificate and `ca_certificate_pem`
+    /// (PEM, nearest first): a client presents them after its own certificate. Empty when
+    /// the root signed it.
+    pub chain_pem: String,
 }
 
 /// Create an MQTT client certificate.
@@ -273,6 +278,9 @@ pub struct CreatedServerCertificate {
     pub certificate: CertificateOut,
     pub private_key_pem: String,
     pub ca_certificate_pem: String,
+    /// The intermediates between this certificate and `ca_certificate_pem` (PEM, nearest
+    /// first): the broker presents them after its certificate. Empty when the root signed it.
+    pub chain_pem: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -381,6 +389,7 @@ pub async fn create(
             certificate: CertificateOut::new(created.record, true),
             private_key_pem: created.private_key_pem,
             ca_certificate_pem: created.ca_certificate_pem,
+            chain_pem: state.certificates.chain_pem().to_owned(),
         },
     ))
 }
@@ -560,6 +569,7 @@ pub async fn renew(
             certificate: CertificateOut::new(record, true),
             private_key_pem: issued.private_key_pem,
             ca_certificate_pem: state.certificates.ca_certificate_pem().to_owned(),
+            chain_pem: state.certificates.chain_pem().to_owned(),
         },
     ))
 }
@@ -590,6 +600,7 @@ pub async fn create_server(
             certificate: CertificateOut::new(record, true),
             private_key_pem: key,
             ca_certificate_pem: state.certificates.ca_certificate_pem().to_owned(),
+            chain_pem: state.certificates.chain_pem().to_owned(),
         },
     ))
 }

@@ -125,6 +125,10 @@ pub struct CreatedClaimOut {
     /// The claim certificate's P-256 key (`PRIVATE KEY` PEM). Never stored.
     pub private_key_pem: String,
     pub ca_certificate_pem: String,
+    /// The intermediate CA certificates between this certificate and `ca_certificate_pem`
+    /// (PEM, nearest first): a client presents them after its own certificate. Empty when
+    /// the root signed it.
+    pub chain_pem: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -189,6 +193,7 @@ pub async fn create(
             certificate_pem: created.certificate_pem,
             private_key_pem: created.private_key_pem,
             ca_certificate_pem: created.ca_certificate_pem,
+            chain_pem: created.chain_pem,
         },
     ))
 }

@@ -1,0 +1,324 @@
+//! The CAs fleetca holds, as the service uses them: the one that issues, the chain a client
+//! presents with its certificate, the roots brokers trust, and every CA whose CRL fleetca
+//! signs.
+//!
+//! The CA made at the first start (id 1) is a root that issues, as it always has. An
+//! operator adds an issuing intermediate (`fleetca ca intermediate`, see [`add`]): fleetca
+//! makes its key and a CSR, the operator's root signs it, and once imported it issues every
+//! new certificate while the CA before it retires. The set is read at start; a change made
+//! by the CLI takes effect when fleetca (every instance) restarts.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use fleetca_ca::{Authority, CaSubject, MasterKey, MemoryKey};
+use fleetca_storage::authority::{CaRow, NewCa, Parent};
+use fleetca_storage::{NewAudit, Store};
+
+use crate::domain::{CaRole, CaState};
+use crate::support::Error;
+
+/// One CA.
+#[derive(Clone)]
+pub struct Ca {
+    pub id: i32,
+    pub role: CaRole,
+    pub state: CaState,
+    pub parent_id: Option<i32>,
+    /// Its certificate (empty while pending).
+    pub certificate_pem: String,
+    /// It, with its key, when fleetca holds the key and the certificate.
+    pub authority: Option<Arc<Authority>>,
+    /// Where its CRL is published: the distribution point of what it signs.
+    pub crl_url: String,
+}
+
+impl Ca {
+    /// Whether fleetca publishes its CRL: it holds the key and certificates it signed may
+    /// still be valid.
+    pub fn publishes_crl(&self) -> bool {
+        self.authority.is_some() && matches!(self.state, CaState::Active | CaState::Standby | CaState::Retiring)
+    }
+}
+
+/// The distribution point of CA `id`'s CRL: the first CA keeps `/crl.der`, later ones
+/// `/crl/{id}.der`.
+pub fn crl_url(public_url: &str, id: i32) -> String {
+    if id == 1 {
+        format!("{public_url}/crl.der")
+    } else {
+        format!("{public_url}/crl/{id}.der")
+    }
+}
+
+/// Every CA, and which one issues.
+pub struct Authorities {
+    cas: Vec<Ca>,
+    /// The one that issues (also in `cas`), and its key and certificate.
+    issuing: Ca,
+    issuer: Arc<Authority>,
+}
+
+impl Authorities {
+    /// Reads and opens every CA. Fails when no CA is active or the active one's key cannot
+    /// be opened.
+    pub async fn load(store: &Store, master: &MasterKey, public_url: &str) -> Result<Self, String> {
+        let rows = store.authorities().await.map_err(|e| e.to_string())?;
+        Self::from_rows(rows, master, public_url)
+    }
+
+    fn from_rows(rows: Vec<CaRow>, master: &MasterKey, public_url: &str) -> Result<Self, String> {
+        let mut cas = Vec::with_capacity(rows.len());
+        for row in rows {
+            let role = CaRole::parse(&row.role).ok_or_else(|| format!("CA {}: unknown role {:?}", row.id, row.role))?;
+            let state =
+                CaState::parse(&row.state).ok_or_else(|| format!("CA {}: unknown state {:?}", row.id, row.state))?;
+            let holds_key = !row.sealed_key.is_empty() && !row.certificate_pem.is_empty();
+            let authority = if holds_key && state != CaState::Retired {
+                let ca = Authority::load(&row.certificate_pem, &row.sealed_key, master)
+                    .map_err(|e| format!("CA {}: {e}", row.id))?;
+                Some(Arc::new(ca))
+            } else {
+                None
+            };
+            cas.push(Ca {
+                id: row.id,
+                role,
+                state,
+                parent_id: row.parent_id,
+                certificate_pem: row.certificate_pem,
+                authority,
+                crl_url: crl_url(public_url, row.id),
+            });
+        }
+        let (issuing, issuer) = cas
+            .iter()
+            .filter(|c| c.state == CaState::Active)
+            .find_map(|c| Some((c.clone(), c.authority.clone()?)))
+            .ok_or("no active CA whose key fleetca holds")?;
+        Ok(Self { cas, issuing, issuer })
+    }
+
+    /// A set of one CA, the first (for tests and the test kit).
+    pub fn single(ca: Arc<Authority>, public_url: &str) -> Self {
+        let only = Ca {
+            id: 1,
+            role: CaRole::Root,
+            state: CaState::Active,
+            parent_id: None,
+            certificate_pem: ca.certificate_pem().to_owned(),
+            authority: Some(ca.clone()),
+            crl_url: crl_url(public_url, 1),
+        };
+        Self {
+            cas: vec![only.clone()],
+            issuing: only,
+            issuer: ca,
+        }
+    }
+
+    /// Every CA, oldest first.
+    pub fn all(&self) -> &[Ca] {
+        &self.cas
+    }
+
+    /// The CA that issues new certificates.
+    pub fn issuing(&self) -> &Ca {
+        &self.issuing
+    }
+
+    /// The issuing CA's key and certificate.
+    pub fn issuer(&self) -> Arc<Authority> {
+        self.issuer.clone()
+    }
+
+    fn by_id(&self, id: i32) -> Option<&Ca> {
+        self.cas.iter().find(|c| c.id == id)
+    }
+
+    /// The CAs from `ca` up to its root, `ca` first.
+    fn path<'a>(&'a self, ca: &'a Ca) -> Vec<&'a Ca> {
+        let mut path = vec![ca];
+        let mut at = ca;
+        while let Some(parent) = at.parent_id.and_then(|p| self.by_id(p)) {
+            if path.iter().any(|c| c.id == parent.id) {
+                break;
+            }
+            path.push(parent);
+            at = parent;
+        }
+        path
+    }
+
+    /// The intermediates between a certificate of the issuing CA and its root (PEM,
+    /// nearest first; empty when the root issues): what a client presents after its own
+    /// certificate.
+    pub fn chain_pem(&self) -> String {
+        let path = self.path(self.issuing());
+        path.iter()
+            .filter(|c| c.role == CaRole::Intermediate)
+            .map(|c| c.certificate_pem.as_str())
+            .collect()
+    }
+
+    /// The root the issuing CA's certificates chain to: what a client trusts.
+    pub fn anchor_pem(&self) -> &str {
+        let path = self.path(self.issuing());
+        path.last().map_or("", |c| c.certificate_pem.as_str())
+    }
+
+    /// The trust bundle a broker loads as its `cafile` (and `/ca.pem` serves): every CA
+    /// certificate that is not retired, roots first, oldest first. Certificates of the old
+    /// CA and of the new one both verify against it, and so does a client that presents only
+    /// its own certificate (the intermediate is in the bundle).
+    pub fn bundle_pem(&self) -> String {
+        let live = |c: &&Ca| c.state != CaState::Retired && !c.certificate_pem.is_empty();
+        let roots = self.cas.iter().filter(live).filter(|c| c.role == CaRole::Root);
+        let intermediates = self.cas.iter().filter(live).filter(|c| c.role == CaRole::Intermediate);
+        roots.chain(intermediates).map(|c| c.certificate_pem.as_str()).collect()
+    }
+
+    /// Every CA certificate a client may need (roots and intermediates, not retired), DER.
+    pub fn certificates_der(&self) -> Vec<Vec<u8>> {
+        self.cas
+            .iter()
+            .filter(|c| c.state != CaState::Retired && !c.certificate_pem.is_empty())
+            .filter_map(|c| pem::parse(c.certificate_pem.trim()).ok())
+            .map(pem::Pem::into_contents)
+            .collect()
+    }
+
+    /// The CAs whose CRLs fleetca signs.
+    pub fn crl_signers(&self) -> impl Iterator<Item = &Ca> {
+        self.cas.iter().filter(|c| c.publishes_crl())
+    }
+
+    /// The fingerprint of a certificate (PEM, or the bare base64 EMQX sends) that one of
+    /// fleetca's CAs signed.
+    pub fn check_issued(&self, pem: &str) -> Option<String> {
+        self.signers()
+            .find_map(|ca| ca.check_issued(pem))
+            .map(|f| f.fingerprint)
+    }
+
+    /// As [`Authorities::check_issued`], for DER.
+    pub fn check_issued_der(&self, der: &[u8]) -> Option<String> {
+        self.signers()
+            .find_map(|ca| ca.check_issued_der(der))
+            .map(|f| f.fingerprint)
+    }
+
+    /// The issuing CA first, then the others that may have signed a valid certificate.
+    fn signers(&self) -> impl Iterator<Item = &Authority> {
+        std::iter::once(self.issuing())
+            .chain(self.cas.iter().filter(|c| c.id != self.issuing().id))
+            .filter(|c| c.publishes_crl())
+            .filter_map(|c| c.authority.as_deref())
+    }
+}
+
+/// What `fleetca ca intermediate --csr-out` made: the pending CA's id and its CSR (PEM).
+pub struct Requested {
+    pub id: i32,
+    pub csr_pem: String,
+}
+
+/// Makes an intermediate's key (sealed under the master key, in the database) and a CSR
+/// for the operator's root to sign; the CA waits, pending, for [`import`].
+pub async fn add(
+    store: &Store,
+    master: &MasterKey,
+    subject: &CaSubject,
+    audit: impl FnOnce(&str) -> NewAudit,
+    now: DateTime<Utc>,
+) -> Result<Requested, Error> {
+    let key = MemoryKey::generate_p256()?;
+    let csr = fleetca_ca::intermediate_csr(&key, subject)?;
+    let csr_pem = lf_pem(&pem::Pem::new("CERTIFICATE REQUEST", csr));
+    let sealed_key =
+        fleetca_ca::CaKey::sealed(&key, master).ok_or_else(|| Error::Internal("key not sealable".into()))??;
+    let new = NewCa {
+        role: CaRole::Intermediate.as_str().into(),
+        state: CaState::Pending.as_str().into(),
+        parent_id: None,
+        certificate_pem: String::new(),
+        sealed_key,
+        csr_pem: Some(csr_pem.clone()),
+    };
+    let id = store.add_authority(new, &[audit(&subject.common_name)], now).await?;
+    Ok(Requested { id, csr_pem })
+}
+
+/// What [`import`] activated.
+pub struct Imported {
+    pub id: i32,
+    pub subject: String,
+    pub not_after: DateTime<Utc>,
+    /// Whether the root was new to fleetca (stored beside the others).
+    pub new_root: bool,
+}
+
+/// Activates the pending intermediate whose key `cert_pem` certifies, signed by `root_pem`:
+/// the chain, the constraints and the key are checked (see
+/// [`fleetca_ca::Authority::import_intermediate`]); the root is stored when fleetca does not
+/// know it; the CA that issued until now retires.
+pub async fn import(
+    store: &Store,
+    master: &MasterKey,
+    cert_pem: &str,
+    root_pem: &str,
+    audit: impl FnOnce(&Authority) -> NewAudit,
+    now: DateTime<Utc>,
+) -> Result<Imported, Error> {
+    let rows = store.authorities().await?;
+    let pending: Vec<&CaRow> = rows.iter().filter(|r| r.state == CaState::Pending.as_str()).collect();
+    if pending.is_empty() {
+        return Err(Error::Conflict(
+            "No intermediate is waiting for its certificate; make one first with `fleetca ca intermediate --csr-out FILE`."
+                .into(),
+        ));
+    }
+    let mut why = String::new();
+    for row in pending {
+        let key = MemoryKey::unseal(&row.sealed_key, master)?;
+        let ca = match Authority::import_intermediate(cert_pem, root_pem, key, now) {
+            Ok(ca) => ca,
+            Err(e) => {
+                why = e.to_string();
+                continue;
+            }
+        };
+        let root = pem::parse(root_pem.trim()).map_err(|e| Error::invalid("root", e.to_string()))?;
+        let known = rows
+            .iter()
+            .find(|r| pem::parse(r.certificate_pem.trim()).is_ok_and(|p| p.contents() == root.contents()));
+        let parent = match known {
+            Some(r) => Parent::Known(r.id),
+            None => Parent::New(NewCa {
+                role: CaRole::Root.as_str().into(),
+                state: CaState::Standby.as_str().into(),
+                parent_id: None,
+                certificate_pem: lf_pem(&root),
+                sealed_key: Vec::new(),
+                csr_pem: None,
+            }),
+        };
+        let new_root = known.is_none();
+        let record = audit(&ca);
+        store
+            .activate_intermediate(row.id, ca.certificate_pem().to_owned(), parent, &[record], now)
+            .await?;
+        return Ok(Imported {
+            id: row.id,
+            subject: ca.subject().to_owned(),
+            not_after: ca.not_after(),
+            new_root,
+        });
+    }
+    Err(Error::invalid("certificate", why))
+}
+
+/// PEM with LF line endings, as openssl writes it and every other PEM of fleetca's.
+fn lf_pem(p: &pem::Pem) -> String {
+    pem::encode_config(p, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+}

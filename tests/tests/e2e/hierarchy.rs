@@ -1,0 +1,299 @@
+//! Bring your own root: fleetca makes an issuing intermediate's key and CSR, the operator's
+//! root (made here with openssl, its key never shown to fleetca) signs it, fleetca imports
+//! it and issues from it. A mosquitto that trusts only the operator's root accepts
+//! fleetca's clients, and refuses one revoked on the intermediate's own CRL.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fleetca_e2e::{Fleetca, Output, Scratch, binary, openssl_in, run, tool};
+use serde_json::json;
+
+use crate::mosquitto::{assert_round_trip, handshake, start_broker};
+
+/// `fleetca --data-dir DATA <args>`, an offline command on the server's database.
+fn fleetca(data: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(binary());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FLEETCA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.arg("--data-dir").arg(data).args(args).env("NO_COLOR", "1");
+    run(&mut cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_only_that_root_accepts() {
+    tool("mosquitto");
+    for t in ["mosquitto_pub", "mosquitto_sub", "openssl"] {
+        tool(t);
+    }
+    let dir = Scratch::new("hierarchy");
+    let data = dir.join("data");
+
+    // fleetca makes the key and the CSR; nothing is waiting before.
+    let refused = fleetca(&data, &["ca", "intermediate", "--import", "x.pem", "--root", "y.pem"]);
+    assert!(
+        !refused.success(),
+        "an import with no files succeeded: {}",
+        refused.combined()
+    );
+    let csr = dir.join("intermediate.csr");
+    fleetca(
+        &data,
+        &[
+            "ca",
+            "intermediate",
+            "--csr-out",
+            csr.to_str().expect("UTF-8"),
+            "--common-name",
+            "Acme issuing CA 1",
+        ],
+    )
+    .expect_success("fleetca ca intermediate --csr-out");
+    openssl_in(dir.path(), ["req", "-in", "intermediate.csr", "-noout", "-verify"])
+        .expect_success("the CSR's self-signature verifies");
+
+    // The operator's root, and its signature on the CSR with an issuing CA's extensions.
+    openssl_in(
+        dir.path(),
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "root.key",
+            "-out",
+            "root.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=Acme Root/O=Acme",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    )
+    .expect_success("the operator's root");
+    dir.write(
+        "ext.cnf",
+        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+        false,
+    );
+    openssl_in(
+        dir.path(),
+        [
+            "x509",
+            "-req",
+            "-in",
+            "intermediate.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-days",
+            "1825",
+            "-sha256",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "intermediate.pem",
+        ],
+    )
+    .expect_success("the root signs the intermediate");
+
+    // A certificate that is not a CA is refused, saying why; the real one is imported.
+    let path = |name: &str| dir.join(name).to_str().expect("UTF-8").to_owned();
+    let wrong = fleetca(
+        &data,
+        &[
+            "ca",
+            "intermediate",
+            "--import",
+            &path("root.pem"),
+            "--root",
+            &path("root.pem"),
+        ],
+    );
+    assert!(!wrong.success(), "the root imported as its own intermediate");
+    fleetca(
+        &data,
+        &[
+            "ca",
+            "intermediate",
+            "--import",
+            &path("intermediate.pem"),
+            "--root",
+            &path("root.pem"),
+        ],
+    )
+    .expect_success("fleetca ca intermediate --import");
+    let list = fleetca(&data, &["ca", "list"]);
+    let listed = list.expect_success("fleetca ca list");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("intermediate") && l.contains("active") && l.contains("Acme issuing CA 1")),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().any(|l| l.contains("retiring") && l.contains("fleetca")),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("Acme Root") && l.contains("standby") && l.contains(" no ")),
+        "fleetca holds no key of the operator's root: {listed}"
+    );
+    let database = std::fs::read(data.join("fleetca.db")).expect("the database");
+    let root_key = std::fs::read_to_string(dir.join("root.key")).expect("root key");
+    let root_key_body: String = root_key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(
+        !String::from_utf8_lossy(&database).contains(&root_key_body[..40]),
+        "the root's key is in the database"
+    );
+
+    let crl_file = dir.join("crl.pem");
+    let reload = format!(
+        "kill -HUP $(cat {}) 2>/dev/null || true",
+        dir.join("mosquitto.pid").display()
+    );
+    let server = Fleetca::start_with(
+        &data,
+        &[
+            "--crl-file",
+            crl_file.to_str().expect("UTF-8"),
+            "--crl-reload-command",
+            &reload,
+        ],
+        &[],
+    );
+    let admin = server.admin_token();
+
+    // The broker's certificate: a full chain; the broker trusts only the operator's root.
+    let created = server
+        .post(
+            "/api/v4/manage/server-certificates/",
+            Some(&admin),
+            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
+        )
+        .expect_json(201, "the broker's server certificate");
+    let text = |k: &str| {
+        created[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k} in {created}"))
+            .to_owned()
+    };
+    assert_eq!(
+        text("ca_certificate_pem").trim(),
+        dir.read("root.pem").trim(),
+        "ca_certificate_pem is the root"
+    );
+    assert_eq!(
+        text("chain_pem").trim(),
+        dir.read("intermediate.pem").trim(),
+        "chain_pem is the intermediate"
+    );
+    dir.write("server.crt", &(text("certificate_pem") + &text("chain_pem")), false);
+    dir.write("server.key", &text("private_key_pem"), true);
+    dir.write("ca.crt", &dir.read("root.pem"), false);
+
+    // /ca.pem is the trust bundle: fleetca's first root, the operator's, the intermediate.
+    let bundle = run(
+        Command::new(tool("curl")).args(["-sf", &server.url("/ca.pem")]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        bundle.stdout.matches("BEGIN CERTIFICATE").count(),
+        3,
+        "{}",
+        bundle.stdout
+    );
+    // The CRL file holds both CRLs fleetca signs (the first CA's and the intermediate's).
+    assert_eq!(dir.read("crl.pem").matches("BEGIN X509 CRL").count(), 2);
+
+    let (mut broker, port) = start_broker(&dir);
+
+    let key = server.create_api_key(&admin, "svc-byo-root", "nnn.acme");
+    let key_id = key["id"].as_str().expect("id");
+    let a = server.issue_certificate(&admin, key_id, "client A", dir.path(), "a");
+    let b = server.issue_certificate(&admin, key_id, "client B", dir.path(), "b");
+    let a_leaf = a.created["certificate_pem"].as_str().expect("pem");
+    dir.write("a-leaf.crt", a_leaf, false);
+    let issuer = openssl_in(
+        dir.path(),
+        [
+            "x509",
+            "-in",
+            "a-leaf.crt",
+            "-noout",
+            "-issuer",
+            "-ext",
+            "crlDistributionPoints",
+        ],
+    );
+    let facts = issuer.expect_success("the leaf's issuer");
+    assert!(facts.contains("Acme issuing CA 1"), "{facts}");
+    assert!(
+        facts.contains(&server.url("/crl/2.der")),
+        "the DP names the intermediate's CRL: {facts}"
+    );
+    openssl_in(
+        dir.path(),
+        [
+            "verify",
+            "-x509_strict",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "a-leaf.crt",
+        ],
+    )
+    .expect_success("openssl verifies the chain to the operator's root");
+
+    assert_round_trip(&dir, port, &a, "hello through the operator's root");
+
+    // Revoked: listed on the intermediate's CRL, and mosquitto refuses it.
+    let started = Instant::now();
+    server.revoke(&admin, &a.id, "keyCompromise");
+    loop {
+        let out = handshake(port, &a);
+        if out.combined().contains("certificate revoked") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "mosquitto still accepts the revoked certificate:\n{}\n{}",
+            out.combined(),
+            broker.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let crl = run(
+        Command::new(tool("curl"))
+            .args(["-sf", "-o"])
+            .arg(dir.join("int.crl"))
+            .arg(server.url("/crl/2.der")),
+        Duration::from_secs(10),
+    );
+    assert!(crl.success(), "{}", crl.combined());
+    let listed = openssl_in(
+        dir.path(),
+        ["crl", "-inform", "DER", "-in", "int.crl", "-noout", "-text"],
+    );
+    let listed = listed.expect_success("the intermediate's CRL");
+    assert!(listed.contains("Acme issuing CA 1"), "{listed}");
+    assert!(listed.to_lowercase().contains(&a.serial.to_lowercase()), "{listed}");
+    assert_round_trip(&dir, port, &b, "B still works");
+    assert!(broker.exited().is_none(), "mosquitto exited:\n{}", broker.log_tail(40));
+}
