@@ -206,7 +206,8 @@ impl Services {
             }),
             overview: overview::OverviewService {
                 store,
-                ca: cas.issuer(),
+                ca: cas.first(),
+                cas: cas.clone(),
                 crl: crl.clone(),
                 clock,
                 acl,

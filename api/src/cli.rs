@@ -222,6 +222,27 @@ async fn check_backup(
             record.display()
         ));
     }
+    // Every other CA fleetca published a CRL of must be in the backup, with its key: a
+    // backup from before an intermediate was added would lose the intermediate's key for
+    // good, and every certificate it signed with it.
+    let others = crate::pki::published::other_records(&config.data_dir);
+    if !others.is_empty() {
+        let rows = backup.authorities().await.unwrap_or_default();
+        for (id, path) in others {
+            let opened = rows
+                .iter()
+                .find(|r| r.id == id && !r.sealed_key.is_empty() && !r.certificate_pem.is_empty())
+                .and_then(|r| fleetca_ca::Authority::load(&r.certificate_pem, &r.sealed_key, master).ok());
+            let published = std::fs::read(&path).ok();
+            let matches = opened.zip(published).is_some_and(|(ca, der)| ca.read_crl(&der).is_ok());
+            if !matches {
+                return Err(format!(
+                    "{shown}: lacks CA {id}, whose CRL fleetca published ({}): it was taken before that CA was added; restoring it would lose that CA's key. Not restored",
+                    path.display()
+                ));
+            }
+        }
+    }
     backup.close().await;
     Ok(())
 }
@@ -271,14 +292,20 @@ pub enum CaCommand {
     /// Every CA fleetca holds: id, role, state, subject, expiry, and whether fleetca holds
     /// its key.
     List,
-    /// Add an issuing intermediate signed by a root fleetca never sees (bring your own root).
-    /// First `--csr-out FILE`: fleetca makes the intermediate's key (sealed in its database)
-    /// and writes a CSR for your root to sign. Then `--import CERT --root ROOT.pem`: fleetca
-    /// checks the chain, the constraints and the key, and the intermediate issues every new
-    /// certificate from the next start of fleetca (restart every instance); the CA before
-    /// it retires, its CRL published while certificates it signed are valid.
+    /// Add an issuing intermediate. `--new`: signed by fleetca's own root. Or, under a root
+    /// fleetca never sees (bring your own root): first `--csr-out FILE` (fleetca makes the
+    /// key, sealed in its database, and writes a CSR for your root to sign), then `--import
+    /// CERT --root ROOT.pem` (fleetca checks the chain, the constraints and the key). Either
+    /// way the intermediate stands by: after the next start of every instance it is trusted
+    /// and its CRL published, and `fleetca ca activate ID` makes it issue.
     #[command(after_help = INTERMEDIATE_HELP)]
     Intermediate(IntermediateArgs),
+    /// Make a standby intermediate the issuing CA (from the next start of each instance);
+    /// the CA that issued until now retires, its CRL published while what it signed is valid.
+    Activate {
+        /// The intermediate's id (`fleetca ca list`).
+        id: i32,
+    },
 }
 
 const INTERMEDIATE_HELP: &str = "Signing the CSR with openssl (the extensions an issuing intermediate needs):
@@ -288,11 +315,15 @@ const INTERMEDIATE_HELP: &str = "Signing the CSR with openssl (the extensions an
 #[derive(Args, Debug)]
 #[group(required = true, multiple = true)]
 pub struct IntermediateArgs {
+    /// Make the intermediate's key and certify it with fleetca's own root.
+    #[arg(long, conflicts_with_all = ["csr_out", "import", "root"])]
+    pub new: bool,
     /// Make the intermediate's key and write its CSR (PEM) to FILE.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["import", "root"])]
     pub csr_out: Option<PathBuf>,
-    /// The intermediate's common name (with --csr-out; default: "fleetca issuing CA <today>").
-    #[arg(long, requires = "csr_out")]
+    /// The intermediate's common name (with --new or --csr-out; default: "fleetca issuing
+    /// CA <date and time>"; at most 64 characters).
+    #[arg(long)]
     pub common_name: Option<String>,
     /// The intermediate's certificate (PEM) your root signed.
     #[arg(long, value_name = "CERT", requires = "root")]
@@ -511,6 +542,40 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             Ok(())
         }
         CaCommand::Intermediate(IntermediateArgs {
+            new: true, common_name, ..
+        }) => {
+            let subject = intermediate_subject(&config, common_name)?;
+            let id = crate::pki::authorities::certify_new(
+                &opened.store,
+                &opened.master,
+                &subject,
+                &config.public_url,
+                |root, pem| {
+                    crate::outbox::audit::system(
+                        AuditAction::CaIntermediateRequest,
+                        "ca",
+                        "",
+                        None,
+                        serde_json::json!({
+                            "common_name": subject.common_name,
+                            "signed_by": root.subject(),
+                            "fingerprint": pem::parse(pem.trim()).map(|p| fleetca_ca::fingerprint(p.contents())).unwrap_or_default(),
+                            "by": "fleetca ca intermediate --new",
+                        }),
+                    )
+                },
+                fleetca_storage::now(),
+            )
+            .await
+            .map_err(field_errors)?;
+            println!(
+                "intermediate CA {id} ({}) is signed by fleetca's root and stands by: restart every instance (it is \
+                 then trusted and its CRL published), then run fleetca ca activate {id} and restart again",
+                subject.common_name
+            );
+            Ok(())
+        }
+        CaCommand::Intermediate(IntermediateArgs {
             csr_out: Some(out),
             common_name,
             ..
@@ -518,11 +583,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             if out.exists() {
                 return Err(format!("{} exists; name a new file", out.display()));
             }
-            let subject = fleetca_ca::CaSubject {
-                common_name: common_name
-                    .unwrap_or_else(|| format!("fleetca issuing CA {}", fleetca_storage::now().format("%Y-%m-%d"))),
-                organization: config.ca_organization.clone(),
-            };
+            let subject = intermediate_subject(&config, common_name)?;
             let requested = crate::pki::authorities::add(
                 &opened.store,
                 &opened.master,
@@ -564,7 +625,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                 &root_pem,
                 |ca| {
                     crate::outbox::audit::system(
-                        AuditAction::CaIntermediateActivate,
+                        AuditAction::CaIntermediateImport,
                         "ca",
                         "",
                         None,
@@ -581,10 +642,10 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             .await
             .map_err(field_errors)?;
             println!(
-                "intermediate CA {} ({}, valid until {}) is the issuing CA from the next start of fleetca: restart every \
-                 instance. {}Give brokers the new trust bundle (GET /ca.pem, or fleetca server-cert's ca.crt) before \
-                 devices get certificates from it.",
-                imported.id,
+                "intermediate CA {id} ({}, valid until {}) stands by. {}Restart every instance: it is then trusted \
+                 and its CRL published. Give brokers the new trust bundle (GET /ca.pem, or fleetca server-cert's \
+                 ca.crt) and clients the new roots (ca_certificate_pem), then run fleetca ca activate {id} and \
+                 restart again.",
                 imported.subject,
                 imported.not_after.to_rfc3339(),
                 if imported.new_root {
@@ -592,9 +653,47 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                 } else {
                     ""
                 },
+                id = imported.id,
             );
             Ok(())
         }
-        CaCommand::Intermediate(_) => Err("give --csr-out FILE, or --import CERT --root ROOT.pem".into()),
+        CaCommand::Intermediate(_) => Err("give --new, --csr-out FILE, or --import CERT --root ROOT.pem".into()),
+        CaCommand::Activate { id } => {
+            let record = crate::outbox::audit::system(
+                AuditAction::CaActivate,
+                "ca",
+                &id.to_string(),
+                None,
+                serde_json::json!({"by": "fleetca ca activate"}),
+            );
+            crate::pki::authorities::activate(&opened.store, id, record, fleetca_storage::now())
+                .await
+                .map_err(|e| match e {
+                    crate::support::Error::NotFound(_) => format!("no CA {id}"),
+                    other => field_errors(other),
+                })?;
+            println!(
+                "CA {id} issues every new certificate from the next start of each instance: restart them all; the CA \
+                 before it retires (its CRL stays published while certificates it signed are valid)"
+            );
+            Ok(())
+        }
     }
+}
+
+/// An intermediate's name: the operator's (at most 64 characters, RFC 5280's upper bound for
+/// a common name), or "fleetca issuing CA" and the date and time.
+fn intermediate_subject(config: &Config, common_name: Option<String>) -> Result<fleetca_ca::CaSubject, String> {
+    let common_name = common_name
+        .unwrap_or_else(|| format!("fleetca issuing CA {}", fleetca_storage::now().format("%Y-%m-%d %H:%M")));
+    let length = common_name.chars().count();
+    if common_name.trim().is_empty() || length > 64 || common_name.chars().any(char::is_control) {
+        return Err(format!(
+            "--common-name must be 1 to 64 printable characters (got {length})"
+        ));
+    }
+    Ok(fleetca_ca::CaSubject {
+        common_name,
+        organization: config.ca_organization.clone(),
+    })
 }

@@ -10,18 +10,17 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{self, ErrorHandlers};
 use actix_web::{App, HttpServer, web};
 use chrono::{Duration, Utc};
-use fleetca_ca::{Authority, CaError, CaSubject, MasterKey};
-use fleetca_storage::authority::StoredAuthority;
-
-use crate::pki::authorities::Authorities;
+use fleetca_ca::{Authority, CaError, CaSubject, MasterKey, MemoryKey};
+use fleetca_storage::authority::NewCa;
 use fleetca_storage::users::NewUser;
 use fleetca_storage::{StorageError, Store, StoreOptions};
 
 use crate::app::{Dependencies, Services};
 use crate::config::Config;
-use crate::domain::AuditAction;
+use crate::domain::{AuditAction, CaRole, CaState};
 use crate::error::{ApiError, problemize};
 use crate::identity::hashing::Hasher;
+use crate::pki::authorities::Authorities;
 use crate::state::AppState;
 use crate::support::clock::SystemClock;
 
@@ -346,43 +345,79 @@ pub async fn connect(config: &Config) -> Result<Store, StartError> {
     }
 }
 
-/// Makes the first CA on a new installation, and checks the master key opens it.
+/// Makes a new installation's CAs: a root (CA 1, path length 1, signing only
+/// intermediates and its CRL) and an issuing intermediate under it (CA 2) that signs every
+/// certificate; both keys sealed under the master key. An installation made before keeps its
+/// one CA, which issues as it did. Then checks the master key opens CA 1.
 async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) -> Result<(), StartError> {
-    let stored = match store
+    let ca_error = |e: CaError| StartError::Authority(e.to_string());
+    let db = |e: StorageError| StartError::Database(e.to_string());
+    if store.load_authority().await.map_err(db)?.is_none() {
+        let now = Utc::now();
+        let subject = CaSubject {
+            common_name: config.ca_common_name.clone(),
+            organization: config.ca_organization.clone(),
+        };
+        let validity = Duration::days(365 * i64::from(config.ca_validity_years));
+        let root = Authority::create_root(&subject, now, validity).map_err(ca_error)?;
+        let key = MemoryKey::generate_p256().map_err(ca_error)?;
+        let issuing_subject = CaSubject {
+            common_name: issuing_name(&config.ca_common_name),
+            organization: config.ca_organization.clone(),
+        };
+        let profile = fleetca_ca::IntermediateProfile {
+            subject: &issuing_subject,
+            validity,
+            crl_url: &crate::pki::authorities::crl_url(&config.public_url, 1),
+        };
+        let public_key = fleetca_ca::PublicKey::from_sec1(fleetca_ca::CaKey::public_key_raw(&key)).map_err(ca_error)?;
+        let certified = root
+            .certify_intermediate(&profile, &public_key, now)
+            .map_err(ca_error)?;
+        let sealed = |key: Option<Result<Vec<u8>, CaError>>| {
+            key.unwrap_or_else(|| Err(CaError::InvalidKey("the key cannot be sealed".into())))
+                .map_err(ca_error)
+        };
+        let root_row = NewCa {
+            role: CaRole::Root.as_str().into(),
+            state: CaState::Standby.as_str().into(),
+            parent_id: None,
+            certificate_pem: root.certificate_pem().to_owned(),
+            sealed_key: root.seal_key(master).map_err(ca_error)?,
+            csr_pem: None,
+        };
+        let issuing_row = NewCa {
+            role: CaRole::Intermediate.as_str().into(),
+            state: CaState::Active.as_str().into(),
+            parent_id: Some(1),
+            certificate_pem: certified.pem,
+            sealed_key: sealed(fleetca_ca::CaKey::sealed(&key, master))?,
+            csr_pem: None,
+        };
+        store.insert_hierarchy(root_row, issuing_row, now).await.map_err(db)?;
+        tracing::info!(root = %root.subject(), issuing = %issuing_subject.common_name, "created the certificate authorities");
+    }
+    let stored = store
         .load_authority()
         .await
-        .map_err(|e| StartError::Database(e.to_string()))?
-    {
-        Some(s) => s,
-        None => {
-            let subject = CaSubject {
-                common_name: config.ca_common_name.clone(),
-                organization: config.ca_organization.clone(),
-            };
-            let validity = Duration::days(365 * i64::from(config.ca_validity_years));
-            let ca =
-                Authority::create(&subject, Utc::now(), validity).map_err(|e| StartError::Authority(e.to_string()))?;
-            let sealed_key = ca.seal_key(master).map_err(|e| StartError::Authority(e.to_string()))?;
-            let stored = store
-                .insert_authority(
-                    StoredAuthority {
-                        certificate_pem: ca.certificate_pem().to_owned(),
-                        sealed_key,
-                    },
-                    Utc::now(),
-                )
-                .await
-                .map_err(|e| StartError::Database(e.to_string()))?;
-            tracing::info!(subject = %ca.subject(), "created the certificate authority");
-            stored
-        }
-    };
+        .map_err(db)?
+        .ok_or_else(|| StartError::Database("no CA stored".into()))?;
     let ca = Authority::load(&stored.certificate_pem, &stored.sealed_key, master).map_err(|e| match e {
         CaError::Unseal => StartError::WrongMasterKey,
         other => StartError::Authority(other.to_string()),
     })?;
     tracing::info!(subject = %ca.subject(), fingerprint = %ca.fingerprint(), not_after = %ca.not_after(), "certificate authority loaded");
     Ok(())
+}
+
+/// The first issuing intermediate's name, from the root's: `fleetca root CA` gives `fleetca
+/// issuing CA 1`, `Acme Fleet CA` gives `Acme Fleet CA issuing 1`.
+fn issuing_name(root: &str) -> String {
+    if root.contains("root") {
+        format!("{} 1", root.replacen("root", "issuing", 1))
+    } else {
+        format!("{root} issuing 1")
+    }
 }
 
 async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result<(), StartError> {

@@ -54,6 +54,7 @@ fn crl(c: &mut Criterion) {
             this_update: now,
             next_update: now + Duration::days(7),
             url: "http://h/crl.der",
+            scoped: true,
         };
         group.bench_with_input(BenchmarkId::from_parameter(n), &entries, |b, e| {
             b.iter(|| ca.sign_crl(&request, e).unwrap())

@@ -490,7 +490,12 @@ impl Authority {
     ) -> Result<IssuedCertificate, CaError> {
         let now = whole_seconds(now);
         let not_before = now - BACKDATE;
-        let not_after = now + validity;
+        // Never past this CA's own notAfter: a chain is valid only while every certificate
+        // of it is (an intermediate nearing its end issues shorter certificates).
+        let not_after = (now + validity).min(self.not_after());
+        if not_after <= now {
+            return Err(CaError::InvalidName("this CA has expired; rotate it".into()));
+        }
         let (serial, serial_hex) = random_serial()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn;
@@ -812,6 +817,7 @@ mod tests {
             this_update: now,
             next_update: now + Duration::days(7),
             url: "http://x/crl.der",
+            scoped: true,
         };
         let entry = crate::crl::RevokedEntry {
             serial: hex::decode(&client.serial_hex).unwrap(),

@@ -143,6 +143,12 @@ pub struct CrlRequest<'a> {
     /// The URL of this CRL: the Issuing Distribution Point, equal to the certificates'
     /// CRL distribution point.
     pub url: &'a str,
+    /// Whether the CRL names its scope (the issuingDistributionPoint extension). A root
+    /// that certifies only intermediates leaves it out: its CRL then covers everything it
+    /// signed, itself included, which is what `openssl verify -crl_check_all` asks of the
+    /// last certificate of a chain (a certificate without a distribution point is outside
+    /// a CRL that names one).
+    pub scoped: bool,
 }
 
 /// A signed CRL.
@@ -227,12 +233,14 @@ impl Authority {
             &[&[0x06, 0x03, 0x55, 0x1d, 0x14][..], &tlv(0x04, &number)].concat(),
         ));
         // issuingDistributionPoint (critical): distributionPoint fullName URI.
-        let uri = tlv(0x86, request.url.as_bytes());
-        let idp = tlv(0x30, &tlv(0xa0, &tlv(0xa0, &uri)));
-        exts.extend(tlv(
-            0x30,
-            &[&[0x06, 0x03, 0x55, 0x1d, 0x1c, 0x01, 0x01, 0xff][..], &tlv(0x04, &idp)].concat(),
-        ));
+        if request.scoped {
+            let uri = tlv(0x86, request.url.as_bytes());
+            let idp = tlv(0x30, &tlv(0xa0, &tlv(0xa0, &uri)));
+            exts.extend(tlv(
+                0x30,
+                &[&[0x06, 0x03, 0x55, 0x1d, 0x1c, 0x01, 0x01, 0xff][..], &tlv(0x04, &idp)].concat(),
+            ));
+        }
         let mut tbs_body = Vec::with_capacity(entries_der.len() + 512);
         tbs_body.extend([0x02, 0x01, 0x01]);
         tbs_body.extend(ECDSA_WITH_SHA256);
@@ -454,6 +462,7 @@ mod tests {
             this_update: now - Duration::minutes(5),
             next_update: now + Duration::days(7),
             url: "http://h/crl.der",
+            scoped: true,
         };
         let fast = ca.sign_crl_encoded(&request, &encoded).unwrap();
         let whole = ca.sign_crl(&request, &entries).unwrap();
@@ -524,6 +533,7 @@ mod tests {
             this_update: now,
             next_update: now + Duration::days(7),
             url: "http://h/crl.der",
+            scoped: true,
         };
         let whole = ca.sign_crl(&request, &entries).unwrap();
         let encoded: Vec<u8> = entries.iter().flat_map(encode_revoked_entry).collect();
@@ -575,6 +585,7 @@ mod tests {
             this_update: now - Duration::minutes(5),
             next_update: now + Duration::days(7),
             url: "http://h/crl.der",
+            scoped: true,
         };
         let crl = ca.sign_crl(&request, &entries).unwrap();
         assert!(crl.pem.starts_with("-----BEGIN X509 CRL-----"));

@@ -93,6 +93,14 @@ impl Authority {
         if !may_sign_certificates(&root) || root.subject() != root.issuer() {
             return Err(refuse("the root must be a self-signed CA that may sign certificates"));
         }
+        if !may_certify_cas(&root) {
+            return Err(refuse(
+                "the root's path length constraint is 0: it may not certify an intermediate (make the root without pathlen, or with pathlen 1 or more)",
+            ));
+        }
+        if cert.validity().not_after.timestamp() > root.validity().not_after.timestamp() {
+            return Err(refuse("the intermediate is valid longer than its root"));
+        }
         root.verify_signature(None)
             .map_err(|_| refuse("the root's self-signature does not verify"))?;
         if cert.issuer() != root.subject() {
@@ -123,6 +131,23 @@ fn parsed<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, CaError>
         .filter(|(rest, _)| rest.is_empty())
         .map(|(_, c)| c)
         .ok_or_else(|| CaError::InvalidKey(format!("the {what} certificate does not parse")))
+}
+
+/// Whether a CA's path length allows an intermediate below it (none, or at least 1).
+fn may_certify_cas(c: &X509Certificate<'_>) -> bool {
+    c.basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca && b.value.path_len_constraint.is_none_or(|n| n >= 1))
+}
+
+impl Authority {
+    /// Whether this CA may certify an intermediate (a CA whose path length is absent or at
+    /// least 1): a hierarchy's root may, the single CA of an installation made before
+    /// hierarchies (path length 0) may not.
+    pub fn may_certify_intermediates(&self) -> bool {
+        parsed(self.certificate_der(), "CA").is_ok_and(|c| may_certify_cas(&c))
+    }
 }
 
 /// CA:TRUE and, when it has a key usage, keyCertSign among it.

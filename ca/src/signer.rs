@@ -144,6 +144,7 @@ mod tests {
             this_update: now,
             next_update: now + Duration::hours(1),
             url: "http://x/crl.der",
+            scoped: true,
         };
         let crl = ca.sign_crl(&request, []).unwrap();
         made.verify_crl_signature(&crl.der).unwrap();

@@ -85,6 +85,24 @@ async fn renew_once(args: &RenewArgs, base: &str, ca_file: Option<&Path>) -> Res
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| CliError::Usage(format!("cannot build the HTTP client: {e}")))?;
+    // The CA certificates first (so a failure here loses nothing): the file written holds
+    // the new certificate and its intermediates, a file the client presents whole,
+    // whichever CA issued it.
+    let cacerts = client
+        .get(format!("{}/.well-known/est/cacerts", base.trim_end_matches('/')))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| CliError::Network(format!("reading fleetca's CA certificates (/cacerts): {e}")))?
+        .bytes()
+        .await
+        .map_err(|e| CliError::Network(format!("reading fleetca's CA certificates (/cacerts): {e}")))?;
+    let compact: Vec<u8> = cacerts.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let cas = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
+        .and_then(|p7| fleetca_ca::est::certificates_of(&p7).ok())
+        .ok_or_else(|| CliError::Usage("fleetca's /cacerts answer is not a certs-only PKCS#7".into()))?;
     let (new_key_pem, csr) =
         fleetca_ca::est::new_key_and_csr(&cn).map_err(|e| CliError::Usage(format!("a new key: {e}")))?;
     let path = match &args.label {
@@ -119,23 +137,6 @@ async fn renew_once(args: &RenewArgs, base: &str, ca_file: Option<&Path>) -> Res
     let der = certs
         .first()
         .ok_or_else(|| CliError::Usage("fleetca's answer holds no certificate".into()))?;
-    // The file holds the certificate and its intermediates (from /cacerts): a file the
-    // client presents whole, whichever CA issued the new certificate.
-    let cacerts = client
-        .get(format!("{}/.well-known/est/cacerts", base.trim_end_matches('/')))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| CliError::Network(format!("reading fleetca's CA certificates (/cacerts): {e}")))?
-        .bytes()
-        .await
-        .map_err(|e| CliError::Network(format!("reading fleetca's CA certificates (/cacerts): {e}")))?;
-    let compact: Vec<u8> = cacerts.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    let cas = base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .ok()
-        .and_then(|p7| fleetca_ca::est::certificates_of(&p7).ok())
-        .ok_or_else(|| CliError::Usage("fleetca's /cacerts answer is not a certs-only PKCS#7".into()))?;
     let encode = |der: &[u8]| {
         pem::encode_config(
             &pem::Pem::new("CERTIFICATE", der.to_vec()),

@@ -90,6 +90,22 @@ impl Store {
         self.load_authority().await?.ok_or(StorageError::NotFound)
     }
 
+    /// Stores a new installation's hierarchy unless a CA exists: `root` as CA 1 and `issuing`
+    /// (signed by it) as CA 2, in one transaction. When two instances start on an empty
+    /// database at once, the second finds the first's and stores nothing.
+    pub async fn insert_hierarchy(&self, root: NewCa, issuing: NewCa, now: DateTime<Utc>) -> Result<(), StorageError> {
+        let txn = self.write_txn().await?;
+        match insert_ca(&txn, FIRST, root, now).await {
+            Ok(()) => {
+                insert_ca(&txn, FIRST + 1, issuing, now).await?;
+                txn.commit().await?;
+                Ok(())
+            }
+            Err(StorageError::Conflict(_)) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Stores a new CA with the next id, audited; returns its id.
     pub async fn add_authority(&self, ca: NewCa, audit: &[NewAudit], now: DateTime<Utc>) -> Result<i32, StorageError> {
         let txn = self.write_txn().await?;
@@ -99,11 +115,12 @@ impl Store {
         Ok(id)
     }
 
-    /// Makes the pending intermediate `id` the issuing CA with its signed certificate: the
-    /// root that signed it is stored first when fleetca does not know it yet (`new_root`,
-    /// whose id becomes the intermediate's parent), and the CA that issued until now retires
-    /// (its CRL is published until its last certificate expires). One transaction, audited.
-    pub async fn activate_intermediate(
+    /// Gives the pending intermediate `id` its signed certificate and makes it `standby`
+    /// (trusted and publishing its CRL, issuing nothing until [`Store::activate_authority`]):
+    /// the root that signed it is stored first when fleetca does not know it yet
+    /// ([`Parent::New`], whose id becomes the intermediate's parent). One transaction,
+    /// audited. Returns the parent's id.
+    pub async fn import_intermediate(
         &self,
         id: i32,
         certificate_pem: String,
@@ -120,13 +137,8 @@ impl Store {
                 root_id
             }
         };
-        CaEntity::update_many()
-            .col_expr(CaCol::State, Expr::value("retiring"))
-            .filter(CaCol::State.eq("active"))
-            .exec(&txn)
-            .await?;
         let updated = CaEntity::update_many()
-            .col_expr(CaCol::State, Expr::value("active"))
+            .col_expr(CaCol::State, Expr::value("standby"))
             .col_expr(CaCol::CertificatePem, Expr::value(certificate_pem))
             .col_expr(CaCol::ParentId, Expr::value(parent_id))
             .col_expr(CaCol::CsrPem, Expr::value(Option::<String>::None))
@@ -141,6 +153,39 @@ impl Store {
         }
         crate::rows::commit_audited(txn, audit, now).await?;
         Ok(parent_id)
+    }
+
+    /// Makes the standby intermediate `id` the issuing CA; the CA that issued until now
+    /// retires (its CRL is published while certificates it signed are valid). One
+    /// transaction, audited.
+    pub async fn activate_authority(
+        &self,
+        id: i32,
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        let txn = self.write_txn().await?;
+        let candidate = CaEntity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NotFound)?;
+        if candidate.role != "intermediate" || candidate.state != "standby" {
+            return Err(StorageError::Conflict(format!(
+                "CA {id} is a {} in state {}; only a standby intermediate can be made active",
+                candidate.role, candidate.state
+            )));
+        }
+        CaEntity::update_many()
+            .col_expr(CaCol::State, Expr::value("retiring"))
+            .filter(CaCol::State.eq("active"))
+            .exec(&txn)
+            .await?;
+        CaEntity::update_many()
+            .col_expr(CaCol::State, Expr::value("active"))
+            .filter(CaCol::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        crate::rows::commit_audited(txn, audit, now).await
     }
 
     /// Takes the next CRL number of the CA `issuer` and records the CRL's dates, atomically,

@@ -247,7 +247,8 @@ class TlsFiles:
         self.ca = write_pem(directory / "ca.crt", ca_pem)
         self.cert = self.key = None
         if issued is not None:
-            self.cert = write_pem(directory / "cert.crt", issued["certificate_pem"])
+            # The certificate and its intermediate: the chain the side presents whole.
+            self.cert = write_pem(directory / "cert.crt", issued["certificate_pem"] + issued["chain_pem"])
             self.key = write_pem(directory / "cert.key", issued["private_key_pem"], private=True)
 
 

@@ -231,7 +231,8 @@ def stack(request, fleetca_bin):
     fleetca_port = low_port()
     mgmt_port = low_port()
     password = secrets.token_hex(16)
-    settings = f"""crl_file = "{crl_dir / 'fleetca-crl.pem'}"
+    # One file per CA ({ca} in the path): Erlang's ssl reads one CRL per file.
+    settings = f"""crl_file = "{crl_dir / 'fleetca-crl-{ca}.pem'}"
 disconnect_retry_hours = 1
 
 [[brokers]]
@@ -251,12 +252,15 @@ password_env = "FLEETCA_RABBITMQ_PASSWORD"
     rabbit = None
     try:
         ca_pem = urllib.request.urlopen(fleetca.url + "/ca.pem", timeout=TIMEOUT).read().decode()
-        ca_file = write_pem(workdir / "ca.pem", ca_pem)
-        # RabbitMQ (Erlang's ssl) finds a CRL by its issuer's hash: `<hash>.r0`.
-        digest = subprocess.run(
-            ["openssl", "x509", "-hash", "-noout", "-in", str(ca_file)], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        os.symlink(crl_dir / "fleetca-crl.pem", crl_dir / f"{digest}.r0")
+        # RabbitMQ (Erlang's ssl) finds a CRL by its issuer's hash, `<hash>.r0`, one CRL per
+        # file: a link per CA's file, named by its CRL's issuer hash, as the README says.
+        crls = sorted(crl_dir.glob("fleetca-crl-*.pem"))
+        assert len(crls) == 2, crls
+        for crl in crls:
+            digest = subprocess.run(
+                ["openssl", "crl", "-hash", "-noout", "-in", str(crl)], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            os.symlink(crl, crl_dir / f"{digest}.r0")
         server = TlsFiles(workdir / "server", fleetca.create_server_certificate(), ca_pem)
         rabbit = RabbitMq(workdir, fleetca.url, server, crl_dir, mgmt_port, password)
         yield Stack(fleetca, rabbit, workdir, ca_pem)

@@ -85,7 +85,9 @@ def lint(report: PkiReport, what: str, cmd: list[str]) -> None:
 
 
 def verify(report: PkiReport, what: str, ca: Path, crl: Path, cert: Path, expect_revoked: bool, purpose: str):
-    cmd = ["openssl", "verify", "-x509_strict", "-crl_check", "-purpose", purpose,
+    """`openssl verify -x509_strict -crl_check_all`: every certificate of the chain (the leaf,
+    the intermediate, the root) checked against its issuer's CRL."""
+    cmd = ["openssl", "verify", "-x509_strict", "-crl_check_all", "-purpose", purpose,
            "-CAfile", str(ca), "-CRLfile", str(crl), str(cert)]
     report.verify_runs += 1
     done = run(cmd)
@@ -121,6 +123,9 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
         return path
 
+    # A new installation: a root (CA 1) and the intermediate that issues (CA 2). /ca.pem is
+    # the trust bundle (the root, then the intermediate); answers give the root as
+    # ca_certificate_pem and the intermediate as chain_pem.
     ca = save("ca.pem", server.expect("GET", "/ca.pem", auth=False).data)
 
     key = server.expect(
@@ -132,8 +137,12 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
         "POST", "/api/v4/manage/mqtt-certificates/", {"name": "lint", "api_key_id": key["id"]}, status=201
     )
     client = save("client.pem", pem_field(made, "certificate_pem"))
-    if made.json().get("ca_certificate_pem", "").strip() != ca.read_text().strip():
-        report.problems.append("POST /api/v4/manage/mqtt-certificates/: ca_certificate_pem differs from GET /ca.pem")
+    root = save("root.pem", pem_field(made, "ca_certificate_pem"))
+    intermediate = save("intermediate.pem", pem_field(made, "chain_pem"))
+    if root.read_text() + intermediate.read_text() != ca.read_text():
+        report.problems.append(
+            "POST /api/v4/manage/mqtt-certificates/: ca_certificate_pem + chain_pem differ from GET /ca.pem"
+        )
     save("client.key", pem_field(made, "private_key_pem"))
 
     # CSRs for keys that never leave this directory: the kinds device stacks make.
@@ -226,17 +235,23 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
     )
     renewed_cert = save("renewed.pem", pem_field(renewed, "certificate_pem"))
 
+    # Every CRL (/crl.pem: the root's, then the intermediate's), and each on its own.
     crl_pem = save("crl.pem", server.expect("GET", "/crl.pem", auth=False).data)
-    crl_der = save("crl.der", server.expect("GET", "/crl.der", auth=False).data)
+    issuing_crl = save("crl-2.pem", server.expect("GET", "/crl/2.pem", auth=False).data)
+    issuing_crl_der = save("crl-2.der", server.expect("GET", "/crl/2.der", auth=False).data)
+    root_crl_der = save("crl-1.der", server.expect("GET", "/crl.der", auth=False).data)
     serial = run(["openssl", "x509", "-in", str(doomed), "-noout", "-serial"]).stdout.strip().split("=")[-1]
-    crl_text = run(["openssl", "crl", "-in", str(crl_pem), "-noout", "-text"]).stdout
+    crl_text = run(["openssl", "crl", "-in", str(issuing_crl), "-noout", "-text"]).stdout
     if not serial or serial.upper().lstrip("0") not in crl_text.replace(" ", "").upper():
-        report.problems.append(f"GET /crl.pem does not list the revoked serial {serial}:\n{crl_text}")
+        report.problems.append(f"GET /crl/2.pem does not list the revoked serial {serial}:\n{crl_text}")
     if "Key Compromise" not in crl_text:
-        report.problems.append(f"GET /crl.pem does not give the reason keyCompromise:\n{crl_text}")
+        report.problems.append(f"GET /crl/2.pem does not give the reason keyCompromise:\n{crl_text}")
+    if crl_pem.read_text().count("BEGIN X509 CRL") != 2 or issuing_crl.read_text().strip() not in crl_pem.read_text():
+        report.problems.append("GET /crl.pem does not hold the root's and the intermediate's CRLs")
 
     for name, path in (
-        ("CA certificate (GET /ca.pem)", ca),
+        ("root CA certificate (ca_certificate_pem)", root),
+        ("issuing intermediate CA certificate (chain_pem)", intermediate),
         ("client certificate, key made by fleetca", client),
         *((f"client certificate for a {label} CSR", path) for label, path in csr_certs),
         ("server certificate", server_cert),
@@ -253,9 +268,19 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
         ("device certificate", device_cert),
         ("claim certificate", claim_cert),
     ):
-        lint(report, f"chain CA -> {name}", ["lint_pkix_signer_signee_cert_chain", "lint", str(ca), str(path)])
-    lint(report, "CRL (GET /crl.pem)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(crl_pem)])
-    lint(report, "CRL (GET /crl.der)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(crl_der)])
+        lint(
+            report,
+            f"chain intermediate -> {name}",
+            ["lint_pkix_signer_signee_cert_chain", "lint", str(intermediate), str(path)],
+        )
+    lint(
+        report,
+        "chain root -> intermediate",
+        ["lint_pkix_signer_signee_cert_chain", "lint", str(root), str(intermediate)],
+    )
+    lint(report, "intermediate's CRL (GET /crl/2.pem)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(issuing_crl)])
+    lint(report, "intermediate's CRL (GET /crl/2.der)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(issuing_crl_der)])
+    lint(report, "root's CRL (GET /crl.der)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(root_crl_der)])
 
     verify(report, "client certificate", ca, crl_pem, client, False, "sslclient")
     for label, path in csr_certs:
@@ -271,6 +296,6 @@ def lint_crl_again(server: Fleetca, workdir: Path, label: str) -> PkiReport:
     """Lints the CRL as it is after the API fuzzing (which may have revoked more)."""
     report = PkiReport()
     path = workdir / f"crl-{label}.pem"
-    path.write_bytes(server.expect("GET", "/crl.pem", auth=False).data)
-    lint(report, f"CRL {label} (GET /crl.pem)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(path)])
+    path.write_bytes(server.expect("GET", "/crl/2.pem", auth=False).data)
+    lint(report, f"CRL {label} (GET /crl/2.pem)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(path)])
     return report

@@ -113,7 +113,7 @@ test('creating a certificate downloads client.crt, client.key and ca.crt that op
   const key = await download(page, page.getByTestId('download-client-key'), files);
   const ca = await download(page, page.getByTestId('download-ca-crt'), files);
   assert.deepEqual([crt, key, ca].map((p) => p.split('/').pop()), ['client.crt', 'client.key', 'ca.crt']);
-  assert.equal(openssl('verify', '-CAfile', ca, crt).trim(), `${crt}: OK`);
+  assert.equal(openssl('verify', '-CAfile', ca, '-untrusted', crt, crt).trim(), `${crt}: OK`);
   // Validity: two years.
   const end = openssl('x509', '-in', crt, '-noout', '-enddate').trim().replace('notAfter=', '');
   const years = (new Date(end) - Date.now()) / (365 * 86_400_000);
@@ -143,7 +143,7 @@ test('a certificate can be signed from an uploaded CSR', async () => {
   assert.equal(await page.getByTestId('download-client-key').count(), 0);
   const crt = await download(page, page.getByTestId('download-client-crt'), files);
   const ca = join(files, 'ca.crt');
-  assert.equal(openssl('verify', '-CAfile', ca, crt).trim(), `${crt}: OK`);
+  assert.equal(openssl('verify', '-CAfile', ca, '-untrusted', crt, crt).trim(), `${crt}: OK`);
   assert.equal(openssl('x509', '-in', crt, '-noout', '-pubkey'), openssl('pkey', '-in', key, '-pubout'));
 });
 
@@ -312,8 +312,13 @@ test('the CA page shows the subject, fingerprint and expiry, and downloads the C
   const fp = openssl('x509', '-in', ca, '-noout', '-fingerprint', '-sha256').trim().split('=')[1];
   assert.equal(await page.getByTestId('ca-fingerprint').textContent(), fp);
   assert.match(await page.getByTestId('ca-not-after').textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d UTC \(\d+ days left\)$/);
+  // A new installation: the root and the intermediate that issues.
+  assert.match(await page.getByTestId('ca-row-1').textContent(), /root.*standby/);
+  assert.match(await page.getByTestId('ca-row-2').textContent(), /intermediate.*active.*fleetca/);
+  // crl.pem holds every CA's CRL: the root's, then the intermediate's (which lists revocations).
   const crl = await download(page, page.getByTestId('download-crl-pem'), files);
-  assert.match(openssl('crl', '-in', crl, '-noout', '-text', '-CAfile', ca), /Serial Number/);
+  assert.match(openssl('crl', '-in', crl, '-noout', '-text', '-CAfile', ca), /Issuer: CN ?= ?fleetca root CA/);
+  assert.match(openssl('storeutl', '-noout', '-text', '-crls', crl), /Serial Number/);
   const der = await download(page, page.getByTestId('download-crl-der'), files);
   assert.match(openssl('crl', '-inform', 'DER', '-in', der, '-noout', '-crlnumber'), /crlNumber=/);
   await screenshot(page, 'ca');

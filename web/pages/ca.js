@@ -40,5 +40,32 @@ export async function render(root, ctx) {
       ),
       h('details', null, h('summary', null, 'Show the PEM'), secretField('CA certificate', ca.certificate_pem, 'ca-pem', { multiline: true })),
     ),
+    h(
+      'div',
+      { class: 'card' },
+      h('h2', null, 'Certificate authorities'),
+      h('p', { class: 'muted' }, 'The active CA signs every new certificate; the others are trusted (standby), being retired, or waiting for their certificate. fleetca ca list shows the same; README: "Certificate authorities".'),
+      h(
+        'table',
+        { 'data-testid': 'ca-list' },
+        h('thead', null, h('tr', null, ...['ID', 'Role', 'State', 'Subject', 'Expires', 'Key held'].map((t) => h('th', null, t)))),
+        h(
+          'tbody',
+          null,
+          ...(ca.authorities || []).map((c) =>
+            h(
+              'tr',
+              { 'data-testid': `ca-row-${c.id}` },
+              h('td', null, String(c.id)),
+              h('td', null, c.role),
+              h('td', null, c.state),
+              h('td', null, c.subject || '(waiting for its certificate)'),
+              h('td', null, c.not_after ? `${fmtDate(c.not_after)} (${daysLeft(c.not_after)})` : '—'),
+              h('td', null, c.holds_key ? 'yes' : 'no'),
+            ),
+          ),
+        ),
+      ),
+    ),
   );
 }

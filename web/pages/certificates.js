@@ -85,7 +85,8 @@ function createdPanel(cert, key, settings, { renewed = false, old = null } = {})
     testid: 'cert-created',
     title: `Certificate “${cert.name}” ${renewed ? 'renewed' : 'created'}`,
     files: [
-      { name: 'client.crt', pem: cert.certificate_pem, testid: 'download-client-crt', label: 'Certificate (client.crt)', pemTestid: 'pem-cert' },
+      // The certificate, then its intermediate: the file a client presents whole.
+      { name: 'client.crt', pem: cert.certificate_pem + (cert.chain_pem || ''), testid: 'download-client-crt', label: 'Certificate and its chain (client.crt)', pemTestid: 'pem-cert' },
       { name: 'client.key', pem: cert.private_key_pem, testid: 'download-client-key', label: 'Private key (client.key)', pemTestid: 'pem-key', key: true },
       { name: 'ca.crt', pem: cert.ca_certificate_pem, testid: 'download-ca-crt', label: 'CA certificate (ca.crt)', pemTestid: 'pem-ca' },
     ],

@@ -35,7 +35,7 @@ function createdPanel(c) {
     testid: 'claim-created',
     title: `Claim “${c.name}” created`,
     files: [
-      { name: 'claim.crt', pem: c.certificate_pem, testid: 'download-claim-crt', label: 'Claim certificate (claim.crt)', pemTestid: 'pem-claim-cert' },
+      { name: 'claim.crt', pem: c.certificate_pem + (c.chain_pem || ''), testid: 'download-claim-crt', label: 'Claim certificate and its chain (claim.crt)', pemTestid: 'pem-claim-cert' },
       { name: 'claim.key', pem: c.private_key_pem, testid: 'download-claim-key', label: 'Private key (claim.key)', pemTestid: 'pem-claim-key', key: true },
       { name: 'ca.crt', pem: c.ca_certificate_pem, testid: 'download-ca-crt', label: 'CA certificate (ca.crt)', pemTestid: 'pem-ca' },
     ],

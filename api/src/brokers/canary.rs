@@ -308,8 +308,9 @@ impl CanaryWorker {
     /// One canary certificate and its key (kept here, in memory only).
     async fn issue(&self, cn: &str) -> Result<(Credential, fleetca_storage::Certificate), Error> {
         let (cert, key_pem) = self.issuer.issue_canary(cn, VALIDITY).await?;
+        // Presented with its intermediates, as any client of fleetca's presents its own.
         let credential = Credential {
-            cert_pem: cert.certificate_pem.clone(),
+            cert_pem: format!("{}{}", cert.certificate_pem, self.issuer.chain_pem()),
             key_pem,
         };
         Ok((credential, cert))

@@ -32,6 +32,20 @@ pub struct CaFacts {
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
     pub certificate_pem: String,
+    /// Every CA, oldest first.
+    pub authorities: Vec<CaSummary>,
+}
+
+/// One CA as the overview shows it.
+pub struct CaSummary {
+    pub id: i32,
+    pub role: crate::domain::CaRole,
+    pub state: crate::domain::CaState,
+    /// Its subject (none while it waits for its certificate).
+    pub subject: Option<String>,
+    pub not_after: Option<DateTime<Utc>>,
+    /// Whether fleetca holds its key.
+    pub holds_key: bool,
 }
 
 /// Whether this instance can serve.
@@ -56,7 +70,9 @@ pub struct Settings {
 /// The overview queries (built by the wiring in `app.rs`, from what it reads).
 pub struct OverviewService {
     pub store: Store,
+    /// The first CA (the root clients trust).
     pub ca: Arc<Authority>,
+    pub cas: Arc<crate::pki::authorities::Authorities>,
     pub crl: Arc<CrlPublisher>,
     pub clock: Arc<dyn Clock>,
     pub acl: AclConfig,
@@ -138,14 +154,32 @@ impl OverviewService {
         })
     }
 
-    /// The CA certificate's facts.
+    /// The facts of the first CA (the root clients trust; with one CA, that CA) and a line
+    /// for every CA.
     pub fn ca(&self) -> CaFacts {
+        let authorities = self
+            .cas
+            .all()
+            .iter()
+            .map(|c| {
+                let der = pem::parse(c.certificate_pem.trim()).ok().map(pem::Pem::into_contents);
+                CaSummary {
+                    id: c.id,
+                    role: c.role,
+                    state: c.state,
+                    subject: fleetca_ca::common_name(&c.certificate_pem).map(|cn| format!("CN={cn}")),
+                    not_after: der.as_deref().and_then(fleetca_ca::validity).map(|(_, end)| end),
+                    holds_key: c.authority.is_some(),
+                }
+            })
+            .collect();
         CaFacts {
             subject: self.ca.subject().to_owned(),
             fingerprint: self.ca.fingerprint(),
             not_before: self.ca.not_before(),
             not_after: self.ca.not_after(),
             certificate_pem: self.ca.certificate_pem().to_owned(),
+            authorities,
         }
     }
 
@@ -157,6 +191,11 @@ impl OverviewService {
     /// CA `id`'s current CRL.
     pub fn crl_of(&self, id: i32) -> Option<PublishedCrl> {
         self.crl.current_of(id)
+    }
+
+    /// Every CA's current CRL, PEM (see [`CrlPublisher::all_pem`]).
+    pub fn all_crls_pem(&self) -> Option<(bytes::Bytes, chrono::DateTime<chrono::Utc>, String)> {
+        self.crl.all_pem()
     }
 
     /// Whether the database answers and the last CRL publication succeeded.
@@ -219,6 +258,10 @@ mod tests {
         let overview = OverviewService {
             store: kit.store.clone(),
             ca: kit.ca.clone(),
+            cas: Arc::new(crate::pki::authorities::Authorities::single(
+                kit.ca.clone(),
+                "http://fleetca.test",
+            )),
             crl: kit.crl.clone(),
             clock: kit.clock.clone(),
             acl: AclConfig::default(),

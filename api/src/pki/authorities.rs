@@ -2,11 +2,13 @@
 //! presents with its certificate, the roots brokers trust, and every CA whose CRL fleetca
 //! signs.
 //!
-//! The CA made at the first start (id 1) is a root that issues, as it always has. An
-//! operator adds an issuing intermediate (`fleetca ca intermediate`, see [`add`]): fleetca
-//! makes its key and a CSR, the operator's root signs it, and once imported it issues every
-//! new certificate while the CA before it retires. The set is read at start; a change made
-//! by the CLI takes effect when fleetca (every instance) restarts.
+//! A new installation has a root (CA 1) and an issuing intermediate under it (CA 2); one
+//! made before hierarchies has a single root that issues, as it always has. An operator
+//! adds an intermediate — signed by fleetca's own root ([`certify_new`]) or by the
+//! operator's root, from a CSR ([`add`], then [`import`]) — which waits, trusted and
+//! publishing its CRL, until [`activate`] makes it the issuing CA and the one before it
+//! retires. The set is read at start; a change made by the CLI takes effect when fleetca
+//! (every instance) restarts, so an intermediate is trusted everywhere before it issues.
 
 use std::sync::Arc;
 
@@ -38,6 +40,14 @@ impl Ca {
     /// still be valid.
     pub fn publishes_crl(&self) -> bool {
         self.authority.is_some() && matches!(self.state, CaState::Active | CaState::Standby | CaState::Retiring)
+    }
+}
+
+impl Ca {
+    /// Whether its CRL names its distribution point: every CA's but a root above an
+    /// intermediate (whose CRL covers the intermediates it signed and itself).
+    pub fn scoped_crl(&self) -> bool {
+        !(self.role == CaRole::Root && self.state == CaState::Standby)
     }
 }
 
@@ -127,6 +137,16 @@ impl Authorities {
         &self.issuing
     }
 
+    /// The first CA (a new installation's root; the single CA of one made before), whose
+    /// certificate clients have trusted longest.
+    pub fn first(&self) -> Arc<Authority> {
+        self.cas
+            .iter()
+            .find(|c| c.id == 1)
+            .and_then(|c| c.authority.clone())
+            .unwrap_or_else(|| self.issuer.clone())
+    }
+
     /// The issuing CA's key and certificate.
     pub fn issuer(&self) -> Arc<Authority> {
         self.issuer.clone()
@@ -161,10 +181,15 @@ impl Authorities {
             .collect()
     }
 
-    /// The root the issuing CA's certificates chain to: what a client trusts.
-    pub fn anchor_pem(&self) -> &str {
-        let path = self.path(self.issuing());
-        path.last().map_or("", |c| c.certificate_pem.as_str())
+    /// Every root that is not retired (PEM, oldest first): what a client trusts, to verify
+    /// brokers and fleetca whichever CA their certificates come from. With one root, its
+    /// certificate; during a move to an operator's root, both.
+    pub fn roots_pem(&self) -> String {
+        self.cas
+            .iter()
+            .filter(|c| c.role == CaRole::Root && c.state != CaState::Retired && !c.certificate_pem.is_empty())
+            .map(|c| c.certificate_pem.as_str())
+            .collect()
     }
 
     /// The trust bundle a broker loads as its `cafile` (and `/ca.pem` serves): every CA
@@ -258,10 +283,10 @@ pub struct Imported {
     pub new_root: bool,
 }
 
-/// Activates the pending intermediate whose key `cert_pem` certifies, signed by `root_pem`:
-/// the chain, the constraints and the key are checked (see
+/// Gives the pending intermediate whose key `cert_pem` certifies, signed by `root_pem`, its
+/// certificate: the chain, the constraints and the key are checked (see
 /// [`fleetca_ca::Authority::import_intermediate`]); the root is stored when fleetca does not
-/// know it; the CA that issued until now retires.
+/// know it. The intermediate stands by (trusted, publishing its CRL) until [`activate`].
 pub async fn import(
     store: &Store,
     master: &MasterKey,
@@ -306,7 +331,7 @@ pub async fn import(
         let new_root = known.is_none();
         let record = audit(&ca);
         store
-            .activate_intermediate(row.id, ca.certificate_pem().to_owned(), parent, &[record], now)
+            .import_intermediate(row.id, ca.certificate_pem().to_owned(), parent, &[record], now)
             .await?;
         return Ok(Imported {
             id: row.id,
@@ -316,6 +341,69 @@ pub async fn import(
         });
     }
     Err(Error::invalid("certificate", why))
+}
+
+/// Makes a new intermediate signed by fleetca's own root (a root whose key fleetca holds
+/// and whose path length allows it; a single CA made before hierarchies cannot): its key is
+/// sealed in the database, and it stands by until [`activate`]. Returns its id.
+pub async fn certify_new(
+    store: &Store,
+    master: &MasterKey,
+    subject: &CaSubject,
+    public_url: &str,
+    audit: impl FnOnce(&Authority, &str) -> NewAudit,
+    now: DateTime<Utc>,
+) -> Result<i32, Error> {
+    let cas = Authorities::load(store, master, public_url)
+        .await
+        .map_err(Error::Internal)?;
+    let Some(root) = cas.cas.iter().find(|c| {
+        c.role == CaRole::Root
+            && c.state != CaState::Retired
+            && c.authority.as_ref().is_some_and(|a| a.may_certify_intermediates())
+    }) else {
+        return Err(Error::Conflict(
+            "fleetca holds no root that may certify an intermediate (an installation made before hierarchies has a single CA with path length 0): use `fleetca ca intermediate --csr-out FILE` and your own root".into(),
+        ));
+    };
+    let root_ca = root
+        .authority
+        .clone()
+        .ok_or_else(|| Error::Internal("root without key".into()))?;
+    let key = MemoryKey::generate_p256()?;
+    let public_key = fleetca_ca::PublicKey::from_sec1(fleetca_ca::CaKey::public_key_raw(&key))?;
+    let profile = fleetca_ca::IntermediateProfile {
+        subject,
+        validity: root_ca.not_after() - now,
+        crl_url: &root.crl_url,
+    };
+    let certified = root_ca.certify_intermediate(&profile, &public_key, now)?;
+    let sealed_key =
+        fleetca_ca::CaKey::sealed(&key, master).ok_or_else(|| Error::Internal("key not sealable".into()))??;
+    let new = NewCa {
+        role: CaRole::Intermediate.as_str().into(),
+        state: CaState::Standby.as_str().into(),
+        parent_id: Some(root.id),
+        certificate_pem: certified.pem.clone(),
+        sealed_key,
+        csr_pem: None,
+    };
+    let record = audit(&root_ca, &certified.pem);
+    Ok(store.add_authority(new, &[record], now).await?)
+}
+
+/// Makes the standby intermediate `id` the issuing CA (from the next start of each
+/// instance); the one before it retires.
+pub async fn activate(store: &Store, id: i32, audit: NewAudit, now: DateTime<Utc>) -> Result<(), Error> {
+    let rows = store.authorities().await?;
+    let row = rows.iter().find(|r| r.id == id).ok_or(Error::NotFound("CA"))?;
+    if row.role != CaRole::Intermediate.as_str() || row.state != CaState::Standby.as_str() {
+        return Err(Error::Conflict(format!(
+            "CA {id} is a {} in state {}; only a standby intermediate can be made the issuing CA",
+            row.role, row.state
+        )));
+    }
+    Ok(store.activate_authority(id, &[audit], now).await?)
 }
 
 /// PEM with LF line endings, as openssl writes it and every other PEM of fleetca's.

@@ -117,13 +117,25 @@ struct IssuerCrl {
     id: i32,
     ca: Arc<Authority>,
     url: String,
+    /// Whether its CRL names its distribution point (see [`fleetca_ca::crl::CrlRequest::scoped`]).
+    scoped: bool,
     record: Option<PathBuf>,
     /// Revocations waiting for the next CRL, and the sequence number of the newest.
     pending: Mutex<Vec<Entry>>,
     added: AtomicU64,
     /// Held while a CRL is built and published; guards the revoked set.
     publishing: tokio::sync::Mutex<Published>,
+    /// `Published::covered`, readable without the lock (see [`CrlPublisher::behind`]).
+    covered: AtomicU64,
     current: RwLock<Option<PublishedCrl>>,
+}
+
+impl IssuerCrl {
+    /// Marks revocations up to `covered` as published (the file written).
+    fn cover(&self, published: &mut Published, covered: u64) {
+        published.covered = covered;
+        self.covered.store(covered, Ordering::Release);
+    }
 }
 
 struct Published {
@@ -172,11 +184,11 @@ impl CrlPublisher {
             reload_command,
             record,
         } = settings;
-        let signers: Vec<(i32, Arc<Authority>, String)> = authorities
+        let signers: Vec<(i32, Arc<Authority>, String, bool)> = authorities
             .crl_signers()
-            .filter_map(|c| Some((c.id, c.authority.clone()?, c.crl_url.clone())))
+            .filter_map(|c| Some((c.id, c.authority.clone()?, c.crl_url.clone(), c.scoped_crl())))
             .collect();
-        for (id, ca, _) in &signers {
+        for (id, ca, _, _) in &signers {
             if let Some(first) = &record {
                 let path = crate::pki::published::record_of(first, *id);
                 crate::pki::published::reconcile(*id, ca, &store, &clock, &path).await?;
@@ -196,16 +208,18 @@ impl CrlPublisher {
         }
         let issuers = signers
             .into_iter()
-            .map(|(id, ca, url)| IssuerCrl {
+            .map(|(id, ca, url, scoped)| IssuerCrl {
                 id,
                 ca,
                 url,
+                scoped,
                 record: record
                     .as_deref()
                     .map(|first| crate::pki::published::record_of(first, id)),
                 pending: Mutex::new(Vec::new()),
                 added: AtomicU64::new(0),
                 publishing: tokio::sync::Mutex::new(Published::new(revoked.remove(&id).unwrap_or_default())),
+                covered: AtomicU64::new(0),
                 current: RwLock::new(None),
             })
             .collect();
@@ -239,6 +253,22 @@ impl CrlPublisher {
         issuer.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Every CA's current CRL, PEM, one after another (what the CRL file holds), with the
+    /// newest thisUpdate and a tag that changes whenever one of them does.
+    pub fn all_pem(&self) -> Option<(Bytes, DateTime<Utc>, String)> {
+        let mut pem = Vec::new();
+        let mut newest: Option<DateTime<Utc>> = None;
+        let mut tag = String::from("crls");
+        for issuer in &self.issuers {
+            let current = issuer.current.read().unwrap_or_else(|e| e.into_inner());
+            let crl = current.as_ref()?;
+            pem.extend_from_slice(&crl.pem);
+            newest = newest.max(Some(crl.this_update));
+            tag.push_str(&format!("-{}.{}", issuer.id, crl.number));
+        }
+        Some((Bytes::from(pem), newest?, tag))
+    }
+
     /// How the last file write and reload went.
     pub fn status(&self) -> PublishStatus {
         self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -250,7 +280,10 @@ impl CrlPublisher {
         let mut by_issuer: Vec<(&IssuerCrl, Vec<Entry>)> = Vec::new();
         for c in certs {
             let Some(issuer) = self.issuers.iter().find(|i| i.id == c.issuer_id) else {
-                continue; // a CA whose CRL is no longer published: the certificate has expired
+                // A CA this process does not publish for: one added since it started (every
+                // instance restarts after `fleetca ca` changes), or one retired.
+                tracing::warn!(ca = c.issuer_id, serial = %c.serial, "a revocation of a CA whose CRL this instance does not publish; restart it to publish that CA's CRL");
+                continue;
             };
             let Some(entry) = c
                 .revoked_at
@@ -273,9 +306,9 @@ impl CrlPublisher {
             if published.covered >= mine {
                 continue; // another caller's publication already included ours
             }
-            if self.sign(issuer, &mut published).await? {
-                self.write_out().await;
-            }
+            let covered = self.sign(issuer, &mut published).await?;
+            self.write_out().await;
+            issuer.cover(&mut published, covered);
         }
         Ok(())
     }
@@ -286,23 +319,40 @@ impl CrlPublisher {
         // Every lock is held until the file is written: a revocation a CRL covers returns only
         // once that CRL is in the file (locks are taken oldest CA first, as nowhere else takes
         // two).
-        let mut recorded = true;
+        // What each CRL covers counts only once the file is written: when one CA's CRL
+        // fails, no caller of any CA is told its revocation is published, and the status
+        // says so (the refresh retries).
         let mut held = Vec::with_capacity(self.issuers.len());
         for issuer in &self.issuers {
             let mut published = issuer.publishing.lock().await;
-            recorded &= self.sign(issuer, &mut published).await?;
-            held.push(published);
+            match self.sign(issuer, &mut published).await {
+                Ok(covered) => held.push((issuer, published, covered)),
+                Err(e) => {
+                    self.set_status(Err(format!("signing CA {}'s CRL failed: {e}", issuer.id)), 0)
+                        .await;
+                    return Err(e);
+                }
+            }
         }
-        if recorded {
-            self.write_out().await;
+        self.write_out().await;
+        for (issuer, mut published, covered) in held {
+            issuer.cover(&mut published, covered);
         }
-        drop(held);
         Ok(())
     }
 
-    /// Signs `issuer`'s next CRL, with what is pending, and records it. False when the
-    /// record could not be written (then the file must not be either).
-    async fn sign(&self, issuer: &IssuerCrl, published: &mut Published) -> Result<bool, Error> {
+    /// Whether a revocation is waiting for a CRL that lists it.
+    fn behind(&self) -> bool {
+        self.issuers
+            .iter()
+            .any(|i| i.added.load(Ordering::Acquire) > i.covered.load(Ordering::Acquire))
+    }
+
+    /// Signs `issuer`'s next CRL, with what is pending, records it and makes it the
+    /// current one; returns the sequence number of the newest revocation it lists (the
+    /// caller marks it covered once the file is written). A CRL whose record cannot be
+    /// written is not published at all.
+    async fn sign(&self, issuer: &IssuerCrl, published: &mut Published) -> Result<u64, Error> {
         if self.file.is_some() || self.reload_command.is_some() {
             if let Some(wait) = published
                 .last_published
@@ -350,12 +400,14 @@ impl CrlPublisher {
         let encoded = published.encoded.clone();
         let entries = published.revoked.len();
         let url = issuer.url.clone();
+        let scoped = issuer.scoped;
         let crl = crate::support::blocking(move || {
             let request = CrlRequest {
                 number,
                 this_update,
                 next_update,
                 url: &url,
+                scoped,
             };
             let crl = ca.sign_crl_encoded(&request, &encoded)?;
             ca.verify_crl_signature(&crl.der)?;
@@ -363,14 +415,13 @@ impl CrlPublisher {
         })
         .await??;
         // The record first: a caller told "revoked" must find the revocation there after any
-        // restore of the database. Without it the file is not written either.
-        let mut recorded = true;
+        // restore of the database. Without it the CRL is neither served nor written.
         if let Some(path) = &issuer.record {
             let (path, der) = (path.clone(), crl.der.clone());
             if let Err(e) = crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await? {
                 tracing::error!(error = %e, "the published CRL record was not written");
                 self.set_status(Err(e), number).await;
-                recorded = false;
+                return Err(Error::Unavailable);
             }
         }
         *issuer.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
@@ -381,25 +432,45 @@ impl CrlPublisher {
             next_update,
             entries,
         });
-        published.covered = covered;
         tracing::info!(ca = issuer.id, crl_number = number, entries, "CRL signed");
-        Ok(recorded)
+        Ok(covered)
     }
 
     /// Writes every CA's current CRL to the file and runs the reload command.
+    /// With `{ca}` in the file's path, each CA's CRL goes to a file of its own (the path with
+    /// `{ca}` replaced by the CA's id): what a broker that takes one CRL per file (RabbitMQ's
+    /// hash directory) needs.
     async fn write_out(&self) {
         let _writing = self.output.lock().await;
-        let mut pem = Vec::new();
+        let per_ca = self
+            .file
+            .as_ref()
+            .and_then(|f| f.to_str())
+            .filter(|f| f.contains("{ca}"));
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         let mut number = 0;
         for issuer in &self.issuers {
             if let Some(crl) = issuer.current.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                pem.extend_from_slice(&crl.pem);
+                match (per_ca, files.last_mut()) {
+                    (Some(pattern), _) => {
+                        files.push((
+                            PathBuf::from(pattern.replace("{ca}", &issuer.id.to_string())),
+                            crl.pem.to_vec(),
+                        ));
+                    }
+                    (None, Some((_, all))) => all.extend_from_slice(&crl.pem),
+                    (None, None) => {
+                        if let Some(path) = &self.file {
+                            files.push((path.clone(), crl.pem.to_vec()));
+                        }
+                    }
+                }
                 if issuer.id == self.issuing {
                     number = crl.number;
                 }
             }
         }
-        let status = self.write_and_reload(pem).await;
+        let status = self.write_and_reload(files).await;
         let ok = status.is_ok();
         self.set_status(status, number).await;
         tracing::debug!(published = ok, "CRL file written");
@@ -440,15 +511,19 @@ impl CrlPublisher {
     }
 
     /// Writes the CRL file atomically (temp file, fsync, rename) and runs the reload command.
-    async fn write_and_reload(&self, body: Vec<u8>) -> Result<(), String> {
-        let Some(path) = &self.file else {
+    async fn write_and_reload(&self, files: Vec<(PathBuf, Vec<u8>)>) -> Result<(), String> {
+        if self.file.is_none() {
             return Ok(());
-        };
-        let path = path.clone();
-        let written = tokio::task::spawn_blocking(move || crate::support::files::replace(&path, &body, 0o644))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| format!("writing the CRL file failed: {e}")));
+        }
+        let written = tokio::task::spawn_blocking(move || {
+            files.iter().try_for_each(|(path, body)| {
+                crate::support::files::replace(path, body, 0o644)
+                    .map_err(|e| format!("writing the CRL file {} failed: {e}", path.display()))
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
         if let Err(e) = written {
             tracing::error!(error = %e, "CRL file not written");
             return Err(e);
@@ -493,7 +568,7 @@ impl CrlPublisher {
             loop {
                 tokio::time::sleep(RETRY).await;
                 let Some(p) = me.upgrade() else { break };
-                if p.status().ok && last.elapsed() < period {
+                if p.status().ok && last.elapsed() < period && !p.behind() {
                     continue;
                 }
                 last = tokio::time::Instant::now();

@@ -100,6 +100,8 @@ pub struct Issuer {
     crl_url: String,
     /// The intermediates a client presents after its certificate (empty when a root issues).
     chain_pem: String,
+    /// The roots clients trust.
+    roots_pem: String,
     /// The enterprise server certificates are filed under (the admins').
     server_enterprise: String,
 }
@@ -111,6 +113,7 @@ impl Issuer {
             issuer_id: cas.issuing().id,
             crl_url: cas.issuing().crl_url.clone(),
             chain_pem: cas.chain_pem(),
+            roots_pem: cas.roots_pem(),
             cas,
             queue,
             clock,
@@ -118,10 +121,11 @@ impl Issuer {
         }
     }
 
-    /// The root certificate (PEM) new certificates chain to: what a client trusts, returned
-    /// beside every new certificate.
+    /// The root certificates (PEM) a client trusts, returned beside every new certificate:
+    /// the one new certificates chain to, and any other root not retired (see
+    /// [`Authorities::roots_pem`]).
     pub fn ca_certificate_pem(&self) -> &str {
-        self.cas.anchor_pem()
+        &self.roots_pem
     }
 
     /// The intermediates between a new certificate and its root (PEM, nearest first; empty

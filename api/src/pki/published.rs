@@ -44,6 +44,28 @@ pub fn write_record(path: &Path, der: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("writing the published CRL record {} failed: {e}", path.display()))
 }
 
+/// The records of every CA but the first in `data_dir`: (CA id, path).
+pub fn other_records(data_dir: &Path) -> Vec<(i32, std::path::PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(i32, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name();
+            let id = name
+                .to_str()?
+                .strip_prefix("published-crl-")?
+                .strip_suffix(".der")?
+                .parse()
+                .ok()?;
+            Some((id, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// Compares the database with the record at `path` of CA `issuer`'s CRL and repairs a
 /// database that is behind. Returns what was repaired, if anything.
 pub async fn reconcile(

@@ -64,10 +64,25 @@ async fn creating_a_certificate_returns_the_three_pems_and_matching_facts() {
     let expires = chrono::DateTime::parse_from_rfc3339(b["expires_at"].as_str().unwrap()).unwrap();
     assert_eq!(expires.timestamp(), cert.validity().not_after.timestamp());
     assert!(b["expires_at"].as_str().unwrap().ends_with('Z'));
+    // A new installation issues from an intermediate under its root: the answer names the
+    // root (what clients trust) and the intermediate (what they present after the
+    // certificate), and the certificate chains through both.
+    let root = der_of(b["ca_certificate_pem"].as_str().unwrap());
+    let (_, root) = X509Certificate::from_der(&root).unwrap();
+    let intermediate = der_of(b["chain_pem"].as_str().unwrap());
+    let (_, intermediate) = X509Certificate::from_der(&intermediate).unwrap();
+    cert.verify_signature(Some(intermediate.public_key())).unwrap();
+    intermediate.verify_signature(Some(root.public_key())).unwrap();
+    assert_eq!(root.subject(), root.issuer(), "ca_certificate_pem is the root");
+    // /ca.pem is the trust bundle a broker loads: the root, then the intermediate.
     let ca = app.send("GET", "/ca.pem", None, None).await;
     assert_eq!(
         String::from_utf8_lossy(&ca.raw),
-        b["ca_certificate_pem"].as_str().unwrap()
+        format!(
+            "{}{}",
+            b["ca_certificate_pem"].as_str().unwrap(),
+            b["chain_pem"].as_str().unwrap()
+        )
     );
 
     // The detail has the certificate but never the key; the list neither.
@@ -162,8 +177,8 @@ async fn csrs_with_the_keys_device_stacks_make_are_certified() {
             request.certification_request_info.subject_pki.raw,
             "the certificate names the CSR's key exactly"
         );
-        // Signed by fleetca's CA, whatever the subject's key.
-        let ca = der_of(r.body["ca_certificate_pem"].as_str().unwrap());
+        // Signed by fleetca's issuing CA, whatever the subject's key.
+        let ca = der_of(r.body["chain_pem"].as_str().unwrap());
         let (_, ca) = X509Certificate::from_der(&ca).unwrap();
         cert.verify_signature(Some(ca.public_key())).unwrap();
     }
@@ -316,8 +331,11 @@ async fn an_api_key_has_at_most_ten_active_certificates_even_under_concurrency()
     assert_eq!(active.body["count"], 10);
 }
 
+/// The CRL of the CA that issues: a new installation's intermediate, CA 2.
+const ISSUING_CRL: &str = "/crl/2.der";
+
 async fn crl(app: &TestApp) -> (u64, Vec<(String, Option<u8>)>) {
-    let r = app.send("GET", "/crl.der", None, None).await;
+    let r = app.send("GET", ISSUING_CRL, None, None).await;
     assert_eq!(r.content_type, "application/pkix-crl");
     let (_, crl) = CertificateRevocationList::from_der(&r.raw).unwrap();
     let number = u64::try_from(crl.crl_number().unwrap()).unwrap();
@@ -534,19 +552,25 @@ async fn concurrent_revocations_each_take_effect_once_and_share_crls() {
 #[actix_web::test]
 async fn the_crl_supports_conditional_requests() {
     let app = TestApp::spawn().await;
-    let r = app.send("GET", "/crl.der", None, None).await;
+    let r = app.send("GET", ISSUING_CRL, None, None).await;
     let etag = r.headers.get("etag").unwrap().to_str().unwrap().to_owned();
     assert!(r.headers.get("last-modified").is_some());
     let r2 = app
         .client
-        .get(app.url("/crl.der"))
+        .get(app.url(ISSUING_CRL))
         .insert_header(("If-None-Match", etag.clone()))
         .send()
         .await
         .unwrap();
     assert_eq!(r2.status().as_u16(), 304);
-    let pem = app.send("GET", "/crl.pem", None, None).await;
+    let pem = app.send("GET", "/crl/2.pem", None, None).await;
     assert!(String::from_utf8_lossy(&pem.raw).starts_with("-----BEGIN X509 CRL-----"));
+    // The root's CRL (it lists revoked intermediates) is at /crl.der; a CA that does not
+    // exist has none.
+    let root = app.send("GET", "/crl.der", None, None).await;
+    assert_eq!(root.status, 200);
+    assert_eq!(app.send("GET", "/crl/9.der", None, None).await.status, 404);
+    assert_eq!(app.send("GET", "/crl/x.der", None, None).await.status, 404);
 }
 
 #[actix_web::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use fleetca_e2e::{Fleetca, IssuedCertificate, Scratch, binary, run, tool};
 use serde_json::json;
 
-use crate::mosquitto::{assert_round_trip, handshake, start_broker};
+use crate::mosquitto::{assert_round_trip, broker_files, handshake, start_broker};
 
 fn fleetca(args: &[&str], data: &std::path::Path) -> fleetca_e2e::Output {
     let mut cmd = Command::new(binary());
@@ -60,16 +60,7 @@ fn a_restored_backup_never_un_revokes_and_numbers_its_crls_higher() {
     // the CRL as out of scope for them and accepts them all.
     let public_url = server.base.clone();
     let same_url = [("FLEETCA_PUBLIC_URL", public_url.as_str())];
-    let created = server
-        .post(
-            "/api/v4/manage/server-certificates/",
-            Some(&admin),
-            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
-        )
-        .expect_json(201, "the broker's certificate");
-    dir.write("server.crt", created["certificate_pem"].as_str().unwrap(), false);
-    dir.write("server.key", created["private_key_pem"].as_str().unwrap(), true);
-    dir.write("ca.crt", created["ca_certificate_pem"].as_str().unwrap(), false);
+    broker_files(&server, &admin, &dir);
     let (broker, port) = start_broker(&dir);
 
     // 100 certificates of ten keys, and one that stays valid.

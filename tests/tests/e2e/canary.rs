@@ -110,20 +110,7 @@ fn the_canary_passes_while_mosquitto_checks_the_crl_and_fails_at_the_next_check_
     assert_eq!(down["valid_accepted"], false, "{down}");
 
     // mosquitto with fleetca's server certificate and CRL.
-    let created = server
-        .post(
-            "/api/v4/manage/server-certificates/",
-            Some(&admin),
-            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
-        )
-        .expect_json(201, "creating the broker's server certificate");
-    for (file, field, private) in [
-        ("server.crt", "certificate_pem", false),
-        ("server.key", "private_key_pem", true),
-        ("ca.crt", "ca_certificate_pem", false),
-    ] {
-        dir.write(file, created[field].as_str().expect("PEM"), private);
-    }
+    crate::mosquitto::broker_files(&server, &admin, &dir);
     let with_crl = mosquitto_conf(dir.path(), port);
     assert!(with_crl.contains("crlfile"));
     let mut broker = start_mosquitto(&dir, &with_crl);

@@ -43,10 +43,18 @@ fn crl_number(text: &str) -> u64 {
         .unwrap_or_else(|_| panic!("CRL number {value:?} is not a decimal number:\n{text}"))
 }
 
-/// `openssl verify -crl_check` against a bundle of the CA certificate and `crl_pem`.
+/// `openssl verify -crl_check_all` (every certificate of the chain checked against its
+/// issuer's CRL) against a bundle of the CA certificates and `crl_pem` (every CRL).
 fn verify_with_crl(dir: &Scratch, ca_pem: &str, crl_pem: &str, cert: &Path, name: &str) -> Output {
     let bundle = dir.write(name, &format!("{ca_pem}{crl_pem}"), false);
-    openssl(["verify", "-crl_check", "-CAfile", p(&bundle), p(cert)])
+    openssl([
+        "verify",
+        "-x509_strict",
+        "-crl_check_all",
+        "-CAfile",
+        p(&bundle),
+        p(cert),
+    ])
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -77,7 +85,8 @@ fn issued_certificates_pass_openssl_checks() {
         "X509v3 Subject Key Identifier",
         "X509v3 Authority Key Identifier",
         "X509v3 CRL Distribution Points",
-        &format!("URI:{}/crl.der", server.base),
+        // A new installation issues from its intermediate, CA 2: its CRL is the DP.
+        &format!("URI:{}/crl/2.der", server.base),
     ] {
         assert!(t.contains(expected), "no {expected:?} in the certificate:\n{t}");
     }
@@ -87,9 +96,17 @@ fn issued_certificates_pass_openssl_checks() {
         "TLS Web Client Authentication",
         "{t}"
     );
+    // Issued by the intermediate (chain_pem), which the root (ca_certificate_pem) signed.
+    let intermediate = dir.write("intermediate.crt", text(&issued.created, "chain_pem"), false);
     let issuer = after_equals(&x509(cert, &["-noout", "-issuer"])).to_owned();
-    let ca_subject = after_equals(&x509(&issued.ca, &["-noout", "-subject"])).to_owned();
-    assert_eq!(issuer, ca_subject, "the issuer is not the CA's subject");
+    let ca_subject = after_equals(&x509(&intermediate, &["-noout", "-subject"])).to_owned();
+    assert_eq!(issuer, ca_subject, "the issuer is not the intermediate's subject");
+    let root_subject = after_equals(&x509(&issued.ca, &["-noout", "-subject"])).to_owned();
+    let intermediate_issuer = after_equals(&x509(&intermediate, &["-noout", "-issuer"])).to_owned();
+    assert_eq!(intermediate_issuer, root_subject, "the intermediate is not the root's");
+    let i = x509(&intermediate, &["-noout", "-text"]);
+    assert!(i.contains("CA:TRUE, pathlen:0"), "{i}");
+    assert!(i.contains("Certificate Sign, CRL Sign"), "{i}");
 
     // The API's serial and fingerprint are openssl's.
     let serial = x509(cert, &["-noout", "-serial"]);
@@ -106,7 +123,17 @@ fn issued_certificates_pass_openssl_checks() {
     );
 
     // It chains to the CA, for TLS client use, and the key is the certificate's.
-    let verified = openssl(["verify", "-purpose", "sslclient", "-CAfile", p(&issued.ca), p(cert)]);
+    let verified = openssl([
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslclient",
+        "-CAfile",
+        p(&issued.ca),
+        "-untrusted",
+        p(&intermediate),
+        p(cert),
+    ]);
     assert!(verified.stdout.contains(": OK"), "{}", verified.combined());
     let from_key = openssl(["pkey", "-in", p(&issued.key), "-pubout"]);
     let from_cert = x509(cert, &["-pubkey", "-noout"]);
@@ -116,11 +143,14 @@ fn issued_certificates_pass_openssl_checks() {
         "the private key does not match the certificate"
     );
 
-    // Before revocation it verifies against the CRL; after, it is "certificate revoked".
-    let ca_pem = dir.read("ca.crt");
+    // Before revocation it verifies against the CRLs (/crl.pem holds every CRL: the root's
+    // and the intermediate's); after, it is "certificate revoked".
+    let ca_pem = format!("{}{}", dir.read("ca.crt"), dir.read("intermediate.crt"));
     let before = server.get("/crl.pem", None);
     assert_eq!(before.status, 200);
-    let crl_before = dir.write("crl-before.pem", &before.body, false);
+    assert_eq!(before.body.matches("BEGIN X509 CRL").count(), 2, "{}", before.body);
+    let issuing_before = server.get("/crl/2.pem", None);
+    let crl_before = dir.write("crl-before.pem", &issuing_before.body, false);
     let before_text = openssl(["crl", "-in", p(&crl_before), "-noout", "-text"]);
     let number_before = crl_number(before_text.expect_success("openssl crl -text"));
     let ok = verify_with_crl(&dir, &ca_pem, &before.body, cert, "bundle-before.pem");
@@ -148,9 +178,10 @@ fn issued_certificates_pass_openssl_checks() {
         refused.combined()
     );
 
-    // The CRL itself: v2, signed by the CA, with the extensions brokers need.
-    let crl_after = dir.write("crl.pem", &after.body, false);
-    let signed = openssl(["crl", "-in", p(&crl_after), "-CAfile", p(&issued.ca), "-noout"]);
+    // The intermediate's CRL itself: v2, signed by it, with the extensions brokers need.
+    let issuing_after = server.get("/crl/2.pem", None);
+    let crl_after = dir.write("crl.pem", &issuing_after.body, false);
+    let signed = openssl(["crl", "-in", p(&crl_after), "-CAfile", p(&intermediate), "-noout"]);
     assert!(signed.combined().contains("verify OK"), "{}", signed.combined());
     let shown = openssl(["crl", "-in", p(&crl_after), "-noout", "-text"]);
     let c = shown.expect_success("openssl crl -text");
@@ -161,7 +192,7 @@ fn issued_certificates_pass_openssl_checks() {
         "X509v3 CRL Number",
         "X509v3 Authority Key Identifier",
         "X509v3 Issuing Distribution Point",
-        &format!("URI:{}/crl.der", server.base),
+        &format!("URI:{}/crl/2.der", server.base),
         &format!("Serial Number: {}", issued.serial.to_uppercase()),
         "X509v3 CRL Reason Code",
         "Key Compromise",
@@ -176,20 +207,53 @@ fn issued_certificates_pass_openssl_checks() {
     let ready = server.get("/readyz", None).expect_json(200, "readyz");
     assert_eq!(ready["crl"]["number"], number_after, "{ready}");
 
-    // /crl.der is the same CRL in DER.
+    // /crl/2.der is the same CRL in DER, and /crl.pem holds it too.
     let der_path = dir.join("crl.der");
     let fetched = fleetca_e2e::run(
         std::process::Command::new(fleetca_e2e::tool("curl"))
             .args(["-sS", "--fail", "-o"])
             .arg(&der_path)
-            .arg(server.url("/crl.der")),
+            .arg(server.url("/crl/2.der")),
         std::time::Duration::from_secs(30),
     );
-    fetched.expect_success("curl /crl.der");
+    fetched.expect_success("curl /crl/2.der");
     let der_as_pem = openssl(["crl", "-inform", "DER", "-in", p(&der_path), "-outform", "PEM"]);
+    let der_as_pem = der_as_pem.expect_success("openssl crl -inform DER").trim().to_owned();
     assert_eq!(
-        der_as_pem.expect_success("openssl crl -inform DER").trim(),
-        after.body.trim(),
-        "/crl.der and /crl.pem differ"
+        der_as_pem,
+        issuing_after.body.trim(),
+        "/crl/2.der and /crl/2.pem differ"
     );
+    assert!(
+        after.body.contains(&der_as_pem),
+        "/crl.pem lacks the intermediate's CRL"
+    );
+
+    // The root's CRL (/crl.der, the intermediate's DP): signed by the root, listing no one.
+    let root_der = dir.join("root-crl.der");
+    fleetca_e2e::run(
+        std::process::Command::new(fleetca_e2e::tool("curl"))
+            .args(["-sS", "--fail", "-o"])
+            .arg(&root_der)
+            .arg(server.url("/crl.der")),
+        std::time::Duration::from_secs(30),
+    )
+    .expect_success("curl /crl.der");
+    let root_crl = openssl([
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        p(&root_der),
+        "-CAfile",
+        p(&issued.ca),
+        "-noout",
+        "-text",
+    ]);
+    let r = root_crl.combined();
+    assert!(
+        r.contains("verify OK") && r.contains(&format!("Issuer: {root_subject}")),
+        "{r}"
+    );
+    assert!(r.contains("No Revoked Certificates"), "{r}");
 }

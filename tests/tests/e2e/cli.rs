@@ -115,6 +115,8 @@ fn the_cli_drives_keys_certificates_devices_and_a_resumable_import() {
         "verify",
         "-CAfile",
         certs.join("ca.crt").to_str().unwrap(),
+        "-untrusted",
+        certs.join("client.crt").to_str().unwrap(),
         certs.join("client.crt").to_str().unwrap(),
     ]);
     verified.expect_success("openssl verify");
@@ -158,6 +160,8 @@ fn the_cli_drives_keys_certificates_devices_and_a_resumable_import() {
         "verify",
         "-CAfile",
         renewed_dir.join("ca.crt").to_str().unwrap(),
+        "-untrusted",
+        renewed_dir.join("client.crt").to_str().unwrap(),
         renewed_dir.join("client.crt").to_str().unwrap(),
     ])
     .expect_success("openssl verify the renewed certificate");
@@ -460,6 +464,8 @@ fn the_renew_daemon_reenrolls_over_est_and_runs_its_hook() {
         "verify",
         "-CAfile",
         files.join("ca.crt").to_str().unwrap(),
+        "-untrusted",
+        files.join("client.crt").to_str().unwrap(),
         files.join("client.crt").to_str().unwrap(),
     ])
     .expect_success("openssl verify the renewed certificate");

@@ -132,7 +132,7 @@ fn a_kill_9_during_a_burst_loses_no_acknowledged_write() {
         assert_eq!(cert["status"], "revoked", "{cert}");
     }
     // The CRL that the restarted server publishes lists every acknowledged revocation.
-    let crl = dir.write("crl.pem", &server.get("/crl.pem", None).body, false);
+    let crl = dir.write("crl.pem", &server.get("/crl/2.pem", None).body, false);
     let text = openssl(["crl", "-in", crl.to_str().unwrap(), "-noout", "-text"])
         .expect_success("openssl crl")
         .to_uppercase();

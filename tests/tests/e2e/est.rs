@@ -268,6 +268,7 @@ http {{
     ssl_certificate_key {d}/server.key;
     ssl_client_certificate {d}/ca.crt;
     ssl_verify_client optional;
+    ssl_verify_depth 2;
     location /.well-known/est/ {{
       proxy_pass http://127.0.0.1:{upstream};
       proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
@@ -343,16 +344,7 @@ fn digest_claims_and_renewal_over_tls_and_nginx_and_mosquitto_drops_the_supersed
     let fleetca_tls = format!("https://127.0.0.1:{tls_port}/.well-known/est");
 
     // A broker certificate for mosquitto and nginx, and fleetca's CA.
-    let created = server
-        .post(
-            "/api/v4/manage/server-certificates/",
-            Some(&admin),
-            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
-        )
-        .expect_json(201, "a server certificate");
-    dir.write("server.crt", created["certificate_pem"].as_str().unwrap(), false);
-    dir.write("server.key", created["private_key_pem"].as_str().unwrap(), true);
-    dir.write("ca.crt", created["ca_certificate_pem"].as_str().unwrap(), false);
+    crate::mosquitto::broker_files(&server, &admin, &dir);
 
     // 1. A provisioned device enrolls with HTTP Digest (curl --digest answers the challenge).
     server
@@ -387,7 +379,13 @@ fn digest_claims_and_renewal_over_tls_and_nginx_and_mosquitto_drops_the_supersed
             &json!({"name": "line 1", "tenant": "acme", "max_uses": 2, "register_unknown": true}),
         )
         .expect_json(201, "a claim");
-    dir.write("claim.crt", claim["certificate_pem"].as_str().unwrap(), false);
+    // The claim certificate and its intermediate: what the factory tool presents.
+    let claim_chain = format!(
+        "{}{}",
+        claim["certificate_pem"].as_str().unwrap(),
+        claim["chain_pem"].as_str().unwrap()
+    );
+    dir.write("claim.crt", &claim_chain, false);
     dir.write("claim.key", claim["private_key_pem"].as_str().unwrap(), true);
     let claim_auth = ["--cert", "claim.crt", "--key", "claim.key"];
     let f1 = csr(d, "factory-1", "factory-1");

@@ -8,9 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fleetca_e2e::{Fleetca, Output, Scratch, binary, openssl_in, run, tool};
-use serde_json::json;
 
-use crate::mosquitto::{assert_round_trip, handshake, start_broker};
+use crate::mosquitto::{assert_round_trip, broker_files, handshake, start_broker};
 
 /// `fleetca --data-dir DATA <args>`, an offline command on the server's database.
 fn fleetca(data: &Path, args: &[&str]) -> Output {
@@ -136,16 +135,36 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
         ],
     )
     .expect_success("fleetca ca intermediate --import");
+    // A new installation's CAs are 1 (root) and 2 (its intermediate); the imported
+    // intermediate is 3 and stands by, the operator's root is 4. Only an intermediate that
+    // stands by can be made the issuing CA.
     let list = fleetca(&data, &["ca", "list"]);
     let listed = list.expect_success("fleetca ca list");
     assert!(
         listed
             .lines()
-            .any(|l| l.contains("intermediate") && l.contains("active") && l.contains("Acme issuing CA 1")),
+            .any(|l| l.starts_with("3 ") && l.contains("standby") && l.contains("Acme issuing CA 1")),
+        "{listed}"
+    );
+    let refused = fleetca(&data, &["ca", "activate", "4"]);
+    assert!(
+        !refused.success() && refused.stderr.contains("only a standby intermediate"),
+        "{}",
+        refused.combined()
+    );
+    fleetca(&data, &["ca", "activate", "3"]).expect_success("fleetca ca activate 3");
+    let list = fleetca(&data, &["ca", "list"]);
+    let listed = list.expect_success("fleetca ca list");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("3 ") && l.contains("active") && l.contains("Acme issuing CA 1")),
         "{listed}"
     );
     assert!(
-        listed.lines().any(|l| l.contains("retiring") && l.contains("fleetca")),
+        listed
+            .lines()
+            .any(|l| l.starts_with("2 ") && l.contains("retiring") && l.contains("fleetca")),
         "{listed}"
     );
     assert!(
@@ -180,46 +199,42 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
     let admin = server.admin_token();
 
     // The broker's certificate: a full chain; the broker trusts only the operator's root.
-    let created = server
-        .post(
-            "/api/v4/manage/server-certificates/",
-            Some(&admin),
-            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
-        )
-        .expect_json(201, "the broker's server certificate");
+    let created = broker_files(&server, &admin, &dir);
     let text = |k: &str| {
         created[k]
             .as_str()
             .unwrap_or_else(|| panic!("no {k} in {created}"))
             .to_owned()
     };
-    assert_eq!(
-        text("ca_certificate_pem").trim(),
-        dir.read("root.pem").trim(),
-        "ca_certificate_pem is the root"
+    // What clients trust: fleetca's own root (certificates of its first intermediate are
+    // still out there) and the operator's.
+    let roots = text("ca_certificate_pem");
+    assert_eq!(roots.matches("BEGIN CERTIFICATE").count(), 2, "{roots}");
+    assert!(
+        roots.contains(dir.read("root.pem").trim()),
+        "ca_certificate_pem lacks the operator's root"
     );
+    dir.write("ca.crt", &dir.read("root.pem"), false);
     assert_eq!(
         text("chain_pem").trim(),
         dir.read("intermediate.pem").trim(),
         "chain_pem is the intermediate"
     );
-    dir.write("server.crt", &(text("certificate_pem") + &text("chain_pem")), false);
-    dir.write("server.key", &text("private_key_pem"), true);
-    dir.write("ca.crt", &dir.read("root.pem"), false);
 
-    // /ca.pem is the trust bundle: fleetca's first root, the operator's, the intermediate.
+    // /ca.pem is the trust bundle: both roots, both intermediates.
     let bundle = run(
         Command::new(tool("curl")).args(["-sf", &server.url("/ca.pem")]),
         Duration::from_secs(10),
     );
     assert_eq!(
         bundle.stdout.matches("BEGIN CERTIFICATE").count(),
-        3,
+        4,
         "{}",
         bundle.stdout
     );
-    // The CRL file holds both CRLs fleetca signs (the first CA's and the intermediate's).
-    assert_eq!(dir.read("crl.pem").matches("BEGIN X509 CRL").count(), 2);
+    // The CRL file holds every CRL fleetca signs: its root's, the retiring intermediate's
+    // and the new one's.
+    assert_eq!(dir.read("crl.pem").matches("BEGIN X509 CRL").count(), 3);
 
     let (mut broker, port) = start_broker(&dir);
 
@@ -244,7 +259,7 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
     let facts = issuer.expect_success("the leaf's issuer");
     assert!(facts.contains("Acme issuing CA 1"), "{facts}");
     assert!(
-        facts.contains(&server.url("/crl/2.der")),
+        facts.contains(&server.url("/crl/3.der")),
         "the DP names the intermediate's CRL: {facts}"
     );
     openssl_in(
@@ -283,7 +298,7 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
         Command::new(tool("curl"))
             .args(["-sf", "-o"])
             .arg(dir.join("int.crl"))
-            .arg(server.url("/crl/2.der")),
+            .arg(server.url("/crl/3.der")),
         Duration::from_secs(10),
     );
     assert!(crl.success(), "{}", crl.combined());

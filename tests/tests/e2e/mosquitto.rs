@@ -158,7 +158,11 @@ fn csr_certificate(
         .post("/api/v4/manage/mqtt-certificates/", Some(admin), &body)
         .expect_json(201, &format!("a certificate for the {stem} CSR"));
     let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
-    let cert = dir.write(&format!("{stem}.crt"), &field("certificate_pem"), false);
+    let cert = dir.write(
+        &format!("{stem}.crt"),
+        &(field("certificate_pem") + &field("chain_pem")),
+        false,
+    );
     IssuedCertificate {
         id: field("id"),
         serial: field("serial"),
@@ -168,6 +172,37 @@ fn csr_certificate(
         ca: dir.join("ca.crt"),
         created,
     }
+}
+
+/// Asks fleetca for a broker certificate (localhost, 127.0.0.1) and writes what a broker
+/// loads into `dir`, as the README says: server.crt (the certificate and its intermediates:
+/// the broker presents the whole chain), server.key (0600) and ca.crt (the trust bundle,
+/// `GET /ca.pem`: every CA certificate, so a device that presents only its own certificate,
+/// as EST's simpleenroll returns it, verifies too). Returns the answer.
+pub(crate) fn broker_files(server: &Fleetca, admin: &str, dir: &Scratch) -> serde_json::Value {
+    let created = server
+        .post(
+            "/api/v4/manage/server-certificates/",
+            Some(admin),
+            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
+        )
+        .expect_json(201, "the broker's server certificate");
+    let pem = |k: &str| {
+        created[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k} in {created}"))
+            .to_owned()
+    };
+    dir.write("server.crt", &(pem("certificate_pem") + &pem("chain_pem")), false);
+    dir.write("server.key", &pem("private_key_pem"), true);
+    let bundle = server.get("/ca.pem", None);
+    assert_eq!(bundle.status, 200, "GET /ca.pem");
+    assert!(
+        bundle.body.starts_with(pem("ca_certificate_pem").trim_end()),
+        "/ca.pem starts with the roots"
+    );
+    dir.write("ca.crt", &bundle.body, false);
+    created
 }
 
 /// Starts mosquitto on a free port with [`mosquitto_conf`] (ca.crt, server.crt,
@@ -241,22 +276,7 @@ fn a_revoked_certificate_is_refused_by_mosquitto_on_its_next_connection() {
     );
 
     // The broker's certificate comes from fleetca.
-    let created = server
-        .post(
-            "/api/v4/manage/server-certificates/",
-            Some(&admin),
-            &json!({"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}),
-        )
-        .expect_json(201, "creating the broker's server certificate");
-    let pem = |k: &str| {
-        created[k]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {k} in {created}"))
-            .to_owned()
-    };
-    dir.write("server.crt", &pem("certificate_pem"), false);
-    dir.write("server.key", &pem("private_key_pem"), true);
-    dir.write("ca.crt", &pem("ca_certificate_pem"), false);
+    broker_files(&server, &admin, &dir);
 
     let (mut broker, port) = start_broker(&dir);
 

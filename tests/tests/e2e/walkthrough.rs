@@ -22,8 +22,9 @@
 //! # 3. Rotate its token: the response holds the new one; the old one stops working at once.
 //! curl -s -X POST "$BASE/api/v4/manage/users/$KEY_ID/rotate-token/" -H "Authorization: Bearer $ADMIN"
 //!
-//! # 4. An MQTT client certificate: certificate_pem, private_key_pem (shown only here) and
-//! #    ca_certificate_pem go to client.crt, client.key (mode 0600) and ca.crt; CERT_ID is its "id".
+//! # 4. An MQTT client certificate: certificate_pem followed by chain_pem, private_key_pem
+//! #    (shown only here) and ca_certificate_pem go to client.crt, client.key (mode 0600) and
+//! #    ca.crt; CERT_ID is its "id".
 //! curl -s -X POST "$BASE/api/v4/manage/mqtt-certificates/" \
 //!   -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
 //!   -d "{\"name\": \"Production MQTT Client\", \"api_key_id\": \"$KEY_ID\", \"validity_hours\": 8760}"
@@ -32,9 +33,9 @@
 //! curl -s -X POST "$BASE/api/v4/manage/mqtt-certificates/$CERT_ID/revoke/" \
 //!   -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{"reason": "keyCompromise"}'
 //!
-//! # 6. The CRL lists it.
+//! # 6. The CRL lists it (crl.pem holds every CA's CRL).
 //! curl -s "$BASE/crl.pem" -o crl.pem
-//! openssl crl -in crl.pem -noout -text
+//! openssl storeutl -noout -text -crls crl.pem
 //! ```
 
 use std::time::Instant;
@@ -75,7 +76,7 @@ const REVOKE_CERTIFICATE: &str = r#"curl -s -X POST "$BASE/api/v4/manage/mqtt-ce
 const DOWNLOAD_CRL: &str = r#"curl -s "$BASE/crl.pem" -o crl.pem"#;
 
 /// 6b. Show it.
-const SHOW_CRL: &str = "openssl crl -in crl.pem -noout -text";
+const SHOW_CRL: &str = "openssl storeutl -noout -text -crls crl.pem";
 
 /// Runs one curl line of the walkthrough and returns its status and body.
 fn step(dir: &Scratch, line: &str, env: &[(&str, String)]) -> Response {
@@ -164,9 +165,17 @@ fn the_readme_walkthrough_works_with_curl() {
     ] {
         let pem = text(&cert, field);
         assert!(pem.starts_with(header), "{field} does not start with {header}: {pem}");
-        dir.write(file, pem, private);
+        let pem = if file == "client.crt" {
+            format!("{pem}{}", text(&cert, "chain_pem"))
+        } else {
+            pem.to_owned()
+        };
+        dir.write(file, &pem, private);
     }
-    let verified = openssl_in(dir.path(), ["verify", "-CAfile", "ca.crt", "client.crt"]);
+    let verified = openssl_in(
+        dir.path(),
+        ["verify", "-CAfile", "ca.crt", "-untrusted", "client.crt", "client.crt"],
+    );
     assert!(verified.stdout.contains("client.crt: OK"), "{}", verified.combined());
     set(&mut env, "CERT_ID", &cert_id);
 

@@ -118,12 +118,34 @@ impl From<crate::brokers::canary::CanaryStatus> for CanaryOut {
 
 #[derive(Serialize, ToSchema)]
 pub struct CaInfo {
+    /// The first CA: a new installation's root (what clients trust), or the single CA of an
+    /// installation made before fleetca had several.
     pub subject: String,
     /// SHA-256 of the CA certificate's DER, lowercase hex.
     pub fingerprint: String,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
     pub certificate_pem: String,
+    /// Every CA, oldest first: the root, the intermediate that issues, those that stand by
+    /// or retire.
+    pub authorities: Vec<CaLine>,
+}
+
+/// One CA.
+#[derive(Serialize, ToSchema)]
+pub struct CaLine {
+    pub id: i32,
+    /// `root` or `intermediate`.
+    #[schema(example = "intermediate")]
+    pub role: String,
+    /// `active` (issues), `standby`, `pending`, `retiring` or `retired`.
+    #[schema(example = "active")]
+    pub state: String,
+    /// Absent while it waits for its certificate.
+    pub subject: Option<String>,
+    pub not_after: Option<DateTime<Utc>>,
+    /// Whether fleetca holds its key (not for an operator's own root).
+    pub holds_key: bool,
 }
 
 #[utoipa::path(
@@ -172,6 +194,18 @@ pub async fn ca(state: web::Data<AppState>, _caller: Caller) -> Result<HttpRespo
         not_before: ca.not_before,
         not_after: ca.not_after,
         certificate_pem: ca.certificate_pem,
+        authorities: ca
+            .authorities
+            .into_iter()
+            .map(|c| CaLine {
+                id: c.id,
+                role: c.role.as_str().into(),
+                state: c.state.as_str().into(),
+                subject: c.subject,
+                not_after: c.not_after,
+                holds_key: c.holds_key,
+            })
+            .collect(),
     }))
 }
 

@@ -152,13 +152,20 @@ pub async fn crl_der(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
     crl_response(&state, &req, 1, false)
 }
 
-/// The first CA's current CRL, PEM. Supports `If-None-Match`.
+/// Every CRL fleetca publishes, PEM, one after another: what the CRL file holds, for a
+/// broker that fetches it (with one CA, that CA's CRL). Supports `If-None-Match`.
 #[utoipa::path(get, path = "/crl.pem", tag = "pki", responses(
     (status = 200, content_type = "application/x-pem-file", body = String),
     (status = 304, description = "Unchanged since the ETag sent"),
 ))]
 pub async fn crl_pem(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    crl_response(&state, &req, 1, true)
+    let Some((pem, this_update, tag)) = state.overview.all_crls_pem() else {
+        return HttpResponse::ServiceUnavailable().finish();
+    };
+    conditional(&req, EntityTag::new_strong(tag), this_update, |resp| {
+        resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
+            .body(pem)
+    })
 }
 
 /// The current CRL of CA `ca` (an intermediate, or a root made later), DER: the
@@ -197,8 +204,27 @@ fn crl_response(state: &AppState, req: &HttpRequest, ca: i32, pem: bool) -> Http
             HttpResponse::NotFound().finish()
         };
     };
-    let etag = EntityTag::new_strong(format!("crl-{}-{}", crl.number, if pem { "pem" } else { "der" }));
-    let last_modified = HttpDate::from(std::time::SystemTime::from(crl.this_update));
+    let etag = EntityTag::new_strong(format!("crl-{ca}-{}-{}", crl.number, if pem { "pem" } else { "der" }));
+    conditional(req, etag, crl.this_update, |resp| {
+        if pem {
+            resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
+                .body(crl.pem)
+        } else {
+            resp.insert_header((header::CONTENT_TYPE, "application/pkix-crl"))
+                .body(crl.der)
+        }
+    })
+}
+
+/// A 304 when `If-None-Match` names `etag`, else 200 with the body `send` adds; with the
+/// ETag, Last-Modified and `no-cache` either way.
+fn conditional(
+    req: &HttpRequest,
+    etag: EntityTag,
+    this_update: chrono::DateTime<chrono::Utc>,
+    send: impl FnOnce(&mut actix_web::HttpResponseBuilder) -> HttpResponse,
+) -> HttpResponse {
+    let last_modified = HttpDate::from(std::time::SystemTime::from(this_update));
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -215,11 +241,5 @@ fn crl_response(state: &AppState, req: &HttpRequest, ca: i32, pem: bool) -> Http
     if matches {
         return resp.finish();
     }
-    if pem {
-        resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
-            .body(crl.pem)
-    } else {
-        resp.insert_header((header::CONTENT_TYPE, "application/pkix-crl"))
-            .body(crl.der)
-    }
+    send(&mut resp)
 }
