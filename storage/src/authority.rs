@@ -257,3 +257,53 @@ async fn insert_ca(txn: &DatabaseTransaction, id: i32, ca: NewCa, now: DateTime<
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use fleetca_migrations::{Migrator, MigratorTrait};
+    use sea_orm::ConnectionTrait;
+
+    use crate::{Store, StoreOptions};
+
+    /// An installation made before several CAs: its one CA (row 1) and a revoked certificate
+    /// are still the issuing CA and a revocation of CA 1 after the migration.
+    #[tokio::test]
+    async fn a_database_from_before_several_cas_keeps_its_one_ca_issuing() {
+        let path = std::env::temp_dir().join(format!("fleetca-upgrade-{}.db", uuid::Uuid::new_v4().simple()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let store = Store::connect(&StoreOptions {
+            url: url.clone(),
+            max_connections: 1,
+        })
+        .await
+        .unwrap();
+        // Every migration before the hierarchy's, then the rows such an installation has.
+        let before = Migrator::migrations().len() - 1;
+        Migrator::up(store.conn(), Some(u32::try_from(before).unwrap()))
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO authority (id, certificate_pem, sealed_key, created_at) VALUES (1, 'PEM', x'01', '2026-12-01T00:00:00Z')",
+            "INSERT INTO crl_state (id, number, this_update, next_update) VALUES (1, 41, '2026-12-01T00:00:00Z', '2026-12-08T00:00:00Z')",
+            "INSERT INTO certificates (id, name, kind, enterprise, serial, fingerprint, certificate_pem, not_before, not_after, created_at, revoked_at, revocation_reason) \
+             VALUES ('00000000-0000-0000-0000-000000000001', 'c', 'client', 'acme', '0a', 'ff', 'PEM', '2026-12-01T00:00:00Z', '2036-12-01T00:00:00Z', '2026-12-01T00:00:00Z', '2026-12-02T00:00:00Z', 'keyCompromise')",
+        ] {
+            store.conn().execute_unprepared(sql).await.unwrap();
+        }
+        // The master key is checked against row 1 before migrating: readable on the old schema.
+        assert_eq!(store.load_authority().await.unwrap().unwrap().certificate_pem, "PEM");
+        store.migrate().await.unwrap();
+        let cas = store.authorities().await.unwrap();
+        assert_eq!(cas.len(), 1);
+        assert_eq!((cas[0].role.as_str(), cas[0].state.as_str()), ("root", "active"));
+        assert_eq!(cas[0].parent_id, None);
+        let revoked = store.revocations(chrono::Utc::now()).await.unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0].issuer_id, 1, "listed on the one CA's CRL");
+        assert_eq!(store.crl_number(1).await.unwrap(), 41, "its CRL numbers go on");
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}

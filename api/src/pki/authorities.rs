@@ -410,3 +410,122 @@ pub async fn activate(store: &Store, id: i32, audit: NewAudit, now: DateTime<Utc
 fn lf_pem(p: &pem::Pem) -> String {
     pem::encode_config(p, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use fleetca_ca::{Authority, CaSubject, MasterKey};
+    use fleetca_storage::authority::CaRow;
+
+    use super::*;
+
+    fn row(id: i32, role: &str, state: &str, parent_id: Option<i32>, ca: &Authority, master: &MasterKey) -> CaRow {
+        CaRow {
+            id,
+            certificate_pem: ca.certificate_pem().to_owned(),
+            sealed_key: ca.seal_key(master).unwrap(),
+            created_at: Utc::now(),
+            role: role.into(),
+            state: state.into(),
+            parent_id,
+            csr_pem: None,
+        }
+    }
+
+    fn subject(cn: &str) -> CaSubject {
+        CaSubject {
+            common_name: cn.into(),
+            organization: None,
+        }
+    }
+
+    #[test]
+    fn an_installation_made_before_several_cas_issues_from_its_one_ca_as_before() {
+        let master = MasterKey::generate().unwrap();
+        let old = Authority::create(&subject("fleetca root CA"), Utc::now(), Duration::days(3650)).unwrap();
+        let cas = Authorities::from_rows(
+            vec![row(1, "root", "active", None, &old, &master)],
+            &master,
+            "https://ca.example",
+        )
+        .unwrap();
+        assert_eq!(cas.issuing().id, 1);
+        assert_eq!(
+            cas.issuing().crl_url,
+            "https://ca.example/crl.der",
+            "the distribution point it always had"
+        );
+        assert!(
+            cas.issuing().scoped_crl(),
+            "its CRL keeps its Issuing Distribution Point"
+        );
+        assert_eq!(cas.chain_pem(), "", "no intermediate to present");
+        assert_eq!(cas.roots_pem(), old.certificate_pem());
+        assert_eq!(cas.bundle_pem(), old.certificate_pem());
+        assert!(
+            !old.may_certify_intermediates(),
+            "path length 0: an intermediate needs another root"
+        );
+    }
+
+    #[test]
+    fn a_hierarchy_issues_from_its_active_intermediate_and_trusts_every_live_root() {
+        let master = MasterKey::generate().unwrap();
+        let now = Utc::now();
+        let root = Authority::create_root(&subject("fleetca root CA"), now, Duration::days(7300)).unwrap();
+        let key = fleetca_ca::MemoryKey::generate_p256().unwrap();
+        let public = fleetca_ca::PublicKey::from_sec1(fleetca_ca::CaKey::public_key_raw(&key)).unwrap();
+        let profile = fleetca_ca::IntermediateProfile {
+            subject: &subject("fleetca issuing CA 1"),
+            validity: Duration::days(7300),
+            crl_url: "https://ca.example/crl.der",
+        };
+        let made = root.certify_intermediate(&profile, &public, now).unwrap();
+        let issuing = Authority::with_key(&made.pem, key).unwrap();
+        let rows = vec![
+            row(1, "root", "standby", None, &root, &master),
+            row(2, "intermediate", "active", Some(1), &issuing, &master),
+        ];
+        let cas = Authorities::from_rows(rows, &master, "https://ca.example").unwrap();
+        assert_eq!(cas.issuing().id, 2);
+        assert_eq!(cas.issuing().crl_url, "https://ca.example/crl/2.der");
+        assert_eq!(cas.chain_pem(), made.pem);
+        assert_eq!(cas.roots_pem(), root.certificate_pem());
+        assert_eq!(cas.bundle_pem(), format!("{}{}", root.certificate_pem(), made.pem));
+        assert!(!cas.all()[0].scoped_crl(), "the root's CRL covers itself");
+        assert!(cas.all()[1].scoped_crl());
+        assert_eq!(cas.crl_signers().count(), 2);
+        assert_eq!(cas.first().fingerprint(), root.fingerprint());
+        // A certificate of either CA is recognised; one of another CA is not.
+        let leaf = issuing
+            .issue_client(
+                &fleetca_ca::ClientProfile {
+                    common_name: "svc",
+                    organization: "acme",
+                    validity: Duration::days(30),
+                    crl_url: "https://ca.example/crl/2.der",
+                },
+                &fleetca_ca::generate_p256().unwrap().public_key,
+                now,
+            )
+            .unwrap();
+        assert_eq!(cas.check_issued(&leaf.pem), Some(leaf.fingerprint.clone()));
+        let stranger = Authority::create(&subject("another CA"), now, Duration::days(30)).unwrap();
+        let foreign = stranger
+            .issue_client(
+                &fleetca_ca::ClientProfile {
+                    common_name: "svc",
+                    organization: "acme",
+                    validity: Duration::days(30),
+                    crl_url: "https://x/crl.der",
+                },
+                &fleetca_ca::generate_p256().unwrap().public_key,
+                now,
+            )
+            .unwrap();
+        assert_eq!(cas.check_issued(&foreign.pem), None);
+        // Without an active CA whose key fleetca holds, fleetca does not start.
+        let idle = vec![row(1, "root", "standby", None, &root, &master)];
+        assert!(Authorities::from_rows(idle, &master, "https://ca.example").is_err());
+    }
+}
