@@ -666,7 +666,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                 None,
                 serde_json::json!({"by": "fleetca ca activate"}),
             );
-            crate::pki::authorities::activate(&opened.store, id, record, fleetca_storage::now())
+            crate::pki::authorities::activate(&opened.store, &opened.cas, id, record, fleetca_storage::now())
                 .await
                 .map_err(|e| match e {
                     crate::support::Error::NotFound(_) => format!("no CA {id}"),

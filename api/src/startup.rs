@@ -394,8 +394,9 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
             sealed_key: sealed(fleetca_ca::CaKey::sealed(&key, master))?,
             csr_pem: None,
         };
-        store.insert_hierarchy(root_row, issuing_row, now).await.map_err(db)?;
-        tracing::info!(root = %root.subject(), issuing = %issuing_subject.common_name, "created the certificate authorities");
+        if store.insert_hierarchy(root_row, issuing_row, now).await.map_err(db)? {
+            tracing::info!(root = %root.subject(), issuing = %issuing_subject.common_name, public_url = %config.public_url, "created the certificate authorities (their CRLs are named under public_url)");
+        }
     }
     let stored = store
         .load_authority()
@@ -413,10 +414,16 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
 /// The first issuing intermediate's name, from the root's: `fleetca root CA` gives `fleetca
 /// issuing CA 1`, `Acme Fleet CA` gives `Acme Fleet CA issuing 1`.
 fn issuing_name(root: &str) -> String {
-    if root.contains("root") {
+    let name = if root.contains("root") {
         format!("{} 1", root.replacen("root", "issuing", 1))
     } else {
         format!("{root} issuing 1")
+    };
+    // RFC 5280's upper bound for a common name.
+    if name.chars().count() > 64 {
+        "fleetca issuing CA 1".into()
+    } else {
+        name
     }
 }
 

@@ -93,15 +93,21 @@ impl Store {
     /// Stores a new installation's hierarchy unless a CA exists: `root` as CA 1 and `issuing`
     /// (signed by it) as CA 2, in one transaction. When two instances start on an empty
     /// database at once, the second finds the first's and stores nothing.
-    pub async fn insert_hierarchy(&self, root: NewCa, issuing: NewCa, now: DateTime<Utc>) -> Result<(), StorageError> {
+    /// Returns whether these were stored (false: another instance's were first).
+    pub async fn insert_hierarchy(
+        &self,
+        root: NewCa,
+        issuing: NewCa,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
         let txn = self.write_txn().await?;
         match insert_ca(&txn, FIRST, root, now).await {
             Ok(()) => {
                 insert_ca(&txn, FIRST + 1, issuing, now).await?;
                 txn.commit().await?;
-                Ok(())
+                Ok(true)
             }
-            Err(StorageError::Conflict(_)) => Ok(()),
+            Err(StorageError::Conflict(_)) => Ok(false),
             Err(other) => Err(other),
         }
     }

@@ -17,6 +17,9 @@ function daysLeft(iso) {
 export async function render(root, ctx) {
   const ca = await api.overview.ca();
   if (!ctx.isCurrent()) return;
+  // The CRL that lists revoked certificates is the issuing CA's (CA 1 keeps /crl.der).
+  const active = (ca.authorities || []).find((c) => c.state === 'active');
+  const issuingCrl = active && active.id !== 1 ? `/crl/${active.id}.der` : '/crl.der';
   root.append(
     ...heading('Certificate authority', 'Clients and brokers trust this CA; the CRL lists the certificates it has revoked.'),
     h(
@@ -34,9 +37,9 @@ export async function render(root, ctx) {
       h(
         'div',
         { class: 'actions left' },
-        h('a', { class: 'button', href: '/ca.pem', download: 'ca.crt', 'data-testid': 'download-ca' }, 'Download CA certificate (ca.crt)'),
-        h('a', { class: 'button secondary', href: '/crl.pem', download: 'crl.pem', 'data-testid': 'download-crl-pem' }, 'Download CRL (PEM)'),
-        h('a', { class: 'button secondary', href: '/crl.der', download: 'crl.der', 'data-testid': 'download-crl-der' }, 'Download CRL (DER)'),
+        h('a', { class: 'button', href: '/ca.pem', download: 'ca.crt', 'data-testid': 'download-ca' }, 'Download the trust bundle (ca.crt)'),
+        h('a', { class: 'button secondary', href: '/crl.pem', download: 'crl.pem', 'data-testid': 'download-crl-pem' }, 'Download every CRL (PEM)'),
+        h('a', { class: 'button secondary', href: issuingCrl, download: 'crl.der', 'data-testid': 'download-crl-der' }, 'Download the issuing CA\'s CRL (DER)'),
       ),
       h('details', null, h('summary', null, 'Show the PEM'), secretField('CA certificate', ca.certificate_pem, 'ca-pem', { multiline: true })),
     ),

@@ -104,7 +104,9 @@ impl Changes {
         if certs.is_empty() {
             return Ok(());
         }
-        self.local.revoked(certs).await?;
+        // Other instances are told even when this one's publication failed: their CRLs must
+        // list the revocation whatever happened here (the local one is retried).
+        let published = self.local.revoked(certs).await;
         for cert in certs {
             let reason = cert.revocation_reason.clone().unwrap_or_else(|| "unspecified".into());
             metrics::counter!("fleetca_certificates_revoked_total", "reason" => reason).increment(1);
@@ -118,7 +120,7 @@ impl Changes {
         {
             tracing::warn!(error = %e, kind = "revoked", "could not record a change for other instances");
         }
-        Ok(())
+        published
     }
 
     async fn apply(&self, kind: &str, subject: &str) {

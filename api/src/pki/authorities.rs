@@ -393,14 +393,43 @@ pub async fn certify_new(
 }
 
 /// Makes the standby intermediate `id` the issuing CA (from the next start of each
-/// instance); the one before it retires.
-pub async fn activate(store: &Store, id: i32, audit: NewAudit, now: DateTime<Utc>) -> Result<(), Error> {
-    let rows = store.authorities().await?;
-    let row = rows.iter().find(|r| r.id == id).ok_or(Error::NotFound("CA"))?;
-    if row.role != CaRole::Intermediate.as_str() || row.state != CaState::Standby.as_str() {
+/// instance); the one before it retires. Refused unless fleetca holds its key, it is valid
+/// for at least another day, its root is one fleetca trusts, and its CRL has been published
+/// (an instance has started since it was added, so brokers can have its CRL).
+pub async fn activate(
+    store: &Store,
+    cas: &Authorities,
+    id: i32,
+    audit: NewAudit,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let ca = cas.all().iter().find(|c| c.id == id).ok_or(Error::NotFound("CA"))?;
+    if ca.role != CaRole::Intermediate || ca.state != CaState::Standby {
         return Err(Error::Conflict(format!(
             "CA {id} is a {} in state {}; only a standby intermediate can be made the issuing CA",
-            row.role, row.state
+            ca.role, ca.state
+        )));
+    }
+    let Some(authority) = &ca.authority else {
+        return Err(Error::Conflict(format!("fleetca does not hold CA {id}'s key")));
+    };
+    if authority.not_before() > now || authority.not_after() < now + chrono::Duration::days(1) {
+        return Err(Error::Conflict(format!(
+            "CA {id} is valid from {} to {}: not for the next day; add another",
+            authority.not_before(),
+            authority.not_after()
+        )));
+    }
+    let root_live = ca
+        .parent_id
+        .and_then(|p| cas.all().iter().find(|c| c.id == p))
+        .is_some_and(|r| r.role == CaRole::Root && r.state != CaState::Retired);
+    if !root_live {
+        return Err(Error::Conflict(format!("CA {id}'s root is not one fleetca trusts")));
+    }
+    if store.crl_number(id).await? == 0 {
+        return Err(Error::Conflict(format!(
+            "CA {id}'s CRL has never been published: restart every instance first (they then trust it and publish its CRL), give brokers the new bundle, then activate it"
         )));
     }
     Ok(store.activate_authority(id, &[audit], now).await?)

@@ -127,6 +127,8 @@ struct IssuerCrl {
     publishing: tokio::sync::Mutex<Published>,
     /// `Published::covered`, readable without the lock (see [`CrlPublisher::behind`]).
     covered: AtomicU64,
+    /// Whether its last CRL failed to be signed or recorded (cleared once one is published).
+    failed: std::sync::atomic::AtomicBool,
     current: RwLock<Option<PublishedCrl>>,
 }
 
@@ -135,6 +137,7 @@ impl IssuerCrl {
     fn cover(&self, published: &mut Published, covered: u64) {
         published.covered = covered;
         self.covered.store(covered, Ordering::Release);
+        self.failed.store(false, Ordering::Release);
     }
 }
 
@@ -220,6 +223,7 @@ impl CrlPublisher {
                 added: AtomicU64::new(0),
                 publishing: tokio::sync::Mutex::new(Published::new(revoked.remove(&id).unwrap_or_default())),
                 covered: AtomicU64::new(0),
+                failed: std::sync::atomic::AtomicBool::new(false),
                 current: RwLock::new(None),
             })
             .collect();
@@ -296,21 +300,44 @@ impl CrlPublisher {
                 None => by_issuer.push((issuer, vec![entry])),
             }
         }
-        for (issuer, entries) in by_issuer {
-            let mine = {
+        // Every CA's revocations wait first, so one CA's failure loses none of another's (and
+        // `behind` sees them all for the retry); then each CA publishes, the first error kept.
+        let waiting: Vec<(&IssuerCrl, u64)> = by_issuer
+            .into_iter()
+            .map(|(issuer, entries)| {
                 let mut pending = issuer.pending.lock().unwrap_or_else(|e| e.into_inner());
                 pending.extend(entries);
-                issuer.added.fetch_add(1, Ordering::AcqRel) + 1
-            };
+                (issuer, issuer.added.fetch_add(1, Ordering::AcqRel) + 1)
+            })
+            .collect();
+        let mut first_error = None;
+        for (issuer, mine) in waiting {
             let mut published = issuer.publishing.lock().await;
             if published.covered >= mine {
                 continue; // another caller's publication already included ours
             }
-            let covered = self.sign(issuer, &mut published).await?;
-            self.write_out().await;
-            issuer.cover(&mut published, covered);
+            match self.sign(issuer, &mut published).await {
+                Ok(covered) => {
+                    self.write_out(&[issuer.id]).await;
+                    issuer.cover(&mut published, covered);
+                }
+                Err(e) => {
+                    issuer.failed.store(true, Ordering::Release);
+                    tracing::error!(ca = issuer.id, error = %e, "a CRL was not published; retrying");
+                    self.fail(format!("CA {}'s CRL was not signed", issuer.id)).await;
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Records a failed publication (when no more precise failure is recorded already), so
+    /// `/readyz` says so and the refresh retries.
+    async fn fail(&self, what: String) {
+        if self.status().ok {
+            self.set_status(Err(what), 0).await;
+        }
     }
 
     /// Re-signs and publishes every CA's CRL now, then writes the file once (the timer calls
@@ -328,13 +355,14 @@ impl CrlPublisher {
             match self.sign(issuer, &mut published).await {
                 Ok(covered) => held.push((issuer, published, covered)),
                 Err(e) => {
-                    self.set_status(Err(format!("signing CA {}'s CRL failed: {e}", issuer.id)), 0)
-                        .await;
+                    issuer.failed.store(true, Ordering::Release);
+                    self.fail(format!("CA {}'s CRL was not signed", issuer.id)).await;
                     return Err(e);
                 }
             }
         }
-        self.write_out().await;
+        let covering: Vec<i32> = held.iter().map(|(i, _, _)| i.id).collect();
+        self.write_out(&covering).await;
         for (issuer, mut published, covered) in held {
             issuer.cover(&mut published, covered);
         }
@@ -346,6 +374,14 @@ impl CrlPublisher {
         self.issuers
             .iter()
             .any(|i| i.added.load(Ordering::Acquire) > i.covered.load(Ordering::Acquire))
+    }
+
+    /// Whether a CA other than those in `covering` failed to sign its last CRL (its
+    /// revocations wait for the retry).
+    fn failing_besides(&self, covering: &[i32]) -> bool {
+        self.issuers
+            .iter()
+            .any(|i| !covering.contains(&i.id) && i.failed.load(Ordering::Acquire))
     }
 
     /// Signs `issuer`'s next CRL, with what is pending, records it and makes it the
@@ -420,8 +456,9 @@ impl CrlPublisher {
             let (path, der) = (path.clone(), crl.der.clone());
             if let Err(e) = crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await? {
                 tracing::error!(error = %e, "the published CRL record was not written");
-                self.set_status(Err(e), number).await;
-                return Err(Error::Unavailable);
+                self.set_status(Err(e.clone()), number).await;
+                // The revocation is stored; its CRL follows when the retry records it.
+                return Err(Error::Internal(e));
             }
         }
         *issuer.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
@@ -440,7 +477,7 @@ impl CrlPublisher {
     /// With `{ca}` in the file's path, each CA's CRL goes to a file of its own (the path with
     /// `{ca}` replaced by the CA's id): what a broker that takes one CRL per file (RabbitMQ's
     /// hash directory) needs.
-    async fn write_out(&self) {
+    async fn write_out(&self, covering: &[i32]) {
         let _writing = self.output.lock().await;
         let per_ca = self
             .file
@@ -470,7 +507,12 @@ impl CrlPublisher {
                 }
             }
         }
-        let status = self.write_and_reload(files).await;
+        let mut status = self.write_and_reload(files).await;
+        if status.is_ok() && self.failing_besides(covering) {
+            // A CA's revocations still wait for a CRL (its signature or record failed): not
+            // healthy until they are published.
+            status = Err("a CA's revocations are not on its CRL yet; retrying".into());
+        }
         let ok = status.is_ok();
         self.set_status(status, number).await;
         tracing::debug!(published = ok, "CRL file written");

@@ -152,6 +152,18 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
         "{}",
         refused.combined()
     );
+    // Not before an instance has started with it (trusted, its CRL published): the README's
+    // order. A start, then the activation, then the start that issues from it.
+    let early = fleetca(&data, &["ca", "activate", "3"]);
+    assert!(
+        !early.success() && early.stderr.contains("never been published"),
+        "{}",
+        early.combined()
+    );
+    let mut first = Fleetca::start(&data);
+    let standby_crl = first.get("/crl/3.pem", None);
+    assert_eq!(standby_crl.status, 200, "a standby intermediate's CRL is published");
+    first.stop(Duration::from_secs(10));
     fleetca(&data, &["ca", "activate", "3"]).expect_success("fleetca ca activate 3");
     let list = fleetca(&data, &["ca", "list"]);
     let listed = list.expect_success("fleetca ca list");
