@@ -278,11 +278,13 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
         let cert_der = pem::parse(c1["certificate_pem"].as_str().unwrap())
             .unwrap()
             .into_contents();
-        let ca_der = pem::parse(&ca_b).unwrap().into_contents();
+        // B's trust bundle: the root and the intermediate that issues.
+        let cas = pem::parse_many(&ca_b).unwrap();
+        assert_eq!(cas.len(), 2, "a new installation's root and issuing intermediate");
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&cert_der).unwrap();
-        let (_, ca) = x509_parser::certificate::X509Certificate::from_der(&ca_der).unwrap();
-        cert.verify_signature(Some(ca.public_key()))
-            .expect("A's certificate verifies against B's CA");
+        let (_, issuing) = x509_parser::certificate::X509Certificate::from_der(cas[1].contents()).unwrap();
+        cert.verify_signature(Some(issuing.public_key()))
+            .expect("A's certificate verifies against B's issuing CA");
     }
     let c1_id = c1["id"].as_str().unwrap();
     let (status, listed, _, _) = http
@@ -349,7 +351,7 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
         let sb = sb.clone();
         let serial2 = serial2.clone();
         async move {
-            crl_facts(&http.call("GET", format!("{sb}/crl.der"), None).await.2)
+            crl_facts(&http.call("GET", format!("{sb}/crl/2.der"), None).await.2)
                 .1
                 .contains(&serial2)
         }
@@ -477,7 +479,7 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
         let sb = sb.clone();
         let serials = serials.clone();
         async move {
-            let listed = crl_facts(&http.call("GET", format!("{sb}/crl.der"), None).await.2).1;
+            let listed = crl_facts(&http.call("GET", format!("{sb}/crl/2.der"), None).await.2).1;
             serials.iter().all(|s| listed.contains(s))
         }
     })
@@ -501,7 +503,7 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
             .await;
         }
         for (i, base) in [&sa, &sb].into_iter().enumerate() {
-            let der = http.call("GET", format!("{base}/crl.der"), None).await.2;
+            let der = http.call("GET", format!("{base}/crl/2.der"), None).await.2;
             let (n, _) = crl_facts(&der);
             let prev = if i == 0 { &mut last.0 } else { &mut last.1 };
             assert!(n >= *prev, "instance {i}'s CRL number went back from {prev} to {n}");
