@@ -143,6 +143,7 @@ names! {
         CaActivate = "ca.activate",
         CaIntermediateImport = "ca.intermediate_import",
         CaIntermediateRequest = "ca.intermediate_request",
+        CaRetire = "ca.retire",
         CanaryIssue = "canary.issue",
         CanaryRevoke = "canary.revoke",
         CertificateCreate = "certificate.create",

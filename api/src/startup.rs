@@ -106,6 +106,22 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
     }
     store.migrate().await.map_err(|e| StartError::Database(e.to_string()))?;
     ensure_authority(config, &store, &master).await?;
+    // A retiring CA none of whose certificates is valid any more is no longer needed.
+    let retired = store
+        .retire_spent(Utc::now(), |id| {
+            crate::outbox::audit::system(
+                AuditAction::CaRetire,
+                "ca",
+                &id.to_string(),
+                None,
+                serde_json::json!({"why": "every certificate it signed has expired"}),
+            )
+        })
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    for id in retired {
+        tracing::info!(ca = id, "retired a CA: every certificate it signed has expired");
+    }
     let cas = Authorities::load(&store, &master, &config.public_url)
         .await
         .map_err(StartError::Authority)?;

@@ -194,6 +194,64 @@ impl Store {
         crate::rows::commit_audited(txn, audit, now).await
     }
 
+    /// How many certificates each CA signed that have not expired at `now` (revoked ones
+    /// included: their revocation must stay listed), by CA id.
+    pub async fn live_certificates(&self, now: DateTime<Utc>) -> Result<Vec<(i32, u64)>, StorageError> {
+        use crate::entity::certificates::{Column as CertCol, Entity as Certificates};
+        let rows: Vec<(i32, i64)> = Certificates::find()
+            .select_only()
+            .column(CertCol::IssuerId)
+            .column_as(CertCol::Id.count(), "live")
+            .filter(CertCol::NotAfter.gt(now))
+            .group_by(CertCol::IssuerId)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, n)| (id, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
+    /// Retires every retiring CA of which no certificate is valid any more (nothing it signed
+    /// needs its CRL): it is no longer trusted, loaded or published. One transaction; one
+    /// audit record per CA from `audit`. Returns the ids retired.
+    pub async fn retire_spent(
+        &self,
+        now: DateTime<Utc>,
+        audit: impl Fn(i32) -> NewAudit,
+    ) -> Result<Vec<i32>, StorageError> {
+        let live: Vec<i32> = self
+            .live_certificates(now)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let txn = self.write_txn().await?;
+        let spent: Vec<i32> = CaEntity::find()
+            .select_only()
+            .column(CaCol::Id)
+            .filter(CaCol::State.eq("retiring"))
+            .into_tuple()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .filter(|id: &i32| !live.contains(id))
+            .collect();
+        if spent.is_empty() {
+            return Ok(spent);
+        }
+        CaEntity::update_many()
+            .col_expr(CaCol::State, Expr::value("retired"))
+            .filter(CaCol::Id.is_in(spent.clone()))
+            .filter(CaCol::State.eq("retiring"))
+            .exec(&txn)
+            .await?;
+        let records: Vec<NewAudit> = spent.iter().map(|id| audit(*id)).collect();
+        crate::rows::commit_audited(txn, &records, now).await?;
+        Ok(spent)
+    }
+
     /// Takes the next CRL number of the CA `issuer` and records the CRL's dates, atomically,
     /// so no two CRLs of a CA (from any instance) share a number and numbers never go back.
     pub async fn next_crl_number(
@@ -270,6 +328,101 @@ mod tests {
     use sea_orm::ConnectionTrait;
 
     use crate::{Store, StoreOptions};
+
+    async fn fresh() -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("fleetca-cas-{}.db", uuid::Uuid::new_v4().simple()));
+        let store = Store::connect(&StoreOptions {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            max_connections: 1,
+        })
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        (store, path)
+    }
+
+    fn ca(role: &str, state: &str, parent_id: Option<i32>) -> super::NewCa {
+        super::NewCa {
+            role: role.into(),
+            state: state.into(),
+            parent_id,
+            certificate_pem: "PEM".into(),
+            sealed_key: vec![1],
+            csr_pem: None,
+        }
+    }
+
+    /// A retiring CA retires once nothing it signed is valid; the active one never does.
+    #[tokio::test]
+    async fn a_retiring_ca_retires_when_its_last_certificate_has_expired() {
+        let (store, path) = fresh().await;
+        let now = chrono::Utc::now();
+        assert!(
+            store
+                .insert_hierarchy(ca("root", "standby", None), ca("intermediate", "active", Some(1)), now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .insert_hierarchy(ca("root", "standby", None), ca("intermediate", "active", Some(1)), now)
+                .await
+                .unwrap(),
+            "the second start stores nothing"
+        );
+        let third = store
+            .add_authority(ca("intermediate", "standby", Some(1)), &[], now)
+            .await
+            .unwrap();
+        assert_eq!(third, 3);
+        store.activate_authority(3, &[], now).await.unwrap();
+        let audit = |_| crate::NewAudit {
+            actor_id: None,
+            actor: "system".into(),
+            role: "system".into(),
+            action: "ca.retire".into(),
+            target_kind: "ca".into(),
+            target_id: String::new(),
+            enterprise: None,
+            request_id: None,
+            client_addr: None,
+            outcome: "success".into(),
+            details: serde_json::json!({}),
+            event: None,
+            ends_sessions: false,
+        };
+        // CA 2 signed a certificate valid for a year: it stays retiring.
+        store
+            .conn()
+            .execute_unprepared(&format!(
+                "INSERT INTO certificates (id, name, kind, enterprise, serial, fingerprint, certificate_pem, not_before, not_after, created_at, issuer_id) \
+                 VALUES ('00000000-0000-0000-0000-000000000002', 'c', 'client', 'acme', '0b', 'fe', 'PEM', '{now}', '{later}', '{now}', 2)",
+                now = now.to_rfc3339(),
+                later = (now + chrono::Duration::days(365)).to_rfc3339()
+            ))
+            .await
+            .unwrap();
+        assert_eq!(store.live_certificates(now).await.unwrap(), vec![(2, 1)]);
+        assert!(store.retire_spent(now, audit).await.unwrap().is_empty());
+        // A year and a day later it has nothing valid left.
+        let later = now + chrono::Duration::days(366);
+        assert_eq!(store.retire_spent(later, audit).await.unwrap(), vec![2]);
+        let states: Vec<(i32, String)> = store
+            .authorities()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.id, c.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![(1, "standby".into()), (2, "retired".into()), (3, "active".into())]
+        );
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
 
     /// An installation made before several CAs: its one CA (row 1) and a revoked certificate
     /// are still the issuing CA and a revocation of CA 1 after the migration.

@@ -315,6 +315,7 @@ test('the CA page shows the subject, fingerprint and expiry, and downloads the C
   // A new installation: the root and the intermediate that issues.
   assert.match(await page.getByTestId('ca-row-1').textContent(), /root.*standby/);
   assert.match(await page.getByTestId('ca-row-2').textContent(), /intermediate.*active.*fleetca/);
+  assert.match(await page.getByTestId('ca-live-2').textContent(), /^[1-9]/, 'the certificates made so far are the intermediate\'s');
   // crl.pem holds every CA's CRL: the root's, then the intermediate's (which lists revocations).
   const crl = await download(page, page.getByTestId('download-crl-pem'), files);
   assert.match(openssl('crl', '-in', crl, '-noout', '-text', '-CAfile', ca), /Issuer: CN ?= ?fleetca root CA/);

@@ -51,7 +51,7 @@ export async function render(root, ctx) {
       h(
         'table',
         { 'data-testid': 'ca-list' },
-        h('thead', null, h('tr', null, ...['ID', 'Role', 'State', 'Subject', 'Expires', 'Key held'].map((t) => h('th', null, t)))),
+        h('thead', null, h('tr', null, ...['ID', 'Role', 'State', 'Subject', 'Expires', 'Key held', 'Live certificates'].map((t) => h('th', null, t)))),
         h(
           'tbody',
           null,
@@ -65,6 +65,7 @@ export async function render(root, ctx) {
               h('td', null, c.subject || '(waiting for its certificate)'),
               h('td', null, c.not_after ? `${fmtDate(c.not_after)} (${daysLeft(c.not_after)})` : '—'),
               h('td', null, c.holds_key ? 'yes' : 'no'),
+              h('td', { 'data-testid': `ca-live-${c.id}` }, (c.live_certificates ?? 0).toLocaleString('en')),
             ),
           ),
         ),

@@ -46,6 +46,8 @@ pub struct CaSummary {
     pub not_after: Option<DateTime<Utc>>,
     /// Whether fleetca holds its key.
     pub holds_key: bool,
+    /// Certificates it signed that have not expired (revoked ones included).
+    pub live_certificates: u64,
 }
 
 /// Whether this instance can serve.
@@ -156,7 +158,8 @@ impl OverviewService {
 
     /// The facts of the first CA (the root clients trust; with one CA, that CA) and a line
     /// for every CA.
-    pub fn ca(&self) -> CaFacts {
+    pub async fn ca(&self) -> Result<CaFacts, Error> {
+        let live = self.store.live_certificates(self.clock.now()).await?;
         let authorities = self
             .cas
             .all()
@@ -170,17 +173,18 @@ impl OverviewService {
                     subject: fleetca_ca::common_name(&c.certificate_pem).map(|cn| format!("CN={cn}")),
                     not_after: der.as_deref().and_then(fleetca_ca::validity).map(|(_, end)| end),
                     holds_key: c.authority.is_some(),
+                    live_certificates: live.iter().find(|(id, _)| *id == c.id).map_or(0, |(_, n)| *n),
                 }
             })
             .collect();
-        CaFacts {
+        Ok(CaFacts {
             subject: self.ca.subject().to_owned(),
             fingerprint: self.ca.fingerprint(),
             not_before: self.ca.not_before(),
             not_after: self.ca.not_after(),
             certificate_pem: self.ca.certificate_pem().to_owned(),
             authorities,
-        }
+        })
     }
 
     /// The issuing CA's CRL and how the last publication went.

@@ -173,10 +173,12 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
             .any(|l| l.starts_with("3 ") && l.contains("active") && l.contains("Acme issuing CA 1")),
         "{listed}"
     );
+    // The intermediate it replaces signed nothing: retired at once (it leaves the bundle and
+    // its CRL is no longer published).
     assert!(
         listed
             .lines()
-            .any(|l| l.starts_with("2 ") && l.contains("retiring") && l.contains("fleetca")),
+            .any(|l| l.starts_with("2 ") && l.contains("retired") && l.contains("fleetca")),
         "{listed}"
     );
     assert!(
@@ -218,8 +220,7 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
             .unwrap_or_else(|| panic!("no {k} in {created}"))
             .to_owned()
     };
-    // What clients trust: fleetca's own root (certificates of its first intermediate are
-    // still out there) and the operator's.
+    // What clients trust: every root not retired, fleetca's own and the operator's.
     let roots = text("ca_certificate_pem");
     assert_eq!(roots.matches("BEGIN CERTIFICATE").count(), 2, "{roots}");
     assert!(
@@ -233,20 +234,19 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
         "chain_pem is the intermediate"
     );
 
-    // /ca.pem is the trust bundle: both roots, both intermediates.
+    // /ca.pem is the trust bundle: both roots and the intermediate that issues.
     let bundle = run(
         Command::new(tool("curl")).args(["-sf", &server.url("/ca.pem")]),
         Duration::from_secs(10),
     );
     assert_eq!(
         bundle.stdout.matches("BEGIN CERTIFICATE").count(),
-        4,
+        3,
         "{}",
         bundle.stdout
     );
-    // The CRL file holds every CRL fleetca signs: its root's, the retiring intermediate's
-    // and the new one's.
-    assert_eq!(dir.read("crl.pem").matches("BEGIN X509 CRL").count(), 3);
+    // The CRL file holds every CRL fleetca signs: its root's and the new intermediate's.
+    assert_eq!(dir.read("crl.pem").matches("BEGIN X509 CRL").count(), 2);
 
     let (mut broker, port) = start_broker(&dir);
 

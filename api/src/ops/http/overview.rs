@@ -146,6 +146,9 @@ pub struct CaLine {
     pub not_after: Option<DateTime<Utc>>,
     /// Whether fleetca holds its key (not for an operator's own root).
     pub holds_key: bool,
+    /// Certificates it signed that have not expired, revoked ones included (a retiring CA
+    /// is retired at the first start after this reaches 0).
+    pub live_certificates: u64,
 }
 
 #[utoipa::path(
@@ -187,7 +190,7 @@ pub async fn stats(state: web::Data<AppState>, caller: Caller) -> Result<HttpRes
     security(("bearer" = []))
 )]
 pub async fn ca(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
-    let ca = state.overview.ca();
+    let ca = state.overview.ca().await?;
     Ok(HttpResponse::Ok().json(CaInfo {
         subject: ca.subject,
         fingerprint: ca.fingerprint,
@@ -204,6 +207,7 @@ pub async fn ca(state: web::Data<AppState>, _caller: Caller) -> Result<HttpRespo
                 subject: c.subject,
                 not_after: c.not_after,
                 holds_key: c.holds_key,
+                live_certificates: c.live_certificates,
             })
             .collect(),
     }))
