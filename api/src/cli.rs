@@ -517,12 +517,8 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                 "ID", "ROLE", "STATE", "KEY", "NOT AFTER"
             );
             for ca in opened.cas.all() {
-                let facts = pem::parse(ca.certificate_pem.trim())
-                    .ok()
-                    .and_then(|p| fleetca_ca::validity(p.contents()))
-                    .zip(fleetca_ca::common_name(&ca.certificate_pem));
-                let (subject, not_after) = match facts {
-                    Some(((_, not_after), cn)) => (format!("CN={cn}"), not_after.to_rfc3339()),
+                let (subject, not_after) = match ca.facts() {
+                    Some((subject, not_after)) => (subject, not_after.to_rfc3339()),
                     None => ("(waiting for its certificate)".to_owned(), "-".to_owned()),
                 };
                 let key = if ca.authority.is_some() || ca.state == crate::domain::CaState::Pending {

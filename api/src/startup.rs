@@ -10,7 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{self, ErrorHandlers};
 use actix_web::{App, HttpServer, web};
 use chrono::{Duration, Utc};
-use fleetca_ca::{Authority, CaError, CaSubject, MasterKey, MemoryKey};
+use fleetca_ca::{Authority, CaError, CaSubject, MasterKey};
 use fleetca_storage::authority::NewCa;
 use fleetca_storage::users::NewUser;
 use fleetca_storage::{StorageError, Store, StoreOptions};
@@ -376,7 +376,6 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
         };
         let validity = Duration::days(365 * i64::from(config.ca_validity_years));
         let root = Authority::create_root(&subject, now, validity).map_err(ca_error)?;
-        let key = MemoryKey::generate_p256().map_err(ca_error)?;
         let issuing_subject = CaSubject {
             common_name: issuing_name(&config.ca_common_name),
             organization: config.ca_organization.clone(),
@@ -386,14 +385,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
             validity,
             crl_url: &crate::pki::authorities::crl_url(&config.public_url, 1),
         };
-        let public_key = fleetca_ca::PublicKey::from_sec1(fleetca_ca::CaKey::public_key_raw(&key)).map_err(ca_error)?;
-        let certified = root
-            .certify_intermediate(&profile, &public_key, now)
-            .map_err(ca_error)?;
-        let sealed = |key: Option<Result<Vec<u8>, CaError>>| {
-            key.unwrap_or_else(|| Err(CaError::InvalidKey("the key cannot be sealed".into())))
-                .map_err(ca_error)
-        };
+        let (certified, sealed_key) = root.new_intermediate(&profile, master, now).map_err(ca_error)?;
         let root_row = NewCa {
             role: CaRole::Root.as_str().into(),
             state: CaState::Standby.as_str().into(),
@@ -407,7 +399,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
             state: CaState::Active.as_str().into(),
             parent_id: Some(1),
             certificate_pem: certified.pem,
-            sealed_key: sealed(fleetca_ca::CaKey::sealed(&key, master))?,
+            sealed_key,
             csr_pem: None,
         };
         if store.insert_hierarchy(root_row, issuing_row, now).await.map_err(db)? {

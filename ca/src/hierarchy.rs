@@ -124,6 +124,29 @@ impl Authority {
     }
 }
 
+impl Authority {
+    /// A new issuing intermediate whose key is made here (P-256, in memory): the certificate
+    /// this CA signs for it (see [`Authority::certify_intermediate`]) and its key sealed under
+    /// `master`, for the database.
+    pub fn new_intermediate(
+        &self,
+        profile: &IntermediateProfile<'_>,
+        master: &crate::MasterKey,
+        now: DateTime<Utc>,
+    ) -> Result<(IssuedCertificate, Vec<u8>), CaError> {
+        let key = crate::MemoryKey::generate_p256()?;
+        let certified = self.certify_intermediate(profile, &PublicKey::from_sec1(key.public_key_raw())?, now)?;
+        Ok((certified, key.seal(master)?))
+    }
+}
+
+/// A new intermediate's key (P-256, in memory) and its CSR (DER) for an outside root to
+/// sign: the CSR, and the key sealed under `master` for the database.
+pub fn new_intermediate_request(subject: &CaSubject, master: &crate::MasterKey) -> Result<(Vec<u8>, Vec<u8>), CaError> {
+    let key = crate::MemoryKey::generate_p256()?;
+    Ok((intermediate_csr(&key, subject)?, key.seal(master)?))
+}
+
 /// A whole DER certificate, or why not.
 fn parsed<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, CaError> {
     X509Certificate::from_der(der)

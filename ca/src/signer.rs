@@ -39,6 +39,11 @@ impl MemoryKey {
         Ok(Self(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?))
     }
 
+    /// The key sealed under `master` (what [`CaKey::sealed`] returns for it).
+    pub fn seal(&self, master: &MasterKey) -> Result<Vec<u8>, CaError> {
+        master.seal(CA_KEY_CONTEXT, self.0.serialized_der())
+    }
+
     /// Opens a key sealed by [`CaKey::sealed`]. Fails with [`CaError::Unseal`] when
     /// `master` is not the key it was sealed under.
     pub fn unseal(sealed: &[u8], master: &MasterKey) -> Result<Self, CaError> {
@@ -63,7 +68,7 @@ impl CaKey for MemoryKey {
     }
 
     fn sealed(&self, master: &MasterKey) -> Option<Result<Vec<u8>, CaError>> {
-        Some(master.seal(CA_KEY_CONTEXT, self.0.serialized_der()))
+        Some(self.seal(master))
     }
 }
 

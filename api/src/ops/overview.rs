@@ -165,13 +165,13 @@ impl OverviewService {
             .all()
             .iter()
             .map(|c| {
-                let der = pem::parse(c.certificate_pem.trim()).ok().map(pem::Pem::into_contents);
+                let (subject, not_after) = c.facts().unzip();
                 CaSummary {
                     id: c.id,
                     role: c.role,
                     state: c.state,
-                    subject: fleetca_ca::common_name(&c.certificate_pem).map(|cn| format!("CN={cn}")),
-                    not_after: der.as_deref().and_then(fleetca_ca::validity).map(|(_, end)| end),
+                    subject,
+                    not_after,
                     holds_key: c.authority.is_some(),
                     live_certificates: live.iter().find(|(id, _)| *id == c.id).map_or(0, |(_, n)| *n),
                 }

@@ -36,6 +36,17 @@ pub struct Ca {
 }
 
 impl Ca {
+    /// Its subject's common name as `CN=…` and its notAfter, read from its certificate
+    /// (none while it waits for one).
+    pub fn facts(&self) -> Option<(String, DateTime<Utc>)> {
+        let der = pem::parse(self.certificate_pem.trim()).ok()?.into_contents();
+        let (_, not_after) = fleetca_ca::validity(&der)?;
+        Some((
+            format!("CN={}", fleetca_ca::common_name(&self.certificate_pem)?),
+            not_after,
+        ))
+    }
+
     /// Whether fleetca publishes its CRL: it holds the key and certificates it signed may
     /// still be valid.
     pub fn publishes_crl(&self) -> bool {
@@ -257,11 +268,8 @@ pub async fn add(
     audit: impl FnOnce(&str) -> NewAudit,
     now: DateTime<Utc>,
 ) -> Result<Requested, Error> {
-    let key = MemoryKey::generate_p256()?;
-    let csr = fleetca_ca::intermediate_csr(&key, subject)?;
+    let (csr, sealed_key) = fleetca_ca::new_intermediate_request(subject, master)?;
     let csr_pem = lf_pem(&pem::Pem::new("CERTIFICATE REQUEST", csr));
-    let sealed_key =
-        fleetca_ca::CaKey::sealed(&key, master).ok_or_else(|| Error::Internal("key not sealable".into()))??;
     let new = NewCa {
         role: CaRole::Intermediate.as_str().into(),
         state: CaState::Pending.as_str().into(),
@@ -370,16 +378,12 @@ pub async fn certify_new(
         .authority
         .clone()
         .ok_or_else(|| Error::Internal("root without key".into()))?;
-    let key = MemoryKey::generate_p256()?;
-    let public_key = fleetca_ca::PublicKey::from_sec1(fleetca_ca::CaKey::public_key_raw(&key))?;
     let profile = fleetca_ca::IntermediateProfile {
         subject,
         validity: root_ca.not_after() - now,
         crl_url: &root.crl_url,
     };
-    let certified = root_ca.certify_intermediate(&profile, &public_key, now)?;
-    let sealed_key =
-        fleetca_ca::CaKey::sealed(&key, master).ok_or_else(|| Error::Internal("key not sealable".into()))??;
+    let (certified, sealed_key) = root_ca.new_intermediate(&profile, master, now)?;
     let new = NewCa {
         role: CaRole::Intermediate.as_str().into(),
         state: CaState::Standby.as_str().into(),
