@@ -3,7 +3,8 @@
 
 Scenarios (each against a release build on a fresh data directory, load from a second
 process over loopback):
-  1. issuance: POST /api/v4/manage/mqtt-certificates/ with server-side keys, 32 in flight,
+  1. issuance: POST /api/v4/manage/mqtt-certificates/ with server-side keys, 32 in flight (also with the
+     issuing CA key in a SoftHSM2 token, on SQLite),
      SQLite with durable commits; beside cfssl's `newcert` (P-256 key + certificate).
   2. broker auth, warm: /broker/auth with a device HMAC password, an EnOS sign-based device
      and an API-key token, wrk 2 threads / 64 connections; beside a bare actix-web endpoint
@@ -288,6 +289,34 @@ def scenario_issuance(q, be, out):
     f.stop()
 
 
+def scenario_issuance_hsm(q, out):
+    """Scenario 1 with the issuing CA's key in a SoftHSM2 token (signing through PKCS#11), SQLite."""
+    d = tempfile.mkdtemp(prefix="fleetca-bench-hsm-")
+    os.makedirs(f"{d}/tokens")
+    with open(f"{d}/softhsm2.conf", "w") as c:
+        c.write(f"directories.tokendir = {d}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n")
+    env = {"SOFTHSM2_CONF": f"{d}/softhsm2.conf", "FLEETCA_PKCS11_PIN": "4711"}
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--pin", "4711", "--so-pin", "1234567"],
+                   env=dict(os.environ, **env), check=True, capture_output=True)
+    with open(f"{d}/fleetca.toml", "w") as c:
+        c.write('[pkcs11]\nmodule = "/usr/lib/softhsm/libsofthsm2.so"\ntoken = "bench"\n')
+    data = f"{d}/data"
+    os.makedirs(data)
+
+    def cli(*args):
+        subprocess.run([os.path.join(BIN, "fleetca"), "--data-dir", data, "--config", f"{d}/fleetca.toml", *args],
+                       env=dict(os.environ, RUST_LOG="warn", **env), check=True, capture_output=True)
+
+    cli("ca", "intermediate", "--new", "--token-key", "bench-issuing")
+    Fleetca(data, "--config", f"{d}/fleetca.toml", env=env).stop()  # publishes its CRL: it may be activated
+    cli("ca", "activate", "3")
+    f = Fleetca(data, "--config", f"{d}/fleetca.toml", env=env)
+    keys = seed_keys(f, 200 if q else 4000, "issue")
+    r = load(f"127.0.0.1:{f.port}", issuance_lines(keys), 32, 201, f.proc.pid, seconds=1 if q else 10)
+    out.add("1. Issuance, server-side P-256 key, 32 in flight, durable commits", "fleetca, SQLite, CA key in SoftHSM2 (PKCS#11)", r)
+    f.stop()
+
+
 def scenario_cfssl(q, out):
     """The peer: cfssl serve with a P-256 CA, issuing a new key and certificate per request."""
     cd = tempfile.mkdtemp(prefix="cfssl-bench-")
@@ -552,6 +581,10 @@ class Results:
         issue = "1. Issuance, server-side P-256 key, 32 in flight, durable commits"
         cfssl = self.get(issue, "cfssl serve (peer, no database)")
         floor = self.get(AUTH, "bare actix-web 200 (floor)")
+        hsm = self.get(issue, "fleetca, SQLite, CA key in SoftHSM2 (PKCS#11)")
+        sealed = self.get(issue, "fleetca, SQLite")
+        if hsm and sealed:
+            self.derived("issuance with the CA key in SoftHSM2 / in the database (SQLite)", hsm / sealed, "×")
         for be in BACKENDS:
             fl = self.get(issue, f"fleetca, {be}")
             if fl and cfssl:
@@ -593,6 +626,8 @@ def one_run(q, out, backends, only):
     if want("issuance"):
         for be in backends:
             scenario_issuance(q, be, out)
+        if any(be.name == "SQLite" for be in backends):
+            scenario_issuance_hsm(q, out)
         scenario_cfssl(q, out)
     if want("auth"):
         for be in backends:

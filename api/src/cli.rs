@@ -229,6 +229,14 @@ async fn check_backup(
     if !others.is_empty() {
         let rows = backup.authorities().await.unwrap_or_default();
         for (id, path) in others {
+            // A CA whose key a token holds: the backup has only its label, and the key
+            // stays in the token whatever is restored.
+            if rows
+                .iter()
+                .any(|r| r.id == id && r.key_label.is_some() && !r.certificate_pem.is_empty())
+            {
+                continue;
+            }
             let opened = rows
                 .iter()
                 .find(|r| r.id == id && !r.sealed_key.is_empty() && !r.certificate_pem.is_empty())
@@ -300,6 +308,9 @@ pub enum CaCommand {
     /// and its CRL published, and `fleetca ca activate ID` makes it issue.
     #[command(after_help = INTERMEDIATE_HELP)]
     Intermediate(IntermediateArgs),
+    /// The keys the PKCS#11 token of `[pkcs11]` holds: label, id, type, whether they can
+    /// leave the token, and which CA uses each.
+    Token,
     /// Make a standby intermediate the issuing CA (from the next start of each instance);
     /// the CA that issued until now retires, its CRL published while what it signed is valid.
     Activate {
@@ -325,6 +336,11 @@ pub struct IntermediateArgs {
     /// CA <date and time>"; at most 64 characters).
     #[arg(long)]
     pub common_name: Option<String>,
+    /// Keep the new intermediate's key in the PKCS#11 token of `[pkcs11]` under this label
+    /// (with --new or --csr-out): made there, sensitive and never extractable, unless the
+    /// token already holds a P-256 key pair with the label, which is then used.
+    #[arg(long, value_name = "LABEL", conflicts_with = "import")]
+    pub token_key: Option<String>,
     /// The intermediate's certificate (PEM) your root signed.
     #[arg(long, value_name = "CERT", requires = "root")]
     pub import: Option<PathBuf>,
@@ -513,7 +529,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
     match cmd {
         CaCommand::List => {
             println!(
-                "{:<4} {:<13} {:<9} {:<4} {:<26} SUBJECT",
+                "{:<4} {:<13} {:<9} {:<5} {:<26} SUBJECT",
                 "ID", "ROLE", "STATE", "KEY", "NOT AFTER"
             );
             for ca in opened.cas.all() {
@@ -521,13 +537,14 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                     Some((subject, not_after)) => (subject, not_after.to_rfc3339()),
                     None => ("(waiting for its certificate)".to_owned(), "-".to_owned()),
                 };
-                let key = if ca.authority.is_some() || ca.state == crate::domain::CaState::Pending {
-                    "yes"
-                } else {
-                    "no"
+                let key = match ca.authority.as_ref().map(|a| a.key_in_token()) {
+                    Some(Some(_)) => "token",
+                    Some(None) => "yes",
+                    None if ca.state == crate::domain::CaState::Pending => "yes",
+                    None => "no",
                 };
                 println!(
-                    "{:<4} {:<13} {:<9} {:<4} {:<26} {subject}",
+                    "{:<4} {:<13} {:<9} {:<5} {:<26} {subject}",
                     ca.id,
                     ca.role.as_str(),
                     ca.state.as_str(),
@@ -537,13 +554,51 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             }
             Ok(())
         }
+        CaCommand::Token => {
+            let token = opened.token.as_ref().ok_or(
+                "no PKCS#11 token is configured: add [pkcs11] (module, token, pin_file or FLEETCA_PKCS11_PIN)",
+            )?;
+            let keys = token.keys().map_err(|e| e.to_string())?;
+            println!("{}: {} key(s)", token.describe(), keys.len());
+            println!(
+                "{:<24} {:<34} {:<9} {:<12} USED BY",
+                "LABEL", "ID", "TYPE", "EXTRACTABLE"
+            );
+            for key in keys {
+                let used_by = opened
+                    .cas
+                    .all()
+                    .iter()
+                    .find(|ca| {
+                        ca.authority
+                            .as_ref()
+                            .and_then(|a| a.key_in_token())
+                            .is_some_and(|(t, l)| t == token.label() && l == key.label)
+                    })
+                    .map_or_else(|| "-".to_owned(), |ca| format!("CA {}", ca.id));
+                let extractable = match (key.extractable, key.never_extractable) {
+                    (false, true) => "never",
+                    (false, false) => "no",
+                    (true, _) => "YES",
+                };
+                println!(
+                    "{:<24} {:<34} {:<9} {:<12} {used_by}",
+                    key.label, key.id, key.kind, extractable
+                );
+            }
+            Ok(())
+        }
         CaCommand::Intermediate(IntermediateArgs {
-            new: true, common_name, ..
+            new: true,
+            common_name,
+            token_key,
+            ..
         }) => {
             let subject = intermediate_subject(&config, common_name)?;
             let id = crate::pki::authorities::certify_new(
                 &opened.store,
-                &opened.master,
+                &opened.keys(),
+                new_key(token_key.as_deref()),
                 &subject,
                 &config.public_url,
                 |root, pem| {
@@ -574,6 +629,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
         CaCommand::Intermediate(IntermediateArgs {
             csr_out: Some(out),
             common_name,
+            token_key,
             ..
         }) => {
             if out.exists() {
@@ -582,7 +638,8 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             let subject = intermediate_subject(&config, common_name)?;
             let requested = crate::pki::authorities::add(
                 &opened.store,
-                &opened.master,
+                &opened.keys(),
+                new_key(token_key.as_deref()),
                 &subject,
                 |cn| {
                     crate::outbox::audit::system(
@@ -599,10 +656,14 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             .map_err(field_errors)?;
             write_file(&out, &requested.csr_pem, 0o644)?;
             println!(
-                "made the key of intermediate CA {} (sealed in fleetca's database) and wrote its CSR to {}; \
+                "made the key of intermediate CA {} ({}) and wrote its CSR to {}; \
                  have your root sign it (see `fleetca ca intermediate --help`), then run \
                  fleetca ca intermediate --import CERT --root ROOT.pem",
                 requested.id,
+                token_key.as_deref().map_or_else(
+                    || "sealed in fleetca's database".to_owned(),
+                    |label| format!("in the PKCS#11 token, labelled {label}")
+                ),
                 out.display()
             );
             Ok(())
@@ -616,7 +677,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             let (cert_pem, root_pem) = (read(&cert)?, read(&root)?);
             let imported = crate::pki::authorities::import(
                 &opened.store,
-                &opened.master,
+                &opened.keys(),
                 &cert_pem,
                 &root_pem,
                 |ca| {
@@ -675,6 +736,14 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Where `--token-key` puts a new CA key.
+fn new_key(token_key: Option<&str>) -> crate::pki::authorities::NewKey<'_> {
+    token_key.map_or(
+        crate::pki::authorities::NewKey::Sealed,
+        crate::pki::authorities::NewKey::Token,
+    )
 }
 
 /// An intermediate's name: the operator's (at most 64 characters, RFC 5280's upper bound for

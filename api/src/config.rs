@@ -107,6 +107,21 @@ pub struct FileSettings {
     pub canary_interval_seconds: Option<u32>,
     pub rabbitmq_vhost: Option<String>,
     pub rabbitmq_exchange: Option<String>,
+    /// A PKCS#11 token for CA keys (`[pkcs11]`).
+    pub pkcs11: Option<Pkcs11File>,
+}
+
+/// The `[pkcs11]` section: the token CA keys may live in. Its PIN comes from
+/// `FLEETCA_PKCS11_PIN` or the file `pin_file` names, never from this file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11File {
+    /// The module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// A file holding the user PIN (its first line).
+    pub pin_file: Option<PathBuf>,
 }
 
 /// A `[[brokers]]` entry of the settings file. Secrets come from the environment variable
@@ -306,6 +321,8 @@ pub struct Config {
     pub canary: crate::brokers::canary::CanaryPolicy,
     /// Topic ACL rules.
     pub acl: AclConfig,
+    /// The PKCS#11 token CA keys may live in, with its PIN; none by default.
+    pub pkcs11: Option<fleetca_ca::token::TokenConfig>,
     /// `FLEETCA_MASTER_KEY`, if set.
     pub master_key: Option<Secret>,
     /// `FLEETCA_BOOTSTRAP_TOKEN`, if set.
@@ -474,6 +491,10 @@ impl Config {
             crl_reload_command: args.crl_reload_command.clone().or(file.crl_reload_command),
             crl_validity_hours: file.crl_validity_hours.unwrap_or(7 * 24),
             crl_refresh_hours: file.crl_refresh_hours.unwrap_or(24),
+            pkcs11: file
+                .pkcs11
+                .map(|p| token_config(p, env_secret("FLEETCA_PKCS11_PIN")))
+                .transpose()?,
             master_key: env_secret("FLEETCA_MASTER_KEY"),
             bootstrap_token: env_secret("FLEETCA_BOOTSTRAP_TOKEN"),
             benchmark_baseline: std::env::var("FLEETCA_BENCHMARK_BASELINE").is_ok_and(|v| v == "1"),
@@ -550,6 +571,36 @@ fn cidrs(setting: &str, list: &[String]) -> Result<Vec<IpNet>, String> {
 
 fn sqlite_url(data_dir: &Path) -> String {
     format!("sqlite://{}?mode=rwc", data_dir.join("fleetca.db").display())
+}
+
+/// The token of `[pkcs11]`, with its PIN from `FLEETCA_PKCS11_PIN` or `pin_file`.
+fn token_config(file: Pkcs11File, env_pin: Option<Secret>) -> Result<fleetca_ca::token::TokenConfig, String> {
+    let pin = match (env_pin, &file.pin_file) {
+        (Some(pin), _) => pin.expose().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("pkcs11.pin_file {}: {e}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        (None, None) => {
+            return Err(
+                "[pkcs11] needs the token's user PIN: set FLEETCA_PKCS11_PIN, or pin_file to a file that holds it"
+                    .into(),
+            );
+        }
+    };
+    if pin.is_empty() {
+        return Err("the PKCS#11 PIN is empty (FLEETCA_PKCS11_PIN or pkcs11.pin_file)".into());
+    }
+    if file.token.trim().is_empty() || file.token.chars().count() > 32 {
+        return Err("pkcs11.token must be the token's label: 1 to 32 characters".into());
+    }
+    Ok(fleetca_ca::token::TokenConfig {
+        module: file.module,
+        token: file.token,
+        pin,
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, String> {

@@ -143,6 +143,12 @@ impl ApiError {
                     "unavailable",
                     "The database is unreachable; retry shortly. Nothing was changed.".into(),
                 ),
+                E::KeyUnavailable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The CA's key is unavailable (its PKCS#11 token does not answer); retry shortly. Nothing was changed."
+                        .into(),
+                ),
                 E::Internal(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

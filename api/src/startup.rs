@@ -59,6 +59,18 @@ pub struct Opened {
     pub cas: Arc<Authorities>,
     /// The process's one argon2 gate.
     pub hasher: Arc<Hasher>,
+    /// The PKCS#11 token of `[pkcs11]`, open and logged in.
+    pub token: Option<Arc<fleetca_ca::token::Token>>,
+}
+
+impl Opened {
+    /// Where CA keys are kept.
+    pub fn keys(&self) -> crate::pki::authorities::Keys {
+        crate::pki::authorities::Keys {
+            master: self.master.clone(),
+            token: self.token.clone(),
+        }
+    }
 }
 
 /// Opens the data directory, the master key, the database (migrated), the CA and the first
@@ -122,7 +134,21 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
     for id in retired {
         tracing::info!(ca = id, "retired a CA: every certificate it signed has expired");
     }
-    let cas = Authorities::load(&store, &master, &config.public_url)
+    let token = match &config.pkcs11 {
+        Some(settings) => {
+            let token =
+                fleetca_ca::token::Token::open(settings.clone()).map_err(|e| StartError::Authority(e.to_string()))?;
+            tracing::info!(token = %settings.token, module = %settings.module.display(), "PKCS#11 token open");
+            Some(token)
+        }
+        None => None,
+    };
+    let master = Arc::new(master);
+    let keys = crate::pki::authorities::Keys {
+        master: master.clone(),
+        token: token.clone(),
+    };
+    let cas = Authorities::load(&store, &keys, &config.public_url)
         .await
         .map_err(StartError::Authority)?;
     let issuing = cas.issuing();
@@ -134,9 +160,10 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
     ensure_admin(config, &store, &hasher).await?;
     Ok(Opened {
         store,
-        master: Arc::new(master),
+        master,
         cas,
         hasher,
+        token,
     })
 }
 
@@ -148,6 +175,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         master,
         cas,
         hasher,
+        token: _,
     } = open(&config).await?;
     if config.broker_trust_username_for_certificates {
         tracing::warn!(
@@ -393,6 +421,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
             certificate_pem: root.certificate_pem().to_owned(),
             sealed_key: root.seal_key(master).map_err(ca_error)?,
             csr_pem: None,
+            in_token: None,
         };
         let issuing_row = NewCa {
             role: CaRole::Intermediate.as_str().into(),
@@ -401,6 +430,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
             certificate_pem: certified.pem,
             sealed_key,
             csr_pem: None,
+            in_token: None,
         };
         if store.insert_hierarchy(root_row, issuing_row, now).await.map_err(db)? {
             tracing::info!(root = %root.subject(), issuing = %issuing_subject.common_name, public_url = %config.public_url, "created the certificate authorities (their CRLs are named under public_url)");

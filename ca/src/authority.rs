@@ -287,6 +287,21 @@ impl Authority {
         })
     }
 
+    /// Whether the CA's key can sign now: always for a key in memory; for a token's, the
+    /// token answers (a recovery is attempted when one is due).
+    pub fn key_available(&self) -> Result<(), CaError> {
+        self.issuer.key().0.available()
+    }
+
+    /// The token and label of a key held in a PKCS#11 token; `None` for a sealed key.
+    pub fn key_in_token(&self) -> Option<(String, String)> {
+        self.issuer
+            .key()
+            .0
+            .token_label()
+            .map(|(token, label)| (token.to_owned(), label.to_owned()))
+    }
+
     /// The CA key sealed under `master`, for storage. A key that never leaves its store (a
     /// token's) has nothing to seal: [`CaError::InvalidKey`].
     pub fn seal_key(&self, master: &MasterKey) -> Result<Vec<u8>, CaError> {

@@ -30,6 +30,10 @@ pub enum CaError {
     /// A certificate or CRL could not be built or signed.
     #[error("signing failed: {0}")]
     Signing(String),
+    /// The CA key's store (a PKCS#11 token) cannot sign now: absent, or it failed. Retry
+    /// later; nothing was signed.
+    #[error("the CA key is unavailable: {0}")]
+    KeyUnavailable(String),
     /// Hashing a secret failed.
     #[error("hashing failed: {0}")]
     Hash(String),
@@ -37,6 +41,11 @@ pub enum CaError {
 
 impl From<rcgen::Error> for CaError {
     fn from(e: rcgen::Error) -> Self {
-        CaError::Signing(e.to_string())
+        match e {
+            // Only a CaKey that failed to sign gives rcgen this (see `crate::signer`); an
+            // in-memory key does not fail, so it is a token that did.
+            rcgen::Error::RemoteKeyError => CaError::KeyUnavailable("the key's token did not sign".into()),
+            other => CaError::Signing(other.to_string()),
+        }
     }
 }

@@ -34,6 +34,7 @@ mod seal;
 pub mod secret;
 pub mod sign;
 mod signer;
+pub mod token;
 
 pub use authority::{
     Authority, CaSubject, ClaimProfile, ClientProfile, DeviceProfile, IssuedCertificate, ServerProfile,

@@ -28,6 +28,36 @@ pub trait CaKey: Send + Sync {
     /// The key sealed under `master`, for the database; `None` for a key that never leaves
     /// its store.
     fn sealed(&self, master: &MasterKey) -> Option<Result<Vec<u8>, CaError>>;
+    /// Whether the key can sign now (a token's may be absent); an in-memory key always can.
+    fn available(&self) -> Result<(), CaError> {
+        Ok(())
+    }
+    /// The token and the label it holds the key under, for a key in a PKCS#11 token.
+    fn token_label(&self) -> Option<(&str, &str)> {
+        None
+    }
+}
+
+/// A key chosen at run time (sealed or in a token) is a key.
+impl CaKey for Box<dyn CaKey> {
+    fn public_key_raw(&self) -> &[u8] {
+        (**self).public_key_raw()
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        (**self).algorithm()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
+        (**self).sign(message)
+    }
+    fn sealed(&self, master: &MasterKey) -> Option<Result<Vec<u8>, CaError>> {
+        (**self).sealed(master)
+    }
+    fn available(&self) -> Result<(), CaError> {
+        (**self).available()
+    }
+    fn token_label(&self) -> Option<(&str, &str)> {
+        (**self).token_label()
+    }
 }
 
 /// A key in memory, sealed at rest under the master key.

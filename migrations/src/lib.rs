@@ -26,6 +26,7 @@ mod m20261204_000001_disconnects;
 mod m20261205_000001_partial_indexes;
 mod m20261206_000001_restore_repairs;
 mod m20261206_000002_hierarchy;
+mod m20261206_000003_token_keys;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_partial_indexes::Migration),
             Box::new(m20261206_000001_restore_repairs::Migration),
             Box::new(m20261206_000002_hierarchy::Migration),
+            Box::new(m20261206_000003_token_keys::Migration),
         ]
     }
 }

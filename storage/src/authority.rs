@@ -42,6 +42,8 @@ pub struct NewCa {
     pub sealed_key: Vec<u8>,
     /// A pending intermediate's CSR.
     pub csr_pem: Option<String>,
+    /// Where its key is when a PKCS#11 token holds it: the token's label and the key's.
+    pub in_token: Option<(String, String)>,
 }
 
 impl Store {
@@ -81,6 +83,7 @@ impl Store {
             certificate_pem: ca.certificate_pem,
             sealed_key: ca.sealed_key,
             csr_pem: None,
+            in_token: None,
         };
         match insert_ca(&txn, FIRST, new, now).await {
             Ok(()) => txn.commit().await?,
@@ -307,6 +310,8 @@ async fn insert_ca(txn: &DatabaseTransaction, id: i32, ca: NewCa, now: DateTime<
         state: Set(ca.state),
         parent_id: Set(ca.parent_id),
         csr_pem: Set(ca.csr_pem),
+        key_token: Set(ca.in_token.as_ref().map(|(token, _)| token.clone())),
+        key_label: Set(ca.in_token.map(|(_, label)| label)),
     }
     .insert(txn)
     .await
@@ -348,6 +353,7 @@ mod tests {
             parent_id,
             certificate_pem: "PEM".into(),
             sealed_key: vec![1],
+            in_token: None,
             csr_pem: None,
         }
     }

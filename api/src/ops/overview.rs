@@ -53,13 +53,15 @@ pub struct CaSummary {
 /// Whether this instance can serve.
 pub struct Readiness {
     pub database: bool,
+    /// The issuing CA's key can sign (always, for a sealed key; a token's answers).
+    pub ca_key: bool,
     pub crl: Option<PublishedCrl>,
     pub publish: PublishStatus,
 }
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.database && self.publish.ok
+        self.database && self.ca_key && self.publish.ok
     }
 }
 
@@ -204,8 +206,13 @@ impl OverviewService {
 
     /// Whether the database answers and the last CRL publication succeeded.
     pub async fn readiness(&self) -> Readiness {
+        let issuer = self.cas.issuer();
+        let ca_key = tokio::task::spawn_blocking(move || issuer.key_available())
+            .await
+            .is_ok_and(|r| r.is_ok());
         Readiness {
             database: self.store.ping().await,
+            ca_key,
             crl: self.crl.current(),
             publish: self.crl.status(),
         }

@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fleetca_ca::{Authority, CaSubject, MasterKey, MemoryKey};
+use fleetca_ca::token::Token;
+use fleetca_ca::{Authority, CaKey, CaSubject, MasterKey, MemoryKey};
 use fleetca_storage::authority::{CaRow, NewCa, Parent};
 use fleetca_storage::{NewAudit, Store};
 
@@ -83,24 +84,28 @@ pub struct Authorities {
 impl Authorities {
     /// Reads and opens every CA. Fails when no CA is active or the active one's key cannot
     /// be opened.
-    pub async fn load(store: &Store, master: &MasterKey, public_url: &str) -> Result<Self, String> {
+    pub async fn load(store: &Store, keys: &Keys, public_url: &str) -> Result<Self, String> {
         let rows = store.authorities().await.map_err(|e| e.to_string())?;
-        Self::from_rows(rows, master, public_url)
+        Self::from_rows(rows, keys, public_url)
     }
 
-    fn from_rows(rows: Vec<CaRow>, master: &MasterKey, public_url: &str) -> Result<Self, String> {
+    fn from_rows(rows: Vec<CaRow>, keys: &Keys, public_url: &str) -> Result<Self, String> {
         let mut cas = Vec::with_capacity(rows.len());
         for row in rows {
             let role = CaRole::parse(&row.role).ok_or_else(|| format!("CA {}: unknown role {:?}", row.id, row.role))?;
             let state =
                 CaState::parse(&row.state).ok_or_else(|| format!("CA {}: unknown state {:?}", row.id, row.state))?;
-            let holds_key = !row.sealed_key.is_empty() && !row.certificate_pem.is_empty();
-            let authority = if holds_key && state != CaState::Retired {
-                let ca = Authority::load(&row.certificate_pem, &row.sealed_key, master)
-                    .map_err(|e| format!("CA {}: {e}", row.id))?;
-                Some(Arc::new(ca))
-            } else {
+            let authority = if state == CaState::Retired || row.certificate_pem.is_empty() {
                 None
+            } else {
+                keys.open(&row)
+                    .and_then(|key| {
+                        key.map(|k| k.certified(&row.certificate_pem))
+                            .transpose()
+                            .map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| format!("CA {}: {e}", row.id))?
+                    .map(Arc::new)
             };
             cas.push(Ca {
                 id: row.id,
@@ -253,30 +258,151 @@ impl Authorities {
     }
 }
 
+/// Where CA keys are kept: sealed under the master key in the database, or in the PKCS#11
+/// token the settings name.
+pub struct Keys {
+    pub master: Arc<MasterKey>,
+    pub token: Option<Arc<Token>>,
+}
+
+/// Where a new CA key is made.
+#[derive(Clone, Copy)]
+pub enum NewKey<'a> {
+    /// In memory (P-256), sealed under the master key in the database.
+    Sealed,
+    /// In the PKCS#11 token, under this label (a key pair already there with the label is
+    /// used: the operator's own).
+    Token(&'a str),
+}
+
+/// A CA key, opened or made.
+pub struct OpenKey {
+    key: Box<dyn CaKey>,
+    sealed: Vec<u8>,
+    in_token: Option<(String, String)>,
+}
+
+impl OpenKey {
+    /// The CA of this key and its certificate.
+    fn certified(self, certificate_pem: &str) -> Result<Authority, fleetca_ca::CaError> {
+        Authority::with_key(certificate_pem, self.key)
+    }
+}
+
+impl Keys {
+    /// The key of a stored CA: from its token, or unsealed; `None` when fleetca does not
+    /// hold it (an operator's root).
+    pub fn open(&self, row: &CaRow) -> Result<Option<OpenKey>, String> {
+        if let Some(label) = &row.key_label {
+            let wanted = row.key_token.as_deref().unwrap_or_default();
+            let token = self.token.as_ref().filter(|t| t.label() == wanted).ok_or_else(|| {
+                format!(
+                    "its key is in the PKCS#11 token {wanted:?} under the label {label:?}: set [pkcs11] to that token (module, token, and its PIN)"
+                )
+            })?;
+            let (key, _) = token.key(label, false).map_err(|e| e.to_string())?;
+            return Ok(Some(OpenKey {
+                key: Box::new(key),
+                sealed: Vec::new(),
+                in_token: Some((wanted.to_owned(), label.clone())),
+            }));
+        }
+        if row.sealed_key.is_empty() {
+            return Ok(None);
+        }
+        let key = MemoryKey::unseal(&row.sealed_key, &self.master).map_err(|e| e.to_string())?;
+        Ok(Some(OpenKey {
+            key: Box::new(key),
+            sealed: row.sealed_key.clone(),
+            in_token: None,
+        }))
+    }
+
+    /// A new CA key (P-256): sealed in the database, or in the token. Returns it and
+    /// whether it was made now (false: a key pair already in the token under the label).
+    pub fn make(&self, new: NewKey<'_>) -> Result<(OpenKey, bool), Error> {
+        match new {
+            NewKey::Sealed => {
+                let key = MemoryKey::generate_p256()?;
+                let sealed = key.seal(&self.master)?;
+                Ok((
+                    OpenKey {
+                        key: Box::new(key),
+                        sealed,
+                        in_token: None,
+                    },
+                    true,
+                ))
+            }
+            NewKey::Token(label) => {
+                let token = self.token.as_ref().ok_or_else(|| {
+                    Error::Conflict(
+                        "no PKCS#11 token is configured: add [pkcs11] (module, token, pin_file or FLEETCA_PKCS11_PIN) to the settings"
+                            .into(),
+                    )
+                })?;
+                valid_label(label)?;
+                let (key, made) = token.key(label, true).map_err(|e| match e {
+                    fleetca_ca::CaError::InvalidKey(why) => Error::Conflict(why),
+                    other => other.into(),
+                })?;
+                Ok((
+                    OpenKey {
+                        key: Box::new(key),
+                        sealed: Vec::new(),
+                        in_token: Some((token.label().to_owned(), label.to_owned())),
+                    },
+                    made,
+                ))
+            }
+        }
+    }
+}
+
+/// A key label: 1 to 64 letters, digits, '.', '_' or '-'.
+fn valid_label(label: &str) -> Result<(), Error> {
+    let ok = !label.is_empty()
+        && label.len() <= 64
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "key_label",
+            "a key label is 1 to 64 letters, digits, '.', '_' or '-'",
+        ))
+    }
+}
+
 /// What `fleetca ca intermediate --csr-out` made: the pending CA's id and its CSR (PEM).
 pub struct Requested {
     pub id: i32,
     pub csr_pem: String,
 }
 
-/// Makes an intermediate's key (sealed under the master key, in the database) and a CSR
-/// for the operator's root to sign; the CA waits, pending, for [`import`].
+/// Makes an intermediate's key (sealed in the database, or in the token) and a CSR for the
+/// operator's root to sign; the CA waits, pending, for [`import`].
 pub async fn add(
     store: &Store,
-    master: &MasterKey,
+    keys: &Keys,
+    new_key: NewKey<'_>,
     subject: &CaSubject,
     audit: impl FnOnce(&str) -> NewAudit,
     now: DateTime<Utc>,
 ) -> Result<Requested, Error> {
-    let (csr, sealed_key) = fleetca_ca::new_intermediate_request(subject, master)?;
+    let (key, _) = keys.make(new_key)?;
+    let csr = fleetca_ca::intermediate_csr(&*key.key, subject)?;
     let csr_pem = lf_pem(&pem::Pem::new("CERTIFICATE REQUEST", csr));
     let new = NewCa {
         role: CaRole::Intermediate.as_str().into(),
         state: CaState::Pending.as_str().into(),
         parent_id: None,
         certificate_pem: String::new(),
-        sealed_key,
+        sealed_key: key.sealed,
         csr_pem: Some(csr_pem.clone()),
+        in_token: key.in_token,
     };
     let id = store.add_authority(new, &[audit(&subject.common_name)], now).await?;
     Ok(Requested { id, csr_pem })
@@ -297,7 +423,7 @@ pub struct Imported {
 /// know it. The intermediate stands by (trusted, publishing its CRL) until [`activate`].
 pub async fn import(
     store: &Store,
-    master: &MasterKey,
+    keys: &Keys,
     cert_pem: &str,
     root_pem: &str,
     audit: impl FnOnce(&Authority) -> NewAudit,
@@ -313,8 +439,10 @@ pub async fn import(
     }
     let mut why = String::new();
     for row in pending {
-        let key = MemoryKey::unseal(&row.sealed_key, master)?;
-        let ca = match Authority::import_intermediate(cert_pem, root_pem, key, now) {
+        let Some(key) = keys.open(row).map_err(Error::Conflict)? else {
+            continue;
+        };
+        let ca = match Authority::import_intermediate(cert_pem, root_pem, key.key, now) {
             Ok(ca) => ca,
             Err(e) => {
                 why = e.to_string();
@@ -334,6 +462,7 @@ pub async fn import(
                 certificate_pem: lf_pem(&root),
                 sealed_key: Vec::new(),
                 csr_pem: None,
+                in_token: None,
             }),
         };
         let new_root = known.is_none();
@@ -356,13 +485,14 @@ pub async fn import(
 /// sealed in the database, and it stands by until [`activate`]. Returns its id.
 pub async fn certify_new(
     store: &Store,
-    master: &MasterKey,
+    keys: &Keys,
+    new_key: NewKey<'_>,
     subject: &CaSubject,
     public_url: &str,
     audit: impl FnOnce(&Authority, &str) -> NewAudit,
     now: DateTime<Utc>,
 ) -> Result<i32, Error> {
-    let cas = Authorities::load(store, master, public_url)
+    let cas = Authorities::load(store, keys, public_url)
         .await
         .map_err(Error::Internal)?;
     let Some(root) = cas.cas.iter().find(|c| {
@@ -383,14 +513,17 @@ pub async fn certify_new(
         validity: root_ca.not_after() - now,
         crl_url: &root.crl_url,
     };
-    let (certified, sealed_key) = root_ca.new_intermediate(&profile, master, now)?;
+    let (key, _) = keys.make(new_key)?;
+    let public = fleetca_ca::PublicKey::from_sec1(key.key.public_key_raw())?;
+    let certified = root_ca.certify_intermediate(&profile, &public, now)?;
     let new = NewCa {
         role: CaRole::Intermediate.as_str().into(),
         state: CaState::Standby.as_str().into(),
         parent_id: Some(root.id),
         certificate_pem: certified.pem.clone(),
-        sealed_key,
+        sealed_key: key.sealed,
         csr_pem: None,
+        in_token: key.in_token,
     };
     let record = audit(&root_ca, &certified.pem);
     Ok(store.add_authority(new, &[record], now).await?)
@@ -462,6 +595,15 @@ mod tests {
             state: state.into(),
             parent_id,
             csr_pem: None,
+            key_token: None,
+            key_label: None,
+        }
+    }
+
+    fn keys(master: &MasterKey) -> Keys {
+        Keys {
+            master: Arc::new(MasterKey::parse(&master.to_hex()).unwrap()),
+            token: None,
         }
     }
 
@@ -478,7 +620,7 @@ mod tests {
         let old = Authority::create(&subject("fleetca root CA"), Utc::now(), Duration::days(3650)).unwrap();
         let cas = Authorities::from_rows(
             vec![row(1, "root", "active", None, &old, &master)],
-            &master,
+            &keys(&master),
             "https://ca.example",
         )
         .unwrap();
@@ -519,7 +661,7 @@ mod tests {
             row(1, "root", "standby", None, &root, &master),
             row(2, "intermediate", "active", Some(1), &issuing, &master),
         ];
-        let cas = Authorities::from_rows(rows, &master, "https://ca.example").unwrap();
+        let cas = Authorities::from_rows(rows, &keys(&master), "https://ca.example").unwrap();
         assert_eq!(cas.issuing().id, 2);
         assert_eq!(cas.issuing().crl_url, "https://ca.example/crl/2.der");
         assert_eq!(cas.chain_pem(), made.pem);
@@ -559,6 +701,6 @@ mod tests {
         assert_eq!(cas.check_issued(&foreign.pem), None);
         // Without an active CA whose key fleetca holds, fleetca does not start.
         let idle = vec![row(1, "root", "standby", None, &root, &master)];
-        assert!(Authorities::from_rows(idle, &master, "https://ca.example").is_err());
+        assert!(Authorities::from_rows(idle, &keys(&master), "https://ca.example").is_err());
     }
 }

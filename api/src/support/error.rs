@@ -40,6 +40,10 @@ pub enum Error {
     /// A dependency (the database) is unreachable; nothing was changed.
     #[error("unavailable")]
     Unavailable,
+    /// The CA's key cannot sign now (its PKCS#11 token does not answer); nothing was
+    /// changed.
+    #[error("CA key unavailable")]
+    KeyUnavailable,
     /// Anything else; the text is for the log only.
     #[error("internal: {0}")]
     Internal(String),
@@ -81,7 +85,13 @@ impl From<StorageError> for Error {
 
 impl From<fleetca_ca::CaError> for Error {
     fn from(e: fleetca_ca::CaError) -> Self {
-        Error::Internal(e.to_string())
+        match e {
+            fleetca_ca::CaError::KeyUnavailable(why) => {
+                tracing::warn!(%why, "the CA key is unavailable");
+                Error::KeyUnavailable
+            }
+            other => Error::Internal(other.to_string()),
+        }
     }
 }
 

@@ -68,6 +68,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         rabbitmq: Default::default(),
         canary: Default::default(),
         acl: Default::default(),
+        pkcs11: None,
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),
         benchmark_baseline: false,

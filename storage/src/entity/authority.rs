@@ -17,6 +17,10 @@ pub struct Model {
     pub parent_id: Option<i32>,
     /// A pending intermediate's CSR.
     pub csr_pem: Option<String>,
+    /// The label of the PKCS#11 token that holds its key (its sealed key is then empty).
+    pub key_token: Option<String>,
+    /// The key's label in that token.
+    pub key_label: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

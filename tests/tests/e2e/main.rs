@@ -12,6 +12,7 @@ mod crash;
 mod est;
 mod floods;
 mod hierarchy;
+mod hsm;
 mod metrics;
 mod mosquitto;
 mod restart;

@@ -79,6 +79,9 @@ pub struct Readiness {
     pub status: &'static str,
     /// Whether the database answers.
     pub database: bool,
+    /// Whether the issuing CA's key can sign: always for a key sealed in the database; for
+    /// one in a PKCS#11 token, whether the token answers (fleetca reconnects when it returns).
+    pub ca_key: bool,
     pub crl: Option<CrlState>,
     /// Repairs fleetca made at start because its database was behind the CRL it had
     /// published (a restored older backup) that no admin has acknowledged yet; the details
@@ -110,10 +113,11 @@ impl From<fleetca_storage::repairs::Repair> for RepairOut {
     }
 }
 
-/// Ready to serve: the database answers and the last CRL publication succeeded.
+/// Ready to serve: the database answers, the issuing CA's key can sign, and the last CRL
+/// publication succeeded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, body = Readiness),
-    (status = 503, description = "Database unreachable or the CRL file/reload failed", body = Readiness),
+    (status = 503, description = "Database unreachable, the CA key's token not answering, or the CRL file/reload failed", body = Readiness),
 ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let readiness = state.overview.readiness().await;
@@ -122,6 +126,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
         database: readiness.database,
+        ca_key: readiness.ca_key,
         crl: CrlState::new(readiness.crl, readiness.publish, false),
         unacknowledged_repairs,
     };

@@ -1,0 +1,542 @@
+//! CA keys in a PKCS#11 token: an HSM, or SoftHSM2 in the tests.
+//!
+//! A key is made inside the token (sensitive, never extractable) or found there by its
+//! label; fleetca keeps only its label and public key. Certificates and CRLs are signed by
+//! the token: the certificate's (or CRL's) to-be-signed bytes are hashed here with SHA-256
+//! and the digest signed with `CKM_ECDSA`, which every token has (SoftHSM 2.6 has no
+//! `CKM_ECDSA_SHA256`); the token's raw `r‖s` becomes the DER `Ecdsa-Sig-Value` that X.509
+//! carries (RFC 3279 §2.2.3).
+//!
+//! One [`Token`] per process: `C_Initialize` is process-wide, and a recovery re-initializes
+//! the library, so every key of the token signs through its one session, behind one lock.
+//! A session runs one operation at a time (PKCS#11 §5.6), and SoftHSM signs P-256 in tens of
+//! microseconds, so one session is not what limits issuance. When the token stops answering
+//! (removed, its store gone), signing fails with [`CaError::KeyUnavailable`] and the next
+//! use — at most once a second — drops the session, re-initializes the library (SoftHSM
+//! rescans its tokens only then), logs in again, and checks that the key found under the
+//! label is still the CA's before it signs. A refused PIN is never retried: tokens lock a
+//! PIN after a few wrong tries.
+//!
+//! The crate's only foreign code is the module itself, reached through `cryptoki`: nothing
+//! here is `unsafe`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as P11Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use rcgen::SignatureAlgorithm;
+
+use crate::signer::CaKey;
+use crate::{CaError, MasterKey};
+
+/// The DER of the OID prime256v1, as `CKA_EC_PARAMS` names the curve.
+const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+
+/// How long after a failed attempt to reach the token the next one may be made.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where a token is and how to log in to it.
+#[derive(Clone)]
+pub struct TokenConfig {
+    /// The PKCS#11 module (a shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// The user PIN (read from the environment or a file by the caller; never a flag).
+    pub pin: String,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("module", &self.module)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key pair in the token, as `fleetca ca token` lists it.
+#[derive(Clone, Debug)]
+pub struct TokenKey {
+    /// `CKA_LABEL`.
+    pub label: String,
+    /// `CKA_ID`, hex.
+    pub id: String,
+    /// `EC P-256`, or the key type the token reports.
+    pub kind: String,
+    /// The key can leave the token (`CKA_EXTRACTABLE`); fleetca's keys cannot.
+    pub extractable: bool,
+    /// It never could (`CKA_NEVER_EXTRACTABLE`).
+    pub never_extractable: bool,
+    /// The public key's uncompressed point, for a P-256 key.
+    pub public_key: Option<Vec<u8>>,
+}
+
+/// A logged-in session and the keys found in it, by label.
+struct Live {
+    session: Session,
+    keys: HashMap<String, (ObjectHandle, Vec<u8>)>,
+}
+
+struct State {
+    live: Option<Live>,
+    /// When the token was last found unreachable.
+    failed_at: Option<Instant>,
+    /// Why a login was refused: not retried.
+    refused: Option<String>,
+}
+
+/// A PKCS#11 token, open and logged in.
+pub struct Token {
+    config: TokenConfig,
+    context: Pkcs11,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Token {
+    /// Loads the module, finds the token by its label and logs in. The error names the
+    /// module and the slots it has when the token is not among them.
+    pub fn open(config: TokenConfig) -> Result<Arc<Self>, CaError> {
+        let context = Pkcs11::new(&config.module).map_err(|e| {
+            CaError::KeyUnavailable(format!(
+                "the PKCS#11 module {} could not be loaded: {e}",
+                config.module.display()
+            ))
+        })?;
+        initialize(&context).map_err(|e| unavailable(&config, "initialize", &e))?;
+        let live = connect(&context, &config)?;
+        Ok(Arc::new(Self {
+            config,
+            context,
+            state: Mutex::new(State {
+                live: Some(live),
+                failed_at: None,
+                refused: None,
+            }),
+        }))
+    }
+
+    /// The module and token, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "token {:?} of the PKCS#11 module {}",
+            self.config.token,
+            self.config.module.display()
+        )
+    }
+
+    /// The token's label.
+    pub fn label(&self) -> &str {
+        &self.config.token
+    }
+
+    /// The P-256 key pair labelled `label`; made in the token when it has none and `create`
+    /// (the private key sensitive and never extractable, usable only to sign). Returns the
+    /// key and whether it was made now. Refused when several key pairs share the label, or
+    /// the one there is not a P-256 key.
+    pub fn key(self: &Arc<Self>, label: &str, create: bool) -> Result<(TokenKeyHandle, bool), CaError> {
+        let mut state = self.lock()?;
+        let live = self.live(&mut state)?;
+        let found = find_pair(&live.session, label).map_err(|e| unavailable(&self.config, "find the key", &e))?;
+        let (private, public, made) = match found {
+            (Some(private), Some(public)) => (private, public, false),
+            (None, None) if create => {
+                let (public, private) =
+                    generate(&live.session, label).map_err(|e| unavailable(&self.config, "generate the key", &e))?;
+                (private, public, true)
+            }
+            (None, None) => {
+                return Err(CaError::InvalidKey(format!(
+                    "{} holds no key pair labelled {label:?}",
+                    self.describe()
+                )));
+            }
+            _ => {
+                return Err(CaError::InvalidKey(format!(
+                    "{} holds a private or public key labelled {label:?} without the other",
+                    self.describe()
+                )));
+            }
+        };
+        let point = ec_point(&live.session, public)
+            .map_err(|e| unavailable(&self.config, "read the public key", &e))?
+            .ok_or_else(|| CaError::InvalidKey(format!("the key labelled {label:?} is not a P-256 key")))?;
+        live.keys.insert(label.to_owned(), (private, point.clone()));
+        Ok((
+            TokenKeyHandle {
+                token: self.clone(),
+                label: label.to_owned(),
+                public: point,
+            },
+            made,
+        ))
+    }
+
+    /// Every key pair in the token (its private half), with what fleetca needs to know of it.
+    pub fn keys(&self) -> Result<Vec<TokenKey>, CaError> {
+        let mut state = self.lock()?;
+        let live = self.live(&mut state)?;
+        let fail = |e: P11Error| unavailable(&self.config, "list the keys", &e);
+        let privates = live
+            .session
+            .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .map_err(fail)?;
+        let mut out = Vec::with_capacity(privates.len());
+        for handle in privates {
+            let attributes = live
+                .session
+                .get_attributes(
+                    handle,
+                    &[
+                        AttributeType::Label,
+                        AttributeType::Id,
+                        AttributeType::KeyType,
+                        AttributeType::Extractable,
+                        AttributeType::NeverExtractable,
+                    ],
+                )
+                .map_err(fail)?;
+            let mut key = TokenKey {
+                label: String::new(),
+                id: String::new(),
+                kind: String::new(),
+                extractable: false,
+                never_extractable: false,
+                public_key: None,
+            };
+            for attribute in attributes {
+                match attribute {
+                    Attribute::Label(v) => key.label = String::from_utf8_lossy(&v).into_owned(),
+                    Attribute::Id(v) => key.id = hex::encode(v),
+                    Attribute::KeyType(t) => key.kind = if t == KeyType::EC { "EC".into() } else { t.to_string() },
+                    Attribute::Extractable(b) => key.extractable = b,
+                    Attribute::NeverExtractable(b) => key.never_extractable = b,
+                    _ => {}
+                }
+            }
+            if key.kind == "EC"
+                && let (_, Some(public)) = find_pair(&live.session, &key.label).map_err(fail)?
+            {
+                key.public_key = ec_point(&live.session, public).map_err(fail)?;
+                if key.public_key.is_some() {
+                    key.kind = "EC P-256".into();
+                }
+            }
+            out.push(key);
+        }
+        out.sort_by(|a, b| a.label.cmp(&b.label));
+        Ok(out)
+    }
+
+    /// Signs `digest` (SHA-256) with the key labelled `label`, which must still have the
+    /// public key `public`; the signature as the token gives it (`r‖s`).
+    fn sign_digest(&self, label: &str, public: &[u8], digest: &[u8]) -> Result<Vec<u8>, CaError> {
+        let mut state = self.lock()?;
+        let signed = sign_in(self.live(&mut state)?, label, public, digest);
+        match signed {
+            Ok(signature) => Ok(signature),
+            Err(Failure::Replaced) => Err(CaError::KeyUnavailable(format!(
+                "{} no longer holds the CA's key under the label {label:?} (another key has the label, or none)",
+                self.describe()
+            ))),
+            Err(Failure::Token(what, e)) => {
+                state.live = None;
+                state.failed_at = Some(Instant::now());
+                Err(unavailable(&self.config, what, &e))
+            }
+        }
+    }
+
+    /// Whether the key labelled `label` can sign now (a recovery is attempted if due).
+    fn check(&self, label: &str, public: &[u8]) -> Result<(), CaError> {
+        let digest = [0u8; 32];
+        self.sign_digest(label, public, &digest).map(|_| ())
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, CaError> {
+        self.state
+            .lock()
+            .map_err(|_| CaError::KeyUnavailable("the token's lock was poisoned".into()))
+    }
+
+    /// The live session, reconnecting first when the last attempt failed more than
+    /// [`RETRY_AFTER`] ago.
+    fn live<'a>(&self, state: &'a mut MutexGuard<'_, State>) -> Result<&'a mut Live, CaError> {
+        if let Some(why) = &state.refused {
+            return Err(CaError::KeyUnavailable(why.clone()));
+        }
+        if state.live.is_none() {
+            if state.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+                return Err(CaError::KeyUnavailable(format!(
+                    "{} is unavailable; retrying",
+                    self.describe()
+                )));
+            }
+            // Close the old session before the library is re-initialized: closed after, its
+            // handle number could belong to a new session.
+            state.live = None;
+            let _ = self.context.clone().finalize();
+            let reconnected = initialize(&self.context)
+                .map_err(|e| unavailable(&self.config, "initialize", &e))
+                .and_then(|()| connect(&self.context, &self.config));
+            match reconnected {
+                Ok(live) => {
+                    state.failed_at = None;
+                    state.live = Some(live);
+                }
+                Err(e) => {
+                    state.failed_at = Some(Instant::now());
+                    if let CaError::InvalidKey(why) = &e {
+                        state.refused = Some(why.clone());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        state
+            .live
+            .as_mut()
+            .ok_or_else(|| CaError::KeyUnavailable("no session".into()))
+    }
+}
+
+/// A CA key held in a [`Token`].
+pub struct TokenKeyHandle {
+    token: Arc<Token>,
+    label: String,
+    public: Vec<u8>,
+}
+
+impl TokenKeyHandle {
+    /// The key's label in its token.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl CaKey for TokenKeyHandle {
+    fn public_key_raw(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, message);
+        let raw = self.token.sign_digest(&self.label, &self.public, digest.as_ref())?;
+        let signature = p256::ecdsa::Signature::from_slice(&raw)
+            .map_err(|_| CaError::Signing("the token's signature is not a P-256 r‖s pair".into()))?;
+        Ok(signature.to_der().as_bytes().to_vec())
+    }
+
+    fn sealed(&self, _: &MasterKey) -> Option<Result<Vec<u8>, CaError>> {
+        None
+    }
+
+    fn available(&self) -> Result<(), CaError> {
+        self.token.check(&self.label, &self.public)
+    }
+
+    fn token_label(&self) -> Option<(&str, &str)> {
+        Some((self.token.label(), &self.label))
+    }
+}
+
+fn initialize(context: &Pkcs11) -> Result<(), P11Error> {
+    match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+        other => other,
+    }
+}
+
+fn unavailable(config: &TokenConfig, what: &str, e: &P11Error) -> CaError {
+    CaError::KeyUnavailable(format!(
+        "token {:?} of the PKCS#11 module {} failed to {what}: {e}",
+        config.token,
+        config.module.display()
+    ))
+}
+
+/// Why a signature was not made.
+enum Failure {
+    /// The token failed at this step: the session is dropped, and the next use reconnects.
+    Token(&'static str, P11Error),
+    /// The label names no key now, or another one.
+    Replaced,
+}
+
+/// Signs in the live session, finding the key again after a recovery (and signing only if
+/// it is the same key).
+fn sign_in(live: &mut Live, label: &str, public: &[u8], digest: &[u8]) -> Result<Vec<u8>, Failure> {
+    let handle = match live.keys.get(label) {
+        Some((handle, point)) if point == public => *handle,
+        Some(_) => return Err(Failure::Replaced),
+        None => {
+            let (Some(private), Some(pubkey)) =
+                find_pair(&live.session, label).map_err(|e| Failure::Token("find the key", e))?
+            else {
+                return Err(Failure::Replaced);
+            };
+            let point = ec_point(&live.session, pubkey).map_err(|e| Failure::Token("read the key", e))?;
+            if point.as_deref() != Some(public) {
+                return Err(Failure::Replaced);
+            }
+            live.keys.insert(label.to_owned(), (private, public.to_vec()));
+            private
+        }
+    };
+    live.session
+        .sign(&Mechanism::Ecdsa, handle, digest)
+        .map_err(|e| Failure::Token("sign", e))
+}
+
+/// Finds the slot by the token's label, opens a session and logs in. A refused PIN is
+/// [`CaError::InvalidKey`] (settings to fix, never retried); the rest are unavailability.
+fn connect(context: &Pkcs11, config: &TokenConfig) -> Result<Live, CaError> {
+    let slot = slot(context, config)?;
+    let session = context
+        .open_rw_session(slot)
+        .map_err(|e| unavailable(config, &format!("open a session in slot {}", slot.id()), &e))?;
+    let pin = AuthPin::new(config.pin.clone().into_boxed_str());
+    match session.login(UserType::User, Some(&pin)) {
+        Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(
+            e @ P11Error::Pkcs11(
+                RvError::PinIncorrect
+                | RvError::PinInvalid
+                | RvError::PinLenRange
+                | RvError::PinLocked
+                | RvError::PinExpired
+                | RvError::UserPinNotInitialized,
+                _,
+            ),
+        ) => {
+            return Err(CaError::InvalidKey(format!(
+                "token {:?} (slot {}) of the PKCS#11 module {} refused the PIN: {e}; fix the PIN (it is not tried again)",
+                config.token,
+                slot.id(),
+                config.module.display()
+            )));
+        }
+        Err(e) => return Err(unavailable(config, &format!("log in to slot {}", slot.id()), &e)),
+    }
+    Ok(Live {
+        session,
+        keys: HashMap::new(),
+    })
+}
+
+fn slot(context: &Pkcs11, config: &TokenConfig) -> Result<Slot, CaError> {
+    let slots = context
+        .get_slots_with_token()
+        .map_err(|e| unavailable(config, "list its slots", &e))?;
+    let mut seen = Vec::new();
+    for slot in slots {
+        let label = context
+            .get_token_info(slot)
+            .map(|i| i.label().to_owned())
+            .unwrap_or_default();
+        if label == config.token {
+            return Ok(slot);
+        }
+        seen.push(format!("{} {label:?}", slot.id()));
+    }
+    Err(CaError::KeyUnavailable(format!(
+        "the PKCS#11 module {} has no token labelled {:?} (slots with a token: {})",
+        config.module.display(),
+        config.token,
+        if seen.is_empty() {
+            "none".into()
+        } else {
+            seen.join(", ")
+        }
+    )))
+}
+
+/// The private and public EC keys labelled `label`, when there is exactly one of each.
+fn find_pair(session: &Session, label: &str) -> Result<(Option<ObjectHandle>, Option<ObjectHandle>), P11Error> {
+    let find = |class| {
+        session.find_objects(&[
+            Attribute::Class(class),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+    };
+    let one = |v: Vec<ObjectHandle>| if v.len() == 1 { v.first().copied() } else { None };
+    Ok((
+        one(find(ObjectClass::PRIVATE_KEY)?),
+        one(find(ObjectClass::PUBLIC_KEY)?),
+    ))
+}
+
+/// Makes a P-256 key pair in the token: the private key sensitive, never extractable, and
+/// usable only to sign.
+fn generate(session: &Session, label: &str) -> Result<(ObjectHandle, ObjectHandle), P11Error> {
+    let mut id = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).map_err(|_| P11Error::NotSupported)?;
+    let name = label.as_bytes().to_vec();
+    let public = [
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::KeyType(KeyType::EC),
+        Attribute::Verify(true),
+        Attribute::EcParams(P256_PARAMS.to_vec()),
+        Attribute::Label(name.clone()),
+        Attribute::Id(id.to_vec()),
+    ];
+    let private = [
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Derive(false),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::KeyType(KeyType::EC),
+        Attribute::Label(name),
+        Attribute::Id(id.to_vec()),
+    ];
+    session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+}
+
+/// The uncompressed P-256 point of a public key: `CKA_EC_POINT` is a DER OCTET STRING
+/// around it (PKCS#11 2.40), or the bare point on some tokens. `None` for another curve.
+fn ec_point(session: &Session, public: ObjectHandle) -> Result<Option<Vec<u8>>, P11Error> {
+    let attributes = session.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])?;
+    let mut params = None;
+    let mut point = None;
+    for attribute in attributes {
+        match attribute {
+            Attribute::EcParams(v) => params = Some(v),
+            Attribute::EcPoint(v) => point = Some(v),
+            _ => {}
+        }
+    }
+    if params.as_deref() != Some(&P256_PARAMS[..]) {
+        return Ok(None);
+    }
+    Ok(point.and_then(|p| match p.as_slice() {
+        [0x04, 0x41, rest @ ..] if rest.len() == 65 && rest.first() == Some(&0x04) => Some(rest.to_vec()),
+        [0x04, ..] if p.len() == 65 => Some(p),
+        _ => None,
+    }))
+}
