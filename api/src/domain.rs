@@ -237,6 +237,8 @@ names! {
         ApiKeyDeactivated = "api_key.deactivated",
         /// Writing the CRL file or running the reload command failed.
         CrlPublicationFailed = "crl.publication_failed",
+        /// 180, 90 and 30 days before a CA fleetca trusts expires, each once.
+        CaExpiring = "ca.expiring",
         /// The revocation canary's revoked certificate connected to a broker: the broker
         /// does not check fleetca's CRL.
         BrokerRevocationNotEnforced = "broker.revocation_not_enforced",
@@ -248,7 +250,7 @@ impl EventKind {
     pub fn is_system(self) -> bool {
         matches!(
             self,
-            EventKind::CrlPublicationFailed | EventKind::BrokerRevocationNotEnforced
+            EventKind::CrlPublicationFailed | EventKind::BrokerRevocationNotEnforced | EventKind::CaExpiring
         )
     }
 }

@@ -263,7 +263,7 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
     let tls = state.tls.take().zip(state.config.tls.as_ref().map(|t| t.listen));
     state.changes.spawn();
     state.renewal.spawn();
-    state.webhooks.sender().spawn();
+    state.webhooks.sender(state.overview.cas.expiries()).spawn();
     if let Some(worker) = state.disconnect_worker.take() {
         worker.spawn();
     }

@@ -4,12 +4,14 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 /// A CA key in a PKCS#11 token: the token's label and the key's. Such a CA's sealed key is
-/// empty (its key never leaves the token); a CA whose key is sealed has neither.
+/// empty (its key never leaves the token); a CA whose key is sealed has neither. And the
+/// last `ca.expiring` warning given of each CA (180, 90 or 30 days ahead).
 #[derive(DeriveIden)]
 enum Authority {
     Table,
     KeyToken,
     KeyLabel,
+    ExpiryWarned,
 }
 
 #[sea_orm_migration::async_trait::async_trait]
@@ -29,11 +31,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         }
+        m.alter_table(
+            Table::alter()
+                .table(Authority::Table)
+                .add_column(ColumnDef::new(Authority::ExpiryWarned).integer().null())
+                .to_owned(),
+        )
+        .await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for column in [Authority::KeyLabel, Authority::KeyToken] {
+        for column in [Authority::ExpiryWarned, Authority::KeyLabel, Authority::KeyToken] {
             m.alter_table(Table::alter().table(Authority::Table).drop_column(column).to_owned())
                 .await?;
         }

@@ -280,6 +280,65 @@ impl Store {
     }
 }
 
+/// A CA whose expiry may be announced.
+#[derive(Clone, Debug)]
+pub struct CaExpiry {
+    pub id: i32,
+    pub not_after: DateTime<Utc>,
+    /// The event's data, besides the days left.
+    pub data: serde_json::Value,
+}
+
+/// Which warning is due for a CA that ends at `not_after`: 180, 90 or 30 days ahead.
+fn ca_warning_due(not_after: DateTime<Utc>, now: DateTime<Utc>) -> Option<i32> {
+    let left = not_after - now;
+    [30, 90, 180]
+        .into_iter()
+        .find(|d| left <= chrono::Duration::days(i64::from(*d)))
+}
+
+impl Store {
+    /// Queues `ca.expiring` for each CA of `cas` that has come within 180, 90 or 30 days of
+    /// its end since its last warning, each once (instances racing mark the row first, so one
+    /// of them announces it). Returns how many were announced.
+    pub async fn warn_ca_expiring(&self, cas: &[CaExpiry], now: DateTime<Utc>) -> Result<usize, StorageError> {
+        let mut events = Vec::new();
+        let txn = self.write_txn().await?;
+        for ca in cas {
+            let Some(days) = ca_warning_due(ca.not_after, now) else {
+                continue;
+            };
+            let marked = CaEntity::update_many()
+                .col_expr(CaCol::ExpiryWarned, Expr::value(days))
+                .filter(CaCol::Id.eq(ca.id))
+                .filter(CaCol::State.ne("retired"))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(CaCol::ExpiryWarned.is_null())
+                        .add(CaCol::ExpiryWarned.gt(days)),
+                )
+                .exec(&txn)
+                .await?;
+            if marked.rows_affected == 0 {
+                continue;
+            }
+            let mut data = ca.data.clone();
+            if let Some(map) = data.as_object_mut() {
+                map.insert("days".into(), days.into());
+                map.insert("expires_at".into(), serde_json::json!(ca.not_after));
+            }
+            events.push(crate::webhooks::NewEvent {
+                event_type: "ca.expiring".into(),
+                enterprise: None,
+                data,
+            });
+        }
+        crate::webhooks::events::enqueue(&txn, &events, now).await?;
+        txn.commit().await?;
+        Ok(events.len())
+    }
+}
+
 /// The root an intermediate is activated under.
 #[derive(Clone, Debug)]
 pub enum Parent {
@@ -312,6 +371,7 @@ async fn insert_ca(txn: &DatabaseTransaction, id: i32, ca: NewCa, now: DateTime<
         csr_pem: Set(ca.csr_pem),
         key_token: Set(ca.in_token.as_ref().map(|(token, _)| token.clone())),
         key_label: Set(ca.in_token.map(|(_, label)| label)),
+        expiry_warned: Set(None),
     }
     .insert(txn)
     .await
@@ -356,6 +416,42 @@ mod tests {
             in_token: None,
             csr_pem: None,
         }
+    }
+
+    /// A CA's expiry is announced 180, 90 and 30 days ahead, each once, also when instances
+    /// scan at once; a CA far from its end, or retired, is not announced.
+    #[tokio::test]
+    async fn ca_expiring_is_announced_180_90_and_30_days_ahead_each_once() {
+        let (store, path) = fresh().await;
+        let now = chrono::Utc::now();
+        store
+            .insert_hierarchy(ca("root", "standby", None), ca("intermediate", "active", Some(1)), now)
+            .await
+            .unwrap();
+        let expiry = |id, days| super::CaExpiry {
+            id,
+            not_after: now + chrono::Duration::days(days),
+            data: serde_json::json!({"ca": id}),
+        };
+        // The root ends in 20 years, the intermediate in 170 days: only the intermediate.
+        let cas = [expiry(1, 7300), expiry(2, 170)];
+        assert_eq!(store.warn_ca_expiring(&cas, now).await.unwrap(), 1);
+        assert_eq!(store.warn_ca_expiring(&cas, now).await.unwrap(), 0, "once");
+        // 80 days later it is within 90: announced again, once.
+        let later = now + chrono::Duration::days(80);
+        assert_eq!(store.warn_ca_expiring(&cas, later).await.unwrap(), 1);
+        assert_eq!(store.warn_ca_expiring(&cas, later).await.unwrap(), 0);
+        // Within 30 days; a retired CA is not announced.
+        let last = now + chrono::Duration::days(150);
+        store
+            .conn()
+            .execute_unprepared("UPDATE authority SET state = 'retired' WHERE id = 1")
+            .await
+            .unwrap();
+        let cas = [expiry(1, 151), expiry(2, 170)];
+        assert_eq!(store.warn_ca_expiring(&cas, last).await.unwrap(), 1, "CA 2 only");
+        drop(store);
+        let _ = std::fs::remove_file(path);
     }
 
     /// A retiring CA retires once nothing it signed is valid; the active one never does.

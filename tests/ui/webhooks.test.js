@@ -16,7 +16,7 @@ const HOOKS = '/api/v4/manage/webhooks/';
 const EVENTS = [
   'certificate.issued', 'certificate.revoked', 'certificate.expiring', 'certificate.renewed',
   'device.disabled', 'device.deleted', 'api_key.deactivated', 'crl.publication_failed',
-  'broker.revocation_not_enforced',
+  'ca.expiring', 'broker.revocation_not_enforced',
 ];
 const MANAGER_PASSWORD = 'acme manager passphrase';
 /** How long a delivery may take to show in the log (the log reads itself every 2 s). */
@@ -375,7 +375,7 @@ test('a manager sees and makes only its enterprise’s webhooks', async () => {
   assert.equal(await hookRow(acme.id, mgr).getByTestId('webhook-row-events').textContent(), 'certificate.revokeddevice.disabled');
   // No enterprise to choose, and none of fleetca's own events.
   assert.equal(await mgr.getByTestId('webhook-enterprise').count(), 0);
-  assert.deepEqual(await mgr.locator('input[name="events"]').evaluateAll((boxes) => boxes.map((b) => b.value)), EVENTS.slice(0, -2));
+  assert.deepEqual(await mgr.locator('input[name="events"]').evaluateAll((boxes) => boxes.map((b) => b.value)), EVENTS.slice(0, -3));
 
   // Its new endpoint is its enterprise's.
   await mgr.getByTestId('webhook-url').fill(`${receiver.url}/mine`);

@@ -22,11 +22,12 @@ export const EVENTS = [
   ['device.deleted', 'a device is deleted'],
   ['api_key.deactivated', 'an API key is deactivated'],
   ['crl.publication_failed', 'writing the CRL file or running its reload command failed'],
+  ['ca.expiring', '180, 90 and 30 days before a CA fleetca trusts expires'],
   ['broker.revocation_not_enforced', 'a broker accepted the revocation canary\'s revoked certificate'],
 ];
 
 /** Events about fleetca itself: only for an endpoint of every enterprise (an admin's). */
-const SYSTEM_EVENTS = ['crl.publication_failed', 'broker.revocation_not_enforced'];
+const SYSTEM_EVENTS = ['crl.publication_failed', 'ca.expiring', 'broker.revocation_not_enforced'];
 
 const DELIVERY_STATUSES = [['', 'Any status'], ['pending', 'Pending'], ['delivered', 'Delivered'], ['failed', 'Failed']];
 

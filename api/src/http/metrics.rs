@@ -139,6 +139,10 @@ fn describe() {
         "Active certificates that expire within 7 or 30 days (renewed ones not counted)"
     );
     describe_gauge!(
+        "fleetca_ca_not_after_timestamp_seconds",
+        "When each CA that is not retired expires (Unix time); alert on it minus time() (ca.expiring warns 180, 90 and 30 days ahead)"
+    );
+    describe_gauge!(
         "fleetca_password_hashes",
         "argon2id hashes in flight and waiting for a core"
     );
@@ -301,6 +305,15 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     metrics::gauge!("fleetca_crl_publication_ok").set(if g.publish_ok { 1.0 } else { 0.0 });
     metrics::gauge!("fleetca_certificates_expiring", "within" => "7d").set(g.expiring_7d as f64);
     metrics::gauge!("fleetca_certificates_expiring", "within" => "30d").set(g.expiring_30d as f64);
+    for ca in state.overview.cas.expiries() {
+        metrics::gauge!(
+            "fleetca_ca_not_after_timestamp_seconds",
+            "ca" => ca.id.to_string(),
+            "role" => ca.data["role"].as_str().unwrap_or_default().to_owned(),
+            "state" => ca.data["state"].as_str().unwrap_or_default().to_owned(),
+        )
+        .set(ca.not_after.timestamp() as f64);
+    }
     metrics::gauge!("fleetca_password_hashes", "state" => "in_flight").set(g.hashes_in_flight as f64);
     metrics::gauge!("fleetca_password_hashes", "state" => "waiting").set(g.hashes_waiting as f64);
     metrics::gauge!("fleetca_db_connections", "state" => "in_use").set(f64::from(g.pool_open) - g.pool_idle as f64);

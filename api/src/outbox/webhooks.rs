@@ -232,14 +232,16 @@ impl WebhookService {
         }
     }
 
-    /// The sender for these endpoints (one per instance).
-    pub fn sender(&self) -> Sender {
+    /// The sender for these endpoints (one per instance); it also warns of the expiry of
+    /// `cas`.
+    pub fn sender(&self, cas: Vec<fleetca_storage::authority::CaExpiry>) -> Sender {
         Sender {
             store: self.store.clone(),
             master: self.master.clone(),
             clock: self.clock.clone(),
             policy: self.policy.clone(),
             wake: self.wake.clone(),
+            cas,
         }
     }
 
@@ -490,6 +492,8 @@ pub struct Sender {
     clock: Arc<dyn Clock>,
     policy: WebhookPolicy,
     wake: Arc<tokio::sync::Notify>,
+    /// The CAs whose expiry is announced (`ca.expiring`).
+    cas: Vec<fleetca_storage::authority::CaExpiry>,
 }
 
 /// Deliveries posted at once by one instance.
@@ -562,9 +566,16 @@ impl Sender {
         });
     }
 
-    /// Announces `certificate.expiring` where due.
+    /// Announces `certificate.expiring` and `ca.expiring` where due.
     pub async fn scan_expiring(&self) -> Result<usize, Error> {
-        let mut total = 0;
+        let cas = self.store.warn_ca_expiring(&self.cas, self.clock.now()).await?;
+        if cas > 0 {
+            tracing::warn!(
+                cas,
+                "a CA nears its expiry: announced ca.expiring (see fleetca ca list)"
+            );
+        }
+        let mut total = cas;
         loop {
             let n = self.store.warn_expiring(self.clock.now(), 500).await?;
             total += n;

@@ -229,6 +229,30 @@ impl Authorities {
             .collect()
     }
 
+    /// The CAs whose expiry is announced (`ca.expiring`) and exported as a metric: every one
+    /// with a certificate that is not retired, fleetca's own and the operator's roots.
+    pub fn expiries(&self) -> Vec<fleetca_storage::authority::CaExpiry> {
+        self.cas
+            .iter()
+            .filter(|c| c.state != CaState::Retired)
+            .filter_map(|c| {
+                let (subject, not_after) = c.facts()?;
+                Some(fleetca_storage::authority::CaExpiry {
+                    id: c.id,
+                    not_after,
+                    data: serde_json::json!({
+                        "target": {"kind": "ca", "id": c.id.to_string()},
+                        "ca": c.id,
+                        "role": c.role.as_str(),
+                        "state": c.state.as_str(),
+                        "subject": subject,
+                        "issuing": c.id == self.issuing.id,
+                    }),
+                })
+            })
+            .collect()
+    }
+
     /// The CAs whose CRLs fleetca signs.
     pub fn crl_signers(&self) -> impl Iterator<Item = &Ca> {
         self.cas.iter().filter(|c| c.publishes_crl())
@@ -597,6 +621,7 @@ mod tests {
             csr_pem: None,
             key_token: None,
             key_label: None,
+            expiry_warned: None,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Model {
     pub key_token: Option<String>,
     /// The key's label in that token.
     pub key_label: Option<String>,
+    /// The last `ca.expiring` warning given: 180, 90 or 30 (days ahead).
+    pub expiry_warned: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
