@@ -309,8 +309,8 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
         metrics::gauge!(
             "fleetca_ca_not_after_timestamp_seconds",
             "ca" => ca.id.to_string(),
-            "role" => ca.data["role"].as_str().unwrap_or_default().to_owned(),
-            "state" => ca.data["state"].as_str().unwrap_or_default().to_owned(),
+            "role" => ca.data.get("role").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+            "state" => ca.data.get("state").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
         )
         .set(ca.not_after.timestamp() as f64);
     }
