@@ -148,7 +148,7 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<(), String> {
         return Err(POSTGRES_BACKUP.into());
     };
     let _lock = startup::lock_data_dir(&config.data_dir, true)?;
-    let master = startup::load_master_key(&config).map_err(|e| e.to_string())?;
+    let master = std::sync::Arc::new(startup::load_master_key(&config).map_err(|e| e.to_string())?);
     // Checked as a copy beside the database (the backup file itself is left as it is);
     // that copy, synced, is then renamed over the database: a crash leaves the old database
     // or the new one.
@@ -185,7 +185,7 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<(), String> {
 /// CA, its audit chain verifies, and fleetca's published CRL record (if any) is that CA's.
 async fn check_backup(
     config: &Config,
-    master: &fleetca_ca::MasterKey,
+    master: &std::sync::Arc<fleetca_ca::MasterKey>,
     staged: &Path,
     original: &Path,
 ) -> Result<(), String> {
@@ -228,19 +228,32 @@ async fn check_backup(
     let others = crate::pki::published::other_records(&config.data_dir);
     if !others.is_empty() {
         let rows = backup.authorities().await.unwrap_or_default();
-        for (id, path) in others {
-            // A CA whose key a token holds: the backup has only its label, and the key
-            // stays in the token whatever is restored.
-            if rows
-                .iter()
-                .any(|r| r.id == id && r.key_label.is_some() && !r.certificate_pem.is_empty())
-            {
-                continue;
+        // A CA whose key a token holds is opened in the token (the configured one must hold
+        // it); one whose key is sealed, with the master key.
+        let token = match &config.pkcs11 {
+            Some(settings) if rows.iter().any(|r| r.key_label.is_some()) => {
+                Some(fleetca_ca::token::Token::open(settings.clone()).map_err(|e| e.to_string())?)
             }
-            let opened = rows
-                .iter()
-                .find(|r| r.id == id && !r.sealed_key.is_empty() && !r.certificate_pem.is_empty())
-                .and_then(|r| fleetca_ca::Authority::load(&r.certificate_pem, &r.sealed_key, master).ok());
+            _ => None,
+        };
+        let keys = crate::pki::authorities::Keys {
+            master: master.clone(),
+            token,
+        };
+        for (id, path) in others {
+            let row = rows.iter().find(|r| r.id == id && !r.certificate_pem.is_empty());
+            if let Some(r) = row
+                && r.key_label.is_some()
+                && keys.token.is_none()
+            {
+                return Err(format!(
+                    "{shown}: CA {id}'s key is in the PKCS#11 token {:?}: set [pkcs11] to that token so the backup can be checked against it",
+                    r.key_token.as_deref().unwrap_or_default()
+                ));
+            }
+            let opened = row
+                .and_then(|r| keys.open(r).ok().flatten().map(|k| (k, &r.certificate_pem)))
+                .and_then(|(k, pem)| k.certified(pem).ok());
             let published = std::fs::read(&path).ok();
             let matches = opened.zip(published).is_some_and(|(ca, der)| ca.read_crl(&der).is_ok());
             if !matches {
@@ -559,23 +572,19 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                 "no PKCS#11 token is configured: add [pkcs11] (module, token, pin_file or FLEETCA_PKCS11_PIN)",
             )?;
             let keys = token.keys().map_err(|e| e.to_string())?;
+            let rows = opened.store.authorities().await.map_err(|e| e.to_string())?;
             println!("{}: {} key(s)", token.describe(), keys.len());
             println!(
                 "{:<24} {:<34} {:<9} {:<12} USED BY",
                 "LABEL", "ID", "TYPE", "EXTRACTABLE"
             );
             for key in keys {
-                let used_by = opened
-                    .cas
-                    .all()
+                let used_by = rows
                     .iter()
-                    .find(|ca| {
-                        ca.authority
-                            .as_ref()
-                            .and_then(|a| a.key_in_token())
-                            .is_some_and(|(t, l)| t == token.label() && l == key.label)
+                    .find(|r| {
+                        r.key_token.as_deref() == Some(token.label()) && r.key_label.as_deref() == Some(&key.label)
                     })
-                    .map_or_else(|| "-".to_owned(), |ca| format!("CA {}", ca.id));
+                    .map_or_else(|| "-".to_owned(), |r| format!("CA {}", r.id));
                 let extractable = match (key.extractable, key.never_extractable) {
                     (false, true) => "never",
                     (false, false) => "no",

@@ -577,8 +577,7 @@ fn sqlite_url(data_dir: &Path) -> String {
 fn token_config(file: Pkcs11File, env_pin: Option<Secret>) -> Result<fleetca_ca::token::TokenConfig, String> {
     let pin = match (env_pin, &file.pin_file) {
         (Some(pin), _) => pin.expose().to_owned(),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|e| format!("pkcs11.pin_file {}: {e}", path.display()))?
+        (None, Some(path)) => read_private(path, "pkcs11.pin_file")?
             .lines()
             .next()
             .unwrap_or_default()
@@ -601,6 +600,20 @@ fn token_config(file: Pkcs11File, env_pin: Option<Secret>) -> Result<fleetca_ca:
         token: file.token,
         pin,
     })
+}
+
+/// A file that holds a secret: refused when every user may read it.
+fn read_private(path: &Path, what: &str) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err(format!(
+            "{what} {} may be read by every user (mode {:o}): chmod o-r it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, String> {

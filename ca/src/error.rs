@@ -42,9 +42,10 @@ pub enum CaError {
 impl From<rcgen::Error> for CaError {
     fn from(e: rcgen::Error) -> Self {
         match e {
-            // Only a CaKey that failed to sign gives rcgen this (see `crate::signer`); an
-            // in-memory key does not fail, so it is a token that did.
-            rcgen::Error::RemoteKeyError => CaError::KeyUnavailable("the key's token did not sign".into()),
+            // Only a CaKey that failed to sign gives rcgen this (see `crate::signer`), which
+            // kept why.
+            rcgen::Error::RemoteKeyError => crate::signer::take_failure()
+                .unwrap_or_else(|| CaError::KeyUnavailable("the CA key did not sign".into())),
             other => CaError::Signing(other.to_string()),
         }
     }

@@ -210,7 +210,10 @@ impl PublicKeyData for Borrowed<'_> {
 
 impl rcgen::SigningKey for Borrowed<'_> {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.0.sign(message).map_err(|_| rcgen::Error::RemoteKeyError)
+        self.0.sign(message).map_err(|e| {
+            crate::signer::remember(e);
+            rcgen::Error::RemoteKeyError
+        })
     }
 }
 

@@ -117,8 +117,28 @@ impl rcgen::PublicKeyData for Signer {
 
 impl rcgen::SigningKey for Signer {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.0.sign(message).map_err(|_| rcgen::Error::RemoteKeyError)
+        self.0.sign(message).map_err(|e| {
+            remember(e);
+            rcgen::Error::RemoteKeyError
+        })
     }
+}
+
+std::thread_local! {
+    /// Why the last [`CaKey::sign`] called through rcgen on this thread failed: rcgen can
+    /// only say "remote key error", and the conversion of that error (on the same thread,
+    /// right after) takes the reason back from here.
+    static LAST_FAILURE: std::cell::RefCell<Option<CaError>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps why a key failed to sign, for [`take_failure`].
+pub(crate) fn remember(e: CaError) {
+    LAST_FAILURE.with(|f| *f.borrow_mut() = Some(e));
+}
+
+/// Why the last signature through rcgen on this thread failed, if one did.
+pub(crate) fn take_failure() -> Option<CaError> {
+    LAST_FAILURE.with(|f| f.borrow_mut().take())
 }
 
 #[cfg(test)]

@@ -8,14 +8,19 @@
 //! carries (RFC 3279 §2.2.3).
 //!
 //! One [`Token`] per process: `C_Initialize` is process-wide, and a recovery re-initializes
-//! the library, so every key of the token signs through its one session, behind one lock.
-//! A session runs one operation at a time (PKCS#11 §5.6), and SoftHSM signs P-256 in tens of
-//! microseconds, so one session is not what limits issuance. When the token stops answering
-//! (removed, its store gone), signing fails with [`CaError::KeyUnavailable`] and the next
-//! use — at most once a second — drops the session, re-initializes the library (SoftHSM
-//! rescans its tokens only then), logs in again, and checks that the key found under the
-//! label is still the CA's before it signs. A refused PIN is never retried: tokens lock a
-//! PIN after a few wrong tries.
+//! the library, so every key of the token signs through its one session, behind one lock
+//! (waited for at most [`LOCK_WAIT`]). A session runs one operation at a time (PKCS#11
+//! §5.6), and SoftHSM signs P-256 in tens of microseconds, so one session is not what limits
+//! issuance. Every signature the token makes is verified against the CA's public key before
+//! it is used, so a key swapped under the label never signs for the CA.
+//!
+//! When the token stops answering (removed, its store gone), signing fails with
+//! [`CaError::KeyUnavailable`] at once, and a thread of its own reconnects — backing off from
+//! one second to thirty between attempts — while callers keep getting that error without
+//! waiting: it drops the session, re-initializes the library (SoftHSM rescans its tokens
+//! only then), logs in again, and the next signature is checked as every one is. A refused
+//! PIN is never retried, and a PIN with one try left is not tried: tokens lock a PIN after a
+//! few wrong tries.
 //!
 //! The crate's only foreign code is the module itself, reached through `cryptoki`: nothing
 //! here is `unsafe`.
@@ -40,8 +45,15 @@ use crate::{CaError, MasterKey};
 /// The DER of the OID prime256v1, as `CKA_EC_PARAMS` names the curve.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 
-/// How long after a failed attempt to reach the token the next one may be made.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a caller waits for the token's lock before giving up (another caller holds it
+/// while the token is slow to answer).
+pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest pause between two attempts to reconnect.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long a successful check of the key stands for readiness.
+const CHECK_FOR: Duration = Duration::from_secs(1);
 
 /// Where a token is and how to log in to it.
 #[derive(Clone)]
@@ -86,12 +98,21 @@ struct Live {
     keys: HashMap<String, (ObjectHandle, Vec<u8>)>,
 }
 
+#[derive(Default)]
 struct State {
     live: Option<Live>,
-    /// When the token was last found unreachable.
-    failed_at: Option<Instant>,
+    /// A reconnection is running on its own thread.
+    reconnecting: bool,
+    /// Failed reconnections in a row, for the back-off.
+    failures: u32,
+    /// When the next reconnection may start.
+    next_attempt: Option<Instant>,
     /// Why a login was refused: not retried.
     refused: Option<String>,
+    /// Why the token last failed.
+    last_error: Option<String>,
+    /// When the key last answered a check.
+    checked_at: Option<Instant>,
 }
 
 /// A PKCS#11 token, open and logged in.
@@ -99,6 +120,9 @@ pub struct Token {
     config: TokenConfig,
     context: Pkcs11,
     state: Mutex<State>,
+    /// Whether the token answered last time (read by a readiness probe that finds the lock
+    /// held).
+    healthy: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Token {
@@ -126,9 +150,9 @@ impl Token {
             context,
             state: Mutex::new(State {
                 live: Some(live),
-                failed_at: None,
-                refused: None,
+                ..State::default()
             }),
+            healthy: std::sync::atomic::AtomicBool::new(true),
         }))
     }
 
@@ -154,23 +178,25 @@ impl Token {
         let mut state = self.lock()?;
         let live = self.live(&mut state)?;
         let found = find_pair(&live.session, label).map_err(|e| unavailable(&self.config, "find the key", &e))?;
-        let (private, public, made) = match found {
-            (Some(private), Some(public)) => (private, public, false),
-            (None, None) if create => {
+        let (private, public, made) = match (found.0.as_slice(), found.1.as_slice()) {
+            ([private], [public]) => (*private, *public, false),
+            ([], []) if create => {
                 let (public, private) =
                     generate(&live.session, label).map_err(|e| unavailable(&self.config, "generate the key", &e))?;
                 (private, public, true)
             }
-            (None, None) => {
+            ([], []) => {
                 return Err(CaError::InvalidKey(format!(
                     "{} holds no key pair labelled {label:?}",
                     self.describe()
                 )));
             }
-            _ => {
+            (privates, publics) => {
                 return Err(CaError::InvalidKey(format!(
-                    "{} holds a private or public key labelled {label:?} without the other",
-                    self.describe()
+                    "{} holds {} private and {} public EC keys labelled {label:?}: one of each is needed; give another label",
+                    self.describe(),
+                    privates.len(),
+                    publics.len()
                 )));
             }
         };
@@ -231,8 +257,10 @@ impl Token {
                 }
             }
             if key.kind == "EC"
-                && let (_, Some(public)) = find_pair(&live.session, &key.label).map_err(fail)?
+                && let (_, publics) = find_pair(&live.session, &key.label).map_err(fail)?
+                && let [public] = publics.as_slice()
             {
+                let public = *public;
                 key.public_key = ec_point(&live.session, public).map_err(fail)?;
                 if key.public_key.is_some() {
                     key.kind = "EC P-256".into();
@@ -245,69 +273,188 @@ impl Token {
     }
 
     /// Signs `digest` (SHA-256) with the key labelled `label`, which must still have the
-    /// public key `public`; the signature as the token gives it (`r‖s`).
-    fn sign_digest(&self, label: &str, public: &[u8], digest: &[u8]) -> Result<Vec<u8>, CaError> {
-        let mut state = self.lock()?;
-        let signed = sign_in(self.live(&mut state)?, label, public, digest);
-        match signed {
+    /// public key `public`; the signature as the token gives it (`r‖s`). While the token is
+    /// away this fails at once, and a reconnection runs on its own thread.
+    fn sign_digest(self: &Arc<Self>, label: &str, public: &[u8], digest: &[u8]) -> Result<Vec<u8>, CaError> {
+        let mut state = self.lock_for(LOCK_WAIT)?;
+        let Some(live) = state.live.as_mut() else {
+            return Err(self.away(&mut state));
+        };
+        match sign_in(live, label, public, digest) {
             Ok(signature) => Ok(signature),
-            Err(Failure::Replaced) => Err(CaError::KeyUnavailable(format!(
-                "{} no longer holds the CA's key under the label {label:?} (another key has the label, or none)",
-                self.describe()
-            ))),
-            Err(Failure::Token(what, e)) => {
+            Err(failure) => Err(self.failed(&mut state, label, failure)),
+        }
+    }
+
+    /// Whether the key labelled `label` answers now: the private key's `CKA_SIGN` read (no
+    /// signature made), at most once a [`CHECK_FOR`]; the last answer when the token is busy.
+    fn check(self: &Arc<Self>, label: &str, public: &[u8]) -> Result<(), CaError> {
+        use std::sync::atomic::Ordering;
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return if self.healthy.load(Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    Err(CaError::KeyUnavailable(format!("{} is unavailable", self.describe())))
+                };
+            }
+            Err(std::sync::TryLockError::Poisoned(_)) => {
+                return Err(CaError::KeyUnavailable("the token's lock was poisoned".into()));
+            }
+        };
+        if state.checked_at.is_some_and(|at| at.elapsed() < CHECK_FOR) && state.live.is_some() {
+            return Ok(());
+        }
+        let Some(live) = state.live.as_mut() else {
+            return Err(self.away(&mut state));
+        };
+        match probe(live, label, public) {
+            Ok(()) => {
+                state.checked_at = Some(Instant::now());
+                self.healthy.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(failure) => Err(self.failed(&mut state, label, failure)),
+        }
+    }
+
+    /// Why the last failure happened, for logs.
+    pub fn last_error(&self) -> Option<String> {
+        self.state.lock().ok().and_then(|s| s.last_error.clone())
+    }
+
+    /// The error for a call made while the token is away; starts a reconnection when one is
+    /// due.
+    fn away(self: &Arc<Self>, state: &mut MutexGuard<'_, State>) -> CaError {
+        self.schedule(state);
+        let why = state
+            .refused
+            .clone()
+            .or_else(|| state.last_error.clone())
+            .unwrap_or_else(|| "reconnecting".into());
+        CaError::KeyUnavailable(format!("{} is unavailable: {why}", self.describe()))
+    }
+
+    /// Records a failure: a token error drops the session (a reconnection follows); a key
+    /// that is no longer the CA's keeps the session and forgets the key's handle.
+    fn failed(self: &Arc<Self>, state: &mut MutexGuard<'_, State>, label: &str, failure: Failure) -> CaError {
+        self.healthy.store(false, std::sync::atomic::Ordering::Relaxed);
+        state.checked_at = None;
+        let error = match failure {
+            Failure::Replaced => {
+                if let Some(live) = state.live.as_mut() {
+                    live.keys.remove(label);
+                }
+                CaError::KeyUnavailable(format!(
+                    "{} no longer holds the CA's key under the label {label:?} (another key has the label, or none)",
+                    self.describe()
+                ))
+            }
+            Failure::Token(what, e) => {
                 state.live = None;
-                state.failed_at = Some(Instant::now());
-                Err(unavailable(&self.config, what, &e))
+                self.schedule(state);
+                unavailable(&self.config, what, &e)
+            }
+        };
+        state.last_error = Some(error.to_string());
+        error
+    }
+
+    /// Starts a reconnection on its own thread unless one runs, the last failed too recently
+    /// (back-off), or the PIN was refused.
+    fn schedule(self: &Arc<Self>, state: &mut MutexGuard<'_, State>) {
+        let due = state.next_attempt.is_none_or(|at| Instant::now() >= at);
+        if state.reconnecting || state.refused.is_some() || !due {
+            return;
+        }
+        state.reconnecting = true;
+        let token = self.clone();
+        let started = std::thread::Builder::new()
+            .name("pkcs11-reconnect".into())
+            .spawn(move || token.reconnect());
+        if started.is_err() {
+            state.reconnecting = false;
+        }
+    }
+
+    /// Re-initializes the library and logs in again (on the reconnection's thread; nobody
+    /// signs meanwhile: the session is gone).
+    fn reconnect(&self) {
+        // The old session was dropped with the failure, before the library is re-initialized:
+        // closed after, its handle number could belong to a new session.
+        let _ = self.context.clone().finalize();
+        let reconnected = initialize(&self.context)
+            .map_err(|e| unavailable(&self.config, "initialize", &e))
+            .and_then(|()| connect(&self.context, &self.config));
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        state.reconnecting = false;
+        match reconnected {
+            Ok(live) => {
+                state.live = Some(live);
+                state.failures = 0;
+                state.next_attempt = None;
+                state.last_error = None;
+                self.healthy.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                if let CaError::InvalidKey(why) = &e {
+                    state.refused = Some(why.clone());
+                }
+                state.failures = state.failures.saturating_add(1);
+                let pause = Duration::from_secs(1u64 << state.failures.min(5)).min(MAX_BACKOFF);
+                state.next_attempt = Some(Instant::now() + pause);
+                state.last_error = Some(e.to_string());
             }
         }
     }
 
-    /// Whether the key labelled `label` can sign now (a recovery is attempted if due).
-    fn check(&self, label: &str, public: &[u8]) -> Result<(), CaError> {
-        let digest = [0u8; 32];
-        self.sign_digest(label, public, &digest).map(|_| ())
-    }
-
     fn lock(&self) -> Result<MutexGuard<'_, State>, CaError> {
-        self.state
-            .lock()
-            .map_err(|_| CaError::KeyUnavailable("the token's lock was poisoned".into()))
+        self.lock_for(LOCK_WAIT)
     }
 
-    /// The live session, reconnecting first when the last attempt failed more than
-    /// [`RETRY_AFTER`] ago.
+    /// The lock, waited for at most `wait`.
+    fn lock_for(&self, wait: Duration) -> Result<MutexGuard<'_, State>, CaError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.state.try_lock() {
+                Ok(state) => return Ok(state),
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    return Err(CaError::KeyUnavailable("the token's lock was poisoned".into()));
+                }
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err(CaError::KeyUnavailable(format!(
+                        "{} did not answer within {wait:?}",
+                        self.describe()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The live session for an operator's command (finding or making a key, listing them):
+    /// reconnects on this thread when the session is gone and no reconnection runs.
     fn live<'a>(&self, state: &'a mut MutexGuard<'_, State>) -> Result<&'a mut Live, CaError> {
         if let Some(why) = &state.refused {
             return Err(CaError::KeyUnavailable(why.clone()));
         }
         if state.live.is_none() {
-            if state.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+            if state.reconnecting {
                 return Err(CaError::KeyUnavailable(format!(
-                    "{} is unavailable; retrying",
+                    "{} is unavailable; reconnecting",
                     self.describe()
                 )));
             }
-            // Close the old session before the library is re-initialized: closed after, its
-            // handle number could belong to a new session.
-            state.live = None;
             let _ = self.context.clone().finalize();
-            let reconnected = initialize(&self.context)
+            let live = initialize(&self.context)
                 .map_err(|e| unavailable(&self.config, "initialize", &e))
-                .and_then(|()| connect(&self.context, &self.config));
-            match reconnected {
-                Ok(live) => {
-                    state.failed_at = None;
-                    state.live = Some(live);
-                }
-                Err(e) => {
-                    state.failed_at = Some(Instant::now());
-                    if let CaError::InvalidKey(why) = &e {
-                        state.refused = Some(why.clone());
-                    }
-                    return Err(e);
-                }
-            }
+                .and_then(|()| connect(&self.context, &self.config))?;
+            state.live = Some(live);
         }
         state
             .live
@@ -341,7 +488,18 @@ impl CaKey for TokenKeyHandle {
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
         let digest = ring::digest::digest(&ring::digest::SHA256, message);
-        let raw = self.token.sign_digest(&self.label, &self.public, digest.as_ref())?;
+        let raw = Token::sign_digest(&self.token, &self.label, &self.public, digest.as_ref())?;
+        // The signature must verify under the CA's public key: a key swapped under the label,
+        // or a token that answers wrongly, never signs for the CA.
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &self.public)
+            .verify(message, &raw)
+            .map_err(|_| {
+                CaError::KeyUnavailable(format!(
+                    "{} signed with another key than the CA's under the label {:?}",
+                    self.token.describe(),
+                    self.label
+                ))
+            })?;
         let signature = p256::ecdsa::Signature::from_slice(&raw)
             .map_err(|_| CaError::Signing("the token's signature is not a P-256 r‖s pair".into()))?;
         Ok(signature.to_der().as_bytes().to_vec())
@@ -352,7 +510,7 @@ impl CaKey for TokenKeyHandle {
     }
 
     fn available(&self) -> Result<(), CaError> {
-        self.token.check(&self.label, &self.public)
+        Token::check(&self.token, &self.label, &self.public)
     }
 
     fn token_label(&self) -> Option<(&str, &str)> {
@@ -389,23 +547,39 @@ fn sign_in(live: &mut Live, label: &str, public: &[u8], digest: &[u8]) -> Result
     let handle = match live.keys.get(label) {
         Some((handle, point)) if point == public => *handle,
         Some(_) => return Err(Failure::Replaced),
-        None => {
-            let (Some(private), Some(pubkey)) =
-                find_pair(&live.session, label).map_err(|e| Failure::Token("find the key", e))?
-            else {
-                return Err(Failure::Replaced);
-            };
-            let point = ec_point(&live.session, pubkey).map_err(|e| Failure::Token("read the key", e))?;
-            if point.as_deref() != Some(public) {
-                return Err(Failure::Replaced);
-            }
-            live.keys.insert(label.to_owned(), (private, public.to_vec()));
-            private
-        }
+        None => refind(live, label, public)?,
     };
     live.session
         .sign(&Mechanism::Ecdsa, handle, digest)
         .map_err(|e| Failure::Token("sign", e))
+}
+
+/// Finds the key labelled `label` again (after a recovery), if it is still the CA's.
+fn refind(live: &mut Live, label: &str, public: &[u8]) -> Result<ObjectHandle, Failure> {
+    let (privates, publics) = find_pair(&live.session, label).map_err(|e| Failure::Token("find the key", e))?;
+    let ([private], [pubkey]) = (privates.as_slice(), publics.as_slice()) else {
+        return Err(Failure::Replaced);
+    };
+    let point = ec_point(&live.session, *pubkey).map_err(|e| Failure::Token("read the key", e))?;
+    if point.as_deref() != Some(public) {
+        return Err(Failure::Replaced);
+    }
+    live.keys.insert(label.to_owned(), (*private, public.to_vec()));
+    Ok(*private)
+}
+
+/// Reads the private key's `CKA_SIGN`: fails when the token or the key is gone.
+fn probe(live: &mut Live, label: &str, public: &[u8]) -> Result<(), Failure> {
+    let handle = match live.keys.get(label) {
+        Some((handle, point)) if point == public => *handle,
+        Some(_) => return Err(Failure::Replaced),
+        None => refind(live, label, public)?,
+    };
+    match live.session.get_attributes(handle, &[AttributeType::Sign]) {
+        Ok(attributes) if attributes.contains(&Attribute::Sign(true)) => Ok(()),
+        Ok(_) => Err(Failure::Replaced),
+        Err(e) => Err(Failure::Token("read the key", e)),
+    }
 }
 
 /// Finds the slot by the token's label, opens a session and logs in. A refused PIN is
@@ -415,6 +589,22 @@ fn connect(context: &Pkcs11, config: &TokenConfig) -> Result<Live, CaError> {
     let session = context
         .open_rw_session(slot)
         .map_err(|e| unavailable(config, &format!("open a session in slot {}", slot.id()), &e))?;
+    // A PIN that is locked, or has one try left, is not tried: a wrong one would lock it.
+    if let Ok(info) = context.get_token_info(slot)
+        && (info.user_pin_locked() || info.user_pin_final_try())
+    {
+        return Err(CaError::InvalidKey(format!(
+            "token {:?} (slot {}) of the PKCS#11 module {}: its user PIN is {}; not tried (reset it with the token's SO PIN)",
+            config.token,
+            slot.id(),
+            config.module.display(),
+            if info.user_pin_locked() {
+                "locked"
+            } else {
+                "on its final try"
+            }
+        )));
+    }
     let pin = AuthPin::new(config.pin.clone().into_boxed_str());
     match session.login(UserType::User, Some(&pin)) {
         Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
@@ -471,8 +661,8 @@ fn slot(context: &Pkcs11, config: &TokenConfig) -> Result<Slot, CaError> {
     )))
 }
 
-/// The private and public EC keys labelled `label`, when there is exactly one of each.
-fn find_pair(session: &Session, label: &str) -> Result<(Option<ObjectHandle>, Option<ObjectHandle>), P11Error> {
+/// The private and public EC keys labelled `label`.
+fn find_pair(session: &Session, label: &str) -> Result<(Vec<ObjectHandle>, Vec<ObjectHandle>), P11Error> {
     let find = |class| {
         session.find_objects(&[
             Attribute::Class(class),
@@ -480,11 +670,7 @@ fn find_pair(session: &Session, label: &str) -> Result<(Option<ObjectHandle>, Op
             Attribute::Label(label.as_bytes().to_vec()),
         ])
     };
-    let one = |v: Vec<ObjectHandle>| if v.len() == 1 { v.first().copied() } else { None };
-    Ok((
-        one(find(ObjectClass::PRIVATE_KEY)?),
-        one(find(ObjectClass::PUBLIC_KEY)?),
-    ))
+    Ok((find(ObjectClass::PRIVATE_KEY)?, find(ObjectClass::PUBLIC_KEY)?))
 }
 
 /// Makes a P-256 key pair in the token: the private key sensitive, never extractable, and

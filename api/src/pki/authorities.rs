@@ -308,7 +308,7 @@ pub struct OpenKey {
 
 impl OpenKey {
     /// The CA of this key and its certificate.
-    fn certified(self, certificate_pem: &str) -> Result<Authority, fleetca_ca::CaError> {
+    pub fn certified(self, certificate_pem: &str) -> Result<Authority, fleetca_ca::CaError> {
         Authority::with_key(certificate_pem, self.key)
     }
 }
@@ -344,7 +344,24 @@ impl Keys {
 
     /// A new CA key (P-256): sealed in the database, or in the token. Returns it and
     /// whether it was made now (false: a key pair already in the token under the label).
-    pub fn make(&self, new: NewKey<'_>) -> Result<(OpenKey, bool), Error> {
+    /// A label another CA's key has in the token is refused: each CA its own key.
+    pub async fn make_for(&self, store: &Store, new: NewKey<'_>) -> Result<(OpenKey, bool), Error> {
+        if let (NewKey::Token(label), Some(token)) = (new, &self.token) {
+            let rows = store.authorities().await?;
+            if let Some(taken) = rows
+                .iter()
+                .find(|r| r.key_label.as_deref() == Some(label) && r.key_token.as_deref() == Some(token.label()))
+            {
+                return Err(Error::Conflict(format!(
+                    "CA {}'s key has the label {label:?} in this token; give the new CA's key another label",
+                    taken.id
+                )));
+            }
+        }
+        self.make(new)
+    }
+
+    fn make(&self, new: NewKey<'_>) -> Result<(OpenKey, bool), Error> {
         match new {
             NewKey::Sealed => {
                 let key = MemoryKey::generate_p256()?;
@@ -416,7 +433,7 @@ pub async fn add(
     audit: impl FnOnce(&str) -> NewAudit,
     now: DateTime<Utc>,
 ) -> Result<Requested, Error> {
-    let (key, _) = keys.make(new_key)?;
+    let (key, _) = keys.make_for(store, new_key).await?;
     let csr = fleetca_ca::intermediate_csr(&*key.key, subject)?;
     let csr_pem = lf_pem(&pem::Pem::new("CERTIFICATE REQUEST", csr));
     let new = NewCa {
@@ -537,7 +554,7 @@ pub async fn certify_new(
         validity: root_ca.not_after() - now,
         crl_url: &root.crl_url,
     };
-    let (key, _) = keys.make(new_key)?;
+    let (key, _) = keys.make_for(store, new_key).await?;
     let public = fleetca_ca::PublicKey::from_sec1(key.key.public_key_raw())?;
     let certified = root_ca.certify_intermediate(&profile, &public, now)?;
     let new = NewCa {

@@ -573,7 +573,7 @@ impl CrlPublisher {
         let Some(cmd) = &self.reload_command else {
             return Ok(());
         };
-        let run = tokio::process::Command::new("sh")
+        let run = crate::support::command("sh")
             .arg("-c")
             .arg(cmd)
             .kill_on_drop(true)

@@ -19,6 +19,25 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
         .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
 }
 
+/// The environment variables that hold fleetca's secrets: never passed to a command it runs
+/// (the CRL reload command, a broker's disconnect command).
+pub const SECRET_VARIABLES: [&str; 5] = [
+    "FLEETCA_MASTER_KEY",
+    "FLEETCA_PKCS11_PIN",
+    "FLEETCA_BOOTSTRAP_TOKEN",
+    "FLEETCA_BROKER_SECRET",
+    "FLEETCA_PROXY_SECRET",
+];
+
+/// A command that runs without fleetca's secrets in its environment.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    for name in SECRET_VARIABLES {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
 impl crate::domain::PageRequest {
     /// The page as storage reads it.
     pub fn storage(self) -> fleetca_storage::Page {

@@ -12,7 +12,7 @@ use fleetca_e2e::{Fleetca, Output, Scratch, binary, openssl_in, run, tool};
 /// Debian's softhsm2 package puts the module here.
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "fleetca-e2e";
-const PIN: &str = "4711";
+const PIN: &str = "Qx9-pin-of-e2e";
 
 /// `fleetca --data-dir DATA --config SETTINGS <args>` with the token's configuration in the
 /// environment (and `extra`), every `FLEETCA_*` variable of the test's own removed.
@@ -126,6 +126,19 @@ fn an_issuing_ca_in_a_pkcs11_token_signs_certificates_and_crls_and_survives_the_
         ],
     )
     .expect_success("fleetca ca intermediate --new --token-key");
+    // Each CA its own key: the label of CA 3's is refused for another.
+    let again = fleetca(
+        &data,
+        &good,
+        &softhsm,
+        &[],
+        &["ca", "intermediate", "--new", "--token-key", "issuing-hsm"],
+    );
+    assert!(
+        !again.success() && again.stderr.contains("CA 3's key has the label"),
+        "{}",
+        again.combined()
+    );
     let listed = fleetca(&data, &good, &softhsm, &[], &["ca", "token"]);
     let listed = listed.expect_success("fleetca ca token");
     assert!(
@@ -313,4 +326,5 @@ fn an_issuing_ca_in_a_pkcs11_token_signs_certificates_and_crls_and_survives_the_
         "fleetca panicked: {}",
         server.stderr()
     );
+    assert!(!server.stderr().contains(PIN), "the PIN is in the log");
 }

@@ -30,7 +30,7 @@ impl CommandAdmin {
         let Some((program, args)) = self.argv.split_first() else {
             return Err("the command is empty".into());
         };
-        let mut cmd = tokio::process::Command::new(program);
+        let mut cmd = crate::support::command(program);
         cmd.args(args)
             .env("FLEETCA_REASON", &d.action)
             .env("FLEETCA_TARGET_KIND", &d.target_kind)
