@@ -305,7 +305,7 @@ def scenario_issuance_hsm(q, out):
 
     def cli(*args):
         subprocess.run([os.path.join(BIN, "fleetca"), "--data-dir", data, "--config", f"{d}/fleetca.toml", *args],
-                       env=dict(os.environ, RUST_LOG="warn", **env), check=True, capture_output=True)
+                       env=dict(os.environ, RUST_LOG="warn", FLEETCA_BOOTSTRAP_TOKEN=ADMIN, **env), check=True, capture_output=True)
 
     cli("ca", "intermediate", "--new", "--token-key", "bench-issuing")
     Fleetca(data, "--config", f"{d}/fleetca.toml", env=env).stop()  # publishes its CRL: it may be activated

@@ -73,6 +73,10 @@ pub struct Dependencies {
     pub rabbitmq: rabbitmq::RabbitMqSettings,
     /// The brokers the revocation canary checks, and how often.
     pub canary: canary::CanaryPolicy,
+    /// The PKCS#11 token CA keys may live in.
+    pub token: Option<std::sync::Arc<fleetca_ca::token::Token>>,
+    /// Where fleetca is reached (names the CRLs of the CAs it adds).
+    pub public_url: String,
 }
 
 /// Every service, each built from exactly the dependencies it uses. This is the one place
@@ -96,6 +100,8 @@ pub struct Services {
     pub webhooks: webhooks::WebhookService,
     pub disconnects: disconnects::DisconnectService,
     pub rabbitmq: rabbitmq::RabbitMq,
+    /// Adding, importing and activating CAs.
+    pub authorities: crate::pki::authorities::CaAdmin,
     /// Started by `startup::serve`.
     pub disconnect_worker: Option<disconnects::Worker>,
     /// Started by `startup::serve`.
@@ -123,6 +129,8 @@ impl Services {
             disconnects,
             rabbitmq,
             canary,
+            token,
+            public_url,
         } = deps;
         let acl = broker.acl.clone();
         let crl = crl::CrlPublisher::start(&cas, store.clone(), clock.clone(), crl).await?;
@@ -204,6 +212,15 @@ impl Services {
                 clock: clock.clone(),
                 policy: renewal,
             }),
+            authorities: crate::pki::authorities::CaAdmin {
+                store: store.clone(),
+                keys: crate::pki::authorities::Keys {
+                    master: master.clone(),
+                    token,
+                },
+                public_url,
+                clock: clock.clone(),
+            },
             overview: overview::OverviewService {
                 store,
                 ca: cas.first(),
@@ -381,6 +398,8 @@ pub(crate) mod testing {
                 disconnects: Default::default(),
                 rabbitmq: Default::default(),
                 canary: Default::default(),
+                token: None,
+                public_url: "http://fleetca.test".into(),
             })
             .await
             .unwrap();

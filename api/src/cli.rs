@@ -687,6 +687,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             let imported = crate::pki::authorities::import(
                 &opened.store,
                 &opened.keys(),
+                None,
                 &cert_pem,
                 &root_pem,
                 |ca| {
@@ -755,19 +756,8 @@ fn new_key(token_key: Option<&str>) -> crate::pki::authorities::NewKey<'_> {
     )
 }
 
-/// An intermediate's name: the operator's (at most 64 characters, RFC 5280's upper bound for
-/// a common name), or "fleetca issuing CA" and the date and time.
+/// An intermediate's name (see [`crate::pki::authorities::intermediate_subject`]).
 fn intermediate_subject(config: &Config, common_name: Option<String>) -> Result<fleetca_ca::CaSubject, String> {
-    let common_name = common_name
-        .unwrap_or_else(|| format!("fleetca issuing CA {}", fleetca_storage::now().format("%Y-%m-%d %H:%M")));
-    let length = common_name.chars().count();
-    if common_name.trim().is_empty() || length > 64 || common_name.chars().any(char::is_control) {
-        return Err(format!(
-            "--common-name must be 1 to 64 printable characters (got {length})"
-        ));
-    }
-    Ok(fleetca_ca::CaSubject {
-        common_name,
-        organization: config.ca_organization.clone(),
-    })
+    crate::pki::authorities::intermediate_subject(config.ca_organization.clone(), common_name, fleetca_storage::now())
+        .map_err(|_| "--common-name must be 1 to 64 printable characters".to_owned())
 }

@@ -175,7 +175,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         master,
         cas,
         hasher,
-        token: _,
+        token,
     } = open(&config).await?;
     if config.broker_trust_username_for_certificates {
         tracing::warn!(
@@ -220,6 +220,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         disconnects: config.disconnects.clone(),
         rabbitmq: config.rabbitmq.clone(),
         canary: config.canary.clone(),
+        token,
+        public_url: config.public_url.clone(),
     })
     .await
     .map_err(|e| StartError::Authority(format!("first CRL: {e}")))?;

@@ -30,7 +30,7 @@ use crate::fleet::http::{devices, products};
 use crate::identity::http::{auth, users};
 use crate::ops::http::{overview, public};
 use crate::outbox::http::{audit, webhooks};
-use crate::pki::http::{certificates, claims, est};
+use crate::pki::http::{authorities, certificates, claims, est};
 
 /// Every route the server mounts, besides the OpenAPI document and the docs UI.
 pub fn routes() -> Routes {
@@ -52,6 +52,7 @@ pub fn routes() -> Routes {
     all.extend(products::routes());
     all.extend(auth::routes());
     all.extend(overview::routes());
+    all.extend(authorities::routes());
     all
 }
 

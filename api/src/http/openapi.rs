@@ -14,7 +14,7 @@ use crate::http::metrics;
 use crate::identity::http::{auth, users};
 use crate::ops::http::{overview, public};
 use crate::outbox::http::{audit, webhooks};
-use crate::pki::http::{certificates, claims, est};
+use crate::pki::http::{authorities, certificates, claims, est};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use crate::pki::http::{certificates, claims, est};
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
         certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::revoke_many, certificates::renew,
         claims::create, claims::list, claims::get, claims::revoke,
+        authorities::add, authorities::import, authorities::activate,
         audit::list,
         webhooks::create, webhooks::list, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate_secret,
         webhooks::test, webhooks::deliveries, webhooks::redeliver,

@@ -411,7 +411,7 @@ fn valid_label(label: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "key_label",
+            "token_key",
             "a key label is 1 to 64 letters, digits, '.', '_' or '-'",
         ))
     }
@@ -465,13 +465,17 @@ pub struct Imported {
 pub async fn import(
     store: &Store,
     keys: &Keys,
+    only: Option<i32>,
     cert_pem: &str,
     root_pem: &str,
     audit: impl FnOnce(&Authority) -> NewAudit,
     now: DateTime<Utc>,
 ) -> Result<Imported, Error> {
     let rows = store.authorities().await?;
-    let pending: Vec<&CaRow> = rows.iter().filter(|r| r.state == CaState::Pending.as_str()).collect();
+    let pending: Vec<&CaRow> = rows
+        .iter()
+        .filter(|r| r.state == CaState::Pending.as_str() && only.is_none_or(|id| r.id == id))
+        .collect();
     if pending.is_empty() {
         return Err(Error::Conflict(
             "No intermediate is waiting for its certificate; make one first with `fleetca ca intermediate --csr-out FILE`."
@@ -490,7 +494,7 @@ pub async fn import(
                 continue;
             }
         };
-        let root = pem::parse(root_pem.trim()).map_err(|e| Error::invalid("root", e.to_string()))?;
+        let root = pem::parse(root_pem.trim()).map_err(|e| Error::invalid("root_pem", e.to_string()))?;
         let known = rows
             .iter()
             .find(|r| pem::parse(r.certificate_pem.trim()).is_ok_and(|p| p.contents() == root.contents()));
@@ -518,7 +522,7 @@ pub async fn import(
             new_root,
         });
     }
-    Err(Error::invalid("certificate", why))
+    Err(Error::invalid("certificate_pem", why))
 }
 
 /// Makes a new intermediate signed by fleetca's own root (a root whose key fleetca holds
@@ -611,6 +615,212 @@ pub async fn activate(
         )));
     }
     Ok(store.activate_authority(id, &[audit], now).await?)
+}
+
+/// An intermediate's name: the operator's (at most 64 characters, RFC 5280's upper bound for
+/// a common name), or "fleetca issuing CA" and the date and time.
+pub fn intermediate_subject(
+    organization: Option<String>,
+    common_name: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<CaSubject, Error> {
+    let common_name = common_name.unwrap_or_else(|| format!("fleetca issuing CA {}", now.format("%Y-%m-%d %H:%M")));
+    let length = common_name.chars().count();
+    if common_name.trim().is_empty() || length > 64 || common_name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "common_name",
+            format!("a CA's common name is 1 to 64 printable characters (got {length})"),
+        ));
+    }
+    Ok(CaSubject {
+        common_name,
+        organization,
+    })
+}
+
+/// Intermediates that may wait (pending or standing by) at once: enough for any rotation,
+/// few enough that a script in a loop cannot fill the database with CAs.
+pub const MAX_WAITING: usize = 8;
+
+/// Who signs a new intermediate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignedBy {
+    /// fleetca's own root.
+    FleetcaRoot,
+    /// The operator's root, from a CSR (the intermediate waits for its certificate).
+    OperatorRoot,
+}
+
+/// What an admin asked for.
+pub struct NewIntermediate {
+    pub signed_by: SignedBy,
+    pub subject: CaSubject,
+    /// The label of its key in the PKCS#11 token; none: sealed in the database.
+    pub token_key: Option<String>,
+}
+
+/// What [`CaAdmin::add`] made.
+pub struct Added {
+    pub id: i32,
+    pub state: CaState,
+    /// The CSR for the operator's root (when it signs).
+    pub csr_pem: Option<String>,
+}
+
+/// The CA operations of the admin API (the CLI calls the same flows). Changes take effect
+/// when the instances restart, as the CLI's do.
+pub struct CaAdmin {
+    pub store: Store,
+    pub keys: Keys,
+    pub public_url: String,
+    pub clock: Arc<dyn crate::support::clock::Clock>,
+}
+
+impl CaAdmin {
+    /// Adds an intermediate: certified by fleetca's root (it stands by), or its key and a CSR
+    /// for the operator's root (it waits for [`CaAdmin::import`]). Audited.
+    pub async fn add(&self, caller: &crate::domain::Principal, new: NewIntermediate) -> Result<Added, Error> {
+        use crate::domain::AuditAction;
+        let rows = self.store.authorities().await?;
+        let waiting = rows
+            .iter()
+            .filter(|r| r.role == CaRole::Intermediate.as_str())
+            .filter(|r| r.state == CaState::Pending.as_str() || r.state == CaState::Standby.as_str())
+            .count();
+        if waiting >= MAX_WAITING {
+            return Err(Error::Conflict(format!(
+                "{waiting} intermediates already wait (pending or standing by); activate or import one of them first"
+            )));
+        }
+        let now = self.clock.now();
+        let key = new.token_key.as_deref().map_or(NewKey::Sealed, NewKey::Token);
+        let where_key = match &new.token_key {
+            Some(label) => {
+                serde_json::json!({"token": self.keys.token.as_ref().map(|t| t.label().to_owned()), "label": label})
+            }
+            None => serde_json::json!("sealed"),
+        };
+        match new.signed_by {
+            SignedBy::FleetcaRoot => {
+                let subject = &new.subject;
+                let id = certify_new(
+                    &self.store,
+                    &self.keys,
+                    key,
+                    subject,
+                    &self.public_url,
+                    |root, pem| {
+                        crate::outbox::audit::by(
+                            caller,
+                            AuditAction::CaIntermediateRequest,
+                            "ca",
+                            "",
+                            None,
+                            serde_json::json!({
+                                "common_name": subject.common_name,
+                                "signed_by": root.subject(),
+                                "fingerprint": pem::parse(pem.trim()).map(|p| fleetca_ca::fingerprint(p.contents())).unwrap_or_default(),
+                                "key": where_key,
+                            }),
+                        )
+                    },
+                    now,
+                )
+                .await?;
+                Ok(Added {
+                    id,
+                    state: CaState::Standby,
+                    csr_pem: None,
+                })
+            }
+            SignedBy::OperatorRoot => {
+                let requested = add(
+                    &self.store,
+                    &self.keys,
+                    key,
+                    &new.subject,
+                    |cn| {
+                        crate::outbox::audit::by(
+                            caller,
+                            AuditAction::CaIntermediateRequest,
+                            "ca",
+                            "",
+                            None,
+                            serde_json::json!({"common_name": cn, "key": where_key}),
+                        )
+                    },
+                    now,
+                )
+                .await?;
+                Ok(Added {
+                    id: requested.id,
+                    state: CaState::Pending,
+                    csr_pem: Some(requested.csr_pem),
+                })
+            }
+        }
+    }
+
+    /// Gives pending intermediate `id` the certificate the operator's root signed. Audited.
+    pub async fn import(
+        &self,
+        caller: &crate::domain::Principal,
+        id: i32,
+        certificate_pem: &str,
+        root_pem: &str,
+    ) -> Result<Imported, Error> {
+        let rows = self.store.authorities().await?;
+        match rows.iter().find(|r| r.id == id) {
+            None => return Err(Error::NotFound("CA")),
+            Some(r) if r.state != CaState::Pending.as_str() => {
+                return Err(Error::Conflict(format!(
+                    "CA {id} is {}: only an intermediate waiting for its certificate (pending) takes one",
+                    r.state
+                )));
+            }
+            Some(_) => {}
+        }
+        import(
+            &self.store,
+            &self.keys,
+            Some(id),
+            certificate_pem,
+            root_pem,
+            |ca| {
+                crate::outbox::audit::by(
+                    caller,
+                    crate::domain::AuditAction::CaIntermediateImport,
+                    "ca",
+                    &id.to_string(),
+                    None,
+                    serde_json::json!({
+                        "subject": ca.subject(),
+                        "fingerprint": ca.fingerprint(),
+                        "not_after": ca.not_after(),
+                    }),
+                )
+            },
+            self.clock.now(),
+        )
+        .await
+    }
+
+    /// Makes standby intermediate `id` the issuing CA from the next start. Audited.
+    pub async fn activate(&self, caller: &crate::domain::Principal, id: i32) -> Result<(), Error> {
+        let record = crate::outbox::audit::by(
+            caller,
+            crate::domain::AuditAction::CaActivate,
+            "ca",
+            &id.to_string(),
+            None,
+            serde_json::json!({}),
+        );
+        // The CAs as stored now (one added since this instance started included).
+        let cas = Authorities::load(&self.store, &self.keys, &self.public_url)
+            .await
+            .map_err(Error::Internal)?;
+        activate(&self.store, &cas, id, record, self.clock.now()).await
+    }
 }
 
 /// PEM with LF line endings, as openssl writes it and every other PEM of fleetca's.

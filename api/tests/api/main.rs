@@ -8,6 +8,7 @@
 )]
 
 mod audit;
+mod authorities;
 mod broker;
 mod certificates;
 mod devices;
