@@ -184,6 +184,16 @@ export const disconnects = {
   list: (query) => get('/api/v4/manage/disconnects/', query),
 };
 
+/**
+ * Adding, importing and activating CAs (admins): each takes effect when fleetca restarts.
+ * `add({signed_by: 'fleetca' | 'operator', common_name?, token_key?})`.
+ */
+export const authorities = {
+  add: (body) => post('/api/v4/manage/ca/intermediates/', body),
+  import: (id, certificate_pem, root_pem) => post(`/api/v4/manage/ca/${enc(String(id))}/import/`, { certificate_pem, root_pem }),
+  activate: (id) => post(`/api/v4/manage/ca/${enc(String(id))}/activate/`),
+};
+
 export const overview = {
   stats: () => get('/api/v4/manage/stats/'),
   ca: () => get('/api/v4/manage/ca/'),

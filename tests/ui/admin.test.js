@@ -325,6 +325,58 @@ test('the CA page shows the subject, fingerprint and expiry, and downloads the C
   await screenshot(page, 'ca');
 });
 
+test('the CA page adds an intermediate of each kind, imports the one an outside root signed, and explains why activation waits', async () => {
+  await page.getByTestId('nav-ca').click();
+  await page.getByTestId('page-ca').waitFor();
+  // Signed by fleetca's root: it stands by, from the next restart.
+  await page.getByTestId('ca-common-name').fill('UI issuing CA 2');
+  await page.getByTestId('ca-add').click();
+  await page.getByTestId('confirm-dialog').waitFor();
+  await page.getByTestId('dialog-confirm').click();
+  await page.getByTestId('ca-result').waitFor();
+  assert.match(await page.getByTestId('ca-result').textContent(), /CA 3 added \(standby\)/);
+  assert.match(await page.getByTestId('ca-next').textContent(), /restart every instance/);
+  await page.goto('/#/overview');
+  await page.getByTestId('nav-ca').click();
+  await page.getByTestId('ca-row-3').waitFor();
+  assert.match(await page.getByTestId('ca-state-3').textContent(), /standby \(from the next restart\)/);
+  // Activating it before a restart published its CRL is refused, and the page says why.
+  await page.getByTestId('ca-activate-3').click();
+  await page.getByTestId('dialog-confirm').click();
+  assert.match(await page.getByTestId('error').textContent(), /never been published: restart every instance/);
+
+  // Signed by the operator's root: a CSR to download, then the certificate to import.
+  await page.getByTestId('ca-signed-by').selectOption('operator');
+  await page.getByTestId('ca-common-name').fill('UI operator CA');
+  await page.getByTestId('ca-add').click();
+  await page.getByTestId('dialog-confirm').click();
+  await page.getByTestId('ca-result').waitFor();
+  assert.match(await page.getByTestId('ca-result').textContent(), /CA 4 added \(pending\)/);
+  const csrFile = await download(page, page.getByTestId('ca-csr-download'), files);
+  openssl('req', '-in', csrFile, '-noout', '-verify');
+  const root = join(files, 'ui-root');
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${root}.key`, '-out', `${root}.pem`,
+    '-days', '3650', '-subj', '/CN=UI Root', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  writeFileSync(join(files, 'ext.cnf'), 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
+  openssl('x509', '-req', '-in', csrFile, '-CA', `${root}.pem`, '-CAkey', `${root}.key`, '-days', '1825', '-sha256',
+    '-extfile', join(files, 'ext.cnf'), '-out', join(files, 'ui-intermediate.pem'));
+  await page.goto('/#/overview');
+  await page.getByTestId('nav-ca').click();
+  await page.getByTestId('ca-import-4').click();
+  // The root pasted where the intermediate goes is refused, naming the field.
+  await page.getByTestId('ca-import-cert').fill(readFileSync(`${root}.pem`, 'utf8'));
+  await page.getByTestId('ca-import-root').fill(readFileSync(`${root}.pem`, 'utf8'));
+  await page.getByTestId('dialog-confirm').click();
+  assert.match(await page.getByTestId('error').textContent(), /Intermediate certificate/);
+  await page.getByTestId('ca-import-4').click();
+  await page.getByTestId('ca-import-cert').fill(readFileSync(join(files, 'ui-intermediate.pem'), 'utf8'));
+  await page.getByTestId('ca-import-root').fill(readFileSync(`${root}.pem`, 'utf8'));
+  await page.getByTestId('dialog-confirm').click();
+  await page.getByTestId('ca-result').waitFor();
+  assert.match(await page.getByTestId('ca-result').textContent(), /CA 4 stands by/);
+  await screenshot(page, 'ca-rotation');
+});
+
 test('the account page changes the password, which then signs in', async () => {
   await page.getByTestId('nav-account').click();
   await page.getByTestId('page-account').waitFor();

@@ -1,8 +1,9 @@
 // The certificate authority: subject, fingerprint, validity, and downloads of the CA
-// certificate and the CRL.
+// certificate and the CRL; every CA fleetca holds, and (admins) adding an intermediate,
+// importing the certificate an operator's root signed, and making one the issuing CA.
 
 import * as api from '../api.js';
-import { h, fmtDate, heading, secretField } from '../ui.js';
+import { h, mount, field, select, table, fmtDate, heading, secretField, confirmDialog, errorBox, downloadText } from '../ui.js';
 
 export const title = 'Certificate authority';
 
@@ -14,9 +15,114 @@ function daysLeft(iso) {
   return days >= 0 ? `${days} days left` : 'expired';
 }
 
+const LABELS = { common_name: 'Common name', token_key: 'Key label in the token', certificate_pem: 'Intermediate certificate', root_pem: 'Root certificate' };
+
+/** What happened, and what to do next (the server says: restart, bundle, activate). */
+function done(out, title, next, extra = []) {
+  mount(out, h('div', { class: 'card once', 'data-testid': 'ca-result' }, h('h2', null, title), h('p', { 'data-testid': 'ca-next' }, next), ...extra));
+  out.scrollIntoView({ block: 'nearest' });
+}
+
+/** The admin's actions on one CA row: import a pending one's certificate, activate a standby intermediate. */
+function rowActions(c, out) {
+  if (c.state === 'pending') {
+    return h('button', {
+      class: 'secondary small', 'data-testid': `ca-import-${c.id}`,
+      onclick: async () => {
+        const cert = h('textarea', { name: 'certificate_pem', rows: 6, required: true, class: 'mono', 'data-testid': 'ca-import-cert' });
+        const rootPem = h('textarea', { name: 'root_pem', rows: 6, required: true, class: 'mono', 'data-testid': 'ca-import-root' });
+        const data = await confirmDialog({
+          title: `Import the certificate of CA ${c.id}`,
+          content: [
+            h('p', null, 'Paste the certificate your root signed for this CA\'s CSR, and your root\'s certificate. fleetca checks the chain, the constraints and that the key is the one it made.'),
+            field('Intermediate certificate (PEM)', cert),
+            field('Root certificate (PEM)', rootPem),
+          ],
+          confirmLabel: 'Import',
+        });
+        if (!data) return;
+        try {
+          const res = await api.authorities.import(c.id, data.get('certificate_pem'), data.get('root_pem'));
+          done(out, `CA ${res.id} stands by`, res.next);
+        } catch (err) {
+          mount(out, errorBox(err, LABELS));
+        }
+      },
+    }, 'Import certificate…');
+  }
+  if (c.state === 'standby' && c.role === 'intermediate') {
+    return h('button', {
+      class: 'secondary small', 'data-testid': `ca-activate-${c.id}`,
+      onclick: async () => {
+        const ok = await confirmDialog({
+          title: `Make CA ${c.id} the issuing CA?`,
+          content: h('p', null, 'From the next start of each instance every new certificate and renewal comes from it, and the CA issuing now retires (its certificates keep working until they expire). Brokers must have the new trust bundle first.'),
+          confirmLabel: 'Make it the issuing CA',
+          danger: true,
+        });
+        if (!ok) return;
+        try {
+          const res = await api.authorities.activate(c.id);
+          done(out, `CA ${res.id} issues after the restart`, res.next);
+        } catch (err) {
+          mount(out, errorBox(err, LABELS));
+        }
+      },
+    }, 'Make issuing CA…');
+  }
+  return null;
+}
+
+/** The admin's form that adds an issuing intermediate. */
+function addForm(out) {
+  const signedBy = select({ name: 'signed_by', 'data-testid': 'ca-signed-by' }, [['fleetca', 'fleetca\'s root'], ['operator', 'my own root (fleetca writes a CSR)']], 'fleetca');
+  const cn = h('input', { name: 'common_name', maxlength: 64, placeholder: 'fleetca issuing CA <date>', 'data-testid': 'ca-common-name' });
+  const tokenKey = h('input', { name: 'token_key', maxlength: 64, pattern: '[A-Za-z0-9._-]+', placeholder: 'none: sealed in the database', autocapitalize: 'none', 'data-testid': 'ca-token-key' });
+  const form = h(
+    'form',
+    {
+      'data-testid': 'ca-add-form',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const body = { signed_by: signedBy.value };
+        if (cn.value.trim()) body.common_name = cn.value.trim();
+        if (tokenKey.value.trim()) body.token_key = tokenKey.value.trim();
+        const ok = await confirmDialog({
+          title: 'Add an issuing intermediate?',
+          content: h('p', null, body.signed_by === 'fleetca'
+            ? 'fleetca\'s root certifies a new key. The intermediate stands by: trusted after the next restart, issuing only once you make it the issuing CA.'
+            : 'fleetca makes a key and a CSR for your root to sign; then import the certificate here.'),
+          confirmLabel: 'Add intermediate',
+        });
+        if (!ok) return;
+        try {
+          const res = await api.authorities.add(body);
+          const extra = res.csr_pem
+            ? [secretField('CSR for your root', res.csr_pem, 'ca-csr', { multiline: true }),
+               h('button', { type: 'button', class: 'secondary', 'data-testid': 'ca-csr-download', onclick: () => downloadText(`intermediate-${res.id}.csr`, res.csr_pem) }, 'Download the CSR')]
+            : [];
+          done(out, `CA ${res.id} added (${res.state})`, res.next, extra);
+        } catch (err) {
+          mount(out, errorBox(err, LABELS));
+        }
+      },
+    },
+    h('div', { class: 'row' },
+      field('Signed by', signedBy),
+      field('Common name', cn, 'at most 64 characters'),
+      field('Key label in the token', tokenKey, 'only with [pkcs11] set; leave empty to seal the key in the database')),
+    h('div', { class: 'actions left' }, h('button', { type: 'submit', 'data-testid': 'ca-add' }, 'Add intermediate…')),
+  );
+  return h('div', { class: 'card' }, h('h2', null, 'Add an issuing intermediate'),
+    h('p', { class: 'muted' }, 'README: "Rotating a CA". Each step takes effect when every instance restarts: add, restart, give brokers the new bundle, make it the issuing CA, restart.'),
+    form);
+}
+
 export async function render(root, ctx) {
   const ca = await api.overview.ca();
   if (!ctx.isCurrent()) return;
+  const admin = ctx.user.role === 'admin';
+  const out = h('div', { 'aria-live': 'polite', 'data-testid': 'ca-out' });
   // The CRL that lists revoked certificates is the issuing CA's (CA 1 keeps /crl.der).
   const active = (ca.authorities || []).find((c) => c.state === 'active');
   const issuingCrl = active && active.id !== 1 ? `/crl/${active.id}.der` : '/crl.der';
@@ -48,28 +154,26 @@ export async function render(root, ctx) {
       { class: 'card' },
       h('h2', null, 'Certificate authorities'),
       h('p', { class: 'muted' }, 'The active CA signs every new certificate; the others are trusted (standby), being retired, or waiting for their certificate. fleetca ca list shows the same; README: "Certificate authorities".'),
-      h(
-        'table',
-        { 'data-testid': 'ca-list' },
-        h('thead', null, h('tr', null, ...['ID', 'Role', 'State', 'Subject', 'Expires', 'Key held', 'Live certificates'].map((t) => h('th', null, t)))),
-        h(
-          'tbody',
-          null,
-          ...(ca.authorities || []).map((c) =>
-            h(
-              'tr',
-              { 'data-testid': `ca-row-${c.id}` },
-              h('td', null, String(c.id)),
-              h('td', null, c.role),
-              h('td', null, c.state),
-              h('td', null, c.subject || '(waiting for its certificate)'),
-              h('td', null, c.not_after ? `${fmtDate(c.not_after)} (${daysLeft(c.not_after)})` : '—'),
-              h('td', null, c.holds_key ? 'yes' : 'no'),
-              h('td', { 'data-testid': `ca-live-${c.id}` }, (c.live_certificates ?? 0).toLocaleString('en')),
-            ),
+      table(
+        ['ID', 'Role', 'State', 'Subject', 'Expires', 'Key held', 'Live certificates', ...(admin ? [''] : [])],
+        (ca.authorities || []).map((c) =>
+          h(
+            'tr',
+            { 'data-testid': `ca-row-${c.id}` },
+            h('td', null, String(c.id)),
+            h('td', null, c.role),
+            h('td', { 'data-testid': `ca-state-${c.id}` }, c.loaded === false ? `${c.state} (from the next restart)` : c.state),
+            h('td', null, c.subject || '(waiting for its certificate)'),
+            h('td', null, c.not_after ? `${fmtDate(c.not_after)} (${daysLeft(c.not_after)})` : '—'),
+            h('td', null, c.key_store === 'token' ? 'yes, in the token' : c.holds_key ? 'yes' : 'no'),
+            h('td', { 'data-testid': `ca-live-${c.id}` }, (c.live_certificates ?? 0).toLocaleString('en')),
+            admin ? h('td', null, rowActions(c, out)) : null,
           ),
         ),
+        { 'data-testid': 'ca-list' },
       ),
     ),
+    out,
+    admin ? addForm(out) : null,
   );
 }

@@ -46,8 +46,13 @@ pub struct CaSummary {
     pub not_after: Option<DateTime<Utc>>,
     /// Whether fleetca holds its key.
     pub holds_key: bool,
+    /// `token` when a PKCS#11 token holds its key, `database` when it is sealed there.
+    pub key_store: Option<&'static str>,
     /// Certificates it signed that have not expired (revoked ones included).
     pub live_certificates: u64,
+    /// Whether this instance runs with it as stored (false: it was added, imported or
+    /// activated since this instance started; a restart brings it in).
+    pub loaded: bool,
 }
 
 /// Whether this instance can serve.
@@ -162,21 +167,38 @@ impl OverviewService {
     /// for every CA.
     pub async fn ca(&self) -> Result<CaFacts, Error> {
         let live = self.store.live_certificates(self.clock.now()).await?;
-        let authorities = self
-            .cas
-            .all()
-            .iter()
-            .map(|c| {
-                let (subject, not_after) = c.facts().unzip();
-                CaSummary {
-                    id: c.id,
-                    role: c.role,
-                    state: c.state,
+        // The CAs as stored: one added since this instance started shows too (marked not
+        // loaded), so the admin can import its certificate or activate it.
+        let rows = self.store.authorities().await?;
+        let authorities = rows
+            .into_iter()
+            .filter_map(|row| {
+                let role = crate::domain::CaRole::parse(&row.role)?;
+                let state = crate::domain::CaState::parse(&row.state)?;
+                let (subject, not_after) = crate::pki::authorities::certificate_facts(&row.certificate_pem).unzip();
+                let key_store = if row.key_label.is_some() {
+                    Some("token")
+                } else if row.sealed_key.is_empty() {
+                    None
+                } else {
+                    Some("database")
+                };
+                let loaded = self
+                    .cas
+                    .all()
+                    .iter()
+                    .any(|c| c.id == row.id && c.state == state && c.certificate_pem == row.certificate_pem);
+                Some(CaSummary {
+                    id: row.id,
+                    role,
+                    state,
                     subject,
                     not_after,
-                    holds_key: c.authority.is_some(),
-                    live_certificates: live.iter().find(|(id, _)| *id == c.id).map_or(0, |(_, n)| *n),
-                }
+                    holds_key: key_store.is_some(),
+                    key_store,
+                    live_certificates: live.iter().find(|(id, _)| *id == row.id).map_or(0, |(_, n)| *n),
+                    loaded,
+                })
             })
             .collect();
         Ok(CaFacts {

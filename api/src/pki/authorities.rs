@@ -40,12 +40,7 @@ impl Ca {
     /// Its subject's common name as `CN=…` and its notAfter, read from its certificate
     /// (none while it waits for one).
     pub fn facts(&self) -> Option<(String, DateTime<Utc>)> {
-        let der = pem::parse(self.certificate_pem.trim()).ok()?.into_contents();
-        let (_, not_after) = fleetca_ca::validity(&der)?;
-        Some((
-            format!("CN={}", fleetca_ca::common_name(&self.certificate_pem)?),
-            not_after,
-        ))
+        certificate_facts(&self.certificate_pem)
     }
 
     /// Whether fleetca publishes its CRL: it holds the key and certificates it signed may
@@ -61,6 +56,14 @@ impl Ca {
     pub fn scoped_crl(&self) -> bool {
         !(self.role == CaRole::Root && self.state == CaState::Standby)
     }
+}
+
+/// A CA certificate's subject common name as `CN=…` and its notAfter (none for an empty or
+/// unreadable PEM).
+pub fn certificate_facts(certificate_pem: &str) -> Option<(String, DateTime<Utc>)> {
+    let der = pem::parse(certificate_pem.trim()).ok()?.into_contents();
+    let (_, not_after) = fleetca_ca::validity(&der)?;
+    Some((format!("CN={}", fleetca_ca::common_name(certificate_pem)?), not_after))
 }
 
 /// The distribution point of CA `id`'s CRL: the first CA keeps `/crl.der`, later ones

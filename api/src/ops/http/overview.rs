@@ -146,9 +146,16 @@ pub struct CaLine {
     pub not_after: Option<DateTime<Utc>>,
     /// Whether fleetca holds its key (not for an operator's own root).
     pub holds_key: bool,
+    /// Where its key is: `token` (a PKCS#11 token) or `database` (sealed); absent when
+    /// fleetca does not hold it.
+    #[schema(example = "database")]
+    pub key_store: Option<String>,
     /// Certificates it signed that have not expired, revoked ones included (a retiring CA
     /// is retired at the first start after this reaches 0).
     pub live_certificates: u64,
+    /// Whether this instance runs with it as shown: false for a CA added, imported or
+    /// activated since it started (a restart brings it in).
+    pub loaded: bool,
 }
 
 #[utoipa::path(
@@ -207,7 +214,9 @@ pub async fn ca(state: web::Data<AppState>, _caller: Caller) -> Result<HttpRespo
                 subject: c.subject,
                 not_after: c.not_after,
                 holds_key: c.holds_key,
+                key_store: c.key_store.map(str::to_owned),
                 live_certificates: c.live_certificates,
+                loaded: c.loaded,
             })
             .collect(),
     }))
