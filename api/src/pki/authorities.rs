@@ -349,6 +349,9 @@ impl Keys {
     /// whether it was made now (false: a key pair already in the token under the label).
     /// A label another CA's key has in the token is refused: each CA its own key.
     pub async fn make_for(&self, store: &Store, new: NewKey<'_>) -> Result<(OpenKey, bool), Error> {
+        if let NewKey::Token(label) = new {
+            valid_label(label)?;
+        }
         if let (NewKey::Token(label), Some(token)) = (new, &self.token) {
             let rows = store.authorities().await?;
             if let Some(taken) = rows

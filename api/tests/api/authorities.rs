@@ -159,14 +159,18 @@ async fn bad_requests_to_add_a_ca_are_refused_and_a_loop_cannot_fill_the_databas
         ),
     ] {
         let r = app.post(ADD, &app.admin, body).await;
-        if field == "token_key" {
-            // No token is configured: that is what to fix first.
-            let problem = assert_problem(&r, 409);
-            assert!(problem["detail"].as_str().unwrap().contains("[pkcs11]"), "{problem}");
-        } else {
-            assert_field_error(&r, field);
-        }
+        assert_field_error(&r, field);
     }
+    // A good label, but no token is configured: that is what to fix.
+    let r = app
+        .post(
+            ADD,
+            &app.admin,
+            json!({"signed_by": "fleetca", "token_key": "issuing-2"}),
+        )
+        .await;
+    let problem = assert_problem(&r, 409);
+    assert!(problem["detail"].as_str().unwrap().contains("[pkcs11]"), "{problem}");
     let r = app.post(ADD, &app.admin, json!({"signed_by": "someone"})).await;
     assert_problem(&r, 400);
     let r = app.post(ADD, &app.admin, json!({})).await;
