@@ -101,7 +101,7 @@ pub struct Services {
     pub disconnects: disconnects::DisconnectService,
     pub rabbitmq: rabbitmq::RabbitMq,
     /// Adding, importing and activating CAs.
-    pub authorities: crate::pki::authorities::CaAdmin,
+    pub authorities: crate::pki::rotation::CaAdmin,
     /// Started by `startup::serve`.
     pub disconnect_worker: Option<disconnects::Worker>,
     /// Started by `startup::serve`.
@@ -212,7 +212,7 @@ impl Services {
                 clock: clock.clone(),
                 policy: renewal,
             }),
-            authorities: crate::pki::authorities::CaAdmin {
+            authorities: crate::pki::rotation::CaAdmin {
                 store: store.clone(),
                 keys: crate::pki::authorities::Keys {
                     master: master.clone(),

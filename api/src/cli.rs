@@ -321,6 +321,15 @@ pub enum CaCommand {
     /// and its CRL published, and `fleetca ca activate ID` makes it issue.
     #[command(after_help = INTERMEDIATE_HELP)]
     Intermediate(IntermediateArgs),
+    /// Start a root rollover (RFC 4210 §4.4): a new root beside the one above the issuing CA,
+    /// and their cross-certificates. Then, as the README's "Rotating a CA" says: restart, add
+    /// the new root's intermediate (`fleetca ca intermediate --new`), restart, activate it,
+    /// restart; the old root retires once nothing it vouches for is valid.
+    Root {
+        /// The new root's common name (default: ca_common_name and the year).
+        #[arg(long)]
+        common_name: Option<String>,
+    },
     /// The keys the PKCS#11 token of `[pkcs11]` holds: label, id, type, whether they can
     /// leave the token, and which CA uses each.
     Token,
@@ -567,6 +576,48 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             }
             Ok(())
         }
+        CaCommand::Root { common_name } => {
+            let now = fleetca_storage::now();
+            let common_name = common_name.unwrap_or_else(|| format!("{} {}", config.ca_common_name, now.format("%Y")));
+            let subject = intermediate_subject(&config, Some(common_name))?;
+            let validity = chrono::Duration::days(365 * i64::from(config.ca_validity_years));
+            let rolled = crate::pki::rotation::rollover(
+                &opened.store,
+                &opened.keys(),
+                &subject,
+                validity,
+                &config.public_url,
+                |root, new_with_old| {
+                    crate::outbox::audit::system(
+                        AuditAction::CaRootRollover,
+                        "ca",
+                        "",
+                        None,
+                        serde_json::json!({
+                            "subject": root.subject(),
+                            "fingerprint": root.fingerprint(),
+                            "not_after": root.not_after(),
+                            "new_with_old": new_with_old,
+                            "by": "fleetca ca root",
+                        }),
+                    )
+                },
+                now,
+            )
+            .await
+            .map_err(field_errors)?;
+            println!(
+                "root CA {id} ({}) stands by with its cross-certificates{}. Restart every instance (brokers then get                  both roots from GET /ca.pem), run fleetca ca intermediate --new (signed by the new root), restart,                  fleetca ca activate <its id>, restart; the old root retires once nothing it vouches for is valid.",
+                subject.common_name,
+                if rolled.new_with_old {
+                    ""
+                } else {
+                    " (old with new only: the old root's path length is below 2, so it cannot vouch for the new hierarchy; clients need the new root itself, which ca_certificate_pem and GET /ca.pem carry)"
+                },
+                id = rolled.id,
+            );
+            Ok(())
+        }
         CaCommand::Token => {
             let token = opened.token.as_ref().ok_or(
                 "no PKCS#11 token is configured: add [pkcs11] (module, token, pin_file or FLEETCA_PKCS11_PIN)",
@@ -604,7 +655,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             ..
         }) => {
             let subject = intermediate_subject(&config, common_name)?;
-            let id = crate::pki::authorities::certify_new(
+            let id = crate::pki::rotation::certify_new(
                 &opened.store,
                 &opened.keys(),
                 new_key(token_key.as_deref()),
@@ -645,7 +696,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                 return Err(format!("{} exists; name a new file", out.display()));
             }
             let subject = intermediate_subject(&config, common_name)?;
-            let requested = crate::pki::authorities::add(
+            let requested = crate::pki::rotation::add(
                 &opened.store,
                 &opened.keys(),
                 new_key(token_key.as_deref()),
@@ -684,7 +735,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
         }) => {
             let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
             let (cert_pem, root_pem) = (read(&cert)?, read(&root)?);
-            let imported = crate::pki::authorities::import(
+            let imported = crate::pki::rotation::import(
                 &opened.store,
                 &opened.keys(),
                 None,
@@ -733,7 +784,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                 None,
                 serde_json::json!({"by": "fleetca ca activate"}),
             );
-            crate::pki::authorities::activate(&opened.store, &opened.cas, id, record, fleetca_storage::now())
+            crate::pki::rotation::activate(&opened.store, &opened.cas, id, record, fleetca_storage::now())
                 .await
                 .map_err(|e| match e {
                     crate::support::Error::NotFound(_) => format!("no CA {id}"),
@@ -756,8 +807,8 @@ fn new_key(token_key: Option<&str>) -> crate::pki::authorities::NewKey<'_> {
     )
 }
 
-/// An intermediate's name (see [`crate::pki::authorities::intermediate_subject`]).
+/// An intermediate's name (see [`crate::pki::rotation::intermediate_subject`]).
 fn intermediate_subject(config: &Config, common_name: Option<String>) -> Result<fleetca_ca::CaSubject, String> {
-    crate::pki::authorities::intermediate_subject(config.ca_organization.clone(), common_name, fleetca_storage::now())
+    crate::pki::rotation::intermediate_subject(config.ca_organization.clone(), common_name, fleetca_storage::now())
         .map_err(|_| "--common-name must be 1 to 64 printable characters".to_owned())
 }

@@ -144,6 +144,7 @@ names! {
         CaIntermediateImport = "ca.intermediate_import",
         CaIntermediateRequest = "ca.intermediate_request",
         CaRetire = "ca.retire",
+        CaRootRollover = "ca.root_rollover",
         CanaryIssue = "canary.issue",
         CanaryRevoke = "canary.revoke",
         CertificateCreate = "certificate.create",

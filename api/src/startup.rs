@@ -391,7 +391,7 @@ pub async fn connect(config: &Config) -> Result<Store, StartError> {
     }
 }
 
-/// Makes a new installation's CAs: a root (CA 1, path length 1, signing only
+/// Makes a new installation's CAs: a root (CA 1, path length 2, signing only
 /// intermediates and its CRL) and an issuing intermediate under it (CA 2) that signs every
 /// certificate; both keys sealed under the master key. An installation made before keeps its
 /// one CA, which issues as it did. Then checks the master key opens CA 1.
@@ -424,6 +424,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
             sealed_key: root.seal_key(master).map_err(ca_error)?,
             csr_pem: None,
             in_token: None,
+            cross_pem: None,
         };
         let issuing_row = NewCa {
             role: CaRole::Intermediate.as_str().into(),
@@ -433,6 +434,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
             sealed_key,
             csr_pem: None,
             in_token: None,
+            cross_pem: None,
         };
         if store.insert_hierarchy(root_row, issuing_row, now).await.map_err(db)? {
             tracing::info!(root = %root.subject(), issuing = %issuing_subject.common_name, public_url = %config.public_url, "created the certificate authorities (their CRLs are named under public_url)");

@@ -528,14 +528,29 @@ impl Authority {
     /// `crl_url` as its distribution point. What every certificate this CA makes shares.
     pub(crate) fn certify(
         &self,
-        mut params: CertificateParams,
+        params: CertificateParams,
         crl_url: &str,
         public_key: &PublicKey,
         serial_hex: String,
         (not_before, not_after): (DateTime<Utc>, DateTime<Utc>),
     ) -> Result<IssuedCertificate, CaError> {
+        let ski = key_identifier_of(public_key.der_bytes());
+        self.certify_with_ski(params, crl_url, public_key, ski, serial_hex, (not_before, not_after))
+    }
+
+    /// As [`Authority::certify`], naming `ski` as the subject key identifier (a
+    /// cross-certificate repeats the certified CA's own, whatever method made it).
+    pub(crate) fn certify_with_ski(
+        &self,
+        mut params: CertificateParams,
+        crl_url: &str,
+        public_key: &PublicKey,
+        ski: Vec<u8>,
+        serial_hex: String,
+        (not_before, not_after): (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<IssuedCertificate, CaError> {
         params.use_authority_key_identifier_extension = true;
-        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier_of(public_key.der_bytes()));
+        params.key_identifier_method = KeyIdMethod::PreSpecified(ski);
         params.crl_distribution_points = vec![CrlDistributionPoint {
             uris: vec![crl_url.to_owned()],
         }];

@@ -2,7 +2,7 @@
 //! own CRL), and issuing intermediates that sign what fleetca issues.
 //!
 //! - [`Authority::create_root`]: a self-signed root that may certify one level of
-//!   intermediates (path length 1).
+//!   intermediates, and one root rollover's cross-certificate above them (path length 2).
 //! - [`Authority::certify_intermediate`]: the root certifies an issuing intermediate's key:
 //!   CA with path length 0, keyCertSign and cRLSign, within the root's own validity.
 //! - [`intermediate_csr`] and [`Authority::import_intermediate`]: an intermediate whose key
@@ -33,12 +33,14 @@ pub struct IntermediateProfile<'a> {
 }
 
 impl Authority {
-    /// Creates a self-signed ECDSA P-256 root for a hierarchy: it may certify one level of
-    /// intermediates (path length 1) and signs certificates of CAs and CRLs only. Valid from
+    /// Creates a self-signed ECDSA P-256 root for a hierarchy: it signs certificates of CAs
+    /// and CRLs only, with path length 2 — its issuing intermediates, and during a root
+    /// rollover the cross-certificate of the next root above theirs ("new with old", RFC 4210
+    /// §4.4: leaf, new intermediate, new root certified by this one). Valid from
     /// an hour before `now` until `now + validity`.
     pub fn create_root(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
         let usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Self::self_signed(subject, now, validity, 1, usages)
+        Self::self_signed(subject, now, validity, 2, usages)
     }
 
     /// Certifies an issuing intermediate for `public_key`: CA with path length 0 (critical),
@@ -145,6 +147,106 @@ impl Authority {
 pub fn new_intermediate_request(subject: &CaSubject, master: &crate::MasterKey) -> Result<(Vec<u8>, Vec<u8>), CaError> {
     let key = crate::MemoryKey::generate_p256()?;
     Ok((intermediate_csr(&key, subject)?, key.seal(master)?))
+}
+
+impl Authority {
+    /// RFC 4210 §4.4's cross-certificate for a root rollover: `other`'s subject, key, subject
+    /// key identifier and path length, certified by this root. With this the old root and
+    /// `other` the new, it is "new with old": a client that trusts only the old root verifies
+    /// what the new hierarchy signs through it; the other way round, "old with new". Valid
+    /// from now until the earlier of the two roots' ends; keyCertSign and cRLSign; this root's
+    /// CRL as its distribution point. Refused when this root's path length is below 2 (an
+    /// installation's single CA from before hierarchies has 0, a root made before rollovers 1):
+    /// a chain through the cross-certificate would exceed it.
+    pub fn cross_certify(
+        &self,
+        other: &Authority,
+        crl_url: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCertificate, CaError> {
+        // The other root's cross-certificate sits between this root and the other's
+        // intermediates: two CAs below this one.
+        let deep_enough = parsed(self.certificate_der(), "CA")?
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.value.ca && b.value.path_len_constraint.is_none_or(|n| n >= 2));
+        if !deep_enough {
+            return Err(CaError::InvalidKey(
+                "this root's path length constraint is below 2: a chain through its cross-certificate would be refused"
+                    .into(),
+            ));
+        }
+        let cert = parsed(other.certificate_der(), "CA")?;
+        let attribute = |oid: &x509_parser::der_parser::asn1_rs::Oid<'_>| {
+            cert.subject()
+                .iter_attributes()
+                .find(|a| a.attr_type() == oid)
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_owned)
+        };
+        let subject = CaSubject {
+            common_name: attribute(&x509_parser::oid_registry::OID_X509_COMMON_NAME)
+                .ok_or_else(|| CaError::InvalidKey("the CA to certify has no common name".into()))?,
+            organization: attribute(&x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME),
+        };
+        let path_len = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .filter(|b| b.value.ca)
+            .ok_or_else(|| CaError::InvalidKey("the certificate to cross-certify is not a CA".into()))?
+            .value
+            .path_len_constraint;
+        let public = PublicKey::from_sec1(other.public_key_raw())?;
+        let now = whole_seconds(now);
+        let not_before = now - BACKDATE;
+        let not_after = self.not_after().min(other.not_after());
+        if not_after <= now {
+            return Err(CaError::InvalidName("one of the two roots has expired".into()));
+        }
+        let (serial, serial_hex) = random_serial()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = crate::authority::distinguished_name(&subject);
+        params.serial_number = Some(serial);
+        params.not_before = to_time(not_before)?;
+        params.not_after = to_time(not_after)?;
+        params.is_ca = match path_len {
+            Some(n) => IsCa::Ca(BasicConstraints::Constrained(u8::try_from(n).unwrap_or(u8::MAX))),
+            None => IsCa::Ca(BasicConstraints::Unconstrained),
+        };
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issued = self.certify_with_ski(
+            params,
+            crl_url,
+            &public,
+            other.key_identifier().to_vec(),
+            serial_hex,
+            (not_before, not_after),
+        )?;
+        // Path building matches names byte for byte: the cross-certificate must carry the
+        // certified root's subject exactly as its own certificate does.
+        let made = parsed(&issued.der, "cross")?;
+        if made.subject().as_raw() != cert.subject().as_raw() {
+            return Err(CaError::InvalidKey(
+                "the CA's name cannot be repeated exactly in a cross-certificate".into(),
+            ));
+        }
+        Ok(issued)
+    }
+}
+
+/// Whether two certificates (PEM) name the same subject, byte for byte: which of a root's
+/// cross-certificates certifies it ("new with old") and which the other root.
+pub fn same_subject(a_pem: &str, b_pem: &str) -> bool {
+    let der = |text: &str| pem::parse(text.trim()).ok().map(pem::Pem::into_contents);
+    match (der(a_pem), der(b_pem)) {
+        (Some(a), Some(b)) => match (parsed(&a, "a"), parsed(&b, "b")) {
+            (Ok(a), Ok(b)) => a.subject().as_raw() == b.subject().as_raw(),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// A whole DER certificate, or why not.
@@ -266,6 +368,121 @@ mod tests {
         PublicKey::from_sec1(key.public_key_raw()).unwrap()
     }
 
+    /// A hierarchy under `root`: its issuing intermediate and a client certificate of it.
+    fn hierarchy_under(root: &Authority, name: &str, now: DateTime<Utc>) -> (IssuedCertificate, IssuedCertificate) {
+        let key = MemoryKey::generate_p256().unwrap();
+        let profile = IntermediateProfile {
+            subject: &subject(&format!("{name} issuing CA")),
+            validity: Duration::days(3650),
+            crl_url: "http://x/root.crl",
+        };
+        let certified = root.certify_intermediate(&profile, &public_of(&key), now).unwrap();
+        let issuing = Authority::with_key(&certified.pem, key).unwrap();
+        let client = ClientProfile {
+            common_name: "device-1",
+            organization: "acme",
+            validity: Duration::days(30),
+            crl_url: "http://x/issuing.crl",
+        };
+        let leaf = issuing
+            .issue_client(&client, &generate_p256().unwrap().public_key, now)
+            .unwrap();
+        (certified, leaf)
+    }
+
+    /// `openssl verify -x509_strict` of `leaf` trusting only `anchor`, with `untrusted` as
+    /// the certificates a peer presents: whether it verified, and what openssl said.
+    fn openssl_verifies(anchor: &str, untrusted: &[&str], leaf: &str) -> (bool, String) {
+        let dir = std::env::temp_dir().join(format!("fleetca-cross-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tag = format!(
+            "{:x}",
+            ring::digest::digest(&ring::digest::SHA256, leaf.as_bytes()).as_ref()[0]
+        );
+        let write = |name: &str, text: &str| {
+            let path = dir.join(format!("{tag}-{name}"));
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (a, u, l) = (
+            write("anchor.pem", anchor),
+            write("untrusted.pem", &untrusted.concat()),
+            write("leaf.pem", leaf),
+        );
+        let out = std::process::Command::new("openssl")
+            .args(["verify", "-x509_strict", "-CAfile"])
+            .arg(&a)
+            .arg("-untrusted")
+            .arg(&u)
+            .arg(&l)
+            .output()
+            .expect("openssl (scripts/test installs it)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// RFC 4210 §4.4: during a root rollover a client that trusts only the old root verifies
+    /// the new hierarchy's certificates through "new with old", and one that trusts only the
+    /// new root verifies the old hierarchy's through "old with new" — checked by openssl.
+    #[test]
+    fn cross_certificates_let_each_roots_clients_verify_the_other_hierarchy() {
+        let now = Utc::now();
+        let old = Authority::create_root(&subject("fleetca root CA"), now, Duration::days(7300)).unwrap();
+        let new = Authority::create_root(&subject("fleetca root CA 2"), now, Duration::days(9000)).unwrap();
+        let (old_issuing, old_leaf) = hierarchy_under(&old, "old", now);
+        let (new_issuing, new_leaf) = hierarchy_under(&new, "new", now);
+        let new_with_old = old.cross_certify(&new, "http://x/old-root.crl", now).unwrap();
+        let old_with_new = new.cross_certify(&old, "http://x/new-root.crl", now).unwrap();
+
+        let cross = cert_of(&new_with_old.der);
+        let new_cert = cert_of(new.certificate_der());
+        assert_eq!(cross.subject().as_raw(), new_cert.subject().as_raw());
+        assert_eq!(
+            cross.issuer().as_raw(),
+            cert_of(old.certificate_der()).subject().as_raw()
+        );
+        assert_eq!(cross.public_key().raw, new_cert.public_key().raw, "the new root's key");
+        assert_eq!(
+            cross.basic_constraints().unwrap().unwrap().value.path_len_constraint,
+            Some(2),
+            "the new root's own path length"
+        );
+        assert_eq!(new_with_old.not_after, old.not_after(), "no longer than the old root");
+        cross
+            .verify_signature(Some(cert_of(old.certificate_der()).public_key()))
+            .unwrap();
+
+        let (ok, said) = openssl_verifies(
+            old.certificate_pem(),
+            &[&new_issuing.pem, &new_with_old.pem],
+            &new_leaf.pem,
+        );
+        assert!(ok, "a client of the old root, the new hierarchy: {said}");
+        let (ok, said) = openssl_verifies(
+            new.certificate_pem(),
+            &[&old_issuing.pem, &old_with_new.pem],
+            &old_leaf.pem,
+        );
+        assert!(ok, "a client of the new root, the old hierarchy: {said}");
+        // Without the cross-certificate it does not verify: the test can fail.
+        let (ok, _) = openssl_verifies(old.certificate_pem(), &[&new_issuing.pem], &new_leaf.pem);
+        assert!(
+            !ok,
+            "the new hierarchy verified under the old root without a cross-certificate"
+        );
+
+        // The single CA of an installation from before hierarchies (path length 0) may not
+        // vouch for another CA; the new root vouches for it (old with new).
+        let legacy = Authority::create(&subject("fleetca root CA"), now, Duration::days(3650)).unwrap();
+        assert!(legacy.cross_certify(&new, "http://x/legacy.crl", now).is_err());
+        new.cross_certify(&legacy, "http://x/new-root.crl", now)
+            .expect("the new root certifies the legacy CA (old with new)");
+    }
+
     #[test]
     fn a_root_certifies_an_issuing_intermediate_whose_certificates_chain_to_it() {
         let now = Utc::now();
@@ -291,7 +508,8 @@ mod tests {
                 .unwrap()
                 .value
                 .path_len_constraint,
-            Some(1)
+            Some(2),
+            "its intermediates, and a rollover's cross-certificate above them"
         );
         cert.verify_signature(Some(root_cert.public_key())).unwrap();
 

@@ -44,6 +44,8 @@ pub struct NewCa {
     pub csr_pem: Option<String>,
     /// Where its key is when a PKCS#11 token holds it: the token's label and the key's.
     pub in_token: Option<(String, String)>,
+    /// A new root's cross-certificates with the root before it (RFC 4210 §4.4), PEM.
+    pub cross_pem: Option<String>,
 }
 
 impl Store {
@@ -84,6 +86,7 @@ impl Store {
             sealed_key: ca.sealed_key,
             csr_pem: None,
             in_token: None,
+            cross_pem: None,
         };
         match insert_ca(&txn, FIRST, new, now).await {
             Ok(()) => txn.commit().await?,
@@ -184,6 +187,21 @@ impl Store {
                 candidate.role, candidate.state
             )));
         }
+        // After a root rollover the new intermediate's root is another: the root above the CA
+        // issuing until now retires with it (it is published until nothing it vouches for
+        // is valid: see `retire_spent`).
+        let before = CaEntity::find().filter(CaCol::State.eq("active")).one(&txn).await?;
+        let old_root = before.and_then(|b| if b.role == "root" { None } else { b.parent_id });
+        if let Some(root) = old_root
+            && candidate.parent_id != Some(root)
+        {
+            CaEntity::update_many()
+                .col_expr(CaCol::State, Expr::value("retiring"))
+                .filter(CaCol::Id.eq(root))
+                .filter(CaCol::State.eq("standby"))
+                .exec(&txn)
+                .await?;
+        }
         CaEntity::update_many()
             .col_expr(CaCol::State, Expr::value("retiring"))
             .filter(CaCol::State.eq("active"))
@@ -231,16 +249,27 @@ impl Store {
             .map(|(id, _)| id)
             .collect();
         let txn = self.write_txn().await?;
-        let spent: Vec<i32> = CaEntity::find()
-            .select_only()
-            .column(CaCol::Id)
-            .filter(CaCol::State.eq("retiring"))
-            .into_tuple()
-            .all(&txn)
-            .await?
-            .into_iter()
-            .filter(|id: &i32| !live.contains(id))
-            .collect();
+        let rows = CaEntity::find().all(&txn).await?;
+        // Spent: retiring, no valid certificate it signed, and no CA it signed still in use
+        // (a root retires after its intermediates; their retirement comes first, at an
+        // earlier start or in this same pass).
+        let mut spent: Vec<i32> = Vec::new();
+        loop {
+            let more: Vec<i32> = rows
+                .iter()
+                .filter(|r| r.state == "retiring" && !spent.contains(&r.id) && !live.contains(&r.id))
+                .filter(|r| {
+                    rows.iter()
+                        .filter(|c| c.parent_id == Some(r.id) && c.id != r.id)
+                        .all(|c| c.state == "retired" || spent.contains(&c.id) || (c.state == "pending"))
+                })
+                .map(|r| r.id)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            spent.extend(more);
+        }
         if spent.is_empty() {
             return Ok(spent);
         }
@@ -372,6 +401,7 @@ async fn insert_ca(txn: &DatabaseTransaction, id: i32, ca: NewCa, now: DateTime<
         key_token: Set(ca.in_token.as_ref().map(|(token, _)| token.clone())),
         key_label: Set(ca.in_token.map(|(_, label)| label)),
         expiry_warned: Set(None),
+        cross_pem: Set(ca.cross_pem),
     }
     .insert(txn)
     .await
@@ -415,7 +445,71 @@ mod tests {
             sealed_key: vec![1],
             in_token: None,
             csr_pem: None,
+            cross_pem: None,
         }
+    }
+
+    /// After a root rollover, activating the new root's intermediate retires the old root
+    /// with the old intermediate; the old root retires only once the old intermediate has.
+    #[tokio::test]
+    async fn the_old_root_retires_after_its_intermediate_once_a_new_roots_intermediate_is_active() {
+        let (store, path) = fresh().await;
+        let now = chrono::Utc::now();
+        store
+            .insert_hierarchy(ca("root", "standby", None), ca("intermediate", "active", Some(1)), now)
+            .await
+            .unwrap();
+        let new_root = store
+            .add_authority(ca("root", "standby", None), &[], now)
+            .await
+            .unwrap();
+        let new_issuing = store
+            .add_authority(ca("intermediate", "standby", Some(new_root)), &[], now)
+            .await
+            .unwrap();
+        store.activate_authority(new_issuing, &[], now).await.unwrap();
+        let states = |rows: Vec<super::CaRow>| rows.into_iter().map(|r| (r.id, r.state)).collect::<Vec<_>>();
+        assert_eq!(
+            states(store.authorities().await.unwrap()),
+            vec![
+                (1, "retiring".to_owned()),
+                (2, "retiring".to_owned()),
+                (3, "standby".to_owned()),
+                (4, "active".to_owned())
+            ]
+        );
+        let audit = |_| crate::NewAudit {
+            actor_id: None,
+            actor: "system".into(),
+            role: "system".into(),
+            action: "ca.retire".into(),
+            target_kind: "ca".into(),
+            target_id: String::new(),
+            enterprise: None,
+            request_id: None,
+            client_addr: None,
+            outcome: "success".into(),
+            details: serde_json::json!({}),
+            event: None,
+            ends_sessions: false,
+        };
+        // CA 2 signed a certificate valid for a year: both it and its root stay.
+        store
+            .conn()
+            .execute_unprepared(&format!(
+                "INSERT INTO certificates (id, name, kind, enterprise, serial, fingerprint, certificate_pem, not_before, not_after, created_at, issuer_id) \
+                 VALUES ('00000000-0000-0000-0000-000000000009', 'c', 'client', 'acme', '0c', 'fd', 'PEM', '{now}', '{later}', '{now}', 2)",
+                now = now.to_rfc3339(),
+                later = (now + chrono::Duration::days(365)).to_rfc3339()
+            ))
+            .await
+            .unwrap();
+        assert!(store.retire_spent(now, audit).await.unwrap().is_empty());
+        // A year and a day later: the intermediate, then its root, in one pass.
+        let later = now + chrono::Duration::days(366);
+        assert_eq!(store.retire_spent(later, audit).await.unwrap(), vec![2, 1]);
+        drop(store);
+        let _ = std::fs::remove_file(path);
     }
 
     /// A CA's expiry is announced 180, 90 and 30 days ahead, each once, also when instances

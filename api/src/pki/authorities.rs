@@ -3,20 +3,19 @@
 //! signs.
 //!
 //! A new installation has a root (CA 1) and an issuing intermediate under it (CA 2); one
-//! made before hierarchies has a single root that issues, as it always has. An operator
-//! adds an intermediate — signed by fleetca's own root ([`certify_new`]) or by the
-//! operator's root, from a CSR ([`add`], then [`import`]) — which waits, trusted and
-//! publishing its CRL, until [`activate`] makes it the issuing CA and the one before it
-//! retires. The set is read at start; a change made by the CLI takes effect when fleetca
-//! (every instance) restarts, so an intermediate is trusted everywhere before it issues.
+//! made before hierarchies has a single root that issues, as it always has. Adding,
+//! importing and activating CAs, and a root rollover, are in [`super::rotation`]. The set is
+//! read at start; a change takes effect when fleetca (every instance) restarts, so an
+//! intermediate is trusted everywhere before it issues. CA keys are sealed in the database
+//! or held in a PKCS#11 token ([`Keys`]).
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fleetca_ca::token::Token;
-use fleetca_ca::{Authority, CaKey, CaSubject, MasterKey, MemoryKey};
-use fleetca_storage::authority::{CaRow, NewCa, Parent};
-use fleetca_storage::{NewAudit, Store};
+use fleetca_ca::{Authority, CaKey, MasterKey, MemoryKey};
+use fleetca_storage::Store;
+use fleetca_storage::authority::CaRow;
 
 use crate::domain::{CaRole, CaState};
 use crate::support::Error;
@@ -34,6 +33,8 @@ pub struct Ca {
     pub authority: Option<Arc<Authority>>,
     /// Where its CRL is published: the distribution point of what it signs.
     pub crl_url: String,
+    /// A root's cross-certificates with the root before it (PEM, RFC 4210 §4.4).
+    pub cross_pem: Option<String>,
 }
 
 impl Ca {
@@ -118,6 +119,7 @@ impl Authorities {
                 certificate_pem: row.certificate_pem,
                 authority,
                 crl_url: crl_url(public_url, row.id),
+                cross_pem: row.cross_pem,
             });
         }
         let (issuing, issuer) = cas
@@ -138,6 +140,7 @@ impl Authorities {
             certificate_pem: ca.certificate_pem().to_owned(),
             authority: Some(ca.clone()),
             crl_url: crl_url(public_url, 1),
+            cross_pem: None,
         };
         Self {
             cas: vec![only.clone()],
@@ -176,7 +179,7 @@ impl Authorities {
     }
 
     /// The CAs from `ca` up to its root, `ca` first.
-    fn path<'a>(&'a self, ca: &'a Ca) -> Vec<&'a Ca> {
+    pub(crate) fn path<'a>(&'a self, ca: &'a Ca) -> Vec<&'a Ca> {
         let mut path = vec![ca];
         let mut at = ca;
         while let Some(parent) = at.parent_id.and_then(|p| self.by_id(p)) {
@@ -194,9 +197,51 @@ impl Authorities {
     /// certificate.
     pub fn chain_pem(&self) -> String {
         let path = self.path(self.issuing());
-        path.iter()
+        let intermediates = path
+            .iter()
             .filter(|c| c.role == CaRole::Intermediate)
-            .map(|c| c.certificate_pem.as_str())
+            .map(|c| c.certificate_pem.clone());
+        // During a root rollover: the new root certified by the old one ("new with old"), so
+        // a peer that trusts only the old root verifies this chain too.
+        let bridge = path
+            .last()
+            .filter(|root| root.role == CaRole::Root && self.live_roots() > 1)
+            .map(|root| {
+                self.crosses(root)
+                    .filter(|c| fleetca_ca::same_subject(c, &root.certificate_pem))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        intermediates.chain(bridge).collect()
+    }
+
+    /// How many roots are not retired.
+    fn live_roots(&self) -> usize {
+        self.cas
+            .iter()
+            .filter(|c| c.role == CaRole::Root && c.state != CaState::Retired && !c.certificate_pem.is_empty())
+            .count()
+    }
+
+    /// A root's cross-certificates (PEM each).
+    fn crosses<'a>(&self, root: &'a Ca) -> impl Iterator<Item = String> + 'a {
+        root.cross_pem
+            .as_deref()
+            .map(|text| pem::parse_many(text).unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| lf_pem(&p))
+    }
+
+    /// Every cross-certificate between roots that are both still in use.
+    fn live_crosses(&self) -> Vec<String> {
+        if self.live_roots() < 2 {
+            return Vec::new();
+        }
+        self.cas
+            .iter()
+            .filter(|c| c.role == CaRole::Root && c.state != CaState::Retired)
+            .flat_map(|c| self.crosses(c).collect::<Vec<_>>())
             .collect()
     }
 
@@ -219,7 +264,10 @@ impl Authorities {
         let live = |c: &&Ca| c.state != CaState::Retired && !c.certificate_pem.is_empty();
         let roots = self.cas.iter().filter(live).filter(|c| c.role == CaRole::Root);
         let intermediates = self.cas.iter().filter(live).filter(|c| c.role == CaRole::Intermediate);
-        roots.chain(intermediates).map(|c| c.certificate_pem.as_str()).collect()
+        let mut bundle: String = roots.map(|c| c.certificate_pem.as_str()).collect();
+        bundle.extend(self.live_crosses());
+        bundle.extend(intermediates.map(|c| c.certificate_pem.clone()));
+        bundle
     }
 
     /// Every CA certificate a client may need (roots and intermediates, not retired), DER.
@@ -227,7 +275,9 @@ impl Authorities {
         self.cas
             .iter()
             .filter(|c| c.state != CaState::Retired && !c.certificate_pem.is_empty())
-            .filter_map(|c| pem::parse(c.certificate_pem.trim()).ok())
+            .map(|c| c.certificate_pem.clone())
+            .chain(self.live_crosses())
+            .filter_map(|text| pem::parse(text.trim()).ok())
             .map(pem::Pem::into_contents)
             .collect()
     }
@@ -304,9 +354,11 @@ pub enum NewKey<'a> {
 
 /// A CA key, opened or made.
 pub struct OpenKey {
-    key: Box<dyn CaKey>,
-    sealed: Vec<u8>,
-    in_token: Option<(String, String)>,
+    pub(crate) key: Box<dyn CaKey>,
+    /// Sealed under the master key (empty for a token's).
+    pub(crate) sealed: Vec<u8>,
+    /// The token's label and the key's, for a token's.
+    pub(crate) in_token: Option<(String, String)>,
 }
 
 impl OpenKey {
@@ -423,414 +475,8 @@ fn valid_label(label: &str) -> Result<(), Error> {
     }
 }
 
-/// What `fleetca ca intermediate --csr-out` made: the pending CA's id and its CSR (PEM).
-pub struct Requested {
-    pub id: i32,
-    pub csr_pem: String,
-}
-
-/// Makes an intermediate's key (sealed in the database, or in the token) and a CSR for the
-/// operator's root to sign; the CA waits, pending, for [`import`].
-pub async fn add(
-    store: &Store,
-    keys: &Keys,
-    new_key: NewKey<'_>,
-    subject: &CaSubject,
-    audit: impl FnOnce(&str) -> NewAudit,
-    now: DateTime<Utc>,
-) -> Result<Requested, Error> {
-    let (key, _) = keys.make_for(store, new_key).await?;
-    let csr = fleetca_ca::intermediate_csr(&*key.key, subject)?;
-    let csr_pem = lf_pem(&pem::Pem::new("CERTIFICATE REQUEST", csr));
-    let new = NewCa {
-        role: CaRole::Intermediate.as_str().into(),
-        state: CaState::Pending.as_str().into(),
-        parent_id: None,
-        certificate_pem: String::new(),
-        sealed_key: key.sealed,
-        csr_pem: Some(csr_pem.clone()),
-        in_token: key.in_token,
-    };
-    let id = store.add_authority(new, &[audit(&subject.common_name)], now).await?;
-    Ok(Requested { id, csr_pem })
-}
-
-/// What [`import`] activated.
-pub struct Imported {
-    pub id: i32,
-    pub subject: String,
-    pub not_after: DateTime<Utc>,
-    /// Whether the root was new to fleetca (stored beside the others).
-    pub new_root: bool,
-}
-
-/// Gives the pending intermediate whose key `cert_pem` certifies, signed by `root_pem`, its
-/// certificate: the chain, the constraints and the key are checked (see
-/// [`fleetca_ca::Authority::import_intermediate`]); the root is stored when fleetca does not
-/// know it. The intermediate stands by (trusted, publishing its CRL) until [`activate`].
-pub async fn import(
-    store: &Store,
-    keys: &Keys,
-    only: Option<i32>,
-    cert_pem: &str,
-    root_pem: &str,
-    audit: impl FnOnce(&Authority) -> NewAudit,
-    now: DateTime<Utc>,
-) -> Result<Imported, Error> {
-    let rows = store.authorities().await?;
-    let pending: Vec<&CaRow> = rows
-        .iter()
-        .filter(|r| r.state == CaState::Pending.as_str() && only.is_none_or(|id| r.id == id))
-        .collect();
-    if pending.is_empty() {
-        return Err(Error::Conflict(
-            "No intermediate is waiting for its certificate; make one first with `fleetca ca intermediate --csr-out FILE`."
-                .into(),
-        ));
-    }
-    let mut why = String::new();
-    for row in pending {
-        let Some(key) = keys.open(row).map_err(Error::Conflict)? else {
-            continue;
-        };
-        let ca = match Authority::import_intermediate(cert_pem, root_pem, key.key, now) {
-            Ok(ca) => ca,
-            Err(e) => {
-                why = e.to_string();
-                continue;
-            }
-        };
-        let root = pem::parse(root_pem.trim()).map_err(|e| Error::invalid("root_pem", e.to_string()))?;
-        let known = rows
-            .iter()
-            .find(|r| pem::parse(r.certificate_pem.trim()).is_ok_and(|p| p.contents() == root.contents()));
-        let parent = match known {
-            Some(r) => Parent::Known(r.id),
-            None => Parent::New(NewCa {
-                role: CaRole::Root.as_str().into(),
-                state: CaState::Standby.as_str().into(),
-                parent_id: None,
-                certificate_pem: lf_pem(&root),
-                sealed_key: Vec::new(),
-                csr_pem: None,
-                in_token: None,
-            }),
-        };
-        let new_root = known.is_none();
-        let record = audit(&ca);
-        store
-            .import_intermediate(row.id, ca.certificate_pem().to_owned(), parent, &[record], now)
-            .await?;
-        return Ok(Imported {
-            id: row.id,
-            subject: ca.subject().to_owned(),
-            not_after: ca.not_after(),
-            new_root,
-        });
-    }
-    Err(Error::invalid("certificate_pem", why))
-}
-
-/// Makes a new intermediate signed by fleetca's own root (a root whose key fleetca holds
-/// and whose path length allows it; a single CA made before hierarchies cannot): its key is
-/// sealed in the database, and it stands by until [`activate`]. Returns its id.
-pub async fn certify_new(
-    store: &Store,
-    keys: &Keys,
-    new_key: NewKey<'_>,
-    subject: &CaSubject,
-    public_url: &str,
-    audit: impl FnOnce(&Authority, &str) -> NewAudit,
-    now: DateTime<Utc>,
-) -> Result<i32, Error> {
-    let cas = Authorities::load(store, keys, public_url)
-        .await
-        .map_err(Error::Internal)?;
-    let Some(root) = cas.cas.iter().find(|c| {
-        c.role == CaRole::Root
-            && c.state != CaState::Retired
-            && c.authority.as_ref().is_some_and(|a| a.may_certify_intermediates())
-    }) else {
-        return Err(Error::Conflict(
-            "fleetca holds no root that may certify an intermediate (an installation made before hierarchies has a single CA with path length 0): use `fleetca ca intermediate --csr-out FILE` and your own root".into(),
-        ));
-    };
-    let root_ca = root
-        .authority
-        .clone()
-        .ok_or_else(|| Error::Internal("root without key".into()))?;
-    let profile = fleetca_ca::IntermediateProfile {
-        subject,
-        validity: root_ca.not_after() - now,
-        crl_url: &root.crl_url,
-    };
-    let (key, _) = keys.make_for(store, new_key).await?;
-    let public = fleetca_ca::PublicKey::from_sec1(key.key.public_key_raw())?;
-    let certified = root_ca.certify_intermediate(&profile, &public, now)?;
-    let new = NewCa {
-        role: CaRole::Intermediate.as_str().into(),
-        state: CaState::Standby.as_str().into(),
-        parent_id: Some(root.id),
-        certificate_pem: certified.pem.clone(),
-        sealed_key: key.sealed,
-        csr_pem: None,
-        in_token: key.in_token,
-    };
-    let record = audit(&root_ca, &certified.pem);
-    Ok(store.add_authority(new, &[record], now).await?)
-}
-
-/// Makes the standby intermediate `id` the issuing CA (from the next start of each
-/// instance); the one before it retires. Refused unless fleetca holds its key, it is valid
-/// for at least another day, its root is one fleetca trusts, and its CRL has been published
-/// (an instance has started since it was added, so brokers can have its CRL).
-pub async fn activate(
-    store: &Store,
-    cas: &Authorities,
-    id: i32,
-    audit: NewAudit,
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    let ca = cas.all().iter().find(|c| c.id == id).ok_or(Error::NotFound("CA"))?;
-    if ca.role != CaRole::Intermediate || ca.state != CaState::Standby {
-        return Err(Error::Conflict(format!(
-            "CA {id} is a {} in state {}; only a standby intermediate can be made the issuing CA",
-            ca.role, ca.state
-        )));
-    }
-    let Some(authority) = &ca.authority else {
-        return Err(Error::Conflict(format!("fleetca does not hold CA {id}'s key")));
-    };
-    if authority.not_before() > now || authority.not_after() < now + chrono::Duration::days(1) {
-        return Err(Error::Conflict(format!(
-            "CA {id} is valid from {} to {}: not for the next day; add another",
-            authority.not_before(),
-            authority.not_after()
-        )));
-    }
-    let root_live = ca
-        .parent_id
-        .and_then(|p| cas.all().iter().find(|c| c.id == p))
-        .is_some_and(|r| r.role == CaRole::Root && r.state != CaState::Retired);
-    if !root_live {
-        return Err(Error::Conflict(format!("CA {id}'s root is not one fleetca trusts")));
-    }
-    if store.crl_number(id).await? == 0 {
-        return Err(Error::Conflict(format!(
-            "CA {id}'s CRL has never been published: restart every instance first (they then trust it and publish its CRL), give brokers the new bundle, then activate it"
-        )));
-    }
-    Ok(store.activate_authority(id, &[audit], now).await?)
-}
-
-/// An intermediate's name: the operator's (at most 64 characters, RFC 5280's upper bound for
-/// a common name), or "fleetca issuing CA" and the date and time.
-pub fn intermediate_subject(
-    organization: Option<String>,
-    common_name: Option<String>,
-    now: DateTime<Utc>,
-) -> Result<CaSubject, Error> {
-    let common_name = common_name.unwrap_or_else(|| format!("fleetca issuing CA {}", now.format("%Y-%m-%d %H:%M")));
-    let length = common_name.chars().count();
-    if common_name.trim().is_empty() || length > 64 || common_name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "common_name",
-            format!("a CA's common name is 1 to 64 printable characters (got {length})"),
-        ));
-    }
-    Ok(CaSubject {
-        common_name,
-        organization,
-    })
-}
-
-/// Intermediates that may wait (pending or standing by) at once: enough for any rotation,
-/// few enough that a script in a loop cannot fill the database with CAs.
-pub const MAX_WAITING: usize = 8;
-
-/// Who signs a new intermediate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignedBy {
-    /// fleetca's own root.
-    FleetcaRoot,
-    /// The operator's root, from a CSR (the intermediate waits for its certificate).
-    OperatorRoot,
-}
-
-/// What an admin asked for.
-pub struct NewIntermediate {
-    pub signed_by: SignedBy,
-    pub subject: CaSubject,
-    /// The label of its key in the PKCS#11 token; none: sealed in the database.
-    pub token_key: Option<String>,
-}
-
-/// What [`CaAdmin::add`] made.
-pub struct Added {
-    pub id: i32,
-    pub state: CaState,
-    /// The CSR for the operator's root (when it signs).
-    pub csr_pem: Option<String>,
-}
-
-/// The CA operations of the admin API (the CLI calls the same flows). Changes take effect
-/// when the instances restart, as the CLI's do.
-pub struct CaAdmin {
-    pub store: Store,
-    pub keys: Keys,
-    pub public_url: String,
-    pub clock: Arc<dyn crate::support::clock::Clock>,
-}
-
-impl CaAdmin {
-    /// Adds an intermediate: certified by fleetca's root (it stands by), or its key and a CSR
-    /// for the operator's root (it waits for [`CaAdmin::import`]). Audited.
-    pub async fn add(&self, caller: &crate::domain::Principal, new: NewIntermediate) -> Result<Added, Error> {
-        use crate::domain::AuditAction;
-        let rows = self.store.authorities().await?;
-        let waiting = rows
-            .iter()
-            .filter(|r| r.role == CaRole::Intermediate.as_str())
-            .filter(|r| r.state == CaState::Pending.as_str() || r.state == CaState::Standby.as_str())
-            .count();
-        if waiting >= MAX_WAITING {
-            return Err(Error::Conflict(format!(
-                "{waiting} intermediates already wait (pending or standing by); activate or import one of them first"
-            )));
-        }
-        let now = self.clock.now();
-        let key = new.token_key.as_deref().map_or(NewKey::Sealed, NewKey::Token);
-        let where_key = match &new.token_key {
-            Some(label) => {
-                serde_json::json!({"token": self.keys.token.as_ref().map(|t| t.label().to_owned()), "label": label})
-            }
-            None => serde_json::json!("sealed"),
-        };
-        match new.signed_by {
-            SignedBy::FleetcaRoot => {
-                let subject = &new.subject;
-                let id = certify_new(
-                    &self.store,
-                    &self.keys,
-                    key,
-                    subject,
-                    &self.public_url,
-                    |root, pem| {
-                        crate::outbox::audit::by(
-                            caller,
-                            AuditAction::CaIntermediateRequest,
-                            "ca",
-                            "",
-                            None,
-                            serde_json::json!({
-                                "common_name": subject.common_name,
-                                "signed_by": root.subject(),
-                                "fingerprint": pem::parse(pem.trim()).map(|p| fleetca_ca::fingerprint(p.contents())).unwrap_or_default(),
-                                "key": where_key,
-                            }),
-                        )
-                    },
-                    now,
-                )
-                .await?;
-                Ok(Added {
-                    id,
-                    state: CaState::Standby,
-                    csr_pem: None,
-                })
-            }
-            SignedBy::OperatorRoot => {
-                let requested = add(
-                    &self.store,
-                    &self.keys,
-                    key,
-                    &new.subject,
-                    |cn| {
-                        crate::outbox::audit::by(
-                            caller,
-                            AuditAction::CaIntermediateRequest,
-                            "ca",
-                            "",
-                            None,
-                            serde_json::json!({"common_name": cn, "key": where_key}),
-                        )
-                    },
-                    now,
-                )
-                .await?;
-                Ok(Added {
-                    id: requested.id,
-                    state: CaState::Pending,
-                    csr_pem: Some(requested.csr_pem),
-                })
-            }
-        }
-    }
-
-    /// Gives pending intermediate `id` the certificate the operator's root signed. Audited.
-    pub async fn import(
-        &self,
-        caller: &crate::domain::Principal,
-        id: i32,
-        certificate_pem: &str,
-        root_pem: &str,
-    ) -> Result<Imported, Error> {
-        let rows = self.store.authorities().await?;
-        match rows.iter().find(|r| r.id == id) {
-            None => return Err(Error::NotFound("CA")),
-            Some(r) if r.state != CaState::Pending.as_str() => {
-                return Err(Error::Conflict(format!(
-                    "CA {id} is {}: only an intermediate waiting for its certificate (pending) takes one",
-                    r.state
-                )));
-            }
-            Some(_) => {}
-        }
-        import(
-            &self.store,
-            &self.keys,
-            Some(id),
-            certificate_pem,
-            root_pem,
-            |ca| {
-                crate::outbox::audit::by(
-                    caller,
-                    crate::domain::AuditAction::CaIntermediateImport,
-                    "ca",
-                    &id.to_string(),
-                    None,
-                    serde_json::json!({
-                        "subject": ca.subject(),
-                        "fingerprint": ca.fingerprint(),
-                        "not_after": ca.not_after(),
-                    }),
-                )
-            },
-            self.clock.now(),
-        )
-        .await
-    }
-
-    /// Makes standby intermediate `id` the issuing CA from the next start. Audited.
-    pub async fn activate(&self, caller: &crate::domain::Principal, id: i32) -> Result<(), Error> {
-        let record = crate::outbox::audit::by(
-            caller,
-            crate::domain::AuditAction::CaActivate,
-            "ca",
-            &id.to_string(),
-            None,
-            serde_json::json!({}),
-        );
-        // The CAs as stored now (one added since this instance started included).
-        let cas = Authorities::load(&self.store, &self.keys, &self.public_url)
-            .await
-            .map_err(Error::Internal)?;
-        activate(&self.store, &cas, id, record, self.clock.now()).await
-    }
-}
-
 /// PEM with LF line endings, as openssl writes it and every other PEM of fleetca's.
-fn lf_pem(p: &pem::Pem) -> String {
+pub(crate) fn lf_pem(p: &pem::Pem) -> String {
     pem::encode_config(p, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
 }
 
@@ -855,6 +501,7 @@ mod tests {
             key_token: None,
             key_label: None,
             expiry_warned: None,
+            cross_pem: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! of new certificates is decided by, as a pure function ([`issuance`]), the API's
 //! certificates ([`certificates`]), renewal ([`renewal`]), EST enrollment ([`est`]) and its
 //! claims ([`claims`]), the CRL ([`crl`]) and the record of what was published, outside the
-//! database ([`published`]). Routes in [`http`]. Cryptography itself is in the `ca` crate.
+//! database ([`published`]); the CAs ([`authorities`]) and changing them ([`rotation`]). Routes in [`http`]. Cryptography itself is in the `ca` crate.
 //! Start with `issuer.rs`, then `certificates.rs`.
 
 pub mod authorities;
@@ -15,3 +15,4 @@ pub mod issuance;
 pub mod issuer;
 pub mod published;
 pub mod renewal;
+pub mod rotation;

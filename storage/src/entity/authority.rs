@@ -23,6 +23,9 @@ pub struct Model {
     pub key_label: Option<String>,
     /// The last `ca.expiring` warning given: 180, 90 or 30 (days ahead).
     pub expiry_warned: Option<i32>,
+    /// A new root's cross-certificates with the root before it (PEM: new with old, old
+    /// with new).
+    pub cross_pem: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

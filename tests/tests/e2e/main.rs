@@ -16,6 +16,7 @@ mod hsm;
 mod metrics;
 mod mosquitto;
 mod restart;
+mod rollover;
 mod tls;
 mod walkthrough;
 mod webhooks;

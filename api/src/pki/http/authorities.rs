@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::http::edge::route;
 use crate::http::extract::{Admin, ApiJson, Caller};
 use crate::http::problems::WriteProblems;
-use crate::pki::authorities::{NewIntermediate, SignedBy, intermediate_subject};
+use crate::pki::rotation::{NewIntermediate, SignedBy, intermediate_subject};
 use crate::state::AppState;
 use crate::support::Error;
 

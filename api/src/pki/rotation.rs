@@ -1,0 +1,510 @@
+//! Changing the CAs: an intermediate signed by fleetca's own root ([`certify_new`]) or by
+//! the operator's root from a CSR ([`add`], then [`import`]), which waits, trusted and
+//! publishing its CRL, until [`activate`] makes it the issuing CA and the one before it
+//! retires; a root rollover with its cross-certificates ([`rollover`]); and [`CaAdmin`],
+//! the same for the admin API. The CLI and the API call these; each change takes effect when
+//! the instances restart.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use fleetca_ca::{Authority, CaKey, CaSubject};
+use fleetca_storage::authority::{CaRow, NewCa, Parent};
+use fleetca_storage::{NewAudit, Store};
+
+use super::authorities::{Authorities, Keys, NewKey, crl_url, lf_pem};
+use crate::domain::{CaRole, CaState};
+use crate::support::Error;
+
+/// What `fleetca ca intermediate --csr-out` made: the pending CA's id and its CSR (PEM).
+pub struct Requested {
+    pub id: i32,
+    pub csr_pem: String,
+}
+
+/// Makes an intermediate's key (sealed in the database, or in the token) and a CSR for the
+/// operator's root to sign; the CA waits, pending, for [`import`].
+pub async fn add(
+    store: &Store,
+    keys: &Keys,
+    new_key: NewKey<'_>,
+    subject: &CaSubject,
+    audit: impl FnOnce(&str) -> NewAudit,
+    now: DateTime<Utc>,
+) -> Result<Requested, Error> {
+    let (key, _) = keys.make_for(store, new_key).await?;
+    let csr = fleetca_ca::intermediate_csr(&*key.key, subject)?;
+    let csr_pem = lf_pem(&pem::Pem::new("CERTIFICATE REQUEST", csr));
+    let new = NewCa {
+        role: CaRole::Intermediate.as_str().into(),
+        state: CaState::Pending.as_str().into(),
+        parent_id: None,
+        certificate_pem: String::new(),
+        sealed_key: key.sealed,
+        csr_pem: Some(csr_pem.clone()),
+        in_token: key.in_token,
+        cross_pem: None,
+    };
+    let id = store.add_authority(new, &[audit(&subject.common_name)], now).await?;
+    Ok(Requested { id, csr_pem })
+}
+
+/// What [`import`] activated.
+pub struct Imported {
+    pub id: i32,
+    pub subject: String,
+    pub not_after: DateTime<Utc>,
+    /// Whether the root was new to fleetca (stored beside the others).
+    pub new_root: bool,
+}
+
+/// Gives the pending intermediate whose key `cert_pem` certifies, signed by `root_pem`, its
+/// certificate: the chain, the constraints and the key are checked (see
+/// [`fleetca_ca::Authority::import_intermediate`]); the root is stored when fleetca does not
+/// know it. The intermediate stands by (trusted, publishing its CRL) until [`activate`].
+pub async fn import(
+    store: &Store,
+    keys: &Keys,
+    only: Option<i32>,
+    cert_pem: &str,
+    root_pem: &str,
+    audit: impl FnOnce(&Authority) -> NewAudit,
+    now: DateTime<Utc>,
+) -> Result<Imported, Error> {
+    let rows = store.authorities().await?;
+    let pending: Vec<&CaRow> = rows
+        .iter()
+        .filter(|r| r.state == CaState::Pending.as_str() && only.is_none_or(|id| r.id == id))
+        .collect();
+    if pending.is_empty() {
+        return Err(Error::Conflict(
+            "No intermediate is waiting for its certificate; make one first with `fleetca ca intermediate --csr-out FILE`."
+                .into(),
+        ));
+    }
+    let mut why = String::new();
+    for row in pending {
+        let Some(key) = keys.open(row).map_err(Error::Conflict)? else {
+            continue;
+        };
+        let ca = match Authority::import_intermediate(cert_pem, root_pem, key.key, now) {
+            Ok(ca) => ca,
+            Err(e) => {
+                why = e.to_string();
+                continue;
+            }
+        };
+        let root = pem::parse(root_pem.trim()).map_err(|e| Error::invalid("root_pem", e.to_string()))?;
+        let known = rows
+            .iter()
+            .find(|r| pem::parse(r.certificate_pem.trim()).is_ok_and(|p| p.contents() == root.contents()));
+        let parent = match known {
+            Some(r) => Parent::Known(r.id),
+            None => Parent::New(NewCa {
+                role: CaRole::Root.as_str().into(),
+                state: CaState::Standby.as_str().into(),
+                parent_id: None,
+                certificate_pem: lf_pem(&root),
+                sealed_key: Vec::new(),
+                csr_pem: None,
+                in_token: None,
+                cross_pem: None,
+            }),
+        };
+        let new_root = known.is_none();
+        let record = audit(&ca);
+        store
+            .import_intermediate(row.id, ca.certificate_pem().to_owned(), parent, &[record], now)
+            .await?;
+        return Ok(Imported {
+            id: row.id,
+            subject: ca.subject().to_owned(),
+            not_after: ca.not_after(),
+            new_root,
+        });
+    }
+    Err(Error::invalid("certificate_pem", why))
+}
+
+/// Makes a new intermediate signed by fleetca's own root (a root whose key fleetca holds
+/// and whose path length allows it; a single CA made before hierarchies cannot): its key is
+/// sealed in the database, and it stands by until [`activate`]. Returns its id.
+pub async fn certify_new(
+    store: &Store,
+    keys: &Keys,
+    new_key: NewKey<'_>,
+    subject: &CaSubject,
+    public_url: &str,
+    audit: impl FnOnce(&Authority, &str) -> NewAudit,
+    now: DateTime<Utc>,
+) -> Result<i32, Error> {
+    let cas = Authorities::load(store, keys, public_url)
+        .await
+        .map_err(Error::Internal)?;
+    // The newest root that may (after a rollover, the new one).
+    let Some(root) = cas.all().iter().rev().find(|c| {
+        c.role == CaRole::Root
+            && c.state != CaState::Retired
+            && c.authority.as_ref().is_some_and(|a| a.may_certify_intermediates())
+    }) else {
+        return Err(Error::Conflict(
+            "fleetca holds no root that may certify an intermediate (an installation made before hierarchies has a single CA with path length 0): use `fleetca ca intermediate --csr-out FILE` and your own root".into(),
+        ));
+    };
+    let root_ca = root
+        .authority
+        .clone()
+        .ok_or_else(|| Error::Internal("root without key".into()))?;
+    let profile = fleetca_ca::IntermediateProfile {
+        subject,
+        validity: root_ca.not_after() - now,
+        crl_url: &root.crl_url,
+    };
+    let (key, _) = keys.make_for(store, new_key).await?;
+    let public = fleetca_ca::PublicKey::from_sec1(key.key.public_key_raw())?;
+    let certified = root_ca.certify_intermediate(&profile, &public, now)?;
+    let new = NewCa {
+        role: CaRole::Intermediate.as_str().into(),
+        state: CaState::Standby.as_str().into(),
+        parent_id: Some(root.id),
+        certificate_pem: certified.pem.clone(),
+        sealed_key: key.sealed,
+        csr_pem: None,
+        in_token: key.in_token,
+        cross_pem: None,
+    };
+    let record = audit(&root_ca, &certified.pem);
+    Ok(store.add_authority(new, &[record], now).await?)
+}
+
+/// What [`rollover`] made.
+pub struct RolledOver {
+    pub id: i32,
+    /// Whether the old root could certify the new one ("new with old"): not when its path
+    /// length is below 2 (a single CA from before hierarchies, a root from before rollovers).
+    pub new_with_old: bool,
+}
+
+/// Starts a root rollover (RFC 4210 §4.4): a new root (sealed in the database) beside the
+/// one above the issuing CA, and their cross-certificates — the new root certified by the
+/// old ("new with old", so clients that trust only the old root verify the new hierarchy)
+/// and the old certified by the new ("old with new"). The new root stands by; the next
+/// intermediate made with [`certify_new`] is its, and activating that retires the old root
+/// once nothing it vouches for is valid. Refused when fleetca does not hold the old root's
+/// key or a rollover is under way.
+pub async fn rollover(
+    store: &Store,
+    keys: &Keys,
+    subject: &CaSubject,
+    validity: chrono::Duration,
+    public_url: &str,
+    audit: impl FnOnce(&Authority, bool) -> NewAudit,
+    now: DateTime<Utc>,
+) -> Result<RolledOver, Error> {
+    let cas = Authorities::load(store, keys, public_url)
+        .await
+        .map_err(Error::Internal)?;
+    let path = cas.path(cas.issuing());
+    let Some(old) = path.last().filter(|c| c.role == CaRole::Root) else {
+        return Err(Error::Internal("the issuing CA has no root".into()));
+    };
+    let Some(old_root) = old.authority.clone() else {
+        return Err(Error::Conflict(format!(
+            "fleetca does not hold the key of root {} (the operator's own): make the new root with your own tooling and import an intermediate under it (fleetca ca intermediate --csr-out)",
+            old.id
+        )));
+    };
+    if let Some(newer) = cas
+        .all()
+        .iter()
+        .find(|c| c.role == CaRole::Root && c.id > old.id && c.state == CaState::Standby && c.authority.is_some())
+    {
+        return Err(Error::Conflict(format!(
+            "root {} is already the new root of a rollover under way: add its intermediate (fleetca ca intermediate --new) and activate it",
+            newer.id
+        )));
+    }
+    let new_root = Authority::create_root(subject, now, validity)?;
+    let id = cas.all().iter().map(|c| c.id).max().unwrap_or(0) + 1;
+    // An old root whose path length is below 2 cannot vouch for the new hierarchy: its
+    // clients then need the new root itself (the bundle and ca_certificate_pem carry both).
+    let new_with_old = old_root.cross_certify(&new_root, &old.crl_url, now).ok();
+    let old_with_new = new_root.cross_certify(&old_root, &crl_url(public_url, id), now)?;
+    let cross_pem: String = new_with_old
+        .iter()
+        .map(|c| c.pem.as_str())
+        .chain(std::iter::once(old_with_new.pem.as_str()))
+        .collect();
+    let record = audit(&new_root, new_with_old.is_some());
+    let new = NewCa {
+        role: CaRole::Root.as_str().into(),
+        state: CaState::Standby.as_str().into(),
+        parent_id: None,
+        certificate_pem: new_root.certificate_pem().to_owned(),
+        sealed_key: new_root.seal_key(&keys.master)?,
+        csr_pem: None,
+        in_token: None,
+        cross_pem: Some(cross_pem),
+    };
+    let stored = store.add_authority(new, &[record], now).await?;
+    if stored != id {
+        tracing::warn!(
+            expected = id,
+            stored,
+            "another CA was added at the same time: the old-with-new cross-certificate names CRL {id}"
+        );
+    }
+    Ok(RolledOver {
+        id: stored,
+        new_with_old: new_with_old.is_some(),
+    })
+}
+
+/// Makes the standby intermediate `id` the issuing CA (from the next start of each
+/// instance); the one before it retires. Refused unless fleetca holds its key, it is valid
+/// for at least another day, its root is one fleetca trusts, and its CRL has been published
+/// (an instance has started since it was added, so brokers can have its CRL).
+pub async fn activate(
+    store: &Store,
+    cas: &Authorities,
+    id: i32,
+    audit: NewAudit,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let ca = cas.all().iter().find(|c| c.id == id).ok_or(Error::NotFound("CA"))?;
+    if ca.role != CaRole::Intermediate || ca.state != CaState::Standby {
+        return Err(Error::Conflict(format!(
+            "CA {id} is a {} in state {}; only a standby intermediate can be made the issuing CA",
+            ca.role, ca.state
+        )));
+    }
+    let Some(authority) = &ca.authority else {
+        return Err(Error::Conflict(format!("fleetca does not hold CA {id}'s key")));
+    };
+    if authority.not_before() > now || authority.not_after() < now + chrono::Duration::days(1) {
+        return Err(Error::Conflict(format!(
+            "CA {id} is valid from {} to {}: not for the next day; add another",
+            authority.not_before(),
+            authority.not_after()
+        )));
+    }
+    let root_live = ca
+        .parent_id
+        .and_then(|p| cas.all().iter().find(|c| c.id == p))
+        .is_some_and(|r| r.role == CaRole::Root && r.state != CaState::Retired);
+    if !root_live {
+        return Err(Error::Conflict(format!("CA {id}'s root is not one fleetca trusts")));
+    }
+    if store.crl_number(id).await? == 0 {
+        return Err(Error::Conflict(format!(
+            "CA {id}'s CRL has never been published: restart every instance first (they then trust it and publish its CRL), give brokers the new bundle, then activate it"
+        )));
+    }
+    Ok(store.activate_authority(id, &[audit], now).await?)
+}
+
+/// An intermediate's name: the operator's (at most 64 characters, RFC 5280's upper bound for
+/// a common name), or "fleetca issuing CA" and the date and time.
+pub fn intermediate_subject(
+    organization: Option<String>,
+    common_name: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<CaSubject, Error> {
+    let common_name = common_name.unwrap_or_else(|| format!("fleetca issuing CA {}", now.format("%Y-%m-%d %H:%M")));
+    let length = common_name.chars().count();
+    if common_name.trim().is_empty() || length > 64 || common_name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "common_name",
+            format!("a CA's common name is 1 to 64 printable characters (got {length})"),
+        ));
+    }
+    Ok(CaSubject {
+        common_name,
+        organization,
+    })
+}
+
+/// Intermediates that may wait (pending or standing by) at once: enough for any rotation,
+/// few enough that a script in a loop cannot fill the database with CAs.
+pub const MAX_WAITING: usize = 8;
+
+/// Who signs a new intermediate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignedBy {
+    /// fleetca's own root.
+    FleetcaRoot,
+    /// The operator's root, from a CSR (the intermediate waits for its certificate).
+    OperatorRoot,
+}
+
+/// What an admin asked for.
+pub struct NewIntermediate {
+    pub signed_by: SignedBy,
+    pub subject: CaSubject,
+    /// The label of its key in the PKCS#11 token; none: sealed in the database.
+    pub token_key: Option<String>,
+}
+
+/// What [`CaAdmin::add`] made.
+pub struct Added {
+    pub id: i32,
+    pub state: CaState,
+    /// The CSR for the operator's root (when it signs).
+    pub csr_pem: Option<String>,
+}
+
+/// The CA operations of the admin API (the CLI calls the same flows). Changes take effect
+/// when the instances restart, as the CLI's do.
+pub struct CaAdmin {
+    pub store: Store,
+    pub keys: Keys,
+    pub public_url: String,
+    pub clock: Arc<dyn crate::support::clock::Clock>,
+}
+
+impl CaAdmin {
+    /// Adds an intermediate: certified by fleetca's root (it stands by), or its key and a CSR
+    /// for the operator's root (it waits for [`CaAdmin::import`]). Audited.
+    pub async fn add(&self, caller: &crate::domain::Principal, new: NewIntermediate) -> Result<Added, Error> {
+        use crate::domain::AuditAction;
+        let rows = self.store.authorities().await?;
+        let waiting = rows
+            .iter()
+            .filter(|r| r.role == CaRole::Intermediate.as_str())
+            .filter(|r| r.state == CaState::Pending.as_str() || r.state == CaState::Standby.as_str())
+            .count();
+        if waiting >= MAX_WAITING {
+            return Err(Error::Conflict(format!(
+                "{waiting} intermediates already wait (pending or standing by); activate or import one of them first"
+            )));
+        }
+        let now = self.clock.now();
+        let key = new.token_key.as_deref().map_or(NewKey::Sealed, NewKey::Token);
+        let where_key = match &new.token_key {
+            Some(label) => {
+                serde_json::json!({"token": self.keys.token.as_ref().map(|t| t.label().to_owned()), "label": label})
+            }
+            None => serde_json::json!("sealed"),
+        };
+        match new.signed_by {
+            SignedBy::FleetcaRoot => {
+                let subject = &new.subject;
+                let id = certify_new(
+                    &self.store,
+                    &self.keys,
+                    key,
+                    subject,
+                    &self.public_url,
+                    |root, pem| {
+                        crate::outbox::audit::by(
+                            caller,
+                            AuditAction::CaIntermediateRequest,
+                            "ca",
+                            "",
+                            None,
+                            serde_json::json!({
+                                "common_name": subject.common_name,
+                                "signed_by": root.subject(),
+                                "fingerprint": pem::parse(pem.trim()).map(|p| fleetca_ca::fingerprint(p.contents())).unwrap_or_default(),
+                                "key": where_key,
+                            }),
+                        )
+                    },
+                    now,
+                )
+                .await?;
+                Ok(Added {
+                    id,
+                    state: CaState::Standby,
+                    csr_pem: None,
+                })
+            }
+            SignedBy::OperatorRoot => {
+                let requested = add(
+                    &self.store,
+                    &self.keys,
+                    key,
+                    &new.subject,
+                    |cn| {
+                        crate::outbox::audit::by(
+                            caller,
+                            AuditAction::CaIntermediateRequest,
+                            "ca",
+                            "",
+                            None,
+                            serde_json::json!({"common_name": cn, "key": where_key}),
+                        )
+                    },
+                    now,
+                )
+                .await?;
+                Ok(Added {
+                    id: requested.id,
+                    state: CaState::Pending,
+                    csr_pem: Some(requested.csr_pem),
+                })
+            }
+        }
+    }
+
+    /// Gives pending intermediate `id` the certificate the operator's root signed. Audited.
+    pub async fn import(
+        &self,
+        caller: &crate::domain::Principal,
+        id: i32,
+        certificate_pem: &str,
+        root_pem: &str,
+    ) -> Result<Imported, Error> {
+        let rows = self.store.authorities().await?;
+        match rows.iter().find(|r| r.id == id) {
+            None => return Err(Error::NotFound("CA")),
+            Some(r) if r.state != CaState::Pending.as_str() => {
+                return Err(Error::Conflict(format!(
+                    "CA {id} is {}: only an intermediate waiting for its certificate (pending) takes one",
+                    r.state
+                )));
+            }
+            Some(_) => {}
+        }
+        import(
+            &self.store,
+            &self.keys,
+            Some(id),
+            certificate_pem,
+            root_pem,
+            |ca| {
+                crate::outbox::audit::by(
+                    caller,
+                    crate::domain::AuditAction::CaIntermediateImport,
+                    "ca",
+                    &id.to_string(),
+                    None,
+                    serde_json::json!({
+                        "subject": ca.subject(),
+                        "fingerprint": ca.fingerprint(),
+                        "not_after": ca.not_after(),
+                    }),
+                )
+            },
+            self.clock.now(),
+        )
+        .await
+    }
+
+    /// Makes standby intermediate `id` the issuing CA from the next start. Audited.
+    pub async fn activate(&self, caller: &crate::domain::Principal, id: i32) -> Result<(), Error> {
+        let record = crate::outbox::audit::by(
+            caller,
+            crate::domain::AuditAction::CaActivate,
+            "ca",
+            &id.to_string(),
+            None,
+            serde_json::json!({}),
+        );
+        // The CAs as stored now (one added since this instance started included).
+        let cas = Authorities::load(&self.store, &self.keys, &self.public_url)
+            .await
+            .map_err(Error::Internal)?;
+        activate(&self.store, &cas, id, record, self.clock.now()).await
+    }
+}
