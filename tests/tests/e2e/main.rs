@@ -17,6 +17,7 @@ mod metrics;
 mod mosquitto;
 mod restart;
 mod rollover;
+mod rotation;
 mod tls;
 mod walkthrough;
 mod webhooks;
