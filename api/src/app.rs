@@ -75,6 +75,8 @@ pub struct Dependencies {
     pub canary: canary::CanaryPolicy,
     /// The PKCS#11 token CA keys may live in.
     pub token: Option<std::sync::Arc<fleetca_ca::token::Token>>,
+    /// The algorithm of CA keys fleetca makes.
+    pub ca_key_algorithm: fleetca_ca::CaAlgorithm,
     /// Where fleetca is reached (names the CRLs of the CAs it adds).
     pub public_url: String,
 }
@@ -130,6 +132,7 @@ impl Services {
             rabbitmq,
             canary,
             token,
+            ca_key_algorithm,
             public_url,
         } = deps;
         let acl = broker.acl.clone();
@@ -217,6 +220,7 @@ impl Services {
                 keys: crate::pki::authorities::Keys {
                     master: master.clone(),
                     token,
+                    algorithm: ca_key_algorithm,
                 },
                 public_url,
                 clock: clock.clone(),
@@ -399,6 +403,7 @@ pub(crate) mod testing {
                 rabbitmq: Default::default(),
                 canary: Default::default(),
                 token: None,
+                ca_key_algorithm: Default::default(),
                 public_url: "http://fleetca.test".into(),
             })
             .await

@@ -239,6 +239,7 @@ async fn check_backup(
         let keys = crate::pki::authorities::Keys {
             master: master.clone(),
             token,
+            algorithm: config.ca_key_algorithm,
         };
         for (id, path) in others {
             let row = rows.iter().find(|r| r.id == id && !r.certificate_pem.is_empty());

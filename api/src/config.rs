@@ -70,6 +70,8 @@ pub struct FileSettings {
     pub ca_common_name: Option<String>,
     pub ca_organization: Option<String>,
     pub ca_validity_years: Option<u32>,
+    /// `p256` (default) or `p384`: the key algorithm of the CAs fleetca makes.
+    pub ca_key_algorithm: Option<String>,
     pub admin_enterprise: Option<String>,
     pub crl_file: Option<PathBuf>,
     pub crl_reload_command: Option<String>,
@@ -279,6 +281,9 @@ pub struct Config {
     pub ca_common_name: String,
     pub ca_organization: Option<String>,
     pub ca_validity_years: u32,
+    /// The key algorithm of the CAs fleetca makes (the first start's, new intermediates',
+    /// a rollover's root).
+    pub ca_key_algorithm: fleetca_ca::CaAlgorithm,
     pub admin_enterprise: String,
     pub crl_file: Option<PathBuf>,
     pub crl_reload_command: Option<String>,
@@ -486,6 +491,12 @@ impl Config {
             ca_common_name: file.ca_common_name.unwrap_or_else(|| "fleetca root CA".into()),
             ca_organization: file.ca_organization,
             ca_validity_years: file.ca_validity_years.unwrap_or(20),
+            ca_key_algorithm: match file.ca_key_algorithm.as_deref() {
+                None => fleetca_ca::CaAlgorithm::P256,
+                Some(name) => fleetca_ca::CaAlgorithm::parse(name).ok_or_else(|| {
+                    format!("ca_key_algorithm {name:?}: give p256 or p384 (RSA CA keys are not offered)")
+                })?,
+            },
             admin_enterprise: file.admin_enterprise.unwrap_or_else(|| "default".into()),
             crl_file: args.crl_file.clone().or(file.crl_file),
             crl_reload_command: args.crl_reload_command.clone().or(file.crl_reload_command),

@@ -61,6 +61,8 @@ pub struct Opened {
     pub hasher: Arc<Hasher>,
     /// The PKCS#11 token of `[pkcs11]`, open and logged in.
     pub token: Option<Arc<fleetca_ca::token::Token>>,
+    /// The algorithm of CA keys fleetca makes.
+    pub algorithm: fleetca_ca::CaAlgorithm,
 }
 
 impl Opened {
@@ -69,6 +71,7 @@ impl Opened {
         crate::pki::authorities::Keys {
             master: self.master.clone(),
             token: self.token.clone(),
+            algorithm: self.algorithm,
         }
     }
 }
@@ -147,6 +150,7 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
     let keys = crate::pki::authorities::Keys {
         master: master.clone(),
         token: token.clone(),
+        algorithm: config.ca_key_algorithm,
     };
     let cas = Authorities::load(&store, &keys, &config.public_url)
         .await
@@ -164,6 +168,7 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
         cas,
         hasher,
         token,
+        algorithm: config.ca_key_algorithm,
     })
 }
 
@@ -176,6 +181,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         cas,
         hasher,
         token,
+        algorithm,
     } = open(&config).await?;
     if config.broker_trust_username_for_certificates {
         tracing::warn!(
@@ -221,6 +227,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         rabbitmq: config.rabbitmq.clone(),
         canary: config.canary.clone(),
         token,
+        ca_key_algorithm: algorithm,
         public_url: config.public_url.clone(),
     })
     .await
@@ -405,7 +412,7 @@ async fn ensure_authority(config: &Config, store: &Store, master: &MasterKey) ->
             organization: config.ca_organization.clone(),
         };
         let validity = Duration::days(365 * i64::from(config.ca_validity_years));
-        let root = Authority::create_root(&subject, now, validity).map_err(ca_error)?;
+        let root = Authority::create_root_with(&subject, now, validity, config.ca_key_algorithm).map_err(ca_error)?;
         let issuing_subject = CaSubject {
             common_name: issuing_name(&config.ca_common_name),
             organization: config.ca_organization.clone(),

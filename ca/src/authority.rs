@@ -203,7 +203,7 @@ impl Authority {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        Self::self_signed(subject, now, validity, 0, usages)
+        Self::self_signed(subject, now, validity, 0, usages, crate::CaAlgorithm::P256)
     }
 
     /// A new self-signed ECDSA P-256 CA with this path length and key usage, valid from an
@@ -214,8 +214,9 @@ impl Authority {
         validity: Duration,
         path_len: u8,
         usages: Vec<KeyUsagePurpose>,
+        algorithm: crate::CaAlgorithm,
     ) -> Result<Self, CaError> {
-        let key = Signer(Box::new(MemoryKey::generate_p256()?));
+        let key = Signer(Box::new(MemoryKey::generate(algorithm)?));
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(subject);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
@@ -245,6 +246,9 @@ impl Authority {
     }
 
     pub(crate) fn from_parts(cert_der: Vec<u8>, key: Signer) -> Result<Self, CaError> {
+        if crate::CaAlgorithm::of(key.0.algorithm()).is_none() {
+            return Err(CaError::InvalidKey("a CA key must be ECDSA on P-256 or P-384".into()));
+        }
         let (_, cert) = X509Certificate::from_der(&cert_der).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         if cert.public_key().subject_public_key.data.as_ref() != key.0.public_key_raw() {
             return Err(CaError::InvalidKey(
@@ -352,6 +356,11 @@ impl Authority {
 
     pub(crate) fn public_key_raw(&self) -> &[u8] {
         self.issuer.key().0.public_key_raw()
+    }
+
+    /// The CA key's algorithm.
+    pub fn key_algorithm(&self) -> crate::CaAlgorithm {
+        crate::CaAlgorithm::of(self.issuer.key().0.algorithm()).unwrap_or_default()
     }
 
     /// Signs a TBSCertList (or anything else the CA signs by hand) with the CA's key.

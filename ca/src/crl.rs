@@ -218,7 +218,14 @@ impl Authority {
     /// only for hashing the list, not for encoding every entry again: at 100,000 entries this
     /// is several times faster than [`Authority::sign_crl`], which encodes them all.
     pub fn sign_crl_encoded(&self, request: &CrlRequest<'_>, entries_der: &[u8]) -> Result<SignedCrl, CaError> {
+        // The signature algorithm of the CA's key: ecdsa-with-SHA256 (P-256) or
+        // ecdsa-with-SHA384 (P-384), RFC 5758 §3.2, parameters absent.
         const ECDSA_WITH_SHA256: [u8; 12] = [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        const ECDSA_WITH_SHA384: [u8; 12] = [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+        let algorithm = match self.key_algorithm() {
+            crate::CaAlgorithm::P256 => ECDSA_WITH_SHA256,
+            crate::CaAlgorithm::P384 => ECDSA_WITH_SHA384,
+        };
         let mut exts = Vec::with_capacity(128);
         // authorityKeyIdentifier: [0] keyIdentifier, equal to the CA certificate's SKI.
         let aki = tlv(0x30, &tlv(0x80, self.key_identifier()));
@@ -243,7 +250,7 @@ impl Authority {
         }
         let mut tbs_body = Vec::with_capacity(entries_der.len() + 512);
         tbs_body.extend([0x02, 0x01, 0x01]);
-        tbs_body.extend(ECDSA_WITH_SHA256);
+        tbs_body.extend(algorithm);
         tbs_body.extend(self.subject_der());
         tbs_body.extend(der_time(request.this_update));
         tbs_body.extend(der_time(request.next_update));
@@ -259,7 +266,7 @@ impl Authority {
         sig_bits.push(0);
         sig_bits.extend(signature);
         let mut body = tbs;
-        body.extend(ECDSA_WITH_SHA256);
+        body.extend(algorithm);
         body.extend(tlv(0x03, &sig_bits));
         let mut der = tlv_header(0x30, body.len());
         der.extend(body);
@@ -287,8 +294,11 @@ impl Authority {
             Some((&0, signature)) if end.is_empty() => signature,
             _ => return Err(bad("malformed signature")),
         };
-        let key =
-            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, self.public_key_raw());
+        let verification = match self.key_algorithm() {
+            crate::CaAlgorithm::P256 => &ring::signature::ECDSA_P256_SHA256_ASN1,
+            crate::CaAlgorithm::P384 => &ring::signature::ECDSA_P384_SHA384_ASN1,
+        };
+        let key = ring::signature::UnparsedPublicKey::new(verification, self.public_key_raw());
         key.verify(tbs.0, signature).map_err(|_| bad("signature"))
     }
 

@@ -39,8 +39,18 @@ impl Authority {
     /// §4.4: leaf, new intermediate, new root certified by this one). Valid from
     /// an hour before `now` until `now + validity`.
     pub fn create_root(subject: &CaSubject, now: DateTime<Utc>, validity: Duration) -> Result<Self, CaError> {
+        Self::create_root_with(subject, now, validity, crate::CaAlgorithm::P256)
+    }
+
+    /// As [`Authority::create_root`], with a key of `algorithm`.
+    pub fn create_root_with(
+        subject: &CaSubject,
+        now: DateTime<Utc>,
+        validity: Duration,
+        algorithm: crate::CaAlgorithm,
+    ) -> Result<Self, CaError> {
         let usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Self::self_signed(subject, now, validity, 2, usages)
+        Self::self_signed(subject, now, validity, 2, usages, algorithm)
     }
 
     /// Certifies an issuing intermediate for `public_key`: CA with path length 0 (critical),
@@ -136,8 +146,8 @@ impl Authority {
         master: &crate::MasterKey,
         now: DateTime<Utc>,
     ) -> Result<(IssuedCertificate, Vec<u8>), CaError> {
-        let key = crate::MemoryKey::generate_p256()?;
-        let certified = self.certify_intermediate(profile, &PublicKey::from_sec1(key.public_key_raw())?, now)?;
+        let key = crate::MemoryKey::generate(self.key_algorithm())?;
+        let certified = self.certify_intermediate(profile, &PublicKey::of_ca_key(&key)?, now)?;
         Ok((certified, key.seal(master)?))
     }
 }
@@ -198,7 +208,7 @@ impl Authority {
             .ok_or_else(|| CaError::InvalidKey("the certificate to cross-certify is not a CA".into()))?
             .value
             .path_len_constraint;
-        let public = PublicKey::from_sec1(other.public_key_raw())?;
+        let public = PublicKey::of_ca_key(other.issuer().key().0.as_ref())?;
         let now = whole_seconds(now);
         let not_before = now - BACKDATE;
         let not_after = self.not_after().min(other.not_after());
@@ -243,6 +253,21 @@ pub fn same_subject(a_pem: &str, b_pem: &str) -> bool {
     match (der(a_pem), der(b_pem)) {
         (Some(a), Some(b)) => match (parsed(&a, "a"), parsed(&b, "b")) {
             (Ok(a), Ok(b)) => a.subject().as_raw() == b.subject().as_raw(),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether certificate `cert_pem` names as its issuer, byte for byte, the subject of
+/// `ca_pem` (and verifies under its key): which root signed a cross-certificate.
+pub fn issued_by(cert_pem: &str, ca_pem: &str) -> bool {
+    let der = |text: &str| pem::parse(text.trim()).ok().map(pem::Pem::into_contents);
+    match (der(cert_pem), der(ca_pem)) {
+        (Some(c), Some(a)) => match (parsed(&c, "c"), parsed(&a, "a")) {
+            (Ok(c), Ok(a)) => {
+                c.issuer().as_raw() == a.subject().as_raw() && c.verify_signature(Some(a.public_key())).is_ok()
+            }
             _ => false,
         },
         _ => false,
@@ -338,7 +363,16 @@ pub fn chain_for(leaf: &[u8], cas: &[Vec<u8>]) -> Vec<Vec<u8>> {
             .find(|(_, ca)| ca.subject() == at.issuer() && at.verify_signature(Some(ca.public_key())).is_ok());
         let Some((der, ca)) = issuer else { break };
         if ca.subject() == ca.issuer() {
-            break; // the root: trusted, not presented
+            // The root: trusted, not presented. During a root rollover the set also holds
+            // this root certified by the one before it ("new with old", RFC 4210 §4.4):
+            // presented, so a peer that trusts only the older root verifies the chain too.
+            let bridge = parsed.iter().find(|(_, c)| {
+                c.subject() == ca.subject() && c.issuer() != c.subject() && c.public_key().raw == ca.public_key().raw
+            });
+            if let Some((cross, _)) = bridge {
+                chain.push((*cross).clone());
+            }
+            break;
         }
         chain.push((*der).clone());
         at = ca.clone();
@@ -481,6 +515,126 @@ mod tests {
         assert!(legacy.cross_certify(&new, "http://x/legacy.crl", now).is_err());
         new.cross_certify(&legacy, "http://x/new-root.crl", now)
             .expect("the new root certifies the legacy CA (old with new)");
+    }
+
+    /// A hierarchy of P-384 keys: the root, its intermediate (made with the root's algorithm),
+    /// a leaf, and a CRL signed with ecdsa-with-SHA384 that lists the leaf — openssl verifies
+    /// the chain and refuses the leaf once the CRL is given.
+    #[test]
+    fn a_p384_hierarchy_signs_certificates_and_crls_with_sha384() {
+        let now = Utc::now();
+        let master = crate::MasterKey::generate().unwrap();
+        let root = Authority::create_root_with(
+            &subject("fleetca P-384 root"),
+            now,
+            Duration::days(3650),
+            crate::CaAlgorithm::P384,
+        )
+        .unwrap();
+        assert_eq!(root.key_algorithm(), crate::CaAlgorithm::P384);
+        let profile = IntermediateProfile {
+            subject: &subject("fleetca P-384 issuing CA"),
+            validity: Duration::days(1825),
+            crl_url: "http://x/root.crl",
+        };
+        let (certified, sealed) = root.new_intermediate(&profile, &master, now).unwrap();
+        let issuing = Authority::load(&certified.pem, &sealed, &master).unwrap();
+        assert_eq!(
+            issuing.key_algorithm(),
+            crate::CaAlgorithm::P384,
+            "the intermediate takes the root's algorithm"
+        );
+        let client = ClientProfile {
+            common_name: "device-384",
+            organization: "acme",
+            validity: Duration::days(30),
+            crl_url: "http://x/issuing.crl",
+        };
+        let leaf = issuing
+            .issue_client(&client, &generate_p256().unwrap().public_key, now)
+            .unwrap();
+        let serial = hex::decode(&leaf.serial_hex).unwrap();
+        let entry = crate::crl::RevokedEntry {
+            serial,
+            revoked_at: now,
+            reason: crate::crl::Reason::KeyCompromise,
+        };
+        let request = crate::crl::CrlRequest {
+            number: 7,
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(7),
+            url: "http://x/issuing.crl",
+            scoped: true,
+        };
+        let crl = issuing
+            .sign_crl_encoded(&request, &crate::crl::encode_revoked_entry(&entry))
+            .unwrap();
+        issuing.verify_crl_signature(&crl.der).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("fleetca-p384-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (r, i, l, c) = (
+            write("root.pem", root.certificate_pem()),
+            write("issuing.pem", &certified.pem),
+            write("leaf.pem", &leaf.pem),
+            write("crl.pem", &crl.pem),
+        );
+        let openssl = |args: &[&std::ffi::OsStr]| {
+            std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl (scripts/test installs it)")
+        };
+        let text = openssl(&[
+            "x509".as_ref(),
+            "-in".as_ref(),
+            i.as_os_str(),
+            "-noout".as_ref(),
+            "-text".as_ref(),
+        ]);
+        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        assert!(
+            text.contains("ecdsa-with-SHA384") && text.contains("NIST CURVE: P-384"),
+            "{text}"
+        );
+        let verify = |extra: &[&std::ffi::OsStr]| {
+            let mut args: Vec<&std::ffi::OsStr> = vec![
+                "verify".as_ref(),
+                "-x509_strict".as_ref(),
+                "-CAfile".as_ref(),
+                r.as_os_str(),
+                "-untrusted".as_ref(),
+                i.as_os_str(),
+            ];
+            args.extend(extra);
+            args.push(l.as_os_str());
+            let out = openssl(&args);
+            (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            )
+        };
+        let (ok, said) = verify(&[]);
+        assert!(ok, "{said}");
+        let (ok, said) = verify(&["-crl_check".as_ref(), "-CRLfile".as_ref(), c.as_os_str()]);
+        assert!(!ok && said.contains("certificate revoked"), "{said}");
+        let crl_text = openssl(&[
+            "crl".as_ref(),
+            "-in".as_ref(),
+            c.as_os_str(),
+            "-noout".as_ref(),
+            "-text".as_ref(),
+        ]);
+        assert!(String::from_utf8_lossy(&crl_text.stdout).contains("ecdsa-with-SHA384"));
     }
 
     #[test]

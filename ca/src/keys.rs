@@ -46,6 +46,19 @@ impl PublicKey {
         Ok(Self::from_p256(&key))
     }
 
+    /// The public half of a CA key (P-256 or P-384), to certify it.
+    pub fn of_ca_key(key: &dyn crate::CaKey) -> Result<Self, CaError> {
+        let raw = key.public_key_raw();
+        match crate::CaAlgorithm::of(key.algorithm()) {
+            Some(crate::CaAlgorithm::P256) => Self::from_sec1(raw),
+            Some(crate::CaAlgorithm::P384) if raw.len() == 97 && raw.first() == Some(&0x04) => Ok(Self {
+                algorithm: KeyAlgorithm::P384,
+                bits: raw.to_vec(),
+            }),
+            _ => Err(CaError::InvalidKey("a CA key must be ECDSA on P-256 or P-384".into())),
+        }
+    }
+
     fn from_p256(key: &p256::PublicKey) -> Self {
         Self {
             algorithm: KeyAlgorithm::P256,

@@ -40,10 +40,12 @@ pub use authority::{
     Authority, CaSubject, ClaimProfile, ClientProfile, DeviceProfile, IssuedCertificate, ServerProfile,
 };
 pub use error::CaError;
-pub use hierarchy::{IntermediateProfile, chain_for, intermediate_csr, new_intermediate_request, same_subject};
+pub use hierarchy::{
+    IntermediateProfile, chain_for, intermediate_csr, issued_by, new_intermediate_request, same_subject,
+};
 pub use keys::{ACCEPTED_KEYS, GeneratedKey, KeyAlgorithm, PublicKey, generate_p256};
 pub use seal::MasterKey;
-pub use signer::{CaKey, MemoryKey};
+pub use signer::{CaAlgorithm, CaKey, MemoryKey};
 
 /// SHA-256 of `der`, as lowercase hex without separators (the certificate fingerprint
 /// that `openssl x509 -fingerprint -sha256` prints, less its colons).

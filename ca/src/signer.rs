@@ -63,10 +63,56 @@ impl CaKey for Box<dyn CaKey> {
 /// A key in memory, sealed at rest under the master key.
 pub struct MemoryKey(KeyPair);
 
+/// The key algorithm of a CA fleetca makes: ECDSA on P-256 (the default) or P-384, signing
+/// with SHA-256 or SHA-384. (RSA CA keys are not offered: ring, which signs, cannot make
+/// them.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaAlgorithm {
+    /// ECDSA on P-256 with SHA-256.
+    #[default]
+    P256,
+    /// ECDSA on P-384 with SHA-384.
+    P384,
+}
+
+impl CaAlgorithm {
+    /// The settings' name: `p256` or `p384`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "p256" | "P-256" => Some(Self::P256),
+            "p384" | "P-384" => Some(Self::P384),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn signature(self) -> &'static SignatureAlgorithm {
+        match self {
+            Self::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
+
+    /// The algorithm a key signs with, when it is one of these.
+    pub(crate) fn of(algorithm: &SignatureAlgorithm) -> Option<Self> {
+        if *algorithm == rcgen::PKCS_ECDSA_P256_SHA256 {
+            Some(Self::P256)
+        } else if *algorithm == rcgen::PKCS_ECDSA_P384_SHA384 {
+            Some(Self::P384)
+        } else {
+            None
+        }
+    }
+}
+
 impl MemoryKey {
     /// A new ECDSA P-256 key.
     pub fn generate_p256() -> Result<Self, CaError> {
-        Ok(Self(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?))
+        Self::generate(CaAlgorithm::P256)
+    }
+
+    /// A new key of `algorithm`.
+    pub fn generate(algorithm: CaAlgorithm) -> Result<Self, CaError> {
+        Ok(Self(KeyPair::generate_for(algorithm.signature())?))
     }
 
     /// The key sealed under `master` (what [`CaKey::sealed`] returns for it).

@@ -127,6 +127,27 @@ impl Store {
         Ok(id)
     }
 
+    /// Stores a CA that must know its own id (a new root's cross-certificate names its CRL),
+    /// in one transaction: `build` sees every stored CA and the id the new one gets, and
+    /// returns the CA and its audit records, or why it may not be added (nothing stored).
+    /// A concurrent addition of another CA fails the insert (a conflict): run it again.
+    pub async fn add_authority_with<E>(
+        &self,
+        build: impl FnOnce(i32, &[CaRow]) -> Result<(NewCa, Vec<NewAudit>), E>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<i32, E>, StorageError> {
+        let txn = self.write_txn().await?;
+        let rows = CaEntity::find().order_by_asc(CaCol::Id).all(&txn).await?;
+        let id = next_id(&txn).await?;
+        let (ca, audit) = match build(id, &rows) {
+            Ok(built) => built,
+            Err(why) => return Ok(Err(why)),
+        };
+        insert_ca(&txn, id, ca, now).await?;
+        crate::rows::commit_audited(txn, &audit, now).await?;
+        Ok(Ok(id))
+    }
+
     /// Gives the pending intermediate `id` its signed certificate and makes it `standby`
     /// (trusted and publishing its CRL, issuing nothing until [`Store::activate_authority`]):
     /// the root that signed it is stored first when fleetca does not know it yet
@@ -187,18 +208,33 @@ impl Store {
                 candidate.role, candidate.state
             )));
         }
-        // After a root rollover the new intermediate's root is another: the root above the CA
-        // issuing until now retires with it (it is published until nothing it vouches for
-        // is valid: see `retire_spent`).
+        // After a root rollover the new intermediate's root is the rollover's new root (it
+        // holds the cross-certificates): the root above the CA issuing until now retires with
+        // it, and so do that root's other intermediates standing by (they could no longer be
+        // activated); the root is published until nothing it vouches for is valid (see
+        // `retire_spent`). Moving to an operator's root retires nothing of fleetca's own.
         let before = CaEntity::find().filter(CaCol::State.eq("active")).one(&txn).await?;
         let old_root = before.and_then(|b| if b.role == "root" { None } else { b.parent_id });
+        let successor = match candidate.parent_id {
+            Some(parent) => CaEntity::find_by_id(parent)
+                .one(&txn)
+                .await?
+                .is_some_and(|p| p.cross_pem.is_some()),
+            None => false,
+        };
         if let Some(root) = old_root
             && candidate.parent_id != Some(root)
+            && successor
         {
             CaEntity::update_many()
                 .col_expr(CaCol::State, Expr::value("retiring"))
-                .filter(CaCol::Id.eq(root))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(CaCol::Id.eq(root))
+                        .add(CaCol::ParentId.eq(root)),
+                )
                 .filter(CaCol::State.eq("standby"))
+                .filter(CaCol::Id.ne(id))
                 .exec(&txn)
                 .await?;
         }
@@ -459,10 +495,9 @@ mod tests {
             .insert_hierarchy(ca("root", "standby", None), ca("intermediate", "active", Some(1)), now)
             .await
             .unwrap();
-        let new_root = store
-            .add_authority(ca("root", "standby", None), &[], now)
-            .await
-            .unwrap();
+        let mut rollover_root = ca("root", "standby", None);
+        rollover_root.cross_pem = Some("CROSS".into());
+        let new_root = store.add_authority(rollover_root, &[], now).await.unwrap();
         let new_issuing = store
             .add_authority(ca("intermediate", "standby", Some(new_root)), &[], now)
             .await

@@ -52,10 +52,15 @@ impl Ca {
 }
 
 impl Ca {
-    /// Whether its CRL names its distribution point: every CA's but a root above an
-    /// intermediate (whose CRL covers the intermediates it signed and itself).
+    /// Whether its CRL names its distribution point: every CA's but a hierarchy's root —
+    /// standing by, or retiring after a rollover — whose CRL covers the CAs it signed and
+    /// itself (what `openssl verify -crl_check_all` asks of a chain's last certificate, which
+    /// names no distribution point). An installation's single CA from before hierarchies
+    /// (path length 0) signs leaves that name its CRL, and keeps the scope.
     pub fn scoped_crl(&self) -> bool {
-        !(self.role == CaRole::Root && self.state == CaState::Standby)
+        let hierarchy_root =
+            self.role == CaRole::Root && self.authority.as_ref().is_some_and(|a| a.may_certify_intermediates());
+        !hierarchy_root
     }
 }
 
@@ -91,6 +96,48 @@ impl Authorities {
     pub async fn load(store: &Store, keys: &Keys, public_url: &str) -> Result<Self, String> {
         let rows = store.authorities().await.map_err(|e| e.to_string())?;
         Self::from_rows(rows, keys, public_url)
+    }
+
+    /// As [`Authorities::load`] for the admin's changes: a CA whose key does not open now (a
+    /// token away, a key deleted) is listed without it rather than failing the whole set,
+    /// and no active CA is needed. The issuing CA is then the active one, as stored.
+    pub async fn load_lenient(store: &Store, keys: &Keys, public_url: &str) -> Result<Self, Error> {
+        let rows = store.authorities().await?;
+        let mut cas = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (Some(role), Some(state)) = (CaRole::parse(&row.role), CaState::parse(&row.state)) else {
+                continue;
+            };
+            let authority = if state == CaState::Retired || row.certificate_pem.is_empty() {
+                None
+            } else {
+                keys.open(&row)
+                    .ok()
+                    .flatten()
+                    .and_then(|k| k.certified(&row.certificate_pem).ok())
+                    .map(Arc::new)
+            };
+            cas.push(Ca {
+                id: row.id,
+                role,
+                state,
+                parent_id: row.parent_id,
+                certificate_pem: row.certificate_pem,
+                authority,
+                crl_url: crl_url(public_url, row.id),
+                cross_pem: row.cross_pem,
+            });
+        }
+        let issuing = cas
+            .iter()
+            .find(|c| c.state == CaState::Active)
+            .cloned()
+            .ok_or_else(|| Error::Internal("no active CA is stored".into()))?;
+        let issuer = issuing
+            .authority
+            .clone()
+            .ok_or_else(|| Error::Conflict("fleetca cannot open the issuing CA's key now; retry".into()))?;
+        Ok(Self { cas, issuing, issuer })
     }
 
     fn from_rows(rows: Vec<CaRow>, keys: &Keys, public_url: &str) -> Result<Self, String> {
@@ -162,10 +209,20 @@ impl Authorities {
     /// The first CA (a new installation's root; the single CA of one made before), whose
     /// certificate clients have trusted longest.
     pub fn first(&self) -> Arc<Authority> {
+        // CA 1 while it is in use; after it retired (a rollover), the newest root fleetca
+        // holds; with the operator's root alone, the issuing CA.
+        let live_root = |c: &&Ca| c.role == CaRole::Root && c.state != CaState::Retired;
         self.cas
             .iter()
-            .find(|c| c.id == 1)
+            .find(|c| c.id == 1 && c.state != CaState::Retired)
             .and_then(|c| c.authority.clone())
+            .or_else(|| {
+                self.cas
+                    .iter()
+                    .rev()
+                    .filter(live_root)
+                    .find_map(|c| c.authority.clone())
+            })
             .unwrap_or_else(|| self.issuer.clone())
     }
 
@@ -223,14 +280,28 @@ impl Authorities {
             .count()
     }
 
-    /// A root's cross-certificates (PEM each).
-    fn crosses<'a>(&self, root: &'a Ca) -> impl Iterator<Item = String> + 'a {
+    /// A root's cross-certificates (PEM each) whose two roots — the one named as subject and
+    /// the one named as issuer — are both still in use: one with a retired root would bring
+    /// that root's key back into trust.
+    fn crosses<'a>(&'a self, root: &'a Ca) -> impl Iterator<Item = String> + 'a {
+        let live: Vec<&Ca> = self
+            .cas
+            .iter()
+            .filter(|c| c.role == CaRole::Root && c.state != CaState::Retired && !c.certificate_pem.is_empty())
+            .collect();
         root.cross_pem
             .as_deref()
             .map(|text| pem::parse_many(text).unwrap_or_default())
             .unwrap_or_default()
             .into_iter()
             .map(|p| lf_pem(&p))
+            .filter(move |cross| {
+                let subject = live
+                    .iter()
+                    .find(|c| fleetca_ca::same_subject(cross, &c.certificate_pem));
+                let issuer = live.iter().find(|c| fleetca_ca::issued_by(cross, &c.certificate_pem));
+                matches!((subject, issuer), (Some(s), Some(i)) if s.id != i.id)
+            })
     }
 
     /// Every cross-certificate between roots that are both still in use.
@@ -340,6 +411,8 @@ impl Authorities {
 pub struct Keys {
     pub master: Arc<MasterKey>,
     pub token: Option<Arc<Token>>,
+    /// The algorithm of keys made in the database (`ca_key_algorithm`; a token's are P-256).
+    pub algorithm: fleetca_ca::CaAlgorithm,
 }
 
 /// Where a new CA key is made.
@@ -422,7 +495,7 @@ impl Keys {
     fn make(&self, new: NewKey<'_>) -> Result<(OpenKey, bool), Error> {
         match new {
             NewKey::Sealed => {
-                let key = MemoryKey::generate_p256()?;
+                let key = MemoryKey::generate(self.algorithm)?;
                 let sealed = key.seal(&self.master)?;
                 Ok((
                     OpenKey {
@@ -509,6 +582,7 @@ mod tests {
         Keys {
             master: Arc::new(MasterKey::parse(&master.to_hex()).unwrap()),
             token: None,
+            algorithm: fleetca_ca::CaAlgorithm::P256,
         }
     }
 
@@ -517,6 +591,51 @@ mod tests {
             common_name: cn.into(),
             organization: None,
         }
+    }
+
+    /// After a second rollover, only the cross-certificates between roots still in use are
+    /// served: the retired first root's key never comes back into trust through one.
+    #[test]
+    fn cross_certificates_are_served_only_while_both_their_roots_are_in_use() {
+        let master = MasterKey::generate().unwrap();
+        let now = Utc::now();
+        let roots: Vec<Authority> = ["root A", "root B", "root C"]
+            .iter()
+            .map(|cn| Authority::create_root(&subject(cn), now, Duration::days(3650)).unwrap())
+            .collect();
+        let cross = |old: &Authority, new: &Authority| {
+            let forward = old.cross_certify(new, "http://x/old.crl", now).unwrap().pem;
+            let backward = new.cross_certify(old, "http://x/new.crl", now).unwrap().pem;
+            format!("{forward}{backward}")
+        };
+        let key = fleetca_ca::MemoryKey::generate_p256().unwrap();
+        let public = fleetca_ca::PublicKey::of_ca_key(&key).unwrap();
+        let profile = fleetca_ca::IntermediateProfile {
+            subject: &subject("issuing under C"),
+            validity: Duration::days(365),
+            crl_url: "http://x/c.crl",
+        };
+        let issuing =
+            Authority::with_key(&roots[2].certify_intermediate(&profile, &public, now).unwrap().pem, key).unwrap();
+        let mut b = row(2, "root", "retiring", None, &roots[1], &master);
+        b.cross_pem = Some(cross(&roots[0], &roots[1]));
+        let mut c = row(3, "root", "standby", None, &roots[2], &master);
+        c.cross_pem = Some(cross(&roots[1], &roots[2]));
+        let mut a = row(1, "root", "retired", None, &roots[0], &master);
+        a.sealed_key = Vec::new();
+        let rows = vec![a, b, c, row(4, "intermediate", "active", Some(3), &issuing, &master)];
+        let cas = Authorities::from_rows(rows, &keys(&master), "https://ca.example").unwrap();
+        let bundle = cas.bundle_pem();
+        // Roots B and C, their two cross-certificates, the intermediate: not A's.
+        assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 5, "{bundle}");
+        assert_eq!(cas.certificates_der().len(), 5);
+        // The chain: the intermediate, and C certified by B (B's clients verify it).
+        let chain = cas.chain_pem();
+        assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{chain}");
+        assert!(
+            !cas.all()[1].scoped_crl() && !cas.all()[2].scoped_crl(),
+            "hierarchy roots' CRLs cover themselves"
+        );
     }
 
     #[test]

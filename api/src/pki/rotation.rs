@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fleetca_ca::{Authority, CaKey, CaSubject};
+use fleetca_ca::{Authority, CaSubject};
 use fleetca_storage::authority::{CaRow, NewCa, Parent};
 use fleetca_storage::{NewAudit, Store};
 
@@ -138,30 +138,35 @@ pub async fn certify_new(
     audit: impl FnOnce(&Authority, &str) -> NewAudit,
     now: DateTime<Utc>,
 ) -> Result<i32, Error> {
-    let cas = Authorities::load(store, keys, public_url)
-        .await
-        .map_err(Error::Internal)?;
+    let cas = Authorities::load_lenient(store, keys, public_url).await?;
     // The newest root that may (after a rollover, the new one).
     let Some(root) = cas.all().iter().rev().find(|c| {
         c.role == CaRole::Root
-            && c.state != CaState::Retired
+            && matches!(c.state, CaState::Standby | CaState::Active)
             && c.authority.as_ref().is_some_and(|a| a.may_certify_intermediates())
     }) else {
         return Err(Error::Conflict(
-            "fleetca holds no root that may certify an intermediate (an installation made before hierarchies has a single CA with path length 0): use `fleetca ca intermediate --csr-out FILE` and your own root".into(),
+            "fleetca holds no root in use that may certify an intermediate (an installation made before hierarchies has a single CA with path length 0; a retiring root certifies no more): use `fleetca ca intermediate --csr-out FILE` and your own root, or fleetca ca root".into(),
         ));
     };
     let root_ca = root
         .authority
         .clone()
-        .ok_or_else(|| Error::Internal("root without key".into()))?;
+        .ok_or_else(|| Error::Conflict(format!("fleetca cannot open the key of root {}", root.id)))?;
+    if root_ca.not_after() < now + chrono::Duration::days(1) {
+        return Err(Error::Conflict(format!(
+            "root {} ends at {}: an intermediate under it could not be activated; roll the root over first (fleetca ca root)",
+            root.id,
+            root_ca.not_after()
+        )));
+    }
     let profile = fleetca_ca::IntermediateProfile {
         subject,
         validity: root_ca.not_after() - now,
         crl_url: &root.crl_url,
     };
     let (key, _) = keys.make_for(store, new_key).await?;
-    let public = fleetca_ca::PublicKey::from_sec1(key.key.public_key_raw())?;
+    let public = fleetca_ca::PublicKey::of_ca_key(key.key.as_ref())?;
     let certified = root_ca.certify_intermediate(&profile, &public, now)?;
     let new = NewCa {
         role: CaRole::Intermediate.as_str().into(),
@@ -214,50 +219,67 @@ pub async fn rollover(
             old.id
         )));
     };
-    if let Some(newer) = cas
-        .all()
-        .iter()
-        .find(|c| c.role == CaRole::Root && c.id > old.id && c.state == CaState::Standby && c.authority.is_some())
-    {
-        return Err(Error::Conflict(format!(
-            "root {} is already the new root of a rollover under way: add its intermediate (fleetca ca intermediate --new) and activate it",
-            newer.id
-        )));
-    }
-    let new_root = Authority::create_root(subject, now, validity)?;
-    let id = cas.all().iter().map(|c| c.id).max().unwrap_or(0) + 1;
-    // An old root whose path length is below 2 cannot vouch for the new hierarchy: its
-    // clients then need the new root itself (the bundle and ca_certificate_pem carry both).
-    let new_with_old = old_root.cross_certify(&new_root, &old.crl_url, now).ok();
-    let old_with_new = new_root.cross_certify(&old_root, &crl_url(public_url, id), now)?;
-    let cross_pem: String = new_with_old
-        .iter()
-        .map(|c| c.pem.as_str())
-        .chain(std::iter::once(old_with_new.pem.as_str()))
-        .collect();
-    let record = audit(&new_root, new_with_old.is_some());
-    let new = NewCa {
-        role: CaRole::Root.as_str().into(),
-        state: CaState::Standby.as_str().into(),
-        parent_id: None,
-        certificate_pem: new_root.certificate_pem().to_owned(),
-        sealed_key: new_root.seal_key(&keys.master)?,
-        csr_pem: None,
-        in_token: None,
-        cross_pem: Some(cross_pem),
-    };
-    let stored = store.add_authority(new, &[record], now).await?;
-    if stored != id {
-        tracing::warn!(
-            expected = id,
-            stored,
-            "another CA was added at the same time: the old-with-new cross-certificate names CRL {id}"
-        );
-    }
-    Ok(RolledOver {
-        id: stored,
-        new_with_old: new_with_old.is_some(),
-    })
+    let new_root = Authority::create_root_with(subject, now, validity, keys.algorithm)?;
+    let sealed_key = new_root.seal_key(&keys.master)?;
+    let old_id = old.id;
+    let old_crl = old.crl_url.clone();
+    let name = format!("CN={}", subject.common_name);
+    let mut new_with_old = false;
+    // The checks and the new root's id are the transaction's: two rollovers at once, or
+    // another CA added meanwhile, cannot both go through.
+    let built = store
+        .add_authority_with(
+            |id, rows| {
+                let newer_root = rows.iter().find(|r| {
+                    r.role == CaRole::Root.as_str() && r.id > old_id && r.state == CaState::Standby.as_str() && r.cross_pem.is_some()
+                });
+                if let Some(newer) = newer_root {
+                    return Err(Error::Conflict(format!(
+                        "root {} is already the new root of a rollover under way: add its intermediate (fleetca ca intermediate --new) and activate it",
+                        newer.id
+                    )));
+                }
+                if rows
+                    .iter()
+                    .any(|r| super::authorities::certificate_facts(&r.certificate_pem).is_some_and(|(cn, _)| cn == name))
+                {
+                    return Err(Error::invalid(
+                        "common_name",
+                        format!("a CA named {:?} exists: give the new root another name", subject.common_name),
+                    ));
+                }
+                // An old root whose path length is below 2 cannot vouch for the new
+                // hierarchy (its clients then need the new root itself, which the bundle and
+                // ca_certificate_pem carry); any other failure is one.
+                let forward = match old_root.cross_certify(&new_root, &old_crl, now) {
+                    Ok(cross) => Some(cross),
+                    Err(fleetca_ca::CaError::InvalidKey(why)) if why.contains("path length") => None,
+                    Err(other) => return Err(other.into()),
+                };
+                let backward = new_root.cross_certify(&old_root, &crl_url(public_url, id), now)?;
+                new_with_old = forward.is_some();
+                let cross_pem: String = forward
+                    .iter()
+                    .map(|c| c.pem.as_str())
+                    .chain(std::iter::once(backward.pem.as_str()))
+                    .collect();
+                let new = NewCa {
+                    role: CaRole::Root.as_str().into(),
+                    state: CaState::Standby.as_str().into(),
+                    parent_id: None,
+                    certificate_pem: new_root.certificate_pem().to_owned(),
+                    sealed_key,
+                    csr_pem: None,
+                    in_token: None,
+                    cross_pem: Some(cross_pem),
+                };
+                Ok((new, vec![audit(&new_root, forward.is_some())]))
+            },
+            now,
+        )
+        .await?;
+    let id = built?;
+    Ok(RolledOver { id, new_with_old })
 }
 
 /// Makes the standby intermediate `id` the issuing CA (from the next start of each
@@ -291,9 +313,11 @@ pub async fn activate(
     let root_live = ca
         .parent_id
         .and_then(|p| cas.all().iter().find(|c| c.id == p))
-        .is_some_and(|r| r.role == CaRole::Root && r.state != CaState::Retired);
+        .is_some_and(|r| r.role == CaRole::Root && matches!(r.state, CaState::Standby | CaState::Active));
     if !root_live {
-        return Err(Error::Conflict(format!("CA {id}'s root is not one fleetca trusts")));
+        return Err(Error::Conflict(format!(
+            "CA {id}'s root is not one fleetca trusts and keeps (it is retiring or retired): add an intermediate of the current root"
+        )));
     }
     if store.crl_number(id).await? == 0 {
         return Err(Error::Conflict(format!(
@@ -502,9 +526,7 @@ impl CaAdmin {
             serde_json::json!({}),
         );
         // The CAs as stored now (one added since this instance started included).
-        let cas = Authorities::load(&self.store, &self.keys, &self.public_url)
-            .await
-            .map_err(Error::Internal)?;
+        let cas = Authorities::load_lenient(&self.store, &self.keys, &self.public_url).await?;
         activate(&self.store, &cas, id, record, self.clock.now()).await
     }
 }

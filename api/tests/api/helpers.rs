@@ -69,6 +69,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         canary: Default::default(),
         acl: Default::default(),
         pkcs11: None,
+        ca_key_algorithm: Default::default(),
         master_key: Some(Secret::new("00".repeat(32))),
         bootstrap_token: Some(Secret::new(ADMIN_TOKEN)),
         benchmark_baseline: false,

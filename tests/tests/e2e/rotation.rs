@@ -306,10 +306,10 @@ fn fifty_clients_stay_connected_through_an_issuing_ca_rotation_and_a_root_rollov
         &revoked,
         "the other half renewed from the new hierarchy",
     );
-    // What they present now: the certificate and the new intermediate (the broker has both
-    // roots since the new one was trusted: step 2 of the rollover).
+    // What they present now: the certificate, the new intermediate, and the new root
+    // certified by the old one (so a broker that still trusts only the old root accepts them).
     let last = std::fs::read_to_string(&clients[CLIENTS - 1].cert).expect("renewed");
-    assert_eq!(last.matches("BEGIN CERTIFICATE").count(), 2, "{last}");
+    assert_eq!(last.matches("BEGIN CERTIFICATE").count(), 3, "{last}");
     let issuer = fleetca_e2e::openssl([
         "x509",
         "-in",
