@@ -324,3 +324,65 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
     assert_round_trip(&dir, port, &b, "B still works");
     assert!(broker.exited().is_none(), "mosquitto exited:\n{}", broker.log_tail(40));
 }
+
+/// `ca_key_algorithm = "p384"`: the first start's root and intermediate are P-384 and sign
+/// with SHA-384; what they issue verifies with openssl against the bundle and every CRL, and
+/// a revoked certificate is refused.
+#[test]
+fn a_p384_installation_signs_with_sha384_and_its_chain_and_crls_verify() {
+    tool("openssl");
+    tool("curl");
+    let dir = Scratch::new("p384");
+    let data = dir.join("data");
+    let settings = dir.write("fleetca.toml", "ca_key_algorithm = \"p384\"\n", false);
+    let server = Fleetca::start_with(&data, &["--config", settings.to_str().expect("UTF-8")], &[]);
+    let admin = server.admin_token();
+    let key = server.create_api_key(&admin, "svc-p384", "nnn.acme");
+    let key_id = key["id"].as_str().expect("id");
+    let a = server.issue_certificate(&admin, key_id, "client A", dir.path(), "a");
+    let b = server.issue_certificate(&admin, key_id, "client B", dir.path(), "b");
+    let text = openssl_in(dir.path(), ["x509", "-in", "a.crt", "-noout", "-text"]);
+    let text = text.expect_success("openssl x509");
+    assert!(text.contains("ecdsa-with-SHA384"), "{text}");
+    dir.write("bundle.pem", &server.get("/ca.pem", None).body, false);
+    let chain = openssl_in(dir.path(), ["storeutl", "-noout", "-text", "-certs", "bundle.pem"]);
+    let chain = chain.expect_success("the bundle");
+    assert_eq!(
+        chain.matches("NIST CURVE: P-384").count(),
+        2,
+        "root and intermediate: {chain}"
+    );
+    server.revoke(&admin, &b.id, "keyCompromise");
+    dir.write("crls.pem", &server.get("/crl.pem", None).body, false);
+    openssl_in(
+        dir.path(),
+        [
+            "verify",
+            "-x509_strict",
+            "-crl_check_all",
+            "-CAfile",
+            "bundle.pem",
+            "-CRLfile",
+            "crls.pem",
+            "a.crt",
+        ],
+    )
+    .expect_success("openssl verifies the P-384 chain and its CRLs");
+    let refused = openssl_in(
+        dir.path(),
+        [
+            "verify",
+            "-crl_check_all",
+            "-CAfile",
+            "bundle.pem",
+            "-CRLfile",
+            "crls.pem",
+            "b.crt",
+        ],
+    );
+    assert!(
+        !refused.success() && refused.combined().contains("certificate revoked"),
+        "{}",
+        refused.combined()
+    );
+}
