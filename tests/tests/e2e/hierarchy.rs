@@ -341,6 +341,7 @@ fn a_p384_installation_signs_with_sha384_and_its_chain_and_crls_verify() {
     let key_id = key["id"].as_str().expect("id");
     let a = server.issue_certificate(&admin, key_id, "client A", dir.path(), "a");
     let b = server.issue_certificate(&admin, key_id, "client B", dir.path(), "b");
+    assert!(a.cert.ends_with("a.crt"));
     let text = openssl_in(dir.path(), ["x509", "-in", "a.crt", "-noout", "-text"]);
     let text = text.expect_success("openssl x509");
     assert!(text.contains("ecdsa-with-SHA384"), "{text}");
