@@ -58,6 +58,8 @@ NOT_DESCRIBABLE = {
     "POST /api/v4/manage/mqtt-certificates/": "api_key_id must name an existing API key; csr_pem must hold a valid CSR",
     "POST /api/v4/manage/mqtt-certificates/revoke/": "ids or api_key_id, not both, and existing",
     "POST /api/v4/manage/mqtt-certificates/{id}/renew/": "csr_pem must hold a valid CSR",
+    "POST /api/v4/manage/ca/intermediates/": "common_name must be printable (no control characters, not blank)",
+    "POST /api/v4/manage/ca/{id}/import/": "certificate_pem and root_pem must chain, for the pending CA's own key",
     "POST /api/v4/manage/server-certificates/": "at least one of dns_names and ip_addresses; names must be valid DNS names",
     "POST /api/v4/manage/webhooks/": "the URL must be public (no SSRF), checked by resolving it",
     "PATCH /api/v4/manage/webhooks/{id}/": "the URL must be public (no SSRF), checked by resolving it",
