@@ -662,19 +662,11 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                 new_key(token_key.as_deref()),
                 &subject,
                 &config.public_url,
-                |root, pem| {
-                    crate::outbox::audit::system(
-                        AuditAction::CaIntermediateRequest,
-                        "ca",
-                        "",
-                        None,
-                        serde_json::json!({
-                            "common_name": subject.common_name,
-                            "signed_by": root.subject(),
-                            "fingerprint": pem::parse(pem.trim()).map(|p| fleetca_ca::fingerprint(p.contents())).unwrap_or_default(),
-                            "by": "fleetca ca intermediate --new",
-                        }),
-                    )
+                |mut details| {
+                    if let Some(fields) = details.as_object_mut() {
+                        fields.insert("by".into(), "fleetca ca intermediate --new".into());
+                    }
+                    crate::outbox::audit::system(AuditAction::CaIntermediateRequest, "ca", "", None, details)
                 },
                 fleetca_storage::now(),
             )

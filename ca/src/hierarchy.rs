@@ -152,13 +152,6 @@ impl Authority {
     }
 }
 
-/// A new intermediate's key (P-256, in memory) and its CSR (DER) for an outside root to
-/// sign: the CSR, and the key sealed under `master` for the database.
-pub fn new_intermediate_request(subject: &CaSubject, master: &crate::MasterKey) -> Result<(Vec<u8>, Vec<u8>), CaError> {
-    let key = crate::MemoryKey::generate_p256()?;
-    Ok((intermediate_csr(&key, subject)?, key.seal(master)?))
-}
-
 impl Authority {
     /// RFC 4210 §4.4's cross-certificate for a root rollover: `other`'s subject, key, subject
     /// key identifier and path length, certified by this root. With this the old root and

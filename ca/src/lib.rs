@@ -40,9 +40,7 @@ pub use authority::{
     Authority, CaSubject, ClaimProfile, ClientProfile, DeviceProfile, IssuedCertificate, ServerProfile,
 };
 pub use error::CaError;
-pub use hierarchy::{
-    IntermediateProfile, chain_for, intermediate_csr, issued_by, new_intermediate_request, same_subject,
-};
+pub use hierarchy::{IntermediateProfile, chain_for, intermediate_csr, issued_by, same_subject};
 pub use keys::{ACCEPTED_KEYS, GeneratedKey, KeyAlgorithm, PublicKey, generate_p256};
 pub use seal::MasterKey;
 pub use signer::{CaAlgorithm, CaKey, MemoryKey};

@@ -319,11 +319,6 @@ impl Token {
         }
     }
 
-    /// Why the last failure happened, for logs.
-    pub fn last_error(&self) -> Option<String> {
-        self.state.lock().ok().and_then(|s| s.last_error.clone())
-    }
-
     /// The error for a call made while the token is away; starts a reconnection when one is
     /// due.
     fn away(self: &Arc<Self>, state: &mut MutexGuard<'_, State>) -> CaError {
@@ -468,13 +463,6 @@ pub struct TokenKeyHandle {
     token: Arc<Token>,
     label: String,
     public: Vec<u8>,
-}
-
-impl TokenKeyHandle {
-    /// The key's label in its token.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
 }
 
 impl CaKey for TokenKeyHandle {

@@ -472,6 +472,25 @@ mod tests {
         (store, path)
     }
 
+    /// The audit record of a retirement (what it says is not under test here).
+    fn retire_record(_: i32) -> crate::NewAudit {
+        crate::NewAudit {
+            actor_id: None,
+            actor: "system".into(),
+            role: "system".into(),
+            action: "ca.retire".into(),
+            target_kind: "ca".into(),
+            target_id: String::new(),
+            enterprise: None,
+            request_id: None,
+            client_addr: None,
+            outcome: "success".into(),
+            details: serde_json::json!({}),
+            event: None,
+            ends_sessions: false,
+        }
+    }
+
     fn ca(role: &str, state: &str, parent_id: Option<i32>) -> super::NewCa {
         super::NewCa {
             role: role.into(),
@@ -513,21 +532,7 @@ mod tests {
                 (4, "active".to_owned())
             ]
         );
-        let audit = |_| crate::NewAudit {
-            actor_id: None,
-            actor: "system".into(),
-            role: "system".into(),
-            action: "ca.retire".into(),
-            target_kind: "ca".into(),
-            target_id: String::new(),
-            enterprise: None,
-            request_id: None,
-            client_addr: None,
-            outcome: "success".into(),
-            details: serde_json::json!({}),
-            event: None,
-            ends_sessions: false,
-        };
+        let audit = retire_record;
         // CA 2 signed a certificate valid for a year: both it and its root stay.
         store
             .conn()
@@ -607,21 +612,7 @@ mod tests {
             .unwrap();
         assert_eq!(third, 3);
         store.activate_authority(3, &[], now).await.unwrap();
-        let audit = |_| crate::NewAudit {
-            actor_id: None,
-            actor: "system".into(),
-            role: "system".into(),
-            action: "ca.retire".into(),
-            target_kind: "ca".into(),
-            target_id: String::new(),
-            enterprise: None,
-            request_id: None,
-            client_addr: None,
-            outcome: "success".into(),
-            details: serde_json::json!({}),
-            event: None,
-            ends_sessions: false,
-        };
+        let audit = retire_record;
         // CA 2 signed a certificate valid for a year: it stays retiring.
         store
             .conn()

@@ -230,6 +230,19 @@ pub struct IssuedCertificate {
     pub created: Value,
 }
 
+/// `fleetca --data-dir DATA <args>`: an offline command on a server's database (`fleetca ca
+/// …`, `fleetca renew …`), with every `FLEETCA_*` variable of the test's environment removed.
+pub fn offline(data: &Path, args: &[&str]) -> crate::process::Output {
+    let mut cmd = Command::new(binary());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FLEETCA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.arg("--data-dir").arg(data).args(args).env("NO_COLOR", "1");
+    crate::process::run(&mut cmd, Duration::from_secs(60))
+}
+
 /// Writes a file, mode 0600 when `private`.
 pub fn write_file(path: &Path, contents: &str, private: bool) {
     use std::io::Write;

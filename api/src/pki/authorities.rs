@@ -103,31 +103,7 @@ impl Authorities {
     /// and no active CA is needed. The issuing CA is then the active one, as stored.
     pub async fn load_lenient(store: &Store, keys: &Keys, public_url: &str) -> Result<Self, Error> {
         let rows = store.authorities().await?;
-        let mut cas = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (Some(role), Some(state)) = (CaRole::parse(&row.role), CaState::parse(&row.state)) else {
-                continue;
-            };
-            let authority = if state == CaState::Retired || row.certificate_pem.is_empty() {
-                None
-            } else {
-                keys.open(&row)
-                    .ok()
-                    .flatten()
-                    .and_then(|k| k.certified(&row.certificate_pem).ok())
-                    .map(Arc::new)
-            };
-            cas.push(Ca {
-                id: row.id,
-                role,
-                state,
-                parent_id: row.parent_id,
-                certificate_pem: row.certificate_pem,
-                authority,
-                crl_url: crl_url(public_url, row.id),
-                cross_pem: row.cross_pem,
-            });
-        }
+        let cas = read(rows, keys, public_url, false).map_err(Error::Internal)?;
         let issuing = cas
             .iter()
             .find(|c| c.state == CaState::Active)
@@ -141,34 +117,7 @@ impl Authorities {
     }
 
     fn from_rows(rows: Vec<CaRow>, keys: &Keys, public_url: &str) -> Result<Self, String> {
-        let mut cas = Vec::with_capacity(rows.len());
-        for row in rows {
-            let role = CaRole::parse(&row.role).ok_or_else(|| format!("CA {}: unknown role {:?}", row.id, row.role))?;
-            let state =
-                CaState::parse(&row.state).ok_or_else(|| format!("CA {}: unknown state {:?}", row.id, row.state))?;
-            let authority = if state == CaState::Retired || row.certificate_pem.is_empty() {
-                None
-            } else {
-                keys.open(&row)
-                    .and_then(|key| {
-                        key.map(|k| k.certified(&row.certificate_pem))
-                            .transpose()
-                            .map_err(|e| e.to_string())
-                    })
-                    .map_err(|e| format!("CA {}: {e}", row.id))?
-                    .map(Arc::new)
-            };
-            cas.push(Ca {
-                id: row.id,
-                role,
-                state,
-                parent_id: row.parent_id,
-                certificate_pem: row.certificate_pem,
-                authority,
-                crl_url: crl_url(public_url, row.id),
-                cross_pem: row.cross_pem,
-            });
-        }
+        let cas = read(rows, keys, public_url, true)?;
         let (issuing, issuer) = cas
             .iter()
             .filter(|c| c.state == CaState::Active)
@@ -404,6 +353,50 @@ impl Authorities {
             .filter(|c| c.publishes_crl())
             .filter_map(|c| c.authority.as_deref())
     }
+}
+
+/// The stored CAs, each with its key when fleetca holds it. `strict`: a row that does not
+/// read or a key that does not open fails the whole set (at start); otherwise the row is
+/// skipped, or the CA listed without its key (an admin's change while a token is away).
+fn read(rows: Vec<CaRow>, keys: &Keys, public_url: &str, strict: bool) -> Result<Vec<Ca>, String> {
+    let mut cas = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (role, state) = match (CaRole::parse(&row.role), CaState::parse(&row.state)) {
+            (Some(role), Some(state)) => (role, state),
+            _ if strict => {
+                return Err(format!(
+                    "CA {}: unknown role {:?} or state {:?}",
+                    row.id, row.role, row.state
+                ));
+            }
+            _ => continue,
+        };
+        let authority = if state == CaState::Retired || row.certificate_pem.is_empty() {
+            None
+        } else {
+            let opened = keys.open(&row).and_then(|key| {
+                key.map(|k| k.certified(&row.certificate_pem))
+                    .transpose()
+                    .map_err(|e| e.to_string())
+            });
+            match opened {
+                Ok(authority) => authority.map(Arc::new),
+                Err(e) if strict => return Err(format!("CA {}: {e}", row.id)),
+                Err(_) => None,
+            }
+        };
+        cas.push(Ca {
+            id: row.id,
+            role,
+            state,
+            parent_id: row.parent_id,
+            certificate_pem: row.certificate_pem,
+            authority,
+            crl_url: crl_url(public_url, row.id),
+            cross_pem: row.cross_pem,
+        });
+    }
+    Ok(cas)
 }
 
 /// Where CA keys are kept: sealed under the master key in the database, or in the PKCS#11

@@ -135,7 +135,7 @@ pub async fn certify_new(
     new_key: NewKey<'_>,
     subject: &CaSubject,
     public_url: &str,
-    audit: impl FnOnce(&Authority, &str) -> NewAudit,
+    audit: impl FnOnce(serde_json::Value) -> NewAudit,
     now: DateTime<Utc>,
 ) -> Result<i32, Error> {
     let cas = Authorities::load_lenient(store, keys, public_url).await?;
@@ -178,7 +178,12 @@ pub async fn certify_new(
         in_token: key.in_token,
         cross_pem: None,
     };
-    let record = audit(&root_ca, &certified.pem);
+    // What the audit record says of it; the caller adds who asked and how.
+    let record = audit(serde_json::json!({
+        "common_name": subject.common_name,
+        "signed_by": root_ca.subject(),
+        "fingerprint": certified.fingerprint,
+    }));
     Ok(store.add_authority(new, &[record], now).await?)
 }
 
@@ -419,20 +424,11 @@ impl CaAdmin {
                     key,
                     subject,
                     &self.public_url,
-                    |root, pem| {
-                        crate::outbox::audit::by(
-                            caller,
-                            AuditAction::CaIntermediateRequest,
-                            "ca",
-                            "",
-                            None,
-                            serde_json::json!({
-                                "common_name": subject.common_name,
-                                "signed_by": root.subject(),
-                                "fingerprint": pem::parse(pem.trim()).map(|p| fleetca_ca::fingerprint(p.contents())).unwrap_or_default(),
-                                "key": where_key,
-                            }),
-                        )
+                    |mut details| {
+                        if let Some(fields) = details.as_object_mut() {
+                            fields.insert("key".into(), where_key);
+                        }
+                        crate::outbox::audit::by(caller, AuditAction::CaIntermediateRequest, "ca", "", None, details)
                     },
                     now,
                 )

@@ -3,25 +3,14 @@
 //! it and issues from it. A mosquitto that trusts only the operator's root accepts
 //! fleetca's clients, and refuses one revoked on the intermediate's own CRL.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleetca_e2e::{Fleetca, Output, Scratch, binary, openssl_in, run, tool};
+use fleetca_e2e::{Fleetca, Scratch, openssl_in, run, tool};
 
 use crate::mosquitto::{assert_round_trip, broker_files, handshake, start_broker};
 
-/// `fleetca --data-dir DATA <args>`, an offline command on the server's database.
-fn fleetca(data: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(binary());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FLEETCA_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("--data-dir").arg(data).args(args).env("NO_COLOR", "1");
-    run(&mut cmd, Duration::from_secs(60))
-}
+use fleetca_e2e::offline as fleetca;
 
 #[test]
 fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_only_that_root_accepts() {

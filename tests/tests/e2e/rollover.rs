@@ -9,21 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleetca_e2e::{Fleetca, IssuedCertificate, Output, Scratch, binary, openssl_in, run, tool};
+use fleetca_e2e::{Fleetca, IssuedCertificate, Scratch, openssl_in, run, tool};
 
 use crate::mosquitto::{assert_round_trip, handshake, start_broker};
 
-/// `fleetca --data-dir DATA <args>`, an offline command on the server's database.
-fn fleetca(data: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(binary());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FLEETCA_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("--data-dir").arg(data).args(args).env("NO_COLOR", "1");
-    run(&mut cmd, Duration::from_secs(60))
-}
+use fleetca_e2e::offline as fleetca;
 
 /// Every start names its CRLs under one public URL, as a real installation does (each test
 /// server otherwise takes its own port's): a certificate's distribution point must stay the

@@ -4,11 +4,10 @@
 //! connection is refused, and a revoked certificate of every generation is refused in every
 //! round.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use fleetca_e2e::{Daemon, Fleetca, IssuedCertificate, Output, Scratch, binary, run, tool};
+use fleetca_e2e::{Daemon, Fleetca, IssuedCertificate, Scratch, tool};
 
 use crate::mosquitto::{handshake, publish, start_broker};
 
@@ -17,17 +16,7 @@ const CLIENTS: usize = 50;
 /// address, is also what the HTTPS listener's certificate names for `fleetca renew`).
 const PUBLIC: (&str, &str) = ("FLEETCA_PUBLIC_URL", "http://127.0.0.1:9");
 
-/// `fleetca --data-dir DATA <args>` (offline, or a client command with `FLEETCA_*` unset).
-fn fleetca(data: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(binary());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FLEETCA_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("--data-dir").arg(data).args(args).env("NO_COLOR", "1");
-    run(&mut cmd, Duration::from_secs(60))
-}
+use fleetca_e2e::offline as fleetca;
 
 struct Setup {
     dir: Scratch,
