@@ -493,9 +493,8 @@ impl Config {
             ca_validity_years: file.ca_validity_years.unwrap_or(20),
             ca_key_algorithm: match file.ca_key_algorithm.as_deref() {
                 None => fleetca_ca::CaAlgorithm::P256,
-                Some(name) => fleetca_ca::CaAlgorithm::parse(name).ok_or_else(|| {
-                    format!("ca_key_algorithm {name:?}: give p256 or p384 (RSA CA keys are not offered)")
-                })?,
+                Some(name) => fleetca_ca::CaAlgorithm::parse(name)
+                    .ok_or_else(|| format!("ca_key_algorithm {name:?}: give {}", fleetca_ca::CaAlgorithm::NAMES))?,
             },
             admin_enterprise: file.admin_enterprise.unwrap_or_else(|| "default".into()),
             crl_file: args.crl_file.clone().or(file.crl_file),

@@ -246,8 +246,8 @@ impl Authority {
     }
 
     pub(crate) fn from_parts(cert_der: Vec<u8>, key: Signer) -> Result<Self, CaError> {
-        if crate::CaAlgorithm::of(key.0.algorithm()).is_none() {
-            return Err(CaError::InvalidKey("a CA key must be ECDSA on P-256 or P-384".into()));
+        if crate::CaAlgorithm::of(&*key.0).is_none() {
+            return Err(CaError::InvalidKey(crate::keys::CA_KEYS.into()));
         }
         let (_, cert) = X509Certificate::from_der(&cert_der).map_err(|e| CaError::InvalidKey(e.to_string()))?;
         if cert.public_key().subject_public_key.data.as_ref() != key.0.public_key_raw() {
@@ -360,7 +360,7 @@ impl Authority {
 
     /// The CA key's algorithm.
     pub fn key_algorithm(&self) -> crate::CaAlgorithm {
-        crate::CaAlgorithm::of(self.issuer.key().0.algorithm()).unwrap_or_default()
+        crate::CaAlgorithm::of(&*self.issuer.key().0).unwrap_or_default()
     }
 
     /// Signs a TBSCertList (or anything else the CA signs by hand) with the CA's key.

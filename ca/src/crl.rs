@@ -219,12 +219,17 @@ impl Authority {
     /// is several times faster than [`Authority::sign_crl`], which encodes them all.
     pub fn sign_crl_encoded(&self, request: &CrlRequest<'_>, entries_der: &[u8]) -> Result<SignedCrl, CaError> {
         // The signature algorithm of the CA's key: ecdsa-with-SHA256 (P-256) or
-        // ecdsa-with-SHA384 (P-384), RFC 5758 §3.2, parameters absent.
-        const ECDSA_WITH_SHA256: [u8; 12] = [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
-        const ECDSA_WITH_SHA384: [u8; 12] = [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+        // ecdsa-with-SHA384 (P-384), RFC 5758 §3.2, parameters absent; sha256WithRSAEncryption
+        // (RSA), RFC 4055 §5, parameters NULL.
+        const ECDSA_WITH_SHA256: &[u8] = &[0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        const ECDSA_WITH_SHA384: &[u8] = &[0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+        const SHA256_WITH_RSA: &[u8] = &[
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+        ];
         let algorithm = match self.key_algorithm() {
             crate::CaAlgorithm::P256 => ECDSA_WITH_SHA256,
             crate::CaAlgorithm::P384 => ECDSA_WITH_SHA384,
+            crate::CaAlgorithm::Rsa3072 | crate::CaAlgorithm::Rsa4096 => SHA256_WITH_RSA,
         };
         let mut exts = Vec::with_capacity(128);
         // authorityKeyIdentifier: [0] keyIdentifier, equal to the CA certificate's SKI.
@@ -294,9 +299,10 @@ impl Authority {
             Some((&0, signature)) if end.is_empty() => signature,
             _ => return Err(bad("malformed signature")),
         };
-        let verification = match self.key_algorithm() {
+        let verification: &dyn ring::signature::VerificationAlgorithm = match self.key_algorithm() {
             crate::CaAlgorithm::P256 => &ring::signature::ECDSA_P256_SHA256_ASN1,
             crate::CaAlgorithm::P384 => &ring::signature::ECDSA_P384_SHA384_ASN1,
+            crate::CaAlgorithm::Rsa3072 | crate::CaAlgorithm::Rsa4096 => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
         };
         let key = ring::signature::UnparsedPublicKey::new(verification, self.public_key_raw());
         key.verify(tbs.0, signature).map_err(|_| bad("signature"))

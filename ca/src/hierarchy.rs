@@ -515,18 +515,33 @@ mod tests {
     /// the chain and refuses the leaf once the CRL is given.
     #[test]
     fn a_p384_hierarchy_signs_certificates_and_crls_with_sha384() {
+        hierarchy_of(crate::CaAlgorithm::P384, &["ecdsa-with-SHA384", "NIST CURVE: P-384"]);
+    }
+
+    /// The same of RSA keys, 3,072 and 4,096 bits, signing with sha256WithRSAEncryption.
+    #[test]
+    fn rsa_hierarchies_sign_certificates_and_crls_with_sha256_with_rsa() {
+        hierarchy_of(
+            crate::CaAlgorithm::Rsa3072,
+            &["sha256WithRSAEncryption", "Public-Key: (3072 bit)"],
+        );
+        hierarchy_of(
+            crate::CaAlgorithm::Rsa4096,
+            &["sha256WithRSAEncryption", "Public-Key: (4096 bit)"],
+        );
+    }
+
+    /// A root of `algorithm`, its intermediate, a leaf and a CRL that lists it, checked by
+    /// openssl: the intermediate's text shows each of `shown`, the chain verifies, the leaf
+    /// is refused once the CRL is given, and the CRL is signed with the first of `shown`.
+    fn hierarchy_of(algorithm: crate::CaAlgorithm, shown: &[&str]) {
         let now = Utc::now();
         let master = crate::MasterKey::generate().unwrap();
-        let root = Authority::create_root_with(
-            &subject("fleetca P-384 root"),
-            now,
-            Duration::days(3650),
-            crate::CaAlgorithm::P384,
-        )
-        .unwrap();
-        assert_eq!(root.key_algorithm(), crate::CaAlgorithm::P384);
+        let root =
+            Authority::create_root_with(&subject("fleetca test root"), now, Duration::days(3650), algorithm).unwrap();
+        assert_eq!(root.key_algorithm(), algorithm);
         let profile = IntermediateProfile {
-            subject: &subject("fleetca P-384 issuing CA"),
+            subject: &subject("fleetca test issuing CA"),
             validity: Duration::days(1825),
             crl_url: "http://x/root.crl",
         };
@@ -534,7 +549,7 @@ mod tests {
         let issuing = Authority::load(&certified.pem, &sealed, &master).unwrap();
         assert_eq!(
             issuing.key_algorithm(),
-            crate::CaAlgorithm::P384,
+            algorithm,
             "the intermediate takes the root's algorithm"
         );
         let client = ClientProfile {
@@ -564,7 +579,7 @@ mod tests {
             .unwrap();
         issuing.verify_crl_signature(&crl.der).unwrap();
 
-        let dir = std::env::temp_dir().join(format!("fleetca-p384-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("fleetca-{algorithm:?}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let write = |name: &str, text: &str| {
             let path = dir.join(name);
@@ -591,10 +606,7 @@ mod tests {
             "-text".as_ref(),
         ]);
         let text = String::from_utf8_lossy(&text.stdout).into_owned();
-        assert!(
-            text.contains("ecdsa-with-SHA384") && text.contains("NIST CURVE: P-384"),
-            "{text}"
-        );
+        assert!(shown.iter().all(|s| text.contains(s)), "{text}");
         let verify = |extra: &[&std::ffi::OsStr]| {
             let mut args: Vec<&std::ffi::OsStr> = vec![
                 "verify".as_ref(),
@@ -627,7 +639,8 @@ mod tests {
             "-noout".as_ref(),
             "-text".as_ref(),
         ]);
-        assert!(String::from_utf8_lossy(&crl_text.stdout).contains("ecdsa-with-SHA384"));
+        let crl_text = String::from_utf8_lossy(&crl_text.stdout).into_owned();
+        assert!(shown.first().is_some_and(|s| crl_text.contains(s)), "{crl_text}");
     }
 
     #[test]

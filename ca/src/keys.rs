@@ -30,6 +30,9 @@ pub enum KeyAlgorithm {
 /// What a CSR's key must be, in the words of its refusal.
 pub const ACCEPTED_KEYS: &str = "ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 8192 bits";
 
+/// What a CA key must be, in the words of its refusal.
+pub(crate) const CA_KEYS: &str = "a CA key must be ECDSA on P-256 or P-384, or RSA of 3072 or 4096 bits";
+
 /// A subject's public key, as X.509 carries it: the value of the SubjectPublicKeyInfo's BIT
 /// STRING (an uncompressed point, Ed25519's 32 bytes, or PKCS#1 `RSAPublicKey`) and its kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,17 +49,20 @@ impl PublicKey {
         Ok(Self::from_p256(&key))
     }
 
-    /// The public half of a CA key (P-256 or P-384), to certify it.
+    /// The public half of a CA key (P-256, P-384 or RSA), to certify it.
     pub fn of_ca_key(key: &dyn crate::CaKey) -> Result<Self, CaError> {
         let raw = key.public_key_raw();
-        match crate::CaAlgorithm::of(key.algorithm()) {
-            Some(crate::CaAlgorithm::P256) => Self::from_sec1(raw),
-            Some(crate::CaAlgorithm::P384) if raw.len() == 97 && raw.first() == Some(&0x04) => Ok(Self {
-                algorithm: KeyAlgorithm::P384,
-                bits: raw.to_vec(),
-            }),
-            _ => Err(CaError::InvalidKey("a CA key must be ECDSA on P-256 or P-384".into())),
-        }
+        let algorithm = match crate::CaAlgorithm::of(key) {
+            Some(crate::CaAlgorithm::P256) => return Self::from_sec1(raw),
+            Some(crate::CaAlgorithm::P384) if raw.len() == 97 && raw.first() == Some(&0x04) => KeyAlgorithm::P384,
+            Some(crate::CaAlgorithm::Rsa3072) => KeyAlgorithm::Rsa { bits: 3072 },
+            Some(crate::CaAlgorithm::Rsa4096) => KeyAlgorithm::Rsa { bits: 4096 },
+            _ => return Err(CaError::InvalidKey(CA_KEYS.into())),
+        };
+        Ok(Self {
+            algorithm,
+            bits: raw.to_vec(),
+        })
     }
 
     fn from_p256(key: &p256::PublicKey) -> Self {

@@ -64,8 +64,9 @@ impl CaKey for Box<dyn CaKey> {
 pub struct MemoryKey(KeyPair);
 
 /// The key algorithm of a CA fleetca makes: ECDSA on P-256 (the default) or P-384, signing
-/// with SHA-256 or SHA-384. (RSA CA keys are not offered: ring, which signs, cannot make
-/// them.)
+/// with SHA-256 or SHA-384, or RSA of 3,072 or 4,096 bits, signing with PKCS #1 v1.5 and
+/// SHA-256 (sha256WithRSAEncryption, what RSA CAs of the public web and of the IoT
+/// platforms sign with).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CaAlgorithm {
     /// ECDSA on P-256 with SHA-256.
@@ -73,14 +74,23 @@ pub enum CaAlgorithm {
     P256,
     /// ECDSA on P-384 with SHA-384.
     P384,
+    /// RSA of 3,072 bits, sha256WithRSAEncryption.
+    Rsa3072,
+    /// RSA of 4,096 bits, sha256WithRSAEncryption.
+    Rsa4096,
 }
 
 impl CaAlgorithm {
-    /// The settings' name: `p256` or `p384`.
+    /// Every algorithm, in the words of a refusal.
+    pub const NAMES: &'static str = "p256, p384, rsa3072 or rsa4096";
+
+    /// The settings' name: `p256`, `p384`, `rsa3072` or `rsa4096`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "p256" | "P-256" => Some(Self::P256),
             "p384" | "P-384" => Some(Self::P384),
+            "rsa3072" | "RSA-3072" => Some(Self::Rsa3072),
+            "rsa4096" | "RSA-4096" => Some(Self::Rsa4096),
             _ => None,
         }
     }
@@ -89,18 +99,44 @@ impl CaAlgorithm {
         match self {
             Self::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             Self::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Self::Rsa3072 | Self::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
         }
     }
 
-    /// The algorithm a key signs with, when it is one of these.
-    pub(crate) fn of(algorithm: &SignatureAlgorithm) -> Option<Self> {
+    /// The algorithm of a CA key, when it is one of these: its signature algorithm, and for
+    /// RSA the modulus's size (read from the public key, PKCS #1 `RSAPublicKey`).
+    pub(crate) fn of(key: &dyn CaKey) -> Option<Self> {
+        let algorithm = key.algorithm();
         if *algorithm == rcgen::PKCS_ECDSA_P256_SHA256 {
             Some(Self::P256)
         } else if *algorithm == rcgen::PKCS_ECDSA_P384_SHA384 {
             Some(Self::P384)
+        } else if *algorithm == rcgen::PKCS_RSA_SHA256 {
+            use rsa::pkcs1::DecodeRsaPublicKey;
+            use rsa::traits::PublicKeyParts;
+            let public = rsa::PublicKey::from_pkcs1_der(key.public_key_raw()).ok()?;
+            match public.size() * 8 {
+                3072 => Some(Self::Rsa3072),
+                4096 => Some(Self::Rsa4096),
+                _ => None,
+            }
         } else {
             None
         }
+    }
+
+    /// A new private key of this algorithm, PKCS #8 (for RSA, made by the `rsa` crate: ring
+    /// signs with RSA keys but cannot make them).
+    fn generate(self) -> Result<KeyPair, CaError> {
+        let bits = match self {
+            Self::P256 | Self::P384 => return Ok(KeyPair::generate_for(self.signature())?),
+            Self::Rsa3072 => 3072,
+            Self::Rsa4096 => 4096,
+        };
+        use rsa::pkcs8::EncodePrivateKey;
+        let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits).map_err(|_| CaError::Random)?;
+        let pkcs8 = key.to_pkcs8_der().map_err(|e| CaError::InvalidKey(e.to_string()))?;
+        KeyPair::try_from(pkcs8.as_bytes()).map_err(|e| CaError::InvalidKey(e.to_string()))
     }
 }
 
@@ -112,7 +148,7 @@ impl MemoryKey {
 
     /// A new key of `algorithm`.
     pub fn generate(algorithm: CaAlgorithm) -> Result<Self, CaError> {
-        Ok(Self(KeyPair::generate_for(algorithm.signature())?))
+        algorithm.generate().map(Self)
     }
 
     /// The key sealed under `master` (what [`CaKey::sealed`] returns for it).

@@ -110,7 +110,7 @@ class HttpResult:
 class Fleetca:
     """One fleetca process; `stop()` ends it and returns what its log says went wrong."""
 
-    def __init__(self, binary: Path, workdir: Path, database_url: str | None):
+    def __init__(self, binary: Path, workdir: Path, database_url: str | None, settings: str = ""):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = "adm-" + secrets.token_hex(24)
@@ -129,6 +129,10 @@ class Fleetca:
         )
         if database_url is not None:
             env["FLEETCA_DATABASE_URL"] = database_url
+        if settings:
+            config = workdir / "fleetca.toml"
+            config.write_text(settings)
+            env["FLEETCA_CONFIG"] = str(config)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -111,8 +111,10 @@ def pem_field(result, name: str) -> str:
     return value
 
 
-def check(server: Fleetca, workdir: Path) -> PkiReport:
-    """Issues the documents on `server`, lints them and verifies chains; writes them to workdir."""
+def check(server: Fleetca, workdir: Path, signature: str) -> PkiReport:
+    """Issues the documents on `server`, lints them and verifies chains; writes them to workdir.
+    `signature` is what openssl names the CAs' signature algorithm (their key's algorithm is
+    the installation's ca_key_algorithm)."""
     for tool in ("openssl", "lint_pkix_cert", "lint_crl", "lint_pkix_signer_signee_cert_chain"):
         require_tool(tool)
     report = PkiReport()
@@ -144,6 +146,10 @@ def check(server: Fleetca, workdir: Path) -> PkiReport:
             "POST /api/v4/manage/mqtt-certificates/: ca_certificate_pem + chain_pem differ from GET /ca.pem"
         )
     save("client.key", pem_field(made, "private_key_pem"))
+    for name, path in (("root", root), ("intermediate", intermediate), ("client", client)):
+        text = run(["openssl", "x509", "-in", str(path), "-noout", "-text"]).stdout
+        if f"Signature Algorithm: {signature}" not in text:
+            report.problems.append(f"the {name} certificate is not signed with {signature}:\n{text}")
 
     # CSRs for keys that never leave this directory: the kinds device stacks make.
     csr_certs: list[tuple[str, Path]] = []

@@ -43,11 +43,21 @@ def run_backend(backend: str, binary: Path, args) -> tuple[list[str], list[str]]
     try:
         if backend == "postgres":
             database = PostgresDatabase(os.environ["FLEETCA_TEST_POSTGRES_URL"], "pg")
-        banner(f"[{backend}] starting {binary} ({'database ' + database.name if database else 'SQLite'})")
-        server = Fleetca(binary, workdir, database.url if database else None)
+        # The PostgreSQL installation's CAs have RSA-3072 keys, so that pkilint and openssl see
+        # an RSA root, intermediate and CRLs beside the SQLite installation's P-256 ones.
+        algorithm = "rsa3072" if backend == "postgres" else "p256"
+        banner(
+            f"[{backend}] starting {binary} ({'database ' + database.name if database else 'SQLite'}, "
+            f"{algorithm} CAs)"
+        )
+        server = Fleetca(
+            binary, workdir, database.url if database else None, settings=f'ca_key_algorithm = "{algorithm}"\n'
+        )
 
         banner(f"[{backend}] pkilint and openssl verify")
-        pki = pki_lint.check(server, workdir / "pki")
+        pki = pki_lint.check(
+            server, workdir / "pki", "sha256WithRSAEncryption" if algorithm == "rsa3072" else "ecdsa-with-SHA256"
+        )
         for line in pki.info:
             print(f"  info (below {pki_lint.GATE}, not a failure): {line}")
         failures += [f"[{backend}] pkilint: {f}" for f in pki.findings]
@@ -71,7 +81,7 @@ def run_backend(backend: str, binary: Path, args) -> tuple[list[str], list[str]]
             f"warnings: {', '.join(f'{k} ({len(v)})' for k, v in fuzz.warnings.items()) or 'none'}"
         )
         summary.append(
-            f"[{backend}] pkilint: {pki.documents + after.documents} documents linted, "
+            f"[{backend}] pkilint ({algorithm} CAs): {pki.documents + after.documents} documents linted, "
             f"{len(pki.findings) + len(after.findings)} findings at {pki_lint.GATE} or above "
             f"({len(pki.info) + len(after.info)} below); openssl verify: {pki.verify_ok}/{pki.verify_runs} as expected; "
             f"{len(pki.problems)} other problems"

@@ -319,29 +319,39 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
 /// a revoked certificate is refused.
 #[test]
 fn a_p384_installation_signs_with_sha384_and_its_chain_and_crls_verify() {
+    installation_of("p384", "ecdsa-with-SHA384", "NIST CURVE: P-384");
+}
+
+/// The same with `ca_key_algorithm = "rsa4096"`: RSA CAs sign with sha256WithRSAEncryption.
+/// (The conformance run's PostgreSQL installation has RSA-3072 CAs, linted by pkilint.)
+#[test]
+fn an_rsa_installation_signs_with_sha256_with_rsa_and_its_chain_and_crls_verify() {
+    installation_of("rsa4096", "sha256WithRSAEncryption", "Public-Key: (4096 bit)");
+}
+
+/// An installation whose CAs have `algorithm` keys: its certificates are signed with
+/// `signature`, the bundle's two CAs show `key`, the chain and the CRLs verify, and a revoked
+/// certificate is refused.
+fn installation_of(algorithm: &str, signature: &str, key: &str) {
     tool("openssl");
     tool("curl");
-    let dir = Scratch::new("p384");
+    let dir = Scratch::new(algorithm);
     let data = dir.join("data");
-    let settings = dir.write("fleetca.toml", "ca_key_algorithm = \"p384\"\n", false);
+    let settings = dir.write("fleetca.toml", &format!("ca_key_algorithm = \"{algorithm}\"\n"), false);
     let server = Fleetca::start_with(&data, &["--config", settings.to_str().expect("UTF-8")], &[]);
     let admin = server.admin_token();
-    let key = server.create_api_key(&admin, "svc-p384", "nnn.acme");
-    let key_id = key["id"].as_str().expect("id");
+    let api_key = server.create_api_key(&admin, "svc-algorithm", "nnn.acme");
+    let key_id = api_key["id"].as_str().expect("id");
     let a = server.issue_certificate(&admin, key_id, "client A", dir.path(), "a");
     let b = server.issue_certificate(&admin, key_id, "client B", dir.path(), "b");
     assert!(a.cert.ends_with("a.crt"));
     let text = openssl_in(dir.path(), ["x509", "-in", "a.crt", "-noout", "-text"]);
     let text = text.expect_success("openssl x509");
-    assert!(text.contains("ecdsa-with-SHA384"), "{text}");
+    assert!(text.contains(signature), "{text}");
     dir.write("bundle.pem", &server.get("/ca.pem", None).body, false);
     let chain = openssl_in(dir.path(), ["storeutl", "-noout", "-text", "-certs", "bundle.pem"]);
     let chain = chain.expect_success("the bundle");
-    assert_eq!(
-        chain.matches("NIST CURVE: P-384").count(),
-        2,
-        "root and intermediate: {chain}"
-    );
+    assert_eq!(chain.matches(key).count(), 2, "root and intermediate: {chain}");
     server.revoke(&admin, &b.id, "keyCompromise");
     dir.write("crls.pem", &server.get("/crl.pem", None).body, false);
     openssl_in(
@@ -357,7 +367,7 @@ fn a_p384_installation_signs_with_sha384_and_its_chain_and_crls_verify() {
             "a.crt",
         ],
     )
-    .expect_success("openssl verifies the P-384 chain and its CRLs");
+    .expect_success("openssl verifies the chain and its CRLs");
     let refused = openssl_in(
         dir.path(),
         [
