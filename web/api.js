@@ -192,6 +192,7 @@ export const authorities = {
   add: (body) => post('/api/v4/manage/ca/intermediates/', body),
   import: (id, certificate_pem, root_pem) => post(`/api/v4/manage/ca/${enc(String(id))}/import/`, { certificate_pem, root_pem }),
   activate: (id) => post(`/api/v4/manage/ca/${enc(String(id))}/activate/`),
+  revoke: (id, reason) => post(`/api/v4/manage/ca/${enc(String(id))}/revoke/`, { reason }),
 };
 
 export const overview = {

@@ -224,6 +224,9 @@ impl Services {
                 },
                 public_url,
                 clock: clock.clone(),
+                loaded: cas.clone(),
+                changes: changes.clone(),
+                crl: crl.clone(),
             },
             overview: overview::OverviewService {
                 store,

@@ -340,6 +340,18 @@ pub enum CaCommand {
         /// The intermediate's id (`fleetca ca list`).
         id: i32,
     },
+    /// Revoke an intermediate (standing by, retiring or retired; not the issuing CA) and
+    /// every unexpired certificate it signed: its root's CRL lists it from the next start,
+    /// and it leaves the trust bundle.
+    Revoke {
+        /// The intermediate's id (`fleetca ca list`).
+        id: i32,
+        /// RFC 5280's reason: keyCompromise or cACompromise (its certificates are then
+        /// revoked with cACompromise), superseded, cessationOfOperation, affiliationChanged,
+        /// privilegeWithdrawn or unspecified.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 const INTERMEDIATE_HELP: &str = "Signing the CSR with openssl (the extensions an issuing intermediate needs):
@@ -779,16 +791,52 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             );
             crate::pki::rotation::activate(&opened.store, &opened.cas, id, record, fleetca_storage::now())
                 .await
-                .map_err(|e| match e {
-                    crate::support::Error::NotFound(_) => format!("no CA {id}"),
-                    other => field_errors(other),
-                })?;
+                .map_err(|e| ca_error(id, e))?;
             println!(
                 "CA {id} issues every new certificate from the next start of each instance: restart them all; the CA \
                  before it retires (its CRL stays published while certificates it signed are valid)"
             );
             Ok(())
         }
+        CaCommand::Revoke { id, reason } => {
+            let reason: fleetca_ca::crl::Reason = reason.parse().map_err(|_| {
+                let names: Vec<&str> = fleetca_ca::crl::Reason::ALL.iter().map(|r| r.name()).collect();
+                format!("--reason {reason:?}: give one of {}", names.join(", "))
+            })?;
+            let by = serde_json::json!({"by": "fleetca ca revoke"});
+            let leaves = crate::outbox::audit::revocations(
+                crate::outbox::audit::system(AuditAction::CertificateRevoke, "certificate", "", None, by),
+                crate::pki::rotation::leaf_reason(reason).name(),
+            );
+            let audit = |serial: &str| {
+                let details = serde_json::json!({"serial": serial, "reason": reason.name(), "by": "fleetca ca revoke"});
+                crate::outbox::audit::system(AuditAction::CaRevoke, "ca", &id.to_string(), None, details)
+            };
+            let now = fleetca_storage::now();
+            let revoked = crate::pki::rotation::revoke(&opened.store, &opened.cas, id, reason, audit, &leaves, now)
+                .await
+                .map_err(|e| ca_error(id, e))?;
+            println!(
+                "CA {id} (serial {}) is revoked, with {} certificates it signed. Restart every instance: {}, the \
+                 bundle leaves it out, and their CRLs list its certificates.",
+                revoked.serial,
+                revoked.certificates.len(),
+                if revoked.root_held {
+                    "its root's CRL then lists it"
+                } else {
+                    "its root is yours, so list its serial on your root's CRL"
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+/// What a CA command's failure says: "no CA {id}", or the problem.
+fn ca_error(id: i32, e: crate::support::Error) -> String {
+    match e {
+        crate::support::Error::NotFound(_) => format!("no CA {id}"),
+        other => field_errors(other),
     }
 }
 

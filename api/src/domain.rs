@@ -124,6 +124,9 @@ names! {
         Retiring = "retiring",
         /// Nothing it signed is valid any more.
         Retired = "retired",
+        /// An intermediate its root revoked: on the root's CRL, out of the trust bundle, every
+        /// certificate it signed revoked; its CRL is published while they are unexpired.
+        Revoked = "revoked",
     }
 }
 
@@ -144,6 +147,7 @@ names! {
         CaIntermediateImport = "ca.intermediate_import",
         CaIntermediateRequest = "ca.intermediate_request",
         CaRetire = "ca.retire",
+        CaRevoke = "ca.revoke",
         CaRootRollover = "ca.root_rollover",
         CanaryIssue = "canary.issue",
         CanaryRevoke = "canary.revoke",

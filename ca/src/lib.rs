@@ -61,6 +61,13 @@ pub fn validity(der: &[u8]) -> Option<(chrono::DateTime<chrono::Utc>, chrono::Da
     ))
 }
 
+/// The serial number of a DER certificate as lowercase hex (its INTEGER's content octets),
+/// if it parses.
+pub fn serial_hex(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(hex::encode(cert.raw_serial()))
+}
+
 /// The subject's common name of a PEM certificate (what a broker takes as the username of a
 /// certificate login), if it parses and has one.
 pub fn common_name(cert_pem: &str) -> Option<String> {

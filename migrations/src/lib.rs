@@ -27,6 +27,7 @@ mod m20261205_000001_partial_indexes;
 mod m20261206_000001_restore_repairs;
 mod m20261206_000002_hierarchy;
 mod m20261206_000003_token_keys;
+mod m20261206_000004_ca_revocation;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_restore_repairs::Migration),
             Box::new(m20261206_000002_hierarchy::Migration),
             Box::new(m20261206_000003_token_keys::Migration),
+            Box::new(m20261206_000004_ca_revocation::Migration),
         ]
     }
 }

@@ -270,8 +270,9 @@ impl Store {
             .collect())
     }
 
-    /// Retires every retiring CA of which no certificate is valid any more (nothing it signed
-    /// needs its CRL): it is no longer trusted, loaded or published. One transaction; one
+    /// Retires every retiring or revoked CA of which no certificate is valid any more (nothing
+    /// it signed needs its CRL): it is no longer trusted, loaded or published (a revoked one
+    /// stays on its root's CRL: its revocation time is kept). One transaction; one
     /// audit record per CA from `audit`. Returns the ids retired.
     pub async fn retire_spent(
         &self,
@@ -293,7 +294,8 @@ impl Store {
         loop {
             let more: Vec<i32> = rows
                 .iter()
-                .filter(|r| r.state == "retiring" && !spent.contains(&r.id) && !live.contains(&r.id))
+                .filter(|r| (r.state == "retiring" || r.state == "revoked") && !spent.contains(&r.id))
+                .filter(|r| !live.contains(&r.id))
                 .filter(|r| {
                     rows.iter()
                         .filter(|c| c.parent_id == Some(r.id) && c.id != r.id)
@@ -312,12 +314,58 @@ impl Store {
         CaEntity::update_many()
             .col_expr(CaCol::State, Expr::value("retired"))
             .filter(CaCol::Id.is_in(spent.clone()))
-            .filter(CaCol::State.eq("retiring"))
+            .filter(CaCol::State.is_in(["retiring", "revoked"]))
             .exec(&txn)
             .await?;
         let records: Vec<NewAudit> = spent.iter().map(|id| audit(*id)).collect();
         crate::rows::commit_audited(txn, &records, now).await?;
         Ok(spent)
+    }
+
+    /// Revokes the intermediate `id` (standing by, retiring or retired: never the issuing CA,
+    /// never a root) and, with `leaf_reason`, every unexpired certificate it signed that is not
+    /// revoked yet, in one transaction: audited by `audit` and the leaves' `records`.
+    /// Returns the certificates this revoked. A conflict when the CA may not be revoked (it
+    /// changed meanwhile).
+    pub async fn revoke_authority(
+        &self,
+        id: i32,
+        reason: &str,
+        leaf_reason: &str,
+        audit: NewAudit,
+        records: crate::certificates::RevocationRecords<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::Certificate>, StorageError> {
+        use crate::entity::certificates::{Column as CertCol, Entity as CertEntity};
+        let txn = self.write_txn().await?;
+        let updated = CaEntity::update_many()
+            .col_expr(CaCol::State, Expr::value("revoked"))
+            .col_expr(CaCol::RevokedAt, Expr::value(now))
+            .col_expr(CaCol::RevocationReason, Expr::value(reason))
+            .filter(CaCol::Id.eq(id))
+            .filter(CaCol::Role.eq("intermediate"))
+            .filter(CaCol::State.is_in(["standby", "retiring", "retired"]))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(StorageError::Conflict(format!(
+                "CA {id} is no longer an intermediate that may be revoked"
+            )));
+        }
+        let ids: Vec<uuid::Uuid> = CertEntity::find()
+            .select_only()
+            .column(CertCol::Id)
+            .filter(CertCol::IssuerId.eq(id))
+            .filter(CertCol::RevokedAt.is_null())
+            .filter(CertCol::NotAfter.gt(now))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let revoked = crate::certificates::revoke_in(&txn, &ids, leaf_reason, now).await?;
+        let mut all = vec![audit];
+        all.extend(records(&revoked));
+        crate::rows::commit_audited(txn, &all, now).await?;
+        Ok(revoked)
     }
 
     /// Takes the next CRL number of the CA `issuer` and records the CRL's dates, atomically,
@@ -438,6 +486,8 @@ async fn insert_ca(txn: &DatabaseTransaction, id: i32, ca: NewCa, now: DateTime<
         key_label: Set(ca.in_token.map(|(_, label)| label)),
         expiry_warned: Set(None),
         cross_pem: Set(ca.cross_pem),
+        revoked_at: Set(None),
+        revocation_reason: Set(None),
     }
     .insert(txn)
     .await

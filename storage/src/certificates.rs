@@ -240,24 +240,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let txn = self.write_txn().await?;
-        let mut revoked: Vec<Certificate> = certificates_for_update(&txn, ids)
-            .await?
-            .into_iter()
-            .filter(|c| c.revoked_at.is_none())
-            .collect();
-        for chunk in revoked.chunks(500) {
-            Certificates::update_many()
-                .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
-                .col_expr(Column::RevocationReason, sea_orm::sea_query::Expr::value(reason))
-                .filter(Column::Id.is_in(chunk.iter().map(|c| c.id)))
-                .filter(Column::RevokedAt.is_null())
-                .exec(&txn)
-                .await?;
-        }
-        for c in &mut revoked {
-            c.revoked_at = Some(now);
-            c.revocation_reason = Some(reason.to_owned());
-        }
+        let revoked = revoke_in(&txn, ids, reason, now).await?;
         crate::outbox::append(&txn, &records(&revoked), now).await?;
         txn.commit().await?;
         Ok(revoked)
@@ -370,6 +353,35 @@ impl Store {
 /// of the same ones (another request, a bulk revocation, another instance) waits and then
 /// finds them revoked, and each is decided, audited and answered once. SQLite's write lock
 /// already serialises the transactions.
+/// Revokes every certificate of `ids` not yet revoked, inside the caller's transaction;
+/// returns those it revoked.
+pub(crate) async fn revoke_in(
+    txn: &DatabaseTransaction,
+    ids: &[Uuid],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Certificate>, StorageError> {
+    let mut revoked: Vec<Certificate> = certificates_for_update(txn, ids)
+        .await?
+        .into_iter()
+        .filter(|c| c.revoked_at.is_none())
+        .collect();
+    for chunk in revoked.chunks(500) {
+        Certificates::update_many()
+            .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
+            .col_expr(Column::RevocationReason, sea_orm::sea_query::Expr::value(reason))
+            .filter(Column::Id.is_in(chunk.iter().map(|c| c.id)))
+            .filter(Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
+    }
+    for c in &mut revoked {
+        c.revoked_at = Some(now);
+        c.revocation_reason = Some(reason.to_owned());
+    }
+    Ok(revoked)
+}
+
 pub(crate) async fn certificates_for_update(
     txn: &DatabaseTransaction,
     ids: &[Uuid],

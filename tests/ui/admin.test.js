@@ -375,6 +375,21 @@ test('the CA page adds an intermediate of each kind, imports the one an outside 
   await page.getByTestId('ca-result').waitFor();
   assert.match(await page.getByTestId('ca-result').textContent(), /CA 4 stands by/);
   await screenshot(page, 'ca-rotation');
+
+  // CA 3 is revoked, with a reason (it signed nothing); the page says what follows.
+  await page.goto('/#/overview');
+  await page.getByTestId('nav-ca').click();
+  await page.getByTestId('ca-revoke-3').click();
+  await page.getByTestId('ca-revoke-reason').selectOption('superseded');
+  await page.getByTestId('dialog-confirm').click();
+  await page.getByTestId('ca-result').waitFor();
+  assert.match(await page.getByTestId('ca-result').textContent(), /CA 3 revoked, with 0 certificates/);
+  assert.match(await page.getByTestId('ca-next').textContent(), /root's CRL lists it now/);
+  await page.goto('/#/overview');
+  await page.getByTestId('nav-ca').click();
+  await page.getByTestId('ca-row-3').waitFor();
+  assert.match(await page.getByTestId('ca-state-3').textContent(), /^revoked/);
+  assert.equal(await page.getByTestId('ca-revoke-3').count(), 0, 'a revoked CA offers no revoke');
 });
 
 test('the account page changes the password, which then signs in', async () => {

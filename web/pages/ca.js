@@ -1,6 +1,7 @@
 // The certificate authority: subject, fingerprint, validity, and downloads of the CA
 // certificate and the CRL; every CA fleetca holds, and (admins) adding an intermediate,
-// importing the certificate an operator's root signed, and making one the issuing CA.
+// importing the certificate an operator's root signed, making one the issuing CA, and
+// revoking one.
 
 import * as api from '../api.js';
 import { h, mount, field, select, table, fmtDate, heading, secretField, confirmDialog, errorBox, downloadText } from '../ui.js';
@@ -23,8 +24,41 @@ function done(out, title, next, extra = []) {
   out.scrollIntoView({ block: 'nearest' });
 }
 
-/** The admin's actions on one CA row: import a pending one's certificate, activate a standby intermediate. */
+/** Revoking an intermediate (not the issuing one): it and everything it signed. */
+function revokeButton(c, out) {
+  return h('button', {
+    class: 'danger small', 'data-testid': `ca-revoke-${c.id}`,
+    onclick: async () => {
+      const reason = select({ name: 'reason', 'data-testid': 'ca-revoke-reason' }, [
+        ['keyCompromise', 'Its key may be known to someone else (keyCompromise)'],
+        ['superseded', 'Replaced by another intermediate (superseded)'],
+        ['cessationOfOperation', 'No longer used (cessationOfOperation)'],
+        ['unspecified', 'Unspecified'],
+      ], 'keyCompromise');
+      const data = await confirmDialog({
+        title: `Revoke CA ${c.id} and every certificate it signed?`,
+        content: [
+          h('p', null, 'Every unexpired certificate it signed is revoked at once and its live sessions end; its root\'s CRL lists it. This cannot be undone.'),
+          field('Reason', reason),
+        ],
+        confirmLabel: 'Revoke the CA',
+        danger: true,
+      });
+      if (!data) return;
+      try {
+        const res = await api.authorities.revoke(c.id, data.get('reason'));
+        done(out, `CA ${res.id} revoked, with ${res.certificates_revoked} certificates`, res.next);
+      } catch (err) {
+        mount(out, errorBox(err, LABELS));
+      }
+    },
+  }, 'Revoke…');
+}
+
+/** The admin's actions on one CA row: import a pending one's certificate, activate a standby intermediate, revoke an intermediate that does not issue. */
 function rowActions(c, out) {
+  const revocable = c.role === 'intermediate' && ['standby', 'retiring', 'retired'].includes(c.state);
+  const revoke = revocable ? revokeButton(c, out) : null;
   if (c.state === 'pending') {
     return h('button', {
       class: 'secondary small', 'data-testid': `ca-import-${c.id}`,
@@ -51,7 +85,7 @@ function rowActions(c, out) {
     }, 'Import certificate…');
   }
   if (c.state === 'standby' && c.role === 'intermediate') {
-    return h('button', {
+    return [h('button', {
       class: 'secondary small', 'data-testid': `ca-activate-${c.id}`,
       onclick: async () => {
         const ok = await confirmDialog({
@@ -68,9 +102,9 @@ function rowActions(c, out) {
           mount(out, errorBox(err, LABELS));
         }
       },
-    }, 'Make issuing CA…');
+    }, 'Make issuing CA…'), ' ', revoke];
   }
-  return null;
+  return revoke;
 }
 
 /** The admin's form that adds an issuing intermediate. */

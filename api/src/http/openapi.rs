@@ -24,7 +24,7 @@ use crate::pki::http::{authorities, certificates, claims, est};
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
         certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::revoke_many, certificates::renew,
         claims::create, claims::list, claims::get, claims::revoke,
-        authorities::add, authorities::import, authorities::activate,
+        authorities::add, authorities::import, authorities::activate, authorities::revoke,
         audit::list,
         webhooks::create, webhooks::list, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate_secret,
         webhooks::test, webhooks::deliveries, webhooks::redeliver,

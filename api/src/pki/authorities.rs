@@ -35,6 +35,8 @@ pub struct Ca {
     pub crl_url: String,
     /// A root's cross-certificates with the root before it (PEM, RFC 4210 §4.4).
     pub cross_pem: Option<String>,
+    /// When its root revoked it, and why (RFC 5280's reason name).
+    pub revoked: Option<(DateTime<Utc>, String)>,
 }
 
 impl Ca {
@@ -47,7 +49,17 @@ impl Ca {
     /// Whether fleetca publishes its CRL: it holds the key and certificates it signed may
     /// still be valid.
     pub fn publishes_crl(&self) -> bool {
-        self.authority.is_some() && matches!(self.state, CaState::Active | CaState::Standby | CaState::Retiring)
+        self.authority.is_some()
+            && matches!(
+                self.state,
+                CaState::Active | CaState::Standby | CaState::Retiring | CaState::Revoked
+            )
+    }
+
+    /// Whether it is trusted: in the bundle, its chain served (neither retired nor revoked,
+    /// and it has a certificate).
+    pub fn trusted(&self) -> bool {
+        !matches!(self.state, CaState::Retired | CaState::Revoked) && !self.certificate_pem.is_empty()
     }
 }
 
@@ -137,6 +149,7 @@ impl Authorities {
             authority: Some(ca.clone()),
             crl_url: crl_url(public_url, 1),
             cross_pem: None,
+            revoked: None,
         };
         Self {
             cas: vec![only.clone()],
@@ -281,7 +294,7 @@ impl Authorities {
     /// CA and of the new one both verify against it, and so does a client that presents only
     /// its own certificate (the intermediate is in the bundle).
     pub fn bundle_pem(&self) -> String {
-        let live = |c: &&Ca| c.state != CaState::Retired && !c.certificate_pem.is_empty();
+        let live = |c: &&Ca| c.trusted();
         let roots = self.cas.iter().filter(live).filter(|c| c.role == CaRole::Root);
         let intermediates = self.cas.iter().filter(live).filter(|c| c.role == CaRole::Intermediate);
         let mut bundle: String = roots.map(|c| c.certificate_pem.as_str()).collect();
@@ -294,7 +307,7 @@ impl Authorities {
     pub fn certificates_der(&self) -> Vec<Vec<u8>> {
         self.cas
             .iter()
-            .filter(|c| c.state != CaState::Retired && !c.certificate_pem.is_empty())
+            .filter(|c| c.trusted())
             .map(|c| c.certificate_pem.clone())
             .chain(self.live_crosses())
             .filter_map(|text| pem::parse(text.trim()).ok())
@@ -307,7 +320,7 @@ impl Authorities {
     pub fn expiries(&self) -> Vec<fleetca_storage::authority::CaExpiry> {
         self.cas
             .iter()
-            .filter(|c| c.state != CaState::Retired)
+            .filter(|c| c.trusted())
             .filter_map(|c| {
                 let (subject, not_after) = c.facts()?;
                 Some(fleetca_storage::authority::CaExpiry {
@@ -350,7 +363,7 @@ impl Authorities {
     fn signers(&self) -> impl Iterator<Item = &Authority> {
         std::iter::once(self.issuing())
             .chain(self.cas.iter().filter(|c| c.id != self.issuing().id))
-            .filter(|c| c.publishes_crl())
+            .filter(|c| c.publishes_crl() && c.state != CaState::Revoked)
             .filter_map(|c| c.authority.as_deref())
     }
 }
@@ -381,7 +394,9 @@ fn read(rows: Vec<CaRow>, keys: &Keys, public_url: &str, strict: bool) -> Result
             });
             match opened {
                 Ok(authority) => authority.map(Arc::new),
-                Err(e) if strict => return Err(format!("CA {}: {e}", row.id)),
+                // A revoked CA's key may be gone on purpose (destroyed after a compromise):
+                // then its CRL is not published, and nothing else needs it.
+                Err(e) if strict && state != CaState::Revoked => return Err(format!("CA {}: {e}", row.id)),
                 Err(_) => None,
             }
         };
@@ -394,6 +409,7 @@ fn read(rows: Vec<CaRow>, keys: &Keys, public_url: &str, strict: bool) -> Result
             authority,
             crl_url: crl_url(public_url, row.id),
             cross_pem: row.cross_pem,
+            revoked: row.revoked_at.map(|at| (at, row.revocation_reason.unwrap_or_default())),
         });
     }
     Ok(cas)
@@ -568,6 +584,8 @@ mod tests {
             key_label: None,
             expiry_warned: None,
             cross_pem: None,
+            revoked_at: None,
+            revocation_reason: None,
         }
     }
 

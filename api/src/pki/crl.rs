@@ -78,6 +78,15 @@ impl Entry {
     }
 }
 
+/// The entry of an intermediate its root revoked, for the root's CRL (none for a CA that
+/// is not revoked, or whose certificate does not read).
+fn revoked_ca_entry(ca: &crate::pki::authorities::Ca) -> Option<Entry> {
+    let (at, reason) = ca.revoked.as_ref()?;
+    let der = pem::parse(ca.certificate_pem.trim()).ok()?.into_contents();
+    let (_, not_after) = fleetca_ca::validity(&der)?;
+    Entry::new(&fleetca_ca::serial_hex(&der)?, *at, Some(reason), not_after)
+}
+
 /// Where and how CRLs are published.
 #[derive(Clone, Debug)]
 pub struct CrlSettings {
@@ -156,9 +165,13 @@ struct Published {
 }
 
 impl Published {
-    fn new(revoked: Vec<Entry>) -> Self {
+    fn new(mut revoked: Vec<Entry>) -> Self {
+        // A serial read twice (a revoked intermediate also restored from the published
+        // record) is listed once.
+        let mut serials = HashSet::with_capacity(revoked.len());
+        revoked.retain(|e| serials.insert(e.entry.serial.clone()));
         Self {
-            serials: revoked.iter().map(|e| e.entry.serial.clone()).collect(),
+            serials,
             encoded: Arc::new(revoked.iter().flat_map(|e| encode_revoked_entry(&e.entry)).collect()),
             revoked,
             covered: 0,
@@ -207,6 +220,12 @@ impl CrlPublisher {
         {
             if let Some(e) = Entry::new(&r.serial, r.revoked_at, Some(&r.reason), r.not_after) {
                 revoked.entry(r.issuer_id).or_default().push(e);
+            }
+        }
+        // Intermediates their root revoked, on the root's CRL.
+        for ca in authorities.all() {
+            if let (Some(parent), Some(entry)) = (ca.parent_id, revoked_ca_entry(ca)) {
+                revoked.entry(parent).or_default().push(entry);
             }
         }
         let issuers = signers
@@ -281,18 +300,33 @@ impl CrlPublisher {
     /// Adds revoked certificates and returns once CRLs listing them are published (each on
     /// the CRL of the CA that signed it).
     pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), Error> {
+        let entries = certs.filter_map(|c| {
+            let entry = c
+                .revoked_at
+                .and_then(|at| Entry::new(&c.serial, at, c.revocation_reason.as_deref(), c.not_after))?;
+            Some((c.issuer_id, entry))
+        });
+        self.add_entries(entries).await
+    }
+
+    /// Adds an intermediate its root revoked to the root's CRL and returns once it is
+    /// published (nothing, when this instance does not publish that root's CRL).
+    pub async fn add_ca_revocation(&self, ca: &crate::pki::authorities::Ca) -> Result<(), Error> {
+        let (Some(parent), Some(entry)) = (ca.parent_id, revoked_ca_entry(ca)) else {
+            return Ok(());
+        };
+        self.add_entries(std::iter::once((parent, entry))).await
+    }
+
+    /// Adds entries, each for the CRL of the CA whose id it comes with, and returns once CRLs
+    /// listing them are published.
+    async fn add_entries(&self, entries: impl Iterator<Item = (i32, Entry)>) -> Result<(), Error> {
         let mut by_issuer: Vec<(&IssuerCrl, Vec<Entry>)> = Vec::new();
-        for c in certs {
-            let Some(issuer) = self.issuers.iter().find(|i| i.id == c.issuer_id) else {
+        for (issuer_id, entry) in entries {
+            let Some(issuer) = self.issuers.iter().find(|i| i.id == issuer_id) else {
                 // A CA this process does not publish for: one added since it started (every
                 // instance restarts after `fleetca ca` changes), or one retired.
-                tracing::warn!(ca = c.issuer_id, serial = %c.serial, "a revocation of a CA whose CRL this instance does not publish; restart it to publish that CA's CRL");
-                continue;
-            };
-            let Some(entry) = c
-                .revoked_at
-                .and_then(|at| Entry::new(&c.serial, at, c.revocation_reason.as_deref(), c.not_after))
-            else {
+                tracing::warn!(ca = issuer_id, serial = %hex::encode(&entry.entry.serial), "a revocation of a CA whose CRL this instance does not publish; restart it to publish that CA's CRL");
                 continue;
             };
             match by_issuer.iter_mut().find(|(i, _)| i.id == issuer.id) {

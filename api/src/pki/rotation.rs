@@ -332,6 +332,91 @@ pub async fn activate(
     Ok(store.activate_authority(id, &[audit], now).await?)
 }
 
+/// What [`revoke`] did.
+pub struct Revoked {
+    /// The intermediate, as it now stands.
+    pub ca: super::authorities::Ca,
+    /// Its serial (lowercase hex), as its root's CRL lists it.
+    pub serial: String,
+    /// The unexpired certificates it signed that this revoked.
+    pub certificates: Vec<fleetca_storage::Certificate>,
+    /// Whether fleetca signs its root's CRL; when not, the operator's root must list it.
+    pub root_held: bool,
+}
+
+/// What the certificates of a revoked intermediate are revoked with: `cACompromise` when
+/// its key is compromised (RFC 5280 §5.3.1), else the intermediate's own reason.
+pub fn leaf_reason(reason: fleetca_ca::crl::Reason) -> fleetca_ca::crl::Reason {
+    use fleetca_ca::crl::Reason;
+    match reason {
+        Reason::KeyCompromise | Reason::CaCompromise => Reason::CaCompromise,
+        other => other,
+    }
+}
+
+/// Revokes intermediate `id` — standing by, retiring or retired; never the issuing CA nor a
+/// root — and every unexpired certificate it signed ([`leaf_reason`]), in one transaction,
+/// audited by `audit` (given the intermediate's serial) and `leaves`. Its root's CRL lists
+/// it from then on, the bundle leaves it out, and its own CRL, listing its certificates, is
+/// published while they are unexpired.
+pub async fn revoke(
+    store: &Store,
+    cas: &Authorities,
+    id: i32,
+    reason: fleetca_ca::crl::Reason,
+    audit: impl FnOnce(&str) -> NewAudit,
+    leaves: fleetca_storage::certificates::RevocationRecords<'_>,
+    now: DateTime<Utc>,
+) -> Result<Revoked, Error> {
+    let ca = cas.all().iter().find(|c| c.id == id).ok_or(Error::NotFound("CA"))?;
+    match (ca.role, ca.state) {
+        (CaRole::Root, _) => {
+            return Err(Error::Conflict(format!(
+                "CA {id} is a root: a root is not revoked but rolled over (fleetca ca root), and retires once nothing depends on it"
+            )));
+        }
+        (_, CaState::Active) => {
+            return Err(Error::Conflict(format!(
+                "CA {id} issues every new certificate: add and activate another intermediate first (and restart every instance), then revoke this one"
+            )));
+        }
+        (_, CaState::Pending) => {
+            return Err(Error::Conflict(format!(
+                "CA {id} has no certificate yet, so there is nothing to revoke"
+            )));
+        }
+        (_, CaState::Revoked) => return Err(Error::Conflict(format!("CA {id} is revoked already"))),
+        _ => {}
+    }
+    let serial = pem::parse(ca.certificate_pem.trim())
+        .ok()
+        .and_then(|p| fleetca_ca::serial_hex(p.contents()))
+        .ok_or_else(|| Error::Internal(format!("CA {id}'s stored certificate does not read")))?;
+    let root_held = ca
+        .parent_id
+        .and_then(|p| cas.all().iter().find(|c| c.id == p))
+        .is_some_and(|root| root.authority.is_some());
+    let certificates = store
+        .revoke_authority(
+            id,
+            reason.name(),
+            leaf_reason(reason).name(),
+            audit(&serial),
+            leaves,
+            now,
+        )
+        .await?;
+    let mut ca = ca.clone();
+    ca.state = CaState::Revoked;
+    ca.revoked = Some((now, reason.name().to_owned()));
+    Ok(Revoked {
+        ca,
+        serial,
+        certificates,
+        root_held,
+    })
+}
+
 /// An intermediate's name: the operator's (at most 64 characters, RFC 5280's upper bound for
 /// a common name), or "fleetca issuing CA" and the date and time.
 pub fn intermediate_subject(
@@ -389,6 +474,12 @@ pub struct CaAdmin {
     pub keys: Keys,
     pub public_url: String,
     pub clock: Arc<dyn crate::support::clock::Clock>,
+    /// The CAs this instance started with (the one it issues from among them).
+    pub loaded: Arc<Authorities>,
+    /// Where a revocation goes at once: the caches, sessions and CRLs here and on the other
+    /// instances, and this instance's CRL of a revoked intermediate's root.
+    pub changes: Arc<crate::outbox::changes::Changes>,
+    pub crl: Arc<super::crl::CrlPublisher>,
 }
 
 impl CaAdmin {
@@ -524,5 +615,46 @@ impl CaAdmin {
         // The CAs as stored now (one added since this instance started included).
         let cas = Authorities::load_lenient(&self.store, &self.keys, &self.public_url).await?;
         activate(&self.store, &cas, id, record, self.clock.now()).await
+    }
+
+    /// Revokes intermediate `id` and every unexpired certificate it signed, audited; returns
+    /// once this instance's CRLs list them (the root's too, when fleetca holds the root) and
+    /// live sessions of those certificates are being ended.
+    pub async fn revoke(
+        &self,
+        caller: &crate::domain::Principal,
+        id: i32,
+        reason: fleetca_ca::crl::Reason,
+    ) -> Result<Revoked, Error> {
+        if self.loaded.issuing().id == id {
+            return Err(Error::Conflict(format!(
+                "CA {id} issues every new certificate on this instance until it restarts: activate another intermediate, restart every instance, then revoke it"
+            )));
+        }
+        let cas = Authorities::load_lenient(&self.store, &self.keys, &self.public_url).await?;
+        let leaves = crate::outbox::audit::revoked_by(caller, None, leaf_reason(reason).name());
+        let revoked = revoke(
+            &self.store,
+            &cas,
+            id,
+            reason,
+            |serial| {
+                crate::outbox::audit::by(
+                    caller,
+                    crate::domain::AuditAction::CaRevoke,
+                    "ca",
+                    &id.to_string(),
+                    None,
+                    serde_json::json!({"serial": serial, "reason": reason.name()}),
+                )
+            },
+            &leaves,
+            self.clock.now(),
+        )
+        .await?;
+        self.changes.revoked(&revoked.certificates).await?;
+        self.crl.add_ca_revocation(&revoked.ca).await?;
+        tracing::warn!(ca = id, serial = %revoked.serial, %reason, certificates = revoked.certificates.len(), by = %caller.username, "intermediate CA revoked");
+        Ok(revoked)
     }
 }

@@ -186,3 +186,91 @@ async fn bad_requests_to_add_a_ca_are_refused_and_a_loop_cannot_fill_the_databas
         "{problem}"
     );
 }
+
+/// An admin revokes an intermediate that stands by: its root's CRL lists it at once, it
+/// leaves the trust bundle, and the revocation is audited with the CA's id. The issuing CA,
+/// a root, a CA that is revoked already or does not exist, and a reason RFC 5280 does not
+/// name are refused, each saying why; a manager may not.
+#[actix_web::test]
+async fn an_admin_revokes_a_standby_intermediate_and_its_root_lists_it_at_once() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post(
+            ADD,
+            &app.admin,
+            json!({"signed_by": "fleetca", "common_name": "Acme issuing CA 2"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (_, manager) = app.user("mgr", false, "acme", Some("manager")).await;
+    let revoke = "/api/v4/manage/ca/3/revoke/";
+    assert_problem(
+        &app.post(revoke, &manager, json!({"reason": "keyCompromise"})).await,
+        403,
+    );
+    assert_field_error(
+        &app.post(revoke, &app.admin, json!({"reason": "stolen"})).await,
+        "reason",
+    );
+    assert_problem(&app.post(revoke, &app.admin, json!({})).await, 400);
+    for (id, says) in [(1, "rolled over"), (2, "issues every new certificate")] {
+        let r = app
+            .post(
+                &format!("/api/v4/manage/ca/{id}/revoke/"),
+                &app.admin,
+                json!({"reason": "keyCompromise"}),
+            )
+            .await;
+        let problem = assert_problem(&r, 409);
+        assert!(problem["detail"].as_str().unwrap().contains(says), "{problem}");
+    }
+    assert_problem(
+        &app.post(
+            "/api/v4/manage/ca/99/revoke/",
+            &app.admin,
+            json!({"reason": "superseded"}),
+        )
+        .await,
+        404,
+    );
+
+    let r = app.post(revoke, &app.admin, json!({"reason": "keyCompromise"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["certificates_revoked"], 0, "it signed nothing");
+    assert_eq!(r.body["listed_by_root"], true);
+    let serial = r.body["serial"].as_str().unwrap().to_owned();
+    let again = app.post(revoke, &app.admin, json!({"reason": "keyCompromise"})).await;
+    assert!(
+        assert_problem(&again, 409)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("revoked already"),
+        "{}",
+        again.body
+    );
+
+    // The root's CRL (CA 1) lists it with its reason, signed by the root.
+    let crl = app.send("GET", "/crl.der", None, None).await;
+    assert_eq!(crl.status, 200);
+    let (_, parsed) = x509_parser::parse_x509_crl(&crl.raw).unwrap();
+    let listed: Vec<(String, Option<String>)> = parsed
+        .iter_revoked_certificates()
+        .map(|e| {
+            let reason = e.reason_code().map(|(_, r)| r.to_string());
+            (hex::encode(e.raw_serial()), reason)
+        })
+        .collect();
+    assert!(
+        listed
+            .iter()
+            .any(|(s, r)| *s == serial && r.as_deref() == Some("KeyCompromise")),
+        "{listed:?} lacks {serial}"
+    );
+
+    let audit = app.get("/api/v4/manage/audit/?action=ca.revoke", &app.admin).await;
+    let records = audit.body["results"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{}", audit.body);
+    assert_eq!(records[0]["target_id"], "3");
+    assert_eq!(records[0]["details"]["serial"], serial);
+    assert_eq!(records[0]["details"]["reason"], "keyCompromise");
+}

@@ -11,7 +11,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// `root` or `intermediate`.
     pub role: String,
-    /// `active`, `pending`, `standby`, `retiring` or `retired` (see the migration).
+    /// `active`, `pending`, `standby`, `retiring`, `retired` or `revoked` (see the
+    /// migrations).
     pub state: String,
     /// The CA that signed this one.
     pub parent_id: Option<i32>,
@@ -26,6 +27,9 @@ pub struct Model {
     /// A new root's cross-certificates with the root before it (PEM: new with old, old
     /// with new).
     pub cross_pem: Option<String>,
+    /// When its root revoked it (an intermediate), and why (RFC 5280's reason name).
+    pub revoked_at: Option<DateTimeUtc>,
+    pub revocation_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -386,3 +386,97 @@ fn installation_of(algorithm: &str, signature: &str, key: &str) {
         refused.combined()
     );
 }
+
+/// An intermediate whose key is compromised, after the issuing CA moved on: the admin API
+/// revokes it and every certificate it signed (`cACompromise`). Its root's CRL lists it at
+/// once and after a restart, `openssl verify -crl_check_all` refuses a certificate it signed
+/// with the CRLs fleetca now publishes, and from the restart the bundle leaves it out.
+#[test]
+fn a_compromised_intermediate_is_revoked_with_everything_it_signed() {
+    tool("openssl");
+    let dir = Scratch::new("revoke-ca");
+    let data = dir.join("data");
+    // One public URL across restarts: the CRLs' scope (their distribution point) is the
+    // same as the certificates'.
+    let start = || Fleetca::start_with(&data, &["--public-url", "http://fleetca.test"], &[]);
+    let mut server = start();
+    let admin = server.admin_token();
+    let key = server.create_api_key(&admin, "svc-revoke-ca", "nnn.acme");
+    let key_id = key["id"].as_str().expect("id");
+    let a = server.issue_certificate(&admin, key_id, "client A", dir.path(), "a");
+    let old_bundle = server.get("/ca.pem", None).body;
+    dir.write("old-bundle.pem", &old_bundle, false);
+    let ca2 = a.created["chain_pem"].as_str().expect("chain_pem").to_owned();
+    dir.write("ca2.pem", &ca2, false);
+    server.stop(Duration::from_secs(10));
+
+    // The README's rotation: a new intermediate, a start (its CRL published), activation, a
+    // start that issues from it. CA 2 signed A, so it retires rather than retired.
+    fleetca(&data, &["ca", "intermediate", "--new"]).expect_success("fleetca ca intermediate --new");
+    start().stop(Duration::from_secs(10));
+    fleetca(&data, &["ca", "activate", "3"]).expect_success("fleetca ca activate 3");
+    let mut server = start();
+    let refused = server.post(
+        "/api/v4/manage/ca/3/revoke/",
+        Some(&admin),
+        &serde_json::json!({"reason": "keyCompromise"}),
+    );
+    assert_eq!(refused.status, 409, "the issuing CA was revoked: {}", refused.body);
+
+    let revoked = server
+        .post(
+            "/api/v4/manage/ca/2/revoke/",
+            Some(&admin),
+            &serde_json::json!({"reason": "keyCompromise"}),
+        )
+        .expect_json(200, "revoking CA 2");
+    assert_eq!(revoked["certificates_revoked"], 1, "{revoked}");
+    assert_eq!(revoked["listed_by_root"], true, "{revoked}");
+    let serial = revoked["serial"].as_str().expect("serial").to_owned();
+    let record = server
+        .get(&format!("/api/v4/manage/mqtt-certificates/{}/", a.id), Some(&admin))
+        .expect_json(200, "A");
+    assert_eq!(record["status"], "revoked", "{record}");
+    assert_eq!(record["reason"], "cACompromise", "{record}");
+
+    let root_lists = |server: &Fleetca, when: &str| {
+        dir.write("crls.pem", &server.get("/crl.pem", None).body, false);
+        let text = openssl_in(dir.path(), ["crl", "-in", "crls.pem", "-noout", "-text"]);
+        let text = text.expect_success("the root's CRL");
+        assert!(
+            text.to_lowercase().replace(':', "").contains(&serial.to_lowercase()),
+            "{when}: the root's CRL does not list {serial}:\n{text}"
+        );
+    };
+    root_lists(&server, "at once");
+    // With the bundle a broker loaded before, and the CRLs now: A is refused.
+    let verify = openssl_in(
+        dir.path(),
+        [
+            "verify",
+            "-crl_check_all",
+            "-CAfile",
+            "old-bundle.pem",
+            "-CRLfile",
+            "crls.pem",
+            "a.crt",
+        ],
+    );
+    assert!(
+        !verify.success() && verify.combined().contains("certificate revoked"),
+        "{}",
+        verify.combined()
+    );
+    server.stop(Duration::from_secs(10));
+
+    let list = fleetca(&data, &["ca", "list"]);
+    let listed = list.expect_success("fleetca ca list");
+    assert!(
+        listed.lines().any(|l| l.starts_with("2 ") && l.contains("revoked")),
+        "{listed}"
+    );
+    let server = start();
+    root_lists(&server, "after a restart");
+    let bundle = server.get("/ca.pem", None).body;
+    assert!(!bundle.contains(ca2.trim()), "the bundle still trusts the revoked CA");
+}

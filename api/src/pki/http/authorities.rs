@@ -1,7 +1,8 @@
 //! `/api/v4/manage/ca/…`: adding an issuing intermediate (signed by fleetca's root, or a
-//! CSR for the operator's), giving a pending one its certificate, and making one the issuing
-//! CA — admins only, audited, the same flows as `fleetca ca intermediate` and `fleetca ca
-//! activate`. Each takes effect when the instances restart (see the README's "Rotating a CA").
+//! CSR for the operator's), giving a pending one its certificate, making one the issuing
+//! CA, and revoking one — admins only, audited, the same flows as `fleetca ca intermediate`,
+//! `fleetca ca activate` and `fleetca ca revoke`. All but the revocation take effect when the
+//! instances restart (see the README's "Rotating a CA").
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -31,6 +32,10 @@ pub fn routes() -> crate::http::edge::Routes {
         (
             "/api/v4/manage/ca/{id}/activate",
             vec![route("POST", || web::post().to(activate))],
+        ),
+        (
+            "/api/v4/manage/ca/{id}/revoke",
+            vec![route("POST", || web::post().to(revoke))],
         ),
     ]
 }
@@ -211,5 +216,70 @@ pub async fn activate(
         next: format!(
             "CA {id} issues every new certificate from the next start of each instance: restart them all; the CA before it retires (its CRL stays published while certificates it signed are valid)"
         ),
+    }))
+}
+
+/// Why the intermediate is revoked.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeCaBody {
+    /// RFC 5280's reason: `keyCompromise` or `cACompromise` when its key may be known to
+    /// someone else (its certificates are then revoked with `cACompromise`), else
+    /// `superseded`, `cessationOfOperation`, `affiliationChanged`, `privilegeWithdrawn` or
+    /// `unspecified` (its certificates take the same reason).
+    #[schema(
+        example = "keyCompromise",
+        pattern = "^(unspecified|keyCompromise|cACompromise|affiliationChanged|superseded|cessationOfOperation|privilegeWithdrawn|aACompromise)$"
+    )]
+    pub reason: String,
+}
+
+/// The intermediate revoked.
+#[derive(Serialize, ToSchema)]
+pub struct RevokedCaOut {
+    pub id: i32,
+    /// Its serial (hex), as its root's CRL lists it.
+    pub serial: String,
+    pub reason: String,
+    /// How many unexpired certificates it signed were revoked with it.
+    pub certificates_revoked: usize,
+    /// Whether fleetca's own root lists it on its CRL (published now); false: the root is
+    /// yours, and must list it.
+    pub listed_by_root: bool,
+    pub next: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/v4/manage/ca/{id}/revoke/", tag = "overview", params(("id" = i32, Path)), request_body = RevokeCaBody,
+    responses(
+        (status = 200, description = "Revoked, with every unexpired certificate it signed; this instance's CRLs list them", body = RevokedCaOut),
+        WriteProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    admin: Caller<Admin>,
+    id: web::Path<String>,
+    ApiJson(body): ApiJson<RevokeCaBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ca_id(&id)?;
+    let reason = crate::pki::http::certificates::reason(Some(&body.reason))?;
+    let revoked = state.authorities.revoke(&admin, id, reason).await?;
+    let root = if revoked.root_held {
+        "its root's CRL lists it now (every instance's after its restart)".to_owned()
+    } else {
+        format!("its root is yours: list serial {} on your root's CRL", revoked.serial)
+    };
+    Ok(HttpResponse::Ok().json(RevokedCaOut {
+        id,
+        certificates_revoked: revoked.certificates.len(),
+        listed_by_root: revoked.root_held,
+        next: format!(
+            "CA {id} is revoked; {} certificates it signed are revoked and their sessions end; {root}. Restart every instance (the trust bundle then leaves it out) and give brokers the new bundle (GET /ca.pem)",
+            revoked.certificates.len()
+        ),
+        serial: revoked.serial,
+        reason: reason.name().into(),
     }))
 }

@@ -342,7 +342,7 @@ pub(crate) fn revoke_reason(req: &HttpRequest, body: &[u8]) -> Result<Reason, Ap
 }
 
 /// A revocation reason by its RFC 5280 name (`unspecified` when absent).
-fn reason(name: Option<&str>) -> Result<Reason, ApiError> {
+pub(crate) fn reason(name: Option<&str>) -> Result<Reason, ApiError> {
     match name {
         None => Ok(Reason::Unspecified),
         Some(r) => r.parse().map_err(|_| {
