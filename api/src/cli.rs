@@ -330,6 +330,10 @@ pub enum CaCommand {
         /// The new root's common name (default: ca_common_name and the year).
         #[arg(long)]
         common_name: Option<String>,
+        /// Make the new root's key in the PKCS#11 token of `[pkcs11]` under this label
+        /// (never extractable); without it the key is sealed in the database.
+        #[arg(long, value_name = "LABEL")]
+        token_key: Option<String>,
     },
     /// The keys the PKCS#11 token of `[pkcs11]` holds: label, id, type, whether they can
     /// leave the token, and which CA uses each.
@@ -589,16 +593,20 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        CaCommand::Root { common_name } => {
+        CaCommand::Root { common_name, token_key } => {
             let now = fleetca_storage::now();
             let common_name = common_name.unwrap_or_else(|| format!("{} {}", config.ca_common_name, now.format("%Y")));
             let subject = intermediate_subject(&config, Some(common_name))?;
             let validity = chrono::Duration::days(365 * i64::from(config.ca_validity_years));
+            let root = crate::pki::rotation::NewRoot {
+                subject: &subject,
+                validity,
+                key: new_key(token_key.as_deref()),
+            };
             let rolled = crate::pki::rotation::rollover(
                 &opened.store,
                 &opened.keys(),
-                &subject,
-                validity,
+                root,
                 &config.public_url,
                 |root, new_with_old| {
                     crate::outbox::audit::system(
@@ -611,6 +619,7 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
                             "fingerprint": root.fingerprint(),
                             "not_after": root.not_after(),
                             "new_with_old": new_with_old,
+                            "key": token_key.as_deref().map_or(serde_json::json!("sealed"), |label| serde_json::json!({"label": label})),
                             "by": "fleetca ca root",
                         }),
                     )

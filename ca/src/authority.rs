@@ -216,7 +216,20 @@ impl Authority {
         usages: Vec<KeyUsagePurpose>,
         algorithm: crate::CaAlgorithm,
     ) -> Result<Self, CaError> {
-        let key = Signer(Box::new(MemoryKey::generate(algorithm)?));
+        let key = Box::new(MemoryKey::generate(algorithm)?);
+        Self::self_signed_with(subject, now, validity, path_len, usages, key)
+    }
+
+    /// As [`Authority::self_signed`], with a key made elsewhere (a PKCS#11 token's).
+    pub(crate) fn self_signed_with(
+        subject: &CaSubject,
+        now: DateTime<Utc>,
+        validity: Duration,
+        path_len: u8,
+        usages: Vec<KeyUsagePurpose>,
+        key: Box<dyn CaKey>,
+    ) -> Result<Self, CaError> {
+        let key = Signer(key);
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(subject);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));

@@ -53,6 +53,18 @@ impl Authority {
         Self::self_signed(subject, now, validity, 2, usages, algorithm)
     }
 
+    /// As [`Authority::create_root`], with a key made elsewhere (a PKCS#11 token's: it never
+    /// leaves the token, which signs the root's own certificate too).
+    pub fn create_root_with_key(
+        subject: &CaSubject,
+        now: DateTime<Utc>,
+        validity: Duration,
+        key: Box<dyn crate::CaKey>,
+    ) -> Result<Self, CaError> {
+        let usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        Self::self_signed_with(subject, now, validity, 2, usages, key)
+    }
+
     /// Certifies an issuing intermediate for `public_key`: CA with path length 0 (critical),
     /// keyUsage keyCertSign and cRLSign (critical), its SKI by RFC 5280 method 1, this CA's
     /// AKI, and this CA's CRL as its distribution point. It ends no later than this CA does.

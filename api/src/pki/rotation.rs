@@ -187,6 +187,14 @@ pub async fn certify_new(
     Ok(store.add_authority(new, &[record], now).await?)
 }
 
+/// The root a rollover makes.
+pub struct NewRoot<'a> {
+    pub subject: &'a CaSubject,
+    pub validity: chrono::Duration,
+    /// Where its key is made: sealed in the database, or in the token.
+    pub key: NewKey<'a>,
+}
+
 /// What [`rollover`] made.
 pub struct RolledOver {
     pub id: i32,
@@ -195,7 +203,8 @@ pub struct RolledOver {
     pub new_with_old: bool,
 }
 
-/// Starts a root rollover (RFC 4210 §4.4): a new root (sealed in the database) beside the
+/// Starts a root rollover (RFC 4210 §4.4): a new root (its key sealed in the database, or
+/// made in the PKCS#11 token: `new_key`) beside the
 /// one above the issuing CA, and their cross-certificates — the new root certified by the
 /// old ("new with old", so clients that trust only the old root verify the new hierarchy)
 /// and the old certified by the new ("old with new"). The new root stands by; the next
@@ -205,8 +214,7 @@ pub struct RolledOver {
 pub async fn rollover(
     store: &Store,
     keys: &Keys,
-    subject: &CaSubject,
-    validity: chrono::Duration,
+    root: NewRoot<'_>,
     public_url: &str,
     audit: impl FnOnce(&Authority, bool) -> NewAudit,
     now: DateTime<Utc>,
@@ -224,8 +232,10 @@ pub async fn rollover(
             old.id
         )));
     };
-    let new_root = Authority::create_root_with(subject, now, validity, keys.algorithm)?;
-    let sealed_key = new_root.seal_key(&keys.master)?;
+    let NewRoot { subject, validity, key } = root;
+    let (key, _) = keys.make_for(store, key).await?;
+    let (sealed_key, in_token) = (key.sealed, key.in_token);
+    let new_root = Authority::create_root_with_key(subject, now, validity, key.key)?;
     let old_id = old.id;
     let old_crl = old.crl_url.clone();
     let name = format!("CN={}", subject.common_name);
@@ -275,7 +285,7 @@ pub async fn rollover(
                     certificate_pem: new_root.certificate_pem().to_owned(),
                     sealed_key,
                     csr_pem: None,
-                    in_token: None,
+                    in_token,
                     cross_pem: Some(cross_pem),
                 };
                 Ok((new, vec![audit(&new_root, forward.is_some())]))

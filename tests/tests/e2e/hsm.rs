@@ -168,7 +168,7 @@ fn an_issuing_ca_in_a_pkcs11_token_signs_certificates_and_crls_and_survives_the_
     let mut first = Fleetca::start_with(&data, &args, &env);
     first.stop(Duration::from_secs(10));
     fleetca(&data, &good, &softhsm, &[], &["ca", "activate", "3"]).expect_success("fleetca ca activate 3");
-    let server = Fleetca::start_with(&data, &args, &env);
+    let mut server = Fleetca::start_with(&data, &args, &env);
     let admin = server.admin_token();
 
     // A thousand certificates, 16 requests in flight, all signed through the token.
@@ -327,4 +327,51 @@ fn an_issuing_ca_in_a_pkcs11_token_signs_certificates_and_crls_and_survives_the_
         server.stderr()
     );
     assert!(!server.stderr().contains(PIN), "the PIN is in the log");
+    server.stop(Duration::from_secs(10));
+
+    // A root rollover whose new root's key is made in the token too: the token signs the new
+    // root's own certificate, its cross-certificate of the old root, and the next
+    // intermediate; the database holds only the labels.
+    fleetca(
+        &data,
+        &good,
+        &softhsm,
+        &[],
+        &["ca", "root", "--common-name", "HSM root 2", "--token-key", "root-hsm"],
+    )
+    .expect_success("fleetca ca root --token-key");
+    fleetca(
+        &data,
+        &good,
+        &softhsm,
+        &[],
+        &["ca", "intermediate", "--new", "--common-name", "HSM issuing 2"],
+    )
+    .expect_success("an intermediate under the new root");
+    let listed = fleetca(&data, &good, &softhsm, &[], &["ca", "token"]);
+    let listed = listed.expect_success("fleetca ca token");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("root-hsm ") && l.contains("never") && l.ends_with("CA 4")),
+        "the new root's key, never extractable, used by CA 4: {listed}"
+    );
+    let rows = run(
+        Command::new(tool("python3")).args([
+            "-c",
+            "import sqlite3,sys\nfor i,k,l,p in sqlite3.connect(sys.argv[1]).execute('select id, length(sealed_key), key_label, certificate_pem from authority where id in (4,5) order by id'):\n  open(f'{sys.argv[2]}/ca{i}.pem','w').write(p); print(i,k,l)",
+            data.join("fleetca.db").to_str().expect("UTF-8"),
+            dir.path().to_str().expect("UTF-8"),
+        ]),
+        Duration::from_secs(10),
+    );
+    let rows = rows.expect_success("reading the database");
+    assert!(
+        rows.lines().any(|l| l == "4 0 root-hsm"),
+        "the root's key is in the token only: {rows}"
+    );
+    openssl_in(dir.path(), ["verify", "-x509_strict", "-CAfile", "ca4.pem", "ca4.pem"])
+        .expect_success("the token signed the new root's own certificate");
+    openssl_in(dir.path(), ["verify", "-x509_strict", "-CAfile", "ca4.pem", "ca5.pem"])
+        .expect_success("the token signed the intermediate under the new root");
 }
