@@ -115,16 +115,41 @@ class Fleetca:
             RUST_LOG=env.get("RUST_LOG", "debug"),
         )
         env.update(extra_env or {})
+        self.args, self.env = args, env
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._healthy, 15, "fleetca /healthz", self.proc, self.log)
 
-    def _healthy(self) -> bool:
+    def _healthy(self, path: str = "/healthz") -> bool:
         try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+            with urllib.request.urlopen(self.url + path, timeout=1) as r:
                 return r.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def restart(self) -> None:
+        """Stops the process (SIGTERM: it finishes what it is answering) and starts it again
+        with the same port, data, settings and environment; returns once it is ready
+        (`/readyz`, what a load balancer health-checks)."""
+        self.stop()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self._healthy("/readyz"), 30, "fleetca /readyz after a restart", self.proc, self.log)
+
+    def offline(self, *args: str) -> str:
+        """`fleetca <args>` on this instance's database and settings (`fleetca ca …`);
+        returns its output, failing the test when it fails."""
+        i = self.args.index("serve")
+        data_dir = self.args[self.args.index("--data-dir") + 1]
+        out = subprocess.run(
+            [*self.args[:i], "--data-dir", data_dir, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, f"fleetca {' '.join(args)}: {out.stdout}{out.stderr}"
+        return out.stdout
 
     def request(self, method: str, path: str, body=None, expect: int = 200):
         data = None if body is None else json.dumps(body).encode()

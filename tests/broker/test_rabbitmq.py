@@ -6,6 +6,9 @@ One private node serves the whole module (own node name, ports below 32768, data
 stopped at the end with the epmd it started): starting one takes about 12 s. RabbitMQ checks
 certificate clients against fleetca's CA and CRL itself (the CRL file fleetca writes, under
 its hash name in a CRL directory), so a revoked certificate's reconnect fails the handshake.
+
+RabbitMQ asks fleetca through nginx, as it would through a load balancer: the last test points
+nginx at two fleetca instances on PostgreSQL and rotates their CAs with rolling restarts.
 """
 
 import os
@@ -14,7 +17,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -32,6 +37,7 @@ from conftest import (
 )
 
 RMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MGMT_USER = "fleetca-rabbitmq"  # `fleetca-` is a prefix no fleetca user may take
 
 
@@ -208,12 +214,85 @@ def advanced_config(tls: TlsFiles, crl_dir: Path) -> str:
 """
 
 
+class Front:
+    """nginx in front of fleetca, as a load balancer: each request goes to one of the
+    instances, and to the next when one refuses the connection or is not ready (503)."""
+
+    def __init__(self, workdir: Path, upstreams: list[str]):
+        assert Path(NGINX).exists(), f"{NGINX} is missing: apt-get install nginx-light"
+        self.dir = workdir / "nginx"
+        self.dir.mkdir()
+        self.port = low_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.conf = self.dir / "nginx.conf"
+        self.conf.write_text(self._conf(upstreams))
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", str(self.dir), "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "stderr.log", "wb"),
+        )
+        wait_for(self._up, 10, "nginx", self.proc, self.dir / "error.log")
+
+    def _conf(self, upstreams: list[str]) -> str:
+        d = self.dir
+        servers = "".join(f"    server {u} max_fails=0;\n" for u in upstreams)
+        # POSTs (RabbitMQ's auth_http) are retried on the next instance only when the first
+        # refused the connection or answered 502/503: nothing was done there.
+        # A master process: only it reloads its settings on SIGHUP (single-process mode does not).
+        user = "user root;\n" if os.geteuid() == 0 else ""  # its workers reach this test's directory
+        return f"""daemon off;
+{user}pid {d}/nginx.pid;
+error_log {d}/error.log info;
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  upstream fleetca {{
+{servers}    keepalive 16;
+  }}
+  server {{
+    listen 127.0.0.1:{self.port};
+    location / {{
+      proxy_pass http://fleetca;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_connect_timeout 2s;
+      proxy_next_upstream error http_502 http_503 non_idempotent;
+    }}
+  }}
+}}
+"""
+
+    def _up(self) -> bool:
+        import socket
+
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def point(self, upstreams: list[str]) -> None:
+        """Sends requests to these instances from now on (a graceful reload)."""
+        self.conf.write_text(self._conf(upstreams))
+        check = subprocess.run([NGINX, "-t", "-p", str(self.dir), "-c", str(self.conf)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
 class Stack:
-    def __init__(self, fleetca: Fleetca, rabbit: RabbitMq, workdir: Path, ca_pem: str):
+    def __init__(self, fleetca: Fleetca, rabbit: RabbitMq, workdir: Path, ca_pem: str, front: Front):
         self.fleetca = fleetca
         self.rabbit = rabbit
         self.workdir = workdir
         self.ca_pem = ca_pem
+        self.front = front
 
     def client(self, client_id, username=None, password=None, tls: TlsFiles | None = None) -> Client:
         port = self.rabbit.ports["mqtts" if tls else "mqtt"]
@@ -250,7 +329,9 @@ password_env = "FLEETCA_RABBITMQ_PASSWORD"
         extra_env={"FLEETCA_RABBITMQ_PASSWORD": password},
     )
     rabbit = None
+    front = None
     try:
+        front = Front(workdir, [f"127.0.0.1:{fleetca_port}"])
         ca_pem = urllib.request.urlopen(fleetca.url + "/ca.pem", timeout=TIMEOUT).read().decode()
         # RabbitMQ (Erlang's ssl) finds a CRL by its issuer's hash, `<hash>.r0`, one CRL per
         # file: a link per CA's file, named by its CRL's issuer hash, as the README says.
@@ -262,11 +343,13 @@ password_env = "FLEETCA_RABBITMQ_PASSWORD"
             ).stdout.strip()
             os.symlink(crl, crl_dir / f"{digest}.r0")
         server = TlsFiles(workdir / "server", fleetca.create_server_certificate(), ca_pem)
-        rabbit = RabbitMq(workdir, fleetca.url, server, crl_dir, mgmt_port, password)
-        yield Stack(fleetca, rabbit, workdir, ca_pem)
+        rabbit = RabbitMq(workdir, front.url, server, crl_dir, mgmt_port, password)
+        yield Stack(fleetca, rabbit, workdir, ca_pem, front)
     finally:
         if rabbit is not None:
             rabbit.stop()
+        if front is not None:
+            front.stop()
         fleetca.stop()
         if request.session.testsfailed:
             print(f"fleetca's log (last lines):\n{tail(fleetca.log, 60)}")
@@ -394,3 +477,133 @@ def test_an_enos_device_signs_in_and_is_refused_once_disabled(stack):
     expect_closed(c, "the device was disabled")
     c.close()
     refused(stack, client_id, username, password)
+
+
+class PasswordFleet:
+    """Password clients (API keys with their tokens, devices with their HA1 signatures) that
+    connect through RabbitMQ, publish once and leave, round after round, in threads beside
+    the test; and one deactivated API key that must be refused every round."""
+
+    def __init__(self, stack: Stack, clients: list, refused_one: tuple):
+        self.stack, self.clients, self.refused_one = stack, clients, refused_one
+        self.rounds = 0
+        self.failures: list[str] = []
+        self.admitted: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _once(self, client_id: str, username: str, password) -> str | None:
+        c = self.stack.client(client_id, username, password() if callable(password) else password)
+        try:
+            rc = c.connect()
+            if rc.is_failure:
+                return f"{client_id}: CONNACK {rc}"
+            if username.startswith("svc-"):  # an API key reads its enterprise's group
+                code = c.subscribe("v4/groups/nnn.ha.master/#")
+                return None if code in (0, 1) else f"{client_id}: SUBACK {code}"
+            c.publish(f"devices/ha/{client_id}/telemetry", "rotating")  # a device writes its own
+            return None
+        except (AssertionError, OSError, ConnectionError) as e:
+            return f"{client_id}: {e}"
+        finally:
+            c.close()
+
+    def _run(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            while not self.stop.is_set():
+                results = list(pool.map(lambda c: self._once(*c), self.clients))
+                self.failures += [f"round {self.rounds + 1}: {r}" for r in results if r]
+                if self._once(*self.refused_one) is None:
+                    self.admitted.append(f"round {self.rounds + 1}")
+                self.rounds += 1
+
+    def wait_rounds(self, n: int) -> None:
+        target = self.rounds + n
+        wait_for(lambda: self.rounds >= target or not self.thread.is_alive(), 120, f"{n} more rounds")
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
+
+
+def test_password_clients_are_never_refused_through_an_issuing_ca_rotation_and_a_root_rollover(stack, fleetca_bin):
+    """Two fleetca instances on one PostgreSQL behind the load balancer (nginx), as the README's
+    "Running several instances" runs them, go through the README's "Rotating a CA" and "Root
+    rollover" with a rolling restart at each "restart every instance". Fifty password clients
+    reconnect through RabbitMQ all along: not one is refused, and a deactivated API key is
+    refused in every round."""
+    server_url = os.environ.get("FLEETCA_TEST_POSTGRES_URL")
+    assert server_url, "FLEETCA_TEST_POSTGRES_URL is not set: scripts/test starts PostgreSQL and sets it"
+    psql = shutil.which("psql")
+    assert psql, "psql is missing: apt-get install postgresql-client"
+    name = f"fleetca_ha_{secrets.token_hex(4)}"
+    subprocess.run([psql, "-X", "-q", "-d", server_url, "-c", f'CREATE DATABASE "{name}"'], check=True, timeout=60)
+    database_url = urllib.parse.urlunsplit(urllib.parse.urlsplit(server_url)._replace(path="/" + name))
+    shared = {
+        "FLEETCA_DATABASE_URL": database_url,
+        "FLEETCA_MASTER_KEY": secrets.token_hex(32),
+        "FLEETCA_PUBLIC_URL": stack.front.url,
+    }
+    instances: list[Fleetca] = []
+    fleet = None
+    try:
+        for i in range(2):
+            workdir = stack.workdir / f"ha-{i}"
+            workdir.mkdir()
+            instance = Fleetca(fleetca_bin, workdir, None, port=low_port(), extra_env=shared)
+            if instances:
+                instance.token = instances[0].token  # the first start bootstrapped the admin
+            instances.append(instance)
+        first = instances[0]
+        stack.front.point([f"127.0.0.1:{i.port}" for i in instances])
+
+        clients = []
+        for n in range(25):
+            key = first.create_api_key(f"svc-ha-{n:02}", "nnn.ha")
+            clients.append((f"svc-ha-{n:02}-client", key["username"], key["token"]))
+            dev = first.create_device(f"ha-dev-{n:02}", "ha", f"ha-device-password-{n:02}")
+            clients.append((dev.device_id, dev.username, dev.password))
+        gone = first.create_api_key("svc-ha-gone", "nnn.ha")
+        first.set_user_active(gone["id"], False)
+        fleet = PasswordFleet(stack, clients, ("svc-ha-gone-client", gone["username"], gone["token"]))
+        fleet.wait_rounds(1)
+
+        def restart_every_instance() -> None:
+            for instance in instances:
+                instance.restart()
+                fleet.wait_rounds(1)
+
+        # Rotating a CA: add, restart, activate, restart.
+        first.offline("ca", "intermediate", "--new", "--common-name", "HA issuing CA 2")
+        restart_every_instance()
+        first.offline("ca", "activate", "3")
+        restart_every_instance()
+        # Root rollover: the new root, restart, its intermediate, restart, activate, restart.
+        first.offline("ca", "root", "--common-name", "HA root CA 2")
+        restart_every_instance()
+        first.offline("ca", "intermediate", "--new", "--common-name", "HA issuing CA 3")
+        restart_every_instance()
+        first.offline("ca", "activate", "5")
+        restart_every_instance()
+        fleet.finish()
+
+        listed = first.offline("ca", "list")
+        assert any(line.startswith("5 ") and "active" in line for line in listed.splitlines()), listed
+        print(f"{fleet.rounds} rounds of {len(clients)} password clients through 10 rolling restarts")
+        assert not fleet.failures, (
+            f"{len(fleet.failures)} refused:\n" + "\n".join(fleet.failures[:20])
+            + "".join(f"\n--- {i.log}:\n{tail(i.log, 30)}" for i in instances)
+        )
+        assert not fleet.admitted, f"the deactivated key was admitted in {fleet.admitted}"
+        assert fleet.rounds >= 11, f"only {fleet.rounds} rounds ran"
+    finally:
+        if fleet is not None:
+            fleet.finish()
+        stack.front.point([f"127.0.0.1:{stack.fleetca.port}"])
+        for instance in instances:
+            instance.stop()
+        subprocess.run([psql, "-X", "-q", "-d", server_url, "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                       timeout=60)
