@@ -17,6 +17,9 @@ struct LocalCaches {
     tokens: std::sync::Arc<tokens::Tokens>,
     broker: std::sync::Arc<decision::BrokerService>,
     crl: std::sync::Arc<crl::CrlPublisher>,
+    issuer: std::sync::Arc<issuer::Issuer>,
+    store: fleetca_storage::Store,
+    clock: std::sync::Arc<dyn clock::Clock>,
 }
 
 impl changes::Subscriber for LocalCaches {
@@ -42,6 +45,40 @@ impl changes::Subscriber for LocalCaches {
                 self.broker.invalidate_key(key);
             }
             self.crl.add_revocations(certs.iter()).await
+        })
+    }
+    fn ca_revoked(
+        &self,
+        id: i32,
+    ) -> futures_util::future::BoxFuture<'_, Result<Vec<fleetca_storage::Certificate>, Error>> {
+        Box::pin(async move {
+            let listed = self.crl.sync_ca_revocations().await;
+            if !self.issuer.stop_if_issuing(id) {
+                return listed.map(|()| Vec::new());
+            }
+            // Issued here from the revoked CA before this instance heard of it.
+            let reason = self
+                .store
+                .authorities()
+                .await?
+                .into_iter()
+                .find(|r| r.id == id)
+                .and_then(|r| r.revocation_reason)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(fleetca_ca::crl::Reason::CaCompromise);
+            let leaf = crate::pki::rotation::leaf_reason(reason).name();
+            let template = audit::system(
+                crate::domain::AuditAction::CertificateRevoke,
+                "certificate",
+                "",
+                None,
+                serde_json::json!({"why": format!("signed by CA {id} after it was revoked")}),
+            );
+            let stray = self
+                .store
+                .revoke_leaves_of(id, leaf, &audit::revocations(template, leaf), self.clock.now())
+                .await?;
+            listed.map(|()| stray)
         })
     }
 }
@@ -148,18 +185,21 @@ impl Services {
             broker,
             activations,
         ));
-        let local = Arc::new(LocalCaches {
-            tokens: tokens.clone(),
-            broker: broker.clone(),
-            crl: crl.clone(),
-        });
-        let changes = Arc::new(changes::Changes::new(store.clone(), clock.clone(), local));
         let issuer = Arc::new(issuer::Issuer::new(
             cas.clone(),
             store.issue_queue(crate::pki::issuance::planner()),
             clock.clone(),
             server_enterprise,
         ));
+        let local = Arc::new(LocalCaches {
+            tokens: tokens.clone(),
+            broker: broker.clone(),
+            crl: crl.clone(),
+            issuer: issuer.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+        });
+        let changes = Arc::new(changes::Changes::new(store.clone(), clock.clone(), local));
         let canary_worker = canary::CanaryWorker::new(
             canary::CanaryDeps {
                 issuer: issuer.clone(),
@@ -226,7 +266,6 @@ impl Services {
                 clock: clock.clone(),
                 loaded: cas.clone(),
                 changes: changes.clone(),
-                crl: crl.clone(),
             },
             overview: overview::OverviewService {
                 store,

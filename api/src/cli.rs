@@ -825,15 +825,29 @@ pub async fn ca(config: Config, cmd: CaCommand) -> Result<(), String> {
             let revoked = crate::pki::rotation::revoke(&opened.store, &opened.cas, id, reason, audit, &leaves, now)
                 .await
                 .map_err(|e| ca_error(id, e))?;
+            // Running instances hear of it from the change log, as of another instance's
+            // revocations: their CRLs list the certificates and the CA, an instance still
+            // issuing from it stops, and live sessions end.
+            let origin = uuid::Uuid::new_v4();
+            let subjects: Vec<String> = revoked.certificates.iter().map(|c| c.id.to_string()).collect();
+            let told = async {
+                opened.store.record_events(origin, "revoked", &subjects, now).await?;
+                opened
+                    .store
+                    .record_event(origin, "ca_revoked", &id.to_string(), now)
+                    .await
+            };
+            told.await
+                .map_err(|e| format!("CA {id} is revoked, but running instances were not told ({e}): restart them"))?;
             println!(
-                "CA {id} (serial {}) is revoked, with {} certificates it signed. Restart every instance: {}, the \
-                 bundle leaves it out, and their CRLs list its certificates.",
+                "CA {id} (serial {}) is revoked, with {} certificates it signed. Running instances list them within a \
+                 second ({}); restart every instance so the trust bundle leaves the CA out.",
                 revoked.serial,
                 revoked.certificates.len(),
                 if revoked.root_held {
-                    "its root's CRL then lists it"
+                    "and its root's CRL lists the CA"
                 } else {
-                    "its root is yours, so list its serial on your root's CRL"
+                    "its root is yours, so list the CA's serial on your root's CRL"
                 }
             );
             Ok(())

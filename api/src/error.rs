@@ -149,6 +149,12 @@ impl ApiError {
                     "The CA's key is unavailable (its PKCS#11 token does not answer); retry shortly. Nothing was changed."
                         .into(),
                 ),
+                E::IssuerRevoked => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The CA this instance issues from was revoked; it issues again once restarted with the new issuing CA (retry on another instance). Nothing was changed."
+                        .into(),
+                ),
                 E::Internal(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -121,9 +121,15 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
     }
     store.migrate().await.map_err(|e| StartError::Database(e.to_string()))?;
     ensure_authority(config, &store, &master).await?;
-    // A retiring CA none of whose certificates is valid any more is no longer needed.
+    // A retiring CA none of whose certificates is valid any more is no longer needed (but a
+    // root whose CRL lists an unexpired intermediate it revoked).
+    let rows = store
+        .authorities()
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    let keep = crate::pki::rotation::roots_listing_revoked(&rows, Utc::now());
     let retired = store
-        .retire_spent(Utc::now(), |id| {
+        .retire_spent(Utc::now(), &keep, |id| {
             crate::outbox::audit::system(
                 AuditAction::CaRetire,
                 "ca",

@@ -115,7 +115,7 @@ impl CaAlgorithm {
             use rsa::pkcs1::DecodeRsaPublicKey;
             use rsa::traits::PublicKeyParts;
             let public = rsa::PublicKey::from_pkcs1_der(key.public_key_raw()).ok()?;
-            match public.size() * 8 {
+            match public.n().bit_width() {
                 3072 => Some(Self::Rsa3072),
                 4096 => Some(Self::Rsa4096),
                 _ => None,

@@ -202,7 +202,7 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or(StorageError::NotFound)?;
-        if candidate.role != "intermediate" || candidate.state != "standby" {
+        if candidate.role != "intermediate" || candidate.state != "standby" || candidate.revoked_at.is_some() {
             return Err(StorageError::Conflict(format!(
                 "CA {id} is a {} in state {}; only a standby intermediate can be made active",
                 candidate.role, candidate.state
@@ -243,11 +243,20 @@ impl Store {
             .filter(CaCol::State.eq("active"))
             .exec(&txn)
             .await?;
-        CaEntity::update_many()
+        // Still standing by and never revoked (a revocation committed since the read above,
+        // on PostgreSQL, leaves nothing to activate).
+        let activated = CaEntity::update_many()
             .col_expr(CaCol::State, Expr::value("active"))
             .filter(CaCol::Id.eq(id))
+            .filter(CaCol::State.eq("standby"))
+            .filter(CaCol::RevokedAt.is_null())
             .exec(&txn)
             .await?;
+        if activated.rows_affected != 1 {
+            return Err(StorageError::Conflict(format!(
+                "CA {id} changed meanwhile (revoked, or activated by another request)"
+            )));
+        }
         crate::rows::commit_audited(txn, audit, now).await
     }
 
@@ -271,12 +280,14 @@ impl Store {
     }
 
     /// Retires every retiring or revoked CA of which no certificate is valid any more (nothing
-    /// it signed needs its CRL): it is no longer trusted, loaded or published (a revoked one
-    /// stays on its root's CRL: its revocation time is kept). One transaction; one
+    /// it signed needs its CRL), but those of `keep` (a root whose CRL must go on listing an
+    /// unexpired intermediate it revoked): it is no longer trusted, loaded or published (a
+    /// revoked one stays on its root's CRL: its revocation time is kept). One transaction; one
     /// audit record per CA from `audit`. Returns the ids retired.
     pub async fn retire_spent(
         &self,
         now: DateTime<Utc>,
+        keep: &[i32],
         audit: impl Fn(i32) -> NewAudit,
     ) -> Result<Vec<i32>, StorageError> {
         let live: Vec<i32> = self
@@ -295,7 +306,7 @@ impl Store {
             let more: Vec<i32> = rows
                 .iter()
                 .filter(|r| (r.state == "retiring" || r.state == "revoked") && !spent.contains(&r.id))
-                .filter(|r| !live.contains(&r.id))
+                .filter(|r| !live.contains(&r.id) && !keep.contains(&r.id))
                 .filter(|r| {
                     rows.iter()
                         .filter(|c| c.parent_id == Some(r.id) && c.id != r.id)
@@ -336,7 +347,6 @@ impl Store {
         records: crate::certificates::RevocationRecords<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<crate::Certificate>, StorageError> {
-        use crate::entity::certificates::{Column as CertCol, Entity as CertEntity};
         let txn = self.write_txn().await?;
         let updated = CaEntity::update_many()
             .col_expr(CaCol::State, Expr::value("revoked"))
@@ -345,6 +355,7 @@ impl Store {
             .filter(CaCol::Id.eq(id))
             .filter(CaCol::Role.eq("intermediate"))
             .filter(CaCol::State.is_in(["standby", "retiring", "retired"]))
+            .filter(CaCol::RevokedAt.is_null())
             .exec(&txn)
             .await?;
         if updated.rows_affected != 1 {
@@ -352,19 +363,26 @@ impl Store {
                 "CA {id} is no longer an intermediate that may be revoked"
             )));
         }
-        let ids: Vec<uuid::Uuid> = CertEntity::find()
-            .select_only()
-            .column(CertCol::Id)
-            .filter(CertCol::IssuerId.eq(id))
-            .filter(CertCol::RevokedAt.is_null())
-            .filter(CertCol::NotAfter.gt(now))
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        let revoked = crate::certificates::revoke_in(&txn, &ids, leaf_reason, now).await?;
+        let revoked = revoke_leaves(&txn, id, leaf_reason, now).await?;
         let mut all = vec![audit];
         all.extend(records(&revoked));
         crate::rows::commit_audited(txn, &all, now).await?;
+        Ok(revoked)
+    }
+
+    /// Revokes, with `reason`, every unexpired certificate the CA `issuer` signed that is not
+    /// revoked yet (one that an instance issued from a revoked CA before it heard of the
+    /// revocation), audited by `records`; returns them.
+    pub async fn revoke_leaves_of(
+        &self,
+        issuer: i32,
+        reason: &str,
+        records: crate::certificates::RevocationRecords<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::Certificate>, StorageError> {
+        let txn = self.write_txn().await?;
+        let revoked = revoke_leaves(&txn, issuer, reason, now).await?;
+        crate::rows::commit_audited(txn, &records(&revoked), now).await?;
         Ok(revoked)
     }
 
@@ -470,6 +488,26 @@ async fn next_id(txn: &DatabaseTransaction) -> Result<i32, StorageError> {
         .await?
         .flatten();
     Ok(max.unwrap_or(0) + 1)
+}
+
+/// Revokes every unexpired, unrevoked certificate `issuer` signed, in the caller's transaction.
+async fn revoke_leaves(
+    txn: &DatabaseTransaction,
+    issuer: i32,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<crate::Certificate>, StorageError> {
+    use crate::entity::certificates::{Column as CertCol, Entity as CertEntity};
+    let ids: Vec<uuid::Uuid> = CertEntity::find()
+        .select_only()
+        .column(CertCol::Id)
+        .filter(CertCol::IssuerId.eq(issuer))
+        .filter(CertCol::RevokedAt.is_null())
+        .filter(CertCol::NotAfter.gt(now))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    crate::certificates::revoke_in(txn, &ids, reason, now).await
 }
 
 async fn insert_ca(txn: &DatabaseTransaction, id: i32, ca: NewCa, now: DateTime<Utc>) -> Result<(), StorageError> {
@@ -594,10 +632,10 @@ mod tests {
             ))
             .await
             .unwrap();
-        assert!(store.retire_spent(now, audit).await.unwrap().is_empty());
+        assert!(store.retire_spent(now, &[], audit).await.unwrap().is_empty());
         // A year and a day later: the intermediate, then its root, in one pass.
         let later = now + chrono::Duration::days(366);
-        assert_eq!(store.retire_spent(later, audit).await.unwrap(), vec![2, 1]);
+        assert_eq!(store.retire_spent(later, &[], audit).await.unwrap(), vec![2, 1]);
         drop(store);
         let _ = std::fs::remove_file(path);
     }
@@ -675,10 +713,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.live_certificates(now).await.unwrap(), vec![(2, 1)]);
-        assert!(store.retire_spent(now, audit).await.unwrap().is_empty());
+        assert!(store.retire_spent(now, &[], audit).await.unwrap().is_empty());
         // A year and a day later it has nothing valid left.
         let later = now + chrono::Duration::days(366);
-        assert_eq!(store.retire_spent(later, audit).await.unwrap(), vec![2]);
+        assert_eq!(store.retire_spent(later, &[], audit).await.unwrap(), vec![2]);
         let states: Vec<(i32, String)> = store
             .authorities()
             .await

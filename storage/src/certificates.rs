@@ -348,11 +348,6 @@ impl Store {
     }
 }
 
-/// The certificates of `ids` that exist, in id order, read for a change in `txn`: on
-/// PostgreSQL their rows are locked (in id order: no deadlocks), so a concurrent revocation
-/// of the same ones (another request, a bulk revocation, another instance) waits and then
-/// finds them revoked, and each is decided, audited and answered once. SQLite's write lock
-/// already serialises the transactions.
 /// Revokes every certificate of `ids` not yet revoked, inside the caller's transaction;
 /// returns those it revoked.
 pub(crate) async fn revoke_in(
@@ -382,6 +377,11 @@ pub(crate) async fn revoke_in(
     Ok(revoked)
 }
 
+/// The certificates of `ids` that exist, in id order, read for a change in `txn`: on
+/// PostgreSQL their rows are locked (in id order: no deadlocks), so a concurrent revocation
+/// of the same ones (another request, a bulk revocation, another instance) waits and then
+/// finds them revoked, and each is decided, audited and answered once. SQLite's write lock
+/// already serialises the transactions.
 pub(crate) async fn certificates_for_update(
     txn: &DatabaseTransaction,
     ids: &[Uuid],

@@ -12,6 +12,7 @@ nginx at two fleetca instances on PostgreSQL and rotates their CAs with rolling 
 """
 
 import os
+import json
 import secrets
 import shutil
 import signal
@@ -599,6 +600,40 @@ def test_password_clients_are_never_refused_through_an_issuing_ca_rotation_and_a
         )
         assert not fleet.admitted, f"the deactivated key was admitted in {fleet.admitted}"
         assert fleet.rounds >= 11, f"only {fleet.rounds} rounds ran"
+
+        # An intermediate revoked through one instance while the other still issues from it
+        # (restarted before the activation): the other stops issuing at once, and its CRL of
+        # the root lists the intermediate, within a second or so (the change log).
+        second = instances[1]
+        first.offline("ca", "intermediate", "--new", "--common-name", "HA issuing CA 4")
+        for instance in instances:
+            instance.restart()
+        first.offline("ca", "activate", "6")
+        first.restart()
+        key = first.create_api_key("svc-ha-certs", "nnn.ha")
+        body = {"name": "from CA 5", "api_key_id": key["id"]}
+        second.request("POST", "/api/v4/manage/mqtt-certificates/", body, expect=201)
+        out = first.request("POST", "/api/v4/manage/ca/5/revoke/", {"reason": "keyCompromise"})
+        assert out["certificates_revoked"] == 1 and out["listed_by_root"], out
+
+        def refuses_to_issue() -> bool:
+            req = urllib.request.Request(
+                second.url + "/api/v4/manage/mqtt-certificates/", data=json.dumps(body).encode(), method="POST",
+                headers={"Authorization": f"Bearer {second.token}", "Content-Type": "application/json"},
+            )
+            try:
+                urllib.request.urlopen(req, timeout=TIMEOUT)
+                return False
+            except urllib.error.HTTPError as e:
+                return e.code == 503 and "revoked" in e.read().decode()
+
+        def lists_ca_5() -> bool:
+            pem = urllib.request.urlopen(second.url + "/crl/4.pem", timeout=TIMEOUT).read()
+            text = subprocess.run(["openssl", "crl", "-noout", "-text"], input=pem, capture_output=True).stdout
+            return out["serial"].upper() in text.decode().replace(":", "").upper()
+
+        wait_for(refuses_to_issue, 5, "the other instance stops issuing from the revoked CA")
+        wait_for(lists_ca_5, 5, "the other instance's root CRL lists the revoked CA")
     finally:
         if fleet is not None:
             fleet.finish()

@@ -57,7 +57,7 @@ function revokeButton(c, out) {
 
 /** The admin's actions on one CA row: import a pending one's certificate, activate a standby intermediate, revoke an intermediate that does not issue. */
 function rowActions(c, out) {
-  const revocable = c.role === 'intermediate' && ['standby', 'retiring', 'retired'].includes(c.state);
+  const revocable = c.role === 'intermediate' && !c.revoked_at && ['standby', 'retiring', 'retired'].includes(c.state);
   const revoke = revocable ? revokeButton(c, out) : null;
   if (c.state === 'pending') {
     return h('button', {
@@ -196,7 +196,9 @@ export async function render(root, ctx) {
             { 'data-testid': `ca-row-${c.id}` },
             h('td', null, String(c.id)),
             h('td', null, c.role),
-            h('td', { 'data-testid': `ca-state-${c.id}` }, c.loaded === false ? `${c.state} (from the next restart)` : c.state),
+            h('td', { 'data-testid': `ca-state-${c.id}` },
+              c.loaded === false ? `${c.state} (from the next restart)` : c.state,
+              c.revoked_at ? h('div', { class: 'muted small' }, `revoked ${fmtDate(c.revoked_at)} (${c.revocation_reason})`) : null),
             h('td', null, c.subject || '(waiting for its certificate)'),
             h('td', null, c.not_after ? `${fmtDate(c.not_after)} (${daysLeft(c.not_after)})` : '—'),
             h('td', null, c.key_store === 'token' ? 'yes, in the token' : c.holds_key ? 'yes' : 'no'),

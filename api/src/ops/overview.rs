@@ -53,6 +53,8 @@ pub struct CaSummary {
     /// Whether this instance runs with it as stored (false: it was added, imported or
     /// activated since this instance started; a restart brings it in).
     pub loaded: bool,
+    /// When its root revoked it, and why (kept once it retires).
+    pub revoked: Option<(DateTime<Utc>, String)>,
 }
 
 /// Whether this instance can serve.
@@ -198,6 +200,9 @@ impl OverviewService {
                     key_store,
                     live_certificates: live.iter().find(|(id, _)| *id == row.id).map_or(0, |(_, n)| *n),
                     loaded,
+                    revoked: row
+                        .revoked_at
+                        .map(|at| (at, row.revocation_reason.clone().unwrap_or_default())),
                 })
             })
             .collect();

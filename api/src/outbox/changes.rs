@@ -35,6 +35,10 @@ pub trait Subscriber: Send + Sync {
     /// Certificates were revoked: drop what was cached of them, and return once a CRL
     /// listing them is published.
     fn revoked<'a>(&'a self, certs: &'a [Certificate]) -> BoxFuture<'a, Result<(), Error>>;
+    /// The intermediate CA `id` was revoked: list it on its root's CRL, and when it is the CA
+    /// this instance issues from, stop issuing and revoke what it signed since (returned, for
+    /// the CRLs and the other instances).
+    fn ca_revoked(&self, id: i32) -> BoxFuture<'_, Result<Vec<Certificate>, Error>>;
 }
 
 /// How often an instance looks for other instances' changes.
@@ -123,6 +127,15 @@ impl Changes {
         published
     }
 
+    /// An intermediate CA was revoked (on this instance): its root's CRL lists it here and on
+    /// every other instance.
+    pub async fn ca_revoked(&self, id: i32) -> Result<(), Error> {
+        let here = self.local.ca_revoked(id).await;
+        self.announce("ca_revoked", &id.to_string()).await;
+        let stray = here?;
+        self.revoked(&stray).await
+    }
+
     async fn apply(&self, kind: &str, subject: &str) {
         match kind {
             "user" => {
@@ -142,6 +155,17 @@ impl Changes {
                 }
             }
             "revoked" => self.apply_revoked(&[subject.to_owned()]).await,
+            "ca_revoked" => {
+                let Ok(id) = subject.parse::<i32>() else { return };
+                match self.local.ca_revoked(id).await {
+                    Ok(stray) => {
+                        if let Err(e) = self.revoked(&stray).await {
+                            tracing::error!(error = %e, ca = id, "could not publish the revocation of what a revoked CA signed here");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, ca = id, "could not list another instance's CA revocation"),
+                }
+            }
             _ => {}
         }
     }

@@ -417,6 +417,7 @@ fn read(rows: Vec<CaRow>, keys: &Keys, public_url: &str, strict: bool) -> Result
 
 /// Where CA keys are kept: sealed under the master key in the database, or in the PKCS#11
 /// token the settings name.
+#[derive(Clone)]
 pub struct Keys {
     pub master: Arc<MasterKey>,
     pub token: Option<Arc<Token>>,
@@ -497,6 +498,11 @@ impl Keys {
                     taken.id
                 )));
             }
+        }
+        if let NewKey::Sealed = new {
+            // An RSA key takes a second or more to make: off the async workers.
+            let keys = self.clone();
+            return crate::support::blocking(move || keys.make(NewKey::Sealed)).await?;
         }
         self.make(new)
     }
@@ -602,6 +608,68 @@ mod tests {
             common_name: cn.into(),
             organization: None,
         }
+    }
+
+    /// A revoked intermediate leaves the bundle and is no CA fleetca checks issuance
+    /// against, its CRL stays published, and its root is kept from retiring until the
+    /// intermediate would have expired (its root's CRL must list it until then).
+    #[test]
+    fn a_revoked_intermediate_is_untrusted_and_keeps_its_root_published() {
+        let master = MasterKey::generate().unwrap();
+        let now = Utc::now();
+        let root = Authority::create_root(&subject("root"), now, Duration::days(3650)).unwrap();
+        let intermediate = |cn: &str| {
+            let key = fleetca_ca::MemoryKey::generate_p256().unwrap();
+            let public = fleetca_ca::PublicKey::of_ca_key(&key).unwrap();
+            let profile = fleetca_ca::IntermediateProfile {
+                subject: &subject(cn),
+                validity: Duration::days(365),
+                crl_url: "http://x/root.crl",
+            };
+            Authority::with_key(&root.certify_intermediate(&profile, &public, now).unwrap().pem, key).unwrap()
+        };
+        let (old, new) = (intermediate("old"), intermediate("new"));
+        let mut revoked = row(2, "intermediate", "revoked", Some(1), &old, &master);
+        revoked.revoked_at = Some(now);
+        revoked.revocation_reason = Some("keyCompromise".into());
+        let rows = vec![
+            row(1, "root", "standby", None, &root, &master),
+            revoked,
+            row(3, "intermediate", "active", Some(1), &new, &master),
+        ];
+        assert_eq!(crate::pki::rotation::roots_listing_revoked(&rows, now), vec![1]);
+        assert!(
+            crate::pki::rotation::roots_listing_revoked(&rows, now + Duration::days(366)).is_empty(),
+            "once the intermediate would have expired, its root may retire"
+        );
+        let cas = Authorities::from_rows(rows, &keys(&master), "https://ca.example").unwrap();
+        let bundle = cas.bundle_pem();
+        assert!(
+            !bundle.contains(old.certificate_pem().trim()),
+            "the revoked CA is trusted"
+        );
+        assert_eq!(
+            bundle.matches("BEGIN CERTIFICATE").count(),
+            2,
+            "the root and the new CA"
+        );
+        assert!(cas.crl_signers().any(|c| c.id == 2), "its CRL lists what it signed");
+        let leaf = old
+            .issue_client(
+                &fleetca_ca::ClientProfile {
+                    common_name: "x",
+                    organization: "acme",
+                    validity: Duration::days(1),
+                    crl_url: "http://x/old.crl",
+                },
+                &fleetca_ca::generate_p256().unwrap().public_key,
+                now,
+            )
+            .unwrap();
+        assert!(
+            cas.check_issued(&leaf.pem).is_none(),
+            "a revoked CA's certificate passes as issued"
+        );
     }
 
     /// After a second rollover, only the cross-certificates between roots still in use are

@@ -78,13 +78,17 @@ impl Entry {
     }
 }
 
-/// The entry of an intermediate its root revoked, for the root's CRL (none for a CA that
-/// is not revoked, or whose certificate does not read).
-fn revoked_ca_entry(ca: &crate::pki::authorities::Ca) -> Option<Entry> {
-    let (at, reason) = ca.revoked.as_ref()?;
-    let der = pem::parse(ca.certificate_pem.trim()).ok()?.into_contents();
+/// The entry of an intermediate its root revoked at `at`, for the root's CRL (none when its
+/// certificate does not read).
+fn revoked_ca_entry(certificate_pem: &str, at: DateTime<Utc>, reason: Option<&str>) -> Option<Entry> {
+    let der = pem::parse(certificate_pem.trim()).ok()?.into_contents();
     let (_, not_after) = fleetca_ca::validity(&der)?;
-    Entry::new(&fleetca_ca::serial_hex(&der)?, *at, Some(reason), not_after)
+    // A CA's compromised key is cACompromise on its issuer's CRL (RFC 5280 §5.3.1).
+    let reason = match reason {
+        Some("keyCompromise") => Some("cACompromise"),
+        other => other,
+    };
+    Entry::new(&fleetca_ca::serial_hex(&der)?, at, reason, not_after)
 }
 
 /// Where and how CRLs are published.
@@ -224,7 +228,11 @@ impl CrlPublisher {
         }
         // Intermediates their root revoked, on the root's CRL.
         for ca in authorities.all() {
-            if let (Some(parent), Some(entry)) = (ca.parent_id, revoked_ca_entry(ca)) {
+            let entry = ca
+                .revoked
+                .as_ref()
+                .and_then(|(at, reason)| revoked_ca_entry(&ca.certificate_pem, *at, Some(reason)));
+            if let (Some(parent), Some(entry)) = (ca.parent_id, entry) {
                 revoked.entry(parent).or_default().push(entry);
             }
         }
@@ -309,13 +317,33 @@ impl CrlPublisher {
         self.add_entries(entries).await
     }
 
-    /// Adds an intermediate its root revoked to the root's CRL and returns once it is
-    /// published (nothing, when this instance does not publish that root's CRL).
-    pub async fn add_ca_revocation(&self, ca: &crate::pki::authorities::Ca) -> Result<(), Error> {
-        let (Some(parent), Some(entry)) = (ca.parent_id, revoked_ca_entry(ca)) else {
+    /// Lists on their roots' CRLs the intermediates revoked since this instance started (by
+    /// it, another instance or `fleetca ca revoke`), read from the database, and returns once
+    /// those CRLs are published. An intermediate listed already is not listed twice.
+    pub async fn sync_ca_revocations(&self) -> Result<(), Error> {
+        let rows = self.store.authorities().await?;
+        let entries: Vec<(i32, Entry)> = rows
+            .iter()
+            .filter_map(|r| {
+                let entry = revoked_ca_entry(&r.certificate_pem, r.revoked_at?, r.revocation_reason.as_deref())?;
+                Some((r.parent_id?, entry))
+            })
+            .filter(|(parent, entry)| !self.lists(*parent, &entry.entry.serial))
+            .collect();
+        if entries.is_empty() {
             return Ok(());
+        }
+        self.add_entries(entries.into_iter()).await
+    }
+
+    /// Whether CA `issuer`'s CRL lists `serial` already, or will (pending).
+    fn lists(&self, issuer: i32, serial: &[u8]) -> bool {
+        let Some(i) = self.issuers.iter().find(|i| i.id == issuer) else {
+            return true; // a CA this instance does not publish: nothing to add
         };
-        self.add_entries(std::iter::once((parent, entry))).await
+        let pending = i.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.iter().any(|e| e.entry.serial == serial)
+            || i.publishing.try_lock().is_ok_and(|p| p.serials.contains(serial))
     }
 
     /// Adds entries, each for the CRL of the CA whose id it comes with, and returns once CRLs

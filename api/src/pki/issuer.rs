@@ -104,11 +104,15 @@ pub struct Issuer {
     roots_pem: String,
     /// The enterprise server certificates are filed under (the admins').
     server_enterprise: String,
+    /// Set when the issuing CA was revoked (by another instance, or the CLI) before this
+    /// instance restarted with a new one: it then issues nothing.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Issuer {
     pub fn new(cas: Arc<Authorities>, queue: IssueQueue, clock: Arc<dyn Clock>, server_enterprise: String) -> Self {
         Self {
+            stopped: std::sync::atomic::AtomicBool::new(false),
             ca: cas.issuer(),
             issuer_id: cas.issuing().id,
             crl_url: cas.issuing().crl_url.clone(),
@@ -139,6 +143,28 @@ impl Issuer {
         self.cas.bundle_pem()
     }
 
+    /// The issuing CA, unless it was revoked since this instance started.
+    fn signer(&self) -> Result<&Authority, Error> {
+        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::IssuerRevoked);
+        }
+        Ok(&self.ca)
+    }
+
+    /// Stops issuing when `revoked` is the CA this instance issues from; returns whether it
+    /// was (then certificates it signed since the revocation must be revoked too).
+    pub fn stop_if_issuing(&self, revoked: i32) -> bool {
+        let mine = revoked == self.issuer_id;
+        if mine {
+            self.stopped.store(true, std::sync::atomic::Ordering::Release);
+            tracing::error!(
+                ca = revoked,
+                "the issuing CA was revoked: this instance issues nothing until it restarts with another (activate one, then restart)"
+            );
+        }
+        mine
+    }
+
     /// Every CA certificate a client may need (DER): EST's `/cacerts`.
     pub fn ca_certificates_der(&self) -> Vec<Vec<u8>> {
         self.cas.certificates_der()
@@ -167,7 +193,7 @@ impl Issuer {
             validity: validity.duration(),
             crl_url: &self.crl_url,
         };
-        let issued = self.ca.issue_client(&profile, &public_key, self.clock.now())?;
+        let issued = self.signer()?.issue_client(&profile, &public_key, self.clock.now())?;
         let mut new = self.new_certificate(name.into_inner(), CertificateKind::Client, Some(owner), issued);
         new.renews = renews;
         let Stored { certificate, discarded } = self
@@ -206,7 +232,7 @@ impl Issuer {
             crl_url: &self.crl_url,
         };
         let issued = self
-            .ca
+            .signer()?
             .issue_device(&profile, &key, self.clock.now())
             .map_err(|e| match e {
                 fleetca_ca::CaError::InvalidName(why) => Error::Conflict(why),
@@ -262,7 +288,9 @@ impl Issuer {
             validity,
             crl_url: &self.crl_url,
         };
-        let issued = self.ca.issue_claim(&profile, &key.public_key, self.clock.now())?;
+        let issued = self
+            .signer()?
+            .issue_claim(&profile, &key.public_key, self.clock.now())?;
         let mut new = self.new_certificate(format!("claim {tenant}"), CertificateKind::Claim, None, issued);
         new.enterprise = enterprise.to_owned();
         Ok((new, key.private_key_pem))
@@ -288,7 +316,7 @@ impl Issuer {
             crl_url: &self.crl_url,
         };
         let issued = self
-            .ca
+            .signer()?
             .issue_server(&profile, &key.public_key, self.clock.now())
             .map_err(|e| match e {
                 fleetca_ca::CaError::InvalidName(why) => Error::invalid("dns_names", why),
@@ -327,7 +355,7 @@ impl Issuer {
             crl_url: &self.crl_url,
         };
         let now = self.clock.now();
-        let issued = self.ca.issue_client(&profile, &key.public_key, now)?;
+        let issued = self.signer()?.issue_client(&profile, &key.public_key, now)?;
         let audit = crate::outbox::audit::system(
             AuditAction::CanaryIssue,
             "certificate",

@@ -354,6 +354,16 @@ pub struct Revoked {
     pub root_held: bool,
 }
 
+/// The roots that must stay published although nothing valid they signed is left: each lists
+/// on its CRL an intermediate it revoked that has not expired yet.
+pub fn roots_listing_revoked(rows: &[CaRow], now: DateTime<Utc>) -> Vec<i32> {
+    rows.iter()
+        .filter(|r| r.revoked_at.is_some())
+        .filter(|r| super::authorities::certificate_facts(&r.certificate_pem).is_some_and(|(_, end)| end > now))
+        .filter_map(|r| r.parent_id)
+        .collect()
+}
+
 /// What the certificates of a revoked intermediate are revoked with: `cACompromise` when
 /// its key is compromised (RFC 5280 §5.3.1), else the intermediate's own reason.
 pub fn leaf_reason(reason: fleetca_ca::crl::Reason) -> fleetca_ca::crl::Reason {
@@ -379,6 +389,12 @@ pub async fn revoke(
     now: DateTime<Utc>,
 ) -> Result<Revoked, Error> {
     let ca = cas.all().iter().find(|c| c.id == id).ok_or(Error::NotFound("CA"))?;
+    if reason == fleetca_ca::crl::Reason::AaCompromise {
+        return Err(Error::invalid(
+            "reason",
+            "aACompromise is for attribute authorities; a CA whose key is compromised is keyCompromise or cACompromise",
+        ));
+    }
     match (ca.role, ca.state) {
         (CaRole::Root, _) => {
             return Err(Error::Conflict(format!(
@@ -396,6 +412,7 @@ pub async fn revoke(
             )));
         }
         (_, CaState::Revoked) => return Err(Error::Conflict(format!("CA {id} is revoked already"))),
+        _ if ca.revoked.is_some() => return Err(Error::Conflict(format!("CA {id} is revoked already"))),
         _ => {}
     }
     let serial = pem::parse(ca.certificate_pem.trim())
@@ -405,7 +422,7 @@ pub async fn revoke(
     let root_held = ca
         .parent_id
         .and_then(|p| cas.all().iter().find(|c| c.id == p))
-        .is_some_and(|root| root.authority.is_some());
+        .is_some_and(|root| root.authority.is_some() && root.state != CaState::Retired);
     let certificates = store
         .revoke_authority(
             id,
@@ -486,10 +503,9 @@ pub struct CaAdmin {
     pub clock: Arc<dyn crate::support::clock::Clock>,
     /// The CAs this instance started with (the one it issues from among them).
     pub loaded: Arc<Authorities>,
-    /// Where a revocation goes at once: the caches, sessions and CRLs here and on the other
-    /// instances, and this instance's CRL of a revoked intermediate's root.
+    /// Where a revocation goes at once: the caches, sessions and CRLs (the revoked
+    /// intermediate's root's among them) here and on the other instances.
     pub changes: Arc<crate::outbox::changes::Changes>,
-    pub crl: Arc<super::crl::CrlPublisher>,
 }
 
 impl CaAdmin {
@@ -662,8 +678,10 @@ impl CaAdmin {
             self.clock.now(),
         )
         .await?;
-        self.changes.revoked(&revoked.certificates).await?;
-        self.crl.add_ca_revocation(&revoked.ca).await?;
+        // Both, whatever the first did: the revocation is stored already.
+        let leaves = self.changes.revoked(&revoked.certificates).await;
+        let root = self.changes.ca_revoked(id).await;
+        leaves.and(root)?;
         tracing::warn!(ca = id, serial = %revoked.serial, %reason, certificates = revoked.certificates.len(), by = %caller.username, "intermediate CA revoked");
         Ok(revoked)
     }

@@ -44,6 +44,9 @@ pub enum Error {
     /// changed.
     #[error("CA key unavailable")]
     KeyUnavailable,
+    /// The CA this instance issues from was revoked since it started; nothing was changed.
+    #[error("issuing CA revoked")]
+    IssuerRevoked,
     /// Anything else; the text is for the log only.
     #[error("internal: {0}")]
     Internal(String),

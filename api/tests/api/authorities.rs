@@ -249,7 +249,7 @@ async fn an_admin_revokes_a_standby_intermediate_and_its_root_lists_it_at_once()
         again.body
     );
 
-    // The root's CRL (CA 1) lists it with its reason, signed by the root.
+    // The root's CRL (CA 1) lists it, as a CA whose key is compromised (cACompromise).
     let crl = app.send("GET", "/crl.der", None, None).await;
     assert_eq!(crl.status, 200);
     let (_, parsed) = x509_parser::parse_x509_crl(&crl.raw).unwrap();
@@ -263,7 +263,7 @@ async fn an_admin_revokes_a_standby_intermediate_and_its_root_lists_it_at_once()
     assert!(
         listed
             .iter()
-            .any(|(s, r)| *s == serial && r.as_deref() == Some("KeyCompromise")),
+            .any(|(s, r)| *s == serial && r.as_deref() == Some("CACompromise")),
         "{listed:?} lacks {serial}"
     );
 

@@ -138,7 +138,7 @@ pub struct CaLine {
     /// `root` or `intermediate`.
     #[schema(example = "intermediate")]
     pub role: String,
-    /// `active` (issues), `standby`, `pending`, `retiring` or `retired`.
+    /// `active` (issues), `standby`, `pending`, `retiring`, `retired` or `revoked`.
     #[schema(example = "active")]
     pub state: String,
     /// Absent while it waits for its certificate.
@@ -156,6 +156,10 @@ pub struct CaLine {
     /// Whether this instance runs with it as shown: false for a CA added, imported or
     /// activated since it started (a restart brings it in).
     pub loaded: bool,
+    /// When its root revoked it (an intermediate; kept once it retires).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Why (RFC 5280's reason name).
+    pub revocation_reason: Option<String>,
 }
 
 #[utoipa::path(
@@ -217,6 +221,8 @@ pub async fn ca(state: web::Data<AppState>, _caller: Caller) -> Result<HttpRespo
                 key_store: c.key_store.map(str::to_owned),
                 live_certificates: c.live_certificates,
                 loaded: c.loaded,
+                revoked_at: c.revoked.as_ref().map(|(at, _)| *at),
+                revocation_reason: c.revoked.map(|(_, why)| why),
             })
             .collect(),
     }))

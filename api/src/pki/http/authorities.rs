@@ -224,12 +224,12 @@ pub async fn activate(
 #[serde(deny_unknown_fields)]
 pub struct RevokeCaBody {
     /// RFC 5280's reason: `keyCompromise` or `cACompromise` when its key may be known to
-    /// someone else (its certificates are then revoked with `cACompromise`), else
+    /// someone else (its root's CRL and its certificates then say `cACompromise`), else
     /// `superseded`, `cessationOfOperation`, `affiliationChanged`, `privilegeWithdrawn` or
     /// `unspecified` (its certificates take the same reason).
     #[schema(
         example = "keyCompromise",
-        pattern = "^(unspecified|keyCompromise|cACompromise|affiliationChanged|superseded|cessationOfOperation|privilegeWithdrawn|aACompromise)$"
+        pattern = "^(unspecified|keyCompromise|cACompromise|affiliationChanged|superseded|cessationOfOperation|privilegeWithdrawn)$"
     )]
     pub reason: String,
 }
