@@ -118,12 +118,13 @@ impl Store {
         }
     }
 
-    /// Stores a new CA with the next id, audited; returns its id.
+    /// Stores a new CA with the next id, audited (records of a CA with no id yet name this
+    /// one: [`naming`]); returns its id.
     pub async fn add_authority(&self, ca: NewCa, audit: &[NewAudit], now: DateTime<Utc>) -> Result<i32, StorageError> {
         let txn = self.write_txn().await?;
         let id = next_id(&txn).await?;
         insert_ca(&txn, id, ca, now).await?;
-        crate::rows::commit_audited(txn, audit, now).await?;
+        crate::rows::commit_audited(txn, &naming(audit, id), now).await?;
         Ok(id)
     }
 
@@ -144,7 +145,7 @@ impl Store {
             Err(why) => return Ok(Err(why)),
         };
         insert_ca(&txn, id, ca, now).await?;
-        crate::rows::commit_audited(txn, &audit, now).await?;
+        crate::rows::commit_audited(txn, &naming(&audit, id), now).await?;
         Ok(Ok(id))
     }
 
@@ -488,6 +489,21 @@ async fn next_id(txn: &DatabaseTransaction) -> Result<i32, StorageError> {
         .await?
         .flatten();
     Ok(max.unwrap_or(0) + 1)
+}
+
+/// The audit records of a new CA, each that targets a CA with no id yet (made before the id
+/// was taken) naming `id`.
+fn naming(audit: &[NewAudit], id: i32) -> Vec<NewAudit> {
+    audit
+        .iter()
+        .cloned()
+        .map(|mut record| {
+            if record.target_kind == "ca" && record.target_id.is_empty() {
+                record.target_id = id.to_string();
+            }
+            record
+        })
+        .collect()
 }
 
 /// Revokes every unexpired, unrevoked certificate `issuer` signed, in the caller's transaction.

@@ -158,6 +158,8 @@ def check(server: Fleetca, workdir: Path, signature: str) -> PkiReport:
         ("P-384", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]),
         ("Ed25519", ["-algorithm", "ED25519"]),
         ("RSA-2048", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+        ("RSA-3072", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"]),
+        ("RSA-4096", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"]),
     ):
         stem = "client-" + label.lower()
         csr_key = workdir / f"{stem}.key"
@@ -205,7 +207,8 @@ def check(server: Fleetca, workdir: Path, signature: str) -> PkiReport:
         {"device_id": "lint-device", "tenant": "acme", "password": "lint-device-password"}, status=201,
     )
     for cmd in (
-        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        # RSA-3072 over EST (the REST path above takes each kind; renewal below an Ed25519 key).
+        ["openssl", "req", "-new", "-newkey", "rsa:3072", "-nodes",
          "-keyout", str(workdir / "device.key"), "-subj", "/CN=lint-device", "-outform", "DER",
          "-out", str(workdir / "device.csr.der")],
     ):
@@ -237,9 +240,13 @@ def check(server: Fleetca, workdir: Path, signature: str) -> PkiReport:
     )
     claim_cert = save("claim.pem", pem_field(claim, "certificate_pem"))
     renewed = server.expect(
-        "POST", f"/api/v4/manage/mqtt-certificates/{made.json()['id']}/renew/", None, status=201
+        "POST", f"/api/v4/manage/mqtt-certificates/{made.json()['id']}/renew/",
+        {"csr_pem": (workdir / "client-ed25519.csr").read_text()}, status=201,
     )
     renewed_cert = save("renewed.pem", pem_field(renewed, "certificate_pem"))
+    renewed_pub = run(["openssl", "x509", "-in", str(renewed_cert), "-noout", "-pubkey"]).stdout
+    if renewed_pub != run(["openssl", "pkey", "-in", str(workdir / "client-ed25519.key"), "-pubout"]).stdout:
+        report.problems.append("the certificate renewed with an Ed25519 CSR does not carry the CSR's key")
 
     # Every CRL (/crl.pem: the root's, then the intermediate's), and each on its own.
     crl_pem = save("crl.pem", server.expect("GET", "/crl.pem", auth=False).data)

@@ -58,6 +58,7 @@ async fn an_admin_adds_an_intermediate_signed_by_fleetcas_root_which_waits_for_a
     let records = audit.body["results"].as_array().unwrap();
     assert_eq!(records.len(), 1, "{}", audit.body);
     assert_eq!(records[0]["actor"], "admin");
+    assert_eq!(records[0]["target_id"], "3", "the record names the CA it made");
     assert_eq!(records[0]["details"]["common_name"], "Acme issuing CA 2");
 }
 

@@ -347,6 +347,14 @@ fn a_revoked_certificate_is_refused_by_mosquitto_on_its_next_connection() {
             "rsa2048",
             &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"][..],
         ),
+        (
+            "rsa3072",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"][..],
+        ),
+        (
+            "rsa4096",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"][..],
+        ),
         ("p384", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"][..]),
         ("ed25519", &["-algorithm", "ED25519"][..]),
     ] {
