@@ -170,8 +170,8 @@ pub struct BrokerService {
     tokens: Arc<Tokens>,
     clock: Arc<dyn Clock>,
     policy: BrokerPolicy,
-    devices: Cache<(String, String), DeviceEntry>,
-    keys: Cache<String, KeyEntry>,
+    devices: Cache<String, Arc<DeviceEntry>>,
+    keys: Cache<String, Arc<KeyEntry>>,
     /// The sign-based devices of EnOS and Alibaba Cloud IoT.
     sign: SignDevices,
 }
@@ -303,7 +303,7 @@ impl BrokerService {
 
     /// Forgets a device's cached credentials.
     pub fn invalidate_device(&self, tenant: &str, device_id: &str) {
-        self.devices.remove(&(tenant.to_owned(), device_id.to_owned()));
+        self.devices.remove(&crate::support::cache::pair(tenant, device_id));
     }
 
     /// Forgets an API key's cached state (on deactivation, role change, certificate
@@ -312,11 +312,11 @@ impl BrokerService {
         self.keys.retain(|_, e| e.user_id != user_id);
     }
 
-    async fn device(&self, tenant: &str, device_id: &str) -> Result<Option<DeviceEntry>, StorageError> {
-        let key = (tenant.to_owned(), device_id.to_owned());
-        if let Some(e) = self.devices.get(&key) {
+    async fn device(&self, tenant: &str, device_id: &str) -> Result<Option<Arc<DeviceEntry>>, StorageError> {
+        if let Some(e) = self.devices.get_pair(tenant, device_id) {
             return Ok(Some(e));
         }
+        let key = crate::support::cache::pair(tenant, device_id);
         let generation = self.devices.generation();
         let d = match self.store.device(tenant, device_id).await {
             Ok(d) => d,
@@ -330,23 +330,23 @@ impl BrokerService {
                 None
             }
         };
-        let entry = DeviceEntry {
+        let entry = Arc::new(DeviceEntry {
             ha1,
             active: d.is_active,
-        };
+        });
         self.devices.insert_if_current(key, entry.clone(), generation);
         Ok(Some(entry))
     }
 
-    async fn key(&self, username: &str) -> Result<Option<KeyEntry>, StorageError> {
-        if let Some(e) = self.keys.get(&username.to_owned()) {
+    async fn key(&self, username: &str) -> Result<Option<Arc<KeyEntry>>, StorageError> {
+        if let Some(e) = self.keys.get(username) {
             return Ok(Some(e));
         }
         self.load_key(username).await
     }
 
     /// Reads an API key and its active certificates from the database and caches them.
-    async fn load_key(&self, username: &str) -> Result<Option<KeyEntry>, StorageError> {
+    async fn load_key(&self, username: &str) -> Result<Option<Arc<KeyEntry>>, StorageError> {
         let generation = self.keys.generation();
         let user = match self.store.user_by_username(username).await {
             Ok(u) => u,
@@ -354,12 +354,12 @@ impl BrokerService {
             Err(e) => return Err(e),
         };
         let certificates = self.store.active_fingerprints(user.id, self.clock.now()).await?;
-        let entry = KeyEntry {
+        let entry = Arc::new(KeyEntry {
             user_id: user.id,
             enterprise: user.enterprise,
             usable: user.is_active && user.is_service_account,
             certificates,
-        };
+        });
         self.keys
             .insert_if_current(username.to_owned(), entry.clone(), generation);
         Ok(Some(entry))

@@ -93,8 +93,8 @@ pub struct SignDevices {
     master: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
     acl: acl::AclConfig,
-    products: Cache<String, ProductEntry>,
-    sign_devices: Cache<(String, String), SignDeviceEntry>,
+    products: Cache<String, Arc<ProductEntry>>,
+    sign_devices: Cache<String, Arc<SignDeviceEntry>>,
     activations: Option<mpsc::Sender<ActivationEvent>>,
 }
 
@@ -120,14 +120,15 @@ impl SignDevices {
 
     /// Forgets a product's cached state (and so refuses its devices at once when disabled).
     pub fn invalidate_product(&self, product_key: &str) {
-        self.products.remove(&product_key.to_owned());
-        self.sign_devices.retain(|(p, _), _| p != product_key);
+        self.products.remove(product_key);
+        self.sign_devices
+            .retain(|k, _| crate::support::cache::first_of_pair(k) != product_key);
     }
 
     /// Forgets a sign-based device's cached state.
     pub fn invalidate_sign_device(&self, product_key: &str, device_key: &str) {
         self.sign_devices
-            .remove(&(product_key.to_owned(), device_key.to_owned()));
+            .remove(&crate::support::cache::pair(product_key, device_key));
     }
 
     fn open_secret(&self, context: &str, sealed: &[u8]) -> Option<String> {
@@ -140,48 +141,52 @@ impl SignDevices {
         }
     }
 
-    async fn product(&self, product_key: &str) -> Result<Option<ProductEntry>, StorageError> {
-        let key = product_key.to_owned();
-        if let Some(e) = self.products.get(&key) {
+    async fn product(&self, product_key: &str) -> Result<Option<Arc<ProductEntry>>, StorageError> {
+        if let Some(e) = self.products.get(product_key) {
             return Ok(Some(e));
         }
+        let key = product_key.to_owned();
         let generation = self.products.generation();
         let p = match self.store.product(product_key).await {
             Ok(p) => p,
             Err(StorageError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let entry = ProductEntry {
+        let entry = Arc::new(ProductEntry {
             scheme: Scheme::parse(&p.scheme),
             dynamic_activation: p.dynamic_activation,
             skew_seconds: p.max_clock_skew_seconds,
             secret: self.open_secret(&sign::product_secret_context(&p.product_key), &p.sealed_secret),
             active: p.is_active,
             enterprise: p.enterprise,
-        };
+        });
         self.products.insert_if_current(key, entry.clone(), generation);
         Ok(Some(entry))
     }
 
-    async fn sign_device(&self, product_key: &str, device_key: &str) -> Result<Option<SignDeviceEntry>, StorageError> {
-        let key = (product_key.to_owned(), device_key.to_owned());
-        if let Some(e) = self.sign_devices.get(&key) {
+    async fn sign_device(
+        &self,
+        product_key: &str,
+        device_key: &str,
+    ) -> Result<Option<Arc<SignDeviceEntry>>, StorageError> {
+        if let Some(e) = self.sign_devices.get_pair(product_key, device_key) {
             return Ok(Some(e));
         }
+        let key = crate::support::cache::pair(product_key, device_key);
         let generation = self.sign_devices.generation();
         let d = match self.store.product_device(product_key, device_key).await {
             Ok(d) => d,
             Err(StorageError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let entry = SignDeviceEntry {
+        let entry = Arc::new(SignDeviceEntry {
             secret: self.open_secret(
                 &sign::device_secret_context(&d.product_key, &d.device_key),
                 &d.sealed_secret,
             ),
             active: d.is_active,
             activated: d.activated_at.is_some(),
-        };
+        });
         self.sign_devices.insert_if_current(key, entry.clone(), generation);
         Ok(Some(entry))
     }

@@ -27,7 +27,13 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         }
     }
 
-    pub fn get(&self, k: &K) -> Option<V> {
+    /// The entry of `k` (any borrowed form of the key: a `&str` for a `String` key), cloned
+    /// (make `V` an `Arc` where that would copy much).
+    pub fn get<Q>(&self, k: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let found = self.map.read().unwrap_or_else(|e| e.into_inner()).get(k).cloned();
         if found.is_some() {
             self.hits.increment(1);
@@ -56,7 +62,11 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
     }
 
     /// Drops one entry.
-    pub fn remove(&self, k: &K) {
+    pub fn remove<Q>(&self, k: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.map.write().unwrap_or_else(|e| e.into_inner()).remove(k);
     }
@@ -64,5 +74,38 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
     pub fn retain(&self, keep: impl FnMut(&K, &mut V) -> bool) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.map.write().unwrap_or_else(|e| e.into_inner()).retain(keep);
+    }
+}
+
+/// The key of a pair (a tenant and a device, a product and a device) in a `String`-keyed
+/// cache: the two joined by a NUL, which neither may contain.
+pub fn pair(a: &str, b: &str) -> String {
+    let mut key = String::with_capacity(a.len() + b.len() + 1);
+    key.push_str(a);
+    key.push('\0');
+    key.push_str(b);
+    key
+}
+
+/// The first part of a [`pair`] key.
+pub fn first_of_pair(key: &str) -> &str {
+    key.split('\0').next().unwrap_or(key)
+}
+
+impl<V: Clone> Cache<String, V> {
+    /// The entry of the pair `(a, b)`: the key is built in a buffer of the thread's, so a
+    /// lookup allocates nothing.
+    pub fn get_pair(&self, a: &str, b: &str) -> Option<V> {
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with(|key| {
+            let mut key = key.borrow_mut();
+            key.clear();
+            key.push_str(a);
+            key.push('\0');
+            key.push_str(b);
+            self.get(key.as_str())
+        })
     }
 }

@@ -33,14 +33,151 @@ impl FromRequest for Fields {
     }
 }
 
-/// go-auth's, amqtt's, EMQX's and RMQTT's fields, read from what they sent.
+/// go-auth's, amqtt's, EMQX's and RMQTT's fields, read from what they sent: straight into
+/// the request's fields, every other field skipped (no map of everything, no JSON values).
 impl FromRequest for BrokerRequest {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let fields = Fields::from_request(req, payload);
-        Box::pin(async move { fields.await.map(|Fields(map)| BrokerRequest::from_fields(map)) })
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(&mut payload, BODY_LIMIT).await?;
+            let mut wire = Wire::parse(&req, &body)?;
+            // EMQX 4 / RMQTT may send the fields as a query string (`response` is go-auth's
+            // answer mode, not a field).
+            let query = req.query_string();
+            if !query.is_empty()
+                && query != "response=json"
+                && let Ok(extra) = serde_urlencoded::from_str::<Wire>(query)
+            {
+                wire.fill_from(extra);
+            }
+            Ok(wire.into_request())
+        })
+    }
+}
+
+/// A field's value as brokers send it: a string, or a number or boolean in JSON (read as its
+/// text); anything else (an object, an array) reads as empty, which no rule allows.
+#[derive(Debug)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, a number or a boolean")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Scalar(String::new()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar(String::new()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Every name a field of [`BrokerRequest`] comes under; the rest of what a broker sends is
+/// skipped unread.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct Wire {
+    username: Option<Scalar>,
+    password: Option<Scalar>,
+    clientid: Option<Scalar>,
+    client_id: Option<Scalar>,
+    #[serde(rename = "clientId")]
+    client_id_camel: Option<Scalar>,
+    topic: Option<Scalar>,
+    acc: Option<Scalar>,
+    access: Option<Scalar>,
+    action: Option<Scalar>,
+    cert_fingerprint: Option<Scalar>,
+    fingerprint: Option<Scalar>,
+    cert_pem: Option<Scalar>,
+    certificate: Option<Scalar>,
+    cert: Option<Scalar>,
+}
+
+impl Wire {
+    /// The body as JSON (an object) or a form.
+    fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, ApiError> {
+        if is_json(req) || body.first() == Some(&b'{') {
+            match serde_json::from_slice::<Wire>(body) {
+                Ok(wire) => return Ok(wire),
+                Err(_) if is_json(req) => return Err(ApiError::BadRequest("The body is not a JSON object.".into())),
+                Err(_) => {}
+            }
+        }
+        serde_urlencoded::from_bytes::<Wire>(body)
+            .map_err(|_| ApiError::BadRequest("The body is neither JSON nor a form.".into()))
+    }
+
+    /// Takes from `other` each field this lacks.
+    fn fill_from(&mut self, other: Wire) {
+        macro_rules! fill {
+            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = other.$field; } )* };
+        }
+        fill!(
+            username,
+            password,
+            clientid,
+            client_id,
+            client_id_camel,
+            topic,
+            acc,
+            access,
+            action,
+            cert_fingerprint,
+            fingerprint,
+            cert_pem,
+            certificate,
+            cert
+        );
+    }
+
+    fn into_request(self) -> BrokerRequest {
+        let text = |s: Option<Scalar>| s.map(|Scalar(v)| v);
+        BrokerRequest {
+            username: text(self.username),
+            password: text(self.password),
+            clientid: text(self.clientid.or(self.client_id).or(self.client_id_camel)),
+            topic: text(self.topic),
+            acc: text(self.acc),
+            access: text(self.access),
+            action: text(self.action),
+            cert_fingerprint: text(self.cert_fingerprint.or(self.fingerprint)),
+            cert_pem: text(self.cert_pem.or(self.certificate).or(self.cert)),
+        }
     }
 }
 
@@ -67,24 +204,6 @@ pub struct BrokerRequest {
 }
 
 impl BrokerRequest {
-    /// Takes the fields this API knows from what the broker sent; the client id may be
-    /// `clientid`, `client_id` or `clientId`, the certificate `cert_pem`, `certificate` or
-    /// `cert`, its fingerprint `cert_fingerprint` or `fingerprint`.
-    pub fn from_fields(mut map: HashMap<String, String>) -> Self {
-        let mut first = |keys: &[&str]| keys.iter().find_map(|k| map.remove(*k));
-        Self {
-            username: first(&["username"]),
-            password: first(&["password"]),
-            clientid: first(&["clientid", "client_id", "clientId"]),
-            topic: first(&["topic"]),
-            acc: first(&["acc"]),
-            access: first(&["access"]),
-            action: first(&["action"]),
-            cert_fingerprint: first(&["cert_fingerprint", "fingerprint"]),
-            cert_pem: first(&["cert_pem", "certificate", "cert"]),
-        }
-    }
-
     pub fn auth_request(self) -> AuthRequest {
         AuthRequest {
             certificate_verified_by_broker: false,
@@ -147,4 +266,53 @@ where
         }
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    async fn read(req: TestRequest, body: &'static str) -> Result<BrokerRequest, ApiError> {
+        let (req, mut payload) = req.set_payload(body).to_http_parts();
+        BrokerRequest::from_request(&req, &mut payload).await
+    }
+
+    /// What the families send: JSON with numbers (go-auth's `acc`), the client id under each
+    /// of its names, a form, fields in the query string (EMQX 4 / RMQTT) that fill what the
+    /// body lacks; an object where a string belongs reads as empty, and bad JSON is a 400.
+    #[actix_web::test]
+    async fn broker_fields_are_read_from_json_forms_and_query_strings() {
+        let json = || TestRequest::post().insert_header(("content-type", "application/json"));
+        let f = read(
+            json(),
+            r#"{"username":"u","clientId":"c","acc":4,"topic":"t","ignored":{"deep":[1]}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                f.username.as_deref(),
+                f.clientid.as_deref(),
+                f.acc.as_deref(),
+                f.topic.as_deref()
+            ),
+            (Some("u"), Some("c"), Some("4"), Some("t"))
+        );
+        let f = read(json(), r#"{"username":{"a":1},"password":null,"client_id":"c2"}"#)
+            .await
+            .unwrap();
+        assert_eq!(f.username.as_deref(), Some(""));
+        assert_eq!(f.password, None);
+        assert_eq!(f.clientid.as_deref(), Some("c2"));
+        let form = TestRequest::post()
+            .uri("/broker/auth?password=from-query&username=ignored")
+            .insert_header(("content-type", "application/x-www-form-urlencoded"));
+        let f = read(form, "username=dev%3D1&fingerprint=ab").await.unwrap();
+        assert_eq!(f.username.as_deref(), Some("dev=1"), "the body wins over the query");
+        assert_eq!(f.password.as_deref(), Some("from-query"));
+        assert_eq!(f.cert_fingerprint.as_deref(), Some("ab"));
+        assert!(read(json(), "{not json").await.is_err());
+    }
 }

@@ -74,6 +74,10 @@ pub struct OkResponse {
     pub error: Option<&'static str>,
 }
 
+/// The JSON answers, made once: what [`OkResponse`] serialises to.
+const ALLOWED: &str = r#"{"ok":true}"#;
+const DENIED: &str = r#"{"ok":false,"error":"not authorized"}"#;
+
 fn json_mode(req: &HttpRequest) -> bool {
     req.query_string().split('&').any(|p| p == "response=json")
 }
@@ -84,13 +88,14 @@ fn answer(req: &HttpRequest, decision: Decision) -> HttpResponse {
     if let Decision::Deny(reason) = decision {
         tracing::debug!(reason, "broker request denied");
     }
+    let json = |body: &'static str| {
+        HttpResponse::Ok()
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(body)
+    };
     match (decision, json_mode(req)) {
-        (Decision::Allow, true) => HttpResponse::Ok().json(OkResponse { ok: true, error: None }),
-        (Decision::Deny(_), true) => HttpResponse::Ok().json(OkResponse {
-            ok: false,
-            error: Some("not authorized"),
-        }),
-        (Decision::Allow, false) => HttpResponse::Ok().json(OkResponse { ok: true, error: None }),
+        (Decision::Allow, _) => json(ALLOWED),
+        (Decision::Deny(_), true) => json(DENIED),
         (Decision::Deny(_), false) => ApiError::from(Error::Forbidden("Not authorized.".into())).error_response(),
         (Decision::Unknown, _) => ApiError::from(Error::Unavailable).error_response(),
     }
@@ -155,4 +160,20 @@ pub async fn acl(
         None => Decision::Deny("missing username or topic"),
     };
     Ok(answer(&req, decision))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prebuilt_answers_are_what_ok_response_serialises_to() {
+        let allowed = OkResponse { ok: true, error: None };
+        let denied = OkResponse {
+            ok: false,
+            error: Some("not authorized"),
+        };
+        assert_eq!(serde_json::to_string(&allowed).unwrap(), ALLOWED);
+        assert_eq!(serde_json::to_string(&denied).unwrap(), DENIED);
+    }
 }
