@@ -131,11 +131,13 @@ struct Wire {
 impl Wire {
     /// The body as JSON (an object) or a form.
     fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, ApiError> {
-        if is_json(req) || body.first() == Some(&b'{') {
+        // Only an object: serde would also read a JSON array into the fields, by position.
+        let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if is_json(req) || object {
             match serde_json::from_slice::<Wire>(body) {
-                Ok(wire) => return Ok(wire),
-                Err(_) if is_json(req) => return Err(ApiError::BadRequest("The body is not a JSON object.".into())),
-                Err(_) => {}
+                Ok(wire) if object => return Ok(wire),
+                _ if is_json(req) => return Err(ApiError::BadRequest("The body is not a JSON object.".into())),
+                _ => {}
             }
         }
         serde_urlencoded::from_bytes::<Wire>(body)
@@ -314,5 +316,9 @@ mod tests {
         assert_eq!(f.password.as_deref(), Some("from-query"));
         assert_eq!(f.cert_fingerprint.as_deref(), Some("ab"));
         assert!(read(json(), "{not json").await.is_err());
+        assert!(
+            read(json(), r#"["u", "p"]"#).await.is_err(),
+            "an array is not an object"
+        );
     }
 }
