@@ -126,16 +126,20 @@ pub async fn request_log(
     next: Next<impl MessageBody + 'static>,
 ) -> actix_web::Result<ServiceResponse<EitherBody<impl MessageBody>>> {
     // The brokers' questions (thousands a second, answered from memory): no span, no id,
-    // no strings made; a slow or failed one is still logged.
+    // no strings made; a failed one is logged at debug (as before), a slow one at info.
     if req.path().starts_with("/broker/") {
         let started = Instant::now();
         let mut res = next.call(req).await?;
         let status = res.status().as_u16();
         let elapsed = started.elapsed();
-        if status >= 500 || elapsed.as_millis() >= 500 {
+        if status >= 400 || elapsed.as_millis() >= 500 {
             let path = res.request().path();
             let ms = elapsed.as_secs_f64() * 1000.0;
-            tracing::info!(%path, status, ms, "served");
+            if elapsed.as_millis() >= 500 {
+                tracing::info!(%path, status, ms, "served");
+            } else {
+                tracing::debug!(%path, status, ms, "served");
+            }
         }
         res.headers_mut()
             .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

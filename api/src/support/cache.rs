@@ -96,6 +96,9 @@ impl<V: Clone> Cache<String, V> {
     /// The entry of the pair `(a, b)`: the key is built in a buffer of the thread's, so a
     /// lookup allocates nothing.
     pub fn get_pair(&self, a: &str, b: &str) -> Option<V> {
+        if a.contains('\0') || b.contains('\0') {
+            return None; // no stored pair has one (see [`pair`]): a miss, the store says no
+        }
         thread_local! {
             static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }

@@ -7,7 +7,8 @@
 //!
 //! A new family is a folder here (`mod.rs` for its questions, `http.rs` for its routes) and
 //! one line in the route table (`crate::http::routes`); its handlers take
-//! [`crate::http::extract::BrokerCaller`] and [`crate::brokers::http::fields::Fields`].
+//! [`crate::http::extract::BrokerCaller`] and [`crate::brokers::http::fields::BrokerRequest`]
+//! (or [`crate::brokers::http::fields::Fields`], every field by name).
 
 pub mod emqx;
 pub mod go_auth;

@@ -1,6 +1,7 @@
 //! What every broker family sends, read once: the fields of a JSON object, a form or a query
-//! string ([`Fields`], an extractor), and the auth and ACL requests go-auth, amqtt, EMQX and
-//! RMQTT make of them ([`BrokerRequest`]).
+//! string — every field by name for RabbitMQ ([`Fields`], an extractor), and straight into the
+//! auth and ACL requests of go-auth, amqtt, EMQX and RMQTT ([`BrokerRequest`], the hot path:
+//! the fields it takes, nothing else copied).
 
 use std::collections::HashMap;
 
@@ -107,15 +108,13 @@ impl<'de> Deserialize<'de> for Scalar {
 }
 
 /// Every name a field of [`BrokerRequest`] comes under; the rest of what a broker sends is
-/// skipped unread.
-#[derive(Deserialize, Default, Debug)]
-#[serde(default)]
+/// skipped unread. A name sent twice keeps its last value (as a map of the fields would).
+#[derive(Default, Debug)]
 struct Wire {
     username: Option<Scalar>,
     password: Option<Scalar>,
     clientid: Option<Scalar>,
     client_id: Option<Scalar>,
-    #[serde(rename = "clientId")]
     client_id_camel: Option<Scalar>,
     topic: Option<Scalar>,
     acc: Option<Scalar>,
@@ -126,6 +125,74 @@ struct Wire {
     cert_pem: Option<Scalar>,
     certificate: Option<Scalar>,
     cert: Option<Scalar>,
+}
+
+/// A field's name, matched without copying it.
+enum Key {
+    Field(fn(&mut Wire) -> &mut Option<Scalar>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(Key::Field(match v {
+                    "username" => |w| &mut w.username,
+                    "password" => |w| &mut w.password,
+                    "clientid" => |w| &mut w.clientid,
+                    "client_id" => |w| &mut w.client_id,
+                    "clientId" => |w| &mut w.client_id_camel,
+                    "topic" => |w| &mut w.topic,
+                    "acc" => |w| &mut w.acc,
+                    "access" => |w| &mut w.access,
+                    "action" => |w| &mut w.action,
+                    "cert_fingerprint" => |w| &mut w.cert_fingerprint,
+                    "fingerprint" => |w| &mut w.fingerprint,
+                    "cert_pem" => |w| &mut w.cert_pem,
+                    "certificate" => |w| &mut w.certificate,
+                    "cert" => |w| &mut w.cert,
+                    _ => return Ok(Key::Other),
+                }))
+            }
+        }
+        d.deserialize_identifier(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Wire {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Wire;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of fields")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Wire, A::Error> {
+                let mut wire = Wire::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        // A null is no value (an earlier one stays).
+                        Key::Field(slot) => {
+                            if let Some(value) = map.next_value::<Option<Scalar>>()? {
+                                *slot(&mut wire) = Some(value);
+                            }
+                        }
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(wire)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 impl Wire {
