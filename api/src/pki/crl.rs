@@ -83,11 +83,9 @@ impl Entry {
 fn revoked_ca_entry(certificate_pem: &str, at: DateTime<Utc>, reason: Option<&str>) -> Option<Entry> {
     let der = pem::parse(certificate_pem.trim()).ok()?.into_contents();
     let (_, not_after) = fleetca_ca::validity(&der)?;
-    // A CA's compromised key is cACompromise on its issuer's CRL (RFC 5280 §5.3.1).
-    let reason = match reason {
-        Some("keyCompromise") => Some("cACompromise"),
-        other => other,
-    };
+    let reason = reason
+        .and_then(|r| r.parse::<Reason>().ok())
+        .map(|r| crate::pki::rotation::leaf_reason(r).name());
     Entry::new(&fleetca_ca::serial_hex(&der)?, at, reason, not_after)
 }
 

@@ -204,7 +204,7 @@ pub struct RolledOver {
 }
 
 /// Starts a root rollover (RFC 4210 §4.4): a new root (its key sealed in the database, or
-/// made in the PKCS#11 token: `new_key`) beside the
+/// made in the PKCS#11 token: [`NewRoot::key`]) beside the
 /// one above the issuing CA, and their cross-certificates — the new root certified by the
 /// old ("new with old", so clients that trust only the old root verify the new hierarchy)
 /// and the old certified by the new ("old with new"). The new root stands by; the next
@@ -344,8 +344,6 @@ pub async fn activate(
 
 /// What [`revoke`] did.
 pub struct Revoked {
-    /// The intermediate, as it now stands.
-    pub ca: super::authorities::Ca,
     /// Its serial (lowercase hex), as its root's CRL lists it.
     pub serial: String,
     /// The unexpired certificates it signed that this revoked.
@@ -364,8 +362,9 @@ pub fn roots_listing_revoked(rows: &[CaRow], now: DateTime<Utc>) -> Vec<i32> {
         .collect()
 }
 
-/// What the certificates of a revoked intermediate are revoked with: `cACompromise` when
-/// its key is compromised (RFC 5280 §5.3.1), else the intermediate's own reason.
+/// What the certificates of a revoked intermediate are revoked with, and what its root's CRL
+/// says of it: `cACompromise` when its key is compromised (RFC 5280 §5.3.1), else the
+/// intermediate's own reason.
 pub fn leaf_reason(reason: fleetca_ca::crl::Reason) -> fleetca_ca::crl::Reason {
     use fleetca_ca::crl::Reason;
     match reason {
@@ -411,8 +410,10 @@ pub async fn revoke(
                 "CA {id} has no certificate yet, so there is nothing to revoke"
             )));
         }
-        (_, CaState::Revoked) => return Err(Error::Conflict(format!("CA {id} is revoked already"))),
-        _ if ca.revoked.is_some() => return Err(Error::Conflict(format!("CA {id} is revoked already"))),
+        // A revoked CA that retired keeps its revocation: it is revoked already too.
+        _ if ca.state == CaState::Revoked || ca.revoked.is_some() => {
+            return Err(Error::Conflict(format!("CA {id} is revoked already")));
+        }
         _ => {}
     }
     let serial = pem::parse(ca.certificate_pem.trim())
@@ -433,11 +434,7 @@ pub async fn revoke(
             now,
         )
         .await?;
-    let mut ca = ca.clone();
-    ca.state = CaState::Revoked;
-    ca.revoked = Some((now, reason.name().to_owned()));
     Ok(Revoked {
-        ca,
         serial,
         certificates,
         root_held,
