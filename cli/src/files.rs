@@ -6,8 +6,23 @@
 use std::io::Write;
 use std::path::Path;
 
-/// Replaces `path` with `contents`, the new file created with `mode` (Unix permissions).
+/// Replaces `path` with `contents`, the new file created with `mode` (Unix permissions),
+/// synced: after a crash the file is the old one or the new one.
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    replace_with(path, contents, mode, true)
+}
+
+/// As [`replace`], atomic but not synced: for a file fleetca writes again from its durable
+/// state at every start before anything reads it (the brokers' CRL file, whose durable
+/// copies are the database and the published records). A reader never sees half of it;
+/// after a power loss it may be empty until fleetca starts (on ext4, whose default
+/// `auto_da_alloc` flushes a file renamed over another, it is the old one or the new one).
+/// Syncing several MiB of CRLs on every revocation cost more than the revocation itself.
+pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    replace_with(path, contents, mode, false)
+}
+
+fn replace_with(path: &Path, contents: &[u8], mode: u32, sync: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -26,14 +41,17 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let _ = mode;
     let written = opts.open(&tmp).and_then(|mut f| {
         f.write_all(contents)?;
-        f.sync_all()
+        if sync { f.sync_all() } else { Ok(()) }
     });
     let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
     if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     renamed?;
-    std::fs::File::open(dir)?.sync_all()
+    if sync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod m20261206_000001_restore_repairs;
 mod m20261206_000002_hierarchy;
 mod m20261206_000003_token_keys;
 mod m20261206_000004_ca_revocation;
+mod m20261207_000001_crl_shards;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000002_hierarchy::Migration),
             Box::new(m20261206_000003_token_keys::Migration),
             Box::new(m20261206_000004_ca_revocation::Migration),
+            Box::new(m20261207_000001_crl_shards::Migration),
         ]
     }
 }

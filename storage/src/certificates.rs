@@ -41,6 +41,8 @@ pub struct NewCertificate {
     pub renews: Option<Renewal>,
     /// The CA that signed it.
     pub issuer_id: i32,
+    /// The shard of that CA's CRL it names as its distribution point (none: the CA's own CRL).
+    pub crl_shard: Option<i16>,
     /// The claim this device certificate is enrolled with: one of its uses is taken in the
     /// same transaction, or the certificate is refused ([`StorageError::Conflict`]).
     pub claim: Option<Uuid>,
@@ -97,7 +99,14 @@ pub struct CertificateFilter {
 }
 
 /// serial, revoked_at, reason, not_after
-type RevocationRow = (String, Option<DateTime<Utc>>, Option<String>, DateTime<Utc>, i32);
+type RevocationRow = (
+    String,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    DateTime<Utc>,
+    i32,
+    Option<i16>,
+);
 
 /// One revocation, as the CRL needs it.
 #[derive(Clone, Debug)]
@@ -112,6 +121,8 @@ pub struct Revocation {
     pub not_after: DateTime<Utc>,
     /// The CA whose CRL lists it.
     pub issuer_id: i32,
+    /// The shard of that CA's CRL that lists it (none: the CA's own CRL).
+    pub shard: Option<i16>,
 }
 
 impl Store {
@@ -306,6 +317,7 @@ impl Store {
             .column(Column::RevocationReason)
             .column(Column::NotAfter)
             .column(Column::IssuerId)
+            .column(Column::CrlShard)
             .filter(Column::RevokedAt.is_not_null())
             .filter(Column::NotAfter.gt(since))
             .order_by_asc(Column::RevokedAt)
@@ -314,13 +326,14 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(serial, at, reason, not_after, issuer_id)| {
+            .filter_map(|(serial, at, reason, not_after, issuer_id, shard)| {
                 Some(Revocation {
                     serial,
                     revoked_at: at?,
                     reason: reason.unwrap_or_else(|| "unspecified".into()),
                     not_after,
                     issuer_id,
+                    shard,
                 })
             })
             .collect())

@@ -63,6 +63,7 @@ impl Store {
             renewed_via: None,
             expiry_warned: None,
             issuer_id: cert.issuer_id,
+            crl_shard: cert.crl_shard,
         };
         Certificates::insert(CertificateModel::from(certificate.clone()))
             .exec(&txn)

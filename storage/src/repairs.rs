@@ -74,6 +74,7 @@ impl Store {
                     reason: Set(r.reason.clone()),
                     not_after: Set(r.not_after),
                     issuer_id: Set(issuer),
+                    crl_shard: Set(r.shard),
                 };
                 Restored::insert(row)
                     .on_conflict(OnConflict::column(RestoredCol::Serial).do_nothing().to_owned())
@@ -133,6 +134,7 @@ impl Store {
                 reason: r.reason,
                 not_after: r.not_after,
                 issuer_id: r.issuer_id,
+                shard: r.crl_shard,
             })
             .collect())
     }

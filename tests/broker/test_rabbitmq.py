@@ -334,15 +334,14 @@ password_env = "FLEETCA_RABBITMQ_PASSWORD"
     try:
         front = Front(workdir, [f"127.0.0.1:{fleetca_port}"])
         ca_pem = urllib.request.urlopen(fleetca.url + "/ca.pem", timeout=TIMEOUT).read().decode()
-        # RabbitMQ (Erlang's ssl) finds a CRL by its issuer's hash, `<hash>.r0`, one CRL per
-        # file: a link per CA's file, named by its CRL's issuer hash, as the README says.
+        # RabbitMQ (Erlang's ssl) finds a CRL by its issuer's hash, `<hash>.r0`, `.r1`, …, one
+        # CRL per file: the root's, the intermediate's own and its 16 shards', each linked by
+        # its issuer's hash by `openssl rehash`, as the README says.
         crls = sorted(crl_dir.glob("fleetca-crl-*.pem"))
-        assert len(crls) == 2, crls
-        for crl in crls:
-            digest = subprocess.run(
-                ["openssl", "crl", "-hash", "-noout", "-in", str(crl)], capture_output=True, text=True, check=True
-            ).stdout.strip()
-            os.symlink(crl, crl_dir / f"{digest}.r0")
+        assert len(crls) == 18, crls
+        subprocess.run(["openssl", "rehash", str(crl_dir)], check=True, capture_output=True)
+        links = sorted(p.name for p in crl_dir.glob("*.r*"))
+        assert len(links) == 18, links
         server = TlsFiles(workdir / "server", fleetca.create_server_certificate(), ca_pem)
         rabbit = RabbitMq(workdir, front.url, server, crl_dir, mgmt_port, password)
         yield Stack(fleetca, rabbit, workdir, ca_pem, front)
@@ -415,6 +414,13 @@ def test_an_api_key_reads_its_enterprise_topics_with_its_token(stack):
     refused(stack, "reader-2", key["username"], "fca_000000000000_wrong")
 
 
+def dp_of(issued: dict) -> str:
+    """The CRL distribution point a certificate names."""
+    out = subprocess.run(["openssl", "x509", "-noout", "-ext", "crlDistributionPoints"], input=issued["certificate_pem"],
+                         capture_output=True, text=True, check=True).stdout
+    return next(w[4:] for w in out.split() if w.startswith("URI:"))
+
+
 def test_certificate_clients_connect_until_revoked_and_are_disconnected_at_once(stack):
     f = stack.fleetca
     key = f.create_api_key("svc-rmq-cert", "nnn.acme")
@@ -432,6 +438,13 @@ def test_certificate_clients_connect_until_revoked_and_are_disconnected_at_once(
     # The reconnect fails RabbitMQ's own CRL check (fleetca's CRL file, published before the
     # revoke returned).
     refused(stack, "cert-client-2", tls=tls)
+    # A certificate of another shard of the CA's CRL (certificates name the shards in turn)
+    # still connects: RabbitMQ finds each certificate's shard among the CA's CRLs.
+    other = f.create_certificate(key["id"])
+    assert dp_of(other) != dp_of(issued), (dp_of(other), dp_of(issued))
+    c = stack.client("cert-client-3", tls=stack.tls_for("svc-rmq-cert-other", other))
+    assert not c.connect().is_failure, "a certificate of another CRL shard is refused"
+    c.close()
     done = f.request("GET", "/api/v4/manage/disconnects/?status=done")
     assert any(d["action"] == "certificate.revoke" and d["done_brokers"] == ["rabbit"] for d in done["results"]), done
 

@@ -999,6 +999,7 @@ mod tests {
             device: None,
             renews: None,
             issuer_id: 1,
+            crl_shard: None,
             claim: None,
         };
         let queue = kit.store.issue_queue(crate::pki::issuance::planner());

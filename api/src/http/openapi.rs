@@ -20,7 +20,7 @@ use crate::pki::http::{authorities, certificates, claims, est};
 #[openapi(
     info(title = "fleetca", description = "Certificate authority and credential service for MQTT device fleets. Errors are RFC 9457 application/problem+json."),
     paths(
-        public::healthz, public::readyz, metrics::metrics, public::ca_pem, public::crl_der, public::crl_pem, public::ca_crl_der, public::ca_crl_pem,
+        public::healthz, public::readyz, metrics::metrics, public::ca_pem, public::crl_der, public::crl_pem, public::ca_crl_der, public::ca_crl_pem, public::shard_crl_der, public::shard_crl_pem,
         users::create, users::list, users::get, users::patch, users::deactivate, users::rotate_token,
         certificates::create, certificates::list, certificates::get, certificates::revoke, certificates::revoke_many, certificates::renew,
         claims::create, claims::list, claims::get, claims::revoke,

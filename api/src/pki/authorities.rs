@@ -31,8 +31,12 @@ pub struct Ca {
     pub certificate_pem: String,
     /// It, with its key, when fleetca holds the key and the certificate.
     pub authority: Option<Arc<Authority>>,
-    /// Where its CRL is published: the distribution point of what it signs.
+    /// Where its own CRL is published: the distribution point of what it signed before its
+    /// CRL was sharded, and of the intermediates a root signs.
     pub crl_url: String,
+    /// Where its CRL's shards are published (see [`CRL_SHARDS`]; none for a hierarchy's
+    /// root, whose CRL covers the CAs it signed and itself).
+    pub shard_urls: Vec<String>,
     /// A root's cross-certificates with the root before it (PEM, RFC 4210 §4.4).
     pub cross_pem: Option<String>,
     /// When its root revoked it, and why (RFC 5280's reason name).
@@ -74,6 +78,26 @@ impl Ca {
             self.role == CaRole::Root && self.authority.as_ref().is_some_and(|a| a.may_certify_intermediates());
         !hierarchy_root
     }
+
+    /// The distribution points of its CRL's shards (none when its CRL is not sharded: a
+    /// hierarchy's root).
+    pub fn crl_shards(&self) -> &[String] {
+        if self.scoped_crl() { &self.shard_urls } else { &[] }
+    }
+}
+
+/// How many shards the CRL of a CA that signs certificates is split into. Each certificate
+/// names one shard as its distribution point (chosen in turn at issuance, so shards fill
+/// evenly whatever the certificates' validity), and a revocation re-signs only that shard:
+/// its cost follows the shard's size, a sixteenth of the CA's revocations. Certificates
+/// issued before shards name the CA's own CRL, which still lists theirs.
+pub const CRL_SHARDS: u16 = 16;
+
+/// The distribution points of CA `id`'s CRL shards: `/crl/{id}/{shard}.der`.
+pub fn shard_urls(public_url: &str, id: i32) -> Vec<String> {
+    (0..CRL_SHARDS)
+        .map(|shard| format!("{public_url}/crl/{id}/{shard}.der"))
+        .collect()
 }
 
 /// A CA certificate's subject common name as `CN=…` and its notAfter (none for an empty or
@@ -148,6 +172,7 @@ impl Authorities {
             certificate_pem: ca.certificate_pem().to_owned(),
             authority: Some(ca.clone()),
             crl_url: crl_url(public_url, 1),
+            shard_urls: shard_urls(public_url, 1),
             cross_pem: None,
             revoked: None,
         };
@@ -408,6 +433,7 @@ fn read(rows: Vec<CaRow>, keys: &Keys, public_url: &str, strict: bool) -> Result
             certificate_pem: row.certificate_pem,
             authority,
             crl_url: crl_url(public_url, row.id),
+            shard_urls: shard_urls(public_url, row.id),
             cross_pem: row.cross_pem,
             revoked: row.revoked_at.map(|at| (at, row.revocation_reason.unwrap_or_default())),
         });

@@ -524,4 +524,94 @@ mod tests {
         assert_eq!(revoked.status, Status::Revoked);
         assert_eq!(kit.crl.current().unwrap().entries, 1);
     }
+    /// The distribution point a certificate names.
+    fn distribution_point(pem: &str) -> String {
+        use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+        let der = ::pem::parse(pem).unwrap().into_contents();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        cert.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::CRLDistributionPoints(points) => match &points.points[0].distribution_point {
+                    Some(DistributionPointName::FullName(names)) => match &names[0] {
+                        GeneralName::URI(uri) => Some(uri.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                },
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_revocation_re_signs_only_the_crl_shard_its_certificate_names() {
+        use crate::pki::authorities::CRL_SHARDS;
+        let kit = Kit::new().await;
+        let (key, _) = kit.api_key("svc-shards", "acme").await;
+        let mut issued = Vec::new();
+        for _ in 0..3 {
+            issued.push(kit.certificate(&key).await.record.certificate);
+        }
+        // Certificates name the shards in turn, and the row says which.
+        for (n, cert) in issued.iter().enumerate() {
+            let shard = i16::try_from(n).unwrap();
+            assert_eq!(cert.crl_shard, Some(shard));
+            assert_eq!(
+                distribution_point(&cert.certificate_pem),
+                format!("http://fleetca.test/crl/1/{shard}.der")
+            );
+        }
+        let numbers = |kit: &Kit| {
+            let own = kit.crl.current_of(1).unwrap().number;
+            let shards: Vec<u64> = (0..CRL_SHARDS)
+                .map(|s| kit.crl.current_shard(1, i16::try_from(s).unwrap()).unwrap().number)
+                .collect();
+            (own, shards)
+        };
+        let (own_before, shards_before) = numbers(&kit);
+        kit.certificates
+            .revoke(&admin(), issued[1].id, Reason::KeyCompromise)
+            .await
+            .unwrap();
+        let (own_after, shards_after) = numbers(&kit);
+        assert_eq!(own_after, own_before, "the CA's own CRL was re-signed");
+        for (shard, (before, after)) in shards_before.iter().zip(&shards_after).enumerate() {
+            if shard == 1 {
+                assert!(after > before, "shard 1 was not re-signed");
+            } else {
+                assert_eq!(after, before, "shard {shard} was re-signed");
+            }
+        }
+        // Shard 1 lists it, signed by the CA, with its own distribution point as its scope.
+        let crl = kit.crl.current_shard(1, 1).unwrap();
+        let (_, entries) = kit.ca.read_crl(&crl.der).unwrap();
+        assert_eq!(
+            entries.iter().map(|e| hex::encode(&e.serial)).collect::<Vec<_>>(),
+            vec![issued[1].serial.clone()]
+        );
+        let (_, parsed) = x509_parser::parse_x509_crl(&crl.der).unwrap();
+        let idp = parsed
+            .extensions()
+            .iter()
+            .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_ISSUER_DISTRIBUTION_POINT)
+            .unwrap();
+        assert!(idp.critical);
+        assert!(idp.value.windows(b"/crl/1/1.der".len()).any(|w| w == b"/crl/1/1.der"));
+        assert!(kit.crl.current_shard(1, 0).unwrap().entries == 0);
+        assert_eq!(kit.crl.current().unwrap().entries, 1);
+        // A certificate issued before shards (naming the CA's own CRL) is listed there.
+        let mut older = issued[2].clone();
+        older.crl_shard = None;
+        older.revoked_at = Some(kit.clock.now());
+        older.revocation_reason = Some("keyCompromise".into());
+        kit.crl.add_revocations(std::iter::once(&older)).await.unwrap();
+        let own = kit.crl.current_of(1).unwrap();
+        assert!(own.number > own_after && own.entries == 1);
+        assert_eq!(kit.crl.current_shard(1, 2).unwrap().entries, 0);
+        // The file every broker loads holds the CA's own CRL and every shard.
+        let (pem, _, _) = kit.crl.all_pem().unwrap();
+        let pem = String::from_utf8(pem.to_vec()).unwrap();
+        assert_eq!(pem.matches("BEGIN X509 CRL").count(), 1 + usize::from(CRL_SHARDS));
+    }
 }

@@ -10,6 +10,13 @@
 //!
 //! Before a CRL replaces the file it is parsed back and its signature checked: mosquitto,
 //! given a broken CRL file on SIGHUP, keeps running with revocation checking off.
+//!
+//! A CA that signs certificates has its CRL split into shards (see
+//! [`crate::pki::authorities::CRL_SHARDS`]), as Let's Encrypt's CA does: each a complete CRL
+//! of its own distribution point, named in its Issuing Distribution Point, listing the
+//! revocations of the certificates that name it. A revocation re-signs its shard only; the
+//! others' DER and PEM stay as they are. The CA's own CRL lists the certificates issued
+//! before shards. The shards share the CA's CRL number, so each one's numbers only grow.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -123,9 +130,14 @@ pub struct CrlPublisher {
     status: RwLock<PublishStatus>,
 }
 
-/// One CA's CRL.
+/// Which CRL: a CA's id, and its shard (none: the CA's own CRL).
+type CrlKey = (i32, Option<i16>);
+
+/// One CRL: a CA's own, or one of its shards.
 struct IssuerCrl {
     id: i32,
+    /// The shard it is (none: the CA's own CRL).
+    shard: Option<i16>,
     ca: Arc<Authority>,
     url: String,
     /// Whether its CRL names its distribution point (see [`fleetca_ca::crl::CrlRequest::scoped`]).
@@ -144,6 +156,27 @@ struct IssuerCrl {
 }
 
 impl IssuerCrl {
+    /// Which CRL it is: its CA's id, and its shard.
+    fn key(&self) -> CrlKey {
+        (self.id, self.shard)
+    }
+
+    /// What replaces `{ca}` in the CRL file's path: the CA's id, then `-` and the shard.
+    fn file_name(&self) -> String {
+        match self.shard {
+            None => self.id.to_string(),
+            Some(shard) => format!("{}-{shard}", self.id),
+        }
+    }
+
+    /// How a log line or an error names it.
+    fn describe(&self) -> String {
+        match self.shard {
+            None => format!("CA {}'s CRL", self.id),
+            Some(shard) => format!("CA {}'s CRL shard {shard}", self.id),
+        }
+    }
+
     /// Marks revocations up to `covered` as published (the file written).
     fn cover(&self, published: &mut Published, covered: u64) {
         published.covered = covered;
@@ -202,18 +235,34 @@ impl CrlPublisher {
             reload_command,
             record,
         } = settings;
-        let signers: Vec<(i32, Arc<Authority>, String, bool)> = authorities
+        // Each CA's own CRL, then its shards.
+        let signers: Vec<(CrlKey, Arc<Authority>, String, bool)> = authorities
             .crl_signers()
-            .filter_map(|c| Some((c.id, c.authority.clone()?, c.crl_url.clone(), c.scoped_crl())))
+            .filter_map(|c| Some((c, c.authority.clone()?)))
+            .flat_map(|(c, ca)| {
+                let shards = c.crl_shards().iter().enumerate().filter_map({
+                    let ca = ca.clone();
+                    move |(shard, url)| Some(((c.id, Some(i16::try_from(shard).ok()?)), ca.clone(), url.clone(), true))
+                });
+                std::iter::once(((c.id, None), ca.clone(), c.crl_url.clone(), c.scoped_crl())).chain(shards)
+            })
             .collect();
-        for (id, ca, _, _) in &signers {
-            if let Some(first) = &record {
-                let path = crate::pki::published::record_of(first, *id);
-                crate::pki::published::reconcile(*id, ca, &store, &clock, &path).await?;
+        if let Some(first) = &record {
+            // Every CRL of a CA against the number the database had before any repair: the
+            // shards share it, so one record's repair must not hide another's.
+            let mut before: HashMap<i32, u64> = HashMap::new();
+            for ((id, shard), ca, _, _) in &signers {
+                let database_number = match before.get(id) {
+                    Some(n) => *n,
+                    None => *before.entry(*id).or_insert(store.crl_number(*id).await?),
+                };
+                let path = crate::pki::published::record_of(first, *id, *shard);
+                crate::pki::published::reconcile((*id, *shard), ca, &store, &clock, &path, database_number).await?;
             }
         }
         let now = clock.now();
-        let mut revoked: HashMap<i32, Vec<Entry>> = HashMap::new();
+        let mut revoked: HashMap<CrlKey, Vec<Entry>> = HashMap::new();
+        let published: HashSet<CrlKey> = signers.iter().map(|(key, ..)| *key).collect();
         for r in store
             .revocations(now)
             .await?
@@ -221,7 +270,11 @@ impl CrlPublisher {
             .chain(store.restored_revocations(now).await?)
         {
             if let Some(e) = Entry::new(&r.serial, r.revoked_at, Some(&r.reason), r.not_after) {
-                revoked.entry(r.issuer_id).or_default().push(e);
+                // A shard this instance does not publish (there are fewer now): the CA's own CRL.
+                let key = Some((r.issuer_id, r.shard))
+                    .filter(|k| published.contains(k))
+                    .unwrap_or((r.issuer_id, None));
+                revoked.entry(key).or_default().push(e);
             }
         }
         // Intermediates their root revoked, on the root's CRL.
@@ -231,22 +284,23 @@ impl CrlPublisher {
                 .as_ref()
                 .and_then(|(at, reason)| revoked_ca_entry(&ca.certificate_pem, *at, Some(reason)));
             if let (Some(parent), Some(entry)) = (ca.parent_id, entry) {
-                revoked.entry(parent).or_default().push(entry);
+                revoked.entry((parent, None)).or_default().push(entry);
             }
         }
         let issuers = signers
             .into_iter()
-            .map(|(id, ca, url, scoped)| IssuerCrl {
+            .map(|((id, shard), ca, url, scoped)| IssuerCrl {
                 id,
+                shard,
                 ca,
                 url,
                 scoped,
                 record: record
                     .as_deref()
-                    .map(|first| crate::pki::published::record_of(first, id)),
+                    .map(|first| crate::pki::published::record_of(first, id, shard)),
                 pending: Mutex::new(Vec::new()),
                 added: AtomicU64::new(0),
-                publishing: tokio::sync::Mutex::new(Published::new(revoked.remove(&id).unwrap_or_default())),
+                publishing: tokio::sync::Mutex::new(Published::new(revoked.remove(&(id, shard)).unwrap_or_default())),
                 covered: AtomicU64::new(0),
                 failed: std::sync::atomic::AtomicBool::new(false),
                 current: RwLock::new(None),
@@ -271,15 +325,48 @@ impl CrlPublisher {
         Ok(publisher)
     }
 
-    /// The CRL of the CA that issues new certificates.
+    /// The CRLs of the CA that issues new certificates taken together, its own and its
+    /// shards': the highest number, the oldest thisUpdate, the earliest nextUpdate and every
+    /// entry; the DER and PEM are its own CRL's.
     pub fn current(&self) -> Option<PublishedCrl> {
-        self.current_of(self.issuing)
+        let mut all = self
+            .issuers
+            .iter()
+            .filter(|i| i.id == self.issuing)
+            .map(|i| i.current.read().unwrap_or_else(|e| e.into_inner()).clone());
+        let mut summary = all.next()??;
+        for crl in all {
+            let crl = crl?;
+            summary.number = summary.number.max(crl.number);
+            summary.this_update = summary.this_update.min(crl.this_update);
+            summary.next_update = summary.next_update.min(crl.next_update);
+            summary.entries += crl.entries;
+        }
+        Some(summary)
     }
 
-    /// The CRL of CA `id`, if fleetca publishes one.
+    /// The CRL of CA `id` (its own, not a shard's), if fleetca publishes one.
     pub fn current_of(&self, id: i32) -> Option<PublishedCrl> {
-        let issuer = self.issuers.iter().find(|i| i.id == id)?;
+        self.crl(id, None)
+    }
+
+    /// Shard `shard` of CA `id`'s CRL, if fleetca publishes it.
+    pub fn current_shard(&self, id: i32, shard: i16) -> Option<PublishedCrl> {
+        self.crl(id, Some(shard))
+    }
+
+    fn crl(&self, id: i32, shard: Option<i16>) -> Option<PublishedCrl> {
+        let issuer = self.issuers.iter().find(|i| i.id == id && i.shard == shard)?;
         issuer.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The CRL that lists a revocation of a certificate of CA `id` naming `shard`: that shard,
+    /// or the CA's own CRL when the certificate names none (or a shard no longer published).
+    fn crl_for(&self, id: i32, shard: Option<i16>) -> Option<&IssuerCrl> {
+        self.issuers
+            .iter()
+            .find(|i| i.id == id && i.shard == shard)
+            .or_else(|| self.issuers.iter().find(|i| i.id == id && i.shard.is_none()))
     }
 
     /// Every CA's current CRL, PEM, one after another (what the CRL file holds), with the
@@ -293,7 +380,7 @@ impl CrlPublisher {
             let crl = current.as_ref()?;
             pem.extend_from_slice(&crl.pem);
             newest = newest.max(Some(crl.this_update));
-            tag.push_str(&format!("-{}.{}", issuer.id, crl.number));
+            tag.push_str(&format!("-{}.{}", issuer.file_name(), crl.number));
         }
         Some((Bytes::from(pem), newest?, tag))
     }
@@ -304,13 +391,13 @@ impl CrlPublisher {
     }
 
     /// Adds revoked certificates and returns once CRLs listing them are published (each on
-    /// the CRL of the CA that signed it).
+    /// the CRL it names: a shard of the CA that signed it, or that CA's own).
     pub async fn add_revocations(&self, certs: impl Iterator<Item = &Certificate>) -> Result<(), Error> {
         let entries = certs.filter_map(|c| {
             let entry = c
                 .revoked_at
                 .and_then(|at| Entry::new(&c.serial, at, c.revocation_reason.as_deref(), c.not_after))?;
-            Some((c.issuer_id, entry))
+            Some(((c.issuer_id, c.crl_shard), entry))
         });
         self.add_entries(entries).await
     }
@@ -320,13 +407,13 @@ impl CrlPublisher {
     /// those CRLs are published. An intermediate listed already is not listed twice.
     pub async fn sync_ca_revocations(&self) -> Result<(), Error> {
         let rows = self.store.authorities().await?;
-        let entries: Vec<(i32, Entry)> = rows
+        let entries: Vec<(CrlKey, Entry)> = rows
             .iter()
             .filter_map(|r| {
                 let entry = revoked_ca_entry(&r.certificate_pem, r.revoked_at?, r.revocation_reason.as_deref())?;
-                Some((r.parent_id?, entry))
+                Some(((r.parent_id?, None), entry))
             })
-            .filter(|(parent, entry)| !self.lists(*parent, &entry.entry.serial))
+            .filter(|((parent, _), entry)| !self.lists(*parent, &entry.entry.serial))
             .collect();
         if entries.is_empty() {
             return Ok(());
@@ -336,7 +423,7 @@ impl CrlPublisher {
 
     /// Whether CA `issuer`'s CRL lists `serial` already, or will (pending).
     fn lists(&self, issuer: i32, serial: &[u8]) -> bool {
-        let Some(i) = self.issuers.iter().find(|i| i.id == issuer) else {
+        let Some(i) = self.issuers.iter().find(|i| i.id == issuer && i.shard.is_none()) else {
             return true; // a CA this instance does not publish: nothing to add
         };
         let pending = i.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -344,18 +431,18 @@ impl CrlPublisher {
             || i.publishing.try_lock().is_ok_and(|p| p.serials.contains(serial))
     }
 
-    /// Adds entries, each for the CRL of the CA whose id it comes with, and returns once CRLs
-    /// listing them are published.
-    async fn add_entries(&self, entries: impl Iterator<Item = (i32, Entry)>) -> Result<(), Error> {
+    /// Adds entries, each for the CRL of the CA (and shard) it comes with, and returns once
+    /// CRLs listing them are published.
+    async fn add_entries(&self, entries: impl Iterator<Item = (CrlKey, Entry)>) -> Result<(), Error> {
         let mut by_issuer: Vec<(&IssuerCrl, Vec<Entry>)> = Vec::new();
-        for (issuer_id, entry) in entries {
-            let Some(issuer) = self.issuers.iter().find(|i| i.id == issuer_id) else {
+        for ((issuer_id, shard), entry) in entries {
+            let Some(issuer) = self.crl_for(issuer_id, shard) else {
                 // A CA this process does not publish for: one added since it started (every
                 // instance restarts after `fleetca ca` changes), or one retired.
                 tracing::warn!(ca = issuer_id, serial = %hex::encode(&entry.entry.serial), "a revocation of a CA whose CRL this instance does not publish; restart it to publish that CA's CRL");
                 continue;
             };
-            match by_issuer.iter_mut().find(|(i, _)| i.id == issuer.id) {
+            match by_issuer.iter_mut().find(|(i, _)| std::ptr::eq(*i, issuer)) {
                 Some((_, entries)) => entries.push(entry),
                 None => by_issuer.push((issuer, vec![entry])),
             }
@@ -378,13 +465,14 @@ impl CrlPublisher {
             }
             match self.sign(issuer, &mut published).await {
                 Ok(covered) => {
-                    self.write_out(&[issuer.id]).await;
+                    self.write_out(&[issuer.key()]).await;
                     issuer.cover(&mut published, covered);
+                    tracing::info!(ca = issuer.id, shard = ?issuer.shard, entries = published.revoked.len(), "CRL published");
                 }
                 Err(e) => {
                     issuer.failed.store(true, Ordering::Release);
-                    tracing::error!(ca = issuer.id, error = %e, "a CRL was not published; retrying");
-                    self.fail(format!("CA {}'s CRL was not signed", issuer.id)).await;
+                    tracing::error!(ca = issuer.id, shard = ?issuer.shard, error = %e, "a CRL was not published; retrying");
+                    self.fail(format!("{} was not signed", issuer.describe())).await;
                     first_error.get_or_insert(e);
                 }
             }
@@ -416,16 +504,17 @@ impl CrlPublisher {
                 Ok(covered) => held.push((issuer, published, covered)),
                 Err(e) => {
                     issuer.failed.store(true, Ordering::Release);
-                    self.fail(format!("CA {}'s CRL was not signed", issuer.id)).await;
+                    self.fail(format!("{} was not signed", issuer.describe())).await;
                     return Err(e);
                 }
             }
         }
-        let covering: Vec<i32> = held.iter().map(|(i, _, _)| i.id).collect();
+        let covering: Vec<CrlKey> = held.iter().map(|(i, _, _)| i.key()).collect();
         self.write_out(&covering).await;
         for (issuer, mut published, covered) in held {
             issuer.cover(&mut published, covered);
         }
+        tracing::info!(crls = covering.len(), "CRLs signed and published");
         Ok(())
     }
 
@@ -436,12 +525,12 @@ impl CrlPublisher {
             .any(|i| i.added.load(Ordering::Acquire) > i.covered.load(Ordering::Acquire))
     }
 
-    /// Whether a CA other than those in `covering` failed to sign its last CRL (its
+    /// Whether a CRL other than those in `covering` failed to sign its last CRL (its
     /// revocations wait for the retry).
-    fn failing_besides(&self, covering: &[i32]) -> bool {
+    fn failing_besides(&self, covering: &[CrlKey]) -> bool {
         self.issuers
             .iter()
-            .any(|i| !covering.contains(&i.id) && i.failed.load(Ordering::Acquire))
+            .any(|i| !covering.contains(&i.key()) && i.failed.load(Ordering::Acquire))
     }
 
     /// Signs `issuer`'s next CRL, with what is pending, records it and makes it the
@@ -529,15 +618,15 @@ impl CrlPublisher {
             next_update,
             entries,
         });
-        tracing::info!(ca = issuer.id, crl_number = number, entries, "CRL signed");
+        tracing::debug!(ca = issuer.id, shard = ?issuer.shard, crl_number = number, entries, "CRL signed");
         Ok(covered)
     }
 
-    /// Writes every CA's current CRL to the file and runs the reload command.
-    /// With `{ca}` in the file's path, each CA's CRL goes to a file of its own (the path with
-    /// `{ca}` replaced by the CA's id): what a broker that takes one CRL per file (RabbitMQ's
-    /// hash directory) needs.
-    async fn write_out(&self, covering: &[i32]) {
+    /// Writes every current CRL to the file and runs the reload command.
+    /// With `{ca}` in the file's path, each CRL goes to a file of its own (the path with
+    /// `{ca}` replaced by the CA's id, and for a shard `-` and its number): what a broker that
+    /// takes one CRL per file (RabbitMQ's hash directory) needs.
+    async fn write_out(&self, covering: &[CrlKey]) {
         let _writing = self.output.lock().await;
         let per_ca = self
             .file
@@ -549,9 +638,12 @@ impl CrlPublisher {
         for issuer in &self.issuers {
             if let Some(crl) = issuer.current.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 match (per_ca, files.last_mut()) {
+                    // A file of its own is written only when its CRL changed (a failed write
+                    // leaves the status failing, and the retry writes every file).
+                    (Some(_), _) if !covering.contains(&issuer.key()) => {}
                     (Some(pattern), _) => {
                         files.push((
-                            PathBuf::from(pattern.replace("{ca}", &issuer.id.to_string())),
+                            PathBuf::from(pattern.replace("{ca}", &issuer.file_name())),
                             crl.pem.to_vec(),
                         ));
                     }
@@ -563,7 +655,7 @@ impl CrlPublisher {
                     }
                 }
                 if issuer.id == self.issuing {
-                    number = crl.number;
+                    number = number.max(crl.number);
                 }
             }
         }
@@ -612,14 +704,16 @@ impl CrlPublisher {
         }
     }
 
-    /// Writes the CRL file atomically (temp file, fsync, rename) and runs the reload command.
+    /// Writes the CRL files atomically (temp file, rename; not synced, see
+    /// [`crate::support::files::replace_unsynced`]: every start writes them again) and runs the
+    /// reload command.
     async fn write_and_reload(&self, files: Vec<(PathBuf, Vec<u8>)>) -> Result<(), String> {
         if self.file.is_none() {
             return Ok(());
         }
         let written = tokio::task::spawn_blocking(move || {
             files.iter().try_for_each(|(path, body)| {
-                crate::support::files::replace(path, body, 0o644)
+                crate::support::files::replace_unsynced(path, body, 0o644)
                     .map_err(|e| format!("writing the CRL file {} failed: {e}", path.display()))
             })
         })

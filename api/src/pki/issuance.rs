@@ -158,6 +158,7 @@ fn decide(facts: &mut BatchFacts, plan: &mut BatchPlan, job: &IssueJob) -> Resul
         renewed_by: None,
         renewed_via: None,
         issuer_id: c.issuer_id,
+        crl_shard: c.crl_shard,
         expiry_warned: None,
     };
     // Later jobs of this batch see this one's effects.
@@ -226,6 +227,7 @@ mod tests {
             device: device.map(str::to_owned),
             renews: None,
             issuer_id: 1,
+            crl_shard: None,
             claim: None,
         }
     }

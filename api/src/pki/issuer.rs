@@ -96,8 +96,11 @@ pub struct Issuer {
     issuer_id: i32,
     queue: IssueQueue,
     clock: Arc<dyn Clock>,
-    /// The issuing CA's CRL: every certificate's distribution point.
+    /// The issuing CA's CRL shards: each new certificate names the next one in turn as its
+    /// distribution point (its own CRL when it has no shards).
+    shard_urls: Vec<String>,
     crl_url: String,
+    next_shard: std::sync::atomic::AtomicUsize,
     /// The intermediates a client presents after its certificate (empty when a root issues).
     chain_pem: String,
     /// The roots clients trust.
@@ -116,6 +119,8 @@ impl Issuer {
             ca: cas.issuer(),
             issuer_id: cas.issuing().id,
             crl_url: cas.issuing().crl_url.clone(),
+            shard_urls: cas.issuing().crl_shards().to_vec(),
+            next_shard: std::sync::atomic::AtomicUsize::new(0),
             chain_pem: cas.chain_pem(),
             roots_pem: cas.roots_pem(),
             cas,
@@ -141,6 +146,20 @@ impl Issuer {
     /// The trust bundle a broker loads (see [`Authorities::bundle_pem`]).
     pub fn trust_bundle_pem(&self) -> String {
         self.cas.bundle_pem()
+    }
+
+    /// The CRL shard the next certificate names, and its URL (none and the CA's own CRL when
+    /// its CRL has no shards).
+    fn shard(&self) -> (Option<i16>, &str) {
+        let n = self.next_shard.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.shard_urls.len() {
+            0 => (None, &self.crl_url),
+            count => {
+                let shard = n % count;
+                let url = self.shard_urls.get(shard).map_or(self.crl_url.as_str(), String::as_str);
+                (i16::try_from(shard).ok(), url)
+            }
+        }
     }
 
     /// The issuing CA, unless it was revoked since this instance started.
@@ -187,14 +206,15 @@ impl Issuer {
                 (generated.public_key, Some(generated.private_key_pem))
             }
         };
+        let (shard, crl_url) = self.shard();
         let profile = ClientProfile {
             common_name: &owner.username,
             organization: &owner.enterprise,
             validity: validity.duration(),
-            crl_url: &self.crl_url,
+            crl_url,
         };
         let issued = self.signer()?.issue_client(&profile, &public_key, self.clock.now())?;
-        let mut new = self.new_certificate(name.into_inner(), CertificateKind::Client, Some(owner), issued);
+        let mut new = self.new_certificate(name.into_inner(), CertificateKind::Client, Some(owner), (issued, shard));
         new.renews = renews;
         let Stored { certificate, discarded } = self
             .queue
@@ -224,12 +244,13 @@ impl Issuer {
         validity: chrono::Duration,
         with: DeviceIssue,
     ) -> Result<Issued, Error> {
+        let (shard, crl_url) = self.shard();
         let profile = fleetca_ca::DeviceProfile {
             device_id,
             tenant,
             enterprise: tenant,
             validity,
-            crl_url: &self.crl_url,
+            crl_url,
         };
         let issued = self
             .signer()?
@@ -251,6 +272,7 @@ impl Issuer {
             device: Some(format!("{tenant}/{device_id}")),
             renews: with.renews,
             issuer_id: self.issuer_id,
+            crl_shard: shard,
             claim: with.claim,
         };
         let Stored { certificate, discarded } = self
@@ -281,17 +303,18 @@ impl Issuer {
         validity: chrono::Duration,
     ) -> Result<(NewCertificate, String), Error> {
         let key = generate_p256()?;
+        let (shard, crl_url) = self.shard();
         let profile = fleetca_ca::ClaimProfile {
             claim_id,
             tenant,
             enterprise,
             validity,
-            crl_url: &self.crl_url,
+            crl_url,
         };
         let issued = self
             .signer()?
             .issue_claim(&profile, &key.public_key, self.clock.now())?;
-        let mut new = self.new_certificate(format!("claim {tenant}"), CertificateKind::Claim, None, issued);
+        let mut new = self.new_certificate(format!("claim {tenant}"), CertificateKind::Claim, None, (issued, shard));
         new.enterprise = enterprise.to_owned();
         Ok((new, key.private_key_pem))
     }
@@ -309,11 +332,12 @@ impl Issuer {
     ) -> Result<(Certificate, String), Error> {
         let key = generate_p256()?;
         let dns_names: Vec<String> = request.dns_names.iter().map(|d| d.as_str().to_owned()).collect();
+        let (shard, crl_url) = self.shard();
         let profile = ServerProfile {
             dns_names: &dns_names,
             ip_addresses: &request.ip_addresses,
             validity: request.validity,
-            crl_url: &self.crl_url,
+            crl_url,
         };
         let issued = self
             .signer()?
@@ -322,7 +346,7 @@ impl Issuer {
                 fleetca_ca::CaError::InvalidName(why) => Error::invalid("dns_names", why),
                 other => other.into(),
             })?;
-        let new = self.new_certificate(request.name.clone(), CertificateKind::Server, None, issued);
+        let new = self.new_certificate(request.name.clone(), CertificateKind::Server, None, (issued, shard));
         let cert = self
             .queue
             .insert(IssueJob {
@@ -348,11 +372,12 @@ impl Issuer {
         validity: chrono::Duration,
     ) -> Result<(Certificate, String), Error> {
         let key = generate_p256()?;
+        let (shard, crl_url) = self.shard();
         let profile = ClientProfile {
             common_name,
             organization: &self.server_enterprise,
             validity,
-            crl_url: &self.crl_url,
+            crl_url,
         };
         let now = self.clock.now();
         let issued = self.signer()?.issue_client(&profile, &key.public_key, now)?;
@@ -363,7 +388,7 @@ impl Issuer {
             Some(&self.server_enterprise),
             serde_json::json!({"serial": issued.serial_hex, "common_name": common_name, "not_after": issued.not_after}),
         );
-        let new = self.new_certificate(common_name.to_owned(), CertificateKind::Canary, None, issued);
+        let new = self.new_certificate(common_name.to_owned(), CertificateKind::Canary, None, (issued, shard));
         let cert = self
             .queue
             .insert(IssueJob {
@@ -384,7 +409,7 @@ impl Issuer {
         name: String,
         kind: CertificateKind,
         owner: Option<&User>,
-        issued: IssuedCertificate,
+        (issued, crl_shard): (IssuedCertificate, Option<i16>),
     ) -> NewCertificate {
         NewCertificate {
             name,
@@ -399,6 +424,7 @@ impl Issuer {
             device: None,
             renews: None,
             issuer_id: self.issuer_id,
+            crl_shard,
             claim: None,
         }
     }

@@ -24,12 +24,14 @@ use crate::support::clock::Clock;
 /// [`record_of`] for the others).
 pub const RECORD_FILE: &str = "published-crl.der";
 
-/// The record of CA `issuer`'s CRL, beside `first` (the first CA's record).
-pub fn record_of(first: &Path, issuer: i32) -> std::path::PathBuf {
-    if issuer == 1 {
-        first.to_owned()
-    } else {
-        first.with_file_name(format!("published-crl-{issuer}.der"))
+/// The record of CA `issuer`'s CRL (its own, or shard `shard`), beside `first` (the first
+/// CA's own CRL's record): `published-crl-{issuer}.der`, a shard's
+/// `published-crl-{issuer}-{shard}.der`.
+pub fn record_of(first: &Path, issuer: i32, shard: Option<i16>) -> std::path::PathBuf {
+    match shard {
+        None if issuer == 1 => first.to_owned(),
+        None => first.with_file_name(format!("published-crl-{issuer}.der")),
+        Some(shard) => first.with_file_name(format!("published-crl-{issuer}-{shard}.der")),
     }
 }
 
@@ -44,7 +46,8 @@ pub fn write_record(path: &Path, der: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("writing the published CRL record {} failed: {e}", path.display()))
 }
 
-/// The records of every CA but the first in `data_dir`: (CA id, path).
+/// The records of every CA's CRLs but the first CA's own in `data_dir`: (CA id, path), a
+/// shard's under its CA's id.
 pub fn other_records(data_dir: &Path) -> Vec<(i32, std::path::PathBuf)> {
     let Ok(entries) = std::fs::read_dir(data_dir) else {
         return Vec::new();
@@ -53,12 +56,8 @@ pub fn other_records(data_dir: &Path) -> Vec<(i32, std::path::PathBuf)> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name();
-            let id = name
-                .to_str()?
-                .strip_prefix("published-crl-")?
-                .strip_suffix(".der")?
-                .parse()
-                .ok()?;
+            let which = name.to_str()?.strip_prefix("published-crl-")?.strip_suffix(".der")?;
+            let id = which.split_once('-').map_or(which, |(id, _shard)| id).parse().ok()?;
             Some((id, e.path()))
         })
         .collect();
@@ -66,14 +65,16 @@ pub fn other_records(data_dir: &Path) -> Vec<(i32, std::path::PathBuf)> {
     found
 }
 
-/// Compares the database with the record at `path` of CA `issuer`'s CRL and repairs a
-/// database that is behind. Returns what was repaired, if anything.
+/// Compares the database, whose CRL number for CA `issuer` was `database_number` before any
+/// repair at this start, with the record at `path` of that CA's CRL (its own, or shard
+/// `shard`) and repairs a database that is behind. Returns what was repaired, if anything.
 pub async fn reconcile(
-    issuer: i32,
+    (issuer, shard): (i32, Option<i16>),
     ca: &Arc<Authority>,
     store: &Store,
     clock: &Arc<dyn Clock>,
     path: &Path,
+    database_number: u64,
 ) -> Result<Option<Repaired>, Error> {
     let der = match std::fs::read(path) {
         Ok(der) => der,
@@ -86,7 +87,6 @@ pub async fn reconcile(
             path.display()
         ))
     })?;
-    let database_number = store.crl_number(issuer).await?;
     if published_number <= database_number {
         return Ok(None);
     }
@@ -103,12 +103,14 @@ pub async fn reconcile(
             reason: e.reason.name().to_owned(),
             not_after: e.revoked_at + UNKNOWN_CERTIFICATE_LIFETIME,
             issuer_id: issuer,
+            shard,
         })
         .collect();
     let details = json!({
         "published_crl_number": published_number,
         "database_crl_number": database_number,
         "ca": issuer,
+        "crl_shard": shard,
         "published_entries": published.len(),
     });
     let audit = NewAudit {

@@ -34,6 +34,9 @@ pub struct Model {
     pub expiry_warned: Option<i32>,
     /// The CA that signed it (its revocation is listed on that CA's CRL).
     pub issuer_id: i32,
+    /// The shard of its CA's CRL it names as its distribution point (none: the CA's own
+    /// CRL, as every certificate issued before shards did).
+    pub crl_shard: Option<i16>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,8 @@ pub struct Model {
     pub not_after: DateTimeUtc,
     /// The CA whose published CRL listed it.
     pub issuer_id: i32,
+    /// The shard of that CA's CRL that listed it (none: the CA's own CRL).
+    pub crl_shard: Option<i16>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

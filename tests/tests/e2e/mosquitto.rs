@@ -371,3 +371,179 @@ fn a_revoked_certificate_is_refused_by_mosquitto_on_its_next_connection() {
     let log = broker.stderr();
     assert!(log.contains("Reloading config"), "mosquitto never reloaded:\n{log}");
 }
+
+/// The distribution point a certificate names (`openssl x509 -ext crlDistributionPoints`).
+fn distribution_point(cert: &Path) -> String {
+    let out = run(
+        Command::new(tool("openssl"))
+            .args(["x509", "-noout", "-ext", "crlDistributionPoints", "-in"])
+            .arg(cert),
+        Duration::from_secs(15),
+    );
+    assert!(out.success(), "openssl x509 -ext: {}", out.combined());
+    out.stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("URI:"))
+        .unwrap_or_else(|| panic!("no distribution point in {}", out.stdout))
+        .to_owned()
+}
+
+/// Whether mosquitto refuses `client`'s certificate as revoked (a TLS 1.2 handshake), or
+/// accepts it.
+fn refused_as_revoked(port: u16, client: &IssuedCertificate) -> bool {
+    let out = handshake(port, client);
+    if out.combined().contains("certificate revoked") {
+        return true;
+    }
+    assert!(
+        out.stdout.contains("Verify return code: 0 (ok)") && !out.combined().contains("alert"),
+        "a handshake neither accepted nor refused as revoked:\n{}",
+        out.combined()
+    );
+    false
+}
+
+#[test]
+fn a_certificate_revoked_in_any_crl_shard_is_refused_by_mosquitto() {
+    tool("mosquitto");
+    for t in ["mosquitto_pub", "openssl", "curl"] {
+        tool(t);
+    }
+    let dir = Scratch::new("mosquitto-shards");
+    let crl_file = dir.join("crl.pem");
+    let reload = format!("kill -HUP $(cat {})", dir.join("mosquitto.pid").display());
+    let server = Fleetca::start_with(
+        &dir.join("data"),
+        &[
+            "--crl-file",
+            crl_file.to_str().expect("UTF-8 path"),
+            "--crl-reload-command",
+            &reload,
+        ],
+        &[],
+    );
+    let admin = server.admin_token();
+    broker_files(&server, &admin, &dir);
+    let (mut broker, port) = start_broker(&dir);
+
+    // Seventeen certificates (two API keys: ten each at most) name the intermediate's
+    // sixteen shards in turn: every shard, and one twice.
+    let mut clients = Vec::new();
+    for (k, count) in [("svc-shards-a", 9), ("svc-shards-b", 8)] {
+        let key = server.create_api_key(&admin, k, "nnn.acme");
+        let key_id = key["id"].as_str().expect("id");
+        for n in 0..count {
+            let stem = format!("{k}-{n}");
+            let client = server.issue_certificate(&admin, key_id, &stem, dir.path(), &stem);
+            let url = distribution_point(&client.cert);
+            clients.push((url, client));
+        }
+    }
+    let shard = |url: &str| -> u16 {
+        url.rsplit('/')
+            .next()
+            .and_then(|f| f.strip_suffix(".der"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{url} names no shard"))
+    };
+    for (url, _) in &clients {
+        assert!(
+            url.starts_with(&server.url("/crl/2/")),
+            "a new certificate names {url}, not one of its CA's shards"
+        );
+    }
+    let mut shards: Vec<u16> = clients.iter().map(|(url, _)| shard(url)).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    assert_eq!(
+        shards,
+        (0..16).collect::<Vec<u16>>(),
+        "the certificates do not cover every shard"
+    );
+
+    // The file mosquitto loads holds the root's CRL, the intermediate's own and its shards'.
+    let file = dir.read("crl.pem");
+    assert_eq!(file.matches("BEGIN X509 CRL").count(), 18, "{file}");
+
+    // Revoke the certificate of the first shard and of the last.
+    let first = clients.iter().position(|(url, _)| shard(url) == 0).expect("shard 0");
+    let last = clients.iter().position(|(url, _)| shard(url) == 15).expect("shard 15");
+    for i in [first, last] {
+        let revoked = server.revoke(&admin, &clients[i].1.id, "keyCompromise");
+        assert_eq!(revoked["status"], "revoked");
+    }
+    for (i, (url, client)) in clients.iter().enumerate() {
+        let revoked = i == first || i == last;
+        assert_eq!(
+            refused_as_revoked(port, client),
+            revoked,
+            "mosquitto {} the certificate of {url}\n{}",
+            if revoked {
+                "accepts the revoked"
+            } else {
+                "refuses the unrevoked"
+            },
+            broker.log_tail(20)
+        );
+    }
+
+    // What EMQX does (its documented CRL check fetches each certificate's distribution
+    // point): each revoked certificate's shard, fetched from the URL the certificate names,
+    // lists it, names that URL as its scope, and makes `openssl verify` refuse it.
+    let chain = dir.join("ca.crt");
+    for i in [first, last] {
+        let (url, client) = &clients[i];
+        let der = dir.join(&format!("shard-{i}.der"));
+        let fetched = run(
+            Command::new(tool("curl")).args(["-sf", "-o"]).arg(&der).arg(url),
+            Duration::from_secs(15),
+        );
+        assert!(fetched.success(), "curl {url}: {}", fetched.combined());
+        let text = run(
+            Command::new(tool("openssl"))
+                .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+                .arg(&der),
+            Duration::from_secs(15),
+        );
+        assert!(text.success(), "openssl crl {url}: {}", text.combined());
+        assert!(
+            text.stdout.to_uppercase().contains(&client.serial.to_uppercase()),
+            "{url} does not list {}:\n{}",
+            client.serial,
+            text.stdout
+        );
+        assert!(
+            text.stdout.contains("Issuing Distribution Point") && text.stdout.contains(url.as_str()),
+            "{url} does not name itself as its scope:\n{}",
+            text.stdout
+        );
+        let pem = dir.join(&format!("shard-{i}.pem"));
+        let converted = run(
+            Command::new(tool("openssl"))
+                .args(["crl", "-inform", "DER", "-in"])
+                .arg(&der)
+                .arg("-out")
+                .arg(&pem),
+            Duration::from_secs(15),
+        );
+        assert!(converted.success(), "{}", converted.combined());
+        let verify = run(
+            Command::new(tool("openssl"))
+                .args(["verify", "-crl_check"])
+                .arg("-CAfile")
+                .arg(&chain)
+                .arg("-CRLfile")
+                .arg(&pem)
+                .arg("-untrusted")
+                .arg(&client.cert)
+                .arg(&client.cert),
+            Duration::from_secs(15),
+        );
+        assert!(
+            !verify.success() && verify.combined().contains("certificate revoked"),
+            "openssl verify with {url} does not refuse the certificate:\n{}",
+            verify.combined()
+        );
+    }
+    assert!(broker.exited().is_none(), "mosquitto exited:\n{}", broker.log_tail(40));
+}

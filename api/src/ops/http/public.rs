@@ -18,6 +18,14 @@ pub fn routes() -> crate::http::edge::Routes {
         ("/crl.pem", vec![route("GET", || web::get().to(crl_pem))]),
         ("/crl/{ca}.der", vec![route("GET", || web::get().to(ca_crl_der))]),
         ("/crl/{ca}.pem", vec![route("GET", || web::get().to(ca_crl_pem))]),
+        (
+            "/crl/{ca}/{shard}.der",
+            vec![route("GET", || web::get().to(shard_crl_der))],
+        ),
+        (
+            "/crl/{ca}/{shard}.pem",
+            vec![route("GET", || web::get().to(shard_crl_pem))],
+        ),
     ]
 }
 
@@ -201,6 +209,56 @@ pub async fn ca_crl_pem(state: web::Data<AppState>, req: HttpRequest, ca: web::P
     }
 }
 
+/// Shard `shard` of CA `ca`'s CRL, DER: the distribution point of the certificates that CA
+/// issued naming that shard (see the README's "Sharded CRLs"). 404 for a shard fleetca does
+/// not publish. Supports `If-None-Match`.
+#[utoipa::path(get, path = "/crl/{ca}/{shard}.der", tag = "pki", params(
+    ("ca" = i32, Path, description = "The CA's id"),
+    ("shard" = i16, Path, description = "The shard, from 0"),
+), responses(
+    (status = 200, content_type = "application/pkix-crl", body = Vec<u8>),
+    (status = 304, description = "Unchanged since the ETag sent"),
+    (status = 404, description = "No such shard"),
+))]
+pub async fn shard_crl_der(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    shard_response(&state, &req, &path, false)
+}
+
+/// As `/crl/{ca}/{shard}.der`, PEM.
+#[utoipa::path(get, path = "/crl/{ca}/{shard}.pem", tag = "pki", params(
+    ("ca" = i32, Path, description = "The CA's id"),
+    ("shard" = i16, Path, description = "The shard, from 0"),
+), responses(
+    (status = 200, content_type = "application/x-pem-file", body = String),
+    (status = 304, description = "Unchanged since the ETag sent"),
+    (status = 404, description = "No such shard"),
+))]
+pub async fn shard_crl_pem(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    shard_response(&state, &req, &path, true)
+}
+
+fn shard_response(state: &AppState, req: &HttpRequest, (ca, shard): &(String, String), pem: bool) -> HttpResponse {
+    let crl = match (ca.parse(), shard.parse()) {
+        (Ok(ca), Ok(shard)) => state
+            .overview
+            .crl_shard(ca, shard)
+            .map(|crl| (format!("{ca}-{shard}"), crl)),
+        _ => None,
+    };
+    match crl {
+        Some((name, crl)) => send_crl(req, &name, crl, pem),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
 fn crl_response(state: &AppState, req: &HttpRequest, ca: i32, pem: bool) -> HttpResponse {
     let Some(crl) = state.overview.crl_of(ca) else {
         return if ca == 1 {
@@ -209,7 +267,12 @@ fn crl_response(state: &AppState, req: &HttpRequest, ca: i32, pem: bool) -> Http
             HttpResponse::NotFound().finish()
         };
     };
-    let etag = EntityTag::new_strong(format!("crl-{ca}-{}-{}", crl.number, if pem { "pem" } else { "der" }));
+    send_crl(req, &ca.to_string(), crl, pem)
+}
+
+/// A CRL, DER or PEM, with an ETag naming it (`name`) and its number.
+fn send_crl(req: &HttpRequest, name: &str, crl: PublishedCrl, pem: bool) -> HttpResponse {
+    let etag = EntityTag::new_strong(format!("crl-{name}-{}-{}", crl.number, if pem { "pem" } else { "der" }));
     conditional(req, etag, crl.this_update, |resp| {
         if pem {
             resp.insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
