@@ -248,19 +248,28 @@ def check(server: Fleetca, workdir: Path, signature: str) -> PkiReport:
     if renewed_pub != run(["openssl", "pkey", "-in", str(workdir / "client-ed25519.key"), "-pubout"]).stdout:
         report.problems.append("the certificate renewed with an Ed25519 CSR does not carry the CSR's key")
 
-    # Every CRL (/crl.pem: the root's, then the intermediate's), and each on its own.
+    # Every CRL (/crl.pem: the root's, the intermediate's own, then its 16 shards), and each on
+    # its own: the revoked certificate's is the shard its distribution point names.
     crl_pem = save("crl.pem", server.expect("GET", "/crl.pem", auth=False).data)
-    issuing_crl = save("crl-2.pem", server.expect("GET", "/crl/2.pem", auth=False).data)
-    issuing_crl_der = save("crl-2.der", server.expect("GET", "/crl/2.der", auth=False).data)
+    dp = run(["openssl", "x509", "-in", str(doomed), "-noout", "-ext", "crlDistributionPoints"]).stdout
+    dp_url = next((w[4:] for w in dp.split() if w.startswith("URI:")), "")
+    shard_path = dp_url[dp_url.find("/crl/"):] if "/crl/2/" in dp_url else ""
+    if not shard_path:
+        raise Failure(f"the revoked certificate names no shard of CA 2's CRL: {dp!r}")
+    issuing_crl = save("crl-2-shard.pem", server.expect("GET", shard_path.replace(".der", ".pem"), auth=False).data)
+    issuing_crl_der = save("crl-2-shard.der", server.expect("GET", shard_path, auth=False).data)
+    own_crl_der = save("crl-2.der", server.expect("GET", "/crl/2.der", auth=False).data)
     root_crl_der = save("crl-1.der", server.expect("GET", "/crl.der", auth=False).data)
     serial = run(["openssl", "x509", "-in", str(doomed), "-noout", "-serial"]).stdout.strip().split("=")[-1]
     crl_text = run(["openssl", "crl", "-in", str(issuing_crl), "-noout", "-text"]).stdout
     if not serial or serial.upper().lstrip("0") not in crl_text.replace(" ", "").upper():
-        report.problems.append(f"GET /crl/2.pem does not list the revoked serial {serial}:\n{crl_text}")
+        report.problems.append(f"GET {shard_path} does not list the revoked serial {serial}:\n{crl_text}")
     if "Key Compromise" not in crl_text:
-        report.problems.append(f"GET /crl/2.pem does not give the reason keyCompromise:\n{crl_text}")
-    if crl_pem.read_text().count("BEGIN X509 CRL") != 2 or issuing_crl.read_text().strip() not in crl_pem.read_text():
-        report.problems.append("GET /crl.pem does not hold the root's and the intermediate's CRLs")
+        report.problems.append(f"GET {shard_path} does not give the reason keyCompromise:\n{crl_text}")
+    if dp_url not in crl_text:
+        report.problems.append(f"GET {shard_path} does not name {dp_url} as its Issuing Distribution Point:\n{crl_text}")
+    if crl_pem.read_text().count("BEGIN X509 CRL") != 18 or issuing_crl.read_text().strip() not in crl_pem.read_text():
+        report.problems.append("GET /crl.pem does not hold the root's CRL, the intermediate's and its 16 shards'")
 
     for name, path in (
         ("root CA certificate (ca_certificate_pem)", root),
@@ -291,8 +300,10 @@ def check(server: Fleetca, workdir: Path, signature: str) -> PkiReport:
         "chain root -> intermediate",
         ["lint_pkix_signer_signee_cert_chain", "lint", str(root), str(intermediate)],
     )
-    lint(report, "intermediate's CRL (GET /crl/2.pem)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(issuing_crl)])
-    lint(report, "intermediate's CRL (GET /crl/2.der)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(issuing_crl_der)])
+    lint(report, f"intermediate's CRL shard (GET {shard_path.replace('.der', '.pem')})",
+         ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(issuing_crl)])
+    lint(report, f"intermediate's CRL shard (GET {shard_path})", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(issuing_crl_der)])
+    lint(report, "intermediate's own CRL (GET /crl/2.der)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(own_crl_der)])
     lint(report, "root's CRL (GET /crl.der)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(root_crl_der)])
 
     verify(report, "client certificate", ca, crl_pem, client, False, "sslclient")
@@ -308,7 +319,12 @@ def check(server: Fleetca, workdir: Path, signature: str) -> PkiReport:
 def lint_crl_again(server: Fleetca, workdir: Path, label: str) -> PkiReport:
     """Lints the CRL as it is after the API fuzzing (which may have revoked more)."""
     report = PkiReport()
-    path = workdir / f"crl-{label}.pem"
-    path.write_bytes(server.expect("GET", "/crl/2.pem", auth=False).data)
-    lint(report, f"CRL {label} (GET /crl/2.pem)", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(path)])
+    # The intermediate's own CRL and every shard that lists something now.
+    for crl in ["/crl/2.pem"] + [f"/crl/2/{n}.pem" for n in range(16)]:
+        body = server.expect("GET", crl, auth=False).data
+        path = workdir / f"crl-{label}-{crl.strip('/').replace('/', '-')}"
+        path.write_bytes(body)
+        listed = "Serial Number" in run(["openssl", "crl", "-in", str(path), "-noout", "-text"]).stdout
+        if crl == "/crl/2.pem" or listed:
+            lint(report, f"CRL {label} (GET {crl})", ["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", str(path)])
     return report

@@ -248,16 +248,18 @@ impl CrlPublisher {
             })
             .collect();
         if let Some(first) = &record {
-            // Every CRL of a CA against the number the database had before any repair: the
-            // shards share it, so one record's repair must not hide another's.
-            let mut before: HashMap<i32, u64> = HashMap::new();
+            // Each CA's records together: its CRLs share its number, so one repair applies
+            // every record above the database's.
             for ((id, shard), ca, _, _) in &signers {
-                let database_number = match before.get(id) {
-                    Some(n) => *n,
-                    None => *before.entry(*id).or_insert(store.crl_number(*id).await?),
-                };
-                let path = crate::pki::published::record_of(first, *id, *shard);
-                crate::pki::published::reconcile((*id, *shard), ca, &store, &clock, &path, database_number).await?;
+                if shard.is_some() {
+                    continue; // with its CA's own
+                }
+                let paths: Vec<(Option<i16>, PathBuf)> = signers
+                    .iter()
+                    .filter(|((i, _), ..)| i == id)
+                    .map(|((_, s), ..)| (*s, crate::pki::published::record_of(first, *id, *s)))
+                    .collect();
+                crate::pki::published::reconcile(*id, ca, &store, &clock, &paths).await?;
             }
         }
         let now = clock.now();

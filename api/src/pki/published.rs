@@ -65,52 +65,58 @@ pub fn other_records(data_dir: &Path) -> Vec<(i32, std::path::PathBuf)> {
     found
 }
 
-/// Compares the database, whose CRL number for CA `issuer` was `database_number` before any
-/// repair at this start, with the record at `path` of that CA's CRL (its own, or shard
-/// `shard`) and repairs a database that is behind. Returns what was repaired, if anything.
+/// Compares the database with the records of CA `issuer`'s CRLs (its own and its shards',
+/// each with the shard it is and its path) and repairs a database that is behind: every
+/// record numbered above the database's CRL number (the shards share it) is applied, in one
+/// repair. Returns what was repaired, if anything.
 pub async fn reconcile(
-    (issuer, shard): (i32, Option<i16>),
+    issuer: i32,
     ca: &Arc<Authority>,
     store: &Store,
     clock: &Arc<dyn Clock>,
-    path: &Path,
-    database_number: u64,
+    records: &[(Option<i16>, std::path::PathBuf)],
 ) -> Result<Option<Repaired>, Error> {
-    let der = match std::fs::read(path) {
-        Ok(der) => der,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Internal(format!("reading {}: {e}", path.display()))),
-    };
-    let (published_number, entries) = ca.read_crl(&der).map_err(|e| {
-        Error::Internal(format!(
-            "{} is not a CRL of this CA ({e}); if the CA was replaced on purpose, move the file away",
-            path.display()
-        ))
-    })?;
-    if published_number <= database_number {
-        return Ok(None);
-    }
-    tracing::warn!(
-        published_number,
-        database_number,
-        "the database is behind the CRL fleetca last published (restored from an older backup?): revoking again what was published"
-    );
-    let published: Vec<Revocation> = entries
-        .into_iter()
-        .map(|e| Revocation {
+    let database_number = store.crl_number(issuer).await?;
+    let mut published_number = database_number;
+    let mut published: Vec<Revocation> = Vec::new();
+    for (shard, path) in records {
+        let der = match std::fs::read(path) {
+            Ok(der) => der,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::Internal(format!("reading {}: {e}", path.display()))),
+        };
+        let (number, entries) = ca.read_crl(&der).map_err(|e| {
+            Error::Internal(format!(
+                "{} is not a CRL of this CA ({e}); if the CA was replaced on purpose, move the file away",
+                path.display()
+            ))
+        })?;
+        if number <= database_number {
+            continue;
+        }
+        published_number = published_number.max(number);
+        published.extend(entries.into_iter().map(|e| Revocation {
             serial: hex::encode(&e.serial),
             revoked_at: e.revoked_at,
             reason: e.reason.name().to_owned(),
             not_after: e.revoked_at + UNKNOWN_CERTIFICATE_LIFETIME,
             issuer_id: issuer,
-            shard,
-        })
-        .collect();
+            shard: *shard,
+        }));
+    }
+    if published_number <= database_number {
+        return Ok(None);
+    }
+    tracing::warn!(
+        ca = issuer,
+        published_number,
+        database_number,
+        "the database is behind the CRLs fleetca last published (restored from an older backup?): revoking again what was published"
+    );
     let details = json!({
         "published_crl_number": published_number,
         "database_crl_number": database_number,
         "ca": issuer,
-        "crl_shard": shard,
         "published_entries": published.len(),
     });
     let audit = NewAudit {

@@ -85,11 +85,18 @@ fn issued_certificates_pass_openssl_checks() {
         "X509v3 Subject Key Identifier",
         "X509v3 Authority Key Identifier",
         "X509v3 CRL Distribution Points",
-        // A new installation issues from its intermediate, CA 2: its CRL is the DP.
-        &format!("URI:{}/crl/2.der", server.base),
+        // A new installation issues from its intermediate, CA 2: a shard of its CRL is the DP.
+        &format!("URI:{}/crl/2/", server.base),
     ] {
         assert!(t.contains(expected), "no {expected:?} in the certificate:\n{t}");
     }
+    let dp = t
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("URI:"))
+        .expect("a distribution point")
+        .to_owned();
+    let shard_der = dp.strip_prefix(&server.base).expect("a URL of this server").to_owned();
+    let shard_pem = shard_der.replace(".der", ".pem");
     assert_eq!(line_after(&t, "X509v3 Key Usage: critical"), "Digital Signature", "{t}");
     assert_eq!(
         line_after(&t, "X509v3 Extended Key Usage"),
@@ -143,13 +150,13 @@ fn issued_certificates_pass_openssl_checks() {
         "the private key does not match the certificate"
     );
 
-    // Before revocation it verifies against the CRLs (/crl.pem holds every CRL: the root's
-    // and the intermediate's); after, it is "certificate revoked".
+    // Before revocation it verifies against the CRLs (/crl.pem holds every CRL: the root's,
+    // the intermediate's own and its 16 shards'); after, it is "certificate revoked".
     let ca_pem = format!("{}{}", dir.read("ca.crt"), dir.read("intermediate.crt"));
     let before = server.get("/crl.pem", None);
     assert_eq!(before.status, 200);
-    assert_eq!(before.body.matches("BEGIN X509 CRL").count(), 2, "{}", before.body);
-    let issuing_before = server.get("/crl/2.pem", None);
+    assert_eq!(before.body.matches("BEGIN X509 CRL").count(), 18, "{}", before.body);
+    let issuing_before = server.get(&shard_pem, None);
     let crl_before = dir.write("crl-before.pem", &issuing_before.body, false);
     let before_text = openssl(["crl", "-in", p(&crl_before), "-noout", "-text"]);
     let number_before = crl_number(before_text.expect_success("openssl crl -text"));
@@ -178,8 +185,9 @@ fn issued_certificates_pass_openssl_checks() {
         refused.combined()
     );
 
-    // The intermediate's CRL itself: v2, signed by it, with the extensions brokers need.
-    let issuing_after = server.get("/crl/2.pem", None);
+    // The certificate's CRL shard itself: v2, signed by the intermediate, with the extensions
+    // brokers need, its scope the certificate's distribution point.
+    let issuing_after = server.get(&shard_pem, None);
     let crl_after = dir.write("crl.pem", &issuing_after.body, false);
     let signed = openssl(["crl", "-in", p(&crl_after), "-CAfile", p(&intermediate), "-noout"]);
     assert!(signed.combined().contains("verify OK"), "{}", signed.combined());
@@ -192,7 +200,7 @@ fn issued_certificates_pass_openssl_checks() {
         "X509v3 CRL Number",
         "X509v3 Authority Key Identifier",
         "X509v3 Issuing Distribution Point",
-        &format!("URI:{}/crl/2.der", server.base),
+        &format!("URI:{dp}"),
         &format!("Serial Number: {}", issued.serial.to_uppercase()),
         "X509v3 CRL Reason Code",
         "Key Compromise",
@@ -207,23 +215,19 @@ fn issued_certificates_pass_openssl_checks() {
     let ready = server.get("/readyz", None).expect_json(200, "readyz");
     assert_eq!(ready["crl"]["number"], number_after, "{ready}");
 
-    // /crl/2.der is the same CRL in DER, and /crl.pem holds it too.
+    // The shard's .der is the same CRL in DER, and /crl.pem holds it too.
     let der_path = dir.join("crl.der");
     let fetched = fleetca_e2e::run(
         std::process::Command::new(fleetca_e2e::tool("curl"))
             .args(["-sS", "--fail", "-o"])
             .arg(&der_path)
-            .arg(server.url("/crl/2.der")),
+            .arg(&dp),
         std::time::Duration::from_secs(30),
     );
-    fetched.expect_success("curl /crl/2.der");
+    fetched.expect_success("curl the certificate's CRL shard");
     let der_as_pem = openssl(["crl", "-inform", "DER", "-in", p(&der_path), "-outform", "PEM"]);
     let der_as_pem = der_as_pem.expect_success("openssl crl -inform DER").trim().to_owned();
-    assert_eq!(
-        der_as_pem,
-        issuing_after.body.trim(),
-        "/crl/2.der and /crl/2.pem differ"
-    );
+    assert_eq!(der_as_pem, issuing_after.body.trim(), "the shard's DER and PEM differ");
     assert!(
         after.body.contains(&der_as_pem),
         "/crl.pem lacks the intermediate's CRL"

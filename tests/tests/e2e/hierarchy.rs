@@ -234,8 +234,9 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
         "{}",
         bundle.stdout
     );
-    // The CRL file holds every CRL fleetca signs: its root's and the new intermediate's.
-    assert_eq!(dir.read("crl.pem").matches("BEGIN X509 CRL").count(), 2);
+    // The CRL file holds every CRL fleetca signs: its root's, the new intermediate's own and
+    // its 16 shards'.
+    assert_eq!(dir.read("crl.pem").matches("BEGIN X509 CRL").count(), 18);
 
     let (mut broker, port) = start_broker(&dir);
 
@@ -260,9 +261,14 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
     let facts = issuer.expect_success("the leaf's issuer");
     assert!(facts.contains("Acme issuing CA 1"), "{facts}");
     assert!(
-        facts.contains(&server.url("/crl/3.der")),
-        "the DP names the intermediate's CRL: {facts}"
+        facts.contains(&server.url("/crl/3/")),
+        "the DP names a shard of the intermediate's CRL: {facts}"
     );
+    let dp = facts
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("URI:"))
+        .expect("a distribution point")
+        .to_owned();
     openssl_in(
         dir.path(),
         [
@@ -299,7 +305,7 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
         Command::new(tool("curl"))
             .args(["-sf", "-o"])
             .arg(dir.join("int.crl"))
-            .arg(server.url("/crl/3.der")),
+            .arg(&dp),
         Duration::from_secs(10),
     );
     assert!(crl.success(), "{}", crl.combined());
@@ -307,7 +313,7 @@ fn an_intermediate_signed_by_the_operators_root_issues_what_a_broker_trusting_on
         dir.path(),
         ["crl", "-inform", "DER", "-in", "int.crl", "-noout", "-text"],
     );
-    let listed = listed.expect_success("the intermediate's CRL");
+    let listed = listed.expect_success("the intermediate's CRL shard");
     assert!(listed.contains("Acme issuing CA 1"), "{listed}");
     assert!(listed.to_lowercase().contains(&a.serial.to_lowercase()), "{listed}");
     assert_round_trip(&dir, port, &b, "B still works");

@@ -236,17 +236,28 @@ fn an_issuing_ca_in_a_pkcs11_token_signs_certificates_and_crls_and_survives_the_
     let issuer = openssl_in(dir.path(), ["x509", "-in", "leaf0000.pem", "-noout", "-issuer"]);
     assert!(issuer.expect_success("issuer").contains("HSM issuing CA"));
 
-    // The CRL is signed through the token too, and lists the revoked certificate.
+    // The CRL is signed through the token too, and the shard the certificate names lists it.
     let revoked = server.revoke(&admin, &first_id, "keyCompromise");
     let serial = revoked["serial"].as_str().expect("serial").to_uppercase();
+    let dp = openssl_in(
+        dir.path(),
+        ["x509", "-in", "leaf0000.pem", "-noout", "-ext", "crlDistributionPoints"],
+    );
+    let dp = dp
+        .expect_success("the first leaf's distribution point")
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("URI:"))
+        .expect("a distribution point")
+        .to_owned();
+    assert!(dp.contains("/crl/3/"), "{dp} is not a shard of CA 3's CRL");
     let fetched = run(
         Command::new(tool("curl"))
             .args(["-sf", "-o"])
             .arg(dir.join("crl3.der"))
-            .arg(server.url("/crl/3.der")),
+            .arg(&dp),
         Duration::from_secs(10),
     );
-    fetched.expect_success("GET /crl/3.der");
+    fetched.expect_success("GET the first leaf's CRL shard");
     let crl = openssl_in(
         dir.path(),
         [
