@@ -213,8 +213,8 @@ pub async fn ca_crl_pem(state: web::Data<AppState>, req: HttpRequest, ca: web::P
 /// issued naming that shard (see the README's "Sharded CRLs"). 404 for a shard fleetca does
 /// not publish. Supports `If-None-Match`.
 #[utoipa::path(get, path = "/crl/{ca}/{shard}.der", tag = "pki", params(
-    ("ca" = i32, Path, description = "The CA's id"),
-    ("shard" = i16, Path, description = "The shard, from 0"),
+    ("ca" = i32, Path, description = "The CA's id", example = 2),
+    ("shard" = i16, Path, description = "The shard, from 0", example = 0),
 ), responses(
     (status = 200, content_type = "application/pkix-crl", body = Vec<u8>),
     (status = 304, description = "Unchanged since the ETag sent"),
@@ -230,8 +230,8 @@ pub async fn shard_crl_der(
 
 /// As `/crl/{ca}/{shard}.der`, PEM.
 #[utoipa::path(get, path = "/crl/{ca}/{shard}.pem", tag = "pki", params(
-    ("ca" = i32, Path, description = "The CA's id"),
-    ("shard" = i16, Path, description = "The shard, from 0"),
+    ("ca" = i32, Path, description = "The CA's id", example = 2),
+    ("shard" = i16, Path, description = "The shard, from 0", example = 0),
 ), responses(
     (status = 200, content_type = "application/x-pem-file", body = String),
     (status = 304, description = "Unchanged since the ETag sent"),
