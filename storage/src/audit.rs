@@ -131,9 +131,29 @@ pub(crate) async fn append_records<C: ConnectionTrait>(
         .one(txn)
         .await?
         .ok_or_else(|| StorageError::Internal("the audit chain has no head".into()))?;
-    let (mut seq, mut prev) = (head.seq, head.hash.clone());
-    let first = seq + 1;
-    let mut rows = Vec::with_capacity(entries.len());
+    let (records, seq, prev) = chain_records((head.seq, &head.hash), entries, at);
+    let first = head.seq + 1;
+    let rows: Vec<ActiveModel> = records.into_iter().map(ActiveModel::from).collect();
+    for chunk in rows.chunks(200) {
+        AuditLog::insert_many(chunk.to_vec()).exec(txn).await?;
+    }
+    let mut head: HeadModel = head.into();
+    head.seq = Set(seq);
+    head.hash = Set(prev);
+    head.update(txn).await?;
+    Ok(first)
+}
+
+/// The records `entries` become after the head `(seq, hash)`, at `at` (microseconds), each
+/// chained to the one before; and the new head.
+pub(crate) fn chain_records(
+    (head_seq, head_hash): (i64, &str),
+    entries: &[NewAudit],
+    at: DateTime<Utc>,
+) -> (Vec<AuditRecord>, i64, String) {
+    let at = DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at);
+    let (mut seq, mut prev) = (head_seq, head_hash.to_owned());
+    let mut records = Vec::with_capacity(entries.len());
     for e in entries {
         seq += 1;
         let mut record = AuditRecord {
@@ -154,17 +174,10 @@ pub(crate) async fn append_records<C: ConnectionTrait>(
             hash: String::new(),
         };
         record.hash = chain_hash(&prev, &record);
-        prev = record.hash.clone();
-        rows.push(ActiveModel::from(record));
+        prev.clone_from(&record.hash);
+        records.push(record);
     }
-    for chunk in rows.chunks(200) {
-        AuditLog::insert_many(chunk.to_vec()).exec(txn).await?;
-    }
-    let mut head: HeadModel = head.into();
-    head.seq = Set(seq);
-    head.hash = Set(prev);
-    head.update(txn).await?;
-    Ok(first)
+    (records, seq, prev)
 }
 
 /// The records with `target_id` set (for a row whose id the insert makes).

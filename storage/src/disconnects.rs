@@ -51,10 +51,19 @@ pub(crate) async fn enqueue<C: ConnectionTrait>(
     records: &[NewAudit],
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    if !ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
-        return Ok(());
+    let rows = rows(records, now);
+    for chunk in rows.chunks(200) {
+        Disconnects::insert_many(chunk.to_vec()).exec(txn).await?;
     }
-    let rows: Vec<ActiveModel> = records
+    Ok(())
+}
+
+/// The rows `records` queue (none while no broker is told).
+pub(crate) fn rows(records: &[NewAudit], now: DateTime<Utc>) -> Vec<ActiveModel> {
+    if !ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Vec::new();
+    }
+    records
         .iter()
         .filter(|r| r.ends_sessions && !r.target_id.is_empty())
         .map(|r| ActiveModel {
@@ -72,11 +81,7 @@ pub(crate) async fn enqueue<C: ConnectionTrait>(
             done_at: Set(None),
             ..Default::default()
         })
-        .collect();
-    for chunk in rows.chunks(200) {
-        Disconnects::insert_many(chunk.to_vec()).exec(txn).await?;
-    }
-    Ok(())
+        .collect()
 }
 
 fn truncate(s: &str) -> String {

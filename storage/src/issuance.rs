@@ -28,6 +28,8 @@ use crate::entity::certificates::{ActiveModel, Column, Entity as Certificates};
 use crate::group_commit::GroupCommit;
 use crate::{Certificate, Claim, StorageError, Store, is_postgres};
 
+mod sqlite;
+
 /// One certificate to store, with what its rules need.
 #[derive(Clone, Debug)]
 pub struct IssueJob {
@@ -115,20 +117,47 @@ pub type Planner = Arc<dyn Fn(BatchFacts, &[IssueJob]) -> BatchPlan + Send + Syn
 /// The handle to the group-commit writer; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct IssueQueue {
-    writer: GroupCommit<IssueJob, Stored>,
+    writer: Writer,
+}
+
+#[derive(Clone, Debug)]
+enum Writer {
+    /// PostgreSQL (and a SQLite database in memory): a task, each batch through the pool.
+    Pool(GroupCommit<IssueJob, Stored>),
+    /// A SQLite file: each batch one synchronous unit on a thread of its own.
+    Sqlite(sqlite::Writer),
 }
 
 /// Most certificates one transaction takes.
-const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 
 impl Store {
-    /// Starts the group-commit writer for issuance, whose batches `planner` decides.
+    /// Starts the group-commit writer for issuance, whose batches `planner` decides: on a
+    /// SQLite file, on a thread with a connection of its own ([`sqlite`]).
+    /// Call it within the runtime.
     pub fn issue_queue(&self, planner: Planner) -> IssueQueue {
+        if let Some(file) = &self.sqlite_file {
+            match sqlite::Writer::start(self.clone(), file, planner.clone()) {
+                Ok(writer) => {
+                    return IssueQueue {
+                        writer: Writer::Sqlite(writer),
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the SQLite issuance writer did not start; issuing through the pool")
+                }
+            }
+        }
         IssueQueue {
-            writer: GroupCommit::start(self.clone(), "certificate", MAX_BATCH, move |store, jobs| {
-                let planner = planner.clone();
-                async move { write_batch(&store, &planner, &jobs).await }
-            }),
+            writer: Writer::Pool(GroupCommit::start(
+                self.clone(),
+                "certificate",
+                MAX_BATCH,
+                move |store, jobs| {
+                    let planner = planner.clone();
+                    async move { write_batch(&store, &planner, &jobs).await }
+                },
+            )),
         }
     }
 }
@@ -136,11 +165,15 @@ impl Store {
 impl IssueQueue {
     /// Stores a certificate durably, or answers why its rules refused it.
     pub async fn insert(&self, job: IssueJob) -> Result<Stored, StorageError> {
-        self.writer.submit(job).await
+        match &self.writer {
+            Writer::Pool(writer) => writer.submit(job).await,
+            Writer::Sqlite(writer) => writer.submit(job).await,
+        }
     }
 }
 
-async fn write_batch(
+/// One batch through the pool: facts, plan and rows in one transaction.
+pub(crate) async fn write_batch(
     store: &Store,
     planner: &Planner,
     jobs: &[IssueJob],

@@ -80,6 +80,9 @@ pub struct StoreOptions {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The SQLite database's file (none on PostgreSQL), which the issuance writer opens a
+    /// connection of its own to (see [`crate::issuance`]).
+    sqlite_file: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 impl Store {
@@ -116,7 +119,10 @@ impl Store {
             opts.test_before_acquire(false);
         }
         let db = Database::connect(opts).await.map_err(StorageError::from)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            sqlite_file: sqlite_file(&options.url).map(std::sync::Arc::new),
+        })
     }
 
     /// Runs pending migrations (safe from several instances at once on PostgreSQL, whose
@@ -187,6 +193,13 @@ impl Store {
         };
         Ok(self.db.begin_with_options(options).await?)
     }
+}
+
+/// The file of a `sqlite://path?…` URL (none for another database, or one in memory).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//").split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 /// Creates an empty PostgreSQL database `name` on the server of `server_url` (for test

@@ -524,6 +524,31 @@ mod tests {
         assert_eq!(revoked.status, Status::Revoked);
         assert_eq!(kit.crl.current().unwrap().entries, 1);
     }
+    #[tokio::test]
+    async fn the_audit_chain_holds_when_issuance_and_other_changes_interleave() {
+        // On SQLite, issuance appends through its own connection and keeps the chain's head
+        // between batches; every other change appends through the pool. Each moves the
+        // head the other holds, so every issuance after one must read it again.
+        let kit = Arc::new(Kit::new().await);
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let kit = kit.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..3 {
+                    let (key, _) = kit.api_key(&format!("svc-chain-{i}-{n}"), "acme").await;
+                    kit.certificate(&key).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let verified = kit.store.verify_audit().await.unwrap();
+        let last = verified.unwrap_or_else(|b| panic!("the chain breaks at {}: {}", b.seq, b.why));
+        // Twelve keys and twelve certificates, each with its record.
+        assert!(last >= 24, "{last} records");
+    }
+
     /// The distribution point a certificate names.
     fn distribution_point(pem: &str) -> String {
         use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
