@@ -127,6 +127,9 @@ pub struct CrlPublisher {
     issuing: i32,
     /// Held while the file is written and the reload command runs.
     output: tokio::sync::Mutex<()>,
+    /// Held for a publication round (see [`CrlPublisher::add_entries`]); when the last one
+    /// began.
+    round: tokio::sync::Mutex<Option<std::time::Instant>>,
     status: RwLock<PublishStatus>,
 }
 
@@ -152,10 +155,17 @@ struct IssuerCrl {
     covered: AtomicU64,
     /// Whether its last CRL failed to be signed or recorded (cleared once one is published).
     failed: std::sync::atomic::AtomicBool,
+    /// The number of the CRL its own file (`{ca}` in the file's path) last received.
+    written: AtomicU64,
     current: RwLock<Option<PublishedCrl>>,
 }
 
 impl IssuerCrl {
+    /// Whether a revocation waits for its next CRL.
+    fn behind(&self) -> bool {
+        self.added.load(Ordering::Acquire) > self.covered.load(Ordering::Acquire)
+    }
+
     /// Which CRL it is: its CA's id, and its shard.
     fn key(&self) -> CrlKey {
         (self.id, self.shard)
@@ -195,8 +205,6 @@ struct Published {
     encoded: Arc<Vec<u8>>,
     /// Revocations up to this sequence number are on the current CRL.
     covered: u64,
-    /// When the last publication to the file and reload command began.
-    last_published: Option<std::time::Instant>,
 }
 
 impl Published {
@@ -210,15 +218,15 @@ impl Published {
             encoded: Arc::new(revoked.iter().flat_map(|e| encode_revoked_entry(&e.entry)).collect()),
             revoked,
             covered: 0,
-            last_published: None,
         }
     }
 }
 
 /// Least time between the starts of two publications to the file and reload command. Revocations that
 /// arrive meanwhile wait and share the next one, so under a burst the broker reloads at most
-/// ten times a second however many revocations there are (each still returns only once a
-/// CRL listing it is written and reloaded); a lone revocation is published at once.
+/// ten times a second however many revocations there are, in however many CRLs (each still
+/// returns only once a CRL listing it is written and reloaded); a lone revocation is
+/// published at once.
 const MIN_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl CrlPublisher {
@@ -275,7 +283,12 @@ impl CrlPublisher {
                 // A shard this instance does not publish (there are fewer now): the CA's own CRL.
                 let key = Some((r.issuer_id, r.shard))
                     .filter(|k| published.contains(k))
-                    .unwrap_or((r.issuer_id, None));
+                    .unwrap_or_else(|| {
+                        if r.shard.is_some() {
+                            tracing::warn!(ca = r.issuer_id, shard = ?r.shard, serial = %r.serial, "a revocation names a CRL shard this instance does not publish; listed on its CA's own CRL");
+                        }
+                        (r.issuer_id, None)
+                    });
                 revoked.entry(key).or_default().push(e);
             }
         }
@@ -305,6 +318,7 @@ impl CrlPublisher {
                 publishing: tokio::sync::Mutex::new(Published::new(revoked.remove(&(id, shard)).unwrap_or_default())),
                 covered: AtomicU64::new(0),
                 failed: std::sync::atomic::AtomicBool::new(false),
+                written: AtomicU64::new(0),
                 current: RwLock::new(None),
             })
             .collect();
@@ -317,6 +331,7 @@ impl CrlPublisher {
             issuers,
             issuing: authorities.issuing().id,
             output: tokio::sync::Mutex::new(()),
+            round: tokio::sync::Mutex::new(None),
             status: RwLock::new(PublishStatus {
                 ok: true,
                 at: None,
@@ -368,7 +383,14 @@ impl CrlPublisher {
         self.issuers
             .iter()
             .find(|i| i.id == id && i.shard == shard)
-            .or_else(|| self.issuers.iter().find(|i| i.id == id && i.shard.is_none()))
+            .or_else(|| {
+                tracing::warn!(
+                    ca = id,
+                    ?shard,
+                    "a revocation names a CRL shard this instance does not publish; listed on its CA's own CRL"
+                );
+                self.issuers.iter().find(|i| i.id == id && i.shard.is_none())
+            })
     }
 
     /// Every CA's current CRL, PEM, one after another (what the CRL file holds), with the
@@ -459,27 +481,59 @@ impl CrlPublisher {
                 (issuer, issuer.added.fetch_add(1, Ordering::AcqRel) + 1)
             })
             .collect();
+        // One round at a time publishes every CRL that has revocations waiting: it signs
+        // each, writes the file once and runs the reload command once. Callers that arrive
+        // during a round wait for the next, which takes all of theirs.
+        let mut round = self.round.lock().await;
         let mut first_error = None;
-        for (issuer, mine) in waiting {
-            let mut published = issuer.publishing.lock().await;
-            if published.covered >= mine {
-                continue; // another caller's publication already included ours
+        if waiting
+            .iter()
+            .any(|(i, mine)| i.covered.load(Ordering::Acquire) < *mine)
+        {
+            self.pace(&mut round).await;
+            let mut signed = Vec::new();
+            for issuer in self.issuers.iter().filter(|i| i.behind()) {
+                let mut published = issuer.publishing.lock().await;
+                match self.sign(issuer, &mut published).await {
+                    Ok(covered) => signed.push((issuer, published, covered)),
+                    Err(e) => {
+                        issuer.failed.store(true, Ordering::Release);
+                        tracing::error!(ca = issuer.id, shard = ?issuer.shard, error = %e, "a CRL was not published; retrying");
+                        self.fail(format!("{} was not signed", issuer.describe())).await;
+                        first_error.get_or_insert(e);
+                    }
+                }
             }
-            match self.sign(issuer, &mut published).await {
-                Ok(covered) => {
-                    self.write_out(&[issuer.key()]).await;
-                    issuer.cover(&mut published, covered);
-                    tracing::info!(ca = issuer.id, shard = ?issuer.shard, entries = published.revoked.len(), "CRL published");
-                }
-                Err(e) => {
-                    issuer.failed.store(true, Ordering::Release);
-                    tracing::error!(ca = issuer.id, shard = ?issuer.shard, error = %e, "a CRL was not published; retrying");
-                    self.fail(format!("{} was not signed", issuer.describe())).await;
-                    first_error.get_or_insert(e);
-                }
+            let covering: Vec<CrlKey> = signed.iter().map(|(i, _, _)| i.key()).collect();
+            if !covering.is_empty() {
+                self.write_out(&covering).await;
+            }
+            for (issuer, mut published, covered) in signed {
+                issuer.cover(&mut published, covered);
+            }
+            tracing::info!(crls = covering.len(), "CRLs published");
+        }
+        drop(round);
+        match waiting
+            .iter()
+            .find(|(i, mine)| i.covered.load(Ordering::Acquire) < *mine)
+        {
+            None => Ok(()),
+            Some((issuer, _)) => {
+                Err(first_error.unwrap_or_else(|| Error::Internal(format!("{} was not published", issuer.describe()))))
             }
         }
-        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Waits until [`MIN_PUBLISH_INTERVAL`] has passed since the last round began (when
+    /// there is a file or a reload command to pace), and marks this one's start.
+    async fn pace(&self, last: &mut Option<std::time::Instant>) {
+        if self.file.is_some() || self.reload_command.is_some() {
+            if let Some(wait) = last.and_then(|at| MIN_PUBLISH_INTERVAL.checked_sub(at.elapsed())) {
+                tokio::time::sleep(wait).await;
+            }
+            *last = Some(std::time::Instant::now());
+        }
     }
 
     /// Records a failed publication (when no more precise failure is recorded already), so
@@ -499,6 +553,7 @@ impl CrlPublisher {
         // What each CRL covers counts only once the file is written: when one CA's CRL
         // fails, no caller of any CA is told its revocation is published, and the status
         // says so (the refresh retries).
+        let _round = self.round.lock().await;
         let mut held = Vec::with_capacity(self.issuers.len());
         for issuer in &self.issuers {
             let mut published = issuer.publishing.lock().await;
@@ -522,9 +577,7 @@ impl CrlPublisher {
 
     /// Whether a revocation is waiting for a CRL that lists it.
     fn behind(&self) -> bool {
-        self.issuers
-            .iter()
-            .any(|i| i.added.load(Ordering::Acquire) > i.covered.load(Ordering::Acquire))
+        self.issuers.iter().any(IssuerCrl::behind)
     }
 
     /// Whether a CRL other than those in `covering` failed to sign its last CRL (its
@@ -540,15 +593,6 @@ impl CrlPublisher {
     /// caller marks it covered once the file is written). A CRL whose record cannot be
     /// written is not published at all.
     async fn sign(&self, issuer: &IssuerCrl, published: &mut Published) -> Result<u64, Error> {
-        if self.file.is_some() || self.reload_command.is_some() {
-            if let Some(wait) = published
-                .last_published
-                .and_then(|at| MIN_PUBLISH_INTERVAL.checked_sub(at.elapsed()))
-            {
-                tokio::time::sleep(wait).await;
-            }
-            published.last_published = Some(std::time::Instant::now());
-        }
         let covered = {
             let mut pending = issuer.pending.lock().unwrap_or_else(|e| e.into_inner());
             let encoded = Arc::make_mut(&mut published.encoded);
@@ -636,18 +680,23 @@ impl CrlPublisher {
             .and_then(|f| f.to_str())
             .filter(|f| f.contains("{ca}"));
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        // The CRLs given files of their own now, with the number each file receives.
+        let mut own: Vec<(&IssuerCrl, u64)> = Vec::new();
         let mut number = 0;
         for issuer in &self.issuers {
             if let Some(crl) = issuer.current.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 match (per_ca, files.last_mut()) {
-                    // A file of its own is written only when its CRL changed (a failed write
-                    // leaves the status failing, and the retry writes every file).
-                    (Some(_), _) if !covering.contains(&issuer.key()) => {}
+                    // A file of its own is written when its CRL changed, or when its file
+                    // does not hold its current CRL yet (a write that failed).
+                    (Some(_), _)
+                        if !covering.contains(&issuer.key())
+                            && issuer.written.load(Ordering::Acquire) == crl.number => {}
                     (Some(pattern), _) => {
                         files.push((
                             PathBuf::from(pattern.replace("{ca}", &issuer.file_name())),
                             crl.pem.to_vec(),
                         ));
+                        own.push((issuer, crl.number));
                     }
                     (None, Some((_, all))) => all.extend_from_slice(&crl.pem),
                     (None, None) => {
@@ -662,6 +711,11 @@ impl CrlPublisher {
             }
         }
         let mut status = self.write_and_reload(files).await;
+        if status.is_ok() {
+            for (issuer, number) in own {
+                issuer.written.store(number, Ordering::Release);
+            }
+        }
         if status.is_ok() && self.failing_besides(covering) {
             // A CA's revocations still wait for a CRL (its signature or record failed): not
             // healthy until they are published.

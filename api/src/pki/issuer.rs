@@ -120,7 +120,8 @@ impl Issuer {
             issuer_id: cas.issuing().id,
             crl_url: cas.issuing().crl_url.clone(),
             shard_urls: cas.issuing().crl_shards().to_vec(),
-            next_shard: std::sync::atomic::AtomicUsize::new(0),
+            // From a random shard: instances and restarts do not all favour the first ones.
+            next_shard: std::sync::atomic::AtomicUsize::new(usize::from(uuid::Uuid::new_v4().as_bytes()[0])),
             chain_pem: cas.chain_pem(),
             roots_pem: cas.roots_pem(),
             cas,

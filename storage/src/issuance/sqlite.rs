@@ -13,14 +13,14 @@
 //! The audit chain's head is kept here between batches and moved with a compare-and-swap on
 //! the head row: when another appender moved it (this process's other writers, `fleetca
 //! admin`), the swap fails and the head is read again, so the chain stays exactly what
-//! `fleetca audit verify` checks. The active webhook endpoints are kept too, read again when
-//! one changes ([`crate::webhooks::generation`]).
+//! `fleetca audit verify` checks. The active webhook endpoints are read in the batch's
+//! transaction when it announces events: on this connection that is microseconds, not a round
+//! trip, and always what is committed.
 //!
 //! Batches that renew certificates or enroll with a claim (which read and mark whole rows)
 //! take the async path ([`crate::issuance::write_batch`]) from this thread, in order.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -31,7 +31,6 @@ use uuid::Uuid;
 
 use crate::audit::NewAudit;
 use crate::issuance::{BatchFacts, IssueJob, MAX_BATCH, Planner, Stored};
-use crate::webhooks::Webhook;
 use crate::{StorageError, Store};
 
 type Reply = tokio::sync::oneshot::Sender<Result<Stored, StorageError>>;
@@ -81,15 +80,6 @@ fn open(file: &Path) -> Result<Connection, StorageError> {
     Ok(conn)
 }
 
-/// What the thread keeps between batches.
-#[derive(Default)]
-struct Kept {
-    /// The audit chain's head as this writer last left it (none: read it).
-    head: Option<(i64, String)>,
-    /// The active endpoints, and the generation they were read at.
-    webhooks: Option<(u64, Arc<Vec<Webhook>>)>,
-}
-
 fn run(
     mut conn: Connection,
     rx: &mpsc::Receiver<(IssueJob, Reply)>,
@@ -97,7 +87,8 @@ fn run(
     planner: &Planner,
     runtime: &tokio::runtime::Handle,
 ) {
-    let mut kept = Kept::default();
+    // The audit chain's head as this writer last left it (none: read it).
+    let mut head: Option<(i64, String)> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -109,10 +100,9 @@ fn run(
         let (jobs, replies): (Vec<IssueJob>, Vec<Reply>) = batch.into_iter().unzip();
         let simple = jobs.iter().all(|j| j.cert.renews.is_none() && j.cert.claim.is_none());
         let written = if simple {
-            webhooks(&mut kept, store, runtime)
-                .and_then(|hooks| write_batch(&mut conn, planner, &jobs, &mut kept.head, &hooks))
+            write_batch(&mut conn, planner, &jobs, &mut head)
         } else {
-            kept.head = None; // the async path moves it
+            head = None; // the async path moves it
             runtime.block_on(crate::issuance::write_batch(store, planner, &jobs))
         };
         match written {
@@ -122,7 +112,7 @@ fn run(
                 }
             }
             Err(e) => {
-                kept.head = None;
+                head = None;
                 tracing::warn!(error = %e, rows = jobs.len(), "certificate batch failed");
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
@@ -132,30 +122,12 @@ fn run(
     }
 }
 
-/// The active endpoints, read again when one changed since.
-fn webhooks(
-    kept: &mut Kept,
-    store: &Store,
-    runtime: &tokio::runtime::Handle,
-) -> Result<Arc<Vec<Webhook>>, StorageError> {
-    let generation = crate::webhooks::generation();
-    if let Some((at, hooks)) = &kept.webhooks
-        && *at == generation
-    {
-        return Ok(hooks.clone());
-    }
-    let hooks = Arc::new(runtime.block_on(store.active_webhooks())?);
-    kept.webhooks = Some((generation, hooks.clone()));
-    Ok(hooks)
-}
-
 /// One batch: the facts, the plan, its rows, in one transaction.
 fn write_batch(
     conn: &mut Connection,
     planner: &Planner,
     jobs: &[IssueJob],
     head: &mut Option<(i64, String)>,
-    webhooks: &[Webhook],
 ) -> Result<Vec<Result<Stored, StorageError>>, StorageError> {
     let now = jobs.iter().map(|j| j.now).min().unwrap_or_else(crate::now);
     let txn = conn
@@ -179,9 +151,17 @@ fn write_batch(
             .zip(first..)
             .filter_map(|(e, seq)| crate::webhooks::events::event_of(e, seq))
             .collect();
+        let endpoints = if events.is_empty() {
+            Vec::new()
+        } else {
+            active_endpoints(&txn)?
+        };
         let mut deliveries = Vec::new();
         for event in &events {
-            let wanted: Vec<&Webhook> = webhooks.iter().filter(|h| h.wants(event)).collect();
+            let wanted: Vec<&Endpoint> = endpoints
+                .iter()
+                .filter(|h| crate::webhooks::events::wanted(&h.events, h.enterprise.as_deref(), event))
+                .collect();
             if wanted.is_empty() {
                 continue;
             }
@@ -198,6 +178,29 @@ fn write_batch(
     }
     txn.commit().map_err(sql)?;
     Ok(results)
+}
+
+/// An active webhook endpoint, as far as storing its deliveries goes.
+struct Endpoint {
+    id: Uuid,
+    events: String,
+    enterprise: Option<String>,
+}
+
+fn active_endpoints(txn: &rusqlite::Transaction<'_>) -> Result<Vec<Endpoint>, StorageError> {
+    let mut statement = txn
+        .prepare_cached("SELECT id, events, enterprise FROM webhooks WHERE is_active = 1")
+        .map_err(sql)?;
+    let mut rows = statement.query([]).map_err(sql)?;
+    let mut endpoints = Vec::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        endpoints.push(Endpoint {
+            id: read_uuid(row.get_ref(0).map_err(sql)?)?,
+            events: row.get(1).map_err(sql)?,
+            enterprise: row.get(2).map_err(sql)?,
+        });
+    }
+    Ok(endpoints)
 }
 
 /// The counts the rules need (SQLite's write lock, taken by `BEGIN IMMEDIATE`, keeps them
@@ -232,6 +235,9 @@ fn read_facts(
     devices.dedup();
     if !devices.is_empty() {
         let pairs: Vec<(&str, &str)> = devices.iter().filter_map(|d| d.split_once('/')).collect();
+        if pairs.is_empty() {
+            return Ok(facts); // no device names a tenant: none exists, none counts
+        }
         let sql_text = format!(
             "SELECT tenant, device_id, is_active FROM devices WHERE {}",
             vec!["(tenant = ? AND device_id = ?)"; pairs.len()].join(" OR ")
@@ -338,6 +344,11 @@ fn insert<A: ActiveModelTrait>(txn: &rusqlite::Transaction<'_>, rows: &[A]) -> R
         );
         let mut values = Vec::with_capacity(chunk.len() * columns.len());
         for r in chunk {
+            if Column::<A>::iter().any(|c| r.get(c).is_not_set() != first.get(c).is_not_set()) {
+                return Err(StorageError::Internal(format!(
+                    "rows for {table} set different columns; insert them apart"
+                )));
+            }
             for c in &columns {
                 values.push(bind(r.get(*c).into_value())?);
             }

@@ -30,14 +30,19 @@ pub struct NewEvent {
 impl Webhook {
     /// Whether this endpoint wants `event`.
     pub fn wants(&self, event: &NewEvent) -> bool {
-        self.is_active
-            && self.events.split(',').any(|e| e == event.event_type)
-            && match (&self.enterprise, &event.enterprise) {
-                (None, _) => true,
-                (Some(mine), Some(theirs)) => mine == theirs,
-                (Some(_), None) => false,
-            }
+        self.is_active && wanted(&self.events, self.enterprise.as_deref(), event)
     }
+}
+
+/// Whether an active endpoint of these comma-separated `events`, for `enterprise` (none:
+/// every enterprise's and fleetca's own), wants `event`.
+pub(crate) fn wanted(events: &str, enterprise: Option<&str>, event: &NewEvent) -> bool {
+    events.split(',').any(|e| e == event.event_type)
+        && match (enterprise, &event.enterprise) {
+            (None, _) => true,
+            (Some(mine), Some(theirs)) => mine == theirs,
+            (Some(_), None) => false,
+        }
 }
 
 /// The Standard Webhooks body of an event: `{"type", "timestamp", "data"}`.

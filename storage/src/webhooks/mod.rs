@@ -51,20 +51,6 @@ pub enum Attempt {
     GiveUp { status: Option<i32>, error: String },
 }
 
-/// Bumped after every committed change to an endpoint: a writer that keeps the active
-/// endpoints (SQLite's issuance writer, see [`crate::issuance`]) reads them again when it
-/// moved. One process writes a SQLite database, so its own changes are all there are.
-static CHANGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// How many times endpoints changed in this process (see [`CHANGED`]).
-pub(crate) fn generation() -> u64 {
-    CHANGED.load(std::sync::atomic::Ordering::Acquire)
-}
-
-fn changed() {
-    CHANGED.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-}
-
 /// An expiry warning due for a certificate: the tightest of 30, 7 and 1 days it is within.
 fn warning_due(not_after: DateTime<Utc>, now: DateTime<Utc>) -> Option<i32> {
     let left = not_after - now;
@@ -82,16 +68,7 @@ impl Store {
         let txn = self.write_txn().await?;
         let created = ActiveModel::from(webhook).insert(&txn).await?;
         crate::rows::commit_audited(txn, audit, now).await?;
-        changed();
         Ok(created)
-    }
-
-    /// The active endpoints (what events are stored for).
-    pub(crate) async fn active_webhooks(&self) -> Result<Vec<Webhook>, StorageError> {
-        Ok(Webhooks::find()
-            .filter(Column::IsActive.eq(true))
-            .all(self.conn())
-            .await?)
     }
 
     /// How many endpoints an enterprise has (`None`: those of every enterprise).
@@ -155,9 +132,7 @@ impl Store {
             }
             model.updated_at = Set(now);
         };
-        let updated = self.update_audited(Webhooks::find_by_id(id), change, audit, now).await;
-        changed();
-        updated
+        self.update_audited(Webhooks::find_by_id(id), change, audit, now).await
     }
 
     /// Deletes an endpoint and its delivery log.
@@ -175,7 +150,6 @@ impl Store {
             return Err(StorageError::NotFound);
         }
         txn.commit().await?;
-        changed();
         Ok(())
     }
 
