@@ -8,11 +8,15 @@
 //! carries (RFC 3279 §2.2.3).
 //!
 //! One [`Token`] per process: `C_Initialize` is process-wide, and a recovery re-initializes
-//! the library, so every key of the token signs through its one session, behind one lock
+//! the library. Its main session finds and makes keys and answers operators, behind one lock
 //! (waited for at most [`LOCK_WAIT`]). A session runs one operation at a time (PKCS#11
-//! §5.6), and SoftHSM signs P-256 in tens of microseconds, so one session is not what limits
-//! issuance. Every signature the token makes is verified against the CA's public key before
-//! it is used, so a key swapped under the label never signs for the CA.
+//! §5.6), and one session signing for every issuance was what limited it once the database
+//! no longer did (SoftHSM takes ~270 µs per P-256 signature: 3,650 issuances/s at most), so
+//! [`SIGNING_SESSIONS`] more sessions of the same login sign in parallel, without the lock;
+//! the main session signs when they are all busy. A recovery first waits for the signatures
+//! in flight and closes those sessions. Every signature the token makes is verified against
+//! the CA's public key before it is used, so a key swapped under the label never signs for
+//! the CA.
 //!
 //! When the token stops answering (removed, its store gone), signing fails with
 //! [`CaError::KeyUnavailable`] at once, and a thread of its own reconnects — backing off from
@@ -48,6 +52,10 @@ const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0
 /// How long a caller waits for the token's lock before giving up (another caller holds it
 /// while the token is slow to answer).
 pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Sessions besides the main one that sign in parallel (the machines fleetca runs on have a
+/// few cores; SoftHSM signs on the calling thread).
+const SIGNING_SESSIONS: usize = 2;
 
 /// The longest pause between two attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -96,6 +104,18 @@ pub struct TokenKey {
 struct Live {
     session: Session,
     keys: HashMap<String, (ObjectHandle, Vec<u8>)>,
+    /// Sessions of the same login that sign in parallel, until [`Token::install`] moves them
+    /// to the [`Signers`].
+    extra: Vec<Session>,
+}
+
+/// The signing sessions and the key handles they sign with (a token object's handle is the
+/// same in every session of the application, PKCS#11 §2.4; a wrong one fails, and the main
+/// session signs).
+#[derive(Default)]
+struct Signers {
+    idle: Mutex<Vec<Session>>,
+    keys: HashMap<String, (ObjectHandle, Vec<u8>)>,
 }
 
 #[derive(Default)]
@@ -123,6 +143,9 @@ pub struct Token {
     /// Whether the token answered last time (read by a readiness probe that finds the lock
     /// held).
     healthy: std::sync::atomic::AtomicBool,
+    /// Held shared while a signing session signs, exclusively to replace or close them (the
+    /// lock order: `state`, then `signers`; a signer holding `signers` never takes `state`).
+    signers: std::sync::RwLock<Signers>,
 }
 
 impl std::fmt::Debug for Token {
@@ -145,15 +168,64 @@ impl Token {
         })?;
         initialize(&context).map_err(|e| unavailable(&config, "initialize", &e))?;
         let live = connect(&context, &config)?;
-        Ok(Arc::new(Self {
+        let token = Arc::new(Self {
             config,
             context,
-            state: Mutex::new(State {
-                live: Some(live),
-                ..State::default()
-            }),
+            state: Mutex::new(State::default()),
             healthy: std::sync::atomic::AtomicBool::new(true),
-        }))
+            signers: std::sync::RwLock::new(Signers::default()),
+        });
+        {
+            let mut state = token.lock()?;
+            token.install(&mut state, live);
+        }
+        Ok(token)
+    }
+
+    /// Makes `live` the session, its extra sessions the signing ones.
+    fn install(&self, state: &mut MutexGuard<'_, State>, mut live: Live) {
+        let extra = std::mem::take(&mut live.extra);
+        let mut signers = self.signers.write().unwrap_or_else(|e| e.into_inner());
+        *signers.idle.get_mut().unwrap_or_else(|e| e.into_inner()) = extra;
+        signers.keys.clone_from(&live.keys);
+        state.live = Some(live);
+    }
+
+    /// Closes the signing sessions once the signatures in flight are made: before the
+    /// library is finalized, after which their handle numbers could name new sessions.
+    fn close_signers(&self) {
+        let mut signers = self.signers.write().unwrap_or_else(|e| e.into_inner());
+        signers.idle.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+        signers.keys.clear();
+    }
+
+    /// Lets the signing sessions sign with the key labelled `label` (found by the main one).
+    fn share_key(&self, label: &str, key: &(ObjectHandle, Vec<u8>)) {
+        let known = self
+            .signers
+            .read()
+            .map(|s| s.keys.get(label) == Some(key))
+            .unwrap_or(true);
+        if !known && let Ok(mut signers) = self.signers.write() {
+            signers.keys.insert(label.to_owned(), key.clone());
+        }
+    }
+
+    /// Signs in an idle signing session, without the main lock. None when none is idle, the
+    /// key is not known to them yet or the session failed (it is closed; the main session
+    /// then signs, and a failure there starts the recovery).
+    fn sign_in_parallel(&self, label: &str, public: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
+        let signers = self.signers.read().ok()?;
+        let (handle, point) = signers.keys.get(label)?;
+        if point != public {
+            return None;
+        }
+        let session = signers.idle.lock().ok()?.pop()?;
+        let signed = session.sign(&Mechanism::Ecdsa, *handle, digest).ok()?;
+        if let Ok(mut idle) = signers.idle.lock() {
+            idle.push(session);
+        }
+        Some(signed)
     }
 
     /// The module and token, for messages.
@@ -204,6 +276,7 @@ impl Token {
             .map_err(|e| unavailable(&self.config, "read the public key", &e))?
             .ok_or_else(|| CaError::InvalidKey(format!("the key labelled {label:?} is not a P-256 key")))?;
         live.keys.insert(label.to_owned(), (private, point.clone()));
+        self.share_key(label, &(private, point.clone()));
         Ok((
             TokenKeyHandle {
                 token: self.clone(),
@@ -276,12 +349,20 @@ impl Token {
     /// public key `public`; the signature as the token gives it (`r‖s`). While the token is
     /// away this fails at once, and a reconnection runs on its own thread.
     fn sign_digest(self: &Arc<Self>, label: &str, public: &[u8], digest: &[u8]) -> Result<Vec<u8>, CaError> {
+        if let Some(signature) = self.sign_in_parallel(label, public, digest) {
+            return Ok(signature);
+        }
         let mut state = self.lock_for(LOCK_WAIT)?;
         let Some(live) = state.live.as_mut() else {
             return Err(self.away(&mut state));
         };
         match sign_in(live, label, public, digest) {
-            Ok(signature) => Ok(signature),
+            Ok(signature) => {
+                if let Some(key) = live.keys.get(label) {
+                    self.share_key(label, key);
+                }
+                Ok(signature)
+            }
             Err(failure) => Err(self.failed(&mut state, label, failure)),
         }
     }
@@ -341,6 +422,9 @@ impl Token {
                 if let Some(live) = state.live.as_mut() {
                     live.keys.remove(label);
                 }
+                if let Ok(mut signers) = self.signers.write() {
+                    signers.keys.remove(label);
+                }
                 CaError::KeyUnavailable(format!(
                     "{} no longer holds the CA's key under the label {label:?} (another key has the label, or none)",
                     self.describe()
@@ -348,6 +432,7 @@ impl Token {
             }
             Failure::Token(what, e) => {
                 state.live = None;
+                self.close_signers();
                 self.schedule(state);
                 unavailable(&self.config, what, &e)
             }
@@ -378,6 +463,7 @@ impl Token {
     fn reconnect(&self) {
         // The old session was dropped with the failure, before the library is re-initialized:
         // closed after, its handle number could belong to a new session.
+        self.close_signers();
         let _ = self.context.clone().finalize();
         let reconnected = initialize(&self.context)
             .map_err(|e| unavailable(&self.config, "initialize", &e))
@@ -388,7 +474,7 @@ impl Token {
         state.reconnecting = false;
         match reconnected {
             Ok(live) => {
-                state.live = Some(live);
+                self.install(&mut state, live);
                 state.failures = 0;
                 state.next_attempt = None;
                 state.last_error = None;
@@ -445,11 +531,12 @@ impl Token {
                     self.describe()
                 )));
             }
+            self.close_signers();
             let _ = self.context.clone().finalize();
             let live = initialize(&self.context)
                 .map_err(|e| unavailable(&self.config, "initialize", &e))
                 .and_then(|()| connect(&self.context, &self.config))?;
-            state.live = Some(live);
+            self.install(state, live);
         }
         state
             .live
@@ -616,9 +703,14 @@ fn connect(context: &Pkcs11, config: &TokenConfig) -> Result<Live, CaError> {
         }
         Err(e) => return Err(unavailable(config, &format!("log in to slot {}", slot.id()), &e)),
     }
+    // Sessions of the same login that sign in parallel (fewer when the token refuses more).
+    let extra = (0..SIGNING_SESSIONS)
+        .map_while(|_| context.open_ro_session(slot).ok())
+        .collect();
     Ok(Live {
         session,
         keys: HashMap::new(),
+        extra,
     })
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 /// Replaces `path` with `contents`, the new file created with `mode` (Unix permissions),
 /// synced: after a crash the file is the old one or the new one.
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    replace_with(path, contents, mode, true)
+    replace_with(path, &[contents], mode, true)
 }
 
 /// As [`replace`], atomic but not synced: for a file fleetca writes again from its durable
@@ -18,11 +18,12 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
 /// after a power loss it may be empty until fleetca starts (on ext4, whose default
 /// `auto_da_alloc` flushes a file renamed over another, it is the old one or the new one).
 /// Syncing several MiB of CRLs on every revocation cost more than the revocation itself.
-pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    replace_with(path, contents, mode, false)
+pub fn replace_unsynced(path: &Path, parts: &[&[u8]], mode: u32) -> std::io::Result<()> {
+    replace_with(path, parts, mode, false)
 }
 
-fn replace_with(path: &Path, contents: &[u8], mode: u32, sync: bool) -> std::io::Result<()> {
+/// `parts`, one after another, become the file.
+fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, sync: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -40,7 +41,9 @@ fn replace_with(path: &Path, contents: &[u8], mode: u32, sync: bool) -> std::io:
     #[cfg(not(unix))]
     let _ = mode;
     let written = opts.open(&tmp).and_then(|mut f| {
-        f.write_all(contents)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         if sync { f.sync_all() } else { Ok(()) }
     });
     let renamed = written.and_then(|()| std::fs::rename(&tmp, path));

@@ -679,7 +679,8 @@ impl CrlPublisher {
             .as_ref()
             .and_then(|f| f.to_str())
             .filter(|f| f.contains("{ca}"));
-        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        // Each file's CRLs, as they are kept (no copy of several MiB per publication).
+        let mut files: Vec<(PathBuf, Vec<Bytes>)> = Vec::new();
         // The CRLs given files of their own now, with the number each file receives.
         let mut own: Vec<(&IssuerCrl, u64)> = Vec::new();
         let mut number = 0;
@@ -694,14 +695,14 @@ impl CrlPublisher {
                     (Some(pattern), _) => {
                         files.push((
                             PathBuf::from(pattern.replace("{ca}", &issuer.file_name())),
-                            crl.pem.to_vec(),
+                            vec![crl.pem.clone()],
                         ));
                         own.push((issuer, crl.number));
                     }
-                    (None, Some((_, all))) => all.extend_from_slice(&crl.pem),
+                    (None, Some((_, all))) => all.push(crl.pem.clone()),
                     (None, None) => {
                         if let Some(path) = &self.file {
-                            files.push((path.clone(), crl.pem.to_vec()));
+                            files.push((path.clone(), vec![crl.pem.clone()]));
                         }
                     }
                 }
@@ -763,13 +764,14 @@ impl CrlPublisher {
     /// Writes the CRL files atomically (temp file, rename; not synced, see
     /// [`crate::support::files::replace_unsynced`]: every start writes them again) and runs the
     /// reload command.
-    async fn write_and_reload(&self, files: Vec<(PathBuf, Vec<u8>)>) -> Result<(), String> {
+    async fn write_and_reload(&self, files: Vec<(PathBuf, Vec<Bytes>)>) -> Result<(), String> {
         if self.file.is_none() {
             return Ok(());
         }
         let written = tokio::task::spawn_blocking(move || {
-            files.iter().try_for_each(|(path, body)| {
-                crate::support::files::replace_unsynced(path, body, 0o644)
+            files.iter().try_for_each(|(path, parts)| {
+                let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+                crate::support::files::replace_unsynced(path, &parts, 0o644)
                     .map_err(|e| format!("writing the CRL file {} failed: {e}", path.display()))
             })
         })
