@@ -176,7 +176,23 @@ impl Drop for Instance {
 
 struct Http(awc::Client);
 
+/// The CRLs of the CA that issues (CA 2): its own, then its 16 shards.
+fn issuing_crls(base: &str) -> Vec<String> {
+    std::iter::once(format!("{base}/crl/2.der"))
+        .chain((0..16).map(|shard| format!("{base}/crl/2/{shard}.der")))
+        .collect()
+}
+
 impl Http {
+    /// Every serial the issuing CA's CRLs list at `base`.
+    async fn listed(&self, base: &str) -> Vec<String> {
+        let mut listed = Vec::new();
+        for url in issuing_crls(base) {
+            listed.extend(crl_facts(&self.call("GET", url, None).await.2).1);
+        }
+        listed
+    }
+
     async fn call(&self, method: &str, url: String, body: Option<Value>) -> (u16, Value, Vec<u8>, String) {
         let req = self
             .0
@@ -350,11 +366,7 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
         let http = &http;
         let sb = sb.clone();
         let serial2 = serial2.clone();
-        async move {
-            crl_facts(&http.call("GET", format!("{sb}/crl/2.der"), None).await.2)
-                .1
-                .contains(&serial2)
-        }
+        async move { http.listed(&sb).await.contains(&serial2) }
     })
     .await;
     let cert_lag = within(Duration::from_secs(1), "B refusing the revoked certificate", || {
@@ -479,15 +491,16 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
         let sb = sb.clone();
         let serials = serials.clone();
         async move {
-            let listed = crl_facts(&http.call("GET", format!("{sb}/crl/2.der"), None).await.2).1;
+            let listed = http.listed(&sb).await;
             serials.iter().all(|s| listed.contains(s))
         }
     })
     .await;
 
-    // CRL numbers: each instance's only grow, and no number names two different CRLs.
+    // CRL numbers: each instance's CRLs' only grow, and no number names two different CRLs
+    // (the shards share their CA's numbers).
     let mut by_number: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
-    let mut last = (0u64, 0u64);
+    let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     for round in 0..6 {
         let (_, c, _, _) = new_cert(sa.clone()).await;
         if c["id"].is_string() {
@@ -502,14 +515,16 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
             )
             .await;
         }
-        for (i, base) in [&sa, &sb].into_iter().enumerate() {
-            let der = http.call("GET", format!("{base}/crl/2.der"), None).await.2;
-            let (n, _) = crl_facts(&der);
-            let prev = if i == 0 { &mut last.0 } else { &mut last.1 };
-            assert!(n >= *prev, "instance {i}'s CRL number went back from {prev} to {n}");
-            *prev = n;
-            if let Some(other) = by_number.insert(n, der.clone()) {
-                assert_eq!(other, der, "CRL number {n} names two different CRLs");
+        for base in [&sa, &sb] {
+            for url in issuing_crls(base) {
+                let der = http.call("GET", url.clone(), None).await.2;
+                let (n, _) = crl_facts(&der);
+                let prev = last.entry(url.clone()).or_default();
+                assert!(n >= *prev, "{url}'s CRL number went back from {prev} to {n}");
+                *prev = n;
+                if let Some(other) = by_number.insert(n, der.clone()) {
+                    assert_eq!(other, der, "CRL number {n} names two different CRLs");
+                }
             }
         }
     }
