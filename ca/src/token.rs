@@ -215,17 +215,25 @@ impl Token {
     /// key is not known to them yet or the session failed (it is closed; the main session
     /// then signs, and a failure there starts the recovery).
     fn sign_in_parallel(&self, label: &str, public: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
-        let signers = self.signers.read().ok()?;
+        // Never waits: while a recovery closes the sessions, the main session's lock (which
+        // gives up after LOCK_WAIT) decides.
+        let signers = self.signers.try_read().ok()?;
         let (handle, point) = signers.keys.get(label)?;
         if point != public {
             return None;
         }
         let session = signers.idle.lock().ok()?.pop()?;
-        let signed = session.sign(&Mechanism::Ecdsa, *handle, digest).ok()?;
-        if let Ok(mut idle) = signers.idle.lock() {
-            idle.push(session);
+        match session.sign(&Mechanism::Ecdsa, *handle, digest) {
+            Ok(signed) => {
+                if let Ok(mut idle) = signers.idle.lock() {
+                    idle.push(session);
+                }
+                Some(signed)
+            }
+            // Closed; the main session signs, and a failure there is the token's (reported,
+            // and the recovery opens the signing sessions again).
+            Err(_) => None,
         }
-        Some(signed)
     }
 
     /// The module and token, for messages.

@@ -310,7 +310,10 @@ impl Store {
 
     /// Every revocation of a certificate that has not expired before `since`.
     pub async fn revocations(&self, since: DateTime<Utc>) -> Result<Vec<Revocation>, StorageError> {
-        let rows: Vec<RevocationRow> = Certificates::find()
+        use futures_util::TryStreamExt;
+        // Streamed: the driver's copy of each row is freed as it is read (100,000 rows held
+        // at once were 80 MB at the peak of a start, for 15 MB of revocations).
+        let mut rows = Certificates::find()
             .select_only()
             .column(Column::Serial)
             .column(Column::RevokedAt)
@@ -321,22 +324,23 @@ impl Store {
             .filter(Column::RevokedAt.is_not_null())
             .filter(Column::NotAfter.gt(since))
             .order_by_asc(Column::RevokedAt)
-            .into_tuple()
-            .all(self.conn())
+            .into_tuple::<RevocationRow>()
+            .stream(self.conn())
             .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(serial, at, reason, not_after, issuer_id, shard)| {
-                Some(Revocation {
+        let mut revocations = Vec::new();
+        while let Some((serial, at, reason, not_after, issuer_id, shard)) = rows.try_next().await? {
+            if let Some(revoked_at) = at {
+                revocations.push(Revocation {
                     serial,
-                    revoked_at: at?,
+                    revoked_at,
                     reason: reason.unwrap_or_else(|| "unspecified".into()),
                     not_after,
                     issuer_id,
                     shard,
-                })
-            })
-            .collect())
+                });
+            }
+        }
+        Ok(revocations)
     }
 
     /// Fingerprints of an API key's active client certificates, with their notAfter (a

@@ -450,9 +450,10 @@ impl CrlPublisher {
         let Some(i) = self.issuers.iter().find(|i| i.id == issuer && i.shard.is_none()) else {
             return true; // a CA this instance does not publish: nothing to add
         };
-        let pending = i.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.iter().any(|e| e.entry.serial == serial)
-            || i.publishing.try_lock().is_ok_and(|p| p.serials.contains(serial))
+        // Listed on a CRL in the file; one only waiting (or whose signature failed) is added
+        // again, so the caller waits for the round that publishes it (duplicates are
+        // listed once).
+        !i.behind() && i.publishing.try_lock().is_ok_and(|p| p.serials.contains(serial))
     }
 
     /// Adds entries, each for the CRL of the CA (and shard) it comes with, and returns once
@@ -553,26 +554,34 @@ impl CrlPublisher {
         // What each CRL covers counts only once the file is written: when one CA's CRL
         // fails, no caller of any CA is told its revocation is published, and the status
         // says so (the refresh retries).
-        let _round = self.round.lock().await;
+        // One CRL that fails to sign keeps none of the others from their refresh: they are
+        // written, and the first error is returned (the status stays failing, the timer
+        // retries).
+        let mut round = self.round.lock().await;
+        *round = Some(std::time::Instant::now());
         let mut held = Vec::with_capacity(self.issuers.len());
+        let mut first_error = None;
         for issuer in &self.issuers {
             let mut published = issuer.publishing.lock().await;
             match self.sign(issuer, &mut published).await {
                 Ok(covered) => held.push((issuer, published, covered)),
                 Err(e) => {
                     issuer.failed.store(true, Ordering::Release);
+                    tracing::error!(ca = issuer.id, shard = ?issuer.shard, error = %e, "a CRL was not signed; retrying");
                     self.fail(format!("{} was not signed", issuer.describe())).await;
-                    return Err(e);
+                    first_error.get_or_insert(e);
                 }
             }
         }
         let covering: Vec<CrlKey> = held.iter().map(|(i, _, _)| i.key()).collect();
-        self.write_out(&covering).await;
+        if !covering.is_empty() {
+            self.write_out(&covering).await;
+        }
         for (issuer, mut published, covered) in held {
             issuer.cover(&mut published, covered);
         }
         tracing::info!(crls = covering.len(), "CRLs signed and published");
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Whether a revocation is waiting for a CRL that lists it.
