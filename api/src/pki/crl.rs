@@ -453,7 +453,11 @@ impl CrlPublisher {
         // Listed on a CRL in the file; one only waiting (or whose signature failed) is added
         // again, so the caller waits for the round that publishes it (duplicates are
         // listed once).
-        !i.behind() && i.publishing.try_lock().is_ok_and(|p| p.serials.contains(serial))
+        // (`behind` read under the lock: while it is held, a serial in `serials` was either
+        // covered by its round or still has its CRL behind.)
+        i.publishing
+            .try_lock()
+            .is_ok_and(|p| p.serials.contains(serial) && !i.behind())
     }
 
     /// Adds entries, each for the CRL of the CA (and shard) it comes with, and returns once
@@ -549,14 +553,11 @@ impl CrlPublisher {
     /// this): a broker never loads a file that lacks one of them.
     pub async fn publish_now(&self) -> Result<(), Error> {
         // Every lock is held until the file is written: a revocation a CRL covers returns only
-        // once that CRL is in the file (locks are taken oldest CA first, as nowhere else takes
-        // two).
-        // What each CRL covers counts only once the file is written: when one CA's CRL
-        // fails, no caller of any CA is told its revocation is published, and the status
-        // says so (the refresh retries).
+        // once that CRL is in the file (locks are taken in the CRLs' order, as in a round).
         // One CRL that fails to sign keeps none of the others from their refresh: they are
-        // written, and the first error is returned (the status stays failing, the timer
-        // retries).
+        // written and covered, and the first error is returned (the status stays failing, the
+        // timer retries). A file is never written while a CRL has none yet (a failure at
+        // start): the broker keeps the file it has.
         let mut round = self.round.lock().await;
         *round = Some(std::time::Instant::now());
         let mut held = Vec::with_capacity(self.issuers.len());
@@ -574,6 +575,13 @@ impl CrlPublisher {
             }
         }
         let covering: Vec<CrlKey> = held.iter().map(|(i, _, _)| i.key()).collect();
+        let complete = self
+            .issuers
+            .iter()
+            .all(|i| i.current.read().unwrap_or_else(|e| e.into_inner()).is_some());
+        if !complete {
+            return Err(first_error.unwrap_or_else(|| Error::Internal("a CRL was not signed".into())));
+        }
         if !covering.is_empty() {
             self.write_out(&covering).await;
         }
