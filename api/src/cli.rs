@@ -99,12 +99,7 @@ pub struct RestoreArgs {
     pub file: PathBuf,
 }
 
-/// The SQLite file of a `sqlite:` URL.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite:")?;
-    let path = rest.trim_start_matches("//").split('?').next().unwrap_or_default();
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
-}
+use fleetca_storage::sqlite_path;
 
 const POSTGRES_BACKUP: &str = "on PostgreSQL, back up with pg_dump --format=custom and restore with pg_restore \
 (every instance stopped); fleetca checks the database against the CRL each instance last published when it starts \

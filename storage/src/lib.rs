@@ -195,13 +195,18 @@ impl Store {
     }
 }
 
-/// The file of a `sqlite://path?…` URL (none for another database, one in memory, or a
-/// URL whose path sqlx would decode: the writer must open the very file the pool opened).
+/// The file of a `sqlite:` URL (none for another database, or one in memory).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//").split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// The file the issuance writer opens besides the pool: none for a URL whose path sqlx would
+/// decode, or that asks for memory (the writer must open the very file the pool opened).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite:")?.trim_start_matches("//");
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let plain = !path.is_empty() && path != ":memory:" && !path.contains('%') && !query.contains("mode=memory");
-    plain.then(|| std::path::PathBuf::from(path))
+    let plain = !url.contains('%') && !url.contains("mode=memory");
+    sqlite_path(url).filter(|_| plain)
 }
 
 /// Creates an empty PostgreSQL database `name` on the server of `server_url` (for test

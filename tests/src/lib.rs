@@ -17,4 +17,4 @@ pub mod server;
 pub use http::Response;
 pub use process::{Daemon, Output, run, run_with_input, sh, tool};
 pub use scratch::{Scratch, free_port};
-pub use server::{Fleetca, IssuedCertificate, binary, offline, openssl, openssl_in, write_file};
+pub use server::{Fleetca, IssuedCertificate, binary, distribution_point, offline, openssl, openssl_in, write_file};

@@ -267,6 +267,24 @@ where
     run(Command::new(tool("openssl")).args(args), Duration::from_secs(30))
 }
 
+/// The CRL distribution point a certificate file names (`openssl x509 -ext
+/// crlDistributionPoints`).
+pub fn distribution_point(cert: &Path) -> String {
+    let out = openssl([
+        OsStr::new("x509"),
+        OsStr::new("-noout"),
+        OsStr::new("-ext"),
+        OsStr::new("crlDistributionPoints"),
+        OsStr::new("-in"),
+        cert.as_os_str(),
+    ]);
+    out.expect_success("openssl x509 -ext crlDistributionPoints")
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("URI:"))
+        .unwrap_or_else(|| panic!("{} names no distribution point", cert.display()))
+        .to_owned()
+}
+
 /// Runs `openssl` with these arguments in `dir` (30 s limit).
 pub fn openssl_in<I, S>(dir: &Path, args: I) -> crate::process::Output
 where

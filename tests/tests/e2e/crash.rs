@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleetca_e2e::process::run_with_input;
-use fleetca_e2e::{Fleetca, Scratch, openssl, tool};
+use fleetca_e2e::{Fleetca, Scratch, distribution_point, openssl, tool};
 use serde_json::{Value, json};
 
 /// One request that may fail (the server dies under it): `Some((status, body))` only when
@@ -135,20 +135,7 @@ fn a_kill_9_during_a_burst_loses_no_acknowledged_write() {
             .expect_json(200, "an acknowledged revocation after the restart");
         assert_eq!(cert["status"], "revoked", "{cert}");
         let pem = dir.write("cert.pem", cert["certificate_pem"].as_str().unwrap(), false);
-        let out = openssl([
-            "x509",
-            "-noout",
-            "-ext",
-            "crlDistributionPoints",
-            "-in",
-            pem.to_str().unwrap(),
-        ]);
-        let dp = out.expect_success("openssl x509 -ext");
-        let url = dp
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("URI:"))
-            .expect("a distribution point")
-            .to_owned();
+        let url = distribution_point(&pem);
         // The restarted server listens on another port: the path is what counts.
         let path = url[url.find("/crl/").expect("a CRL path")..].replace(".der", ".pem");
         let text = shards.entry(path.clone()).or_insert_with(|| {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleetca_e2e::{Fleetca, Output, Scratch, binary, openssl_in, run, tool};
+use fleetca_e2e::{Fleetca, Output, Scratch, binary, distribution_point, openssl_in, run, tool};
 
 /// Debian's softhsm2 package puts the module here.
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -239,16 +239,7 @@ fn an_issuing_ca_in_a_pkcs11_token_signs_certificates_and_crls_and_survives_the_
     // The CRL is signed through the token too, and the shard the certificate names lists it.
     let revoked = server.revoke(&admin, &first_id, "keyCompromise");
     let serial = revoked["serial"].as_str().expect("serial").to_uppercase();
-    let dp = openssl_in(
-        dir.path(),
-        ["x509", "-in", "leaf0000.pem", "-noout", "-ext", "crlDistributionPoints"],
-    );
-    let dp = dp
-        .expect_success("the first leaf's distribution point")
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("URI:"))
-        .expect("a distribution point")
-        .to_owned();
+    let dp = distribution_point(&dir.join("leaf0000.pem"));
     assert!(dp.contains("/crl/3/"), "{dp} is not a shard of CA 3's CRL");
     let fetched = run(
         Command::new(tool("curl"))

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleetca_e2e::{Daemon, Fleetca, IssuedCertificate, Output, Scratch, free_port, run, tool};
+use fleetca_e2e::{Daemon, Fleetca, IssuedCertificate, Output, Scratch, distribution_point, free_port, run, tool};
 use serde_json::json;
 
 const TOPIC: &str = "v4/groups/nnn.acme.master/test";
@@ -370,22 +370,6 @@ fn a_revoked_certificate_is_refused_by_mosquitto_on_its_next_connection() {
     assert!(broker.exited().is_none(), "mosquitto exited:\n{}", broker.log_tail(40));
     let log = broker.stderr();
     assert!(log.contains("Reloading config"), "mosquitto never reloaded:\n{log}");
-}
-
-/// The distribution point a certificate names (`openssl x509 -ext crlDistributionPoints`).
-fn distribution_point(cert: &Path) -> String {
-    let out = run(
-        Command::new(tool("openssl"))
-            .args(["x509", "-noout", "-ext", "crlDistributionPoints", "-in"])
-            .arg(cert),
-        Duration::from_secs(15),
-    );
-    assert!(out.success(), "openssl x509 -ext: {}", out.combined());
-    out.stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("URI:"))
-        .unwrap_or_else(|| panic!("no distribution point in {}", out.stdout))
-        .to_owned()
 }
 
 /// Whether mosquitto refuses `client`'s certificate as revoked (a TLS 1.2 handshake), or
