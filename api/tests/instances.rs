@@ -529,6 +529,63 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
         }
     }
 
+    // Both instances issue and revoke at once, each appending to the one audit chain (each
+    // holds its head in memory and appends with a compare-and-swap): the chain still verifies
+    // record by record, as `fleetca audit verify` walks it.
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        let (status, key, _, _) = http
+            .call(
+                "POST",
+                format!("{}/api/v4/manage/users/", if i % 2 == 0 { &sa } else { &sb }),
+                Some(json!({"username": format!("svc-chain-{i}"), "is_service_account": true, "enterprise": "acme"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{key}");
+        keys.push(key["id"].as_str().unwrap().to_owned());
+    }
+    let burst = join_all((0..40).map(|i| {
+        let http = &http;
+        let base = if i % 2 == 0 { sa.clone() } else { sb.clone() };
+        let other = if i % 2 == 0 { sb.clone() } else { sa.clone() };
+        let key = keys[i % keys.len()].clone();
+        async move {
+            let (status, c, _, _) = http
+                .call(
+                    "POST",
+                    format!("{base}/api/v4/manage/mqtt-certificates/"),
+                    Some(json!({"name": format!("chain-{i}"), "api_key_id": key})),
+                )
+                .await;
+            assert_eq!(status, 201, "{c}");
+            if i % 4 == 0 {
+                let id = c["id"].as_str().unwrap();
+                let (status, r, _, _) = http
+                    .call(
+                        "POST",
+                        format!("{other}/api/v4/manage/mqtt-certificates/{id}/revoke/"),
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, 200, "{r}");
+            }
+        }
+    }))
+    .await;
+    assert_eq!(burst.len(), 40);
+    let verify = Command::new(env!("CARGO_BIN_EXE_fleetca"))
+        .args(["audit", "verify"])
+        .env("FLEETCA_DATABASE_URL", &db)
+        .env("FLEETCA_MASTER_KEY", MASTER)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && said.contains("audit log intact"),
+        "the audit chain two instances appended to at once does not verify: {said}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
     // The database goes away: readiness says so and requests get 503 problems; it comes
     // back and everything works again, with nothing lost.
     pg.down();
