@@ -253,28 +253,48 @@ impl Authority {
                 &[&[0x06, 0x03, 0x55, 0x1d, 0x1c, 0x01, 0x01, 0xff][..], &tlv(0x04, &idp)].concat(),
             ));
         }
-        let mut tbs_body = Vec::with_capacity(entries_der.len() + 512);
-        tbs_body.extend([0x02, 0x01, 0x01]);
-        tbs_body.extend(algorithm);
-        tbs_body.extend(self.subject_der());
-        tbs_body.extend(der_time(request.this_update));
-        tbs_body.extend(der_time(request.next_update));
-        if !entries_der.is_empty() {
-            tbs_body.extend(tlv_header(0x30, entries_der.len()));
-            tbs_body.extend_from_slice(entries_der);
+        // The list can be megabytes: the tbsCertList and the CRL are each built once, in a
+        // buffer of their exact size, rather than grown (a grown buffer of that size is
+        // copied at every doubling, and each copy is a large allocation left to fragment the
+        // allocator's arenas: docs/performance.md, "Memory").
+        let version: &[u8] = &[0x02, 0x01, 0x01];
+        let subject = self.subject_der();
+        let (this_update, next_update) = (der_time(request.this_update), der_time(request.next_update));
+        let entries_header = if entries_der.is_empty() {
+            Vec::new()
+        } else {
+            tlv_header(0x30, entries_der.len())
+        };
+        let extensions = tlv(0xa0, &tlv(0x30, &exts));
+        let parts: [&[u8]; 8] = [
+            version,
+            algorithm,
+            subject,
+            &this_update,
+            &next_update,
+            &entries_header,
+            entries_der,
+            &extensions,
+        ];
+        let tbs_len: usize = parts.iter().map(|p| p.len()).sum();
+        let tbs_header = tlv_header(0x30, tbs_len);
+        let mut tbs = Vec::with_capacity(tbs_header.len() + tbs_len);
+        tbs.extend_from_slice(&tbs_header);
+        for part in parts {
+            tbs.extend_from_slice(part);
         }
-        tbs_body.extend(tlv(0xa0, &tlv(0x30, &exts)));
-        let mut tbs = tlv_header(0x30, tbs_body.len());
-        tbs.extend(tbs_body);
         let signature = self.sign(&tbs)?;
-        let mut sig_bits = Vec::with_capacity(signature.len() + 1);
-        sig_bits.push(0);
-        sig_bits.extend(signature);
-        let mut body = tbs;
-        body.extend(algorithm);
-        body.extend(tlv(0x03, &sig_bits));
-        let mut der = tlv_header(0x30, body.len());
-        der.extend(body);
+        let sig_header = tlv_header(0x03, signature.len() + 1);
+        let body_len = tbs.len() + algorithm.len() + sig_header.len() + 1 + signature.len();
+        let header = tlv_header(0x30, body_len);
+        let mut der = Vec::with_capacity(header.len() + body_len);
+        der.extend_from_slice(&header);
+        der.extend_from_slice(&tbs);
+        drop(tbs);
+        der.extend_from_slice(algorithm);
+        der.extend_from_slice(&sig_header);
+        der.push(0);
+        der.extend_from_slice(&signature);
         let pem = pem::encode_config(
             &pem::Pem::new("X509 CRL", der.clone()),
             pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),

@@ -664,8 +664,10 @@ impl CrlPublisher {
         .await??;
         // The record first: a caller told "revoked" must find the revocation there after any
         // restore of the database. Without it the CRL is neither served nor written.
+        // Shared, not copied: the record, the HTTP answers and the file all read one buffer.
+        let der = Bytes::from(crl.der);
         if let Some(path) = &issuer.record {
-            let (path, der) = (path.clone(), crl.der.clone());
+            let (path, der) = (path.clone(), der.clone());
             if let Err(e) = crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await? {
                 tracing::error!(error = %e, "the published CRL record was not written");
                 self.set_status(Err(e.clone()), number).await;
@@ -674,7 +676,7 @@ impl CrlPublisher {
             }
         }
         *issuer.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
-            der: Bytes::from(crl.der),
+            der,
             pem: Bytes::from(crl.pem),
             number,
             this_update,
