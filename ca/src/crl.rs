@@ -295,10 +295,10 @@ impl Authority {
         der.extend_from_slice(&sig_header);
         der.push(0);
         der.extend_from_slice(&signature);
-        let pem = pem::encode_config(
-            &pem::Pem::new("X509 CRL", der.clone()),
-            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-        );
+        // The DER goes into the PEM block and comes back out of it: no copy of the list.
+        let block = pem::Pem::new("X509 CRL", der);
+        let pem = pem::encode_config(&block, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF));
+        let der = block.into_contents();
         Ok(SignedCrl { der, pem })
     }
 
