@@ -82,7 +82,8 @@ impl Postgres {
             .arg(self.dir.join("log"))
             .args(["-w", "start", "-o"])
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1",
+                // track_functions: the test asks how often fleetca_issue_batch ran.
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c track_functions=pl",
                 self.port,
                 self.dir.display()
             ))
@@ -103,6 +104,18 @@ impl Postgres {
 
     fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// What `psql` prints for `sql` in database `db` (unaligned, tuples only).
+    fn query(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(pg_bin().join("psql"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-At", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", db, "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
 
@@ -573,6 +586,15 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
     }))
     .await;
     assert_eq!(burst.len(), 40);
+    // The burst's plain batches went in one round trip each (issuance's PostgreSQL path).
+    let calls: u64 = pg
+        .query(
+            "fleetca",
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions WHERE funcname = 'fleetca_issue_batch'",
+        )
+        .parse()
+        .unwrap();
+    assert!(calls > 0, "no batch went through fleetca_issue_batch");
     let verify = Command::new(env!("CARGO_BIN_EXE_fleetca"))
         .args(["audit", "verify"])
         .env("FLEETCA_DATABASE_URL", &db)

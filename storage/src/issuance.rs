@@ -28,6 +28,7 @@ use crate::entity::certificates::{ActiveModel, Column, Entity as Certificates};
 use crate::group_commit::GroupCommit;
 use crate::{Certificate, Claim, StorageError, Store, is_postgres};
 
+mod postgres;
 mod sqlite;
 
 /// One certificate to store, with what its rules need.
@@ -148,14 +149,27 @@ impl Store {
                 }
             }
         }
+        // On PostgreSQL plain batches go in one round trip ([`postgres`]); the audit head
+        // they chain from is kept between batches.
+        let head = Arc::new(postgres::Head::default());
+        let one_trip = is_postgres(self.conn());
         IssueQueue {
             writer: Writer::Pool(GroupCommit::start(
                 self.clone(),
                 "certificate",
                 MAX_BATCH,
                 move |store, jobs| {
-                    let planner = planner.clone();
-                    async move { write_batch(&store, &planner, &jobs).await }
+                    let (planner, head) = (planner.clone(), head.clone());
+                    async move {
+                        if one_trip {
+                            if let Some(results) = postgres::write_batch(&store, &planner, &jobs, &head).await? {
+                                return Ok(results);
+                            }
+                            // The pool's path moves the head without telling this writer.
+                            head.take_none();
+                        }
+                        write_batch(&store, &planner, &jobs).await
+                    }
                 },
             )),
         }

@@ -1,0 +1,216 @@
+//! PostgreSQL: a batch of plain issuance in one round trip.
+//!
+//! The pool's path ([`super::write_batch`]) costs a round trip per statement — begin, lock the
+//! keys, count, insert, lock and move the audit head, insert the records, read the webhook
+//! endpoints, commit — about ten per batch. Here the batch is planned before anything is
+//! read, as if its keys held no certificates, and sent as one call of
+//! `fleetca_issue_batch` (migration `m20261207_000002_issue_batch`), a statement of its own
+//! and so its own transaction: it locks the keys, checks the real counts against what the
+//! batch adds, moves the audit head from the one this writer holds in memory by
+//! compare-and-swap, and inserts everything, or writes nothing and says why. The answers go
+//! out after that statement's commit, as on the pool's path.
+//!
+//! Batches that renew, enroll with a claim or issue for a device, whose plan needs what only
+//! the database knows, and any batch the function turns down, take the pool's path.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{BatchFacts, IssueJob, Planner, Stored};
+use crate::entity::audit_head::Entity as AuditHead;
+use crate::{Certificate, StorageError, Store};
+
+/// The audit chain's head as this writer last left it (`None`: read it again).
+#[derive(Debug, Default)]
+pub(super) struct Head(Mutex<Option<(i64, String)>>);
+
+impl Head {
+    fn take(&self) -> Option<(i64, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Forgets the head (another path appended to the chain).
+    pub(super) fn take_none(&self) {
+        self.set(None);
+    }
+
+    fn set(&self, head: Option<(i64, String)>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = head;
+    }
+}
+
+/// How often a batch is sent again after another appender moved the head.
+const HEAD_RETRIES: usize = 3;
+
+/// Writes `jobs` in one round trip, or answers `None` when they need the pool's path.
+pub(super) async fn write_batch(
+    store: &Store,
+    planner: &Planner,
+    jobs: &[IssueJob],
+    head: &Head,
+) -> Result<Option<Vec<Result<Stored, StorageError>>>, StorageError> {
+    let plain = |j: &IssueJob| j.cert.device.is_none() && j.cert.renews.is_none() && j.cert.claim.is_none();
+    if !jobs.iter().all(plain) {
+        return Ok(None);
+    }
+    // What each limited key's jobs add, and the lowest limit they name.
+    let mut limits: BTreeMap<Uuid, (u64, u64)> = BTreeMap::new();
+    for job in jobs {
+        if let Some(max) = job.max_active {
+            let Some(key) = job.cert.api_key_id else {
+                return Ok(None);
+            };
+            let entry = limits.entry(key).or_insert((0, max));
+            entry.0 += 1;
+            entry.1 = entry.1.min(max);
+        }
+    }
+    let now = jobs.iter().map(|j| j.now).min().unwrap_or_else(crate::now);
+    let mut facts = BatchFacts::at(now);
+    facts.key_active = limits.keys().map(|k| (*k, 0)).collect();
+    let mut plan = planner(facts, jobs);
+    let clean = plan.results.iter().all(Result::is_ok)
+        && plan.supersessions.is_empty()
+        && plan.discards.is_empty()
+        && plan.claim_uses.is_empty()
+        && !plan.records.iter().any(|r| r.ends_sessions);
+    if !clean {
+        return Ok(None);
+    }
+    let limits = Value::Array(
+        limits
+            .iter()
+            .map(|(id, (need, max))| json!({"id": id, "need": need, "max": max}))
+            .collect(),
+    );
+    let certs = Value::Array(plan.rows.iter().map(certificate).collect());
+    let audited = !plan.records.is_empty() && !crate::audit::disabled();
+    for _ in 0..HEAD_RETRIES {
+        let (seq, hash) = match head.take() {
+            Some(h) => h,
+            None if !audited => (0, String::new()),
+            None => {
+                let row = AuditHead::find_by_id(1)
+                    .one(store.conn())
+                    .await?
+                    .ok_or_else(|| StorageError::Internal("the audit chain has no head".into()))?;
+                (row.seq, row.hash)
+            }
+        };
+        let (records, new_seq, new_hash) = if audited {
+            crate::audit::chain_records((seq, &hash), &plan.records, now)
+        } else {
+            (Vec::new(), seq, hash.clone())
+        };
+        let events: Vec<Value> = plan
+            .records
+            .iter()
+            .zip(seq + 1..)
+            .filter(|_| audited)
+            .filter_map(|(r, n)| crate::webhooks::events::event_of(r, n).map(|e| (n, e)))
+            .map(|(n, e)| {
+                json!({
+                    "n": n,
+                    "event_id": crate::webhooks::events::event_id(),
+                    "event_type": e.event_type,
+                    "enterprise": e.enterprise,
+                    "payload": crate::webhooks::events::payload(&e, now),
+                })
+            })
+            .collect();
+        let audit = Value::Array(records.iter().map(audit_record).collect());
+        let call = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT fleetca_issue_batch($1::jsonb, $2, $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9::jsonb) AS outcome",
+            [
+                limits.to_string().into(),
+                now.into(),
+                certs.to_string().into(),
+                audit.to_string().into(),
+                seq.into(),
+                hash.clone().into(),
+                audited.then_some(new_seq).into(),
+                audited.then(|| new_hash.clone()).into(),
+                Value::Array(events).to_string().into(),
+            ],
+        );
+        let outcome: String = match store.conn().query_one_raw(call).await {
+            Ok(Some(row)) => row.try_get("", "outcome")?,
+            Ok(None) => return Err(StorageError::Internal("fleetca_issue_batch answered nothing".into())),
+            Err(e) => {
+                head.set(None);
+                return Err(e.into());
+            }
+        };
+        match outcome.as_str() {
+            "ok" => {
+                head.set(audited.then_some((new_seq, new_hash)));
+                return Ok(Some(std::mem::take(&mut plan.results)));
+            }
+            // Another appender moved the head: read it and chain again.
+            "head" => head.set(None),
+            // A key would pass its limit: the pool's path decides each job from the counts.
+            _ => {
+                head.set(audited.then_some((seq, hash)));
+                return Ok(None);
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn at(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A certificate as `jsonb_populate_recordset(NULL::certificates, …)` reads it.
+fn certificate(c: &Certificate) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "kind": c.kind,
+        "api_key_id": c.api_key_id,
+        "enterprise": c.enterprise,
+        "serial": c.serial,
+        "fingerprint": c.fingerprint,
+        "certificate_pem": c.certificate_pem,
+        "not_before": at(&c.not_before),
+        "not_after": at(&c.not_after),
+        "created_at": at(&c.created_at),
+        "revoked_at": c.revoked_at.as_ref().map(at),
+        "revocation_reason": c.revocation_reason,
+        "device": c.device,
+        "supersede_at": c.supersede_at.as_ref().map(at),
+        "renewed_by": c.renewed_by,
+        "renewed_via": c.renewed_via,
+        "expiry_warned": c.expiry_warned,
+        "issuer_id": c.issuer_id,
+        "crl_shard": c.crl_shard,
+    })
+}
+
+/// An audit record as `jsonb_populate_recordset(NULL::audit_log, …)` reads it.
+fn audit_record(r: &crate::entity::audit_log::Model) -> Value {
+    json!({
+        "seq": r.seq,
+        "at": at(&r.at),
+        "actor_id": r.actor_id,
+        "actor": r.actor,
+        "role": r.role,
+        "action": r.action,
+        "target_kind": r.target_kind,
+        "target_id": r.target_id,
+        "enterprise": r.enterprise,
+        "request_id": r.request_id,
+        "client_addr": r.client_addr,
+        "outcome": r.outcome,
+        "details": r.details,
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+    })
+}
