@@ -39,8 +39,13 @@ BEGIN
             RETURN 'head';
         END IF;
     END IF;
-    INSERT INTO certificates SELECT * FROM jsonb_populate_recordset(NULL::certificates, p_certs);
-    INSERT INTO audit_log SELECT * FROM jsonb_populate_recordset(NULL::audit_log, p_audit);
+    -- The columns by name: one a later migration adds takes its default here.
+    INSERT INTO certificates (id, name, kind, api_key_id, enterprise, serial, fingerprint, certificate_pem, not_before, not_after, created_at, revoked_at, revocation_reason, device, supersede_at, renewed_by, renewed_via, expiry_warned, issuer_id, crl_shard)
+        SELECT id, name, kind, api_key_id, enterprise, serial, fingerprint, certificate_pem, not_before, not_after, created_at, revoked_at, revocation_reason, device, supersede_at, renewed_by, renewed_via, expiry_warned, issuer_id, crl_shard
+        FROM jsonb_populate_recordset(NULL::certificates, p_certs);
+    INSERT INTO audit_log (seq, at, actor_id, actor, role, action, target_kind, target_id, enterprise, request_id, client_addr, outcome, details, prev_hash, hash)
+        SELECT seq, at, actor_id, actor, role, action, target_kind, target_id, enterprise, request_id, client_addr, outcome, details, prev_hash, hash
+        FROM jsonb_populate_recordset(NULL::audit_log, p_audit);
     INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at)
         SELECT w.id, e.event_id, e.event_type, e.payload, 'pending', 0, p_now, p_now
         FROM jsonb_to_recordset(p_events) AS e(n bigint, event_id text, event_type text, enterprise text, payload text)
