@@ -503,6 +503,8 @@ mod tests {
         let fast = ca.sign_crl_encoded(&request, &encoded).unwrap();
         let whole = ca.sign_crl(&request, &entries).unwrap();
         ca.verify_crl_signature(&fast.der).unwrap();
+        // The PEM is the DER (the DER is handed through the PEM block, not copied).
+        assert_eq!(pem::parse(&fast.pem).unwrap().contents(), &fast.der[..]);
         assert_eq!(ca.check_crl(&fast.der).unwrap(), ca.check_crl(&whole.der).unwrap());
         let (_, a) = CertificateRevocationList::from_der(&fast.der).unwrap();
         let (_, b) = CertificateRevocationList::from_der(&whole.der).unwrap();

@@ -664,7 +664,7 @@ impl CrlPublisher {
         .await??;
         // The record first: a caller told "revoked" must find the revocation there after any
         // restore of the database. Without it the CRL is neither served nor written.
-        // Shared, not copied: the record, the HTTP answers and the file all read one buffer.
+        // Shared, not copied: the record and the DER answers read one buffer.
         let der = Bytes::from(crl.der);
         if let Some(path) = &issuer.record {
             let (path, der) = (path.clone(), der.clone());
