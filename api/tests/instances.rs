@@ -650,6 +650,17 @@ async fn two_instances_on_one_postgres_share_the_ca_the_limits_and_every_revocat
         )
         .await;
     assert_eq!(status, 201);
+    // Issuance's writer keeps a connection of its own: the restart closed it, and the first
+    // certificate after it is issued all the same (the idle connection is checked first). The
+    // first key's ten certificates were all revoked above: it has room.
+    let (status, c, _, _) = http
+        .call(
+            "POST",
+            format!("{sa}/api/v4/manage/mqtt-certificates/"),
+            Some(json!({"name": "after-outage", "api_key_id": keys[0]})),
+        )
+        .await;
+    assert_eq!(status, 201, "the first certificate after the database came back: {c}");
     let (_, users, _, _) = http
         .call("GET", format!("{sa}/api/v4/manage/users/?page_size=100"), None)
         .await;

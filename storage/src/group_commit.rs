@@ -40,30 +40,32 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
     pub(crate) fn start<F, Fut>(store: Store, what: &'static str, max_batch: usize, write: F) -> Self
     where
         F: Fn(Store, Vec<J>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<Result<R, StorageError>>, StorageError>> + Send,
+        Fut: Future<Output = Result<Vec<Result<R, StorageError>>, StorageError>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel::<(J, Reply<R>)>(4096);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(max_batch);
-            while rx.recv_many(&mut batch, max_batch).await > 0 {
-                let (jobs, replies): (Vec<J>, Vec<Reply<R>>) = std::mem::take(&mut batch).into_iter().unzip();
-                let rows = jobs.len();
-                match write(store.clone(), jobs).await {
-                    Ok(results) => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(result);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, rows, "{what} batch failed");
-                        for reply in replies {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                }
-            }
-        });
+        let (tx, rx) = mpsc::channel::<(J, Reply<R>)>(4096);
+        tokio::spawn(run(rx, store, what, max_batch, write));
         Self { tx, what }
+    }
+
+    /// The same writer on a thread of its own, with a runtime of its own: its batches never
+    /// wait behind the requests the process's runtime is busy with, and what it connects
+    /// there (see `issuance::postgres`) is polled by that runtime alone.
+    pub(crate) fn start_on_thread<F, Fut>(
+        store: Store,
+        what: &'static str,
+        max_batch: usize,
+        write: F,
+    ) -> std::io::Result<Self>
+    where
+        F: Fn(Store, Vec<J>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<Result<R, StorageError>>, StorageError>>,
+    {
+        let (tx, rx) = mpsc::channel::<(J, Reply<R>)>(4096);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new()
+            .name(format!("fleetca-{what}"))
+            .spawn(move || runtime.block_on(run(rx, store, what, max_batch, write)))?;
+        Ok(Self { tx, what })
     }
 
     /// Queues `job` and waits for its transaction to commit.
@@ -75,5 +77,36 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
             .map_err(|_| StorageError::Unavailable(format!("the {} writer stopped", self.what)))?;
         rx.await
             .map_err(|_| StorageError::Internal(format!("the {} writer dropped a request", self.what)))?
+    }
+}
+
+/// The writer's loop: takes what is waiting (up to `max_batch`), writes it, answers each.
+async fn run<J, R, F, Fut>(
+    mut rx: mpsc::Receiver<(J, Reply<R>)>,
+    store: Store,
+    what: &'static str,
+    max_batch: usize,
+    write: F,
+) where
+    F: Fn(Store, Vec<J>) -> Fut,
+    Fut: Future<Output = Result<Vec<Result<R, StorageError>>, StorageError>>,
+{
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        let (jobs, replies): (Vec<J>, Vec<Reply<R>>) = std::mem::take(&mut batch).into_iter().unzip();
+        let rows = jobs.len();
+        match write(store.clone(), jobs).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows, "{what} batch failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }

@@ -153,25 +153,33 @@ impl Store {
         // they chain from is kept between batches.
         let head = Arc::new(postgres::Head::default());
         let one_trip = is_postgres(self.conn());
-        IssueQueue {
-            writer: Writer::Pool(GroupCommit::start(
-                self.clone(),
-                "certificate",
-                MAX_BATCH,
-                move |store, jobs| {
-                    let (planner, head) = (planner.clone(), head.clone());
-                    async move {
-                        if one_trip {
-                            if let Some(results) = postgres::write_batch(&store, &planner, &jobs, &head).await? {
-                                return Ok(results);
-                            }
-                            // The pool's path moves the head without telling this writer.
-                            head.take_none();
-                        }
-                        write_batch(&store, &planner, &jobs).await
+        let write = move |store: Store, jobs: Vec<IssueJob>| {
+            let (planner, head) = (planner.clone(), head.clone());
+            async move {
+                if one_trip {
+                    if let Some(results) = postgres::write_batch(&store, &planner, &jobs, &head).await? {
+                        return Ok(results);
                     }
-                },
-            )),
+                    // The pool's path moves the head without telling this writer.
+                    head.take_none();
+                }
+                write_batch(&store, &planner, &jobs).await
+            }
+        };
+        if one_trip {
+            match GroupCommit::start_on_thread(self.clone(), "issue", MAX_BATCH, write.clone()) {
+                Ok(writer) => {
+                    return IssueQueue {
+                        writer: Writer::Pool(writer),
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the issuance writer's thread did not start; issuing on the runtime")
+                }
+            }
+        }
+        IssueQueue {
+            writer: Writer::Pool(GroupCommit::start(self.clone(), "certificate", MAX_BATCH, write)),
         }
     }
 }

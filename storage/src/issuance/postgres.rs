@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
+use sea_orm::EntityTrait;
+use sea_orm::sqlx::postgres::PgConnection;
+use sea_orm::sqlx::{self, Connection};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -25,9 +27,24 @@ use super::{BatchFacts, IssueJob, Planner, Stored};
 use crate::entity::audit_head::Entity as AuditHead;
 use crate::{Certificate, StorageError, Store};
 
-/// The audit chain's head as this writer last left it (`None`: read it again).
-#[derive(Debug, Default)]
-pub(super) struct Head(Mutex<Option<(i64, String)>>);
+/// What the writer keeps between batches: the audit chain's head as it last left it
+/// (`None`: read it again), and a connection of its own, made on the writer's thread (no
+/// checkout and no ping per batch; dropped on any error and made again for the next batch).
+#[derive(Default)]
+pub(super) struct Head(
+    Mutex<Option<(i64, String)>>,
+    tokio::sync::Mutex<Option<(PgConnection, std::time::Instant)>>,
+);
+
+/// A connection idle this long is pinged before a batch uses it (the server or a proxy may
+/// have closed it meanwhile, a restarted server will have); a busy one is not.
+const IDLE_PING: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head").finish_non_exhaustive()
+    }
+}
 
 impl Head {
     fn take(&self) -> Option<(i64, String)> {
@@ -128,29 +145,46 @@ pub(super) async fn write_batch(
             })
             .collect();
         let audit = Value::Array(records.iter().map(audit_record).collect());
-        let call = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT fleetca_issue_batch($1::jsonb, $2, $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9::jsonb) AS outcome",
-            [
-                limits.to_string().into(),
-                now.into(),
-                certs.to_string().into(),
-                audit.to_string().into(),
-                seq.into(),
-                hash.clone().into(),
-                audited.then_some(new_seq).into(),
-                audited.then(|| new_hash.clone()).into(),
-                Value::Array(events).to_string().into(),
-            ],
-        );
-        let outcome: String = match store.conn().query_one_raw(call).await {
-            Ok(Some(row)) => row.try_get("", "outcome")?,
-            Ok(None) => return Err(StorageError::Internal("fleetca_issue_batch answered nothing".into())),
+        let mut conn = head.1.lock().await;
+        if let Some((c, used)) = conn.as_mut()
+            && used.elapsed() > IDLE_PING
+            && c.ping().await.is_err()
+        {
+            *conn = None;
+        }
+        if conn.is_none() {
+            let options = store.conn().get_postgres_connection_pool().connect_options();
+            let c = PgConnection::connect_with(&options).await.map_err(storage_error)?;
+            *conn = Some((c, std::time::Instant::now()));
+        }
+        let Some((c, used)) = conn.as_mut() else {
+            return Err(StorageError::Internal("the issuance writer has no connection".into()));
+        };
+        *used = std::time::Instant::now();
+        let call = sqlx::query_scalar::<_, String>(
+            "SELECT fleetca_issue_batch($1::jsonb, $2, $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9::jsonb)",
+        )
+        .bind(limits.to_string())
+        .bind(now)
+        .bind(certs.to_string())
+        .bind(audit.to_string())
+        .bind(seq)
+        .bind(hash.clone())
+        .bind(audited.then_some(new_seq))
+        .bind(audited.then(|| new_hash.clone()))
+        .bind(Value::Array(events).to_string())
+        .fetch_one(&mut *c)
+        .await;
+        let outcome = match call {
+            Ok(outcome) => outcome,
             Err(e) => {
+                // A connection that failed once is not trusted again.
+                *conn = None;
                 head.set(None);
-                return Err(e.into());
+                return Err(storage_error(e));
             }
         };
+        drop(conn);
         match outcome.as_str() {
             "ok" => {
                 head.set(audited.then_some((new_seq, new_hash)));
@@ -166,6 +200,21 @@ pub(super) async fn write_batch(
         }
     }
     Ok(None)
+}
+
+/// What a failed call means to the caller (as [`StorageError`]'s `From<DbErr>` says it for
+/// the pool's connections).
+fn storage_error(e: sqlx::Error) -> StorageError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StorageError::Conflict(d.message().to_owned()),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StorageError::Unavailable(e.to_string()),
+        _ => StorageError::Internal(e.to_string()),
+    }
 }
 
 fn at(t: &DateTime<Utc>) -> String {
