@@ -61,10 +61,25 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
         Fut: Future<Output = Result<Vec<Result<R, StorageError>>, StorageError>>,
     {
         let (tx, rx) = mpsc::channel::<(J, Reply<R>)>(4096);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // The runtime is made on the thread (one dropped within the process's runtime would
+        // panic), which says whether it could.
+        let (started, outcome) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
         std::thread::Builder::new()
             .name(format!("fleetca-{what}"))
-            .spawn(move || runtime.block_on(run(rx, store, what, max_batch, write)))?;
+            .spawn(
+                move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => {
+                        let _ = started.send(Ok(()));
+                        runtime.block_on(run(rx, store, what, max_batch, write));
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                    }
+                },
+            )?;
+        outcome
+            .recv()
+            .map_err(|_| std::io::Error::other("the writer's thread ended before its runtime started"))??;
         Ok(Self { tx, what })
     }
 

@@ -40,6 +40,14 @@ pub(super) struct Head(
 /// have closed it meanwhile, a restarted server will have); a busy one is not.
 const IDLE_PING: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a ping or a new connection may take (the pool's limits: a server that went away
+/// without closing the connection must not hold every issuance for TCP's minutes).
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long one batch's call may take before its connection is given up (the batch fails, and
+/// whether it committed is what the database says).
+const CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl std::fmt::Debug for Head {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Head").finish_non_exhaustive()
@@ -148,13 +156,20 @@ pub(super) async fn write_batch(
         let mut conn = head.1.lock().await;
         if let Some((c, used)) = conn.as_mut()
             && used.elapsed() > IDLE_PING
-            && c.ping().await.is_err()
+            && !matches!(tokio::time::timeout(CONNECT_LIMIT, c.ping()).await, Ok(Ok(())))
         {
             *conn = None;
         }
         if conn.is_none() {
             let options = store.conn().get_postgres_connection_pool().connect_options();
-            let c = PgConnection::connect_with(&options).await.map_err(storage_error)?;
+            let c = match tokio::time::timeout(CONNECT_LIMIT, PgConnection::connect_with(&options)).await {
+                Ok(c) => c.map_err(storage_error)?,
+                Err(_) => {
+                    return Err(StorageError::Unavailable(
+                        "no connection to PostgreSQL within 5 s".into(),
+                    ));
+                }
+            };
             *conn = Some((c, std::time::Instant::now()));
         }
         let Some((c, used)) = conn.as_mut() else {
@@ -173,8 +188,10 @@ pub(super) async fn write_batch(
         .bind(audited.then_some(new_seq))
         .bind(audited.then(|| new_hash.clone()))
         .bind(Value::Array(events).to_string())
-        .fetch_one(&mut *c)
-        .await;
+        .fetch_one(&mut *c);
+        let call = tokio::time::timeout(CALL_LIMIT, call)
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::other("no answer within 30 s"))));
         let outcome = match call {
             Ok(outcome) => outcome,
             Err(e) => {
