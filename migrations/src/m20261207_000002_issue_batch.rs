@@ -12,6 +12,11 @@ pub struct Migration;
 /// or `head` (another appender moved the head) before writing anything, and the caller takes
 /// the transaction path (`storage/src/issuance.rs`). SQLite has no functions; its writer runs
 /// the batch on its own connection instead.
+///
+/// Two rules are written here a second time, in SQL, and must change with their Rust
+/// originals: what counts against a key's limit (`read_facts`' `counted` in
+/// `storage/src/issuance.rs`) and which endpoints want an event
+/// (`storage/src/webhooks/events.rs`, `wanted`).
 const CREATE: &str = r#"
 CREATE OR REPLACE FUNCTION fleetca_issue_batch(
     p_limits jsonb, p_now timestamptz, p_certs jsonb, p_audit jsonb,

@@ -151,7 +151,7 @@ impl Store {
         }
         // On PostgreSQL plain batches go in one round trip ([`postgres`]); the audit head
         // they chain from is kept between batches.
-        let head = Arc::new(postgres::Head::default());
+        let head = Arc::new(postgres::Writer::default());
         let one_trip = is_postgres(self.conn());
         let write = move |store: Store, jobs: Vec<IssueJob>| {
             let (planner, head) = (planner.clone(), head.clone());
@@ -161,7 +161,7 @@ impl Store {
                         return Ok(results);
                     }
                     // The pool's path moves the head without telling this writer.
-                    head.take_none();
+                    head.forget_head();
                 }
                 write_batch(&store, &planner, &jobs).await
             }
@@ -224,6 +224,7 @@ pub async fn read_facts(
     now: DateTime<Utc>,
 ) -> Result<BatchFacts, StorageError> {
     let mut facts = BatchFacts::at(now);
+    // Written again in SQL by `fleetca_issue_batch` (migration m20261207_000002): change both.
     let counted = || {
         Condition::all()
             .add(Column::RevokedAt.is_null())

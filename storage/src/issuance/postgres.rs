@@ -31,10 +31,13 @@ use crate::{Certificate, StorageError, Store};
 /// (`None`: read it again), and a connection of its own, made on the writer's thread (no
 /// checkout and no ping per batch; dropped on any error and made again for the next batch).
 #[derive(Default)]
-pub(super) struct Head(
-    Mutex<Option<(i64, String)>>,
-    tokio::sync::Mutex<Option<(PgConnection, std::time::Instant)>>,
-);
+pub(super) struct Writer {
+    head: Mutex<Option<(i64, String)>>,
+    /// The connection and when a batch last used it.
+    conn: tokio::sync::Mutex<Option<(PgConnection, std::time::Instant)>>,
+}
+
+type Held<'a> = tokio::sync::MutexGuard<'a, Option<(PgConnection, std::time::Instant)>>;
 
 /// A connection idle this long is pinged before a batch uses it (the server or a proxy may
 /// have closed it meanwhile, a restarted server will have); a busy one is not.
@@ -48,24 +51,49 @@ const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// whether it committed is what the database says).
 const CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-impl std::fmt::Debug for Head {
+impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Head").finish_non_exhaustive()
+        f.debug_struct("Writer").finish_non_exhaustive()
     }
 }
 
-impl Head {
+impl Writer {
     fn take(&self) -> Option<(i64, String)> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.head.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Forgets the head (another path appended to the chain).
-    pub(super) fn take_none(&self) {
+    pub(super) fn forget_head(&self) {
         self.set(None);
     }
 
     fn set(&self, head: Option<(i64, String)>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = head;
+        *self.head.lock().unwrap_or_else(|e| e.into_inner()) = head;
+    }
+
+    /// The writer's connection, held for one batch: pinged first when it has been idle, made
+    /// again when it is gone or does not answer.
+    async fn connection(&self, store: &Store) -> Result<Held<'_>, StorageError> {
+        let mut conn = self.conn.lock().await;
+        if let Some((c, used)) = conn.as_mut()
+            && used.elapsed() > IDLE_PING
+            && !matches!(tokio::time::timeout(CONNECT_LIMIT, c.ping()).await, Ok(Ok(())))
+        {
+            *conn = None;
+        }
+        if conn.is_none() {
+            let options = store.conn().get_postgres_connection_pool().connect_options();
+            let c = match tokio::time::timeout(CONNECT_LIMIT, PgConnection::connect_with(&options)).await {
+                Ok(c) => c.map_err(storage_error)?,
+                Err(_) => {
+                    return Err(StorageError::Unavailable(
+                        "no connection to PostgreSQL within 5 s".into(),
+                    ));
+                }
+            };
+            *conn = Some((c, std::time::Instant::now()));
+        }
+        Ok(conn)
     }
 }
 
@@ -77,7 +105,7 @@ pub(super) async fn write_batch(
     store: &Store,
     planner: &Planner,
     jobs: &[IssueJob],
-    head: &Head,
+    head: &Writer,
 ) -> Result<Option<Vec<Result<Stored, StorageError>>>, StorageError> {
     let plain = |j: &IssueJob| j.cert.device.is_none() && j.cert.renews.is_none() && j.cert.claim.is_none();
     if !jobs.iter().all(plain) {
@@ -153,25 +181,7 @@ pub(super) async fn write_batch(
             })
             .collect();
         let audit = Value::Array(records.iter().map(audit_record).collect());
-        let mut conn = head.1.lock().await;
-        if let Some((c, used)) = conn.as_mut()
-            && used.elapsed() > IDLE_PING
-            && !matches!(tokio::time::timeout(CONNECT_LIMIT, c.ping()).await, Ok(Ok(())))
-        {
-            *conn = None;
-        }
-        if conn.is_none() {
-            let options = store.conn().get_postgres_connection_pool().connect_options();
-            let c = match tokio::time::timeout(CONNECT_LIMIT, PgConnection::connect_with(&options)).await {
-                Ok(c) => c.map_err(storage_error)?,
-                Err(_) => {
-                    return Err(StorageError::Unavailable(
-                        "no connection to PostgreSQL within 5 s".into(),
-                    ));
-                }
-            };
-            *conn = Some((c, std::time::Instant::now()));
-        }
+        let mut conn = head.connection(store).await?;
         let Some((c, used)) = conn.as_mut() else {
             return Err(StorageError::Internal("the issuance writer has no connection".into()));
         };
