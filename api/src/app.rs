@@ -4,7 +4,7 @@
 //! `state` and the tests.
 
 use crate::brokers::families::rabbitmq;
-use crate::brokers::{canary, decision, disconnects};
+use crate::brokers::{canary, decision, disconnects, feed};
 use crate::fleet::{devices, products};
 use crate::identity::{hashing, sessions, tokens, users};
 use crate::ops::overview;
@@ -12,9 +12,11 @@ use crate::outbox::{audit, changes, webhooks};
 use crate::pki::{certificates, claims, crl, est, issuer, renewal};
 use crate::support::{Error, clock, limits};
 
-/// What a change reaches on this instance: the token and broker caches, and the CRL.
+/// What a change reaches on this instance: the token and broker caches, the CRL, and the
+/// mosquitto plugins following this instance's feed.
 struct LocalCaches {
     tokens: std::sync::Arc<tokens::Tokens>,
+    feed: std::sync::Arc<feed::Feed>,
     broker: std::sync::Arc<decision::BrokerService>,
     crl: std::sync::Arc<crl::CrlPublisher>,
     issuer: std::sync::Arc<issuer::Issuer>,
@@ -26,15 +28,20 @@ impl changes::Subscriber for LocalCaches {
     fn user_changed(&self, id: uuid::Uuid) {
         self.tokens.invalidate_user(id);
         self.broker.invalidate_key(id);
+        self.feed.drop_tags(vec![feed::user_tag(id)]);
     }
     fn device_changed(&self, tenant: &str, device_id: &str) {
         self.broker.invalidate_device(tenant, device_id);
+        self.feed.drop_tags(vec![feed::device_tag(tenant, device_id)]);
     }
     fn product_changed(&self, product_key: &str) {
         self.broker.invalidate_product(product_key);
+        self.feed.drop_tags(vec![feed::product_tag(product_key)]);
     }
     fn product_device_changed(&self, product_key: &str, device_key: &str) {
         self.broker.invalidate_sign_device(product_key, device_key);
+        self.feed
+            .drop_tags(vec![feed::product_device_tag(product_key, device_key)]);
     }
     fn revoked<'a>(
         &'a self,
@@ -44,6 +51,8 @@ impl changes::Subscriber for LocalCaches {
             for key in certs.iter().filter_map(|c| c.api_key_id) {
                 self.broker.invalidate_key(key);
             }
+            self.feed
+                .drop_tags(certs.iter().map(|c| feed::cert_tag(&c.fingerprint)).collect());
             self.crl.add_revocations(certs.iter()).await
         })
     }
@@ -141,6 +150,8 @@ pub struct Services {
     pub rabbitmq: rabbitmq::RabbitMq,
     /// Adding, importing and activating CAs.
     pub authorities: crate::pki::rotation::CaAdmin,
+    /// The change feed fleetca's mosquitto plugins follow.
+    pub feed: std::sync::Arc<feed::Feed>,
     /// Started by `startup::serve`.
     pub disconnect_worker: Option<disconnects::Worker>,
     /// Started by `startup::serve`.
@@ -193,6 +204,7 @@ impl Services {
         ));
         let local = Arc::new(LocalCaches {
             tokens: tokens.clone(),
+            feed: disconnects.feed.clone(),
             broker: broker.clone(),
             crl: crl.clone(),
             issuer: issuer.clone(),
@@ -243,6 +255,7 @@ impl Services {
             webhooks: webhooks::WebhookService::new(store.clone(), master.clone(), clock.clone(), webhooks),
             disconnects: disconnects::DisconnectService::new(store.clone(), &disconnects),
             rabbitmq: rabbitmq::RabbitMq::new(broker.clone(), rabbitmq),
+            feed: disconnects.feed.clone(),
             disconnect_worker: Some(
                 disconnects::Worker::new(store.clone(), clock.clone(), disconnects)
                     .map_err(|e| Error::Internal(format!("the disconnect worker: {e}")))?,

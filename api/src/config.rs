@@ -155,6 +155,14 @@ pub enum BrokerFile {
         #[serde(flatten)]
         canary: CanaryFile,
     },
+    /// mosquitto with fleetca's plugin (`fleetca_mosquitto.so`), which follows the change
+    /// feed and ends the sessions itself; its `plugin_opt_broker` names this entry.
+    #[serde(rename = "mosquitto-plugin")]
+    MosquittoPlugin {
+        name: Option<String>,
+        #[serde(flatten)]
+        canary: CanaryFile,
+    },
     /// A broker fleetca only watches with the revocation canary (mosquitto, say): no API
     /// to end sessions, an `mqtt_url` required.
     Mqtt {
@@ -179,7 +187,7 @@ type Brokers = (
     Vec<crate::brokers::canary::CanaryTarget>,
 );
 
-fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
+fn brokers(list: Vec<BrokerFile>, feed: &std::sync::Arc<crate::brokers::feed::Feed>) -> Result<Brokers, String> {
     use crate::brokers::admin::BrokerAdapter;
     use crate::brokers::canary::CanaryTarget;
     let secret = |var: &str, what: &str| {
@@ -239,6 +247,11 @@ fn brokers(list: Vec<BrokerFile>) -> Result<Brokers, String> {
                     return Err(format!("brokers: {name}'s command must name a program"));
                 }
                 (name.clone(), Some(BrokerAdapter::command(&name, command)), canary)
+            }
+            BrokerFile::MosquittoPlugin { name, canary } => {
+                let name = name.unwrap_or_else(|| "mosquitto".to_owned());
+                let adapter = BrokerAdapter::mosquitto_plugin(&name, feed.clone());
+                (name, Some(adapter), canary)
             }
             BrokerFile::Mqtt { name, canary } => {
                 let name = name.unwrap_or_else(|| format!("mqtt-{}", i + 1));
@@ -428,7 +441,8 @@ impl Config {
         if !(0.0..=168.0).contains(&disconnect_hours) {
             return Err("disconnect_retry_hours must be from 0 to 168".into());
         }
-        let (adapters, canary_targets) = brokers(file.brokers.unwrap_or_default())?;
+        let feed = std::sync::Arc::new(crate::brokers::feed::Feed::new());
+        let (adapters, canary_targets) = brokers(file.brokers.unwrap_or_default(), &feed)?;
         let canary_interval = file.canary_interval_seconds.unwrap_or(60);
         if !(1..=86_400).contains(&canary_interval) {
             return Err("canary_interval_seconds must be from 1 to 86400".into());
@@ -440,6 +454,7 @@ impl Config {
         let disconnects = crate::brokers::disconnects::DisconnectPolicy {
             brokers: adapters,
             retry_period: chrono::Duration::milliseconds((disconnect_hours * 3_600_000.0) as i64),
+            feed,
             ..Default::default()
         };
         let defaults = crate::brokers::families::rabbitmq::RabbitMqSettings::default();

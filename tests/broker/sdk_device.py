@@ -67,6 +67,11 @@ def enos(args: dict) -> dict:
         def on_connect_failed(self):
             pass
 
+    # A dynamic activation (a product secret, no device secret): the SDK's own callback
+    # receives the device secret from the activation message, which it never subscribes to.
+    activated = queue.Queue()
+    if args.get("activate"):
+        client.on_device_dynamic_active = activated.put
     client.connect(Callbacks())
     deadline = time.monotonic() + WAIT
     out = {"client_id": profile.get_client_id()}
@@ -78,6 +83,11 @@ def enos(args: dict) -> dict:
         except queue.Empty:
             pass
     out["connected"] = client.is_connected()
+    if out["connected"] and args.get("activate"):
+        try:
+            out["device_secret"] = activated.get(timeout=WAIT)
+        except queue.Empty:
+            pass
     if out["connected"] and args.get("reconnect"):
         client.reconnect()
         out["reconnected"] = client.is_connected()

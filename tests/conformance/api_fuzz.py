@@ -329,7 +329,8 @@ def config_toml(
         "/api/v4/manage/server-certificates/{id}/revoke/", "POST",
         {"path.id": bind("server_cert_id_revoke"), "body.reason": bind("revoke_reason", 0.7)},
     )
-    for path in ("/broker/auth", "/broker/acl", "/broker/superuser", "/broker/emqx/authn", "/broker/emqx/authz"):
+    for path in ("/broker/auth", "/broker/acl", "/broker/superuser", "/broker/emqx/authn", "/broker/emqx/authz",
+                 "/broker/plugin/login", "/broker/plugin/acl"):
         extra = {"query.response": bind("broker_response", 0.5)} if path in ("/broker/auth", "/broker/acl") else {}
         operation(path, "POST", extra | {
             "body.username": bind("broker_username", 0.7),

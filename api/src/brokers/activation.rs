@@ -93,7 +93,7 @@ impl MqttSettings {
 }
 
 /// The activation message, as EnOS sends it.
-fn message(product_key: &str, device_key: &str, secret: &str) -> Vec<u8> {
+pub(crate) fn message(product_key: &str, device_key: &str, secret: &str) -> Vec<u8> {
     json!({
         "id": uuid::Uuid::new_v4().simple().to_string(),
         "version": "1.0",

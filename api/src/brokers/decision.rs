@@ -382,6 +382,48 @@ impl BrokerService {
         }
     }
 
+    /// The tags of an allowed login, by which fleetca's mosquitto plugin forgets its cached
+    /// decisions and ends its sessions ([`crate::brokers::feed`]).
+    pub async fn plugin_tags(&self, req: &AuthRequest) -> Result<Vec<String>, Error> {
+        use crate::brokers::feed;
+        Ok(
+            match self.login(&req.username, req.clientid.as_deref(), !req.password.is_empty()) {
+                Login::Publisher => Vec::new(),
+                Login::Device { device_id, tenant } => vec![feed::device_tag(&tenant, &device_id)],
+                Login::Sign(sign) => vec![
+                    feed::product_tag(sign.product_key),
+                    feed::product_device_tag(sign.product_key, sign.device_key),
+                ],
+                Login::ApiKey { certificate } => {
+                    let Some(key) = self.key(&req.username).await? else {
+                        return Ok(Vec::new());
+                    };
+                    let mut tags = vec![feed::user_tag(key.user_id)];
+                    let presented = match (&req.cert_fingerprint, &req.cert_pem) {
+                        (Some(fp), _) if certificate && !fp.is_empty() => Some(fp.clone()),
+                        (_, Some(pem)) if certificate && !pem.is_empty() => self.cas.check_issued(pem),
+                        _ => None,
+                    };
+                    tags.extend(presented.map(|fp| feed::cert_tag(&fp)));
+                    tags
+                }
+            },
+        )
+    }
+
+    /// For an allowed EnOS activation login that the broker delivers itself: the product
+    /// key, device key and device secret.
+    pub async fn activation_secret(&self, req: &AuthRequest) -> Result<Option<(String, String, String)>, Error> {
+        let Some(login) = req.clientid.as_deref().and_then(|c| parse_sign_login(&req.username, c)) else {
+            return Ok(None);
+        };
+        Ok(self
+            .sign
+            .activation_secret(&login)
+            .await?
+            .map(|secret| (login.product_key.to_owned(), login.device_key.to_owned(), secret)))
+    }
+
     /// May this client connect?
     pub async fn authenticate(&self, req: &AuthRequest) -> Decision {
         let started = std::time::Instant::now();

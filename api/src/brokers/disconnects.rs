@@ -30,6 +30,8 @@ pub struct DisconnectPolicy {
     pub retry_period: Duration,
     /// How often the queue is read.
     pub poll: StdDuration,
+    /// The change feed fleetca's mosquitto plugins follow (`kind = "mosquitto-plugin"`).
+    pub feed: Arc<crate::brokers::feed::Feed>,
 }
 
 impl Default for DisconnectPolicy {
@@ -38,6 +40,7 @@ impl Default for DisconnectPolicy {
             brokers: Vec::new(),
             retry_period: Duration::hours(24),
             poll: StdDuration::from_millis(200),
+            feed: Arc::default(),
         }
     }
 }
@@ -232,6 +235,7 @@ impl Worker {
                     ("client" | "device", Some(cn)) => Sessions::Certificate {
                         common_name: cn,
                         serial: cert.serial,
+                        fingerprint: cert.fingerprint,
                     },
                     _ => Sessions::Nobody,
                 }

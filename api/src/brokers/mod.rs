@@ -21,6 +21,7 @@ pub mod canary;
 pub mod decision;
 pub mod disconnects;
 pub mod families;
+pub mod feed;
 pub mod http;
 pub mod questions;
 pub mod sign;

@@ -26,6 +26,9 @@ pub struct AuthRequest {
     /// sends only its CN: a login without a password that only a certificate can make
     /// (RabbitMQ's `ssl_cert_login`, whose password-less logins never reach fleetca otherwise).
     pub certificate_verified_by_broker: bool,
+    /// The broker hands an EnOS activation login its secret itself (fleetca's mosquitto
+    /// plugin, which asks for it), so fleetca's own MQTT publisher is not needed.
+    pub broker_delivers_activation: bool,
 }
 
 /// What a broker asks before a publish, a subscribe or a delivery.

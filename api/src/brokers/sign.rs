@@ -262,7 +262,7 @@ impl SignDevices {
         }
         let content = sign::content(&params);
         if is_activation(scheme, login) {
-            if self.activations.is_none() {
+            if self.activations.is_none() && !req.broker_delivers_activation {
                 // Nothing could hand the device its secret: refuse rather than keep it waiting.
                 return Ok(Decision::Deny(
                     "MQTT activation is off (no mqtt_url); register over HTTPS",
@@ -274,7 +274,9 @@ impl SignDevices {
             if !method.verify(product_secret, &content, &req.password) {
                 return Ok(Decision::Deny("bad activation sign"));
             }
-            if let (Some(tx), Some(secret)) = (&self.activations, &device.secret) {
+            if req.broker_delivers_activation {
+                // The broker asks for the secret ([`Self::activation_secret`]) and hands it over.
+            } else if let (Some(tx), Some(secret)) = (&self.activations, &device.secret) {
                 let event = ActivationEvent::Deliver {
                     product_key: login.product_key.to_owned(),
                     device_key: login.device_key.to_owned(),
@@ -329,6 +331,21 @@ impl SignDevices {
             }
         }
         Ok(Decision::Allow)
+    }
+
+    /// The device secret an allowed EnOS activation login is handed, for a broker that
+    /// delivers it itself; `None` for any other login, or an activated device.
+    pub(super) async fn activation_secret(&self, login: &SignLogin<'_>) -> Result<Option<String>, Error> {
+        let Some(product) = self.product(login.product_key).await? else {
+            return Ok(None);
+        };
+        if !product.scheme.is_some_and(|s| is_activation(s, login)) || !product.dynamic_activation {
+            return Ok(None);
+        }
+        let Some(device) = self.sign_device(login.product_key, login.device_key).await? else {
+            return Ok(None);
+        };
+        Ok(device.secret.clone().filter(|_| device.active && !device.activated))
     }
 
     pub(super) async fn authorize(&self, req: &AclRequest<'_>, login: &SignLogin<'_>) -> Result<Decision, Error> {

@@ -23,7 +23,7 @@ use actix_web::web;
 use tracing::Instrument;
 
 use self::edge::{RequestId, Routes};
-use crate::brokers::families::{emqx, go_auth, rabbitmq};
+use crate::brokers::families::{emqx, go_auth, mosquitto, rabbitmq};
 use crate::brokers::http::disconnects;
 use crate::error::ApiError;
 use crate::fleet::http::{devices, products};
@@ -39,6 +39,7 @@ pub fn routes() -> Routes {
     all.extend(go_auth::http::routes());
     all.extend(emqx::http::routes());
     all.extend(rabbitmq::http::routes());
+    all.extend(mosquitto::http::routes());
     all.extend(public::routes());
     all.extend(metrics::routes());
     all.extend(est::routes());

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::brokers::families::{emqx, go_auth, rabbitmq};
+use crate::brokers::families::{emqx, go_auth, mosquitto, rabbitmq};
 use crate::brokers::http::disconnects;
 use crate::fleet::http::{devices, products};
 use crate::http::metrics;
@@ -41,6 +41,7 @@ use crate::pki::http::{authorities, certificates, claims, est};
         auth::login, auth::logout, auth::me, auth::whoami, auth::password, auth::setup_status, auth::setup,
         overview::stats, overview::ca, overview::settings, overview::repairs, overview::acknowledge_repair,
         go_auth::http::auth, go_auth::http::superuser, go_auth::http::acl, emqx::http::emqx_authn, emqx::http::emqx_authz,
+        mosquitto::http::login, mosquitto::http::acl, mosquitto::http::feed,
         rabbitmq::http::user, rabbitmq::http::vhost, rabbitmq::http::resource, rabbitmq::http::topic,
     ),
     components(schemas(crate::error::Problem)),

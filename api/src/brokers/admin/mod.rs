@@ -8,6 +8,7 @@
 
 mod command;
 mod emqx;
+mod plugin;
 mod rabbitmq;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use crate::domain::Secret;
 
 pub use command::CommandAdmin;
 pub use emqx::EmqxAdmin;
+pub use plugin::PluginAdmin;
 pub use rabbitmq::RabbitMqAdmin;
 
 /// How one kind of broker ends sessions.
@@ -85,6 +87,17 @@ impl BrokerAdapter {
         )
     }
 
+    /// fleetca's mosquitto plugin, which follows `feed` and ends the sessions itself.
+    pub fn mosquitto_plugin(name: &str, feed: Arc<crate::brokers::feed::Feed>) -> Self {
+        Self::new(
+            name,
+            PluginAdmin {
+                broker: name.to_owned(),
+                feed,
+            },
+        )
+    }
+
     /// A program and its arguments, run without a shell; the target is in its environment.
     pub fn command(name: &str, argv: Vec<String>) -> Self {
         Self::new(name, CommandAdmin { argv })
@@ -113,7 +126,12 @@ pub enum Sessions {
     /// Its password sessions only (an API key's token rotated: its certificates still hold).
     Passwords { username: String },
     /// The certificate sessions (TLS) of a certificate's common name.
-    Certificate { common_name: String, serial: String },
+    Certificate {
+        common_name: String,
+        serial: String,
+        /// SHA-256, lowercase hex: the plugin knows each session's certificate by it.
+        fingerprint: String,
+    },
     /// An HA1 device's password sessions, in any spelling of `device=…&tenant=…`.
     Device { tenant: String, device_id: String },
     /// A sign-based device: username `{device_key}&{product_key}`.
@@ -220,6 +238,7 @@ mod tests {
         let cert = Sessions::Certificate {
             common_name: "svc-a".into(),
             serial: "01".into(),
+            fingerprint: "ab".into(),
         };
         assert!(cert.matches("svc-a", true));
         assert!(!cert.matches("svc-a", false), "the key's password sessions stay");

@@ -3,6 +3,7 @@
 //!
 //! - [`go_auth`]: mosquitto-go-auth's HTTP backend and amqtt's HTTP plugins.
 //! - [`emqx`]: EMQX 5's HTTP authenticator and authorizer, EMQX 4 / RMQTT auth-http.
+//! - [`mosquitto`]: fleetca's own mosquitto plugin (login, ACL, the change feed).
 //! - [`rabbitmq`]: RabbitMQ's `rabbitmq_auth_backend_http` (four questions of its own).
 //!
 //! A new family is a folder here (`mod.rs` for its questions, `http.rs` for its routes) and
@@ -12,4 +13,5 @@
 
 pub mod emqx;
 pub mod go_auth;
+pub mod mosquitto;
 pub mod rabbitmq;

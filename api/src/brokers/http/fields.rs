@@ -276,6 +276,7 @@ impl BrokerRequest {
     pub fn auth_request(self) -> AuthRequest {
         AuthRequest {
             certificate_verified_by_broker: false,
+            broker_delivers_activation: false,
             username: self.username.unwrap_or_default(),
             password: self.password.unwrap_or_default(),
             clientid: self.clientid,

@@ -78,6 +78,7 @@ impl RabbitMq {
             clientid: r.client_id.clone(),
             cert_fingerprint: None,
             cert_pem: None,
+            broker_delivers_activation: false,
         };
         self.broker.authenticate(&request).await
     }

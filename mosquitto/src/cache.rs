@@ -1,0 +1,92 @@
+//! Cached decisions, each with the tags fleetca named for it; a change on the feed drops the
+//! ones with its tags. Bounded: a full cache starts again empty (a warm fleet fills it again
+//! in one round of reconnects), and an entry is trusted for [`TTL`] at most.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a decision is trusted, whatever the feed says.
+pub const TTL: Duration = Duration::from_secs(600);
+
+struct Entry<V> {
+    value: V,
+    tags: Arc<[String]>,
+    at: Instant,
+}
+
+/// A bounded map of decisions.
+pub struct Cache<K, V> {
+    map: HashMap<K, Entry<V>>,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq, V: Clone> Cache<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            capacity,
+        }
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.map
+            .get(key)
+            .filter(|e| e.at.elapsed() < TTL)
+            .map(|e| e.value.clone())
+    }
+
+    pub fn insert(&mut self, key: K, value: V, tags: Arc<[String]>) {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
+            self.map.clear();
+        }
+        self.map.insert(
+            key,
+            Entry {
+                value,
+                tags,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// Drops every decision with one of `tags`.
+    pub fn drop_tags(&mut self, tags: &[String]) {
+        self.map.retain(|_, e| !e.tags.iter().any(|t| tags.contains(t)));
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_drops_its_decisions_and_a_full_cache_starts_again() {
+        let tags = |t: &[&str]| -> Arc<[String]> { t.iter().map(|s| s.to_string()).collect() };
+        let mut c = Cache::new(3);
+        c.insert(1, true, tags(&["user:a"]));
+        c.insert(2, true, tags(&["user:b", "cert:f"]));
+        c.drop_tags(&["cert:f".to_owned()]);
+        assert_eq!(c.get(&1), Some(true));
+        assert_eq!(c.get(&2), None);
+        c.insert(2, false, tags(&[]));
+        c.insert(3, false, tags(&[]));
+        c.insert(4, false, tags(&[]));
+        assert_eq!(c.len(), 1, "full: started again");
+        assert_eq!(c.get(&4), Some(false));
+    }
+}
