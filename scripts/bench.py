@@ -22,6 +22,9 @@ process over loopback):
      10,000 as one bulk request, each answered only once a CRL listing it is published; the
      reload command's runs counted. `--only mass` runs this one alone (`--only issuance` scenario 1).
   9. EST enrollment: RFC 7030 simpleenroll with an API key's token and a CSR, 32 in flight.
+ 10. mosquitto 2.0.11 with fleetca's plugin: connect storms (cold, warm) and a QoS 1 publish
+     storm whose every publish is an ACL check, with the plugin's cache on and off (off asks
+     fleetca once per connect and per check, as mosquitto-go-auth does). `--only plugin`.
 
 Scenarios 1-5, 8 and 9 run on SQLite (a file, `synchronous=FULL`) and on PostgreSQL (a
 throw-away cluster started here, `fsync` and `synchronous_commit` on); 7 on SQLite. The whole
@@ -592,6 +595,11 @@ class Results:
         sealed = self.get(issue, "fleetca, SQLite")
         if hsm and sealed:
             self.derived("issuance with the CA key in SoftHSM2 / in the database (SQLite)", hsm / sealed, "×")
+        for kind in ["connect storm, warm (round-robin, 32 in flight)", "publish QoS 1, 16 HA1 devices, each publish an ACL check"]:
+            on = self.get(PLUGIN, f"{kind}, cache on")
+            off = self.get(PLUGIN, f"{kind}, cache off (one HTTP decision per connect and per ACL check, as go-auth)")
+            if on and off:
+                self.derived(f"mosquitto plugin, {kind.split(',')[0]}: cache on / off", on / off, "×")
         for be in BACKENDS:
             fl = self.get(issue, f"fleetca, {be}")
             if fl and cfssl:
@@ -625,6 +633,80 @@ def fmt(v, unit=""):
     return "" if v is None else f"{v:,.1f}{unit}" if isinstance(v, float) else f"{v:,}{unit}"
 
 
+PLUGIN = "10. mosquitto 2.0.11 with fleetca's plugin, SQLite"
+
+
+def mosquitto_with_plugin(d, f, cache):
+    """mosquitto with the plugin asking `f`, on a plain listener; returns (process, port)."""
+    port = free_port()
+    conf = os.path.join(d, f"mosquitto-{cache}.conf")
+    with open(conf, "w") as c:
+        c.write(f"per_listener_settings false\nuser root\nallow_anonymous false\nlog_dest stderr\nlog_type error\n"
+                f"log_type warning\nconnection_messages false\nplugin {os.path.join(BIN, 'libfleetca_mosquitto.so')}\n"
+                f"plugin_opt_url {f.base}\nplugin_opt_broker bench\nplugin_opt_cache {'true' if cache else 'false'}\n"
+                f"listener {port} 127.0.0.1\n")
+    log = open(os.path.join(d, f"mosquitto-{cache}.log"), "w")
+    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf], stdout=log, stderr=log)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    time.sleep(0.5)  # the plugin's first poll of the feed
+    return proc, port
+
+
+def mqtt_load(port, mode, logins, seconds=None, concurrency=32):
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        for line in logins:
+            f.write(json.dumps(line) + "\n")
+    args = [os.path.join(BIN, "fleetca-mqtt-load"), "--addr", f"127.0.0.1:{port}", "--mode", mode, "--file", f.name,
+            "--concurrency", str(concurrency)]
+    args += ["--seconds", str(seconds)] if seconds else ["--once"]
+    r = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    os.unlink(f.name)
+    assert r["errors"] == 0, r
+    return r
+
+
+def scenario_plugin(q, out):
+    """Connect storms (every login once on a fresh broker, then round-robin) and a publish
+    storm (QoS 1, each publish an ACL check), with the plugin's cache on and off (off: one
+    HTTP decision per connect and per check, as mosquitto-go-auth makes them)."""
+    d = tempfile.mkdtemp(prefix="fleetca-bench-")
+    settings = os.path.join(d, "fleetca.toml")
+    with open(settings, "w") as c:
+        c.write('[[brokers]]\nkind = "mosquitto-plugin"\nname = "bench"\n')
+    f = Fleetca(d, env={"FLEETCA_CONFIG": settings})
+    n = 32 if q else 256
+    keys = seed_keys(f, n, "plug")
+    seed_devices(f, 16, "pdev")
+    logins = [{"username": k["username"], "password": k["token"], "client_id": f"c-{k['username']}"} for k in keys]
+    devices = [{"username": f"device=pdev-{i:06d}&tenant=bench", "password": device_password(), "client_id": f"pdev-{i:06d}",
+                "topic": f"devices/bench/pdev-{i:06d}/telemetry"} for i in range(16)]
+    secs = 1 if q else 10
+    # fleetca's own caches (tokens) warm first, as in a running fleet whose broker restarts.
+    proc, port = mosquitto_with_plugin(d, f, False)
+    mqtt_load(port, "connect", logins)
+    proc.terminate()
+    proc.wait()
+    for cache in (False, True):
+        label = "cache on" if cache else "cache off (one HTTP decision per connect and per ACL check, as go-auth)"
+        proc, port = mosquitto_with_plugin(d, f, cache)
+        with Peak(f.proc.pid):
+            out.add(PLUGIN, f"connect storm, cold (each of {n} API keys once, 32 in flight), {label}",
+                    mqtt_load(port, "connect", logins))
+            out.add(PLUGIN, f"connect storm, warm (round-robin, 32 in flight), {label}",
+                    mqtt_load(port, "connect", logins, seconds=secs))
+            out.add(PLUGIN, f"publish QoS 1, 16 HA1 devices, each publish an ACL check, {label}",
+                    mqtt_load(port, "publish", devices, seconds=secs))
+        proc.terminate()
+        proc.wait()
+    f.stop()
+
+
 def one_run(q, out, backends, only):
     def want(name):
         return only is None or only == name
@@ -656,6 +738,8 @@ def one_run(q, out, backends, only):
             scenario_est(q, be, out)
     if want("overhead"):
         scenario_overhead(q, out)
+    if want("plugin"):
+        scenario_plugin(q, out)
     peaks = [r["peak_rss_mib"] for k, rs in out.rows.items() for r in rs[peak_from.get(k, 0):]
              if r.get("server") and r.get("peak_rss_mib") and k[0] != "6. Memory"]
     if only is None and peaks:
@@ -683,7 +767,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="run every scenario once, briefly (CI)")
     ap.add_argument("--runs", type=int, help="how many times to run the set (default 3; 1 with --quick)")
-    ap.add_argument("--only", choices=["issuance", "auth", "revocation", "mass", "overhead"], help="run one scenario (docs/performance.md untouched)")
+    ap.add_argument("--only", choices=["issuance", "auth", "revocation", "mass", "overhead", "plugin"], help="run one scenario (docs/performance.md untouched)")
     ap.add_argument("--backends", default="sqlite,postgres", help="sqlite, postgres or both (default)")
     args = ap.parse_args()
     q = args.quick

@@ -720,6 +720,21 @@ mod tests {
     }
 
     #[test]
+    fn a_mosquitto_plugin_broker_ends_sessions_through_the_feed_and_may_be_watched_too() {
+        let c = resolve_toml(
+            "plugin",
+            "[[brokers]]\nkind = \"mosquitto-plugin\"\nname = \"edge-1\"\nmqtt_url = \"mqtts://10.0.0.5:8884\"\n\
+             [[brokers]]\nkind = \"mosquitto-plugin\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = c.disconnects.brokers.iter().map(|b| b.name()).collect();
+        assert_eq!(names, ["edge-1", "mosquitto"], "the plugin's own default name");
+        assert_eq!(c.canary.targets.len(), 1);
+        let twice = "[[brokers]]\nkind = \"mosquitto-plugin\"\n[[brokers]]\nkind = \"mosquitto-plugin\"\n";
+        assert!(resolve_toml("plugin-twice", twice).unwrap_err().contains("used twice"));
+    }
+
+    #[test]
     fn brokers_with_an_mqtts_address_are_watched_by_the_canary() {
         let c = resolve_toml(
             "canary",

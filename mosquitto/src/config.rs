@@ -62,6 +62,12 @@ impl Config {
                     if rest.trim_end_matches('/').is_empty() {
                         return Err("plugin_opt_url has no host".into());
                     }
+                    if rest.split('/').next().is_some_and(|authority| authority.contains('@')) {
+                        return Err(
+                            "plugin_opt_url must not carry credentials: put the broker secret in plugin_opt_secret_file"
+                                .into(),
+                        );
+                    }
                     url = Some(value.trim_end_matches('/').to_owned());
                 }
                 "secret_file" => {
@@ -138,6 +144,7 @@ mod tests {
         for (opts, says) in [
             (vec![], "plugin_opt_url is required"),
             (vec![("url", "https://x")], "must start with http://"),
+            (vec![("url", "http://u:p@x")], "must not carry credentials"),
             (
                 vec![("url", "http://x"), ("logins", "psk")],
                 "not password or certificate",

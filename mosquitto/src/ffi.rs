@@ -124,6 +124,8 @@ unsafe extern "C" {
 struct Shared {
     plugin: Arc<Plugin>,
     stop: Arc<AtomicBool>,
+    /// The feed's thread, joined in cleanup: mosquitto unloads the library after it.
+    feed: Option<std::thread::JoinHandle<()>>,
     identifier: *mut c_void,
 }
 
@@ -372,16 +374,19 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         };
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (plugin.clone(), stop.clone());
-        if let Err(e) = std::thread::Builder::new()
+        let feed = match std::thread::Builder::new()
             .name("fleetca-feed".into())
             .spawn(move || crate::feed::run(p, s))
         {
-            log(
-                layout::MOSQ_LOG_ERR,
-                &format!("fleetca_mosquitto: the feed's thread: {e}"),
-            );
-            return layout::MOSQ_ERR_UNKNOWN;
-        }
+            Ok(handle) => handle,
+            Err(e) => {
+                log(
+                    layout::MOSQ_LOG_ERR,
+                    &format!("fleetca_mosquitto: the feed's thread: {e}"),
+                );
+                return layout::MOSQ_ERR_UNKNOWN;
+            }
+        };
         log(
             layout::MOSQ_LOG_NOTICE,
             &format!(
@@ -395,6 +400,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         let raw = Box::into_raw(Box::new(Shared {
             plugin,
             stop,
+            feed: Some(feed),
             identifier,
         }))
         .cast::<c_void>();
@@ -416,7 +422,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
     })
 }
 
-/// Unregisters the callbacks and stops the feed's thread (at its next poll).
+/// Unregisters the callbacks and stops the feed's thread, waiting for it.
 ///
 /// # Safety
 /// `userdata` is what `mosquitto_plugin_init` stored, passed once.
@@ -427,12 +433,17 @@ pub unsafe extern "C" fn mosquitto_plugin_cleanup(userdata: *mut c_void, _option
             return layout::MOSQ_ERR_SUCCESS;
         }
         // SAFETY: `userdata` came from `Box::into_raw` in init and is given back once.
-        let shared = unsafe { Box::from_raw(userdata.cast::<Shared>()) };
+        let mut shared = unsafe { Box::from_raw(userdata.cast::<Shared>()) };
         for (event, callback) in EVENTS {
             // SAFETY: the identifier these callbacks were registered with.
             unsafe { mosquitto_callback_unregister(shared.identifier, event, callback, std::ptr::null()) };
         }
         shared.stop.store(true, Ordering::Relaxed);
+        // Its poll ends within FEED_WAIT (plus the HTTP client's margin): the thread must be
+        // gone before mosquitto unloads the code it runs.
+        if let Some(feed) = shared.feed.take() {
+            let _ = feed.join();
+        }
         layout::MOSQ_ERR_SUCCESS
     })
 }

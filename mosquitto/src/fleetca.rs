@@ -22,6 +22,14 @@ pub struct LoginAnswer {
     /// Messages to hand this client at once (an EnOS activation).
     #[serde(default)]
     pub messages: Vec<Message>,
+    /// How long the decision may be cached, in seconds (0: not at all; a password that
+    /// carries a timestamp must not outlive fleetca's clock check).
+    #[serde(default = "default_max_age")]
+    pub max_age: u64,
+}
+
+fn default_max_age() -> u64 {
+    600
 }
 
 /// One message for one client.
@@ -70,6 +78,11 @@ pub enum Verdict {
     Unknown,
 }
 
+/// How long one poll of the feed waits for a change. Short, so that the plugin's cleanup can
+/// wait for the feed's thread (mosquitto unloads the plugin after it); a change still arrives
+/// at once, since a waiting poll returns as soon as there is one.
+pub const FEED_WAIT: Duration = Duration::from_secs(2);
+
 /// After a request fails to reach fleetca, later ones fail at once for this long, so a
 /// storm of logins does not stall the broker's thread for `timeout_ms` each.
 const BACK_OFF: Duration = Duration::from_millis(500);
@@ -99,7 +112,7 @@ impl Fleetca {
             secret: config.secret.clone(),
             broker: config.broker.clone(),
             decisions: agent(config.timeout),
-            feed: agent(Duration::from_secs(40)),
+            feed: agent(FEED_WAIT + Duration::from_secs(5)),
             unreachable_until: Mutex::new(None),
         }
     }
@@ -167,7 +180,8 @@ impl Fleetca {
         let mut request = self
             .feed
             .get(format!("{}/broker/plugin/feed", self.url))
-            .query("broker", &self.broker);
+            .query("broker", &self.broker)
+            .query("wait", FEED_WAIT.as_secs().to_string());
         if let Some(c) = cursor {
             request = request.query("cursor", c);
         }

@@ -2,7 +2,7 @@
 //! do, on plain Rust values. [`crate::ffi`] calls these from mosquitto's callbacks (all on the
 //! broker's one thread); the feed thread calls [`Plugin::apply`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -74,10 +74,15 @@ struct Client {
     username: String,
     tags: Arc<[String]>,
     certificate: bool,
+    /// Refused at its first topic (a `use_identity_as_username` listener): kicked at the next
+    /// tick, every topic denied until then.
+    refused: bool,
 }
 
 struct Pending {
-    client_id: String,
+    /// The client that logged in: the message goes to that very session, never to another
+    /// that takes its client id over.
+    client: ClientRef,
     message: Message,
     until: Instant,
 }
@@ -86,19 +91,54 @@ struct State {
     logins: Cache<[u8; 32], Granted>,
     acls: Cache<String, bool>,
     clients: HashMap<ClientRef, Client>,
-    kicks: Vec<String>,
+    kicks: Vec<ClientRef>,
     outbox: Vec<Pending>,
     log: Vec<(Level, String)>,
     /// The feed answered its last poll: a cached login may be trusted.
     feed_live: bool,
-    /// Bumped whenever decisions are dropped: a decision asked for before is not cached.
+    /// Bumped by every change the feed brings.
     generation: u64,
+    /// The last changes, by generation: their tags, or `None` for a reset (every tag).
+    changes: VecDeque<(u64, Option<Vec<String>>)>,
+    /// When the broker last ticked: without ticks (`per_listener_settings true`) nothing
+    /// can be kicked, so the plugin stops following the feed and fleetca sees no follower.
+    last_tick: Instant,
+}
+
+impl State {
+    fn changed(&mut self, tags: Option<Vec<String>>) {
+        self.generation += 1;
+        self.changes.push_back((self.generation, tags));
+        while self.changes.len() > CHANGES {
+            self.changes.pop_front();
+        }
+    }
+
+    /// Whether a change since generation `since` touched any of `tags` (or cannot be told).
+    fn touched_since(&self, since: u64, tags: &[String]) -> bool {
+        if self.generation == since {
+            return false;
+        }
+        if self.changes.front().is_none_or(|(g, _)| *g > since + 1) {
+            return true;
+        }
+        self.changes
+            .iter()
+            .filter(|(g, _)| *g > since)
+            .any(|(_, changed)| changed.as_ref().is_none_or(|c| c.iter().any(|t| tags.contains(t))))
+    }
 }
 
 /// How many decisions of each kind are kept.
 const CAPACITY: usize = 200_000;
+/// How many recent changes are remembered, to tell whether one touched an answer in flight.
+const CHANGES: usize = 4096;
 /// How long an activation message waits for its client.
 const HOLD: Duration = Duration::from_secs(30);
+/// How often a decision is asked again when changes to its tags keep arriving meanwhile.
+const ASKS: usize = 3;
+/// Without a tick for this long, the broker cannot act on the feed.
+pub const NO_TICKS: Duration = Duration::from_secs(3);
 
 /// The plugin.
 pub struct Plugin {
@@ -128,6 +168,8 @@ impl Plugin {
                 log: Vec::new(),
                 feed_live: false,
                 generation: 0,
+                changes: VecDeque::new(),
+                last_tick: Instant::now(),
             }),
         })
     }
@@ -176,67 +218,74 @@ impl Plugin {
         }
         let fingerprint: Option<[u8; 32]> = certificate.map(|der| Sha256::digest(der).into());
         let key = self.login_key(username, password, client_id, fingerprint.as_ref().map(|f| &f[..]));
-        let generation = {
-            let mut state = self.state();
-            if self.config.cache
-                && state.feed_live
-                && let Some(granted) = state.logins.get(&key)
-            {
-                admit(&mut state, client, client_id, username, &granted, certificate.is_some());
-                return Login::Allow {
-                    username: granted.username,
-                };
-            }
-            state.generation
-        };
         let pem = certificate.map(pem);
-        let answer = match self.fleetca.login(username, password, client_id, pem.as_deref()) {
-            Ok(a) => a,
-            Err(e) => {
-                self.log(
-                    Level::Warning,
-                    format!("fleetca_mosquitto: login of client {client_id:?} refused: {e}"),
-                );
-                return Login::Deny;
+        for _ in 0..ASKS {
+            let asked_at = {
+                let mut state = self.state();
+                if self.config.cache
+                    && state.feed_live
+                    && let Some(granted) = state.logins.get(&key)
+                {
+                    admit(&mut state, client, client_id, username, &granted, certificate.is_some());
+                    return Login::Allow {
+                        username: granted.username,
+                    };
+                }
+                state.generation
+            };
+            let answer = match self.fleetca.login(username, password, client_id, pem.as_deref()) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.log(
+                        Level::Warning,
+                        format!("fleetca_mosquitto: login of client {client_id:?} refused: {e}"),
+                    );
+                    return Login::Deny;
+                }
+            };
+            let LoginAnswer {
+                result,
+                username: given,
+                tags,
+                messages,
+                max_age,
+            } = answer;
+            match result.as_str() {
+                "allow" => {}
+                "deny" => return Login::Deny,
+                _ => {
+                    self.log(
+                        Level::Warning,
+                        format!("fleetca_mosquitto: fleetca could not decide client {client_id:?}'s login; refused"),
+                    );
+                    return Login::Deny;
+                }
             }
-        };
-        let LoginAnswer {
-            result,
-            username: given,
-            tags,
-            messages,
-        } = answer;
-        match result.as_str() {
-            "allow" => {}
-            "deny" => return Login::Deny,
-            _ => {
-                self.log(
-                    Level::Warning,
-                    format!("fleetca_mosquitto: fleetca could not decide client {client_id:?}'s login; refused"),
-                );
-                return Login::Deny;
+            let granted = Granted {
+                username: given,
+                tags: tags.into(),
+            };
+            let mut state = self.state();
+            if state.touched_since(asked_at, &granted.tags) {
+                // A change to this client's credentials arrived while fleetca answered: the
+                // answer may predate it (and its cut has already been applied). Ask again.
+                continue;
             }
+            if self.config.cache && max_age > 0 && messages.is_empty() {
+                state
+                    .logins
+                    .insert(key, granted.clone(), granted.tags.clone(), Duration::from_secs(max_age));
+            }
+            admit(&mut state, client, client_id, username, &granted, certificate.is_some());
+            let until = Instant::now() + HOLD;
+            for message in messages {
+                state.outbox.push(Pending { client, message, until });
+            }
+            return Login::Allow {
+                username: granted.username,
+            };
         }
-        let granted = Granted {
-            username: given,
-            tags: tags.into(),
-        };
-        let mut state = self.state();
-        if self.config.cache && state.generation == generation && messages.is_empty() {
-            state.logins.insert(key, granted.clone(), granted.tags.clone());
-        }
-        admit(&mut state, client, client_id, username, &granted, certificate.is_some());
-        let until = Instant::now() + HOLD;
-        for message in messages {
-            state.outbox.push(Pending {
-                client_id: client_id.to_owned(),
-                message,
-                until,
-            });
-        }
-        Login::Allow {
-            username: granted.username,
-        }
+        Login::Deny
     }
 
     /// `MOSQ_EVT_ACL_CHECK`. A client the plugin has not seen log in came through a
@@ -254,17 +303,39 @@ impl Plugin {
         if access == access::UNSUBSCRIBE {
             return Acl::Allow;
         }
-        let known = self.state().clients.get(&client).map(|c| c.username.clone());
-        let user = match known {
-            Some(u) => u,
+        let known = self
+            .state()
+            .clients
+            .get(&client)
+            .map(|c| (c.username.clone(), c.tags.clone(), c.refused));
+        let (user, tags) = match known {
+            Some((_, _, true)) => return Acl::Deny,
+            Some((user, tags, false)) => (user, tags),
             None => {
                 let Some(der) = certificate() else {
                     return Acl::Defer;
                 };
                 match self.login(client, client_id, username.unwrap_or_default(), "", Some(&der)) {
-                    Login::Allow { username: given } => given.or(username.map(str::to_owned)).unwrap_or_default(),
+                    Login::Allow { .. } => {
+                        let state = self.state();
+                        let Some(c) = state.clients.get(&client) else {
+                            return Acl::Deny;
+                        };
+                        (c.username.clone(), c.tags.clone())
+                    }
                     Login::Deny => {
-                        self.state().kicks.push(client_id.to_owned());
+                        let mut state = self.state();
+                        state.clients.insert(
+                            client,
+                            Client {
+                                client_id: client_id.to_owned(),
+                                username: String::new(),
+                                tags: Arc::from(Vec::new()),
+                                certificate: true,
+                                refused: true,
+                            },
+                        );
+                        state.kicks.push(client);
                         return Acl::Deny;
                     }
                     Login::Defer => return Acl::Defer,
@@ -272,65 +343,74 @@ impl Plugin {
             }
         };
         let key = format!("{access}\0{user}\0{client_id}\0{topic}");
-        let generation = {
-            let state = self.state();
-            if self.config.cache
-                && let Some(allowed) = state.acls.get(&key)
-            {
-                return if allowed { Acl::Allow } else { Acl::Deny };
+        for _ in 0..ASKS {
+            let asked_at = {
+                let state = self.state();
+                if self.config.cache
+                    && let Some(allowed) = state.acls.get(&key)
+                {
+                    return if allowed { Acl::Allow } else { Acl::Deny };
+                }
+                state.generation
+            };
+            let allowed = match self.fleetca.acl(&user, client_id, topic, access) {
+                Verdict::Allow => true,
+                Verdict::Deny => false,
+                Verdict::Unknown => return Acl::Deny,
+            };
+            let mut state = self.state();
+            if state.touched_since(asked_at, &tags) {
+                continue;
             }
-            state.generation
-        };
-        let verdict = self.fleetca.acl(&user, client_id, topic, access);
-        let allowed = match verdict {
-            Verdict::Allow => true,
-            Verdict::Deny => false,
-            Verdict::Unknown => return Acl::Deny,
-        };
-        let mut state = self.state();
-        if self.config.cache && state.generation == generation {
-            let tags = state
-                .clients
-                .get(&client)
-                .map(|c| c.tags.clone())
-                .unwrap_or_else(|| Arc::from(Vec::new()));
-            state.acls.insert(key, allowed, tags);
+            if self.config.cache {
+                state.acls.insert(key, allowed, tags, crate::cache::TTL);
+            }
+            return if allowed { Acl::Allow } else { Acl::Deny };
         }
-        if allowed { Acl::Allow } else { Acl::Deny }
+        Acl::Deny
     }
 
-    /// `MOSQ_EVT_DISCONNECT`.
+    /// `MOSQ_EVT_DISCONNECT`: the client and anything still waiting for it are gone.
     pub fn disconnected(&self, client: ClientRef) {
-        self.state().clients.remove(&client);
+        let mut state = self.state();
+        state.clients.remove(&client);
+        state.outbox.retain(|p| p.client != client);
     }
 
-    /// `MOSQ_EVT_TICK`: what the broker's thread must do now.
+    /// `MOSQ_EVT_TICK`: what the broker's thread must do now. Only clients still connected
+    /// are kicked, each once, by the id they have now.
     pub fn tick(&self) -> Work {
         let mut state = self.state();
         let now = Instant::now();
+        state.last_tick = now;
+        let mut kicks = std::mem::take(&mut state.kicks);
+        kicks.sort_unstable();
+        kicks.dedup();
+        let kicks: Vec<String> = kicks
+            .iter()
+            .filter_map(|c| state.clients.get(c).map(|c| c.client_id.clone()))
+            .collect();
         let mut messages = Vec::new();
-        let connected: Vec<String> = if state.outbox.is_empty() {
-            Vec::new()
-        } else {
-            state.clients.values().map(|c| c.client_id.clone()).collect()
-        };
-        state.outbox.retain(|p| {
-            if connected.contains(&p.client_id) {
-                messages.push((
-                    p.client_id.clone(),
-                    p.message.topic.clone(),
-                    p.message.payload.clone().into_bytes(),
-                ));
-                false
-            } else {
-                p.until > now
+        let outbox = std::mem::take(&mut state.outbox);
+        for p in outbox {
+            match state.clients.get(&p.client) {
+                Some(c) if !c.refused => {
+                    messages.push((c.client_id.clone(), p.message.topic, p.message.payload.into_bytes()))
+                }
+                _ if p.until > now => state.outbox.push(p),
+                _ => {}
             }
-        });
+        }
         Work {
-            kicks: std::mem::take(&mut state.kicks),
+            kicks,
             messages,
             log: std::mem::take(&mut state.log),
         }
+    }
+
+    /// Whether the broker ticked lately (the feed is followed only then).
+    pub fn ticking(&self) -> bool {
+        self.state().last_tick.elapsed() < NO_TICKS
     }
 
     /// The feed answered: `reset` (events were missed) forgets every decision.
@@ -340,7 +420,7 @@ impl Plugin {
         if reset {
             state.logins.clear();
             state.acls.clear();
-            state.generation += 1;
+            state.changed(None);
         }
         for event in events {
             let (tags, cut) = match event {
@@ -349,18 +429,18 @@ impl Plugin {
             };
             state.logins.drop_tags(tags);
             state.acls.drop_tags(tags);
-            state.generation += 1;
+            state.changed(Some(tags.clone()));
             if let Some(scope) = cut {
-                let ended: Vec<String> = state
+                let ended: Vec<ClientRef> = state
                     .clients
-                    .values()
-                    .filter(|c| c.tags.iter().any(|t| tags.contains(t)))
-                    .filter(|c| match scope {
+                    .iter()
+                    .filter(|(_, c)| c.tags.iter().any(|t| tags.contains(t)))
+                    .filter(|(_, c)| match scope {
                         Scope::All => true,
                         Scope::Password => !c.certificate,
                         Scope::Certificate => c.certificate,
                     })
-                    .map(|c| c.client_id.clone())
+                    .map(|(r, _)| *r)
                     .collect();
                 state.kicks.extend(ended);
             }
@@ -388,6 +468,7 @@ fn admit(state: &mut State, client: ClientRef, client_id: &str, username: &str, 
             username: granted.username.clone().unwrap_or_else(|| username.to_owned()),
             tags: granted.tags.clone(),
             certificate,
+            refused: false,
         },
     );
 }
@@ -445,13 +526,16 @@ mod tests {
             }],
         );
         assert_eq!(p.tick().kicks, vec!["pw".to_owned()]);
-        p.apply(
-            false,
-            &[Event::Cut {
-                tags: vec!["cert:f".into()],
-                scope: Scope::Certificate,
-            }],
-        );
+        // Cut twice in one tick (the key and the certificate): kicked once.
+        for tag in ["user:a", "cert:f"] {
+            p.apply(
+                false,
+                &[Event::Cut {
+                    tags: vec![tag.into()],
+                    scope: Scope::Certificate,
+                }],
+            );
+        }
         assert_eq!(p.tick().kicks, vec!["cert".to_owned()]);
         p.disconnected(3);
         p.apply(
@@ -465,20 +549,47 @@ mod tests {
     }
 
     #[test]
-    fn an_activation_message_waits_for_its_client() {
+    fn an_activation_message_goes_to_the_session_that_logged_in_and_no_other() {
         let p = plugin();
+        let message = || Message {
+            topic: "t".into(),
+            payload: "{}".into(),
+        };
+        admit_one(&p, 7, "dev", &[], false);
         p.state().outbox.push(Pending {
-            client_id: "dev".into(),
-            message: Message {
-                topic: "t".into(),
-                payload: "{}".into(),
-            },
+            client: 7,
+            message: message(),
             until: Instant::now() + HOLD,
         });
-        assert!(p.tick().messages.is_empty());
-        admit_one(&p, 7, "dev", &[], false);
         assert_eq!(p.tick().messages, vec![("dev".into(), "t".into(), b"{}".to_vec())]);
         assert!(p.tick().messages.is_empty(), "sent once");
+        p.state().outbox.push(Pending {
+            client: 7,
+            message: message(),
+            until: Instant::now() + HOLD,
+        });
+        p.disconnected(7);
+        admit_one(&p, 8, "dev", &[], false);
+        assert!(
+            p.tick().messages.is_empty(),
+            "another session with the same client id gets nothing"
+        );
+    }
+
+    #[test]
+    fn a_change_while_an_answer_was_in_flight_is_told_by_its_tags() {
+        let p = plugin();
+        let before = p.state().generation;
+        p.apply(
+            false,
+            &[Event::Drop {
+                tags: vec!["user:a".into()],
+            }],
+        );
+        let state = p.state();
+        assert!(state.touched_since(before, &["user:a".to_owned()]));
+        assert!(!state.touched_since(before, &["user:b".to_owned()]));
+        assert!(!state.touched_since(state.generation, &["user:a".to_owned()]));
     }
 
     #[test]

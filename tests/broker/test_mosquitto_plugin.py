@@ -6,14 +6,16 @@ One fleetca and one mosquitto serve the whole module (each test uses names of it
 broker serves a fleet. mosquitto has three listeners:
 
 - `plain`: usernames and passwords (API keys, HA1 devices, EnOS and Alibaba devices);
+- `tls_password`: TLS without client certificates (the N-Hub recipe with a token);
 - `tls`: a client certificate required; the plugin reads it in the login and fleetca decides
   (its CN becomes the username), so a revoked certificate is refused at CONNECT;
 - `identity`: `use_identity_as_username` and no CRL file: mosquitto asks no login there, and
   the plugin checks the certificate at the client's first topic and kicks a revoked one.
 """
 
-import json
 import os
+import queue
+import ssl
 import random
 import signal
 import socket
@@ -23,6 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import (
@@ -37,14 +40,30 @@ from conftest import (
     wait_for,
     write_pem,
 )
-from test_official_sdks import ENOS_DK, ENOS_PK, SDK_DIR, device
+from test_official_sdks import ALI_PK, ALI_SECRET, ENOS_DK, ENOS_PK, REGION, SDK_DIR, device
 
 SECRET = "plugin-broker-secret-0123456789abcdef"
 BROKER = "mosq"
 SETTINGS = f"""
+# On for brokers that cannot send certificates; the plugin always sends one, so a login
+# without a password or a certificate stays refused through it.
+broker_trust_username_for_certificates = true
+
 [[brokers]]
 kind = "mosquitto-plugin"
 name = "{BROKER}"
+
+[[acl.api_key]]
+pattern = "v4/groups/{{enterprise}}.master/#"
+access = ["read", "subscribe"]
+
+[[acl.device]]
+pattern = "devices/{{tenant}}/{{device_id}}/#"
+access = ["read", "write", "subscribe"]
+
+[[acl.device]]
+pattern = "v4/groups/{{tenant}}.master/{{device_id}}/uplinks"
+access = ["write"]
 """
 
 
@@ -68,7 +87,7 @@ class Mosquitto:
     def __init__(self, directory: Path, fleetca: Fleetca, plugin: Path, cache: bool = True):
         self.dir = directory
         self.log = directory / "mosquitto.log"
-        self.plain, self.tls, self.identity = (Listener(free_port()) for _ in range(3))
+        self.plain, self.tls_password, self.tls, self.identity = (Listener(free_port()) for _ in range(4))
         ca_pem = urllib.request.urlopen(fleetca.url + "/ca.pem", timeout=TIMEOUT).read().decode()
         server = fleetca.create_server_certificate()
         write_pem(directory / "ca.crt", ca_pem)
@@ -76,7 +95,8 @@ class Mosquitto:
         write_pem(directory / "server.key", server["private_key_pem"], private=True)
         write_pem(directory / "secret", SECRET + "\n", private=True)
         d = directory
-        tls = f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\nrequire_certificate true\n"
+        server_tls = f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n"
+        tls = server_tls + "require_certificate true\n"
         (directory / "mosquitto.conf").write_text(
             f"""per_listener_settings false
 user root
@@ -92,6 +112,8 @@ plugin_opt_secret_file {d}/secret
 plugin_opt_broker {BROKER}
 plugin_opt_cache {"true" if cache else "false"}
 listener {self.plain.port} 127.0.0.1
+listener {self.tls_password.port} 127.0.0.1
+{server_tls}
 listener {self.tls.port} 127.0.0.1
 {tls}
 listener {self.identity.port} 127.0.0.1
@@ -185,6 +207,9 @@ def test_api_keys_and_ha1_devices_log_in_and_use_only_their_topics(stack, mqtt_c
     assert nobody.connect().is_failure
     anonymous = mqtt_client(broker.plain, "anon")
     assert anonymous.connect().is_failure
+    for password in (None, ""):
+        name_only = mqtt_client(broker.plain, "reader-3", "plugin-reader", password)
+        assert name_only.connect().is_failure, "a username alone is no certificate"
 
 
 def test_a_revoked_certificate_is_closed_and_refused_on_both_certificate_listeners(stack, mqtt_client, tmp_path):
@@ -365,3 +390,75 @@ def test_fleetca_away_refuses_new_logins_keeps_open_sessions_and_comes_back(stac
         "a login after fleetca came back",
     )
     assert broker.alive(), "mosquitto was never restarted"
+
+
+def nhub_recipe(port: int, ca: Path, subscribe: str, cert: TlsFiles | None = None, credentials=None):
+    """The N-Hub document's paho-mqtt recipe as written (VERSION2 callbacks, TLS with the
+    platform's CA, subscribe in on_connect), with only the host changed; returns the client
+    and the queue its messages arrive on."""
+    got: queue.Queue = queue.Queue()
+    subscribed: queue.Queue = queue.Queue()
+
+    def on_connect(client, userdata, flags, rc, properties=None):
+        client.subscribe(subscribe)
+
+    def on_subscribe(client, userdata, mid, reason_codes, properties=None):
+        subscribed.put([rc.value for rc in reason_codes])
+
+    def on_message(client, userdata, msg):
+        got.put((msg.topic, msg.payload.decode()))
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if cert is not None:
+        client.tls_set(ca_certs=str(ca), certfile=str(cert.cert), keyfile=str(cert.key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    else:
+        client.tls_set(ca_certs=str(ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    if credentials is not None:
+        client.username_pw_set(*credentials)
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert subscribed.get(timeout=TIMEOUT) == [0], "subscribed to the enterprise's uplinks"
+    return client, got
+
+
+def test_the_nhub_paho_recipes_over_tls_receive_their_enterprises_uplinks(stack, mqtt_client, tmp_path):
+    service, broker = stack
+    key = service.create_api_key("svc-mqtt-prod", "acme")
+    issued = service.create_certificate(key["id"])
+    files = tls_files(tmp_path / "recipe", issued, ca_pem(service))
+    dev = service.create_device("meter-7", "acme", "device-password-7")
+    uplinks = "v4/groups/acme.master/+/uplinks"
+    by_cert, cert_got = nhub_recipe(broker.tls.port, files.ca, uplinks, cert=files)
+    by_token, token_got = nhub_recipe(broker.tls_password.port, files.ca, uplinks, credentials=("svc-mqtt-prod", key["token"]))
+    try:
+        meter = mqtt_client(broker.plain, "meter-7", dev.username, dev.password())
+        assert not meter.connect().is_failure
+        meter.publish("v4/groups/acme.master/meter-7/uplinks", "reading-1")
+        meter.publish("v4/groups/acme.master/meter-8/uplinks", "spoofed")  # refused: not its slot
+        for got in (cert_got, token_got):
+            assert got.get(timeout=TIMEOUT) == ("v4/groups/acme.master/meter-7/uplinks", "reading-1")
+            with pytest.raises(queue.Empty):
+                got.get(timeout=0.3)
+    finally:
+        for c in (by_cert, by_token):
+            c.loop_stop()
+            c.disconnect()
+
+
+def test_the_alibaba_sdk_logs_in_and_uses_only_its_own_topics(stack):
+    service, broker = stack
+    service.create_product(ALI_PK, "aliyun")
+    service.create_sign_device(ALI_PK, "lamp-0001", ALI_SECRET)
+    service.create_sign_device(ALI_PK, "lamp-0002", "Alibaba-device-secret-0002")
+    own, other = f"/{ALI_PK}/lamp-0001/user/update", f"/{ALI_PK}/lamp-0002/user/update"
+    lamp = dict(sdk="aliyun", region=REGION, port=broker.plain.port, product_key=ALI_PK, device_name="lamp-0001")
+    out = device(**lamp, secret=ALI_SECRET, subscribe=[own, other], publish=[[own, '{"on": true}']])
+    assert out["connected"], out
+    assert out["subscribed"] == {own: [1], other: [128]}, "another device's topic is refused"
+    assert out["received"] == [[own, '{"on": true}']], out
+    assert device(**lamp, secret="Not-the-device-secret-0001")["refused"]
+    service.set_sign_device_active(ALI_PK, "lamp-0001", False)
+    assert device(**lamp, secret=ALI_SECRET)["refused"], "a disabled device"

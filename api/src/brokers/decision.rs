@@ -411,6 +411,19 @@ impl BrokerService {
         )
     }
 
+    /// Whether an allowed login may be refused later by the clock alone: an HA1 device's
+    /// (its password is a signed timestamp), or a sign-based device's whose product checks a
+    /// skew. A broker must not cache such a decision.
+    pub async fn login_checks_clock(&self, req: &AuthRequest) -> Result<bool, Error> {
+        Ok(
+            match self.login(&req.username, req.clientid.as_deref(), !req.password.is_empty()) {
+                Login::Device { .. } => true,
+                Login::Sign(sign) => self.sign.checks_clock(&sign).await?,
+                Login::Publisher | Login::ApiKey { .. } => false,
+            },
+        )
+    }
+
     /// For an allowed EnOS activation login that the broker delivers itself: the product
     /// key, device key and device secret.
     pub async fn activation_secret(&self, req: &AuthRequest) -> Result<Option<(String, String, String)>, Error> {

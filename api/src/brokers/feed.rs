@@ -12,16 +12,19 @@
 //!   disconnect queue's `mosquitto-plugin` adapter, [`crate::brokers::admin`]).
 //!
 //! Events live in a ring of the last [`RING`] in this process. A follower's cursor names the
-//! ring's epoch (a random number per process) and the last event it saw; one from another
+//! ring's epoch (a random number per process) and the last event it applied; one from another
 //! epoch (fleetca restarted) or that fell out of the ring is told to `reset`, and the plugin
-//! then forgets everything it cached. Nothing here is secret: tags are ids and fingerprints.
+//! then forgets everything it cached. A cut counts as done only once a follower of its broker
+//! came back with a cursor at or past it ([`Feed::cut`]); until then the disconnect queue
+//! retries it, so a cut missed in a reset is put on the feed again. Nothing here is secret:
+//! tags are ids and fingerprints.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use utoipa::ToSchema;
 
 /// How many events a follower may be behind before it must reset.
@@ -61,19 +64,31 @@ pub struct Batch {
     pub events: Vec<Event>,
 }
 
+struct Follower {
+    /// When it last asked.
+    seen: Instant,
+    /// The newest event it has applied (its cursor).
+    applied: u64,
+}
+
 struct Ring {
     /// The sequence number of the newest event (0: none yet).
     last: u64,
     events: VecDeque<(u64, Event)>,
-    /// Broker name → when it last asked.
-    followers: HashMap<String, Instant>,
+    /// By broker name.
+    followers: HashMap<String, Follower>,
 }
+
+/// How many broker names are remembered (stale ones are forgotten first).
+const FOLLOWER_NAMES: usize = 1024;
 
 /// The feed of one process.
 pub struct Feed {
     epoch: u64,
     ring: Mutex<Ring>,
     newest: watch::Sender<u64>,
+    /// Woken when a follower's cursor moves.
+    applied: Notify,
 }
 
 impl std::fmt::Debug for Feed {
@@ -101,6 +116,7 @@ impl Feed {
                 followers: HashMap::new(),
             }),
             newest: watch::channel(0).0,
+            applied: Notify::new(),
         }
     }
 
@@ -108,8 +124,8 @@ impl Feed {
         self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends an event and wakes the followers.
-    pub fn push(&self, event: Event) {
+    /// Appends an event and wakes the followers; returns its sequence number.
+    pub fn push(&self, event: Event) -> u64 {
         let last = {
             let mut ring = self.ring();
             ring.last += 1;
@@ -121,6 +137,7 @@ impl Feed {
             seq
         };
         self.newest.send_replace(last);
+        last
     }
 
     /// Forget the decisions with these tags.
@@ -130,22 +147,45 @@ impl Feed {
         }
     }
 
-    /// How many plugins of `broker` asked within the last 40 s (the poll lasts 25 s).
+    /// Puts a cut on the feed and waits up to `wait` for a follower of `broker` to apply it.
+    pub async fn cut(&self, broker: &str, event: Event, wait: Duration) -> Result<(), String> {
+        if self.followers(broker) == 0 {
+            return Err("no fleetca_mosquitto plugin of this broker follows this instance's feed".into());
+        }
+        let seq = self.push(event);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Made before the check: a wake-up between the two is not lost.
+            let moved = self.applied.notified();
+            if self.ring().followers.get(broker).is_some_and(|f| f.applied >= seq) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return Err(format!(
+                    "the plugin did not confirm the cut within {} s",
+                    wait.as_secs()
+                ));
+            }
+        }
+    }
+
+    /// Whether a plugin of `broker` asked within the last 40 s (a poll lasts 25 s at most).
     pub fn followers(&self, broker: &str) -> usize {
         let ring = self.ring();
         ring.followers
             .get(broker)
-            .filter(|t| t.elapsed() < FOLLOWING)
+            .filter(|f| f.seen.elapsed() < FOLLOWING)
             .map_or(0, |_| 1)
     }
 
-    /// The events after `cursor`, waiting up to `wait` for one when there is none yet.
+    /// The events after `cursor`, waiting up to `wait` for one when there is none yet. The
+    /// cursor also says which events the follower has applied.
     pub async fn follow(&self, broker: &str, cursor: Option<&str>, wait: Duration) -> Batch {
         let mut newest = self.newest.subscribe();
         let after = cursor.and_then(|c| self.parse_cursor(c));
+        self.seen(broker, after);
         let Some(after) = after else {
             let last = *newest.borrow_and_update();
-            self.seen(broker);
             return Batch {
                 cursor: self.cursor(last),
                 reset: true,
@@ -155,11 +195,10 @@ impl Feed {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(batch) = self.after(after) {
-                self.seen(broker);
                 return batch;
             }
-            self.seen(broker);
             if tokio::time::timeout_at(deadline, newest.changed()).await.is_err() {
+                self.seen(broker, None);
                 return Batch {
                     cursor: self.cursor(after),
                     reset: false,
@@ -169,12 +208,26 @@ impl Feed {
         }
     }
 
-    fn seen(&self, broker: &str) {
-        let mut ring = self.ring();
-        if let Some(t) = ring.followers.get_mut(broker) {
-            *t = Instant::now();
-        } else if ring.followers.len() < 1024 {
-            ring.followers.insert(broker.to_owned(), Instant::now());
+    fn seen(&self, broker: &str, applied: Option<u64>) {
+        {
+            let mut ring = self.ring();
+            if ring.followers.len() >= FOLLOWER_NAMES && !ring.followers.contains_key(broker) {
+                ring.followers.retain(|_, f| f.seen.elapsed() < FOLLOWING);
+            }
+            if ring.followers.len() >= FOLLOWER_NAMES && !ring.followers.contains_key(broker) {
+                return;
+            }
+            let f = ring.followers.entry(broker.to_owned()).or_insert(Follower {
+                seen: Instant::now(),
+                applied: 0,
+            });
+            f.seen = Instant::now();
+            if let Some(a) = applied {
+                f.applied = f.applied.max(a);
+            }
+        }
+        if applied.is_some() {
+            self.applied.notify_waiters();
         }
     }
 
@@ -277,6 +330,36 @@ mod tests {
         assert!(feed.follow("m", Some("garbage"), Duration::ZERO).await.reset);
         assert_eq!(feed.followers("m"), 1);
         assert_eq!(feed.followers("other"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cut_is_done_once_a_follower_applied_it() {
+        let feed = std::sync::Arc::new(Feed::new());
+        let cut = || Event::Cut {
+            tags: vec!["user:x".into()],
+            scope: Scope::All,
+        };
+        assert!(
+            feed.cut("m", cut(), Duration::from_millis(10)).await.is_err(),
+            "nobody follows"
+        );
+        let start = feed.follow("m", None, Duration::ZERO).await;
+        assert!(
+            feed.cut("m", cut(), Duration::from_millis(50)).await.is_err(),
+            "followed, but never applied"
+        );
+        let f = feed.clone();
+        let confirming = tokio::spawn(async move {
+            // The unconfirmed cut above, then the one below; the plugin applies each batch,
+            // then asks again with its cursor.
+            let mut cursor = start.cursor;
+            for wait in [5, 5, 0] {
+                cursor = f.follow("m", Some(&cursor), Duration::from_secs(wait)).await.cursor;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        feed.cut("m", cut(), Duration::from_secs(5)).await.unwrap();
+        confirming.await.unwrap();
     }
 
     #[tokio::test]

@@ -333,6 +333,15 @@ impl SignDevices {
         Ok(Decision::Allow)
     }
 
+    /// Whether the product checks a login's timestamp against the clock (a skew is set), so
+    /// that a login allowed now may be refused later.
+    pub(super) async fn checks_clock(&self, login: &SignLogin<'_>) -> Result<bool, Error> {
+        Ok(self
+            .product(login.product_key)
+            .await?
+            .is_none_or(|p| p.skew_seconds.is_some() || p.scheme.is_some_and(|s| is_activation(s, login))))
+    }
+
     /// The device secret an allowed EnOS activation login is handed, for a broker that
     /// delivers it itself; `None` for any other login, or an activated device.
     pub(super) async fn activation_secret(&self, login: &SignLogin<'_>) -> Result<Option<String>, Error> {

@@ -1,8 +1,8 @@
 //! fleetca's own mosquitto plugin (`fleetca_mosquitto.so`): the plugin follows the change
 //! feed ([`crate::brokers::feed`]) and kicks the sessions itself, on the broker's thread. So
-//! ending sessions here is putting a cut on the feed; it counts as done when a plugin of this
-//! broker follows this instance's feed (else it is retried, and another instance's worker,
-//! whose feed the plugin follows, may take it).
+//! ending sessions here is putting a cut on the feed; it counts as done once a plugin of this
+//! broker applied it (its next poll says so). Otherwise it is retried, and another
+//! instance's worker, whose feed the plugin follows, may take it.
 
 use std::sync::Arc;
 
@@ -11,6 +11,9 @@ use futures_util::future::BoxFuture;
 
 use crate::brokers::admin::{SessionAdmin, Sessions};
 use crate::brokers::feed::{self, Event, Feed, Scope};
+
+/// How long a cut waits for the plugin to apply it (it polls again at once after a batch).
+const CONFIRM: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A `[[brokers]]` entry of `kind = "mosquitto-plugin"`.
 pub struct PluginAdmin {
@@ -29,12 +32,8 @@ impl SessionAdmin for PluginAdmin {
             let Some((tags, scope)) = cut(sessions, d) else {
                 return Ok(0);
             };
-            let following = self.feed.followers(&self.broker);
-            if following == 0 {
-                return Err("no fleetca_mosquitto plugin of this broker follows this instance's feed".into());
-            }
-            self.feed.push(Event::Cut { tags, scope });
-            Ok(following)
+            self.feed.cut(&self.broker, Event::Cut { tags, scope }, CONFIRM).await?;
+            Ok(1)
         })
     }
 }

@@ -20,9 +20,12 @@ use crate::http::edge::route;
 use crate::http::extract::BrokerCaller;
 use crate::http::problems::BrokerProblems;
 use crate::state::AppState;
+use crate::support::Error;
 
-/// How long a feed request waits for a change before answering with none.
+/// The longest a feed request waits for a change before answering with none.
 const FEED_WAIT: Duration = Duration::from_secs(25);
+/// How long a decision may be cached by default, in seconds.
+const MAX_AGE: u64 = 600;
 
 pub fn routes() -> crate::http::edge::Routes {
     vec![
@@ -51,6 +54,21 @@ pub struct PluginLogin {
     pub tags: Vec<String>,
     /// An EnOS activation login's `thing.activate.info`, on its documented topic.
     pub messages: Vec<PluginMessage>,
+    /// How long the plugin may cache an allowed login, in seconds (0: not at all, for a
+    /// password whose timestamp fleetca's clock check would refuse later).
+    pub max_age: u64,
+}
+
+impl PluginLogin {
+    fn refused(result: &'static str) -> Self {
+        Self {
+            result,
+            username: None,
+            tags: Vec::new(),
+            messages: Vec::new(),
+            max_age: 0,
+        }
+    }
 }
 
 fn result(decision: Decision) -> &'static str {
@@ -80,43 +98,38 @@ pub async fn login(
     if let Some(pem) = auth.cert_pem.as_deref().filter(|p| !p.is_empty()) {
         // A presented certificate is the identity, as `use_identity_as_username` makes it.
         let Some(cn) = fleetca_ca::common_name(pem) else {
-            return Ok(HttpResponse::Ok().json(PluginLogin {
-                result: "deny",
-                username: None,
-                tags: Vec::new(),
-                messages: Vec::new(),
-            }));
+            return Ok(HttpResponse::Ok().json(PluginLogin::refused("deny")));
         };
         auth.username = cn.clone();
         auth.password.clear();
         username = Some(cn);
+    } else if auth.password.is_empty() {
+        // The plugin always sends the certificate a client presented: without one, a login
+        // with no password is nobody's (whatever broker_trust_username_for_certificates says
+        // for brokers that cannot send certificates).
+        tracing::debug!("plugin login without a password or a certificate refused");
+        return Ok(HttpResponse::Ok().json(PluginLogin::refused("deny")));
     }
     let decision = state.broker.authenticate(&auth).await;
-    let (tags, messages) = match decision {
-        Decision::Allow => {
-            let tags = state.broker.plugin_tags(&auth).await;
-            let activation = state.broker.activation_secret(&auth).await;
-            match (tags, activation) {
-                (Ok(tags), Ok(activation)) => (tags, activation_messages(activation)),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(error = %e, "an allowed plugin login's tags could not be read");
-                    return Ok(HttpResponse::Ok().json(PluginLogin {
-                        result: "ignore",
-                        username: None,
-                        tags: Vec::new(),
-                        messages: Vec::new(),
-                    }));
-                }
-            }
+    if decision != Decision::Allow {
+        return Ok(HttpResponse::Ok().json(PluginLogin::refused(result(decision))));
+    }
+    let tags = state.broker.plugin_tags(&auth).await;
+    let activation = state.broker.activation_secret(&auth).await;
+    let clock = state.broker.login_checks_clock(&auth).await;
+    match (tags, activation, clock) {
+        (Ok(tags), Ok(activation), Ok(clock)) => Ok(HttpResponse::Ok().json(PluginLogin {
+            result: "allow",
+            username,
+            tags,
+            messages: activation_messages(activation),
+            max_age: if clock { 0 } else { MAX_AGE },
+        })),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::warn!(error = %e, "an allowed plugin login's tags could not be read");
+            Ok(HttpResponse::Ok().json(PluginLogin::refused("ignore")))
         }
-        _ => (Vec::new(), Vec::new()),
-    };
-    Ok(HttpResponse::Ok().json(PluginLogin {
-        result: result(decision),
-        username,
-        tags,
-        messages,
-    }))
+    }
 }
 
 fn activation_messages(activation: Option<(String, String, String)>) -> Vec<PluginMessage> {
@@ -174,21 +187,28 @@ pub async fn acl(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {
-    /// The broker's name, as its `[[brokers]]` entry (`kind = "mosquitto-plugin"`) names it.
+    /// The broker's name, as its `[[brokers]]` entry (`kind = "mosquitto-plugin"`) names it:
+    /// 1 to 64 characters without commas.
     pub broker: String,
-    /// The `cursor` of the last answer; none at first.
+    /// The `cursor` of the last answer, once its events are applied; none at first.
     pub cursor: Option<String>,
+    /// How long to wait for a change, in seconds (0 to 25, default 25).
+    pub wait: Option<u64>,
 }
 
 #[utoipa::path(
     get, path = "/broker/plugin/feed", tag = "broker", params(FeedQuery),
-    responses((status = 200, description = "The changes after the cursor (waits up to 25 s for one)", body = Batch), BrokerProblems)
+    responses((status = 200, description = "The changes after the cursor (waits up to `wait` s for one)", body = Batch), BrokerProblems)
 )]
 pub async fn feed(
     state: web::Data<AppState>,
     _broker: BrokerCaller,
     q: web::Query<FeedQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let batch = state.feed.follow(&q.broker, q.cursor.as_deref(), FEED_WAIT).await;
+    if q.broker.is_empty() || q.broker.len() > 64 || q.broker.contains(',') {
+        return Err(Error::invalid("broker", "give this broker's name: 1 to 64 characters without commas").into());
+    }
+    let wait = Duration::from_secs(q.wait.unwrap_or(FEED_WAIT.as_secs())).min(FEED_WAIT);
+    let batch = state.feed.follow(&q.broker, q.cursor.as_deref(), wait).await;
     Ok(HttpResponse::Ok().json(batch))
 }
