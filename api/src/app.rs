@@ -443,6 +443,8 @@ pub(crate) mod testing {
                     validity: chrono::Duration::days(7),
                     file: None,
                     reload_command: None,
+                    access: Default::default(),
+                    feed: None,
                     record: None,
                 },
                 server_enterprise: "default".into(),

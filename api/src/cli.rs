@@ -84,6 +84,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff): fleetca manpage > fleetca.1
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Args, Debug)]
@@ -407,6 +410,11 @@ pub struct ServerCertArgs {
     /// Where to write server.crt, server.key and ca.crt.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
+    /// The broker's group (a name or a number; you must be a member of it): the files go to
+    /// it, and server.key becomes readable by it (0640), so the broker's user reads the key
+    /// without running anything as root.
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 /// Settings that flags and environment variables may set.
@@ -511,16 +519,40 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
         .issue_server(&request, Some(record))
         .await
         .map_err(field_errors)?;
+    let group = args
+        .group
+        .as_deref()
+        .map(|g| crate::support::files::group_id(g).map_err(|e| format!("--group: {e}")))
+        .transpose()?;
+    let key_mode = if group.is_some() { 0o640 } else { 0o600 };
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    write_file(&args.out.join("server.key"), &key, 0o600)?;
+    let write = |name: &str, contents: &str, mode: u32| {
+        let path = args.out.join(name);
+        crate::support::files::replace_as(&path, contents.as_bytes(), mode, group).map_err(|e| {
+            format!(
+                "{}: {e}{}",
+                path.display(),
+                if group.is_some() {
+                    " (is this user a member of --group?)"
+                } else {
+                    ""
+                }
+            )
+        })
+    };
+    write("server.key", &key, key_mode)?;
     // server.crt is the whole chain (the broker presents it all); ca.crt is what the
     // broker trusts for its clients: every root of fleetca's, so certificates of an old CA
     // and of a new one both verify.
     let chain = format!("{}{}", cert.certificate_pem, issuer.chain_pem());
-    write_file(&args.out.join("server.crt"), &chain, 0o644)?;
-    write_file(&args.out.join("ca.crt"), &opened.cas.bundle_pem(), 0o644)?;
+    write("server.crt", &chain, 0o644)?;
+    write("ca.crt", &opened.cas.bundle_pem(), 0o644)?;
     println!(
-        "wrote server.crt, server.key (mode 0600) and ca.crt to {} (serial {})",
+        "wrote server.crt, server.key (mode {key_mode:04o}{}) and ca.crt to {} (serial {})",
+        args.group
+            .as_deref()
+            .map(|g| format!(", group {g}"))
+            .unwrap_or_default(),
         args.out.display(),
         cert.serial
     );

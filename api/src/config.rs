@@ -75,6 +75,10 @@ pub struct FileSettings {
     pub admin_enterprise: Option<String>,
     pub crl_file: Option<PathBuf>,
     pub crl_reload_command: Option<String>,
+    /// The CRL file's mode, in octal (`"0644"` by default; `"0640"` with `crl_file_group`).
+    pub crl_file_mode: Option<String>,
+    /// The group of the CRL file (a broker's group that fleetca's user is a member of).
+    pub crl_file_group: Option<String>,
     pub crl_validity_hours: Option<u32>,
     pub crl_refresh_hours: Option<u32>,
     pub broker_allow: Option<Vec<String>>,
@@ -281,6 +285,39 @@ fn brokers(list: Vec<BrokerFile>, feed: &std::sync::Arc<crate::brokers::feed::Fe
     Ok((out, targets))
 }
 
+/// A file's mode (octal text) and group (a name or a number) from the settings; `what`
+/// names the setting in an error.
+pub fn file_access(mode: Option<&str>, group: Option<&str>, what: &str) -> Result<crate::pki::crl::FileAccess, String> {
+    let group = group
+        .map(|g| crate::support::files::group_id(g).map_err(|e| format!("{what}_group: {e}")))
+        .transpose()?;
+    let mode = match mode {
+        None if group.is_some() => 0o640,
+        None => 0o644,
+        Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o666 && m & 0o400 != 0)
+            .ok_or_else(|| {
+                format!("{what}_mode {text:?}: give an octal mode such as \"0640\" (owner-readable, no execute bits)")
+            })?,
+    };
+    Ok(crate::pki::crl::FileAccess { mode, group })
+}
+
+/// A database URL fit for a log line: a password in it is replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// The resolved settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -300,6 +337,8 @@ pub struct Config {
     pub admin_enterprise: String,
     pub crl_file: Option<PathBuf>,
     pub crl_reload_command: Option<String>,
+    /// Who may read the CRL file: its mode and group.
+    pub crl_file_access: crate::pki::crl::FileAccess,
     pub crl_validity_hours: u32,
     pub crl_refresh_hours: u32,
     /// Networks allowed to call the broker endpoints.
@@ -514,6 +553,11 @@ impl Config {
             admin_enterprise: file.admin_enterprise.unwrap_or_else(|| "default".into()),
             crl_file: args.crl_file.clone().or(file.crl_file),
             crl_reload_command: args.crl_reload_command.clone().or(file.crl_reload_command),
+            crl_file_access: file_access(
+                file.crl_file_mode.as_deref(),
+                file.crl_file_group.as_deref(),
+                "crl_file",
+            )?,
             crl_validity_hours: file.crl_validity_hours.unwrap_or(7 * 24),
             crl_refresh_hours: file.crl_refresh_hours.unwrap_or(24),
             pkcs11: file
@@ -579,6 +623,8 @@ impl Config {
             validity: chrono::Duration::hours(i64::from(self.crl_validity_hours)),
             file: self.crl_file.clone(),
             reload_command: self.crl_reload_command.clone(),
+            access: self.crl_file_access,
+            feed: Some(self.disconnects.feed.clone()),
             record: Some(self.data_dir.join(crate::pki::published::RECORD_FILE)),
         }
     }
@@ -717,6 +763,62 @@ mod tests {
             config: Some(file),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn the_debian_packages_settings_file_names_only_real_settings() {
+        // Every commented-out `key = value` line and table header of /etc/fleetca/fleetca.toml,
+        // uncommented, must be a setting this build reads (unknown keys are an error).
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../debian/fleetca.toml")).unwrap();
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| {
+                let l = l.trim_start();
+                l.starts_with('[') || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed: Result<FileSettings, _> = toml::from_str(&uncommented);
+        assert!(parsed.is_ok(), "{:?}\n{uncommented}", parsed.err());
+        assert!(uncommented.lines().count() > 50, "every setting is there");
+    }
+
+    #[test]
+    fn the_crl_files_mode_and_group_are_read_and_mistakes_named() {
+        let a = file_access(None, None, "crl_file").unwrap();
+        assert_eq!((a.mode, a.group), (0o644, None));
+        let a = file_access(None, Some("root"), "crl_file").unwrap();
+        assert_eq!(
+            (a.mode, a.group),
+            (0o640, Some(0)),
+            "group-readable once a group is named"
+        );
+        assert_eq!(file_access(Some("0600"), None, "crl_file").unwrap().mode, 0o600);
+        assert!(
+            file_access(Some("0755"), None, "crl_file")
+                .unwrap_err()
+                .contains("crl_file_mode")
+        );
+        assert!(file_access(Some("rw"), None, "crl_file").unwrap_err().contains("octal"));
+        assert!(
+            file_access(None, Some("no-such-group-here"), "crl_file")
+                .unwrap_err()
+                .contains("crl_file_group")
+        );
+    }
+
+    #[test]
+    fn a_database_password_never_reaches_the_log() {
+        assert_eq!(
+            redacted_url("postgres://fleetca:s3cret@db:5432/fleetca"),
+            "postgres://fleetca:***@db:5432/fleetca"
+        );
+        assert_eq!(
+            redacted_url("sqlite:///var/lib/fleetca/fleetca.db?mode=rwc"),
+            "sqlite:///var/lib/fleetca/fleetca.db?mode=rwc"
+        );
+        assert_eq!(redacted_url("postgres://db/fleetca"), "postgres://db/fleetca");
     }
 
     #[test]

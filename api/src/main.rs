@@ -17,6 +17,16 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "fleetca", &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
+        Some(Command::Manpage) => {
+            use clap::CommandFactory;
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fleetca: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         _ => {}
     }
     let config = match Config::resolve(&cli.settings.overrides()) {
@@ -43,7 +53,7 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => fleetca::cli::audit(config, cmd).await,
             Command::Backup(args) => fleetca::cli::backup(config, args).await,
             Command::Restore(args) => fleetca::cli::restore(config, args).await,
-            Command::Client(_) | Command::Completions { .. } => Ok(()),
+            Command::Client(_) | Command::Completions { .. } | Command::Manpage => Ok(()),
         }
     });
     match result {

@@ -119,7 +119,18 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
     {
         return Err(StartError::WrongMasterKey);
     }
+    let pending = store
+        .pending_migrations()
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
     store.migrate().await.map_err(|e| StartError::Database(e.to_string()))?;
+    // One line; each migration's own lines are at DEBUG (sea_orm_migration's target).
+    tracing::info!(
+        database = %crate::config::redacted_url(&config.database_url),
+        applied = pending,
+        "database ready{}",
+        if pending > 0 { ": migrations applied" } else { "" }
+    );
     ensure_authority(config, &store, &master).await?;
     // A retiring CA none of whose certificates is valid any more is no longer needed (but a
     // root whose CRL lists an unexpired intermediate it revoked).
@@ -194,6 +205,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
             "broker_trust_username_for_certificates is on: a broker login with an API key's username and no password is admitted as that key's certificate client. Safe only if every broker listener that can send such a login requires a client certificate."
         );
     }
+    crl_folder(&config).map_err(StartError::Config)?;
     let mut policy = config.broker_policy();
     let activations = match &config.mqtt {
         Some(mqtt) => {
@@ -541,4 +553,39 @@ async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result
         );
     }
     Ok(())
+}
+
+/// The CRL file's folder: made when missing, and proven writable (fleetca writes a temporary
+/// file there and renames it over the CRL file), or an error naming the folder and the user.
+fn crl_folder(config: &Config) -> Result<(), String> {
+    let Some(file) = &config.crl_file else {
+        return Ok(());
+    };
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let user = crate::support::files::user_name;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "crl_file {}: its folder {} is missing and {} cannot create it: {e}",
+                file.display(),
+                dir.display(),
+                user()
+            )
+        })?;
+        tracing::info!(folder = %dir.display(), "created the CRL file's folder");
+    }
+    let probe = dir.join(format!(".fleetca-probe.{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            format!(
+                "crl_file {}: {} cannot write in its folder {} ({e}); fleetca writes a temporary file there and renames it over the CRL file",
+                file.display(),
+                user(),
+                dir.display()
+            )
+        })
 }

@@ -9,7 +9,13 @@ use std::path::Path;
 /// Replaces `path` with `contents`, the new file created with `mode` (Unix permissions),
 /// synced: after a crash the file is the old one or the new one.
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    replace_with(path, &[contents], mode, true)
+    replace_with(path, &[contents], mode, None, true)
+}
+
+/// As [`replace`], the new file in group `group` (a group the caller is a member of) before it
+/// takes the old one's place: a broker's user in that group reads it, nobody else.
+pub fn replace_as(path: &Path, contents: &[u8], mode: u32, group: Option<u32>) -> std::io::Result<()> {
+    replace_with(path, &[contents], mode, group, true)
 }
 
 /// As [`replace`], atomic but not synced: for a file fleetca writes again from its durable
@@ -18,12 +24,53 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
 /// after a power loss it may be empty until fleetca starts (on ext4, whose default
 /// `auto_da_alloc` flushes a file renamed over another, it is the old one or the new one).
 /// Syncing several MiB of CRLs on every revocation cost more than the revocation itself.
-pub fn replace_unsynced(path: &Path, parts: &[&[u8]], mode: u32) -> std::io::Result<()> {
-    replace_with(path, parts, mode, false)
+pub fn replace_unsynced(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>) -> std::io::Result<()> {
+    replace_with(path, parts, mode, group, false)
+}
+
+/// A group's id, from its name or its number (`/etc/group`).
+pub fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").map_err(|e| format!("/etc/group: {e}"))?;
+    groups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let n = fields.next()?;
+            let gid = fields.nth(1)?.parse::<u32>().ok()?;
+            (n == name).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| format!("no group named {name:?} in /etc/group"))
+}
+
+/// The name of the user this process runs as (its uid when /etc/passwd does not say).
+pub fn user_name() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+            return "this user".into();
+        };
+        std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|line| {
+                    let mut fields = line.split(':');
+                    let n = fields.next()?;
+                    (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| n.to_owned())
+                })
+            })
+            .map_or_else(|| format!("uid {uid}"), |n| format!("{n} (uid {uid})"))
+    }
+    #[cfg(not(unix))]
+    "this user".into()
 }
 
 /// `parts`, one after another, become the file.
-fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, sync: bool) -> std::io::Result<()> {
+fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>, sync: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -41,6 +88,18 @@ fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, sync: bool) -> std::io:
     #[cfg(not(unix))]
     let _ = mode;
     let written = opts.open(&tmp).and_then(|mut f| {
+        // The mode given at creation is masked by the umask (a hardened unit's is 0077); the
+        // file's own mode, set here, is not.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            if group.is_some() {
+                std::os::unix::fs::fchown(&f, None, group)?;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = group;
         for part in parts {
             f.write_all(part)?;
         }
@@ -73,5 +132,22 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn the_mode_holds_whatever_the_umask_and_a_group_can_be_given() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("fleetca-files-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("crl.pem");
+        let own_group = std::fs::metadata(&dir).unwrap().gid();
+        replace_unsynced(&path, &[b"a", b"b"], 0o640, Some(own_group)).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        assert_eq!(meta.gid(), own_group);
+        assert_eq!(group_id("0").unwrap(), 0);
+        assert_eq!(group_id("root").unwrap(), 0);
+        assert!(group_id("no-such-group-here").unwrap_err().contains("no group named"));
+        assert!(!user_name().is_empty());
     }
 }

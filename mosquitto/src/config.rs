@@ -8,6 +8,7 @@
 //! plugin_opt_logins password,certificate
 //! plugin_opt_timeout_ms 1500
 //! plugin_opt_cache true
+//! plugin_opt_reload_on_crl true
 //! ```
 
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Cache decisions (off: every login and ACL check asks fleetca, as go-auth does).
     pub cache: bool,
+    /// Re-read the CRL file (mosquitto's own SIGHUP) when fleetca says it wrote it.
+    pub reload: bool,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
         };
         let mut timeout = Duration::from_millis(1500);
         let mut cache = true;
+        let mut reload = true;
         for (key, value) in options {
             let value = value.trim();
             match key {
@@ -108,13 +112,8 @@ impl Config {
                         .ok_or("plugin_opt_timeout_ms must be from 50 to 10000")?;
                     timeout = Duration::from_millis(ms);
                 }
-                "cache" => {
-                    cache = match value {
-                        "true" | "on" => true,
-                        "false" | "off" => false,
-                        _ => return Err("plugin_opt_cache must be true or false".into()),
-                    };
-                }
+                "cache" => cache = flag("cache", value)?,
+                "reload_on_crl" => reload = flag("reload_on_crl", value)?,
                 other => return Err(format!("plugin_opt_{other} is not a setting of fleetca_mosquitto")),
             }
         }
@@ -125,7 +124,16 @@ impl Config {
             logins,
             timeout,
             cache,
+            reload,
         })
+    }
+}
+
+fn flag(name: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "on" => Ok(true),
+        "false" | "off" => Ok(false),
+        _ => Err(format!("plugin_opt_{name} must be true or false")),
     }
 }
 

@@ -117,6 +117,7 @@ unsafe extern "C" {
         properties: *mut c_void,
     ) -> c_int;
     fn i2d_X509(x: *mut c_void, out: *mut *mut u8) -> c_int;
+    fn raise(signal: c_int) -> c_int;
     fn X509_free(x: *mut c_void);
 }
 
@@ -282,6 +283,15 @@ unsafe extern "C" fn on_tick(_event: c_int, _event_data: *mut c_void, userdata: 
                 Level::Warning => layout::MOSQ_LOG_WARNING,
             };
             log(level, &line);
+        }
+        if work.reload {
+            log(
+                layout::MOSQ_LOG_NOTICE,
+                "fleetca_mosquitto: fleetca wrote its CRL file; reloading",
+            );
+            // SAFETY: raise() only queues a signal for this process; mosquitto's own SIGHUP
+            // handler sets its reload flag, read by its main loop, as `kill -HUP` would.
+            unsafe { raise(layout::SIGHUP) };
         }
         for client_id in work.kicks {
             if let Ok(id) = CString::new(client_id) {

@@ -56,8 +56,15 @@ pub struct Batch {
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Event {
-    Drop { tags: Vec<String> },
-    Cut { tags: Vec<String>, scope: Scope },
+    Drop {
+        tags: Vec<String>,
+    },
+    Cut {
+        tags: Vec<String>,
+        scope: Scope,
+    },
+    /// fleetca wrote its CRL file: the broker should read it again.
+    Reload,
 }
 
 /// Which sessions of a tag a cut ends.

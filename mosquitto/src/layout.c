@@ -1,5 +1,6 @@
 /* Prints what src/ffi.rs must agree with, read from the headers the broker was built with. */
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -26,6 +27,7 @@ int main(void) {
 	CONST(MOSQ_LOG_NOTICE);
 	CONST(MOSQ_LOG_WARNING);
 	CONST(MOSQ_LOG_ERR);
+	CONST(SIGHUP);
 	OFFSET(mosquitto_evt_basic_auth, client, "BASIC_AUTH_CLIENT");
 	OFFSET(mosquitto_evt_basic_auth, username, "BASIC_AUTH_USERNAME");
 	OFFSET(mosquitto_evt_basic_auth, password, "BASIC_AUTH_PASSWORD");

@@ -61,6 +61,8 @@ pub struct Work {
     /// (client id, topic, payload) to deliver to that client alone.
     pub messages: Vec<(String, String, Vec<u8>)>,
     pub log: Vec<(Level, String)>,
+    /// fleetca wrote its CRL file: mosquitto re-reads it (`SIGHUP` to itself).
+    pub reload: bool,
 }
 
 #[derive(Clone)]
@@ -100,6 +102,8 @@ struct State {
     generation: u64,
     /// The last changes, by generation: their tags, or `None` for a reset (every tag).
     changes: VecDeque<(u64, Option<Vec<String>>)>,
+    /// A CRL reload is due at the next tick.
+    reload: bool,
     /// When the broker last ticked: without ticks (`per_listener_settings true`) nothing
     /// can be kicked, so the plugin stops following the feed and fleetca sees no follower.
     last_tick: Instant,
@@ -169,6 +173,7 @@ impl Plugin {
                 feed_live: false,
                 generation: 0,
                 changes: VecDeque::new(),
+                reload: false,
                 last_tick: Instant::now(),
             }),
         })
@@ -405,6 +410,7 @@ impl Plugin {
             kicks,
             messages,
             log: std::mem::take(&mut state.log),
+            reload: std::mem::take(&mut state.reload) && self.config.reload,
         }
     }
 
@@ -426,6 +432,10 @@ impl Plugin {
             let (tags, cut) = match event {
                 Event::Drop { tags } => (tags, None),
                 Event::Cut { tags, scope } => (tags, Some(*scope)),
+                Event::Reload => {
+                    state.reload = true;
+                    continue;
+                }
             };
             state.logins.drop_tags(tags);
             state.acls.drop_tags(tags);

@@ -52,6 +52,9 @@ pub enum Event {
     Drop { tags: Vec<String> },
     /// End the sessions with any of these tags (and forget their decisions).
     Cut { tags: Vec<String>, scope: Scope },
+    /// fleetca wrote the CRL file: the broker re-reads it (the plugin raises SIGHUP in
+    /// mosquitto's own process, which fleetca's user could not signal).
+    Reload,
 }
 
 /// What a follower gets.
@@ -144,6 +147,26 @@ impl Feed {
     pub fn drop_tags(&self, tags: Vec<String>) {
         if !tags.is_empty() {
             self.push(Event::Drop { tags });
+        }
+    }
+
+    /// Puts `event` on the feed and waits up to `wait` for any follower to apply it; false
+    /// when none follows, or none applied it in time.
+    pub async fn push_and_confirm(&self, event: Event, wait: Duration) -> bool {
+        let following = |ring: &Ring| ring.followers.values().any(|f| f.seen.elapsed() < FOLLOWING);
+        if !following(&self.ring()) {
+            return false;
+        }
+        let seq = self.push(event);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let moved = self.applied.notified();
+            if self.ring().followers.values().any(|f| f.applied >= seq) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return false;
+            }
         }
     }
 

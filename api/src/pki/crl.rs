@@ -105,10 +105,32 @@ pub struct CrlSettings {
     pub file: Option<PathBuf>,
     /// Run with `sh -c` after each file write (the operator's own setting).
     pub reload_command: Option<String>,
+    /// The file's mode and group.
+    pub access: FileAccess,
+    /// The mosquitto plugins' feed: told after each write, so a plugin reloads its broker.
+    pub feed: Option<Arc<crate::brokers::feed::Feed>>,
     /// fleetca's own record of the last CRL of the first CA it published, outside the
     /// database (see [`crate::pki::published`]; the other CAs' records lie beside it); none
     /// in tests that need no restore check.
     pub record: Option<PathBuf>,
+}
+
+/// Who may read a file fleetca writes for a broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileAccess {
+    /// Unix permissions (set on the file itself, whatever the umask).
+    pub mode: u32,
+    /// The file's group, when not fleetca's own.
+    pub group: Option<u32>,
+}
+
+impl Default for FileAccess {
+    fn default() -> Self {
+        Self {
+            mode: 0o644,
+            group: None,
+        }
+    }
 }
 
 /// Publishes the CRL of every CA fleetca signs CRLs for (see
@@ -121,6 +143,8 @@ pub struct CrlPublisher {
     validity: Duration,
     file: Option<PathBuf>,
     reload_command: Option<String>,
+    access: FileAccess,
+    feed: Option<Arc<crate::brokers::feed::Feed>>,
     /// Oldest CA first; the file lists their CRLs in this order.
     issuers: Vec<IssuerCrl>,
     /// The CA that issues new certificates.
@@ -241,6 +265,8 @@ impl CrlPublisher {
             validity,
             file,
             reload_command,
+            access,
+            feed,
             record,
         } = settings;
         // Each CA's own CRL, then its shards.
@@ -328,6 +354,8 @@ impl CrlPublisher {
             validity,
             file,
             reload_command,
+            access,
+            feed,
             issuers,
             issuing: authorities.issuing().id,
             output: tokio::sync::Mutex::new(()),
@@ -787,10 +815,11 @@ impl CrlPublisher {
         if self.file.is_none() {
             return Ok(());
         }
+        let access = self.access;
         let written = tokio::task::spawn_blocking(move || {
             files.iter().try_for_each(|(path, parts)| {
                 let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
-                crate::support::files::replace_unsynced(path, &parts, 0o644)
+                crate::support::files::replace_unsynced(path, &parts, access.mode, access.group)
                     .map_err(|e| format!("writing the CRL file {} failed: {e}", path.display()))
             })
         })
@@ -800,6 +829,15 @@ impl CrlPublisher {
         if let Err(e) = written {
             tracing::error!(error = %e, "CRL file not written");
             return Err(e);
+        }
+        if let Some(feed) = &self.feed {
+            // A broker with fleetca's plugin reloads itself; waited for briefly (a plugin
+            // applies a change within milliseconds), never failed on: the plugin refuses a
+            // revoked certificate at login whether or not the broker has reloaded.
+            let reloaded = feed
+                .push_and_confirm(crate::brokers::feed::Event::Reload, StdDuration::from_secs(2))
+                .await;
+            tracing::debug!(reloaded, "CRL reload asked of the mosquitto plugins");
         }
         let Some(cmd) = &self.reload_command else {
             return Ok(());

@@ -44,6 +44,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         admin_enterprise: "default".into(),
         crl_file: None,
         crl_reload_command: None,
+        crl_file_access: Default::default(),
         crl_validity_hours: 168,
         crl_refresh_hours: 24,
         broker_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
