@@ -529,10 +529,11 @@ pub async fn server_cert(config: Config, args: ServerCertArgs) -> Result<(), Str
     let write = |name: &str, contents: &str, mode: u32| {
         let path = args.out.join(name);
         crate::support::files::replace_as(&path, contents.as_bytes(), mode, group).map_err(|e| {
+            let hint = group.is_some() && e.kind() == std::io::ErrorKind::PermissionDenied;
             format!(
                 "{}: {e}{}",
                 path.display(),
-                if group.is_some() {
+                if hint {
                     " (is this user a member of --group?)"
                 } else {
                     ""

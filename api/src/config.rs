@@ -304,18 +304,35 @@ pub fn file_access(mode: Option<&str>, group: Option<&str>, what: &str) -> Resul
     Ok(crate::pki::crl::FileAccess { mode, group })
 }
 
-/// A database URL fit for a log line: a password in it is replaced by `***`.
+/// A database URL fit for a log line: a password in it (in the user part, or a `password`
+/// query parameter) is replaced by `***`.
 pub fn redacted_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    // The last `@` ends the user part: a password may hold an unescaped `@`.
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    let path = match path.split_once('?') {
+        Some((p, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{p}?{}", query.join("&"))
+        }
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 /// The resolved settings.
@@ -819,6 +836,11 @@ mod tests {
             "sqlite:///var/lib/fleetca/fleetca.db?mode=rwc"
         );
         assert_eq!(redacted_url("postgres://db/fleetca"), "postgres://db/fleetca");
+        assert_eq!(redacted_url("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
+        assert_eq!(
+            redacted_url("postgres://db/x?user=u&password=secret&sslmode=require"),
+            "postgres://db/x?user=u&password=***&sslmode=require"
+        );
     }
 
     #[test]

@@ -555,8 +555,10 @@ async fn ensure_admin(config: &Config, store: &Store, hasher: &Hasher) -> Result
     Ok(())
 }
 
-/// The CRL file's folder: made when missing, and proven writable (fleetca writes a temporary
-/// file there and renames it over the CRL file), or an error naming the folder and the user.
+/// The CRL file's folder: made when missing (0750, setgid and in `crl_file_group` when one is
+/// set, so the broker reads what lands there), and proven writable the way every CRL write
+/// works (a temporary file, its mode and group set, renamed), or an error naming the folder,
+/// the user and what to change.
 fn crl_folder(config: &Config) -> Result<(), String> {
     let Some(file) = &config.crl_file else {
         return Ok(());
@@ -565,27 +567,64 @@ fn crl_folder(config: &Config) -> Result<(), String> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let user = crate::support::files::user_name;
-    if !dir.is_dir() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "crl_file {}: its folder {} is missing and {} cannot create it: {e}",
-                file.display(),
-                dir.display(),
-                user()
-            )
-        })?;
-        tracing::info!(folder = %dir.display(), "created the CRL file's folder");
+    if dir.to_string_lossy().contains("{ca}") {
+        return Err(format!(
+            "crl_file {}: {{ca}} may appear in the file's name only, not in its folder",
+            file.display()
+        ));
     }
-    let probe = dir.join(format!(".fleetca-probe.{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| {
-            format!(
-                "crl_file {}: {} cannot write in its folder {} ({e}); fleetca writes a temporary file there and renames it over the CRL file",
+    let user = crate::support::files::user_name;
+    let group = config.crl_file_access.group;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "crl_file {}: {} is not a folder",
+                file.display(),
+                dir.display()
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    use std::os::unix::fs::PermissionsExt;
+                    if let Some(gid) = group {
+                        std::os::unix::fs::chown(dir, None, Some(gid))?;
+                    }
+                    let mode = if group.is_some() { 0o2750 } else { 0o755 };
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                })
+                .map_err(|e| {
+                    format!(
+                        "crl_file {}: its folder {} is missing and {} cannot make it: {e} (make it, or under the packaged unit add it to ReadWritePaths)",
+                        file.display(),
+                        dir.display(),
+                        user()
+                    )
+                })?;
+            tracing::info!(folder = %dir.display(), "made the CRL file's folder");
+        }
+        Err(e) => {
+            return Err(format!(
+                "crl_file {}: {} cannot reach its folder {}: {e}",
                 file.display(),
                 user(),
                 dir.display()
-            )
-        })
+            ));
+        }
+    }
+    let probe = dir.join(format!(".fleetca-probe.{}", std::process::id()));
+    let access = config.crl_file_access;
+    let written = crate::support::files::replace_unsynced(&probe, &[], access.mode, access.group);
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| {
+        format!(
+            "crl_file {}: {} cannot write in its folder {}{} ({e}); fleetca writes a temporary file there and renames it over the CRL file (under the packaged unit, add the folder to ReadWritePaths{})",
+            file.display(),
+            user(),
+            dir.display(),
+            group.map(|g| format!(" as group {g}")).unwrap_or_default(),
+            if group.is_some() { "; and fleetca's user must be a member of crl_file_group" } else { "" }
+        )
+    })
 }

@@ -92,10 +92,15 @@ fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>, syn
         // file's own mode, set here, is not.
         #[cfg(unix)]
         {
+            use std::os::unix::fs::MetadataExt;
             use std::os::unix::fs::PermissionsExt;
             f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            if group.is_some() {
-                std::os::unix::fs::fchown(&f, None, group)?;
+            // A setgid folder of that group gave it already: no fchown (which a hardened unit
+            // may not allow) when none is needed.
+            if let Some(gid) = group
+                && f.metadata()?.gid() != gid
+            {
+                std::os::unix::fs::fchown(&f, None, Some(gid))?;
             }
         }
         #[cfg(not(unix))]

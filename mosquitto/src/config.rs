@@ -8,7 +8,7 @@
 //! plugin_opt_logins password,certificate
 //! plugin_opt_timeout_ms 1500
 //! plugin_opt_cache true
-//! plugin_opt_reload_on_crl true
+//! plugin_opt_reload_on_crl false
 //! ```
 
 use std::time::Duration;
@@ -37,7 +37,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Cache decisions (off: every login and ACL check asks fleetca, as go-auth does).
     pub cache: bool,
-    /// Re-read the CRL file (mosquitto's own SIGHUP) when fleetca says it wrote it.
+    /// Re-read the CRL file (mosquitto's own SIGHUP) when fleetca says it wrote it: for a
+    /// broker that reads fleetca's CRL file on its own host (off by default).
     pub reload: bool,
 }
 
@@ -53,7 +54,7 @@ impl Config {
         };
         let mut timeout = Duration::from_millis(1500);
         let mut cache = true;
-        let mut reload = true;
+        let mut reload = false;
         for (key, value) in options {
             let value = value.trim();
             match key {

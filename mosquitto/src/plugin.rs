@@ -102,14 +102,27 @@ struct State {
     generation: u64,
     /// The last changes, by generation: their tags, or `None` for a reset (every tag).
     changes: VecDeque<(u64, Option<Vec<String>>)>,
-    /// A CRL reload is due at the next tick.
+    /// A CRL reload is wanted.
     reload: bool,
+    /// When mosquitto last reloaded for one: at most one reload per [`RELOAD_EVERY`].
+    reloaded: Option<Instant>,
     /// When the broker last ticked: without ticks (`per_listener_settings true`) nothing
     /// can be kicked, so the plugin stops following the feed and fleetca sees no follower.
     last_tick: Instant,
 }
 
 impl State {
+    /// Whether to reload now: one was wanted, and the last was long enough ago (a burst of
+    /// revocations makes one reload, after the burst's first, not one per CRL written).
+    fn reload_due(&mut self, now: Instant) -> bool {
+        if !self.reload || self.reloaded.is_some_and(|t| now.duration_since(t) < RELOAD_EVERY) {
+            return false;
+        }
+        self.reload = false;
+        self.reloaded = Some(now);
+        true
+    }
+
     fn changed(&mut self, tags: Option<Vec<String>>) {
         self.generation += 1;
         self.changes.push_back((self.generation, tags));
@@ -141,6 +154,8 @@ const CHANGES: usize = 4096;
 const HOLD: Duration = Duration::from_secs(30);
 /// How often a decision is asked again when changes to its tags keep arriving meanwhile.
 const ASKS: usize = 3;
+/// The least time between two CRL reloads.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// Without a tick for this long, the broker cannot act on the feed.
 pub const NO_TICKS: Duration = Duration::from_secs(3);
 
@@ -174,6 +189,7 @@ impl Plugin {
                 generation: 0,
                 changes: VecDeque::new(),
                 reload: false,
+                reloaded: None,
                 last_tick: Instant::now(),
             }),
         })
@@ -410,7 +426,7 @@ impl Plugin {
             kicks,
             messages,
             log: std::mem::take(&mut state.log),
-            reload: std::mem::take(&mut state.reload) && self.config.reload,
+            reload: self.config.reload && state.reload_due(now),
         }
     }
 
@@ -427,6 +443,8 @@ impl Plugin {
             state.logins.clear();
             state.acls.clear();
             state.changed(None);
+            // fleetca (re)started, and wrote its CRL file before this plugin followed it.
+            state.reload = true;
         }
         for event in events {
             let (tags, cut) = match event {
@@ -584,6 +602,22 @@ mod tests {
             p.tick().messages.is_empty(),
             "another session with the same client id gets nothing"
         );
+    }
+
+    #[test]
+    fn crl_reloads_are_asked_for_and_spaced() {
+        let mut config = Config::parse([("url", "http://127.0.0.1:9"), ("reload_on_crl", "true")]).unwrap();
+        let p = Plugin::new(config.clone()).unwrap();
+        p.apply(false, &[Event::Reload]);
+        assert!(p.tick().reload);
+        p.apply(false, &[Event::Reload]);
+        assert!(!p.tick().reload, "within two seconds of the last");
+        p.state().reloaded = Some(Instant::now() - RELOAD_EVERY);
+        assert!(p.tick().reload, "the one held back");
+        config.reload = false;
+        let off = Plugin::new(config).unwrap();
+        off.apply(true, &[]);
+        assert!(!off.tick().reload, "off unless asked for");
     }
 
     #[test]

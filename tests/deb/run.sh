@@ -36,6 +36,9 @@ cleanup() {
   [ -n "${mosquitto_pid:-}" ] && kill "$mosquitto_pid" 2>/dev/null || true
   dpkg --purge fleetca >/dev/null 2>&1 || true
   rm -rf /var/lib/fleetca /etc/mosquitto/fleetca "$work"
+  # The machine as it was: no fleetca user or group (the package keeps them on purge).
+  if getent passwd fleetca >/dev/null; then deluser --quiet --system fleetca >/dev/null 2>&1 || true; fi
+  if getent group fleetca >/dev/null; then delgroup --quiet --system fleetca >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 
@@ -94,6 +97,7 @@ grep -q 'database ready: migrations applied' "$work/first.log" || fail "no one-l
 grep -q 'admin-token' "$work/first.log" || fail "the first start does not say where the admin token is"
 info_lines=$(grep -c 'INFO' "$work/first.log" || true)
 echo "first start: $info_lines INFO lines"
+[ "$info_lines" -le 10 ] || { cat "$work/first.log"; fail "the first start logs $info_lines lines at INFO"; }
 [ "$(stat -c '%U %a' /var/lib/fleetca/admin-token)" = "fleetca 600" ] || fail "admin-token is $(stat -c '%U %a' /var/lib/fleetca/admin-token)"
 
 log "driving it with the CLI"
@@ -134,6 +138,7 @@ log_dest stderr
 plugin /usr/lib/fleetca/libfleetca_mosquitto.so
 plugin_opt_url $url
 plugin_opt_broker mosquitto
+plugin_opt_reload_on_crl true
 # Certificates are mosquitto's own decision here (CA and CRL): this proves the CRL reload.
 plugin_opt_logins password
 listener $mqtt_port 127.0.0.1
@@ -152,19 +157,26 @@ for _ in $(seq 50); do grep -q "following fleetca's changes" "$work/mosquitto.lo
 grep -q "following fleetca's changes" "$work/mosquitto.log" || { cat "$work/mosquitto.log"; fail "the plugin does not follow fleetca"; }
 publish() {
   mosquitto_pub -h 127.0.0.1 -p "$mqtt_port" --cafile /etc/mosquitto/fleetca/ca.crt \
-    --cert "$work/cert/client.crt" --key "$work/cert/client.key" -t v4/groups/acme.master/x -m hello -q 1 2>/dev/null
+    --cert "$work/$1/client.crt" --key "$work/$1/client.key" -t v4/groups/acme.master/x -m hello -q 1 2>/dev/null
 }
-publish || { cat "$work/mosquitto.log"; fail "the certificate is refused before it is revoked"; }
-cert_id=$(cli certs list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+cli certs create --key deb-svc --name kept --out "$work/kept" >/dev/null
+publish cert || { cat "$work/mosquitto.log"; fail "the certificate is refused before it is revoked"; }
+cert_id=$(openssl x509 -in "$work/cert/client.crt" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')
+cert_id=$(cli certs list --json | python3 -c "import json,sys; print([c['id'] for c in json.load(sys.stdin) if c['serial'].lower().lstrip('0') == '$cert_id'.lstrip('0')][0])")
 cli certs revoke "$cert_id" --reason keyCompromise >/dev/null
 refused=
 for _ in $(seq 25); do
-  if ! publish; then refused=1; break; fi
+  kill -0 "$mosquitto_pid" 2>/dev/null || { cat "$work/mosquitto.log"; fail "mosquitto died"; }
+  if ! publish cert; then refused=1; break; fi
   sleep 0.2
 done
 [ -n "$refused" ] || { cat "$work/mosquitto.log"; fail "the revoked certificate is still admitted"; }
+kill -0 "$mosquitto_pid" 2>/dev/null || { cat "$work/mosquitto.log"; fail "mosquitto died"; }
 grep -q "fleetca wrote its CRL file; reloading" "$work/mosquitto.log" || fail "mosquitto was not reloaded by the plugin"
+publish kept || { cat "$work/mosquitto.log"; fail "the key's other certificate is refused after the reload"; }
 kill "$mosquitto_pid"; wait "$mosquitto_pid" 2>/dev/null || true
+mosquitto_pid=
+gpasswd -d fleetca mosquitto >/dev/null
 stop
 
 log "a newer build over it"

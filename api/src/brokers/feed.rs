@@ -150,26 +150,6 @@ impl Feed {
         }
     }
 
-    /// Puts `event` on the feed and waits up to `wait` for any follower to apply it; false
-    /// when none follows, or none applied it in time.
-    pub async fn push_and_confirm(&self, event: Event, wait: Duration) -> bool {
-        let following = |ring: &Ring| ring.followers.values().any(|f| f.seen.elapsed() < FOLLOWING);
-        if !following(&self.ring()) {
-            return false;
-        }
-        let seq = self.push(event);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let moved = self.applied.notified();
-            if self.ring().followers.values().any(|f| f.applied >= seq) {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, moved).await.is_err() {
-                return false;
-            }
-        }
-    }
-
     /// Puts a cut on the feed and waits up to `wait` for a follower of `broker` to apply it.
     pub async fn cut(&self, broker: &str, event: Event, wait: Duration) -> Result<(), String> {
         if self.followers(broker) == 0 {

@@ -831,13 +831,10 @@ impl CrlPublisher {
             return Err(e);
         }
         if let Some(feed) = &self.feed {
-            // A broker with fleetca's plugin reloads itself; waited for briefly (a plugin
-            // applies a change within milliseconds), never failed on: the plugin refuses a
-            // revoked certificate at login whether or not the broker has reloaded.
-            let reloaded = feed
-                .push_and_confirm(crate::brokers::feed::Event::Reload, StdDuration::from_secs(2))
-                .await;
-            tracing::debug!(reloaded, "CRL reload asked of the mosquitto plugins");
+            // A broker with fleetca's plugin (plugin_opt_reload_on_crl) reloads itself at its
+            // next tick; not waited for: the plugin refuses a revoked certificate at login
+            // whether or not the broker has reloaded.
+            feed.push(crate::brokers::feed::Event::Reload);
         }
         let Some(cmd) = &self.reload_command else {
             return Ok(());
