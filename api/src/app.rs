@@ -444,7 +444,7 @@ pub(crate) mod testing {
                     file: None,
                     reload_command: None,
                     access: Default::default(),
-                    feed: None,
+                    written: None,
                     record: None,
                 },
                 server_enterprise: "default".into(),

@@ -641,7 +641,12 @@ impl Config {
             file: self.crl_file.clone(),
             reload_command: self.crl_reload_command.clone(),
             access: self.crl_file_access,
-            feed: Some(self.disconnects.feed.clone()),
+            written: Some({
+                let feed = self.disconnects.feed.clone();
+                crate::pki::crl::Written(std::sync::Arc::new(move || {
+                    feed.push(crate::brokers::feed::Event::Reload);
+                }))
+            }),
             record: Some(self.data_dir.join(crate::pki::published::RECORD_FILE)),
         }
     }

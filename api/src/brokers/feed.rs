@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
-use utoipa::ToSchema;
 
 /// How many events a follower may be behind before it must reset.
 pub const RING: usize = 4096;
@@ -33,7 +32,7 @@ pub const RING: usize = 4096;
 const FOLLOWING: Duration = Duration::from_secs(40);
 
 /// Which of a tag's sessions a cut ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Every session.
@@ -45,7 +44,7 @@ pub enum Scope {
 }
 
 /// One change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Event {
     /// Forget cached decisions with any of these tags.
@@ -58,7 +57,7 @@ pub enum Event {
 }
 
 /// What a follower gets.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct Batch {
     /// Pass it back as `cursor` to get what follows.
     pub cursor: String,

@@ -107,12 +107,23 @@ pub struct CrlSettings {
     pub reload_command: Option<String>,
     /// The file's mode and group.
     pub access: FileAccess,
-    /// The mosquitto plugins' feed: told after each write, so a plugin reloads its broker.
-    pub feed: Option<Arc<crate::brokers::feed::Feed>>,
+    /// Told after each write of the file (the mosquitto plugins' feed, which has a plugin
+    /// reload its broker; set by `config`, so this context imports none of the brokers').
+    pub written: Option<Written>,
     /// fleetca's own record of the last CRL of the first CA it published, outside the
     /// database (see [`crate::pki::published`]; the other CAs' records lie beside it); none
     /// in tests that need no restore check.
     pub record: Option<PathBuf>,
+}
+
+/// What runs after each write of the CRL file.
+#[derive(Clone)]
+pub struct Written(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Written")
+    }
 }
 
 /// Who may read a file fleetca writes for a broker.
@@ -144,7 +155,7 @@ pub struct CrlPublisher {
     file: Option<PathBuf>,
     reload_command: Option<String>,
     access: FileAccess,
-    feed: Option<Arc<crate::brokers::feed::Feed>>,
+    written: Option<Written>,
     /// Oldest CA first; the file lists their CRLs in this order.
     issuers: Vec<IssuerCrl>,
     /// The CA that issues new certificates.
@@ -266,7 +277,7 @@ impl CrlPublisher {
             file,
             reload_command,
             access,
-            feed,
+            written,
             record,
         } = settings;
         // Each CA's own CRL, then its shards.
@@ -355,7 +366,7 @@ impl CrlPublisher {
             file,
             reload_command,
             access,
-            feed,
+            written,
             issuers,
             issuing: authorities.issuing().id,
             output: tokio::sync::Mutex::new(()),
@@ -830,11 +841,11 @@ impl CrlPublisher {
             tracing::error!(error = %e, "CRL file not written");
             return Err(e);
         }
-        if let Some(feed) = &self.feed {
+        if let Some(written) = &self.written {
             // A broker with fleetca's plugin (plugin_opt_reload_on_crl) reloads itself at its
             // next tick; not waited for: the plugin refuses a revoked certificate at login
             // whether or not the broker has reloaded.
-            feed.push(crate::brokers::feed::Event::Reload);
+            (written.0)();
         }
         let Some(cmd) = &self.reload_command else {
             return Ok(());

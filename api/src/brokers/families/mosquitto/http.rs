@@ -13,7 +13,6 @@ use utoipa::ToSchema;
 
 use crate::brokers::acl::Access;
 use crate::brokers::decision::Decision;
-use crate::brokers::feed::Batch;
 use crate::brokers::http::fields::BrokerRequest;
 use crate::error::ApiError;
 use crate::http::edge::route;
@@ -183,6 +182,20 @@ pub async fn acl(
     }))
 }
 
+/// What `/broker/plugin/feed` answers ([`crate::brokers::feed::Batch`], described here for
+/// the OpenAPI document).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct FeedBatch {
+    /// Pass it back as `cursor`, once the events are applied.
+    pub cursor: String,
+    /// Events were missed: forget every cached decision.
+    pub reset: bool,
+    /// `{"drop": {"tags": [...]}}`, `{"cut": {"tags": [...], "scope": "all" | "password" |
+    /// "certificate"}}` or `"reload"` (fleetca wrote its CRL file).
+    pub events: Vec<serde_json::Value>,
+}
+
 /// Which plugin follows, and from where.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -198,7 +211,7 @@ pub struct FeedQuery {
 
 #[utoipa::path(
     get, path = "/broker/plugin/feed", tag = "broker", params(FeedQuery),
-    responses((status = 200, description = "The changes after the cursor (waits up to `wait` s for one)", body = Batch), BrokerProblems)
+    responses((status = 200, description = "The changes after the cursor (waits up to `wait` s for one)", body = FeedBatch), BrokerProblems)
 )]
 pub async fn feed(
     state: web::Data<AppState>,
