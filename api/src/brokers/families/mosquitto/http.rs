@@ -202,6 +202,7 @@ pub struct FeedBatch {
 pub struct FeedQuery {
     /// The broker's name, as its `[[brokers]]` entry (`kind = "mosquitto-plugin"`) names it:
     /// 1 to 64 characters without commas.
+    #[param(min_length = 1, max_length = 64, pattern = "^[^,]+$")]
     pub broker: String,
     /// The `cursor` of the last answer, once its events are applied; none at first.
     pub cursor: Option<String>,
@@ -218,7 +219,7 @@ pub async fn feed(
     _broker: BrokerCaller,
     q: web::Query<FeedQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if q.broker.is_empty() || q.broker.len() > 64 || q.broker.contains(',') {
+    if q.broker.is_empty() || q.broker.chars().count() > 64 || q.broker.contains(',') {
         return Err(Error::invalid("broker", "give this broker's name: 1 to 64 characters without commas").into());
     }
     let wait = Duration::from_secs(q.wait.unwrap_or(FEED_WAIT.as_secs())).min(FEED_WAIT);
