@@ -177,8 +177,7 @@ impl Fleetca {
         match self.post::<AclAnswer>("/broker/plugin/acl", &body) {
             Ok(a) if a.result == "allow" => Verdict::Allow,
             Ok(a) if a.result == "deny" => Verdict::Deny,
-            Ok(_) => Verdict::Unknown,
-            Err(_) => Verdict::Unknown,
+            Ok(_) | Err(_) => Verdict::Unknown,
         }
     }
 

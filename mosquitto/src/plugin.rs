@@ -480,12 +480,6 @@ impl Plugin {
     pub fn feed_lost(&self) {
         self.state().feed_live = false;
     }
-
-    /// How many logins and topic decisions are cached.
-    pub fn cached(&self) -> (usize, usize) {
-        let state = self.state();
-        (state.logins.len(), state.acls.len())
-    }
 }
 
 fn admit(state: &mut State, client: ClientRef, client_id: &str, username: &str, granted: &Granted, certificate: bool) {

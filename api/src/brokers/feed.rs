@@ -151,7 +151,7 @@ impl Feed {
 
     /// Puts a cut on the feed and waits up to `wait` for a follower of `broker` to apply it.
     pub async fn cut(&self, broker: &str, event: Event, wait: Duration) -> Result<(), String> {
-        if self.followers(broker) == 0 {
+        if !self.following(broker) {
             return Err("no fleetca_mosquitto plugin of this broker follows this instance's feed".into());
         }
         let seq = self.push(event);
@@ -172,12 +172,11 @@ impl Feed {
     }
 
     /// Whether a plugin of `broker` asked within the last 40 s (a poll lasts 25 s at most).
-    pub fn followers(&self, broker: &str) -> usize {
-        let ring = self.ring();
-        ring.followers
+    pub fn following(&self, broker: &str) -> bool {
+        self.ring()
+            .followers
             .get(broker)
-            .filter(|f| f.seen.elapsed() < FOLLOWING)
-            .map_or(0, |_| 1)
+            .is_some_and(|f| f.seen.elapsed() < FOLLOWING)
     }
 
     /// The events after `cursor`, waiting up to `wait` for one when there is none yet. The
@@ -330,8 +329,8 @@ mod tests {
             "another process's cursor"
         );
         assert!(feed.follow("m", Some("garbage"), Duration::ZERO).await.reset);
-        assert_eq!(feed.followers("m"), 1);
-        assert_eq!(feed.followers("other"), 0);
+        assert!(feed.following("m"));
+        assert!(!feed.following("other"));
     }
 
     #[tokio::test]

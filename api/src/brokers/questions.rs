@@ -14,6 +14,21 @@ pub enum Decision {
     Unknown,
 }
 
+impl Decision {
+    /// The answer in the words of the brokers that take JSON (EMQX, fleetca's plugin):
+    /// `allow`, `deny` or `ignore`; a denial's reason goes to the debug log.
+    pub fn word(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny(reason) => {
+                tracing::debug!(reason, "broker request denied");
+                "deny"
+            }
+            Decision::Unknown => "ignore",
+        }
+    }
+}
+
 /// What a broker sends on connect.
 #[derive(Debug, Default)]
 pub struct AuthRequest {

@@ -65,16 +65,8 @@ fn emqx_answer(decision: Decision) -> HttpResponse {
 }
 
 fn emqx_answer_with(decision: Decision, grant: crate::brokers::decision::EmqxGrant) -> HttpResponse {
-    let result = match decision {
-        Decision::Allow => "allow",
-        Decision::Deny(reason) => {
-            tracing::debug!(reason, "broker request denied");
-            "deny"
-        }
-        Decision::Unknown => "ignore",
-    };
     HttpResponse::Ok().json(EmqxResponse {
-        result,
+        result: decision.word(),
         is_superuser: false,
         expire_at: grant.expire_at,
         acl: grant.acl.map(|rules| rules.into_iter().map(EmqxRule::from).collect()),

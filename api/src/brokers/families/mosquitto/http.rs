@@ -70,17 +70,6 @@ impl PluginLogin {
     }
 }
 
-fn result(decision: Decision) -> &'static str {
-    match decision {
-        Decision::Allow => "allow",
-        Decision::Deny(reason) => {
-            tracing::debug!(reason, "plugin request denied");
-            "deny"
-        }
-        Decision::Unknown => "ignore",
-    }
-}
-
 #[utoipa::path(
     post, path = "/broker/plugin/login", tag = "broker",
     request_body(content = BrokerRequest, content_type = "application/json", description = "username, password, clientid, and cert_pem when the client presented a certificate (its common name is then the username)"),
@@ -111,7 +100,7 @@ pub async fn login(
     }
     let decision = state.broker.authenticate(&auth).await;
     if decision != Decision::Allow {
-        return Ok(HttpResponse::Ok().json(PluginLogin::refused(result(decision))));
+        return Ok(HttpResponse::Ok().json(PluginLogin::refused(decision.word())));
     }
     let tags = state.broker.plugin_tags(&auth).await;
     let activation = state.broker.activation_secret(&auth).await;
@@ -169,7 +158,7 @@ pub async fn acl(
         Some("4") => &[Access::Subscribe],
         _ => {
             return Ok(HttpResponse::Ok().json(PluginAcl {
-                result: result(Decision::Deny("missing or unknown acc")),
+                result: Decision::Deny("missing or unknown acc").word(),
             }));
         }
     };
@@ -178,7 +167,7 @@ pub async fn acl(
         None => Decision::Deny("missing username or topic"),
     };
     Ok(HttpResponse::Ok().json(PluginAcl {
-        result: result(decision),
+        result: decision.word(),
     }))
 }
 
