@@ -521,3 +521,38 @@ async fn a_username_alone_is_a_certificate_login_only_when_the_operator_says_so(
         403
     );
 }
+
+#[actix_web::test]
+async fn the_plugins_feed_starts_a_follower_afresh_and_names_a_bad_broker_name() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .send("GET", "/broker/plugin/feed?broker=mosquitto-1", None, None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["reset"], true, "a first poll forgets everything cached");
+    assert!(r.body["cursor"].is_string());
+    for bad in ["", "a,b", &"x".repeat(65)] {
+        let r = app
+            .send("GET", &format!("/broker/plugin/feed?broker={bad}&wait=0"), None, None)
+            .await;
+        let body = assert_problem(&r, 400);
+        assert!(
+            body["errors"]["broker"][0]
+                .as_str()
+                .unwrap()
+                .contains("1 to 64 characters"),
+            "{body}"
+        );
+    }
+    // A login with no password and no certificate is nobody's, whatever else it says.
+    let r = app
+        .send(
+            "POST",
+            "/broker/plugin/login",
+            None,
+            Some(json!({"username": "nobody", "clientid": "c"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["result"], "deny");
+}
