@@ -309,14 +309,25 @@ pub fn serve(mut state: AppState) -> Result<Running, StartError> {
                 web::PathConfig::default()
                     .error_handler(|_, _| ApiError::from(crate::support::Error::NotFound("object")).into()),
             )
-            .configure(crate::http::configure)
-            .default_service(web::to(crate::http::ui::serve))
-            .wrap(ErrorHandlers::new().default_handler(problemize))
-            .wrap(middleware::Condition::new(
-                metrics_on,
-                middleware::from_fn(crate::http::metrics::track),
-            ))
-            .wrap(middleware::from_fn(crate::http::request_log))
+            // The brokers' questions first, through their own lean edge; then the rest of
+            // the API, the OpenAPI document and the admin UI, through the full stack.
+            .service(
+                web::scope(crate::http::BROKER_SCOPE)
+                    .configure(crate::http::configure_brokers)
+                    .default_service(web::to(crate::http::not_found))
+                    .wrap(crate::http::broker_edge::BrokerEdge { metrics: metrics_on }),
+            )
+            .service(
+                web::scope("")
+                    .configure(crate::http::configure)
+                    .default_service(web::to(crate::http::ui::serve))
+                    .wrap(ErrorHandlers::new().default_handler(problemize))
+                    .wrap(middleware::Condition::new(
+                        metrics_on,
+                        middleware::from_fn(crate::http::metrics::track),
+                    ))
+                    .wrap(middleware::from_fn(crate::http::request_log)),
+            )
     })
     .on_connect(crate::tls::on_connect)
     // TLS: a connection that sends no ClientHello holds one of the worker's handshake slots

@@ -56,11 +56,40 @@ pub fn mqtt_signature(ha1: &str, timestamp: i64) -> String {
 
 /// Checks a presented hex signature for `timestamp` in constant time.
 pub fn verify_mqtt_signature(ha1: &str, timestamp: i64, signature_hex: &str) -> bool {
-    let Ok(sig) = hex::decode(signature_hex) else {
-        return false;
-    };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, ha1.to_ascii_lowercase().as_bytes());
-    hmac::verify(&key, timestamp.to_string().as_bytes(), &sig).is_ok()
+    MqttKey::new(ha1).verify(timestamp, signature_hex)
+}
+
+/// A device's MQTT password key, made once from its HA1: the HMAC key schedule is done here,
+/// so a login's check is the HMAC of its timestamp and a comparison, with nothing allocated.
+#[derive(Clone)]
+pub struct MqttKey(hmac::Key);
+
+impl std::fmt::Debug for MqttKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MqttKey(…)")
+    }
+}
+
+impl MqttKey {
+    /// The key of the device whose HA1 this is (hex, either case).
+    pub fn new(ha1: &str) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, ha1.to_ascii_lowercase().as_bytes()))
+    }
+
+    /// Checks a presented hex signature (either case) for `timestamp` in constant time.
+    pub fn verify(&self, timestamp: i64, signature_hex: &str) -> bool {
+        let mut signature = [0u8; 32];
+        if hex::decode_to_slice(signature_hex, &mut signature).is_err() {
+            return false;
+        }
+        let mut digits = std::io::Cursor::new([0u8; 20]);
+        if std::io::Write::write_fmt(&mut digits, format_args!("{timestamp}")).is_err() {
+            return false;
+        }
+        let written = usize::try_from(digits.position()).unwrap_or(0);
+        let text = digits.get_ref().get(..written).unwrap_or_default();
+        hmac::verify(&self.0, text, &signature).is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +154,10 @@ mod tests {
             1_700_000_000,
             "zz"
         ));
+        // Either case, as hex::decode took it; a shorter signature never matches.
+        let key = MqttKey::new("939E7578ED9E3C518A452ACEE763BCE9");
+        assert!(key.verify(1_700_000_000, &sig.to_uppercase()));
+        assert!(!key.verify(1_700_000_000, &sig[..62]));
+        assert!(!key.verify(i64::MIN, &sig));
     }
 }

@@ -72,6 +72,33 @@ impl SignMethod {
     /// computes it: EnOS's documented SHA-256 and its SDK's SHA-1 in upper-case hex, the
     /// rest in lower-case.
     pub fn sign(self, secret: &str, content: &str) -> String {
+        let mut out = [0u8; 32];
+        let len = self.digest(secret, content, &mut out);
+        let bytes = out.get(..len).unwrap_or_default();
+        match self {
+            Self::Digest(Hash::Sha256 | Hash::Sha1) => hex::encode_upper(bytes),
+            _ => hex::encode(bytes),
+        }
+    }
+
+    /// Whether `presented` is the password for `content` and `secret`: compared in
+    /// constant time, either case of hex accepted, nothing allocated.
+    pub fn verify(self, secret: &str, content: &str, presented: &str) -> bool {
+        let mut expected = [0u8; 32];
+        let len = self.digest(secret, content, &mut expected);
+        let mut given = [0u8; 32];
+        let (Some(expected), Some(given)) = (expected.get(..len), given.get_mut(..len)) else {
+            return false;
+        };
+        len > 0 && hex::decode_to_slice(presented, given).is_ok() && bool::from(expected.ct_eq(given))
+    }
+
+    /// Writes the raw digest or MAC into `out` and returns its length (16, 20 or 32).
+    fn digest(self, secret: &str, content: &str, out: &mut [u8; 32]) -> usize {
+        let mut put = |bytes: &[u8]| {
+            out.iter_mut().zip(bytes).for_each(|(o, b)| *o = *b);
+            bytes.len().min(out.len())
+        };
         match self {
             Self::Digest(hash @ (Hash::Sha256 | Hash::Sha1)) => {
                 let algorithm = match hash {
@@ -81,39 +108,31 @@ impl SignMethod {
                 let mut ctx = digest::Context::new(algorithm);
                 ctx.update(content.as_bytes());
                 ctx.update(secret.as_bytes());
-                hex::encode_upper(ctx.finish())
+                put(ctx.finish().as_ref())
             }
             Self::Digest(Hash::Md5) => {
                 let mut ctx = md5::Md5::new();
                 ctx.update(content.as_bytes());
                 ctx.update(secret.as_bytes());
-                hex::encode(ctx.finalize())
+                put(&ctx.finalize())
             }
-            Self::Hmac(Hash::Sha1) => ring_hex(ring_hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret, content),
-            Self::Hmac(Hash::Sha256) => ring_hex(ring_hmac::HMAC_SHA256, secret, content),
+            Self::Hmac(Hash::Sha1) => put(ring_mac(ring_hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret, content).as_ref()),
+            Self::Hmac(Hash::Sha256) => put(ring_mac(ring_hmac::HMAC_SHA256, secret, content).as_ref()),
             Self::Hmac(Hash::Md5) => match Hmac::<md5::Md5>::new_from_slice(secret.as_bytes()) {
                 Ok(mut mac) => {
                     mac.update(content.as_bytes());
-                    hex::encode(mac.finalize().into_bytes())
+                    put(&mac.finalize().into_bytes())
                 }
                 // HMAC takes a key of any length; this arm cannot be reached.
-                Err(_) => String::new(),
+                Err(_) => 0,
             },
         }
     }
-
-    /// Whether `presented` is the password for `content` and `secret`: compared in
-    /// constant time, either case of hex accepted.
-    pub fn verify(self, secret: &str, content: &str, presented: &str) -> bool {
-        let expected = self.sign(secret, content).to_ascii_lowercase();
-        let presented = presented.to_ascii_lowercase();
-        !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
-    }
 }
 
-fn ring_hex(algorithm: ring_hmac::Algorithm, secret: &str, content: &str) -> String {
+fn ring_mac(algorithm: ring_hmac::Algorithm, secret: &str, content: &str) -> ring_hmac::Tag {
     let key = ring_hmac::Key::new(algorithm, secret.as_bytes());
-    hex::encode(ring_hmac::sign(&key, content.as_bytes()))
+    ring_hmac::sign(&key, content.as_bytes())
 }
 
 /// A sign timestamp as a device sends it: Unix time in seconds (10 digits, what Alibaba's

@@ -256,33 +256,52 @@ fn broker_handles(method: &'static str, route: &'static str, status: u16) -> Req
     })
 }
 
-/// Counts every request by method, route template and status, with its latency.
+/// Counts every request by method, route template and status, with its latency (the
+/// brokers' routes are counted by their own edge, [`BrokerCount`]).
 pub async fn track(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = method_label(req.method());
-    let broker = BROKER_ROUTES
-        .get()
-        .and_then(|routes| routes.iter().find(|r| **r == req.path()).copied());
-    let pattern = match broker {
-        Some(_) => None,
-        None => Some(req.match_pattern().unwrap_or_else(|| "unmatched".into())),
-    };
+    let pattern = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let result = next.call(req).await;
     let status = match &result {
         Ok(res) => res.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
-    let (counter, histogram) = match (broker, &pattern) {
-        (Some(route), _) => broker_handles(method, route, status),
-        (None, Some(route)) => request_handles(method, route, status),
-        (None, None) => request_handles(method, "unmatched", status),
-    };
+    let (counter, histogram) = request_handles(method, &pattern, status);
     counter.increment(1);
     histogram.record(started.elapsed().as_secs_f64());
     result
+}
+
+/// A broker request being counted: its method and route, both `&'static str` (the route
+/// found among the broker routes' paths, so nothing is allocated per request).
+pub struct BrokerCount {
+    method: &'static str,
+    route: &'static str,
+}
+
+impl BrokerCount {
+    pub fn of(method: &actix_web::http::Method, path: &str) -> Self {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let route = BROKER_ROUTES
+            .get()
+            .and_then(|routes| routes.iter().find(|r| **r == path).copied())
+            .unwrap_or("unmatched");
+        Self {
+            method: method_label(method),
+            route,
+        }
+    }
+
+    /// Counts the answer, with its latency, as [`track`] does the API's.
+    pub fn record(self, status: u16, elapsed: std::time::Duration) {
+        let (counter, histogram) = broker_handles(self.method, self.route, status);
+        counter.increment(1);
+        histogram.record(elapsed.as_secs_f64());
+    }
 }
 
 /// Prometheus metrics.

@@ -4,6 +4,7 @@
 //! [`edge`] (route shapes, pages, ids) and [`extract`] (the extractors that authenticate and
 //! authorise before a handler runs); every error becomes problem+json in `crate::error`.
 
+pub mod broker_edge;
 pub mod edge;
 pub mod extract;
 pub mod metrics;
@@ -66,21 +67,39 @@ pub fn mounted() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Registers every route, each path twice (with and without the trailing slash) as separate
+/// The prefix of the brokers' routes, mounted as a scope of their own ([`broker_edge`]).
+pub const BROKER_SCOPE: &str = "/broker";
+
+/// Registers every route but the brokers' (see [`configure_brokers`]), and the OpenAPI
+/// document.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let rest = routes().into_iter().filter(|(p, _)| !is_broker(p)).collect();
+    register(cfg, rest, "");
+    openapi::configure(cfg);
+}
+
+/// Registers the brokers' routes inside the `/broker` scope (their paths without it).
+pub fn configure_brokers(cfg: &mut web::ServiceConfig) {
+    let brokers: Routes = routes().into_iter().filter(|(p, _)| is_broker(p)).collect();
+    metrics::name_broker_routes(brokers.iter().map(|(p, _)| *p).filter(|p| !p.contains('{')));
+    register(cfg, brokers, BROKER_SCOPE);
+}
+
+fn is_broker(path: &str) -> bool {
+    path.strip_prefix(BROKER_SCOPE)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Registers routes, each path twice (with and without the trailing slash) as separate
 /// resources: actix matches a resource with one static pattern by string comparison, but a
 /// resource with several patterns through a regex set, which cost a sixth of the CPU of a
-/// broker call before this.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// broker call before this. `scope` is the prefix the paths are mounted under.
+fn register(cfg: &mut web::ServiceConfig, routes: Routes, scope: &str) {
     // Static paths first: they match by string comparison, and no static path here is also
     // matched by a dynamic pattern, so the order between the two groups changes nothing else.
-    let (static_routes, dynamic_routes): (Routes, Routes) = routes().into_iter().partition(|(p, _)| !p.contains('{'));
-    metrics::name_broker_routes(
-        static_routes
-            .iter()
-            .map(|(p, _)| *p)
-            .filter(|p| p.starts_with("/broker/")),
-    );
+    let (static_routes, dynamic_routes): (Routes, Routes) = routes.into_iter().partition(|(p, _)| !p.contains('{'));
     for (path, methods) in static_routes.into_iter().chain(dynamic_routes) {
+        let path = path.strip_prefix(scope).unwrap_or(path);
         let mut patterns = vec![path.to_owned()];
         if !path.ends_with('/') && !path.contains('.') {
             patterns.push(format!("{path}/"));
@@ -99,7 +118,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             cfg.service(resource);
         }
     }
-    openapi::configure(cfg);
 }
 
 /// The answer to an unknown path.
@@ -121,31 +139,12 @@ fn next_request_id() -> String {
 }
 
 /// Gives every request an id (the caller's `X-Request-Id` if it sent a sane one), runs it
-/// inside a tracing span carrying that id, and logs its outcome.
+/// inside a tracing span carrying that id, and logs its outcome. (The brokers' routes have
+/// their own edge: [`broker_edge`].)
 pub async fn request_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> actix_web::Result<ServiceResponse<EitherBody<impl MessageBody>>> {
-    // The brokers' questions (thousands a second, answered from memory): no span, no id,
-    // no strings made; a failed one is logged at debug (as before), a slow one at info.
-    if req.path().starts_with("/broker/") {
-        let started = Instant::now();
-        let mut res = next.call(req).await?;
-        let status = res.status().as_u16();
-        let elapsed = started.elapsed();
-        if status >= 400 || elapsed.as_millis() >= 500 {
-            let path = res.request().path();
-            let ms = elapsed.as_secs_f64() * 1000.0;
-            if elapsed.as_millis() >= 500 {
-                tracing::info!(%path, status, ms, "served");
-            } else {
-                tracing::debug!(%path, status, ms, "served");
-            }
-        }
-        res.headers_mut()
-            .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        return Ok(res.map_into_left_body());
-    }
     let id = req
         .headers()
         .get(&REQUEST_ID)
