@@ -151,6 +151,40 @@ pub struct CrlRequest<'a> {
     pub scoped: bool,
 }
 
+/// Empties `buffer` and makes it hold at least `needed` bytes: a buffer that must grow gets
+/// an eighth more, so a list that grows by a few entries a publication is not reallocated
+/// at every one (a signature's length varies by a byte or two as well).
+fn make_room(buffer: &mut Vec<u8>, needed: usize) {
+    buffer.clear();
+    if buffer.capacity() < needed {
+        buffer.reserve_exact(needed.saturating_add(needed / 8));
+    }
+}
+
+/// Writes `der` as a PEM block labelled `label` into `out` (replacing what it held): 64
+/// characters a line, LF line endings, as the `pem` crate writes it with LF.
+fn pem_into(label: &str, der: &[u8], out: &mut Vec<u8>) -> Result<(), CaError> {
+    use base64::Engine as _;
+    make_room(out, 2 * (label.len() + 17) + der.len().div_ceil(48) * 65);
+    out.extend_from_slice(b"-----BEGIN ");
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(b"-----\n");
+    for chunk in der.chunks(48) {
+        let start = out.len();
+        out.resize(start + 64, 0);
+        let line = out.get_mut(start..).unwrap_or_default();
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(chunk, line)
+            .map_err(|e| CaError::Signing(format!("PEM encoding: {e}")))?;
+        out.truncate(start + written);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"-----END ");
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(b"-----\n");
+    Ok(())
+}
+
 /// A signed CRL.
 #[derive(Clone, Debug)]
 pub struct SignedCrl {
@@ -158,6 +192,21 @@ pub struct SignedCrl {
     pub der: Vec<u8>,
     /// PEM encoding (`X509 CRL`).
     pub pem: String,
+}
+
+/// The buffers a CRL is built in ([`Authority::sign_crl_into`]). A publisher that signs one
+/// CRL again and again keeps them, and gives back the DER and PEM of the CRL it replaced
+/// once nothing else holds them, so a publication allocates nothing the size of the list:
+/// list-sized buffers made anew every time are what spread over glibc's arenas and stay
+/// resident (docs/performance.md, "Memory").
+#[derive(Debug, Default)]
+pub struct CrlBuffers {
+    /// The tbsCertList being signed (scratch).
+    pub tbs: Vec<u8>,
+    /// The signed CRL's DER.
+    pub der: Vec<u8>,
+    /// Its PEM (`X509 CRL`, 64-character lines, LF).
+    pub pem: Vec<u8>,
 }
 
 /// Facts read back from a CRL whose signature verified.
@@ -218,6 +267,20 @@ impl Authority {
     /// only for hashing the list, not for encoding every entry again: at 100,000 entries this
     /// is several times faster than [`Authority::sign_crl`], which encodes them all.
     pub fn sign_crl_encoded(&self, request: &CrlRequest<'_>, entries_der: &[u8]) -> Result<SignedCrl, CaError> {
+        let mut buffers = CrlBuffers::default();
+        self.sign_crl_into(request, entries_der, &mut buffers)?;
+        let pem = String::from_utf8(buffers.pem).map_err(|_| CaError::Signing("the CRL's PEM is not text".into()))?;
+        Ok(SignedCrl { der: buffers.der, pem })
+    }
+
+    /// [`Self::sign_crl_encoded`] into `buffers`: their DER and PEM are replaced by the new
+    /// CRL's, in the memory they already hold when it is large enough.
+    pub fn sign_crl_into(
+        &self,
+        request: &CrlRequest<'_>,
+        entries_der: &[u8],
+        buffers: &mut CrlBuffers,
+    ) -> Result<(), CaError> {
         // The signature algorithm of the CA's key: ecdsa-with-SHA256 (P-256) or
         // ecdsa-with-SHA384 (P-384), RFC 5758 §3.2, parameters absent; sha256WithRSAEncryption
         // (RSA), RFC 4055 §5, parameters NULL.
@@ -278,28 +341,25 @@ impl Authority {
         ];
         let tbs_len: usize = parts.iter().map(|p| p.len()).sum();
         let tbs_header = tlv_header(0x30, tbs_len);
-        let mut tbs = Vec::with_capacity(tbs_header.len() + tbs_len);
+        let tbs = &mut buffers.tbs;
+        make_room(tbs, tbs_header.len() + tbs_len);
         tbs.extend_from_slice(&tbs_header);
         for part in parts {
             tbs.extend_from_slice(part);
         }
-        let signature = self.sign(&tbs)?;
+        let signature = self.sign(tbs)?;
         let sig_header = tlv_header(0x03, signature.len() + 1);
         let body_len = tbs.len() + algorithm.len() + sig_header.len() + 1 + signature.len();
         let header = tlv_header(0x30, body_len);
-        let mut der = Vec::with_capacity(header.len() + body_len);
+        let der = &mut buffers.der;
+        make_room(der, header.len() + body_len);
         der.extend_from_slice(&header);
-        der.extend_from_slice(&tbs);
-        drop(tbs);
+        der.extend_from_slice(tbs);
         der.extend_from_slice(algorithm);
         der.extend_from_slice(&sig_header);
         der.push(0);
         der.extend_from_slice(&signature);
-        // The DER goes into the PEM block and comes back out of it: no copy of the list.
-        let block = pem::Pem::new("X509 CRL", der);
-        let pem = pem::encode_config(&block, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF));
-        let der = block.into_contents();
-        Ok(SignedCrl { der, pem })
+        pem_into("X509 CRL", der, &mut buffers.pem)
     }
 
     /// Checks a DER CRL's outer structure and that this CA signed it, without walking its
@@ -503,8 +563,22 @@ mod tests {
         let fast = ca.sign_crl_encoded(&request, &encoded).unwrap();
         let whole = ca.sign_crl(&request, &entries).unwrap();
         ca.verify_crl_signature(&fast.der).unwrap();
-        // The PEM is the DER (the DER is handed through the PEM block, not copied).
+        // The PEM is the DER, written as the pem crate writes it with LF line endings.
         assert_eq!(pem::parse(&fast.pem).unwrap().contents(), &fast.der[..]);
+        let by_crate = pem::encode_config(
+            &pem::Pem::new("X509 CRL", fast.der.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        );
+        assert_eq!(fast.pem, by_crate);
+        // Signed again into kept buffers: the same memory, a new CRL in it.
+        let mut buffers = CrlBuffers::default();
+        ca.sign_crl_into(&request, &encoded, &mut buffers).unwrap();
+        let (der_at, pem_at) = (buffers.der.as_ptr(), buffers.pem.as_ptr());
+        let next = CrlRequest { number: 301, ..request };
+        ca.sign_crl_into(&next, &encoded, &mut buffers).unwrap();
+        assert_eq!((buffers.der.as_ptr(), buffers.pem.as_ptr()), (der_at, pem_at));
+        assert_eq!(ca.check_crl(&buffers.der).unwrap().number, 301);
+        assert_eq!(pem::parse(&buffers.pem).unwrap().contents(), &buffers.der[..]);
         assert_eq!(ca.check_crl(&fast.der).unwrap(), ca.check_crl(&whole.der).unwrap());
         let (_, a) = CertificateRevocationList::from_der(&fast.der).unwrap();
         let (_, b) = CertificateRevocationList::from_der(&whole.der).unwrap();

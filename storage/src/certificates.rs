@@ -239,7 +239,10 @@ impl Store {
     }
 
     /// Revokes every certificate of `ids` not yet revoked, in one transaction; returns those
-    /// this call revoked.
+    /// this call revoked. A bulk revocation goes through its ids 500 at a time (in id order,
+    /// so concurrent ones lock rows in one order): each chunk's rows are read, revoked and
+    /// audited before the next is read, and only the revoked rows are kept, not every chunk's
+    /// audit records and statements at once.
     pub async fn revoke_certificates(
         &self,
         ids: &[Uuid],
@@ -250,9 +253,16 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
         let txn = self.write_txn().await?;
-        let revoked = revoke_in(&txn, ids, reason, now).await?;
-        crate::outbox::append(&txn, &records(&revoked), now).await?;
+        let mut revoked = Vec::new();
+        for chunk in ids.chunks(REVOKE_CHUNK) {
+            let done = revoke_in(&txn, chunk, reason, now).await?;
+            crate::outbox::append(&txn, &records(&done), now).await?;
+            revoked.extend(done);
+        }
         txn.commit().await?;
         Ok(revoked)
     }
@@ -419,9 +429,134 @@ pub(crate) async fn certificates_for_update(
     Ok(found)
 }
 
+/// How many certificates a bulk revocation reads, revokes and audits at a time.
+const REVOKE_CHUNK: usize = 500;
+
 /// The audit records of certificates revoked together, made by the caller from the ones
 /// the call revoked (those already revoked are left out).
 pub type RevocationRecords<'a> = &'a (dyn Fn(&[Certificate]) -> Vec<NewAudit> + Send + Sync);
 
 /// RFC 5280's name of the reason a renewed certificate is revoked with.
 pub const SUPERSEDED: &str = "superseded";
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+
+    use super::*;
+    use crate::StoreOptions;
+
+    fn revocation_record(c: &Certificate) -> NewAudit {
+        NewAudit {
+            actor_id: None,
+            actor: "system".into(),
+            role: "system".into(),
+            action: "certificate.revoke".into(),
+            target_kind: "certificate".into(),
+            target_id: c.id.to_string(),
+            enterprise: Some(c.enterprise.clone()),
+            request_id: None,
+            client_addr: None,
+            outcome: "success".into(),
+            details: serde_json::json!({"serial": c.serial}),
+            event: None,
+            ends_sessions: false,
+        }
+    }
+
+    /// Past a chunk: every certificate revoked once, audited once and in id order, the chain
+    /// whole, and the ones revoked before left out (whatever chunk they fall in).
+    #[tokio::test]
+    async fn a_bulk_revocation_past_a_chunk_revokes_and_audits_each_once() {
+        let path = std::env::temp_dir().join(format!("fleetca-bulk-{}.db", Uuid::new_v4().simple()));
+        let store = Store::connect(&StoreOptions {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            max_connections: 1,
+        })
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let now = Utc::now();
+        let authority = crate::authority::NewCa {
+            role: "root".into(),
+            state: "active".into(),
+            parent_id: None,
+            certificate_pem: "PEM".into(),
+            sealed_key: vec![1],
+            in_token: None,
+            csr_pem: None,
+            cross_pem: None,
+        };
+        let issuer = store.add_authority(authority, &[], now).await.unwrap();
+        let n = REVOKE_CHUNK * 2 + 100;
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = Uuid::new_v4();
+            ids.push(id);
+            Certificate {
+                id,
+                name: format!("c{i}"),
+                kind: "client".into(),
+                api_key_id: None,
+                enterprise: "acme".into(),
+                serial: format!("{i:040x}"),
+                fingerprint: format!("{i:064x}"),
+                certificate_pem: "-".into(),
+                not_before: now,
+                not_after: now + chrono::Duration::days(365),
+                created_at: now,
+                revoked_at: None,
+                revocation_reason: None,
+                device: None,
+                supersede_at: None,
+                renewed_by: None,
+                renewed_via: None,
+                expiry_warned: None,
+                issuer_id: issuer,
+                crl_shard: Some(0),
+            }
+            .into_active_model()
+            .insert(store.conn())
+            .await
+            .unwrap();
+        }
+        // Two already revoked: one in the first chunk, one in the last (by id order).
+        let mut sorted = ids.clone();
+        sorted.sort();
+        let before = [sorted[3], sorted[n - 3]];
+        let records = |revoked: &[Certificate]| revoked.iter().map(revocation_record).collect::<Vec<_>>();
+        assert_eq!(
+            store
+                .revoke_certificates(&before, "keyCompromise", &records, now)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        let audited_before = store.verify_audit().await.unwrap().unwrap();
+
+        // Reversed, with a duplicate: still each once, in id order.
+        let mut asked: Vec<Uuid> = ids.iter().rev().copied().collect();
+        asked.push(ids[0]);
+        let revoked = store
+            .revoke_certificates(&asked, "superseded", &records, now)
+            .await
+            .unwrap();
+        assert_eq!(revoked.len(), n - 2);
+        assert!(revoked.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(
+            revoked
+                .iter()
+                .all(|c| c.revocation_reason.as_deref() == Some("superseded"))
+        );
+        assert!(!revoked.iter().any(|c| before.contains(&c.id)));
+        let audited = store.verify_audit().await.unwrap().unwrap();
+        assert_eq!(audited - audited_before, (n - 2) as i64);
+        assert_eq!(
+            store.certificate(before[1]).await.unwrap().revocation_reason.as_deref(),
+            Some("keyCompromise")
+        );
+        drop(store);
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -240,6 +240,8 @@ struct Published {
     encoded: Arc<Vec<u8>>,
     /// Revocations up to this sequence number are on the current CRL.
     covered: u64,
+    /// What the next CRL is built in (see [`fleetca_ca::crl::CrlBuffers`]).
+    buffers: fleetca_ca::crl::CrlBuffers,
 }
 
 impl Published {
@@ -253,6 +255,7 @@ impl Published {
             encoded: Arc::new(revoked.iter().flat_map(|e| encode_revoked_entry(&e.entry)).collect()),
             revoked,
             covered: 0,
+            buffers: fleetca_ca::crl::CrlBuffers::default(),
         }
     }
 }
@@ -688,7 +691,8 @@ impl CrlPublisher {
         let entries = published.revoked.len();
         let url = issuer.url.clone();
         let scoped = issuer.scoped;
-        let crl = crate::support::blocking(move || {
+        let mut buffers = std::mem::take(&mut published.buffers);
+        let mut buffers = crate::support::blocking(move || {
             let request = CrlRequest {
                 number,
                 this_update,
@@ -696,15 +700,17 @@ impl CrlPublisher {
                 url: &url,
                 scoped,
             };
-            let crl = ca.sign_crl_encoded(&request, &encoded)?;
-            ca.verify_crl_signature(&crl.der)?;
-            Ok::<_, fleetca_ca::CaError>(crl)
+            ca.sign_crl_into(&request, &encoded, &mut buffers)?;
+            ca.verify_crl_signature(&buffers.der)?;
+            Ok::<_, fleetca_ca::CaError>(buffers)
         })
         .await??;
         // The record first: a caller told "revoked" must find the revocation there after any
         // restore of the database. Without it the CRL is neither served nor written.
         // Shared, not copied: the record and the DER answers read one buffer.
-        let der = Bytes::from(crl.der);
+        let der = Bytes::from(std::mem::take(&mut buffers.der));
+        let pem = Bytes::from(std::mem::take(&mut buffers.pem));
+        published.buffers = buffers;
         if let Some(path) = &issuer.record {
             let (path, der) = (path.clone(), der.clone());
             if let Err(e) = crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await? {
@@ -714,14 +720,28 @@ impl CrlPublisher {
                 return Err(Error::Internal(e));
             }
         }
-        *issuer.current.write().unwrap_or_else(|e| e.into_inner()) = Some(PublishedCrl {
-            der,
-            pem: Bytes::from(crl.pem),
-            number,
-            this_update,
-            next_update,
-            entries,
-        });
+        let replaced = issuer
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(PublishedCrl {
+                der,
+                pem,
+                number,
+                this_update,
+                next_update,
+                entries,
+            });
+        // The next CRL is built in the memory of the one it replaced, unless something still
+        // holds it (an answer being sent): then it is freed when that is done.
+        if let Some(old) = replaced {
+            if let Ok(der) = old.der.try_into_mut() {
+                published.buffers.der = der.into();
+            }
+            if let Ok(pem) = old.pem.try_into_mut() {
+                published.buffers.pem = pem.into();
+            }
+        }
         tracing::debug!(ca = issuer.id, shard = ?issuer.shard, crl_number = number, entries, "CRL signed");
         Ok(covered)
     }
