@@ -30,6 +30,7 @@ mod m20261206_000003_token_keys;
 mod m20261206_000004_ca_revocation;
 mod m20261207_000001_crl_shards;
 mod m20261207_000002_issue_batch;
+mod m20261207_000003_issue_batch_waits;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000004_ca_revocation::Migration),
             Box::new(m20261207_000001_crl_shards::Migration),
             Box::new(m20261207_000002_issue_batch::Migration),
+            Box::new(m20261207_000003_issue_batch_waits::Migration),
         ]
     }
 }

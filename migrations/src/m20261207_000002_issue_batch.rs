@@ -17,7 +17,7 @@ pub struct Migration;
 /// originals: what counts against a key's limit (`read_facts`' `counted` in
 /// `storage/src/issuance.rs`) and which endpoints want an event
 /// (`storage/src/webhooks/events.rs`, `wanted`).
-const CREATE: &str = r#"
+pub(crate) const CREATE: &str = r#"
 CREATE OR REPLACE FUNCTION fleetca_issue_batch(
     p_limits jsonb, p_now timestamptz, p_certs jsonb, p_audit jsonb,
     p_head_seq bigint, p_head_hash text, p_new_seq bigint, p_new_hash text, p_events jsonb)

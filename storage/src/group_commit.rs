@@ -43,17 +43,21 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
         Fut: Future<Output = Result<Vec<Result<R, StorageError>>, StorageError>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel::<(J, Reply<R>)>(4096);
-        tokio::spawn(run(rx, store, what, max_batch, write));
+        tokio::spawn(run(rx, store, what, max_batch, 1, write));
         Self { tx, what }
     }
 
     /// The same writer on a thread of its own, with a runtime of its own: its batches never
     /// wait behind the requests the process's runtime is busy with, and what it connects
-    /// there (see `issuance::postgres`) is polled by that runtime alone.
+    /// there (see `issuance::postgres`) is polled by that runtime alone. Up to `in_flight`
+    /// batches are written at once: the next is sent while the one before commits (`write`
+    /// must keep concurrent batches apart, as `issuance::postgres` does with a connection
+    /// each and the audit head handed from one to the next).
     pub(crate) fn start_on_thread<F, Fut>(
         store: Store,
         what: &'static str,
         max_batch: usize,
+        in_flight: usize,
         write: F,
     ) -> std::io::Result<Self>
     where
@@ -70,7 +74,7 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                 move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => {
                         let _ = started.send(Ok(()));
-                        runtime.block_on(run(rx, store, what, max_batch, write));
+                        runtime.block_on(run(rx, store, what, max_batch, in_flight, write));
                     }
                     Err(e) => {
                         let _ = started.send(Err(e));
@@ -95,32 +99,57 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
     }
 }
 
-/// The writer's loop: takes what is waiting (up to `max_batch`), writes it, answers each.
+/// The writer's loop: takes what is waiting (up to `max_batch`), writes it, answers each;
+/// with `in_flight` above one, takes the next batch while earlier ones are being written.
 async fn run<J, R, F, Fut>(
     mut rx: mpsc::Receiver<(J, Reply<R>)>,
     store: Store,
     what: &'static str,
     max_batch: usize,
+    in_flight: usize,
     write: F,
 ) where
     F: Fn(Store, Vec<J>) -> Fut,
     Fut: Future<Output = Result<Vec<Result<R, StorageError>>, StorageError>>,
 {
-    let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let (jobs, replies): (Vec<J>, Vec<Reply<R>>) = std::mem::take(&mut batch).into_iter().unzip();
-        let rows = jobs.len();
-        match write(store.clone(), jobs).await {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+    use futures_util::StreamExt;
+    let mut writing = futures_util::stream::FuturesUnordered::new();
+    let mut open = true;
+    while open || !writing.is_empty() {
+        let mut batch = Vec::with_capacity(max_batch);
+        tokio::select! {
+            taken = rx.recv_many(&mut batch, max_batch), if open && writing.len() < in_flight.max(1) => {
+                if taken == 0 {
+                    open = false;
+                    continue;
                 }
+                let (jobs, replies): (Vec<J>, Vec<Reply<R>>) = batch.into_iter().unzip();
+                let rows = jobs.len();
+                let written = write(store.clone(), jobs);
+                writing.push(async move { answer(written.await, replies, what, rows) });
             }
-            Err(e) => {
-                tracing::warn!(error = %e, rows, "{what} batch failed");
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+            Some(()) = writing.next(), if !writing.is_empty() => {}
+        }
+    }
+}
+
+/// Answers each job of a batch with its result, or all of them with the batch's failure.
+fn answer<R>(
+    written: Result<Vec<Result<R, StorageError>>, StorageError>,
+    replies: Vec<Reply<R>>,
+    what: &str,
+    rows: usize,
+) {
+    match written {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, rows, "{what} batch failed");
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

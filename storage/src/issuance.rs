@@ -167,7 +167,7 @@ impl Store {
             }
         };
         if one_trip {
-            match GroupCommit::start_on_thread(self.clone(), "issue", MAX_BATCH, write.clone()) {
+            match GroupCommit::start_on_thread(self.clone(), "issue", MAX_BATCH, postgres::IN_FLIGHT, write.clone()) {
                 Ok(writer) => {
                     return IssueQueue {
                         writer: Writer::Pool(writer),

@@ -27,14 +27,29 @@ use super::{BatchFacts, IssueJob, Planner, Stored};
 use crate::entity::audit_head::Entity as AuditHead;
 use crate::{Certificate, StorageError, Store};
 
-/// What the writer keeps between batches: the audit chain's head as it last left it
-/// (`None`: read it again), and a connection of its own, made on the writer's thread (no
-/// checkout and no ping per batch; dropped on any error and made again for the next batch).
+/// How many batches are sent at once: the next one is on its way (planned, chained, sent,
+/// its keys locked and counted) while the one before commits.
+pub(super) const IN_FLIGHT: usize = 2;
+
+/// What the writer keeps between batches: the audit chain's head as the last batch sent
+/// leaves it (`None`: read it again), and a connection per batch in flight, made on the
+/// writer's thread (no checkout and no ping per batch; dropped on any error and made again
+/// for the next batch).
+///
+/// The head is handed from one batch to the next when the first is *sent*, not when it has
+/// committed: the second chains its records from the first's last hash and its
+/// compare-and-swap names that head, so PostgreSQL makes it wait on the first's lock of the
+/// head row and then either finds the head it expects (the first committed) or answers
+/// `head` (the first wrote nothing, or another appender moved the head), and then this
+/// writer reads the head again and chains again. The chain stays exactly what
+/// `fleetca audit verify` checks, whatever fails.
 #[derive(Default)]
 pub(super) struct Writer {
     head: Mutex<Option<(i64, String)>>,
-    /// The connection and when a batch last used it.
-    conn: tokio::sync::Mutex<Option<(PgConnection, std::time::Instant)>>,
+    /// Held from taking the head to handing it on, so two batches never chain from one head.
+    chaining: tokio::sync::Mutex<()>,
+    /// The connections and when a batch last used each.
+    conns: [tokio::sync::Mutex<Option<(PgConnection, std::time::Instant)>>; IN_FLIGHT],
 }
 
 type Held<'a> = tokio::sync::MutexGuard<'a, Option<(PgConnection, std::time::Instant)>>;
@@ -71,10 +86,15 @@ impl Writer {
         *self.head.lock().unwrap_or_else(|e| e.into_inner()) = head;
     }
 
-    /// The writer's connection, held for one batch: pinged first when it has been idle, made
-    /// again when it is gone or does not answer.
+    /// A connection of the writer's that no batch is using (or the first, once free), held
+    /// for one batch: pinged first when it has been idle, made again when it is gone or does
+    /// not answer.
     async fn connection(&self, store: &Store) -> Result<Held<'_>, StorageError> {
-        let mut conn = self.conn.lock().await;
+        let free = self.conns.iter().find_map(|c| c.try_lock().ok());
+        let mut conn = match free {
+            Some(conn) => conn,
+            None => self.conns[0].lock().await,
+        };
         if let Some((c, used)) = conn.as_mut()
             && used.elapsed() > IDLE_PING
             && !matches!(tokio::time::timeout(CONNECT_LIMIT, c.ping()).await, Ok(Ok(())))
@@ -148,6 +168,7 @@ pub(super) async fn write_batch(
     let certs = Value::Array(plan.rows.iter().map(certificate).collect());
     let audited = !plan.records.is_empty() && !crate::audit::disabled();
     for _ in 0..HEAD_RETRIES {
+        let chaining = head.chaining.lock().await;
         let (seq, hash) = match head.take() {
             Some(h) => h,
             None if !audited => (0, String::new()),
@@ -181,7 +202,16 @@ pub(super) async fn write_batch(
             })
             .collect();
         let audit = Value::Array(records.iter().map(audit_record).collect());
-        let mut conn = head.connection(store).await?;
+        // Handed on now: the next batch chains from this one's last record.
+        head.set(audited.then(|| (new_seq, new_hash.clone())));
+        drop(chaining);
+        let mut conn = match head.connection(store).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                head.set(None);
+                return Err(e);
+            }
+        };
         let Some((c, used)) = conn.as_mut() else {
             return Err(StorageError::Internal("the issuance writer has no connection".into()));
         };
@@ -212,16 +242,17 @@ pub(super) async fn write_batch(
             }
         };
         drop(conn);
+        tracing::debug!(%outcome, jobs = jobs.len(), "issuance batch sent in one call");
         match outcome.as_str() {
-            "ok" => {
-                head.set(audited.then_some((new_seq, new_hash)));
-                return Ok(Some(std::mem::take(&mut plan.results)));
-            }
-            // Another appender moved the head: read it and chain again.
+            // The head was handed on when the batch was sent.
+            "ok" => return Ok(Some(std::mem::take(&mut plan.results))),
+            // Another appender moved the head (or the batch this one chained from wrote
+            // nothing): read it and chain again.
             "head" => head.set(None),
-            // A key would pass its limit: the pool's path decides each job from the counts.
+            // A key would pass its limit: the pool's path decides each job from the counts
+            // (and the head handed on was never written: read it again).
             _ => {
-                head.set(audited.then_some((seq, hash)));
+                head.set(None);
                 return Ok(None);
             }
         }
