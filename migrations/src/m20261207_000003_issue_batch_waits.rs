@@ -41,13 +41,15 @@ BEGIN
             EXIT WHEN swapped > 0;
             -- Behind the head this batch chains from: the batch sent before it has not
             -- reached its own swap yet. Wait for it (once it has, the UPDATE above waits on
-            -- its lock of the row and then finds its head), for 20 ms at most.
+            -- its lock of the row and then finds its head), about 20 ms at most (pg_sleep
+            -- sleeps whole milliseconds). Its keys stay locked meanwhile: when the batch
+            -- before needs one of them, it waits for this one to give up.
             SELECT seq INTO current_seq FROM audit_head WHERE id = 1;
-            IF current_seq IS NULL OR current_seq >= p_head_seq OR waited >= 100 THEN
+            IF current_seq IS NULL OR current_seq >= p_head_seq OR waited >= 20 THEN
                 RETURN 'head';
             END IF;
             waited := waited + 1;
-            PERFORM pg_sleep(0.0002);
+            PERFORM pg_sleep(0.001);
         END LOOP;
     END IF;
     -- The columns by name: one a later migration adds takes its default here.

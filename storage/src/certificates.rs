@@ -239,10 +239,12 @@ impl Store {
     }
 
     /// Revokes every certificate of `ids` not yet revoked, in one transaction; returns those
-    /// this call revoked. A bulk revocation goes through its ids 500 at a time (in id order,
-    /// so concurrent ones lock rows in one order): each chunk's rows are read, revoked and
-    /// audited before the next is read, and only the revoked rows are kept, not every chunk's
-    /// audit records and statements at once.
+    /// this call revoked. A bulk revocation goes through its ids 500 at a time: first every
+    /// chunk's rows are read and locked (in id order, so concurrent ones lock rows in one
+    /// order), then each chunk is revoked and audited, its records made and written before
+    /// the next chunk's. Every row is locked before the audit head is (as every other writer
+    /// does: certificates, then the head), so a single revocation running meanwhile cannot
+    /// deadlock with it; and not every chunk's audit records and statements are held at once.
     pub async fn revoke_certificates(
         &self,
         ids: &[Uuid],
@@ -259,9 +261,12 @@ impl Store {
         let txn = self.write_txn().await?;
         let mut revoked = Vec::new();
         for chunk in ids.chunks(REVOKE_CHUNK) {
-            let done = revoke_in(&txn, chunk, reason, now).await?;
-            crate::outbox::append(&txn, &records(&done), now).await?;
-            revoked.extend(done);
+            let found = certificates_for_update(&txn, chunk).await?;
+            revoked.extend(found.into_iter().filter(|c| c.revoked_at.is_none()));
+        }
+        for chunk in revoked.chunks_mut(REVOKE_CHUNK) {
+            mark_revoked(&txn, chunk, reason, now).await?;
+            crate::outbox::append(&txn, &records(chunk), now).await?;
         }
         txn.commit().await?;
         Ok(revoked)
@@ -388,20 +393,32 @@ pub(crate) async fn revoke_in(
         .into_iter()
         .filter(|c| c.revoked_at.is_none())
         .collect();
-    for chunk in revoked.chunks(500) {
-        Certificates::update_many()
-            .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
-            .col_expr(Column::RevocationReason, sea_orm::sea_query::Expr::value(reason))
-            .filter(Column::Id.is_in(chunk.iter().map(|c| c.id)))
-            .filter(Column::RevokedAt.is_null())
-            .exec(txn)
-            .await?;
+    for chunk in revoked.chunks_mut(REVOKE_CHUNK) {
+        mark_revoked(txn, chunk, reason, now).await?;
     }
-    for c in &mut revoked {
+    Ok(revoked)
+}
+
+/// Revokes `certs` (read and locked by [`certificates_for_update`], none revoked yet), and
+/// says so in the rows given.
+async fn mark_revoked(
+    txn: &DatabaseTransaction,
+    certs: &mut [Certificate],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    Certificates::update_many()
+        .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
+        .col_expr(Column::RevocationReason, sea_orm::sea_query::Expr::value(reason))
+        .filter(Column::Id.is_in(certs.iter().map(|c| c.id)))
+        .filter(Column::RevokedAt.is_null())
+        .exec(txn)
+        .await?;
+    for c in certs {
         c.revoked_at = Some(now);
         c.revocation_reason = Some(reason.to_owned());
     }
-    Ok(revoked)
+    Ok(())
 }
 
 /// The certificates of `ids` that exist, in id order, read for a change in `txn`: on

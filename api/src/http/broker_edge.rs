@@ -67,7 +67,17 @@ where
         let counted = self.metrics.then(|| metrics::BrokerCount::of(req.method(), req.path()));
         let answer = self.service.call(req);
         Box::pin(async move {
-            let res = answer.await?;
+            let res = match answer.await {
+                Ok(res) => res,
+                Err(e) => {
+                    // An error the handlers did not turn into an answer: counted, and
+                    // answered by actix from the error.
+                    if let Some(count) = counted {
+                        count.record(e.as_response_error().status_code().as_u16(), started.elapsed());
+                    }
+                    return Err(e);
+                }
+            };
             let status = res.status().as_u16();
             let elapsed = started.elapsed();
             if let Some(count) = counted {

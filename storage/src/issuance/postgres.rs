@@ -213,6 +213,7 @@ pub(super) async fn write_batch(
             }
         };
         let Some((c, used)) = conn.as_mut() else {
+            head.set(None);
             return Err(StorageError::Internal("the issuance writer has no connection".into()));
         };
         *used = std::time::Instant::now();
