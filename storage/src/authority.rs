@@ -564,48 +564,11 @@ mod tests {
 
     use crate::{Store, StoreOptions};
 
-    async fn fresh() -> (Store, std::path::PathBuf) {
-        let path = std::env::temp_dir().join(format!("fleetca-cas-{}.db", uuid::Uuid::new_v4().simple()));
-        let store = Store::connect(&StoreOptions {
-            url: format!("sqlite://{}?mode=rwc", path.display()),
-            max_connections: 1,
-        })
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        (store, path)
-    }
+    use crate::testing::{fresh_store as fresh, new_ca as ca};
 
     /// The audit record of a retirement (what it says is not under test here).
     fn retire_record(_: i32) -> crate::NewAudit {
-        crate::NewAudit {
-            actor_id: None,
-            actor: "system".into(),
-            role: "system".into(),
-            action: "ca.retire".into(),
-            target_kind: "ca".into(),
-            target_id: String::new(),
-            enterprise: None,
-            request_id: None,
-            client_addr: None,
-            outcome: "success".into(),
-            details: serde_json::json!({}),
-            event: None,
-            ends_sessions: false,
-        }
-    }
-
-    fn ca(role: &str, state: &str, parent_id: Option<i32>) -> super::NewCa {
-        super::NewCa {
-            role: role.into(),
-            state: state.into(),
-            parent_id,
-            certificate_pem: "PEM".into(),
-            sealed_key: vec![1],
-            in_token: None,
-            csr_pem: None,
-            cross_pem: None,
-        }
+        crate::testing::system_record("ca.retire", "ca", String::new(), serde_json::json!({}))
     }
 
     /// After a root rollover, activating the new root's intermediate retires the old root

@@ -461,49 +461,24 @@ mod tests {
     use sea_orm::{ActiveModelTrait, IntoActiveModel};
 
     use super::*;
-    use crate::StoreOptions;
 
     fn revocation_record(c: &Certificate) -> NewAudit {
-        NewAudit {
-            actor_id: None,
-            actor: "system".into(),
-            role: "system".into(),
-            action: "certificate.revoke".into(),
-            target_kind: "certificate".into(),
-            target_id: c.id.to_string(),
-            enterprise: Some(c.enterprise.clone()),
-            request_id: None,
-            client_addr: None,
-            outcome: "success".into(),
-            details: serde_json::json!({"serial": c.serial}),
-            event: None,
-            ends_sessions: false,
-        }
+        let target = c.id.to_string();
+        crate::testing::system_record(
+            "certificate.revoke",
+            "certificate",
+            target,
+            serde_json::json!({"serial": c.serial}),
+        )
     }
 
     /// Past a chunk: every certificate revoked once, audited once and in id order, the chain
     /// whole, and the ones revoked before left out (whatever chunk they fall in).
     #[tokio::test]
     async fn a_bulk_revocation_past_a_chunk_revokes_and_audits_each_once() {
-        let path = std::env::temp_dir().join(format!("fleetca-bulk-{}.db", Uuid::new_v4().simple()));
-        let store = Store::connect(&StoreOptions {
-            url: format!("sqlite://{}?mode=rwc", path.display()),
-            max_connections: 1,
-        })
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
+        let (store, path) = crate::testing::fresh_store().await;
         let now = Utc::now();
-        let authority = crate::authority::NewCa {
-            role: "root".into(),
-            state: "active".into(),
-            parent_id: None,
-            certificate_pem: "PEM".into(),
-            sealed_key: vec![1],
-            in_token: None,
-            csr_pem: None,
-            cross_pem: None,
-        };
+        let authority = crate::testing::new_ca("root", "active", None);
         let issuer = store.add_authority(authority, &[], now).await.unwrap();
         let n = REVOKE_CHUNK * 2 + 100;
         let mut ids = Vec::with_capacity(n);

@@ -47,6 +47,9 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
+#[cfg(test)]
+mod testing;
+
 pub use error::StorageError;
 
 pub use audit::NewAudit;

@@ -35,7 +35,7 @@ use crate::pki::http::{authorities, certificates, claims, est};
 
 /// Every route the server mounts, besides the OpenAPI document and the docs UI.
 pub fn routes() -> Routes {
-    // The broker's calls come first: actix tries resources in order.
+    // The brokers' routes are mounted apart, in a scope of their own (`configure_brokers`).
     let mut all = Routes::new();
     all.extend(go_auth::http::routes());
     all.extend(emqx::http::routes());
