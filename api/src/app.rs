@@ -25,6 +25,14 @@ struct LocalCaches {
 }
 
 impl changes::Subscriber for LocalCaches {
+    fn following(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match self.tokens.warm().await {
+                Ok(n) => tracing::debug!(api_keys = n, "API keys loaded for issuance"),
+                Err(e) => tracing::warn!(error = %e, "API keys not loaded ahead; each loads when first used"),
+            }
+        })
+    }
     fn user_changed(&self, id: uuid::Uuid) {
         self.tokens.invalidate_user(id);
         self.broker.invalidate_key(id);

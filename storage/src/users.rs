@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use uuid::Uuid;
 
 use crate::audit::{NewAudit, with_target_id};
@@ -151,6 +153,27 @@ impl Store {
             .one(self.conn())
             .await?
             .ok_or(StorageError::NotFound)
+    }
+
+    /// Up to `limit` active API keys (service accounts) in id order, from just after `after`:
+    /// pages of every key, for loading a cache whole.
+    pub async fn active_service_accounts_after(
+        &self,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<User>, StorageError> {
+        let mut cond = Condition::all()
+            .add(Column::IsServiceAccount.eq(true))
+            .add(Column::IsActive.eq(true));
+        if let Some(after) = after {
+            cond = cond.add(Column::Id.gt(after));
+        }
+        Ok(Users::find()
+            .filter(cond)
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
     }
 
     /// One page of users, newest first, and the total that match.

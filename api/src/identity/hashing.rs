@@ -21,6 +21,8 @@ pub struct Hasher {
     cores: usize,
     slots: Semaphore,
     waiting: AtomicUsize,
+    /// Hashes computed since the start.
+    computed: AtomicUsize,
     /// The slots' working memory: as many as slots, each taken by the hash that runs.
     memory: Mutex<Vec<HashMemory>>,
     /// A hash of a random password, checked for unknown users so timing says nothing.
@@ -50,6 +52,7 @@ impl Hasher {
             cores,
             slots: Semaphore::new(cores),
             waiting: AtomicUsize::new(0),
+            computed: AtomicUsize::new(0),
             memory: Mutex::new(memory),
             dummy,
         })
@@ -61,6 +64,11 @@ impl Hasher {
             self.cores.saturating_sub(self.slots.available_permits()),
             self.waiting.load(Ordering::Acquire),
         )
+    }
+
+    /// Hashes computed since the start, for tests.
+    pub fn computed(&self) -> usize {
+        self.computed.load(Ordering::Acquire)
     }
 
     async fn run<T: Send + 'static>(
@@ -88,6 +96,7 @@ impl Hasher {
         })
         .await?;
         self.memory.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+        self.computed.fetch_add(1, Ordering::AcqRel);
         Ok(out)
     }
 

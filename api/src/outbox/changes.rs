@@ -39,6 +39,8 @@ pub trait Subscriber: Send + Sync {
     /// this instance issues from, stop issuing and revoke what it signed since (returned, for
     /// the CRLs and the other instances).
     fn ca_revoked(&self, id: i32) -> BoxFuture<'_, Result<Vec<Certificate>, Error>>;
+    /// The feed now follows every change from here on: load the caches that are kept whole.
+    fn following(&self) -> BoxFuture<'_, ()>;
 }
 
 /// How often an instance looks for other instances' changes.
@@ -202,6 +204,8 @@ impl Changes {
                     }
                 }
             };
+            let local = me.local.clone();
+            tokio::spawn(async move { local.following().await });
             let mut seen: BTreeSet<i64> = BTreeSet::new();
             let mut high = floor;
             let mut ticks: u64 = 0;

@@ -61,6 +61,19 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         map.insert(k, v);
     }
 
+    /// Adds records read whole (a page of a table), up to the capacity, unless an
+    /// invalidation raced the read; returns how many were added.
+    pub fn fill_if_current(&self, entries: impl IntoIterator<Item = (K, V)>, generation: u64) -> usize {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return 0;
+        }
+        let room = self.capacity.saturating_sub(map.len());
+        let before = map.len();
+        map.extend(entries.into_iter().take(room));
+        map.len() - before
+    }
+
     /// Drops one entry.
     pub fn remove<Q>(&self, k: &Q)
     where
