@@ -91,8 +91,9 @@ pub struct Store {
 impl Store {
     /// Connects (creating a SQLite file if missing). Call [`Store::migrate`] before use.
     ///
-    /// SQLite runs in WAL mode with `synchronous=FULL`, so a committed transaction is on
-    /// disk when the commit returns.
+    /// SQLite runs in WAL mode with `synchronous=FULL`, so a pooled connection's committed
+    /// transaction is on disk when the commit returns (the issuance writer flushes its own
+    /// commits apart: `issuance::sqlite`).
     pub async fn connect(options: &StoreOptions) -> Result<Self, StorageError> {
         let mut opts = ConnectOptions::new(options.url.clone());
         opts.max_connections(options.max_connections)

@@ -33,8 +33,49 @@ pub struct Tokens {
     keyer: CacheKeyer,
     verified: Cache<[u8; 32], Principal>,
     /// The verifications under way, by cache key: one per token at a time.
-    verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    verifying: Mutex<HashMap<[u8; 32], Flight>>,
     users: Cache<Uuid, User>,
+}
+
+/// One token's verification, shared by everyone who presents it meanwhile: its verdict, or
+/// `Err` when it failed (its caller gets the error, the others a 503).
+type Flight = Arc<tokio::sync::OnceCell<Result<Option<Principal>, ()>>>;
+
+/// A caller's hold on a [`Flight`]. Every clone and drop of a flight happens under the map's
+/// lock, so the last holder to leave, however it leaves (a client gone mid-request drops
+/// the future), takes the flight out of the map.
+struct Boarding<'a> {
+    map: &'a Mutex<HashMap<[u8; 32], Flight>>,
+    key: [u8; 32],
+    flight: Option<Flight>,
+}
+
+impl<'a> Boarding<'a> {
+    fn new(map: &'a Mutex<HashMap<[u8; 32], Flight>>, key: [u8; 32]) -> Self {
+        let flight = map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        Self {
+            map,
+            key,
+            flight: Some(flight),
+        }
+    }
+}
+
+impl Drop for Boarding<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flight) = self.flight.take() {
+            // The map's handle and this one: nobody else is on it.
+            if Arc::strong_count(&flight) == 2 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// How many API keys [`Tokens::warm`] reads per query.
@@ -58,27 +99,25 @@ impl Tokens {
         if let Some(p) = self.verified.get(&key) {
             return Ok(Some(p));
         }
-        let turn = self
-            .verifying
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
-        let verdict = {
-            let _mine = turn.lock().await;
-            // Whoever held the turn before may have cached the verdict meanwhile.
-            match self.verified.get(&key) {
-                Some(p) => Ok(Some(p)),
-                None => self.verify_uncached(token, key).await,
-            }
+        let boarding = Boarding::new(&self.verifying, key);
+        let Some(flight) = &boarding.flight else {
+            return Err(Error::Unavailable); // there until the boarding is dropped
         };
-        let mut verifying = self.verifying.lock().unwrap_or_else(|e| e.into_inner());
-        // The map's handle and this one: nobody else waits on this token.
-        if Arc::strong_count(&turn) == 2 {
-            verifying.remove(&key);
+        let mut failure = None;
+        let verdict = flight
+            .get_or_init(|| async {
+                self.verify_uncached(token, key).await.map_err(|e| {
+                    failure = Some(e);
+                })
+            })
+            .await
+            .clone();
+        drop(boarding);
+        match (verdict, failure) {
+            (Ok(verdict), _) => Ok(verdict),
+            (Err(()), Some(mine)) => Err(mine),
+            (Err(()), None) => Err(Error::Unavailable),
         }
-        verdict
     }
 
     async fn verify_uncached(&self, token: &str, key: [u8; 32]) -> Result<Option<Principal>, Error> {
@@ -103,25 +142,26 @@ impl Tokens {
         Ok(Some(principal))
     }
 
-    /// Loads every active API key into the cache of users, a page at a time, up to the
-    /// cache's capacity; returns how many. Call it once the change feed follows, so a
+    /// Loads every active API key into the cache of users, a page at a time, until the cache
+    /// is seven eighths full (the rest is room for what is read later, so a miss does not
+    /// evict what was loaded); returns how many. Call it once the change feed follows, so a
     /// change made after a page was read reaches the cache; a page an invalidation raced is
     /// left out (its keys load when first asked for).
     pub async fn warm(&self) -> Result<usize, Error> {
+        let limit = self.users.capacity() - self.users.capacity() / 8;
         let mut after = None;
         let mut loaded = 0;
-        loop {
+        while loaded < limit {
             let generation = self.users.generation();
             let page = self.store.active_service_accounts_after(after, WARM_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             let full = page.len() as u64 == WARM_PAGE;
-            let added = self
+            loaded += self
                 .users
-                .fill_if_current(page.into_iter().map(|u| (u.id, u)), generation);
-            loaded += added;
-            if !full || (added == 0 && self.users.generation() == generation) {
-                break; // the last page, or the cache is full
+                .fill_if_current(page.into_iter().map(|u| (u.id, u)), generation, limit);
+            if !full {
+                break;
             }
         }
         Ok(loaded)
@@ -199,8 +239,11 @@ mod tests {
             "the two active keys, not the inactive one"
         );
 
-        let small = Tokens::new(kit.store.clone(), Arc::new(Hasher::new().unwrap()), 1).unwrap();
-        assert_eq!(small.warm().await.unwrap(), 1, "no more than the cache holds");
+        let small = Tokens::new(kit.store.clone(), Arc::new(Hasher::new().unwrap()), 8).unwrap();
+        for i in 4..=12 {
+            kit.api_key(&format!("svc-warm-{i}"), "acme").await;
+        }
+        assert_eq!(small.warm().await.unwrap(), 7, "seven eighths of what the cache holds");
 
         let off = UserChange {
             is_active: Some(false),

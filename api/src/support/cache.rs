@@ -61,17 +61,30 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         map.insert(k, v);
     }
 
-    /// Adds records read whole (a page of a table), up to the capacity, unless an
-    /// invalidation raced the read; returns how many were added.
-    pub fn fill_if_current(&self, entries: impl IntoIterator<Item = (K, V)>, generation: u64) -> usize {
+    /// Adds records read whole (a page of a table) that are not cached yet, while the cache
+    /// is under `limit` entries, unless an invalidation raced the read; returns how many
+    /// were added.
+    pub fn fill_if_current(&self, entries: impl IntoIterator<Item = (K, V)>, generation: u64, limit: usize) -> usize {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::Acquire) != generation {
             return 0;
         }
-        let room = self.capacity.saturating_sub(map.len());
-        let before = map.len();
-        map.extend(entries.into_iter().take(room));
-        map.len() - before
+        let mut added = 0;
+        for (k, v) in entries {
+            if map.len() >= limit.min(self.capacity) {
+                break;
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(k) {
+                slot.insert(v);
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// How many entries it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Drops one entry.

@@ -5,8 +5,8 @@
 //! thread, 250–300 µs each, and a batch of ~16 certificates took a dozen of them (5.3–5.9 ms
 //! for tens of µs of work, the CPU idle meanwhile). Here the batch — the per-key and
 //! per-device counts, the multi-row insert, the audit append and the outbox rows — runs on
-//! the thread in one `BEGIN IMMEDIATE … COMMIT`, and each caller is answered after the commit
-//! (`synchronous=FULL`: the commit is on disk). The same SQLite library serves both
+//! the thread in one `BEGIN IMMEDIATE … COMMIT`, and each caller is answered once the commit is
+//! on disk (below). The same SQLite library serves both
 //! connections (rusqlite over the `libsqlite3-sys` sqlx links), and SQLite's write lock
 //! orders this connection's transactions with the pool's.
 //!
@@ -34,7 +34,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value as SqlValue;
@@ -66,13 +67,15 @@ impl Writer {
         let mut wal = file.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
+        let failed = Arc::new(AtomicBool::new(false));
+        let flush_failed = failed.clone();
         std::thread::Builder::new()
             .name("fleetca-flush".into())
-            .spawn(move || flush(&wal, &to_flush))
+            .spawn(move || flush(&wal, &to_flush, &flush_failed))
             .map_err(|e| StorageError::Internal(format!("the issuance writer did not start: {e}")))?;
         std::thread::Builder::new()
             .name("fleetca-issue".into())
-            .spawn(move || run(conn, &rx, &committed, &store, &planner, &runtime))
+            .spawn(move || run(conn, &rx, &committed, &failed, &store, &planner, &runtime))
             .map_err(|e| StorageError::Internal(format!("the issuance writer did not start: {e}")))?;
         Ok(Self { tx })
     }
@@ -82,10 +85,8 @@ impl Writer {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.tx
             .send((job, reply))
-            .map_err(|_| StorageError::Unavailable("the certificate writer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StorageError::Internal("the certificate writer dropped a request".into()))?
+            .map_err(|_| StorageError::Unavailable(STOPPED.into()))?;
+        answer.await.map_err(|_| StorageError::Unavailable(STOPPED.into()))?
     }
 }
 
@@ -111,9 +112,10 @@ struct Committed {
 }
 
 /// Flushes the WAL once for every commit made since the last flush, then answers them. The
-/// file is opened at the first commit (it exists from then on: SQLite removes it only when its
-/// last connection closes, and the writer's stays open) and again after a failed flush.
-fn flush(wal: &Path, committed: &mpsc::Receiver<Committed>) {
+/// file is opened at the first commit: it exists from then on, since SQLite removes it only
+/// when its last connection closes and the writer's stays open. Returns at the first failed
+/// flush, having set `failed`.
+fn flush(wal: &Path, committed: &mpsc::Receiver<Committed>, failed: &AtomicBool) {
     let mut file: Option<File> = None;
     while let Ok(first) = committed.recv() {
         let ready: Vec<Committed> = std::iter::once(first).chain(committed.try_iter()).collect();
@@ -126,27 +128,34 @@ fn flush(wal: &Path, committed: &mpsc::Receiver<Committed>) {
             }),
         };
         if let Err(e) = &flushed {
-            file = None;
-            tracing::error!(error = %e, wal = %wal.display(), "the certificate writer could not flush its commits to disk");
+            failed.store(true, Ordering::Release);
+            tracing::error!(error = %e, wal = %wal.display(), "the disk did not confirm issued certificates; issuance is stopped until fleetca is restarted (check the disk first)");
         }
         for Committed { replies, results } in ready {
             for (reply, result) in replies.into_iter().zip(results) {
                 let answer = match &flushed {
                     Ok(()) => result,
                     Err(e) => Err(StorageError::Unavailable(format!(
-                        "the certificate was written but the disk did not confirm it ({e}); check the server's disk"
+                        "the certificate was written but the disk did not confirm it ({e}); it may be lost. Check the server's disk"
                     ))),
                 };
                 let _ = reply.send(answer);
             }
         }
+        if flushed.is_err() {
+            return;
+        }
     }
 }
+
+/// Why a writer that stopped refuses.
+const STOPPED: &str = "certificate issuance stopped after the disk failed to confirm a write; the operator must check the disk and restart fleetca";
 
 fn run(
     mut conn: Connection,
     rx: &mpsc::Receiver<(IssueJob, Reply)>,
     committed: &mpsc::Sender<Committed>,
+    failed: &AtomicBool,
     store: &Store,
     planner: &Planner,
     runtime: &tokio::runtime::Handle,
@@ -162,6 +171,12 @@ fn run(
             }
         }
         let (jobs, replies): (Vec<IssueJob>, Vec<Reply>) = batch.into_iter().unzip();
+        if failed.load(Ordering::Acquire) {
+            for reply in replies {
+                let _ = reply.send(Err(StorageError::Unavailable(STOPPED.into())));
+            }
+            return; // what is queued is dropped: its callers are told the writer stopped
+        }
         let simple = jobs.iter().all(|j| j.cert.renews.is_none() && j.cert.claim.is_none());
         let written = if simple {
             write_batch(&mut conn, planner, &jobs, &mut head)
@@ -174,8 +189,9 @@ fn run(
             Ok(results) if simple => {
                 if let Err(mpsc::SendError(lost)) = committed.send(Committed { replies, results }) {
                     for reply in lost.replies {
-                        let _ = reply.send(Err(StorageError::Unavailable("the certificate writer stopped".into())));
+                        let _ = reply.send(Err(StorageError::Unavailable(STOPPED.into())));
                     }
+                    return;
                 }
             }
             // A pooled connection's commit flushes itself (`synchronous=FULL`).
