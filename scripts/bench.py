@@ -26,7 +26,7 @@ process over loopback):
      storm whose every publish is an ACL check, with the plugin's cache on and off (off asks
      fleetca once per connect and per check, as mosquitto-go-auth does). `--only plugin`.
 
-Scenarios 1-5, 8 and 9 run on SQLite (a file, `synchronous=FULL`) and on PostgreSQL (a
+Scenarios 1-5, 8 and 9 run on SQLite (a file, every commit flushed before its answer) and on PostgreSQL (a
 throw-away cluster started here, `fsync` and `synchronous_commit` on); 7 on SQLite. The whole
 set runs `--runs` times (3 by default); each row reports the median and the spread (min-max).
 Prints the table and writes it, dated, to docs/performance.md (the part after `<!-- notes -->`
@@ -843,7 +843,7 @@ def main():
         return
     when = started.strftime("%Y-%m-%d %H:%M UTC")
     head = (f"# Performance\n\nMeasured by `scripts/bench` ({runs} runs of every scenario, one after another) started {when}, on "
-            f"{os.cpu_count()} cores shared with the load generator; release build; SQLite with `synchronous=FULL` (WAL) and "
+            f"{os.cpu_count()} cores shared with the load generator; release build; SQLite in WAL mode, every answer after its commit is on disk (`synchronous=FULL`; the issuance writer flushes its commits on a thread of its own) and "
             f"PostgreSQL {PG.version()} with `fsync` and `synchronous_commit` on, both on this machine's disk. Each cell: the median "
             f"of the runs (min–max).\n\n")
     path = os.path.join(ROOT, "docs", "performance.md")

@@ -33,31 +33,47 @@ pub struct Tokens {
     keyer: CacheKeyer,
     verified: Cache<[u8; 32], Principal>,
     /// The verifications under way, by cache key: one per token at a time.
-    verifying: Mutex<HashMap<[u8; 32], Flight>>,
+    verifying: Flights,
     users: Cache<Uuid, User>,
 }
 
-/// One token's verification, shared by everyone who presents it meanwhile: its verdict, or
-/// `Err` when it failed (its caller gets the error, the others a 503).
-type Flight = Arc<tokio::sync::OnceCell<Result<Option<Principal>, ()>>>;
+/// One token's verification, shared by everyone who presents it while it runs: its verdict,
+/// or `Err` when it failed (its caller gets the error, the others a 503).
+struct Flight {
+    /// The token cache's generation when it set off: a flight from before an invalidation
+    /// is not joined.
+    generation: u64,
+    verdict: tokio::sync::OnceCell<Result<Option<Principal>, ()>>,
+}
+
+type Flights = Mutex<HashMap<[u8; 32], Arc<Flight>>>;
 
 /// A caller's hold on a [`Flight`]. Every clone and drop of a flight happens under the map's
 /// lock, so the last holder to leave, however it leaves (a client gone mid-request drops
-/// the future), takes the flight out of the map.
+/// the future), takes its flight out of the map.
 struct Boarding<'a> {
-    map: &'a Mutex<HashMap<[u8; 32], Flight>>,
+    map: &'a Flights,
     key: [u8; 32],
-    flight: Option<Flight>,
+    flight: Option<Arc<Flight>>,
 }
 
 impl<'a> Boarding<'a> {
-    fn new(map: &'a Mutex<HashMap<[u8; 32], Flight>>, key: [u8; 32]) -> Self {
-        let flight = map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
+    /// Joins the flight under way for `key`, or sets off a new one when there is none, when
+    /// it has landed (a verdict from then is not waited for but read from the cache or made
+    /// again) or when it set off before an invalidation.
+    fn new(map: &'a Flights, key: [u8; 32], generation: u64) -> Self {
+        let mut flights = map.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = || {
+            Arc::new(Flight {
+                generation,
+                verdict: tokio::sync::OnceCell::new(),
+            })
+        };
+        let flight = flights.entry(key).or_insert_with(fresh);
+        if flight.verdict.initialized() || flight.generation != generation {
+            *flight = fresh();
+        }
+        let flight = flight.clone();
         Self {
             map,
             key,
@@ -71,7 +87,8 @@ impl Drop for Boarding<'_> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(flight) = self.flight.take() {
             // The map's handle and this one: nobody else is on it.
-            if Arc::strong_count(&flight) == 2 {
+            let last = map.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &flight)) && Arc::strong_count(&flight) == 2;
+            if last {
                 map.remove(&self.key);
             }
         }
@@ -99,13 +116,18 @@ impl Tokens {
         if let Some(p) = self.verified.get(&key) {
             return Ok(Some(p));
         }
-        let boarding = Boarding::new(&self.verifying, key);
+        let boarding = Boarding::new(&self.verifying, key, self.verified.generation());
         let Some(flight) = &boarding.flight else {
             return Err(Error::Unavailable); // there until the boarding is dropped
         };
         let mut failure = None;
         let verdict = flight
+            .verdict
             .get_or_init(|| async {
+                // A flight that landed just before this one set off may have cached it.
+                if let Some(p) = self.verified.get(&key) {
+                    return Ok(Some(p));
+                }
                 self.verify_uncached(token, key).await.map_err(|e| {
                     failure = Some(e);
                 })
@@ -148,19 +170,20 @@ impl Tokens {
     /// change made after a page was read reaches the cache; a page an invalidation raced is
     /// left out (its keys load when first asked for).
     pub async fn warm(&self) -> Result<usize, Error> {
-        let limit = self.users.capacity() - self.users.capacity() / 8;
+        let limit = self.users.capacity() * 7 / 8;
         let mut after = None;
         let mut loaded = 0;
-        while loaded < limit {
+        loop {
             let generation = self.users.generation();
             let page = self.store.active_service_accounts_after(after, WARM_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            let full = page.len() as u64 == WARM_PAGE;
-            loaded += self
+            let more = page.len() as u64 == WARM_PAGE;
+            let (added, full) = self
                 .users
                 .fill_if_current(page.into_iter().map(|u| (u.id, u)), generation, limit);
-            if !full {
+            loaded += added;
+            if full || !more {
                 break;
             }
         }

@@ -63,23 +63,28 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 
     /// Adds records read whole (a page of a table) that are not cached yet, while the cache
     /// is under `limit` entries, unless an invalidation raced the read; returns how many
-    /// were added.
-    pub fn fill_if_current(&self, entries: impl IntoIterator<Item = (K, V)>, generation: u64, limit: usize) -> usize {
+    /// were added, and whether the cache has reached `limit`.
+    pub fn fill_if_current(
+        &self,
+        entries: impl IntoIterator<Item = (K, V)>,
+        generation: u64,
+        limit: usize,
+    ) -> (usize, bool) {
+        let limit = limit.min(self.capacity);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
-            return 0;
-        }
         let mut added = 0;
-        for (k, v) in entries {
-            if map.len() >= limit.min(self.capacity) {
-                break;
-            }
-            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(k) {
-                slot.insert(v);
-                added += 1;
+        if self.generation.load(Ordering::Acquire) == generation {
+            for (k, v) in entries {
+                if map.len() >= limit {
+                    break;
+                }
+                if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(k) {
+                    slot.insert(v);
+                    added += 1;
+                }
             }
         }
-        added
+        (added, map.len() >= limit)
     }
 
     /// How many entries it holds at most.

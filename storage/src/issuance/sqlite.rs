@@ -85,8 +85,10 @@ impl Writer {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.tx
             .send((job, reply))
-            .map_err(|_| StorageError::Unavailable(STOPPED.into()))?;
-        answer.await.map_err(|_| StorageError::Unavailable(STOPPED.into()))?
+            .map_err(|_| StorageError::Unavailable("the certificate writer stopped; restart fleetca".into()))?;
+        answer
+            .await
+            .map_err(|_| StorageError::Unavailable("the certificate writer stopped; restart fleetca".into()))?
     }
 }
 
@@ -133,19 +135,26 @@ fn flush(wal: &Path, committed: &mpsc::Receiver<Committed>, failed: &AtomicBool)
         }
         for Committed { replies, results } in ready {
             for (reply, result) in replies.into_iter().zip(results) {
-                let answer = match &flushed {
-                    Ok(()) => result,
-                    Err(e) => Err(StorageError::Unavailable(format!(
-                        "the certificate was written but the disk did not confirm it ({e}); it may be lost. Check the server's disk"
-                    ))),
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(if flushed.is_ok() { result } else { Err(unconfirmed()) });
             }
         }
         if flushed.is_err() {
+            // What the writer committed before it heard: written, never confirmed.
+            for Committed { replies, .. } in committed.iter() {
+                for reply in replies {
+                    let _ = reply.send(Err(unconfirmed()));
+                }
+            }
             return;
         }
     }
+}
+
+/// The answer to a certificate committed but not known to be on disk.
+fn unconfirmed() -> StorageError {
+    StorageError::Unavailable(
+        "the certificate was written but the disk did not confirm it, so it may be lost; the operator must check the server's disk and restart fleetca".into(),
+    )
 }
 
 /// Why a writer that stopped refuses.
@@ -189,15 +198,17 @@ fn run(
             Ok(results) if simple => {
                 if let Err(mpsc::SendError(lost)) = committed.send(Committed { replies, results }) {
                     for reply in lost.replies {
-                        let _ = reply.send(Err(StorageError::Unavailable(STOPPED.into())));
+                        let _ = reply.send(Err(unconfirmed()));
                     }
                     return;
                 }
             }
-            // A pooled connection's commit flushes itself (`synchronous=FULL`).
+            // A pooled connection's commit flushes itself (`synchronous=FULL`), but after a
+            // failed flush a flush can succeed over the hole the failed one left.
             Ok(results) => {
+                let confirmed = !failed.load(Ordering::Acquire);
                 for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+                    let _ = reply.send(if confirmed { result } else { Err(unconfirmed()) });
                 }
             }
             Err(e) => {
