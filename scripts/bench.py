@@ -578,7 +578,7 @@ def scenario_est(q, be, out):
 
 
 def scenario_overhead(q, out):
-    secs, per_round = (1, 1_000) if q else (6, 12_000)
+    secs, per_round = (1, 3_000) if q else (6, 12_000)
     modes = [("with audit log and metrics", {}), ("without (baseline)", {"FLEETCA_BENCHMARK_BASELINE": "1"})]
     servers = []
     for label, env in modes:
