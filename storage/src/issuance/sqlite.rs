@@ -4,7 +4,7 @@
 //! Through the async driver every statement is a round trip to the connection's worker
 //! thread, 250–300 µs each, and a batch of ~16 certificates took a dozen of them (5.3–5.9 ms
 //! for tens of µs of work, the CPU idle meanwhile). Here the batch — the per-key and
-//! per-device counts, the multi-row insert, the audit append and the outbox rows — runs on
+//! per-device counts, the certificates' inserts, the audit append and the outbox rows — runs on
 //! the thread in one `BEGIN IMMEDIATE … COMMIT`, and each caller is answered once the commit is
 //! on disk (below). The same SQLite library serves both
 //! connections (rusqlite over the `libsqlite3-sys` sqlx links), and SQLite's write lock
@@ -93,9 +93,10 @@ impl Writer {
 }
 
 /// The writer's connection: the pool's settings (WAL, the busy wait) but for the commit's
-/// flush, which [`flush`] does. A statement's undo journal stays in memory: a batch's
-/// multi-row insert outgrew the in-memory part and spilled into a temporary file, created,
-/// written and deleted per batch (a quarter of the writer's kernel time, perf).
+/// flush, which [`flush`] does. A statement's undo journal, should one need it, stays in
+/// memory: the multi-row insert the batches had before [`insert`]'s single rows outgrew the
+/// in-memory part and spilled into a temporary file, created, written and deleted per batch
+/// (a quarter of the writer's kernel time, perf).
 fn open(file: &Path) -> Result<Connection, StorageError> {
     let conn = Connection::open(file).map_err(sql)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
