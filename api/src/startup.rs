@@ -626,7 +626,7 @@ fn crl_folder(config: &Config) -> Result<(), String> {
     }
     let probe = dir.join(format!(".fleetca-probe.{}", std::process::id()));
     let access = config.crl_file_access;
-    let written = crate::support::files::replace_unsynced(&probe, &[], access.mode, access.group);
+    let written = crate::support::files::replace_unsynced(&probe, &[], access.mode, access.group).map(drop);
     let _ = std::fs::remove_file(&probe);
     written.map_err(|e| {
         format!(

@@ -2,20 +2,31 @@
 //! by others: a new file in the same directory, created with its final mode, written and
 //! synced, renamed over the old one, and the directory synced. The CRL file, the HTTPS
 //! listener's key and certificate, and `server-cert`'s output all go through here.
+//!
+//! The old file is not freed by the rename: it is linked first under a hidden name and handed
+//! back as [`Retired`], so a caller on a hot path frees it after answering. Freeing a file
+//! means dropping its pages and its blocks, and on a filesystem mounted with `discard` a
+//! synchronous discard of every extent: for the brokers' CRL file of 6.6 MB (100,000
+//! revocations) the rename took 4–5 ms of a revocation's 16, more than writing the file.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `contents`, the new file created with `mode` (Unix permissions),
 /// synced: after a crash the file is the old one or the new one.
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    replace_with(path, &[contents], mode, None, true).map(drop)
+}
+
+/// As [`replace`], the file it replaced handed back to be freed when the caller chooses.
+pub fn replace_retiring(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<Retired> {
     replace_with(path, &[contents], mode, None, true)
 }
 
 /// As [`replace`], the new file in group `group` (a group the caller is a member of) before it
 /// takes the old one's place: a broker's user in that group reads it, nobody else.
 pub fn replace_as(path: &Path, contents: &[u8], mode: u32, group: Option<u32>) -> std::io::Result<()> {
-    replace_with(path, &[contents], mode, group, true)
+    replace_with(path, &[contents], mode, group, true).map(drop)
 }
 
 /// As [`replace`], atomic but not synced: for a file fleetca writes again from its durable
@@ -24,8 +35,39 @@ pub fn replace_as(path: &Path, contents: &[u8], mode: u32, group: Option<u32>) -
 /// after a power loss it may be empty until fleetca starts (on ext4, whose default
 /// `auto_da_alloc` flushes a file renamed over another, it is the old one or the new one).
 /// Syncing several MiB of CRLs on every revocation cost more than the revocation itself.
-pub fn replace_unsynced(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>) -> std::io::Result<()> {
+/// The file it replaced is handed back (see [`Retired`]).
+pub fn replace_unsynced(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>) -> std::io::Result<Retired> {
     replace_with(path, parts, mode, group, false)
+}
+
+/// The file a replacement took the place of, still linked under a hidden name
+/// (`.{name}.old`) so that the rename did not free it. Dropping it removes that name,
+/// which frees the file: drop it where the time that takes is nobody's wait. A name left by
+/// a crash is removed by the next replacement of the same file.
+#[must_use = "dropping it frees the old file now; move it to where that may take its time"]
+#[derive(Debug)]
+pub struct Retired(Option<PathBuf>);
+
+impl Drop for Retired {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Links the file at `path`, if there is one, as `retired`; `None` when it cannot (no file,
+/// or a filesystem without hard links): the rename then frees it, as it always did.
+fn retire(path: &Path, retired: PathBuf) -> Option<PathBuf> {
+    match std::fs::hard_link(path, &retired) {
+        Ok(()) => Some(retired),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Left by a crash, or by a replacement whose old file is still being freed.
+            let _ = std::fs::remove_file(&retired);
+            std::fs::hard_link(path, &retired).ok().map(|()| retired)
+        }
+        Err(_) => None,
+    }
 }
 
 /// A group's id, from its name or its number (`/etc/group`).
@@ -70,7 +112,7 @@ pub fn user_name() -> String {
 }
 
 /// `parts`, one after another, become the file.
-fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>, sync: bool) -> std::io::Result<()> {
+fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>, sync: bool) -> std::io::Result<Retired> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -110,6 +152,12 @@ fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>, syn
         }
         if sync { f.sync_all() } else { Ok(()) }
     });
+    let retired = Retired(
+        written
+            .as_ref()
+            .ok()
+            .and_then(|()| retire(path, dir.join(format!(".{name}.old")))),
+    );
     let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
     if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -118,7 +166,7 @@ fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>, syn
     if sync {
         std::fs::File::open(dir)?.sync_all()?;
     }
-    Ok(())
+    Ok(retired)
 }
 
 #[cfg(test)]
@@ -140,13 +188,45 @@ mod tests {
     }
 
     #[test]
+    fn the_replaced_file_stays_whole_until_it_is_let_go_and_a_stale_name_is_no_obstacle() {
+        use std::io::Read;
+        let dir = std::env::temp_dir().join(format!("fleetca-files-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("crl.pem");
+        std::fs::write(&path, "old").unwrap();
+        // A reader that opened the old file before the replacement.
+        let mut reader = std::fs::File::open(&path).unwrap();
+        // A name a crash left behind.
+        std::fs::write(dir.join(".crl.pem.old"), "stale").unwrap();
+        let retired = replace_unsynced(&path, &[b"new"], 0o644, None).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(dir.join(".crl.pem.old")).unwrap(), "old");
+        let mut old = String::new();
+        reader.read_to_string(&mut old).unwrap();
+        assert_eq!(old, "old");
+        drop(retired);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["crl.pem"],
+            "the old file is freed once let go, and nothing else is left"
+        );
+        // A first replacement has nothing to retire.
+        drop(replace_retiring(&dir.join("new.der"), b"x", 0o644).unwrap());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    }
+
+    #[test]
     fn the_mode_holds_whatever_the_umask_and_a_group_can_be_given() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dir = std::env::temp_dir().join(format!("fleetca-files-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("crl.pem");
         let own_group = std::fs::metadata(&dir).unwrap().gid();
-        replace_unsynced(&path, &[b"a", b"b"], 0o640, Some(own_group)).unwrap();
+        drop(replace_unsynced(&path, &[b"a", b"b"], 0o640, Some(own_group)).unwrap());
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o640);
         assert_eq!(meta.gid(), own_group);

@@ -713,11 +713,14 @@ impl CrlPublisher {
         published.buffers = buffers;
         if let Some(path) = &issuer.record {
             let (path, der) = (path.clone(), der.clone());
-            if let Err(e) = crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await? {
-                tracing::error!(error = %e, "the published CRL record was not written");
-                self.set_status(Err(e.clone()), number).await;
-                // The revocation is stored; its CRL follows when the retry records it.
-                return Err(Error::Internal(e));
+            match crate::support::blocking(move || crate::pki::published::write_record(&path, &der)).await? {
+                Ok(retired) => free_later(retired),
+                Err(e) => {
+                    tracing::error!(error = %e, "the published CRL record was not written");
+                    self.set_status(Err(e.clone()), number).await;
+                    // The revocation is stored; its CRL follows when the retry records it.
+                    return Err(Error::Internal(e));
+                }
             }
         }
         let replaced = issuer
@@ -848,15 +851,19 @@ impl CrlPublisher {
         }
         let access = self.access;
         let written = tokio::task::spawn_blocking(move || {
-            files.iter().try_for_each(|(path, parts)| {
-                let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
-                crate::support::files::replace_unsynced(path, &parts, access.mode, access.group)
-                    .map_err(|e| format!("writing the CRL file {} failed: {e}", path.display()))
-            })
+            files
+                .iter()
+                .map(|(path, parts)| {
+                    let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+                    crate::support::files::replace_unsynced(path, &parts, access.mode, access.group)
+                        .map_err(|e| format!("writing the CRL file {} failed: {e}", path.display()))
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        .and_then(|r| r)
+        .map(free_later);
         if let Err(e) = written {
             tracing::error!(error = %e, "CRL file not written");
             return Err(e);
@@ -918,6 +925,23 @@ impl CrlPublisher {
         });
     }
 }
+
+/// Frees the files a publication replaced [`FREE_AFTER`] later, on a blocking thread, not
+/// awaited: by then the revocations the publication covers have been answered. Freeing the
+/// brokers' CRL file of 6.6 MB (100,000 revocations) took 4–5 ms on a disk mounted with
+/// `discard`, as long as the rest of the publication; done at once, its discard queued ahead
+/// of the revocation's last commit and that commit's flush waited for it.
+fn free_later(retired: impl Send + 'static) {
+    tokio::spawn(async move {
+        tokio::time::sleep(FREE_AFTER).await;
+        drop(tokio::task::spawn_blocking(move || drop(retired)));
+    });
+}
+
+/// How long after a publication the files it replaced are freed: longer than a revocation
+/// takes from its CRL's publication to its answer (the change record's commit, about 1 ms),
+/// shorter than [`MIN_PUBLISH_INTERVAL`] between two publications.
+const FREE_AFTER: StdDuration = StdDuration::from_millis(20);
 
 /// How soon a failed CRL publication is retried.
 const RETRY: StdDuration = StdDuration::from_secs(10);

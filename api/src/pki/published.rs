@@ -40,9 +40,10 @@ pub fn record_of(first: &Path, issuer: i32, shard: Option<i16>) -> std::path::Pa
 const UNKNOWN_CERTIFICATE_LIFETIME: Duration = Duration::hours(87_600);
 
 /// Writes the record atomically and synced (see [`crate::support::files::replace`]): a crash leaves
-/// the old record or the new one, never half of one.
-pub fn write_record(path: &Path, der: &[u8]) -> Result<(), String> {
-    crate::support::files::replace(path, der, 0o644)
+/// the old record or the new one, never half of one. Returns the old record, to be freed off
+/// the caller's path.
+pub fn write_record(path: &Path, der: &[u8]) -> Result<crate::support::files::Retired, String> {
+    crate::support::files::replace_retiring(path, der, 0o644)
         .map_err(|e| format!("writing the published CRL record {} failed: {e}", path.display()))
 }
 
