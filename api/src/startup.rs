@@ -205,6 +205,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
             "broker_trust_username_for_certificates is on: a broker login with an API key's username and no password is admitted as that key's certificate client. Safe only if every broker listener that can send such a login requires a client certificate."
         );
     }
+    // What a stop mid-way through replacing a published record left (see `support::files`).
+    crate::support::files::remove_leftovers(&config.data_dir, "published-crl");
     crl_folder(&config).map_err(StartError::Config)?;
     let mut policy = config.broker_policy();
     let activations = match &config.mqtt {
@@ -624,6 +626,15 @@ fn crl_folder(config: &Config) -> Result<(), String> {
             ));
         }
     }
+    if std::fs::symlink_metadata(file).is_ok_and(|m| m.is_dir()) {
+        return Err(format!(
+            "crl_file {} is a folder: name a file in it (for a folder of one CRL per file, as RabbitMQ's, a name with {{ca}} in it)",
+            file.display()
+        ));
+    }
+    // What a stop mid-way through replacing the CRL files left behind.
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    crate::support::files::remove_leftovers(dir, name.split("{ca}").next().unwrap_or_default());
     let probe = dir.join(format!(".fleetca-probe.{}", std::process::id()));
     let access = config.crl_file_access;
     let written = crate::support::files::replace_unsynced(&probe, &[], access.mode, access.group).map(drop);

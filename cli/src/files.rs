@@ -3,30 +3,33 @@
 //! synced, renamed over the old one, and the directory synced. The CRL file, the HTTPS
 //! listener's key and certificate, and `server-cert`'s output all go through here.
 //!
-//! The old file is not freed by the rename: it is linked first under a hidden name and handed
-//! back as [`Retired`], so a caller on a hot path frees it after answering. Freeing a file
-//! means dropping its pages and its blocks, and on a filesystem mounted with `discard` a
-//! synchronous discard of every extent: for the brokers' CRL file of 6.6 MB (100,000
-//! revocations) the rename took 4–5 ms of a revocation's 16, more than writing the file.
+//! The CRL file and the published CRL records are replaced on every revocation, and their
+//! old files are not freed on the revocation's path: [`replace_unsynced`] and
+//! [`replace_retiring`] hand the old file back as [`Retired`], still named, and the caller
+//! frees it after answering. Freeing a file means dropping its pages and its blocks, and on
+//! a filesystem mounted with `discard` a synchronous discard of every extent: for the
+//! brokers' CRL file of 6.6 MB (100,000 revocations) the rename took 4–5 ms of a
+//! revocation's 16, more than writing the file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replaces `path` with `contents`, the new file created with `mode` (Unix permissions),
 /// synced: after a crash the file is the old one or the new one.
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    replace_with(path, &[contents], mode, None, true).map(drop)
+    replace_with(path, &[contents], mode, None, true, false).map(drop)
 }
 
 /// As [`replace`], the file it replaced handed back to be freed when the caller chooses.
 pub fn replace_retiring(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<Retired> {
-    replace_with(path, &[contents], mode, None, true)
+    replace_with(path, &[contents], mode, None, true, true)
 }
 
 /// As [`replace`], the new file in group `group` (a group the caller is a member of) before it
 /// takes the old one's place: a broker's user in that group reads it, nobody else.
 pub fn replace_as(path: &Path, contents: &[u8], mode: u32, group: Option<u32>) -> std::io::Result<()> {
-    replace_with(path, &[contents], mode, group, true).map(drop)
+    replace_with(path, &[contents], mode, group, true, false).map(drop)
 }
 
 /// As [`replace`], atomic but not synced: for a file fleetca writes again from its durable
@@ -35,22 +38,23 @@ pub fn replace_as(path: &Path, contents: &[u8], mode: u32, group: Option<u32>) -
 /// Syncing several MiB of CRLs on every revocation cost more than the revocation itself.
 /// The file it replaced is handed back (see [`Retired`]).
 ///
-/// On Linux the new file and the old one swap names in one step (`renameat2` with
+/// On Linux with glibc the new file and the old one swap names in one step (`renameat2` with
 /// `RENAME_EXCHANGE`) rather than the new one being renamed over the old: ext4 writes a file
 /// renamed over another out at once (`auto_da_alloc`), and the next commit of the database
 /// then waited for those megabytes (its fsync took 2 ms instead of 0.3). Swapped, a file
 /// replaced again within the kernel's writeback delay (30 s) never reaches the disk at all.
 /// The price: after a power loss within that delay the file may be empty until fleetca
-/// starts and writes it. A broker refuses an empty CRL file (mosquitto does not start its
-/// TLS listener) rather than trusting an old one that lacks the latest revocations.
+/// starts and writes it. Brokers refuse an empty CRL file (mosquitto does not start its TLS
+/// listener; RabbitMQ's hash directory finds no CRL and refuses the client) rather than
+/// trusting an old one that lacks the latest revocations.
 pub fn replace_unsynced(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>) -> std::io::Result<Retired> {
-    replace_with(path, parts, mode, group, false)
+    replace_with(path, parts, mode, group, false, true)
 }
 
-/// The file a replacement took the place of, still linked under a hidden name
-/// (`.{name}.old`) so that the rename did not free it. Dropping it removes that name,
-/// which frees the file: drop it where the time that takes is nobody's wait. A name left by
-/// a crash is removed by the next replacement of the same file.
+/// The file a replacement took the place of, still named (a hidden name of its own in the
+/// same folder, `.{name}.{pid}.{n}.tmp` or `.old`) so that the replacement did not free it.
+/// Dropping it removes that name, which frees the file: drop it where the time that takes is
+/// nobody's wait. Names a crash left behind are removed by [`remove_leftovers`].
 #[must_use = "dropping it frees the old file now; move it to where that may take its time"]
 #[derive(Debug)]
 pub struct Retired(Option<PathBuf>);
@@ -63,12 +67,35 @@ impl Drop for Retired {
     }
 }
 
-/// Swaps the files at `tmp` and `path`; false when they could not be (no file at `path`, a
-/// filesystem or libc without the call): the caller renames instead.
+/// Removes what replacements of the files in `dir` whose names begin with `prefix` left
+/// behind when the process stopped mid-way (temporary and retired files, hidden). For a
+/// process's start, before it replaces those files.
+pub fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.strip_prefix('.').is_some_and(|n| n.starts_with(prefix))
+            && (name.ends_with(".tmp") || name.ends_with(".old"))
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Each replacement's own temporary name (`.{name}.{pid}.{n}.tmp`): a [`Retired`] file left
+/// at one is never another replacement's new file.
+static REPLACEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Swaps the files at `tmp` and `path` when `path` is a regular file; false when they are
+/// not swapped (no file there, a folder, a filesystem without the call): the caller renames
+/// instead.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn exchange(tmp: &Path, path: &Path) -> bool {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE).is_ok()
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+        && renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE).is_ok()
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -76,18 +103,13 @@ fn exchange(_tmp: &Path, _path: &Path) -> bool {
     false
 }
 
-/// Links the file at `path`, if there is one, as `retired`; `None` when it cannot (no file,
-/// or a filesystem without hard links): the rename then frees it, as it always did.
+/// Links the regular file at `path`, if there is one, as `retired`; `None` when it cannot (no
+/// file, or a filesystem without hard links): the rename then frees it.
 fn retire(path: &Path, retired: PathBuf) -> Option<PathBuf> {
-    match std::fs::hard_link(path, &retired) {
-        Ok(()) => Some(retired),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            // Left by a crash, or by a replacement whose old file is still being freed.
-            let _ = std::fs::remove_file(&retired);
-            std::fs::hard_link(path, &retired).ok().map(|()| retired)
-        }
-        Err(_) => None,
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+        return None;
     }
+    std::fs::hard_link(path, &retired).ok().map(|()| retired)
 }
 
 /// A group's id, from its name or its number (`/etc/group`).
@@ -131,15 +153,22 @@ pub fn user_name() -> String {
     "this user".into()
 }
 
-/// `parts`, one after another, become the file.
-fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>, sync: bool) -> std::io::Result<Retired> {
+/// `parts`, one after another, become the file; with `keep`, the old file is handed back.
+fn replace_with(
+    path: &Path,
+    parts: &[&[u8]],
+    mode: u32,
+    group: Option<u32>,
+    sync: bool,
+    keep: bool,
+) -> std::io::Result<Retired> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
+    let n = REPLACEMENTS.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -172,15 +201,18 @@ fn replace_with(path: &Path, parts: &[&[u8]], mode: u32, group: Option<u32>, syn
         }
         if sync { f.sync_all() } else { Ok(()) }
     });
-    if !sync && written.is_ok() && exchange(&tmp, path) {
-        // The old file is at `tmp` now; the next replacement removes what is left there.
+    if keep && !sync && written.is_ok() && exchange(&tmp, path) {
+        // The old file is at `tmp` now, a name no other replacement uses.
         return Ok(Retired(Some(tmp)));
     }
+    // A synced replacement's old file is linked aside only when asked for: the link would
+    // outlive a crash (a secret's old file among them).
     let retired = Retired(
         written
             .as_ref()
             .ok()
-            .and_then(|()| retire(path, dir.join(format!(".{name}.old")))),
+            .filter(|()| keep)
+            .and_then(|()| retire(path, dir.join(format!(".{name}.{}.{n}.old", std::process::id())))),
     );
     let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
     if renamed.is_err() {
@@ -220,8 +252,13 @@ mod tests {
         std::fs::write(&path, "old").unwrap();
         // A reader that opened the old file before the replacement.
         let mut reader = std::fs::File::open(&path).unwrap();
-        // A name a crash left behind.
-        std::fs::write(dir.join(".crl.pem.old"), "stale").unwrap();
+        // Names a crash left behind, and a file of another name.
+        std::fs::write(dir.join(".crl.pem.4242.7.old"), "stale").unwrap();
+        std::fs::write(dir.join(".crl.pem.4242.8.tmp"), "stale").unwrap();
+        std::fs::write(dir.join(".other.4242.8.tmp"), "someone else's").unwrap();
+        remove_leftovers(&dir, "crl");
+        assert!(dir.join(".other.4242.8.tmp").exists());
+        std::fs::remove_file(dir.join(".other.4242.8.tmp")).unwrap();
         let files = || -> Vec<String> {
             let mut names: Vec<String> = std::fs::read_dir(&dir)
                 .unwrap()
@@ -240,12 +277,20 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old");
         drop(retired);
         assert!(!kept.exists(), "let go, the old file is freed");
-        // The synced kind links it aside, past the name a crash left behind.
+        // The synced kind links it aside.
         let retired = replace_retiring(&path, b"newer", 0o644).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "newer");
-        assert_eq!(std::fs::read_to_string(dir.join(".crl.pem.old")).unwrap(), "new");
+        let kept = retired.0.clone().expect("the old file is handed back");
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "new");
         drop(retired);
         assert_eq!(files(), ["crl.pem"], "nothing else is left");
+        // Plain replacements keep nothing aside, and a folder is not swapped away.
+        replace(&path, b"newest", 0o644).unwrap();
+        assert_eq!(files(), ["crl.pem"]);
+        std::fs::create_dir(dir.join("hashes")).unwrap();
+        assert!(replace_unsynced(&dir.join("hashes"), &[b"x"], 0o644, None).is_err());
+        assert!(dir.join("hashes").is_dir());
+        std::fs::remove_dir(dir.join("hashes")).unwrap();
         // A first replacement has nothing to retire.
         drop(replace_unsynced(&dir.join("new.der"), &[b"x"], 0o644, None).unwrap());
         assert_eq!(files(), ["crl.pem", "new.der"]);

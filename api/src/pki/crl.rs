@@ -842,9 +842,9 @@ impl CrlPublisher {
         }
     }
 
-    /// Writes the CRL files atomically (temp file, rename; not synced, see
-    /// [`crate::support::files::replace_unsynced`]: every start writes them again) and runs the
-    /// reload command.
+    /// Writes the CRL files atomically (a new file that takes the old one's name; not synced,
+    /// see [`crate::support::files::replace_unsynced`]: every start writes them again) and runs
+    /// the reload command. The old files are freed later ([`free_later`]).
     async fn write_and_reload(&self, files: Vec<(PathBuf, Vec<Bytes>)>) -> Result<(), String> {
         if self.file.is_none() {
             return Ok(());
@@ -939,8 +939,9 @@ fn free_later(retired: impl Send + 'static) {
 }
 
 /// How long after a publication the files it replaced are freed: longer than a revocation
-/// takes from its CRL's publication to its answer (the change record's commit, about 1 ms),
-/// shorter than [`MIN_PUBLISH_INTERVAL`] between two publications.
+/// takes from its CRL's publication to its answer (the change record's commit, about 1 ms).
+/// Each old file keeps a name of its own meanwhile, so publications closer together than this
+/// do not meet; one that stops the process first leaves names its next start removes.
 const FREE_AFTER: StdDuration = StdDuration::from_millis(20);
 
 /// How soon a failed CRL publication is retried.

@@ -34,7 +34,10 @@
 //! (perf). A third thread copies the WAL into the database file with a passive checkpoint,
 //! which never blocks the writer, at most every [`CHECKPOINT_EVERY`] while batches come; the
 //! writer's own checkpoint stays only as a backstop at [`WRITER_CHECKPOINT_PAGES`], where
-//! little is left to copy and the WAL starts again from its beginning.
+//! little is left to copy and the WAL starts again from its beginning. The pool's
+//! connections keep SQLite's 1,000 pages: a commit of theirs (a revocation, a renewal's
+//! batch) past it checkpoints what the thread has not copied yet, as before, and lets the
+//! WAL start again sooner.
 //!
 //! Batches that renew certificates or enroll with a claim (which read and mark whole rows)
 //! take the async path ([`crate::issuance::write_batch`]) from this thread, in order.
@@ -179,7 +182,9 @@ fn flush(wal: &Path, committed: &mpsc::Receiver<Committed>, nudge: &mpsc::SyncSe
                 let _ = reply.send(if flushed.is_ok() { result } else { Err(unconfirmed()) });
             }
         }
-        let _ = nudge.try_send(());
+        if flushed.is_ok() {
+            let _ = nudge.try_send(());
+        }
         if flushed.is_err() {
             // What the writer committed before it heard: written, never confirmed.
             for Committed { replies, .. } in committed.iter() {
