@@ -206,7 +206,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         );
     }
     // What a stop mid-way through replacing a published record left (see `support::files`).
-    crate::support::files::remove_leftovers(&config.data_dir, "published-crl");
+    crate::support::files::remove_leftovers(&config.data_dir, crate::pki::published::RECORD_FILE);
+    crate::support::files::remove_leftovers(&config.data_dir, "published-crl-{ca}.der");
     crl_folder(&config).map_err(StartError::Config)?;
     let mut policy = config.broker_policy();
     let activations = match &config.mqtt {
@@ -634,7 +635,7 @@ fn crl_folder(config: &Config) -> Result<(), String> {
     }
     // What a stop mid-way through replacing the CRL files left behind.
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    crate::support::files::remove_leftovers(dir, name.split("{ca}").next().unwrap_or_default());
+    crate::support::files::remove_leftovers(dir, name);
     let probe = dir.join(format!(".fleetca-probe.{}", std::process::id()));
     let access = config.crl_file_access;
     let written = crate::support::files::replace_unsynced(&probe, &[], access.mode, access.group).map(drop);

@@ -67,20 +67,43 @@ impl Drop for Retired {
     }
 }
 
-/// Removes what replacements of the files in `dir` whose names begin with `prefix` left
-/// behind when the process stopped mid-way (temporary and retired files, hidden). For a
-/// process's start, before it replaces those files.
-pub fn remove_leftovers(dir: &Path, prefix: &str) {
+/// Removes what replacements of the file named `pattern` in `dir` left behind when the
+/// process stopped mid-way: its temporary and retired files, `.{name}.{pid}.{n}.tmp` and
+/// `.old`, exactly those and nothing else in a folder other software may share. A `{ca}` in
+/// `pattern` stands for what fleetca puts there (a CA's id, and for a shard `-` and its
+/// number). For a process's start, before it replaces those files.
+pub fn remove_leftovers(dir: &Path, pattern: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.strip_prefix('.').is_some_and(|n| n.starts_with(prefix))
-            && (name.ends_with(".tmp") || name.ends_with(".old"))
-            && entry.file_type().is_ok_and(|t| t.is_file())
-        {
+        if name.to_str().is_some_and(|n| is_leftover(n, pattern)) && entry.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+}
+
+/// Whether `name` is a temporary or retired file of a replacement of `pattern`'s file.
+fn is_leftover(name: &str, pattern: &str) -> bool {
+    let Some(base) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp").or_else(|| n.strip_suffix(".old")))
+    else {
+        return false;
+    };
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = base.rsplitn(3, '.');
+    let (Some(n), Some(pid), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if !(number(n) && number(pid)) {
+        return false;
+    }
+    match pattern.split_once("{ca}") {
+        None => file == pattern,
+        Some((before, after)) => file
+            .strip_prefix(before)
+            .and_then(|f| f.strip_suffix(after))
+            .is_some_and(|ca| !ca.is_empty() && ca.bytes().all(|b| b.is_ascii_digit() || b == b'-')),
     }
 }
 
@@ -256,7 +279,7 @@ mod tests {
         std::fs::write(dir.join(".crl.pem.4242.7.old"), "stale").unwrap();
         std::fs::write(dir.join(".crl.pem.4242.8.tmp"), "stale").unwrap();
         std::fs::write(dir.join(".other.4242.8.tmp"), "someone else's").unwrap();
-        remove_leftovers(&dir, "crl");
+        remove_leftovers(&dir, "crl.pem");
         assert!(dir.join(".other.4242.8.tmp").exists());
         std::fs::remove_file(dir.join(".other.4242.8.tmp")).unwrap();
         let files = || -> Vec<String> {
@@ -294,6 +317,31 @@ mod tests {
         // A first replacement has nothing to retire.
         drop(replace_unsynced(&dir.join("new.der"), &[b"x"], 0o644, None).unwrap());
         assert_eq!(files(), ["crl.pem", "new.der"]);
+    }
+
+    #[test]
+    fn only_a_replacements_own_leftovers_are_recognised() {
+        assert!(is_leftover(".crl.pem.123.4.tmp", "crl.pem"));
+        assert!(is_leftover(".crl.pem.123.4.old", "crl.pem"));
+        assert!(is_leftover(".fleetca-crl-2-15.pem.9.0.tmp", "fleetca-crl-{ca}.pem"));
+        assert!(is_leftover(".2.pem.9.0.tmp", "{ca}.pem"));
+        for other in [
+            ".crl.pem.tmp",
+            ".crl.pem.x.4.tmp",
+            ".crls.pem.1.2.tmp",
+            ".crl.pem.backup.1.2.old",
+            "crl.pem.1.2.tmp",
+            ".crl.pem.1.2.swp",
+            ".other.1.2.tmp",
+            ".pem.1.2.tmp",
+            ".x.pem.1.2.tmp",
+        ] {
+            assert!(
+                !is_leftover(other, "crl.pem") && !is_leftover(other, "{ca}.pem"),
+                "{other}"
+            );
+        }
+        assert!(!is_leftover(".fleetca-crl-.pem.9.0.tmp", "fleetca-crl-{ca}.pem"));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn record_of(first: &Path, issuer: i32, shard: Option<i16>) -> std::path::Pa
 /// longest validity a certificate can have, counted from its revocation.
 const UNKNOWN_CERTIFICATE_LIFETIME: Duration = Duration::hours(87_600);
 
-/// Writes the record atomically and synced (see [`crate::support::files::replace`]): a crash leaves
+/// Writes the record atomically and synced (see [`crate::support::files::replace_retiring`]): a crash leaves
 /// the old record or the new one, never half of one. Returns the old record, to be freed off
 /// the caller's path.
 pub fn write_record(path: &Path, der: &[u8]) -> Result<crate::support::files::Retired, String> {
