@@ -252,11 +252,17 @@ fn replace_with(
 mod tests {
     use super::*;
 
+    /// An empty folder of the test's own.
+    fn fresh_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fleetca-files-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn a_replaced_file_has_the_new_contents_and_mode_even_over_a_readable_one() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("fleetca-files-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir();
         let path = dir.join("key.pem");
         std::fs::write(&path, "old").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -267,10 +273,9 @@ mod tests {
     }
 
     #[test]
-    fn the_replaced_file_stays_whole_until_it_is_let_go_and_a_stale_name_is_no_obstacle() {
+    fn the_replaced_file_stays_whole_until_it_is_let_go_and_leftovers_are_swept() {
         use std::io::Read;
-        let dir = std::env::temp_dir().join(format!("fleetca-files-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir();
         let path = dir.join("crl.pem");
         std::fs::write(&path, "old").unwrap();
         // A reader that opened the old file before the replacement.
@@ -347,8 +352,7 @@ mod tests {
     #[test]
     fn the_mode_holds_whatever_the_umask_and_a_group_can_be_given() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let dir = std::env::temp_dir().join(format!("fleetca-files-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir();
         let path = dir.join("crl.pem");
         let own_group = std::fs::metadata(&dir).unwrap().gid();
         drop(replace_unsynced(&path, &[b"a", b"b"], 0o640, Some(own_group)).unwrap());

@@ -100,12 +100,8 @@ impl Writer {
     /// Queues `job` and waits for its transaction to commit.
     pub(crate) async fn submit(&self, job: IssueJob) -> Result<Stored, StorageError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((job, reply))
-            .map_err(|_| StorageError::Unavailable("the certificate writer stopped; restart fleetca".into()))?;
-        answer
-            .await
-            .map_err(|_| StorageError::Unavailable("the certificate writer stopped; restart fleetca".into()))?
+        self.tx.send((job, reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 }
 
@@ -195,6 +191,11 @@ fn flush(wal: &Path, committed: &mpsc::Receiver<Committed>, nudge: &mpsc::SyncSe
             return;
         }
     }
+}
+
+/// The answer when the writer thread is gone (it stopped after a failed flush, or panicked).
+fn gone() -> StorageError {
+    StorageError::Unavailable("the certificate writer stopped; restart fleetca".into())
 }
 
 /// The answer to a certificate committed but not known to be on disk.
