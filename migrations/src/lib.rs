@@ -31,6 +31,7 @@ mod m20261206_000004_ca_revocation;
 mod m20261207_000001_crl_shards;
 mod m20261207_000002_issue_batch;
 mod m20261207_000003_issue_batch_waits;
+mod m20261207_000004_issue_batch_arrays;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_crl_shards::Migration),
             Box::new(m20261207_000002_issue_batch::Migration),
             Box::new(m20261207_000003_issue_batch_waits::Migration),
+            Box::new(m20261207_000004_issue_batch_arrays::Migration),
         ]
     }
 }

@@ -201,3 +201,66 @@ async fn the_chain_catches_a_record_altered_removed_or_appended() {
     let broken = verify(&app).await.unwrap_err();
     assert_eq!(broken.seq, n + 1, "{broken:?}");
 }
+
+/// Issuance chains its audit records from the head it keeps in memory. Another appender
+/// (a second instance, `fleetca admin`) moving the head meanwhile makes the batch write
+/// nothing and go again from the head as it is: each certificate is stored and audited
+/// exactly once, and the chain verifies. On PostgreSQL this is the issuance function's
+/// failed swap after it has inserted the batch's certificates (SQLSTATE FC001, all undone).
+#[actix_web::test]
+async fn issuance_after_another_appender_moved_the_head_stores_each_certificate_once() {
+    let app = TestApp::spawn().await;
+    let (key, _) = app.user("svc-chain", true, "acme", None).await;
+    let other = fleetca_storage::Store::connect(&fleetca_storage::StoreOptions {
+        url: app.database_url.clone(),
+        max_connections: 1,
+    })
+    .await
+    .unwrap();
+    for round in 0..3 {
+        app.certificate(&key, &format!("before-{round}")).await;
+        let moved = fleetca_storage::NewAudit {
+            actor_id: None,
+            actor: "operator".into(),
+            role: "admin".into(),
+            action: "audit.note".into(),
+            target_kind: "audit".into(),
+            target_id: format!("note-{round}"),
+            enterprise: None,
+            request_id: None,
+            client_addr: None,
+            outcome: "success".into(),
+            details: json!({}),
+            event: None,
+            ends_sessions: false,
+        };
+        other.append_audit(&[moved], chrono::Utc::now()).await.unwrap();
+        app.certificate(&key, &format!("after-{round}")).await;
+    }
+    assert!(verify(&app).await.is_ok(), "the chain verifies");
+    let created = app
+        .get(&format!("{AUDIT}?action=certificate.create&page_size=50"), &app.admin)
+        .await;
+    assert_eq!(created.body["count"], 6, "one record per certificate: {}", created.body);
+    let notes = app.get(&format!("{AUDIT}?action=audit.note"), &app.admin).await;
+    assert_eq!(notes.body["count"], 3, "{}", notes.body);
+    let listed = app
+        .get(
+            &format!("/api/v4/manage/mqtt-certificates/?api_key_id={key}&page_size=50"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let mut names: Vec<String> = listed.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["after-0", "after-1", "after-2", "before-0", "before-1", "before-2"],
+        "each certificate stored once"
+    );
+}

@@ -4,7 +4,8 @@
 //! keys, count, insert, lock and move the audit head, insert the records, read the webhook
 //! endpoints, commit — about ten per batch. Here the batch is planned before anything is
 //! read, as if its keys held no certificates, and sent as one call of
-//! `fleetca_issue_batch` (migration `m20261207_000002_issue_batch`), a statement of its own
+//! `fleetca_issue_batch` (migration `m20261207_000002_issue_batch`; its arguments typed arrays, a
+//! column each, since `m20261207_000004_issue_batch_arrays`), a statement of its own
 //! and so its own transaction: it locks the keys, checks the real counts against what the
 //! batch adds, moves the audit head from the one this writer holds in memory by
 //! compare-and-swap, and inserts everything, or writes nothing and says why. The answers go
@@ -16,11 +17,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::EntityTrait;
 use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::{self, Connection};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{BatchFacts, IssueJob, Planner, Stored};
@@ -38,9 +38,10 @@ pub(super) const IN_FLIGHT: usize = 2;
 ///
 /// The head is handed from one batch to the next when the first is *sent*, not when it has
 /// committed: the second chains its records from the first's last hash and its
-/// compare-and-swap names that head, so PostgreSQL makes it wait on the first's lock of the
-/// head row and then either finds the head it expects (the first committed) or answers
-/// `head` (the first wrote nothing, or another appender moved the head), and then this
+/// compare-and-swap names that head. The function inserts the second's certificates while
+/// the first commits, then waits for the first to end (on an advisory lock the first holds)
+/// and either finds the head it expects (the first committed) or raises `FC001` and writes
+/// nothing (the first wrote nothing, or another appender moved the head), and then this
 /// writer reads the head again and chains again. The chain stays exactly what
 /// `fleetca audit verify` checks, whatever fails.
 #[derive(Default)]
@@ -117,6 +118,10 @@ impl Writer {
     }
 }
 
+/// The SQLSTATE `fleetca_issue_batch` raises when it cannot move the audit chain's head,
+/// undoing what it inserted before.
+const HEAD_MOVED: &str = "FC001";
+
 /// How often a batch is sent again after another appender moved the head.
 const HEAD_RETRIES: usize = 3;
 
@@ -159,13 +164,16 @@ pub(super) async fn write_batch(
     if !clean {
         return Ok(None);
     }
-    let limits = Value::Array(
-        limits
-            .iter()
-            .map(|(id, (need, max))| json!({"id": id, "need": need, "max": max}))
-            .collect(),
-    );
-    let certs = Value::Array(plan.rows.iter().map(certificate).collect());
+    let mut keys = KeyColumns::default();
+    for (id, (need, max)) in &limits {
+        keys.id.push(*id);
+        keys.need.push(i64::try_from(*need).unwrap_or(i64::MAX));
+        keys.max.push(i64::try_from(*max).unwrap_or(i64::MAX));
+    }
+    let mut certs = CertColumns::default();
+    for row in &plan.rows {
+        certs.push(row);
+    }
     let audited = !plan.records.is_empty() && !crate::audit::disabled();
     for _ in 0..HEAD_RETRIES {
         let chaining = head.chaining.lock().await;
@@ -185,23 +193,24 @@ pub(super) async fn write_batch(
         } else {
             (Vec::new(), seq, hash.clone())
         };
-        let events: Vec<Value> = plan
+        let mut events = EventColumns::default();
+        let wanted = plan
             .records
             .iter()
             .zip(seq + 1..)
             .filter(|_| audited)
-            .filter_map(|(r, n)| crate::webhooks::events::event_of(r, n).map(|e| (n, e)))
-            .map(|(n, e)| {
-                json!({
-                    "n": n,
-                    "event_id": crate::webhooks::events::event_id(),
-                    "event_type": e.event_type,
-                    "enterprise": e.enterprise,
-                    "payload": crate::webhooks::events::payload(&e, now),
-                })
-            })
-            .collect();
-        let audit = Value::Array(records.iter().map(audit_record).collect());
+            .filter_map(|(r, n)| crate::webhooks::events::event_of(r, n).map(|e| (n, e)));
+        for (n, e) in wanted {
+            events.n.push(n);
+            events.event_id.push(crate::webhooks::events::event_id());
+            events.payload.push(crate::webhooks::events::payload(&e, now));
+            events.event_type.push(e.event_type);
+            events.enterprise.push(e.enterprise);
+        }
+        let mut audit = AuditColumns::default();
+        for record in &records {
+            audit.push(record);
+        }
         // Handed on now: the next batch chains from this one's last record.
         head.set(audited.then(|| (new_seq, new_hash.clone())));
         drop(chaining);
@@ -217,24 +226,63 @@ pub(super) async fn write_batch(
             return Err(StorageError::Internal("the issuance writer has no connection".into()));
         };
         *used = std::time::Instant::now();
-        let call = sqlx::query_scalar::<_, String>(
-            "SELECT fleetca_issue_batch($1::jsonb, $2, $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9::jsonb)",
-        )
-        .bind(limits.to_string())
-        .bind(now)
-        .bind(certs.to_string())
-        .bind(audit.to_string())
-        .bind(seq)
-        .bind(hash.clone())
-        .bind(audited.then_some(new_seq))
-        .bind(audited.then(|| new_hash.clone()))
-        .bind(Value::Array(events).to_string())
-        .fetch_one(&mut *c);
+        let call = sqlx::query_scalar::<_, String>(CALL)
+            .bind(&keys.id)
+            .bind(&keys.need)
+            .bind(&keys.max)
+            .bind(now)
+            .bind(&certs.id)
+            .bind(&certs.name)
+            .bind(&certs.kind)
+            .bind(&certs.api_key_id)
+            .bind(&certs.enterprise)
+            .bind(&certs.serial)
+            .bind(&certs.fingerprint)
+            .bind(&certs.certificate_pem)
+            .bind(&certs.not_before)
+            .bind(&certs.not_after)
+            .bind(&certs.created_at)
+            .bind(&certs.revoked_at)
+            .bind(&certs.revocation_reason)
+            .bind(&certs.device)
+            .bind(&certs.supersede_at)
+            .bind(&certs.renewed_by)
+            .bind(&certs.renewed_via)
+            .bind(&certs.expiry_warned)
+            .bind(&certs.issuer_id)
+            .bind(&certs.crl_shard)
+            .bind(&audit.seq)
+            .bind(&audit.at)
+            .bind(&audit.actor_id)
+            .bind(&audit.actor)
+            .bind(&audit.role)
+            .bind(&audit.action)
+            .bind(&audit.target_kind)
+            .bind(&audit.target_id)
+            .bind(&audit.enterprise)
+            .bind(&audit.request_id)
+            .bind(&audit.client_addr)
+            .bind(&audit.outcome)
+            .bind(&audit.details)
+            .bind(&audit.prev_hash)
+            .bind(&audit.hash)
+            .bind(seq)
+            .bind(hash.as_str())
+            .bind(audited.then_some(new_seq))
+            .bind(audited.then_some(new_hash.as_str()))
+            .bind(&events.n)
+            .bind(&events.event_id)
+            .bind(&events.event_type)
+            .bind(&events.enterprise)
+            .bind(&events.payload)
+            .fetch_one(&mut *c);
         let call = tokio::time::timeout(CALL_LIMIT, call)
             .await
             .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::other("no answer within 30 s"))));
         let outcome = match call {
             Ok(outcome) => outcome,
+            // The head moved, or the batch before did not end in time: nothing was written.
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some(HEAD_MOVED) => "head".to_owned(),
             Err(e) => {
                 // A connection that failed once is not trusted again.
                 *conn = None;
@@ -276,129 +324,161 @@ fn storage_error(e: sqlx::Error) -> StorageError {
     }
 }
 
-fn at(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+/// The function's call: its arguments in the order `m20261207_000004_issue_batch_arrays`
+/// declares them (the keys' limits, the time, the certificates' columns, the audit records'
+/// columns, the head's swap, the events' columns).
+const CALL: &str = "SELECT fleetca_issue_batch($1, $2, $3, $4, \
+    $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
+    $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, \
+    $40, $41, $42, $43, \
+    $44, $45, $46, $47, $48)";
+
+/// The limited keys of a batch: what its jobs add to each and the lowest limit they name.
+#[derive(Default)]
+struct KeyColumns {
+    id: Vec<Uuid>,
+    need: Vec<i64>,
+    max: Vec<i64>,
 }
 
-/// A certificate as `jsonb_populate_recordset(NULL::certificates, …)` reads it.
-fn certificate(c: &Certificate) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "kind": c.kind,
-        "api_key_id": c.api_key_id,
-        "enterprise": c.enterprise,
-        "serial": c.serial,
-        "fingerprint": c.fingerprint,
-        "certificate_pem": c.certificate_pem,
-        "not_before": at(&c.not_before),
-        "not_after": at(&c.not_after),
-        "created_at": at(&c.created_at),
-        "revoked_at": c.revoked_at.as_ref().map(at),
-        "revocation_reason": c.revocation_reason,
-        "device": c.device,
-        "supersede_at": c.supersede_at.as_ref().map(at),
-        "renewed_by": c.renewed_by,
-        "renewed_via": c.renewed_via,
-        "expiry_warned": c.expiry_warned,
-        "issuer_id": c.issuer_id,
-        "crl_shard": c.crl_shard,
-    })
+/// A batch's certificates, a vector per column of `certificates`, bound as PostgreSQL arrays.
+#[derive(Default)]
+struct CertColumns<'a> {
+    id: Vec<Uuid>,
+    name: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    api_key_id: Vec<Option<Uuid>>,
+    enterprise: Vec<&'a str>,
+    serial: Vec<&'a str>,
+    fingerprint: Vec<&'a str>,
+    certificate_pem: Vec<&'a str>,
+    not_before: Vec<DateTime<Utc>>,
+    not_after: Vec<DateTime<Utc>>,
+    created_at: Vec<DateTime<Utc>>,
+    revoked_at: Vec<Option<DateTime<Utc>>>,
+    revocation_reason: Vec<Option<&'a str>>,
+    device: Vec<Option<&'a str>>,
+    supersede_at: Vec<Option<DateTime<Utc>>>,
+    renewed_by: Vec<Option<Uuid>>,
+    renewed_via: Vec<Option<&'a str>>,
+    expiry_warned: Vec<Option<i32>>,
+    issuer_id: Vec<i32>,
+    crl_shard: Vec<Option<i16>>,
 }
 
-/// An audit record as `jsonb_populate_recordset(NULL::audit_log, …)` reads it.
-fn audit_record(r: &crate::entity::audit_log::Model) -> Value {
-    json!({
-        "seq": r.seq,
-        "at": at(&r.at),
-        "actor_id": r.actor_id,
-        "actor": r.actor,
-        "role": r.role,
-        "action": r.action,
-        "target_kind": r.target_kind,
-        "target_id": r.target_id,
-        "enterprise": r.enterprise,
-        "request_id": r.request_id,
-        "client_addr": r.client_addr,
-        "outcome": r.outcome,
-        "details": r.details,
-        "prev_hash": r.prev_hash,
-        "hash": r.hash,
-    })
+impl<'a> CertColumns<'a> {
+    fn push(&mut self, c: &'a Certificate) {
+        // Every field by name and no `..`: a column added to the entity stops this from
+        // compiling until it is sent too (and the function is given it by a migration).
+        let Certificate {
+            id,
+            name,
+            kind,
+            api_key_id,
+            enterprise,
+            serial,
+            fingerprint,
+            certificate_pem,
+            not_before,
+            not_after,
+            created_at,
+            revoked_at,
+            revocation_reason,
+            device,
+            supersede_at,
+            renewed_by,
+            renewed_via,
+            expiry_warned,
+            issuer_id,
+            crl_shard,
+        } = c;
+        self.id.push(*id);
+        self.name.push(name);
+        self.kind.push(kind);
+        self.api_key_id.push(*api_key_id);
+        self.enterprise.push(enterprise);
+        self.serial.push(serial);
+        self.fingerprint.push(fingerprint);
+        self.certificate_pem.push(certificate_pem);
+        self.not_before.push(*not_before);
+        self.not_after.push(*not_after);
+        self.created_at.push(*created_at);
+        self.revoked_at.push(*revoked_at);
+        self.revocation_reason.push(revocation_reason.as_deref());
+        self.device.push(device.as_deref());
+        self.supersede_at.push(*supersede_at);
+        self.renewed_by.push(*renewed_by);
+        self.renewed_via.push(renewed_via.as_deref());
+        self.expiry_warned.push(*expiry_warned);
+        self.issuer_id.push(*issuer_id);
+        self.crl_shard.push(*crl_shard);
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use sea_orm::{Iden, Iterable};
+/// A batch's audit records, a vector per column of `audit_log`.
+#[derive(Default)]
+struct AuditColumns<'a> {
+    seq: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+    actor_id: Vec<Option<Uuid>>,
+    actor: Vec<&'a str>,
+    role: Vec<&'a str>,
+    action: Vec<&'a str>,
+    target_kind: Vec<&'a str>,
+    target_id: Vec<&'a str>,
+    enterprise: Vec<Option<&'a str>>,
+    request_id: Vec<Option<&'a str>>,
+    client_addr: Vec<Option<&'a str>>,
+    outcome: Vec<&'a str>,
+    details: Vec<&'a str>,
+    prev_hash: Vec<&'a str>,
+    hash: Vec<&'a str>,
+}
 
-    use super::*;
-
-    fn keys(v: &Value) -> Vec<String> {
-        let mut keys: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
-        keys.sort();
-        keys
+impl<'a> AuditColumns<'a> {
+    fn push(&mut self, r: &'a crate::entity::audit_log::Model) {
+        // Every field by name, as for the certificates.
+        let crate::entity::audit_log::Model {
+            seq,
+            at,
+            actor_id,
+            actor,
+            role,
+            action,
+            target_kind,
+            target_id,
+            enterprise,
+            request_id,
+            client_addr,
+            outcome,
+            details,
+            prev_hash,
+            hash,
+        } = r;
+        self.seq.push(*seq);
+        self.at.push(*at);
+        self.actor_id.push(*actor_id);
+        self.actor.push(actor);
+        self.role.push(role);
+        self.action.push(action);
+        self.target_kind.push(target_kind);
+        self.target_id.push(target_id);
+        self.enterprise.push(enterprise.as_deref());
+        self.request_id.push(request_id.as_deref());
+        self.client_addr.push(client_addr.as_deref());
+        self.outcome.push(outcome);
+        self.details.push(details);
+        self.prev_hash.push(prev_hash);
+        self.hash.push(hash);
     }
+}
 
-    fn columns<C: Iterable + Iden>() -> Vec<String> {
-        let mut names: Vec<String> = C::iter().map(|c| c.to_string()).collect();
-        names.sort();
-        names
-    }
-
-    /// Every column of the entities goes to the function, by the name it has: a column
-    /// added to an entity and not here would be written as NULL (or its default).
-    #[test]
-    fn the_rows_sent_name_every_column_of_their_tables() {
-        let now = crate::now();
-        let cert = Certificate {
-            id: Uuid::new_v4(),
-            name: "n".into(),
-            kind: "client".into(),
-            api_key_id: None,
-            enterprise: "e".into(),
-            serial: "01".into(),
-            fingerprint: "ff".into(),
-            certificate_pem: String::new(),
-            not_before: now,
-            not_after: now,
-            created_at: now,
-            revoked_at: None,
-            revocation_reason: None,
-            device: None,
-            supersede_at: None,
-            renewed_by: None,
-            renewed_via: None,
-            expiry_warned: None,
-            issuer_id: 1,
-            crl_shard: Some(3),
-        };
-        assert_eq!(
-            keys(&certificate(&cert)),
-            columns::<crate::entity::certificates::Column>()
-        );
-        let (records, _, _) = crate::audit::chain_records(
-            (0, ""),
-            &[crate::audit::NewAudit {
-                actor_id: None,
-                actor: "a".into(),
-                role: "admin".into(),
-                action: "certificate.create".into(),
-                target_kind: "certificate".into(),
-                target_id: "t".into(),
-                enterprise: None,
-                request_id: None,
-                client_addr: None,
-                outcome: "success".into(),
-                details: json!({}),
-                event: None,
-                ends_sessions: false,
-            }],
-            now,
-        );
-        let record = records.first().expect("one record");
-        assert_eq!(
-            keys(&audit_record(record)),
-            columns::<crate::entity::audit_log::Column>()
-        );
-    }
+/// The webhook events a batch's records raise, each with its record's sequence number.
+#[derive(Default)]
+struct EventColumns {
+    n: Vec<i64>,
+    event_id: Vec<String>,
+    event_type: Vec<String>,
+    enterprise: Vec<Option<String>>,
+    payload: Vec<String>,
 }
