@@ -14,16 +14,19 @@ pub struct Migration;
 /// - **The certificates are inserted before the audit chain's head is swapped**, so a batch's
 ///   inserts run while the batch before it commits; only the swap, the audit records, the
 ///   webhook deliveries and the commit follow one another. A swap that fails now has rows to
-///   undo, so it raises SQLSTATE `FC001` (the issuance writer reads it as `head`) instead of
-///   returning `head`.
+///   undo, so it raises SQLSTATE `FC001` (the issuance writer reads it as `head`); so does a
+///   wait for the batch before that passes 20 ms.
 /// - **A batch waits for the one before it on a lock, not by sleeping.** Each batch holds an
 ///   advisory lock named by the head it leaves until it ends; the next, finding the head
 ///   still behind the one it chains from, waits on that lock (at most 20 ms: with its own keys
 ///   locked, the batch before may be waiting for it). The function before this one slept a
 ///   millisecond at a time, and its `UPDATE` never waited on the row lock as its comment said:
 ///   an `UPDATE` whose condition fails on the committed row skips it without waiting.
-///   Sleeping remains only for a batch that reaches the database before the one sent ahead
-///   of it has started.
+///   Sleeping (a millisecond, 20 times at most) remains only where that lock is not held: the
+///   batch sent ahead has not started yet, or it ended without moving the head.
+/// - **A head moved by another appender is found before anything is inserted** (it is past
+///   the one the batch chains from, or at it with another hash), and answered `head` as
+///   before.
 ///
 /// What is checked, what is written and what it answers are otherwise as in
 /// `m20261207_000003_issue_batch_waits`, and so are the two rules written there a second time
@@ -49,6 +52,7 @@ RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     swapped integer;
     current_seq bigint;
+    current_hash text;
     waited integer := 0;
     before_ended boolean := false;
     saved_timeout text;
@@ -69,6 +73,15 @@ BEGIN
     ) THEN
         RETURN 'limit';
     END IF;
+    -- A head moved by another appender (past the one this batch chains from, or at it with
+    -- another hash) fails the swap below whatever happens: say so before inserting anything.
+    IF p_new_seq IS NOT NULL THEN
+        SELECT seq, hash INTO current_seq, current_hash FROM audit_head WHERE id = 1;
+        IF current_seq IS NULL OR current_seq > p_head_seq
+            OR (current_seq = p_head_seq AND current_hash <> p_head_hash) THEN
+            RETURN 'head';
+        END IF;
+    END IF;
     -- The columns by name: one a later migration adds takes its default here.
     INSERT INTO certificates (id, name, kind, api_key_id, enterprise, serial, fingerprint, certificate_pem, not_before, not_after, created_at, revoked_at, revocation_reason, device, supersede_at, renewed_by, renewed_via, expiry_warned, issuer_id, crl_shard)
         SELECT * FROM unnest(c_id, c_name, c_kind, c_api_key_id, c_enterprise, c_serial, c_fingerprint, c_certificate_pem, c_not_before, c_not_after, c_created_at, c_revoked_at, c_revocation_reason, c_device, c_supersede_at, c_renewed_by, c_renewed_via, c_expiry_warned, c_issuer_id, c_crl_shard);
@@ -78,7 +91,12 @@ BEGIN
                 WHERE id = 1 AND seq = p_head_seq AND hash = p_head_hash;
             GET DIAGNOSTICS swapped = ROW_COUNT;
             EXIT WHEN swapped > 0;
-            SELECT seq INTO current_seq FROM audit_head WHERE id = 1;
+            SELECT seq, hash INTO current_seq, current_hash FROM audit_head WHERE id = 1;
+            -- The head this batch chains from committed since the UPDATE: go round again.
+            IF current_seq = p_head_seq AND current_hash = p_head_hash AND waited < 20 THEN
+                waited := waited + 1;
+                CONTINUE;
+            END IF;
             IF current_seq IS NULL OR current_seq >= p_head_seq OR before_ended OR waited >= 20 THEN
                 RAISE EXCEPTION USING ERRCODE = 'FC001', MESSAGE = 'the audit chain''s head moved';
             END IF;
@@ -89,12 +107,12 @@ BEGIN
                 PERFORM pg_sleep(0.001);
             ELSE
                 -- It is running: wait for its end (once it has ended, the head is this
-                -- batch's to move, or it never will be).
+                -- batch's to move, or it never will be). The lock is the transaction's, so
+                -- nothing outlives the batch.
                 saved_timeout := current_setting('lock_timeout');
                 BEGIN
                     PERFORM set_config('lock_timeout', '20ms', true);
-                    PERFORM pg_advisory_lock_shared(lock_space, before_lock);
-                    PERFORM pg_advisory_unlock_shared(lock_space, before_lock);
+                    PERFORM pg_advisory_xact_lock_shared(lock_space, before_lock);
                     PERFORM set_config('lock_timeout', saved_timeout, true);
                 EXCEPTION WHEN lock_not_available THEN
                     RAISE EXCEPTION USING ERRCODE = 'FC001', MESSAGE = 'the batch before did not end within 20 ms';

@@ -224,7 +224,8 @@ pub async fn read_facts(
     now: DateTime<Utc>,
 ) -> Result<BatchFacts, StorageError> {
     let mut facts = BatchFacts::at(now);
-    // Written again in SQL by `fleetca_issue_batch` (migration m20261207_000002): change both.
+    // Written again in SQL by `fleetca_issue_batch` (migrations m20261207_000002, m20261207_000004:
+    // both overloads): change them all.
     let counted = || {
         Condition::all()
             .add(Column::RevokedAt.is_null())

@@ -210,6 +210,12 @@ async fn the_chain_catches_a_record_altered_removed_or_appended() {
 #[actix_web::test]
 async fn issuance_after_another_appender_moved_the_head_stores_each_certificate_once() {
     let app = TestApp::spawn().await;
+    let postgres = app.database_url.starts_with("postgres");
+    if postgres {
+        // Counted, to prove below that the batches went through the function.
+        let db = app.database_url.rsplit('/').next().unwrap();
+        exec(&app, &format!("ALTER DATABASE \"{db}\" SET track_functions = 'pl'")).await;
+    }
     let (key, _) = app.user("svc-chain", true, "acme", None).await;
     let other = fleetca_storage::Store::connect(&fleetca_storage::StoreOptions {
         url: app.database_url.clone(),
@@ -217,8 +223,9 @@ async fn issuance_after_another_appender_moved_the_head_stores_each_certificate_
     })
     .await
     .unwrap();
+    let mut answers = Vec::new();
     for round in 0..3 {
-        app.certificate(&key, &format!("before-{round}")).await;
+        answers.push(app.certificate(&key, &format!("before-{round}")).await);
         let moved = fleetca_storage::NewAudit {
             actor_id: None,
             actor: "operator".into(),
@@ -235,7 +242,7 @@ async fn issuance_after_another_appender_moved_the_head_stores_each_certificate_
             ends_sessions: false,
         };
         other.append_audit(&[moved], chrono::Utc::now()).await.unwrap();
-        app.certificate(&key, &format!("after-{round}")).await;
+        answers.push(app.certificate(&key, &format!("after-{round}")).await);
     }
     assert!(verify(&app).await.is_ok(), "the chain verifies");
     let created = app
@@ -263,4 +270,62 @@ async fn issuance_after_another_appender_moved_the_head_stores_each_certificate_
         ["after-0", "after-1", "after-2", "before-0", "before-1", "before-2"],
         "each certificate stored once"
     );
+    // Each stored as it was answered, field by field (the function's arguments are bound by
+    // position).
+    for answer in &answers {
+        let stored = app
+            .get(
+                &format!("/api/v4/manage/mqtt-certificates/{}/", answer["id"].as_str().unwrap()),
+                &app.admin,
+            )
+            .await;
+        assert_eq!(stored.status, 200, "{}", stored.body);
+        let fields = stored.body.as_object().unwrap();
+        for must in [
+            "name",
+            "serial",
+            "fingerprint",
+            "certificate_pem",
+            "created_at",
+            "expires_at",
+            "api_key_id",
+        ] {
+            assert!(
+                fields.contains_key(must) && answer.get(must).is_some(),
+                "{must}: {}",
+                stored.body
+            );
+        }
+        for (field, value) in fields {
+            if let Some(answered) = answer.get(field) {
+                assert_eq!(value, answered, "{field}");
+            }
+        }
+    }
+    if postgres {
+        let db = sea_orm::Database::connect(app.database_url.as_str()).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let calls: i64 = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_user_functions WHERE funcname = 'fleetca_issue_batch'",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index(0)
+                .unwrap();
+            // Six certificates, three of them after the head moved: at least nine calls.
+            if calls >= 9 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fleetca_issue_batch called {calls} times"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        db.close().await.unwrap();
+    }
 }

@@ -4,12 +4,13 @@
 //! keys, count, insert, lock and move the audit head, insert the records, read the webhook
 //! endpoints, commit — about ten per batch. Here the batch is planned before anything is
 //! read, as if its keys held no certificates, and sent as one call of
-//! `fleetca_issue_batch` (migration `m20261207_000002_issue_batch`; its arguments typed arrays, a
-//! column each, since `m20261207_000004_issue_batch_arrays`), a statement of its own
-//! and so its own transaction: it locks the keys, checks the real counts against what the
-//! batch adds, moves the audit head from the one this writer holds in memory by
-//! compare-and-swap, and inserts everything, or writes nothing and says why. The answers go
-//! out after that statement's commit, as on the pool's path.
+//! `fleetca_issue_batch` (migration `m20261207_000004_issue_batch_arrays`: its arguments typed
+//! arrays, a column each), a statement of its own and so its own transaction: it locks the
+//! keys, checks the real counts against what the batch adds, inserts the certificates, moves
+//! the audit head from the one this writer holds in memory by compare-and-swap, and inserts
+//! the audit records and webhook deliveries. Or it writes nothing: it answers `limit` or
+//! `head` before inserting, or raises `FC001` after (every row undone). The answers go out
+//! after that statement's commit, as on the pool's path.
 //!
 //! Batches that renew, enroll with a claim or issue for a device, whose plan needs what only
 //! the database knows, and any batch the function turns down, take the pool's path.
@@ -18,9 +19,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use sea_orm::EntityTrait;
 use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::{self, Connection};
+use sea_orm::{EntityTrait, QuerySelect};
 use uuid::Uuid;
 
 use super::{BatchFacts, IssueJob, Planner, Stored};
@@ -41,7 +42,8 @@ pub(super) const IN_FLIGHT: usize = 2;
 /// compare-and-swap names that head. The function inserts the second's certificates while
 /// the first commits, then waits for the first to end (on an advisory lock the first holds)
 /// and either finds the head it expects (the first committed) or raises `FC001` and writes
-/// nothing (the first wrote nothing, or another appender moved the head), and then this
+/// nothing (the first wrote nothing, another appender moved the head, or the first did not
+/// end within 20 ms), and then this
 /// writer reads the head again and chains again. The chain stays exactly what
 /// `fleetca audit verify` checks, whatever fails.
 #[derive(Default)]
@@ -118,11 +120,15 @@ impl Writer {
     }
 }
 
-/// The SQLSTATE `fleetca_issue_batch` raises when it cannot move the audit chain's head,
-/// undoing what it inserted before.
-const HEAD_MOVED: &str = "FC001";
+/// The SQLSTATEs after which a batch is sent again: `FC001`, which `fleetca_issue_batch`
+/// raises when it cannot move the audit chain's head (undoing what it inserted before), and
+/// a deadlock or lock timeout the server broke (a server-wide `deadlock_timeout` or
+/// `lock_timeout` set low).
+const RETRIED: [&str; 3] = ["FC001", "40P01", "55P03"];
 
-/// How often a batch is sent again after another appender moved the head.
+/// How many times a batch is sent, in all, before it takes the pool's path: again after
+/// another appender moved the head, the batch before it wrote nothing or did not end in time,
+/// or the database broke a lock wait.
 const HEAD_RETRIES: usize = 3;
 
 /// Writes `jobs` in one round trip, or answers `None` when they need the pool's path.
@@ -140,8 +146,8 @@ pub(super) async fn write_batch(
     let mut limits: BTreeMap<Uuid, (u64, u64)> = BTreeMap::new();
     for job in jobs {
         // A job of a key and no limit, or of a limit and no key, is not one the function
-        // knows (its key would be locked by the insert, after the head: another order than
-        // the pool path's).
+        // knows (its key would be locked only by the insert's foreign key check, not with the
+        // others in id order, as the pool path locks them).
         let (Some(max), Some(key)) = (job.max_active, job.cert.api_key_id) else {
             if job.max_active.is_some() || job.cert.api_key_id.is_some() {
                 return Ok(None);
@@ -181,7 +187,10 @@ pub(super) async fn write_batch(
             Some(h) => h,
             None if !audited => (0, String::new()),
             None => {
+                // Shared-locked: a swap not yet committed (the batch before, still
+                // committing) is waited for, not chained from again.
                 let row = AuditHead::find_by_id(1)
+                    .lock_shared()
                     .one(store.conn())
                     .await?
                     .ok_or_else(|| StorageError::Internal("the audit chain has no head".into()))?;
@@ -281,8 +290,11 @@ pub(super) async fn write_batch(
             .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::other("no answer within 30 s"))));
         let outcome = match call {
             Ok(outcome) => outcome,
-            // The head moved, or the batch before did not end in time: nothing was written.
-            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some(HEAD_MOVED) => "head".to_owned(),
+            // The head moved, the batch before did not end in time, or the database broke a
+            // lock wait: the statement was undone, and the connection is sound.
+            Err(sqlx::Error::Database(d)) if RETRIED.contains(&d.code().as_deref().unwrap_or_default()) => {
+                "head".to_owned()
+            }
             Err(e) => {
                 // A connection that failed once is not trusted again.
                 *conn = None;

@@ -293,17 +293,19 @@ fn write_batch(
     insert(&txn, &rows)?;
     if !plan.records.is_empty() && !crate::audit::disabled() {
         let first = append_audit(&txn, &plan.records, now, head)?;
+        // The endpoints first, and the events (their payloads built) only when one is active.
+        let endpoints = if plan.records.iter().any(|r| r.event.is_some()) {
+            active_endpoints(&txn)?
+        } else {
+            Vec::new()
+        };
         let events: Vec<_> = plan
             .records
             .iter()
             .zip(first..)
+            .filter(|_| !endpoints.is_empty())
             .filter_map(|(e, seq)| crate::webhooks::events::event_of(e, seq))
             .collect();
-        let endpoints = if events.is_empty() {
-            Vec::new()
-        } else {
-            active_endpoints(&txn)?
-        };
         let mut deliveries = Vec::new();
         for event in &events {
             let wanted: Vec<&Endpoint> = endpoints
@@ -456,10 +458,67 @@ fn append_audit(
             ));
         }
     }
-    let rows: Vec<crate::entity::audit_log::ActiveModel> = records.into_iter().map(Into::into).collect();
-    insert(txn, &rows)?;
+    insert_audit(txn, &records)?;
     *head = Some((last, last_hash));
     Ok(first)
+}
+
+/// Inserts audit records with one statement of their own, each value bound where it is (the
+/// generic [`insert`] copies every value of a row into a sea-orm value first), as [`bind`]
+/// would bind it.
+fn insert_audit(
+    txn: &rusqlite::Transaction<'_>,
+    records: &[crate::entity::audit_log::Model],
+) -> Result<(), StorageError> {
+    let mut statement = txn
+        .prepare_cached(
+            "INSERT INTO \"audit_log\" (\"seq\", \"at\", \"actor_id\", \"actor\", \"role\", \"action\", \
+             \"target_kind\", \"target_id\", \"enterprise\", \"request_id\", \"client_addr\", \"outcome\", \
+             \"details\", \"prev_hash\", \"hash\") \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )
+        .map_err(sql)?;
+    for r in records {
+        // Every field by name and no `..`: a column added to the entity stops this from
+        // compiling until it is written here too.
+        let crate::entity::audit_log::Model {
+            seq,
+            at,
+            actor_id,
+            actor,
+            role,
+            action,
+            target_kind,
+            target_id,
+            enterprise,
+            request_id,
+            client_addr,
+            outcome,
+            details,
+            prev_hash,
+            hash,
+        } = r;
+        statement
+            .execute(rusqlite::params![
+                seq,
+                time_value(*at),
+                actor_id.as_ref().map(|u| u.as_bytes().as_slice()),
+                actor,
+                role,
+                action,
+                target_kind,
+                target_id,
+                enterprise,
+                request_id,
+                client_addr,
+                outcome,
+                details,
+                prev_hash,
+                hash,
+            ])
+            .map_err(sql)?;
+    }
+    Ok(())
 }
 
 fn read_head(txn: &rusqlite::Transaction<'_>) -> Result<(i64, String), StorageError> {

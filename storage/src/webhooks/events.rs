@@ -36,7 +36,8 @@ impl Webhook {
 
 /// Whether an active endpoint of these comma-separated `events`, for `enterprise` (none:
 /// every enterprise's and fleetca's own), wants `event`.
-/// Written again in SQL by `fleetca_issue_batch` (migration m20261207_000002): change both.
+/// Written again in SQL by `fleetca_issue_batch` (migrations m20261207_000002, m20261207_000004:
+/// both overloads): change them all.
 pub(crate) fn wanted(events: &str, enterprise: Option<&str>, event: &NewEvent) -> bool {
     events.split(',').any(|e| e == event.event_type)
         && match (enterprise, &event.enterprise) {
