@@ -583,6 +583,7 @@ def scenario_overhead(q, out):
     always the one measured first, nor the one measured while the disk still writes what the
     seeding or the round before left; and the disk is synced before every load."""
     rounds, secs, per_round = (2, 1, 3_000) if q else (OVERHEAD_ROUNDS, 3, 6_000)
+    assert rounds % 2 == 0, "an even number of rounds, so that each server is first as often"
     modes = [("with audit log and metrics", {}), ("without (baseline)", {"FLEETCA_BENCHMARK_BASELINE": "1"})]
     servers = []
     for label, env in modes:
@@ -604,6 +605,7 @@ def scenario_overhead(q, out):
             assert r["errors"] == 0, r
             runs.setdefault((label, "broker auth, device HMAC, wrk -c64"), []).append(r)
             token = {"username": keys[0]["username"], "password": keys[0]["token"], "clientid": "c1"}
+            os.sync()
             r = wrk(f.base + "/broker/auth", token, secs, f.proc.pid)
             assert r["errors"] == 0, r
             runs.setdefault((label, "broker auth, API-key token, wrk -c64"), []).append(r)
