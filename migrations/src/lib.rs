@@ -33,6 +33,15 @@ mod m20261207_000002_issue_batch;
 mod m20261207_000003_issue_batch_waits;
 mod m20261207_000004_issue_batch_arrays;
 
+/// Runs `sql` on PostgreSQL only (the issuance batch function: SQLite has no functions).
+async fn on_postgres(m: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+    if m.get_database_backend() == DbBackend::Postgres {
+        m.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 /// All migrations, oldest first.
 pub struct Migrator;
 

@@ -1,5 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -74,19 +73,11 @@ $$;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        if m.get_database_backend() == DbBackend::Postgres {
-            m.get_connection().execute_unprepared(CREATE).await?;
-        }
-        Ok(())
+        super::on_postgres(m, CREATE).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        if m.get_database_backend() == DbBackend::Postgres {
-            // Back to the function as the migration before this one made it.
-            m.get_connection()
-                .execute_unprepared(super::m20261207_000002_issue_batch::CREATE)
-                .await?;
-        }
-        Ok(())
+        // Back to the function as the migration before this one made it.
+        super::on_postgres(m, super::m20261207_000002_issue_batch::CREATE).await
     }
 }

@@ -458,67 +458,10 @@ fn append_audit(
             ));
         }
     }
-    insert_audit(txn, &records)?;
+    let rows: Vec<crate::entity::audit_log::ActiveModel> = records.into_iter().map(Into::into).collect();
+    insert(txn, &rows)?;
     *head = Some((last, last_hash));
     Ok(first)
-}
-
-/// Inserts audit records with one statement of their own, each value bound where it is (the
-/// generic [`insert`] copies every value of a row into a sea-orm value first), as [`bind`]
-/// would bind it.
-fn insert_audit(
-    txn: &rusqlite::Transaction<'_>,
-    records: &[crate::entity::audit_log::Model],
-) -> Result<(), StorageError> {
-    let mut statement = txn
-        .prepare_cached(
-            "INSERT INTO \"audit_log\" (\"seq\", \"at\", \"actor_id\", \"actor\", \"role\", \"action\", \
-             \"target_kind\", \"target_id\", \"enterprise\", \"request_id\", \"client_addr\", \"outcome\", \
-             \"details\", \"prev_hash\", \"hash\") \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )
-        .map_err(sql)?;
-    for r in records {
-        // Every field by name and no `..`: a column added to the entity stops this from
-        // compiling until it is written here too.
-        let crate::entity::audit_log::Model {
-            seq,
-            at,
-            actor_id,
-            actor,
-            role,
-            action,
-            target_kind,
-            target_id,
-            enterprise,
-            request_id,
-            client_addr,
-            outcome,
-            details,
-            prev_hash,
-            hash,
-        } = r;
-        statement
-            .execute(rusqlite::params![
-                seq,
-                time_value(*at),
-                actor_id.as_ref().map(|u| u.as_bytes().as_slice()),
-                actor,
-                role,
-                action,
-                target_kind,
-                target_id,
-                enterprise,
-                request_id,
-                client_addr,
-                outcome,
-                details,
-                prev_hash,
-                hash,
-            ])
-            .map_err(sql)?;
-    }
-    Ok(())
 }
 
 fn read_head(txn: &rusqlite::Transaction<'_>) -> Result<(i64, String), StorageError> {
@@ -533,7 +476,7 @@ fn read_head(txn: &rusqlite::Transaction<'_>) -> Result<(i64, String), StorageEr
 fn insert<A: ActiveModelTrait>(txn: &rusqlite::Transaction<'_>, rows: &[A]) -> Result<(), StorageError> {
     type Column<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Column;
     let Some(first) = rows.first() else { return Ok(()) };
-    let columns: Vec<Column<A>> = Column::<A>::iter().filter(|c| !first.get(*c).is_not_set()).collect();
+    let columns: Vec<Column<A>> = Column::<A>::iter().filter(|c| !first.is_not_set(*c)).collect();
     let names = columns
         .iter()
         .map(|c| format!("\"{}\"", c.as_str()))
@@ -551,7 +494,8 @@ fn insert<A: ActiveModelTrait>(txn: &rusqlite::Transaction<'_>, rows: &[A]) -> R
     let mut statement = txn.prepare_cached(&sql_text).map_err(sql)?;
     let mut values = Vec::with_capacity(columns.len());
     for r in rows {
-        if Column::<A>::iter().any(|c| r.get(c).is_not_set() != first.get(c).is_not_set()) {
+        // Asked, not read: `get` would copy every value of both rows to answer it.
+        if Column::<A>::iter().any(|c| r.is_not_set(c) != first.is_not_set(c)) {
             return Err(StorageError::Internal(format!(
                 "rows for {table} set different columns; insert them apart"
             )));
