@@ -1,5 +1,7 @@
 //! fleetca's schema, as sea-orm migrations. Run by the server at start-up; every backend
-//! (SQLite, PostgreSQL) gets the same tables.
+//! (SQLite, PostgreSQL) gets the same tables. The indexes differ where a backend's writes
+//! pay for them differently (`m20261207_000005_audit_indexes`), and PostgreSQL alone has the
+//! issuance batch's function.
 #![cfg_attr(
     test,
     allow(
@@ -32,6 +34,7 @@ mod m20261207_000001_crl_shards;
 mod m20261207_000002_issue_batch;
 mod m20261207_000003_issue_batch_waits;
 mod m20261207_000004_issue_batch_arrays;
+mod m20261207_000005_audit_indexes;
 
 /// Runs `sql` on PostgreSQL only (the issuance batch function: SQLite has no functions).
 async fn on_postgres(m: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
@@ -68,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000002_issue_batch::Migration),
             Box::new(m20261207_000003_issue_batch_waits::Migration),
             Box::new(m20261207_000004_issue_batch_arrays::Migration),
+            Box::new(m20261207_000005_audit_indexes::Migration),
         ]
     }
 }
