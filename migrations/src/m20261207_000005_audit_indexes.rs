@@ -24,7 +24,10 @@ enum AuditLog {
 /// table's own key (SQLite's rowid), so a page of a filtered listing reads back from the
 /// newest record until the page is full, and its total is counted by a scan.
 ///
-/// PostgreSQL keeps them: its index entries are not what its issuance waits on.
+/// PostgreSQL keeps them: its index entries are not what its issuance waits on. Both ways
+/// tolerate an index an operator dropped or created by hand (the docs say how to create them
+/// again). Dropping them takes a moment on a large log, and the file keeps its size until a
+/// `VACUUM` (the pages are reused by later writes).
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
     fn use_transaction(&self) -> Option<bool> {
@@ -34,7 +37,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         if m.get_database_backend() == DbBackend::Sqlite {
             for (name, _) in INDEXES {
-                m.drop_index(Index::drop().name(name).to_owned()).await?;
+                m.drop_index(Index::drop().name(name).if_exists().to_owned()).await?;
             }
         }
         Ok(())
@@ -43,8 +46,15 @@ impl MigrationTrait for Migration {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         if m.get_database_backend() == DbBackend::Sqlite {
             for (name, col) in INDEXES {
-                m.create_index(Index::create().name(name).table(AuditLog::Table).col(col).to_owned())
-                    .await?;
+                m.create_index(
+                    Index::create()
+                        .name(name)
+                        .table(AuditLog::Table)
+                        .col(col)
+                        .if_not_exists()
+                        .to_owned(),
+                )
+                .await?;
             }
         }
         Ok(())

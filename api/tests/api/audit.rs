@@ -239,16 +239,16 @@ async fn each_filter_answers_exactly_its_records_newest_first_page_by_page() {
             .map(|r| r["seq"].as_i64().unwrap())
             .collect();
         expected.reverse();
-        let filter = filter.replace('+', "%2B");
+        // A real narrowing: something but not everything (the last case: nothing).
+        assert!(expected.len() < all.len(), "{filter} matches every record");
+        assert_eq!(expected.is_empty(), filter.contains("no.such"), "{filter}");
         for size in [1, 2, 50] {
-            let (seqs, count) = listed(&app, &filter, size).await;
+            let (seqs, count) = listed(&app, filter, size).await;
             assert_eq!(seqs, expected, "{filter}, pages of {size}");
             assert_eq!(count, expected.len() as i64, "{filter}");
         }
     }
-    // Each case above is a real narrowing: none is empty but the last, none is everything.
     assert_eq!(all.iter().filter(|r| r["action"] == "device.create").count(), 3);
-    assert!(all.iter().any(|r| at(r) < between) && all.iter().any(|r| at(r) >= between));
 }
 
 #[actix_web::test]
