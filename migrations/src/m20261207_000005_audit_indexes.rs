@@ -18,9 +18,9 @@ enum AuditLog {
 /// Each of them cost every issuance batch a page of its own in the WAL (the entries of a batch
 /// land together at the end of each index), and pages written are what SQLite's writer spends
 /// its time on: with them, an audit record was about 1.2 WAL frames per certificate, without
-/// them about 0.6 (docs/performance.md, round three, seventh pass). They served four of the
-/// listing's seven filters (since, until, enterprise, action); the other three (actor, target
-/// kind, target id) already scanned. A listing is newest first along `seq`, which is the
+/// them about two-thirds of one (docs/performance.md, round three, seventh pass). They served
+/// four of the listing's seven filters (since, until, enterprise, action); the other three
+/// (actor, target kind, target id) already scanned. A listing is newest first along `seq`, which is the
 /// table's own key (SQLite's rowid), so a page of a filtered listing reads back from the
 /// newest record until the page is full, and its total is counted by a scan.
 ///
