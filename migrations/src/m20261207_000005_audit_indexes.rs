@@ -4,7 +4,7 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[derive(DeriveIden, Clone, Copy)]
+#[derive(DeriveIden)]
 enum AuditLog {
     Table,
     At,
@@ -20,9 +20,9 @@ enum AuditLog {
 /// its time on: with them, an audit record was about 1.2 WAL frames per certificate, without
 /// them about two-thirds of one (docs/performance.md, round three, seventh pass). They served
 /// four of the listing's seven filters (since, until, enterprise, action); the other three
-/// (actor, target kind, target id) already scanned. A listing is newest first along `seq`, which is the
-/// table's own key (SQLite's rowid), so a page of a filtered listing reads back from the
-/// newest record until the page is full, and its total is counted by a scan.
+/// (actor, target kind, target id) already scanned. A listing is newest first along `seq`,
+/// which is the table's own key (SQLite's rowid), so a page of a filtered listing reads back
+/// from the newest record until the page is full, and its total is counted by a scan.
 ///
 /// PostgreSQL keeps them: its index entries are not what its issuance waits on. Both ways
 /// tolerate an index an operator dropped or created by hand (the docs say how to create them

@@ -210,8 +210,9 @@ async fn each_filter_answers_exactly_its_records_newest_first_page_by_page() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    assert_eq!(all.iter().filter(|r| r["action"] == "device.create").count(), 3);
     let at = |r: &Value| chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap()).unwrap();
-    let since = between.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let cut = between.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let cases: Vec<(String, Wanted)> = vec![
         (
             "action=device.create".into(),
@@ -224,10 +225,10 @@ async fn each_filter_answers_exactly_its_records_newest_first_page_by_page() {
         ),
         ("target_kind=device".into(), Box::new(|r| r["target_kind"] == "device")),
         ("actor=admin".into(), Box::new(|r| r["actor"] == "admin")),
-        (format!("since={since}"), Box::new(move |r| at(r) >= between)),
-        (format!("until={since}"), Box::new(move |r| at(r) < between)),
+        (format!("since={cut}"), Box::new(move |r| at(r) >= between)),
+        (format!("until={cut}"), Box::new(move |r| at(r) < between)),
         (
-            format!("since={since}&enterprise=globex"),
+            format!("since={cut}&enterprise=globex"),
             Box::new(move |r| at(r) >= between && r["enterprise"] == "globex"),
         ),
         ("action=no.such.action".into(), Box::new(|_| false)),
@@ -248,7 +249,6 @@ async fn each_filter_answers_exactly_its_records_newest_first_page_by_page() {
             assert_eq!(count, expected.len() as i64, "{filter}");
         }
     }
-    assert_eq!(all.iter().filter(|r| r["action"] == "device.create").count(), 3);
 }
 
 #[actix_web::test]
